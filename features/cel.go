@@ -1,0 +1,233 @@
+package features
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
+	"cel.dev/cel-go/parser"
+)
+
+// filter is a view's compiled CEL filter. Each schema field is declared as the
+// qualified variable e.<field>, so the checker types every reference and
+// rejects unknown fields, and evaluation looks fields up without building a map.
+type filter struct {
+	prg       cel.Program
+	index     map[string]int // "e.<field>" → schema index
+	canonical string         // the expression re-printed from its syntax tree
+	fields    []string       // schema fields it references, sorted
+}
+
+func celType(t Type) *cel.Type {
+	switch t {
+	case TypeString:
+		return cel.NullableType(cel.StringType)
+	case TypeInt:
+		return cel.NullableType(cel.IntType)
+	case TypeFloat:
+		return cel.NullableType(cel.DoubleType)
+	case TypeBool:
+		return cel.NullableType(cel.BoolType)
+	}
+	return cel.TimestampType
+}
+
+func compileFilter(src *Source, expr string) (*filter, error) {
+	opts := make([]cel.EnvOption, 0, len(src.Schema))
+	f := &filter{index: make(map[string]int, len(src.Schema))}
+	for i, fd := range src.Schema {
+		opts = append(opts, cel.Variable("e."+fd.Name, celType(fd.Type)))
+		f.index["e."+fd.Name] = i
+	}
+	env, err := cel.NewEnv(opts...)
+	if err != nil {
+		return nil, err
+	}
+	checked, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, celError(iss)
+	}
+	if !checked.OutputType().IsExactType(cel.BoolType) {
+		return nil, fmt.Errorf("must be a boolean expression, not %s", checked.OutputType())
+	}
+	for _, r := range checked.NativeRep().ReferenceMap() {
+		if name, ok := strings.CutPrefix(r.Name, "e."); ok && !slices.Contains(f.fields, name) {
+			f.fields = append(f.fields, name)
+		}
+	}
+	slices.Sort(f.fields)
+	if f.canonical, err = canonicalCEL(env, expr); err != nil {
+		return nil, err
+	}
+	f.prg, err = env.Program(checked)
+	return f, err
+}
+
+// canonicalCEL re-prints an expression from its syntax tree, so spacing and
+// line breaks do not change a fingerprint.
+func canonicalCEL(env *cel.Env, expr string) (string, error) {
+	parsed, iss := env.Parse(expr)
+	if iss.Err() != nil {
+		return "", celError(iss)
+	}
+	n := parsed.NativeRep()
+	return parser.Unparse(n.Expr(), n.SourceInfo())
+}
+
+// match reports whether the event passes the filter. An expression that
+// cannot be evaluated (a null field in a comparison, say) is an error.
+func (f *filter) match(ev *Event) (bool, error) {
+	out, _, err := f.prg.Eval(&eventActivation{f: f, ev: ev})
+	if err != nil {
+		return false, fmt.Errorf("evaluate filter: %w", err)
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("evaluate filter: result %v is not a boolean", out)
+	}
+	return bool(b), nil
+}
+
+type eventActivation struct {
+	f  *filter
+	ev *Event
+}
+
+func (a *eventActivation) ResolveName(name string) (any, bool) {
+	i, ok := a.f.index[name]
+	if !ok || i >= len(a.ev.Fields) {
+		return nil, false
+	}
+	return celValue(a.ev.Fields[i]), true
+}
+
+func (a *eventActivation) Parent() interpreter.Activation { return nil }
+
+func celValue(v Value) ref.Val {
+	switch v.typ {
+	case TypeString:
+		return types.String(v.str)
+	case TypeInt:
+		return types.Int(v.Int())
+	case TypeFloat:
+		return types.Double(v.Float())
+	case TypeBool:
+		return types.Bool(v.Bool())
+	case TypeTimestamp:
+		return types.Timestamp{Time: time.UnixMilli(v.Int()).UTC()}
+	}
+	return types.NullValue
+}
+
+// fromCEL converts a CEL result to a Value; only scalars are features.
+func fromCEL(v ref.Val) (Value, error) {
+	switch x := v.(type) {
+	case types.String:
+		return String(string(x)), nil
+	case types.Int:
+		return Int(int64(x)), nil
+	case types.Uint:
+		return Int(int64(x)), nil
+	case types.Double:
+		return Float(float64(x)), nil
+	case types.Bool:
+		return Bool(bool(x)), nil
+	case types.Timestamp:
+		return Timestamp(x.UnixMilli()), nil
+	case types.Null:
+		return Null, nil
+	}
+	return Null, fmt.Errorf("result of type %s is not a scalar", v.Type())
+}
+
+// onDemand is a compiled on-demand feature.
+type onDemand struct {
+	prg cel.Program
+}
+
+var onDemandEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("f", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("request", cel.MapType(cel.StringType, cel.DynType)),
+	)
+})
+
+// compileOnDemand compiles an on-demand expression and checks that it reads
+// only the service's features, by constant reference: f['view@1:feature'].
+func compileOnDemand(expr string, refs []string) (*onDemand, error) {
+	env, err := onDemandEnv()
+	if err != nil {
+		return nil, err
+	}
+	checked, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, celError(iss)
+	}
+	var problems []string
+	indexed := map[int64]bool{} // ids of `f` idents used as f['...']
+	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() != ast.CallKind || e.AsCall().FunctionName() != operators.Index {
+			return
+		}
+		args := e.AsCall().Args()
+		if args[0].Kind() != ast.IdentKind || args[0].AsIdent() != "f" {
+			return
+		}
+		indexed[args[0].ID()] = true
+		key, ok := constString(args[1])
+		switch {
+		case !ok:
+			problems = append(problems, "f must be indexed by a constant feature reference, like f['view@1:feature']")
+		case !slices.Contains(refs, key):
+			problems = append(problems, fmt.Sprintf("f[%q] is not one of the service's features", key))
+		}
+	}))
+	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() == ast.IdentKind && e.AsIdent() == "f" && !indexed[e.ID()] {
+			problems = append(problems, "f may only be indexed, as f['view@1:feature']")
+		}
+	}))
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		return nil, fmt.Errorf("%s", strings.Join(slices.Compact(problems), "; "))
+	}
+	prg, err := env.Program(checked)
+	if err != nil {
+		return nil, err
+	}
+	return &onDemand{prg: prg}, nil
+}
+
+func constString(e ast.Expr) (string, bool) {
+	if e.Kind() != ast.LiteralKind {
+		return "", false
+	}
+	s, ok := e.AsLiteral().(types.String)
+	return string(s), ok
+}
+
+func (o *onDemand) eval(f, request map[string]any) (Value, error) {
+	out, _, err := o.prg.Eval(map[string]any{"f": f, "request": request})
+	if err != nil {
+		return Null, err
+	}
+	return fromCEL(out)
+}
+
+// celError turns CEL's issues into one line per problem, without its
+// multi-line source excerpts.
+func celError(iss *cel.Issues) error {
+	var msgs []string
+	for _, e := range iss.Errors() {
+		msgs = append(msgs, fmt.Sprintf("%s (column %d)", e.Message, e.Location.Column()+1))
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+}

@@ -1,0 +1,268 @@
+package features
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// maxTiles bounds a window's tile count, and so the state one entity holds.
+const maxTiles = 10_000
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// finish validates what was decoded, compiles its expressions, and returns
+// the definitions or every problem found.
+func (d *decoder) finish() (*Definitions, error) {
+	defs := d.defs
+	if !d.projectSeen && len(d.errs) == 0 {
+		d.errorf(Pos{File: d.name, Line: 1, Col: 1}, "", "missing required key \"project\"")
+	}
+	d.checkEntities()
+	d.checkSources()
+	d.checkViews()
+	d.checkServices()
+	if len(d.errs) > 0 {
+		d.errs.sort()
+		return nil, d.errs
+	}
+	return defs, nil
+}
+
+func (d *decoder) checkName(name string, at Pos, path string) {
+	if name != "" && (!nameRE.MatchString(name) || strings.Contains(name, "__")) {
+		d.errorf(at, path, "name %q must be lowercase letters, digits and single underscores, starting with a letter", name)
+	}
+}
+
+func (d *decoder) checkEntities() {
+	seen := map[string]Pos{}
+	for i, e := range d.defs.Entities {
+		path := fmt.Sprintf("entities[%d]", i)
+		d.checkName(e.Name, e.pos.of("name"), path+".name")
+		if first, dup := seen[e.Name]; dup && e.Name != "" {
+			d.errorf(e.pos.of("name"), path+".name", "entity %q already defined at %s", e.Name, first)
+		}
+		seen[e.Name] = e.pos.of("name")
+		if _, ok := e.pos["join_keys"]; ok && len(e.JoinKeys) == 0 {
+			d.errorf(e.pos.of("join_keys"), path+".join_keys", "needs at least one join key")
+		}
+		for j, k := range e.JoinKeys {
+			if idx := indexOf(e.JoinKeys, k); idx != j {
+				d.errorf(e.pos.of("join_keys"), path+".join_keys", "join key %q listed twice", k)
+			}
+		}
+	}
+}
+
+func (d *decoder) checkSources() {
+	seen := map[string]Pos{}
+	for i, s := range d.defs.Sources {
+		path := fmt.Sprintf("sources[%d]", i)
+		d.checkName(s.Name, s.pos.of("name"), path+".name")
+		if first, dup := seen[s.Name]; dup && s.Name != "" {
+			d.errorf(s.pos.of("name"), path+".name", "source %q already defined at %s", s.Name, first)
+		}
+		seen[s.Name] = s.pos.of("name")
+		if s.Format != "json" {
+			d.errorf(s.pos.of("format"), path+".format", "format %q is not supported (want json)", s.Format)
+		}
+		if _, ok := s.pos["topic"]; ok && s.Topic == "" {
+			d.errorf(s.pos.of("topic"), path+".topic", "must not be empty")
+		}
+		if _, ok := s.pos["schema"]; ok && len(s.Schema) == 0 {
+			d.errorf(s.pos.of("schema"), path+".schema", "needs at least one field")
+		}
+		if s.EventTime != "" && len(s.Schema) > 0 {
+			switch i := s.Field(s.EventTime); {
+			case i < 0:
+				d.errorf(s.pos.of("event_time"), path+".event_time", "field %q is not in the schema", s.EventTime)
+			case s.Schema[i].Type != TypeTimestamp && s.Schema[i].Type != TypeInt:
+				d.errorf(s.pos.of("event_time"), path+".event_time", "field %q is %s; want timestamp or int (epoch milliseconds)", s.EventTime, s.Schema[i].Type)
+			}
+		}
+	}
+}
+
+func (d *decoder) checkViews() {
+	seen := map[string]Pos{}
+	for i, v := range d.defs.Views {
+		path := fmt.Sprintf("feature_views[%d]", i)
+		d.checkName(v.Name, v.pos.of("name"), path+".name")
+		if first, dup := seen[v.Ref()]; dup && v.Name != "" {
+			d.errorf(v.pos.of("version"), path+".version", "view %s already defined at %s", v.Ref(), first)
+		}
+		seen[v.Ref()] = v.pos.of("version")
+		if _, ok := v.pos["version"]; ok && v.Version < 1 {
+			d.errorf(v.pos.of("version"), path+".version", "must be 1 or more, not %d", v.Version)
+		}
+		ent, src := d.defs.Entity(v.Entity), d.defs.Source(v.Source)
+		if v.Entity != "" && ent == nil {
+			d.errorf(v.pos.of("entity"), path+".entity", "unknown entity %q", v.Entity)
+		}
+		if v.Source != "" && src == nil {
+			d.errorf(v.pos.of("source"), path+".source", "unknown source %q", v.Source)
+		}
+		if ent != nil && src != nil && len(src.Schema) > 0 {
+			for _, k := range ent.JoinKeys {
+				switch j := src.Field(k); {
+				case j < 0:
+					d.errorf(v.pos.of("entity"), path+".entity", "join key %q of entity %q is not a field of source %q", k, ent.Name, src.Name)
+				case src.Schema[j].Type != TypeString && src.Schema[j].Type != TypeInt:
+					d.errorf(v.pos.of("entity"), path+".entity", "join key %q is %s in source %q; want string or int", k, src.Schema[j].Type, src.Name)
+				}
+			}
+		}
+		if v.Filter != "" && src != nil && len(src.Schema) > 0 {
+			f, err := compileFilter(src, v.Filter)
+			if err != nil {
+				d.errorf(v.pos.of("filter"), path+".filter", "%v", err)
+			}
+			v.filter = f
+		}
+		if _, ok := v.pos["features"]; ok && len(v.Features) == 0 {
+			d.errorf(v.pos.of("features"), path+".features", "needs at least one feature")
+		}
+		names := map[string]bool{}
+		for j, f := range v.Features {
+			fpath := fmt.Sprintf("%s.features[%d]", path, j)
+			d.checkName(f.Name, f.pos.of("name"), fpath+".name")
+			if names[f.Name] {
+				d.errorf(f.pos.of("name"), fpath+".name", "feature %q defined twice in view %s", f.Name, v.Ref())
+			}
+			names[f.Name] = true
+			d.checkFeature(f, src, fpath)
+		}
+	}
+}
+
+func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
+	var want string // the field types the aggregation takes
+	switch f.Agg {
+	case AggCount:
+		if f.Field != "" {
+			d.errorf(f.pos.of("field"), path+".field", "count counts events and takes no field")
+		}
+	case AggSum, AggAvg, AggStddev:
+		want = "int or float"
+	case AggMin, AggMax:
+		want = "int, float or timestamp"
+	case AggCountDistinct, AggLast:
+		want = "any"
+	case "":
+	default:
+		d.errorf(f.pos.of("agg"), path+".agg", "unknown aggregation %q (want count, sum, avg, min, max, stddev, count_distinct or last)", f.Agg)
+	}
+	if want != "" && f.Field == "" {
+		if _, ok := f.pos["field"]; !ok {
+			d.errorf(f.pos.of(""), path, "%s needs a field", f.Agg)
+		}
+	}
+	if want != "" && f.Field != "" && src != nil && len(src.Schema) > 0 {
+		i := src.Field(f.Field)
+		if i < 0 {
+			d.errorf(f.pos.of("field"), path+".field", "field %q is not in the schema of source %q", f.Field, src.Name)
+		} else if t := src.Schema[i].Type; !(want == "any" || t.numeric() || (t == TypeTimestamp && strings.Contains(want, "timestamp"))) {
+			d.errorf(f.pos.of("field"), path+".field", "%s needs %s, but field %q is %s", f.Agg, want, f.Field, t)
+		}
+	}
+	d.checkWindow(f, path)
+}
+
+func (d *decoder) checkWindow(f *Feature, path string) {
+	_, hasWindow := f.pos["window"]
+	_, hasGran := f.pos["granularity"]
+	switch {
+	case hasWindow && f.Window == 0:
+		d.errorf(f.pos.of("window"), path+".window", "must be longer than zero; leave it out for a lifetime feature")
+		return
+	case !hasWindow && hasGran:
+		d.errorf(f.pos.of("granularity"), path+".granularity", "a lifetime feature (no window) takes no granularity")
+		return
+	case f.Window == 0:
+		return
+	case f.Window%time.Millisecond != 0:
+		d.errorf(f.pos.of("window"), path+".window", "must be a whole number of milliseconds")
+		return
+	}
+	if !hasGran {
+		f.Granularity = f.Window / 60
+		if f.Granularity%time.Second != 0 {
+			d.errorf(f.pos.of("window"), path+".window", "default granularity %s (window/60) is not a whole number of seconds; set granularity", fmtDuration(f.Granularity))
+		}
+		return
+	}
+	switch g := f.Granularity; {
+	case g == 0 || g%time.Second != 0:
+		d.errorf(f.pos.of("granularity"), path+".granularity", "must be a whole number of seconds, at least 1s")
+	case f.Window%g != 0:
+		d.errorf(f.pos.of("granularity"), path+".granularity", "%s does not divide the window %s", fmtDuration(g), fmtDuration(f.Window))
+	case f.Window/g > maxTiles:
+		d.errorf(f.pos.of("granularity"), path+".granularity", "window/granularity is %d tiles; at most %d", f.Window/g, maxTiles)
+	}
+}
+
+func (d *decoder) checkServices() {
+	seen := map[string]Pos{}
+	for i, s := range d.defs.Services {
+		path := fmt.Sprintf("feature_services[%d]", i)
+		d.checkName(s.Name, s.pos.of("name"), path+".name")
+		if first, dup := seen[s.Name]; dup && s.Name != "" {
+			d.errorf(s.pos.of("name"), path+".name", "feature service %q already defined at %s", s.Name, first)
+		}
+		seen[s.Name] = s.pos.of("name")
+		if _, ok := s.pos["features"]; ok && len(s.Features) == 0 {
+			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
+		}
+		refs := make([]string, len(s.Features))
+		for j, r := range s.Features {
+			refs[j] = r.String()
+			fpath := fmt.Sprintf("%s.features[%d]", path, j)
+			if _, _, err := d.defs.Resolve(r); err != nil {
+				d.errorf(s.refPos[j], fpath, "%s", strings.TrimPrefix(err.Error(), ErrUnknownFeature.Error()+": "))
+			}
+			if k := indexOf(refs[:j], refs[j]); k >= 0 {
+				d.errorf(s.refPos[j], fpath, "%s listed twice", refs[j])
+			}
+		}
+		names := map[string]bool{}
+		for j, o := range s.OnDemand {
+			opath := fmt.Sprintf("%s.on_demand[%d]", path, j)
+			d.checkName(o.Name, o.pos.of("name"), opath+".name")
+			if names[o.Name] {
+				d.errorf(o.pos.of("name"), opath+".name", "on-demand feature %q defined twice", o.Name)
+			}
+			names[o.Name] = true
+			if o.Expr == "" {
+				continue
+			}
+			prg, err := compileOnDemand(o.Expr, refs)
+			if err != nil {
+				d.errorf(o.pos.of("expr"), opath+".expr", "%v", err)
+			}
+			o.prg = prg
+		}
+	}
+}
+
+func indexOf(xs []string, x string) int {
+	for i, y := range xs {
+		if y == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// fmtDuration prints a duration without zero units: 1h, 1h30m, 1.5s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

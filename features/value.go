@@ -1,0 +1,145 @@
+package features
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Type is the declared type of a source field and of a feature's value.
+type Type uint8
+
+// The types a source schema may declare. TypeNull is the type of no value.
+const (
+	TypeNull Type = iota
+	TypeString
+	TypeInt
+	TypeFloat
+	TypeBool
+	TypeTimestamp
+)
+
+var typeNames = [...]string{"null", "string", "int", "float", "bool", "timestamp"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return "type(" + strconv.Itoa(int(t)) + ")"
+}
+
+// parseType returns the schema type named s; "null" is not a declarable type.
+func parseType(s string) (Type, bool) {
+	for i, n := range typeNames[1:] {
+		if n == s {
+			return Type(i + 1), true
+		}
+	}
+	return TypeNull, false
+}
+
+func (t Type) numeric() bool { return t == TypeInt || t == TypeFloat }
+
+// Value is one typed value: a field of an event or a feature's result. The zero
+// Value is null. Timestamps are epoch milliseconds, UTC.
+type Value struct {
+	typ Type
+	num uint64 // int64, float64 bits, bool (0/1) or epoch ms
+	str string
+}
+
+// Null is the absent value.
+var Null = Value{}
+
+// String returns a string value.
+func String(s string) Value { return Value{typ: TypeString, str: s} }
+
+// Int returns an int value.
+func Int(i int64) Value { return Value{typ: TypeInt, num: uint64(i)} }
+
+// Float returns a float value.
+func Float(f float64) Value { return Value{typ: TypeFloat, num: math.Float64bits(f)} }
+
+// Bool returns a bool value.
+func Bool(b bool) Value {
+	v := Value{typ: TypeBool}
+	if b {
+		v.num = 1
+	}
+	return v
+}
+
+// Timestamp returns a timestamp value of epoch milliseconds.
+func Timestamp(ms int64) Value { return Value{typ: TypeTimestamp, num: uint64(ms)} }
+
+// Type returns the value's type; TypeNull for null.
+func (v Value) Type() Type { return v.typ }
+
+// IsNull reports whether v is null.
+func (v Value) IsNull() bool { return v.typ == TypeNull }
+
+// Str returns the string of a string value.
+func (v Value) Str() string { return v.str }
+
+// Int returns the integer of an int value, or the epoch ms of a timestamp.
+func (v Value) Int() int64 { return int64(v.num) }
+
+// Float returns the number of a float value; an int is converted.
+func (v Value) Float() float64 {
+	if v.typ == TypeInt {
+		return float64(int64(v.num))
+	}
+	return math.Float64frombits(v.num)
+}
+
+// Bool returns the boolean of a bool value.
+func (v Value) Bool() bool { return v.num != 0 }
+
+// Any returns v as a plain Go value for JSON and CEL: nil, string, int64,
+// float64, bool or time.Time.
+func (v Value) Any() any {
+	switch v.typ {
+	case TypeString:
+		return v.str
+	case TypeInt:
+		return v.Int()
+	case TypeFloat:
+		return v.Float()
+	case TypeBool:
+		return v.Bool()
+	case TypeTimestamp:
+		return time.UnixMilli(v.Int()).UTC()
+	}
+	return nil
+}
+
+// Equal reports whether v and w have the same type and the same bits; two NaN
+// floats with the same bits are equal.
+func (v Value) Equal(w Value) bool { return v == w }
+
+// less orders two values of one numeric or timestamp type.
+func (v Value) less(w Value) bool {
+	if v.typ == TypeFloat {
+		return v.Float() < w.Float()
+	}
+	return v.Int() < w.Int()
+}
+
+func (v Value) String() string {
+	switch v.typ {
+	case TypeString:
+		return strconv.Quote(v.str)
+	case TypeInt:
+		return strconv.FormatInt(v.Int(), 10)
+	case TypeFloat:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+	case TypeBool:
+		return strconv.FormatBool(v.Bool())
+	case TypeTimestamp:
+		return time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+	case TypeNull:
+		return "null"
+	}
+	return fmt.Sprintf("value(%d)", v.typ)
+}
