@@ -71,7 +71,9 @@ func definitionFiles(path string) ([]string, error) {
 	return files, nil // WalkDir visits in lexical order
 }
 
-// positions records where a definition and each of its keys' values were written.
+// positions records where a definition and each of its keys' values were
+// written. A key whose value could not be decoded is also recorded as key+"!",
+// so that validation does not report the same problem again.
 type positions map[string]Pos
 
 // of returns the position of key's value, or of the definition itself.
@@ -82,6 +84,13 @@ func (p positions) of(key string) Pos {
 	return p[""]
 }
 
+// ok reports whether key was given and its value decoded without error.
+func (p positions) ok(key string) bool {
+	_, given := p[key]
+	_, bad := p[key+"!"]
+	return given && !bad
+}
+
 // decoder turns YAML nodes into definitions, collecting every problem.
 type decoder struct {
 	defs        *Definitions
@@ -89,6 +98,7 @@ type decoder struct {
 	name        string // current file
 	projectPos  Pos
 	projectSeen bool
+	invalidYAML bool // some file could not be parsed
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.name, Line: n.Line, Col: n.Column} }
@@ -116,9 +126,10 @@ func (d *decoder) file(name string, src []byte) {
 				msg = strings.TrimPrefix(err.Error(), m[0])
 			}
 			d.errorf(at, "", "invalid YAML: %s", msg)
+			d.invalidYAML = true
 			return
 		}
-		if len(doc.Content) == 1 {
+		if len(doc.Content) == 1 && !isEmpty(doc.Content[0]) {
 			d.document(doc.Content[0])
 		}
 	}
@@ -290,7 +301,11 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 			d.errorf(d.pos(k), p, "key repeated (first at line %d)", pos[key].Line)
 		default:
 			pos[key] = d.pos(resolve(v))
+			errs := len(d.errs)
 			set(v, p)
+			if len(d.errs) > errs {
+				pos[key+"!"] = pos[key]
+			}
 		}
 	}
 	for _, r := range required {
@@ -367,6 +382,12 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("invalid duration %q (want e.g. 90s, 15m, 1h or 7d)", s)
 	}
 	return t, nil
+}
+
+// isEmpty reports whether a document holds nothing, like one of only
+// comments after a "---".
+func isEmpty(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == ""
 }
 
 func resolve(n *yaml.Node) *yaml.Node {

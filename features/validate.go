@@ -5,6 +5,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
 )
 
 // maxTiles bounds a window's tile count, and so the state one entity holds.
@@ -16,7 +19,7 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // the definitions or every problem found.
 func (d *decoder) finish() (*Definitions, error) {
 	defs := d.defs
-	if !d.projectSeen && len(d.errs) == 0 {
+	if !d.projectSeen && !d.invalidYAML { // a file that did not parse may have declared it
 		d.errorf(Pos{File: d.name, Line: 1, Col: 1}, "", "missing required key \"project\"")
 	}
 	d.checkEntities()
@@ -45,7 +48,7 @@ func (d *decoder) checkEntities() {
 			d.errorf(e.pos.of("name"), path+".name", "entity %q already defined at %s", e.Name, first)
 		}
 		seen[e.Name] = e.pos.of("name")
-		if _, ok := e.pos["join_keys"]; ok && len(e.JoinKeys) == 0 {
+		if e.pos.ok("join_keys") && len(e.JoinKeys) == 0 {
 			d.errorf(e.pos.of("join_keys"), path+".join_keys", "needs at least one join key")
 		}
 		for j, k := range e.JoinKeys {
@@ -65,16 +68,16 @@ func (d *decoder) checkSources() {
 			d.errorf(s.pos.of("name"), path+".name", "source %q already defined at %s", s.Name, first)
 		}
 		seen[s.Name] = s.pos.of("name")
-		if s.Format != "json" {
+		if s.pos.ok("format") && s.Format != "json" {
 			d.errorf(s.pos.of("format"), path+".format", "format %q is not supported (want json)", s.Format)
 		}
-		if _, ok := s.pos["topic"]; ok && s.Topic == "" {
+		if s.pos.ok("topic") && s.Topic == "" {
 			d.errorf(s.pos.of("topic"), path+".topic", "must not be empty")
 		}
-		if _, ok := s.pos["schema"]; ok && len(s.Schema) == 0 {
+		if s.pos.ok("schema") && len(s.Schema) == 0 {
 			d.errorf(s.pos.of("schema"), path+".schema", "needs at least one field")
 		}
-		if s.EventTime != "" && len(s.Schema) > 0 {
+		if s.EventTime != "" && s.schemaOK() {
 			switch i := s.Field(s.EventTime); {
 			case i < 0:
 				d.errorf(s.pos.of("event_time"), path+".event_time", "field %q is not in the schema", s.EventTime)
@@ -90,11 +93,13 @@ func (d *decoder) checkViews() {
 	for i, v := range d.defs.Views {
 		path := fmt.Sprintf("feature_views[%d]", i)
 		d.checkName(v.Name, v.pos.of("name"), path+".name")
-		if first, dup := seen[v.Ref()]; dup && v.Name != "" {
+		if first, dup := seen[v.Ref()]; dup && v.Name != "" && v.pos.ok("version") {
 			d.errorf(v.pos.of("version"), path+".version", "view %s already defined at %s", v.Ref(), first)
 		}
-		seen[v.Ref()] = v.pos.of("version")
-		if _, ok := v.pos["version"]; ok && v.Version < 1 {
+		if v.pos.ok("version") {
+			seen[v.Ref()] = v.pos.of("version")
+		}
+		if v.pos.ok("version") && v.Version < 1 {
 			d.errorf(v.pos.of("version"), path+".version", "must be 1 or more, not %d", v.Version)
 		}
 		ent, src := d.defs.Entity(v.Entity), d.defs.Source(v.Source)
@@ -104,7 +109,7 @@ func (d *decoder) checkViews() {
 		if v.Source != "" && src == nil {
 			d.errorf(v.pos.of("source"), path+".source", "unknown source %q", v.Source)
 		}
-		if ent != nil && src != nil && len(src.Schema) > 0 {
+		if ent != nil && src != nil && src.schemaOK() {
 			for _, k := range ent.JoinKeys {
 				switch j := src.Field(k); {
 				case j < 0:
@@ -114,21 +119,25 @@ func (d *decoder) checkViews() {
 				}
 			}
 		}
-		if v.Filter != "" && src != nil && len(src.Schema) > 0 {
+		if v.Filter != "" && src != nil && src.schemaOK() {
 			f, err := compileFilter(src, v.Filter)
-			if err != nil {
+			if unknown := unknownFields(src, v.Filter); err != nil && len(unknown) > 0 {
+				for _, name := range unknown {
+					d.errorf(v.pos.of("filter"), path+".filter", "field %q is not in the schema of source %q", name, src.Name)
+				}
+			} else if err != nil {
 				d.errorf(v.pos.of("filter"), path+".filter", "%v", err)
 			}
 			v.filter = f
 		}
-		if _, ok := v.pos["features"]; ok && len(v.Features) == 0 {
+		if v.pos.ok("features") && len(v.Features) == 0 {
 			d.errorf(v.pos.of("features"), path+".features", "needs at least one feature")
 		}
 		names := map[string]bool{}
 		for j, f := range v.Features {
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
 			d.checkName(f.Name, f.pos.of("name"), fpath+".name")
-			if names[f.Name] {
+			if names[f.Name] && f.Name != "" {
 				d.errorf(f.pos.of("name"), fpath+".name", "feature %q defined twice in view %s", f.Name, v.Ref())
 			}
 			names[f.Name] = true
@@ -141,7 +150,7 @@ func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
 	var want string // the field types the aggregation takes
 	switch f.Agg {
 	case AggCount:
-		if f.Field != "" {
+		if f.pos.ok("field") {
 			d.errorf(f.pos.of("field"), path+".field", "count counts events and takes no field")
 		}
 	case AggSum, AggAvg, AggStddev:
@@ -159,7 +168,7 @@ func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
 			d.errorf(f.pos.of(""), path, "%s needs a field", f.Agg)
 		}
 	}
-	if want != "" && f.Field != "" && src != nil && len(src.Schema) > 0 {
+	if want != "" && f.pos.ok("field") && src != nil && src.schemaOK() {
 		i := src.Field(f.Field)
 		if i < 0 {
 			d.errorf(f.pos.of("field"), path+".field", "field %q is not in the schema of source %q", f.Field, src.Name)
@@ -173,6 +182,9 @@ func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
 func (d *decoder) checkWindow(f *Feature, path string) {
 	_, hasWindow := f.pos["window"]
 	_, hasGran := f.pos["granularity"]
+	if hasWindow && !f.pos.ok("window") || hasGran && !f.pos.ok("granularity") {
+		return // reported when decoded
+	}
 	switch {
 	case hasWindow && f.Window == 0:
 		d.errorf(f.pos.of("window"), path+".window", "must be longer than zero; leave it out for a lifetime feature")
@@ -212,7 +224,7 @@ func (d *decoder) checkServices() {
 			d.errorf(s.pos.of("name"), path+".name", "feature service %q already defined at %s", s.Name, first)
 		}
 		seen[s.Name] = s.pos.of("name")
-		if _, ok := s.pos["features"]; ok && len(s.Features) == 0 {
+		if s.pos.ok("features") && len(s.Features) == 0 {
 			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
 		}
 		refs := make([]string, len(s.Features))
@@ -230,7 +242,7 @@ func (d *decoder) checkServices() {
 		for j, o := range s.OnDemand {
 			opath := fmt.Sprintf("%s.on_demand[%d]", path, j)
 			d.checkName(o.Name, o.pos.of("name"), opath+".name")
-			if names[o.Name] {
+			if names[o.Name] && o.Name != "" {
 				d.errorf(o.pos.of("name"), opath+".name", "on-demand feature %q defined twice", o.Name)
 			}
 			names[o.Name] = true
@@ -245,6 +257,36 @@ func (d *decoder) checkServices() {
 		}
 	}
 }
+
+// unknownFields returns the fields that a filter reads as e.<field> and the
+// source does not declare, once each in order of appearance: CEL itself only
+// says "undeclared reference to 'e'".
+func unknownFields(src *Source, expr string) []string {
+	env, err := cel.NewEnv()
+	if err != nil {
+		return nil
+	}
+	parsed, iss := env.Parse(expr)
+	if iss.Err() != nil {
+		return nil
+	}
+	var unknown []string
+	ast.PreOrderVisit(parsed.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() != ast.SelectKind {
+			return
+		}
+		sel := e.AsSelect()
+		op := sel.Operand()
+		if op.Kind() == ast.IdentKind && op.AsIdent() == "e" && src.Field(sel.FieldName()) < 0 && indexOf(unknown, sel.FieldName()) < 0 {
+			unknown = append(unknown, sel.FieldName())
+		}
+	}))
+	return unknown
+}
+
+// schemaOK reports whether the source's schema was declared and decoded
+// without error, so that fields can be checked against it.
+func (s *Source) schemaOK() bool { return s.pos.ok("schema") && len(s.Schema) > 0 }
 
 func indexOf(xs []string, x string) int {
 	for i, y := range xs {

@@ -1,0 +1,228 @@
+package features
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Engine computes one view version's features. It is the only implementation
+// of the aggregations of DESIGN §4: ingest, serve and backfill all use it.
+// An Engine is safe for concurrent use; a State is not.
+type Engine struct {
+	view   *View
+	source *Source
+	filter *filter
+	feats  []feature // the state's layout: ordered by feature name
+	out    []int     // out[i]: the index in feats of the view's i-th feature
+	stamp  [4]byte   // fingerprint prefix, written into every state
+}
+
+type feature struct {
+	agg   Agg
+	field int   // schema index, or -1 for count
+	gran  int64 // granularity in ms; 0 for a lifetime feature
+	tiles int64 // tiles per window
+	typ   Type  // of the field
+}
+
+// NewEngine compiles a view of defs.
+func NewEngine(defs *Definitions, v *View) (*Engine, error) {
+	src := defs.Source(v.Source)
+	if src == nil {
+		return nil, fmt.Errorf("compile view %s: unknown source %q", v.Ref(), v.Source)
+	}
+	e := &Engine{view: v, source: src, filter: v.filter}
+	fp, _ := hex.DecodeString(v.Fingerprint(defs)[:8])
+	copy(e.stamp[:], fp)
+	byName := slices.Clone(v.Features)
+	slices.SortFunc(byName, func(a, b *Feature) int { return strings.Compare(a.Name, b.Name) })
+	for _, f := range byName {
+		c := feature{agg: f.Agg, field: -1}
+		if f.Field != "" {
+			if c.field = src.Field(f.Field); c.field < 0 {
+				return nil, fmt.Errorf("compile view %s: feature %s: unknown field %q", v.Ref(), f.Name, f.Field)
+			}
+			c.typ = src.Schema[c.field].Type
+		}
+		if f.Window > 0 {
+			c.gran, c.tiles = f.Granularity.Milliseconds(), int64(f.Window/f.Granularity)
+		}
+		e.feats = append(e.feats, c)
+	}
+	for _, f := range v.Features {
+		e.out = append(e.out, slices.IndexFunc(byName, func(g *Feature) bool { return g == f }))
+	}
+	return e, nil
+}
+
+// View returns the view the engine computes.
+func (e *Engine) View() *View { return e.view }
+
+// State is one entity's aggregation state for one view version.
+type State struct {
+	last   int64 // latest applied event time, epoch ms
+	any    bool  // whether any event was applied
+	series []series
+}
+
+// NewState returns the empty state of an entity with no events.
+func (e *Engine) NewState() *State {
+	s := &State{series: make([]series, len(e.feats))}
+	for i, f := range e.feats {
+		s.series[i] = newSeries(f.agg)
+	}
+	return s
+}
+
+// LastEventTime returns the time of the latest event applied to s, and false
+// if there was none.
+func (s *State) LastEventTime() (int64, bool) { return s.last, s.any }
+
+// Apply adds one event to an entity's state. It reports whether the event
+// passed the view's filter. An event whose fields do not match the source
+// schema, or whose filter cannot be evaluated, is an error and changes nothing.
+//
+// Windowed features forget tiles that have slid out of every window ending at
+// or after the latest event, and ignore events that fall before them.
+func (e *Engine) Apply(s *State, ev *Event) (bool, error) {
+	if err := e.check(ev); err != nil {
+		return false, err
+	}
+	if e.filter != nil {
+		if ok, err := e.filter.match(ev); err != nil || !ok {
+			return false, err
+		}
+	}
+	if !s.any || ev.Time > s.last {
+		s.last, s.any = ev.Time, true
+	}
+	o := order{time: ev.Time, partition: ev.Partition, offset: ev.Offset}
+	for i := range e.feats {
+		f := &e.feats[i]
+		v := Null
+		if f.field >= 0 {
+			v = ev.Fields[f.field]
+		}
+		tile := int64(0)
+		if f.gran > 0 {
+			tile = floorDiv(ev.Time, f.gran)
+			lo := floorDiv(s.last, f.gran) - f.tiles + 1
+			if tile < lo {
+				continue
+			}
+			s.series[i].prune(lo)
+		}
+		s.series[i].add(tile, v, o)
+	}
+	return true, nil
+}
+
+// check verifies that the fields the view reads have their declared types,
+// and that numbers are in the range exact sums accept.
+func (e *Engine) check(ev *Event) error {
+	if len(ev.Fields) != len(e.source.Schema) {
+		return fmt.Errorf("apply event: %d fields, source %s declares %d", len(ev.Fields), e.source.Name, len(e.source.Schema))
+	}
+	for i := range e.feats {
+		f := &e.feats[i]
+		if f.field < 0 {
+			continue
+		}
+		v := ev.Fields[f.field]
+		switch {
+		case v.IsNull():
+		case v.typ != f.typ:
+			return fmt.Errorf("apply event: field %s is %s, declared %s", e.source.Schema[f.field].Name, v.typ, f.typ)
+		case v.typ == TypeFloat && !(math.Abs(v.Float()) <= maxMagnitude):
+			return fmt.Errorf("apply event: field %s: %v is out of range (|x| ≤ %g)", e.source.Schema[f.field].Name, v.Float(), maxMagnitude)
+		}
+	}
+	return nil
+}
+
+// Evaluate writes the view's features as of time t (epoch ms) into out, in
+// the view's feature order; out must have one element per feature. A windowed
+// feature covers the events whose tile is one of the window's tiles ending
+// with t's tile (DESIGN §4); state holds no event later than its latest, so t
+// must not be earlier than that (ErrEvaluateBeforeLastEvent).
+func (e *Engine) Evaluate(s *State, t int64, out []Value) error {
+	if len(out) != len(e.out) {
+		return fmt.Errorf("evaluate view %s: out has %d elements, want %d", e.view.Ref(), len(out), len(e.out))
+	}
+	if s.any && t < s.last {
+		return fmt.Errorf("%w: view %s at %d, latest event %d", ErrEvaluateBeforeLastEvent, e.view.Ref(), t, s.last)
+	}
+	for i, j := range e.out {
+		f := &e.feats[j]
+		lo := int64(math.MinInt64)
+		if f.gran > 0 {
+			lo = floorDiv(t, f.gran) - f.tiles + 1
+		}
+		out[i] = s.series[j].value(lo)
+	}
+	return nil
+}
+
+// stateVersion is the encoding's format version, its first byte. A decoder
+// reads every version it has ever written.
+const stateVersion = 1
+
+// AppendState appends the encoding of s to b: a format version byte, a
+// fingerprint prefix of the view, the latest event time, then each feature's
+// tiles.
+func (e *Engine) AppendState(b []byte, s *State) []byte {
+	b = append(b, stateVersion)
+	b = append(b, e.stamp[:]...)
+	if !s.any {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = appendVarint(b, s.last)
+	}
+	for _, sr := range s.series {
+		b = sr.appendTo(b)
+	}
+	return b
+}
+
+// DecodeState decodes a state written by AppendState. It fails with
+// ErrCorruptState on malformed input and ErrStateMismatch for a state of
+// another definition of the view.
+func (e *Engine) DecodeState(b []byte) (*State, error) {
+	r := &reader{b: b}
+	if v := r.byte(); r.err == nil && v != stateVersion {
+		return nil, fmt.Errorf("%w: unknown format version %d", ErrCorruptState, v)
+	}
+	if stamp := r.bytes(len(e.stamp)); r.err == nil && string(stamp) != string(e.stamp[:]) {
+		return nil, fmt.Errorf("%w: view %s", ErrStateMismatch, e.view.Ref())
+	}
+	s := e.NewState()
+	switch r.byte() {
+	case 0:
+	case 1:
+		s.last, s.any = r.varint(), true
+	default:
+		r.fail("bad flag")
+	}
+	for _, sr := range s.series {
+		sr.readFrom(r)
+	}
+	if r.err == nil && len(r.b) > 0 {
+		r.fail("%d trailing bytes", len(r.b))
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return s, nil
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}

@@ -1,0 +1,88 @@
+package offline
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Dir is an offline store rooted at a local directory.
+type Dir struct {
+	root string
+}
+
+// NewDir returns the store rooted at root, creating the directory if needed.
+func NewDir(root string) (*Dir, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("open offline store: %w", err)
+	}
+	return &Dir{root: root}, nil
+}
+
+// path maps a slash-separated name inside the store to a file path, refusing
+// names that would leave the root.
+func (d *Dir) path(name string) (string, error) {
+	if !fs.ValidPath(name) || strings.HasPrefix(name, ".") {
+		return "", fmt.Errorf("offline: invalid file name %q", name)
+	}
+	return filepath.Join(d.root, filepath.FromSlash(name)), nil
+}
+
+// ReadFile returns a file's contents; the error matches fs.ErrNotExist when
+// there is none.
+func (d *Dir) ReadFile(_ context.Context, name string) ([]byte, error) {
+	p, err := d.path(name)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
+}
+
+// CreateFile writes a new file atomically and durably. It fails with an error
+// matching fs.ErrExist if the file exists, also when another process creates
+// it at the same moment.
+func (d *Dir) CreateFile(_ context.Context, name string, data []byte) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	// A hard link, unlike a rename, refuses to replace an existing file.
+	if err := os.Link(tmp.Name(), p); err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
