@@ -1,7 +1,9 @@
 package features
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -214,12 +216,45 @@ func constString(e ast.Expr) (string, bool) {
 	return string(s), ok
 }
 
-func (o *onDemand) eval(f, request map[string]any) (Value, error) {
-	out, _, err := o.prg.Eval(map[string]any{"f": f, "request": request})
+// EvalOnDemand computes the service's on-demand features into out, in
+// Service.OnDemand order. values holds the service's features in
+// Service.Features order; request is the request context, as decoded from
+// JSON. A feature whose expression fails, on a null input say, is Null, and
+// the returned error names it; the others are still computed.
+func (s *Service) EvalOnDemand(values []Value, request map[string]any, out []Value) error {
+	if len(values) != len(s.Features) || len(out) != len(s.OnDemand) {
+		return fmt.Errorf("on-demand features of %s: %d values and %d outputs, want %d and %d",
+			s.Name, len(values), len(out), len(s.Features), len(s.OnDemand))
+	}
+	f := make(map[string]any, len(values))
+	for i, r := range s.Features {
+		f[r.String()] = celValue(values[i])
+	}
+	if request == nil {
+		request = map[string]any{}
+	}
+	vars := map[string]any{"f": f, "request": request}
+	var errs []error
+	for i, o := range s.OnDemand {
+		v, err := o.prg.eval(vars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("on-demand feature %s: %w", o.Name, err))
+		}
+		out[i] = v
+	}
+	return errors.Join(errs...)
+}
+
+func (o *onDemand) eval(vars map[string]any) (Value, error) {
+	out, _, err := o.prg.Eval(vars)
 	if err != nil {
 		return Null, err
 	}
-	return fromCEL(out)
+	v, err := fromCEL(out)
+	if err == nil && v.typ == TypeFloat && (math.IsInf(v.Float(), 0) || math.IsNaN(v.Float())) {
+		return Null, fmt.Errorf("result %v is not a finite number", v.Float())
+	}
+	return v, err
 }
 
 // celError turns CEL's issues into one line per problem, without its

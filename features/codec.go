@@ -19,9 +19,13 @@ func appendFloat(b []byte, f float64) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
 }
 
+// appendXsum writes an exact sum in its canonical form, so that equal sums,
+// however they were added up, encode to equal bytes.
 func appendXsum(b []byte, s xsum) []byte {
-	b = appendUvarint(b, uint64(len(s)))
-	for _, f := range s {
+	var buf [maxPartials]float64
+	c := s.canonical(buf[:0])
+	b = appendUvarint(b, uint64(len(c)))
+	for _, f := range c {
 		b = appendFloat(b, f)
 	}
 	return b
@@ -143,18 +147,21 @@ func (r *reader) float() float64 {
 	return math.Float64frombits(binary.LittleEndian.Uint64(p))
 }
 
+// xsum reads partials and adds them up again, so that what the exact-sum
+// code relies on (partials sorted and not overlapping) holds whatever the
+// bytes were; compacting makes the result canonical again.
 func (r *reader) xsum() xsum {
 	n := r.count(maxPartials)
-	if n == 0 {
-		return nil
-	}
-	s := make(xsum, n)
-	for i := range s {
-		s[i] = r.float()
-		if math.IsNaN(s[i]) || math.Abs(s[i]) > maxMagnitude*maxMagnitude {
-			r.fail("partial sum %v out of range", s[i])
+	var s xsum
+	for range n {
+		f := r.float()
+		if !(math.Abs(f) <= maxMagnitude*maxMagnitude) {
+			r.fail("partial sum %v out of range", f)
+			return nil
 		}
+		s.add(f)
 	}
+	s.compact()
 	return s
 }
 

@@ -25,23 +25,30 @@ type distinct struct {
 	sketch *hyperloglog.Sketch
 }
 
-func (d *distinct) add(h uint64) {
+func (d *distinct) reset() { d.hashes, d.sketch = d.hashes[:0], nil }
+
+// add inserts a hash. It reports whether the exact set grew and, when this
+// hash made the tile switch to a sketch, the hashes the set held.
+func (d *distinct) add(h uint64) (added bool, dropped []uint64) {
 	if d.sketch != nil {
 		d.sketch.InsertHash(h)
-		return
+		return false, nil
 	}
 	i, found := slices.BinarySearch(d.hashes, h)
 	if found {
-		return
+		return false, nil
 	}
-	d.hashes = slices.Insert(d.hashes, i, h)
-	if len(d.hashes) > exactDistinct {
-		d.sketch = newSketch()
-		for _, h := range d.hashes {
-			d.sketch.InsertHash(h)
-		}
-		d.hashes = nil
+	if len(d.hashes) < exactDistinct {
+		d.hashes = slices.Insert(d.hashes, i, h)
+		return true, nil
 	}
+	d.sketch = newSketch()
+	for _, x := range d.hashes {
+		d.sketch.InsertHash(x)
+	}
+	d.sketch.InsertHash(h)
+	dropped, d.hashes = d.hashes, nil
+	return false, dropped // the caller reads dropped before anything reuses it
 }
 
 func newSketch() *hyperloglog.Sketch {

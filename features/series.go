@@ -4,35 +4,79 @@ import "slices"
 
 // tiles holds a feature's per-tile aggregates, sorted by tile index. A
 // lifetime feature has a single tile, index 0.
-type tiles[A any] struct {
-	idx []int64
-	acc []A
+//
+// The live tiles are a window onto backing arrays. Expiring tiles only moves
+// the window's start, and the slots behind it are reset and reused, buffers
+// and all, by later tiles: a sliding window allocates nothing once it has
+// reached its size.
+type tiles[A any, P slot[A]] struct {
+	idx []int64 // live tile indexes: idxBuf[off : off+n]
+	acc []A     // their aggregates: accBuf[off : off+n]
+
+	idxBuf []int64
+	accBuf []A
+	off    int
+}
+
+// slot is an aggregate that can be emptied for reuse, keeping its buffers.
+type slot[A any] interface {
+	*A
+	reset()
 }
 
 // at returns the aggregate of tile i, adding an empty one if needed. Events
 // mostly land in the newest tile, so the search starts from the end.
-func (t *tiles[A]) at(i int64) *A {
+func (t *tiles[A, P]) at(i int64) *A {
 	n := len(t.idx)
 	if n > 0 && t.idx[n-1] == i {
 		return &t.acc[n-1]
 	}
 	if n == 0 || t.idx[n-1] < i {
-		t.idx = append(t.idx, i)
-		var zero A
-		t.acc = append(t.acc, zero)
+		t.extend()
+		t.idx[n] = i
 		return &t.acc[n]
 	}
 	j, found := slices.BinarySearch(t.idx, i)
 	if !found {
-		t.idx = slices.Insert(t.idx, j, i)
-		var zero A
-		t.acc = slices.Insert(t.acc, j, zero)
+		t.extend() // the new, empty slot is at n: move it to j
+		copy(t.idx[j+1:], t.idx[j:n])
+		t.idx[j] = i
+		spare := t.acc[n]
+		copy(t.acc[j+1:], t.acc[j:n])
+		t.acc[j] = spare
 	}
 	return &t.acc[j]
 }
 
+// extend adds an empty slot after the live tiles.
+func (t *tiles[A, P]) extend() {
+	n := len(t.idx)
+	if t.off+n == len(t.idxBuf) {
+		if t.off > 0 && t.off >= n { // at least half the buffer has expired: compact
+			copy(t.idxBuf, t.idx)
+			rotateLeft(t.accBuf[:t.off+n], t.off) // the reset slots go behind the live ones
+		} else {
+			size := max(4, 2*len(t.idxBuf))
+			idx, acc := make([]int64, size), make([]A, size)
+			copy(idx, t.idx)
+			copy(acc, t.acc)
+			t.idxBuf, t.accBuf = idx, acc
+		}
+		t.off = 0
+	}
+	t.idx = t.idxBuf[t.off : t.off+n+1]
+	t.acc = t.accBuf[t.off : t.off+n+1]
+}
+
+// rotateLeft moves the first k elements of s to its end, in place.
+func rotateLeft[E any](s []E, k int) {
+	slices.Reverse(s[:k])
+	slices.Reverse(s[k:])
+	slices.Reverse(s)
+}
+
 // from returns the aggregates of tiles numbered lo or more.
-func (t *tiles[A]) from(lo int64) []A {
+func (t *tiles[A, P]) from(lo int64) []A {
 	if len(t.idx) == 0 || t.idx[0] >= lo {
 		return t.acc
 	}
@@ -41,21 +85,24 @@ func (t *tiles[A]) from(lo int64) []A {
 }
 
 // before returns the aggregates of tiles numbered below lo.
-func (t *tiles[A]) before(lo int64) []A {
+func (t *tiles[A, P]) before(lo int64) []A {
 	return t.acc[:len(t.acc)-len(t.from(lo))]
 }
 
-// prune drops tiles numbered below lo.
-func (t *tiles[A]) prune(lo int64) {
+// prune drops tiles numbered below lo, resetting their slots for reuse.
+func (t *tiles[A, P]) prune(lo int64) {
 	if len(t.idx) == 0 || t.idx[0] >= lo {
 		return
 	}
 	j, _ := slices.BinarySearch(t.idx, lo)
-	t.idx = slices.Delete(t.idx, 0, j)
-	t.acc = slices.Delete(t.acc, 0, j) // zeroes the vacated tail
+	for k := range j {
+		P(&t.acc[k]).reset()
+	}
+	t.off += j
+	t.idx, t.acc = t.idx[j:], t.acc[j:]
 }
 
-func (t *tiles[A]) appendTo(b []byte, enc func([]byte, *A) []byte) []byte {
+func (t *tiles[A, P]) appendTo(b []byte, enc func([]byte, *A) []byte) []byte {
 	b = appendUvarint(b, uint64(len(t.idx)))
 	prev := int64(0)
 	for i := range t.idx {
@@ -66,9 +113,10 @@ func (t *tiles[A]) appendTo(b []byte, enc func([]byte, *A) []byte) []byte {
 	return b
 }
 
-func (t *tiles[A]) readFrom(r *reader, dec func(*reader, *A)) {
+func (t *tiles[A, P]) readFrom(r *reader, dec func(*reader, *A)) {
 	n := r.count(maxTiles + 1)
 	t.idx, t.acc = make([]int64, n), make([]A, n)
+	t.idxBuf, t.accBuf, t.off = t.idx, t.acc, 0
 	prev := int64(0)
 	for i := range n {
 		d := r.varint()
@@ -135,8 +183,13 @@ func newSeries(agg Agg) series {
 // the latest event. Their sums are exact, so taking a tile out of a total is
 // exact too. Totals are not encoded; decoding recomputes them.
 
+// counter is a tile's event count.
+type counter int64
+
+func (c *counter) reset() { *c = 0 }
+
 type countSeries struct {
-	tiles[int64]
+	tiles[counter, *counter]
 	total int64
 }
 
@@ -147,7 +200,7 @@ func (s *countSeries) add(tile int64, _ Value, _ order) {
 
 func (s *countSeries) prune(lo int64) {
 	for _, c := range s.before(lo) {
-		s.total -= c
+		s.total -= int64(c)
 	}
 	s.tiles.prune(lo)
 }
@@ -155,17 +208,17 @@ func (s *countSeries) prune(lo int64) {
 func (s *countSeries) value(lo int64) Value {
 	n := s.total
 	for _, c := range s.before(lo) {
-		n -= c
+		n -= int64(c)
 	}
 	return Int(n)
 }
 
 func (s *countSeries) appendTo(b []byte) []byte {
-	return s.tiles.appendTo(b, func(b []byte, n *int64) []byte { return appendUvarint(b, uint64(*n)) })
+	return s.tiles.appendTo(b, func(b []byte, n *counter) []byte { return appendUvarint(b, uint64(*n)) })
 }
 
 func (s *countSeries) readFrom(r *reader) {
-	s.tiles.readFrom(r, func(r *reader, n *int64) { *n = int64(r.count(1 << 40)); s.total += *n })
+	s.tiles.readFrom(r, func(r *reader, n *counter) { *n = counter(r.count(1 << 40)); s.total += int64(*n) })
 }
 
 type sumAcc struct {
@@ -173,9 +226,11 @@ type sumAcc struct {
 	sum xsum
 }
 
+func (a *sumAcc) reset() { a.n, a.sum = 0, a.sum[:0] }
+
 // sumSeries is sum, or avg = sum / count of non-null values.
 type sumSeries struct {
-	tiles[sumAcc]
+	tiles[sumAcc, *sumAcc]
 	total sumAcc
 	avg   bool
 }
@@ -236,8 +291,10 @@ type stddevAcc struct {
 	s1, s2 xsum
 }
 
+func (a *stddevAcc) reset() { a.n, a.s1, a.s2 = 0, a.s1[:0], a.s2[:0] }
+
 type stddevSeries struct {
-	tiles[stddevAcc]
+	tiles[stddevAcc, *stddevAcc]
 	total stddevAcc
 }
 
@@ -245,12 +302,14 @@ func (s *stddevSeries) add(tile int64, v Value, _ order) {
 	if v.IsNull() {
 		return
 	}
-	a, x := s.at(tile), v.Float()
-	for _, acc := range []*stddevAcc{a, &s.total} {
-		acc.n++
-		acc.s1.add(x)
-		acc.s2.addSquare(x)
-	}
+	s.at(tile).add(v.Float())
+	s.total.add(v.Float())
+}
+
+func (a *stddevAcc) add(x float64) {
+	a.n++
+	a.s1.add(x)
+	a.s2.addSquare(x)
 }
 
 func (t *stddevAcc) unmerge(a *stddevAcc) {
@@ -260,8 +319,9 @@ func (t *stddevAcc) unmerge(a *stddevAcc) {
 }
 
 func (s *stddevSeries) prune(lo int64) {
-	for i := range s.before(lo) {
-		s.total.unmerge(&s.acc[i])
+	old := s.before(lo)
+	for i := range old {
+		s.total.unmerge(&old[i])
 	}
 	s.tiles.prune(lo)
 }
@@ -297,7 +357,7 @@ func (s *stddevSeries) readFrom(r *reader) {
 
 // extremeSeries is min, or max.
 type extremeSeries struct {
-	tiles[Value]
+	tiles[Value, *Value]
 	max bool
 }
 
@@ -344,7 +404,9 @@ type lastAcc struct {
 	ok bool
 }
 
-type lastSeries struct{ tiles[lastAcc] }
+func (a *lastAcc) reset() { *a = lastAcc{} }
+
+type lastSeries struct{ tiles[lastAcc, *lastAcc] }
 
 // last is the field of the latest event, null if that event has none.
 func (s *lastSeries) add(tile int64, v Value, o order) {
@@ -380,19 +442,113 @@ func (s *lastSeries) readFrom(r *reader) {
 	})
 }
 
-type distinctSeries struct{ tiles[distinct] }
+// distinctSeries keeps, beside its tiles, the multiset of hashes held by the
+// exact tiles: how many tiles hold each. A window whose tiles are all exact
+// then counts its distinct values without a union, minus those held only by
+// tiles that expired since the latest event. Windows with a sketch tile
+// merge sketches instead.
+type distinctSeries struct {
+	tiles[distinct, *distinct]
+	hashes   []uint64 // sorted
+	holders  []int32  // tiles holding hashes[i]
+	sketches int      // tiles holding a sketch
+}
 
 func (s *distinctSeries) add(tile int64, v Value, _ order) {
 	if v.IsNull() {
 		return
 	}
-	s.at(tile).add(hashValue(v))
+	h := hashValue(v)
+	added, dropped := s.at(tile).add(h)
+	switch {
+	case dropped != nil: // the tile switched to a sketch
+		s.sketches++
+		for _, old := range dropped {
+			s.forget(old)
+		}
+	case added:
+		s.remember(h)
+	}
 }
 
-func (s *distinctSeries) value(lo int64) Value { return Int(countDistinct(s.from(lo))) }
+func (s *distinctSeries) remember(h uint64) {
+	i, found := slices.BinarySearch(s.hashes, h)
+	if found {
+		s.holders[i]++
+		return
+	}
+	s.hashes = slices.Insert(s.hashes, i, h)
+	s.holders = slices.Insert(s.holders, i, 1)
+}
+
+func (s *distinctSeries) forget(h uint64) {
+	i, found := slices.BinarySearch(s.hashes, h)
+	if !found {
+		return
+	}
+	if s.holders[i]--; s.holders[i] == 0 {
+		s.hashes = slices.Delete(s.hashes, i, i+1)
+		s.holders = slices.Delete(s.holders, i, i+1)
+	}
+}
+
+func (s *distinctSeries) prune(lo int64) {
+	old := s.before(lo)
+	for i := range old {
+		if old[i].sketch != nil {
+			s.sketches--
+		}
+		for _, h := range old[i].hashes {
+			s.forget(h)
+		}
+	}
+	s.tiles.prune(lo)
+}
+
+func (s *distinctSeries) value(lo int64) Value {
+	old := s.before(lo)
+	sketches := s.sketches
+	for i := range old {
+		if old[i].sketch != nil {
+			sketches--
+		}
+	}
+	if sketches > 0 {
+		return Int(countDistinct(s.from(lo)))
+	}
+	n := len(s.hashes)
+	if len(old) > 0 { // drop hashes that only expired tiles hold
+		var gone []uint64
+		for i := range old {
+			gone = append(gone, old[i].hashes...)
+		}
+		slices.Sort(gone)
+		for i := 0; i < len(gone); {
+			j := i + 1
+			for j < len(gone) && gone[j] == gone[i] {
+				j++
+			}
+			if k, _ := slices.BinarySearch(s.hashes, gone[i]); s.holders[k] == int32(j-i) {
+				n--
+			}
+			i = j
+		}
+	}
+	return Int(int64(n))
+}
 
 func (s *distinctSeries) appendTo(b []byte) []byte {
 	return s.tiles.appendTo(b, appendDistinct)
 }
 
-func (s *distinctSeries) readFrom(r *reader) { s.tiles.readFrom(r, readDistinct) }
+func (s *distinctSeries) readFrom(r *reader) {
+	s.tiles.readFrom(r, readDistinct)
+	for i := range s.acc {
+		if s.acc[i].sketch != nil {
+			s.sketches++
+		}
+		for _, h := range s.acc[i].hashes {
+			s.remember(h)
+		}
+	}
+}

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common"
 	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/parser"
 )
 
 // maxTiles bounds a window's tile count, and so the state one entity holds.
@@ -262,16 +263,16 @@ func (d *decoder) checkServices() {
 // source does not declare, once each in order of appearance: CEL itself only
 // says "undeclared reference to 'e'".
 func unknownFields(src *Source, expr string) []string {
-	env, err := cel.NewEnv()
+	p, err := parser.NewParser(parser.Macros(parser.AllMacros...))
 	if err != nil {
 		return nil
 	}
-	parsed, iss := env.Parse(expr)
-	if iss.Err() != nil {
+	parsed, errs := p.Parse(common.NewTextSource(expr))
+	if len(errs.GetErrors()) > 0 {
 		return nil
 	}
 	var unknown []string
-	ast.PreOrderVisit(parsed.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+	ast.PreOrderVisit(parsed.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
 		if e.Kind() != ast.SelectKind {
 			return
 		}

@@ -52,6 +52,8 @@ type Value struct {
 // Null is the absent value.
 var Null = Value{}
 
+func (v *Value) reset() { *v = Null }
+
 // String returns a string value.
 func String(s string) Value { return Value{typ: TypeString, str: s} }
 

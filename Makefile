@@ -1,0 +1,50 @@
+# Quiver: streaming feature store and real-time inference.
+# `make` lists the targets.
+
+GO       ?= go
+PKGS     ?= ./...
+BENCHTIME ?= 1s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-11s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## compile every package and build the binaries into bin/
+	$(GO) build $(PKGS)
+	@if [ -d cmd ]; then $(GO) build -o bin/ ./cmd/...; fi
+
+.PHONY: test
+test: ## vet, then run every test (what CI runs)
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 $(PKGS)
+
+.PHONY: test-short
+test-short: ## quick tests: fewer property-test cases, no end-to-end runs
+	$(GO) test -short -count=1 $(PKGS)
+
+.PHONY: bench
+bench: ## run the benchmarks (see docs/BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## fuzz each decoder of outside bytes for FUZZTIME (default 30s) each
+	$(GO) test ./features -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./features -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(or $(FUZZTIME),30s)
+
+.PHONY: lint
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: fmt
+fmt: ## format the code
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: demo
+demo: ## the end-to-end fraud demo (broker, generator, ingest, serve): not built yet
+	@echo "make demo needs cmd/ingest and cmd/serve, which are not built yet (issues 3 and 4)." >&2
+	@echo "What runs today: make test, make bench." >&2
+	@exit 1

@@ -1,0 +1,114 @@
+package features_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+func parse(t *testing.T, src string) *features.Definitions {
+	t.Helper()
+	defs, err := features.Parse("defs.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return defs
+}
+
+func newRegistry(t *testing.T, dir string) *features.Registry {
+	t.Helper()
+	store, err := offline.NewDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return features.NewRegistry(store)
+}
+
+func TestRegistry(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reg := newRegistry(t, dir)
+	v1 := parse(t, fpBase)
+
+	if _, err := reg.Lookup(ctx, "v", 1); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("lookup before registering: %v, want fs.ErrNotExist", err)
+	}
+	if err := reg.Register(ctx, v1); err != nil {
+		t.Fatalf("first registration: %v", err)
+	}
+	rec, err := reg.Lookup(ctx, "v", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := v1.View("v", 1).Fingerprint(v1); rec.Fingerprint != want {
+		t.Fatalf("recorded fingerprint %s, want %s", rec.Fingerprint, want)
+	}
+	if err := reg.Register(ctx, v1); err != nil {
+		t.Fatalf("registering the same definitions again: %v", err)
+	}
+	if err := reg.Register(ctx, parse(t, strings.Replace(fpBase, "ttl: 24h", "ttl: 96h", 1))); err != nil {
+		t.Fatalf("a TTL change is not semantic: %v", err)
+	}
+
+	// The record is durable: a new registry over the same directory refuses a
+	// changed definition, naming the view and what changed.
+	changed := parse(t, strings.Replace(strings.Replace(fpBase, "window: 1h}", "window: 2h}", 1), `"e.amount > 0.0"`, `"e.amount > 5.0"`, 1))
+	err = newRegistry(t, dir).Register(ctx, changed)
+	if !errors.Is(err, features.ErrVersionNotBumped) {
+		t.Fatalf("changed without a bump: %v, want ErrVersionNotBumped", err)
+	}
+	for _, want := range []string{"view v@1", "feature.n_1h.window: 1h → 2h", "filter: e.amount > 0.0 → e.amount > 5.0", "define it as version 2"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+
+	// The same change as version 2, beside version 1, is accepted.
+	both := parse(t, fpBase+strings.Replace(strings.Replace(strings.SplitN(fpBase, "feature_views:\n", 2)[1], "version: 1", "version: 2", 1), "window: 1h}", "window: 2h}", 1))
+	if both.View("v", 1) == nil || both.View("v", 2) == nil {
+		t.Fatal("test definitions should hold v@1 and v@2")
+	}
+	if err := reg.Register(ctx, both); err != nil {
+		t.Fatalf("a new version beside the old: %v", err)
+	}
+	if rec2, err := reg.Lookup(ctx, "v", 2); err != nil || rec2.Definition["feature.n_1h.window"] != "2h" {
+		t.Fatalf("v@2 record: %+v, %v", rec2, err)
+	}
+}
+
+// TestRegistryConcurrent registers conflicting definitions of one version from
+// many goroutines: exactly one definition wins, and every other attempt is
+// refused, never silently overwritten.
+func TestRegistryConcurrent(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	variants := []*features.Definitions{
+		parse(t, fpBase),
+		parse(t, strings.Replace(fpBase, "window: 1h}", "window: 3h}", 1)),
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Go(func() { errs[i] = newRegistry(t, dir).Register(ctx, variants[i%2]) })
+	}
+	wg.Wait()
+	rec, err := newRegistry(t, dir).Lookup(ctx, "v", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		wins := variants[i%2].View("v", 1).Fingerprint(variants[i%2]) == rec.Fingerprint
+		if wins && err != nil {
+			t.Errorf("attempt %d matches the record but failed: %v", i, err)
+		}
+		if !wins && !errors.Is(err, features.ErrVersionNotBumped) {
+			t.Errorf("attempt %d differs from the record: %v, want ErrVersionNotBumped", i, err)
+		}
+	}
+}
