@@ -136,8 +136,12 @@ func (r *reader) count(limit uint64) int {
 const maxPartials = 48
 
 // maxMagnitude bounds the numbers sum, avg and stddev take, so that no sum
-// or square of them can overflow.
-const maxMagnitude = 1e150
+// of 2^53 of them, or of their squares, comes near overflowing.
+const maxMagnitude = 1e140
+
+// maxPartial bounds the partials a decoded exact sum may hold: more than any
+// sum of 2^53 squares of numbers within maxMagnitude.
+const maxPartial = 1e300
 
 func (r *reader) float() float64 {
 	p := r.bytes(8)
@@ -155,7 +159,7 @@ func (r *reader) xsum() xsum {
 	var s xsum
 	for range n {
 		f := r.float()
-		if !(math.Abs(f) <= maxMagnitude*maxMagnitude) {
+		if !(math.Abs(f) <= maxPartial) {
 			r.fail("partial sum %v out of range", f)
 			return nil
 		}

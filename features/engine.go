@@ -22,6 +22,7 @@ type Engine struct {
 
 type feature struct {
 	agg   Agg
+	sums  bool  // sum, avg or stddev: values must be within maxMagnitude
 	field int   // schema index, or -1 for count
 	gran  int64 // granularity in ms; 0 for a lifetime feature
 	tiles int64 // tiles per window
@@ -40,7 +41,7 @@ func NewEngine(defs *Definitions, v *View) (*Engine, error) {
 	byName := slices.Clone(v.Features)
 	slices.SortFunc(byName, func(a, b *Feature) int { return strings.Compare(a.Name, b.Name) })
 	for _, f := range byName {
-		c := feature{agg: f.Agg, field: -1}
+		c := feature{agg: f.Agg, field: -1, sums: f.Agg == AggSum || f.Agg == AggAvg || f.Agg == AggStddev}
 		if f.Field != "" {
 			if c.field = src.Field(f.Field); c.field < 0 {
 				return nil, fmt.Errorf("compile view %s: feature %s: unknown field %q", v.Ref(), f.Name, f.Field)
@@ -105,6 +106,9 @@ func (e *Engine) Apply(s *State, ev *Event) (bool, error) {
 		v := Null
 		if f.field >= 0 {
 			v = ev.Fields[f.field]
+			if v.typ == TypeFloat && v.num == 1<<63 {
+				v = Float(0) // -0: so that min, max and sums cannot depend on arrival order
+			}
 		}
 		tile := int64(0)
 		if f.gran > 0 {
@@ -136,7 +140,7 @@ func (e *Engine) check(ev *Event) error {
 		case v.IsNull():
 		case v.typ != f.typ:
 			return fmt.Errorf("apply event: field %s is %s, declared %s", e.source.Schema[f.field].Name, v.typ, f.typ)
-		case v.typ == TypeFloat && !(math.Abs(v.Float()) <= maxMagnitude):
+		case v.typ == TypeFloat && !(math.Abs(v.Float()) <= maxMagnitude) && (f.sums || math.IsNaN(v.Float())):
 			return fmt.Errorf("apply event: field %s: %v is out of range (|x| ≤ %g)", e.source.Schema[f.field].Name, v.Float(), maxMagnitude)
 		}
 	}

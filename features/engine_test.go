@@ -141,6 +141,29 @@ func TestLastIsTheLatestEventsField(t *testing.T) {
 	}
 }
 
+// TestNegativeZero checks that -0 and 0 in either order give the same bits.
+func TestNegativeZero(t *testing.T) {
+	f := newEngineFixture(t)
+	negZero := features.Float(math.Copysign(0, -1))
+	var results []map[string]features.Value
+	for _, order := range [][]features.Value{{negZero, features.Float(0)}, {features.Float(0), negZero}, {negZero}} {
+		s := f.eng.NewState()
+		for i, v := range order {
+			if _, err := f.eng.Apply(s, event(minute, int64(i), v, "a")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		results = append(results, f.eval(t, s, minute))
+	}
+	for _, r := range results {
+		for _, name := range []string{"sum_5m", "avg_5m", "min_all"} {
+			if r[name] != features.Float(0) {
+				t.Errorf("%s = %v (bits %x), want +0", name, r[name], math.Float64bits(r[name].Float()))
+			}
+		}
+	}
+}
+
 func TestEvaluateBeforeLastEvent(t *testing.T) {
 	f := newEngineFixture(t)
 	s := f.eng.NewState()

@@ -187,7 +187,7 @@ func variance(n int64, s1, s2 xsum) float64 {
 	}
 	d := fn * fn
 	q := v / d
-	if q < 0x1p-900 || q > 0x1p900 {
+	if !(q >= 0x1p-900 && q <= 0x1p900) { // NaN, from a corrupt state, too
 		return varianceBig(n, s1, s2)
 	}
 	// The first quotient is within two units in the last place; a few steps
