@@ -99,6 +99,34 @@ type decoder struct {
 	projectPos  Pos
 	projectSeen bool
 	invalidYAML bool // some file could not be parsed
+	steps       int  // nodes decoded in the current document
+	maxSteps    int
+}
+
+// maxAliasNodes bounds how many nodes aliases may add to a document: without
+// a bound, a few kilobytes of aliases to lists of aliases expand into
+// millions of definitions (yaml.v3 has the same guard, but only when it
+// decodes into Go values, not into nodes).
+const maxAliasNodes = 100_000
+
+// step counts one node decoded, and reports whether it is within the
+// document's budget; the first node past it is an error.
+func (d *decoder) step(n *yaml.Node) bool {
+	d.steps++
+	if d.steps == d.maxSteps+1 {
+		d.errorf(d.pos(n), "", "aliases expand the document to more than %d nodes", d.maxSteps)
+	}
+	return d.steps <= d.maxSteps
+}
+
+// countNodes returns the number of nodes written in a document, not following
+// aliases.
+func countNodes(n *yaml.Node) int {
+	c := 1
+	for _, m := range n.Content {
+		c += countNodes(m)
+	}
+	return c
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.name, Line: n.Line, Col: n.Column} }
@@ -130,6 +158,7 @@ func (d *decoder) file(name string, src []byte) {
 			return
 		}
 		if len(doc.Content) == 1 && !isEmpty(doc.Content[0]) {
+			d.steps, d.maxSteps = 0, countNodes(&doc)+maxAliasNodes
 			d.document(doc.Content[0])
 		}
 	}
@@ -192,7 +221,7 @@ func (d *decoder) schema(n *yaml.Node, path string) []Field {
 	}
 	var fields []Field
 	seen := map[string]bool{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
+	for i := 0; i+1 < len(n.Content) && d.step(n.Content[i]); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		name, ok := d.str(k, path)
 		if !ok {
@@ -290,6 +319,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 		return pos
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !d.step(n.Content[i]) {
+			return pos
+		}
 		k, v := resolve(n.Content[i]), n.Content[i+1]
 		key := k.Value
 		p := join(path, key)
@@ -323,6 +355,9 @@ func (d *decoder) seq(n *yaml.Node, path string, each func(*yaml.Node, string)) 
 		return
 	}
 	for i, item := range n.Content {
+		if !d.step(item) {
+			return
+		}
 		each(item, fmt.Sprintf("%s[%d]", path, i))
 	}
 }
@@ -348,13 +383,17 @@ func (d *decoder) strs(n *yaml.Node, path string) []string {
 
 func (d *decoder) int(n *yaml.Node, path string) (int, bool) {
 	n = resolve(n)
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
-		if i, err := strconv.Atoi(n.Value); err == nil {
-			return i, true
-		}
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.errorf(d.pos(n), path, "must be an integer, not %s", describe(n))
+		return 0, false
 	}
-	d.errorf(d.pos(n), path, "must be an integer, not %s", describe(n))
-	return 0, false
+	// YAML integers may be written 0x1f, 0o17, 0b101 or 1_000, as Go's are.
+	i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, strconv.IntSize)
+	if err != nil {
+		d.errorf(d.pos(n), path, "integer %s is out of range", n.Value)
+		return 0, false
+	}
+	return int(i), true
 }
 
 func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, bool) {

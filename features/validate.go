@@ -52,10 +52,12 @@ func (d *decoder) checkEntities() {
 		if e.pos.ok("join_keys") && len(e.JoinKeys) == 0 {
 			d.errorf(e.pos.of("join_keys"), path+".join_keys", "needs at least one join key")
 		}
-		for j, k := range e.JoinKeys {
-			if idx := indexOf(e.JoinKeys, k); idx != j {
+		keys := map[string]bool{}
+		for _, k := range e.JoinKeys {
+			if keys[k] {
 				d.errorf(e.pos.of("join_keys"), path+".join_keys", "join key %q listed twice", k)
 			}
+			keys[k] = true
 		}
 	}
 }
@@ -229,15 +231,17 @@ func (d *decoder) checkServices() {
 			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
 		}
 		refs := make([]string, len(s.Features))
+		listed := map[string]bool{}
 		for j, r := range s.Features {
 			refs[j] = r.String()
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
 			if _, _, err := d.defs.Resolve(r); err != nil {
 				d.errorf(s.refPos[j], fpath, "%s", strings.TrimPrefix(err.Error(), ErrUnknownFeature.Error()+": "))
 			}
-			if k := indexOf(refs[:j], refs[j]); k >= 0 {
+			if listed[refs[j]] {
 				d.errorf(s.refPos[j], fpath, "%s listed twice", refs[j])
 			}
+			listed[refs[j]] = true
 		}
 		names := map[string]bool{}
 		for j, o := range s.OnDemand {
