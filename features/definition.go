@@ -65,8 +65,8 @@ type View struct {
 	Version  int
 	Entity   string
 	Source   string
-	Filter   string // CEL over the event `e`; empty keeps every event
-	TTL      time.Duration
+	Filter   string        // CEL over the event `e`; empty keeps every event
+	TTL      time.Duration // how long after its latest event an entity is served; 0: no limit
 	Features []*Feature
 	pos      positions
 	filter   *filter // compiled Filter; nil when empty

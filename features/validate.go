@@ -231,17 +231,24 @@ func (d *decoder) checkServices() {
 			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
 		}
 		refs := make([]string, len(s.Features))
-		listed := map[string]bool{}
+		listed := map[string]string{} // resolved reference → as first written
 		for j, r := range s.Features {
 			refs[j] = r.String()
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
-			if _, _, err := d.defs.Resolve(r); err != nil {
+			v, _, err := d.defs.Resolve(r)
+			if err != nil {
 				d.errorf(s.refPos[j], fpath, "%s", strings.TrimPrefix(err.Error(), ErrUnknownFeature.Error()+": "))
+				continue
 			}
-			if listed[refs[j]] {
-				d.errorf(s.refPos[j], fpath, "%s listed twice", refs[j])
+			resolved := v.Ref() + ":" + r.Feature
+			if first, dup := listed[resolved]; dup {
+				if first == refs[j] {
+					d.errorf(s.refPos[j], fpath, "%s listed twice", refs[j])
+				} else {
+					d.errorf(s.refPos[j], fpath, "%s is %s, already listed as %s", refs[j], resolved, first)
+				}
 			}
-			listed[refs[j]] = true
+			listed[resolved] = refs[j]
 		}
 		names := map[string]bool{}
 		for j, o := range s.OnDemand {
