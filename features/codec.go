@@ -21,9 +21,9 @@ func appendFloat(b []byte, f float64) []byte {
 
 // appendXsum writes an exact sum in its canonical form, so that equal sums,
 // however they were added up, encode to equal bytes.
-func appendXsum(b []byte, s xsum) []byte {
+func appendXsum(b []byte, s *xsum) []byte {
 	var buf [maxPartials]float64
-	c := s.canonical(buf[:0])
+	c := canonical(s.parts(), buf[:0])
 	b = appendUvarint(b, uint64(len(c)))
 	for _, f := range c {
 		b = appendFloat(b, f)
@@ -151,22 +151,27 @@ func (r *reader) float() float64 {
 	return math.Float64frombits(binary.LittleEndian.Uint64(p))
 }
 
-// xsum reads partials and adds them up again, so that what the exact-sum
-// code relies on (partials sorted and not overlapping) holds whatever the
-// bytes were; compacting makes the result canonical again.
-func (r *reader) xsum() xsum {
-	n := r.count(maxPartials)
-	var s xsum
-	for range n {
-		f := r.float()
-		if !(math.Abs(f) <= maxPartial) {
-			r.fail("partial sum %v out of range", f)
-			return nil
+// xsum reads partials. What appendXsum wrote is canonical, and so already
+// what the exact-sum code relies on (sorted, not overlapping); anything else
+// is added up again and compacted, whatever the bytes were.
+func (r *reader) xsum(s *xsum) {
+	var buf [maxPartials]float64
+	p := buf[:r.count(maxPartials)]
+	for i := range p {
+		p[i] = r.float()
+		if !(math.Abs(p[i]) <= maxPartial) {
+			r.fail("partial sum %v out of range", p[i])
+			return
 		}
+	}
+	if isCanonical(p) {
+		s.set(p)
+		return
+	}
+	for _, f := range p {
 		s.add(f)
 	}
 	s.compact()
-	return s
 }
 
 func (r *reader) value() Value {

@@ -61,11 +61,10 @@ func newSketch() *hyperloglog.Sketch {
 
 // countDistinct counts the distinct values across tiles: exactly when every
 // tile is exact, else by merging sketches.
-func countDistinct(tiles []distinct) int64 {
+func countDistinct(tiles []*distinct) int64 {
 	var all []uint64
 	var sk *hyperloglog.Sketch
-	for i := range tiles {
-		t := &tiles[i]
+	for _, t := range tiles {
 		if t.sketch == nil {
 			all = append(all, t.hashes...)
 			continue

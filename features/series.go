@@ -5,17 +5,20 @@ import "slices"
 // tiles holds a feature's per-tile aggregates, sorted by tile index. A
 // lifetime feature has a single tile, index 0.
 //
-// The live tiles are a window onto backing arrays. Expiring tiles only moves
-// the window's start, and the slots behind it are reset and reused, buffers
-// and all, by later tiles: a sliding window allocates nothing once it has
-// reached its size.
+// The live tiles are a window onto a backing array. Expiring tiles only
+// moves the window's start, and the slots behind it are reset and reused,
+// buffers and all, by later tiles: a sliding window allocates nothing once it
+// has reached its size. Index and aggregate share a slot, so finding a tile
+// and updating it touch the same memory.
 type tiles[A any, P slot[A]] struct {
-	idx []int64 // live tile indexes: idxBuf[off : off+n]
-	acc []A     // their aggregates: accBuf[off : off+n]
+	live []tile[A] // buf[off : off+len(live)]
+	buf  []tile[A]
+	off  int
+}
 
-	idxBuf []int64
-	accBuf []A
-	off    int
+type tile[A any] struct {
+	idx int64
+	a   A
 }
 
 // slot is an aggregate that can be emptied for reuse, keeping its buffers.
@@ -27,45 +30,50 @@ type slot[A any] interface {
 // at returns the aggregate of tile i, adding an empty one if needed. Events
 // mostly land in the newest tile, so the search starts from the end.
 func (t *tiles[A, P]) at(i int64) *A {
-	n := len(t.idx)
-	if n > 0 && t.idx[n-1] == i {
-		return &t.acc[n-1]
+	n := len(t.live)
+	if n > 0 && t.live[n-1].idx == i {
+		return &t.live[n-1].a
 	}
-	if n == 0 || t.idx[n-1] < i {
+	if n == 0 || t.live[n-1].idx < i {
 		t.extend()
-		t.idx[n] = i
-		return &t.acc[n]
+		t.live[n].idx = i
+		return &t.live[n].a
 	}
-	j, found := slices.BinarySearch(t.idx, i)
+	j, found := slices.BinarySearchFunc(t.live, i, func(x tile[A], i int64) int { return cmpInt(x.idx, i) })
 	if !found {
 		t.extend() // the new, empty slot is at n: move it to j
-		copy(t.idx[j+1:], t.idx[j:n])
-		t.idx[j] = i
-		spare := t.acc[n]
-		copy(t.acc[j+1:], t.acc[j:n])
-		t.acc[j] = spare
+		spare := t.live[n]
+		copy(t.live[j+1:], t.live[j:n])
+		t.live[j] = spare
+		t.live[j].idx = i
 	}
-	return &t.acc[j]
+	return &t.live[j].a
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // extend adds an empty slot after the live tiles.
 func (t *tiles[A, P]) extend() {
-	n := len(t.idx)
-	if t.off+n == len(t.idxBuf) {
+	n := len(t.live)
+	if t.off+n == len(t.buf) {
 		if t.off > 0 && t.off >= n { // at least half the buffer has expired: compact
-			copy(t.idxBuf, t.idx)
-			rotateLeft(t.accBuf[:t.off+n], t.off) // the reset slots go behind the live ones
+			rotateLeft(t.buf[:t.off+n], t.off) // the reset slots go behind the live ones
 		} else {
-			size := max(4, 2*len(t.idxBuf))
-			idx, acc := make([]int64, size), make([]A, size)
-			copy(idx, t.idx)
-			copy(acc, t.acc)
-			t.idxBuf, t.accBuf = idx, acc
+			buf := make([]tile[A], max(4, 2*len(t.buf)))
+			copy(buf, t.live)
+			t.buf = buf
 		}
 		t.off = 0
 	}
-	t.idx = t.idxBuf[t.off : t.off+n+1]
-	t.acc = t.accBuf[t.off : t.off+n+1]
+	t.live = t.buf[t.off : t.off+n+1]
 }
 
 // rotateLeft moves the first k elements of s to its end, in place.
@@ -75,48 +83,49 @@ func rotateLeft[E any](s []E, k int) {
 	slices.Reverse(s)
 }
 
-// from returns the aggregates of tiles numbered lo or more.
-func (t *tiles[A, P]) from(lo int64) []A {
-	if len(t.idx) == 0 || t.idx[0] >= lo {
-		return t.acc
+// split returns the position of the first live tile numbered lo or more.
+func (t *tiles[A, P]) split(lo int64) int {
+	if len(t.live) == 0 || t.live[0].idx >= lo {
+		return 0
 	}
-	j, _ := slices.BinarySearch(t.idx, lo)
-	return t.acc[j:]
+	j, _ := slices.BinarySearchFunc(t.live, lo, func(x tile[A], lo int64) int { return cmpInt(x.idx, lo) })
+	return j
 }
 
-// before returns the aggregates of tiles numbered below lo.
-func (t *tiles[A, P]) before(lo int64) []A {
-	return t.acc[:len(t.acc)-len(t.from(lo))]
-}
+// from returns the tiles numbered lo or more.
+func (t *tiles[A, P]) from(lo int64) []tile[A] { return t.live[t.split(lo):] }
+
+// before returns the tiles numbered below lo.
+func (t *tiles[A, P]) before(lo int64) []tile[A] { return t.live[:t.split(lo)] }
 
 // prune drops tiles numbered below lo, resetting their slots for reuse.
 func (t *tiles[A, P]) prune(lo int64) {
-	if len(t.idx) == 0 || t.idx[0] >= lo {
+	j := t.split(lo)
+	if j == 0 {
 		return
 	}
-	j, _ := slices.BinarySearch(t.idx, lo)
 	for k := range j {
-		P(&t.acc[k]).reset()
+		P(&t.live[k].a).reset()
 	}
 	t.off += j
-	t.idx, t.acc = t.idx[j:], t.acc[j:]
+	t.live = t.live[j:]
 }
 
 func (t *tiles[A, P]) appendTo(b []byte, enc func([]byte, *A) []byte) []byte {
-	b = appendUvarint(b, uint64(len(t.idx)))
+	b = appendUvarint(b, uint64(len(t.live)))
 	prev := int64(0)
-	for i := range t.idx {
-		b = appendVarint(b, t.idx[i]-prev) // the first absolute, then deltas
-		prev = t.idx[i]
-		b = enc(b, &t.acc[i])
+	for i := range t.live {
+		b = appendVarint(b, t.live[i].idx-prev) // the first absolute, then deltas
+		prev = t.live[i].idx
+		b = enc(b, &t.live[i].a)
 	}
 	return b
 }
 
 func (t *tiles[A, P]) readFrom(r *reader, dec func(*reader, *A)) {
 	n := r.count(maxTiles + 1)
-	t.idx, t.acc = make([]int64, n), make([]A, n)
-	t.idxBuf, t.accBuf, t.off = t.idx, t.acc, 0
+	t.live, t.off = make([]tile[A], n), 0
+	t.buf = t.live
 	prev := int64(0)
 	for i := range n {
 		d := r.varint()
@@ -124,8 +133,8 @@ func (t *tiles[A, P]) readFrom(r *reader, dec func(*reader, *A)) {
 			r.fail("tile indexes out of order")
 		}
 		prev += d
-		t.idx[i] = prev
-		dec(r, &t.acc[i])
+		t.live[i].idx = prev
+		dec(r, &t.live[i].a)
 	}
 }
 
@@ -199,16 +208,16 @@ func (s *countSeries) add(tile int64, _ Value, _ order) {
 }
 
 func (s *countSeries) prune(lo int64) {
-	for _, c := range s.before(lo) {
-		s.total -= int64(c)
+	for _, t := range s.before(lo) {
+		s.total -= int64(t.a)
 	}
 	s.tiles.prune(lo)
 }
 
 func (s *countSeries) value(lo int64) Value {
 	n := s.total
-	for _, c := range s.before(lo) {
-		n -= int64(c)
+	for _, t := range s.before(lo) {
+		n -= int64(t.a)
 	}
 	return Int(n)
 }
@@ -226,7 +235,7 @@ type sumAcc struct {
 	sum xsum
 }
 
-func (a *sumAcc) reset() { a.n, a.sum = 0, a.sum[:0] }
+func (a *sumAcc) reset() { a.n = 0; a.sum.reset() }
 
 // sumSeries is sum, or avg = sum / count of non-null values.
 type sumSeries struct {
@@ -247,21 +256,23 @@ func (s *sumSeries) add(tile int64, v Value, _ order) {
 }
 
 func (s *sumSeries) prune(lo int64) {
-	for _, a := range s.before(lo) {
-		s.total.n -= a.n
-		s.total.sum.unmerge(a.sum)
+	old := s.before(lo)
+	for i := range old {
+		s.total.n -= old[i].a.n
+		s.total.sum.unmerge(&old[i].a.sum)
 	}
 	s.tiles.prune(lo)
 }
 
 func (s *sumSeries) value(lo int64) Value {
-	n, sum := s.total.n, s.total.sum
+	n, sum := s.total.n, &s.total.sum
 	if old := s.before(lo); len(old) > 0 {
-		sum = slices.Clone(sum)
-		for _, a := range old {
-			n -= a.n
-			sum.unmerge(a.sum)
+		rest := sum.clone()
+		for i := range old {
+			n -= old[i].a.n
+			rest.unmerge(&old[i].a.sum)
 		}
+		sum = &rest
 	}
 	if !s.avg {
 		return Float(sum.value())
@@ -274,15 +285,16 @@ func (s *sumSeries) value(lo int64) Value {
 
 func (s *sumSeries) appendTo(b []byte) []byte {
 	return s.tiles.appendTo(b, func(b []byte, a *sumAcc) []byte {
-		return appendXsum(appendUvarint(b, uint64(a.n)), a.sum)
+		return appendXsum(appendUvarint(b, uint64(a.n)), &a.sum)
 	})
 }
 
 func (s *sumSeries) readFrom(r *reader) {
 	s.tiles.readFrom(r, func(r *reader, a *sumAcc) {
-		a.n, a.sum = int64(r.count(1<<40)), r.xsum()
+		a.n = int64(r.count(1 << 40))
+		r.xsum(&a.sum)
 		s.total.n += a.n
-		s.total.sum.merge(a.sum)
+		s.total.sum.merge(&a.sum)
 	})
 }
 
@@ -291,7 +303,19 @@ type stddevAcc struct {
 	s1, s2 xsum
 }
 
-func (a *stddevAcc) reset() { a.n, a.s1, a.s2 = 0, a.s1[:0], a.s2[:0] }
+func (a *stddevAcc) reset() { a.n = 0; a.s1.reset(); a.s2.reset() }
+
+func (a *stddevAcc) add(x float64) {
+	a.n++
+	a.s1.add(x)
+	a.s2.addSquare(x)
+}
+
+func (a *stddevAcc) unmerge(o *stddevAcc) {
+	a.n -= o.n
+	a.s1.unmerge(&o.s1)
+	a.s2.unmerge(&o.s2)
+}
 
 type stddevSeries struct {
 	tiles[stddevAcc, *stddevAcc]
@@ -306,52 +330,43 @@ func (s *stddevSeries) add(tile int64, v Value, _ order) {
 	s.total.add(v.Float())
 }
 
-func (a *stddevAcc) add(x float64) {
-	a.n++
-	a.s1.add(x)
-	a.s2.addSquare(x)
-}
-
-func (t *stddevAcc) unmerge(a *stddevAcc) {
-	t.n -= a.n
-	t.s1.unmerge(a.s1)
-	t.s2.unmerge(a.s2)
-}
-
 func (s *stddevSeries) prune(lo int64) {
 	old := s.before(lo)
 	for i := range old {
-		s.total.unmerge(&old[i])
+		s.total.unmerge(&old[i].a)
 	}
 	s.tiles.prune(lo)
 }
 
 func (s *stddevSeries) value(lo int64) Value {
-	t := s.total
+	t := &s.total
 	if old := s.before(lo); len(old) > 0 {
-		t.s1, t.s2 = slices.Clone(t.s1), slices.Clone(t.s2)
+		rest := stddevAcc{n: t.n, s1: t.s1.clone(), s2: t.s2.clone()}
 		for i := range old {
-			t.unmerge(&old[i])
+			rest.unmerge(&old[i].a)
 		}
+		t = &rest
 	}
 	if t.n == 0 {
 		return Null
 	}
-	return Float(stddev(t.n, t.s1, t.s2))
+	return Float(stddev(t.n, &t.s1, &t.s2))
 }
 
 func (s *stddevSeries) appendTo(b []byte) []byte {
 	return s.tiles.appendTo(b, func(b []byte, a *stddevAcc) []byte {
-		return appendXsum(appendXsum(appendUvarint(b, uint64(a.n)), a.s1), a.s2)
+		return appendXsum(appendXsum(appendUvarint(b, uint64(a.n)), &a.s1), &a.s2)
 	})
 }
 
 func (s *stddevSeries) readFrom(r *reader) {
 	s.tiles.readFrom(r, func(r *reader, a *stddevAcc) {
-		a.n, a.s1, a.s2 = int64(r.count(1<<40)), r.xsum(), r.xsum()
+		a.n = int64(r.count(1 << 40))
+		r.xsum(&a.s1)
+		r.xsum(&a.s2)
 		s.total.n += a.n
-		s.total.s1.merge(a.s1)
-		s.total.s2.merge(a.s2)
+		s.total.s1.merge(&a.s1)
+		s.total.s2.merge(&a.s2)
 	})
 }
 
@@ -382,9 +397,9 @@ func (s *extremeSeries) add(tile int64, v Value, _ order) {
 
 func (s *extremeSeries) value(lo int64) Value {
 	best := Null
-	for _, v := range s.from(lo) {
-		if s.better(v, best) {
-			best = v
+	for _, t := range s.from(lo) {
+		if s.better(t.a, best) {
+			best = t.a
 		}
 	}
 	return best
@@ -417,9 +432,9 @@ func (s *lastSeries) add(tile int64, v Value, o order) {
 
 func (s *lastSeries) value(lo int64) Value {
 	var best lastAcc
-	for _, a := range s.from(lo) {
-		if !best.ok || a.at.after(best.at) {
-			best = a
+	for _, t := range s.from(lo) {
+		if !best.ok || t.a.at.after(best.at) {
+			best = t.a
 		}
 	}
 	return best.v
@@ -493,12 +508,11 @@ func (s *distinctSeries) forget(h uint64) {
 }
 
 func (s *distinctSeries) prune(lo int64) {
-	old := s.before(lo)
-	for i := range old {
-		if old[i].sketch != nil {
+	for _, t := range s.before(lo) {
+		if t.a.sketch != nil {
 			s.sketches--
 		}
-		for _, h := range old[i].hashes {
+		for _, h := range t.a.hashes {
 			s.forget(h)
 		}
 	}
@@ -508,19 +522,24 @@ func (s *distinctSeries) prune(lo int64) {
 func (s *distinctSeries) value(lo int64) Value {
 	old := s.before(lo)
 	sketches := s.sketches
-	for i := range old {
-		if old[i].sketch != nil {
+	for _, t := range old {
+		if t.a.sketch != nil {
 			sketches--
 		}
 	}
 	if sketches > 0 {
-		return Int(countDistinct(s.from(lo)))
+		tail := s.from(lo)
+		sets := make([]*distinct, len(tail))
+		for i := range tail {
+			sets[i] = &tail[i].a
+		}
+		return Int(countDistinct(sets))
 	}
 	n := len(s.hashes)
 	if len(old) > 0 { // drop hashes that only expired tiles hold
 		var gone []uint64
-		for i := range old {
-			gone = append(gone, old[i].hashes...)
+		for _, t := range old {
+			gone = append(gone, t.a.hashes...)
 		}
 		slices.Sort(gone)
 		for i := 0; i < len(gone); {
@@ -543,11 +562,11 @@ func (s *distinctSeries) appendTo(b []byte) []byte {
 
 func (s *distinctSeries) readFrom(r *reader) {
 	s.tiles.readFrom(r, readDistinct)
-	for i := range s.acc {
-		if s.acc[i].sketch != nil {
+	for _, t := range s.live {
+		if t.a.sketch != nil {
 			s.sketches++
 		}
-		for _, h := range s.acc[i].hashes {
+		for _, h := range t.a.hashes {
 			s.remember(h)
 		}
 	}

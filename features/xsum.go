@@ -11,17 +11,68 @@ import (
 // every value added. Its value is that sum correctly rounded, so it does not
 // depend on the order values arrive in or on how tiles group them: ingest,
 // replays and backfills agree to the bit. Values must be finite.
-type xsum []float64
+//
+// Up to three partials, enough for most sums, are held inline: a tile's sum
+// then lives in the tile, and adding to it touches no other memory.
+type xsum struct {
+	n     uint8 // partials in `in`, while spill is nil
+	in    [3]float64
+	spill []float64 // all the partials, once there were more than fit in `in`
+}
+
+// parts returns the partials, smallest first.
+func (s *xsum) parts() []float64 {
+	if s.spill != nil {
+		return s.spill
+	}
+	return s.in[:s.n]
+}
+
+// set stores new partials. A slice that may alias s.in is never kept, only
+// copied: otherwise escape analysis would move every xsum to the heap.
+func (s *xsum) set(p []float64) {
+	switch {
+	case s.spill != nil:
+		s.spill = append(s.spill[:0], p...)
+	case len(p) <= len(s.in):
+		s.n = uint8(copy(s.in[:], p))
+	default:
+		s.spill = append(make([]float64, 0, 2*len(p)), p...)
+	}
+}
+
+func (s *xsum) reset() {
+	s.n = 0
+	if s.spill != nil {
+		s.spill = s.spill[:0]
+	}
+}
+
+// clone returns a copy that shares no memory with s.
+func (s *xsum) clone() xsum {
+	c := *s
+	if c.spill != nil {
+		c.spill = slices.Clone(c.spill)
+	}
+	return c
+}
 
 func (s *xsum) add(x float64) {
-	s.addNoCompact(x)
-	if len(*s) > compactAt {
+	if s.spill != nil {
+		s.spill = addPartial(s.spill, x)
+	} else {
+		var buf [len(s.in) + 1]float64
+		s.set(addPartial(append(buf[:0], s.in[:s.n]...), x))
+	}
+	if len(s.parts()) > compactAt {
 		s.compact()
 	}
 }
 
-func (s *xsum) addNoCompact(x float64) {
-	p := *s
+// addPartial adds x to the partials p, reusing p's array. Being a function
+// of slices rather than a method on a pointer lets callers keep p on the
+// stack.
+func addPartial(p []float64, x float64) []float64 {
 	i := 0
 	for _, y := range p {
 		if math.Abs(x) < math.Abs(y) {
@@ -35,7 +86,7 @@ func (s *xsum) addNoCompact(x float64) {
 		}
 		x = hi
 	}
-	*s = append(p[:i], x)
+	return append(p[:i], x)
 }
 
 // compactAt is the length past which partials are rewritten as few as the
@@ -49,44 +100,59 @@ const compactAt = 4
 // canonical form.
 func (s *xsum) compact() {
 	var buf [maxPartials]float64
-	*s = append((*s)[:0], s.canonical(buf[:0])...)
+	s.set(canonical(s.parts(), buf[:0]))
 }
 
-// canonical appends s's canonical form to dst.
-func (s xsum) canonical(dst []float64) []float64 {
-	if len(s) <= 1 {
-		return append(dst, s...) // one partial is its own rounded sum
+// isCanonical reports whether partials are in canonical form: each is the
+// rounded sum of itself and those below it. Canonical partials are also
+// sorted and non-overlapping, as the exact-sum code requires.
+func isCanonical(p []float64) bool {
+	for k := len(p) - 1; k >= 0; k-- {
+		if p[k] == 0 || sumPartials(p[:k+1]) != p[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// canonical appends the canonical form of partials p to dst.
+func canonical(p []float64, dst []float64) []float64 {
+	if isCanonical(p) {
+		return append(dst, p...)
 	}
 	var buf [maxPartials]float64
-	rest := append(xsum(buf[:0]), s...)
+	rest := append(buf[:0], p...)
 	start := len(dst)
 	for len(dst)-start < maxPartials {
-		v := rest.value()
+		v := sumPartials(rest)
 		if v == 0 {
 			break
 		}
 		dst = append(dst, v)
-		rest.addNoCompact(-v)
+		rest = addPartial(rest, -v)
 	}
 	slices.Reverse(dst[start:])
 	return dst
 }
 
-func (s *xsum) merge(o xsum) {
-	for _, x := range o {
+func (s *xsum) merge(o *xsum) {
+	for _, x := range o.parts() {
 		s.add(x)
 	}
 }
 
 // unmerge subtracts o, exactly.
-func (s *xsum) unmerge(o xsum) {
-	for _, x := range o {
+func (s *xsum) unmerge(o *xsum) {
+	for _, x := range o.parts() {
 		s.add(-x)
 	}
 }
 
-// value returns the exact sum rounded to nearest, ties to even.
-func (s xsum) value() float64 {
+func (s *xsum) value() float64 { return sumPartials(s.parts()) }
+
+// sumPartials returns the exact sum of partials rounded to nearest, ties to
+// even.
+func sumPartials(s []float64) float64 {
 	n := len(s)
 	if n == 0 {
 		return 0
@@ -117,9 +183,9 @@ func (s xsum) value() float64 {
 // square of one, without rounding.
 const bigPrec = 4400
 
-func (s xsum) big() *big.Float {
+func (s *xsum) big() *big.Float {
 	z := new(big.Float).SetPrec(bigPrec)
-	for _, x := range s {
+	for _, x := range s.parts() {
 		z.Add(z, big.NewFloat(x))
 	}
 	return z
@@ -134,18 +200,20 @@ func (s *xsum) addSquare(x float64) {
 	}
 }
 
-// addProduct adds a*b exactly: the rounded product and its rounding error.
-func (s *xsum) addProduct(a, b float64) {
+// addProduct adds a*b exactly to partials p: the rounded product and its
+// rounding error.
+func addProduct(p []float64, a, b float64) []float64 {
 	hi := a * b
-	s.add(hi)
+	p = addPartial(p, hi)
 	if lo := math.FMA(a, b, -hi); lo != 0 {
-		s.add(lo)
+		p = addPartial(p, lo)
 	}
+	return p
 }
 
-// sign returns the sign of the exact sum: -1, 0 or 1.
-func (s xsum) sign() int {
-	switch v := s.value(); {
+// sign returns the sign of the exact sum of partials: -1, 0 or 1.
+func sign(p []float64) int {
+	switch v := sumPartials(p); {
 	case v < 0:
 		return -1
 	case v > 0:
@@ -157,7 +225,7 @@ func (s xsum) sign() int {
 // stddev is the population standard deviation of n values with exact sum s1
 // and exact sum of squares s2: the square root of the correctly rounded
 // variance (n·s2 − s1²)/n².
-func stddev(n int64, s1, s2 xsum) float64 {
+func stddev(n int64, s1, s2 *xsum) float64 {
 	return math.Sqrt(variance(n, s1, s2))
 }
 
@@ -167,21 +235,22 @@ func stddev(n int64, s1, s2 xsum) float64 {
 // the midpoints between neighbouring floats, also exactly. Counts too large
 // for n² to be exact, and results too close to the subnormal range for
 // midpoints to be exact, take the slower arbitrary-precision path.
-func variance(n int64, s1, s2 xsum) float64 {
+func variance(n int64, s1, s2 *xsum) float64 {
 	if n > 1<<26 {
 		return varianceBig(n, s1, s2)
 	}
 	fn := float64(n)
-	var num xsum
-	for _, q := range s2 {
-		num.addProduct(fn, q)
+	var buf [maxPartials]float64
+	num := buf[:0]
+	for _, q := range s2.parts() {
+		num = addProduct(num, fn, q)
 	}
-	for _, a := range s1 {
-		for _, b := range s1 {
-			num.addProduct(-a, b)
+	for _, a := range s1.parts() {
+		for _, b := range s1.parts() {
+			num = addProduct(num, -a, b)
 		}
 	}
-	v := num.value() // zero only if the exact numerator is: all values equal
+	v := sumPartials(num) // zero only if the exact numerator is: all values equal
 	if v <= 0 {
 		return 0
 	}
@@ -190,45 +259,51 @@ func variance(n int64, s1, s2 xsum) float64 {
 	if !(q >= 0x1p-900 && q <= 0x1p900) { // NaN, from a corrupt state, too
 		return varianceBig(n, s1, s2)
 	}
-	// The first quotient is within two units in the last place; a few steps
-	// are always enough, and the bound keeps any surprise finite.
+	// The first quotient is within two units in the last place: a step or
+	// two settles it. The bound keeps any surprise finite.
+	settled := false
 	for range 4 { // while the exact quotient lies above the midpoint to the next float
 		up := math.Nextafter(q, math.Inf(1))
 		c := midpointCmp(num, q, up, d)
-		if c < 0 {
-			break
-		}
 		if c == 0 {
 			return even(q, up)
 		}
+		if settled = c < 0; settled {
+			break
+		}
 		q = up
 	}
+	if !settled {
+		return varianceBig(n, s1, s2)
+	}
+	settled = false
 	for range 4 { // while it lies below the midpoint to the previous float
 		down := math.Nextafter(q, 0)
 		c := midpointCmp(num, down, q, d)
-		if c > 0 {
-			break
-		}
 		if c == 0 {
 			return even(down, q)
 		}
+		if settled = c > 0; settled {
+			break
+		}
 		q = down
 	}
-	if midpointCmp(num, q, math.Nextafter(q, math.Inf(1)), d) > 0 || midpointCmp(num, math.Nextafter(q, 0), q, d) < 0 {
+	if !settled {
 		return varianceBig(n, s1, s2)
 	}
 	return q
 }
 
 // midpointCmp compares num/d with (a+b)/2 exactly: the sign of 2·num − d·a − d·b.
-func midpointCmp(num xsum, a, b, d float64) int {
-	var t xsum
+func midpointCmp(num []float64, a, b, d float64) int {
+	var buf [maxPartials]float64
+	t := buf[:0]
 	for _, p := range num {
-		t.add(2 * p)
+		t = addPartial(t, 2*p)
 	}
-	t.addProduct(-d, a)
-	t.addProduct(-d, b)
-	return t.sign()
+	t = addProduct(t, -d, a)
+	t = addProduct(t, -d, b)
+	return sign(t)
 }
 
 // even returns whichever of two neighbouring floats has an even significand.
@@ -239,7 +314,7 @@ func even(a, b float64) float64 {
 	return b
 }
 
-func varianceBig(n int64, s1, s2 xsum) float64 {
+func varianceBig(n int64, s1, s2 *xsum) float64 {
 	num := new(big.Float).SetPrec(bigPrec).SetInt64(n)
 	num.Mul(num, s2.big())
 	sq := s1.big()
