@@ -40,15 +40,21 @@ func (d *decoder) checkName(name string, at Pos, path string) {
 	}
 }
 
+// unique checks a definition's name, and that no earlier definition of its
+// kind has it.
+func (d *decoder) unique(seen map[string]Pos, kind, name string, pos positions, path string) {
+	d.checkName(name, pos.of("name"), path+".name")
+	if first, dup := seen[name]; dup && name != "" {
+		d.errorf(pos.of("name"), path+".name", "%s %q already defined at %s", kind, name, first)
+	}
+	seen[name] = pos.of("name")
+}
+
 func (d *decoder) checkEntities() {
 	seen := map[string]Pos{}
 	for i, e := range d.defs.Entities {
 		path := fmt.Sprintf("entities[%d]", i)
-		d.checkName(e.Name, e.pos.of("name"), path+".name")
-		if first, dup := seen[e.Name]; dup && e.Name != "" {
-			d.errorf(e.pos.of("name"), path+".name", "entity %q already defined at %s", e.Name, first)
-		}
-		seen[e.Name] = e.pos.of("name")
+		d.unique(seen, "entity", e.Name, e.pos, path)
 		if e.pos.ok("join_keys") && len(e.JoinKeys) == 0 {
 			d.errorf(e.pos.of("join_keys"), path+".join_keys", "needs at least one join key")
 		}
@@ -66,11 +72,7 @@ func (d *decoder) checkSources() {
 	seen := map[string]Pos{}
 	for i, s := range d.defs.Sources {
 		path := fmt.Sprintf("sources[%d]", i)
-		d.checkName(s.Name, s.pos.of("name"), path+".name")
-		if first, dup := seen[s.Name]; dup && s.Name != "" {
-			d.errorf(s.pos.of("name"), path+".name", "source %q already defined at %s", s.Name, first)
-		}
-		seen[s.Name] = s.pos.of("name")
+		d.unique(seen, "source", s.Name, s.pos, path)
 		if s.pos.ok("format") && s.Format != "json" {
 			d.errorf(s.pos.of("format"), path+".format", "format %q is not supported (want json)", s.Format)
 		}
@@ -222,11 +224,7 @@ func (d *decoder) checkServices() {
 	seen := map[string]Pos{}
 	for i, s := range d.defs.Services {
 		path := fmt.Sprintf("feature_services[%d]", i)
-		d.checkName(s.Name, s.pos.of("name"), path+".name")
-		if first, dup := seen[s.Name]; dup && s.Name != "" {
-			d.errorf(s.pos.of("name"), path+".name", "feature service %q already defined at %s", s.Name, first)
-		}
-		seen[s.Name] = s.pos.of("name")
+		d.unique(seen, "feature service", s.Name, s.pos, path)
 		if s.pos.ok("features") && len(s.Features) == 0 {
 			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
 		}
