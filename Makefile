@@ -33,6 +33,7 @@ bench: ## run the benchmarks (see docs/BENCHMARKS.md)
 fuzz: ## fuzz each decoder of outside bytes for FUZZTIME (default 30s) each
 	$(GO) test ./features -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./features -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./features -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(or $(FUZZTIME),30s)
 
 .PHONY: lint
 lint: ## gofmt check and go vet
