@@ -1,0 +1,64 @@
+// Command localkafka runs a Kafka-protocol broker on this machine, for the
+// demo and for tests: an in-process kfake cluster from franz-go, persisted
+// in a data directory so that topics, records and committed offsets survive
+// restarts. It is not for production: use a Kafka cluster there.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/quiver-ml/quiver/internal/cli"
+)
+
+func main() { cli.Exit(run(os.Args[1:])) }
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("localkafka", flag.ContinueOnError)
+	port := fs.Int("port", 9092, "port to listen on, on 127.0.0.1")
+	partitions := fs.Int("partitions", 8, "partitions of the topics it creates")
+	topics := fs.String("topics", "", "comma-separated topics to create at start, if missing")
+	dataDir := fs.String("data-dir", "./data", "directory for Quiver's data; the broker keeps its log under kafka/")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = cli.Usage(fs, "localkafka runs a local Kafka-protocol broker for the demo and tests.")
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := cli.Logger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
+	if *partitions < 1 {
+		return fmt.Errorf("--partitions %d: want at least 1", *partitions)
+	}
+	dir := filepath.Join(*dataDir, "kafka")
+	opts := []kfake.Opt{
+		kfake.Ports(*port),
+		kfake.DataDir(dir),
+		kfake.DefaultNumPartitions(*partitions),
+		kfake.AllowAutoTopicCreation(),
+	}
+	if *topics != "" {
+		opts = append(opts, kfake.SeedTopics(int32(*partitions), strings.Split(*topics, ",")...))
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	log.Info("broker listening", "addrs", cluster.ListenAddrs(), "data_dir", dir, "partitions", *partitions)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	log.Info("stopping broker")
+	cluster.Close() // persists the log and offsets
+	return nil
+}
