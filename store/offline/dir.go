@@ -7,11 +7,18 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
-// Dir is an offline store rooted at a local directory.
+// Dir is an offline store rooted at a local directory. It is safe for
+// concurrent use.
 type Dir struct {
 	root string
+
+	schemas sync.Map // Parquet schemas of log columns, by names and types
+
+	mu   sync.Mutex
+	logs map[string]*logIndex // by log directory
 }
 
 // NewDir returns the store rooted at root, creating the directory if needed.

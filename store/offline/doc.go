@@ -3,4 +3,47 @@
 //
 // Dir is the store on a local disk. Files appear atomically: each is written
 // to a temporary name, synced, then linked or renamed into place.
+//
+// # Logs
+//
+// The event log and the feature logs are Parquet files (zstd), laid out by
+// UTC date of their event time:
+//
+//	events/<source>/date=YYYY-MM-DD/<ksuid>.parquet
+//	features/<view>/v<version>/date=YYYY-MM-DD/<ksuid>.parquet
+//
+// An event log file holds the source's schema fields, typed as declared and
+// nullable, then _event_time (TIMESTAMP(MILLIS, UTC)), _topic (string),
+// _partition (INT32) and _offset (INT64), which are required. A feature log
+// file holds the join keys, _event_time and one column per feature. Types
+// map as string → BYTE_ARRAY (STRING), int → INT64, float → DOUBLE, bool →
+// BOOLEAN, timestamp → INT64 TIMESTAMP(MILLIS, UTC); DuckDB, Spark and
+// pyarrow read them as such, _event_time as a timestamp with time zone.
+// Columns are in the order given, not sorted by name.
+//
+// Dir.WriteBatch writes a Batch (rows from one input stream, say a Kafka
+// topic partition, covering a range of its offsets) as one file per date it
+// touches. Each file's key/value metadata records the batch: quiver.stream,
+// quiver.first_offset, quiver.last_offset and quiver.batch_dates (every date
+// the batch wrote). The file name is a KSUID built from the batch's earliest
+// event time and a hash of (stream, offsets, date): names sort by time, and
+// writing the same batch again replaces its files instead of adding rows.
+// Temporary files (.tmp-*) are ignored by every reader in this package.
+//
+// # High-water marks
+//
+// Dir.HighWaterMark(dir, stream) is the highest last offset of any complete
+// batch of stream in a log, in any date. After a restart or a partition
+// assignment, ingest skips input at or below it, so a replay never leaves
+// duplicate rows even when it cuts batches differently. A batch spanning
+// dates counts once all its files are in place; the files of an incomplete
+// batch above the mark (a crash between two renames) are removed then, since
+// their rows will be written again. Marks never go down: removing a complete
+// batch's files does not lower it within a process. Only footers are read,
+// once per file per Dir.
+//
+// A compactor that merges log files must keep every stream's mark, for
+// instance by leaving the files of each stream's newest batch in place: files
+// without quiver.stream do not count, and a file without quiver.batch_dates
+// counts as a complete batch.
 package offline

@@ -1,0 +1,150 @@
+package offline_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// TestArrowReadsLog reads the files back with an independent implementation,
+// Apache Arrow's Parquet reader, as pyarrow, DuckDB and Spark would.
+func TestArrowReadsLog(t *testing.T) {
+	ctx := context.Background()
+	d, root := newDir(t)
+	rows := [][]features.Value{
+		eventRow("a", 12.5, ms("2026-03-01T23:59:59.250Z"), 3, 100),
+		eventRow("", 0, ms("2026-03-02T00:00:00.000Z"), 3, 101),
+		eventRow("c", -0.25, ms("2026-03-01T23:59:59.999Z"), 7, 102),
+	}
+	b := offline.Batch{
+		Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
+		Rows: rows, Stream: "transactions/3", FirstOffset: 100, LastOffset: 102,
+	}
+	if err := d.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	files := logFiles(t, root, b.Dir)
+	if len(files) != 2 {
+		t.Fatalf("files %v, want 2", files)
+	}
+	want := [][][]features.Value{{rows[0], rows[2]}, {rows[1]}}
+
+	tsUTC := &arrow.TimestampType{Unit: arrow.Millisecond, TimeZone: "UTC"}
+	wantFields := []arrow.Field{
+		{Name: "txn_id", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "user_id", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "amount", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
+		{Name: "ts", Type: tsUTC, Nullable: true},
+		{Name: "flagged", Type: arrow.FixedWidthTypes.Boolean, Nullable: true},
+		{Name: "items", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+		{Name: "_event_time", Type: tsUTC},
+		{Name: "_topic", Type: arrow.BinaryTypes.String},
+		{Name: "_partition", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "_offset", Type: arrow.PrimitiveTypes.Int64},
+	}
+	for i, f := range files {
+		rdr, err := file.OpenParquetFile(filepath.Join(root, b.Dir, f), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rdr.Close()
+
+		md := rdr.MetaData()
+		for _, kv := range [][2]string{
+			{"quiver.stream", "transactions/3"}, {"quiver.first_offset", "100"}, {"quiver.last_offset", "102"},
+		} {
+			if v := md.KeyValueMetadata().FindValue(kv[0]); v == nil || *v != kv[1] {
+				t.Errorf("%s: metadata %s = %v, want %q", f, kv[0], v, kv[1])
+			}
+		}
+		for g := range md.NumRowGroups() {
+			rg := md.RowGroup(g)
+			for c := range rg.NumColumns() {
+				cc, err := rg.ColumnChunk(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cc.Compression() != compress.Codecs.Zstd {
+					t.Errorf("%s: column %d compressed with %v, want zstd", f, c, cc.Compression())
+				}
+			}
+		}
+
+		fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tbl, err := fr.ReadTable(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tbl.Release()
+		fields := tbl.Schema().Fields()
+		if len(fields) != len(wantFields) {
+			t.Fatalf("%s: Arrow schema %v, want %v", f, tbl.Schema(), wantFields)
+		}
+		for j, fld := range fields {
+			w := wantFields[j]
+			if fld.Name != w.Name || !arrow.TypeEqual(fld.Type, w.Type) || fld.Nullable != w.Nullable {
+				t.Errorf("%s: field %d is %s %s nullable=%v, want %s %s nullable=%v",
+					f, j, fld.Name, fld.Type, fld.Nullable, w.Name, w.Type, w.Nullable)
+			}
+		}
+		got, err := arrowRows(tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalRows(got, want[i]) {
+			t.Errorf("%s: Arrow read\n%v\nwant\n%v", f, got, want[i])
+		}
+	}
+}
+
+// arrowRows converts a table of the types a log uses to rows; an int32
+// column reads as ints.
+func arrowRows(tbl arrow.Table) ([][]features.Value, error) {
+	rows := make([][]features.Value, tbl.NumRows())
+	for i := range rows {
+		rows[i] = make([]features.Value, tbl.NumCols())
+	}
+	for c := range int(tbl.NumCols()) {
+		r := 0
+		for _, chunk := range tbl.Column(c).Data().Chunks() {
+			for k := range chunk.Len() {
+				v := features.Null
+				if !chunk.IsNull(k) {
+					switch a := chunk.(type) {
+					case *array.String:
+						v = features.String(a.Value(k))
+					case *array.Int64:
+						v = features.Int(a.Value(k))
+					case *array.Int32:
+						v = features.Int(int64(a.Value(k)))
+					case *array.Float64:
+						v = features.Float(a.Value(k))
+					case *array.Boolean:
+						v = features.Bool(a.Value(k))
+					case *array.Timestamp:
+						v = features.Timestamp(int64(a.Value(k)))
+					default:
+						return nil, fmt.Errorf("column %d: unexpected Arrow array %T", c, chunk)
+					}
+				}
+				rows[r][c] = v
+				r++
+			}
+		}
+	}
+	return rows, nil
+}

@@ -1,0 +1,639 @@
+package offline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/segmentio/ksuid"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// eventColumns is an event log's columns with every type: the fraud demo's
+// transactions plus a bool and an int field.
+var eventColumns = []offline.Column{
+	{Name: "txn_id", Type: features.TypeString},
+	{Name: "user_id", Type: features.TypeString},
+	{Name: "amount", Type: features.TypeFloat},
+	{Name: "ts", Type: features.TypeTimestamp},
+	{Name: "flagged", Type: features.TypeBool},
+	{Name: "items", Type: features.TypeInt},
+	{Name: offline.ColEventTime, Type: features.TypeTimestamp},
+	{Name: offline.ColTopic, Type: features.TypeString},
+	{Name: offline.ColPartition, Type: features.TypeInt},
+	{Name: offline.ColOffset, Type: features.TypeInt},
+}
+
+const eventTimeColumn = 6
+
+func ms(s string) int64 {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UnixMilli()
+}
+
+// eventRow is a row of eventColumns; an empty txn id makes every optional
+// field null.
+func eventRow(txn string, amount float64, eventTime int64, partition int32, offset int64) []features.Value {
+	row := []features.Value{
+		features.String(txn), features.String("u-" + txn), features.Float(amount),
+		features.Timestamp(eventTime - 1500), features.Bool(offset%2 == 0), features.Int(-offset),
+		features.Timestamp(eventTime), features.String("transactions"),
+		features.Int(int64(partition)), features.Int(offset),
+	}
+	if txn == "" {
+		for i := range eventTimeColumn {
+			row[i] = features.Null
+		}
+	}
+	return row
+}
+
+func newDir(t testing.TB) (*offline.Dir, string) {
+	t.Helper()
+	root := t.TempDir()
+	d, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, root
+}
+
+// logFiles returns the log's files, relative to its directory, sorted.
+func logFiles(t testing.TB, root, dir string) []string {
+	t.Helper()
+	var files []string
+	base := filepath.Join(root, dir)
+	err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(base, p)
+		files = append(files, filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	slices.Sort(files)
+	return files
+}
+
+func readFile(t testing.TB, path string) ([]offline.Column, [][]features.Value, map[string]string) {
+	t.Helper()
+	cols, rows, meta, err := offline.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols, rows, meta
+}
+
+func TestWriteBatchRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	d, root := newDir(t)
+	rows := [][]features.Value{
+		eventRow("a", 12.5, ms("2026-03-01T23:59:59.250Z"), 3, 100),
+		eventRow("", 0, ms("2026-03-02T00:00:00.000Z"), 3, 101), // all optional fields null
+		eventRow("c", -0.25, ms("2026-03-01T23:59:59.999Z"), 3, 102),
+		eventRow("d", math.Inf(1), ms("2026-03-02T00:00:01.500Z"), 3, 104),
+	}
+	rows[2][4] = features.Null // one null among values
+	rows[3][5] = features.Int(math.MinInt64)
+	b := offline.Batch{
+		Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
+		Rows: rows, Stream: "transactions/3", FirstOffset: 100, LastOffset: 104,
+	}
+	if err := d.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	files := logFiles(t, root, b.Dir)
+	if len(files) != 2 || !strings.HasPrefix(files[0], "date=2026-03-01/") || !strings.HasPrefix(files[1], "date=2026-03-02/") {
+		t.Fatalf("files %v, want one in date=2026-03-01 and one in date=2026-03-02", files)
+	}
+	want := [][][]features.Value{{rows[0], rows[2]}, {rows[1], rows[3]}}
+	for i, f := range files {
+		id, err := ksuid.Parse(strings.TrimSuffix(filepath.Base(f), ".parquet"))
+		if err != nil {
+			t.Fatalf("file name %s: %v", f, err)
+		}
+		if got, want := id.Time().UTC(), time.UnixMilli(ms("2026-03-01T23:59:59Z")).UTC(); !got.Equal(want) {
+			t.Errorf("%s: KSUID time %v, want the batch's earliest event time %v", f, got, want)
+		}
+		if st, err := os.Stat(filepath.Join(root, b.Dir, f)); err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v (%v), want 0644 so that other tools can read it", f, st.Mode(), err)
+		}
+		cols, got, meta := readFile(t, filepath.Join(root, b.Dir, f))
+		if !slices.Equal(cols, eventColumns) {
+			t.Errorf("%s: columns %v, want %v", f, cols, eventColumns)
+		}
+		if !equalRows(got, want[i]) {
+			t.Errorf("%s: rows\n%v\nwant\n%v", f, got, want[i])
+		}
+		wantMeta := map[string]string{
+			"quiver.stream": "transactions/3", "quiver.first_offset": "100", "quiver.last_offset": "104",
+			"quiver.batch_dates": "2026-03-01,2026-03-02",
+		}
+		for k, v := range wantMeta {
+			if meta[k] != v {
+				t.Errorf("%s: metadata %s = %q, want %q", f, k, meta[k], v)
+			}
+		}
+	}
+}
+
+func equalRows(a, b [][]features.Value) bool {
+	return slices.EqualFunc(a, b, func(x, y []features.Value) bool { return slices.Equal(x, y) })
+}
+
+func TestWriteBatchReplaceSameBatch(t *testing.T) {
+	ctx := context.Background()
+	d, root := newDir(t)
+	var rows [][]features.Value
+	for i := range 50 {
+		rows = append(rows, eventRow(fmt.Sprint(i), float64(i), ms("2026-03-01T23:59:30Z")+int64(i)*1000, 0, int64(i)))
+	}
+	b := offline.Batch{
+		Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
+		Rows: rows, Stream: "transactions/0", FirstOffset: 0, LastOffset: 49,
+	}
+	if err := d.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	first := logFiles(t, root, b.Dir)
+	// Again, from this Dir and from another on the same root (a restarted process).
+	d2, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*offline.Dir{d, d2} {
+		if err := d.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := logFiles(t, root, b.Dir); !slices.Equal(got, first) || len(got) != 2 {
+		t.Fatalf("files after rewriting %v, first written %v; want the same two", got, first)
+	}
+	var all [][]features.Value
+	for _, f := range first {
+		_, rows, _ := readFile(t, filepath.Join(root, b.Dir, f))
+		all = append(all, rows...)
+	}
+	if !equalRows(all, rows) {
+		t.Fatalf("read back %d rows, want the %d written once", len(all), len(rows))
+	}
+	// A different batch over the same offsets is a different file.
+	b.LastOffset = 48
+	b.Rows = rows[:49]
+	if err := d.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := logFiles(t, root, b.Dir); len(got) != 4 {
+		t.Fatalf("files %v, want 4", got)
+	}
+}
+
+func TestWriteBatchEmpty(t *testing.T) {
+	d, root := newDir(t)
+	if err := d.WriteBatch(context.Background(), offline.Batch{Dir: "events/x", Stream: "x/0"}); err != nil {
+		t.Fatal(err)
+	}
+	if files := logFiles(t, root, "events"); len(files) != 0 {
+		t.Fatalf("an empty batch wrote %v", files)
+	}
+}
+
+func TestWriteBatchInvalid(t *testing.T) {
+	d, root := newDir(t)
+	good := func() offline.Batch {
+		return offline.Batch{
+			Dir: "events/transactions", Columns: slices.Clone(eventColumns), TimeColumn: eventTimeColumn,
+			Rows:   [][]features.Value{eventRow("a", 1, ms("2026-03-01T10:00:00Z"), 0, 7)},
+			Stream: "transactions/0", FirstOffset: 7, LastOffset: 7,
+		}
+	}
+	cases := map[string]func(b *offline.Batch){
+		"bad dir":             func(b *offline.Batch) { b.Dir = "../x" },
+		"hidden dir":          func(b *offline.Batch) { b.Dir = "events/.x" },
+		"no stream":           func(b *offline.Batch) { b.Stream = "" },
+		"offsets reversed":    func(b *offline.Batch) { b.FirstOffset = 8 },
+		"duplicate column":    func(b *offline.Batch) { b.Columns[1].Name = "txn_id" },
+		"null type":           func(b *offline.Batch) { b.Columns[1].Type = features.TypeNull },
+		"reserved type":       func(b *offline.Batch) { b.Columns[9].Type = features.TypeString },
+		"time column range":   func(b *offline.Batch) { b.TimeColumn = 10 },
+		"time column type":    func(b *offline.Batch) { b.TimeColumn = 0 },
+		"short row":           func(b *offline.Batch) { b.Rows[0] = b.Rows[0][:9] },
+		"wrong value type":    func(b *offline.Batch) { b.Rows[0][0] = features.Int(1) },
+		"null required":       func(b *offline.Batch) { b.Rows[0][7] = features.Null },
+		"null event time":     func(b *offline.Batch) { b.Rows[0][eventTimeColumn] = features.Null },
+		"partition too large": func(b *offline.Batch) { b.Rows[0][8] = features.Int(1 << 40) },
+		"event time too late": func(b *offline.Batch) { b.Rows[0][eventTimeColumn] = features.Timestamp(math.MaxInt64) },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := good()
+			b.Rows[0] = slices.Clone(b.Rows[0])
+			mutate(&b)
+			err := d.WriteBatch(context.Background(), b)
+			if !errors.Is(err, offline.ErrInvalidBatch) {
+				t.Fatalf("WriteBatch: %v, want ErrInvalidBatch", err)
+			}
+		})
+	}
+	if files := logFiles(t, root, "events"); len(files) != 0 {
+		t.Fatalf("invalid batches wrote %v", files)
+	}
+	// An int is a valid float.
+	b := good()
+	b.Rows[0][2] = features.Int(3)
+	if err := d.WriteBatch(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	files := logFiles(t, root, b.Dir)
+	if len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+	if _, rows, _ := readFile(t, filepath.Join(root, b.Dir, files[0])); rows[0][2] != features.Float(3) {
+		t.Fatalf("int in a float column read back as %v", rows[0][2])
+	}
+}
+
+// featureBatch is a feature log batch of one row per offset, at the given time.
+func featureBatch(stream string, first, last int64, times ...string) offline.Batch {
+	b := offline.Batch{
+		Dir: "features/user_txn/v1",
+		Columns: []offline.Column{
+			{Name: "user_id", Type: features.TypeString},
+			{Name: offline.ColEventTime, Type: features.TypeTimestamp},
+			{Name: "txn_count_1h", Type: features.TypeInt},
+			{Name: "amount_avg_24h", Type: features.TypeFloat},
+		},
+		TimeColumn: 1, Stream: stream, FirstOffset: first, LastOffset: last,
+	}
+	for i, tm := range times {
+		b.Rows = append(b.Rows, []features.Value{
+			features.String("u1"), features.Timestamp(ms(tm)), features.Int(int64(i)), features.Null,
+		})
+	}
+	return b
+}
+
+func hwm(t testing.TB, d *offline.Dir, dir, stream string) string {
+	t.Helper()
+	off, ok, err := d.HighWaterMark(context.Background(), dir, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		return "none"
+	}
+	return fmt.Sprint(off)
+}
+
+func TestHighWaterMark(t *testing.T) {
+	ctx := context.Background()
+	d, root := newDir(t)
+	const dir = "features/user_txn/v1"
+	if got := hwm(t, d, dir, "t/0"); got != "none" {
+		t.Fatalf("empty store: %s, want none", got)
+	}
+	batches := []offline.Batch{
+		featureBatch("t/0", 0, 9, "2026-03-01T10:00:00Z"),
+		featureBatch("t/0", 10, 19, "2026-03-01T23:00:00Z", "2026-03-02T01:00:00Z"),
+		featureBatch("t/1", 0, 99, "2026-03-02T05:00:00Z"),
+		// A late event: the highest offsets of t/0 land in the earliest date.
+		featureBatch("t/0", 20, 29, "2026-02-27T10:00:00Z"),
+		featureBatch("t/2", 5, 5, "2026-03-03T10:00:00Z"),
+	}
+	for _, b := range batches[:2] {
+		if err := d.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := hwm(t, d, dir, "t/0"); got != "19" {
+		t.Fatalf("t/0: %s, want 19", got)
+	}
+	// Written after the index was built: recorded by WriteBatch.
+	for _, b := range batches[2:] {
+		if err := d.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A leftover temporary file with higher offsets does not count.
+	other := featureBatch("t/0", 1000, 1000, "2026-03-03T10:00:00Z")
+	elsewhere, elsewhereRoot := newDir(t)
+	if err := elsewhere.WriteBatch(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(elsewhereRoot, dir, logFiles(t, elsewhereRoot, dir)[0]),
+		filepath.Join(root, dir, "date=2026-03-03", ".tmp-123.parquet"))
+	want := map[string]string{"t/0": "29", "t/1": "99", "t/2": "5", "t/3": "none"}
+	check := func(d *offline.Dir) {
+		t.Helper()
+		for s, w := range want {
+			if got := hwm(t, d, dir, s); got != w {
+				t.Errorf("%s: %s, want %s", s, got, w)
+			}
+		}
+		if got := hwm(t, d, "events/transactions", "t/0"); got != "none" {
+			t.Errorf("another log: %s, want none", got)
+		}
+	}
+	check(d)
+	// A new Dir on the same root scans the files.
+	d2, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(d2)
+	// Another process (Dir) writes after d built its index: d sees it.
+	if err := d2.WriteBatch(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	want["t/0"] = "1000"
+	check(d)
+	// Removing a complete batch's file (compaction) does not lower the mark.
+	for _, f := range logFiles(t, root, dir) {
+		if strings.HasPrefix(f, "date=2026-02-27/") {
+			os.Remove(filepath.Join(root, dir, f))
+		}
+	}
+	want["t/0"] = "1000"
+	check(d)
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHighWaterMarkIncompleteBatch: a batch over two dates of which only one
+// file made it (a crash between the renames) does not count, and its file is
+// removed so that the replay, however it is batched, leaves no duplicates.
+func TestHighWaterMarkIncompleteBatch(t *testing.T) {
+	ctx := context.Background()
+	d, root := newDir(t)
+	const dir = "features/user_txn/v1"
+	for _, b := range []offline.Batch{
+		featureBatch("t/0", 0, 9, "2026-03-01T10:00:00Z"),
+		featureBatch("t/0", 10, 19, "2026-03-01T23:00:00Z", "2026-03-02T01:00:00Z"),
+		featureBatch("t/1", 0, 9, "2026-03-01T23:00:00Z", "2026-03-02T01:00:00Z"),
+	} {
+		if err := d.WriteBatch(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := logFiles(t, root, dir)
+	var crashed string
+	for _, f := range files {
+		if _, _, meta := readFile(t, filepath.Join(root, dir, f)); meta["quiver.first_offset"] == "10" && strings.HasPrefix(f, "date=2026-03-02/") {
+			os.Remove(filepath.Join(root, dir, f))
+		} else if meta["quiver.first_offset"] == "10" {
+			crashed = f
+		}
+	}
+	d2, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hwm(t, d2, dir, "t/0"); got != "9" {
+		t.Fatalf("t/0: %s, want 9 (the incomplete batch does not count)", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, dir, crashed)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the incomplete batch's file %s is still there (%v)", crashed, err)
+	}
+	if got := hwm(t, d2, dir, "t/1"); got != "9" {
+		t.Fatalf("t/1: %s, want 9", got)
+	}
+	if got := len(logFiles(t, root, dir)); got != len(files)-2 {
+		t.Fatalf("%d files left, want %d", got, len(files)-2)
+	}
+}
+
+// TestHighWaterMarkConcurrent writes batches for several streams, some over
+// two dates, while asking for their marks; run with -race.
+func TestHighWaterMarkConcurrent(t *testing.T) {
+	ctx := context.Background()
+	d, root := newDir(t)
+	const (
+		dir     = "features/user_txn/v1"
+		streams = 4
+		batches = 30
+	)
+	var written [streams]int64 // last offset written, per stream; guarded by mu
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for s := range streams {
+		wg.Go(func() {
+			for i := range batches {
+				tm := "2026-03-01T12:00:00Z"
+				times := []string{tm}
+				if i%3 == 0 {
+					times = append(times, "2026-03-02T00:30:00Z")
+				}
+				b := featureBatch(fmt.Sprintf("t/%d", s), int64(i*10), int64(i*10+9), times...)
+				if err := d.WriteBatch(ctx, b); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				written[s] = b.LastOffset
+				mu.Unlock()
+			}
+		})
+	}
+	for r := range 4 {
+		wg.Go(func() {
+			var last [streams]int64
+			for s := range last {
+				last[s] = -1 // none yet
+			}
+			for range 100 {
+				for s := range streams {
+					mu.Lock()
+					before := written[s]
+					mu.Unlock()
+					off, ok, err := d.HighWaterMark(ctx, dir, fmt.Sprintf("t/%d", s))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !ok {
+						off = -1
+					}
+					if off < last[s] || (before > 0 && off < before) {
+						t.Errorf("reader %d, t/%d: mark %d after %d (written %d)", r, s, off, last[s], before)
+					}
+					last[s] = off
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, dd := range []*offline.Dir{d, mustDir(t, root)} {
+		for s := range streams {
+			if got, want := hwm(t, dd, dir, fmt.Sprintf("t/%d", s)), fmt.Sprint(batches*10-1); got != want {
+				t.Errorf("t/%d: %s, want %s", s, got, want)
+			}
+		}
+	}
+	if got, want := len(logFiles(t, root, dir)), streams*(batches+batches/3); got != want {
+		t.Errorf("%d files, want %d", got, want)
+	}
+}
+
+func mustDir(t testing.TB, root string) *offline.Dir {
+	d, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// transactionColumns is the fraud demo's transactions source as logged.
+var transactionColumns = []offline.Column{
+	{Name: "txn_id", Type: features.TypeString},
+	{Name: "user_id", Type: features.TypeString},
+	{Name: "merchant_id", Type: features.TypeString},
+	{Name: "amount", Type: features.TypeFloat},
+	{Name: "country", Type: features.TypeString},
+	{Name: "ts", Type: features.TypeTimestamp},
+	{Name: offline.ColEventTime, Type: features.TypeTimestamp},
+	{Name: offline.ColTopic, Type: features.TypeString},
+	{Name: offline.ColPartition, Type: features.TypeInt},
+	{Name: offline.ColOffset, Type: features.TypeInt},
+}
+
+// BenchmarkWriteBatch writes 10k-row batches of fraud transactions, each a
+// new file (zstd, synced, renamed into place).
+func BenchmarkWriteBatch(b *testing.B) {
+	const n = 10_000
+	ctx := context.Background()
+	d, root := newDir(b)
+	countries := []string{"US", "GB", "DE", "FR", "NL", "BR", "IN", "JP"}
+	start := ms("2026-03-01T08:00:00Z")
+	rows := make([][]features.Value, n)
+	for i := range rows {
+		t := start + int64(i)*37
+		rows[i] = []features.Value{
+			features.String(fmt.Sprintf("txn-%08d", i)),
+			features.String(fmt.Sprintf("u%05d", i*7919%20000)),
+			features.String(fmt.Sprintf("m%04d", i*104729%3000)),
+			features.Float(float64(i*7919%100000) / 100),
+			features.String(countries[i%len(countries)]),
+			features.Timestamp(t),
+			features.Timestamp(t),
+			features.String("transactions"),
+			features.Int(3),
+			features.Int(int64(i)),
+		}
+	}
+	batch := offline.Batch{
+		Dir: "events/transactions", Columns: transactionColumns, TimeColumn: 6,
+		Rows: rows, Stream: "transactions/3",
+	}
+	b.ReportAllocs()
+	i := int64(0)
+	for b.Loop() {
+		batch.FirstOffset, batch.LastOffset = i*n, i*n+n-1
+		i++
+		if err := d.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(i*n)/b.Elapsed().Seconds(), "rows/s")
+	files := logFiles(b, root, batch.Dir)
+	if st, err := os.Stat(filepath.Join(root, batch.Dir, files[0])); err == nil {
+		b.ReportMetric(float64(st.Size()), "bytes/file")
+	}
+}
+
+// TestReadFileForeignTypes reads types other tools write, as backfill inputs.
+func TestReadFileForeignTypes(t *testing.T) {
+	type spine struct {
+		Day  int32    `parquet:"day,date"`
+		Us   int64    `parquet:"ts_us,timestamp(microsecond)"`
+		Ns   int64    `parquet:"ts_ns,timestamp(nanosecond)"`
+		F32  float32  `parquet:"f32"`
+		I32  int32    `parquet:"i32"`
+		Name *string  `parquet:"name,optional"`
+		Raw  []byte   `parquet:"raw"`
+		Amt  *float64 `parquet:"amount,optional"`
+	}
+	name := "n"
+	path := filepath.Join(t.TempDir(), "spine.parquet")
+	in := []spine{
+		{Day: 20513, Us: 1_772_409_600_123_456, Ns: -1, F32: 1.5, I32: -7, Name: &name, Raw: []byte("r")},
+		{Day: -1, Us: 0, Ns: 1_500_000, F32: 0, I32: 1 << 30},
+	}
+	if err := parquet.WriteFile(path, in); err != nil {
+		t.Fatal(err)
+	}
+	cols, rows, _ := readFile(t, path)
+	wantCols := []offline.Column{
+		{Name: "day", Type: features.TypeTimestamp}, {Name: "ts_us", Type: features.TypeTimestamp},
+		{Name: "ts_ns", Type: features.TypeTimestamp}, {Name: "f32", Type: features.TypeFloat},
+		{Name: "i32", Type: features.TypeInt}, {Name: "name", Type: features.TypeString},
+		{Name: "raw", Type: features.TypeString}, {Name: "amount", Type: features.TypeFloat},
+	}
+	if !slices.Equal(cols, wantCols) {
+		t.Fatalf("columns %v, want %v", cols, wantCols)
+	}
+	want := [][]features.Value{
+		{features.Timestamp(20513 * 86_400_000), features.Timestamp(1_772_409_600_123), features.Timestamp(-1),
+			features.Float(1.5), features.Int(-7), features.String("n"), features.String("r"), features.Null},
+		{features.Timestamp(-86_400_000), features.Timestamp(0), features.Timestamp(1),
+			features.Float(0), features.Int(1 << 30), features.Null, features.String(""), features.Null},
+	}
+	if !equalRows(rows, want) {
+		t.Fatalf("rows\n%v\nwant\n%v", rows, want)
+	}
+}
+
+// BenchmarkHighWaterMark asks for a mark in a log of 1,000 files over 10
+// dates: cold (a new Dir, reading every footer) and warm (statting the date
+// directories only).
+func BenchmarkHighWaterMark(b *testing.B) {
+	ctx := context.Background()
+	d, root := newDir(b)
+	const dir = "features/user_txn/v1"
+	for i := range 1000 {
+		tm := time.UnixMilli(ms("2026-03-01T12:00:00Z")).Add(time.Duration(i%10) * 24 * time.Hour).Format(time.RFC3339)
+		if err := d.WriteBatch(ctx, featureBatch(fmt.Sprintf("t/%d", i%8), int64(i*10), int64(i*10+9), tm)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // past the window in which directory times are not trusted
+	for _, cold := range []bool{true, false} {
+		b.Run(map[bool]string{true: "cold", false: "warm"}[cold], func(b *testing.B) {
+			d := mustDir(b, root)
+			for b.Loop() {
+				if cold {
+					d = mustDir(b, root)
+				}
+				if _, ok, err := d.HighWaterMark(ctx, dir, "t/3"); err != nil || !ok {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,414 @@
+package offline
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode"
+	"unsafe"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/deprecated"
+	"github.com/parquet-go/parquet-go/encoding"
+	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+// The columns every event-log file carries besides the source's schema. They
+// are REQUIRED (never null); every other column is OPTIONAL. A feature log has
+// ColEventTime only.
+const (
+	ColEventTime = "_event_time" // TIMESTAMP(MILLIS, UTC)
+	ColTopic     = "_topic"      // string
+	ColPartition = "_partition"  // INT32
+	ColOffset    = "_offset"     // INT64
+)
+
+// Column is one column of a log file. Its Parquet type follows Type:
+// TypeString is BYTE_ARRAY (STRING), TypeInt INT64, TypeFloat DOUBLE, TypeBool
+// BOOLEAN and TypeTimestamp INT64 TIMESTAMP(isAdjustedToUTC=true, MILLIS). The
+// column named ColPartition is INT32.
+type Column struct {
+	Name string
+	Type features.Type
+}
+
+// reserved returns the type a reserved column must have, and whether name is
+// reserved.
+func reserved(name string) (features.Type, bool) {
+	switch name {
+	case ColEventTime:
+		return features.TypeTimestamp, true
+	case ColTopic:
+		return features.TypeString, true
+	case ColPartition, ColOffset:
+		return features.TypeInt, true
+	}
+	return features.TypeNull, false
+}
+
+// validateColumns checks names and types; problems are reported together.
+func validateColumns(cols []Column) error {
+	if len(cols) == 0 {
+		return errors.New("no columns")
+	}
+	var errs []error
+	seen := make(map[string]bool, len(cols))
+	for i, c := range cols {
+		switch {
+		case c.Name == "":
+			errs = append(errs, fmt.Errorf("column %d: empty name", i))
+		case strings.ContainsAny(c.Name, ",\x00"):
+			errs = append(errs, fmt.Errorf("column %q: name must not contain a comma or NUL", c.Name))
+		case seen[c.Name]:
+			errs = append(errs, fmt.Errorf("column %q: duplicate name", c.Name))
+		}
+		seen[c.Name] = true
+		if c.Type <= features.TypeNull || c.Type > features.TypeTimestamp {
+			errs = append(errs, fmt.Errorf("column %q: invalid type %s", c.Name, c.Type))
+		} else if want, ok := reserved(c.Name); ok && c.Type != want {
+			errs = append(errs, fmt.Errorf("column %q: type %s, want %s", c.Name, c.Type, want))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// leafNode returns the Parquet node of a column.
+func leafNode(c Column) parquet.Node {
+	var n parquet.Node
+	switch c.Type {
+	case features.TypeString:
+		n = parquet.String()
+	case features.TypeInt:
+		if c.Name == ColPartition {
+			n = parquet.Int(32)
+		} else {
+			n = parquet.Int(64)
+		}
+	case features.TypeFloat:
+		n = parquet.Leaf(parquet.DoubleType)
+	case features.TypeBool:
+		n = parquet.Leaf(parquet.BooleanType)
+	case features.TypeTimestamp:
+		n = parquet.Timestamp(parquet.Millisecond) // isAdjustedToUTC=true
+	}
+	if _, ok := reserved(c.Name); ok {
+		return parquet.Required(n)
+	}
+	return parquet.Optional(n)
+}
+
+// newSchema returns the Parquet schema of cols, in their order. It assumes
+// validateColumns(cols) passed.
+func newSchema(cols []Column) *parquet.Schema {
+	fields := make([]parquet.Field, len(cols))
+	for i, c := range cols {
+		// A one-field Group yields a parquet.Field with the library's own
+		// name and reflection behaviour; only the order is ours.
+		fields[i] = parquet.Group{c.Name: leafNode(c)}.Fields()[0]
+	}
+	return parquet.NewSchema("quiver", orderedGroup(fields))
+}
+
+// orderedGroup is a Parquet group node whose fields keep the order they were
+// given in. parquet.Group is a map and orders its fields by name, which would
+// put a log's columns in alphabetical order rather than the declared one.
+type orderedGroup []parquet.Field
+
+var _ parquet.Node = orderedGroup(nil)
+
+func (g orderedGroup) ID() int                     { return 0 }
+func (g orderedGroup) String() string              { return schemaString(g) }
+func (g orderedGroup) Type() parquet.Type          { return parquet.Group{}.Type() }
+func (g orderedGroup) Optional() bool              { return false }
+func (g orderedGroup) Repeated() bool              { return false }
+func (g orderedGroup) Required() bool              { return true }
+func (g orderedGroup) Leaf() bool                  { return false }
+func (g orderedGroup) Fields() []parquet.Field     { return g }
+func (g orderedGroup) Encoding() encoding.Encoding { return nil }
+func (g orderedGroup) Compression() compress.Codec { return nil }
+
+// GoType returns a struct type with one field per column, tagged with the
+// column's name, as parquet.Group does.
+func (g orderedGroup) GoType() reflect.Type {
+	fields := make([]reflect.StructField, len(g))
+	used := make(map[string]bool, len(g))
+	for i, f := range g {
+		name := goFieldName(f.Name())
+		for used[name] {
+			name += "_"
+		}
+		used[name] = true
+		fields[i] = reflect.StructField{
+			Name: name,
+			Type: f.GoType(),
+			Tag:  reflect.StructTag(`parquet:` + strconv.Quote(f.Name())),
+		}
+	}
+	return reflect.StructOf(fields)
+}
+
+// goFieldName turns a column name into an exported Go identifier.
+func goFieldName(s string) string {
+	var b strings.Builder
+	b.WriteByte('X')
+	for _, r := range s {
+		if r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// unsafeBytes returns the bytes of s without copying; parquet-go copies values
+// into its buffers and never writes to them.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+func schemaString(n parquet.Node) string {
+	var b strings.Builder
+	_ = parquet.PrintSchema(&b, "", n)
+	return b.String()
+}
+
+// encodeRows writes rows idx of rows to w, column by column. vals is scratch
+// space, returned grown for reuse.
+func encodeRows(w interface {
+	ColumnWriters() []*parquet.ColumnWriter
+}, cols []Column, rows [][]features.Value, idx []int, vals []parquet.Value) ([]parquet.Value, error) {
+	if cap(vals) < len(idx) {
+		vals = make([]parquet.Value, len(idx))
+	}
+	vals = vals[:len(idx)]
+	defer clear(vals) // drop references to strings
+	writers := w.ColumnWriters()
+	for j, c := range cols {
+		def := 1 // definition level of a value in an optional column
+		if _, ok := reserved(c.Name); ok {
+			def = 0
+		}
+		null := parquet.Value{}.Level(0, 0, j)
+		// One loop per type, so that the switch is not made per value.
+		switch {
+		case c.Type == features.TypeString:
+			for i, r := range idx {
+				if v := &rows[r][j]; v.IsNull() {
+					vals[i] = null
+				} else {
+					vals[i] = parquet.ByteArrayValue(unsafeBytes(v.Str())).Level(0, def, j)
+				}
+			}
+		case c.Type == features.TypeInt && c.Name == ColPartition:
+			for i, r := range idx {
+				if v := &rows[r][j]; v.IsNull() {
+					vals[i] = null
+				} else {
+					vals[i] = parquet.Int32Value(int32(v.Int())).Level(0, def, j)
+				}
+			}
+		case c.Type == features.TypeInt || c.Type == features.TypeTimestamp:
+			for i, r := range idx {
+				if v := &rows[r][j]; v.IsNull() {
+					vals[i] = null
+				} else {
+					vals[i] = parquet.Int64Value(v.Int()).Level(0, def, j)
+				}
+			}
+		case c.Type == features.TypeFloat:
+			for i, r := range idx {
+				if v := &rows[r][j]; v.IsNull() {
+					vals[i] = null
+				} else {
+					vals[i] = parquet.DoubleValue(v.Float()).Level(0, def, j)
+				}
+			}
+		case c.Type == features.TypeBool:
+			for i, r := range idx {
+				if v := &rows[r][j]; v.IsNull() {
+					vals[i] = null
+				} else {
+					vals[i] = parquet.BooleanValue(v.Bool()).Level(0, def, j)
+				}
+			}
+		default:
+			return vals, fmt.Errorf("column %q: invalid type %s", c.Name, c.Type)
+		}
+		if _, err := writers[j].WriteRowValues(vals); err != nil {
+			return vals, fmt.Errorf("column %q: %w", c.Name, err)
+		}
+	}
+	return vals, nil
+}
+
+// checkValue reports why v cannot be stored in column c, or nil. An int is
+// accepted in a float column.
+func checkValue(c Column, v features.Value, required bool) error {
+	if v.IsNull() {
+		if required {
+			return errors.New("null in a required column")
+		}
+		return nil
+	}
+	t := v.Type()
+	if t != c.Type && !(c.Type == features.TypeFloat && t == features.TypeInt) {
+		return fmt.Errorf("%s value in a %s column", t, c.Type)
+	}
+	if c.Name == ColPartition && (v.Int() < math.MinInt32 || v.Int() > math.MaxInt32) {
+		return fmt.Errorf("partition %d out of int32 range", v.Int())
+	}
+	return nil
+}
+
+// ReadFile reads a Parquet file with a flat schema: the columns, every row in
+// file order and the file's key/value metadata. Besides the types this package
+// writes it accepts, for backfill inputs from other tools: INT32 and unsigned
+// integers (int), FLOAT (float), TIMESTAMP in any unit (converted to
+// milliseconds, rounding down), DATE (midnight UTC) and INT96 timestamps.
+func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	cols, conv, err := fileColumns(pf.Schema())
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	meta = make(map[string]string, len(pf.Metadata().KeyValueMetadata))
+	for _, kv := range pf.Metadata().KeyValueMetadata {
+		meta[kv.Key] = kv.Value
+	}
+	rows = make([][]features.Value, 0, pf.NumRows())
+	buf := make([]parquet.Row, 256)
+	for _, rg := range pf.RowGroups() {
+		if err := readRowGroup(rg, len(cols), conv, &rows, buf); err != nil {
+			return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	return cols, rows, meta, nil
+}
+
+func readRowGroup(rg parquet.RowGroup, ncols int, conv []func(parquet.Value) features.Value, out *[][]features.Value, buf []parquet.Row) error {
+	rr := rg.Rows()
+	defer rr.Close()
+	for {
+		n, err := rr.ReadRows(buf)
+		for _, pr := range buf[:n] {
+			row := make([]features.Value, ncols)
+			for _, v := range pr {
+				if c := v.Column(); c >= 0 && c < ncols && !v.IsNull() {
+					row[c] = conv[c](v)
+				}
+			}
+			*out = append(*out, row)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// fileColumns maps a file's schema to columns and value converters.
+func fileColumns(s *parquet.Schema) ([]Column, []func(parquet.Value) features.Value, error) {
+	fields := s.Fields()
+	cols := make([]Column, len(fields))
+	conv := make([]func(parquet.Value) features.Value, len(fields))
+	for i, f := range fields {
+		if !f.Leaf() || f.Repeated() {
+			return nil, nil, fmt.Errorf("column %q: nested and repeated columns are not supported", f.Name())
+		}
+		t, c, err := leafConverter(f.Type())
+		if err != nil {
+			return nil, nil, fmt.Errorf("column %q: %w", f.Name(), err)
+		}
+		cols[i], conv[i] = Column{Name: f.Name(), Type: t}, c
+	}
+	return cols, conv, nil
+}
+
+const msPerDay = 24 * 60 * 60 * 1000
+
+func leafConverter(t parquet.Type) (features.Type, func(parquet.Value) features.Value, error) {
+	var lt format.LogicalTypeValue
+	if l := t.LogicalType(); l != nil {
+		lt = l.Value
+	}
+	unsupported := fmt.Errorf("unsupported type %s", t)
+	switch t.Kind() {
+	case parquet.Boolean:
+		return features.TypeBool, func(v parquet.Value) features.Value { return features.Bool(v.Boolean()) }, nil
+	case parquet.Float:
+		return features.TypeFloat, func(v parquet.Value) features.Value { return features.Float(float64(v.Float())) }, nil
+	case parquet.Double:
+		return features.TypeFloat, func(v parquet.Value) features.Value { return features.Float(v.Double()) }, nil
+	case parquet.ByteArray:
+		switch lt.(type) {
+		case nil, *format.StringType, *format.EnumType, *format.JsonType:
+			return features.TypeString, func(v parquet.Value) features.Value { return features.String(string(v.ByteArray())) }, nil
+		}
+	case parquet.Int32:
+		switch lt := lt.(type) {
+		case *format.DateType:
+			return features.TypeTimestamp, func(v parquet.Value) features.Value { return features.Timestamp(int64(v.Int32()) * msPerDay) }, nil
+		case nil:
+			return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(int64(v.Int32())) }, nil
+		case *format.IntType:
+			if lt.IsSigned {
+				return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(int64(v.Int32())) }, nil
+			}
+			return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(int64(v.Uint32())) }, nil
+		}
+	case parquet.Int64:
+		switch lt := lt.(type) {
+		case nil, *format.IntType:
+			return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(v.Int64()) }, nil
+		case *format.TimestampType:
+			per := int64(lt.Unit.Value.Duration())
+			if per <= 0 || int64(1e6)%per != 0 {
+				return features.TypeNull, nil, unsupported
+			}
+			div := int64(1e6) / per // units per millisecond
+			return features.TypeTimestamp, func(v parquet.Value) features.Value {
+				return features.Timestamp(floorDiv(v.Int64(), div))
+			}, nil
+		}
+	case parquet.Int96:
+		return features.TypeTimestamp, func(v parquet.Value) features.Value { return features.Timestamp(int96Millis(v.Int96())) }, nil
+	}
+	return features.TypeNull, nil, unsupported
+}
+
+// int96Millis converts a legacy INT96 timestamp (nanoseconds of the day, then
+// the Julian day) to epoch milliseconds.
+func int96Millis(x deprecated.Int96) int64 {
+	const julianEpoch = 2440588 // Julian day of 1970-01-01
+	nanos := int64(x[1])<<32 | int64(x[0])
+	return (int64(x[2])-julianEpoch)*msPerDay + floorDiv(nanos, 1e6)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
