@@ -1,0 +1,121 @@
+// Command ingest consumes the sources of a set of feature definitions from
+// Kafka and maintains their views' state, the changelog topics that serve
+// replicas read, and the offline logs that training sets are built from.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/cli"
+	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+func main() { cli.Exit(run(os.Args[1:])) }
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	defsPath := fs.String("definitions", "", "feature definitions: a YAML file or a directory of them (required)")
+	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, host:port,...")
+	prefix := fs.String("topic-prefix", "quiver", "prefix of internal topics")
+	group := fs.String("group-id", "quiver-ingest", "Kafka consumer group")
+	dataDir := fs.String("data-dir", "./data", "directory for local state")
+	offlineURL := fs.String("offline", "", "offline store URL (default file://<data-dir>/offline)")
+	online := fs.String("online", "pebble", "online store: pebble (state served from the changelog) or redis")
+	redisAddr := fs.String("redis-addr", "127.0.0.1:6379", "Redis address, with --online redis")
+	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = cli.Usage(fs, "ingest turns Kafka events into versioned, windowed features.")
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := cli.Logger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
+	if *defsPath == "" {
+		return errors.New("--definitions is required")
+	}
+	if *online != "pebble" {
+		return fmt.Errorf("--online %s: this build supports only pebble (redis is not implemented yet); --redis-addr %s is unused", *online, *redisAddr)
+	}
+	defs, err := features.Load(*defsPath)
+	if err != nil {
+		return err
+	}
+	off, err := openOffline(*offlineURL, *dataDir)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	in, err := ingest.New(ctx, ingest.Config{
+		Definitions: defs,
+		Brokers:     strings.Split(*brokers, ","),
+		GroupID:     *group,
+		TopicPrefix: *prefix,
+		DataDir:     *dataDir,
+		Offline:     off,
+		Logger:      log,
+		Registerer:  reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+
+	srv := &http.Server{Addr: *metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+			stop()
+		}
+	}()
+	defer func() {
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+
+	log.Info("ingest running", "definitions", *defsPath, "brokers", *brokers, "group", *group, "metrics", *metricsAddr)
+	if err := in.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("ingest stopped: last batch committed")
+	return nil
+}
+
+// openOffline opens the offline store named by a file:// URL; the default is
+// <data-dir>/offline.
+func openOffline(raw, dataDir string) (*offline.Dir, error) {
+	if raw == "" {
+		return offline.NewDir(filepath.Join(dataDir, "offline"))
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "file" {
+		return nil, fmt.Errorf("--offline %q: want file:///path (object stores are not supported by this build yet)", raw)
+	}
+	return offline.NewDir(u.Path)
+}

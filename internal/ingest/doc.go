@@ -1,0 +1,43 @@
+// Package ingest turns Kafka events into feature state: the engine of package
+// features applied to every view of every source, effectively once.
+//
+// # Flow
+//
+// Stage one consumes the source topics. Each record is decoded by its
+// source's schema; a record that does not decode, or whose event time is
+// older than its partition's watermark (the latest event time seen there)
+// minus the source's allowed lateness, goes to <prefix>.dlq with headers for
+// the reason, the error and its origin. Accepted events go to the offline
+// event log and are re-keyed, for each entity a view of the source
+// aggregates, to <prefix>.repartition.<entity>, keyed by the entity's join
+// keys, so that each entity has exactly one owner.
+//
+// Stage two consumes the repartition topics. Each event is applied to its
+// entity's state in each view; the new states go to the compacted
+// <prefix>.changelog.<view>.v<version> (keyed by entity, partitioned like the
+// repartition topic), to the local Pebble state store, and each applied
+// event's feature values to the offline feature log.
+//
+// # Effectively once
+//
+// Kafka delivers at least once; three mechanisms make replays exact:
+//
+//   - A state record holds, per source partition, the offset of the latest
+//     event it applied. A replayed event at or below it is skipped, however
+//     the replay came about: a crash, a rebalance, a stage-one replay that
+//     re-keyed an event twice.
+//   - A source partition's watermark is committed with its offset, as the
+//     commit's metadata, so a replay decides lateness exactly as the first
+//     run did, on whichever instance it runs.
+//   - Offline files are named by the offsets they cover and written
+//     atomically before the offsets are committed; after a restart, input at
+//     or below a stream's offline high-water mark is not logged again.
+//
+// A batch is made durable in this order: offline files, then the changelog
+// and the DLQ, then the state store, then the offsets. The state store is
+// never ahead of the changelog, and on assignment a partition's state is
+// caught up from the changelog before its first batch, so an instance that
+// takes over a partition, or restarts after a crash, continues from exactly
+// the state the changelog holds. The DLQ alone is at least once: a replay
+// may dead-letter a record again.
+package ingest

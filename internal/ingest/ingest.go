@@ -1,0 +1,852 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// Config configures an Ingester.
+type Config struct {
+	Definitions *features.Definitions // required
+	Brokers     []string              // required
+	GroupID     string                // consumer group; default "quiver-ingest"
+	TopicPrefix string                // prefix of internal topics; default "quiver"
+	DataDir     string                // the state store lives in DataDir/ingest; required
+	Offline     *offline.Dir          // the offline store; nil writes no offline logs
+	MaxBatch    int                   // records processed per batch; default 10,000
+	CacheBytes  int64                 // Pebble block cache; default 128 MiB
+	Logger      *slog.Logger          // nil discards
+	Registerer  prometheus.Registerer // for metrics; nil registers none
+}
+
+func (c *Config) ensureDefaults() {
+	if c.GroupID == "" {
+		c.GroupID = "quiver-ingest"
+	}
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = "quiver"
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 10_000
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 128 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem with the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Definitions == nil {
+		errs = append(errs, errors.New("ingest: no definitions"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("ingest: no brokers"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("ingest: no data directory"))
+	}
+	if c.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("ingest: max batch %d is negative", c.MaxBatch))
+	}
+	return errors.Join(errs...)
+}
+
+// Ingester consumes the definitions' sources and maintains their views'
+// state. See the package documentation for how it delivers effectively once.
+type Ingester struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	client  *kgo.Client
+	admin   *kadm.Client
+	store   *store
+	sources map[string]*sourceRoute // by source topic
+	entries map[string]*entityRoute // by repartition topic
+	dlq     string
+	parts   int32               // partitions of every internal topic
+	ids     map[string][16]byte // topic IDs, which recent commit requests need
+
+	mu         sync.Mutex                    // guards what assignments change
+	watermarks map[string]map[int32]int64    // source topic → partition → watermark
+	hwm        map[string]int64              // offline stream → high-water mark
+	cache      map[string]map[string]*cached // changelog topic → entity key → state
+	assigned   map[string]map[int32]bool     // what this instance owns
+}
+
+// sourceRoute is how events of one source topic are checked and re-keyed.
+type sourceRoute struct {
+	src      *features.Source
+	timeIdx  int
+	entities []*entityRoute
+}
+
+// entityRoute is one entity whose views read a source: its repartition
+// topic, and the views that aggregate it per source.
+type entityRoute struct {
+	topic     string
+	keyFields map[string][]int        // source name → schema indexes of the join keys
+	views     map[string][]*viewRoute // source name → views
+}
+
+type viewRoute struct {
+	engine    *features.Engine
+	changelog string
+	columns   []offline.Column // of the feature log
+	keyFields []int
+	dir       string // offline feature log directory
+}
+
+type cached struct {
+	rec   stateRecord
+	state *features.State
+	dirty bool
+}
+
+// New connects to Kafka, creates missing internal topics and opens the state
+// store. Run starts consuming.
+func New(ctx context.Context, cfg Config) (*Ingester, error) {
+	cfg.ensureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	in := &Ingester{
+		cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer),
+		sources: map[string]*sourceRoute{}, entries: map[string]*entityRoute{},
+		dlq:        cfg.TopicPrefix + ".dlq",
+		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
+		cache: map[string]map[string]*cached{}, assigned: map[string]map[int32]bool{},
+	}
+	if err := in.route(); err != nil {
+		return nil, err
+	}
+	var err error
+	if in.store, err = openStore(filepath.Join(cfg.DataDir, "ingest"), cfg.CacheBytes, in.log); err != nil {
+		return nil, err
+	}
+	topics := in.consumedTopics()
+	in.client, err = kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.GroupID),
+		kgo.ConsumeTopics(topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.OnPartitionsAssigned(in.onAssigned),
+		kgo.OnPartitionsRevoked(in.onRevoked),
+		kgo.OnPartitionsLost(in.onRevoked),
+	)
+	if err != nil {
+		in.store.Close()
+		return nil, fmt.Errorf("connect to kafka: %w", err)
+	}
+	in.admin = kadm.NewClient(in.client)
+	if err := in.createTopics(ctx); err != nil {
+		in.Close()
+		return nil, err
+	}
+	var details kadm.TopicDetails
+	for try := 0; ; try++ { // topics just created take a moment to appear in metadata
+		details, err = in.admin.ListTopics(ctx, topics...)
+		if err == nil {
+			err = details.Error()
+		}
+		if err == nil || try == 100 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		in.Close()
+		return nil, fmt.Errorf("describe topics: %w", err)
+	}
+	in.ids = map[string][16]byte{}
+	for t, d := range details {
+		in.ids[t] = d.ID
+	}
+	return in, nil
+}
+
+// route builds the routing tables from the definitions.
+func (in *Ingester) route() error {
+	defs := in.cfg.Definitions
+	for _, v := range defs.Views {
+		src, ent := defs.Source(v.Source), defs.Entity(v.Entity)
+		eng, err := features.NewEngine(defs, v)
+		if err != nil {
+			return err
+		}
+		sr := in.sources[src.Topic]
+		if sr == nil {
+			sr = &sourceRoute{src: src, timeIdx: src.Field(src.EventTime)}
+			in.sources[src.Topic] = sr
+		}
+		topic := in.cfg.TopicPrefix + ".repartition." + ent.Name
+		er := in.entries[topic]
+		if er == nil {
+			er = &entityRoute{topic: topic, keyFields: map[string][]int{}, views: map[string][]*viewRoute{}}
+			in.entries[topic] = er
+		}
+		if _, ok := er.keyFields[src.Name]; !ok {
+			keys := make([]int, len(ent.JoinKeys))
+			for i, k := range ent.JoinKeys {
+				keys[i] = src.Field(k)
+			}
+			er.keyFields[src.Name] = keys
+			sr.entities = append(sr.entities, er)
+		}
+		vr := &viewRoute{
+			engine:    eng,
+			changelog: fmt.Sprintf("%s.changelog.%s.v%d", in.cfg.TopicPrefix, v.Name, v.Version),
+			keyFields: er.keyFields[src.Name],
+			dir:       fmt.Sprintf("features/%s/v%d", v.Name, v.Version),
+		}
+		for _, k := range ent.JoinKeys {
+			vr.columns = append(vr.columns, offline.Column{Name: k, Type: src.Schema[src.Field(k)].Type})
+		}
+		vr.columns = append(vr.columns, offline.Column{Name: "_event_time", Type: features.TypeTimestamp})
+		for _, f := range v.Features {
+			vr.columns = append(vr.columns, offline.Column{Name: f.Name, Type: featureType(f, src)})
+		}
+		er.views[src.Name] = append(er.views[src.Name], vr)
+	}
+	return nil
+}
+
+// featureType is the type of a feature's values.
+func featureType(f *features.Feature, src *features.Source) features.Type {
+	switch f.Agg {
+	case features.AggCount, features.AggCountDistinct:
+		return features.TypeInt
+	case features.AggSum, features.AggAvg, features.AggStddev:
+		return features.TypeFloat
+	}
+	return src.Schema[src.Field(f.Field)].Type
+}
+
+func (in *Ingester) consumedTopics() []string {
+	var topics []string
+	for t := range in.sources {
+		topics = append(topics, t)
+	}
+	for t := range in.entries {
+		topics = append(topics, t)
+	}
+	return topics
+}
+
+// createTopics creates the internal topics that are missing: repartition and
+// changelog topics with as many partitions as the largest source, changelogs
+// compacted, and the DLQ.
+func (in *Ingester) createTopics(ctx context.Context) error {
+	var sources []string
+	for t := range in.sources {
+		sources = append(sources, t)
+	}
+	details, err := in.admin.ListTopics(ctx, sources...)
+	if err != nil {
+		return fmt.Errorf("list source topics: %w", err)
+	}
+	for _, t := range sources {
+		d, ok := details[t]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("source topic %s: not found (create it first)", t)
+		}
+		in.parts = max(in.parts, int32(len(d.Partitions)))
+	}
+	compact := map[string]*string{"cleanup.policy": ptr("compact")}
+	want := map[string]map[string]*string{in.dlq: nil}
+	for t, er := range in.entries {
+		want[t] = nil
+		for _, views := range er.views {
+			for _, v := range views {
+				want[v.changelog] = compact
+			}
+		}
+	}
+	for t, cfg := range want {
+		parts := in.parts
+		if t == in.dlq {
+			parts = 1
+		}
+		resp, err := in.admin.CreateTopic(ctx, parts, -1, cfg, t)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t, err)
+		}
+		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", t, resp.Err)
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Run consumes until ctx ends, then finishes the batch in hand, commits it
+// and leaves the group.
+func (in *Ingester) Run(ctx context.Context) error {
+	for {
+		fetches := in.client.PollRecords(ctx, in.cfg.MaxBatch)
+		if ctx.Err() != nil && fetches.Empty() {
+			return nil
+		}
+		if err := fetches.Err0(); errors.Is(err, kgo.ErrClientClosed) {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				in.log.Warn("fetch", "topic", t, "partition", p, "err", err)
+			}
+		})
+		err := in.process(context.WithoutCancel(ctx), fetches)
+		in.client.AllowRebalance()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Close leaves the group and closes the client and the state store.
+func (in *Ingester) Close() error {
+	in.client.CloseAllowingRebalance()
+	return in.store.Close()
+}
+
+// batch is what one poll's records produce before it is made durable.
+type batch struct {
+	commits  map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition
+	produced []*kgo.Record
+	events   map[string]*offline.Batch // offline event log, by stream
+	rows     map[string]*offline.Batch // offline feature log, by stream and view
+}
+
+func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	b := &batch{commits: map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition{}, events: map[string]*offline.Batch{}, rows: map[string]*offline.Batch{}}
+	var err error
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if err != nil || len(p.Records) == 0 || !in.assigned[p.Topic][p.Partition] {
+			return
+		}
+		last := p.Records[len(p.Records)-1].Offset
+		in.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
+		if sr := in.sources[p.Topic]; sr != nil {
+			in.metrics.consumed.WithLabelValues("source").Add(float64(len(p.Records)))
+			in.checkAndRekey(b, sr, p)
+		} else {
+			in.metrics.consumed.WithLabelValues("repartition").Add(float64(len(p.Records)))
+			err = in.aggregate(b, in.entries[p.Topic], p)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return in.finish(ctx, b)
+}
+
+// commitAt records that a partition is done up to and including offset.
+func (b *batch) commitAt(topic string, partition int32, offset int64, metadata string) {
+	if b.commits[topic] == nil {
+		b.commits[topic] = map[int32]kmsg.OffsetCommitRequestTopicPartition{}
+	}
+	c := kmsg.NewOffsetCommitRequestTopicPartition()
+	c.Partition, c.Offset, c.LeaderEpoch = partition, offset+1, -1
+	if metadata != "" {
+		c.Metadata = &metadata
+	}
+	b.commits[topic][partition] = c
+}
+
+// Headers of repartitioned and dead-lettered records.
+const (
+	hSource    = "quiver-source"
+	hTopic     = "quiver-topic"
+	hPartition = "quiver-partition"
+	hOffset    = "quiver-offset"
+	hReason    = "quiver-reason"
+	hError     = "quiver-error"
+)
+
+// checkAndRekey is stage one: decode each source event, send what is bad or
+// late to the DLQ, and re-key the rest to each entity's repartition topic.
+func (in *Ingester) checkAndRekey(b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
+	wms := in.watermarks[p.Topic]
+	wm := wms[p.Partition]
+	lateness := sr.src.AllowedLateness.Milliseconds()
+	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
+	hwm, logged := in.hwm["events/"+sr.src.Name+"@"+stream]
+	var ev features.Event
+	for _, r := range p.Records {
+		origin := []kgo.RecordHeader{
+			{Key: hTopic, Value: []byte(r.Topic)},
+			{Key: hPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+			{Key: hOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+		}
+		if err := sr.src.DecodeJSON(r.Value, &ev); err != nil {
+			var de *features.DecodeError
+			errors.As(err, &de)
+			b.produced = append(b.produced, in.deadLetter(r, origin, de.Reason, err))
+			continue
+		}
+		if ev.Time < satSub(wm, lateness) {
+			b.produced = append(b.produced, in.deadLetter(r, origin, features.ReasonLate,
+				fmt.Errorf("event time %s is older than the watermark %s minus the allowed lateness %s",
+					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm).UTC().Format(time.RFC3339Nano), sr.src.AllowedLateness)))
+			continue
+		}
+		wm = max(wm, ev.Time)
+		for _, er := range sr.entities {
+			key, ok := entityKey(&ev, er.keyFields[sr.src.Name])
+			if !ok {
+				b.produced = append(b.produced, in.deadLetter(r, origin, ReasonMissingKey, fmt.Errorf("a join key of %s is null", er.topic)))
+				continue
+			}
+			headers := append([]kgo.RecordHeader{{Key: hSource, Value: []byte(sr.src.Name)}}, origin...)
+			b.produced = append(b.produced, &kgo.Record{Topic: er.topic, Key: []byte(key), Value: r.Value, Headers: headers, Timestamp: time.UnixMilli(ev.Time)})
+		}
+		if in.cfg.Offline != nil && (!logged || r.Offset > hwm) {
+			b.eventRow(sr, stream, r, &ev)
+		}
+	}
+	if wms == nil {
+		in.watermarks[p.Topic] = map[int32]int64{}
+	}
+	in.watermarks[p.Topic][p.Partition] = wm
+	b.commitAt(p.Topic, p.Partition, p.Records[len(p.Records)-1].Offset, "wm="+strconv.FormatInt(wm, 10))
+}
+
+// ReasonMissingKey is the DLQ reason of an event whose entity key is null.
+const ReasonMissingKey = "missing_entity_key"
+
+func satSub(a, b int64) int64 {
+	if a < math.MinInt64+b {
+		return math.MinInt64
+	}
+	return a - b
+}
+
+func (in *Ingester) deadLetter(r *kgo.Record, origin []kgo.RecordHeader, reason string, err error) *kgo.Record {
+	in.metrics.dlq.WithLabelValues(reason).Inc()
+	headers := append([]kgo.RecordHeader{{Key: hReason, Value: []byte(reason)}, {Key: hError, Value: []byte(err.Error())}}, origin...)
+	return &kgo.Record{Topic: in.dlq, Key: r.Key, Value: r.Value, Headers: headers}
+}
+
+func (b *batch) eventRow(sr *sourceRoute, stream string, r *kgo.Record, ev *features.Event) {
+	key := "events/" + sr.src.Name + "@" + stream
+	ob := b.events[key]
+	if ob == nil {
+		cols := make([]offline.Column, 0, len(sr.src.Schema)+4)
+		for _, f := range sr.src.Schema {
+			cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
+		}
+		cols = append(cols, offline.Column{Name: "_event_time", Type: features.TypeTimestamp},
+			offline.Column{Name: "_topic", Type: features.TypeString},
+			offline.Column{Name: "_partition", Type: features.TypeInt},
+			offline.Column{Name: "_offset", Type: features.TypeInt})
+		ob = &offline.Batch{Dir: "events/" + sr.src.Name, Columns: cols, TimeColumn: len(sr.src.Schema), Stream: stream, FirstOffset: r.Offset}
+		b.events[key] = ob
+	}
+	row := append(append([]features.Value(nil), ev.Fields...),
+		features.Timestamp(ev.Time), features.String(r.Topic), features.Int(int64(r.Partition)), features.Int(r.Offset))
+	ob.Rows = append(ob.Rows, row)
+	ob.LastOffset = r.Offset
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// aggregate is stage two: apply re-keyed events to their entities' states,
+// skipping those a state has already applied.
+func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartition) error {
+	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
+	var ev features.Event
+	for _, r := range p.Records {
+		srcName := header(r, hSource)
+		views := er.views[srcName]
+		srcPart, err1 := strconv.ParseInt(header(r, hPartition), 10, 32)
+		srcOff, err2 := strconv.ParseInt(header(r, hOffset), 10, 64)
+		src := in.cfg.Definitions.Source(srcName)
+		if len(views) == 0 || src == nil || err1 != nil || err2 != nil {
+			in.log.Warn("skipping a repartitioned record without valid origin headers", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			continue
+		}
+		if err := src.DecodeJSON(r.Value, &ev); err != nil {
+			in.log.Warn("skipping a repartitioned record that does not decode", "topic", r.Topic, "offset", r.Offset, "err", err)
+			continue
+		}
+		ev.Partition, ev.Offset = int32(srcPart), srcOff
+		key := string(r.Key)
+		for _, v := range views {
+			c, err := in.state(v, key)
+			if err != nil {
+				return err
+			}
+			if last, ok := c.rec.applied[ev.Partition]; ok && ev.Offset <= last {
+				continue // applied before a crash or a rebalance
+			}
+			applied, err := v.engine.Apply(c.state, &ev)
+			if err != nil {
+				in.log.Debug("event not applied", "view", v.engine.View().Ref(), "err", err)
+			}
+			if !applied {
+				continue // filtered out: a replay filters it out again
+			}
+			c.rec.applied[ev.Partition] = ev.Offset
+			c.dirty = true
+			in.metrics.applied.WithLabelValues(v.engine.View().Ref()).Inc()
+			if in.cfg.Offline != nil {
+				in.featureRow(b, v, stream, r.Offset, c, &ev)
+			}
+		}
+	}
+	b.commitAt(p.Topic, p.Partition, p.Records[len(p.Records)-1].Offset, "")
+	return nil
+}
+
+func (in *Ingester) featureRow(b *batch, v *viewRoute, stream string, offset int64, c *cached, ev *features.Event) {
+	key := v.dir + "@" + stream
+	if hwm, ok := in.hwm[key]; ok && offset <= hwm {
+		return
+	}
+	ob := b.rows[key]
+	if ob == nil {
+		ob = &offline.Batch{Dir: v.dir, Columns: v.columns, TimeColumn: len(v.keyFields), Stream: stream, FirstOffset: offset}
+		b.rows[key] = ob
+	}
+	row := make([]features.Value, 0, len(v.columns))
+	for _, f := range v.keyFields {
+		row = append(row, ev.Fields[f])
+	}
+	row = append(row, features.Timestamp(ev.Time))
+	vals := make([]features.Value, len(v.engine.View().Features))
+	last, _ := c.state.LastEventTime()
+	if err := v.engine.Evaluate(c.state, max(ev.Time, last), vals); err != nil {
+		panic(err) // evaluating at or after the latest event cannot fail
+	}
+	ob.Rows = append(ob.Rows, append(row, vals...))
+	ob.LastOffset = offset
+}
+
+// state returns an entity's state from the cache, the store, or new.
+func (in *Ingester) state(v *viewRoute, key string) (*cached, error) {
+	m := in.cache[v.changelog]
+	if m == nil {
+		m = map[string]*cached{}
+		in.cache[v.changelog] = m
+	}
+	if c := m[key]; c != nil {
+		return c, nil
+	}
+	raw, err := in.store.get(v.changelog, key)
+	if err != nil {
+		return nil, err
+	}
+	c := &cached{rec: stateRecord{applied: map[int32]int64{}}, state: v.engine.NewState()}
+	if raw != nil {
+		if c.rec, err = decodeRecord(raw); err != nil {
+			return nil, fmt.Errorf("state of %s in %s: %w", key, v.changelog, err)
+		}
+		if c.state, err = v.engine.DecodeState(c.rec.state); err != nil {
+			return nil, fmt.Errorf("state of %s in %s: %w", key, v.changelog, err)
+		}
+	}
+	m[key] = c
+	return c, nil
+}
+
+// finish makes a batch durable, in the order that keeps replays exact:
+// offline files first (a replay rewrites the same rows or skips them by
+// high-water mark), then the changelog and DLQ, then the state store (never
+// ahead of the changelog), and the offsets last.
+func (in *Ingester) finish(ctx context.Context, b *batch) error {
+	defer prometheus.NewTimer(in.metrics.batch).ObserveDuration()
+	if in.cfg.Offline != nil {
+		for _, m := range []map[string]*offline.Batch{b.events, b.rows} {
+			for key, ob := range m {
+				if err := in.cfg.Offline.WriteBatch(ctx, *ob); err != nil {
+					return fmt.Errorf("write offline log: %w", err)
+				}
+				in.hwm[key] = ob.LastOffset
+			}
+		}
+	}
+	type dirtyState struct {
+		changelog, key string
+		rec            *kgo.Record
+	}
+	var dirty []dirtyState
+	for changelog, m := range in.cache {
+		for key, c := range m {
+			if !c.dirty {
+				continue
+			}
+			v := in.viewByChangelog(changelog)
+			c.rec.state = v.engine.AppendState(c.rec.state[:0], c.state)
+			r := &kgo.Record{Topic: changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
+			b.produced = append(b.produced, r)
+			dirty = append(dirty, dirtyState{changelog, key, r})
+			c.dirty = false
+			in.metrics.stateWrites.WithLabelValues(v.engine.View().Ref()).Inc()
+		}
+	}
+	if err := in.client.ProduceSync(ctx, b.produced...).FirstErr(); err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	if len(dirty) > 0 {
+		w := in.store.newWrite()
+		next := map[string]map[int32]int64{}
+		for _, d := range dirty {
+			w.set(d.changelog, d.key, d.rec.Value)
+			if next[d.changelog] == nil {
+				next[d.changelog] = map[int32]int64{}
+			}
+			next[d.changelog][d.rec.Partition] = max(next[d.changelog][d.rec.Partition], d.rec.Offset+1)
+		}
+		for changelog, parts := range next {
+			for p, o := range parts {
+				w.restoredTo(changelog, p, o)
+			}
+		}
+		if err := w.commit(); err != nil {
+			return err
+		}
+	}
+	in.trimCache()
+	return in.commit(ctx, b.commits)
+}
+
+// maxCached bounds the decoded states kept between batches.
+const maxCached = 200_000
+
+func (in *Ingester) trimCache() {
+	n := 0
+	for _, m := range in.cache {
+		n += len(m)
+	}
+	if n > maxCached {
+		clear(in.cache) // every state is in the store by now
+	}
+}
+
+func (in *Ingester) viewByChangelog(changelog string) *viewRoute {
+	for _, er := range in.entries {
+		for _, views := range er.views {
+			for _, v := range views {
+				if v.changelog == changelog {
+					return v
+				}
+			}
+		}
+	}
+	panic("ingest: no view writes changelog " + changelog)
+}
+
+// commit commits offsets, with each source partition's watermark as
+// metadata, as this group member. kgo's own commits carry no metadata.
+func (in *Ingester) commit(ctx context.Context, commits map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition) error {
+	if len(commits) == 0 {
+		return nil
+	}
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group = in.cfg.GroupID
+	req.MemberID, req.Generation = in.client.GroupMetadata()
+	for topic, parts := range commits {
+		t := kmsg.NewOffsetCommitRequestTopic()
+		t.Topic, t.TopicID = topic, in.ids[topic]
+		for _, p := range parts {
+			t.Partitions = append(t.Partitions, p)
+		}
+		req.Topics = append(req.Topics, t)
+	}
+	resp, err := req.RequestWith(ctx, in.client)
+	if err != nil {
+		return fmt.Errorf("commit offsets: %w", err)
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil && !isRebalance(err) {
+				return fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
+			}
+			if err != nil {
+				// A rebalance took the partition: its new owner replays from the
+				// last commit, and applied offsets make the replay exact.
+				in.log.Warn("commit refused", "topic", t.Topic, "partition", p.Partition, "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// isRebalance reports whether a commit failed because the group moved on.
+func isRebalance(err error) bool {
+	return errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) ||
+		errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, kerr.StaleMemberEpoch)
+}
+
+// onAssigned loads what each new partition needs before its first batch:
+// source watermarks from the committed metadata, offline high-water marks,
+// and, for repartition partitions, the state store caught up with the
+// changelog.
+func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	clear(in.cache)
+	if err := in.prepare(ctx, assigned); err != nil {
+		// Without its watermarks or state a partition cannot be processed
+		// exactly; give it back, so that a rebalance retries.
+		in.log.Error("prepare assigned partitions", "err", err)
+		cl.PauseFetchPartitions(assigned)
+		go cl.LeaveGroupContext(context.Background())
+		return
+	}
+	for t, ps := range assigned {
+		if in.assigned[t] == nil {
+			in.assigned[t] = map[int32]bool{}
+		}
+		for _, p := range ps {
+			in.assigned[t][p] = true
+		}
+	}
+	in.log.Info("partitions assigned", "partitions", assigned)
+}
+
+func (in *Ingester) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	clear(in.cache)
+	for t, ps := range revoked {
+		for _, p := range ps {
+			delete(in.assigned[t], p)
+		}
+	}
+	in.log.Info("partitions revoked", "partitions", revoked)
+}
+
+func (in *Ingester) prepare(ctx context.Context, assigned map[string][]int32) error {
+	committed, err := in.admin.FetchOffsets(ctx, in.cfg.GroupID)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return fmt.Errorf("fetch committed offsets: %w", err)
+	}
+	for topic, parts := range assigned {
+		if sr := in.sources[topic]; sr != nil {
+			if in.watermarks[topic] == nil {
+				in.watermarks[topic] = map[int32]int64{}
+			}
+			for _, p := range parts {
+				in.watermarks[topic][p] = math.MinInt64
+				if o, ok := committed.Lookup(topic, p); ok && strings.HasPrefix(o.Metadata, "wm=") {
+					wm, err := strconv.ParseInt(strings.TrimPrefix(o.Metadata, "wm="), 10, 64)
+					if err != nil {
+						return fmt.Errorf("watermark of %s/%d: %w", topic, p, err)
+					}
+					in.watermarks[topic][p] = wm
+				}
+				if err := in.loadHWM(ctx, "events/"+sr.src.Name, fmt.Sprintf("%s/%d", topic, p)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		er := in.entries[topic]
+		for _, p := range parts {
+			for _, views := range er.views {
+				for _, v := range views {
+					if err := in.restore(ctx, v.changelog, p); err != nil {
+						return err
+					}
+					if err := in.loadHWM(ctx, v.dir, fmt.Sprintf("%s/%d", topic, p)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (in *Ingester) loadHWM(ctx context.Context, dir, stream string) error {
+	if in.cfg.Offline == nil {
+		return nil
+	}
+	o, ok, err := in.cfg.Offline.HighWaterMark(ctx, dir, stream)
+	if err != nil {
+		return fmt.Errorf("offline high-water mark of %s %s: %w", dir, stream, err)
+	}
+	key := dir + "@" + stream
+	if ok {
+		in.hwm[key] = o
+	} else {
+		delete(in.hwm, key)
+	}
+	return nil
+}
+
+// restore brings the state store up to the end of a changelog partition.
+func (in *Ingester) restore(ctx context.Context, changelog string, partition int32) error {
+	from, err := in.store.restoreOffset(changelog, partition)
+	if err != nil {
+		return err
+	}
+	ends, err := in.admin.ListEndOffsets(ctx, changelog)
+	if err != nil {
+		return fmt.Errorf("changelog end offsets: %w", err)
+	}
+	end, ok := ends.Lookup(changelog, partition)
+	if !ok || end.Err != nil || end.Offset <= from {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{changelog: {partition: kgo.NewOffset().At(from)}}))
+	if err != nil {
+		return fmt.Errorf("restore %s/%d: %w", changelog, partition, err)
+	}
+	defer cl.Close()
+	restored := 0
+	for next := from; next < end.Offset; {
+		fetches := cl.PollFetches(ctx)
+		if err := fetches.Err0(); err != nil {
+			return fmt.Errorf("restore %s/%d: %w", changelog, partition, err)
+		}
+		w := in.store.newWrite()
+		fetches.EachRecord(func(r *kgo.Record) {
+			w.set(changelog, string(r.Key), r.Value)
+			next = r.Offset + 1
+			restored++
+		})
+		w.restoredTo(changelog, partition, next)
+		if err := w.commit(); err != nil {
+			return err
+		}
+	}
+	in.log.Info("restored from changelog", "topic", changelog, "partition", partition, "from", from, "to", end.Offset, "records", restored)
+	return nil
+}

@@ -1,0 +1,40 @@
+package ingest
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	consumed    *prometheus.CounterVec // by stage
+	applied     *prometheus.CounterVec // by view
+	dlq         *prometheus.CounterVec // by reason
+	stateWrites *prometheus.CounterVec // by view
+	lag         *prometheus.GaugeVec   // by topic and partition
+	batch       prometheus.Histogram   // seconds to make a batch durable
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_records_consumed_total", Help: "Records consumed, by stage: source or repartition.",
+		}, []string{"stage"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_events_applied_total", Help: "Events applied to feature state, by view version.",
+		}, []string{"view"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_dlq_records_total", Help: "Records sent to the dead-letter queue, by reason.",
+		}, []string{"reason"}),
+		stateWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_state_writes_total", Help: "Entity states written to the changelog and the state store, by view version.",
+		}, []string{"view"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quiver_ingest_consumer_lag_records", Help: "Records between the last one processed and the partition's end.",
+		}, []string{"topic", "partition"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "quiver_ingest_batch_flush_duration_seconds", Help: "Time to make a batch durable: offline files, produce, state store, commit.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.consumed, m.applied, m.dlq, m.stateWrites, m.lag, m.batch)
+	}
+	return m
+}
