@@ -205,7 +205,7 @@ func evaluateChangelog(t testing.TB, defs *features.Definitions, view string, st
 	}
 	out := map[string][]features.Value{}
 	for key, rec := range states {
-		st, err := ingest.DecodeStateRecord(eng, rec)
+		st, _, err := ingest.DecodeStateRecord(eng, rec)
 		if err != nil {
 			t.Fatalf("%s %s: %v", view, key, err)
 		}

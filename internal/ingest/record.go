@@ -62,11 +62,13 @@ func decodeRecord(b []byte) (stateRecord, error) {
 }
 
 // DecodeStateRecord decodes a state record, as the changelog and the state
-// store hold it, into the engine's state.
-func DecodeStateRecord(eng *features.Engine, b []byte) (*features.State, error) {
+// store hold it: the engine's state, and for each source partition the
+// offset of the latest event applied to it.
+func DecodeStateRecord(eng *features.Engine, b []byte) (*features.State, map[int32]int64, error) {
 	r, err := decodeRecord(b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return eng.DecodeState(r.state)
+	st, err := eng.DecodeState(r.state)
+	return st, r.applied, err
 }
