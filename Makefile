@@ -16,10 +16,23 @@ build: ## compile every package and build the binaries into bin/
 	$(GO) build $(PKGS)
 	@if [ -d cmd ]; then $(GO) build -o bin/ ./cmd/...; fi
 
+# Programs the end-to-end tests run, from Debian's packages: kcat, a real
+# third-party Kafka client, and redis-server.
+TEST_TOOLS := kcat:kcat redis-server:redis-server
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test-deps
+test-deps: ## install the programs the end-to-end tests run, if missing
+	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 .PHONY: test
-test: ## vet, then run every test (what CI runs)
+test: test-deps ## vet, then run every test (what CI runs)
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 .PHONY: test-short
 test-short: ## quick tests: fewer property-test cases, no end-to-end runs

@@ -24,16 +24,18 @@ import (
 
 // Config configures an Ingester.
 type Config struct {
-	Definitions *features.Definitions // required
-	Brokers     []string              // required
-	GroupID     string                // consumer group; default "quiver-ingest"
-	TopicPrefix string                // prefix of internal topics; default "quiver"
-	DataDir     string                // the state store lives in DataDir/ingest; required
-	Offline     *offline.Dir          // the offline store; nil writes no offline logs
-	MaxBatch    int                   // records processed per batch; default 10,000
-	CacheBytes  int64                 // Pebble block cache; default 128 MiB
-	Logger      *slog.Logger          // nil discards
-	Registerer  prometheus.Registerer // for metrics; nil registers none
+	Definitions    *features.Definitions // required
+	Brokers        []string              // required
+	GroupID        string                // consumer group; default "quiver-ingest"
+	InstanceID     string                // static group membership; empty for none
+	SessionTimeout time.Duration         // how long a silent member keeps its partitions; default 10s
+	TopicPrefix    string                // prefix of internal topics; default "quiver"
+	DataDir        string                // the state store lives in DataDir/ingest; required
+	Offline        *offline.Dir          // the offline store; nil writes no offline logs
+	MaxBatch       int                   // records processed per batch; default 10,000
+	CacheBytes     int64                 // Pebble block cache; default 128 MiB
+	Logger         *slog.Logger          // nil discards
+	Registerer     prometheus.Registerer // for metrics; nil registers none
 }
 
 func (c *Config) ensureDefaults() {
@@ -45,6 +47,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 10_000
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 128 << 20
@@ -145,19 +150,26 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		return nil, err
 	}
 	topics := in.consumedTopics()
-	in.client, err = kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.GroupID),
+		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.ConsumeTopics(topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.OnPartitionsAssigned(in.onAssigned),
 		kgo.OnPartitionsRevoked(in.onRevoked),
 		kgo.OnPartitionsLost(in.onRevoked),
-	)
+	}
+	if cfg.InstanceID != "" {
+		// A restarted instance with the same ID takes its partitions back at
+		// once, without waiting for its old session to time out.
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	in.client, err = kgo.NewClient(opts...)
 	if err != nil {
 		in.store.Close()
 		return nil, fmt.Errorf("connect to kafka: %w", err)

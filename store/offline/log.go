@@ -134,10 +134,12 @@ func validLogDir(dir string) error {
 }
 
 const (
-	datePrefix  = "date="
-	dateLayout  = "2006-01-02"
-	fileSuffix  = ".parquet"
-	tempPattern = ".tmp-*" + fileSuffix
+	datePrefix = "date="
+	dateLayout = "2006-01-02"
+	fileSuffix = ".parquet"
+	// Temporary files do not end in .parquet: a crash can leave one behind,
+	// and tools that read dir/*.parquet must not see it.
+	tempPattern = ".tmp-*"
 )
 
 // datePart is the rows of a batch that fall on one date.
