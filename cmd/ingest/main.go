@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
@@ -54,8 +55,15 @@ func run(args []string) error {
 	if *defsPath == "" {
 		return errors.New("--definitions is required")
 	}
-	if *online != "pebble" {
-		return fmt.Errorf("--online %s: this build supports only pebble (redis is not implemented yet); --redis-addr %s is unused", *online, *redisAddr)
+	var rdb redis.UniversalClient
+	switch *online {
+	case "pebble":
+	case "redis":
+		// One address is a single Redis; several are the seeds of a Redis Cluster.
+		rdb = redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(*redisAddr, ",")})
+		defer rdb.Close()
+	default:
+		return fmt.Errorf("--online %q: want pebble or redis", *online)
 	}
 	defs, err := features.Load(*defsPath)
 	if err != nil {
@@ -71,6 +79,11 @@ func run(args []string) error {
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		return err
 	}
+	if rdb != nil {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("--redis-addr %s: %w", *redisAddr, err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	in, err := ingest.New(ctx, ingest.Config{
@@ -82,6 +95,7 @@ func run(args []string) error {
 		TopicPrefix:    *prefix,
 		DataDir:        *dataDir,
 		Offline:        off,
+		Redis:          rdb,
 		Logger:         log,
 		Registerer:     reg,
 	})

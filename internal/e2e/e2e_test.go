@@ -173,6 +173,24 @@ func TestKcatToIngest(t *testing.T) {
 	ingesttest.Check(t, brokers, loadDefs(t), txns, filepath.Join(dataDir, "offline"))
 }
 
+// TestKcatToIngestRedis is TestKcatToIngest with --online redis, against a
+// real redis-server.
+func TestKcatToIngestRedis(t *testing.T) {
+	addr := ingesttest.StartRedis(t)
+	brokers := startBroker(t)
+	txns := ingesttest.Stream(7, 3000)
+	kcatProduce(t, brokers, txns)
+	dataDir := t.TempDir()
+	in := startIngest(t, brokers, dataDir, "--online", "redis", "--redis-addr", addr)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	if err := in.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("ingest exited with %v after SIGTERM, want status 0", err)
+	}
+	ingesttest.CheckDLQ(t, brokers, txns)
+	ingesttest.Check(t, brokers, loadDefs(t), txns, filepath.Join(dataDir, "offline"))
+	ingesttest.CheckRedis(t, brokers, addr)
+}
+
 // TestCrashRecovery kills ingest with SIGKILL at random moments, three
 // times, while it works through 200,000 events, and restarts it each time:
 // what it finally wrote equals, byte for byte, what a clean run wrote from

@@ -15,8 +15,9 @@
 // Stage two consumes the repartition topics. Each event is applied to its
 // entity's state in each view; the new states go to the compacted
 // <prefix>.changelog.<view>.v<version> (keyed by entity, partitioned like the
-// repartition topic), to the local Pebble state store, and each applied
-// event's feature values to the offline feature log.
+// repartition topic), to the local Pebble state store, optionally to Redis
+// (key <prefix>:<view>:v<version>:<entity>, expiring after the view's TTL),
+// and each applied event's feature values to the offline feature log.
 //
 // # Effectively once
 //

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +33,7 @@ type Config struct {
 	TopicPrefix    string                // prefix of internal topics; default "quiver"
 	DataDir        string                // the state store lives in DataDir/ingest; required
 	Offline        *offline.Dir          // the offline store; nil writes no offline logs
+	Redis          redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
 	MaxBatch       int                   // records processed per batch; default 10,000
 	CacheBytes     int64                 // Pebble block cache; default 128 MiB
 	Logger         *slog.Logger          // nil discards
@@ -117,6 +119,7 @@ type entityRoute struct {
 type viewRoute struct {
 	engine    *features.Engine
 	changelog string
+	redisKey  string           // prefix of its Redis keys: <prefix>:<view>:v<version>:
 	columns   []offline.Column // of the feature log
 	keyFields []int
 	dir       string // offline feature log directory
@@ -232,6 +235,7 @@ func (in *Ingester) route() error {
 		vr := &viewRoute{
 			engine:    eng,
 			changelog: fmt.Sprintf("%s.changelog.%s.v%d", in.cfg.TopicPrefix, v.Name, v.Version),
+			redisKey:  fmt.Sprintf("%s:%s:v%d:", in.cfg.TopicPrefix, v.Name, v.Version),
 			keyFields: er.keyFields[src.Name],
 			dir:       fmt.Sprintf("features/%s/v%d", v.Name, v.Version),
 		}
@@ -597,8 +601,9 @@ func (in *Ingester) state(v *viewRoute, key string) (*cached, error) {
 
 // finish makes a batch durable, in the order that keeps replays exact:
 // offline files first (a replay rewrites the same rows or skips them by
-// high-water mark), then the changelog and DLQ, then the state store (never
-// ahead of the changelog), and the offsets last.
+// high-water mark), then the changelog and DLQ, then Redis (a replay writes
+// the same states again), then the state store (never ahead of the
+// changelog), and the offsets last.
 func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	defer prometheus.NewTimer(in.metrics.batch).ObserveDuration()
 	if in.cfg.Offline != nil {
@@ -612,8 +617,9 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 		}
 	}
 	type dirtyState struct {
-		changelog, key string
-		rec            *kgo.Record
+		view *viewRoute
+		key  string
+		rec  *kgo.Record
 	}
 	var dirty []dirtyState
 	for changelog, m := range in.cache {
@@ -625,7 +631,7 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 			c.rec.state = v.engine.AppendState(c.rec.state[:0], c.state)
 			r := &kgo.Record{Topic: changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
 			b.produced = append(b.produced, r)
-			dirty = append(dirty, dirtyState{changelog, key, r})
+			dirty = append(dirty, dirtyState{v, key, r})
 			c.dirty = false
 			in.metrics.stateWrites.WithLabelValues(v.engine.View().Ref()).Inc()
 		}
@@ -633,15 +639,25 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	if err := in.client.ProduceSync(ctx, b.produced...).FirstErr(); err != nil {
 		return fmt.Errorf("produce: %w", err)
 	}
+	if in.cfg.Redis != nil && len(dirty) > 0 {
+		pipe := in.cfg.Redis.Pipeline()
+		for _, d := range dirty {
+			pipe.Set(ctx, d.view.redisKey+d.key, d.rec.Value, d.view.engine.View().TTL)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("write states to redis: %w", err)
+		}
+	}
 	if len(dirty) > 0 {
 		w := in.store.newWrite()
 		next := map[string]map[int32]int64{}
 		for _, d := range dirty {
-			w.set(d.changelog, d.key, d.rec.Value)
-			if next[d.changelog] == nil {
-				next[d.changelog] = map[int32]int64{}
+			cl := d.view.changelog
+			w.set(cl, d.key, d.rec.Value)
+			if next[cl] == nil {
+				next[cl] = map[int32]int64{}
 			}
-			next[d.changelog][d.rec.Partition] = max(next[d.changelog][d.rec.Partition], d.rec.Offset+1)
+			next[cl][d.rec.Partition] = max(next[cl][d.rec.Partition], d.rec.Offset+1)
 		}
 		for changelog, parts := range next {
 			for p, o := range parts {
