@@ -164,13 +164,24 @@ func TestKcatToIngest(t *testing.T) {
 	txns := ingesttest.Stream(3, 3000)
 	kcatProduce(t, brokers, txns)
 	dataDir := t.TempDir()
-	in := startIngest(t, brokers, dataDir)
+	port := freePort(t)
+	in := startIngest(t, brokers, dataDir, "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port))
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	if dlq := metric(t, port, "quiver_ingest_dlq_records_total"); dlq != 4 {
+		t.Errorf("quiver_ingest_dlq_records_total = %v, want 4", dlq)
+	}
 	if err := in.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("ingest exited with %v after SIGTERM, want status 0", err)
 	}
 	ingesttest.CheckDLQ(t, brokers, txns)
 	ingesttest.Check(t, brokers, loadDefs(t), txns, filepath.Join(dataDir, "offline"))
+	valid := int64(0)
+	for _, x := range txns {
+		if x.Valid {
+			valid++
+		}
+	}
+	checkOfflineWithArrow(t, filepath.Join(dataDir, "offline"), valid)
 }
 
 // TestKcatToIngestRedis is TestKcatToIngest with --online redis, against a
