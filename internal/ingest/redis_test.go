@@ -8,7 +8,6 @@ import (
 
 	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
-	"github.com/quiver-ml/quiver/store/offline"
 )
 
 // TestIngestRedis runs ingest with Redis as the shared online store against
@@ -20,11 +19,7 @@ func TestIngestRedis(t *testing.T) {
 	defs := loadDefs(t)
 	txns := ingesttest.Stream(6, 3000)
 	ingesttest.Produce(t, brokers, "transactions", txns)
-	offlineRoot := t.TempDir()
-	off, err := offline.NewDir(offlineRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
+	off, offlineRoot := newOffline(t)
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, Redis: rdb, MaxBatch: 500})
