@@ -10,7 +10,9 @@
 // the reason, the error and its origin. Accepted events go to the offline
 // event log and are re-keyed, for each entity a view of the source
 // aggregates, to <prefix>.repartition.<entity>, keyed by the entity's join
-// keys, so that each entity has exactly one owner.
+// keys, so that each entity has exactly one owner. Re-keyed events carry the
+// decoded event (features.Source.AppendEvent), not the JSON, so that each
+// event is parsed once.
 //
 // Stage two consumes the repartition topics. Each event is applied to its
 // entity's state in each view; the new states go to the compacted

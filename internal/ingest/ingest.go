@@ -434,6 +434,7 @@ func (in *Ingester) checkAndRekey(b *batch, sr *sourceRoute, p kgo.FetchTopicPar
 			continue
 		}
 		wm = max(wm, ev.Time)
+		encoded := sr.src.AppendEvent(nil, &ev) // stage two decodes this, not the JSON again
 		for _, er := range sr.entities {
 			key, ok := entityKey(&ev, er.keyFields[sr.src.Name])
 			if !ok {
@@ -441,7 +442,7 @@ func (in *Ingester) checkAndRekey(b *batch, sr *sourceRoute, p kgo.FetchTopicPar
 				continue
 			}
 			headers := append([]kgo.RecordHeader{{Key: hSource, Value: []byte(sr.src.Name)}}, origin...)
-			b.produced = append(b.produced, &kgo.Record{Topic: er.topic, Key: []byte(key), Value: r.Value, Headers: headers, Timestamp: time.UnixMilli(ev.Time)})
+			b.produced = append(b.produced, &kgo.Record{Topic: er.topic, Key: []byte(key), Value: encoded, Headers: headers, Timestamp: time.UnixMilli(ev.Time)})
 		}
 		if in.cfg.Offline != nil && (!logged || r.Offset > hwm) {
 			b.eventRow(sr, stream, r, &ev)
@@ -515,7 +516,7 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			in.log.Warn("skipping a repartitioned record without valid origin headers", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 			continue
 		}
-		if err := src.DecodeJSON(r.Value, &ev); err != nil {
+		if err := src.DecodeEvent(r.Value, &ev); err != nil {
 			in.log.Warn("skipping a repartitioned record that does not decode", "topic", r.Topic, "offset", r.Offset, "err", err)
 			continue
 		}
