@@ -14,7 +14,7 @@ help: ## list the targets
 .PHONY: build
 build: ## compile every package and build the binaries into bin/
 	$(GO) build $(PKGS)
-	@if [ -d cmd ]; then $(GO) build -o bin/ ./cmd/...; fi
+	$(GO) build -o bin/ ./cmd/... ./examples/fraud/generate
 
 # Programs the end-to-end tests run, from Debian's packages: kcat, a real
 # third-party Kafka client, and redis-server.
