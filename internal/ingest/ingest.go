@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -352,16 +353,31 @@ func (in *Ingester) Close() error {
 
 // batch is what one poll's records produce before it is made durable.
 type batch struct {
-	commits  map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition
-	produced []*kgo.Record
-	events   map[string]*offline.Batch // offline event log, by stream
-	rows     map[string]*offline.Batch // offline feature log, by stream and view
+	commits map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition
+	events  map[string]*offline.Batch // offline event log, by stream
+	rows    map[string]*offline.Batch // offline feature log, by stream and view
+
+	cl      *kgo.Client
+	mu      sync.Mutex
+	errProd error // the first failed produce of re-keyed or dead-lettered records
+}
+
+// send produces a re-keyed or dead-lettered record right away: nothing has to
+// be durable before it, and finish waits for it before committing offsets.
+func (b *batch) send(ctx context.Context, r *kgo.Record) {
+	b.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+		if err != nil {
+			b.mu.Lock()
+			b.errProd = cmp.Or(b.errProd, err)
+			b.mu.Unlock()
+		}
+	})
 }
 
 func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	b := &batch{commits: map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition{}, events: map[string]*offline.Batch{}, rows: map[string]*offline.Batch{}}
+	b := &batch{commits: map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition{}, events: map[string]*offline.Batch{}, rows: map[string]*offline.Batch{}, cl: in.client}
 	var err error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if err != nil || len(p.Records) == 0 || !in.assigned[p.Topic][p.Partition] {
@@ -371,7 +387,7 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
 		in.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
 		if sr := in.sources[p.Topic]; sr != nil {
 			in.metrics.consumed.WithLabelValues("source").Add(float64(len(p.Records)))
-			in.checkAndRekey(b, sr, p)
+			in.checkAndRekey(ctx, b, sr, p)
 		} else {
 			in.metrics.consumed.WithLabelValues("repartition").Add(float64(len(p.Records)))
 			err = in.aggregate(b, in.entries[p.Topic], p)
@@ -408,7 +424,7 @@ const (
 
 // checkAndRekey is stage one: decode each source event, send what is bad or
 // late to the DLQ, and re-key the rest to each entity's repartition topic.
-func (in *Ingester) checkAndRekey(b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
+func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
 	wms := in.watermarks[p.Topic]
 	wm := wms[p.Partition]
 	lateness := sr.src.AllowedLateness.Milliseconds()
@@ -424,11 +440,11 @@ func (in *Ingester) checkAndRekey(b *batch, sr *sourceRoute, p kgo.FetchTopicPar
 		if err := sr.src.DecodeJSON(r.Value, &ev); err != nil {
 			var de *features.DecodeError
 			errors.As(err, &de)
-			b.produced = append(b.produced, in.deadLetter(r, origin, de.Reason, err))
+			b.send(ctx, in.deadLetter(r, origin, de.Reason, err))
 			continue
 		}
 		if ev.Time < satSub(wm, lateness) {
-			b.produced = append(b.produced, in.deadLetter(r, origin, features.ReasonLate,
+			b.send(ctx, in.deadLetter(r, origin, features.ReasonLate,
 				fmt.Errorf("event time %s is older than the watermark %s minus the allowed lateness %s",
 					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm).UTC().Format(time.RFC3339Nano), sr.src.AllowedLateness)))
 			continue
@@ -438,11 +454,11 @@ func (in *Ingester) checkAndRekey(b *batch, sr *sourceRoute, p kgo.FetchTopicPar
 		for _, er := range sr.entities {
 			key, ok := entityKey(&ev, er.keyFields[sr.src.Name])
 			if !ok {
-				b.produced = append(b.produced, in.deadLetter(r, origin, ReasonMissingKey, fmt.Errorf("a join key of %s is null", er.topic)))
+				b.send(ctx, in.deadLetter(r, origin, ReasonMissingKey, fmt.Errorf("a join key of %s is null", er.topic)))
 				continue
 			}
 			headers := append([]kgo.RecordHeader{{Key: hSource, Value: []byte(sr.src.Name)}}, origin...)
-			b.produced = append(b.produced, &kgo.Record{Topic: er.topic, Key: []byte(key), Value: encoded, Headers: headers, Timestamp: time.UnixMilli(ev.Time)})
+			b.send(ctx, &kgo.Record{Topic: er.topic, Key: []byte(key), Value: encoded, Headers: headers, Timestamp: time.UnixMilli(ev.Time)})
 		}
 		if in.cfg.Offline != nil && (!logged || r.Offset > hwm) {
 			b.eventRow(sr, stream, r, &ev)
@@ -602,19 +618,15 @@ func (in *Ingester) state(v *viewRoute, key string) (*cached, error) {
 
 // finish makes a batch durable, in the order that keeps replays exact:
 // offline files first (a replay rewrites the same rows or skips them by
-// high-water mark), then the changelog and DLQ, then Redis (a replay writes
+// high-water mark), then the changelog (and the re-keyed and dead-lettered
+// records, sent as they were made), then Redis (a replay writes
 // the same states again), then the state store (never ahead of the
 // changelog), and the offsets last.
 func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	defer prometheus.NewTimer(in.metrics.batch).ObserveDuration()
 	if in.cfg.Offline != nil {
-		for _, m := range []map[string]*offline.Batch{b.events, b.rows} {
-			for key, ob := range m {
-				if err := in.cfg.Offline.WriteBatch(ctx, *ob); err != nil {
-					return fmt.Errorf("write offline log: %w", err)
-				}
-				in.hwm[key] = ob.LastOffset
-			}
+		if err := in.writeOffline(ctx, b.events, b.rows); err != nil {
+			return err
 		}
 	}
 	type dirtyState struct {
@@ -623,22 +635,29 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 		rec  *kgo.Record
 	}
 	var dirty []dirtyState
-	for changelog, m := range in.cache {
+	var changelog []*kgo.Record
+	for topic, m := range in.cache {
 		for key, c := range m {
 			if !c.dirty {
 				continue
 			}
-			v := in.viewByChangelog(changelog)
+			v := in.viewByChangelog(topic)
 			c.rec.state = v.engine.AppendState(c.rec.state[:0], c.state)
-			r := &kgo.Record{Topic: changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
-			b.produced = append(b.produced, r)
+			r := &kgo.Record{Topic: topic, Key: []byte(key), Value: c.rec.appendTo(nil)}
+			changelog = append(changelog, r)
 			dirty = append(dirty, dirtyState{v, key, r})
 			c.dirty = false
 			in.metrics.stateWrites.WithLabelValues(v.engine.View().Ref()).Inc()
 		}
 	}
-	if err := in.client.ProduceSync(ctx, b.produced...).FirstErr(); err != nil {
+	if err := in.client.ProduceSync(ctx, changelog...).FirstErr(); err != nil {
+		return fmt.Errorf("produce changelog: %w", err)
+	}
+	if err := in.client.Flush(ctx); err != nil { // the re-keyed and dead-lettered records
 		return fmt.Errorf("produce: %w", err)
+	}
+	if b.errProd != nil {
+		return fmt.Errorf("produce: %w", b.errProd)
 	}
 	if in.cfg.Redis != nil && len(dirty) > 0 {
 		pipe := in.cfg.Redis.Pipeline()
@@ -671,6 +690,38 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	}
 	in.trimCache()
 	return in.commit(ctx, b.commits)
+}
+
+// writeOffline writes the batch's offline logs, one file per stream and
+// date, concurrently: each waits for its own fsync.
+func (in *Ingester) writeOffline(ctx context.Context, logs ...map[string]*offline.Batch) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 8)
+	for _, m := range logs {
+		for _, ob := range m {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				if err := in.cfg.Offline.WriteBatch(ctx, *ob); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("write offline log: %w", err)
+	}
+	for _, m := range logs {
+		for key, ob := range m {
+			in.hwm[key] = ob.LastOffset
+		}
+	}
+	return nil
 }
 
 // maxCached bounds the decoded states kept between batches.
