@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,11 +97,12 @@ type Ingester struct {
 	parts   int32               // partitions of every internal topic
 	ids     map[string][16]byte // topic IDs, which recent commit requests need
 
-	mu         sync.Mutex                    // guards what assignments change
-	watermarks map[string]map[int32]int64    // source topic → partition → watermark
-	hwm        map[string]int64              // offline stream → high-water mark
-	cache      map[string]map[string]*cached // changelog topic → entity key → state
-	assigned   map[string]map[int32]bool     // what this instance owns
+	mu         sync.Mutex                   // guards what assignments change
+	fatal      error                        // set when an assignment cannot be prepared; Run returns it
+	watermarks map[string]map[int32]int64   // source topic → partition → watermark
+	hwm        map[string]int64             // offline stream → high-water mark
+	cache      map[shard]map[string]*cached // changelog partition → entity key → state
+	assigned   map[string]map[int32]bool    // what this instance owns
 }
 
 // sourceRoute is how events of one source topic are checked and re-keyed.
@@ -144,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		sources: map[string]*sourceRoute{}, entries: map[string]*entityRoute{},
 		dlq:        cfg.TopicPrefix + ".dlq",
 		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
-		cache: map[string]map[string]*cached{}, assigned: map[string]map[int32]bool{},
+		cache: map[shard]map[string]*cached{}, assigned: map[string]map[int32]bool{},
 	}
 	if err := in.route(); err != nil {
 		return nil, err
@@ -303,10 +306,13 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 			}
 		}
 	}
+	var keyed []string
 	for t, cfg := range want {
 		parts := in.parts
 		if t == in.dlq {
 			parts = 1
+		} else {
+			keyed = append(keyed, t)
 		}
 		resp, err := in.admin.CreateTopic(ctx, parts, -1, cfg, t)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
@@ -314,6 +320,17 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 		}
 		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t, resp.Err)
+		}
+	}
+	// An entity's state lives in the same partition of its repartition and
+	// changelog topics only if they have the same number of partitions.
+	details, err = in.admin.ListTopics(ctx, keyed...)
+	if err != nil {
+		return fmt.Errorf("list internal topics: %w", err)
+	}
+	for _, t := range keyed {
+		if d, ok := details[t]; ok && d.Err == nil && len(d.Partitions) > 0 && int32(len(d.Partitions)) != in.parts {
+			return fmt.Errorf("topic %s has %d partitions, want %d like the largest source: delete it or change the sources", t, len(d.Partitions), in.parts)
 		}
 	}
 	return nil
@@ -342,6 +359,12 @@ func (in *Ingester) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		in.mu.Lock()
+		fatal := in.fatal
+		in.mu.Unlock()
+		if fatal != nil {
+			return fatal
+		}
 	}
 }
 
@@ -353,9 +376,10 @@ func (in *Ingester) Close() error {
 
 // batch is what one poll's records produce before it is made durable.
 type batch struct {
-	commits map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition
-	events  map[string]*offline.Batch // offline event log, by stream
-	rows    map[string]*offline.Batch // offline feature log, by stream and view
+	commits    map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition
+	watermarks map[string]map[int32]int64 // source topic → partition → watermark after the batch
+	events     map[string]*offline.Batch  // offline event log, by stream
+	rows       map[string]*offline.Batch  // offline feature log, by stream and view
 
 	cl      *kgo.Client
 	mu      sync.Mutex
@@ -377,26 +401,91 @@ func (b *batch) send(ctx context.Context, r *kgo.Record) {
 func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	b := &batch{commits: map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition{}, events: map[string]*offline.Batch{}, rows: map[string]*offline.Batch{}, cl: in.client}
-	var err error
+	var work []kgo.FetchTopicPartition
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if err != nil || len(p.Records) == 0 || !in.assigned[p.Topic][p.Partition] {
-			return
-		}
-		last := p.Records[len(p.Records)-1].Offset
-		in.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
-		if sr := in.sources[p.Topic]; sr != nil {
-			in.metrics.consumed.WithLabelValues("source").Add(float64(len(p.Records)))
-			in.checkAndRekey(ctx, b, sr, p)
-		} else {
-			in.metrics.consumed.WithLabelValues("repartition").Add(float64(len(p.Records)))
-			err = in.aggregate(b, in.entries[p.Topic], p)
+		if len(p.Records) > 0 && in.assigned[p.Topic][p.Partition] {
+			work = append(work, p)
+			if er := in.entries[p.Topic]; er != nil {
+				in.shardCache(er, p.Partition)
+			}
 		}
 	})
-	if err != nil {
+
+	// Partitions are independent: a source partition has its own
+	// watermark, and the entities of a repartition partition live in the
+	// same partition of each changelog, with a cache shard of their own. So
+	// each partition is processed on its own goroutine, into its own batch.
+	parts := make([]*batch, len(work))
+	errs := make([]error, len(work))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, p := range work {
+		parts[i] = newBatch(in.client)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			last := p.Records[len(p.Records)-1].Offset
+			in.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
+			if sr := in.sources[p.Topic]; sr != nil {
+				in.metrics.consumed.WithLabelValues("source").Add(float64(len(p.Records)))
+				in.checkAndRekey(ctx, parts[i], sr, p)
+			} else {
+				in.metrics.consumed.WithLabelValues("repartition").Add(float64(len(p.Records)))
+				errs[i] = in.aggregate(parts[i], in.entries[p.Topic], p)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	b := newBatch(in.client)
+	for _, part := range parts {
+		b.merge(part)
+	}
+	for topic, parts := range b.watermarks {
+		if in.watermarks[topic] == nil {
+			in.watermarks[topic] = map[int32]int64{}
+		}
+		maps.Copy(in.watermarks[topic], parts)
+	}
 	return in.finish(ctx, b)
+}
+
+func newBatch(cl *kgo.Client) *batch {
+	return &batch{
+		commits:    map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition{},
+		watermarks: map[string]map[int32]int64{},
+		events:     map[string]*offline.Batch{},
+		rows:       map[string]*offline.Batch{},
+		cl:         cl,
+	}
+}
+
+// merge adds what another partition's batch produced; streams, partitions
+// and topics of different partitions never collide.
+func (b *batch) merge(o *batch) {
+	for topic, parts := range o.commits {
+		if b.commits[topic] == nil {
+			b.commits[topic] = map[int32]kmsg.OffsetCommitRequestTopicPartition{}
+		}
+		maps.Copy(b.commits[topic], parts)
+	}
+	for topic, parts := range o.watermarks {
+		if b.watermarks[topic] == nil {
+			b.watermarks[topic] = map[int32]int64{}
+		}
+		maps.Copy(b.watermarks[topic], parts)
+	}
+	maps.Copy(b.events, o.events)
+	maps.Copy(b.rows, o.rows)
+	b.errProd = cmp.Or(b.errProd, o.err())
+}
+
+func (b *batch) err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errProd
 }
 
 // commitAt records that a partition is done up to and including offset.
@@ -425,8 +514,7 @@ const (
 // checkAndRekey is stage one: decode each source event, send what is bad or
 // late to the DLQ, and re-key the rest to each entity's repartition topic.
 func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
-	wms := in.watermarks[p.Topic]
-	wm := wms[p.Partition]
+	wm := in.watermarks[p.Topic][p.Partition]
 	lateness := sr.src.AllowedLateness.Milliseconds()
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	hwm, logged := in.hwm["events/"+sr.src.Name+"@"+stream]
@@ -464,10 +552,7 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			b.eventRow(sr, stream, r, &ev)
 		}
 	}
-	if wms == nil {
-		in.watermarks[p.Topic] = map[int32]int64{}
-	}
-	in.watermarks[p.Topic][p.Partition] = wm
+	b.watermarks[p.Topic] = map[int32]int64{p.Partition: wm}
 	b.commitAt(p.Topic, p.Partition, p.Records[len(p.Records)-1].Offset, "wm="+strconv.FormatInt(wm, 10))
 }
 
@@ -539,7 +624,7 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 		ev.Partition, ev.Offset = int32(srcPart), srcOff
 		key := string(r.Key)
 		for _, v := range views {
-			c, err := in.state(v, key)
+			c, err := in.state(v, p.Partition, key)
 			if err != nil {
 				return err
 			}
@@ -589,13 +674,28 @@ func (in *Ingester) featureRow(b *batch, v *viewRoute, stream string, offset int
 	ob.LastOffset = offset
 }
 
-// state returns an entity's state from the cache, the store, or new.
-func (in *Ingester) state(v *viewRoute, key string) (*cached, error) {
-	m := in.cache[v.changelog]
-	if m == nil {
-		m = map[string]*cached{}
-		in.cache[v.changelog] = m
+// shard is one changelog partition: the entities one repartition partition
+// owns in one view.
+type shard struct {
+	changelog string
+	partition int32
+}
+
+// shardCache makes sure a repartition partition's cache shards exist, before
+// goroutines use them.
+func (in *Ingester) shardCache(er *entityRoute, partition int32) {
+	for _, views := range er.views {
+		for _, v := range views {
+			if k := (shard{v.changelog, partition}); in.cache[k] == nil {
+				in.cache[k] = map[string]*cached{}
+			}
+		}
 	}
+}
+
+// state returns an entity's state from the cache, the store, or new.
+func (in *Ingester) state(v *viewRoute, partition int32, key string) (*cached, error) {
+	m := in.cache[shard{v.changelog, partition}]
 	if c := m[key]; c != nil {
 		return c, nil
 	}
@@ -636,14 +736,16 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	}
 	var dirty []dirtyState
 	var changelog []*kgo.Record
-	for topic, m := range in.cache {
+	for sh, m := range in.cache {
 		for key, c := range m {
 			if !c.dirty {
 				continue
 			}
-			v := in.viewByChangelog(topic)
+			v := in.viewByChangelog(sh.changelog)
 			c.rec.state = v.engine.AppendState(c.rec.state[:0], c.state)
-			r := &kgo.Record{Topic: topic, Key: []byte(key), Value: c.rec.appendTo(nil)}
+			// Kafka hashes the key to partition sh.partition: repartition and
+			// changelog topics have the same partition count (createTopics).
+			r := &kgo.Record{Topic: sh.changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
 			changelog = append(changelog, r)
 			dirty = append(dirty, dirtyState{v, key, r})
 			c.dirty = false
@@ -656,8 +758,8 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	if err := in.client.Flush(ctx); err != nil { // the re-keyed and dead-lettered records
 		return fmt.Errorf("produce: %w", err)
 	}
-	if b.errProd != nil {
-		return fmt.Errorf("produce: %w", b.errProd)
+	if err := b.err(); err != nil {
+		return fmt.Errorf("produce: %w", err)
 	}
 	if in.cfg.Redis != nil && len(dirty) > 0 {
 		pipe := in.cfg.Redis.Pipeline()
@@ -802,10 +904,10 @@ func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map
 	clear(in.cache)
 	if err := in.prepare(ctx, assigned); err != nil {
 		// Without its watermarks or state a partition cannot be processed
-		// exactly; give it back, so that a rebalance retries.
-		in.log.Error("prepare assigned partitions", "err", err)
+		// exactly. Stop: Run returns the error, and the process exits for its
+		// supervisor to restart it; the partitions go to other instances.
+		in.fatal = fmt.Errorf("prepare assigned partitions: %w", err)
 		cl.PauseFetchPartitions(assigned)
-		go cl.LeaveGroupContext(context.Background())
 		return
 	}
 	for t, ps := range assigned {
