@@ -99,6 +99,7 @@ type Ingester struct {
 
 	mu         sync.Mutex                   // guards what assignments change
 	fatal      error                        // set when an assignment cannot be prepared; Run returns it
+	flushing   *inflight                    // the batch being made durable, if any
 	watermarks map[string]map[int32]int64   // source topic → partition → watermark
 	hwm        map[string]int64             // offline stream → high-water mark
 	cache      map[shard]map[string]*cached // changelog partition → entity key → state
@@ -338,34 +339,81 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 
 func ptr[T any](v T) *T { return &v }
 
-// Run consumes until ctx ends, then finishes the batch in hand, commits it
-// and leaves the group.
+// Run consumes until ctx ends, then makes the batch in hand durable,
+// commits it and returns.
+//
+// Making a batch durable (fsyncs, acknowledgements, commit) overlaps with
+// processing the next one. The flush works from a snapshot of the batch,
+// flushes complete in order, and a rebalance waits for the one in flight
+// (onRevoked), so a partition's next owner finds all of it in the changelog.
 func (in *Ingester) Run(ctx context.Context) error {
+	work := context.WithoutCancel(ctx) // a batch in hand is finished, not abandoned
 	for {
 		fetches := in.client.PollRecords(ctx, in.cfg.MaxBatch)
-		if ctx.Err() != nil && fetches.Empty() {
-			return nil
-		}
-		if err := fetches.Err0(); errors.Is(err, kgo.ErrClientClosed) {
-			return nil
+		if err := fetches.Err0(); (ctx.Err() != nil && fetches.Empty()) || errors.Is(err, kgo.ErrClientClosed) {
+			return in.drain()
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {
 				in.log.Warn("fetch", "topic", t, "partition", p, "err", err)
 			}
 		})
-		err := in.process(context.WithoutCancel(ctx), fetches)
-		in.client.AllowRebalance()
-		if err != nil {
-			return err
-		}
+		f, err := in.process(work, fetches)
 		in.mu.Lock()
+		if err == nil {
+			err = in.waitFlush()
+		}
+		if err == nil {
+			in.startFlush(work, f)
+			if in.cacheSize() > maxCached { // trim only what is durable
+				err = in.waitFlush()
+				clear(in.cache)
+			}
+		}
 		fatal := in.fatal
 		in.mu.Unlock()
+		in.client.AllowRebalance()
+		if err != nil {
+			in.drain()
+			return err
+		}
 		if fatal != nil {
-			return fatal
+			return cmp.Or(in.drain(), fatal)
 		}
 	}
+}
+
+// inflight is a batch being made durable.
+type inflight struct {
+	done chan struct{}
+	err  error
+}
+
+// startFlush makes f durable in the background; callers hold in.mu.
+func (in *Ingester) startFlush(ctx context.Context, f *flush) {
+	p := &inflight{done: make(chan struct{})}
+	in.flushing = p
+	go func() {
+		p.err = in.durable(ctx, f)
+		close(p.done)
+	}()
+}
+
+// waitFlush waits for the batch being made durable, if any; callers hold in.mu.
+func (in *Ingester) waitFlush() error {
+	p := in.flushing
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	in.flushing = nil
+	return p.err
+}
+
+func (in *Ingester) drain() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.waitFlush()
 }
 
 // Close leaves the group and closes the client and the state store.
@@ -398,7 +446,9 @@ func (b *batch) send(ctx context.Context, r *kgo.Record) {
 	})
 }
 
-func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
+// process applies a poll's records and returns the batch, prepared for
+// making durable.
+func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var work []kgo.FetchTopicPartition
@@ -437,7 +487,7 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
 	b := newBatch(in.client)
 	for _, part := range parts {
@@ -449,7 +499,7 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) error {
 		}
 		maps.Copy(in.watermarks[topic], parts)
 	}
-	return in.finish(ctx, b)
+	return in.snapshot(b), nil
 }
 
 func newBatch(cl *kgo.Client) *batch {
@@ -716,26 +766,22 @@ func (in *Ingester) state(v *viewRoute, partition int32, key string) (*cached, e
 	return c, nil
 }
 
-// finish makes a batch durable, in the order that keeps replays exact:
-// offline files first (a replay rewrites the same rows or skips them by
-// high-water mark), then the changelog (and the re-keyed and dead-lettered
-// records, sent as they were made), then Redis (a replay writes
-// the same states again), then the state store (never ahead of the
-// changelog), and the offsets last.
-func (in *Ingester) finish(ctx context.Context, b *batch) error {
-	defer prometheus.NewTimer(in.metrics.batch).ObserveDuration()
-	if in.cfg.Offline != nil {
-		if err := in.writeOffline(ctx, b.events, b.rows); err != nil {
-			return err
-		}
-	}
-	type dirtyState struct {
-		view *viewRoute
-		key  string
-		rec  *kgo.Record
-	}
-	var dirty []dirtyState
-	var changelog []*kgo.Record
+// flush is a batch, snapshotted: what must be made durable.
+type flush struct {
+	b     *batch
+	dirty []dirtyState
+}
+
+type dirtyState struct {
+	view *viewRoute
+	key  string
+	rec  *kgo.Record
+}
+
+// snapshot prepares a batch for durable, under in.mu: it encodes every state
+// the batch changed, and moves the offline high-water marks.
+func (in *Ingester) snapshot(b *batch) *flush {
+	f := &flush{b: b}
 	for sh, m := range in.cache {
 		for key, c := range m {
 			if !c.dirty {
@@ -746,11 +792,37 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 			// Kafka hashes the key to partition sh.partition: repartition and
 			// changelog topics have the same partition count (createTopics).
 			r := &kgo.Record{Topic: sh.changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
-			changelog = append(changelog, r)
-			dirty = append(dirty, dirtyState{v, key, r})
+			f.dirty = append(f.dirty, dirtyState{v, key, r})
 			c.dirty = false
 			in.metrics.stateWrites.WithLabelValues(v.engine.View().Ref()).Inc()
 		}
+	}
+	for _, m := range []map[string]*offline.Batch{b.events, b.rows} {
+		for key, ob := range m {
+			in.hwm[key] = ob.LastOffset // durable before any later batch is
+		}
+	}
+	return f
+}
+
+// durable makes a prepared batch durable, in the order that keeps replays
+// exact: offline files first (a replay rewrites the same rows or skips them
+// by high-water mark), then the changelog (and the re-keyed and
+// dead-lettered records, sent as they were made), then Redis (a replay
+// writes the same states again), then the state store (never ahead of the
+// changelog), and the offsets last. It touches no state of the Ingester but
+// the store, so it runs while the next batch is processed.
+func (in *Ingester) durable(ctx context.Context, f *flush) error {
+	defer prometheus.NewTimer(in.metrics.batch).ObserveDuration()
+	b := f.b
+	if in.cfg.Offline != nil {
+		if err := in.writeOffline(ctx, b.events, b.rows); err != nil {
+			return err
+		}
+	}
+	changelog := make([]*kgo.Record, len(f.dirty))
+	for i, d := range f.dirty {
+		changelog[i] = d.rec
 	}
 	if err := in.client.ProduceSync(ctx, changelog...).FirstErr(); err != nil {
 		return fmt.Errorf("produce changelog: %w", err)
@@ -761,19 +833,19 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 	if err := b.err(); err != nil {
 		return fmt.Errorf("produce: %w", err)
 	}
-	if in.cfg.Redis != nil && len(dirty) > 0 {
+	if in.cfg.Redis != nil && len(f.dirty) > 0 {
 		pipe := in.cfg.Redis.Pipeline()
-		for _, d := range dirty {
+		for _, d := range f.dirty {
 			pipe.Set(ctx, d.view.redisKey+d.key, d.rec.Value, d.view.engine.View().TTL)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("write states to redis: %w", err)
 		}
 	}
-	if len(dirty) > 0 {
+	if len(f.dirty) > 0 {
 		w := in.store.newWrite()
 		next := map[string]map[int32]int64{}
-		for _, d := range dirty {
+		for _, d := range f.dirty {
 			cl := d.view.changelog
 			w.set(cl, d.key, d.rec.Value)
 			if next[cl] == nil {
@@ -790,7 +862,6 @@ func (in *Ingester) finish(ctx context.Context, b *batch) error {
 			return err
 		}
 	}
-	in.trimCache()
 	return in.commit(ctx, b.commits)
 }
 
@@ -818,25 +889,18 @@ func (in *Ingester) writeOffline(ctx context.Context, logs ...map[string]*offlin
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("write offline log: %w", err)
 	}
-	for _, m := range logs {
-		for key, ob := range m {
-			in.hwm[key] = ob.LastOffset
-		}
-	}
 	return nil
 }
 
 // maxCached bounds the decoded states kept between batches.
 const maxCached = 200_000
 
-func (in *Ingester) trimCache() {
+func (in *Ingester) cacheSize() int {
 	n := 0
 	for _, m := range in.cache {
 		n += len(m)
 	}
-	if n > maxCached {
-		clear(in.cache) // every state is in the store by now
-	}
+	return n
 }
 
 func (in *Ingester) viewByChangelog(changelog string) *viewRoute {
@@ -901,6 +965,9 @@ func isRebalance(err error) bool {
 func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if err := in.waitFlush(); err != nil {
+		in.fatal = cmp.Or(in.fatal, err)
+	}
 	clear(in.cache)
 	if err := in.prepare(ctx, assigned); err != nil {
 		// Without its watermarks or state a partition cannot be processed
@@ -921,9 +988,14 @@ func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map
 	in.log.Info("partitions assigned", "partitions", assigned)
 }
 
+// onRevoked lets partitions go once the batch in flight is durable: their
+// next owner restores from a changelog that holds all of it.
 func (in *Ingester) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if err := in.waitFlush(); err != nil {
+		in.fatal = cmp.Or(in.fatal, err)
+	}
 	clear(in.cache)
 	for t, ps := range revoked {
 		for _, p := range ps {
