@@ -20,10 +20,15 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
 	"github.com/segmentio/ksuid"
 
 	"github.com/quiver-ml/quiver/features"
 )
+
+// logCodec compresses the logs with zstd's fastest level: ingest writes them
+// on its critical path, and compaction can rewrite them smaller.
+var logCodec = &zstd.Codec{Level: zstd.SpeedFastest}
 
 // ErrInvalidBatch is matched by the errors WriteBatch returns for a batch it
 // refuses without writing anything: bad columns, rows that do not fit them.
@@ -230,7 +235,7 @@ func (d *Dir) writeBatch(ctx context.Context, b *Batch) error {
 	schema := d.schema(b.Columns)
 	opts := []parquet.WriterOption{
 		schema,
-		parquet.Compression(&parquet.Zstd),
+		parquet.Compression(logCodec),
 		parquet.KeyValueMetadata(MetaStream, info.stream),
 		parquet.KeyValueMetadata(MetaFirstOffset, strconv.FormatInt(info.first, 10)),
 		parquet.KeyValueMetadata(MetaLastOffset, strconv.FormatInt(info.last, 10)),
