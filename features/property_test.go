@@ -159,14 +159,6 @@ func (s caseStats) String() string {
 		s.events, s.applied, s.expiredOnArrival, s.filtered, s.errored, s.checkpoints, s.decodedContinued, s.queries, s.values, s.nonEmpty)
 }
 
-// propertyCase is one generated case: definitions and a stream.
-type propertyCase struct {
-	yaml   string
-	filter string // "" for none
-	feats  []refFeature
-	events []features.Event // in arrival order
-}
-
 // window choices: window and granularity ("" for the default W/60).
 var propertyWindows = []struct{ window, gran string }{
 	{"1m", ""}, {"1m", "1m"}, {"1m", "10s"}, {"7s", "1s"}, {"5m", ""}, {"5m", "1m"}, {"5m", "30s"},

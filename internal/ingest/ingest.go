@@ -109,7 +109,6 @@ type Ingester struct {
 // sourceRoute is how events of one source topic are checked and re-keyed.
 type sourceRoute struct {
 	src      *features.Source
-	timeIdx  int
 	entities []*entityRoute
 }
 
@@ -220,7 +219,7 @@ func (in *Ingester) route() error {
 		}
 		sr := in.sources[src.Topic]
 		if sr == nil {
-			sr = &sourceRoute{src: src, timeIdx: src.Field(src.EventTime)}
+			sr = &sourceRoute{src: src}
 			in.sources[src.Topic] = sr
 		}
 		topic := in.cfg.TopicPrefix + ".repartition." + ent.Name
