@@ -682,7 +682,9 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			}
 			applied, err := v.engine.Apply(c.state, &ev)
 			if err != nil {
-				in.log.Debug("event not applied", "view", v.engine.View().Ref(), "err", err)
+				in.metrics.refused.WithLabelValues(v.engine.View().Ref()).Inc()
+				in.log.Warn("event not applied", "view", v.engine.View().Ref(), "topic", header(r, hTopic),
+					"partition", ev.Partition, "offset", ev.Offset, "err", err)
 			}
 			if !applied {
 				continue // filtered out: a replay filters it out again

@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	consumed    *prometheus.CounterVec // by stage
 	applied     *prometheus.CounterVec // by view
+	refused     *prometheus.CounterVec // by view
 	dlq         *prometheus.CounterVec // by reason
 	stateWrites *prometheus.CounterVec // by view
 	lag         *prometheus.GaugeVec   // by topic and partition
@@ -18,6 +19,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"stage"}),
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_events_applied_total", Help: "Events applied to feature state, by view version.",
+		}, []string{"view"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_events_refused_total", Help: "Valid events a view could not apply: its filter failed (a null field, say) or a summed number was out of range, by view version.",
 		}, []string{"view"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_dlq_records_total", Help: "Records sent to the dead-letter queue, by reason.",
@@ -34,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.consumed, m.applied, m.dlq, m.stateWrites, m.lag, m.batch)
+		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.batch)
 	}
 	return m
 }
