@@ -1,12 +1,16 @@
 package features
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
 )
 
 // Reasons an event is refused, as the DLQ records them.
@@ -33,26 +37,48 @@ func (e *DecodeError) Error() string {
 
 // DecodeJSON decodes one JSON object into ev, one value per schema field, in
 // schema order. Missing and null fields are null; fields the schema does not
-// declare are ignored. A string field takes a JSON string; int, a JSON
-// integer; float, any JSON number; bool, true or false; timestamp, an RFC 3339
-// string or integer epoch milliseconds. ev.Time is the event-time field. The
-// error is a *DecodeError.
+// declare are ignored; of a repeated key, the last counts. A string field
+// takes a JSON string (invalid UTF-8 becomes U+FFFD); int, a JSON integer;
+// float, any JSON number; bool, true or false; timestamp, an RFC 3339 string
+// or integer epoch milliseconds. ev.Time is the event-time field. The error
+// is a *DecodeError.
+//
+// Whether data is JSON is decided by encoding/json's scanner (json.Valid,
+// which allocates nothing); values are then read with fastjson (no map per
+// event, pooled parsers), numbers from their text with strconv, as
+// encoding/json does, so values are exact.
 func (s *Source) DecodeJSON(data []byte, ev *Event) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
-		msg := "not a JSON object"
-		if err != nil {
-			msg = err.Error()
-		}
-		return &DecodeError{Reason: ReasonInvalidJSON, Msg: msg}
+	if !json.Valid(data) {
+		var v any
+		return &DecodeError{Reason: ReasonInvalidJSON, Msg: json.Unmarshal(data, &v).Error()}
 	}
-	ev.Fields = ev.Fields[:0]
-	for _, f := range s.Schema {
-		v, err := decodeValue(obj[f.Name], f.Type)
-		if err != nil {
-			return &DecodeError{Reason: ReasonSchema, Field: f.Name, Msg: err.Error()}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	root, err := p.ParseBytes(data)
+	if err != nil {
+		return &DecodeError{Reason: ReasonInvalidJSON, Msg: err.Error()}
+	}
+	obj, err := root.Object()
+	if err != nil {
+		return &DecodeError{Reason: ReasonInvalidJSON, Msg: "not a JSON object"}
+	}
+	ev.Fields = append(ev.Fields[:0], make([]Value, len(s.Schema))...)
+	var bad *DecodeError
+	var num [64]byte
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		i := s.fieldBytes(key)
+		if i < 0 || bad != nil {
+			return
 		}
-		ev.Fields = append(ev.Fields, v)
+		val, err := decodeValue(v, s.Schema[i].Type, num[:0])
+		if err != nil {
+			bad = &DecodeError{Reason: ReasonSchema, Field: s.Schema[i].Name, Msg: err.Error()}
+			return
+		}
+		ev.Fields[i] = val
+	})
+	if bad != nil {
+		return bad
 	}
 	t := ev.Fields[s.Field(s.EventTime)]
 	if t.IsNull() {
@@ -62,83 +88,109 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 	return nil
 }
 
-var null = []byte("null")
+var parsers fastjson.ParserPool
 
-func decodeValue(raw json.RawMessage, t Type) (Value, error) {
-	if len(raw) == 0 || bytes.Equal(raw, null) {
+// fieldBytes is Field for a key in bytes, without converting it.
+func (s *Source) fieldBytes(name []byte) int {
+	for i, f := range s.Schema {
+		if f.Name == string(name) {
+			return i
+		}
+	}
+	return -1
+}
+
+func decodeValue(v *fastjson.Value, t Type, scratch []byte) (Value, error) {
+	jt := v.Type()
+	if jt == fastjson.TypeNull {
 		return Null, nil
+	}
+	var text string // a number's text, valid JSON (json.Valid checked it)
+	if jt == fastjson.TypeNumber {
+		raw := v.MarshalTo(scratch)
+		text = unsafe.String(unsafe.SliceData(raw), len(raw))
 	}
 	switch t {
 	case TypeString:
-		if raw[0] == '"' {
-			var s string
-			if err := json.Unmarshal(raw, &s); err == nil {
-				return String(s), nil
-			}
+		if jt == fastjson.TypeString {
+			b, _ := v.StringBytes()
+			return String(validUTF8(b)), nil
 		}
 	case TypeInt:
-		if isNumber(raw) {
-			i, err := strconv.ParseInt(string(raw), 10, 64)
+		if jt == fastjson.TypeNumber {
+			i, err := strconv.ParseInt(text, 10, 64)
 			if err != nil {
-				return Null, fmt.Errorf("%s is not an integer in the int64 range", raw)
+				return Null, fmt.Errorf("%s is not an integer in the int64 range", text)
 			}
 			return Int(i), nil
 		}
 	case TypeFloat:
-		if isNumber(raw) {
-			f, err := strconv.ParseFloat(string(raw), 64)
+		if jt == fastjson.TypeNumber {
+			f, err := strconv.ParseFloat(text, 64)
 			if err != nil || math.IsInf(f, 0) {
-				return Null, fmt.Errorf("%s is out of the float64 range", raw)
+				return Null, fmt.Errorf("%s is out of the float64 range", text)
 			}
 			return Float(f), nil
 		}
 	case TypeBool:
-		switch string(raw) {
-		case "true":
+		switch jt {
+		case fastjson.TypeTrue:
 			return Bool(true), nil
-		case "false":
+		case fastjson.TypeFalse:
 			return Bool(false), nil
 		}
 	case TypeTimestamp:
-		return decodeTimestamp(raw)
-	}
-	return Null, fmt.Errorf("want %s, got %s", t, jsonKind(raw))
-}
-
-func decodeTimestamp(raw json.RawMessage) (Value, error) {
-	if isNumber(raw) {
-		ms, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil {
-			return Null, fmt.Errorf("%s is not integer epoch milliseconds", raw)
+		switch jt {
+		case fastjson.TypeNumber:
+			ms, err := strconv.ParseInt(text, 10, 64)
+			if err != nil {
+				return Null, fmt.Errorf("%s is not integer epoch milliseconds", text)
+			}
+			return Timestamp(ms), nil
+		case fastjson.TypeString:
+			b, _ := v.StringBytes()
+			ts, err := time.Parse(time.RFC3339Nano, string(b))
+			if err != nil {
+				return Null, fmt.Errorf("%q is not an RFC 3339 time", b)
+			}
+			return Timestamp(ts.UnixMilli()), nil
 		}
-		return Timestamp(ms), nil
+		return Null, fmt.Errorf("want timestamp (RFC 3339 string or epoch milliseconds), got %s", jsonKind(jt, text))
 	}
-	var s string
-	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-		return Null, fmt.Errorf("want timestamp (RFC 3339 string or epoch milliseconds), got %s", jsonKind(raw))
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return Null, fmt.Errorf("%q is not an RFC 3339 time", s)
-	}
-	return Timestamp(t.UnixMilli()), nil
+	return Null, fmt.Errorf("want %s, got %s", t, jsonKind(jt, text))
 }
 
-// isNumber reports whether raw, a valid JSON value, is a number.
-func isNumber(raw json.RawMessage) bool { return raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9') }
-
-func jsonKind(raw json.RawMessage) string {
-	switch {
-	case raw[0] == '"':
-		return "a string"
-	case raw[0] == '{':
-		return "an object"
-	case raw[0] == '[':
-		return "an array"
-	case raw[0] == 't' || raw[0] == 'f':
-		return "a boolean"
-	case isNumber(raw):
-		return "the number " + string(raw)
+// validUTF8 returns b as a string, each byte that is not valid UTF-8
+// replaced by U+FFFD, as encoding/json does.
+func validUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
 	}
-	return "invalid JSON"
+	var sb strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n == 1 {
+			sb.WriteRune(utf8.RuneError)
+		} else {
+			sb.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return sb.String()
+}
+
+func jsonKind(t fastjson.Type, number string) string {
+	switch t {
+	case fastjson.TypeString:
+		return "a string"
+	case fastjson.TypeObject:
+		return "an object"
+	case fastjson.TypeArray:
+		return "an array"
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
+	case fastjson.TypeNumber:
+		return "the number " + number
+	}
+	return "null"
 }

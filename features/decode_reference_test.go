@@ -1,0 +1,165 @@
+package features
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// FuzzDecodeJSONMatchesReference checks the fast JSON decoder against the
+// reference below, written with encoding/json: the same inputs are refused
+// for the same reasons, and the same values come back.
+func FuzzDecodeJSONMatchesReference(f *testing.F) {
+	f.Add([]byte(`{"uid":"u","n":1,"x":2.5,"ok":true,"at":5,"ts":7}`))
+	f.Add([]byte(`{"uid":"\ud800x","x":NaN,"ts":1}`))
+	defs, err := Parse("d.yaml", []byte(`project: d
+entities: [{name: user, join_keys: [uid]}]
+sources:
+  - {name: s, topic: s, event_time: ts, schema: {uid: string, n: int, x: float, ok: bool, at: timestamp, ts: timestamp}}
+feature_views:
+  - {name: v, version: 1, entity: user, source: s, features: [{name: c, agg: count}]}
+`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	src := defs.Source("s")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var a, o Event
+		e1 := src.DecodeJSON(b, &a)
+		e2 := src.referenceDecodeJSON(b, &o)
+		if (e1 == nil) != (e2 == nil) {
+			t.Fatalf("DecodeJSON: %v, reference: %v, on %q", e1, e2, b)
+		}
+		if e1 != nil {
+			r1, r2 := e1.(*DecodeError).Reason, e2.(*DecodeError).Reason
+			if r1 != r2 {
+				t.Fatalf("DecodeJSON refused for %s, the reference for %s, on %q", r1, r2, b)
+			}
+			return
+		}
+		for i := range a.Fields {
+			if a.Fields[i] != o.Fields[i] {
+				t.Fatalf("field %d: DecodeJSON %v, reference %v, on %q", i, a.Fields[i], o.Fields[i], b)
+			}
+		}
+	})
+}
+
+// referenceDecodeJSON is the first DecodeJSON, kept as the reference: it
+// decodes one JSON object into ev, one value per schema field, in
+// schema order. Missing and null fields are null; fields the schema does not
+// declare are ignored. A string field takes a JSON string; int, a JSON
+// integer; float, any JSON number; bool, true or false; timestamp, an RFC 3339
+// string or integer epoch milliseconds. ev.Time is the event-time field. The
+// error is a *DecodeError.
+func (s *Source) referenceDecodeJSON(data []byte, ev *Event) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
+		msg := "not a JSON object"
+		if err != nil {
+			msg = err.Error()
+		}
+		return &DecodeError{Reason: ReasonInvalidJSON, Msg: msg}
+	}
+	ev.Fields = ev.Fields[:0]
+	for _, f := range s.Schema {
+		v, err := referenceValue(obj[f.Name], f.Type)
+		if err != nil {
+			return &DecodeError{Reason: ReasonSchema, Field: f.Name, Msg: err.Error()}
+		}
+		ev.Fields = append(ev.Fields, v)
+	}
+	t := ev.Fields[s.Field(s.EventTime)]
+	if t.IsNull() {
+		return &DecodeError{Reason: ReasonMissingEventTime, Field: s.EventTime, Msg: "missing or null"}
+	}
+	ev.Time = t.Int()
+	return nil
+}
+
+var jsonNull = []byte("null")
+
+func referenceValue(raw json.RawMessage, t Type) (Value, error) {
+	if len(raw) == 0 || bytes.Equal(raw, jsonNull) {
+		return Null, nil
+	}
+	switch t {
+	case TypeString:
+		if raw[0] == '"' {
+			var s string
+			if err := json.Unmarshal(raw, &s); err == nil {
+				return String(s), nil
+			}
+		}
+	case TypeInt:
+		if referenceIsNumber(raw) {
+			i, err := strconv.ParseInt(string(raw), 10, 64)
+			if err != nil {
+				return Null, fmt.Errorf("%s is not an integer in the int64 range", raw)
+			}
+			return Int(i), nil
+		}
+	case TypeFloat:
+		if referenceIsNumber(raw) {
+			f, err := strconv.ParseFloat(string(raw), 64)
+			if err != nil || math.IsInf(f, 0) {
+				return Null, fmt.Errorf("%s is out of the float64 range", raw)
+			}
+			return Float(f), nil
+		}
+	case TypeBool:
+		switch string(raw) {
+		case "true":
+			return Bool(true), nil
+		case "false":
+			return Bool(false), nil
+		}
+	case TypeTimestamp:
+		return referenceTimestamp(raw)
+	}
+	return Null, fmt.Errorf("want %s, got %s", t, referenceKind(raw))
+}
+
+func referenceTimestamp(raw json.RawMessage) (Value, error) {
+	if referenceIsNumber(raw) {
+		ms, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil {
+			return Null, fmt.Errorf("%s is not integer epoch milliseconds", raw)
+		}
+		return Timestamp(ms), nil
+	}
+	var s string
+	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		return Null, fmt.Errorf("want timestamp (RFC 3339 string or epoch milliseconds), got %s", referenceKind(raw))
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return Null, fmt.Errorf("%q is not an RFC 3339 time", s)
+	}
+	return Timestamp(t.UnixMilli()), nil
+}
+
+// isNumber reports whether raw, a valid JSON value, is a number.
+func referenceIsNumber(raw json.RawMessage) bool {
+	return raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')
+}
+
+func referenceKind(raw json.RawMessage) string {
+	switch {
+	case raw[0] == '"':
+		return "a string"
+	case raw[0] == '{':
+		return "an object"
+	case raw[0] == '[':
+		return "an array"
+	case raw[0] == 't' || raw[0] == 'f':
+		return "a boolean"
+	case referenceIsNumber(raw):
+		return "the number " + string(raw)
+	}
+	return "invalid JSON"
+}
