@@ -121,12 +121,16 @@ type entityRoute struct {
 }
 
 type viewRoute struct {
-	engine    *features.Engine
-	changelog string
-	redisKey  string           // prefix of its Redis keys: <prefix>:<view>:v<version>:
-	columns   []offline.Column // of the feature log
-	keyFields []int
-	dir       string // offline feature log directory
+	engine      *features.Engine
+	source      *features.Source
+	applied     prometheus.Counter // quiver_ingest_events_applied_total of this view
+	refused     prometheus.Counter
+	stateWrites prometheus.Counter
+	changelog   string
+	redisKey    string           // prefix of its Redis keys: <prefix>:<view>:v<version>:
+	columns     []offline.Column // of the feature log
+	keyFields   []int
+	dir         string // offline feature log directory
 }
 
 type cached struct {
@@ -237,11 +241,15 @@ func (in *Ingester) route() error {
 			sr.entities = append(sr.entities, er)
 		}
 		vr := &viewRoute{
-			engine:    eng,
-			changelog: fmt.Sprintf("%s.changelog.%s.v%d", in.cfg.TopicPrefix, v.Name, v.Version),
-			redisKey:  fmt.Sprintf("%s:%s:v%d:", in.cfg.TopicPrefix, v.Name, v.Version),
-			keyFields: er.keyFields[src.Name],
-			dir:       fmt.Sprintf("features/%s/v%d", v.Name, v.Version),
+			engine:      eng,
+			source:      src,
+			applied:     in.metrics.applied.WithLabelValues(v.Ref()),
+			refused:     in.metrics.refused.WithLabelValues(v.Ref()),
+			stateWrites: in.metrics.stateWrites.WithLabelValues(v.Ref()),
+			changelog:   fmt.Sprintf("%s.changelog.%s.v%d", in.cfg.TopicPrefix, v.Name, v.Version),
+			redisKey:    fmt.Sprintf("%s:%s:v%d:", in.cfg.TopicPrefix, v.Name, v.Version),
+			keyFields:   er.keyFields[src.Name],
+			dir:         fmt.Sprintf("features/%s/v%d", v.Name, v.Version),
 		}
 		for _, k := range ent.JoinKeys {
 			vr.columns = append(vr.columns, offline.Column{Name: k, Type: src.Schema[src.Field(k)].Type})
@@ -642,13 +650,28 @@ func (b *batch) eventRow(sr *sourceRoute, stream string, r *kgo.Record, ev *feat
 	ob.LastOffset = r.Offset
 }
 
-func header(r *kgo.Record, key string) string {
+func headerBytes(r *kgo.Record, key string) []byte {
 	for _, h := range r.Headers {
 		if h.Key == key {
-			return string(h.Value)
+			return h.Value
 		}
 	}
-	return ""
+	return nil
+}
+
+// parseInt parses a non-negative decimal header value without allocating.
+func parseInt(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // aggregate is stage two: apply re-keyed events to their entities' states,
@@ -657,16 +680,14 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	var ev features.Event
 	for _, r := range p.Records {
-		srcName := header(r, hSource)
-		views := er.views[srcName]
-		srcPart, err1 := strconv.ParseInt(header(r, hPartition), 10, 32)
-		srcOff, err2 := strconv.ParseInt(header(r, hOffset), 10, 64)
-		src := in.cfg.Definitions.Source(srcName)
-		if len(views) == 0 || src == nil || err1 != nil || err2 != nil {
+		views := er.views[string(headerBytes(r, hSource))] // a map index by string(bytes) does not allocate
+		srcPart, ok1 := parseInt(headerBytes(r, hPartition))
+		srcOff, ok2 := parseInt(headerBytes(r, hOffset))
+		if len(views) == 0 || !ok1 || !ok2 || srcPart > math.MaxInt32 {
 			in.log.Warn("skipping a repartitioned record without valid origin headers", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 			continue
 		}
-		if err := src.DecodeEvent(r.Value, &ev); err != nil {
+		if err := views[0].source.DecodeEvent(r.Value, &ev); err != nil {
 			in.log.Warn("skipping a repartitioned record that does not decode", "topic", r.Topic, "offset", r.Offset, "err", err)
 			continue
 		}
@@ -682,8 +703,8 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			}
 			applied, err := v.engine.Apply(c.state, &ev)
 			if err != nil {
-				in.metrics.refused.WithLabelValues(v.engine.View().Ref()).Inc()
-				in.log.Warn("event not applied", "view", v.engine.View().Ref(), "topic", header(r, hTopic),
+				v.refused.Inc()
+				in.log.Warn("event not applied", "view", v.engine.View().Ref(), "topic", string(headerBytes(r, hTopic)),
 					"partition", ev.Partition, "offset", ev.Offset, "err", err)
 			}
 			if !applied {
@@ -691,7 +712,7 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			}
 			c.rec.applied[ev.Partition] = ev.Offset
 			c.dirty = true
-			in.metrics.applied.WithLabelValues(v.engine.View().Ref()).Inc()
+			v.applied.Inc()
 			if in.cfg.Offline != nil {
 				in.featureRow(b, v, stream, r.Offset, c, &ev)
 			}
@@ -795,7 +816,7 @@ func (in *Ingester) snapshot(b *batch) *flush {
 			r := &kgo.Record{Topic: sh.changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
 			f.dirty = append(f.dirty, dirtyState{v, key, r})
 			c.dirty = false
-			in.metrics.stateWrites.WithLabelValues(v.engine.View().Ref()).Inc()
+			v.stateWrites.Inc()
 		}
 	}
 	for _, m := range []map[string]*offline.Batch{b.events, b.rows} {
