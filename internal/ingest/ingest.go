@@ -570,18 +570,40 @@ const (
 
 // checkAndRekey is stage one: decode each source event, send what is bad or
 // late to the DLQ, and re-key the rest to each entity's repartition topic.
+//
+// Per-record bytes (headers, keys, encoded events) are appended to one
+// arena and records taken from a slab: kgo keeps them until the batch's
+// flush, and the arena and slab outlive it.
 func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
 	wm := in.watermarks[p.Topic][p.Partition]
 	lateness := sr.src.AllowedLateness.Milliseconds()
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	hwm, logged := in.hwm["events/"+sr.src.Name+"@"+stream]
+	source, topic := []byte(sr.src.Name), []byte(p.Topic)
+	partition := strconv.AppendInt(nil, int64(p.Partition), 10)
+	arena := make([]byte, 0, 64*len(p.Records))
+	slab := make([]kgo.Record, len(p.Records)*len(sr.entities))
+	headers := make([]kgo.RecordHeader, 0, 4*len(p.Records))
+	// bytes appends to the arena; the returned slice stays valid because a
+	// full arena is replaced, never grown in place.
+	bytes := func(f func([]byte) []byte) []byte {
+		if cap(arena)-len(arena) < 512 {
+			arena = make([]byte, 0, max(4096, 2*cap(arena)))
+		}
+		start := len(arena)
+		arena = f(arena)
+		return arena[start:len(arena):len(arena)]
+	}
 	var ev features.Event
 	for _, r := range p.Records {
-		origin := []kgo.RecordHeader{
-			{Key: hTopic, Value: []byte(r.Topic)},
-			{Key: hPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
-			{Key: hOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		}
+		start := len(headers)
+		headers = append(headers,
+			kgo.RecordHeader{Key: hSource, Value: source},
+			kgo.RecordHeader{Key: hTopic, Value: topic},
+			kgo.RecordHeader{Key: hPartition, Value: partition},
+			kgo.RecordHeader{Key: hOffset, Value: bytes(func(a []byte) []byte { return strconv.AppendInt(a, r.Offset, 10) })})
+		recHeaders := headers[start:len(headers):len(headers)]
+		origin := recHeaders[1:]
 		if err := sr.src.DecodeJSON(r.Value, &ev); err != nil {
 			var de *features.DecodeError
 			errors.As(err, &de)
@@ -595,15 +617,22 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			continue
 		}
 		wm = max(wm, ev.Time)
-		encoded := sr.src.AppendEvent(nil, &ev) // stage two decodes this, not the JSON again
+		encoded := bytes(func(a []byte) []byte { return sr.src.AppendEvent(a, &ev) }) // stage two decodes this, not the JSON again
 		for _, er := range sr.entities {
-			key, ok := entityKey(&ev, er.keyFields[sr.src.Name])
+			var ok bool
+			key := bytes(func(a []byte) []byte {
+				var k []byte
+				k, ok = appendEntityKey(a, &ev, er.keyFields[sr.src.Name])
+				return k
+			})
 			if !ok {
 				b.send(ctx, in.deadLetter(r, origin, ReasonMissingKey, fmt.Errorf("a join key of %s is null", er.topic)))
 				continue
 			}
-			headers := append([]kgo.RecordHeader{{Key: hSource, Value: []byte(sr.src.Name)}}, origin...)
-			b.send(ctx, &kgo.Record{Topic: er.topic, Key: []byte(key), Value: encoded, Headers: headers, Timestamp: time.UnixMilli(ev.Time)})
+			rec := &slab[0]
+			slab = slab[1:]
+			*rec = kgo.Record{Topic: er.topic, Key: key, Value: encoded, Headers: recHeaders, Timestamp: time.UnixMilli(ev.Time)}
+			b.send(ctx, rec)
 		}
 		if in.cfg.Offline != nil && (!logged || r.Offset > hwm) {
 			b.eventRow(sr, stream, r, &ev)
@@ -692,9 +721,8 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			continue
 		}
 		ev.Partition, ev.Offset = int32(srcPart), srcOff
-		key := string(r.Key)
 		for _, v := range views {
-			c, err := in.state(v, p.Partition, key)
+			c, err := in.state(v, p.Partition, r.Key)
 			if err != nil {
 				return err
 			}
@@ -732,17 +760,17 @@ func (in *Ingester) featureRow(b *batch, v *viewRoute, stream string, offset int
 		ob = &offline.Batch{Dir: v.dir, Columns: v.columns, TimeColumn: len(v.keyFields), Stream: stream, FirstOffset: offset}
 		b.rows[key] = ob
 	}
-	row := make([]features.Value, 0, len(v.columns))
-	for _, f := range v.keyFields {
-		row = append(row, ev.Fields[f])
+	row := make([]features.Value, len(v.columns))
+	for i, f := range v.keyFields {
+		row[i] = ev.Fields[f]
 	}
-	row = append(row, features.Timestamp(ev.Time))
-	vals := make([]features.Value, len(v.engine.View().Features))
+	n := len(v.keyFields)
+	row[n] = features.Timestamp(ev.Time)
 	last, _ := c.state.LastEventTime()
-	if err := v.engine.Evaluate(c.state, max(ev.Time, last), vals); err != nil {
+	if err := v.engine.Evaluate(c.state, max(ev.Time, last), row[n+1:]); err != nil {
 		panic(err) // evaluating at or after the latest event cannot fail
 	}
-	ob.Rows = append(ob.Rows, append(row, vals...))
+	ob.Rows = append(ob.Rows, row)
 	ob.LastOffset = offset
 }
 
@@ -766,11 +794,12 @@ func (in *Ingester) shardCache(er *entityRoute, partition int32) {
 }
 
 // state returns an entity's state from the cache, the store, or new.
-func (in *Ingester) state(v *viewRoute, partition int32, key string) (*cached, error) {
+func (in *Ingester) state(v *viewRoute, partition int32, keyBytes []byte) (*cached, error) {
 	m := in.cache[shard{v.changelog, partition}]
-	if c := m[key]; c != nil {
+	if c := m[string(keyBytes)]; c != nil { // a map index by string(bytes) does not allocate
 		return c, nil
 	}
+	key := string(keyBytes)
 	raw, err := in.store.get(v.changelog, key)
 	if err != nil {
 		return nil, err
