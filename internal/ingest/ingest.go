@@ -160,7 +160,26 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 	if in.store, err = openStore(filepath.Join(cfg.DataDir, "ingest"), cfg.CacheBytes, in.log); err != nil {
 		return nil, err
 	}
+	// Internal topics are created before the consumer joins the group, so
+	// that its first assignment covers them: no second rebalance when they
+	// appear.
+	adminClient, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	if err != nil {
+		in.store.Close()
+		return nil, fmt.Errorf("connect to kafka: %w", err)
+	}
+	in.admin = kadm.NewClient(adminClient)
 	topics := in.consumedTopics()
+	details, err := in.prepareTopics(ctx, topics)
+	if err != nil {
+		in.admin.Close()
+		in.store.Close()
+		return nil, err
+	}
+	in.ids = map[string][16]byte{}
+	for t, d := range details {
+		in.ids[t] = d.ID
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.GroupID),
@@ -180,36 +199,33 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		// once, without waiting for its old session to time out.
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
-	in.client, err = kgo.NewClient(opts...)
-	if err != nil {
+	if in.client, err = kgo.NewClient(opts...); err != nil {
+		in.admin.Close()
 		in.store.Close()
 		return nil, fmt.Errorf("connect to kafka: %w", err)
 	}
-	in.admin = kadm.NewClient(in.client)
+	return in, nil
+}
+
+// prepareTopics creates the missing internal topics and describes every
+// topic ingest consumes, waiting for new topics to appear in metadata.
+func (in *Ingester) prepareTopics(ctx context.Context, topics []string) (kadm.TopicDetails, error) {
 	if err := in.createTopics(ctx); err != nil {
-		in.Close()
 		return nil, err
 	}
-	var details kadm.TopicDetails
-	for try := 0; ; try++ { // topics just created take a moment to appear in metadata
-		details, err = in.admin.ListTopics(ctx, topics...)
+	for try := 0; ; try++ {
+		details, err := in.admin.ListTopics(ctx, topics...)
 		if err == nil {
 			err = details.Error()
 		}
-		if err == nil || try == 100 || ctx.Err() != nil {
-			break
+		if err == nil {
+			return details, nil
 		}
-		time.Sleep(100 * time.Millisecond)
+		if try == 1000 || ctx.Err() != nil {
+			return nil, fmt.Errorf("describe topics: %w", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if err != nil {
-		in.Close()
-		return nil, fmt.Errorf("describe topics: %w", err)
-	}
-	in.ids = map[string][16]byte{}
-	for t, d := range details {
-		in.ids[t] = d.ID
-	}
-	return in, nil
 }
 
 // route builds the routing tables from the definitions.
@@ -426,6 +442,7 @@ func (in *Ingester) drain() error {
 // Close leaves the group and closes the client and the state store.
 func (in *Ingester) Close() error {
 	in.client.CloseAllowingRebalance()
+	in.admin.Close()
 	return in.store.Close()
 }
 
