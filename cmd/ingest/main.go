@@ -43,6 +43,7 @@ func run(args []string) error {
 	online := fs.String("online", "pebble", "online store: pebble (state served from the changelog) or redis")
 	redisAddr := fs.String("redis-addr", "127.0.0.1:6379", "Redis address, with --online redis")
 	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint")
+	maxBatch := fs.Int("max-batch", 50_000, "records processed, and made durable, per batch; a crash replays at most one batch")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = cli.Usage(fs, "ingest turns Kafka events into versioned, windowed features.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
@@ -96,6 +97,7 @@ func run(args []string) error {
 		DataDir:        *dataDir,
 		Offline:        off,
 		Redis:          rdb,
+		MaxBatch:       *maxBatch,
 		Logger:         log,
 		Registerer:     reg,
 	})

@@ -203,7 +203,8 @@ func TestKcatToIngestRedis(t *testing.T) {
 }
 
 // TestCrashRecovery kills ingest with SIGKILL at random moments, three
-// times, while it works through 200,000 events, and restarts it each time:
+// times, while it works through 200,000 events in batches of 5,000 (many
+// batch boundaries to crash across), and restarts it each time:
 // what it finally wrote equals, byte for byte, what a clean run wrote from
 // the same records.
 func TestCrashRecovery(t *testing.T) {
@@ -235,7 +236,7 @@ func TestCrashRecovery(t *testing.T) {
 	// Kill at random points of progress, whatever the machine's speed: once
 	// the group has committed a random share of the source in each third.
 	for _, at := range []float64{0.10 + 0.15*rng.Float64(), 0.35 + 0.2*rng.Float64(), 0.65 + 0.2*rng.Float64()} {
-		in := startIngest(t, brokers, dataDir, "--instance-id", "ingest-0")
+		in := startIngest(t, brokers, dataDir, "--instance-id", "ingest-0", "--max-batch", "5000")
 		for deadline := time.Now().Add(2 * time.Minute); progress(t, adm) < at; time.Sleep(5 * time.Millisecond) {
 			select {
 			case err := <-in.done:
@@ -252,7 +253,7 @@ func TestCrashRecovery(t *testing.T) {
 		kills++
 		t.Logf("kill %d at %.0f%% of the source committed", kills, 100*at)
 	}
-	in := startIngest(t, brokers, dataDir, "--instance-id", "ingest-0")
+	in := startIngest(t, brokers, dataDir, "--instance-id", "ingest-0", "--max-batch", "5000")
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 5*time.Minute)
 	if err := in.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("ingest exited with %v", err)

@@ -37,7 +37,7 @@ type Config struct {
 	DataDir        string                // the state store lives in DataDir/ingest; required
 	Offline        *offline.Dir          // the offline store; nil writes no offline logs
 	Redis          redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
-	MaxBatch       int                   // records processed per batch; default 10,000
+	MaxBatch       int                   // records processed per batch; default 50,000
 	CacheBytes     int64                 // Pebble block cache; default 128 MiB
 	Logger         *slog.Logger          // nil discards
 	Registerer     prometheus.Registerer // for metrics; nil registers none
@@ -51,7 +51,10 @@ func (c *Config) ensureDefaults() {
 		c.TopicPrefix = "quiver"
 	}
 	if c.MaxBatch == 0 {
-		c.MaxBatch = 10_000
+		// Each batch pays fsyncs, Parquet footers and a commit: 50,000 records
+		// amortize them (10,000 ran ~20% slower) without costing freshness,
+		// since a poll returns what is there.
+		c.MaxBatch = 50_000
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 10 * time.Second
