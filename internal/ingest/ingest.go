@@ -1029,6 +1029,16 @@ func isRebalance(err error) bool {
 		errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, kerr.StaleMemberEpoch)
 }
 
+// settle prepares for a change of assignment, under in.mu: the batch in
+// flight becomes durable (a failure stops Run), and cached states, which
+// another instance may change next, are dropped.
+func (in *Ingester) settle() {
+	if err := in.waitFlush(); err != nil {
+		in.fatal = cmp.Or(in.fatal, err)
+	}
+	clear(in.cache)
+}
+
 // onAssigned loads what each new partition needs before its first batch:
 // source watermarks from the committed metadata, offline high-water marks,
 // and, for repartition partitions, the state store caught up with the
@@ -1036,10 +1046,7 @@ func isRebalance(err error) bool {
 func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if err := in.waitFlush(); err != nil {
-		in.fatal = cmp.Or(in.fatal, err)
-	}
-	clear(in.cache)
+	in.settle()
 	if err := in.prepare(ctx, assigned); err != nil {
 		// Without its watermarks or state a partition cannot be processed
 		// exactly. Stop: Run returns the error, and the process exits for its
@@ -1064,10 +1071,7 @@ func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map
 func (in *Ingester) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if err := in.waitFlush(); err != nil {
-		in.fatal = cmp.Or(in.fatal, err)
-	}
-	clear(in.cache)
+	in.settle()
 	for t, ps := range revoked {
 		for _, p := range ps {
 			delete(in.assigned[t], p)
