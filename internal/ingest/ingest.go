@@ -24,6 +24,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
 )
 
 // Config configures an Ingester.
@@ -265,8 +266,8 @@ func (in *Ingester) route() error {
 			applied:     in.metrics.applied.WithLabelValues(v.Ref()),
 			refused:     in.metrics.refused.WithLabelValues(v.Ref()),
 			stateWrites: in.metrics.stateWrites.WithLabelValues(v.Ref()),
-			changelog:   fmt.Sprintf("%s.changelog.%s.v%d", in.cfg.TopicPrefix, v.Name, v.Version),
-			redisKey:    fmt.Sprintf("%s:%s:v%d:", in.cfg.TopicPrefix, v.Name, v.Version),
+			changelog:   online.ChangelogTopic(in.cfg.TopicPrefix, online.TableOf(v)),
+			redisKey:    online.RedisKeyPrefix(in.cfg.TopicPrefix, online.TableOf(v)),
 			keyFields:   er.keyFields[src.Name],
 			dir:         fmt.Sprintf("features/%s/v%d", v.Name, v.Version),
 		}
@@ -615,6 +616,7 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 		return arena[start:len(arena):len(arena)]
 	}
 	var ev features.Event
+	var keyVals []features.Value
 	for _, r := range p.Records {
 		start := len(headers)
 		headers = append(headers,
@@ -642,7 +644,11 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			var ok bool
 			key := bytes(func(a []byte) []byte {
 				var k []byte
-				k, ok = appendEntityKey(a, &ev, er.keyFields[sr.src.Name])
+				keyVals = keyVals[:0]
+				for _, f := range er.keyFields[sr.src.Name] {
+					keyVals = append(keyVals, ev.Fields[f])
+				}
+				k, ok = online.AppendEntityKey(a, keyVals...)
 				return k
 			})
 			if !ok {

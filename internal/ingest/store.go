@@ -7,6 +7,8 @@ import (
 	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	onlinepebble "github.com/quiver-ml/quiver/store/online/pebble"
 )
 
 // store is ingest's local state store: every state record of the partitions
@@ -21,7 +23,7 @@ type store struct {
 func openStore(dir string, cacheBytes int64, log *slog.Logger) (*store, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLogger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, FormatMajorVersion: pebble.FormatNewest, Logger: onlinepebble.Logger(log)})
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
@@ -91,16 +93,4 @@ func (w write) commit() error {
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
-}
-
-// pebbleLogger sends Pebble's messages to slog: its chatter at debug level.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (l pebbleLogger) Infof(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	panic(fmt.Sprintf(format, args...)) // Pebble cannot continue
 }

@@ -1,0 +1,89 @@
+package online
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+// Store reads state records. Implementations are safe for concurrent use.
+type Store interface {
+	// Get returns the records of the given entities of one view version, in
+	// the order of keys, nil for an entity that has none. The returned
+	// slices belong to the caller.
+	Get(ctx context.Context, t Table, keys []string) ([][]byte, error)
+	// Ready returns nil once the store serves current data, and otherwise
+	// an error saying what it waits for.
+	Ready(ctx context.Context) error
+	Close() error
+}
+
+// Table is one view version: the records of one changelog topic.
+type Table struct {
+	View    string
+	Version int
+}
+
+// TableOf returns the table of a view version.
+func TableOf(v *features.View) Table { return Table{View: v.Name, Version: v.Version} }
+
+func (t Table) String() string { return t.View + "@" + strconv.Itoa(t.Version) }
+
+// Record is one entity's state record in a table, as ingest writes it.
+type Record struct {
+	Table Table
+	Key   string
+	Value []byte
+}
+
+// ErrClosed is returned by a Store used after Close.
+var ErrClosed = errors.New("online: store closed")
+
+// ChangelogTopic is the compacted topic holding a table's records, keyed by
+// entity: <prefix>.changelog.<view>.v<version>.
+func ChangelogTopic(prefix string, t Table) string {
+	return prefix + ".changelog." + t.View + ".v" + strconv.Itoa(t.Version)
+}
+
+// RedisKey is the Redis key of an entity's record:
+// <prefix>:<view>:v<version>:<entity key>.
+func RedisKey(prefix string, t Table, key string) string {
+	return RedisKeyPrefix(prefix, t) + key
+}
+
+// RedisKeyPrefix is what every Redis key of a table starts with.
+func RedisKeyPrefix(prefix string, t Table) string {
+	return prefix + ":" + t.View + ":v" + strconv.Itoa(t.Version) + ":"
+}
+
+// AppendEntityKey appends an entity's join-key values to dst as one readable
+// key: the values in join-key order, separated by '|', with '|' and '\'
+// escaped by a backslash, so that distinct keys never collide. It is the Kafka
+// record key of repartitioned events and of changelog records, so Kafka's key
+// hashing gives one entity one partition everywhere, and the key serve looks
+// up. ok is false if a value is neither a string nor an int: join keys are
+// never null.
+func AppendEntityKey(dst []byte, values ...features.Value) (_ []byte, ok bool) {
+	for i, v := range values {
+		if i > 0 {
+			dst = append(dst, '|')
+		}
+		switch v.Type() {
+		case features.TypeString:
+			s := v.Str()
+			for j := 0; j < len(s); j++ {
+				if s[j] == '|' || s[j] == '\\' {
+					dst = append(dst, '\\')
+				}
+				dst = append(dst, s[j])
+			}
+		case features.TypeInt:
+			dst = strconv.AppendInt(dst, v.Int(), 10)
+		default:
+			return dst, false
+		}
+	}
+	return dst, true
+}

@@ -1,0 +1,344 @@
+package pebble
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// Config configures a Replica.
+type Config struct {
+	Brokers     []string       // required
+	TopicPrefix string         // prefix of the changelog topics; default "quiver"
+	Tables      []online.Table // the view versions to replicate; required
+	Dir         string         // the Pebble database; required
+	CacheBytes  int64          // block cache; default 128 MiB
+	Logger      *slog.Logger   // nil discards
+	Registerer  prometheus.Registerer
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("pebble replica: no brokers"))
+	}
+	if len(c.Tables) == 0 {
+		errs = append(errs, errors.New("pebble replica: no tables"))
+	}
+	if c.Dir == "" {
+		errs = append(errs, errors.New("pebble replica: no directory"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) ensureDefaults() {
+	if c.TopicPrefix == "" {
+		c.TopicPrefix = "quiver"
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 128 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Replica is a local copy of the changelog topics. Run keeps it current;
+// Get reads it.
+type Replica struct {
+	cfg     Config
+	db      *pebble.DB
+	topics  map[string]string // changelog topic → table key prefix
+	state   atomic.Pointer[error]
+	lag     *prometheus.GaugeVec
+	applied prometheus.Counter
+	closed  sync.RWMutex // held for reading by Get, for writing by Close
+	done    bool
+}
+
+var _ online.Store = (*Replica)(nil)
+
+// errStarting is the readiness of a replica whose Run has not yet looked at
+// the changelogs.
+var errStarting = errors.New("pebble replica: not started")
+
+// Open opens (or creates) the replica's database. Call Run to fill it.
+func Open(cfg Config) (*Replica, error) {
+	cfg.ensureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(cfg.CacheBytes)
+	defer cache.Unref()
+	db, err := pebble.Open(cfg.Dir, &pebble.Options{Cache: cache, FormatMajorVersion: pebble.FormatNewest, Logger: Logger(cfg.Logger)})
+	if err != nil {
+		return nil, fmt.Errorf("open replica: %w", err)
+	}
+	r := &Replica{cfg: cfg, db: db, topics: map[string]string{}}
+	for _, t := range cfg.Tables {
+		r.topics[online.ChangelogTopic(cfg.TopicPrefix, t)] = t.String()
+	}
+	r.state.Store(&errStarting)
+	r.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "quiver_serve_replica_lag_records",
+		Help: "Changelog records the replica has yet to apply, by topic.",
+	}, []string{"topic"})
+	r.applied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "quiver_serve_replica_records_applied_total",
+		Help: "Changelog records applied to the replica.",
+	})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.lag, r.applied} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("register replica metrics: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// Keys: "r\x00<view@version>\x00<entity>" for records,
+// "o\x00<topic>\x00<partition>" for the next offset to apply.
+func recordKey(dst []byte, table, entity string) []byte {
+	dst = append(append(append(dst, "r\x00"...), table...), 0)
+	return append(dst, entity...)
+}
+
+func offsetKey(topic string, partition int32) []byte {
+	return binary.BigEndian.AppendUint32(append(append([]byte("o\x00"), topic...), 0), uint32(partition))
+}
+
+// Get implements online.Store.
+func (r *Replica) Get(_ context.Context, t online.Table, keys []string) ([][]byte, error) {
+	r.closed.RLock()
+	defer r.closed.RUnlock()
+	if r.done {
+		return nil, online.ErrClosed
+	}
+	out := make([][]byte, len(keys))
+	var key []byte
+	table := t.String()
+	for i, k := range keys {
+		key = recordKey(key[:0], table, k)
+		v, closer, err := r.db.Get(key)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s %q: %w", table, k, err)
+		}
+		out[i] = append([]byte(nil), v...)
+		closer.Close()
+	}
+	return out, nil
+}
+
+// Ready implements online.Store: nil once Run has caught up with the
+// changelogs as they were when it started.
+func (r *Replica) Ready(context.Context) error { return *r.state.Load() }
+
+func (r *Replica) setState(err error) { r.state.Store(&err) }
+
+// Close closes the database. Call it after Run has returned.
+func (r *Replica) Close() error {
+	r.closed.Lock()
+	defer r.closed.Unlock()
+	if r.done {
+		return nil
+	}
+	r.done = true
+	return r.db.Close()
+}
+
+// Run applies the changelogs until ctx ends: first up to their ends as they
+// are now (then Ready turns nil), then whatever ingest writes next. It waits
+// for changelog topics that do not exist yet.
+func (r *Replica) Run(ctx context.Context) error {
+	admClient, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.MetadataMinAge(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to kafka: %w", err)
+	}
+	adm := kadm.NewClient(admClient)
+	defer adm.Close()
+	partitions, err := r.waitForTopics(ctx, adm)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	ends, err := adm.ListEndOffsets(ctx, partitions.Topics()...)
+	if err != nil {
+		return fmt.Errorf("changelog end offsets: %w", err)
+	}
+	start := map[string]map[int32]kgo.Offset{}
+	next := map[string]map[int32]int64{}   // the next offset to apply
+	target := map[string]map[int32]int64{} // where the bootstrap ends
+	for topic, parts := range partitions {
+		start[topic], next[topic], target[topic] = map[int32]kgo.Offset{}, map[int32]int64{}, map[int32]int64{}
+		for p := range parts {
+			o, err := r.appliedOffset(topic, p)
+			if err != nil {
+				return err
+			}
+			start[topic][p] = kgo.NewOffset().At(o)
+			next[topic][p] = o
+			end, ok := ends.Lookup(topic, p)
+			if !ok || end.Err != nil {
+				return fmt.Errorf("changelog %s/%d end offset: %v", topic, p, end.Err)
+			}
+			target[topic][p] = end.Offset
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.ConsumePartitions(start),
+		kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to kafka: %w", err)
+	}
+	defer cl.Close()
+
+	behind := func() int64 {
+		var n int64
+		for topic, parts := range target {
+			for p, end := range parts {
+				n += max(0, end-next[topic][p])
+			}
+		}
+		return n
+	}
+	n := behind()
+	r.cfg.Logger.Info("replica catching up", "topics", len(start), "records", n)
+	began := time.Now()
+	ready := n == 0
+	if ready {
+		r.setState(nil)
+	} else {
+		r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
+	}
+	var key []byte
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The client retries what can be retried; what it reports is
+		// logged, and the partition's fetch goes on.
+		fetches.EachError(func(t string, p int32, err error) {
+			r.cfg.Logger.Warn("changelog fetch", "topic", t, "partition", p, "err", err)
+		})
+		b := r.db.NewBatch()
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			table := r.topics[p.Topic]
+			for _, rec := range p.Records {
+				key = recordKey(key[:0], table, string(rec.Key))
+				if rec.Value == nil {
+					_ = b.Delete(key, nil) // a tombstone; a batch fails only when closed
+				} else {
+					_ = b.Set(key, rec.Value, nil)
+				}
+			}
+			r.applied.Add(float64(len(p.Records)))
+			o := p.Records[len(p.Records)-1].Offset + 1
+			next[p.Topic][p.Partition] = o
+			_ = b.Set(offsetKey(p.Topic, p.Partition), binary.BigEndian.AppendUint64(nil, uint64(o)), nil)
+			r.lag.WithLabelValues(p.Topic).Set(float64(max(0, p.HighWatermark-o)))
+		})
+		// NoSync: the batch is atomic in the write-ahead log, so a crash
+		// loses a suffix of batches, records and offsets alike, and the
+		// restart re-applies it.
+		if err := b.Commit(pebble.NoSync); err != nil {
+			b.Close()
+			return fmt.Errorf("apply changelog: %w", err)
+		}
+		b.Close()
+		if !ready {
+			if n := behind(); n > 0 {
+				r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
+			} else {
+				ready = true
+				r.setState(nil)
+				r.cfg.Logger.Info("replica caught up", "took", time.Since(began).Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+// waitForTopics waits until every changelog topic exists (ingest creates
+// them) and returns their partitions.
+func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.TopicsSet, error) {
+	topics := slices.Sorted(maps.Keys(r.topics))
+	for logged := false; ; {
+		details, err := adm.ListTopics(ctx, topics...)
+		if err == nil {
+			var missing []string
+			for _, t := range topics {
+				if d, ok := details[t]; !ok || d.Err != nil || len(d.Partitions) == 0 {
+					missing = append(missing, t)
+				}
+			}
+			if len(missing) == 0 {
+				return details.TopicsSet(), nil
+			}
+			err = fmt.Errorf("changelog topics not created yet (is ingest running?): %s", strings.Join(missing, ", "))
+		}
+		r.setState(fmt.Errorf("pebble replica: %w", err))
+		if !logged {
+			r.cfg.Logger.Info("replica waiting", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Replica) appliedOffset(topic string, partition int32) (int64, error) {
+	v, closer, err := r.db.Get(offsetKey(topic, partition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read replica offset: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("read replica offset: %d bytes", len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// Logger adapts slog to Pebble's logger: its chatter at debug level.
+func Logger(log *slog.Logger) pebble.Logger { return pebbleLogger{log} }
+
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...)) // Pebble cannot continue
+}

@@ -1,0 +1,212 @@
+package pebble_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/store/online"
+	"github.com/quiver-ml/quiver/store/online/pebble"
+	"github.com/quiver-ml/quiver/store/online/storetest"
+)
+
+var tables = []online.Table{{View: "user_txn", Version: 1}, {View: "user_txn", Version: 2}, {View: "merchant_txn", Version: 1}}
+
+// broker starts a Kafka-protocol broker on a real TCP port with the
+// changelog topics of tables, compacted, three partitions each.
+func broker(t *testing.T) []string {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	createTopics(t, c.ListenAddrs())
+	return c.ListenAddrs()
+}
+
+func createTopics(t *testing.T, brokers []string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	defer adm.Close()
+	for _, tb := range tables {
+		compact := "compact"
+		if _, err := adm.CreateTopic(context.Background(), 3, -1, map[string]*string{"cleanup.policy": &compact}, online.ChangelogTopic("test", tb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// produce writes records to their changelogs, keyed by entity, as ingest does.
+func produce(t *testing.T, brokers []string, records []online.Record) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var rs []*kgo.Record
+	for _, r := range records {
+		rs = append(rs, &kgo.Record{Topic: online.ChangelogTopic("test", r.Table), Key: []byte(r.Key), Value: r.Value})
+	}
+	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start opens a replica in dir and runs it until the test ends or stop is
+// called; it returns once the replica is ready.
+func start(t *testing.T, brokers []string, dir string, reg prometheus.Registerer) (r *pebble.Replica, stop func()) {
+	r, err := pebble.Open(pebble.Config{Brokers: brokers, TopicPrefix: "test", Tables: tables, Dir: dir, CacheBytes: 8 << 20, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(func() { stop(); r.Close() })
+	waitReady(t, r)
+	return r, stop
+}
+
+func waitReady(t *testing.T, s online.Store) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if err = s.Ready(context.Background()); err == nil {
+			return
+		}
+	}
+	t.Fatalf("not ready after 20s: %v", err)
+}
+
+func TestReplica(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, records []online.Record) online.Store {
+		brokers := broker(t)
+		produce(t, brokers, records)
+		r, _ := start(t, brokers, t.TempDir(), nil)
+		return r
+	})
+}
+
+// A restarted replica resumes from the offsets it had applied: it applies
+// only what was produced while it was down, and keeps what it had.
+func TestReplicaResumes(t *testing.T) {
+	brokers := broker(t)
+	dir := t.TempDir()
+	u1 := tables[0]
+	produce(t, brokers, []online.Record{{Table: u1, Key: "a", Value: []byte("a1")}, {Table: u1, Key: "b", Value: []byte("b1")}})
+	r, stop := start(t, brokers, dir, nil)
+	stop()
+	r.Close()
+
+	produce(t, brokers, []online.Record{{Table: u1, Key: "a", Value: []byte("a2")}, {Table: u1, Key: "c", Value: []byte("c1")}, {Table: u1, Key: "b", Value: nil}})
+	reg := prometheus.NewRegistry()
+	r, _ = start(t, brokers, dir, reg)
+	if n := metricValue(t, reg, "quiver_serve_replica_records_applied_total"); n != 3 {
+		t.Errorf("the restarted replica applied %v records, want the 3 produced while it was down", n)
+	}
+	got, err := r.Get(context.Background(), u1, []string{"a", "b", "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[0]) != "a2" || got[1] != nil || string(got[2]) != "c1" {
+		t.Errorf("got %q, want a2, deleted by the tombstone, c1", got)
+	}
+
+	// It keeps applying what comes next.
+	produce(t, brokers, []online.Record{{Table: u1, Key: "d", Value: []byte("d1")}})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got, err := r.Get(context.Background(), u1, []string{"d"})
+		if err == nil && string(got[0]) == "d1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a record produced after the bootstrap is not visible: %q, %v", got, err)
+		}
+	}
+}
+
+// A replica started before ingest has created the changelogs waits for
+// them, not ready, and says why.
+func TestReplicaWaitsForTopics(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	r, err := pebble.Open(pebble.Config{Brokers: brokers, TopicPrefix: "test", Tables: tables, Dir: t.TempDir(), CacheBytes: 8 << 20, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	for {
+		err := r.Ready(ctx)
+		if err == nil {
+			t.Fatal("ready without changelog topics")
+		}
+		if strings.Contains(err.Error(), "not created yet") {
+			t.Logf("readiness before the topics exist: %v", err)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	createTopics(t, brokers)
+	produce(t, brokers, []online.Record{{Table: tables[0], Key: "a", Value: []byte("a1")}})
+	waitReady(t, r)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	_, err := pebble.Open(pebble.Config{})
+	for _, want := range []string{"no brokers", "no tables", "no directory"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(Config{}) = %v; want it to say %q", err, want)
+		}
+	}
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}

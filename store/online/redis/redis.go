@@ -1,0 +1,76 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// Store reads state records from Redis.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+var _ online.Store = (*Store)(nil)
+
+// New returns a store reading the keys ingest writes with the given topic
+// prefix ("quiver" if empty). The store closes client on Close.
+func New(client redis.UniversalClient, prefix string) *Store {
+	if prefix == "" {
+		prefix = "quiver"
+	}
+	return &Store{client: client, prefix: prefix}
+}
+
+// Get implements online.Store with one pipelined round trip: MGET cannot
+// span the slots of a cluster, a pipeline of GETs can.
+func (s *Store) Get(ctx context.Context, t online.Table, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	if len(keys) == 1 {
+		v, err := s.client.Get(ctx, online.RedisKey(s.prefix, t, keys[0])).Bytes()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, readError(t, err)
+		}
+		out[0] = v
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	pipe := s.client.Pipeline()
+	for i, k := range keys {
+		cmds[i] = pipe.Get(ctx, online.RedisKey(s.prefix, t, k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, readError(t, err)
+	}
+	for i, c := range cmds {
+		v, err := c.Bytes()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, readError(t, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func readError(t online.Table, err error) error {
+	if errors.Is(err, redis.ErrClosed) {
+		return online.ErrClosed
+	}
+	return fmt.Errorf("read %s from redis: %w", t, err)
+}
+
+// Ready implements online.Store: Redis answers.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.client.Close() }
