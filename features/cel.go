@@ -152,7 +152,8 @@ func fromCEL(v ref.Val) (Value, error) {
 
 // onDemand is a compiled on-demand feature.
 type onDemand struct {
-	prg cel.Program
+	prg         cel.Program
+	requestKeys []string // read from the request context, sorted
 }
 
 var onDemandEnv = sync.OnceValues(func() (*cel.Env, error) {
@@ -205,7 +206,46 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &onDemand{prg: prg}, nil
+	return &onDemand{prg: prg, requestKeys: requestKeys(checked.NativeRep().Expr())}, nil
+}
+
+// requestKeys returns the keys an expression reads from `request` by name
+// (request.k or request['k']), except those it tests with has(): those are
+// optional.
+func requestKeys(root ast.Expr) []string {
+	read, tested := map[string]bool{}, map[string]bool{}
+	ast.PreOrderVisit(root, ast.NewExprVisitor(func(e ast.Expr) {
+		switch e.Kind() {
+		case ast.SelectKind:
+			sel := e.AsSelect()
+			if op := sel.Operand(); op.Kind() == ast.IdentKind && op.AsIdent() == "request" {
+				if sel.IsTestOnly() {
+					tested[sel.FieldName()] = true
+				} else {
+					read[sel.FieldName()] = true
+				}
+			}
+		case ast.CallKind:
+			call := e.AsCall()
+			if call.FunctionName() != operators.Index {
+				return
+			}
+			args := call.Args()
+			if args[0].Kind() == ast.IdentKind && args[0].AsIdent() == "request" {
+				if k, ok := constString(args[1]); ok {
+					read[k] = true
+				}
+			}
+		}
+	}))
+	var keys []string
+	for k := range read {
+		if !tested[k] {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func constString(e ast.Expr) (string, bool) {
@@ -215,6 +255,10 @@ func constString(e ast.Expr) (string, bool) {
 	s, ok := e.AsLiteral().(types.String)
 	return string(s), ok
 }
+
+// RequestKeys returns the request-context keys the expression needs: those it
+// reads by name and does not guard with has().
+func (o *OnDemand) RequestKeys() []string { return o.prg.requestKeys }
 
 // EvalOnDemand computes the service's on-demand features into out, in
 // Service.OnDemand order. values holds the service's features in

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/quiver-ml/quiver/features"
@@ -354,6 +355,38 @@ func TestSumsAreOrderIndependent(t *testing.T) {
 			} else if !bytes.Equal(first, enc) {
 				t.Fatalf("case %d: arrival order changed the encoded state", c)
 			}
+		}
+	}
+}
+
+func TestOnDemandRequestKeys(t *testing.T) {
+	src := `
+project: p
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: s, topic: s, format: json, event_time: ts, schema: {user_id: string, amount: float, ts: timestamp}}
+feature_views:
+  - name: v
+    version: 1
+    entity: user
+    source: s
+    features: [{name: n, agg: count}]
+feature_services:
+  - name: svc
+    features: ["v@1:n"]
+    on_demand:
+      - {name: a, expr: "request.amount * 2.0 + request['fee'] + double(f['v@1:n'])"}
+      - {name: b, expr: "has(request.bonus) ? request.bonus : 0.0"}
+      - {name: c, expr: "double(f['v@1:n'])"}
+`
+	defs, err := features.Parse("defs.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	od := defs.Service("svc").OnDemand
+	for i, want := range [][]string{{"amount", "fee"}, nil, nil} {
+		if got := od[i].RequestKeys(); !slices.Equal(got, want) {
+			t.Errorf("%s: RequestKeys() = %q, want %q", od[i].Name, got, want)
 		}
 	}
 }

@@ -9,10 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -25,7 +23,6 @@ import (
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
 	"github.com/quiver-ml/quiver/internal/ingest"
-	"github.com/quiver-ml/quiver/store/offline"
 )
 
 func main() { cli.Exit(run(os.Args[1:])) }
@@ -70,7 +67,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	off, err := openOffline(*offlineURL, *dataDir)
+	off, err := cli.OpenOffline(*offlineURL, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -125,17 +122,4 @@ func run(args []string) error {
 	}
 	log.Info("ingest stopped: last batch committed")
 	return nil
-}
-
-// openOffline opens the offline store named by a file:// URL; the default is
-// <data-dir>/offline.
-func openOffline(raw, dataDir string) (*offline.Dir, error) {
-	if raw == "" {
-		return offline.NewDir(filepath.Join(dataDir, "offline"))
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "file" {
-		return nil, fmt.Errorf("--offline %q: want file:///path (object stores are not supported by this build yet)", raw)
-	}
-	return offline.NewDir(u.Path)
 }

@@ -72,3 +72,10 @@ func DecodeStateRecord(eng *features.Engine, b []byte) (*features.State, map[int
 	st, err := eng.DecodeState(r.state)
 	return st, r.applied, err
 }
+
+// AppendStateRecord appends a state record: st, encoded by eng, and for each
+// source partition the offset of the latest event applied to it.
+func AppendStateRecord(b []byte, eng *features.Engine, st *features.State, applied map[int32]int64) []byte {
+	r := stateRecord{applied: applied, state: eng.AppendState(nil, st)}
+	return r.appendTo(b)
+}

@@ -1,0 +1,414 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// table is one view version as serve reads it.
+type table struct {
+	id       online.Table
+	view     *features.View
+	engine   *features.Engine
+	keys     []string        // the entity's join keys, in order
+	keyTypes []features.Type // their types in the view's source
+}
+
+// plan is what a request for a list of features, or a feature service,
+// needs: the tables to read and where each output comes from.
+type plan struct {
+	names   []string // output feature names: resolved references, then on-demand features
+	tables  []*table
+	outputs []output             // one per resolved reference
+	service *features.Service    // with on-demand features; nil for a list
+	keys    map[string]keyColumn // join key → what it needs
+	context []string             // request_context keys the on-demand features need
+}
+
+type output struct {
+	table   int // index in plan.tables
+	feature int // index in the view's features
+}
+
+type keyColumn struct {
+	typ  features.Type
+	used string // a view version that needs it, for messages
+}
+
+// newPlan resolves feature references; every unknown one is reported.
+func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
+	p := &plan{service: svc, keys: map[string]keyColumn{}}
+	var unknown []string
+	for _, r := range refs {
+		ref, err := features.ParseFeatureRef(r)
+		if err != nil {
+			unknown = append(unknown, err.Error())
+			continue
+		}
+		v, f, err := s.defs.Resolve(ref)
+		if err != nil {
+			unknown = append(unknown, strings.TrimPrefix(err.Error(), features.ErrUnknownFeature.Error()+": "))
+			continue
+		}
+		t := s.tables[online.TableOf(v)]
+		i := slices.Index(p.tables, t)
+		if i < 0 {
+			i = len(p.tables)
+			p.tables = append(p.tables, t)
+		}
+		p.outputs = append(p.outputs, output{table: i, feature: slices.Index(v.Features, f)})
+		p.names = append(p.names, v.Ref()+":"+f.Name)
+	}
+	if len(unknown) > 0 {
+		return nil, badRequest("unknown features: %s", strings.Join(unknown, "; "))
+	}
+	for _, t := range p.tables {
+		for i, k := range t.keys {
+			if _, ok := p.keys[k]; !ok {
+				p.keys[k] = keyColumn{typ: t.keyTypes[i], used: t.id.String()}
+			}
+		}
+	}
+	if svc != nil {
+		for _, o := range svc.OnDemand {
+			p.names = append(p.names, o.Name)
+			for _, k := range o.RequestKeys() {
+				if !slices.Contains(p.context, k) {
+					p.context = append(p.context, k)
+				}
+			}
+		}
+	}
+	return p, nil
+}
+
+// check checks a request's entities and context against the plan.
+func (p *plan) check(req *request) error {
+	var problems []string
+	given := map[string]bool{}
+	for _, c := range req.entities {
+		given[c.name] = true
+		k, ok := p.keys[c.name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("entities.%s is not a join key of the requested features (they need %s)", c.name, strings.Join(p.keyNames(), ", ")))
+			continue
+		}
+		for i, v := range c.values {
+			if v.Type() != k.typ {
+				problems = append(problems, fmt.Sprintf("entities.%s[%d] must be %s, like the join key of %s", c.name, i, article(k.typ), k.used))
+				break
+			}
+		}
+	}
+	for _, k := range p.keyNames() {
+		if !given[k] {
+			problems = append(problems, fmt.Sprintf("join key %s is missing from entities (%s needs it)", k, p.keys[k].used))
+		}
+	}
+	for _, k := range p.context {
+		if !req.hasContext(k) {
+			problems = append(problems, fmt.Sprintf("request_context.%s is missing (an on-demand feature of %s reads it)", k, p.service.Name))
+		}
+	}
+	if len(problems) > 0 {
+		return badRequest("%s", joinProblems(problems))
+	}
+	return nil
+}
+
+func (p *plan) keyNames() []string {
+	names := make([]string, 0, len(p.keys))
+	for k := range p.keys {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func article(t features.Type) string {
+	if t == features.TypeInt {
+		return "an integer"
+	}
+	return "a string"
+}
+
+// status is a value's Feast status.
+type status uint8
+
+const (
+	statusPresent status = iota
+	statusNotFound
+	statusOutsideMaxAge
+)
+
+var statusNames = [...]string{"PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"}
+
+func (s status) String() string { return statusNames[s] }
+
+// result is a lookup's answer: for each output feature, a value, status
+// and event time per entity.
+type result struct {
+	asOf     int64 // ms
+	values   [][]features.Value
+	statuses [][]status
+	times    [][]int64 // the entity's latest event, ms; 0 when not found
+}
+
+// lookup reads and evaluates a planned request. Every window is evaluated at
+// one time, as_of: now, or the latest event of an entity if that is later
+// (a window cannot be evaluated before events it holds).
+func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, error) {
+	res := &result{asOf: s.now().UnixMilli()}
+	states := make([][]*features.State, len(p.tables))
+	var key []byte
+	keyVals := make([]features.Value, 0, 4)
+	for ti, t := range p.tables {
+		keys := make([]string, req.rows)
+		for r := range req.rows {
+			keyVals = keyVals[:0]
+			for _, k := range t.keys {
+				keyVals = append(keyVals, req.column(k).values[r])
+			}
+			key, _ = online.AppendEntityKey(key[:0], keyVals...) // types are checked
+			keys[r] = string(key)
+		}
+		recs, err := s.store.Get(ctx, t.id, keys)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", t.id, err)
+		}
+		s.metrics.lookups.WithLabelValues(t.id.String()).Add(float64(len(keys)))
+		states[ti] = make([]*features.State, req.rows)
+		for r, rec := range recs {
+			if rec == nil {
+				continue
+			}
+			st, _, err := ingest.DecodeStateRecord(t.engine, rec)
+			if err != nil {
+				return nil, fmt.Errorf("state of %q in %s: %w", keys[r], t.id, err)
+			}
+			states[ti][r] = st
+			if last, ok := st.LastEventTime(); ok {
+				res.asOf = max(res.asOf, last)
+			}
+		}
+	}
+
+	n := len(p.outputs)
+	if p.service != nil {
+		n += len(p.service.OnDemand)
+	}
+	res.values = make([][]features.Value, n)
+	res.statuses = make([][]status, n)
+	res.times = make([][]int64, n)
+	for i := range n {
+		res.values[i] = make([]features.Value, req.rows)
+		res.statuses[i] = make([]status, req.rows)
+		res.times[i] = make([]int64, req.rows)
+	}
+	for ti, t := range p.tables {
+		vals := make([]features.Value, len(t.view.Features))
+		ttl := t.view.TTL.Milliseconds()
+		for r, st := range states[ti] {
+			var stat status
+			var last int64
+			switch {
+			case st == nil:
+				stat = statusNotFound
+			default:
+				last, _ = st.LastEventTime()
+				if ttl > 0 && res.asOf-last > ttl {
+					stat = statusOutsideMaxAge
+					break
+				}
+				if err := t.engine.Evaluate(st, res.asOf, vals); err != nil {
+					return nil, fmt.Errorf("evaluate %s: %w", t.id, err)
+				}
+			}
+			for o, out := range p.outputs {
+				if out.table != ti {
+					continue
+				}
+				res.statuses[o][r], res.times[o][r] = stat, last
+				if stat == statusPresent {
+					res.values[o][r] = vals[out.feature]
+				}
+			}
+		}
+	}
+	if p.service != nil {
+		in := make([]features.Value, len(p.outputs))
+		od := make([]features.Value, len(p.service.OnDemand))
+		for r := range req.rows {
+			for o := range p.outputs {
+				in[o] = res.values[o][r]
+			}
+			// A failed expression (a null input, say) gives a null; its
+			// status says NOT_FOUND.
+			_ = p.service.EvalOnDemand(in, req.row(r), od)
+			for j, v := range od {
+				o := len(p.outputs) + j
+				res.values[o][r] = v
+				if v.IsNull() {
+					res.statuses[o][r] = statusNotFound
+				}
+				res.times[o][r] = res.asOf
+			}
+		}
+	}
+	for o := range res.statuses {
+		for _, st := range res.statuses[o] {
+			s.metrics.statuses[st].Inc()
+		}
+	}
+	return res, nil
+}
+
+func (req *request) column(name string) *column {
+	for i := range req.entities {
+		if req.entities[i].name == name {
+			return &req.entities[i]
+		}
+	}
+	return nil
+}
+
+// appendResponse appends the JSON response: entity columns first, then one
+// result per output feature.
+func appendResponse(b []byte, req *request, p *plan, res *result) []byte {
+	b = append(b, `{"metadata":{"feature_names":[`...)
+	for i, c := range req.entities {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, c.name)
+	}
+	for i, name := range p.names {
+		if i > 0 || len(req.entities) > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, name)
+	}
+	b = append(b, `],"as_of":`...)
+	b = appendTime(b, res.asOf)
+	b = append(b, `},"results":[`...)
+	for i, c := range req.entities {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"values":[`...)
+		for r, v := range c.values {
+			if r > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, v)
+		}
+		b = appendRepeated(b, `],"statuses":[`, `"PRESENT"`, req.rows)
+		b = appendRepeated(b, `],"event_timestamps":[`, `"1970-01-01T00:00:00Z"`, req.rows)
+		b = append(b, "]}"...)
+	}
+	for o := range res.values {
+		b = append(b, `,{"values":[`...)
+		for r, v := range res.values[o] {
+			if r > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, v)
+		}
+		b = append(b, `],"statuses":[`...)
+		for r, st := range res.statuses[o] {
+			if r > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, statusNames[st]...)
+			b = append(b, '"')
+		}
+		b = append(b, `],"event_timestamps":[`...)
+		for r, t := range res.times[o] {
+			if r > 0 {
+				b = append(b, ',')
+			}
+			b = appendTime(b, t)
+		}
+		b = append(b, "]}"...)
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, "\\ufffd"...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
+
+func appendRepeated(b []byte, prefix, item string, n int) []byte {
+	b = append(b, prefix...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, item...)
+	}
+	return b
+}
+
+func appendTime(b []byte, ms int64) []byte {
+	b = append(b, '"')
+	b = time.UnixMilli(ms).UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendValue appends a feature value as JSON: timestamps as RFC 3339
+// strings, a non-finite float (never computed) as null.
+func appendValue(b []byte, v features.Value) []byte {
+	switch v.Type() {
+	case features.TypeString:
+		return appendString(b, v.Str())
+	case features.TypeInt:
+		return strconv.AppendInt(b, v.Int(), 10)
+	case features.TypeFloat:
+		f := v.Float()
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return append(b, "null"...)
+		}
+		return strconv.AppendFloat(b, f, 'g', -1, 64)
+	case features.TypeBool:
+		return strconv.AppendBool(b, v.Bool())
+	case features.TypeTimestamp:
+		return appendTime(b, v.Int())
+	}
+	return append(b, "null"...)
+}

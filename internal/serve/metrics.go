@@ -1,0 +1,34 @@
+package serve
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests *prometheus.HistogramVec // by route and code
+	lookups  *prometheus.CounterVec   // by view version
+	statuses [3]prometheus.Counter    // by status
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "quiver_serve_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route and status code.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"route", "code"}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_serve_entity_lookups_total",
+			Help: "Entities read from the online store, by view version.",
+		}, []string{"view"}),
+	}
+	statuses := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiver_serve_feature_values_total",
+		Help: "Feature values returned, by status: PRESENT, NOT_FOUND or OUTSIDE_MAX_AGE.",
+	}, []string{"status"})
+	for i := range m.statuses {
+		m.statuses[i] = statuses.WithLabelValues(statusNames[i])
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.lookups, statuses)
+	}
+	return m
+}

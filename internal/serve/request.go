@@ -1,0 +1,302 @@
+package serve
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+// request is a decoded POST /get-online-features body. It is checked for
+// shape here, and against the definitions by plan.
+type request struct {
+	features []string // the requested references; nil when service is set
+	service  string
+	entities []column // in the body's order
+	context  []contextValue
+	rows     int // entities per column
+}
+
+// column is one join key's values, one per entity. Values are strings or
+// ints.
+type column struct {
+	name   string
+	values []features.Value
+}
+
+// contextValue is one request_context key: a value for every entity, or an
+// array with one per entity.
+type contextValue struct {
+	name   string
+	all    any   // when perRow is nil
+	perRow []any // one per entity
+}
+
+// apiError is an error the client gets as {"error": msg, "code": code}.
+type apiError struct {
+	code int
+	msg  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{code: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// decodeRequest decodes and checks the shape of a request body; maxEntities
+// bounds the number of entities.
+func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int) (*request, error) {
+	// fastjson is lenient (raw control characters in strings, say):
+	// encoding/json decides what is JSON.
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
+		return nil, badRequest("request body is not valid JSON: %v", err)
+	}
+	root, err := p.ParseBytes(body)
+	if err != nil {
+		return nil, badRequest("request body is not valid JSON: %v", err)
+	}
+	obj, err := root.Object()
+	if err != nil {
+		return nil, badRequest("request body must be a JSON object, not %s", root.Type())
+	}
+	req := &request{rows: -1}
+	var problems []string
+	var entities, context *fastjson.Value
+	hasFeatures := false
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		switch string(key) {
+		case "features":
+			hasFeatures = true
+			arr, err := v.Array()
+			if err != nil {
+				problems = append(problems, "features must be an array of feature references")
+				return
+			}
+			req.features = make([]string, 0, len(arr))
+			for i, f := range arr {
+				s, err := f.StringBytes()
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("features[%d] must be a string like \"view@1:feature\"", i))
+					return
+				}
+				req.features = append(req.features, string(s))
+			}
+		case "feature_service":
+			s, err := v.StringBytes()
+			if err != nil || len(s) == 0 {
+				problems = append(problems, "feature_service must be a non-empty string")
+				return
+			}
+			req.service = string(s)
+		case "entities":
+			entities = v
+		case "request_context":
+			context = v
+		default:
+			problems = append(problems, fmt.Sprintf("unknown field %q (want features or feature_service, entities, request_context)", key))
+		}
+	})
+	switch {
+	case hasFeatures && req.service != "":
+		problems = append(problems, "give features or feature_service, not both")
+	case !hasFeatures && req.service == "":
+		problems = append(problems, "give features (a list of feature references) or feature_service")
+	case hasFeatures && len(req.features) == 0 && len(problems) == 0:
+		problems = append(problems, "features is empty")
+	}
+	if entities == nil {
+		problems = append(problems, "entities is missing: give each join key's values, like {\"user_id\": [\"u1\"]}")
+	} else {
+		problems = append(problems, req.decodeEntities(entities, maxEntities)...)
+	}
+	if context != nil && req.rows > 0 {
+		problems = append(problems, req.decodeContext(context)...)
+	}
+	if len(problems) > 0 {
+		return nil, badRequest("%s", joinProblems(problems))
+	}
+	return req, nil
+}
+
+func (req *request) decodeEntities(v *fastjson.Value, maxEntities int) []string {
+	obj, err := v.Object()
+	if err != nil {
+		return []string{"entities must be an object of join key → array of values"}
+	}
+	if obj.Len() == 0 {
+		return []string{"entities is empty: give each join key's values, like {\"user_id\": [\"u1\"]}"}
+	}
+	var problems []string
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		name := string(key)
+		for _, c := range req.entities {
+			if c.name == name {
+				problems = append(problems, fmt.Sprintf("entities.%s is given twice", name))
+				return
+			}
+		}
+		arr, err := v.Array()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("entities.%s must be an array of values, one per entity", name))
+			return
+		}
+		if len(arr) > maxEntities {
+			problems = append(problems, fmt.Sprintf("too many entities: %d in entities.%s, at most %d per request", len(arr), name, maxEntities))
+			return
+		}
+		if req.rows >= 0 && len(arr) != req.rows {
+			problems = append(problems, fmt.Sprintf("entities.%s has %d values, entities.%s %d: every join key needs one value per entity", name, len(arr), req.entities[0].name, req.rows))
+			return
+		}
+		col := column{name: name, values: make([]features.Value, len(arr))}
+		for i, x := range arr {
+			val, ok := entityValue(x)
+			if !ok {
+				problems = append(problems, fmt.Sprintf("entities.%s[%d] must be a string or an integer, not %s", name, i, describe(x)))
+				return
+			}
+			col.values[i] = val
+		}
+		if req.rows < 0 {
+			req.rows = len(arr)
+		}
+		req.entities = append(req.entities, col)
+	})
+	if len(problems) == 0 && req.rows == 0 {
+		problems = append(problems, "entities has no values")
+	}
+	return problems
+}
+
+// entityValue converts a join-key value: a string, or an integral number.
+func entityValue(v *fastjson.Value) (features.Value, bool) {
+	switch v.Type() {
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		return features.String(string(s)), true
+	case fastjson.TypeNumber:
+		if i, err := v.Int64(); err == nil {
+			return features.Int(i), true
+		}
+	}
+	return features.Null, false
+}
+
+func (req *request) decodeContext(v *fastjson.Value) []string {
+	obj, err := v.Object()
+	if err != nil {
+		return []string{"request_context must be an object"}
+	}
+	var problems []string
+	obj.Visit(func(key []byte, v *fastjson.Value) {
+		cv := contextValue{name: string(key)}
+		if arr, err := v.Array(); err == nil {
+			if len(arr) != req.rows {
+				problems = append(problems, fmt.Sprintf("request_context.%s has %d values for %d entities: give one value, or an array with one per entity", key, len(arr), req.rows))
+				return
+			}
+			cv.perRow = make([]any, len(arr))
+			for i, x := range arr {
+				cv.perRow[i] = toAny(x)
+			}
+		} else {
+			cv.all = toAny(v)
+		}
+		req.context = append(req.context, cv)
+	})
+	return problems
+}
+
+// row returns the request context of the i-th entity, as CEL reads it.
+func (req *request) row(i int) map[string]any {
+	m := make(map[string]any, len(req.context))
+	for _, c := range req.context {
+		if c.perRow != nil {
+			m[c.name] = c.perRow[i]
+		} else {
+			m[c.name] = c.all
+		}
+	}
+	return m
+}
+
+func (req *request) hasContext(name string) bool {
+	for _, c := range req.context {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// toAny converts JSON to the values CEL reads: numbers are doubles, as in
+// JSON.
+func toAny(v *fastjson.Value) any {
+	switch v.Type() {
+	case fastjson.TypeString:
+		s, _ := v.StringBytes()
+		return string(s)
+	case fastjson.TypeNumber:
+		f, _ := v.Float64()
+		return f
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		out := make([]any, len(arr))
+		for i, x := range arr {
+			out[i] = toAny(x)
+		}
+		return out
+	case fastjson.TypeObject:
+		obj, _ := v.Object()
+		out := make(map[string]any, obj.Len())
+		obj.Visit(func(k []byte, x *fastjson.Value) { out[string(k)] = toAny(x) })
+		return out
+	}
+	return nil
+}
+
+func describe(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		f, _ := v.Float64()
+		if f == math.Trunc(f) {
+			return "the number " + strconv.FormatFloat(f, 'g', -1, 64) + " (out of the integer range)"
+		}
+		return "the number " + strconv.FormatFloat(f, 'g', -1, 64)
+	case fastjson.TypeNull:
+		return "null"
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "a boolean"
+	case fastjson.TypeArray:
+		return "an array"
+	case fastjson.TypeObject:
+		return "an object"
+	}
+	return v.Type().String()
+}
+
+func joinProblems(ps []string) string {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	s := strconv.Itoa(len(ps)) + " problems: "
+	for i, p := range ps {
+		if i > 0 {
+			s += "; "
+		}
+		s += p
+	}
+	return s
+}

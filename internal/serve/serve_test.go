@@ -1,0 +1,405 @@
+package serve_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/internal/serve"
+	"github.com/quiver-ml/quiver/store/online"
+	"github.com/quiver-ml/quiver/store/online/redis"
+)
+
+// now is the serve clock in these tests.
+var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+type payment struct {
+	user     string
+	card     int64
+	merchant string
+	amount   float64
+	country  string
+	at       time.Time
+}
+
+// payments: u1 is active (with a refund v2 filters out), u2's card at m2 was
+// last seen two hours ago (outside pair_txn's 1h TTL), u|3 has a key that
+// needs escaping, and u4 has an event later than now.
+var payments = []payment{
+	{"u1", 11, "m1", 10, "DE", now.Add(-30 * time.Minute)},
+	{"u1", 11, "m1", 30, "FR", now.Add(-10 * time.Minute)},
+	{"u1", 11, "m2", -5, "US", now.Add(-5 * time.Minute)},
+	{"u1", 12, "m1", 2.5, "DE", now.Add(-2 * time.Hour)},
+	{"u2", 21, "m2", 7, "US", now.Add(-2 * time.Hour)},
+	{`u|3\`, 31, "m|3", 1, "FR", now.Add(-time.Minute)},
+	{"u4", 41, "m4", 4, "DE", now.Add(3 * time.Second)},
+}
+
+// fixture is a server over a real Redis holding the states ingest would
+// write for payments, and the engines to compute what it should answer.
+type fixture struct {
+	defs    *features.Definitions
+	engines map[string]*features.Engine // by view ref
+	states  map[string]map[string]*features.State
+	srv     *serve.Server
+}
+
+func newFixture(t *testing.T, tokens ...string) *fixture {
+	t.Helper()
+	defs, err := features.Load("testdata/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{defs: defs, engines: map[string]*features.Engine{}, states: map[string]map[string]*features.State{}}
+	src := defs.Source("payments")
+	client := goredis.NewClient(&goredis.Options{Addr: ingesttest.StartRedis(t)})
+	for _, v := range defs.Views {
+		eng, err := features.NewEngine(defs, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.engines[v.Ref()] = eng
+		f.states[v.Ref()] = map[string]*features.State{}
+		for i, p := range payments {
+			ev := &features.Event{Time: p.at.UnixMilli(), Offset: int64(i), Fields: make([]features.Value, len(src.Schema))}
+			for j, fld := range src.Schema {
+				ev.Fields[j] = map[string]features.Value{
+					"user_id": features.String(p.user), "card_id": features.Int(p.card), "merchant_id": features.String(p.merchant),
+					"amount": features.Float(p.amount), "country": features.String(p.country), "ts": features.Timestamp(p.at.UnixMilli()),
+				}[fld.Name]
+			}
+			var keys []features.Value
+			for _, k := range defs.Entity(v.Entity).JoinKeys {
+				keys = append(keys, ev.Fields[src.Field(k)])
+			}
+			key, _ := online.AppendEntityKey(nil, keys...)
+			st := f.states[v.Ref()][string(key)]
+			if st == nil {
+				st = eng.NewState()
+				f.states[v.Ref()][string(key)] = st
+			}
+			if _, err := eng.Apply(st, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for key, st := range f.states[v.Ref()] {
+			rec := ingest.AppendStateRecord(nil, eng, st, map[int32]int64{0: 99})
+			if err := client.Set(context.Background(), online.RedisKey("quiver", online.TableOf(v), key), rec, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return f
+}
+
+// value is what the engine says a feature of an entity is at t.
+func (f *fixture) value(t *testing.T, view, feature, key string, at int64) any {
+	eng := f.engines[view]
+	st := f.states[view][key]
+	if st == nil {
+		t.Fatalf("no state for %s %s", view, key)
+	}
+	out := make([]features.Value, len(eng.View().Features))
+	if err := eng.Evaluate(st, at, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, ft := range eng.View().Features {
+		if ft.Name == feature {
+			return jsonValue(out[i])
+		}
+	}
+	t.Fatalf("no feature %s in %s", feature, view)
+	return nil
+}
+
+// jsonValue is a value as encoding/json decodes serve's JSON.
+func jsonValue(v features.Value) any {
+	switch v.Type() {
+	case features.TypeNull:
+		return nil
+	case features.TypeString:
+		return v.Str()
+	case features.TypeInt:
+		return float64(v.Int())
+	case features.TypeFloat:
+		return v.Float()
+	case features.TypeTimestamp:
+		return time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+	}
+	panic(v.Type())
+}
+
+type response struct {
+	Metadata struct {
+		FeatureNames []string `json:"feature_names"`
+		AsOf         string   `json:"as_of"`
+	} `json:"metadata"`
+	Results []struct {
+		Values          []any    `json:"values"`
+		Statuses        []string `json:"statuses"`
+		EventTimestamps []string `json:"event_timestamps"`
+	} `json:"results"`
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+}
+
+func (f *fixture) do(t *testing.T, method, path, body string, header ...string) (int, response, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	f.srv.ServeHTTP(w, req)
+	raw, _ := io.ReadAll(w.Result().Body)
+	var r response
+	if !json.Valid(raw) {
+		t.Fatalf("%s %s: invalid JSON response: %s", method, path, raw)
+	}
+	if err := json.Unmarshal(raw, &r); err != nil && w.Code == http.StatusOK && strings.HasPrefix(path, "/get") {
+		t.Fatalf("decode response: %v\n%s", err, raw)
+	}
+	return w.Code, r, string(raw)
+}
+
+func TestLookup(t *testing.T) {
+	f := newFixture(t)
+	body := `{"features": ["user_txn:txn_count_1h", "user_txn@1:amount_avg_24h", "user_txn:last_country", "user_txn@2:last_seen", "user_txn@1:txn_count_1h"],
+		"entities": {"user_id": ["u1", "nobody", "u|3\\"]}}`
+	code, r, raw := f.do(t, "POST", "/get-online-features", body)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	wantNames := []string{"user_id", "user_txn@2:txn_count_1h", "user_txn@1:amount_avg_24h", "user_txn@2:last_country", "user_txn@2:last_seen", "user_txn@1:txn_count_1h"}
+	if fmt.Sprint(r.Metadata.FeatureNames) != fmt.Sprint(wantNames) {
+		t.Errorf("feature_names = %q, want %q (view:feature resolves to the highest version)", r.Metadata.FeatureNames, wantNames)
+	}
+	if r.Metadata.AsOf != now.Format(time.RFC3339Nano) {
+		t.Errorf("as_of = %s, want the request time %s", r.Metadata.AsOf, now.Format(time.RFC3339Nano))
+	}
+	if fmt.Sprint(r.Results[0].Values) != `[u1 nobody u|3\]` || fmt.Sprint(r.Results[0].Statuses) != "[PRESENT PRESENT PRESENT]" {
+		t.Errorf("entity column = %v %v", r.Results[0].Values, r.Results[0].Statuses)
+	}
+	at := now.UnixMilli()
+	for i, name := range wantNames[1:] {
+		res := r.Results[i+1]
+		view, feature, _ := strings.Cut(name, ":")
+		for row, key := range []string{"u1", "nobody", `u\|3\\`} {
+			if key == "nobody" {
+				if res.Values[row] != nil || res.Statuses[row] != "NOT_FOUND" || res.EventTimestamps[row] != "1970-01-01T00:00:00Z" {
+					t.Errorf("%s of an unknown entity: %v %s %s", name, res.Values[row], res.Statuses[row], res.EventTimestamps[row])
+				}
+				continue
+			}
+			if want := f.value(t, view, feature, key, at); res.Values[row] != want || res.Statuses[row] != "PRESENT" {
+				t.Errorf("%s of %s = %v (%s), want %v PRESENT", name, key, res.Values[row], res.Statuses[row], want)
+			}
+			last, _ := f.states[view][key].LastEventTime()
+			if want := time.UnixMilli(last).UTC().Format(time.RFC3339Nano); res.EventTimestamps[row] != want {
+				t.Errorf("%s of %s: event timestamp %s, want %s", name, key, res.EventTimestamps[row], want)
+			}
+		}
+	}
+	// v2 filters the refund out: u1's latest v2 event is the FR one.
+	if got := r.Results[3].Values[0]; got != "FR" {
+		t.Errorf("user_txn@2:last_country of u1 = %v, want FR", got)
+	}
+}
+
+func TestLookupServiceCompositeKeysAndTTL(t *testing.T) {
+	f := newFixture(t)
+	body := `{"feature_service": "risk",
+		"entities": {"merchant_id": ["m1", "m2", "m|3", "m1"], "card_id": [11, 21, 31, 12], "user_id": ["u1", "u2", "u|3\\", "u1"]},
+		"request_context": {"amount": [100, 8, 2, 0]}}`
+	code, r, raw := f.do(t, "POST", "/get-online-features", body)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	want := "[merchant_id card_id user_id user_txn@1:amount_avg_24h pair_txn@1:amount_sum_24h amount_vs_avg]"
+	if fmt.Sprint(r.Metadata.FeatureNames) != want {
+		t.Fatalf("feature_names = %v, want %s (entity columns in request order first)", r.Metadata.FeatureNames, want)
+	}
+	at := now.UnixMilli()
+	users := []string{"u1", "u2", `u\|3\\`, "u1"}
+	pairs := []string{"11|m1", "21|m2", `31|m\|3`, "12|m1"}
+	for row := range 4 {
+		avg := f.value(t, "user_txn@1", "amount_avg_24h", users[row], at)
+		if got := r.Results[3].Values[row]; got != avg {
+			t.Errorf("row %d: amount_avg_24h = %v, want %v", row, got, avg)
+		}
+		sum, stat := f.value(t, "pair_txn@1", "amount_sum_24h", pairs[row], at), "PRESENT"
+		if row == 1 || row == 3 { // last seen 2h ago, TTL 1h
+			sum, stat = nil, "OUTSIDE_MAX_AGE"
+		}
+		if got := r.Results[4]; got.Values[row] != sum || got.Statuses[row] != stat {
+			t.Errorf("row %d: pair amount_sum_24h = %v %s, want %v %s", row, got.Values[row], got.Statuses[row], sum, stat)
+		}
+		amount := []float64{100, 8, 2, 0}[row]
+		if got, want := r.Results[5].Values[row], amount/(avg.(float64)+1); got != want {
+			t.Errorf("row %d: amount_vs_avg = %v, want %v", row, got, want)
+		}
+	}
+}
+
+// An entity whose latest event is later than the request time moves as_of
+// to that event: windows cannot be evaluated before events they hold.
+func TestAsOfFollowsLatestEvent(t *testing.T) {
+	f := newFixture(t)
+	code, r, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1", "u4"]}}`)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	at := now.Add(3 * time.Second)
+	if r.Metadata.AsOf != at.Format(time.RFC3339Nano) {
+		t.Errorf("as_of = %s, want u4's latest event %s", r.Metadata.AsOf, at.Format(time.RFC3339Nano))
+	}
+	if got, want := r.Results[1].Values[0], f.value(t, "user_txn@1", "txn_count_1h", "u1", at.UnixMilli()); got != want {
+		t.Errorf("u1 txn_count_1h = %v, want %v", got, want)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := newFixture(t)
+	big := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": [` + strings.Repeat(`"u1",`, 1000) + `"u1"]}}`
+	huge := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": ["` + strings.Repeat("x", 5<<20) + `"]}}`
+	for _, c := range []struct {
+		name, method, path, body string
+		code                     int
+		want                     string
+	}{
+		{"malformed JSON", "POST", "/get-online-features", `{"features": [`, 400, "request body is not valid JSON"},
+		{"not an object", "POST", "/get-online-features", `[1, 2]`, 400, "must be a JSON object"},
+		{"empty body", "POST", "/get-online-features", ``, 400, "not valid JSON"},
+		{"unknown field", "POST", "/get-online-features", `{"featurs": ["user_txn:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400, `unknown field "featurs"`},
+		{"no features", "POST", "/get-online-features", `{"entities": {"user_id": ["u1"]}}`, 400, "give features"},
+		{"both", "POST", "/get-online-features", `{"features": ["user_txn:txn_count_1h"], "feature_service": "risk", "entities": {"user_id": ["u1"]}}`, 400, "not both"},
+		{"empty features", "POST", "/get-online-features", `{"features": [], "entities": {"user_id": ["u1"]}}`, 400, "features is empty"},
+		{"feature not a string", "POST", "/get-online-features", `{"features": [3], "entities": {"user_id": ["u1"]}}`, 400, "features[0] must be a string"},
+		{"unknown features, all listed", "POST", "/get-online-features", `{"features": ["user_txn:nope", "user_txn@1:txn_count_1h", "ghost@1:x", "user_txn@9:txn_count_1h", "bad"], "entities": {"user_id": ["u1"]}}`, 400,
+			`unknown features: user_txn:nope: view user_txn@2 has no feature nope; ghost@1:x: no view ghost; user_txn@9:txn_count_1h: view user_txn has no version 9; feature reference "bad"`},
+		{"unknown service", "POST", "/get-online-features", `{"feature_service": "nope", "entities": {"user_id": ["u1"]}}`, 400, `unknown feature service "nope"`},
+		{"missing join key", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [1]}}`, 400, "join key merchant_id is missing from entities (pair_txn@1 needs it)"},
+		{"extra join key", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "card_id": [1]}}`, 400, "entities.card_id is not a join key of the requested features (they need user_id)"},
+		{"no entities", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"]}`, 400, "entities is missing"},
+		{"empty entities", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {}}`, 400, "entities is empty"},
+		{"no values", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": []}}`, 400, "entities has no values"},
+		{"ragged columns", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [1, 2], "merchant_id": ["m1"]}}`, 400, "entities.merchant_id has 1 values, entities.card_id 2"},
+		{"join key of the wrong type", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": ["11"], "merchant_id": ["m1"]}}`, 400, "entities.card_id[0] must be an integer"},
+		{"join key not a scalar", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": [null]}}`, 400, "entities.user_id[0] must be a string or an integer, not null"},
+		{"fractional join key", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [1.5], "merchant_id": ["m1"]}}`, 400, "not the number 1.5"},
+		{"key given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "user_id": ["u2"]}}`, 400, "entities.user_id is given twice"},
+		{"too many entities", "POST", "/get-online-features", big, 400, "too many entities: 1001 in entities.user_id, at most 1000"},
+		{"oversized body", "POST", "/get-online-features", huge, 413, "larger than the limit"},
+		{"missing request context", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}}`, 400, "request_context.amount is missing"},
+		{"request context of the wrong length", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1, 2]}}`, 400, "request_context.amount has 2 values for 1 entities"},
+		{"unknown route", "GET", "/nope", "", 404, "no such endpoint: GET /nope"},
+		{"wrong method", "GET", "/get-online-features", "", 405, "method GET is not allowed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, r, raw := f.do(t, c.method, c.path, c.body)
+			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) {
+				t.Errorf("got %d %s\nwant %d with an error containing %q", code, raw, c.code, c.want)
+			}
+		})
+	}
+}
+
+func TestAuth(t *testing.T) {
+	f := newFixture(t, "s3cret", "other-token")
+	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
+	for _, c := range []struct {
+		name, header string
+		code         int
+	}{
+		{"no token", "", 401},
+		{"wrong token", "Bearer nope", 401},
+		{"a prefix of a token", "Bearer s3cre", 401},
+		{"not bearer", "Basic s3cret", 401},
+		{"token", "Bearer s3cret", 200},
+		{"second token", "Bearer other-token", 200},
+	} {
+		code, r, raw := f.do(t, "POST", "/get-online-features", body, "Authorization", c.header)
+		if code != c.code {
+			t.Errorf("%s: status %d, want %d: %s", c.name, code, c.code, raw)
+		}
+		if code == 401 && (r.Code != 401 || r.Error == "") {
+			t.Errorf("%s: body %s, want a JSON error", c.name, raw)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _, raw := f.do(t, "GET", path, ""); code != 200 {
+			t.Errorf("%s needs no token: got %d %s", path, code, raw)
+		}
+	}
+	if code, _, _ := f.do(t, "GET", "/v1/feature-views", ""); code != 401 {
+		t.Errorf("/v1/feature-views without a token: %d, want 401", code)
+	}
+}
+
+func TestFeatureViews(t *testing.T) {
+	f := newFixture(t)
+	code, _, raw := f.do(t, "GET", "/v1/feature-views", "")
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	var out struct {
+		Views []struct {
+			Ref, Fingerprint string
+			Latest           bool
+			JoinKeys         []string `json:"join_keys"`
+			Features         []struct{ Name, Agg, Window string }
+		} `json:"feature_views"`
+		Services []struct {
+			Name     string
+			Features []string
+		} `json:"feature_services"`
+	}
+	if err := json.Unmarshal([]byte(raw), &out); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range out.Views {
+		got = append(got, fmt.Sprintf("%s latest=%v keys=%v %s/%s/%s", v.Ref, v.Latest, v.JoinKeys, v.Features[0].Name, v.Features[0].Agg, v.Features[0].Window))
+		if want := f.defs.View(v.Ref[:strings.Index(v.Ref, "@")], int(v.Ref[len(v.Ref)-1]-'0')).Fingerprint(f.defs); v.Fingerprint != want {
+			t.Errorf("%s: fingerprint %s, want %s", v.Ref, v.Fingerprint, want)
+		}
+	}
+	want := "[user_txn@1 latest=false keys=[user_id] txn_count_1h/count/1h0m0s user_txn@2 latest=true keys=[user_id] txn_count_1h/count/1h0m0s pair_txn@1 latest=true keys=[card_id merchant_id] amount_sum_24h/sum/24h0m0s]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("views:\n%v\nwant\n%s", got, want)
+	}
+	if len(out.Services) != 1 || out.Services[0].Name != "risk" || len(out.Services[0].Features) != 2 {
+		t.Errorf("services: %+v", out.Services)
+	}
+}
+
+func TestResponseIsValidJSON(t *testing.T) {
+	f := newFixture(t)
+	// Control characters and invalid UTF-8 in an entity value come back as
+	// valid JSON.
+	body := []byte(`{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["a\u0001b\"c", "` + "\xff" + `"]}}`)
+	code, _, raw := f.do(t, "POST", "/get-online-features", string(body))
+	if code != 200 && code != 400 {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	if !bytes.Contains([]byte(raw), []byte(`a\u0001b\"c`)) && code == 200 {
+		t.Errorf("entity value not escaped: %s", raw)
+	}
+}

@@ -1,0 +1,287 @@
+package serve
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fastjson"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// Config configures a Server.
+type Config struct {
+	Definitions *features.Definitions // required
+	Store       online.Store          // required
+	// AuthTokens, when not empty, are the bearer tokens that may call the
+	// API. Health and metrics endpoints stay open.
+	AuthTokens   []string
+	MaxEntities  int   // per lookup; default 1,000
+	MaxBodyBytes int64 // default 4 MiB
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer // metrics; nil registers none
+	Gatherer     prometheus.Gatherer   // served at /metrics; nil serves none
+	Now          func() time.Time      // the clock; default time.Now
+}
+
+func (c *Config) ensureDefaults() {
+	if c.MaxEntities == 0 {
+		c.MaxEntities = 1000
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Definitions == nil {
+		errs = append(errs, errors.New("serve: no definitions"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("serve: no online store"))
+	}
+	for i, t := range c.AuthTokens {
+		if t == "" {
+			errs = append(errs, fmt.Errorf("serve: auth token %d is empty", i+1))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Server is serve's HTTP API.
+type Server struct {
+	cfg      Config
+	defs     *features.Definitions
+	store    online.Store
+	tables   map[online.Table]*table
+	services map[string]*plan
+	tokens   [][sha256.Size]byte
+	metrics  *metrics
+	now      func() time.Time
+	echo     *echo.Echo
+	parsers  fastjson.ParserPool
+	buffers  sync.Pool
+}
+
+// New builds the server of a set of definitions.
+func New(cfg Config) (*Server, error) {
+	cfg.ensureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, defs: cfg.Definitions, store: cfg.Store, now: cfg.Now,
+		tables: map[online.Table]*table{}, services: map[string]*plan{},
+		metrics: newMetrics(cfg.Registerer),
+	}
+	for _, v := range s.defs.Views {
+		eng, err := features.NewEngine(s.defs, v)
+		if err != nil {
+			return nil, err
+		}
+		ent := s.defs.Entity(v.Entity)
+		src := s.defs.Source(v.Source)
+		t := &table{id: online.TableOf(v), view: v, engine: eng, keys: ent.JoinKeys}
+		for _, k := range ent.JoinKeys {
+			t.keyTypes = append(t.keyTypes, src.Schema[src.Field(k)].Type)
+		}
+		s.tables[t.id] = t
+	}
+	for _, svc := range s.defs.Services {
+		refs := make([]string, len(svc.Features))
+		for i, r := range svc.Features {
+			refs[i] = r.String()
+		}
+		p, err := s.newPlan(refs, svc)
+		if err != nil {
+			return nil, fmt.Errorf("feature service %s: %w", svc.Name, err)
+		}
+		s.services[svc.Name] = p
+	}
+	for _, t := range cfg.AuthTokens {
+		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.instrument)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.readyz)
+	if cfg.Gatherer != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	}
+	// Not an echo.Group: a group's middleware turns 405s into 404s.
+	e.POST("/get-online-features", s.getOnlineFeatures, s.authenticate)
+	e.GET("/v1/feature-views", s.featureViews, s.authenticate)
+	s.echo = e
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// handleError answers every error as {"error": "...", "code": N}. Errors
+// that are not the client's are logged, and answered without detail.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code, msg := http.StatusInternalServerError, "internal error"
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		code, msg = ae.code, ae.msg
+	case errors.As(err, &he):
+		code, msg = he.Code, fmt.Sprint(he.Message)
+		if code == http.StatusNotFound {
+			msg = "no such endpoint: " + c.Request().Method + " " + c.Request().URL.Path
+		} else if code == http.StatusMethodNotAllowed {
+			msg = "method " + c.Request().Method + " is not allowed on " + c.Request().URL.Path
+		}
+	case errors.Is(err, context.Canceled):
+		code, msg = 499, "request canceled" // the client went away
+	default:
+		s.cfg.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		msg = "internal error: " + err.Error()
+	}
+	if code == http.StatusUnauthorized {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="quiver"`)
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(code)
+		return
+	}
+	_ = c.JSON(code, map[string]any{"error": msg, "code": code})
+}
+
+// authenticate admits a request whose bearer token is one of the
+// configured ones. Tokens are compared as SHA-256 digests, all of them, in
+// constant time: the time taken says nothing about a token.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	if len(s.tokens) == 0 {
+		return next
+	}
+	return func(c echo.Context) error {
+		given, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if !ok || given == "" {
+			return &apiError{code: http.StatusUnauthorized, msg: "missing bearer token: send Authorization: Bearer <token>"}
+		}
+		sum := sha256.Sum256([]byte(given))
+		match := 0
+		for _, t := range s.tokens {
+			match |= subtle.ConstantTimeCompare(sum[:], t[:])
+		}
+		if match != 1 {
+			return &apiError{code: http.StatusUnauthorized, msg: "invalid bearer token"}
+		}
+		return next(c)
+	}
+}
+
+// instrument records each request's latency by route and status code.
+func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err) // writes the status, so it can be recorded
+		}
+		route := c.Path()
+		if errors.Is(err, echo.ErrNotFound) || errors.Is(err, echo.ErrMethodNotAllowed) {
+			route = "unmatched" // not the request's path: that would be a label per URL
+		}
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(c.Response().Status)).Observe(time.Since(start).Seconds())
+		return nil
+	}
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if err := s.store.Ready(c.Request().Context()); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "code": http.StatusServiceUnavailable})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) getOnlineFeatures(c echo.Context) error {
+	bp, _ := s.buffers.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.buffers.Put(bp)
+	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
+	*bp = body
+	if err != nil {
+		return err
+	}
+	p := s.parsers.Get()
+	req, err := decodeRequest(p, body, s.cfg.MaxEntities)
+	s.parsers.Put(p)
+	if err != nil {
+		return err
+	}
+	var pl *plan
+	if req.service != "" {
+		if pl = s.services[req.service]; pl == nil {
+			return badRequest("unknown feature service %q", req.service)
+		}
+	} else if pl, err = s.newPlan(req.features, nil); err != nil {
+		return err
+	}
+	if err := pl.check(req); err != nil {
+		return err
+	}
+	res, err := s.lookup(c.Request().Context(), req, pl)
+	if err != nil {
+		return err
+	}
+	*bp = appendResponse(body[:0], req, pl, res)
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
+}
+
+// readBody reads a request body of at most limit bytes into b.
+func readBody(c echo.Context, b []byte, limit int64) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > limit {
+		return b, &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body of %d bytes is larger than the limit of %d", r.ContentLength, limit)}
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return b, &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than the limit of %d bytes", limit)}
+		}
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, badRequest("read request body: %v", err)
+		}
+	}
+}
