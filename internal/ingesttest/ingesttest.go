@@ -38,11 +38,14 @@ var Start = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 // seconds of event time apart, one in ten out of order within the allowed
 // lateness, with one record of each kind that ingest must dead-letter:
 // invalid JSON, a schema violation, a missing event time, a late event.
-func Stream(seed uint64, n int) []Txn {
+func Stream(seed uint64, n int) []Txn { return StreamFrom(seed, n, Start) }
+
+// StreamFrom is Stream with its first event at start.
+func StreamFrom(seed uint64, n int, start time.Time) []Txn {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	var out []Txn
 	for i := range n {
-		at := Start.Add(time.Duration(i) * 2 * time.Second)
+		at := start.Add(time.Duration(i) * 2 * time.Second)
 		if rng.IntN(10) == 0 {
 			at = at.Add(-time.Duration(rng.IntN(20)) * time.Minute)
 		}
@@ -197,50 +200,30 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 			at = max(at, ev.Time)
 		}
 	}
-	for _, v := range []struct{ view, key string }{{"user_txn", "user_id"}, {"merchant_txn", "merchant_id"}} {
-		eng, err := features.NewEngine(defs, defs.View(v.view, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := map[string]*features.State{}
-		for i, x := range txns {
-			if !x.Valid {
-				continue
-			}
-			var ev features.Event
-			if err := src.DecodeJSON([]byte(x.Value), &ev); err != nil {
-				t.Fatal(err)
-			}
-			ev.Offset = int64(i)
-			key := ev.Fields[src.Field(v.key)].Str()
-			if want[key] == nil {
-				want[key] = eng.NewState()
-			}
-			if _, err := eng.Apply(want[key], &ev); err != nil {
-				t.Fatal(err)
-			}
-		}
+	refs := Reference(t, defs, txns)
+	for _, v := range []string{"user_txn", "merchant_txn"} {
+		eng, want := refs.Engines[v+"@1"], refs.States[v+"@1"]
 		got := map[string][]byte{}
-		for _, r := range ConsumeAll(t, brokers, "quiver.changelog."+v.view+".v1") {
+		for _, r := range ConsumeAll(t, brokers, "quiver.changelog."+v+".v1") {
 			got[string(r.Key)] = r.Value
 		}
 		if len(got) != len(want) {
-			t.Errorf("%s: %d entities in the changelog, want %d", v.view, len(got), len(want))
+			t.Errorf("%s: %d entities in the changelog, want %d", v, len(got), len(want))
 		}
 		for _, key := range slices.Sorted(maps.Keys(want)) {
 			rec, ok := got[key]
 			if !ok {
-				t.Errorf("%s: no state for %s", v.view, key)
+				t.Errorf("%s: no state for %s", v, key)
 				continue
 			}
 			st, _, err := ingest.DecodeStateRecord(eng, rec)
 			if err != nil {
-				t.Fatalf("%s %s: %v", v.view, key, err)
+				t.Fatalf("%s %s: %v", v, key, err)
 			}
 			g, w := evaluate(t, eng, st, at), evaluate(t, eng, want[key], at)
 			for i := range w {
 				if !g[i].Equal(w[i]) {
-					t.Errorf("%s %s: %s = %v, want %v", v.view, key, eng.View().Features[i].Name, g[i], w[i])
+					t.Errorf("%s %s: %s = %v, want %v", v, key, eng.View().Features[i].Name, g[i], w[i])
 				}
 			}
 		}
@@ -277,6 +260,48 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 			t.Errorf("%s feature log has %d rows, want %d", view, len(rows), positive)
 		}
 	}
+}
+
+// Ref is the engine's reference: each view's state of each entity after the
+// valid transactions of a stream.
+type Ref struct {
+	Engines map[string]*features.Engine          // by view ref, "user_txn@1"
+	States  map[string]map[string]*features.State // view ref → entity key → state
+}
+
+// Reference applies the valid transactions to every view of defs with the
+// engine directly, in stream order.
+func Reference(t testing.TB, defs *features.Definitions, txns []Txn) Ref {
+	t.Helper()
+	src := defs.Source("transactions")
+	r := Ref{Engines: map[string]*features.Engine{}, States: map[string]map[string]*features.State{}}
+	for _, v := range defs.Views {
+		eng, err := features.NewEngine(defs, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := src.Field(defs.Entity(v.Entity).JoinKeys[0])
+		states := map[string]*features.State{}
+		for i, x := range txns {
+			if !x.Valid {
+				continue
+			}
+			var ev features.Event
+			if err := src.DecodeJSON([]byte(x.Value), &ev); err != nil {
+				t.Fatal(err)
+			}
+			ev.Offset = int64(i)
+			k := ev.Fields[key].Str()
+			if states[k] == nil {
+				states[k] = eng.NewState()
+			}
+			if _, err := eng.Apply(states[k], &ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.Engines[v.Ref()], r.States[v.Ref()] = eng, states
+	}
+	return r
 }
 
 func evaluate(t testing.TB, eng *features.Engine, st *features.State, at int64) []features.Value {
