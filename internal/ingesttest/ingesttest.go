@@ -265,7 +265,7 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 // Ref is the engine's reference: each view's state of each entity after the
 // valid transactions of a stream.
 type Ref struct {
-	Engines map[string]*features.Engine          // by view ref, "user_txn@1"
+	Engines map[string]*features.Engine           // by view ref, "user_txn@1"
 	States  map[string]map[string]*features.State // view ref → entity key → state
 }
 
