@@ -64,7 +64,5 @@ fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: demo
-demo: ## the end-to-end fraud demo (broker, generator, ingest, serve): not built yet
-	@echo "make demo needs cmd/ingest and cmd/serve, which are not built yet (issues 3 and 4)." >&2
-	@echo "What runs today: make test, make bench." >&2
-	@exit 1
+demo: build ## run the fraud demo: broker, generator, ingest and serve; prints a curl
+	examples/fraud/demo.sh

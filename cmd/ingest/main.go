@@ -35,6 +35,7 @@ func run(args []string) error {
 	group := fs.String("group-id", "quiver-ingest", "Kafka consumer group")
 	instance := fs.String("instance-id", "", "static group membership: a name stable across restarts (a pod name), so a restarted instance takes its partitions back at once")
 	session := fs.Duration("session-timeout", 10*time.Second, "how long an instance that stopped answering keeps its partitions")
+	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stopping instance keeps trying to make its last batch durable before it exits without (the next run replays it)")
 	dataDir := fs.String("data-dir", "./data", "directory for local state")
 	offlineURL := fs.String("offline", "", "offline store URL (default file://<data-dir>/offline)")
 	online := fs.String("online", "pebble", "online store: pebble (state served from the changelog) or redis")
@@ -85,18 +86,19 @@ func run(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	in, err := ingest.New(ctx, ingest.Config{
-		Definitions:    defs,
-		Brokers:        strings.Split(*brokers, ","),
-		GroupID:        *group,
-		InstanceID:     *instance,
-		SessionTimeout: *session,
-		TopicPrefix:    *prefix,
-		DataDir:        *dataDir,
-		Offline:        off,
-		Redis:          rdb,
-		MaxBatch:       *maxBatch,
-		Logger:         log,
-		Registerer:     reg,
+		Definitions:     defs,
+		Brokers:         strings.Split(*brokers, ","),
+		GroupID:         *group,
+		InstanceID:      *instance,
+		SessionTimeout:  *session,
+		ShutdownTimeout: *shutdown,
+		TopicPrefix:     *prefix,
+		DataDir:         *dataDir,
+		Offline:         off,
+		Redis:           rdb,
+		MaxBatch:        *maxBatch,
+		Logger:          log,
+		Registerer:      reg,
 	})
 	if err != nil {
 		return err

@@ -34,14 +34,19 @@ type Config struct {
 	GroupID        string                // consumer group; default "quiver-ingest"
 	InstanceID     string                // static group membership; empty for none
 	SessionTimeout time.Duration         // how long a silent member keeps its partitions; default 10s
-	TopicPrefix    string                // prefix of internal topics; default "quiver"
-	DataDir        string                // the state store lives in DataDir/ingest; required
-	Offline        *offline.Dir          // the offline store; nil writes no offline logs
-	Redis          redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
-	MaxBatch       int                   // records processed per batch; default 50,000
-	CacheBytes     int64                 // Pebble block cache; default 128 MiB
-	Logger         *slog.Logger          // nil discards
-	Registerer     prometheus.Registerer // for metrics; nil registers none
+	// ShutdownTimeout bounds how long Run, once its context ends, keeps
+	// trying to make the batch in hand durable (an unreachable broker);
+	// after it the batch is abandoned uncommitted, and replayed by the next
+	// run. Default 30s.
+	ShutdownTimeout time.Duration
+	TopicPrefix     string                // prefix of internal topics; default "quiver"
+	DataDir         string                // the state store lives in DataDir/ingest; required
+	Offline         *offline.Dir          // the offline store; nil writes no offline logs
+	Redis           redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
+	MaxBatch        int                   // records processed per batch; default 50,000
+	CacheBytes      int64                 // Pebble block cache; default 128 MiB
+	Logger          *slog.Logger          // nil discards
+	Registerer      prometheus.Registerer // for metrics; nil registers none
 }
 
 func (c *Config) ensureDefaults() {
@@ -56,6 +61,9 @@ func (c *Config) ensureDefaults() {
 		// amortize them (10,000 ran ~20% slower) without costing freshness,
 		// since a poll returns what is there.
 		c.MaxBatch = 50_000
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
 	}
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = 10 * time.Second
@@ -374,7 +382,18 @@ func ptr[T any](v T) *T { return &v }
 // flushes complete in order, and a rebalance waits for the one in flight
 // (onRevoked), so a partition's next owner finds all of it in the changelog.
 func (in *Ingester) Run(ctx context.Context) error {
-	work := context.WithoutCancel(ctx) // a batch in hand is finished, not abandoned
+	// A batch in hand is finished, not abandoned, unless that takes longer
+	// than the shutdown timeout.
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(in.cfg.ShutdownTimeout, func() {
+			in.log.Error("shutdown timed out: the batch in hand is abandoned uncommitted, the next run replays it", "timeout", in.cfg.ShutdownTimeout)
+			abandon()
+		})
+		context.AfterFunc(work, func() { t.Stop() })
+	})
+	defer stop()
 	for {
 		fetches := in.client.PollRecords(ctx, in.cfg.MaxBatch)
 		if err := fetches.Err0(); (ctx.Err() != nil && fetches.Empty()) || errors.Is(err, kgo.ErrClientClosed) {

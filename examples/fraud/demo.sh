@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The fraud demo: a local Kafka-protocol broker, the event generator, ingest
+# and serve, each a separate process of the real binaries (built by
+# `make build` into bin/). It prints a curl that returns live features, then
+# runs until Ctrl-C, which stops everything.
+#
+# Ports and the data directory can be changed through the environment:
+# DEMO_KAFKA_PORT (9092), DEMO_HTTP_PORT (8080), DEMO_METRICS_PORT (9101),
+# DEMO_DIR (a new temporary directory, removed at the end).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+kafka_port=${DEMO_KAFKA_PORT:-9092}
+http_port=${DEMO_HTTP_PORT:-8080}
+metrics_port=${DEMO_METRICS_PORT:-9101}
+dir=${DEMO_DIR:-$(mktemp -d -t quiver-demo-XXXXXX)}
+keep_dir=${DEMO_DIR:+yes}
+mkdir -p "$dir"
+defs=examples/fraud/definitions.yaml
+brokers=127.0.0.1:$kafka_port
+
+for port in "$kafka_port" "$http_port" "$metrics_port"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "port $port is in use: set DEMO_KAFKA_PORT, DEMO_HTTP_PORT or DEMO_METRICS_PORT" >&2
+		exit 1
+	fi
+done
+
+pids=()
+stop() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping..."
+	# Reverse order: serve and ingest finish their work, the broker goes
+	# last. Whatever has not exited 20 seconds later is killed.
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${pids[i]}" 2>/dev/null || true
+		for ((t = 0; t < 200; t++)); do
+			kill -0 "${pids[i]}" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
+	if [ -z "$keep_dir" ]; then rm -rf "$dir"; else echo "data and logs kept in $dir"; fi
+}
+trap stop INT TERM EXIT
+
+run() { # name, then the command; output goes to $dir/<name>.log
+	local name=$1
+	shift
+	# In a session of its own, so that Ctrl-C reaches only this script,
+	# which stops the processes in order.
+	setsid "$@" >"$dir/$name.log" 2>&1 &
+	pids+=($!)
+	echo "  $name (pid $!), log: $dir/$name.log"
+}
+
+wait_for() { # description, timeout in seconds, then a command that succeeds when ready
+	local what=$1 timeout=$2
+	shift 2
+	for ((i = 0; i < timeout * 10; i++)); do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		for pid in "${pids[@]}"; do
+			if ! kill -0 "$pid" 2>/dev/null; then
+				echo "a process exited while waiting for $what; see the logs in $dir" >&2
+				tail -n 20 "$dir"/*.log >&2
+				exit 1
+			fi
+		done
+		sleep 0.1
+	done
+	echo "timed out waiting for $what; see the logs in $dir" >&2
+	exit 1
+}
+
+echo "starting the fraud demo in $dir"
+run localkafka bin/localkafka --port "$kafka_port" --topics transactions --partitions 4 --data-dir "$dir"
+wait_for "the broker" 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
+run generate bin/generate --brokers "$brokers" --rate 200 --users 100 --merchants 50
+run ingest bin/ingest --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --metrics-addr "127.0.0.1:$metrics_port"
+run serve bin/serve --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --listen "127.0.0.1:$http_port"
+
+url=http://127.0.0.1:$http_port
+body='{"feature_service": "fraud_v1", "entities": {"user_id": ["u000007"], "merchant_id": ["m00003"]}, "request_context": {"amount": 120.0}}'
+wait_for "serve to be ready" 30 curl -sf "$url/readyz"
+present() { # every status PRESENT
+	local out
+	out=$(curl -sf -X POST "$url/get-online-features" -d "$body") && [[ $out == *PRESENT* && $out != *NOT_FOUND* ]]
+}
+wait_for "features of u000007 and m00003" 30 present
+
+cat <<MSG
+
+Quiver is running: 200 card transactions a second flow from the generator through
+ingest into serve. Features of user u000007 and merchant m00003, with an
+on-demand feature from the request:
+
+  curl -s -X POST $url/get-online-features -d '$body'
+
+MSG
+curl -s -X POST "$url/get-online-features" -d "$body"
+cat <<MSG
+
+Also: curl $url/v1/feature-views, curl $url/metrics (serve),
+curl http://127.0.0.1:$metrics_port/metrics (ingest). Ctrl-C stops everything.
+MSG
+wait "${pids[@]}"
