@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -192,10 +191,11 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			if rec == nil {
 				continue
 			}
-			st, _, err := ingest.DecodeStateRecord(t.engine, rec)
+			st, hit, err := s.cache.decode(t.engine, t.id, keys[r], rec)
 			if err != nil {
 				return nil, fmt.Errorf("state of %q in %s: %w", keys[r], t.id, err)
 			}
+			s.metrics.cache[b2i(hit)].Inc()
 			states[ti][r] = st
 			if last, ok := st.LastEventTime(); ok {
 				res.asOf = max(res.asOf, last)
@@ -411,4 +411,11 @@ func appendValue(b []byte, v features.Value) []byte {
 		return appendTime(b, v.Int())
 	}
 	return append(b, "null"...)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -6,6 +6,7 @@ type metrics struct {
 	requests *prometheus.HistogramVec // by route and code
 	lookups  *prometheus.CounterVec   // by view version
 	statuses [3]prometheus.Counter    // by status
+	cache    [2]prometheus.Counter    // state decodes: [0] decoded, [1] from the cache
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -27,8 +28,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for i := range m.statuses {
 		m.statuses[i] = statuses.WithLabelValues(statusNames[i])
 	}
+	decodes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "quiver_serve_state_decodes_total",
+		Help: "Entity states read, by whether they were decoded (miss) or found decoded in the state cache (hit).",
+	}, []string{"cache"})
+	m.cache[0], m.cache[1] = decodes.WithLabelValues("miss"), decodes.WithLabelValues("hit")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.lookups, statuses)
+		reg.MustRegister(m.requests, m.lookups, statuses, decodes)
 	}
 	return m
 }

@@ -32,15 +32,22 @@ type Config struct {
 	AuthTokens   []string
 	MaxEntities  int   // per lookup; default 1,000
 	MaxBodyBytes int64 // default 4 MiB
-	Logger       *slog.Logger
-	Registerer   prometheus.Registerer // metrics; nil registers none
-	Gatherer     prometheus.Gatherer   // served at /metrics; nil serves none
-	Now          func() time.Time      // the clock; default time.Now
+	// StateCacheEntries is how many decoded entity states are kept for
+	// lookups (about 4 times a state record's size each); negative for
+	// none. Default 10,000.
+	StateCacheEntries int
+	Logger            *slog.Logger
+	Registerer        prometheus.Registerer // metrics; nil registers none
+	Gatherer          prometheus.Gatherer   // served at /metrics; nil serves none
+	Now               func() time.Time      // the clock; default time.Now
 }
 
 func (c *Config) ensureDefaults() {
 	if c.MaxEntities == 0 {
 		c.MaxEntities = 1000
+	}
+	if c.StateCacheEntries == 0 {
+		c.StateCacheEntries = 10_000
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
@@ -79,6 +86,7 @@ type Server struct {
 	services map[string]*plan
 	tokens   [][sha256.Size]byte
 	metrics  *metrics
+	cache    *stateCache
 	now      func() time.Time
 	echo     *echo.Echo
 	parsers  fastjson.ParserPool
@@ -95,6 +103,10 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, defs: cfg.Definitions, store: cfg.Store, now: cfg.Now,
 		tables: map[online.Table]*table{}, services: map[string]*plan{},
 		metrics: newMetrics(cfg.Registerer),
+	}
+	var err error
+	if s.cache, err = newStateCache(cfg.StateCacheEntries); err != nil {
+		return nil, err
 	}
 	for _, v := range s.defs.Views {
 		eng, err := features.NewEngine(s.defs, v)
@@ -259,6 +271,7 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 		return err
 	}
 	*bp = appendResponse(body[:0], req, pl, res)
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
 }
 

@@ -1,0 +1,349 @@
+package serve_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/examples/fraud/fraudgen"
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/internal/serve"
+	"github.com/quiver-ml/quiver/store/online"
+	"github.com/quiver-ml/quiver/store/online/pebble"
+	"github.com/quiver-ml/quiver/store/online/redis"
+)
+
+const (
+	benchUsers = 2_000
+	// loadFor is how long each load phase runs.
+	loadFor = 3 * time.Second
+	// loadConns is the closed loop's concurrency: enough to keep both
+	// cores busy while requests wait on the network.
+	loadConns = 16
+)
+
+// benchRecords returns the state records of benchUsers users after a week
+// of fraudgen transactions, 50 a day each on average, ending now.
+func benchRecords(b *testing.B) (*features.Definitions, []online.Record) {
+	defs, err := features.Load("testdata/bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := defs.View("user_txn", 1)
+	eng, err := features.NewEngine(defs, v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := defs.Source("transactions")
+	week := 7 * 24 * time.Hour
+	n := benchUsers * 50 * 7
+	start := time.Now().Add(-week)
+	g, err := fraudgen.New(fraudgen.Config{Seed: 1, Users: benchUsers, Merchants: 200, Start: start, Rate: float64(n) / week.Seconds()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	states := map[string]*features.State{}
+	var ev features.Event
+	for i := range n {
+		raw := g.Next().AppendJSON(nil)
+		if err := src.DecodeJSON(raw, &ev); err != nil {
+			b.Fatal(err)
+		}
+		ev.Offset = int64(i)
+		k := ev.Fields[src.Field("user_id")].Str()
+		if states[k] == nil {
+			states[k] = eng.NewState()
+		}
+		if _, err := eng.Apply(states[k], &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var recs []online.Record
+	for k, st := range states {
+		recs = append(recs, online.Record{Table: online.TableOf(v), Key: k, Value: ingest.AppendStateRecord(nil, eng, st, map[int32]int64{0: int64(n)})})
+	}
+	return defs, recs
+}
+
+// benchBodies returns request bodies for lookups of all ten features of
+// entities random users each.
+func benchBodies(entities int) [][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	feats := `"user_txn@1:txn_count_1h","user_txn@1:amount_sum_1h","user_txn@1:amount_avg_24h","user_txn@1:amount_max_24h","user_txn@1:amount_min_24h","user_txn@1:amount_std_7d","user_txn@1:txn_count_7d","user_txn@1:merchants_24h","user_txn@1:countries_7d","user_txn@1:last_country"`
+	var bodies [][]byte
+	for range 1000 {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, `{"features":[%s],"entities":{"user_id":[`, feats)
+		for i := range entities {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"u%06d"`, rng.IntN(benchUsers))
+		}
+		b.WriteString("]}}")
+		bodies = append(bodies, b.Bytes())
+	}
+	return bodies
+}
+
+// BenchmarkServe drives serve's HTTP API over TCP with a Go load generator
+// on the same machine: for one entity and for 100 entities (ten features
+// each), on Pebble and on Redis, and, as the ceiling, a trivial echo
+// handler. Each runs a closed loop (loadConns connections, as fast as they
+// go) for the maximum throughput, then an open loop at half of it for
+// latency at a sustainable load.
+func BenchmarkServe(b *testing.B) {
+	defs, recs := benchRecords(b)
+	one, hundred := benchBodies(1), benchBodies(100)
+
+	b.Run("ceiling=echo", func(b *testing.B) {
+		e := echo.New()
+		resp := []byte(`{"metadata":{"feature_names":["user_id"]},"results":[]}`)
+		e.POST("/get-online-features", func(c echo.Context) error {
+			io.Copy(io.Discard, c.Request().Body)
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, resp)
+		})
+		load(b, e, one)
+	})
+
+	stores := map[string]online.Store{"pebble": benchPebble(b, recs), "redis": benchRedis(b, recs)}
+	for _, name := range []string{"pebble", "redis"} {
+		srv, err := serve.New(serve.Config{Definitions: defs, Store: stores[name]})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("store="+name+"/entities=1", func(b *testing.B) { load(b, srv, one) })
+		b.Run("store="+name+"/entities=100", func(b *testing.B) { load(b, srv, hundred) })
+	}
+}
+
+func benchPebble(b *testing.B, recs []online.Record) online.Store {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	table := recs[0].Table
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 4, -1, nil, online.ChangelogTopic("quiver", table)); err != nil {
+		b.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for _, r := range recs {
+		rs = append(rs, &kgo.Record{Topic: online.ChangelogTopic("quiver", table), Key: []byte(r.Key), Value: r.Value})
+	}
+	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	r, err := pebble.Open(pebble.Config{Brokers: brokers, Tables: []online.Table{table}, Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	b.Cleanup(func() { cancel(); <-done; r.Close() })
+	for r.Ready(ctx) != nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return r
+}
+
+func benchRedis(b *testing.B, recs []online.Record) online.Store {
+	client := goredis.NewClient(&goredis.Options{Addr: ingesttest.StartRedis(b), PoolSize: 64})
+	pipe := client.Pipeline()
+	for _, r := range recs {
+		pipe.Set(context.Background(), online.RedisKey("quiver", r.Table, r.Key), r.Value, 0)
+	}
+	if _, err := pipe.Exec(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	s := redis.New(client, "quiver")
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// load serves h on a TCP port and measures it; see BenchmarkServe.
+func load(b *testing.B, h http.Handler, bodies [][]byte) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	defer srv.Close()
+	addr := ln.Addr().String()
+	reqs := make([][]byte, len(bodies))
+	for i, body := range bodies {
+		reqs[i] = fmt.Appendf(nil, "POST /get-online-features HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body)
+	}
+	// Check the answer once: a benchmark of errors measures nothing.
+	c := dial(b, addr)
+	if status, err := c.do(reqs[0]); err != nil || status != http.StatusOK {
+		b.Fatalf("status %d, %v", status, err)
+	}
+	c.Close()
+
+	b.ResetTimer()
+	max, closed := closedLoop(b, addr, reqs)
+	half := openLoop(b, addr, reqs, max/2)
+	b.StopTimer()
+	b.ReportMetric(max, "req/s")
+	b.ReportMetric(ms(closed, 0.50), "p50-ms")
+	b.ReportMetric(ms(closed, 0.99), "p99-ms")
+	b.ReportMetric(ms(half, 0.50), "half-load-p50-ms")
+	b.ReportMetric(ms(half, 0.99), "half-load-p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// conn is a minimal HTTP/1.1 keep-alive client connection: the load
+// generator shares the machine with the server, so it must cost little.
+type conn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dial(b *testing.B, addr string) *conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &conn{Conn: c, r: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// do sends a request and reads the whole response; it returns the status.
+func (c *conn) do(req []byte) (int, error) {
+	if _, err := c.Write(req); err != nil {
+		return 0, err
+	}
+	status, length := 0, -1
+	for {
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		switch {
+		case status == 0:
+			if len(line) < 12 {
+				return 0, fmt.Errorf("bad status line %q", line)
+			}
+			status, _ = strconv.Atoi(string(line[9:12]))
+		case len(line) > 16 && strings.EqualFold(string(line[:15]), "Content-Length:"):
+			length, _ = strconv.Atoi(strings.TrimSpace(string(line[15:])))
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("no Content-Length")
+	}
+	_, err := c.r.Discard(length)
+	return status, err
+}
+
+// closedLoop runs loadConns connections back to back for loadFor; it
+// returns requests per second and their latencies.
+func closedLoop(b *testing.B, addr string, reqs [][]byte) (float64, []time.Duration) {
+	var mu sync.Mutex
+	var all []time.Duration
+	var failed atomic.Int64
+	deadline := time.Now().Add(loadFor)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for n := range loadConns {
+		c := dial(b, addr)
+		defer c.Close()
+		wg.Go(func() {
+			var lat []time.Duration
+			for i := n; time.Now().Before(deadline); i += loadConns {
+				t := time.Now()
+				if status, err := c.do(reqs[i%len(reqs)]); err != nil || status != http.StatusOK {
+					failed.Add(1)
+					return
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d requests failed", n)
+	}
+	return float64(len(all)) / time.Since(start).Seconds(), all
+}
+
+// openLoop sends rate requests per second for loadFor over loadConns
+// connections, each request due at its scheduled time whatever the others
+// do, and measures it from that time: a stall shows in the latencies (as
+// requests queue for a connection) instead of slowing the load down.
+func openLoop(b *testing.B, addr string, reqs [][]byte, rate float64) []time.Duration {
+	n := int(rate * loadFor.Seconds())
+	interval := time.Duration(float64(time.Second) / rate)
+	lat := make([]time.Duration, n)
+	var failed atomic.Int64
+	work := make(chan int, n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range loadConns {
+		c := dial(b, addr)
+		defer c.Close()
+		wg.Go(func() {
+			for i := range work {
+				due := start.Add(time.Duration(i) * interval)
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				}
+				if status, err := c.do(reqs[i%len(reqs)]); err != nil || status != http.StatusOK {
+					failed.Add(1)
+					return
+				}
+				lat[i] = time.Since(due)
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d requests failed", f)
+	}
+	return lat
+}
+
+func ms(lat []time.Duration, q float64) float64 {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return float64(s[int(q*float64(len(s)-1))]) / 1e6
+}
