@@ -112,7 +112,8 @@ func benchBodies(entities int) [][]byte {
 // each), on Pebble and on Redis, and, as the ceiling, a trivial echo
 // handler. Each runs a closed loop (loadConns connections, as fast as they
 // go) for the maximum throughput, then an open loop at half of it for
-// latency at a sustainable load.
+// latency at a sustainable load; first, one client alone gives the latency
+// of an idle server.
 func BenchmarkServe(b *testing.B) {
 	defs, recs := benchRecords(b)
 	one, hundred := benchBodies(1), benchBodies(100)
@@ -211,9 +212,12 @@ func load(b *testing.B, h http.Handler, bodies [][]byte) {
 	c.Close()
 
 	b.ResetTimer()
-	max, closed := closedLoop(b, addr, reqs)
+	_, idle := closedLoop(b, addr, reqs, 1, time.Second)
+	max, closed := closedLoop(b, addr, reqs, loadConns, loadFor)
 	half := openLoop(b, addr, reqs, max/2)
 	b.StopTimer()
+	b.ReportMetric(ms(idle, 0.50), "one-client-p50-ms")
+	b.ReportMetric(ms(idle, 0.99), "one-client-p99-ms")
 	b.ReportMetric(max, "req/s")
 	b.ReportMetric(ms(closed, 0.50), "p50-ms")
 	b.ReportMetric(ms(closed, 0.99), "p99-ms")
@@ -268,21 +272,21 @@ func (c *conn) do(req []byte) (int, error) {
 	return status, err
 }
 
-// closedLoop runs loadConns connections back to back for loadFor; it
-// returns requests per second and their latencies.
-func closedLoop(b *testing.B, addr string, reqs [][]byte) (float64, []time.Duration) {
+// closedLoop runs conns connections, each sending requests back to back,
+// for d; it returns requests per second and their latencies.
+func closedLoop(b *testing.B, addr string, reqs [][]byte, conns int, d time.Duration) (float64, []time.Duration) {
 	var mu sync.Mutex
 	var all []time.Duration
 	var failed atomic.Int64
-	deadline := time.Now().Add(loadFor)
+	deadline := time.Now().Add(d)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for n := range loadConns {
+	for n := range conns {
 		c := dial(b, addr)
 		defer c.Close()
 		wg.Go(func() {
 			var lat []time.Duration
-			for i := n; time.Now().Before(deadline); i += loadConns {
+			for i := n; time.Now().Before(deadline); i += conns {
 				t := time.Now()
 				if status, err := c.do(reqs[i%len(reqs)]); err != nil || status != http.StatusOK {
 					failed.Add(1)
