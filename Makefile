@@ -17,8 +17,8 @@ build: ## compile every package and build the binaries into bin/
 	$(GO) build -o bin/ ./cmd/... ./examples/fraud/generate
 
 # Programs the end-to-end tests run, from Debian's packages: kcat, a real
-# third-party Kafka client, and redis-server.
-TEST_TOOLS := kcat:kcat redis-server:redis-server
+# third-party Kafka client, redis-server, and curl (the demo script uses it).
+TEST_TOOLS := kcat:kcat redis-server:redis-server curl:curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test-deps

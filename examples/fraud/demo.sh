@@ -4,9 +4,9 @@
 # `make build` into bin/). It prints a curl that returns live features, then
 # runs until Ctrl-C, which stops everything.
 #
-# Ports and the data directory can be changed through the environment:
+# Ports and directories can be changed through the environment:
 # DEMO_KAFKA_PORT (9092), DEMO_HTTP_PORT (8080), DEMO_METRICS_PORT (9101),
-# DEMO_DIR (a new temporary directory, removed at the end).
+# DEMO_DIR (a new temporary directory, removed at the end), DEMO_BIN (bin).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -18,6 +18,7 @@ keep_dir=${DEMO_DIR:+yes}
 mkdir -p "$dir"
 defs=examples/fraud/definitions.yaml
 brokers=127.0.0.1:$kafka_port
+bin=${DEMO_BIN:-bin}
 
 for port in "$kafka_port" "$http_port" "$metrics_port"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -75,11 +76,11 @@ wait_for() { # description, timeout in seconds, then a command that succeeds whe
 }
 
 echo "starting the fraud demo in $dir"
-run localkafka bin/localkafka --port "$kafka_port" --topics transactions --partitions 4 --data-dir "$dir"
+run localkafka "$bin/localkafka" --port "$kafka_port" --topics transactions --partitions 4 --data-dir "$dir"
 wait_for "the broker" 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
-run generate bin/generate --brokers "$brokers" --rate 200 --users 100 --merchants 50
-run ingest bin/ingest --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --metrics-addr "127.0.0.1:$metrics_port"
-run serve bin/serve --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --listen "127.0.0.1:$http_port"
+run generate "$bin/generate" --brokers "$brokers" --rate 200 --users 100 --merchants 50
+run ingest "$bin/ingest" --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --metrics-addr "127.0.0.1:$metrics_port"
+run serve "$bin/serve" --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --listen "127.0.0.1:$http_port"
 
 url=http://127.0.0.1:$http_port
 body='{"feature_service": "fraud_v1", "entities": {"user_id": ["u000007"], "merchant_id": ["m00003"]}, "request_context": {"amount": 120.0}}'

@@ -1,0 +1,101 @@
+package e2e_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects a process's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDemo runs the README's demo script on free ports: it prints a curl
+// within about 15 seconds, the curl returns PRESENT values only, and
+// Ctrl-C (SIGINT) stops every process it started.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the demo runs four processes for several seconds")
+	}
+	httpPort := freePort(t)
+	cmd := exec.Command("examples/fraud/demo.sh")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), "DEMO_BIN="+bin, "DEMO_HTTP_PORT="+strconv.Itoa(httpPort),
+		"DEMO_KAFKA_PORT="+strconv.Itoa(freePort(t)), "DEMO_METRICS_PORT="+strconv.Itoa(freePort(t)))
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("demo output:\n%s", out.String())
+		}
+	}()
+
+	began := time.Now()
+	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
+		select {
+		case err := <-done:
+			t.Fatalf("the demo exited: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Since(began) > 60*time.Second {
+			t.Fatal("no curl printed within 60s")
+		}
+	}
+	t.Logf("curl printed %v after start", time.Since(began).Round(100*time.Millisecond))
+	line := regexp.MustCompile(`(?m)^\s+(curl -s -X POST .*)$`).FindStringSubmatch(out.String())
+	if line == nil {
+		t.Fatal("no curl command in the output")
+	}
+	got, err := exec.Command("bash", "-c", line[1]).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", line[1], err)
+	}
+	if !bytes.Contains(got, []byte(`"PRESENT"`)) || bytes.Contains(got, []byte("NOT_FOUND")) || bytes.Contains(got, []byte("OUTSIDE_MAX_AGE")) {
+		t.Fatalf("the curl returned %s, want PRESENT values only", got)
+	}
+	pids := regexp.MustCompile(`\(pid (\d+)\)`).FindAllStringSubmatch(out.String(), -1)
+	if len(pids) != 4 {
+		t.Fatalf("want 4 processes in the output, found %d", len(pids))
+	}
+
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the demo did not stop within 60s of SIGINT")
+	}
+	for _, m := range pids {
+		pid, _ := strconv.Atoi(m[1])
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("process %s still runs after the demo stopped", m[1])
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
