@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
@@ -34,28 +33,19 @@ func main() { cli.Exit(run(os.Args[1:])) }
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	defsPath := fs.String("definitions", "", "feature definitions: a YAML file or a directory of them (required)")
-	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka brokers, host:port,... (the changelogs, with --online pebble)")
-	prefix := fs.String("topic-prefix", "quiver", "prefix of internal topics and Redis keys")
-	dataDir := fs.String("data-dir", "./data", "directory for local state: the replica lives in <data-dir>/serve")
-	offlineURL := fs.String("offline", "", "offline store URL, whose registry the definitions are checked against (default file://<data-dir>/offline)")
-	onlineKind := fs.String("online", "pebble", "online store: pebble (a local replica of the changelogs) or redis (shared)")
-	redisAddr := fs.String("redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, for a Redis Cluster")
+	common := cli.AddCommon(fs)
 	listen := fs.String("listen", ":8080", "HTTP address")
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
 	fs.Usage = cli.Usage(fs, "serve answers online feature lookups over HTTP.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := cli.Logger(os.Stderr, *logFormat)
+	log, err := common.Logger()
 	if err != nil {
 		return err
 	}
-	if *defsPath == "" {
-		return errors.New("--definitions is required")
-	}
-	defs, err := features.Load(*defsPath)
+	defs, err := common.Load()
 	if err != nil {
 		return err
 	}
@@ -63,7 +53,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	off, err := cli.OpenOffline(*offlineURL, *dataDir)
+	off, err := common.OpenOffline()
 	if err != nil {
 		return err
 	}
@@ -74,40 +64,35 @@ func run(args []string) error {
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		return err
 	}
+	rdb, err := common.Redis(ctx)
+	if err != nil {
+		return err
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var store online.Store
 	var replica *pebble.Replica
-	switch *onlineKind {
-	case "pebble":
+	if rdb != nil {
+		store = redis.New(rdb, common.TopicPrefix)
+	} else {
 		var tables []online.Table
 		for _, v := range defs.Views {
 			tables = append(tables, online.TableOf(v))
 		}
 		replica, err = pebble.Open(pebble.Config{
-			Brokers: strings.Split(*brokers, ","), TopicPrefix: *prefix, Tables: tables,
-			Dir: filepath.Join(*dataDir, "serve"), Logger: log, Registerer: reg,
+			Brokers: common.BrokerList(), TopicPrefix: common.TopicPrefix, Tables: tables,
+			Dir: filepath.Join(common.DataDir, "serve"), Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return err
 		}
 		store = replica
-	case "redis":
-		// One address is a single Redis; several are the seeds of a Redis Cluster.
-		client := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(*redisAddr, ",")})
-		if err := client.Ping(ctx).Err(); err != nil {
-			client.Close()
-			return fmt.Errorf("--redis-addr %s: %w", *redisAddr, err)
-		}
-		store = redis.New(client, *prefix)
-	default:
-		return fmt.Errorf("--online %q: want pebble or redis", *onlineKind)
 	}
 	defer store.Close()
 
 	srv, err := serve.New(serve.Config{
-		Definitions: defs, Store: store, AuthTokens: tokens,
+		Definitions: defs, Store: store, AuthTokens: tokens, StateCacheEntries: cacheOption(*cacheEntries),
 		Logger: log, Registerer: reg, Gatherer: reg,
 	})
 	if err != nil {
@@ -134,7 +119,7 @@ func run(args []string) error {
 			}
 		}
 	}()
-	log.Info("serve listening", "addr", ln.Addr().String(), "online", *onlineKind, "views", len(defs.Views), "auth", len(tokens) > 0)
+	log.Info("serve listening", "addr", ln.Addr().String(), "online", common.Online, "views", len(defs.Views), "auth", len(tokens) > 0)
 
 	var runErr error
 	select {
@@ -153,6 +138,14 @@ func run(args []string) error {
 		log.Info("serve stopped")
 	}
 	return runErr
+}
+
+// cacheOption maps the flag's 0 (none) to the Config's negative.
+func cacheOption(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // readTokens reads a file of bearer tokens: one per line, blank lines and

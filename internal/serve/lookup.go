@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/jsonenc"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -290,13 +290,13 @@ func appendResponse(b []byte, req *request, p *plan, res *result) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, c.name)
+		b = jsonenc.AppendString(b, c.name)
 	}
 	for i, name := range p.names {
 		if i > 0 || len(req.entities) > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, name)
+		b = jsonenc.AppendString(b, name)
 	}
 	b = append(b, `],"as_of":`...)
 	b = appendTime(b, res.asOf)
@@ -345,35 +345,6 @@ func appendResponse(b []byte, req *request, p *plan, res *result) []byte {
 	return append(b, "]}\n"...)
 }
 
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
-			b = append(b, "\\ufffd"...)
-		} else {
-			b = append(b, s[i:i+n]...)
-		}
-		i += n
-	}
-	return append(b, '"')
-}
-
 func appendRepeated(b []byte, prefix, item string, n int) []byte {
 	b = append(b, prefix...)
 	for i := range n {
@@ -396,7 +367,7 @@ func appendTime(b []byte, ms int64) []byte {
 func appendValue(b []byte, v features.Value) []byte {
 	switch v.Type() {
 	case features.TypeString:
-		return appendString(b, v.Str())
+		return jsonenc.AppendString(b, v.Str())
 	case features.TypeInt:
 		return strconv.AppendInt(b, v.Int(), 10)
 	case features.TypeFloat:

@@ -54,6 +54,7 @@ type fixture struct {
 	engines map[string]*features.Engine // by view ref
 	states  map[string]map[string]*features.State
 	srv     *serve.Server
+	redis   *goredis.Client
 }
 
 func newFixture(t *testing.T, tokens ...string) *fixture {
@@ -101,6 +102,7 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 			}
 		}
 	}
+	f.redis = client
 	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -272,6 +274,38 @@ func TestAsOfFollowsLatestEvent(t *testing.T) {
 	}
 	if got, want := r.Results[1].Values[0], f.value(t, "user_txn@1", "txn_count_1h", "u1", at.UnixMilli()); got != want {
 		t.Errorf("u1 txn_count_1h = %v, want %v", got, want)
+	}
+}
+
+// A changed record is never answered from the decoded-state cache.
+func TestCacheFollowsChanges(t *testing.T) {
+	f := newFixture(t)
+	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
+	count := func() any {
+		code, r, raw := f.do(t, "POST", "/get-online-features", body)
+		if code != http.StatusOK {
+			t.Fatalf("status %d: %s", code, raw)
+		}
+		return r.Results[1].Values[0]
+	}
+	before := count()
+	count() // from the cache
+	eng := f.engines["user_txn@1"]
+	st := f.states["user_txn@1"]["u1"]
+	src := f.defs.Source("payments")
+	ev := &features.Event{Time: now.Add(-time.Minute).UnixMilli(), Offset: 100, Fields: make([]features.Value, len(src.Schema))}
+	ev.Fields[src.Field("user_id")] = features.String("u1")
+	ev.Fields[src.Field("card_id")] = features.Int(11)
+	ev.Fields[src.Field("ts")] = features.Timestamp(ev.Time)
+	if _, err := eng.Apply(st, ev); err != nil {
+		t.Fatal(err)
+	}
+	rec := ingest.AppendStateRecord(nil, eng, st, map[int32]int64{0: 100})
+	if err := f.redis.Set(context.Background(), online.RedisKey("quiver", online.TableOf(eng.View()), "u1"), rec, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if after := count(); after != before.(float64)+1 {
+		t.Fatalf("txn_count_1h after one more event = %v, want %v", after, before.(float64)+1)
 	}
 }
 

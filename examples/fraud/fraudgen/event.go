@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/quiver-ml/quiver/internal/jsonenc"
 )
 
 // Event is one card transaction.
@@ -33,11 +35,11 @@ const tsLayout = "2006-01-02T15:04:05.000Z07:00"
 // null.
 func (e Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"txn_id":`...)
-	b = appendString(b, e.TxnID)
+	b = jsonenc.AppendString(b, e.TxnID)
 	b = append(b, `,"user_id":`...)
-	b = appendString(b, e.UserID)
+	b = jsonenc.AppendString(b, e.UserID)
 	b = append(b, `,"merchant_id":`...)
-	b = appendString(b, e.MerchantID)
+	b = jsonenc.AppendString(b, e.MerchantID)
 	b = append(b, `,"amount":`...)
 	if math.IsNaN(e.Amount) || math.IsInf(e.Amount, 0) {
 		b = append(b, "null"...)
@@ -45,25 +47,8 @@ func (e Event) AppendJSON(b []byte) []byte {
 		b = strconv.AppendFloat(b, e.Amount, 'f', -1, 64)
 	}
 	b = append(b, `,"country":`...)
-	b = appendString(b, e.Country)
+	b = jsonenc.AppendString(b, e.Country)
 	b = append(b, `,"ts":"`...)
 	b = e.Time.UTC().AppendFormat(b, tsLayout)
 	return append(b, `"}`...)
-}
-
-// appendString appends s as a JSON string.
-func appendString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }

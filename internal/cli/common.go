@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// Common holds the flags every Quiver binary takes (DESIGN §5).
+type Common struct {
+	Definitions string
+	Brokers     string
+	TopicPrefix string
+	DataDir     string
+	Offline     string
+	Online      string
+	RedisAddr   string
+	LogFormat   string
+}
+
+// AddCommon defines the common flags on fs.
+func AddCommon(fs *flag.FlagSet) *Common {
+	c := &Common{}
+	fs.StringVar(&c.Definitions, "definitions", "", "feature definitions: a YAML file or a directory of them (required)")
+	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka brokers, host:port,...")
+	fs.StringVar(&c.TopicPrefix, "topic-prefix", "quiver", "prefix of internal topics and Redis keys")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for local state")
+	fs.StringVar(&c.Offline, "offline", "", "offline store URL, holding the registry of definitions (default file://<data-dir>/offline)")
+	fs.StringVar(&c.Online, "online", "pebble", "online store: pebble (each serve replica keeps a copy from the changelogs) or redis (shared)")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	return c
+}
+
+// BrokerList returns --brokers as a list.
+func (c *Common) BrokerList() []string { return strings.Split(c.Brokers, ",") }
+
+// Logger returns the logger --log-format asks for, writing to stderr.
+func (c *Common) Logger() (*slog.Logger, error) { return Logger(os.Stderr, c.LogFormat) }
+
+// Load loads --definitions.
+func (c *Common) Load() (*features.Definitions, error) {
+	if c.Definitions == "" {
+		return nil, errors.New("--definitions is required")
+	}
+	return features.Load(c.Definitions)
+}
+
+// OpenOffline opens the offline store --offline names: a file:// URL, by
+// default file://<data-dir>/offline.
+func (c *Common) OpenOffline() (*offline.Dir, error) {
+	if c.Offline == "" {
+		return offline.NewDir(filepath.Join(c.DataDir, "offline"))
+	}
+	u, err := url.Parse(c.Offline)
+	if err != nil || u.Scheme != "file" {
+		return nil, fmt.Errorf("--offline %q: want file:///path (object stores are not supported by this build yet)", c.Offline)
+	}
+	return offline.NewDir(u.Path)
+}
+
+// Redis checks --online and, for redis, connects to --redis-addr: one
+// address is a single Redis, several the seeds of a Redis Cluster. It
+// returns nil for pebble.
+func (c *Common) Redis(ctx context.Context) (redis.UniversalClient, error) {
+	switch c.Online {
+	case "pebble":
+		return nil, nil
+	case "redis":
+		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ",")})
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			rdb.Close()
+			return nil, fmt.Errorf("--redis-addr %s: %w", c.RedisAddr, err)
+		}
+		return rdb, nil
+	}
+	return nil, fmt.Errorf("--online %q: want pebble or redis", c.Online)
+}
