@@ -10,7 +10,8 @@ import (
 
 // Engine computes one view version's features. It is the only implementation
 // of the aggregations of DESIGN §4: ingest, serve and backfill all use it.
-// An Engine is safe for concurrent use; a State is not.
+// An Engine is safe for concurrent use. A State is not, except that
+// Evaluate only reads it: serve shares decoded states between lookups.
 type Engine struct {
 	view   *View
 	source *Source

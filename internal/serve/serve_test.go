@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -436,4 +437,24 @@ func TestResponseIsValidJSON(t *testing.T) {
 	if !bytes.Contains([]byte(raw), []byte(`a\u0001b\"c`)) && code == 200 {
 		t.Errorf("entity value not escaped: %s", raw)
 	}
+}
+
+// Lookups of the same entities at once share decoded states (run with
+// -race): every one gets the same answer.
+func TestConcurrentLookups(t *testing.T) {
+	f := newFixture(t)
+	body := `{"feature_service": "risk", "entities": {"merchant_id": ["m1", "m2"], "card_id": [11, 21], "user_id": ["u1", "u2"]}, "request_context": {"amount": 3}}`
+	_, _, want := f.do(t, "POST", "/get-online-features", body)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if _, _, got := f.do(t, "POST", "/get-online-features", body); got != want {
+					t.Errorf("got %s, want %s", got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
