@@ -55,7 +55,7 @@ func run(args []string) error {
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		return err
 	}
-	rdb, err := common.Redis(ctx)
+	rdb, err := common.Redis(ctx, 0) // ingest writes: nothing to cache
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ func run(args []string) error {
 	listen := fs.String("listen", ":8080", "HTTP address")
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them")
 	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
+	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis: MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
 	fs.Usage = cli.Usage(fs, "serve answers online feature lookups over HTTP.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -64,7 +65,7 @@ func run(args []string) error {
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		return err
 	}
-	rdb, err := common.Redis(ctx)
+	rdb, err := common.Redis(ctx, *redisCacheMB<<20)
 	if err != nil {
 		return err
 	}

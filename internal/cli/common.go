@@ -15,6 +15,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
+	onlineredis "github.com/quiver-ml/quiver/store/online/redis"
 )
 
 // Common holds the flags every Quiver binary takes (DESIGN §5).
@@ -72,13 +73,18 @@ func (c *Common) OpenOffline() (*offline.Dir, error) {
 
 // Redis checks --online and, for redis, connects to --redis-addr: one
 // address is a single Redis, several the seeds of a Redis Cluster. It
-// returns nil for pebble.
-func (c *Common) Redis(ctx context.Context) (redis.UniversalClient, error) {
+// returns nil for pebble. cacheBytes > 0 turns on client-side caching of
+// that size on a single Redis (see redis.ClientOptions).
+func (c *Common) Redis(ctx context.Context, cacheBytes int64) (redis.UniversalClient, error) {
 	switch c.Online {
 	case "pebble":
 		return nil, nil
 	case "redis":
-		rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ",")})
+		opts := &redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ",")}
+		if cacheBytes > 0 {
+			onlineredis.CacheOptions(opts, cacheBytes)
+		}
+		rdb := redis.NewUniversalClient(opts)
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			rdb.Close()
 			return nil, fmt.Errorf("--redis-addr %s: %w", c.RedisAddr, err)

@@ -128,10 +128,10 @@ func BenchmarkServe(b *testing.B) {
 		load(b, e, one)
 	})
 
-	stores := map[string]online.Store{"pebble": benchPebble(b, recs), "redis": benchRedis(b, recs)}
+	stores := map[string]online.Store{"pebble": benchPebble(b, recs), "redis": benchRedis(b, recs, true), "redis-uncached": benchRedis(b, recs, false)}
 	// The stores' own ceilings: one record read, through the same Store
 	// the server uses, with no HTTP, decoding or evaluation.
-	for _, name := range []string{"pebble", "redis"} {
+	for _, name := range []string{"pebble", "redis-uncached"} {
 		b.Run("ceiling="+name+"-get", func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			for b.Loop() {
@@ -143,7 +143,7 @@ func BenchmarkServe(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
 		})
 	}
-	for _, name := range []string{"pebble", "redis"} {
+	for _, name := range []string{"pebble", "redis", "redis-uncached"} {
 		srv, err := serve.New(serve.Config{Definitions: defs, Store: stores[name]})
 		if err != nil {
 			b.Fatal(err)
@@ -190,8 +190,14 @@ func benchPebble(b *testing.B, recs []online.Record) online.Store {
 	return r
 }
 
-func benchRedis(b *testing.B, recs []online.Record) online.Store {
-	client := goredis.NewClient(&goredis.Options{Addr: ingesttest.StartRedis(b), PoolSize: 64})
+// benchRedis writes recs to a fresh redis-server and returns a store
+// reading it, with client-side caching as serve's default, or without.
+func benchRedis(b *testing.B, recs []online.Record, cached bool) online.Store {
+	opts := &goredis.UniversalOptions{Addrs: []string{ingesttest.StartRedis(b)}, PoolSize: 64}
+	if cached {
+		redis.CacheOptions(opts, 256<<20)
+	}
+	client := goredis.NewUniversalClient(opts)
 	pipe := client.Pipeline()
 	for _, r := range recs {
 		pipe.Set(context.Background(), online.RedisKey("quiver", r.Table, r.Key), r.Value, 0)

@@ -4,11 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/store/online"
 )
+
+// MaxStaleness is how long a record cached on the client (CacheOptions) may
+// be served at most without Redis confirming it, should an invalidation be
+// lost: the backstop, far below serve's one-second freshness target.
+// Invalidations normally arrive within milliseconds of a write.
+const MaxStaleness = 500 * time.Millisecond
+
+// CacheOptions turns on client-side caching for a single Redis (Redis
+// Cluster clients ignore it): records read are kept on the client, up to
+// maxBytes, and Redis tells the client (RESP3 tracking) when a key it holds
+// changes, so hot entities cost no round trip and are never staler than an
+// invalidation's flight, or MaxStaleness at worst. It needs Redis 6 or later.
+func CacheOptions(opts *redis.UniversalOptions, maxBytes int64) {
+	opts.Protocol = 3
+	opts.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxMemoryBytes: maxBytes, MaxStaleness: MaxStaleness}
+}
 
 // Store reads state records from Redis.
 type Store struct {
