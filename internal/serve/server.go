@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -84,6 +85,8 @@ type Server struct {
 	store    online.Store
 	tables   map[online.Table]*table
 	services map[string]*plan
+	plans    sync.Map // feature lists seen, joined by "\x00" → *plan
+	planned  atomic.Int64
 	tokens   [][sha256.Size]byte
 	metrics  *metrics
 	cache    *stateCache
@@ -260,7 +263,7 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 		if pl = s.services[req.service]; pl == nil {
 			return badRequest("unknown feature service %q", req.service)
 		}
-	} else if pl, err = s.newPlan(req.features, nil); err != nil {
+	} else if pl, err = s.planFor(req.features); err != nil {
 		return err
 	}
 	if err := pl.check(req); err != nil {
@@ -273,6 +276,26 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 	*bp = appendResponse(body[:0], req, pl, res)
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
+}
+
+// maxPlans bounds the feature lists whose plans are kept: clients ask for
+// a few lists again and again, but a list is the client's to choose.
+const maxPlans = 1024
+
+// planFor returns the plan of a feature list, resolved once per list.
+func (s *Server) planFor(refs []string) (*plan, error) {
+	key := strings.Join(refs, "\x00")
+	if p, ok := s.plans.Load(key); ok {
+		return p.(*plan), nil
+	}
+	p, err := s.newPlan(refs, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.planned.Add(1) <= maxPlans {
+		s.plans.Store(key, p)
+	}
+	return p, nil
 }
 
 // readBody reads a request body of at most limit bytes into b.
