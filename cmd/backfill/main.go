@@ -1,0 +1,152 @@
+// Command backfill makes the offline store useful: point-in-time-correct
+// training sets (dataset).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/quiver-ml/quiver/internal/backfill"
+	"github.com/quiver-ml/quiver/internal/cli"
+)
+
+const usage = `backfill builds training sets from the offline event log.
+
+Usage:
+  backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive]
+
+Run "backfill dataset -h" for its flags.`
+
+func main() { cli.Exit(run(os.Args[1:])) }
+
+func run(args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(os.Stderr, usage)
+		if len(args) == 0 {
+			return errors.New("no subcommand")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "dataset":
+		return dataset(args[1:])
+	}
+	return fmt.Errorf("unknown subcommand %q (want dataset)", args[0])
+}
+
+// refs collects --features, comma-separated and repeatable.
+type refs []string
+
+func (r *refs) String() string { return strings.Join(*r, ",") }
+func (r *refs) Set(s string) error {
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			*r = append(*r, f)
+		}
+	}
+	return nil
+}
+
+func dataset(args []string) error {
+	fs := flag.NewFlagSet("backfill dataset", flag.ContinueOnError)
+	common := cli.AddCommon(fs)
+	spine := fs.String("spine", "", "the spine: a .csv or .parquet file of join keys, a timestamp and any labels (required)")
+	tsCol := fs.String("timestamp-column", "", "the spine's time column: a timestamp, RFC 3339 or epoch milliseconds (required)")
+	service := fs.String("feature-service", "", "the features of this feature service, with its on-demand features")
+	var features refs
+	fs.Var(&features, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
+	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json (required)")
+	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
+	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once; more data is split into buckets spilled to --temp-dir")
+	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
+	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := common.Logger()
+	if err != nil {
+		return err
+	}
+	limit, err := parseBytes(*memLimit)
+	if err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
+	}
+	defs, err := common.Load()
+	if err != nil {
+		return err
+	}
+	off, err := common.OpenOffline()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{
+		Definitions: defs, Offline: off, Spine: *spine, TimestampColumn: *tsCol,
+		Features: features, Service: *service, Out: *out, Inclusive: *inclusive,
+		MemoryLimit: limit, TempDir: *tempDir, Logger: log, Progress: newProgress(log),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("dataset written", "out", *out, "rows", sum.Rows, "events", sum.Events, "buckets", sum.Buckets,
+		"took", sum.Elapsed.Round(time.Millisecond), "rows_per_s", int(float64(sum.Rows)/sum.Elapsed.Seconds()))
+	return nil
+}
+
+// parseBytes reads a size: a number of bytes with an optional KiB, MiB or
+// GiB suffix.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			s, mult = n, m
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q: want a positive size like 256MiB", s)
+	}
+	return n * mult, nil
+}
+
+// progress shows a bar on a terminal and logs each step otherwise.
+type progress struct {
+	log *slog.Logger
+	tty bool
+	bar *progressbar.ProgressBar
+}
+
+func newProgress(log *slog.Logger) *progress {
+	return &progress{log: log, tty: term.IsTerminal(int(os.Stderr.Fd()))}
+}
+
+func (p *progress) Step(name string, n int64) {
+	if p.bar != nil {
+		p.bar.Finish()
+		fmt.Fprintln(os.Stderr)
+	}
+	if !p.tty {
+		p.log.Info(name, "total", n)
+		return
+	}
+	p.bar = progressbar.NewOptions64(n, progressbar.OptionSetDescription(name), progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionShowIts())
+}
+
+func (p *progress) Add(n int64) {
+	if p.bar != nil {
+		p.bar.Add64(n)
+	}
+}

@@ -1,0 +1,641 @@
+package backfill
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// DatasetConfig is what a training set is built from.
+type DatasetConfig struct {
+	Definitions     *features.Definitions // required
+	Offline         *offline.Dir          // the event log; required
+	Spine           string                // a .csv or .parquet file; required
+	TimestampColumn string                // the spine's time column; required
+	// Features are feature references (view@version:feature or
+	// view:feature); Service names a feature service instead. One of the
+	// two is required.
+	Features []string
+	Service  string
+	Out      string // the .parquet file to write; its profile goes to Out + ".profile.json"
+	// Inclusive counts events at the spine time (te <= t); by default only
+	// those before it (te < t), as a model sees the world before the label.
+	Inclusive bool
+	// MemoryLimit bounds the events held at once: above it, entities are
+	// split into buckets by hash, spilled to TempDir, and processed one
+	// bucket at a time. Default 1 GiB.
+	MemoryLimit int64
+	TempDir     string       // default os.TempDir()
+	Logger      *slog.Logger // nil discards
+	Progress    Progress     // nil reports nothing
+}
+
+// Progress hears how far a dataset has come.
+type Progress interface {
+	// Step starts a step of n units (events read, rows computed).
+	Step(name string, n int64)
+	// Add reports units done in the current step.
+	Add(n int64)
+}
+
+// Summary says what a dataset run did.
+type Summary struct {
+	Rows    int           // spine rows written
+	Events  int64         // events read from the log
+	Buckets int           // entity buckets processed
+	Elapsed time.Duration // wall time
+}
+
+func (c *DatasetConfig) validate() error {
+	var errs []error
+	if c.Definitions == nil {
+		errs = append(errs, errors.New("no definitions"))
+	}
+	if c.Offline == nil {
+		errs = append(errs, errors.New("no offline store"))
+	}
+	if c.Spine == "" {
+		errs = append(errs, errors.New("--spine is required"))
+	}
+	if c.TimestampColumn == "" {
+		errs = append(errs, errors.New("--timestamp-column is required"))
+	}
+	if (len(c.Features) == 0) == (c.Service == "") {
+		errs = append(errs, errors.New("give --features or --feature-service (one of them)"))
+	}
+	if c.Out == "" || !strings.EqualFold(filepath.Ext(c.Out), ".parquet") {
+		errs = append(errs, fmt.Errorf("--out %q: want a .parquet file", c.Out))
+	}
+	if c.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("memory limit %d is negative", c.MemoryLimit))
+	}
+	return errors.Join(errs...)
+}
+
+// output is one feature column of the dataset.
+type output struct {
+	name    string // <view>__<feature>, or an on-demand feature's name
+	typ     features.Type
+	view    *viewJob // nil for on-demand
+	feature int      // index in the view's features
+}
+
+// viewJob is one view version the dataset reads.
+type viewJob struct {
+	view    *features.View
+	engine  *features.Engine
+	source  *features.Source
+	keyIdx  []int // schema index of each join key
+	entity  *entityJob
+	outputs []int // dataset output index per view feature; -1 if not requested
+}
+
+// entityJob is one entity whose views the dataset reads, with the spine's
+// join-key columns.
+type entityJob struct {
+	entity  *features.Entity
+	keyCols []int // spine column of each join key
+	views   []*viewJob
+}
+
+// plan resolves the requested features.
+type plan struct {
+	outputs  []output
+	entities []*entityJob
+	sources  map[string][]*viewJob // source name → views reading it
+	service  *features.Service
+	keys     map[string]features.Type
+}
+
+func newPlan(defs *features.Definitions, refs []string, service string) (*plan, error) {
+	p := &plan{sources: map[string][]*viewJob{}, keys: map[string]features.Type{}}
+	if service != "" {
+		p.service = defs.Service(service)
+		if p.service == nil {
+			return nil, fmt.Errorf("unknown feature service %q", service)
+		}
+		refs = nil
+		for _, r := range p.service.Features {
+			refs = append(refs, r.String())
+		}
+	}
+	views := map[*features.View]*viewJob{}
+	var problems []string
+	byName := map[string]string{} // output column → reference
+	for _, r := range refs {
+		ref, err := features.ParseFeatureRef(r)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		v, f, err := defs.Resolve(ref)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		name := v.Name + "__" + f.Name
+		if prev, dup := byName[name]; dup {
+			problems = append(problems, fmt.Sprintf("%s and %s would both be column %s: request one version of a view", prev, r, name))
+			continue
+		}
+		byName[name] = r
+		vj := views[v]
+		if vj == nil {
+			eng, err := features.NewEngine(defs, v)
+			if err != nil {
+				return nil, err
+			}
+			src := defs.Source(v.Source)
+			vj = &viewJob{view: v, engine: eng, source: src, outputs: make([]int, len(v.Features))}
+			for i := range vj.outputs {
+				vj.outputs[i] = -1
+			}
+			ent := defs.Entity(v.Entity)
+			for _, k := range ent.JoinKeys {
+				vj.keyIdx = append(vj.keyIdx, src.Field(k))
+				p.keys[k] = src.Schema[src.Field(k)].Type
+			}
+			var ej *entityJob
+			for _, e := range p.entities {
+				if e.entity == ent {
+					ej = e
+				}
+			}
+			if ej == nil {
+				ej = &entityJob{entity: ent}
+				p.entities = append(p.entities, ej)
+			}
+			vj.entity = ej
+			ej.views = append(ej.views, vj)
+			views[v] = vj
+			p.sources[src.Name] = append(p.sources[src.Name], vj)
+		}
+		fi := slices.Index(v.Features, f)
+		vj.outputs[fi] = len(p.outputs)
+		p.outputs = append(p.outputs, output{name: name, typ: featureType(f, vj.source), view: vj, feature: fi})
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(problems, "; "))
+	}
+	if p.service != nil {
+		for _, o := range p.service.OnDemand {
+			p.outputs = append(p.outputs, output{name: o.Name, typ: features.TypeFloat})
+		}
+	}
+	return p, nil
+}
+
+// featureType is the type of a feature's values.
+func featureType(f *features.Feature, src *features.Source) features.Type {
+	switch f.Agg {
+	case features.AggCount, features.AggCountDistinct:
+		return features.TypeInt
+	case features.AggSum, features.AggAvg, features.AggStddev:
+		return features.TypeFloat
+	}
+	return src.Schema[src.Field(f.Field)].Type
+}
+
+// Dataset builds a point-in-time-correct training set: for each spine row,
+// the requested features of its entities as of its time, computed by the
+// engine from the offline event log, written as Parquet in the spine's
+// order after the spine's own columns, with a reference profile beside it.
+func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
+	began := time.Now()
+	if err := cfg.validate(); err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
+	if cfg.MemoryLimit == 0 {
+		cfg.MemoryLimit = 1 << 30
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = noProgress{}
+	}
+	p, err := newPlan(cfg.Definitions, cfg.Features, cfg.Service)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
+	sp, err := readSpine(cfg.Spine, cfg.TimestampColumn, p.keys)
+	if err != nil {
+		return Summary{}, err
+	}
+	for _, o := range p.outputs {
+		if index(sp.cols, o.name) >= 0 {
+			return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("column %q is also the name of a requested feature", o.name)}
+		}
+	}
+	for _, ej := range p.entities {
+		for _, k := range ej.entity.JoinKeys {
+			ej.keyCols = append(ej.keyCols, index(sp.cols, k))
+		}
+	}
+	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", len(sp.rows))
+
+	// Size the buckets from the event log's size on disk: an event in
+	// memory takes about ten times its compressed bytes.
+	var logBytes int64
+	files := map[string][]string{}
+	for src := range p.sources {
+		fs, err := cfg.Offline.LogFiles("events/" + src)
+		if err != nil {
+			return Summary{}, err
+		}
+		for _, f := range fs {
+			if st, err := os.Stat(f); err == nil {
+				logBytes += st.Size()
+			}
+		}
+		files[src] = fs
+	}
+	buckets := int(max(1, min(1024, 10*logBytes/cfg.MemoryLimit+1)))
+	if 10*logBytes < cfg.MemoryLimit {
+		buckets = 1
+	}
+
+	values := make([][]features.Value, len(sp.rows)) // per row, one value per output
+	for i := range values {
+		values[i] = make([]features.Value, len(p.outputs))
+	}
+	b := &builder{cfg: &cfg, plan: p, spine: sp, values: values, buckets: buckets, seed: maphash.MakeSeed()}
+	events, err := b.run(ctx, files)
+	if err != nil {
+		return Summary{}, err
+	}
+	if b.refused > 0 {
+		cfg.Logger.Info("events a view could not apply, as in ingest (a filter failed on a null, say)", "count", b.refused)
+	}
+	if p.service != nil {
+		if err := onDemand(p, sp, values); err != nil {
+			return Summary{}, err
+		}
+	}
+	if err := writeDataset(cfg.Out, sp, p, values); err != nil {
+		return Summary{}, err
+	}
+	if err := writeProfile(cfg.Out+".profile.json", p, values); err != nil {
+		return Summary{}, err
+	}
+	return Summary{Rows: len(sp.rows), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil
+}
+
+type noProgress struct{}
+
+func (noProgress) Step(string, int64) {}
+func (noProgress) Add(int64)          {}
+
+// builder computes the feature values of a dataset.
+type builder struct {
+	cfg     *DatasetConfig
+	plan    *plan
+	spine   *spine
+	values  [][]features.Value
+	buckets int
+	seed    maphash.Seed
+	refused int64 // events a view could not apply
+}
+
+// ref is one spine row of an entity: its time and row.
+type ref struct {
+	t   int64
+	row int
+}
+
+func (b *builder) bucketOf(key string) int {
+	if b.buckets == 1 {
+		return 0
+	}
+	return int(maphash.String(b.seed, key) % uint64(b.buckets))
+}
+
+func (b *builder) run(ctx context.Context, files map[string][]string) (int64, error) {
+	// The spine rows of each entity, by bucket and key.
+	refs := make([][]map[string][]ref, len(b.plan.entities)) // entity → bucket → key → rows
+	var key []byte
+	vals := make([]features.Value, 0, 4)
+	for e, ej := range b.plan.entities {
+		refs[e] = make([]map[string][]ref, b.buckets)
+		for i := range refs[e] {
+			refs[e][i] = map[string][]ref{}
+		}
+		for row, r := range b.spine.rows {
+			vals = vals[:0]
+			for _, c := range ej.keyCols {
+				vals = append(vals, r[c])
+			}
+			key, _ = online.AppendEntityKey(key[:0], vals...)
+			k := string(key)
+			m := refs[e][b.bucketOf(k)]
+			m[k] = append(m[k], ref{t: b.spine.times[row], row: row})
+		}
+	}
+
+	// One pass over the event log: each event an entity's spine rows need
+	// goes to that entity's bucket.
+	spills := make([][]*spillBucket, len(b.plan.entities))
+	for e := range spills {
+		spills[e] = make([]*spillBucket, b.buckets)
+		for i := range spills[e] {
+			sb, err := newSpillBucket(b.cfg.TempDir, b.buckets > 1)
+			if err != nil {
+				return 0, err
+			}
+			defer sb.remove()
+			spills[e][i] = sb
+		}
+	}
+	var total int64
+	for src, fs := range files {
+		n, err := b.readLog(ctx, src, fs, refs, spills)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
+
+	// Each bucket: apply its events per entity in time order, evaluating at
+	// each spine time.
+	b.cfg.Progress.Step("computing features", int64(len(b.spine.rows)*len(b.plan.entities)))
+	for e, ej := range b.plan.entities {
+		for i := range b.buckets {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			evs, err := spills[e][i].events(b.plan, ej)
+			if err != nil {
+				return 0, err
+			}
+			if err := b.compute(ej, refs[e][i], evs); err != nil {
+				return 0, err
+			}
+			spills[e][i].remove()
+		}
+	}
+	return total, nil
+}
+
+// readLog reads a source's event log files and routes each event.
+func (b *builder) readLog(ctx context.Context, source string, files []string, refs [][]map[string][]ref, spills [][]*spillBucket) (int64, error) {
+	src := b.cfg.Definitions.Source(source)
+	b.cfg.Progress.Step("reading events/"+source, int64(len(files)))
+	var n int64
+	var key, enc []byte
+	vals := make([]features.Value, 0, 4)
+	var ev features.Event
+	for _, path := range files {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		cols, rows, _, err := offline.ReadFile(path)
+		if err != nil {
+			return n, err
+		}
+		m, err := newEventMapping(src, cols)
+		if err != nil {
+			return n, fmt.Errorf("%s: %w", path, err)
+		}
+		for _, row := range rows {
+			m.event(row, &ev)
+			n++
+			enc = enc[:0]
+			for e, ej := range b.plan.entities {
+				vj := ej.sourceView(source)
+				if vj == nil {
+					continue
+				}
+				vals = vals[:0]
+				for _, f := range vj.keyIdx {
+					vals = append(vals, ev.Fields[f])
+				}
+				var ok bool
+				key, ok = online.AppendEntityKey(key[:0], vals...)
+				if !ok {
+					continue
+				}
+				bi := b.bucketOf(string(key))
+				if _, wanted := refs[e][bi][string(key)]; !wanted {
+					continue // no spine row of this entity
+				}
+				if len(enc) == 0 {
+					enc = binary.AppendVarint(enc, int64(ev.Partition))
+					enc = binary.AppendVarint(enc, ev.Offset)
+					enc = src.AppendEvent(enc, &ev)
+				}
+				if err := spills[e][bi].add(source, enc); err != nil {
+					return n, err
+				}
+			}
+		}
+		b.cfg.Progress.Add(1)
+	}
+	return n, nil
+}
+
+// sourceView returns a view of the entity that reads source, or nil: its
+// join keys locate the entity in the source's events.
+func (ej *entityJob) sourceView(source string) *viewJob {
+	for _, vj := range ej.views {
+		if vj.source.Name == source {
+			return vj
+		}
+	}
+	return nil
+}
+
+// eventMapping reads event log rows into events of a source.
+type eventMapping struct {
+	fields                  []int // per source field, the log column, or -1
+	time, partition, offset int
+}
+
+func newEventMapping(src *features.Source, cols []offline.Column) (*eventMapping, error) {
+	m := &eventMapping{fields: make([]int, len(src.Schema)), time: index(cols, offline.ColEventTime),
+		partition: index(cols, offline.ColPartition), offset: index(cols, offline.ColOffset)}
+	if m.time < 0 || m.partition < 0 || m.offset < 0 {
+		return nil, errors.New("not an event log file: it lacks _event_time, _partition or _offset")
+	}
+	for i, f := range src.Schema {
+		m.fields[i] = index(cols, f.Name)
+		if j := m.fields[i]; j >= 0 && cols[j].Type != f.Type {
+			return nil, fmt.Errorf("column %s is %s, the schema says %s", f.Name, cols[j].Type, f.Type)
+		}
+	}
+	return m, nil
+}
+
+func (m *eventMapping) event(row []features.Value, ev *features.Event) {
+	ev.Time, ev.Partition, ev.Offset = row[m.time].Int(), int32(row[m.partition].Int()), row[m.offset].Int()
+	ev.Fields = ev.Fields[:0]
+	for _, j := range m.fields {
+		if j < 0 {
+			ev.Fields = append(ev.Fields, features.Null)
+		} else {
+			ev.Fields = append(ev.Fields, row[j])
+		}
+	}
+}
+
+// sourcedEvent is an event and the source it came from.
+type sourcedEvent struct {
+	source string
+	ev     features.Event
+}
+
+// compute applies each entity's events in order, evaluating its views at
+// each of its spine rows' times.
+func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][]sourcedEvent) error {
+	out := make([][]features.Value, len(ej.views))
+	for i, vj := range ej.views {
+		out[i] = make([]features.Value, len(vj.view.Features))
+	}
+	states := make([]*features.State, len(ej.views))
+	for key, rs := range refs {
+		slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
+		es := evs[key]
+		slices.SortFunc(es, func(a, b sourcedEvent) int {
+			return cmp.Or(cmp.Compare(a.ev.Time, b.ev.Time), cmp.Compare(a.ev.Partition, b.ev.Partition), cmp.Compare(a.ev.Offset, b.ev.Offset))
+		})
+		for i, vj := range ej.views {
+			states[i] = vj.engine.NewState()
+		}
+		next := 0
+		for ri, r := range rs {
+			for ; next < len(es) && (es[next].ev.Time < r.t || b.cfg.Inclusive && es[next].ev.Time == r.t); next++ {
+				for i, vj := range ej.views {
+					if vj.source.Name != es[next].source {
+						continue
+					}
+					// An event a view cannot apply (its filter fails on a
+					// null, say) changes nothing, as in ingest.
+					if _, err := vj.engine.Apply(states[i], &es[next].ev); err != nil {
+						b.refused++
+					}
+				}
+			}
+			// Rows at one time share one evaluation: the same events
+			// precede them.
+			if ri == 0 || rs[ri-1].t != r.t {
+				for i, vj := range ej.views {
+					if err := vj.engine.Evaluate(states[i], r.t, out[i]); err != nil {
+						return err
+					}
+				}
+			}
+			for i, vj := range ej.views {
+				for f, o := range vj.outputs {
+					if o >= 0 {
+						b.values[r.row][o] = out[i][f]
+					}
+				}
+			}
+		}
+		b.cfg.Progress.Add(int64(len(rs)))
+	}
+	return nil
+}
+
+// spillBucket holds the encoded events of one entity bucket: in memory when
+// there is one bucket, else in a temporary file.
+type spillBucket struct {
+	f   *os.File
+	w   *bufio.Writer
+	mem []byte
+}
+
+func newSpillBucket(dir string, toDisk bool) (*spillBucket, error) {
+	if !toDisk {
+		return &spillBucket{}, nil
+	}
+	f, err := os.CreateTemp(dir, "quiver-backfill-*.spill")
+	if err != nil {
+		return nil, fmt.Errorf("spill events: %w", err)
+	}
+	return &spillBucket{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// add appends one encoded event of a source: the source name and the event,
+// each length-prefixed.
+func (s *spillBucket) add(source string, enc []byte) error {
+	var hdr [2 * binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(source)))
+	n += binary.PutUvarint(hdr[n:], uint64(len(enc)))
+	if s.f == nil {
+		s.mem = append(append(append(s.mem, hdr[:n]...), source...), enc...)
+		return nil
+	}
+	s.w.Write(hdr[:n])
+	s.w.WriteString(source)
+	if _, err := s.w.Write(enc); err != nil {
+		return fmt.Errorf("spill events: %w", err)
+	}
+	return nil
+}
+
+// events reads the bucket's events back, grouped by entity key.
+func (s *spillBucket) events(p *plan, ej *entityJob) (map[string][]sourcedEvent, error) {
+	data := s.mem
+	if s.f != nil {
+		if err := s.w.Flush(); err != nil {
+			return nil, fmt.Errorf("spill events: %w", err)
+		}
+		if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		var err error
+		if data, err = io.ReadAll(s.f); err != nil {
+			return nil, fmt.Errorf("read spilled events: %w", err)
+		}
+	}
+	out := map[string][]sourcedEvent{}
+	var key []byte
+	vals := make([]features.Value, 0, 4)
+	for len(data) > 0 {
+		ls, k1 := binary.Uvarint(data)
+		le, k2 := binary.Uvarint(data[k1:])
+		data = data[k1+k2:]
+		source := string(data[:ls])
+		enc := data[ls : ls+le]
+		data = data[ls+le:]
+		part, k3 := binary.Varint(enc)
+		off, k4 := binary.Varint(enc[k3:])
+		vj := ej.sourceView(source)
+		var ev features.Event
+		if err := vj.source.DecodeEvent(enc[k3+k4:], &ev); err != nil {
+			return nil, fmt.Errorf("read spilled events: %w", err)
+		}
+		ev.Partition, ev.Offset = int32(part), off
+		vals = vals[:0]
+		for _, f := range vj.keyIdx {
+			vals = append(vals, ev.Fields[f])
+		}
+		key, _ = online.AppendEntityKey(key[:0], vals...)
+		out[string(key)] = append(out[string(key)], sourcedEvent{source: source, ev: ev})
+	}
+	return out, nil
+}
+
+func (s *spillBucket) remove() {
+	s.mem = nil
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+		s.f = nil
+	}
+}

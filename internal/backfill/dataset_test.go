@@ -1,0 +1,274 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/backfill"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// randomDefinitions returns definitions with one source and a few random
+// views of a user entity: random aggregations, windows and granularities,
+// sometimes a filter.
+func randomDefinitions(t *testing.T, rng *rand.Rand) *features.Definitions {
+	aggs := []string{"count", "sum", "avg", "min", "max", "stddev", "count_distinct", "last"}
+	fields := map[string][]string{
+		"count": {""}, "sum": {"amount", "n"}, "avg": {"amount", "n"}, "stddev": {"amount"},
+		"min": {"amount", "n", "ts"}, "max": {"amount", "n"}, "count_distinct": {"cat", "n"}, "last": {"cat", "amount", "flag", "ts"},
+	}
+	windows := []string{"", "1m", "10m", "1h", "6h", "24h"}
+	var b strings.Builder
+	b.WriteString(`project: parity
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: events, topic: events, format: json, event_time: ts, allowed_lateness: 1h,
+     schema: {user_id: string, amount: float, n: int, cat: string, flag: bool, ts: timestamp}}
+feature_views:
+`)
+	for v := range 1 + rng.IntN(3) {
+		fmt.Fprintf(&b, "  - name: v%d\n    version: 1\n    entity: user\n    source: events\n", v)
+		if rng.IntN(3) == 0 {
+			b.WriteString("    filter: \"e.amount > 10.0\"\n")
+		}
+		b.WriteString("    features:\n")
+		for f := range 1 + rng.IntN(5) {
+			agg := aggs[rng.IntN(len(aggs))]
+			fmt.Fprintf(&b, "      - {name: f%d, agg: %s", f, agg)
+			if field := fields[agg][rng.IntN(len(fields[agg]))]; field != "" {
+				fmt.Fprintf(&b, ", field: %s", field)
+			}
+			if w := windows[rng.IntN(len(windows))]; w != "" {
+				fmt.Fprintf(&b, ", window: %s", w)
+				if w == "24h" && rng.IntN(2) == 0 {
+					b.WriteString(", granularity: 1h")
+				}
+			}
+			b.WriteString("}\n")
+		}
+	}
+	defs, err := features.Parse("parity.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	return defs
+}
+
+type testEvent struct {
+	ev   features.Event
+	user string
+}
+
+// writeEvents writes n random events of 8 users over two days to the
+// offline event log, as ingest does: in batches per partition, in arrival
+// order, some out of order. It returns them in arrival order.
+func writeEvents(t *testing.T, rng *rand.Rand, defs *features.Definitions, dir *offline.Dir, start time.Time, n int) []testEvent {
+	src := defs.Source("events")
+	cols := make([]offline.Column, 0, len(src.Schema)+4)
+	for _, f := range src.Schema {
+		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
+	}
+	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
+		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	var out []testEvent
+	batches := map[int32]*offline.Batch{}
+	offsets := map[int32]int64{}
+	at := start
+	for i := range n {
+		at = at.Add(time.Duration(rng.IntN(90)) * time.Second)
+		te := at.Add(-time.Duration(rng.IntN(3)) * time.Duration(rng.IntN(20)) * time.Minute) // out of order, within lateness
+		user := fmt.Sprintf("u%d", rng.IntN(8))
+		p := int32(rng.IntN(2))
+		ev := features.Event{Time: te.UnixMilli(), Partition: p, Offset: offsets[p], Fields: make([]features.Value, len(src.Schema))}
+		offsets[p]++
+		for j, f := range src.Schema {
+			switch f.Name {
+			case "user_id":
+				ev.Fields[j] = features.String(user)
+			case "amount":
+				if rng.IntN(10) > 0 {
+					ev.Fields[j] = features.Float(float64(rng.IntN(10000)) / 100)
+				}
+			case "n":
+				ev.Fields[j] = features.Int(int64(rng.IntN(7) - 3))
+			case "cat":
+				if rng.IntN(8) > 0 {
+					ev.Fields[j] = features.String(fmt.Sprintf("c%d", rng.IntN(5+i%50)))
+				}
+			case "flag":
+				ev.Fields[j] = features.Bool(rng.IntN(2) == 0)
+			case "ts":
+				ev.Fields[j] = features.Timestamp(te.UnixMilli())
+			}
+		}
+		out = append(out, testEvent{ev: ev, user: user})
+		b := batches[p]
+		if b == nil {
+			b = &offline.Batch{Dir: "events/events", Columns: cols, TimeColumn: len(src.Schema), Stream: fmt.Sprintf("events/%d", p), FirstOffset: ev.Offset}
+			batches[p] = b
+		}
+		b.Rows = append(b.Rows, append(append([]features.Value(nil), ev.Fields...),
+			features.Timestamp(ev.Time), features.String("events"), features.Int(int64(p)), features.Int(ev.Offset)))
+		b.LastOffset = ev.Offset
+		if len(b.Rows) >= 40+rng.IntN(40) || i == n-1 {
+			if err := dir.WriteBatch(context.Background(), *b); err != nil {
+				t.Fatal(err)
+			}
+			delete(batches, p)
+		}
+	}
+	for _, b := range batches {
+		if err := dir.WriteBatch(context.Background(), *b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// online is what serve answers at t for user when the entity's state holds
+// exactly the events before t (at or before, inclusive), applied in arrival
+// order: the engine, as ingest runs it.
+func online(t *testing.T, defs *features.Definitions, v *features.View, events []testEvent, user string, at int64, inclusive bool) []features.Value {
+	eng, err := features.NewEngine(defs, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := eng.NewState()
+	for _, e := range events {
+		if e.user == user && (e.ev.Time < at || inclusive && e.ev.Time == at) {
+			eng.Apply(st, &e.ev) // an event the filter fails on changes nothing
+
+		}
+	}
+	out := make([]features.Value, len(v.Features))
+	if err := eng.Evaluate(st, at, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDatasetMatchesOnline is the online/offline parity test: random
+// definitions and events, random spine times (some exactly at events, some
+// of entities without events), and every dataset value equals the engine's
+// online value at the spine time with the same events, exclusive and
+// inclusive, in one bucket and spilled over many.
+func TestDatasetMatchesOnline(t *testing.T) {
+	cases := 12
+	if testing.Short() {
+		cases = 3
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("QUIVER_PROPERTY_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (QUIVER_PROPERTY_SEED reruns it)", seed)
+	for c := range cases {
+		rng := rand.New(rand.NewPCG(seed, uint64(c)))
+		defs := randomDefinitions(t, rng)
+		dir := t.TempDir()
+		off, err := offline.NewDir(filepath.Join(dir, "offline"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC) // the log spans dates
+		events := writeEvents(t, rng, defs, off, start, 300+rng.IntN(500))
+
+		// The spine: times at events and between them, users with and
+		// without events, in random order.
+		spine := filepath.Join(dir, "spine.csv")
+		var rows [][]string
+		for range 60 {
+			user := fmt.Sprintf("u%d", rng.IntN(10))
+			var at int64
+			if rng.IntN(3) == 0 {
+				at = events[rng.IntN(len(events))].ev.Time
+			} else {
+				at = start.Add(time.Duration(rng.Int64N(int64(30 * time.Hour)))).UnixMilli()
+			}
+			ts := strconv.FormatInt(at, 10)
+			if rng.IntN(2) == 0 {
+				ts = time.UnixMilli(at).UTC().Format(time.RFC3339Nano)
+			}
+			rows = append(rows, []string{user, ts, strconv.Itoa(rng.IntN(2))})
+		}
+		writeCSV(t, spine, []string{"user_id", "label_time", "label"}, rows)
+
+		var refs []string
+		for _, v := range defs.Views {
+			for _, f := range v.Features {
+				refs = append(refs, v.Ref()+":"+f.Name)
+			}
+		}
+		for _, mode := range []struct {
+			inclusive bool
+			memory    int64
+		}{{false, 0}, {true, 0}, {false, 64 << 10}} {
+			out := filepath.Join(dir, fmt.Sprintf("out-%v-%d.parquet", mode.inclusive, mode.memory))
+			sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{
+				Definitions: defs, Offline: off, Spine: spine, TimestampColumn: "label_time",
+				Features: refs, Out: out, Inclusive: mode.inclusive, MemoryLimit: mode.memory, TempDir: dir,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode.memory > 0 && sum.Buckets < 2 {
+				t.Fatalf("a 64 KiB memory limit used %d bucket", sum.Buckets)
+			}
+			cols, got, _, err := offline.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(rows) {
+				t.Fatalf("%d rows, want the spine's %d", len(got), len(rows))
+			}
+			for r, row := range got {
+				if row[0].Str() != rows[r][0] || fmt.Sprint(row[2].Int()) != rows[r][2] {
+					t.Fatalf("row %d is %v, the spine's is %v: the spine's order or values are lost", r, row[:3], rows[r])
+				}
+				at, _ := strconv.ParseInt(rows[r][1], 10, 64)
+				if tm, err := time.Parse(time.RFC3339Nano, rows[r][1]); err == nil {
+					at = tm.UnixMilli()
+				}
+				col := 3
+				for _, v := range defs.Views {
+					want := online(t, defs, v, events, rows[r][0], at, mode.inclusive)
+					for i, f := range v.Features {
+						if cols[col].Name != v.Name+"__"+f.Name {
+							t.Fatalf("column %d is %s, want %s", col, cols[col].Name, v.Name+"__"+f.Name)
+						}
+						if !row[col].Equal(want[i]) && !(row[col].Type() == features.TypeFloat && want[i].Type() == features.TypeInt && row[col].Float() == float64(want[i].Int())) {
+							t.Errorf("case %d (inclusive %v, memory %d) row %d (%s at %d): %s = %v, online %v",
+								c, mode.inclusive, mode.memory, r, rows[r][0], at, cols[col].Name, row[col], want[i])
+						}
+						col++
+					}
+				}
+			}
+			if t.Failed() {
+				t.FailNow()
+			}
+		}
+	}
+}
+
+func writeCSV(t *testing.T, path string, header []string, rows [][]string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := csv.NewWriter(f)
+	w.Write(header)
+	w.WriteAll(rows)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,262 @@
+package backfill
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// spine is the input of a dataset: rows of labelled entities at times, in
+// the order they are to be written.
+type spine struct {
+	path  string
+	cols  []offline.Column
+	rows  [][]features.Value
+	times []int64 // per row, epoch ms: the timestamp column's values
+}
+
+// SpineError is a problem with the spine file, naming the file and, where
+// there is one, the row (1-based, the header of a CSV being row 1).
+type SpineError struct {
+	File string
+	Row  int
+	Err  error
+}
+
+func (e *SpineError) Error() string {
+	if e.Row > 0 {
+		return fmt.Sprintf("spine %s: row %d: %v", e.File, e.Row, e.Err)
+	}
+	return fmt.Sprintf("spine %s: %v", e.File, e.Err)
+}
+
+func (e *SpineError) Unwrap() error { return e.Err }
+
+// readSpine reads a CSV or Parquet spine (by extension). keys are the join
+// keys the features need, with their types; tsCol is the timestamp column.
+func readSpine(path, tsCol string, keys map[string]features.Type) (*spine, error) {
+	var s *spine
+	var err error
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".csv":
+		s, err = readCSV(path, keys)
+	case ".parquet":
+		s, err = readParquet(path, keys)
+	default:
+		return nil, &SpineError{File: path, Err: errors.New("want a .csv or .parquet file")}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.path = path
+	return s, s.check(path, tsCol, keys)
+}
+
+// check finds the timestamp column, converts it to times, and checks that
+// every join key is a column of its type with no nulls.
+func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
+	var problems []string
+	ts := -1
+	for j, c := range s.cols {
+		if c.Name == tsCol {
+			ts = j
+		}
+	}
+	if ts < 0 {
+		problems = append(problems, fmt.Sprintf("no timestamp column %q (columns: %s)", tsCol, names(s.cols)))
+	}
+	for k, t := range keys {
+		j := index(s.cols, k)
+		switch {
+		case j < 0:
+			problems = append(problems, fmt.Sprintf("no column %q: the features' entities need it as a join key", k))
+		case s.cols[j].Type != t:
+			problems = append(problems, fmt.Sprintf("join key column %q is %s, want %s", k, s.cols[j].Type, t))
+		}
+	}
+	if len(problems) > 0 {
+		return &SpineError{File: path, Err: errors.New(strings.Join(problems, "; "))}
+	}
+	s.times = make([]int64, len(s.rows))
+	for i, row := range s.rows {
+		t, err := timestamp(row[ts])
+		if err != nil {
+			return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("column %q: %w", tsCol, err)}
+		}
+		s.times[i] = t
+		for k := range keys {
+			if row[index(s.cols, k)].IsNull() {
+				return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("join key %q is empty", k)}
+			}
+		}
+	}
+	return nil
+}
+
+// headerRows is how many rows come before the first data row in the file.
+func (s *spine) headerRows(path string) int {
+	if strings.EqualFold(filepath.Ext(path), ".csv") {
+		return 1
+	}
+	return 0
+}
+
+// timestamp reads a spine time: a timestamp, an RFC 3339 string, or an
+// integer of epoch milliseconds.
+func timestamp(v features.Value) (int64, error) {
+	switch v.Type() {
+	case features.TypeTimestamp, features.TypeInt:
+		return v.Int(), nil
+	case features.TypeString:
+		if ms, err := strconv.ParseInt(v.Str(), 10, 64); err == nil {
+			return ms, nil
+		}
+		t, err := time.Parse(time.RFC3339Nano, v.Str())
+		if err != nil {
+			return 0, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", v.Str())
+		}
+		return t.UnixMilli(), nil
+	case features.TypeNull:
+		return 0, errors.New("no timestamp")
+	}
+	return 0, fmt.Errorf("a %s is not a timestamp", v.Type())
+}
+
+func readParquet(path string, keys map[string]features.Type) (*spine, error) {
+	cols, rows, _, err := offline.ReadFile(path)
+	if err != nil {
+		return nil, &SpineError{File: path, Err: err}
+	}
+	return &spine{cols: cols, rows: rows}, nil
+}
+
+// readCSV reads a CSV spine with a header. Join keys take their key's type;
+// every other column is an int, a float or a string, whichever all its
+// values parse as; empty cells are null.
+func readCSV(path string, keys map[string]features.Type) (*spine, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &SpineError{File: path, Err: err}
+	}
+	defer f.Close()
+	r := csv.NewReader(f)
+	r.ReuseRecord = true
+	header, err := r.Read()
+	if err != nil {
+		return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("no header: %w", err)}
+	}
+	s := &spine{cols: make([]offline.Column, len(header))}
+	seen := map[string]bool{}
+	for j, h := range header {
+		if h == "" || seen[h] {
+			return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
+		}
+		seen[h] = true
+		s.cols[j] = offline.Column{Name: h, Type: features.TypeNull}
+	}
+	var cells [][]string
+	for line := 2; ; line++ {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, &SpineError{File: path, Row: line, Err: err}
+		}
+		row := make([]string, len(rec))
+		copy(row, rec)
+		cells = append(cells, row)
+	}
+	for j, c := range s.cols {
+		if t, ok := keys[c.Name]; ok {
+			s.cols[j].Type = t
+		} else {
+			s.cols[j].Type = inferType(cells, j)
+		}
+	}
+	s.rows = make([][]features.Value, len(cells))
+	for i, rec := range cells {
+		row := make([]features.Value, len(rec))
+		for j, cell := range rec {
+			v, err := parseCell(cell, s.cols[j].Type)
+			if err != nil {
+				return nil, &SpineError{File: path, Row: i + 2, Err: fmt.Errorf("column %q: %w", s.cols[j].Name, err)}
+			}
+			row[j] = v
+		}
+		s.rows[i] = row
+	}
+	return s, nil
+}
+
+func inferType(cells [][]string, j int) features.Type {
+	isInt, isFloat, any := true, true, false
+	for _, rec := range cells {
+		c := rec[j]
+		if c == "" {
+			continue
+		}
+		any = true
+		if _, err := strconv.ParseInt(c, 10, 64); err != nil {
+			isInt = false
+		}
+		if f, err := strconv.ParseFloat(c, 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			isFloat = false
+		}
+	}
+	switch {
+	case any && isInt:
+		return features.TypeInt
+	case any && isFloat:
+		return features.TypeFloat
+	}
+	return features.TypeString
+}
+
+func parseCell(c string, t features.Type) (features.Value, error) {
+	if c == "" {
+		return features.Null, nil
+	}
+	switch t {
+	case features.TypeInt:
+		i, err := strconv.ParseInt(c, 10, 64)
+		if err != nil {
+			return features.Null, fmt.Errorf("%q is not an integer", c)
+		}
+		return features.Int(i), nil
+	case features.TypeFloat:
+		f, err := strconv.ParseFloat(c, 64)
+		if err != nil {
+			return features.Null, fmt.Errorf("%q is not a number", c)
+		}
+		return features.Float(f), nil
+	}
+	return features.String(c), nil
+}
+
+func index(cols []offline.Column, name string) int {
+	for j, c := range cols {
+		if c.Name == name {
+			return j
+		}
+	}
+	return -1
+}
+
+func names(cols []offline.Column) string {
+	var ns []string
+	for _, c := range cols {
+		ns = append(ns, c.Name)
+	}
+	return strings.Join(ns, ", ")
+}
