@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/ingest", "./cmd/localkafka", "./cmd/serve", "./examples/fraud/generate")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/ingest", "./cmd/localkafka", "./cmd/serve", "./cmd/backfill", "./examples/fraud/generate")
 	build.Dir = "../.."
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
