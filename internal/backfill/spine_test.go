@@ -1,0 +1,102 @@
+package backfill_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/backfill"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// TestBadSpine: a spine the dataset cannot use is refused with an error
+// naming the file and, where there is one, the row.
+func TestBadSpine(t *testing.T) {
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, csv, features, want string
+	}{
+		{"no timestamp column", "user_id,when\nu1,2026-11-20T00:00:00Z\n", "user_txn@1:txn_count_1h",
+			`spine.csv: no timestamp column "ts" (columns: user_id, when)`},
+		{"missing join key", "ts,label\n2026-11-20T00:00:00Z,1\n", "user_txn@1:txn_count_1h,merchant_txn@1:users_24h",
+			`no column "merchant_id": the features' entities need it as a join key`},
+		{"unparseable time", "user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,yesterday\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 3: column "ts": "yesterday" is not an RFC 3339 time or epoch milliseconds`},
+		{"empty join key", "user_id,ts\nu1,1\n,2\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 3: join key "user_id" is empty`},
+		{"ragged row", "user_id,ts\nu1,1,extra\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 2: record on line 2: wrong number of fields`},
+		{"repeated column", "user_id,ts,ts\nu1,1,2\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 1: column 3: empty or repeated name "ts"`},
+		{"column named like a feature", "user_id,ts,user_txn__txn_count_1h\nu1,1,2\n", "user_txn@1:txn_count_1h",
+			`column "user_txn__txn_count_1h" is also the name of a requested feature`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			spine := filepath.Join(dir, "spine.csv")
+			if err := os.WriteFile(spine, []byte(c.csv), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{
+				Definitions: defs, Offline: off, Spine: spine, TimestampColumn: "ts",
+				Features: strings.Split(c.features, ","), Out: filepath.Join(dir, "out.parquet"),
+			})
+			var se *backfill.SpineError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v\nwant a SpineError containing %q", err, c.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out.parquet")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("an output was written: %v", err)
+			}
+		})
+	}
+}
+
+func TestBadRequest(t *testing.T) {
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "spine.csv")
+	os.WriteFile(spine, []byte("user_id,ts\nu1,1\n"), 0o644)
+	for _, c := range []struct {
+		name     string
+		cfg      backfill.DatasetConfig
+		want     string
+		sentinel error
+	}{
+		{"unknown features, all listed", backfill.DatasetConfig{Features: []string{"user_txn@1:nope", "ghost:x"}},
+			"user_txn@1:nope: view user_txn@1 has no feature nope; features: unknown feature: ghost:x: no view ghost", features.ErrUnknownFeature},
+		{"unknown service", backfill.DatasetConfig{Service: "nope"}, `unknown feature service "nope"`, nil},
+		{"both", backfill.DatasetConfig{Service: "fraud_v1", Features: []string{"user_txn:txn_count_1h"}}, "give --features or --feature-service (one of them)", nil},
+		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.csv"}, `--out "out.csv": want a .parquet file`, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.Definitions, cfg.Offline, cfg.Spine, cfg.TimestampColumn = defs, off, spine, "ts"
+			if cfg.Out == "" {
+				cfg.Out = filepath.Join(dir, "out.parquet")
+			}
+			_, err := backfill.Dataset(context.Background(), cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) || c.sentinel != nil && !errors.Is(err, c.sentinel) {
+				t.Fatalf("got %v\nwant an error containing %q", err, c.want)
+			}
+		})
+	}
+}
