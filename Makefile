@@ -42,6 +42,11 @@ test-short: ## quick tests: fewer property-test cases, no end-to-end runs
 bench: ## run the benchmarks (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
+.PHONY: bench-backfill
+bench-backfill: ## the backfill benchmark at full size: 10M events, 1M spine rows, peak memory (minutes)
+	QUIVER_BENCH_EVENTS=10000000 QUIVER_BENCH_SPINE_ROWS=1000000 /usr/bin/time -v \
+		$(GO) test ./internal/backfill -run '^$$' -bench BenchmarkDataset -benchtime 1x -timeout 60m
+
 .PHONY: fuzz
 fuzz: ## fuzz each decoder of outside bytes for FUZZTIME (default 30s) each
 	$(GO) test ./features -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(or $(FUZZTIME),30s)

@@ -1,0 +1,142 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quiver-ml/quiver/examples/fraud/fraudgen"
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/backfill"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// benchEvents and benchSpineRows size BenchmarkDataset; the issue's full
+// run (10M events, 1M rows) is `make bench-backfill`.
+var (
+	benchEvents    = envInt("QUIVER_BENCH_EVENTS", 1_000_000)
+	benchSpineRows = envInt("QUIVER_BENCH_SPINE_ROWS", 100_000)
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// benchStore writes benchEvents fraudgen transactions (1,000 users, 200
+// merchants, a week) to an offline event log as ingest would, in 50,000-row
+// batches over 4 partitions, and a CSV spine of benchSpineRows labelled
+// rows at random times of random transactions' users and merchants. It is
+// built once per test binary.
+var benchStore = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "quiver-backfill-bench-")
+	if err != nil {
+		return "", err
+	}
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		return "", err
+	}
+	off, err := offline.NewDir(filepath.Join(dir, "offline"))
+	if err != nil {
+		return "", err
+	}
+	src := defs.Source("transactions")
+	var cols []offline.Column
+	for _, f := range src.Schema {
+		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
+	}
+	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
+		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	week := 7 * 24 * time.Hour
+	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	g, err := fraudgen.New(fraudgen.Config{Seed: 1, Users: 1000, Merchants: 200, Start: start, Rate: float64(benchEvents) / week.Seconds()})
+	if err != nil {
+		return "", err
+	}
+	type key struct{ user, merchant string }
+	var keys []key
+	batches := make([]*offline.Batch, 4)
+	var ev features.Event
+	for i := range benchEvents {
+		e := g.Next()
+		if err := src.DecodeJSON(e.JSON(), &ev); err != nil {
+			return "", err
+		}
+		p := i % 4
+		b := batches[p]
+		if b == nil {
+			b = &offline.Batch{Dir: "events/transactions", Columns: cols, TimeColumn: len(src.Schema), Stream: fmt.Sprintf("transactions/%d", p), FirstOffset: int64(i / 4)}
+			batches[p] = b
+		}
+		b.Rows = append(b.Rows, append(append([]features.Value(nil), ev.Fields...),
+			features.Timestamp(ev.Time), features.String("transactions"), features.Int(int64(p)), features.Int(int64(i/4))))
+		b.LastOffset = int64(i / 4)
+		if len(b.Rows) == 50_000 || i >= benchEvents-4 {
+			if err := off.WriteBatch(context.Background(), *b); err != nil {
+				return "", err
+			}
+			batches[p] = nil
+		}
+		if i%(benchEvents/1000+1) == 0 {
+			keys = append(keys, key{e.UserID, e.MerchantID})
+		}
+	}
+	f, err := os.Create(filepath.Join(dir, "spine.csv"))
+	if err != nil {
+		return "", err
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"user_id", "merchant_id", "ts", "amount", "is_fraud"})
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range benchSpineRows {
+		k := keys[rng.IntN(len(keys))]
+		at := start.Add(time.Duration(rng.Int64N(int64(week))))
+		w.Write([]string{k.user, k.merchant, strconv.FormatInt(at.UnixMilli(), 10), strconv.Itoa(rng.IntN(500)), strconv.Itoa(rng.IntN(2))})
+	}
+	w.Flush()
+	return dir, f.Close()
+})
+
+// BenchmarkDataset builds the fraud_v1 training set for the benchmark spine
+// from the benchmark event log; it reports spine rows and events per second.
+func BenchmarkDataset(b *testing.B) {
+	dir, err := benchStore()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	off, err := offline.NewDir(filepath.Join(dir, "offline"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, limit := range []int64{1 << 30, 256 << 20} {
+		b.Run(fmt.Sprintf("memory-limit=%dMiB", limit>>20), func(b *testing.B) {
+			var sum backfill.Summary
+			for b.Loop() {
+				sum, err = backfill.Dataset(context.Background(), backfill.DatasetConfig{
+					Definitions: defs, Offline: off, Spine: filepath.Join(dir, "spine.csv"), TimestampColumn: "ts",
+					Service: "fraud_v1", Out: filepath.Join(b.TempDir(), "train.parquet"), MemoryLimit: limit, TempDir: b.TempDir(),
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(sum.Rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			b.ReportMetric(float64(sum.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(sum.Buckets), "buckets")
+		})
+	}
+}
