@@ -1,5 +1,5 @@
 // Command backfill makes the offline store useful: point-in-time-correct
-// training sets (dataset).
+// training sets (dataset) and compaction of the logs (compact).
 package main
 
 import (
@@ -19,14 +19,16 @@ import (
 
 	"github.com/quiver-ml/quiver/internal/backfill"
 	"github.com/quiver-ml/quiver/internal/cli"
+	"github.com/quiver-ml/quiver/store/offline"
 )
 
 const usage = `backfill builds training sets from the offline event log.
 
 Usage:
   backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive]
+  backfill compact [--target-size 128MiB] [--grace 1h]
 
-Run "backfill dataset -h" for its flags.`
+Run "backfill SUBCOMMAND -h" for its flags.`
 
 func main() { cli.Exit(run(os.Args[1:])) }
 
@@ -41,8 +43,10 @@ func run(args []string) error {
 	switch args[0] {
 	case "dataset":
 		return dataset(args[1:])
+	case "compact":
+		return compact(args[1:])
 	}
-	return fmt.Errorf("unknown subcommand %q (want dataset)", args[0])
+	return fmt.Errorf("unknown subcommand %q (want dataset or compact)", args[0])
 }
 
 // refs collects --features, comma-separated and repeatable.
@@ -102,6 +106,55 @@ func dataset(args []string) error {
 	}
 	log.Info("dataset written", "out", *out, "rows", sum.Rows, "events", sum.Events, "buckets", sum.Buckets,
 		"took", sum.Elapsed.Round(time.Millisecond), "rows_per_s", int(float64(sum.Rows)/sum.Elapsed.Seconds()))
+	return nil
+}
+
+func compact(args []string) error {
+	fs := flag.NewFlagSet("backfill compact", flag.ContinueOnError)
+	common := cli.AddCommon(fs)
+	target := fs.String("target-size", "128MiB", "merge smaller files of a date into files of up to about this size")
+	grace := fs.Duration("grace", time.Hour, "keep replaced files this long after their replacement appeared, for readers that listed them before")
+	fs.Usage = cli.Usage(fs, "backfill compact merges the small Parquet files of every log of the definitions; safe beside ingest and readers.")
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := common.Logger()
+	if err != nil {
+		return err
+	}
+	size, err := parseBytes(*target)
+	if err != nil {
+		return fmt.Errorf("--target-size: %w", err)
+	}
+	defs, err := common.Load()
+	if err != nil {
+		return err
+	}
+	off, err := common.OpenOffline()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var dirs []string
+	for _, s := range defs.Sources {
+		dirs = append(dirs, "events/"+s.Name)
+	}
+	for _, v := range defs.Views {
+		dirs = append(dirs, fmt.Sprintf("features/%s/v%d", v.Name, v.Version))
+	}
+	began := time.Now()
+	var total offline.CompactStats
+	for _, dir := range dirs {
+		st, err := off.Compact(ctx, dir, offline.CompactOptions{TargetBytes: size, Grace: *grace})
+		if err != nil {
+			return err
+		}
+		log.Info("compacted", "log", dir, "merged", st.Merged, "written", st.Written, "removed", st.Removed, "rows", st.Rows)
+		total.Merged, total.Written, total.Removed, total.Rows = total.Merged+st.Merged, total.Written+st.Written, total.Removed+st.Removed, total.Rows+st.Rows
+	}
+	log.Info("compaction done", "logs", len(dirs), "merged", total.Merged, "written", total.Written, "removed", total.Removed,
+		"rows", total.Rows, "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

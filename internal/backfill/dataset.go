@@ -254,7 +254,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	var logBytes int64
 	files := map[string][]string{}
 	for src := range p.sources {
-		fs, err := cfg.Offline.LogFiles("events/" + src)
+		fs, err := cfg.Offline.LogFiles(ctx, "events/"+src)
 		if err != nil {
 			return Summary{}, err
 		}

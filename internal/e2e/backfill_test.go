@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/store/offline"
 )
 
 // TestBackfillDataset: kcat → ingest writes the offline event log; the
@@ -37,9 +39,22 @@ func TestBackfillDataset(t *testing.T) {
 	startIngest(t, brokers, dataDir)
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
 	defs := loadDefs(t)
-	src := defs.Source("transactions")
 
-	// The spine: 300 valid transactions, shuffled, with a label.
+	out, spine, valid := buildDataset(t, defs, txns, dataDir)
+	checkDataset(t, defs, out, spine, valid)
+}
+
+type spineRow struct {
+	user, merchant string
+	at             int64
+	amount         float64
+}
+
+// buildDataset runs the backfill binary for fraud_v1 over a CSV spine of
+// 300 of the stream's valid transactions, shuffled, with a label; it returns
+// the output, the spine and the valid events.
+func buildDataset(t *testing.T, defs *features.Definitions, txns []ingesttest.Txn, dataDir string) (string, []spineRow, []features.Event) {
+	src := defs.Source("transactions")
 	var valid []features.Event
 	for _, x := range txns {
 		var ev features.Event
@@ -48,11 +63,6 @@ func TestBackfillDataset(t *testing.T) {
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	type spineRow struct {
-		user, merchant string
-		at             int64
-		amount         float64
-	}
 	var spine []spineRow
 	for _, i := range rng.Perm(len(valid))[:300] {
 		ev := valid[i]
@@ -79,7 +89,13 @@ func TestBackfillDataset(t *testing.T) {
 	} else if !strings.Contains(string(msg), "rows=300") {
 		t.Errorf("no summary with the row count in the output:\n%s", msg)
 	}
+	return out, spine, valid
+}
 
+// checkDataset reads a fraud_v1 dataset with Apache Arrow and checks its
+// columns, order and values against the engine over the valid events.
+func checkDataset(t *testing.T, defs *features.Definitions, out string, spine []spineRow, valid []features.Event) {
+	src := defs.Source("transactions")
 	tbl := readArrow(t, out)
 	defer tbl.Release()
 	i64, f64, str := arrow.PrimitiveTypes.Int64, arrow.PrimitiveTypes.Float64, arrow.BinaryTypes.String
@@ -168,4 +184,101 @@ func column[A arrow.Array](t *testing.T, tbl arrow.Table, i int) A {
 		t.Fatalf("column %d has %d chunks", i, len(chunks))
 	}
 	return chunks[0].(A)
+}
+
+// TestCompactBesideIngest: `backfill compact` runs again and again while
+// ingest writes the event log (in many small batches) and once more after a
+// restart of ingest; the log still holds every valid event exactly once,
+// and a dataset built over it has the engine's values.
+func TestCompactBesideIngest(t *testing.T) {
+	brokers := startBroker(t)
+	dataDir := t.TempDir()
+	in := startIngest(t, brokers, dataDir, "--max-batch", "50")
+	txns := ingesttest.Stream(6, 3000)
+	half := len(txns) / 2
+
+	ctx, stopCompacting := context.WithCancel(context.Background())
+	compacted := make(chan int)
+	go func() {
+		runs := 0
+		for ctx.Err() == nil {
+			cmd := exec.Command(filepath.Join(bin, "backfill"), "compact", "--definitions", definitions, "--data-dir", dataDir,
+				"--target-size", "256KiB", "--grace", "1ms", "--log-format", "json")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("backfill compact: %v\n%s", err, out)
+				break
+			}
+			runs++
+		}
+		compacted <- runs
+	}()
+	for i := 0; i < half; i += 100 {
+		kcatProduce(t, brokers, txns[i:min(i+100, half)])
+	}
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	// A restart: the high-water marks must survive compaction, or the
+	// restarted ingest would log events twice.
+	if err := in.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	startIngest(t, brokers, dataDir, "--max-batch", "50")
+	for i := half; i < len(txns); i += 100 {
+		kcatProduce(t, brokers, txns[i:min(i+100, len(txns))])
+	}
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	stopCompacting()
+	runs := <-compacted
+	t.Logf("%d compactions beside ingest", runs)
+
+	defs := loadDefs(t)
+	src := defs.Source("transactions")
+	valid := map[string]bool{}
+	for _, x := range txns {
+		var ev features.Event
+		if x.Valid && src.DecodeJSON([]byte(x.Value), &ev) == nil {
+			valid[ev.Fields[src.Field("txn_id")].Str()] = true
+		}
+	}
+	seen := map[string]bool{}
+	root := filepath.Join(dataDir, "offline")
+	files, err := listLog(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := 0
+	for _, f := range files {
+		if _, _, meta, err := offline.ReadFile(f); err == nil && meta[offline.MetaReplaces] != "" {
+			merged++
+		}
+	}
+	if merged == 0 {
+		t.Fatalf("none of the %d files of the log is a compacted one", len(files))
+	}
+	t.Logf("the log is %d files, %d of them compacted", len(files), merged)
+	for _, f := range files {
+		tbl := readArrow(t, f)
+		ids := column[*array.String](t, tbl, 0)
+		for i := range ids.Len() {
+			if id := ids.Value(i); seen[id] || !valid[id] {
+				t.Fatalf("%s: transaction %s repeated or not valid", f, id)
+			} else {
+				seen[id] = true
+			}
+		}
+		tbl.Release()
+	}
+	if len(seen) != len(valid) {
+		t.Fatalf("the event log holds %d transactions, want %d", len(seen), len(valid))
+	}
+	out, spine, events := buildDataset(t, defs, txns, dataDir)
+	checkDataset(t, defs, out, spine, events)
+}
+
+// listLog lists the transactions event log the way readers do.
+func listLog(root string) ([]string, error) {
+	d, err := offline.NewDir(root)
+	if err != nil {
+		return nil, err
+	}
+	return d.LogFiles(context.Background(), "events/transactions")
 }

@@ -2,7 +2,6 @@ package offline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -93,38 +92,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// LogFiles returns the paths of the Parquet files of a log directory
-// (events/<source>, features/<view>/v<version>) in every date, sorted by
-// date then name (names sort by time), without temporary files. A log with
-// no files yet has none.
-func (d *Dir) LogFiles(dir string) ([]string, error) {
-	if err := validLogDir(dir); err != nil {
-		return nil, err
-	}
-	root := filepath.Join(d.root, filepath.FromSlash(dir))
-	dates, err := os.ReadDir(root)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
-	}
-	var files []string
-	for _, date := range dates {
-		if !date.IsDir() || !strings.HasPrefix(date.Name(), "date=") {
-			continue
-		}
-		entries, err := os.ReadDir(filepath.Join(root, date.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("list %s/%s: %w", dir, date.Name(), err)
-		}
-		for _, e := range entries {
-			if n := e.Name(); e.Type().IsRegular() && strings.HasSuffix(n, ".parquet") && !strings.HasPrefix(n, ".") {
-				files = append(files, filepath.Join(root, date.Name(), n))
-			}
-		}
-	}
-	return files, nil
 }

@@ -78,6 +78,7 @@ type fileInfo struct {
 	stream      string
 	first, last int64
 	dates       string // comma-separated
+	replaces    string // a compacted file's: the names it replaces, comma-separated
 }
 
 func (f fileInfo) key() batchKey { return batchKey{f.first, f.last, f.dates} }
@@ -345,7 +346,8 @@ func readInfo(path string) (fileInfo, error) {
 	}
 	stream, ok := pf.Lookup(MetaStream)
 	if !ok || stream == "" {
-		return fileInfo{}, nil // not a batch's file
+		replaces, _ := pf.Lookup(MetaReplaces)
+		return fileInfo{replaces: replaces}, nil // not a batch's file
 	}
 	info := fileInfo{stream: stream}
 	first, _ := pf.Lookup(MetaFirstOffset)

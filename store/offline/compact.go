@@ -1,0 +1,326 @@
+package offline
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/segmentio/ksuid"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+// MetaReplaces is the key/value metadata of a compacted file: the names of
+// the files of its date partition it replaces, comma-separated. Readers
+// skip a replaced file from the moment its replacement is in place.
+const MetaReplaces = "quiver.replaces"
+
+// LogFiles returns the paths of the Parquet files of a log directory
+// (events/<source>, features/<view>/v<version>) that hold its rows: every
+// date, sorted by date then name (names sort by time), without temporary
+// files and without files a compacted file replaces. A log with no files
+// yet has none.
+func (d *Dir) LogFiles(ctx context.Context, dir string) ([]string, error) {
+	snap, err := d.snapshot(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
+		p := snap.parts[part]
+		for _, name := range slices.Sorted(maps.Keys(p)) {
+			if !snap.replaced[part][name] {
+				files = append(files, filepath.Join(d.root, filepath.FromSlash(dir), part, name))
+			}
+		}
+	}
+	return files, nil
+}
+
+// logSnapshot is a log directory's files as the index knew them at one
+// moment.
+type logSnapshot struct {
+	parts    map[string]map[string]fileInfo // date partition → name → info
+	replaced map[string]map[string]bool     // date partition → names a present compacted file replaces
+	newest   map[string]int64               // stream → last offset of its newest complete batch
+	open     map[string]map[string]bool     // date partition → files of incomplete batches
+}
+
+func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
+	if err := validLogDir(dir); err != nil {
+		return nil, err
+	}
+	ix := d.logIndex(dir)
+	ix.lock.Lock()
+	defer ix.lock.Unlock()
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if err := ix.refresh(ctx, filepath.Join(d.root, filepath.FromSlash(dir))); err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	s := &logSnapshot{parts: map[string]map[string]fileInfo{}, replaced: map[string]map[string]bool{},
+		newest: map[string]int64{}, open: map[string]map[string]bool{}}
+	for part, p := range ix.parts {
+		s.parts[part] = maps.Clone(p.files)
+		s.replaced[part] = map[string]bool{}
+		s.open[part] = map[string]bool{}
+		for _, info := range p.files {
+			if info.replaces != "" {
+				for name := range strings.SplitSeq(info.replaces, ",") {
+					s.replaced[part][name] = true
+				}
+			}
+		}
+	}
+	for stream, st := range ix.streams {
+		if st.ok {
+			s.newest[stream] = st.hwm
+		}
+		for _, have := range st.open {
+			for part, name := range have {
+				if s.open[part] != nil {
+					s.open[part][name] = true
+				}
+			}
+		}
+	}
+	return s, nil
+}
+
+// CompactOptions tune Compact.
+type CompactOptions struct {
+	// TargetBytes is the size compaction aims for: smaller files are merged
+	// into files of up to about this size. Default 128 MiB.
+	TargetBytes int64
+	// Grace is how long a replaced file stays after its replacement
+	// appeared, for readers that listed the log before. Default 1h.
+	Grace time.Duration
+}
+
+// CompactStats is what a compaction did.
+type CompactStats struct {
+	Merged  int   // files merged into others
+	Written int   // compacted files written
+	Removed int   // replaced files removed after their grace period
+	Rows    int64 // rows moved
+}
+
+// Compact merges the small files of a log directory, date by date, into
+// larger ones, safely beside a running ingest and readers:
+//
+//   - A compacted file appears atomically (written, synced, renamed) and
+//     names the files it replaces (MetaReplaces); readers listing the log
+//     with LogFiles skip them from then on, so they see every row once.
+//   - The replaced files are removed only once their replacement is older
+//     than the grace period, so a reader that listed the log before still
+//     finds them.
+//   - The newest complete batch of each stream, and the files of incomplete
+//     batches, are left in place: high-water marks, and ingest's cleanup of
+//     a crash's partial batches, work as before.
+//
+// Files are merged only with files of the same columns. Run it from one
+// process at a time per log.
+func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (CompactStats, error) {
+	if opts.TargetBytes <= 0 {
+		opts.TargetBytes = 128 << 20
+	}
+	if opts.Grace == 0 {
+		opts.Grace = time.Hour
+	}
+	var stats CompactStats
+	snap, err := d.snapshot(ctx, dir)
+	if err != nil {
+		return stats, fmt.Errorf("compact %s: %w", dir, err)
+	}
+	root := filepath.Join(d.root, filepath.FromSlash(dir))
+	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
+		if err := ctx.Err(); err != nil {
+			return stats, err
+		}
+		if err := d.compactPart(ctx, dir, root, part, snap, opts, &stats); err != nil {
+			return stats, fmt.Errorf("compact %s/%s: %w", dir, part, err)
+		}
+	}
+	return stats, nil
+}
+
+type candidate struct {
+	name string
+	size int64
+	info fileInfo
+}
+
+func (d *Dir) compactPart(ctx context.Context, dir, root, part string, snap *logSnapshot, opts CompactOptions, stats *CompactStats) error {
+	partDir := filepath.Join(root, part)
+	files := snap.parts[part]
+	// Replaced files past their grace period go.
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		info := files[name]
+		if info.replaces == "" {
+			continue
+		}
+		st, err := os.Stat(filepath.Join(partDir, name))
+		if err != nil || time.Since(st.ModTime()) < opts.Grace {
+			continue
+		}
+		for old := range strings.SplitSeq(info.replaces, ",") {
+			if _, present := files[old]; !present {
+				continue
+			}
+			if err := os.Remove(filepath.Join(partDir, old)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			stats.Removed++
+		}
+	}
+	if stats.Removed > 0 {
+		if err := syncDir(partDir); err != nil {
+			return err
+		}
+	}
+
+	var cands []candidate
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		info := files[name]
+		if snap.replaced[part][name] || snap.open[part][name] {
+			continue
+		}
+		if last, ok := snap.newest[info.stream]; ok && info.stream != "" && info.last == last {
+			continue // the stream's newest batch holds its high-water mark
+		}
+		st, err := os.Stat(filepath.Join(partDir, name))
+		if err != nil {
+			continue // removed since: nothing to merge
+		}
+		if st.Size() < opts.TargetBytes {
+			cands = append(cands, candidate{name, st.Size(), info})
+		}
+	}
+	// Merge runs of files, in name (time) order, of up to TargetBytes.
+	for len(cands) >= 2 {
+		n, size := 0, int64(0)
+		for n < len(cands) && (n < 2 || size+cands[n].size <= opts.TargetBytes) {
+			size += cands[n].size
+			n++
+		}
+		if err := d.merge(ctx, dir, partDir, part, cands[:n], stats); err != nil {
+			return err
+		}
+		cands = cands[n:]
+	}
+	return nil
+}
+
+// merge writes the rows of files into one compacted file, in their order,
+// grouped by column set: files whose columns differ from the first's are
+// left for another run.
+func (d *Dir) merge(ctx context.Context, dir, partDir, part string, files []candidate, stats *CompactStats) error {
+	var cols []Column
+	var rows [][]features.Value
+	var names []string
+	merged := 0
+	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, r, _, err := ReadFile(filepath.Join(partDir, f.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if cols == nil {
+			cols = c
+		} else if !slices.Equal(c, cols) {
+			continue
+		}
+		rows = append(rows, r...)
+		merged++
+		names = append(names, f.name)
+		if f.info.replaces != "" {
+			names = append(names, strings.Split(f.info.replaces, ",")...)
+		}
+	}
+	if merged < 2 {
+		return nil
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	replaces := strings.Join(names, ",")
+	tmp, err := os.CreateTemp(partDir, tempPattern)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	w := parquet.NewGenericWriter[any](bw, d.schema(cols), parquet.Compression(logCodec), parquet.KeyValueMetadata(MetaReplaces, replaces))
+	idx := make([]int, len(rows))
+	for i := range idx {
+		idx[i] = i
+	}
+	if _, err := encodeRows(w, cols, rows, idx, nil); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	name := compactedName(files[0].name, replaces)
+	ix := d.logIndex(dir)
+	ix.lock.RLock()
+	defer ix.lock.RUnlock()
+	if err := os.Rename(tmp.Name(), filepath.Join(partDir, name)); err != nil {
+		return err
+	}
+	if err := syncDir(partDir); err != nil {
+		return err
+	}
+	ix.added([]string{strings.TrimPrefix(part, datePrefix)}, []string{name}, fileInfo{replaces: replaces})
+	stats.Written++
+	stats.Merged += merged
+	stats.Rows += int64(len(rows))
+	return nil
+}
+
+// compactedName names a compacted file by the time of the first file it
+// merges and a hash of what it replaces: the same merge gets the same name.
+func compactedName(first, replaces string) string {
+	id, err := ksuid.Parse(strings.TrimSuffix(first, fileSuffix))
+	t := time.Unix(1400000000, 0)
+	if err == nil {
+		t = id.Time()
+	}
+	sum := sha256.Sum256([]byte(replaces))
+	out, err := ksuid.FromParts(t, sum[:16])
+	if err != nil {
+		panic(err) // the payload has the right size
+	}
+	return out.String() + fileSuffix
+}

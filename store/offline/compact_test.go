@@ -1,0 +1,170 @@
+package offline_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// writeEvents writes n batches of 10 rows per stream of partitions, over
+// two dates, and returns every row's (stream, offset).
+func writeEvents(t testing.TB, d *offline.Dir, partitions, n int) map[string]bool {
+	t.Helper()
+	want := map[string]bool{}
+	for b := range n {
+		for p := range partitions {
+			batch := offline.Batch{Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
+				Stream: fmt.Sprintf("transactions/%d", p), FirstOffset: int64(b * 10), LastOffset: int64(b*10 + 9)}
+			for o := b * 10; o < b*10+10; o++ {
+				at := ms("2026-11-20T23:00:00Z") + int64(o)*int64(time.Minute/time.Millisecond)
+				batch.Rows = append(batch.Rows, eventRow(fmt.Sprintf("t%d-%d", p, o), 1, at, int32(p), int64(o)))
+				want[fmt.Sprintf("%d/%d", p, o)] = true
+			}
+			if err := d.WriteBatch(context.Background(), batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return want
+}
+
+// readLog reads every row LogFiles lists and returns their (partition,
+// offset), failing on a row read twice.
+func readLog(t testing.TB, d *offline.Dir) (map[string]bool, int) {
+	t.Helper()
+	files, err := d.LogFiles(context.Background(), "events/transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range files {
+		_, rows, _, err := offline.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			k := fmt.Sprintf("%d/%d", r[8].Int(), r[9].Int())
+			if got[k] {
+				t.Fatalf("row %s read twice", k)
+			}
+			got[k] = true
+		}
+	}
+	return got, len(files)
+}
+
+func TestCompact(t *testing.T) {
+	d, root := newDir(t)
+	want := writeEvents(t, d, 2, 12)
+	before := map[string]string{}
+	for p := range 2 {
+		stream := fmt.Sprintf("transactions/%d", p)
+		before[stream] = hwm(t, d, "events/transactions", stream)
+	}
+	_, filesBefore := readLog(t, d)
+
+	stats, err := d.Compact(context.Background(), "events/transactions", offline.CompactOptions{Grace: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, filesAfter := readLog(t, d)
+	if len(got) != len(want) {
+		t.Fatalf("%d rows after compaction, want %d", len(got), len(want))
+	}
+	if stats.Written == 0 || filesAfter >= filesBefore {
+		t.Fatalf("compaction wrote %d files: %d files listed before, %d after", stats.Written, filesBefore, filesAfter)
+	}
+	t.Logf("%d files became %d: %+v", filesBefore, filesAfter, stats)
+	// The replaced files stay for readers that listed them, hidden.
+	if n := len(logFiles(t, root, "events/transactions")); n != filesBefore+stats.Written {
+		t.Errorf("%d files on disk within the grace period, want %d", n, filesBefore+stats.Written)
+	}
+	// High-water marks stay, in this Dir and in a new one.
+	for stream, mark := range before {
+		for _, dir := range []*offline.Dir{d, mustDir(t, root)} {
+			if got := hwm(t, dir, "events/transactions", stream); got != mark {
+				t.Errorf("%s: high-water mark %s after compaction, was %s", stream, got, mark)
+			}
+		}
+	}
+
+	// A second run with no grace removes the replaced files, and merges
+	// nothing more.
+	stats, err = d.Compact(context.Background(), "events/transactions", offline.CompactOptions{Grace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Removed == 0 {
+		t.Errorf("no replaced file removed: %+v", stats)
+	}
+	got, files := readLog(t, d)
+	if len(got) != len(want) || files != len(logFiles(t, root, "events/transactions")) {
+		t.Errorf("%d rows in %d files, %d on disk; want %d rows and no hidden file", len(got), files, len(logFiles(t, root, "events/transactions")), len(want))
+	}
+}
+
+// TestCompactBesideWriterAndReaders: a writer keeps adding batches (as
+// ingest does) and readers keep listing and reading the log while
+// compaction runs again and again: no reader ever reads a row twice or
+// misses a row written before it listed, and the high-water marks only go
+// up.
+func TestCompactBesideWriterAndReaders(t *testing.T) {
+	d, root := newDir(t)
+	var written atomic.Int64 // rows whose batch is complete
+	var wg sync.WaitGroup
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	wg.Go(func() {
+		for b := 0; ctx.Err() == nil && b < 200; b++ {
+			for p := range 2 {
+				batch := offline.Batch{Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
+					Stream: fmt.Sprintf("transactions/%d", p), FirstOffset: int64(b * 5), LastOffset: int64(b*5 + 4)}
+				for o := b * 5; o < b*5+5; o++ {
+					batch.Rows = append(batch.Rows, eventRow("x", 1, ms("2026-11-20T23:59:00Z")+int64(o)*1000, int32(p), int64(o)))
+				}
+				if err := d.WriteBatch(ctx, batch); err != nil {
+					t.Error(err)
+					return
+				}
+				written.Add(5)
+			}
+		}
+		stop()
+	})
+	reader := mustDir(t, root) // another process's view
+	for range 2 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				before := written.Load()
+				got, _ := readLog(t, reader)
+				if int64(len(got)) < before {
+					t.Errorf("read %d rows, %d were written before listing", len(got), before)
+					return
+				}
+			}
+		})
+	}
+	compactions := 0
+	for ctx.Err() == nil {
+		if _, err := d.Compact(context.Background(), "events/transactions", offline.CompactOptions{TargetBytes: 64 << 10, Grace: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		compactions++
+	}
+	wg.Wait()
+	got, _ := readLog(t, d)
+	if int64(len(got)) != written.Load() {
+		t.Errorf("%d rows at the end, %d written", len(got), written.Load())
+	}
+	t.Logf("%d compactions beside %d rows written", compactions, written.Load())
+	for p := range 2 {
+		if m := hwm(t, mustDir(t, root), "events/transactions", fmt.Sprintf("transactions/%d", p)); m != "999" {
+			t.Errorf("partition %d: high-water mark %s, want 999", p, m)
+		}
+	}
+}
