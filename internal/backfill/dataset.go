@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/eventlog"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -47,7 +48,8 @@ type DatasetConfig struct {
 
 // Progress hears how far a dataset has come.
 type Progress interface {
-	// Step starts a step of n units (events read, rows computed).
+	// Step starts a step of n units (events read, rows computed); n < 0:
+	// unknown.
 	Step(name string, n int64)
 	// Add reports units done in the current step.
 	Add(n int64)
@@ -362,8 +364,8 @@ func (b *builder) run(ctx context.Context, files map[string][]string) (int64, er
 		}
 	}
 	var total int64
-	for src, fs := range files {
-		n, err := b.readLog(ctx, src, fs, refs, spills)
+	for src := range files {
+		n, err := b.readLog(ctx, src, refs, spills)
 		if err != nil {
 			return 0, err
 		}
@@ -391,61 +393,49 @@ func (b *builder) run(ctx context.Context, files map[string][]string) (int64, er
 	return total, nil
 }
 
-// readLog reads a source's event log files and routes each event.
-func (b *builder) readLog(ctx context.Context, source string, files []string, refs [][]map[string][]ref, spills [][]*spillBucket) (int64, error) {
+// readLog reads a source's event log and routes each event.
+func (b *builder) readLog(ctx context.Context, source string, refs [][]map[string][]ref, spills [][]*spillBucket) (int64, error) {
 	src := b.cfg.Definitions.Source(source)
-	b.cfg.Progress.Step("reading events/"+source, int64(len(files)))
+	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
 	var n int64
 	var key, enc []byte
 	vals := make([]features.Value, 0, 4)
-	var ev features.Event
-	for _, path := range files {
-		if err := ctx.Err(); err != nil {
-			return n, err
+	err := eventlog.Each(ctx, b.cfg.Offline, src, func(ev *features.Event) error {
+		n++
+		if n%100_000 == 0 {
+			b.cfg.Progress.Add(100_000)
 		}
-		cols, rows, _, err := offline.ReadFile(path)
-		if err != nil {
-			return n, err
-		}
-		m, err := newEventMapping(src, cols)
-		if err != nil {
-			return n, fmt.Errorf("%s: %w", path, err)
-		}
-		for _, row := range rows {
-			m.event(row, &ev)
-			n++
-			enc = enc[:0]
-			for e, ej := range b.plan.entities {
-				vj := ej.sourceView(source)
-				if vj == nil {
-					continue
-				}
-				vals = vals[:0]
-				for _, f := range vj.keyIdx {
-					vals = append(vals, ev.Fields[f])
-				}
-				var ok bool
-				key, ok = online.AppendEntityKey(key[:0], vals...)
-				if !ok {
-					continue
-				}
-				bi := b.bucketOf(string(key))
-				if _, wanted := refs[e][bi][string(key)]; !wanted {
-					continue // no spine row of this entity
-				}
-				if len(enc) == 0 {
-					enc = binary.AppendVarint(enc, int64(ev.Partition))
-					enc = binary.AppendVarint(enc, ev.Offset)
-					enc = src.AppendEvent(enc, &ev)
-				}
-				if err := spills[e][bi].add(source, enc); err != nil {
-					return n, err
-				}
+		enc = enc[:0]
+		for e, ej := range b.plan.entities {
+			vj := ej.sourceView(source)
+			if vj == nil {
+				continue
+			}
+			vals = vals[:0]
+			for _, f := range vj.keyIdx {
+				vals = append(vals, ev.Fields[f])
+			}
+			var ok bool
+			key, ok = online.AppendEntityKey(key[:0], vals...)
+			if !ok {
+				continue
+			}
+			bi := b.bucketOf(string(key))
+			if _, wanted := refs[e][bi][string(key)]; !wanted {
+				continue // no spine row of this entity
+			}
+			if len(enc) == 0 {
+				enc = binary.AppendVarint(enc, int64(ev.Partition))
+				enc = binary.AppendVarint(enc, ev.Offset)
+				enc = src.AppendEvent(enc, ev)
+			}
+			if err := spills[e][bi].add(source, enc); err != nil {
+				return err
 			}
 		}
-		b.cfg.Progress.Add(1)
-	}
-	return n, nil
+		return nil
+	})
+	return n, err
 }
 
 // sourceView returns a view of the entity that reads source, or nil: its
@@ -457,39 +447,6 @@ func (ej *entityJob) sourceView(source string) *viewJob {
 		}
 	}
 	return nil
-}
-
-// eventMapping reads event log rows into events of a source.
-type eventMapping struct {
-	fields                  []int // per source field, the log column, or -1
-	time, partition, offset int
-}
-
-func newEventMapping(src *features.Source, cols []offline.Column) (*eventMapping, error) {
-	m := &eventMapping{fields: make([]int, len(src.Schema)), time: index(cols, offline.ColEventTime),
-		partition: index(cols, offline.ColPartition), offset: index(cols, offline.ColOffset)}
-	if m.time < 0 || m.partition < 0 || m.offset < 0 {
-		return nil, errors.New("not an event log file: it lacks _event_time, _partition or _offset")
-	}
-	for i, f := range src.Schema {
-		m.fields[i] = index(cols, f.Name)
-		if j := m.fields[i]; j >= 0 && cols[j].Type != f.Type {
-			return nil, fmt.Errorf("column %s is %s, the schema says %s", f.Name, cols[j].Type, f.Type)
-		}
-	}
-	return m, nil
-}
-
-func (m *eventMapping) event(row []features.Value, ev *features.Event) {
-	ev.Time, ev.Partition, ev.Offset = row[m.time].Int(), int32(row[m.partition].Int()), row[m.offset].Int()
-	ev.Fields = ev.Fields[:0]
-	for _, j := range m.fields {
-		if j < 0 {
-			ev.Fields = append(ev.Fields, features.Null)
-		} else {
-			ev.Fields = append(ev.Fields, row[j])
-		}
-	}
 }
 
 // sourcedEvent is an event and the source it came from.

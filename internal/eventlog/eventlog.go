@@ -1,0 +1,91 @@
+// Package eventlog reads a source's events back from the offline event log,
+// as backfill and replays need them.
+package eventlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// Each calls fn with every event of src in the offline event log, file by
+// file (in date and time order), each file's events in its order. The event
+// is reused between calls. Columns of fields the schema has since gained
+// are null; fields of another type are an error naming the file.
+func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*features.Event) error) error {
+	files, err := dir.LogFiles(ctx, "events/"+src.Name)
+	if err != nil {
+		return err
+	}
+	var ev features.Event
+	for _, path := range files {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cols, rows, _, err := offline.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		m, err := newMapping(src, cols)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		for _, row := range rows {
+			m.event(row, &ev)
+			if err := fn(&ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Files returns how many files Each would read, for progress.
+func Files(ctx context.Context, dir *offline.Dir, src *features.Source) (int, error) {
+	files, err := dir.LogFiles(ctx, "events/"+src.Name)
+	return len(files), err
+}
+
+// mapping reads event log rows into events of a source.
+type mapping struct {
+	fields                  []int // per source field, the log column, or -1
+	time, partition, offset int
+}
+
+func newMapping(src *features.Source, cols []offline.Column) (*mapping, error) {
+	index := func(name string) int {
+		for j, c := range cols {
+			if c.Name == name {
+				return j
+			}
+		}
+		return -1
+	}
+	m := &mapping{fields: make([]int, len(src.Schema)), time: index(offline.ColEventTime),
+		partition: index(offline.ColPartition), offset: index(offline.ColOffset)}
+	if m.time < 0 || m.partition < 0 || m.offset < 0 {
+		return nil, errors.New("not an event log file: it lacks _event_time, _partition or _offset")
+	}
+	for i, f := range src.Schema {
+		m.fields[i] = index(f.Name)
+		if j := m.fields[i]; j >= 0 && cols[j].Type != f.Type {
+			return nil, fmt.Errorf("column %s is %s, the schema says %s", f.Name, cols[j].Type, f.Type)
+		}
+	}
+	return m, nil
+}
+
+func (m *mapping) event(row []features.Value, ev *features.Event) {
+	ev.Time, ev.Partition, ev.Offset = row[m.time].Int(), int32(row[m.partition].Int()), row[m.offset].Int()
+	ev.Fields = ev.Fields[:0]
+	for _, j := range m.fields {
+		if j < 0 {
+			ev.Fields = append(ev.Fields, features.Null)
+		} else {
+			ev.Fields = append(ev.Fields, row[j])
+		}
+	}
+}
