@@ -22,6 +22,7 @@ import (
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
 )
 
 // The benchmarks run the fraud example end to end: transactions from
@@ -442,7 +443,7 @@ func (w *freshnessWatch) run(ctx context.Context, cl *kgo.Client, eng *features.
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
 			w.next[r.Partition] = r.Offset + 1
-			_, applied, err := ingest.DecodeStateRecord(eng, r.Value)
+			_, applied, err := online.DecodeState(eng, r.Value)
 			if err != nil {
 				w.err = errors.Join(w.err, fmt.Errorf("decode %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
 				return

@@ -20,8 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
 )
 
 // Txn is one record of the stream, and whether ingest must accept it.
@@ -216,7 +216,7 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 				t.Errorf("%s: no state for %s", v, key)
 				continue
 			}
-			st, _, err := ingest.DecodeStateRecord(eng, rec)
+			st, _, err := online.DecodeState(eng, rec)
 			if err != nil {
 				t.Fatalf("%s %s: %v", v, key, err)
 			}

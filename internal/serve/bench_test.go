@@ -26,7 +26,6 @@ import (
 
 	"github.com/quiver-ml/quiver/examples/fraud/fraudgen"
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/internal/serve"
 	"github.com/quiver-ml/quiver/store/online"
@@ -81,7 +80,7 @@ func benchRecords(b *testing.B) (*features.Definitions, []online.Record) {
 	}
 	var recs []online.Record
 	for k, st := range states {
-		recs = append(recs, online.Record{Table: online.TableOf(v), Key: k, Value: ingest.AppendStateRecord(nil, eng, st, map[int32]int64{0: int64(n)})})
+		recs = append(recs, online.Record{Table: online.TableOf(v), Key: k, Value: online.EncodeState(eng, st, map[int32]int64{0: int64(n)})})
 	}
 	return defs, recs
 }

@@ -6,7 +6,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -45,14 +44,14 @@ func newStateCache(entries int) (*stateCache, error) {
 // very record. hit reports whether it did.
 func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, record []byte) (st *features.State, hit bool, err error) {
 	if c.lru == nil {
-		st, _, err = ingest.DecodeStateRecord(eng, record)
+		st, _, err = online.DecodeState(eng, record)
 		return st, false, err
 	}
 	k := cacheKey{t, key}
 	if e, ok := c.lru.Get(k); ok && bytes.Equal(e.record, record) {
 		return e.state, true, nil
 	}
-	st, _, err = ingest.DecodeStateRecord(eng, record)
+	st, _, err = online.DecodeState(eng, record)
 	if err != nil {
 		return nil, false, err
 	}

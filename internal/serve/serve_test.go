@@ -16,7 +16,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/internal/serve"
 	"github.com/quiver-ml/quiver/store/online"
@@ -97,7 +96,7 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 			}
 		}
 		for key, st := range f.states[v.Ref()] {
-			rec := ingest.AppendStateRecord(nil, eng, st, map[int32]int64{0: 99})
+			rec := online.EncodeState(eng, st, map[int32]int64{0: 99})
 			if err := client.Set(context.Background(), online.RedisKey("quiver", online.TableOf(v), key), rec, 0).Err(); err != nil {
 				t.Fatal(err)
 			}
@@ -301,7 +300,7 @@ func TestCacheFollowsChanges(t *testing.T) {
 	if _, err := eng.Apply(st, ev); err != nil {
 		t.Fatal(err)
 	}
-	rec := ingest.AppendStateRecord(nil, eng, st, map[int32]int64{0: 100})
+	rec := online.EncodeState(eng, st, map[int32]int64{0: 100})
 	if err := f.redis.Set(context.Background(), online.RedisKey("quiver", online.TableOf(eng.View()), "u1"), rec, 0).Err(); err != nil {
 		t.Fatal(err)
 	}

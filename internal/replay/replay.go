@@ -1,0 +1,221 @@
+// Package replay computes a view version's state from the offline event log:
+// to bootstrap a new version (backfill replay, or ingest at start), or to
+// catch a version up with events it has not seen.
+//
+// # Handover
+//
+// Replayed states are published as ingest publishes them: state records
+// (each entity's state and, per source partition, the offset of the latest
+// event applied) to the view's changelog, and to Redis. A marker in the
+// offline store (_replay/<view>/v<version>.json) records the offsets of the
+// event log the replay covered. When ingest starts with the version, it
+// catches the version up from the marker with the events logged since (an
+// ingest without the version may have run meanwhile), then removes the
+// marker; from there, the offsets in the records make every redelivered
+// event a no-op. A version ingest starts computing for the first time, with
+// no marker, is bootstrapped the same way from the whole log.
+//
+// While a replay runs, no ingest may compute the same version: add the
+// version to the definitions, run backfill replay, then restart ingest
+// with the new definitions (or just restart it, and it replays at start).
+package replay
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/eventlog"
+	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// Entity is one entity's state and the offsets of the latest events applied
+// to it, per source partition.
+type Entity struct {
+	State   *features.State
+	Applied map[int32]int64
+}
+
+// Config is what a replay reads.
+type Config struct {
+	Definitions *features.Definitions // required
+	View        *features.View        // the version to replay; required
+	Offline     *offline.Dir          // required
+	// After limits the replay to events with a greater offset in their
+	// source partition (a catch-up); nil replays every event.
+	After map[int32]int64
+	// Since and Until, when not zero, limit the replay to events with
+	// Since <= event time < Until. Lifetime features then count only those.
+	Since, Until time.Time
+	// Load returns an entity's current state, or nil for none; nil starts
+	// every entity empty.
+	Load func(key string) (*Entity, error)
+}
+
+// Result is a replay's outcome.
+type Result struct {
+	Entities map[string]*Entity // every entity that had an event to replay
+	Covered  map[int32]int64    // per source partition, the last offset in the log
+	Events   int64              // events read from the log
+	Applied  int64              // events applied
+}
+
+// Run replays the event log into the view's states. Each entity's events
+// are applied in time order (then partition, offset), so that windows hold
+// everything a live run would have kept; events at or below an entity's
+// loaded offsets are skipped, as ingest skips them.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Definitions == nil || cfg.View == nil || cfg.Offline == nil {
+		return nil, errors.New("replay: definitions, view and offline store are required")
+	}
+	view := cfg.View
+	eng, err := features.NewEngine(cfg.Definitions, view)
+	if err != nil {
+		return nil, err
+	}
+	src := cfg.Definitions.Source(view.Source)
+	var defs []int // the join keys' schema indexes
+	for _, k := range cfg.Definitions.Entity(view.Entity).JoinKeys {
+		defs = append(defs, src.Field(k))
+	}
+	res := &Result{Entities: map[string]*Entity{}, Covered: map[int32]int64{}}
+	byKey := map[string][]features.Event{}
+	var key []byte
+	vals := make([]features.Value, 0, len(defs))
+	since, until := int64(0), int64(0)
+	if !cfg.Since.IsZero() {
+		since = cfg.Since.UnixMilli()
+	}
+	if !cfg.Until.IsZero() {
+		until = cfg.Until.UnixMilli()
+	}
+	err = eventlog.Each(ctx, cfg.Offline, src, func(ev *features.Event) error {
+		res.Events++
+		if last, ok := res.Covered[ev.Partition]; !ok || ev.Offset > last {
+			res.Covered[ev.Partition] = ev.Offset
+		}
+		if after, ok := cfg.After[ev.Partition]; ok && ev.Offset <= after {
+			return nil
+		}
+		if since != 0 && ev.Time < since || until != 0 && ev.Time >= until {
+			return nil
+		}
+		vals = vals[:0]
+		for _, f := range defs {
+			vals = append(vals, ev.Fields[f])
+		}
+		var ok bool
+		if key, ok = online.AppendEntityKey(key[:0], vals...); !ok {
+			return nil // ingest dead-letters these
+		}
+		cp := *ev
+		cp.Fields = slices.Clone(ev.Fields)
+		byKey[string(key)] = append(byKey[string(key)], cp)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", view.Ref(), err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		evs := byKey[k]
+		slices.SortFunc(evs, func(a, b features.Event) int {
+			return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+		})
+		var ent *Entity
+		if cfg.Load != nil {
+			if ent, err = cfg.Load(k); err != nil {
+				return nil, fmt.Errorf("replay %s: state of %q: %w", view.Ref(), k, err)
+			}
+		}
+		if ent == nil {
+			ent = &Entity{State: eng.NewState(), Applied: map[int32]int64{}}
+		}
+		before := maps.Clone(ent.Applied)
+		for i := range evs {
+			ev := &evs[i]
+			if last, ok := before[ev.Partition]; ok && ev.Offset <= last {
+				continue
+			}
+			// An event the view cannot apply (its filter fails on a null,
+			// say) changes nothing, as in ingest.
+			if applied, _ := eng.Apply(ent.State, ev); !applied {
+				continue
+			}
+			res.Applied++
+			if last, ok := ent.Applied[ev.Partition]; !ok || ev.Offset > last {
+				ent.Applied[ev.Partition] = ev.Offset
+			}
+		}
+		res.Entities[k] = ent
+	}
+	return res, nil
+}
+
+// markerName is where the offline store keeps a version's handover marker.
+func markerName(v *features.View) string {
+	return "_replay/" + v.Name + "/v" + strconv.Itoa(v.Version) + ".json"
+}
+
+type marker struct {
+	Covered map[string]int64 `json:"covered"` // source partition → last offset replayed
+	At      time.Time        `json:"at"`
+}
+
+// WriteMarker records that a version's published states cover the event
+// log up to covered (per source partition), replacing any earlier marker.
+func WriteMarker(ctx context.Context, off *offline.Dir, v *features.View, covered map[int32]int64) error {
+	m := marker{Covered: map[string]int64{}, At: time.Now().UTC()}
+	for p, o := range covered {
+		m.Covered[strconv.Itoa(int(p))] = o
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := off.RemoveFile(ctx, markerName(v)); err != nil {
+		return err
+	}
+	return off.CreateFile(ctx, markerName(v), b)
+}
+
+// ReadMarker returns a version's marker: the offsets its states cover, and
+// false when there is none.
+func ReadMarker(ctx context.Context, off *offline.Dir, v *features.View) (map[int32]int64, bool, error) {
+	b, err := off.ReadFile(ctx, markerName(v))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var m marker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, false, fmt.Errorf("replay marker %s: %w", markerName(v), err)
+	}
+	covered := map[int32]int64{}
+	for p, o := range m.Covered {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, false, fmt.Errorf("replay marker %s: partition %q", markerName(v), p)
+		}
+		covered[int32(n)] = o
+	}
+	return covered, true, nil
+}
+
+// RemoveMarker removes a version's marker once ingest has taken over.
+func RemoveMarker(ctx context.Context, off *offline.Dir, v *features.View) error {
+	return off.RemoveFile(ctx, markerName(v))
+}
