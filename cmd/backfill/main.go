@@ -1,5 +1,6 @@
 // Command backfill makes the offline store useful: point-in-time-correct
-// training sets (dataset) and compaction of the logs (compact).
+// training sets (dataset), replays that bootstrap a new view version
+// (replay), and compaction of the logs (compact).
 package main
 
 import (
@@ -10,15 +11,20 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
+	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/backfill"
 	"github.com/quiver-ml/quiver/internal/cli"
+	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
@@ -26,6 +32,7 @@ const usage = `backfill builds training sets from the offline event log.
 
 Usage:
   backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive]
+  backfill replay --view NAME@V [--from T] [--to T]
   backfill compact [--target-size 128MiB] [--grace 1h]
 
 Run "backfill SUBCOMMAND -h" for its flags.`
@@ -43,10 +50,12 @@ func run(args []string) error {
 	switch args[0] {
 	case "dataset":
 		return dataset(args[1:])
+	case "replay":
+		return replayView(args[1:])
 	case "compact":
 		return compact(args[1:])
 	}
-	return fmt.Errorf("unknown subcommand %q (want dataset or compact)", args[0])
+	return fmt.Errorf("unknown subcommand %q (want dataset, replay or compact)", args[0])
 }
 
 // refs collects --features, comma-separated and repeatable.
@@ -68,8 +77,8 @@ func dataset(args []string) error {
 	spine := fs.String("spine", "", "the spine: a .csv or .parquet file of join keys, a timestamp and any labels (required)")
 	tsCol := fs.String("timestamp-column", "", "the spine's time column: a timestamp, RFC 3339 or epoch milliseconds (required)")
 	service := fs.String("feature-service", "", "the features of this feature service, with its on-demand features")
-	var features refs
-	fs.Var(&features, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
+	var refList refs
+	fs.Var(&refList, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
 	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json (required)")
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
 	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once; more data is split into buckets spilled to --temp-dir")
@@ -98,7 +107,7 @@ func dataset(args []string) error {
 	defer stop()
 	sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{
 		Definitions: defs, Offline: off, Spine: *spine, TimestampColumn: *tsCol,
-		Features: features, Service: *service, Out: *out, Inclusive: *inclusive,
+		Features: refList, Service: *service, Out: *out, Inclusive: *inclusive,
 		MemoryLimit: limit, TempDir: *tempDir, Logger: log, Progress: newProgress(log),
 	})
 	if err != nil {
@@ -106,6 +115,87 @@ func dataset(args []string) error {
 	}
 	log.Info("dataset written", "out", *out, "rows", sum.Rows, "events", sum.Events, "buckets", sum.Buckets,
 		"took", sum.Elapsed.Round(time.Millisecond), "rows_per_s", int(float64(sum.Rows)/sum.Elapsed.Seconds()))
+	return nil
+}
+
+func replayView(args []string) error {
+	fs := flag.NewFlagSet("backfill replay", flag.ContinueOnError)
+	common := cli.AddCommon(fs)
+	viewRef := fs.String("view", "", "the view version to replay, NAME@V (required)")
+	from := fs.String("from", "", "replay only events at or after this RFC 3339 time (lifetime features then count only those)")
+	to := fs.String("to", "", "replay only events before this RFC 3339 time")
+	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
+to its changelog (and Redis with --online redis), with a marker from which ingest,
+restarted with the version, catches up. Run it before ingest computes the version.`)
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := common.Logger()
+	if err != nil {
+		return err
+	}
+	defs, err := common.Load()
+	if err != nil {
+		return err
+	}
+	name, ver, ok := strings.Cut(*viewRef, "@")
+	n, err := strconv.Atoi(ver)
+	if !ok || err != nil || defs.View(name, n) == nil || n < 1 {
+		return fmt.Errorf("--view %q: want NAME@VERSION of a defined view version", *viewRef)
+	}
+	v := defs.View(name, n)
+	cfg := replay.Config{Definitions: defs, View: v}
+	for flagName, s := range map[string]string{"--from": *from, "--to": *to} {
+		if s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return fmt.Errorf("%s %q: want an RFC 3339 time", flagName, s)
+		}
+		if flagName == "--from" {
+			cfg.Since = t
+		} else {
+			cfg.Until = t
+		}
+	}
+	if cfg.Offline, err = common.OpenOffline(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := features.NewRegistry(cfg.Offline).Register(ctx, defs); err != nil {
+		return err
+	}
+	rdb, err := common.Redis(ctx, 0)
+	if err != nil {
+		return err
+	}
+	if rdb != nil {
+		defer rdb.Close()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...))
+	if err != nil {
+		return fmt.Errorf("connect to kafka: %w", err)
+	}
+	defer cl.Close()
+	if err := replay.EnsureChangelog(ctx, kadm.NewClient(cl), common.TopicPrefix, defs, v); err != nil {
+		return err
+	}
+	began := time.Now()
+	log.Info("replaying", "view", v.Ref(), "from", *from, "to", *to)
+	res, err := replay.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := replay.Publish(ctx, cl, common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
+		return err
+	}
+	if err := replay.WriteMarker(ctx, cfg.Offline, v, res.Covered); err != nil {
+		return err
+	}
+	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "entities", len(res.Entities),
+		"covered", fmt.Sprint(res.Covered), "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 

@@ -116,6 +116,7 @@ type Ingester struct {
 	hwm        map[string]int64             // offline stream → high-water mark
 	cache      map[shard]map[string]*cached // changelog partition → entity key → state
 	assigned   map[string]map[int32]bool    // what this instance owns
+	created    map[string]bool              // internal topics this instance created
 }
 
 // sourceRoute is how events of one source topic are checked and re-keyed.
@@ -164,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		dlq:        cfg.TopicPrefix + ".dlq",
 		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
 		cache: map[shard]map[string]*cached{}, assigned: map[string]map[int32]bool{},
+		created: map[string]bool{},
 	}
 	if err := in.route(); err != nil {
 		return nil, err
@@ -191,6 +193,11 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 	in.ids = map[string][16]byte{}
 	for t, d := range details {
 		in.ids[t] = d.ID
+	}
+	if err := in.catchUp(ctx); err != nil {
+		in.admin.Close()
+		in.store.Close()
+		return nil, err
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -356,6 +363,9 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 		}
 		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t, resp.Err)
+		}
+		if err == nil && resp.Err == nil {
+			in.created[t] = true
 		}
 	}
 	// An entity's state lives in the same partition of its repartition and

@@ -101,7 +101,11 @@ func (d *Dir) RemoveFile(_ context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err = os.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	return syncDir(filepath.Dir(p))

@@ -1,0 +1,136 @@
+package e2e_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// userTxnV2 is a new version of user_txn, added to the fraud definitions:
+// lifetime count and sum (so a double-counted event shows), a window, and a
+// filter of its own.
+const userTxnV2 = `
+  - name: user_txn
+    version: 2
+    entity: user
+    source: transactions
+    filter: "e.amount > 50.0"
+    ttl: 720h
+    features:
+      - {name: txn_count,     agg: count}
+      - {name: amount_sum,    agg: sum,   field: amount}
+      - {name: txn_count_1h,  agg: count, window: 1h}
+      - {name: last_country,  agg: last,  field: country}
+`
+
+// TestReplayHandover: user_txn@2 is defined while ingest (without it)
+// runs; backfill replay bootstraps it from the event log while events keep
+// arriving; ingest is restarted with the new definitions and catches the
+// version up from the replay's marker; more events follow. Every user's
+// user_txn@2 state in the changelog then equals the engine's over all the
+// events, applied once: no gap and no double count at the handover.
+func TestReplayHandover(t *testing.T) {
+	brokers := startBroker(t)
+	dataDir := t.TempDir()
+	txns := ingesttest.Stream(7, 3000)
+	a, b, c := txns[:1000], txns[1000:2000], txns[2000:]
+
+	in := startIngest(t, brokers, dataDir)
+	kcatProduce(t, brokers, a)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+
+	defs2 := filepath.Join(t.TempDir(), "definitions.yaml")
+	base, err := os.ReadFile(definitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The new version goes at the end of feature_views, before the services.
+	src := strings.Replace(string(base), "\nfeature_services:", userTxnV2+"\nfeature_services:", 1)
+	if err := os.WriteFile(defs2, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The replay runs while ingest goes on with part b.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; i < len(b); i += 100 {
+			kcatProduce(t, brokers, b[i:min(i+100, len(b))])
+		}
+	})
+	out, err := exec.Command(filepath.Join(bin, "backfill"), "replay", "--view", "user_txn@2", "--definitions", defs2,
+		"--data-dir", dataDir, "--brokers", strings.Join(brokers, ",")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("backfill replay: %v\n%s", err, out)
+	}
+	t.Logf("replay: %s", strings.TrimSpace(string(out)))
+	wg.Wait()
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	if err := in.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+
+	// Ingest with the new version takes over, then part c.
+	metrics := freePort(t)
+	start(t, "ingest", "--definitions", defs2, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
+		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(metrics), "--log-format", "json")
+	kcatProduce(t, brokers, c)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+
+	if _, err := os.Stat(filepath.Join(dataDir, "offline", "_replay", "user_txn", "v2.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the replay marker is still there after ingest took over: %v", err)
+	}
+	defs, err := features.Load(defs2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := ingesttest.Reference(t, defs, txns)
+	eng, want := ref.Engines["user_txn@2"], ref.States["user_txn@2"]
+	got := map[string][]byte{}
+	for _, r := range ingesttest.ConsumeAll(t, brokers, online.ChangelogTopic("quiver", online.Table{View: "user_txn", Version: 2})) {
+		got[string(r.Key)] = r.Value
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d users in the user_txn@2 changelog, want %d", len(got), len(want))
+	}
+	at := int64(0)
+	for _, st := range want {
+		if last, ok := st.LastEventTime(); ok {
+			at = max(at, last)
+		}
+	}
+	gv, wv := make([]features.Value, 4), make([]features.Value, 4)
+	for user, st := range want {
+		rec, ok := got[user]
+		if !ok {
+			t.Errorf("no user_txn@2 state for %s", user)
+			continue
+		}
+		gst, _, err := online.DecodeState(eng, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Evaluate(gst, at, gv); err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Evaluate(st, at, wv); err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range eng.View().Features {
+			if !gv[i].Equal(wv[i]) {
+				t.Errorf("%s: user_txn@2:%s = %v, want %v", user, f.Name, gv[i], wv[i])
+			}
+		}
+	}
+}

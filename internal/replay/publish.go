@@ -1,0 +1,147 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// Publish writes each entity's state record to the version's changelog,
+// keyed by entity as ingest keys it, and with rdb also to Redis with the
+// view's TTL, and returns once everything is acknowledged. The changelog
+// must exist (EnsureChangelog).
+func Publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.Definitions, v *features.View, ents map[string]*Entity, rdb redis.UniversalClient) error {
+	eng, err := features.NewEngine(defs, v)
+	if err != nil {
+		return err
+	}
+	table := online.TableOf(v)
+	topic := online.ChangelogTopic(prefix, table)
+	keys := slices.Sorted(maps.Keys(ents))
+	const chunk = 10_000
+	for len(keys) > 0 {
+		n := min(chunk, len(keys))
+		recs := make([]*kgo.Record, n)
+		var pipe redis.Pipeliner
+		if rdb != nil {
+			pipe = rdb.Pipeline()
+		}
+		for i, k := range keys[:n] {
+			value := online.EncodeState(eng, ents[k].State, ents[k].Applied)
+			recs[i] = &kgo.Record{Topic: topic, Key: []byte(k), Value: value}
+			if pipe != nil {
+				pipe.Set(ctx, online.RedisKey(prefix, table, k), value, v.TTL)
+			}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return fmt.Errorf("publish %s: %w", v.Ref(), err)
+		}
+		if pipe != nil {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("publish %s to redis: %w", v.Ref(), err)
+			}
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// EnsureChangelog creates a version's changelog if it does not exist, as
+// ingest would: compacted, with as many partitions as the entity's
+// repartition topic (or, before ingest ever ran, the largest source), so
+// that an entity lands in the partition ingest reads it from.
+func EnsureChangelog(ctx context.Context, adm *kadm.Client, prefix string, defs *features.Definitions, v *features.View) error {
+	topic := online.ChangelogTopic(prefix, online.TableOf(v))
+	repart := prefix + ".repartition." + v.Entity
+	var sources []string
+	for _, s := range defs.Sources {
+		sources = append(sources, s.Topic)
+	}
+	details, err := adm.ListTopics(ctx, append([]string{topic, repart}, sources...)...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	if d, ok := details[topic]; ok && d.Err == nil {
+		return nil
+	}
+	parts := 0
+	if d, ok := details[repart]; ok && d.Err == nil {
+		parts = len(d.Partitions)
+	} else {
+		for _, s := range sources {
+			if d, ok := details[s]; ok && d.Err == nil {
+				parts = max(parts, len(d.Partitions))
+			}
+		}
+	}
+	if parts == 0 {
+		return fmt.Errorf("changelog %s: no repartition or source topic to size it by", topic)
+	}
+	compact := "compact"
+	resp, err := adm.CreateTopic(ctx, int32(parts), -1, map[string]*string{"cleanup.policy": &compact}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	return nil
+}
+
+// ReadChangelog reads a changelog from its start to its current end and
+// returns the latest record of each entity.
+func ReadChangelog(ctx context.Context, brokers []string, topic string) (map[string][]byte, error) {
+	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("changelog end offsets: %w", err)
+	}
+	want := map[int32]int64{}
+	start := map[string]map[int32]kgo.Offset{topic: {}}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			want[o.Partition] = o.Offset
+			start[topic][o.Partition] = kgo.NewOffset().AtStart()
+		}
+	})
+	out := map[string][]byte{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(start))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	for len(want) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := fetches.Err0(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil {
+				delete(out, string(r.Key))
+			} else {
+				out[string(r.Key)] = r.Value
+			}
+			if r.Offset+1 >= want[r.Partition] {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out, nil
+}
