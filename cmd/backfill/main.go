@@ -31,7 +31,8 @@ import (
 const usage = `backfill builds training sets from the offline event log.
 
 Usage:
-  backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive]
+  backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n]
+  backfill merge --out FILE.parquet SHARD.parquet...
   backfill replay --view NAME@V [--from T] [--to T]
   backfill compact [--target-size 128MiB] [--grace 1h]
 
@@ -50,12 +51,14 @@ func run(args []string) error {
 	switch args[0] {
 	case "dataset":
 		return dataset(args[1:])
+	case "merge":
+		return merge(args[1:])
 	case "replay":
 		return replayView(args[1:])
 	case "compact":
 		return compact(args[1:])
 	}
-	return fmt.Errorf("unknown subcommand %q (want dataset, replay or compact)", args[0])
+	return fmt.Errorf("unknown subcommand %q (want dataset, merge, replay or compact)", args[0])
 }
 
 // refs collects --features, comma-separated and repeatable.
@@ -83,6 +86,7 @@ func dataset(args []string) error {
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
 	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once; more data is split into buckets spilled to --temp-dir")
 	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
+	shard := fs.String("shard", "", "build only slice i of n of the spine's rows (i/n, from 0), for jobs that fan out; backfill merge joins the slices")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -94,6 +98,16 @@ func dataset(args []string) error {
 	limit, err := parseBytes(*memLimit)
 	if err != nil {
 		return fmt.Errorf("--memory-limit: %w", err)
+	}
+	var sh backfill.Shard
+	if *shard != "" {
+		i, n, ok := strings.Cut(*shard, "/")
+		var err1, err2 error
+		sh.Index, err1 = strconv.Atoi(i)
+		sh.Count, err2 = strconv.Atoi(n)
+		if !ok || err1 != nil || err2 != nil || sh.Count < 1 || sh.Index < 0 || sh.Index >= sh.Count {
+			return fmt.Errorf("--shard %q: want i/n with 0 <= i < n", *shard)
+		}
 	}
 	defs, err := common.Load()
 	if err != nil {
@@ -108,13 +122,36 @@ func dataset(args []string) error {
 	sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{
 		Definitions: defs, Offline: off, Spine: *spine, TimestampColumn: *tsCol,
 		Features: refList, Service: *service, Out: *out, Inclusive: *inclusive,
-		MemoryLimit: limit, TempDir: *tempDir, Logger: log, Progress: newProgress(log),
+		MemoryLimit: limit, TempDir: *tempDir, Shard: sh, Logger: log, Progress: newProgress(log),
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("dataset written", "out", *out, "rows", sum.Rows, "events", sum.Events, "buckets", sum.Buckets,
 		"took", sum.Elapsed.Round(time.Millisecond), "rows_per_s", int(float64(sum.Rows)/sum.Elapsed.Seconds()))
+	return nil
+}
+
+func merge(args []string) error {
+	fs := flag.NewFlagSet("backfill merge", flag.ContinueOnError)
+	out := fs.String("out", "", "the dataset to write, .parquet (required)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = cli.Usage(fs, "backfill merge joins the shards of a dataset (backfill dataset --shard i/n), given in shard order.")
+	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := cli.Logger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() == 0 {
+		return errors.New("want --out FILE.parquet and the shards")
+	}
+	n, err := backfill.Merge(*out, fs.Args())
+	if err != nil {
+		return err
+	}
+	log.Info("dataset merged", "out", *out, "shards", fs.NArg(), "rows", n)
 	return nil
 }
 

@@ -41,10 +41,17 @@ type DatasetConfig struct {
 	// split into buckets by hash, spilled to TempDir, and processed one
 	// bucket at a time. Default 1 GiB.
 	MemoryLimit int64
+	// Shard, when Shard.Count > 1, builds only the Index-th of Count equal
+	// slices of the spine's rows (0-based), for jobs that fan out; Merge
+	// joins their outputs.
+	Shard       Shard
 	TempDir     string       // default os.TempDir()
 	Logger      *slog.Logger // nil discards
 	Progress    Progress     // nil reports nothing
 }
+
+// Shard is one slice of a spine: Index of Count, from 0.
+type Shard struct{ Index, Count int }
 
 // Progress hears how far a dataset has come.
 type Progress interface {
@@ -82,6 +89,9 @@ func (c *DatasetConfig) validate() error {
 	}
 	if c.Out == "" || !strings.EqualFold(filepath.Ext(c.Out), ".parquet") {
 		errs = append(errs, fmt.Errorf("--out %q: want a .parquet file", c.Out))
+	}
+	if c.Shard.Count < 0 || c.Shard.Count > 0 && (c.Shard.Index < 0 || c.Shard.Index >= c.Shard.Count) {
+		errs = append(errs, fmt.Errorf("shard %d/%d: want i/n with 0 <= i < n", c.Shard.Index, c.Shard.Count))
 	}
 	if c.MemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("memory limit %d is negative", c.MemoryLimit))
@@ -239,6 +249,10 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	if n := cfg.Shard.Count; n > 1 {
+		lo, hi := len(sp.rows)*cfg.Shard.Index/n, len(sp.rows)*(cfg.Shard.Index+1)/n
+		sp.rows, sp.times = sp.rows[lo:hi], sp.times[lo:hi]
+	}
 	for _, o := range p.outputs {
 		if index(sp.cols, o.name) >= 0 {
 			return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("column %q is also the name of a requested feature", o.name)}
@@ -292,7 +306,12 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := writeDataset(cfg.Out, sp, p, values); err != nil {
 		return Summary{}, err
 	}
-	if err := writeProfile(cfg.Out+".profile.json", p, values); err != nil {
+	cols := make([]offline.Column, len(p.outputs))
+	idx := make([]int, len(p.outputs))
+	for o, out := range p.outputs {
+		cols[o], idx[o] = offline.Column{Name: out.name, Type: out.typ}, o
+	}
+	if err := writeProfile(cfg.Out+".profile.json", profile(cols, values, idx)); err != nil {
 		return Summary{}, err
 	}
 	return Summary{Rows: len(sp.rows), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil

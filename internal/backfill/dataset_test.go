@@ -272,3 +272,62 @@ func writeCSV(t *testing.T, path string, header []string, rows [][]string) {
 		t.Fatal(err)
 	}
 }
+
+// TestShards: a spine built in three shards and merged is the dataset built
+// at once, row for row, with the same profile.
+func TestShards(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	defs := randomDefinitions(t, rng)
+	dir := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(dir, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC)
+	writeEvents(t, rng, defs, off, start, 500)
+	spine := filepath.Join(dir, "spine.csv")
+	var rows [][]string
+	for i := range 100 {
+		rows = append(rows, []string{fmt.Sprintf("u%d", rng.IntN(10)), strconv.FormatInt(start.Add(time.Duration(rng.Int64N(int64(30*time.Hour)))).UnixMilli(), 10), strconv.Itoa(i)})
+	}
+	writeCSV(t, spine, []string{"user_id", "label_time", "row"}, rows)
+	var refs []string
+	for _, v := range defs.Views {
+		for _, f := range v.Features {
+			refs = append(refs, v.Ref()+":"+f.Name)
+		}
+	}
+	build := func(out string, shard backfill.Shard) {
+		if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "label_time", Features: refs, Out: out, Shard: shard, TempDir: dir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := filepath.Join(dir, "whole.parquet")
+	build(whole, backfill.Shard{})
+	var parts []string
+	for i := range 3 {
+		parts = append(parts, filepath.Join(dir, fmt.Sprintf("part-%d.parquet", i)))
+		build(parts[i], backfill.Shard{Index: i, Count: 3})
+	}
+	merged := filepath.Join(dir, "merged.parquet")
+	if n, err := backfill.Merge(merged, parts); err != nil || n != len(rows) {
+		t.Fatalf("merge: %d rows, %v", n, err)
+	}
+	_, want, _, err := offline.ReadFile(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, got, _, err := offline.ReadFile(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("merged shards differ from the whole:\n%v\n%v", got, want)
+	}
+	pw, _ := os.ReadFile(whole + ".profile.json")
+	pm, _ := os.ReadFile(merged + ".profile.json")
+	if len(pw) == 0 || string(pw) != string(pm) {
+		t.Errorf("profiles differ:\n%s\n%s", pw, pm)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -66,6 +67,12 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 	return nil
 }
 
+// The key/value metadata of a dataset file.
+const (
+	MetaSpine    = "quiver.spine"    // the spine's file name
+	MetaFeatures = "quiver.features" // the feature columns, comma-separated
+)
+
 // writeDataset writes the spine's columns, then the features, in the
 // spine's row order, to a temporary file renamed into place.
 func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (err error) {
@@ -84,7 +91,11 @@ func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (e
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	w, err := offline.NewWriter(bw, cols, map[string]string{"quiver.spine": filepath.Base(sp.path)})
+	var names []string
+	for _, o := range p.outputs {
+		names = append(names, o.name)
+	}
+	w, err := offline.NewWriter(bw, cols, map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")})
 	if err != nil {
 		return fmt.Errorf("write dataset: %w", err)
 	}
@@ -154,13 +165,14 @@ const (
 	profileCategories = 20
 )
 
-func profile(p *plan, values [][]features.Value) Profile {
-	prof := Profile{Rows: len(values)}
-	for o, out := range p.outputs {
-		fp := FeatureProfile{Name: out.name, Type: out.typ.String()}
+// profile profiles the columns idx of rows.
+func profile(cols []offline.Column, rows [][]features.Value, idx []int) Profile {
+	prof := Profile{Rows: len(rows)}
+	for _, o := range idx {
+		fp := FeatureProfile{Name: cols[o].Name, Type: cols[o].Type.String()}
 		var nums []float64
 		cats := map[string]int{}
-		for _, row := range values {
+		for _, row := range rows {
 			v := row[o]
 			switch {
 			case v.IsNull():
@@ -177,8 +189,8 @@ func profile(p *plan, values [][]features.Value) Profile {
 			}
 			fp.Count++
 		}
-		if len(values) > 0 {
-			fp.NullRate = float64(fp.Nulls) / float64(len(values))
+		if len(rows) > 0 {
+			fp.NullRate = float64(fp.Nulls) / float64(len(rows))
 		}
 		if len(nums) > 0 {
 			fp.Edges, fp.Counts = bins(nums)
@@ -230,8 +242,7 @@ func bins(nums []float64) ([]float64, []int) {
 	return edges, counts
 }
 
-func writeProfile(path string, p *plan, values [][]features.Value) error {
-	prof := profile(p, values)
+func writeProfile(path string, prof Profile) error {
 	for i := range prof.Features {
 		for _, e := range prof.Features[i].Edges {
 			if math.IsInf(e, 0) || math.IsNaN(e) {

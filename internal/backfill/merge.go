@@ -1,0 +1,79 @@
+package backfill
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// Merge joins datasets built as shards of one spine (DatasetConfig.Shard),
+// given in shard order, into out and its profile. It returns the rows
+// written.
+func Merge(out string, inputs []string) (int, error) {
+	if len(inputs) == 0 {
+		return 0, errors.New("merge: no inputs")
+	}
+	var cols []offline.Column
+	var rows [][]features.Value
+	var meta map[string]string
+	for _, in := range inputs {
+		c, r, m, err := offline.ReadFile(in)
+		if err != nil {
+			return 0, err
+		}
+		if m[MetaFeatures] == "" {
+			return 0, fmt.Errorf("merge: %s is not a dataset (no %s metadata)", in, MetaFeatures)
+		}
+		if cols == nil {
+			cols, meta = c, m
+		} else if !slices.Equal(c, cols) || m[MetaFeatures] != meta[MetaFeatures] || m[MetaSpine] != meta[MetaSpine] {
+			return 0, fmt.Errorf("merge: %s has other columns or comes from another spine than %s", in, inputs[0])
+		}
+		rows = append(rows, r...)
+	}
+	var idx []int
+	for name := range strings.SplitSeq(meta[MetaFeatures], ",") {
+		if i := index(cols, name); i >= 0 {
+			idx = append(idx, i)
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(out), ".tmp-dataset-*")
+	if err != nil {
+		return 0, fmt.Errorf("merge: %w", err)
+	}
+	defer os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w, err := offline.NewWriter(bw, cols, meta)
+	if err == nil {
+		err = w.Write(rows)
+	}
+	if err == nil {
+		err = w.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), out)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("merge: %w", err)
+	}
+	return len(rows), writeProfile(out+".profile.json", profile(cols, rows, idx))
+}
