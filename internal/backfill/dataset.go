@@ -44,10 +44,10 @@ type DatasetConfig struct {
 	// Shard, when Shard.Count > 1, builds only the Index-th of Count equal
 	// slices of the spine's rows (0-based), for jobs that fan out; Merge
 	// joins their outputs.
-	Shard       Shard
-	TempDir     string       // default os.TempDir()
-	Logger      *slog.Logger // nil discards
-	Progress    Progress     // nil reports nothing
+	Shard    Shard
+	TempDir  string       // default os.TempDir()
+	Logger   *slog.Logger // nil discards
+	Progress Progress     // nil reports nothing
 }
 
 // Shard is one slice of a spine: Index of Count, from 0.
