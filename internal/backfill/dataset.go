@@ -12,9 +12,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
@@ -295,8 +299,8 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	if b.refused > 0 {
-		cfg.Logger.Info("events a view could not apply, as in ingest (a filter failed on a null, say)", "count", b.refused)
+	if n := b.refused.Load(); n > 0 {
+		cfg.Logger.Info("events a view could not apply, as in ingest (a filter failed on a null, say)", "count", n)
 	}
 	if p.service != nil {
 		if err := onDemand(p, sp, values); err != nil {
@@ -330,7 +334,7 @@ type builder struct {
 	values  [][]features.Value
 	buckets int
 	seed    maphash.Seed
-	refused int64 // events a view could not apply
+	refused atomic.Int64 // events a view could not apply
 }
 
 // ref is one spine row of an entity: its time and row.
@@ -392,24 +396,27 @@ func (b *builder) run(ctx context.Context, files map[string][]string) (int64, er
 	}
 
 	// Each bucket: apply its events per entity in time order, evaluating at
-	// each spine time.
+	// each spine time. Buckets go in parallel, one per core: they write
+	// different rows, or different columns of a row.
 	b.cfg.Progress.Step("computing features", int64(len(b.spine.rows)*len(b.plan.entities)))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for e, ej := range b.plan.entities {
 		for i := range b.buckets {
-			if err := ctx.Err(); err != nil {
-				return 0, err
-			}
-			evs, err := spills[e][i].events(b.plan, ej)
-			if err != nil {
-				return 0, err
-			}
-			if err := b.compute(ej, refs[e][i], evs); err != nil {
-				return 0, err
-			}
-			spills[e][i].remove()
+			g.Go(func() error {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				evs, err := spills[e][i].events(b.plan, ej)
+				if err != nil {
+					return err
+				}
+				defer spills[e][i].remove()
+				return b.compute(ej, refs[e][i], evs)
+			})
 		}
 	}
-	return total, nil
+	return total, g.Wait()
 }
 
 // readLog reads a source's event log and routes each event.
@@ -501,7 +508,7 @@ func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][
 					// An event a view cannot apply (its filter fails on a
 					// null, say) changes nothing, as in ingest.
 					if _, err := vj.engine.Apply(states[i], &es[next].ev); err != nil {
-						b.refused++
+						b.refused.Add(1)
 					}
 				}
 			}
