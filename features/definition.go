@@ -85,6 +85,19 @@ func (v *View) Feature(name string) *Feature {
 	return nil
 }
 
+// ValueType is the type of the feature's values, given its view's source:
+// int for counts, float for sums, averages and deviations, and the field's
+// own type for min, max and last.
+func (f *Feature) ValueType(src *Source) Type {
+	switch f.Agg {
+	case AggCount, AggCountDistinct:
+		return TypeInt
+	case AggSum, AggAvg, AggStddev:
+		return TypeFloat
+	}
+	return src.Schema[src.Field(f.Field)].Type
+}
+
 // Agg names an aggregation.
 type Agg string
 

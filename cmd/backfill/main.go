@@ -91,7 +91,7 @@ func dataset(args []string) error {
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := common.Logger()
+	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
 	}
@@ -108,14 +108,6 @@ func dataset(args []string) error {
 		if !ok || err1 != nil || err2 != nil || sh.Count < 1 || sh.Index < 0 || sh.Index >= sh.Count {
 			return fmt.Errorf("--shard %q: want i/n with 0 <= i < n", *shard)
 		}
-	}
-	defs, err := common.Load()
-	if err != nil {
-		return err
-	}
-	off, err := common.OpenOffline()
-	if err != nil {
-		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -167,11 +159,7 @@ restarted with the version, catches up. Run it before ingest computes the versio
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := common.Logger()
-	if err != nil {
-		return err
-	}
-	defs, err := common.Load()
+	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
 	}
@@ -181,7 +169,7 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		return fmt.Errorf("--view %q: want NAME@VERSION of a defined view version", *viewRef)
 	}
 	v := defs.View(name, n)
-	cfg := replay.Config{Definitions: defs, View: v}
+	cfg := replay.Config{Definitions: defs, View: v, Offline: off}
 	for flagName, s := range map[string]string{"--from": *from, "--to": *to} {
 		if s == "" {
 			continue
@@ -195,9 +183,6 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		} else {
 			cfg.Until = t
 		}
-	}
-	if cfg.Offline, err = common.OpenOffline(); err != nil {
-		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -245,19 +230,11 @@ func compact(args []string) error {
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := common.Logger()
-	if err != nil {
-		return err
-	}
 	size, err := parseBytes(*target)
 	if err != nil {
 		return fmt.Errorf("--target-size: %w", err)
 	}
-	defs, err := common.Load()
-	if err != nil {
-		return err
-	}
-	off, err := common.OpenOffline()
+	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
 	}

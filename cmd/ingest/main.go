@@ -37,15 +37,7 @@ func run(args []string) error {
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := common.Logger()
-	if err != nil {
-		return err
-	}
-	defs, err := common.Load()
-	if err != nil {
-		return err
-	}
-	off, err := common.OpenOffline()
+	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
 	}

@@ -42,19 +42,11 @@ func run(args []string) error {
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := common.Logger()
-	if err != nil {
-		return err
-	}
-	defs, err := common.Load()
+	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
 	}
 	tokens, err := readTokens(*tokensFile)
-	if err != nil {
-		return err
-	}
-	off, err := common.OpenOffline()
 	if err != nil {
 		return err
 	}

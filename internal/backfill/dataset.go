@@ -203,7 +203,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		}
 		fi := slices.Index(v.Features, f)
 		vj.outputs[fi] = len(p.outputs)
-		p.outputs = append(p.outputs, output{name: name, typ: featureType(f, vj.source), view: vj, feature: fi})
+		p.outputs = append(p.outputs, output{name: name, typ: f.ValueType(vj.source), view: vj, feature: fi})
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(problems, "; "))
@@ -214,17 +214,6 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		}
 	}
 	return p, nil
-}
-
-// featureType is the type of a feature's values.
-func featureType(f *features.Feature, src *features.Source) features.Type {
-	switch f.Agg {
-	case features.AggCount, features.AggCountDistinct:
-		return features.TypeInt
-	case features.AggSum, features.AggAvg, features.AggStddev:
-		return features.TypeFloat
-	}
-	return src.Schema[src.Field(f.Field)].Type
 }
 
 // Dataset builds a point-in-time-correct training set: for each spine row,

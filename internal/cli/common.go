@@ -47,20 +47,20 @@ func AddCommon(fs *flag.FlagSet) *Common {
 // BrokerList returns --brokers as a list.
 func (c *Common) BrokerList() []string { return strings.Split(c.Brokers, ",") }
 
-// Logger returns the logger --log-format asks for, writing to stderr.
-func (c *Common) Logger() (*slog.Logger, error) { return Logger(os.Stderr, c.LogFormat) }
+// logger returns the logger --log-format asks for, writing to stderr.
+func (c *Common) logger() (*slog.Logger, error) { return Logger(os.Stderr, c.LogFormat) }
 
-// Load loads --definitions.
-func (c *Common) Load() (*features.Definitions, error) {
+// load loads --definitions.
+func (c *Common) load() (*features.Definitions, error) {
 	if c.Definitions == "" {
 		return nil, errors.New("--definitions is required")
 	}
 	return features.Load(c.Definitions)
 }
 
-// OpenOffline opens the offline store --offline names: a file:// URL, by
+// openOffline opens the offline store --offline names: a file:// URL, by
 // default file://<data-dir>/offline.
-func (c *Common) OpenOffline() (*offline.Dir, error) {
+func (c *Common) openOffline() (*offline.Dir, error) {
 	if c.Offline == "" {
 		return offline.NewDir(filepath.Join(c.DataDir, "offline"))
 	}
@@ -69,6 +69,24 @@ func (c *Common) OpenOffline() (*offline.Dir, error) {
 		return nil, fmt.Errorf("--offline %q: want file:///path (object stores are not supported by this build yet)", c.Offline)
 	}
 	return offline.NewDir(u.Path)
+}
+
+// Open opens what the common flags name: the logger, the definitions and
+// the offline store.
+func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, error) {
+	log, err := c.logger()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defs, err := c.load()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	off, err := c.openOffline()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return log, defs, off, nil
 }
 
 // Redis checks --online and, for redis, connects to --redis-addr: one

@@ -291,22 +291,11 @@ func (in *Ingester) route() error {
 		}
 		vr.columns = append(vr.columns, offline.Column{Name: "_event_time", Type: features.TypeTimestamp})
 		for _, f := range v.Features {
-			vr.columns = append(vr.columns, offline.Column{Name: f.Name, Type: featureType(f, src)})
+			vr.columns = append(vr.columns, offline.Column{Name: f.Name, Type: f.ValueType(src)})
 		}
 		er.views[src.Name] = append(er.views[src.Name], vr)
 	}
 	return nil
-}
-
-// featureType is the type of a feature's values.
-func featureType(f *features.Feature, src *features.Source) features.Type {
-	switch f.Agg {
-	case features.AggCount, features.AggCountDistinct:
-		return features.TypeInt
-	case features.AggSum, features.AggAvg, features.AggStddev:
-		return features.TypeFloat
-	}
-	return src.Schema[src.Field(f.Field)].Type
 }
 
 func (in *Ingester) consumedTopics() []string {
