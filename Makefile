@@ -56,6 +56,7 @@ fuzz: ## fuzz each decoder of outside bytes for FUZZTIME (default 30s) each
 	$(GO) test ./features -run '^$$' -fuzz '^FuzzDecodeJSONMatchesReference$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./internal/serve -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./store/online -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./internal/backfill -run '^$$' -fuzz '^FuzzReadCSV$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./internal/jsonenc -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(or $(FUZZTIME),30s)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
