@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -396,7 +397,7 @@ func (b *builder) run(ctx context.Context, files map[string][]string) (int64, er
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				evs, err := spills[e][i].events(b.plan, ej)
+				evs, err := spills[e][i].events(ej)
 				if err != nil {
 					return err
 				}
@@ -422,7 +423,7 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 		}
 		enc = enc[:0]
 		for e, ej := range b.plan.entities {
-			vj := ej.sourceView(source)
+			vj, vi := ej.sourceView(source)
 			if vj == nil {
 				continue
 			}
@@ -444,7 +445,7 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 				enc = binary.AppendVarint(enc, ev.Offset)
 				enc = src.AppendEvent(enc, ev)
 			}
-			if err := spills[e][bi].add(source, enc); err != nil {
+			if err := spills[e][bi].add(vi, enc); err != nil {
 				return err
 			}
 		}
@@ -453,15 +454,15 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 	return n, err
 }
 
-// sourceView returns a view of the entity that reads source, or nil: its
-// join keys locate the entity in the source's events.
-func (ej *entityJob) sourceView(source string) *viewJob {
-	for _, vj := range ej.views {
+// sourceView returns the first view of the entity that reads source, and
+// its index, or nil: its join keys locate the entity in the source's events.
+func (ej *entityJob) sourceView(source string) (*viewJob, int) {
+	for i, vj := range ej.views {
 		if vj.source.Name == source {
-			return vj
+			return vj, i
 		}
 	}
-	return nil
+	return nil, -1
 }
 
 // sourcedEvent is an event and the source it came from.
@@ -523,13 +524,16 @@ func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][
 	return nil
 }
 
-// spillBucket holds the encoded events of one entity bucket: in memory when
-// there is one bucket, else in a temporary file.
+// spillBucket holds the encoded events of one entity bucket: in memory
+// (in chunks, so that growing it never copies it) when there is one bucket,
+// else in a temporary file.
 type spillBucket struct {
-	f   *os.File
-	w   *bufio.Writer
-	mem []byte
+	f      *os.File
+	w      *bufio.Writer
+	chunks [][]byte
 }
+
+const spillChunk = 1 << 20
 
 func newSpillBucket(dir string, toDisk bool) (*spillBucket, error) {
 	if !toDisk {
@@ -539,30 +543,33 @@ func newSpillBucket(dir string, toDisk bool) (*spillBucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spill events: %w", err)
 	}
-	return &spillBucket{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	return &spillBucket{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
 }
 
-// add appends one encoded event of a source: the source name and the event,
-// each length-prefixed.
-func (s *spillBucket) add(source string, enc []byte) error {
+// add appends one encoded event: the index of the entity's view that reads
+// its source (entityJob.sourceView), and the event, length-prefixed.
+func (s *spillBucket) add(view int, enc []byte) error {
 	var hdr [2 * binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(hdr[:], uint64(len(source)))
+	n := binary.PutUvarint(hdr[:], uint64(view))
 	n += binary.PutUvarint(hdr[n:], uint64(len(enc)))
-	if s.f == nil {
-		s.mem = append(append(append(s.mem, hdr[:n]...), source...), enc...)
+	if s.f != nil {
+		s.w.Write(hdr[:n])
+		if _, err := s.w.Write(enc); err != nil {
+			return fmt.Errorf("spill events: %w", err)
+		}
 		return nil
 	}
-	s.w.Write(hdr[:n])
-	s.w.WriteString(source)
-	if _, err := s.w.Write(enc); err != nil {
-		return fmt.Errorf("spill events: %w", err)
+	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1])+n+len(enc) > cap(s.chunks[len(s.chunks)-1]) {
+		s.chunks = append(s.chunks, make([]byte, 0, max(spillChunk, n+len(enc))))
 	}
+	c := &s.chunks[len(s.chunks)-1]
+	*c = append(append(*c, hdr[:n]...), enc...)
 	return nil
 }
 
 // events reads the bucket's events back, grouped by entity key.
-func (s *spillBucket) events(p *plan, ej *entityJob) (map[string][]sourcedEvent, error) {
-	data := s.mem
+func (s *spillBucket) events(ej *entityJob) (map[string][]sourcedEvent, error) {
+	var r *bufio.Reader
 	if s.f != nil {
 		if err := s.w.Flush(); err != nil {
 			return nil, fmt.Errorf("spill events: %w", err)
@@ -570,24 +577,33 @@ func (s *spillBucket) events(p *plan, ej *entityJob) (map[string][]sourcedEvent,
 		if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		var err error
-		if data, err = io.ReadAll(s.f); err != nil {
-			return nil, fmt.Errorf("read spilled events: %w", err)
+		r = bufio.NewReaderSize(s.f, 256<<10)
+	} else {
+		readers := make([]io.Reader, len(s.chunks))
+		for i, c := range s.chunks {
+			readers[i] = bytes.NewReader(c)
 		}
+		r = bufio.NewReader(io.MultiReader(readers...))
 	}
 	out := map[string][]sourcedEvent{}
-	var key []byte
+	var key, enc []byte
 	vals := make([]features.Value, 0, 4)
-	for len(data) > 0 {
-		ls, k1 := binary.Uvarint(data)
-		le, k2 := binary.Uvarint(data[k1:])
-		data = data[k1+k2:]
-		source := string(data[:ls])
-		enc := data[ls : ls+le]
-		data = data[ls+le:]
+	for {
+		view, err := binary.ReadUvarint(r)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		size, err2 := binary.ReadUvarint(r)
+		if err != nil || err2 != nil || view >= uint64(len(ej.views)) {
+			return nil, fmt.Errorf("read spilled events: corrupt record (%v, %v)", err, err2)
+		}
+		enc = slices.Grow(enc[:0], int(size))[:size]
+		if _, err := io.ReadFull(r, enc); err != nil {
+			return nil, fmt.Errorf("read spilled events: %w", err)
+		}
 		part, k3 := binary.Varint(enc)
 		off, k4 := binary.Varint(enc[k3:])
-		vj := ej.sourceView(source)
+		vj := ej.views[view]
 		var ev features.Event
 		if err := vj.source.DecodeEvent(enc[k3+k4:], &ev); err != nil {
 			return nil, fmt.Errorf("read spilled events: %w", err)
@@ -598,13 +614,12 @@ func (s *spillBucket) events(p *plan, ej *entityJob) (map[string][]sourcedEvent,
 			vals = append(vals, ev.Fields[f])
 		}
 		key, _ = online.AppendEntityKey(key[:0], vals...)
-		out[string(key)] = append(out[string(key)], sourcedEvent{source: source, ev: ev})
+		out[string(key)] = append(out[string(key)], sourcedEvent{source: vj.source.Name, ev: ev})
 	}
-	return out, nil
 }
 
 func (s *spillBucket) remove() {
-	s.mem = nil
+	s.chunks = nil
 	if s.f != nil {
 		s.f.Close()
 		os.Remove(s.f.Name())
