@@ -201,6 +201,11 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		return fmt.Errorf("connect to kafka: %w", err)
 	}
 	defer cl.Close()
+	// Pending until the replay is published: a crash part way leaves a
+	// marker from which ingest replays everything.
+	if err := replay.WriteMarker(ctx, off, v, nil); err != nil {
+		return err
+	}
 	if err := replay.EnsureChangelog(ctx, kadm.NewClient(cl), common.TopicPrefix, defs, v); err != nil {
 		return err
 	}

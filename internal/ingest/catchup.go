@@ -11,13 +11,46 @@ import (
 	"github.com/quiver-ml/quiver/store/online"
 )
 
-// catchUp brings view versions that ingest did not compute until now up to
-// date with the offline event log, before the group is joined: a version
-// whose changelog this instance just created is replayed from the whole
-// log, and a version with a replay marker (backfill replay ran) from the
-// offsets the marker records. The marker is written first and removed last,
-// so a crash part way replays again. From then on, the applied offsets in
+// markNewViews writes a pending replay marker for every view version whose
+// changelog does not exist yet, before it is created: the version is then
+// replayed from the whole event log by catchUp, now or, after a crash, at
+// the next start.
+func (in *Ingester) markNewViews(ctx context.Context, topics map[string]map[string]*string) error {
+	if in.cfg.Offline == nil {
+		return nil
+	}
+	var changelogs []string
+	for t := range topics {
+		if in.findView(t) != nil {
+			changelogs = append(changelogs, t)
+		}
+	}
+	details, err := in.admin.ListTopics(ctx, changelogs...)
+	if err != nil {
+		return fmt.Errorf("list changelogs: %w", err)
+	}
+	for _, t := range changelogs {
+		if d, ok := details[t]; ok && d.Err == nil {
+			continue
+		}
+		if err := replay.WriteMarker(ctx, in.cfg.Offline, in.findView(t).engine.View(), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUp brings view versions with a replay marker up to date with the
+// offline event log, before the group is joined: a version ingest has just
+// created (a pending marker) from the whole log, one backfill replay
+// bootstrapped from the offsets its marker records. The marker goes last,
+// so a crash part way replays again; from then on, the applied offsets in
 // the records make every redelivered event a no-op.
+//
+// Add a version with every instance of the group stopped, then start them
+// with the new definitions: an instance still running the old ones would
+// commit events the version never sees, and two catching up at once would
+// overwrite each other's records.
 func (in *Ingester) catchUp(ctx context.Context) error {
 	if in.cfg.Offline == nil {
 		return nil
@@ -30,13 +63,8 @@ func (in *Ingester) catchUp(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				if !ok && !in.created[v.changelog] {
-					continue // computed live all along
-				}
 				if !ok {
-					if err := replay.WriteMarker(ctx, in.cfg.Offline, view, nil); err != nil {
-						return err
-					}
+					continue // computed live all along
 				}
 				if err := in.catchUpView(ctx, v, covered); err != nil {
 					return fmt.Errorf("catch up %s: %w", view.Ref(), err)

@@ -116,7 +116,6 @@ type Ingester struct {
 	hwm        map[string]int64             // offline stream → high-water mark
 	cache      map[shard]map[string]*cached // changelog partition → entity key → state
 	assigned   map[string]map[int32]bool    // what this instance owns
-	created    map[string]bool              // internal topics this instance created
 }
 
 // sourceRoute is how events of one source topic are checked and re-keyed.
@@ -165,7 +164,6 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		dlq:        cfg.TopicPrefix + ".dlq",
 		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
 		cache: map[shard]map[string]*cached{}, assigned: map[string]map[int32]bool{},
-		created: map[string]bool{},
 	}
 	if err := in.route(); err != nil {
 		return nil, err
@@ -338,6 +336,9 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 			}
 		}
 	}
+	if err := in.markNewViews(ctx, want); err != nil {
+		return err
+	}
 	var keyed []string
 	for t, cfg := range want {
 		parts := in.parts
@@ -353,9 +354,7 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %s: %w", t, resp.Err)
 		}
-		if err == nil && resp.Err == nil {
-			in.created[t] = true
-		}
+
 	}
 	// An entity's state lives in the same partition of its repartition and
 	// changelog topics only if they have the same number of partitions.
@@ -999,6 +998,14 @@ func (in *Ingester) cacheSize() int {
 }
 
 func (in *Ingester) viewByChangelog(changelog string) *viewRoute {
+	if v := in.findView(changelog); v != nil {
+		return v
+	}
+	panic("ingest: no view writes changelog " + changelog)
+}
+
+// findView returns the view that writes a changelog, or nil.
+func (in *Ingester) findView(changelog string) *viewRoute {
 	for _, er := range in.entries {
 		for _, views := range er.views {
 			for _, v := range views {
@@ -1008,7 +1015,7 @@ func (in *Ingester) viewByChangelog(changelog string) *viewRoute {
 			}
 		}
 	}
-	panic("ingest: no view writes changelog " + changelog)
+	return nil
 }
 
 // commit commits offsets, with each source partition's watermark as

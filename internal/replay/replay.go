@@ -28,8 +28,10 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quiver-ml/quiver/features"
@@ -53,8 +55,10 @@ type Config struct {
 	// After limits the replay to events with a greater offset in their
 	// source partition (a catch-up); nil replays every event.
 	After map[int32]int64
-	// Since and Until, when not zero, limit the replay to events with
-	// Since <= event time < Until. Lifetime features then count only those.
+	// Since, when not zero, leaves out events before it for good: lifetime
+	// features count only later ones. Until, when not zero, stops each
+	// partition's replay before its first event at or after it; a catch-up
+	// from Result.Covered applies the rest.
 	Since, Until time.Time
 	// Load returns an entity's current state, or nil for none; nil starts
 	// every entity empty.
@@ -64,8 +68,8 @@ type Config struct {
 // Result is a replay's outcome.
 type Result struct {
 	Entities map[string]*Entity // every entity that had an event to replay
-	Covered  map[int32]int64    // per source partition, the last offset in the log
-	Events   int64              // events read from the log
+	Covered  map[int32]int64    // per source partition, the last offset the replay covers
+	Events   int64              // events read from the log, at or below the marks
 	Applied  int64              // events applied
 }
 
@@ -73,6 +77,11 @@ type Result struct {
 // are applied in time order (then partition, offset), so that windows hold
 // everything a live run would have kept; events at or below an entity's
 // loaded offsets are skipped, as ingest skips them.
+//
+// Result.Covered is exact, whatever runs beside the replay: the stream
+// marks are taken before the log is listed, only events at or below them
+// are read, and with Until a partition's coverage stops before its first
+// event at or after Until, so a catch-up from Covered misses nothing.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Definitions == nil || cfg.View == nil || cfg.Offline == nil {
 		return nil, errors.New("replay: definitions, view and offline store are required")
@@ -83,38 +92,57 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	src := cfg.Definitions.Source(view.Source)
-	var defs []int // the join keys' schema indexes
+	var keyIdx []int
 	for _, k := range cfg.Definitions.Entity(view.Entity).JoinKeys {
-		defs = append(defs, src.Field(k))
+		keyIdx = append(keyIdx, src.Field(k))
+	}
+	marks, err := cfg.Offline.Marks(ctx, "events/"+src.Name)
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", view.Ref(), err)
 	}
 	res := &Result{Entities: map[string]*Entity{}, Covered: map[int32]int64{}}
-	byKey := map[string][]features.Event{}
-	var key []byte
-	vals := make([]features.Value, 0, len(defs))
-	since, until := int64(0), int64(0)
+	for stream, mark := range marks {
+		if topic, p, ok := strings.Cut(stream, "/"); ok && topic == src.Topic {
+			if n, err := strconv.Atoi(p); err == nil {
+				res.Covered[int32(n)] = mark
+			}
+		}
+	}
+	since, until := int64(math.MinInt64), int64(math.MaxInt64)
 	if !cfg.Since.IsZero() {
 		since = cfg.Since.UnixMilli()
 	}
 	if !cfg.Until.IsZero() {
 		until = cfg.Until.UnixMilli()
 	}
+	cut := map[int32]int64{} // per partition, the first offset of an event at or after until
+	byKey := map[string][]features.Event{}
+	var key []byte
+	vals := make([]features.Value, 0, len(keyIdx))
 	err = eventlog.Each(ctx, cfg.Offline, src, func(ev *features.Event) error {
+		mark, ok := res.Covered[ev.Partition]
+		if !ok || ev.Offset > mark {
+			return nil // past the mark: not covered, a catch-up's
+		}
 		res.Events++
-		if last, ok := res.Covered[ev.Partition]; !ok || ev.Offset > last {
-			res.Covered[ev.Partition] = ev.Offset
+		if ev.Time >= until {
+			if c, ok := cut[ev.Partition]; !ok || ev.Offset < c {
+				cut[ev.Partition] = ev.Offset
+			}
+			return nil
 		}
 		if after, ok := cfg.After[ev.Partition]; ok && ev.Offset <= after {
 			return nil
 		}
-		if since != 0 && ev.Time < since || until != 0 && ev.Time >= until {
-			return nil
+		if ev.Time < since {
+			return nil // before --from: never part of this version
 		}
 		vals = vals[:0]
-		for _, f := range defs {
+		for _, f := range keyIdx {
 			vals = append(vals, ev.Fields[f])
 		}
-		var ok bool
-		if key, ok = online.AppendEntityKey(key[:0], vals...); !ok {
+		var ok2 bool
+		if key, ok2 = online.AppendEntityKey(key[:0], vals...); !ok2 {
 			return nil // ingest dead-letters these
 		}
 		cp := *ev
@@ -125,11 +153,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", view.Ref(), err)
 	}
+	for p, c := range cut {
+		res.Covered[p] = min(res.Covered[p], c-1)
+	}
 	for _, k := range slices.Sorted(maps.Keys(byKey)) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		evs := byKey[k]
+		evs := slices.DeleteFunc(byKey[k], func(ev features.Event) bool { return ev.Offset > res.Covered[ev.Partition] })
+		if len(evs) == 0 {
+			continue
+		}
 		slices.SortFunc(evs, func(a, b features.Event) int {
 			return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
 		})
@@ -174,7 +208,10 @@ type marker struct {
 }
 
 // WriteMarker records that a version's published states cover the event
-// log up to covered (per source partition), replacing any earlier marker.
+// log up to covered (per source partition), replacing any earlier marker
+// atomically. A marker with nothing covered is pending: whoever takes over
+// replays the whole log. Write one before creating a version's changelog,
+// so that a crash in between cannot leave a changelog that looks computed.
 func WriteMarker(ctx context.Context, off *offline.Dir, v *features.View, covered map[int32]int64) error {
 	m := marker{Covered: map[string]int64{}, At: time.Now().UTC()}
 	for p, o := range covered {
@@ -184,10 +221,7 @@ func WriteMarker(ctx context.Context, off *offline.Dir, v *features.View, covere
 	if err != nil {
 		return err
 	}
-	if err := off.RemoveFile(ctx, markerName(v)); err != nil {
-		return err
-	}
-	return off.CreateFile(ctx, markerName(v), b)
+	return off.ReplaceFile(ctx, markerName(v), b)
 }
 
 // ReadMarker returns a version's marker: the offsets its states cover, and

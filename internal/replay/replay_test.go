@@ -138,9 +138,30 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() && ev.Time < to.UnixMilli() })
+	// Until stops each partition before its first event at or after it;
+	// later offsets, even of earlier times, are a catch-up's.
+	cut := map[int32]int64{0: 60, 1: 60}
+	for _, ev := range events {
+		if ev.Time >= to.UnixMilli() {
+			cut[ev.Partition] = min(cut[ev.Partition], ev.Offset)
+		}
+	}
+	want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() && ev.Offset < cut[ev.Partition] })
 	if !maps.Equal(encoded(eng, bounded.Entities), want) {
 		t.Error("a bounded replay differs from the engine's over the events in the bounds")
+	}
+	if bounded.Covered[0] != cut[0]-1 || bounded.Covered[1] != cut[1]-1 {
+		t.Errorf("a bounded replay covers %v, want %v less one", bounded.Covered, cut)
+	}
+	// And a catch-up from there gives the whole replay, for events at or
+	// after --from.
+	rest, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: off, After: bounded.Covered, Since: from,
+		Load: func(key string) (*replay.Entity, error) { return bounded.Entities[key], nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() }); !maps.Equal(encoded(eng, rest.Entities), want) {
+		t.Error("a bounded replay and its catch-up differ from a replay of every event since --from")
 	}
 }
 

@@ -28,8 +28,13 @@ const MetaReplaces = "quiver.replaces"
 // LogFiles returns the paths of the Parquet files of a log directory
 // (events/<source>, features/<view>/v<version>) that hold its rows: every
 // date, sorted by date then name (names sort by time), without temporary
-// files and without files a compacted file replaces. A log with no files
-// yet has none.
+// files, files a compacted file replaces, or files of batches not yet
+// complete. A log with no files yet has none.
+//
+// The dates are listed one after another, so a batch another process
+// completes meanwhile may show in one date and not in another: a reader
+// that must know what it covered takes Marks first and reads only rows at
+// or below them.
 func (d *Dir) LogFiles(ctx context.Context, dir string) ([]string, error) {
 	snap, err := d.snapshot(ctx, dir)
 	if err != nil {
@@ -39,12 +44,24 @@ func (d *Dir) LogFiles(ctx context.Context, dir string) ([]string, error) {
 	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
 		p := snap.parts[part]
 		for _, name := range slices.Sorted(maps.Keys(p)) {
-			if !snap.replaced[part][name] {
+			if !snap.replaced[part][name] && !snap.open[part][name] {
 				files = append(files, filepath.Join(d.root, filepath.FromSlash(dir), part, name))
 			}
 		}
 	}
 	return files, nil
+}
+
+// Marks returns every stream's high-water mark in a log directory: the last
+// offset of its newest complete batch. Unlike HighWaterMark it changes
+// nothing, so any process may call it. Every batch at or below a mark is in
+// place, and stays visible to LogFiles (compaction keeps its rows).
+func (d *Dir) Marks(ctx context.Context, dir string) (map[string]int64, error) {
+	snap, err := d.snapshot(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return snap.newest, nil
 }
 
 // logSnapshot is a log directory's files as the index knew them at one
@@ -53,7 +70,7 @@ type logSnapshot struct {
 	parts    map[string]map[string]fileInfo // date partition → name → info
 	replaced map[string]map[string]bool     // date partition → names a present compacted file replaces
 	newest   map[string]int64               // stream → last offset of its newest complete batch
-	open     map[string]map[string]bool     // date partition → files of incomplete batches
+	open     map[string]map[string]bool     // date partition → files of incomplete batches above their stream's mark
 }
 
 func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
@@ -86,7 +103,12 @@ func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
 		if st.ok {
 			s.newest[stream] = st.hwm
 		}
-		for _, have := range st.open {
+		for k, have := range st.open {
+			// Below the mark, a batch that looks incomplete lost a date's
+			// file to compaction: its rows are all there.
+			if st.ok && k.last <= st.hwm {
+				continue
+			}
 			for part, name := range have {
 				if s.open[part] != nil {
 					s.open[part][name] = true

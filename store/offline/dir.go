@@ -95,6 +95,38 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// ReplaceFile writes a file atomically and durably, replacing any file of
+// that name: a reader sees the old contents or the new, never a mix.
+func (d *Dir) ReplaceFile(_ context.Context, name string, data []byte) error {
+	p, err := d.path(name)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err != nil {
+		return fmt.Errorf("replace %s: %w", name, err)
+	}
+	return syncDir(dir)
+}
+
 // RemoveFile removes a file durably; a file that is not there is no error.
 func (d *Dir) RemoveFile(_ context.Context, name string) error {
 	p, err := d.path(name)
