@@ -260,7 +260,8 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", len(sp.rows))
 
 	// Size the buckets from the event log's size on disk: an event in
-	// memory takes about ten times its compressed bytes.
+	// memory takes about ten times its compressed bytes, and one bucket per
+	// core is in memory at once.
 	var logBytes int64
 	files := map[string][]string{}
 	for src := range p.sources {
@@ -275,8 +276,9 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		}
 		files[src] = fs
 	}
-	buckets := int(max(1, min(1024, 10*logBytes/cfg.MemoryLimit+1)))
-	if 10*logBytes < cfg.MemoryLimit {
+	inMemory := 10 * logBytes * int64(runtime.GOMAXPROCS(0))
+	buckets := int(max(1, min(1024, inMemory/cfg.MemoryLimit+1)))
+	if inMemory < cfg.MemoryLimit {
 		buckets = 1
 	}
 
@@ -506,6 +508,12 @@ func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][
 			// precede them.
 			if ri == 0 || rs[ri-1].t != r.t {
 				for i, vj := range ej.views {
+					// Past the view's TTL serve answers OUTSIDE_MAX_AGE
+					// with nulls: so does the training set.
+					if last, ok := states[i].LastEventTime(); ok && vj.view.TTL > 0 && r.t-last > vj.view.TTL.Milliseconds() {
+						clear(out[i])
+						continue
+					}
 					if err := vj.engine.Evaluate(states[i], r.t, out[i]); err != nil {
 						return err
 					}

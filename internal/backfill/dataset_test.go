@@ -38,6 +38,9 @@ feature_views:
 	for v := range 1 + rng.IntN(3) {
 		fmt.Fprintf(&b, "  - name: v%d\n    version: 1\n    entity: user\n    source: events\n", v)
 		if rng.IntN(3) == 0 {
+			b.WriteString("    ttl: 2h\n")
+		}
+		if rng.IntN(3) == 0 {
 			b.WriteString("    filter: \"e.amount > 10.0\"\n")
 		}
 		b.WriteString("    features:\n")
@@ -136,7 +139,7 @@ func writeEvents(t *testing.T, rng *rand.Rand, defs *features.Definitions, dir *
 
 // online is what serve answers at t for user when the entity's state holds
 // exactly the events before t (at or before, inclusive), applied in arrival
-// order: the engine, as ingest runs it.
+// order: the engine, as ingest runs it, and nulls past the view's TTL.
 func online(t *testing.T, defs *features.Definitions, v *features.View, events []testEvent, user string, at int64, inclusive bool) []features.Value {
 	eng, err := features.NewEngine(defs, v)
 	if err != nil {
@@ -150,6 +153,9 @@ func online(t *testing.T, defs *features.Definitions, v *features.View, events [
 		}
 	}
 	out := make([]features.Value, len(v.Features))
+	if last, ok := st.LastEventTime(); ok && v.TTL > 0 && at-last > v.TTL.Milliseconds() {
+		return out // OUTSIDE_MAX_AGE: nulls
+	}
 	if err := eng.Evaluate(st, at, out); err != nil {
 		t.Fatal(err)
 	}

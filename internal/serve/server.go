@@ -181,7 +181,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 		code, msg = 499, "request canceled" // the client went away
 	default:
 		s.cfg.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
-		msg = "internal error: " + err.Error()
 	}
 	if code == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="quiver"`)
