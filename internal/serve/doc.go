@@ -3,9 +3,10 @@
 // (GET /v1/feature-views), health, readiness and metrics.
 //
 // A lookup reads each entity's state record from an online.Store and
-// evaluates its windows with the same engine ingest and backfill use, at one
-// time for the whole request, as_of: the request's arrival, or the latest
-// event of an entity if that is later. Entity columns come first in the
+// evaluates its windows with the same engine ingest and backfill use, at
+// as_of, the request's arrival (an entity whose latest event is later, from
+// a producer's clock ahead of ours, is evaluated at that event). Entity
+// columns come first in the
 // response, then one result per feature, values in entity order, each with a
 // status: PRESENT; NOT_FOUND when the entity has no state; OUTSIDE_MAX_AGE
 // when its latest event is older than the view's TTL (the value is then

@@ -163,9 +163,10 @@ type result struct {
 	times    [][]int64 // the entity's latest event, ms; 0 when not found
 }
 
-// lookup reads and evaluates a planned request. Every window is evaluated at
-// one time, as_of: now, or the latest event of an entity if that is later
-// (a window cannot be evaluated before events it holds).
+// lookup reads and evaluates a planned request. Windows are evaluated at
+// as_of, the request's time, except those of an entity with an event later
+// than that, evaluated at its latest event: one entity's clock skew never
+// moves another's windows.
 func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, error) {
 	res := &result{asOf: s.now().UnixMilli()}
 	states := make([][]*features.State, len(p.tables))
@@ -197,9 +198,6 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			}
 			s.metrics.cache[b2i(hit)].Inc()
 			states[ti][r] = st
-			if last, ok := st.LastEventTime(); ok {
-				res.asOf = max(res.asOf, last)
-			}
 		}
 	}
 
@@ -230,7 +228,10 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 					stat = statusOutsideMaxAge
 					break
 				}
-				if err := t.engine.Evaluate(st, res.asOf, vals); err != nil {
+				// An entity with an event later than now (a producer's
+				// clock ahead of ours) is evaluated at that event: a
+				// window cannot be evaluated before events it holds.
+				if err := t.engine.Evaluate(st, max(res.asOf, last), vals); err != nil {
 					return nil, fmt.Errorf("evaluate %s: %w", t.id, err)
 				}
 			}

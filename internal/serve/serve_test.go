@@ -260,20 +260,27 @@ func TestLookupServiceCompositeKeysAndTTL(t *testing.T) {
 	}
 }
 
-// An entity whose latest event is later than the request time moves as_of
-// to that event: windows cannot be evaluated before events they hold.
-func TestAsOfFollowsLatestEvent(t *testing.T) {
+// An entity whose latest event is later than the request time is evaluated
+// at that event; the others, and as_of, stay at the request time.
+func TestFutureEvent(t *testing.T) {
 	f := newFixture(t)
-	code, r, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1", "u4"]}}`)
+	code, r, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h", "user_txn@1:amount_avg_24h"], "entities": {"user_id": ["u1", "u4"]}}`)
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, raw)
 	}
-	at := now.Add(3 * time.Second)
-	if r.Metadata.AsOf != at.Format(time.RFC3339Nano) {
-		t.Errorf("as_of = %s, want u4's latest event %s", r.Metadata.AsOf, at.Format(time.RFC3339Nano))
+	if r.Metadata.AsOf != now.Format(time.RFC3339Nano) {
+		t.Errorf("as_of = %s, want the request time %s", r.Metadata.AsOf, now.Format(time.RFC3339Nano))
 	}
-	if got, want := r.Results[1].Values[0], f.value(t, "user_txn@1", "txn_count_1h", "u1", at.UnixMilli()); got != want {
-		t.Errorf("u1 txn_count_1h = %v, want %v", got, want)
+	later := now.Add(3 * time.Second).UnixMilli()
+	for i, c := range []struct {
+		user string
+		at   int64
+	}{{"u1", now.UnixMilli()}, {"u4", later}} {
+		for j, feature := range []string{"txn_count_1h", "amount_avg_24h"} {
+			if got, want := r.Results[1+j].Values[i], f.value(t, "user_txn@1", feature, c.user, c.at); got != want {
+				t.Errorf("%s %s = %v, want %v", c.user, feature, got, want)
+			}
+		}
 	}
 }
 
