@@ -198,13 +198,28 @@ func (r *Replica) Run(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			start[topic][p] = kgo.NewOffset().At(o)
-			next[topic][p] = o
 			end, ok := ends.Lookup(topic, p)
 			if !ok || end.Err != nil {
 				return fmt.Errorf("changelog %s/%d end offset: %v", topic, p, end.Err)
 			}
-			target[topic][p] = end.Offset
+			next[topic][p], target[topic][p] = o, end.Offset
+		}
+		// Past a partition's end, the topic was deleted and created again
+		// (a view version reset): what the replica holds of it is stale.
+		for p := range parts {
+			if next[topic][p] > target[topic][p] {
+				r.cfg.Logger.Warn("changelog recreated: dropping the replica's copy", "topic", topic)
+				if err := r.reset(topic); err != nil {
+					return err
+				}
+				for q := range parts {
+					next[topic][q] = 0
+				}
+				break
+			}
+		}
+		for p := range parts {
+			start[topic][p] = kgo.NewOffset().At(next[topic][p])
 		}
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.ConsumePartitions(start),
@@ -312,6 +327,24 @@ func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.Top
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// reset drops a changelog's records and offsets from the replica.
+func (r *Replica) reset(topic string) error {
+	b := r.db.NewBatch()
+	defer b.Close()
+	table := recordKey(nil, r.topics[topic], "")
+	if err := b.DeleteRange(table, append(table[:len(table)-1:len(table)-1], 1), nil); err != nil {
+		return err
+	}
+	offsets := append(append([]byte("o\x00"), topic...), 0)
+	if err := b.DeleteRange(offsets, append(offsets[:len(offsets)-1:len(offsets)-1], 1), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("reset replica of %s: %w", topic, err)
+	}
+	return nil
 }
 
 func (r *Replica) appliedOffset(topic string, partition int32) (int64, error) {

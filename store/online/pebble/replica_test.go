@@ -2,6 +2,7 @@ package pebble_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -209,4 +210,50 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// A changelog deleted and created again (a view version reset) is not
+// served from the replica's old copy after a restart.
+func TestReplicaChangelogRecreated(t *testing.T) {
+	brokers := broker(t)
+	dir := t.TempDir()
+	u1 := tables[0]
+	var old []online.Record
+	for i := range 20 {
+		old = append(old, online.Record{Table: u1, Key: fmt.Sprintf("old%d", i), Value: []byte("v")})
+	}
+	produce(t, brokers, old)
+	r, stop := start(t, brokers, dir, nil)
+	stop()
+	r.Close()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	if _, err := adm.DeleteTopics(context.Background(), online.ChangelogTopic("test", u1)); err != nil {
+		t.Fatal(err)
+	}
+	compact := "compact"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := adm.CreateTopic(context.Background(), 3, -1, map[string]*string{"cleanup.policy": &compact}, online.ChangelogTopic("test", u1))
+		if err == nil && resp.Err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recreate the changelog: %v %v", err, resp.Err)
+		}
+	}
+	adm.Close()
+	produce(t, brokers, []online.Record{{Table: u1, Key: "new", Value: []byte("n")}})
+
+	r, _ = start(t, brokers, dir, nil)
+	got, err := r.Get(context.Background(), u1, []string{"old0", "old7", "new"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != nil || got[1] != nil || string(got[2]) != "n" {
+		t.Fatalf("got %q, want the old records gone and the new one", got)
+	}
 }
