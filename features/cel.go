@@ -154,6 +154,7 @@ func fromCEL(v ref.Val) (Value, error) {
 type onDemand struct {
 	prg         cel.Program
 	requestKeys []string // read from the request context, sorted
+	typ         Type     // of the result, as checked; TypeNull when dynamic
 }
 
 var onDemandEnv = sync.OnceValues(func() (*cel.Env, error) {
@@ -206,7 +207,18 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &onDemand{prg: prg, requestKeys: requestKeys(checked.NativeRep().Expr())}, nil
+	typ := TypeNull
+	switch t := checked.OutputType(); {
+	case t.IsExactType(cel.DoubleType):
+		typ = TypeFloat
+	case t.IsExactType(cel.IntType):
+		typ = TypeInt
+	case t.IsExactType(cel.StringType):
+		typ = TypeString
+	case t.IsExactType(cel.BoolType):
+		typ = TypeBool
+	}
+	return &onDemand{prg: prg, requestKeys: requestKeys(checked.NativeRep().Expr()), typ: typ}, nil
 }
 
 // requestKeys returns the keys an expression reads from `request` by name
@@ -255,6 +267,10 @@ func constString(e ast.Expr) (string, bool) {
 	s, ok := e.AsLiteral().(types.String)
 	return string(s), ok
 }
+
+// Type returns the type of the feature's values as the expression checks,
+// or TypeNull when it depends on the request (a dynamic value).
+func (o *OnDemand) Type() Type { return o.prg.typ }
 
 // RequestKeys returns the request-context keys the expression needs: those it
 // reads by name and does not guard with has().

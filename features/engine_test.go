@@ -359,7 +359,7 @@ func TestSumsAreOrderIndependent(t *testing.T) {
 	}
 }
 
-func TestOnDemandRequestKeys(t *testing.T) {
+func TestOnDemandRequestKeysAndType(t *testing.T) {
 	src := `
 project: p
 entities: [{name: user, join_keys: [user_id]}]
@@ -387,6 +387,11 @@ feature_services:
 	for i, want := range [][]string{{"amount", "fee"}, nil, nil} {
 		if got := od[i].RequestKeys(); !slices.Equal(got, want) {
 			t.Errorf("%s: RequestKeys() = %q, want %q", od[i].Name, got, want)
+		}
+	}
+	for _, i := range []int{0, 2} {
+		if got := od[i].Type(); got != features.TypeFloat {
+			t.Errorf("%s: Type() = %s, want float", od[i].Name, got)
 		}
 	}
 }

@@ -44,10 +44,11 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 		_ = svc.EvalOnDemand(in, request, out)
 		copy(values[r][first:], out)
 	}
-	// An expression's type shows in its values: the first non-null one
+	// An expression's type is what CEL checks it to be; when it depends on
+	// the request (dynamic), its values show it: the first non-null one
 	// decides, and ints count as floats.
 	for j := first; j < len(p.outputs); j++ {
-		typ := features.TypeNull
+		typ := svc.OnDemand[j-first].Type()
 		for r := range values {
 			t := values[r][j].Type()
 			if t == features.TypeNull || t == typ || t == features.TypeInt && typ == features.TypeFloat {
