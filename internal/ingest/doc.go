@@ -36,6 +36,14 @@
 //     atomically before the offsets are committed; after a restart, input at
 //     or below a stream's offline high-water mark is not logged again.
 //
+// # New view versions
+//
+// A view version ingest has not computed before (its changelog does not
+// exist yet) is replayed from the offline event log before the group is
+// joined, and so is one that backfill replay bootstrapped, from the offsets
+// its marker records (package replay). Add a version by restarting every
+// instance of the group with the new definitions.
+//
 // A batch is made durable in this order: offline files, then the changelog
 // and the DLQ, then the state store, then the offsets. The state store is
 // never ahead of the changelog, and on assignment a partition's state is
