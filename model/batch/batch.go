@@ -1,0 +1,315 @@
+// Package batch is the dynamic batcher in front of a model: rows from
+// concurrent requests are gathered into one model call, up to a batch size
+// and a queueing delay, behind a bounded queue.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Func computes a batch: rows rows of Config.Inputs values each (row-major)
+// into rows rows of Config.Outputs values each.
+type Func func(ctx context.Context, in []float32, rows int, out []float32) error
+
+// Errors of Do.
+var (
+	// ErrQueueFull is returned at once when the queue holds QueueCapacity
+	// requests: the caller should answer 503 with Retry-After.
+	ErrQueueFull = errors.New("batch: queue full")
+	// ErrClosed is returned once the batcher is closed.
+	ErrClosed = errors.New("batch: closed")
+)
+
+// Config configures a Batcher. Zero fields take their defaults.
+type Config struct {
+	Inputs, Outputs int           // values per row in and out; required
+	MaxBatchSize    int           // rows per model call; default 64
+	MaxQueueDelay   time.Duration // how long a batch's first request waits for others; default 2ms
+	QueueCapacity   int           // requests waiting at most; default 1,024
+	Workers         int           // model calls at once; default 1
+	// Name labels the metrics (a model version, say).
+	Name       string
+	Registerer prometheus.Registerer // nil registers none
+}
+
+func (c *Config) ensureDefaults() {
+	if c.MaxBatchSize == 0 {
+		c.MaxBatchSize = 64
+	}
+	if c.MaxQueueDelay == 0 {
+		c.MaxQueueDelay = 2 * time.Millisecond
+	}
+	if c.QueueCapacity == 0 {
+		c.QueueCapacity = 1024
+	}
+	if c.Workers == 0 {
+		c.Workers = 1
+	}
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Inputs <= 0 || c.Outputs <= 0 {
+		errs = append(errs, fmt.Errorf("batch: %d inputs and %d outputs per row, want both positive", c.Inputs, c.Outputs))
+	}
+	if c.MaxBatchSize < 0 || c.QueueCapacity < 0 || c.Workers < 0 || c.MaxQueueDelay < 0 {
+		errs = append(errs, errors.New("batch: negative size, capacity, workers or delay"))
+	}
+	return errors.Join(errs...)
+}
+
+// request is one chunk of a caller's rows, at most MaxBatchSize.
+type request struct {
+	ctx    context.Context
+	in     []float32
+	rows   int
+	out    []float32 // the caller's, filled in place
+	queued time.Time
+	done   chan error // buffered: the batcher never blocks on a caller
+}
+
+// Batcher gathers requests into batches. It is safe for concurrent use.
+type Batcher struct {
+	cfg     Config
+	fn      Func
+	queue   chan *request
+	batches chan []*request
+	stop    chan struct{}
+	closed  chan struct{} // closed when Close has answered every queued request
+	wg      sync.WaitGroup
+	once    sync.Once
+	m       *metrics
+}
+
+// New starts a batcher calling fn. Close stops it.
+func New(cfg Config, fn Func) (*Batcher, error) {
+	cfg.ensureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	b := &Batcher{
+		cfg: cfg, fn: fn, m: m,
+		queue:   make(chan *request, cfg.QueueCapacity),
+		batches: make(chan []*request),
+		stop:    make(chan struct{}),
+		closed:  make(chan struct{}),
+	}
+	b.wg.Add(1 + cfg.Workers)
+	go b.collect()
+	for range cfg.Workers {
+		go b.work()
+	}
+	return b, nil
+}
+
+// Do computes rows rows of in (row-major, Inputs values each) and returns
+// their outputs, row-major. Rows beyond MaxBatchSize go in several batches.
+// It fails at once with ErrQueueFull when the queue is full, and with the
+// context's error if ctx ends first; a request whose context ends while it
+// waits is dropped before it is computed.
+func (b *Batcher) Do(ctx context.Context, in []float32, rows int) ([]float32, error) {
+	if len(in) != rows*b.cfg.Inputs {
+		return nil, fmt.Errorf("batch: %d values for %d rows of %d inputs", len(in), rows, b.cfg.Inputs)
+	}
+	out := make([]float32, rows*b.cfg.Outputs)
+	var reqs []*request
+	for lo := 0; lo < rows; lo += b.cfg.MaxBatchSize {
+		hi := min(rows, lo+b.cfg.MaxBatchSize)
+		r := &request{ctx: ctx, in: in[lo*b.cfg.Inputs : hi*b.cfg.Inputs], rows: hi - lo,
+			out: out[lo*b.cfg.Outputs : hi*b.cfg.Outputs], queued: time.Now(), done: make(chan error, 1)}
+		select {
+		case <-b.stop:
+			return nil, ErrClosed
+		default:
+		}
+		select {
+		case b.queue <- r:
+			reqs = append(reqs, r)
+		default:
+			b.m.rejected.Inc()
+			for _, q := range reqs {
+				<-q.done // already queued chunks finish or are dropped
+			}
+			return nil, ErrQueueFull
+		}
+	}
+	var first error
+	for _, r := range reqs {
+		select {
+		case err := <-r.done:
+			first = cmpErr(first, err)
+		case <-ctx.Done():
+			// The batcher drops it, or finishes it into out, which the
+			// caller no longer reads.
+			first = cmpErr(first, ctx.Err())
+		case <-b.closed:
+			first = cmpErr(first, ErrClosed) // queued after Close drained the queue
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	return out, nil
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// Close stops the batcher: queued requests fail with ErrClosed, and a batch
+// being computed finishes. It waits for the goroutines to end.
+func (b *Batcher) Close() {
+	b.once.Do(func() {
+		close(b.stop)
+		b.wg.Wait()
+		for {
+			select {
+			case r := <-b.queue:
+				r.done <- ErrClosed
+			default:
+				close(b.closed)
+				return
+			}
+		}
+	})
+	<-b.closed
+}
+
+// collect gathers requests into batches: a batch starts with the first
+// request waiting and takes more until it is full or MaxQueueDelay has
+// passed since it started.
+func (b *Batcher) collect() {
+	defer b.wg.Done()
+	defer close(b.batches)
+	var pending *request // a request that did not fit the last batch
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		first := pending
+		pending = nil
+		if first == nil {
+			select {
+			case first = <-b.queue:
+			case <-b.stop:
+				return
+			}
+		}
+		batch, rows := []*request{first}, first.rows
+		timer.Reset(b.cfg.MaxQueueDelay)
+	gather:
+		for rows < b.cfg.MaxBatchSize {
+			select {
+			case r := <-b.queue:
+				if rows+r.rows > b.cfg.MaxBatchSize {
+					pending = r
+					break gather
+				}
+				batch, rows = append(batch, r), rows+r.rows
+			case <-timer.C:
+				break gather
+			case <-b.stop:
+				timer.Stop()
+				for _, r := range batch {
+					r.done <- ErrClosed
+				}
+				if pending != nil {
+					pending.done <- ErrClosed
+				}
+				return
+			}
+		}
+		timer.Stop()
+		select {
+		case b.batches <- batch:
+		case <-b.stop:
+			for _, r := range batch {
+				r.done <- ErrClosed
+			}
+			if pending != nil {
+				pending.done <- ErrClosed
+			}
+			return
+		}
+	}
+}
+
+// work computes batches: the live requests' rows in one call, each caller's
+// outputs copied back to it.
+func (b *Batcher) work() {
+	defer b.wg.Done()
+	var in, out []float32
+	for batch := range b.batches {
+		live := batch[:0]
+		rows := 0
+		now := time.Now()
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				b.m.dropped.Inc()
+				r.done <- err // never computed
+				continue
+			}
+			b.m.queueTime.Observe(now.Sub(r.queued).Seconds())
+			live = append(live, r)
+			rows += r.rows
+		}
+		if len(live) == 0 {
+			continue
+		}
+		in = in[:0]
+		for _, r := range live {
+			in = append(in, r.in...)
+		}
+		out = append(out[:0], make([]float32, rows*b.cfg.Outputs)...)
+		b.m.batchSize.Observe(float64(rows))
+		began := time.Now()
+		err := b.fn(context.Background(), in, rows, out)
+		b.m.compute.Observe(time.Since(began).Seconds())
+		off := 0
+		for _, r := range live {
+			if err == nil {
+				copy(r.out, out[off:off+r.rows*b.cfg.Outputs])
+			}
+			off += r.rows * b.cfg.Outputs
+			r.done <- err
+		}
+	}
+}
+
+type metrics struct {
+	batchSize, queueTime, compute prometheus.Observer
+	rejected, dropped             prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
+	labels := prometheus.Labels{"model": name}
+	batchSize := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "quiver_serve_batch_size_rows", Help: "Rows per model call.",
+		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 15)})
+	queueTime := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "quiver_serve_batch_queue_seconds", Help: "Time a request waited before its batch was computed.",
+		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)})
+	compute := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "quiver_serve_batch_compute_seconds", Help: "Time of one model call.",
+		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)})
+	rejected := prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_batch_rejected_total", Help: "Requests refused because the queue was full.", ConstLabels: labels})
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_batch_dropped_total", Help: "Requests whose context ended while queued, dropped before compute.", ConstLabels: labels})
+	if reg != nil {
+		for _, c := range []prometheus.Collector{batchSize, queueTime, compute, rejected, dropped} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("batch metrics: %w", err)
+			}
+		}
+	}
+	return &metrics{batchSize, queueTime, compute, rejected, dropped}, nil
+}
