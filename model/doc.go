@@ -1,0 +1,25 @@
+// Package model is serve's model repository (DESIGN §7): every version of
+// every model under a directory, each with its format's evaluator and its
+// dynamic batcher, and the aliases that route requests to versions.
+//
+// The layout is DIR/<name>/<version>/model.yaml plus the artifact it names,
+// and DIR/<name>/aliases.yaml:
+//
+//	# DIR/fraud/3/model.yaml
+//	format: xgboost-json          # or onnx
+//	artifact: model.json
+//	inputs: {feature_service: fraud_v1}   # the service's features, then its on-demand ones, in order
+//	output: probability           # or score
+//	batching: {max_batch_size: 64, max_queue_delay: 2ms, queue_capacity: 1024}
+//	device: auto                  # cpu, gpu or auto
+//	profile: train.parquet.profile.json   # the training set's reference profile, for drift
+//
+//	# DIR/fraud/aliases.yaml
+//	production: 3
+//	canary: {version: 4, traffic: 0.1}
+//	shadow: 5
+//
+// Mistakes are reported with file and line; a model whose inputs name an
+// unknown feature service, or whose artifact does not take as many inputs
+// as the service gives, is refused.
+package model

@@ -1,0 +1,344 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/model/batch"
+	"github.com/quiver-ml/quiver/model/xgboost"
+)
+
+// Evaluator computes a model on row-major float32 batches: rows rows of
+// NumFeatures values (NaN for a missing one) into rows rows of NumOutputs.
+type Evaluator interface {
+	NumFeatures() int
+	NumOutputs() int
+	Predict(x []float32, rows int, out []float32)
+}
+
+// formats are the artifact formats a model.yaml may name, by name.
+var formats = map[string]func(io.Reader) (Evaluator, error){
+	"xgboost-json": func(r io.Reader) (Evaluator, error) { return xgboost.Load(r) },
+}
+
+// Errors of the repository.
+var (
+	ErrUnknownModel = errors.New("model: unknown model")
+	ErrNoGPU        = errors.New("model: no GPU backend in this build")
+)
+
+// Version is one loaded model version.
+type Version struct {
+	Model   string
+	Version int
+	Spec    Spec
+	Service *features.Service // the inputs: its features, then its on-demand features
+	Device  string            // where it runs: cpu
+	eval    Evaluator
+	batcher *batch.Batcher
+}
+
+// NumOutputs is how many values a row's prediction has.
+func (v *Version) NumOutputs() int { return v.eval.NumOutputs() }
+
+// Predict computes rows rows of inputs through the version's batcher.
+func (v *Version) Predict(ctx context.Context, in []float32, rows int) ([]float32, error) {
+	return v.batcher.Do(ctx, in, rows)
+}
+
+// Model is a model's versions and aliases.
+type Model struct {
+	Name     string
+	Versions map[int]*Version
+	Aliases  Aliases
+}
+
+// Repository is every model of a directory.
+type Repository struct {
+	Models map[string]*Model
+}
+
+// Config is what Open needs.
+type Config struct {
+	Dir         string                // required
+	Definitions *features.Definitions // required
+	Logger      *slog.Logger          // nil discards
+	Registerer  prometheus.Registerer // batcher metrics; nil registers none
+}
+
+// Open loads every model version under cfg.Dir; every problem is reported
+// at once, with file and line.
+func Open(cfg Config) (*Repository, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	names, err := os.ReadDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("model repository: %w", err)
+	}
+	repo := &Repository{Models: map[string]*Model{}}
+	var errs []error
+	for _, n := range names {
+		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") {
+			continue
+		}
+		m, err := loadModel(cfg, n.Name())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		repo.Models[m.Name] = m
+	}
+	if err := errors.Join(errs...); err != nil {
+		repo.Close()
+		return nil, err
+	}
+	return repo, nil
+}
+
+func loadModel(cfg Config, name string) (*Model, error) {
+	dir := filepath.Join(cfg.Dir, name)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Name: name, Versions: map[int]*Version{}}
+	var errs []error
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if !e.IsDir() || err != nil || n < 1 {
+			continue
+		}
+		v, err := loadVersion(cfg, name, n, filepath.Join(dir, e.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.Versions[n] = v
+	}
+	if err := errors.Join(errs...); err != nil {
+		m.close()
+		return nil, err
+	}
+	if len(m.Versions) == 0 {
+		return nil, fmt.Errorf("%s: no versions (want %s/<version>/model.yaml)", dir, dir)
+	}
+	if err := m.loadAliases(filepath.Join(dir, "aliases.yaml")); err != nil {
+		m.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+func loadVersion(cfg Config, name string, version int, dir string) (*Version, error) {
+	path := filepath.Join(dir, "model.yaml")
+	var spec Spec
+	f, err := decodeFile(path, &spec)
+	if err != nil {
+		return nil, err
+	}
+	v := &Version{Model: name, Version: version, Spec: spec, Device: "cpu"}
+	var problems []string
+	load := formats[spec.Format]
+	if load == nil {
+		problems = append(problems, fmt.Sprintf("%s: %q is not a format (want %s)", f.at("format"), spec.Format, strings.Join(formatNames(), " or ")))
+	}
+	if spec.Artifact == "" {
+		problems = append(problems, fmt.Sprintf("%s: missing", f.at("artifact")))
+	}
+	if spec.Inputs.FeatureService == "" {
+		problems = append(problems, fmt.Sprintf("%s: missing", f.at("inputs", "feature_service")))
+	} else if v.Service = cfg.Definitions.Service(spec.Inputs.FeatureService); v.Service == nil {
+		problems = append(problems, fmt.Sprintf("%s: no feature service %q in the definitions", f.at("inputs", "feature_service"), spec.Inputs.FeatureService))
+	}
+	switch spec.Output {
+	case "probability", "score", "":
+	default:
+		problems = append(problems, fmt.Sprintf("%s: %q: want probability or score", f.at("output"), spec.Output))
+	}
+	switch spec.Device {
+	case "cpu":
+	case "", "auto":
+		cfg.Logger.Info("model on the CPU: this build has no GPU backend", "model", name, "version", version)
+	case "gpu":
+		problems = append(problems, fmt.Sprintf("%s: %v", f.at("device"), ErrNoGPU))
+	default:
+		problems = append(problems, fmt.Sprintf("%s: %q: want cpu, gpu or auto", f.at("device"), spec.Device))
+	}
+	if spec.Profile != "" {
+		if _, err := os.Stat(filepath.Join(dir, spec.Profile)); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", f.at("profile"), err))
+		}
+	}
+	if spec.Batching.MaxBatchSize < 0 || spec.Batching.QueueCapacity < 0 || spec.Batching.MaxQueueDelay < 0 {
+		problems = append(problems, fmt.Sprintf("%s: sizes and delays must not be negative", f.at("batching")))
+	}
+	if load != nil && spec.Artifact != "" {
+		art, err := os.Open(filepath.Join(dir, spec.Artifact))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", f.at("artifact"), err))
+		} else {
+			v.eval, err = load(art)
+			art.Close()
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %s: %v", f.at("artifact"), spec.Artifact, err))
+			}
+		}
+	}
+	if v.eval != nil && v.Service != nil {
+		if want := len(v.Service.Features) + len(v.Service.OnDemand); v.eval.NumFeatures() != want {
+			problems = append(problems, fmt.Sprintf("%s: the model takes %d inputs, feature service %s gives %d", f.at("inputs", "feature_service"), v.eval.NumFeatures(), v.Service.Name, want))
+		}
+		problems = append(problems, numericInputs(f, cfg.Definitions, v.Service)...)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	// Warm up before taking traffic: a zero row must predict finite numbers.
+	zero := make([]float32, v.eval.NumFeatures())
+	out := make([]float32, v.eval.NumOutputs())
+	v.eval.Predict(zero, 1, out)
+	for _, o := range out {
+		if math.IsNaN(float64(o)) || math.IsInf(float64(o), 0) {
+			return nil, fmt.Errorf("%s: the model predicts %v for a row of zeros", f.at("artifact"), out)
+		}
+	}
+	b, err := batch.New(batch.Config{
+		Inputs: v.eval.NumFeatures(), Outputs: v.eval.NumOutputs(),
+		MaxBatchSize: spec.Batching.MaxBatchSize, MaxQueueDelay: spec.Batching.MaxQueueDelay, QueueCapacity: spec.Batching.QueueCapacity,
+		Name: name + "@" + strconv.Itoa(version), Registerer: cfg.Registerer,
+	}, func(_ context.Context, in []float32, rows int, out []float32) error {
+		v.eval.Predict(in, rows, out)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	v.batcher = b
+	return v, nil
+}
+
+// numericInputs refuses services with string or timestamp features: models
+// take numbers (and booleans as 0 or 1).
+func numericInputs(f *yamlFile, defs *features.Definitions, svc *features.Service) []string {
+	var problems []string
+	for _, r := range svc.Features {
+		view, feat, err := defs.Resolve(r)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", f.at("inputs", "feature_service"), err))
+			continue
+		}
+		if t := feat.ValueType(defs.Source(view.Source)); t == features.TypeString || t == features.TypeTimestamp {
+			problems = append(problems, fmt.Sprintf("%s: feature %s is a %s, not a number", f.at("inputs", "feature_service"), r, t))
+		}
+	}
+	for _, o := range svc.OnDemand {
+		if t := o.Type(); t == features.TypeString {
+			problems = append(problems, fmt.Sprintf("%s: on-demand feature %s is a string, not a number", f.at("inputs", "feature_service"), o.Name))
+		}
+	}
+	return problems
+}
+
+func formatNames() []string {
+	var names []string
+	for n := range formats {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (m *Model) loadAliases(path string) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		m.Aliases.Production = slices.Max(versions(m)) // none: the latest serves
+		return nil
+	}
+	f, err := decodeFile(path, &m.Aliases)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	check := func(v int, keys ...string) {
+		if _, ok := m.Versions[v]; !ok {
+			problems = append(problems, fmt.Sprintf("%s: no version %d of %s", f.at(keys...), v, m.Name))
+		}
+	}
+	if m.Aliases.Production == 0 {
+		problems = append(problems, fmt.Sprintf("%s: missing", f.at("production")))
+	} else {
+		check(m.Aliases.Production, "production")
+	}
+	if c := m.Aliases.Canary; c != nil {
+		check(c.Version, "canary", "version")
+		if c.Traffic <= 0 || c.Traffic >= 1 {
+			problems = append(problems, fmt.Sprintf("%s: %v: want a share between 0 and 1", f.at("canary", "traffic"), c.Traffic))
+		}
+	}
+	if m.Aliases.Shadow != 0 {
+		check(m.Aliases.Shadow, "shadow")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+func versions(m *Model) []int {
+	var vs []int
+	for v := range m.Versions {
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return vs
+}
+
+// Route returns the version that answers a request for an entity: the
+// canary for its traffic share of entities (the same entity always gets
+// the same version), else production; and the shadow version, if any, that
+// also runs, unreturned.
+func (r *Repository) Route(name, entity string) (serve, shadow *Version, err error) {
+	m := r.Models[name]
+	if m == nil {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownModel, name)
+	}
+	serve = m.Versions[m.Aliases.Production]
+	if c := m.Aliases.Canary; c != nil {
+		// A hash stable across replicas and restarts.
+		if float64(xxhash.Sum64String(entity))/float64(math.MaxUint64) < c.Traffic {
+			serve = m.Versions[c.Version]
+		}
+	}
+	if m.Aliases.Shadow != 0 {
+		shadow = m.Versions[m.Aliases.Shadow]
+	}
+	return serve, shadow, nil
+}
+
+// Close stops every version's batcher.
+func (r *Repository) Close() {
+	for _, m := range r.Models {
+		m.close()
+	}
+}
+
+func (m *Model) close() {
+	for _, v := range m.Versions {
+		if v.batcher != nil {
+			v.batcher.Close()
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package model_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/model"
+)
+
+func fraudDefs(t *testing.T) *features.Definitions {
+	defs, err := features.Load("../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return defs
+}
+
+func TestOpen(t *testing.T) {
+	repo, err := model.Open(model.Config{Dir: "testdata/models", Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	v, shadow, err := repo.Route("fraud", "u1")
+	if err != nil || v.Version != 1 || shadow != nil {
+		t.Fatalf("route: %v, %v, %v; want version 1, no shadow", v, shadow, err)
+	}
+	in := make([]float32, 2*10)
+	in[9], in[19] = 0.5, 4 // amount_vs_avg
+	out, err := v.Predict(context.Background(), in, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[0] <= 0 || out[0] >= 1 || out[1] <= out[0] {
+		t.Fatalf("predictions %v: want probabilities, higher for the larger amount_vs_avg", out)
+	}
+	if _, _, err := repo.Route("nope", "u1"); err == nil {
+		t.Error("an unknown model routes")
+	}
+}
+
+// repoWith builds a repository with the test model's artifact and the
+// given model.yaml and aliases.yaml (empty: none).
+func repoWith(t *testing.T, spec, aliases string) string {
+	dir := t.TempDir()
+	vdir := filepath.Join(dir, "fraud", "1")
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	art, err := os.ReadFile("testdata/models/fraud/1/model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(vdir, "model.json"), art, 0o644)
+	os.WriteFile(filepath.Join(vdir, "model.yaml"), []byte(spec), 0o644)
+	if aliases != "" {
+		os.WriteFile(filepath.Join(dir, "fraud", "aliases.yaml"), []byte(aliases), 0o644)
+	}
+	return dir
+}
+
+const goodSpec = "format: xgboost-json\nartifact: model.json\ninputs: {feature_service: fraud_v1}\n"
+
+func TestBadRepository(t *testing.T) {
+	defs := fraudDefs(t)
+	for _, c := range []struct {
+		name, spec, aliases string
+		want                []string
+	}{
+		{"unknown key", goodSpec + "batchign: {}\n", "", []string{"model.yaml: line 4: field batchign not found"}},
+		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want xgboost-json)`}},
+		{"unknown service", strings.Replace(goodSpec, "fraud_v1", "fraud_v9", 1), "", []string{`model.yaml:3: inputs.feature_service: no feature service "fraud_v9"`}},
+		{"missing artifact", strings.Replace(goodSpec, "model.json", "nope.json", 1), "", []string{"model.yaml:2: artifact: open", "nope.json: no such file"}},
+		{"gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: model: no GPU backend in this build"}},
+		{"bad device and output, all reported", goodSpec + "device: tpu\noutput: logits\n", "", []string{`model.yaml:4: device: "tpu"`, `model.yaml:5: output: "logits"`}},
+		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},
+		{"aliases: bad canary", goodSpec, "production: 1\ncanary: {version: 1, traffic: 1.5}\n", []string{"aliases.yaml:2: canary.traffic: 1.5: want a share between 0 and 1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := model.Open(model.Config{Dir: repoWith(t, c.spec, c.aliases), Definitions: defs})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// The model's inputs must be the service's: another service of another
+// size is refused.
+func TestInputCount(t *testing.T) {
+	src, err := os.ReadFile("../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := features.Parse("defs.yaml", append(src, []byte("\n  - name: small\n    features: [user_txn@1:txn_count_1h]\n")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = model.Open(model.Config{Dir: repoWith(t, strings.Replace(goodSpec, "fraud_v1", "small", 1), ""), Definitions: defs})
+	if err == nil || !strings.Contains(err.Error(), "the model takes 10 inputs, feature service small gives 1") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// A canary takes its share of entities, each entity always the same way.
+func TestCanary(t *testing.T) {
+	dir := repoWith(t, goodSpec, "production: 1\ncanary: {version: 2, traffic: 0.1}\n")
+	v2 := filepath.Join(dir, "fraud", "2")
+	os.MkdirAll(v2, 0o755)
+	for _, f := range []string{"model.json", "model.yaml"} {
+		b, _ := os.ReadFile(filepath.Join(dir, "fraud", "1", f))
+		os.WriteFile(filepath.Join(v2, f), b, 0o644)
+	}
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	canary := 0
+	for i := range 10_000 {
+		user := fmt.Sprintf("u%d", i)
+		v, _, _ := repo.Route("fraud", user)
+		again, _, _ := repo.Route("fraud", user)
+		if v.Version != again.Version {
+			t.Fatalf("%s went to %d, then %d", user, v.Version, again.Version)
+		}
+		if v.Version == 2 {
+			canary++
+		}
+	}
+	if share := float64(canary) / 10_000; math.Abs(share-0.1) > 0.03 {
+		t.Errorf("canary share %.3f, want 0.1 ± 0.03", share)
+	}
+}
