@@ -39,15 +39,15 @@ type Batching struct {
 
 // Aliases is a model's aliases.yaml.
 type Aliases struct {
-	Production int     `yaml:"production"`
-	Canary     *Canary `yaml:"canary"`
-	Shadow     int     `yaml:"shadow"`
+	Production int     `yaml:"production" json:"production"`
+	Canary     *Canary `yaml:"canary" json:"canary,omitempty"`
+	Shadow     int     `yaml:"shadow" json:"shadow,omitempty"`
 }
 
 // Canary sends a share of the traffic, sticky per entity, to a version.
 type Canary struct {
-	Version int     `yaml:"version"`
-	Traffic float64 `yaml:"traffic"`
+	Version int     `yaml:"version" json:"version"`
+	Traffic float64 `yaml:"traffic" json:"traffic"`
 }
 
 // yamlFile is a decoded YAML file that can say where its keys are.

@@ -24,6 +24,7 @@ import (
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
 	"github.com/quiver-ml/quiver/internal/serve"
+	"github.com/quiver-ml/quiver/model"
 	"github.com/quiver-ml/quiver/store/online"
 	"github.com/quiver-ml/quiver/store/online/pebble"
 	"github.com/quiver-ml/quiver/store/online/redis"
@@ -35,6 +36,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	common := cli.AddCommon(fs)
 	listen := fs.String("listen", ":8080", "HTTP address")
+	modelsDir := fs.String("models", "", "model repository: DIR/<name>/<version>/model.yaml and aliases.yaml; empty: no predictions")
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them")
 	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
 	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis: MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
@@ -84,7 +86,15 @@ func run(args []string) error {
 	}
 	defer store.Close()
 
+	var models *model.Repository
+	if *modelsDir != "" {
+		if models, err = model.Open(model.Config{Dir: *modelsDir, Definitions: defs, Logger: log, Registerer: reg}); err != nil {
+			return err
+		}
+		defer models.Close()
+	}
 	srv, err := serve.New(serve.Config{
+		Models:      models,
 		Definitions: defs, Store: store, AuthTokens: tokens, StateCacheEntries: cacheOption(*cacheEntries),
 		Logger: log, Registerer: reg, Gatherer: reg,
 	})

@@ -50,8 +50,9 @@ func badRequest(format string, args ...any) *apiError {
 }
 
 // decodeRequest decodes and checks the shape of a request body; maxEntities
-// bounds the number of entities.
-func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int) (*request, error) {
+// bounds the number of entities. A lookup names its features; a prediction
+// (predict) does not: its model does.
+func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict bool) (*request, error) {
 	// fastjson is lenient (raw control characters in strings, say):
 	// encoding/json decides what is JSON.
 	if !json.Valid(body) {
@@ -74,6 +75,10 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int) (*request, 
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		switch string(key) {
 		case "features":
+			if predict {
+				problems = append(problems, `unknown field "features": a prediction's features are its model's`)
+				return
+			}
 			hasFeatures = true
 			arr, err := v.Array()
 			if err != nil {
@@ -90,6 +95,10 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int) (*request, 
 				req.features = append(req.features, string(s))
 			}
 		case "feature_service":
+			if predict {
+				problems = append(problems, `unknown field "feature_service": a prediction's features are its model's`)
+				return
+			}
 			s, err := v.StringBytes()
 			if err != nil || len(s) == 0 {
 				problems = append(problems, "feature_service must be a non-empty string")
@@ -101,10 +110,15 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int) (*request, 
 		case "request_context":
 			context = v
 		default:
-			problems = append(problems, fmt.Sprintf("unknown field %q (want features or feature_service, entities, request_context)", key))
+			want := "features or feature_service, entities, request_context"
+			if predict {
+				want = "entities, request_context"
+			}
+			problems = append(problems, fmt.Sprintf("unknown field %q (want %s)", key, want))
 		}
 	})
 	switch {
+	case predict:
 	case hasFeatures && req.service != "":
 		problems = append(problems, "give features or feature_service, not both")
 	case !hasFeatures && req.service == "":

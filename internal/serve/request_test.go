@@ -27,7 +27,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	}
 	var p fastjson.Parser
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := decodeRequest(&p, body, 5)
+		req, err := decodeRequest(&p, body, 5, false)
 		if err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) || ae.code != http.StatusBadRequest || ae.msg == "" {

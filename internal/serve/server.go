@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/model"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -28,6 +29,7 @@ import (
 type Config struct {
 	Definitions *features.Definitions // required
 	Store       online.Store          // required
+	Models      *model.Repository     // predictions; nil for none
 	// AuthTokens, when not empty, are the bearer tokens that may call the
 	// API. Health and metrics endpoints stay open.
 	AuthTokens   []string
@@ -90,6 +92,7 @@ type Server struct {
 	tokens   [][sha256.Size]byte
 	metrics  *metrics
 	cache    *stateCache
+	models   *model.Repository
 	now      func() time.Time
 	echo     *echo.Echo
 	parsers  fastjson.ParserPool
@@ -103,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, defs: cfg.Definitions, store: cfg.Store, now: cfg.Now,
+		cfg: cfg, defs: cfg.Definitions, store: cfg.Store, now: cfg.Now, models: cfg.Models,
 		tables: map[online.Table]*table{}, services: map[string]*plan{},
 		metrics: newMetrics(cfg.Registerer),
 	}
@@ -151,6 +154,8 @@ func New(cfg Config) (*Server, error) {
 	// Not an echo.Group: a group's middleware turns 405s into 404s.
 	e.POST("/get-online-features", s.getOnlineFeatures, s.authenticate)
 	e.GET("/v1/feature-views", s.featureViews, s.authenticate)
+	e.POST("/v1/models/:name/predict", s.predict, s.authenticate)
+	e.GET("/v1/models", s.listModels, s.authenticate)
 	s.echo = e
 	return s, nil
 }
@@ -252,7 +257,7 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 		return err
 	}
 	p := s.parsers.Get()
-	req, err := decodeRequest(p, body, s.cfg.MaxEntities)
+	req, err := decodeRequest(p, body, s.cfg.MaxEntities, false)
 	s.parsers.Put(p)
 	if err != nil {
 		return err

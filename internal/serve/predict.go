@@ -1,0 +1,163 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	"github.com/segmentio/ksuid"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/jsonenc"
+	"github.com/quiver-ml/quiver/model"
+	"github.com/quiver-ml/quiver/model/batch"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// predict answers POST /v1/models/{name}/predict: the model's features of
+// each entity, read and evaluated as a lookup is, with its on-demand
+// features from the request context, through the model version's batcher.
+func (s *Server) predict(c echo.Context) error {
+	bp, _ := s.buffers.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.buffers.Put(bp)
+	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
+	*bp = body
+	if err != nil {
+		return err
+	}
+	p := s.parsers.Get()
+	req, err := decodeRequest(p, body, s.cfg.MaxEntities, true)
+	s.parsers.Put(p)
+	if err != nil {
+		return err
+	}
+	// The first entity's key picks the version: a canary is sticky per
+	// entity.
+	var route []byte
+	for _, col := range req.entities {
+		route, _ = online.AppendEntityKey(route, col.values[0])
+	}
+	if s.models == nil {
+		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
+	}
+	v, _, err := s.models.Route(c.Param("name"), string(route))
+	if errors.Is(err, model.ErrUnknownModel) {
+		return &apiError{code: http.StatusNotFound, msg: err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	pl := s.services[v.Service.Name]
+	if err := pl.check(req); err != nil {
+		return err
+	}
+	res, err := s.lookup(c.Request().Context(), req, pl)
+	if err != nil {
+		return err
+	}
+	n := len(res.values)
+	in := make([]float32, req.rows*n)
+	for r := range req.rows {
+		for o := range n {
+			in[r*n+o] = modelInput(res.values[o][r])
+		}
+	}
+	out, err := v.Predict(c.Request().Context(), in, req.rows)
+	switch {
+	case errors.Is(err, batch.ErrQueueFull):
+		c.Response().Header().Set("Retry-After", "1")
+		return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " is overloaded: retry"}
+	case errors.Is(err, context.Canceled):
+		return err
+	case err != nil:
+		return err
+	}
+	b := append(body[:0], `{"model":`...)
+	b = jsonenc.AppendString(b, v.Model)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, int64(v.Version), 10)
+	b = append(b, `,"request_id":"`...)
+	b = append(b, ksuid.New().String()...)
+	b = append(b, `","predictions":[`...)
+	k := v.NumOutputs()
+	for r := range req.rows {
+		if r > 0 {
+			b = append(b, ',')
+		}
+		if k > 1 {
+			b = append(b, '[')
+		}
+		for j, x := range out[r*k : (r+1)*k] {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
+		}
+		if k > 1 {
+			b = append(b, ']')
+		}
+	}
+	*bp = append(b, "]}\n"...)
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
+}
+
+// modelInput is a feature value as a model reads it: numbers as they are,
+// booleans as 0 or 1, and a null (a missing feature) as NaN, which models
+// treat as missing.
+func modelInput(v features.Value) float32 {
+	switch v.Type() {
+	case features.TypeInt:
+		return float32(v.Int())
+	case features.TypeFloat:
+		return float32(v.Float())
+	case features.TypeBool:
+		if v.Bool() {
+			return 1
+		}
+		return 0
+	}
+	return float32(math.NaN())
+}
+
+type modelJSON struct {
+	Name     string        `json:"name"`
+	Aliases  model.Aliases `json:"aliases"`
+	Versions []versionJSON `json:"versions"`
+}
+
+type versionJSON struct {
+	Version        int    `json:"version"`
+	Format         string `json:"format"`
+	FeatureService string `json:"feature_service"`
+	Output         string `json:"output,omitempty"`
+	Device         string `json:"device"`
+}
+
+// listModels answers GET /v1/models: every model, its versions and aliases.
+func (s *Server) listModels(c echo.Context) error {
+	out := struct {
+		Models []modelJSON `json:"models"`
+	}{Models: []modelJSON{}}
+	if s.models != nil {
+		for _, name := range slices.Sorted(maps.Keys(s.models.Models)) {
+			m := s.models.Models[name]
+			mj := modelJSON{Name: name, Aliases: m.Aliases}
+			for _, n := range slices.Sorted(maps.Keys(m.Versions)) {
+				v := m.Versions[n]
+				mj.Versions = append(mj.Versions, versionJSON{Version: n, Format: v.Spec.Format,
+					FeatureService: v.Service.Name, Output: v.Spec.Output, Device: v.Device})
+			}
+			out.Models = append(out.Models, mj)
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}
