@@ -23,19 +23,8 @@ import (
 // each entity, read and evaluated as a lookup is, with its on-demand
 // features from the request context, through the model version's batcher.
 func (s *Server) predict(c echo.Context) error {
-	bp, _ := s.buffers.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	req, bp, err := s.readRequest(c, true)
 	defer s.buffers.Put(bp)
-	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
-	*bp = body
-	if err != nil {
-		return err
-	}
-	p := s.parsers.Get()
-	req, err := decodeRequest(p, body, s.cfg.MaxEntities, true)
-	s.parsers.Put(p)
 	if err != nil {
 		return err
 	}
@@ -80,7 +69,7 @@ func (s *Server) predict(c echo.Context) error {
 	case err != nil:
 		return err
 	}
-	b := append(body[:0], `{"model":`...)
+	b := append((*bp)[:0], `{"model":`...)
 	b = jsonenc.AppendString(b, v.Model)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, int64(v.Version), 10)

@@ -245,20 +245,27 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Server) getOnlineFeatures(c echo.Context) error {
+// readRequest reads and decodes a request body into a pooled buffer, which
+// the caller reuses for the response and returns with s.buffers.Put.
+func (s *Server) readRequest(c echo.Context, predict bool) (*request, *[]byte, error) {
 	bp, _ := s.buffers.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
 	}
-	defer s.buffers.Put(bp)
 	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
 	*bp = body
 	if err != nil {
-		return err
+		return nil, bp, err
 	}
 	p := s.parsers.Get()
-	req, err := decodeRequest(p, body, s.cfg.MaxEntities, false)
+	req, err := decodeRequest(p, body, s.cfg.MaxEntities, predict)
 	s.parsers.Put(p)
+	return req, bp, err
+}
+
+func (s *Server) getOnlineFeatures(c echo.Context) error {
+	req, bp, err := s.readRequest(c, false)
+	defer s.buffers.Put(bp)
 	if err != nil {
 		return err
 	}
@@ -277,7 +284,7 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	*bp = appendResponse(body[:0], req, pl, res)
+	*bp = appendResponse((*bp)[:0], req, pl, res)
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
 }
