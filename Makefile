@@ -59,6 +59,7 @@ fuzz: ## fuzz each decoder of outside bytes for FUZZTIME (default 30s) each
 	$(GO) test ./internal/backfill -run '^$$' -fuzz '^FuzzReadCSV$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./internal/jsonenc -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./model/xgboost -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./model/onnx -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(or $(FUZZTIME),30s)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
