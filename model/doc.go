@@ -6,7 +6,7 @@
 // and DIR/<name>/aliases.yaml:
 //
 //	# DIR/fraud/3/model.yaml
-//	format: xgboost-json          # or onnx
+//	format: xgboost-json          # or onnx (feed-forward graphs; package onnx)
 //	artifact: model.json
 //	inputs: {feature_service: fraud_v1}   # the service's features, then its on-demand ones, in order
 //	output: probability           # or score

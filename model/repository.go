@@ -18,6 +18,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/model/batch"
+	"github.com/quiver-ml/quiver/model/onnx"
 	"github.com/quiver-ml/quiver/model/xgboost"
 )
 
@@ -32,6 +33,7 @@ type Evaluator interface {
 // formats are the artifact formats a model.yaml may name, by name.
 var formats = map[string]func(io.Reader) (Evaluator, error){
 	"xgboost-json": func(r io.Reader) (Evaluator, error) { return xgboost.Load(r) },
+	"onnx":         func(r io.Reader) (Evaluator, error) { return onnx.Load(r) },
 }
 
 // Errors of the repository.

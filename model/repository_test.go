@@ -74,7 +74,7 @@ func TestBadRepository(t *testing.T) {
 		want                []string
 	}{
 		{"unknown key", goodSpec + "batchign: {}\n", "", []string{"model.yaml: line 4: field batchign not found"}},
-		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want xgboost-json)`}},
+		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want onnx or xgboost-json)`}},
 		{"unknown service", strings.Replace(goodSpec, "fraud_v1", "fraud_v9", 1), "", []string{`model.yaml:3: inputs.feature_service: no feature service "fraud_v9"`}},
 		{"missing artifact", strings.Replace(goodSpec, "model.json", "nope.json", 1), "", []string{"model.yaml:2: artifact: open", "nope.json: no such file"}},
 		{"gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: model: no GPU backend in this build"}},
