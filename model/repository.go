@@ -330,6 +330,25 @@ func (r *Repository) Route(name, entity string) (serve, shadow *Version, err err
 	return serve, shadow, nil
 }
 
+// Version returns a model's version, or its production version for 0.
+func (r *Repository) Version(name string, version int) (*Version, error) {
+	m := r.Models[name]
+	if m == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownModel, name)
+	}
+	if version == 0 {
+		version = m.Aliases.Production
+	}
+	v := m.Versions[version]
+	if v == nil {
+		return nil, fmt.Errorf("%w %q version %d", ErrUnknownModel, name, version)
+	}
+	return v, nil
+}
+
+// NumFeatures is how many values a row of inputs has.
+func (v *Version) NumFeatures() int { return v.eval.NumFeatures() }
+
 // Close stops every version's batcher.
 func (r *Repository) Close() {
 	for _, m := range r.Models {

@@ -156,6 +156,7 @@ func New(cfg Config) (*Server, error) {
 	e.GET("/v1/feature-views", s.featureViews, s.authenticate)
 	e.POST("/v1/models/:name/predict", s.predict, s.authenticate)
 	e.GET("/v1/models", s.listModels, s.authenticate)
+	s.oipRoutes(e)
 	s.echo = e
 	return s, nil
 }

@@ -1,0 +1,134 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quiver-ml/quiver/model/xgboost"
+)
+
+// TestOpenInferenceProtocol drives the /v2 endpoints with bodies shaped as
+// the Open Inference Protocol's REST API has them, and checks the response
+// shapes and the outputs against the model evaluated in Go.
+func TestOpenInferenceProtocol(t *testing.T) {
+	brokers := startBroker(t)
+	base := startServe(t, brokers, t.TempDir(), "--models", "../../model/testdata/models")
+	for deadline := 0; ; deadline++ {
+		if resp, err := http.Get(base + "/v2/health/live"); err == nil {
+			var live map[string]any
+			json.NewDecoder(resp.Body).Decode(&live)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || live["live"] != true {
+				t.Fatalf("live: %d %v", resp.StatusCode, live)
+			}
+			break
+		}
+		if deadline > 200 {
+			t.Fatal("serve did not start")
+		}
+		httpPause()
+	}
+
+	// Metadata.
+	var meta map[string]any
+	getJSON(t, base+"/v2/models/fraud", http.StatusOK, &meta)
+	want := `{"inputs":[{"datatype":"FP32","name":"input","shape":[-1,10]}],"name":"fraud","outputs":[{"datatype":"FP32","name":"output","shape":[-1,1]}],"platform":"xgboost-json","versions":["1"]}`
+	if got, _ := json.Marshal(meta); string(got) != want {
+		t.Errorf("metadata\n%s\nwant\n%s", got, want)
+	}
+	var ready map[string]any
+	getJSON(t, base+"/v2/models/fraud/ready", http.StatusOK, &ready)
+	if ready["ready"] != true || ready["name"] != "fraud" {
+		t.Errorf("model ready: %v", ready)
+	}
+
+	// Inference, flat and nested data, on the production and a named version.
+	raw, err := os.ReadFile("../../model/testdata/models/fraud/1/model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := xgboost.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, 3*10)
+	for i := range in {
+		in[i] = float32(i%7) * 1.5
+	}
+	expect := make([]float32, 3)
+	m.Predict(in, 3, expect)
+	nested := [][]float32{in[:10], in[10:20], in[20:]}
+	for _, c := range []struct {
+		path string
+		data any
+	}{{"/v2/models/fraud/infer", in}, {"/v2/models/fraud/versions/1/infer", nested}} {
+		var out struct {
+			ModelName    string `json:"model_name"`
+			ModelVersion string `json:"model_version"`
+			ID           string `json:"id"`
+			Outputs      []struct {
+				Name     string    `json:"name"`
+				Shape    []int     `json:"shape"`
+				Datatype string    `json:"datatype"`
+				Data     []float64 `json:"data"`
+			} `json:"outputs"`
+		}
+		postJSON(t, base+c.path, map[string]any{"id": "req-1", "inputs": []map[string]any{{"name": "input", "shape": []int{3, 10}, "datatype": "FP32", "data": c.data}}}, http.StatusOK, &out)
+		if out.ModelName != "fraud" || out.ModelVersion != "1" || out.ID != "req-1" || len(out.Outputs) != 1 ||
+			out.Outputs[0].Name != "output" || out.Outputs[0].Datatype != "FP32" || !slices.Equal(out.Outputs[0].Shape, []int{3, 1}) {
+			t.Fatalf("%s: response %+v", c.path, out)
+		}
+		for r := range 3 {
+			if math.Abs(out.Outputs[0].Data[r]-float64(expect[r])) > 1e-6 {
+				t.Errorf("%s row %d: %v, want %v", c.path, r, out.Outputs[0].Data[r], expect[r])
+			}
+		}
+	}
+
+	// Errors: JSON bodies with the reason, 4xx.
+	var e map[string]any
+	for _, c := range []struct {
+		path string
+		body any
+		code int
+		want string
+	}{
+		{"/v2/models/nope/infer", map[string]any{"inputs": []any{}}, 404, `unknown model "nope"`},
+		{"/v2/models/fraud/versions/9/infer", map[string]any{"inputs": []any{}}, 404, "version 9"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 9}, "datatype": "FP32", "data": make([]float32, 9)}}}, 400, "want [rows, 10]"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "BYTES", "data": make([]float32, 10)}}}, 400, `datatype "BYTES"`},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{2, 10}, "datatype": "FP32", "data": make([]float32, 10)}}}, 400, "10 values for shape [2 10]"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "FP32", "data": "x"}}}, 400, "data must be an array"},
+		{"/v2/models/fraud/infer", map[string]any{"inputz": []any{}}, 400, "unknown field"},
+	} {
+		postJSON(t, base+c.path, c.body, c.code, &e)
+		if msg, _ := e["error"].(string); !strings.Contains(msg, c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", c.path, e, c.want)
+		}
+	}
+}
+
+func getJSON(t *testing.T, url string, code int, out any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != code {
+		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, raw, code)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, raw)
+	}
+}
+
+func httpPause() { time.Sleep(25 * time.Millisecond) }

@@ -1,0 +1,207 @@
+package serve
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	"github.com/segmentio/ksuid"
+
+	"github.com/quiver-ml/quiver/model"
+	"github.com/quiver-ml/quiver/model/batch"
+)
+
+// The Open Inference Protocol (KServe v2) endpoints: raw tensors in and out,
+// no feature lookup. A model's input is one tensor of shape [rows, n] and
+// its output one of [rows, k].
+
+// oipTensor is a tensor of a v2 request or response.
+type oipTensor struct {
+	Name     string          `json:"name"`
+	Shape    []int           `json:"shape"`
+	Datatype string          `json:"datatype"`
+	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+type oipInferRequest struct {
+	ID      string      `json:"id,omitempty"`
+	Inputs  []oipTensor `json:"inputs"`
+	Outputs []struct {
+		Name string `json:"name"`
+	} `json:"outputs,omitempty"`
+	Parameters map[string]any `json:"parameters,omitempty"`
+}
+
+type oipOutput struct {
+	Name     string    `json:"name"`
+	Shape    []int     `json:"shape"`
+	Datatype string    `json:"datatype"`
+	Data     []float32 `json:"data"`
+}
+
+type oipInferResponse struct {
+	ModelName    string      `json:"model_name"`
+	ModelVersion string      `json:"model_version"`
+	ID           string      `json:"id"`
+	Outputs      []oipOutput `json:"outputs"`
+}
+
+type oipMetaTensor struct {
+	Name     string `json:"name"`
+	Datatype string `json:"datatype"`
+	Shape    []int  `json:"shape"`
+}
+
+type oipModelMetadata struct {
+	Name     string          `json:"name"`
+	Versions []string        `json:"versions"`
+	Platform string          `json:"platform"`
+	Inputs   []oipMetaTensor `json:"inputs"`
+	Outputs  []oipMetaTensor `json:"outputs"`
+}
+
+const (
+	oipInput      = "input"
+	oipOutputName = "output"
+)
+
+func (s *Server) oipRoutes(e *echo.Echo) {
+	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
+	e.GET("/v2/health/ready", func(c echo.Context) error {
+		if err := s.store.Ready(c.Request().Context()); err != nil {
+			return c.JSON(http.StatusServiceUnavailable, map[string]any{"ready": false, "error": err.Error(), "code": http.StatusServiceUnavailable})
+		}
+		return c.JSON(http.StatusOK, map[string]bool{"ready": true})
+	})
+	for _, prefix := range []string{"/v2/models/:name", "/v2/models/:name/versions/:version"} {
+		e.GET(prefix, s.oipMetadata, s.authenticate)
+		e.GET(prefix+"/ready", s.oipReady, s.authenticate)
+		e.POST(prefix+"/infer", s.oipInfer, s.authenticate)
+	}
+}
+
+// oipVersion returns the version a v2 path names: its versions/{v}, or
+// the production version.
+func (s *Server) oipVersion(c echo.Context) (*model.Version, error) {
+	if s.models == nil {
+		return nil, &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
+	}
+	n := 0
+	if p := c.Param("version"); p != "" {
+		var err error
+		if n, err = strconv.Atoi(p); err != nil || n < 1 {
+			return nil, badRequest("version %q is not a positive integer", p)
+		}
+	}
+	v, err := s.models.Version(c.Param("name"), n)
+	if errors.Is(err, model.ErrUnknownModel) {
+		return nil, &apiError{code: http.StatusNotFound, msg: err.Error()}
+	}
+	return v, err
+}
+
+func (s *Server) oipMetadata(c echo.Context) error {
+	v, err := s.oipVersion(c)
+	if err != nil {
+		return err
+	}
+	m := s.models.Models[v.Model]
+	meta := oipModelMetadata{Name: v.Model, Platform: v.Spec.Format,
+		Inputs:  []oipMetaTensor{{Name: oipInput, Datatype: "FP32", Shape: []int{-1, v.NumFeatures()}}},
+		Outputs: []oipMetaTensor{{Name: oipOutputName, Datatype: "FP32", Shape: []int{-1, v.NumOutputs()}}}}
+	for n := range m.Versions {
+		meta.Versions = append(meta.Versions, strconv.Itoa(n))
+	}
+	if c.Param("version") != "" {
+		meta.Versions = []string{strconv.Itoa(v.Version)}
+	}
+	return c.JSON(http.StatusOK, meta)
+}
+
+func (s *Server) oipReady(c echo.Context) error {
+	v, err := s.oipVersion(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"name": v.Model, "ready": true})
+}
+
+// oipInfer runs a raw input tensor through a version's batcher.
+func (s *Server) oipInfer(c echo.Context) error {
+	v, err := s.oipVersion(c)
+	if err != nil {
+		return err
+	}
+	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes)
+	var req oipInferRequest
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
+		}
+		return badRequest("request body is not a v2 inference request: %v", err)
+	}
+	if len(req.Inputs) != 1 {
+		return badRequest("want 1 input tensor %q, got %d", oipInput, len(req.Inputs))
+	}
+	for _, o := range req.Outputs {
+		if o.Name != oipOutputName {
+			return badRequest("unknown output %q (the model has %q)", o.Name, oipOutputName)
+		}
+	}
+	t := req.Inputs[0]
+	n := v.NumFeatures()
+	if len(t.Shape) != 2 || t.Shape[1] != n || t.Shape[0] < 1 || t.Shape[0] > s.cfg.MaxEntities {
+		return badRequest("input %q has shape %v, want [rows, %d] with 1 to %d rows", t.Name, t.Shape, n, s.cfg.MaxEntities)
+	}
+	switch t.Datatype {
+	case "FP32", "FP64", "INT32", "INT64":
+	default:
+		return badRequest("input %q: datatype %q, want FP32, FP64, INT32 or INT64", t.Name, t.Datatype)
+	}
+	data, err := flatNumbers(t.Data)
+	if err != nil {
+		return badRequest("input %q: %v", t.Name, err)
+	}
+	rows := t.Shape[0]
+	if len(data) != rows*n {
+		return badRequest("input %q: %d values for shape %v", t.Name, len(data), t.Shape)
+	}
+	out, err := v.Predict(c.Request().Context(), data, rows)
+	if errors.Is(err, batch.ErrQueueFull) {
+		c.Response().Header().Set("Retry-After", "1")
+		return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " is overloaded: retry"}
+	}
+	if err != nil {
+		return err
+	}
+	id := req.ID
+	if id == "" {
+		id = ksuid.New().String()
+	}
+	return c.JSON(http.StatusOK, oipInferResponse{ModelName: v.Model, ModelVersion: strconv.Itoa(v.Version), ID: id,
+		Outputs: []oipOutput{{Name: oipOutputName, Shape: []int{rows, v.NumOutputs()}, Datatype: "FP32", Data: out}}})
+}
+
+// flatNumbers reads tensor data: a flat array of numbers, or one nested
+// array per row (row-major either way).
+func flatNumbers(raw json.RawMessage) ([]float32, error) {
+	var flat []float32
+	if err := json.Unmarshal(raw, &flat); err == nil {
+		return flat, nil
+	}
+	var nested [][]float32
+	if err := json.Unmarshal(raw, &nested); err != nil {
+		return nil, errors.New("data must be an array of numbers, flat or one array per row")
+	}
+	var rows []float32 // not flat: a failed Unmarshal may have filled it in part
+	for _, r := range nested {
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
