@@ -20,6 +20,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
@@ -37,6 +40,7 @@ func run(args []string) error {
 	common := cli.AddCommon(fs)
 	listen := fs.String("listen", ":8080", "HTTP address")
 	modelsDir := fs.String("models", "", "model repository: DIR/<name>/<version>/model.yaml and aliases.yaml; empty: no predictions")
+	predLog := fs.Bool("prediction-log", true, "with --models, log every prediction to <topic-prefix>.predictions (a full buffer drops, never waits)")
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them")
 	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
 	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis: MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
@@ -93,8 +97,28 @@ func run(args []string) error {
 		}
 		defer models.Close()
 	}
+	var predictions *serve.PredictionLog
+	if models != nil && *predLog {
+		topic := common.TopicPrefix + ".predictions"
+		cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...), kgo.MaxBufferedRecords(10_000), kgo.ProducerLinger(5*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("prediction log: %w", err)
+		}
+		defer cl.Close()
+		// Ingest's drift detectors read it; create it if this serve is first.
+		resp, err := kadm.NewClient(cl).CreateTopic(ctx, -1, -1, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			log.Warn("prediction log topic not created; predictions are dropped until it exists", "topic", topic, "err", err)
+		}
+		if predictions, err = serve.NewPredictionLog(cl, topic, log, reg); err != nil {
+			return err
+		}
+	}
 	srv, err := serve.New(serve.Config{
-		Models:      models,
+		Models: models, Predictions: predictions,
 		Definitions: defs, Store: store, AuthTokens: tokens, StateCacheEntries: cacheOption(*cacheEntries),
 		Logger: log, Registerer: reg, Gatherer: reg,
 	})

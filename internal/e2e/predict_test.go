@@ -8,8 +8,10 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/model/xgboost"
@@ -144,5 +146,82 @@ func postJSON(t *testing.T, url string, body any, wantCode int, out any) {
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		t.Fatalf("POST %s: %v: %s", url, err, raw)
+	}
+}
+
+// TestPredictionLogAndShadow: with a shadow alias, the response comes from
+// production, and both versions' predictions of every row are logged to
+// quiver.predictions with the request's id, inputs and outputs.
+func TestPredictionLogAndShadow(t *testing.T) {
+	repo := t.TempDir()
+	for _, v := range []string{"1", "2"} {
+		dir := filepath.Join(repo, "fraud", v)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"model.yaml", "model.json"} {
+			b, err := os.ReadFile(filepath.Join("../../model/testdata/models/fraud/1", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dir, f), b, 0o644)
+		}
+	}
+	os.WriteFile(filepath.Join(repo, "fraud", "aliases.yaml"), []byte("production: 1\nshadow: 2\n"), 0o644)
+
+	brokers := startBroker(t)
+	base := startServe(t, brokers, t.TempDir(), "--models", repo)
+	kcatProduce(t, brokers, recentStream(200))
+	startIngest(t, brokers, t.TempDir())
+	waitReady(t, base)
+
+	ids := map[string]bool{}
+	for i := range 5 {
+		var resp struct {
+			Version     int
+			RequestID   string `json:"request_id"`
+			Predictions []float64
+		}
+		postJSON(t, base+"/v1/models/fraud/predict", map[string]any{
+			"entities":        map[string]any{"user_id": []string{fmt.Sprintf("u%03d", i), "u001"}, "merchant_id": []string{"m01", "m02"}},
+			"request_context": map[string]any{"amount": 10}}, http.StatusOK, &resp)
+		if resp.Version != 1 {
+			t.Fatalf("the shadow version answered: %+v", resp)
+		}
+		ids[resp.RequestID] = true
+	}
+	type logged struct {
+		RequestID string `json:"request_id"`
+		Row       int
+		Model     string
+		Version   int
+		Shadow    bool
+		Inputs    []*float64
+		Output    []float64
+	}
+	seen := map[string]logged{}
+	for deadline := time.Now().Add(10 * time.Second); len(seen) < 20 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, r := range ingesttest.ConsumeAll(t, brokers, "quiver.predictions") {
+			var p logged
+			if err := json.Unmarshal(r.Value, &p); err != nil {
+				t.Fatalf("a logged prediction is not JSON: %v: %s", err, r.Value)
+			}
+			if string(r.Key) != "fraud" || !ids[p.RequestID] || p.Model != "fraud" || len(p.Inputs) != 10 || len(p.Output) != 1 {
+				t.Fatalf("logged %s: %+v", r.Key, p)
+			}
+			seen[fmt.Sprintf("%s/%d/%v", p.RequestID, p.Row, p.Shadow)] = p
+		}
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d predictions logged, want 5 requests × 2 rows × (production + shadow)", len(seen))
+	}
+	for k, p := range seen {
+		if p.Shadow != (p.Version == 2) {
+			t.Errorf("%s: version %d logged as shadow %v", k, p.Version, p.Shadow)
+		}
+		twin := seen[fmt.Sprintf("%s/%d/%v", p.RequestID, p.Row, !p.Shadow)]
+		if twin.Output[0] != p.Output[0] { // the same model under two versions
+			t.Errorf("%s: production and shadow differ: %v, %v", k, p.Output, twin.Output)
+		}
 	}
 }

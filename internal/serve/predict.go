@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/segmentio/ksuid"
@@ -37,7 +38,7 @@ func (s *Server) predict(c echo.Context) error {
 	if s.models == nil {
 		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
 	}
-	v, _, err := s.models.Route(c.Param("name"), string(route))
+	v, shadow, err := s.models.Route(c.Param("name"), string(route))
 	if errors.Is(err, model.ErrUnknownModel) {
 		return &apiError{code: http.StatusNotFound, msg: err.Error()}
 	}
@@ -69,12 +70,24 @@ func (s *Server) predict(c echo.Context) error {
 	case err != nil:
 		return err
 	}
+	reqID := ksuid.New().String()
+	s.cfg.Predictions.add(v, reqID, false, in, out, req.rows)
+	if shadow != nil {
+		// Beside production, off the request's path: logged, never returned.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if sout, err := shadow.Predict(ctx, in, req.rows); err == nil {
+				s.cfg.Predictions.add(shadow, reqID, true, in, sout, req.rows)
+			}
+		}()
+	}
 	b := append((*bp)[:0], `{"model":`...)
 	b = jsonenc.AppendString(b, v.Model)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, int64(v.Version), 10)
 	b = append(b, `,"request_id":"`...)
-	b = append(b, ksuid.New().String()...)
+	b = append(b, reqID...)
 	b = append(b, `","predictions":[`...)
 	k := v.NumOutputs()
 	for r := range req.rows {

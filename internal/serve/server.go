@@ -30,6 +30,7 @@ type Config struct {
 	Definitions *features.Definitions // required
 	Store       online.Store          // required
 	Models      *model.Repository     // predictions; nil for none
+	Predictions *PredictionLog        // where predictions are logged; nil logs none
 	// AuthTokens, when not empty, are the bearer tokens that may call the
 	// API. Health and metrics endpoints stay open.
 	AuthTokens   []string

@@ -1,0 +1,104 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/model"
+)
+
+// PredictionLog produces every prediction to <prefix>.predictions, keyed by
+// model so that each model's predictions share a partition (and one drift
+// detector owns them). Producing never waits: past the client's buffer a
+// record is dropped and counted, so a slow broker never slows predictions.
+type PredictionLog struct {
+	client  *kgo.Client // with MaxBufferedRecords set: TryProduce fails fast
+	topic   string
+	log     *slog.Logger
+	dropped prometheus.Counter
+	failed  prometheus.Counter
+}
+
+// NewPredictionLog logs to topic through client, which should bound its
+// buffer (kgo.MaxBufferedRecords) and is the caller's to close.
+func NewPredictionLog(client *kgo.Client, topic string, log *slog.Logger, reg prometheus.Registerer) (*PredictionLog, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &PredictionLog{client: client, topic: topic, log: log,
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_prediction_log_dropped_total",
+			Help: "Predictions not logged because the producer's buffer was full."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_prediction_log_failed_total",
+			Help: "Predictions the broker did not accept."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{l.dropped, l.failed} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return l, nil
+}
+
+// Prediction is one logged prediction: a row of a request.
+type Prediction struct {
+	RequestID string    `json:"request_id"`
+	Row       int       `json:"row"`
+	Model     string    `json:"model"`
+	Version   int       `json:"version"`
+	Shadow    bool      `json:"shadow,omitempty"` // computed beside production, not returned
+	Inputs    []*number `json:"inputs"`           // null for a missing feature
+	Output    []float32 `json:"output"`
+	Time      time.Time `json:"time"`
+}
+
+// number is a float32 that is null when NaN (JSON has no NaN).
+type number float32
+
+func (n *number) MarshalJSON() ([]byte, error) {
+	return json.Marshal(float32(*n))
+}
+
+func numbers(xs []float32) []*number {
+	out := make([]*number, len(xs))
+	for i, x := range xs {
+		if !math.IsNaN(float64(x)) {
+			n := number(x)
+			out[i] = &n
+		}
+	}
+	return out
+}
+
+// add logs rows predictions of a version.
+func (l *PredictionLog) add(v *model.Version, reqID string, shadow bool, in, out []float32, rows int) {
+	if l == nil {
+		return
+	}
+	now := time.Now().UTC()
+	n, k := len(in)/rows, len(out)/rows
+	for r := range rows {
+		b, err := json.Marshal(Prediction{RequestID: reqID, Row: r, Model: v.Model, Version: v.Version, Shadow: shadow,
+			Inputs: numbers(in[r*n : (r+1)*n]), Output: out[r*k : (r+1)*k], Time: now})
+		if err != nil {
+			l.log.Error("encode a prediction", "err", err)
+			continue
+		}
+		l.client.TryProduce(context.Background(), &kgo.Record{Topic: l.topic, Key: []byte(v.Model), Value: b}, func(_ *kgo.Record, err error) {
+			switch {
+			case errors.Is(err, kgo.ErrMaxBuffered):
+				l.dropped.Inc()
+			case err != nil:
+				l.failed.Inc()
+			}
+		})
+	}
+}
