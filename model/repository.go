@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,9 +72,14 @@ type Model struct {
 	Aliases  Aliases
 }
 
-// Repository is every model of a directory.
+// Repository is every model of a directory, reloaded as it changes (Run).
 type Repository struct {
-	Models map[string]*Model
+	cfg     Config
+	metrics *batch.Metrics
+	models  atomic.Pointer[map[string]*Model]
+	stamps  map[string]string // model directory → what its files looked like when loaded
+	reloads prometheus.Counter
+	failed  prometheus.Counter
 }
 
 // Config is what Open needs.
@@ -78,7 +87,7 @@ type Config struct {
 	Dir         string                // required
 	Definitions *features.Definitions // required
 	Logger      *slog.Logger          // nil discards
-	Registerer  prometheus.Registerer // batcher metrics; nil registers none
+	Registerer  prometheus.Registerer // metrics; nil registers none
 }
 
 // Open loads every model version under cfg.Dir; every problem is reported
@@ -87,31 +96,138 @@ func Open(cfg Config) (*Repository, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	metrics, err := batch.NewMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{},
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total", Help: "Model reloads that took effect."}),
+		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model reloads refused: the previous versions kept serving."}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(r.reloads, r.failed)
+	}
 	names, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("model repository: %w", err)
 	}
-	repo := &Repository{Models: map[string]*Model{}}
+	models := map[string]*Model{}
 	var errs []error
 	for _, n := range names {
 		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") {
 			continue
 		}
-		m, err := loadModel(cfg, n.Name())
+		stamp, _ := stampDir(filepath.Join(cfg.Dir, n.Name()))
+		m, err := r.loadModel(n.Name())
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		repo.Models[m.Name] = m
+		models[m.Name], r.stamps[m.Name] = m, stamp
 	}
+	r.models.Store(&models)
 	if err := errors.Join(errs...); err != nil {
-		repo.Close()
+		r.Close()
 		return nil, err
 	}
-	return repo, nil
+	return r, nil
 }
 
-func loadModel(cfg Config, name string) (*Model, error) {
+// Models returns the models being served.
+func (r *Repository) Models() map[string]*Model { return *r.models.Load() }
+
+// Run reloads the repository every interval until ctx ends: a model whose
+// files changed is loaded again, its versions warmed up, and takes traffic
+// only then; one that fails to load is refused and its previous versions
+// keep serving. Retired versions finish what they have queued.
+func (r *Repository) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.Reload()
+		}
+	}
+}
+
+// Reload loads the models whose files changed since they were loaded.
+func (r *Repository) Reload() {
+	names, err := os.ReadDir(r.cfg.Dir)
+	if err != nil {
+		r.cfg.Logger.Error("model repository", "err", err)
+		return
+	}
+	old := r.Models()
+	next := maps.Clone(old)
+	var retired []*Model
+	changed := false
+	seen := map[string]bool{}
+	for _, n := range names {
+		name := n.Name()
+		if !n.IsDir() || strings.HasPrefix(name, ".") {
+			continue
+		}
+		seen[name] = true
+		stamp, err := stampDir(filepath.Join(r.cfg.Dir, name))
+		if err != nil || stamp == r.stamps[name] {
+			continue
+		}
+		m, err := r.loadModel(name)
+		if err != nil {
+			r.failed.Inc()
+			r.cfg.Logger.Error("model reload refused: the previous versions keep serving", "model", name, "err", err)
+			r.stamps[name] = stamp // not again until it changes
+			continue
+		}
+		if prev := old[name]; prev != nil {
+			retired = append(retired, prev)
+		}
+		next[name], r.stamps[name], changed = m, stamp, true
+		r.reloads.Inc()
+		r.cfg.Logger.Info("model reloaded", "model", name, "versions", versions(m), "production", m.Aliases.Production)
+	}
+	for name, m := range old {
+		if !seen[name] {
+			delete(next, name)
+			delete(r.stamps, name)
+			retired, changed = append(retired, m), true
+		}
+	}
+	if !changed {
+		return
+	}
+	r.models.Store(&next)
+	// Requests that routed to a retired version a moment ago still reach
+	// its batcher: close it once they are in.
+	time.AfterFunc(time.Second, func() {
+		for _, m := range retired {
+			m.close()
+		}
+	})
+}
+
+// stampDir describes a model directory's files: names, sizes and times.
+func stampDir(dir string) (string, error) {
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	return b.String(), err
+}
+
+func (r *Repository) loadModel(name string) (*Model, error) {
+	cfg := r.cfg
 	dir := filepath.Join(cfg.Dir, name)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -124,7 +240,7 @@ func loadModel(cfg Config, name string) (*Model, error) {
 		if !e.IsDir() || err != nil || n < 1 {
 			continue
 		}
-		v, err := loadVersion(cfg, name, n, filepath.Join(dir, e.Name()))
+		v, err := loadVersion(cfg, r.metrics, name, n, filepath.Join(dir, e.Name()))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -145,7 +261,7 @@ func loadModel(cfg Config, name string) (*Model, error) {
 	return m, nil
 }
 
-func loadVersion(cfg Config, name string, version int, dir string) (*Version, error) {
+func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, dir string) (*Version, error) {
 	path := filepath.Join(dir, "model.yaml")
 	var spec Spec
 	f, err := decodeFile(path, &spec)
@@ -221,7 +337,7 @@ func loadVersion(cfg Config, name string, version int, dir string) (*Version, er
 	b, err := batch.New(batch.Config{
 		Inputs: v.eval.NumFeatures(), Outputs: v.eval.NumOutputs(),
 		MaxBatchSize: spec.Batching.MaxBatchSize, MaxQueueDelay: spec.Batching.MaxQueueDelay, QueueCapacity: spec.Batching.QueueCapacity,
-		Name: name + "@" + strconv.Itoa(version), Registerer: cfg.Registerer,
+		Name: name + "@" + strconv.Itoa(version), Metrics: metrics,
 	}, func(_ context.Context, in []float32, rows int, out []float32) error {
 		v.eval.Predict(in, rows, out)
 		return nil
@@ -313,7 +429,7 @@ func versions(m *Model) []int {
 // the same version), else production; and the shadow version, if any, that
 // also runs, unreturned.
 func (r *Repository) Route(name, entity string) (serve, shadow *Version, err error) {
-	m := r.Models[name]
+	m := r.Models()[name]
 	if m == nil {
 		return nil, nil, fmt.Errorf("%w %q", ErrUnknownModel, name)
 	}
@@ -332,7 +448,7 @@ func (r *Repository) Route(name, entity string) (serve, shadow *Version, err err
 
 // Version returns a model's version, or its production version for 0.
 func (r *Repository) Version(name string, version int) (*Version, error) {
-	m := r.Models[name]
+	m := r.Models()[name]
 	if m == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownModel, name)
 	}
@@ -351,7 +467,7 @@ func (v *Version) NumFeatures() int { return v.eval.NumFeatures() }
 
 // Close stops every version's batcher.
 func (r *Repository) Close() {
-	for _, m := range r.Models {
+	for _, m := range r.Models() {
 		m.close()
 	}
 }

@@ -96,6 +96,7 @@ func run(args []string) error {
 			return err
 		}
 		defer models.Close()
+		go models.Run(ctx, time.Second)
 	}
 	var predictions *serve.PredictionLog
 	if models != nil && *predLog {

@@ -108,7 +108,7 @@ func (s *Server) oipMetadata(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m := s.models.Models[v.Model]
+	m := s.models.Models()[v.Model]
 	meta := oipModelMetadata{Name: v.Model, Platform: v.Spec.Format,
 		Inputs:  []oipMetaTensor{{Name: oipInput, Datatype: "FP32", Shape: []int{-1, v.NumFeatures()}}},
 		Outputs: []oipMetaTensor{{Name: oipOutputName, Datatype: "FP32", Shape: []int{-1, v.NumOutputs()}}}}

@@ -61,6 +61,17 @@ func (s *Server) predict(c echo.Context) error {
 		}
 	}
 	out, err := v.Predict(c.Request().Context(), in, req.rows)
+	if errors.Is(err, batch.ErrClosed) {
+		// A reload retired the version as the request reached it: the
+		// model's current routing answers.
+		if v, shadow, err = s.models.Route(c.Param("name"), string(route)); err != nil {
+			return err
+		}
+		if v.Service.Name != pl.service.Name || len(res.values) != v.NumFeatures() {
+			return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " changed its inputs: retry"}
+		}
+		out, err = v.Predict(c.Request().Context(), in, req.rows)
+	}
 	switch {
 	case errors.Is(err, batch.ErrQueueFull):
 		c.Response().Header().Set("Retry-After", "1")
@@ -150,8 +161,8 @@ func (s *Server) listModels(c echo.Context) error {
 		Models []modelJSON `json:"models"`
 	}{Models: []modelJSON{}}
 	if s.models != nil {
-		for _, name := range slices.Sorted(maps.Keys(s.models.Models)) {
-			m := s.models.Models[name]
+		for _, name := range slices.Sorted(maps.Keys(s.models.Models())) {
+			m := s.models.Models()[name]
 			mj := modelJSON{Name: name, Aliases: m.Aliases}
 			for _, n := range slices.Sorted(maps.Keys(m.Versions)) {
 				v := m.Versions[n]

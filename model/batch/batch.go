@@ -34,8 +34,8 @@ type Config struct {
 	QueueCapacity   int           // requests waiting at most; default 1,024
 	Workers         int           // model calls at once; default 1
 	// Name labels the metrics (a model version, say).
-	Name       string
-	Registerer prometheus.Registerer // nil registers none
+	Name    string
+	Metrics *Metrics // shared by the batchers of a process; nil: unregistered ones
 }
 
 func (c *Config) ensureDefaults() {
@@ -94,10 +94,10 @@ func New(cfg Config, fn Func) (*Batcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer, cfg.Name)
-	if err != nil {
-		return nil, err
+	if cfg.Metrics == nil {
+		cfg.Metrics, _ = NewMetrics(nil) // registers nothing: cannot fail
 	}
+	m := cfg.Metrics.with(cfg.Name)
 	b := &Batcher{
 		cfg: cfg, fn: fn, m: m,
 		queue:   make(chan *request, cfg.QueueCapacity),
@@ -294,22 +294,39 @@ type metrics struct {
 	rejected, dropped             prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, name string) (*metrics, error) {
-	labels := prometheus.Labels{"model": name}
-	batchSize := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "quiver_serve_batch_size_rows", Help: "Rows per model call.",
-		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(1, 2, 15)})
-	queueTime := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "quiver_serve_batch_queue_seconds", Help: "Time a request waited before its batch was computed.",
-		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)})
-	compute := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "quiver_serve_batch_compute_seconds", Help: "Time of one model call.",
-		ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)})
-	rejected := prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_batch_rejected_total", Help: "Requests refused because the queue was full.", ConstLabels: labels})
-	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_batch_dropped_total", Help: "Requests whose context ended while queued, dropped before compute.", ConstLabels: labels})
+// Metrics are the batchers' metrics, labelled by batcher name: created
+// once per registry, shared by every batcher (a reloaded model version's
+// new batcher takes over its predecessor's series).
+type Metrics struct {
+	batchSize, queueTime, compute *prometheus.HistogramVec
+	rejected, dropped             *prometheus.CounterVec
+}
+
+// NewMetrics creates the batcher metrics and registers them with reg (nil:
+// none).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	labels := []string{"model"}
+	m := &Metrics{
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_size_rows", Help: "Rows per model call.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 15)}, labels),
+		queueTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_queue_seconds", Help: "Time a request waited before its batch was computed.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}, labels),
+		compute: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_compute_seconds", Help: "Time of one model call.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}, labels),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_serve_batch_rejected_total", Help: "Requests refused because the queue was full."}, labels),
+		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_serve_batch_dropped_total", Help: "Requests whose context ended while queued, dropped before compute."}, labels),
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{batchSize, queueTime, compute, rejected, dropped} {
+		for _, c := range []prometheus.Collector{m.batchSize, m.queueTime, m.compute, m.rejected, m.dropped} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("batch metrics: %w", err)
 			}
 		}
 	}
-	return &metrics{batchSize, queueTime, compute, rejected, dropped}, nil
+	return m, nil
+}
+
+func (m *Metrics) with(name string) *metrics {
+	return &metrics{m.batchSize.WithLabelValues(name), m.queueTime.WithLabelValues(name), m.compute.WithLabelValues(name),
+		m.rejected.WithLabelValues(name), m.dropped.WithLabelValues(name)}
 }

@@ -1,0 +1,111 @@
+package e2e_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestHotReload: under a steady load of predictions, a new version made
+// production takes over, and a broken one is refused while the previous
+// keeps serving; no request fails meanwhile.
+func TestHotReload(t *testing.T) {
+	repo := t.TempDir()
+	addVersion := func(v, yaml string) {
+		dir := filepath.Join(repo, "fraud", v)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile("../../model/testdata/models/fraud/1/model.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "model.json"), b, 0o644)
+		os.WriteFile(filepath.Join(dir, "model.yaml"), []byte(yaml), 0o644)
+	}
+	spec := "format: xgboost-json\nartifact: model.json\ninputs: {feature_service: fraud_v1}\n"
+	setAliases := func(s string) {
+		// Atomically, as a deployment would.
+		tmp := filepath.Join(repo, "fraud", ".aliases.tmp")
+		os.WriteFile(tmp, []byte(s), 0o644)
+		if err := os.Rename(tmp, filepath.Join(repo, "fraud", "aliases.yaml")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addVersion("1", spec)
+	setAliases("production: 1\n")
+
+	brokers := startBroker(t)
+	base := startServe(t, brokers, t.TempDir(), "--models", repo)
+	kcatProduce(t, brokers, recentStream(200))
+	startIngest(t, brokers, t.TempDir())
+	waitReady(t, base)
+
+	var served [4]atomic.Int64 // by version
+	var failures atomic.Int64
+	var lastFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	body := []byte(`{"entities": {"user_id": ["u001"], "merchant_id": ["m01"]}, "request_context": {"amount": 5}}`)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post(base+"/v1/models/fraud/predict", "application/json", bytes.NewReader(body))
+				if err != nil {
+					failures.Add(1)
+					lastFailure.Store(err.Error())
+					continue
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var out struct{ Version int }
+				if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.Version < 1 || out.Version > 3 {
+					failures.Add(1)
+					lastFailure.Store(string(raw))
+					continue
+				}
+				served[out.Version].Add(1)
+			}
+		})
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	waitFor("version 1 to serve", func() bool { return served[1].Load() > 50 })
+	addVersion("2", spec)
+	setAliases("production: 2\n")
+	waitFor("version 2 to take over", func() bool { return served[2].Load() > 50 })
+	addVersion("3", strings.Replace(spec, "xgboost-json", "pmml", 1))
+	setAliases("production: 3\n")
+	before := served[2].Load()
+	time.Sleep(3 * time.Second) // several reload passes
+	close(stop)
+	wg.Wait()
+	if served[3].Load() != 0 || served[2].Load() <= before {
+		t.Errorf("after a broken version: %d served by 3, %d more by 2; want none and some", served[3].Load(), served[2].Load()-before)
+	}
+	if n := failures.Load(); n > 0 {
+		t.Errorf("%d requests failed during the reloads, like: %v", n, lastFailure.Load())
+	}
+	t.Logf("served by version 1: %d, 2: %d", served[1].Load(), served[2].Load())
+}
