@@ -38,7 +38,9 @@ type DatasetConfig struct {
 	// two is required.
 	Features []string
 	Service  string
-	Out      string // the .parquet file to write; its profile goes to Out + ".profile.json"
+	// Out is the file to write: .parquet, or .csv for tools without a
+	// Parquet reader. Its profile goes to Out + ".profile.json".
+	Out string
 	// Inclusive counts events at the spine time (te <= t); by default only
 	// those before it (te < t), as a model sees the world before the label.
 	Inclusive bool
@@ -92,8 +94,8 @@ func (c *DatasetConfig) validate() error {
 	if (len(c.Features) == 0) == (c.Service == "") {
 		errs = append(errs, errors.New("give --features or --feature-service (one of them)"))
 	}
-	if c.Out == "" || !strings.EqualFold(filepath.Ext(c.Out), ".parquet") {
-		errs = append(errs, fmt.Errorf("--out %q: want a .parquet file", c.Out))
+	if ext := strings.ToLower(filepath.Ext(c.Out)); ext != ".parquet" && ext != ".csv" {
+		errs = append(errs, fmt.Errorf("--out %q: want a .parquet (or .csv) file", c.Out))
 	}
 	if c.Shard.Count < 0 || c.Shard.Count > 0 && (c.Shard.Index < 0 || c.Shard.Index >= c.Shard.Count) {
 		errs = append(errs, fmt.Errorf("shard %d/%d: want i/n with 0 <= i < n", c.Shard.Index, c.Shard.Count))

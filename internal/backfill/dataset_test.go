@@ -331,6 +331,38 @@ func TestShards(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("merged shards differ from the whole:\n%v\n%v", got, want)
 	}
+	// The same dataset as CSV: a header, then the same values.
+	csvOut := filepath.Join(dir, "whole.csv")
+	build(csvOut, backfill.Shard{})
+	f, err := os.Open(csvOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(recs) != len(want)+1 {
+		t.Fatalf("CSV: %d records, %v", len(recs), err)
+	}
+	for r, row := range want {
+		for j, v := range row {
+			cell := ""
+			switch v.Type() {
+			case features.TypeString:
+				cell = v.Str()
+			case features.TypeInt:
+				cell = strconv.FormatInt(v.Int(), 10)
+			case features.TypeFloat:
+				cell = strconv.FormatFloat(v.Float(), 'g', -1, 64)
+			case features.TypeBool:
+				cell = strconv.FormatBool(v.Bool())
+			case features.TypeTimestamp:
+				cell = time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+			}
+			if recs[r+1][j] != cell {
+				t.Fatalf("CSV row %d column %s: %q, want %q", r, recs[0][j], recs[r+1][j], cell)
+			}
+		}
+	}
 	pw, _ := os.ReadFile(whole + ".profile.json")
 	pm, _ := os.ReadFile(merged + ".profile.json")
 	if len(pw) == 0 || string(pw) != string(pm) {

@@ -2,13 +2,17 @@ package backfill
 
 import (
 	"bufio"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -96,22 +100,12 @@ func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (e
 	for _, o := range p.outputs {
 		names = append(names, o.name)
 	}
-	w, err := offline.NewWriter(bw, cols, map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")})
+	if strings.EqualFold(filepath.Ext(path), ".csv") {
+		err = writeCSV(bw, cols, sp, values)
+	} else {
+		err = writeParquet(bw, cols, sp, values, map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")})
+	}
 	if err != nil {
-		return fmt.Errorf("write dataset: %w", err)
-	}
-	const group = 64 << 10 // rows per row group
-	rows := make([][]features.Value, 0, group)
-	for r, row := range sp.rows {
-		rows = append(rows, append(slices.Clip(row), values[r]...))
-		if len(rows) == group || r == len(sp.rows)-1 {
-			if err := w.Write(rows); err != nil {
-				return fmt.Errorf("write dataset: %w", err)
-			}
-			rows = rows[:0]
-		}
-	}
-	if err := w.Close(); err != nil {
 		return fmt.Errorf("write dataset: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -127,6 +121,64 @@ func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (e
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values [][]features.Value, meta map[string]string) error {
+	pw, err := offline.NewWriter(w, cols, meta)
+	if err != nil {
+		return err
+	}
+	const group = 64 << 10 // rows per row group
+	rows := make([][]features.Value, 0, group)
+	for r, row := range sp.rows {
+		rows = append(rows, append(slices.Clip(row), values[r]...))
+		if len(rows) == group || r == len(sp.rows)-1 {
+			if err := pw.Write(rows); err != nil {
+				return err
+			}
+			rows = rows[:0]
+		}
+	}
+	return pw.Close()
+}
+
+// writeCSV writes a header and the rows: nulls empty, timestamps RFC 3339,
+// numbers as Go formats them, for tools without a Parquet reader.
+func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values [][]features.Value) error {
+	cw := csv.NewWriter(w)
+	rec := make([]string, len(cols))
+	for j, c := range cols {
+		rec[j] = c.Name
+	}
+	if err := cw.Write(rec); err != nil {
+		return err
+	}
+	for r, row := range sp.rows {
+		for j, v := range append(slices.Clip(row), values[r]...) {
+			rec[j] = csvCell(v)
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func csvCell(v features.Value) string {
+	switch v.Type() {
+	case features.TypeString:
+		return v.Str()
+	case features.TypeInt:
+		return strconv.FormatInt(v.Int(), 10)
+	case features.TypeFloat:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+	case features.TypeBool:
+		return strconv.FormatBool(v.Bool())
+	case features.TypeTimestamp:
+		return time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+	}
+	return ""
 }
 
 // Profile is the reference distribution of a training set's features, what

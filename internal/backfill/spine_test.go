@@ -85,7 +85,7 @@ func TestBadRequest(t *testing.T) {
 			"user_txn@1:nope: view user_txn@1 has no feature nope; features: unknown feature: ghost:x: no view ghost", features.ErrUnknownFeature},
 		{"unknown service", backfill.DatasetConfig{Service: "nope"}, `unknown feature service "nope"`, nil},
 		{"both", backfill.DatasetConfig{Service: "fraud_v1", Features: []string{"user_txn:txn_count_1h"}}, "give --features or --feature-service (one of them)", nil},
-		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.csv"}, `--out "out.csv": want a .parquet file`, nil},
+		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.json"}, `--out "out.json": want a .parquet (or .csv) file`, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
