@@ -80,7 +80,7 @@ run localkafka "$bin/localkafka" --port "$kafka_port" --topics transactions --pa
 wait_for "the broker" 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafka_port"
 run generate "$bin/generate" --brokers "$brokers" --rate 200 --users 100 --merchants 50
 run ingest "$bin/ingest" --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --metrics-addr "127.0.0.1:$metrics_port"
-run serve "$bin/serve" --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --listen "127.0.0.1:$http_port"
+run serve "$bin/serve" --definitions "$defs" --brokers "$brokers" --data-dir "$dir" --listen "127.0.0.1:$http_port" --models examples/fraud/models
 
 url=http://127.0.0.1:$http_port
 body='{"feature_service": "fraud_v1", "entities": {"user_id": ["u000007"], "merchant_id": ["m00003"]}, "request_context": {"amount": 120.0}}'
@@ -101,9 +101,19 @@ on-demand feature from the request:
 
 MSG
 curl -s -X POST "$url/get-online-features" -d "$body"
+predict='{"entities": {"user_id": ["u000007"], "merchant_id": ["m00003"]}, "request_context": {"amount": 120.0}}'
 cat <<MSG
 
-Also: curl $url/v1/feature-views, curl $url/metrics (serve),
+And the fraud model's probability for the same transaction (XGBoost, trained by
+examples/fraud/build-model.sh on a week of labelled transactions):
+
+  curl -s -X POST $url/v1/models/fraud/predict -d '$predict'
+
+MSG
+curl -s -X POST "$url/v1/models/fraud/predict" -d "$predict"
+cat <<MSG
+
+Also: curl $url/v1/feature-views, curl $url/v1/models, curl $url/metrics (serve),
 curl http://127.0.0.1:$metrics_port/metrics (ingest). Ctrl-C stops everything.
 MSG
 wait "${pids[@]}"

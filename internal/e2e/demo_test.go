@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"regexp"
@@ -79,6 +80,22 @@ func TestDemo(t *testing.T) {
 	}
 	if !bytes.Contains(got, []byte(`"PRESENT"`)) || bytes.Contains(got, []byte("NOT_FOUND")) || bytes.Contains(got, []byte("OUTSIDE_MAX_AGE")) {
 		t.Fatalf("the curl returned %s, want PRESENT values only", got)
+	}
+	// The prediction the demo shows: the trained fraud model's probability.
+	curls := regexp.MustCompile(`(?m)^\s+(curl -s -X POST .*/predict .*)$`).FindStringSubmatch(out.String())
+	if curls == nil {
+		t.Fatal("no predict curl in the output")
+	}
+	got, err = exec.Command("bash", "-c", curls[1]).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", curls[1], err)
+	}
+	var pred struct {
+		Model       string
+		Predictions []float64
+	}
+	if err := json.Unmarshal(got, &pred); err != nil || pred.Model != "fraud" || len(pred.Predictions) != 1 || pred.Predictions[0] <= 0 || pred.Predictions[0] >= 1 {
+		t.Fatalf("the predict curl returned %s (%v), want a probability", got, err)
 	}
 	pids := regexp.MustCompile(`\(pid (\d+)\)`).FindAllStringSubmatch(out.String(), -1)
 	if len(pids) != 4 {

@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	driftAt := fs.String("drift-at", "", "event time from which some users drift: RFC 3339, or a duration after the first event (30m); empty: never")
 	outOfOrder := fs.Duration("out-of-order", 0, "how far an event's time may fall behind earlier events, with --rate 0")
 	toStdout := fs.Bool("stdout", false, "write JSON lines to stdout instead of producing to Kafka")
+	labels := fs.String("labels", "", "also write each event's label (is_fraud) to this CSV file: a spine for backfill dataset")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = cli.Usage(fs, "generate produces the fraud demo's card transactions to Kafka, or to stdout.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
@@ -114,6 +115,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	} else {
 		out, err = newKafkaSink(ctx, strings.Split(*brokers, ","), *topic)
 		if err != nil {
+			return err
+		}
+	}
+	if *labels != "" {
+		if out, err = newLabelSink(out, *labels); err != nil {
 			return err
 		}
 	}

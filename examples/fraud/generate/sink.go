@@ -3,8 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -188,3 +192,40 @@ var (
 	_ sink = (*kafkaSink)(nil)
 	_ sink = (*lineSink)(nil)
 )
+
+// labelSink passes events on to another sink and writes each one's label to
+// a CSV file: user_id, merchant_id, ts, amount, is_fraud (1 for a
+// transaction of a suspicious burst). The file is a spine for backfill
+// dataset, from which a fraud model is trained.
+type labelSink struct {
+	sink
+	f *os.File
+	w *csv.Writer
+}
+
+func newLabelSink(next sink, path string) (*labelSink, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--labels: %w", err)
+	}
+	w := csv.NewWriter(f)
+	w.Write([]string{"user_id", "merchant_id", "ts", "amount", "is_fraud"})
+	return &labelSink{sink: next, f: f, w: w}, nil
+}
+
+func (s *labelSink) Write(ctx context.Context, ev fraudgen.Event) error {
+	if err := s.sink.Write(ctx, ev); err != nil {
+		return err
+	}
+	label := "0"
+	if ev.Suspicious {
+		label = "1"
+	}
+	return s.w.Write([]string{ev.UserID, ev.MerchantID, ev.Time.Format(time.RFC3339Nano), strconv.FormatFloat(ev.Amount, 'f', 2, 64), label})
+}
+
+func (s *labelSink) Close() (int64, error) {
+	n, err := s.sink.Close()
+	s.w.Flush()
+	return n, errors.Join(err, s.w.Error(), s.f.Close())
+}
