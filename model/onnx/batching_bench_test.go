@@ -67,4 +67,3 @@ func BenchmarkBatching(b *testing.B) {
 		})
 	}
 }
-
