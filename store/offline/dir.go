@@ -53,17 +53,30 @@ func (d *Dir) ReadFile(_ context.Context, name string) ([]byte, error) {
 // matching fs.ErrExist if the file exists, also when another process creates
 // it at the same moment.
 func (d *Dir) CreateFile(_ context.Context, name string, data []byte) error {
+	// A hard link, unlike a rename, refuses to replace an existing file.
+	return d.putFile("create", name, data, os.Link)
+}
+
+// ReplaceFile writes a file atomically and durably, replacing any file of
+// that name: a reader sees the old contents or the new, never a mix.
+func (d *Dir) ReplaceFile(_ context.Context, name string, data []byte) error {
+	return d.putFile("replace", name, data, os.Rename)
+}
+
+// putFile writes data to a synced temporary file beside name, then puts it
+// in place with place (a link or a rename) and syncs the directory.
+func (d *Dir) putFile(verb, name string, data []byte, place func(tmp, name string) error) error {
 	p, err := d.path(name)
 	if err != nil {
 		return err
 	}
 	dir := filepath.Dir(p)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.Write(data)
@@ -73,12 +86,11 @@ func (d *Dir) CreateFile(_ context.Context, name string, data []byte) error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+	if err == nil {
+		err = place(tmp.Name(), p)
 	}
-	// A hard link, unlike a rename, refuses to replace an existing file.
-	if err := os.Link(tmp.Name(), p); err != nil {
-		return fmt.Errorf("create %s: %w", name, err)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	return syncDir(dir)
 }
@@ -93,38 +105,6 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// ReplaceFile writes a file atomically and durably, replacing any file of
-// that name: a reader sees the old contents or the new, never a mix.
-func (d *Dir) ReplaceFile(_ context.Context, name string, data []byte) error {
-	p, err := d.path(name)
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("replace %s: %w", name, err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("replace %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
-	if err != nil {
-		return fmt.Errorf("replace %s: %w", name, err)
-	}
-	return syncDir(dir)
 }
 
 // RemoveFile removes a file durably; a file that is not there is no error.
