@@ -174,6 +174,23 @@ func (r FeatureRef) String() string {
 	return r.View + "@" + strconv.Itoa(r.Version) + ":" + r.Feature
 }
 
+// Column is the feature's column in training sets and reference profiles:
+// <view>__<feature>, the same for every version of the view.
+func (r FeatureRef) Column() string { return r.View + "__" + r.Feature }
+
+// Columns names the service's values in order, as training sets do: its
+// features' columns, then its on-demand features.
+func (s *Service) Columns() []string {
+	cols := make([]string, 0, len(s.Features)+len(s.OnDemand))
+	for _, r := range s.Features {
+		cols = append(cols, r.Column())
+	}
+	for _, o := range s.OnDemand {
+		cols = append(cols, o.Name)
+	}
+	return cols
+}
+
 // Entity returns the named entity, or nil.
 func (d *Definitions) Entity(name string) *Entity {
 	for _, e := range d.Entities {

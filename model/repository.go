@@ -296,10 +296,9 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	default:
 		problems = append(problems, fmt.Sprintf("%s: %q: want cpu, gpu or auto", f.at("device"), spec.Device))
 	}
-	if spec.Profile != "" {
-		if _, err := os.Stat(filepath.Join(dir, spec.Profile)); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", f.at("profile"), err))
-		}
+	if v.Service != nil {
+		_, ps := detector(f, spec, dir, v.Service)
+		problems = append(problems, ps...)
 	}
 	if spec.Batching.MaxBatchSize < 0 || spec.Batching.QueueCapacity < 0 || spec.Batching.MaxQueueDelay < 0 {
 		problems = append(problems, fmt.Sprintf("%s: sizes and delays must not be negative", f.at("batching")))

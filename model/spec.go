@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/quiver-ml/quiver/drift"
 )
 
 // Spec is a version's model.yaml.
@@ -21,6 +23,9 @@ type Spec struct {
 	Batching Batching `yaml:"batching"`
 	Device   string   `yaml:"device"`
 	Profile  string   `yaml:"profile"`
+	// Drift configures the drift detectors that watch the version's
+	// predictions against Profile.
+	Drift drift.Config `yaml:"drift"`
 }
 
 // Inputs names what a model reads: a feature service's features, then its

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -167,7 +168,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 			problems = append(problems, err.Error())
 			continue
 		}
-		name := v.Name + "__" + f.Name
+		name := features.FeatureRef{View: v.Name, Feature: f.Name}.Column()
 		if prev, dup := byName[name]; dup {
 			problems = append(problems, fmt.Sprintf("%s and %s would both be column %s: request one version of a view", prev, r, name))
 			continue
@@ -309,7 +310,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	for o, out := range p.outputs {
 		cols[o], idx[o] = offline.Column{Name: out.name, Type: out.typ}, o
 	}
-	if err := writeProfile(cfg.Out+".profile.json", profile(cols, values, idx)); err != nil {
+	if err := drift.WriteProfile(cfg.Out+".profile.json", profile(cols, values, idx)); err != nil {
 		return Summary{}, err
 	}
 	return Summary{Rows: len(sp.rows), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
 )
@@ -75,5 +76,5 @@ func Merge(out string, inputs []string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	return len(rows), writeProfile(out+".profile.json", profile(cols, rows, idx))
+	return len(rows), drift.WriteProfile(out+".profile.json", profile(cols, rows, idx))
 }

@@ -3,10 +3,8 @@ package backfill
 import (
 	"bufio"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
 )
@@ -181,135 +180,33 @@ func csvCell(v features.Value) string {
 	return ""
 }
 
-// Profile is the reference distribution of a training set's features, what
-// drift detectors compare live inputs with.
-type Profile struct {
-	Rows     int              `json:"rows"`
-	Features []FeatureProfile `json:"features"`
-}
-
-// FeatureProfile is one feature's distribution: for numbers, counts in bins
-// between quantile edges; for strings and booleans, the most frequent
-// categories, the rest counted as other.
-type FeatureProfile struct {
-	Name     string  `json:"name"`
-	Type     string  `json:"type"`
-	Count    int     `json:"count"` // non-null values
-	Nulls    int     `json:"nulls"`
-	NullRate float64 `json:"null_rate"`
-	// Edges are the inner bin edges of a number feature: bin i holds
-	// values v with Edges[i-1] <= v < Edges[i]; the first and last bins
-	// are open.
-	Edges  []float64 `json:"edges,omitempty"`
-	Counts []int     `json:"counts,omitempty"` // per bin, len(Edges)+1
-	// Categories are the most frequent values of a categorical feature.
-	Categories []Category `json:"categories,omitempty"`
-	Other      int        `json:"other,omitempty"` // values outside Categories
-}
-
-// Category is one value of a categorical feature and how often it occurs.
-type Category struct {
-	Value string `json:"value"`
-	Count int    `json:"count"`
-}
-
-const (
-	profileBins       = 10
-	profileCategories = 20
-)
-
 // profile profiles the columns idx of rows.
-func profile(cols []offline.Column, rows [][]features.Value, idx []int) Profile {
-	prof := Profile{Rows: len(rows)}
+func profile(cols []offline.Column, rows [][]features.Value, idx []int) drift.Profile {
+	prof := drift.Profile{Rows: len(rows)}
 	for _, o := range idx {
-		fp := FeatureProfile{Name: cols[o].Name, Type: cols[o].Type.String()}
+		name, typ := cols[o].Name, cols[o].Type.String()
 		var nums []float64
 		cats := map[string]int{}
+		nulls := 0
 		for _, row := range rows {
-			v := row[o]
-			switch {
+			switch v := row[o]; {
 			case v.IsNull():
-				fp.Nulls++
-				continue
+				nulls++
 			case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:
 				nums = append(nums, float64(v.Int()))
 			case v.Type() == features.TypeFloat:
 				nums = append(nums, v.Float())
 			case v.Type() == features.TypeBool:
-				cats[fmt.Sprint(v.Bool())]++
+				cats[strconv.FormatBool(v.Bool())]++
 			default:
 				cats[v.Str()]++
 			}
-			fp.Count++
-		}
-		if len(rows) > 0 {
-			fp.NullRate = float64(fp.Nulls) / float64(len(rows))
-		}
-		if len(nums) > 0 {
-			fp.Edges, fp.Counts = bins(nums)
 		}
 		if len(cats) > 0 {
-			for v, n := range cats {
-				fp.Categories = append(fp.Categories, Category{Value: v, Count: n})
-			}
-			slices.SortFunc(fp.Categories, func(a, b Category) int {
-				if a.Count != b.Count {
-					return b.Count - a.Count
-				}
-				if a.Value < b.Value {
-					return -1
-				}
-				return 1
-			})
-			if len(fp.Categories) > profileCategories {
-				for _, c := range fp.Categories[profileCategories:] {
-					fp.Other += c.Count
-				}
-				fp.Categories = fp.Categories[:profileCategories]
-			}
+			prof.Features = append(prof.Features, drift.CategoryProfile(name, typ, cats, nulls))
+		} else {
+			prof.Features = append(prof.Features, drift.NumberProfile(name, typ, nums, nulls))
 		}
-		prof.Features = append(prof.Features, fp)
 	}
 	return prof
-}
-
-// bins returns the distinct deciles of nums as inner edges, and the count
-// of values in each bin.
-func bins(nums []float64) ([]float64, []int) {
-	slices.Sort(nums)
-	var edges []float64
-	for i := 1; i < profileBins; i++ {
-		e := nums[i*len(nums)/profileBins]
-		if (len(edges) == 0 || e > edges[len(edges)-1]) && e > nums[0] {
-			edges = append(edges, e)
-		}
-	}
-	counts := make([]int, len(edges)+1)
-	for _, v := range nums {
-		i, _ := slices.BinarySearch(edges, v)
-		if i < len(edges) && edges[i] == v {
-			i++ // v belongs to the bin its edge opens
-		}
-		counts[i]++
-	}
-	return edges, counts
-}
-
-func writeProfile(path string, prof Profile) error {
-	for i := range prof.Features {
-		for _, e := range prof.Features[i].Edges {
-			if math.IsInf(e, 0) || math.IsNaN(e) {
-				return fmt.Errorf("profile of %s: edge %v is not finite", prof.Features[i].Name, e)
-			}
-		}
-	}
-	b, err := json.MarshalIndent(prof, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write profile: %w", err)
-	}
-	return os.Rename(tmp, path)
 }

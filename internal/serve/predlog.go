@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/model"
 )
 
@@ -48,36 +48,6 @@ func NewPredictionLog(client *kgo.Client, topic string, log *slog.Logger, reg pr
 	return l, nil
 }
 
-// Prediction is one logged prediction: a row of a request.
-type Prediction struct {
-	RequestID string    `json:"request_id"`
-	Row       int       `json:"row"`
-	Model     string    `json:"model"`
-	Version   int       `json:"version"`
-	Shadow    bool      `json:"shadow,omitempty"` // computed beside production, not returned
-	Inputs    []*number `json:"inputs"`           // null for a missing feature
-	Output    []float32 `json:"output"`
-	Time      time.Time `json:"time"`
-}
-
-// number is a float32 that is null when NaN (JSON has no NaN).
-type number float32
-
-func (n *number) MarshalJSON() ([]byte, error) {
-	return json.Marshal(float32(*n))
-}
-
-func numbers(xs []float32) []*number {
-	out := make([]*number, len(xs))
-	for i, x := range xs {
-		if !math.IsNaN(float64(x)) {
-			n := number(x)
-			out[i] = &n
-		}
-	}
-	return out
-}
-
 // add logs rows predictions of a version.
 func (l *PredictionLog) add(v *model.Version, reqID string, shadow bool, in, out []float32, rows int) {
 	if l == nil {
@@ -86,8 +56,8 @@ func (l *PredictionLog) add(v *model.Version, reqID string, shadow bool, in, out
 	now := time.Now().UTC()
 	n, k := len(in)/rows, len(out)/rows
 	for r := range rows {
-		b, err := json.Marshal(Prediction{RequestID: reqID, Row: r, Model: v.Model, Version: v.Version, Shadow: shadow,
-			Inputs: numbers(in[r*n : (r+1)*n]), Output: out[r*k : (r+1)*k], Time: now})
+		b, err := json.Marshal(drift.Prediction{RequestID: reqID, Row: r, Model: v.Model, Version: v.Version, Shadow: shadow,
+			Inputs: drift.Numbers(in[r*n : (r+1)*n]), Output: out[r*k : (r+1)*k], Time: now})
 		if err != nil {
 			l.log.Error("encode a prediction", "err", err)
 			continue

@@ -1,0 +1,284 @@
+package drift
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func testProfile() *Profile {
+	return &Profile{Rows: 40, Features: []FeatureProfile{
+		{Name: "x", Type: "float", Count: 40, Edges: []float64{1, 2, 4}, Counts: []int{10, 10, 10, 10}},
+		{Name: "b", Type: "bool", Count: 36, Nulls: 4, Categories: []Category{{"true", 30}, {"false", 6}}},
+		{Name: "unwatched", Type: "int", Count: 1, Counts: []int{1}},
+	}, Output: &FeatureProfile{Name: "p", Type: "float", Count: 40, Edges: []float64{0.5}, Counts: []int{20, 20}}}
+}
+
+var t0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+func mustDetector(t *testing.T, cfg Config) *Detector {
+	t.Helper()
+	d, err := NewDetector(cfg, testProfile(), []string{"b", "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestBins(t *testing.T) {
+	d := mustDetector(t, Config{})
+	if got, want := d.Columns(), []string{"b", "x", OutputName}; !slices.Equal(got, want) {
+		t.Fatalf("columns %q, want %q", got, want)
+	}
+	nan := float32(math.NaN())
+	for _, tc := range []struct {
+		col  int
+		x    float32
+		want int
+	}{
+		{1, -5, 0}, {1, 0.99, 0}, {1, 1, 1}, {1, 1.5, 1}, {1, 2, 2}, {1, 3.9, 2}, {1, 4, 3}, {1, 1e9, 3}, {1, nan, 4},
+		{0, 1, 0}, {0, 0, 1}, {0, 7, 0}, {0, nan, 3},
+		{2, 0.1, 0}, {2, 0.5, 1}, {2, nan, 2},
+	} {
+		if got := d.columns[tc.col].bin(tc.x); got != tc.want {
+			t.Errorf("%s: bin(%v) = %d, want %d", d.columns[tc.col].name, tc.x, got, tc.want)
+		}
+	}
+	// Reference counts: values, other (categories), then nulls.
+	if got := d.columns[0].expected; !slices.Equal(got, []float64{30, 6, 0, 4}) {
+		t.Errorf("expected counts of b: %v", got)
+	}
+	if got := d.columns[1].expected; !slices.Equal(got, []float64{10, 10, 10, 10, 0}) {
+		t.Errorf("expected counts of x: %v", got)
+	}
+}
+
+func TestCategoryOther(t *testing.T) {
+	prof := &Profile{Features: []FeatureProfile{{Name: "c", Type: "int", Count: 3, Categories: []Category{{"7", 2}, {"1.5", 1}}, Other: 5}}}
+	d, err := NewDetector(Config{}, prof, []string{"c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.columns[0]
+	for x, want := range map[float32]int{7: 0, 1.5: 1, 8: 2} {
+		if got := c.bin(x); got != want {
+			t.Errorf("bin(%v) = %d, want %d", x, got, want)
+		}
+	}
+}
+
+func TestTumblingCountWindow(t *testing.T) {
+	d := mustDetector(t, Config{Window: Window{Count: 4}, MinSamples: 1, Consecutive: 2})
+	// b: true, true, null, false; x: 0, 1.5, 3, 3; output 0.7 ×4.
+	rows := []struct {
+		b, x float32
+	}{{1, 0}, {1, 1.5}, {float32(math.NaN()), 3}, {0, 3}}
+	var ev *Evaluation
+	for i, r := range rows {
+		var err error
+		ev, err = d.Add(t0.Add(time.Duration(i)*time.Second), []float32{r.b, r.x}, 0.7, int64(100+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 && ev != nil {
+			t.Fatalf("evaluation after %d predictions", i+1)
+		}
+	}
+	if ev == nil {
+		t.Fatal("no evaluation after a full window")
+	}
+	if ev.Predictions != 4 || !ev.Start.Equal(t0) || !ev.End.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("window %v–%v with %d predictions", ev.Start, ev.End, ev.Predictions)
+	}
+	wantB := []float64{2, 1, 0, 1}
+	wantX := []float64{1, 1, 2, 0, 0}
+	wantOut := []float64{0, 4, 0}
+	d2 := mustDetector(t, Config{})
+	for i, want := range [][]float64{wantB, wantX, wantOut} {
+		s := ev.Scores[i]
+		if s.PSI != PSI(want, d2.columns[i].expected) || s.JS != JS(want, d2.columns[i].expected) {
+			t.Errorf("%s: scores %+v, want those of counts %v", s.Feature, s, want)
+		}
+	}
+	// The output is wholly in one bin of two: PSI (1-½)·ln(1/½) + (ε-½)·ln(ε/½).
+	if want := 0.5*math.Log(2) + (Epsilon-0.5)*math.Log(2*Epsilon); math.Abs(ev.Scores[2].PSI-want) > 1e-12 {
+		t.Errorf("output PSI %g, want %g", ev.Scores[2].PSI, want)
+	}
+	if !ev.Breach || ev.Streak != 1 || ev.Sustained(d.Config()) {
+		t.Errorf("breach %v streak %d", ev.Breach, ev.Streak)
+	}
+	if d.From() != -1 {
+		t.Errorf("From() = %d after a closed tumbling window, want -1", d.From())
+	}
+	for i := range 4 {
+		ev, _ = d.Add(t0.Add(time.Hour), []float32{1, 0}, 0.7, int64(104+i))
+		if i == 0 && d.From() != 104 {
+			t.Errorf("From() = %d, want 104", d.From())
+		}
+	}
+	if ev == nil || ev.Streak != 2 || !ev.Sustained(d.Config()) {
+		t.Fatalf("second breaching window: %+v", ev)
+	}
+	d.ResetStreak()
+	ev, _ = addN(d, 4, []float32{1, 0}, 0.7)
+	if ev.Streak != 1 {
+		t.Errorf("streak %d after ResetStreak, want 1", ev.Streak)
+	}
+}
+
+func addN(d *Detector, n int, in []float32, out float32) (*Evaluation, error) {
+	var last *Evaluation
+	for range n {
+		ev, err := d.Add(t0, in, out, 0)
+		if err != nil {
+			return nil, err
+		}
+		if ev != nil {
+			last = ev
+		}
+	}
+	return last, nil
+}
+
+// A sliding window's scores are those of the last Window predictions,
+// counted afresh.
+func TestSlidingWindowMatchesRecount(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	d := mustDetector(t, Config{Window: Window{Count: 40}, Slide: Window{Count: 10}, MinSamples: 1})
+	type row struct{ b, x, out float32 }
+	var rows []row
+	evals := 0
+	for i := range 2000 {
+		rw := row{float32(r.IntN(2)), float32(r.NormFloat64()*2 + 2), float32(r.Float64())}
+		if r.IntN(10) == 0 {
+			rw.b = float32(math.NaN())
+		}
+		rows = append(rows, rw)
+		ev, err := d.Add(t0.Add(time.Duration(i)*time.Millisecond), []float32{rw.b, rw.x}, rw.out, int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (i+1)%10 == 0 && i >= 39 {
+			if ev == nil {
+				t.Fatalf("no evaluation after prediction %d", i)
+			}
+			evals++
+			last := rows[len(rows)-40:]
+			for c := range d.columns {
+				want := make([]float64, len(d.columns[c].expected))
+				for _, rw := range last {
+					x := []float32{rw.b, rw.x, rw.out}[c]
+					want[d.columns[c].bin(x)]++
+				}
+				if s := ev.Scores[c]; s.PSI != PSI(want, d.columns[c].expected) || s.JS != JS(want, d.columns[c].expected) {
+					t.Fatalf("prediction %d, %s: %+v, want scores of %v", i, s.Feature, s, want)
+				}
+			}
+			if ev.Predictions != 40 || !ev.Start.Equal(t0.Add(time.Duration(i-39)*time.Millisecond)) {
+				t.Fatalf("window of %d predictions from %v", ev.Predictions, ev.Start)
+			}
+			if from := d.From(); from != int64(i-29) {
+				t.Fatalf("From() = %d after prediction %d, want %d", from, i, i-29)
+			}
+		} else if ev != nil {
+			t.Fatalf("evaluation after prediction %d", i)
+		}
+	}
+	if evals != 197 {
+		t.Errorf("%d evaluations, want 197", evals)
+	}
+}
+
+func TestTimeWindow(t *testing.T) {
+	d := mustDetector(t, Config{Window: Window{Duration: time.Minute}, Slide: Window{Duration: 20 * time.Second}, MinSamples: 4})
+	add := func(at time.Duration) *Evaluation {
+		t.Helper()
+		ev, err := d.Add(t0.Add(at), []float32{1, 3}, 0.2, int64(at/time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	for _, at := range []time.Duration{1 * time.Second, 25 * time.Second, 41 * time.Second, 59 * time.Second} {
+		if ev := add(at); ev != nil {
+			t.Fatalf("evaluation at %v, in the first window", at)
+		}
+	}
+	// The first prediction past a minute closes the first window.
+	ev := add(61 * time.Second)
+	if ev == nil || ev.Predictions != 4 || !ev.Start.Equal(t0) || !ev.End.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("first window: %+v", ev)
+	}
+	// A gap: the prediction at 125s closes the window [20s, 80s); the
+	// slides [80s, 100s) and [100s, 120s) stay empty.
+	ev = add(125 * time.Second)
+	if ev == nil || ev.Predictions != 4 || !ev.Start.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("window [20s, 80s): %+v", ev)
+	}
+	add(126 * time.Second)
+	add(127 * time.Second)
+	if ev := add(141 * time.Second); ev != nil { // [80s, 140s): 3 predictions
+		t.Fatalf("evaluation of a window with too few predictions: %+v", ev)
+	}
+	add(142 * time.Second)
+	ev = add(161 * time.Second) // [100s, 160s)
+	if ev == nil || ev.Predictions != 5 || !ev.Start.Equal(t0.Add(100*time.Second)) || !ev.End.Equal(t0.Add(160*time.Second)) {
+		t.Fatalf("window after the gap: %+v", ev)
+	}
+	if from := d.From(); from != 125 {
+		t.Errorf("From() = %d, want 125", from)
+	}
+}
+
+func TestShareRule(t *testing.T) {
+	// x drifts (all values in one bin), b and the output do not: 1/3 drifted.
+	for _, tc := range []struct {
+		share  float64
+		breach bool
+	}{{0.3, true}, {0.34, false}} {
+		d := mustDetector(t, Config{Window: Window{Count: 40}, MinSamples: 1, Rule: RuleShare, Share: tc.share})
+		var ev *Evaluation
+		for i := range 40 {
+			b := float32(math.NaN()) // as in the profile: 30 true, 6 false, 4 null
+			switch {
+			case i < 30:
+				b = 1
+			case i < 36:
+				b = 0
+			}
+			out := float32(i%2) * 0.9
+			ev, _ = d.Add(t0, []float32{b, 100}, out, int64(i))
+		}
+		if ev == nil || ev.Drifted != 1 || ev.Breach != tc.breach {
+			t.Errorf("share %g: %+v", tc.share, ev)
+		}
+	}
+}
+
+func TestNewDetectorErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		inputs []string
+	}{
+		{"unknown feature", Config{Features: []string{"nope"}}, []string{"b", "x"}},
+		{"input without a reference", Config{}, []string{"b", "x", "y"}},
+		{"slide not dividing", Config{Window: Window{Count: 10}, Slide: Window{Count: 3}}, []string{"x"}},
+		{"mixed units", Config{Window: Window{Count: 10}, Slide: Window{Duration: time.Second}}, []string{"x"}},
+		{"rule", Config{Rule: "most"}, []string{"x"}},
+		{"share", Config{Rule: RuleShare}, []string{"x"}},
+	} {
+		if _, err := NewDetector(tc.cfg, testProfile(), tc.inputs); err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+	if _, err := NewDetector(Config{}, testProfile(), []string{"x"}); err != nil {
+		t.Errorf("a valid detector: %v", err)
+	}
+	d := mustDetector(t, Config{})
+	if _, err := d.Add(t0, []float32{1}, 0, 0); err == nil {
+		t.Error("a prediction with too few inputs: no error")
+	}
+}

@@ -1,0 +1,180 @@
+package drift
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+)
+
+// Profile is the reference distribution of a training set: what each
+// feature looked like when the model was trained, and optionally what the
+// model predicted on it. backfill dataset writes it beside the training set
+// (<out>.profile.json); a model version links it from model.yaml.
+type Profile struct {
+	Rows     int              `json:"rows"`
+	Features []FeatureProfile `json:"features"`
+	// Output is the distribution of the model's first output over the
+	// training set, written by the training job; without it the output is
+	// not watched.
+	Output *FeatureProfile `json:"output,omitempty"`
+}
+
+// FeatureProfile is one feature's distribution: for numbers, counts in bins
+// between quantile edges; for strings and booleans, the most frequent
+// categories, the rest counted as other.
+type FeatureProfile struct {
+	Name     string  `json:"name"`
+	Type     string  `json:"type"`
+	Count    int     `json:"count"` // non-null values
+	Nulls    int     `json:"nulls"`
+	NullRate float64 `json:"null_rate"`
+	// Edges are the inner bin edges of a number feature: bin i holds
+	// values v with Edges[i-1] <= v < Edges[i]; the first and last bins
+	// are open.
+	Edges  []float64 `json:"edges,omitempty"`
+	Counts []int     `json:"counts,omitempty"` // per bin, len(Edges)+1
+	// Categories are the most frequent values of a categorical feature.
+	Categories []Category `json:"categories,omitempty"`
+	Other      int        `json:"other,omitempty"` // values outside Categories
+}
+
+// Category is one value of a categorical feature and how often it occurs.
+type Category struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+// Profile sizes: deciles for numbers, the 20 most frequent categories.
+const (
+	ProfileBins       = 10
+	ProfileCategories = 20
+)
+
+// NumberProfile profiles a number feature from its non-null values (which
+// it sorts) and how many values were null.
+func NumberProfile(name, typ string, nums []float64, nulls int) FeatureProfile {
+	fp := FeatureProfile{Name: name, Type: typ, Count: len(nums), Nulls: nulls}
+	fp.NullRate = rate(nulls, len(nums)+nulls)
+	if len(nums) == 0 {
+		return fp
+	}
+	slices.Sort(nums)
+	for i := 1; i < ProfileBins; i++ {
+		e := nums[i*len(nums)/ProfileBins]
+		if (len(fp.Edges) == 0 || e > fp.Edges[len(fp.Edges)-1]) && e > nums[0] {
+			fp.Edges = append(fp.Edges, e)
+		}
+	}
+	fp.Counts = make([]int, len(fp.Edges)+1)
+	for _, v := range nums {
+		fp.Counts[numberBin(fp.Edges, v)]++
+	}
+	return fp
+}
+
+// CategoryProfile profiles a categorical feature from the count of each
+// value and how many values were null: the ProfileCategories most frequent
+// values, the rest as other.
+func CategoryProfile(name, typ string, counts map[string]int, nulls int) FeatureProfile {
+	fp := FeatureProfile{Name: name, Type: typ, Nulls: nulls}
+	for v, n := range counts {
+		fp.Categories = append(fp.Categories, Category{Value: v, Count: n})
+		fp.Count += n
+	}
+	fp.NullRate = rate(nulls, fp.Count+nulls)
+	slices.SortFunc(fp.Categories, func(a, b Category) int {
+		return cmp.Or(b.Count-a.Count, cmp.Compare(a.Value, b.Value))
+	})
+	if len(fp.Categories) > ProfileCategories {
+		for _, c := range fp.Categories[ProfileCategories:] {
+			fp.Other += c.Count
+		}
+		fp.Categories = fp.Categories[:ProfileCategories]
+	}
+	return fp
+}
+
+func rate(n, of int) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(n) / float64(of)
+}
+
+// numberBin is the bin of v among inner edges: a value on an edge belongs
+// to the bin the edge opens.
+func numberBin(edges []float64, v float64) int {
+	i, found := slices.BinarySearch(edges, v)
+	if found {
+		i++
+	}
+	return i
+}
+
+// WriteProfile writes p to path as indented JSON, atomically.
+func WriteProfile(path string, p Profile) error {
+	for _, fp := range append(p.Features, ptrValue(p.Output)...) {
+		for _, e := range fp.Edges {
+			if math.IsInf(e, 0) || math.IsNaN(e) {
+				return fmt.Errorf("profile of %s: edge %v is not finite", fp.Name, e)
+			}
+		}
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write profile: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func ptrValue[T any](p *T) []T {
+	if p == nil {
+		return nil
+	}
+	return []T{*p}
+}
+
+// LoadProfile reads a profile and checks that each feature's counts fit
+// its bins.
+func LoadProfile(path string) (*Profile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var p Profile
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, fp := range append(p.Features, ptrValue(p.Output)...) {
+		if err := fp.check(); err != nil {
+			return nil, fmt.Errorf("%s: feature %q: %w", path, fp.Name, err)
+		}
+	}
+	return &p, nil
+}
+
+func (fp *FeatureProfile) check() error {
+	switch {
+	case fp.Count < 0 || fp.Nulls < 0 || fp.Other < 0:
+		return fmt.Errorf("negative count")
+	case len(fp.Edges) > 0 && len(fp.Categories) > 0:
+		return fmt.Errorf("both edges and categories")
+	case len(fp.Categories) == 0 && len(fp.Counts) != len(fp.Edges)+1 && fp.Count > 0:
+		return fmt.Errorf("%d counts for %d edges (want edges + 1)", len(fp.Counts), len(fp.Edges))
+	case !slices.IsSorted(fp.Edges):
+		return fmt.Errorf("edges not sorted")
+	}
+	for _, n := range fp.Counts {
+		if n < 0 {
+			return fmt.Errorf("negative count")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,55 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/quiver-ml/quiver/drift"
+	"github.com/quiver-ml/quiver/features"
+)
+
+// detector returns the drift detector a version's model.yaml (f, decoded
+// into spec) configures, nil when the version is not watched (no profile,
+// or drift disabled), or the problems, named by file and line.
+func detector(f *yamlFile, spec Spec, dir string, svc *features.Service) (*drift.Detector, []string) {
+	var problems []string
+	for _, p := range spec.Drift.Check() {
+		problems = append(problems, fmt.Sprintf("%s: %s", f.at("drift", p.Field), p.Message))
+	}
+	if len(problems) > 0 || spec.Profile == "" || spec.Drift.Disabled {
+		return nil, problems
+	}
+	prof, err := drift.LoadProfile(filepath.Join(dir, spec.Profile))
+	if err != nil {
+		return nil, []string{fmt.Sprintf("%s: %v", f.at("profile"), err)}
+	}
+	d, err := drift.NewDetector(spec.Drift, prof, svc.Columns())
+	if err != nil {
+		return nil, []string{fmt.Sprintf("%s: %v", f.at("drift"), err)}
+	}
+	return d, nil
+}
+
+// LoadDetector returns the drift detector of version version of model name
+// in the repository dir, as its model.yaml configures it; nil when the
+// version is not watched. Errors name the file and line.
+func LoadDetector(dir string, defs *features.Definitions, name string, version int) (*drift.Detector, error) {
+	vdir := filepath.Join(dir, name, strconv.Itoa(version))
+	var spec Spec
+	f, err := decodeFile(filepath.Join(vdir, "model.yaml"), &spec)
+	if err != nil {
+		return nil, err
+	}
+	svc := defs.Service(spec.Inputs.FeatureService)
+	if svc == nil {
+		return nil, fmt.Errorf("%s: no feature service %q in the definitions", f.at("inputs", "feature_service"), spec.Inputs.FeatureService)
+	}
+	d, problems := detector(f, spec, vdir, svc)
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	return d, nil
+}
