@@ -57,6 +57,15 @@ func definitionFiles(path string) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		// Hidden entries are skipped: a Kubernetes ConfigMap mounted as a
+		// directory holds each file twice, as name -> ..data/name and in
+		// the ..<timestamp> directory ..data points to.
+		if p != path && strings.HasPrefix(e.Name(), ".") {
+			if e.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		if ext := filepath.Ext(p); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
 			files = append(files, p)
 		}

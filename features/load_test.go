@@ -469,6 +469,33 @@ func TestGoodDefinitionsDirectory(t *testing.T) {
 	}
 }
 
+// TestLoadConfigMapDirectory loads a directory laid out as Kubernetes mounts
+// a ConfigMap: each file is a link into ..data, a link to a hidden
+// directory of the files. Each file is read once.
+func TestLoadConfigMapDirectory(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "good", "minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "..2026_11_21_09_00_00.1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "..2026_11_21_09_00_00.1", "defs.yaml"), src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..2026_11_21_09_00_00.1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "defs.yaml"), filepath.Join(dir, "defs.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	want := mustLoadDefs(t, filepath.Join("testdata", "good", "minimal.yaml"))
+	if got := mustLoadDefs(t, dir); len(got.Views) != len(want.Views) || len(got.Entities) != len(want.Entities) {
+		t.Errorf("loaded %d views and %d entities, want %d and %d", len(got.Views), len(got.Entities), len(want.Views), len(want.Entities))
+	}
+}
+
 func TestParseDefinitionsPositions(t *testing.T) {
 	// Parse names positions after its name argument, and reports all problems.
 	src := []byte("project: p\nentities:\n  - name: User\n    join_keys: []\n")
