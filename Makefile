@@ -19,6 +19,9 @@ build: ## compile every package and build the binaries into bin/
 # Programs the end-to-end tests run, from Debian's packages: kcat, a real
 # third-party Kafka client, redis-server, and curl (the demo script uses it).
 TEST_TOOLS := kcat:kcat redis-server:redis-server curl:curl
+# The S3-compatible server the offline store's tests run (posix backend),
+# built from source into bin/tools/, where internal/s3test finds it.
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test-deps
@@ -28,6 +31,7 @@ test-deps: ## install the programs the end-to-end tests run, if missing
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@[ -x bin/tools/versitygw ] || { echo "installing $(VERSITYGW)"; GOBIN=$(CURDIR)/bin/tools $(GO) install $(VERSITYGW); }
 
 .PHONY: test
 test: test-deps ## vet, then run every test (what CI runs)

@@ -266,16 +266,14 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	// memory takes about ten times its compressed bytes, and one bucket per
 	// core is in memory at once.
 	var logBytes int64
-	files := map[string][]string{}
+	files := map[string][]offline.LogFile{}
 	for src := range p.sources {
 		fs, err := cfg.Offline.LogFiles(ctx, "events/"+src)
 		if err != nil {
 			return Summary{}, err
 		}
 		for _, f := range fs {
-			if st, err := os.Stat(f); err == nil {
-				logBytes += st.Size()
-			}
+			logBytes += f.Size
 		}
 		files[src] = fs
 	}
@@ -345,7 +343,7 @@ func (b *builder) bucketOf(key string) int {
 	return int(maphash.String(b.seed, key) % uint64(b.buckets))
 }
 
-func (b *builder) run(ctx context.Context, files map[string][]string) (int64, error) {
+func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (int64, error) {
 	// The spine rows of each entity, by bucket and key.
 	refs := make([][]map[string][]ref, len(b.plan.entities)) // entity → bucket → key → rows
 	var key []byte

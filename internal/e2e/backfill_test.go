@@ -52,8 +52,8 @@ type spineRow struct {
 
 // buildDataset runs the backfill binary for fraud_v1 over a CSV spine of
 // 300 of the stream's valid transactions, shuffled, with a label; it returns
-// the output, the spine and the valid events.
-func buildDataset(t *testing.T, defs *features.Definitions, txns []ingesttest.Txn, dataDir string) (string, []spineRow, []features.Event) {
+// the output, the spine and the valid events. extra are more flags.
+func buildDataset(t *testing.T, defs *features.Definitions, txns []ingesttest.Txn, dataDir string, extra ...string) (string, []spineRow, []features.Event) {
 	src := defs.Source("transactions")
 	var valid []features.Event
 	for _, x := range txns {
@@ -82,8 +82,8 @@ func buildDataset(t *testing.T, defs *features.Definitions, txns []ingesttest.Tx
 	f.Close()
 
 	out := filepath.Join(t.TempDir(), "train.parquet")
-	cmd := exec.Command(filepath.Join(bin, "backfill"), "dataset", "--definitions", definitions, "--data-dir", dataDir,
-		"--spine", spinePath, "--timestamp-column", "ts", "--feature-service", "fraud_v1", "--out", out)
+	cmd := exec.Command(filepath.Join(bin, "backfill"), append([]string{"dataset", "--definitions", definitions, "--data-dir", dataDir,
+		"--spine", spinePath, "--timestamp-column", "ts", "--feature-service", "fraud_v1", "--out", out}, extra...)...)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("backfill dataset: %v\n%s", err, msg)
 	} else if !strings.Contains(string(msg), "rows=300") {
@@ -274,11 +274,16 @@ func TestCompactBesideIngest(t *testing.T) {
 	checkDataset(t, defs, out, spine, events)
 }
 
-// listLog lists the transactions event log the way readers do.
+// listLog lists the transactions event log the way readers do, as paths.
 func listLog(root string) ([]string, error) {
 	d, err := offline.NewDir(root)
 	if err != nil {
 		return nil, err
 	}
-	return d.LogFiles(context.Background(), "events/transactions")
+	files, err := d.LogFiles(context.Background(), "events/transactions")
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = filepath.Join(root, filepath.FromSlash(f.Name))
+	}
+	return paths, err
 }

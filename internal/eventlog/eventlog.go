@@ -21,17 +21,17 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*
 		return err
 	}
 	var ev features.Event
-	for _, path := range files {
+	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		cols, rows, _, err := offline.ReadFile(path)
+		cols, rows, _, err := dir.ReadLogFile(ctx, f.Name)
 		if err != nil {
 			return err
 		}
 		m, err := newMapping(src, cols)
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return fmt.Errorf("%s: %w", f.Name, err)
 		}
 		for _, row := range rows {
 			m.event(row, &ev)

@@ -21,7 +21,7 @@ import (
 // Apache Arrow's Parquet reader, as pyarrow, DuckDB and Spark would.
 func TestArrowReadsLog(t *testing.T) {
 	ctx := context.Background()
-	d, root := newDir(t)
+	d := diskStore(t)
 	rows := [][]features.Value{
 		eventRow("a", 12.5, ms("2026-03-01T23:59:59.250Z"), 3, 100),
 		eventRow("", 0, ms("2026-03-02T00:00:00.000Z"), 3, 101),
@@ -34,7 +34,7 @@ func TestArrowReadsLog(t *testing.T) {
 	if err := d.WriteBatch(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	files := logFiles(t, root, b.Dir)
+	files := d.files(t, b.Dir)
 	if len(files) != 2 {
 		t.Fatalf("files %v, want 2", files)
 	}
@@ -54,7 +54,7 @@ func TestArrowReadsLog(t *testing.T) {
 		{Name: "_offset", Type: arrow.PrimitiveTypes.Int64},
 	}
 	for i, f := range files {
-		rdr, err := file.OpenParquetFile(filepath.Join(root, b.Dir, f), false)
+		rdr, err := file.OpenParquetFile(filepath.Join(d.root, b.Dir, f), false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,15 +1,14 @@
 package offline
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -25,27 +24,36 @@ import (
 // skip a replaced file from the moment its replacement is in place.
 const MetaReplaces = "quiver.replaces"
 
-// LogFiles returns the paths of the Parquet files of a log directory
-// (events/<source>, features/<view>/v<version>) that hold its rows: every
-// date, sorted by date then name (names sort by time), without temporary
-// files, files a compacted file replaces, or files of batches not yet
-// complete. A log with no files yet has none.
+// LogFile is a file of a log, as LogFiles lists it.
+type LogFile struct {
+	// Name is the file's name in the store, slash-separated, e.g.
+	// "events/transactions/date=2026-03-01/<ksuid>.parquet": ReadLogFile
+	// reads it.
+	Name string
+	Size int64 // bytes
+}
+
+// LogFiles returns the Parquet files of a log directory (events/<source>,
+// features/<view>/v<version>) that hold its rows: every date, sorted by
+// date then name (names sort by time), without temporary files, files a
+// compacted file replaces, or files of batches not yet complete. A log with
+// no files yet has none.
 //
 // The dates are listed one after another, so a batch another process
 // completes meanwhile may show in one date and not in another: a reader
 // that must know what it covered takes Marks first and reads only rows at
 // or below them.
-func (d *Dir) LogFiles(ctx context.Context, dir string) ([]string, error) {
+func (d *Dir) LogFiles(ctx context.Context, dir string) ([]LogFile, error) {
 	snap, err := d.snapshot(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	var files []string
+	var files []LogFile
 	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
 		p := snap.parts[part]
 		for _, name := range slices.Sorted(maps.Keys(p)) {
 			if !snap.replaced[part][name] && !snap.open[part][name] {
-				files = append(files, filepath.Join(d.root, filepath.FromSlash(dir), part, name))
+				files = append(files, LogFile{Name: path.Join(dir, part, name), Size: p[name].size})
 			}
 		}
 	}
@@ -82,7 +90,7 @@ func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
 	defer ix.lock.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if err := ix.refresh(ctx, filepath.Join(d.root, filepath.FromSlash(dir))); err != nil {
+	if err := ix.refresh(ctx, d.b, dir); err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
 	s := &logSnapshot{parts: map[string]map[string]fileInfo{}, replaced: map[string]map[string]bool{},
@@ -164,12 +172,11 @@ func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (Com
 	if err != nil {
 		return stats, fmt.Errorf("compact %s: %w", dir, err)
 	}
-	root := filepath.Join(d.root, filepath.FromSlash(dir))
 	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
 		if err := ctx.Err(); err != nil {
 			return stats, err
 		}
-		if err := d.compactPart(ctx, dir, root, part, snap, opts, &stats); err != nil {
+		if err := d.compactPart(ctx, dir, part, snap, opts, &stats); err != nil {
 			return stats, fmt.Errorf("compact %s/%s: %w", dir, part, err)
 		}
 	}
@@ -182,34 +189,30 @@ type candidate struct {
 	info fileInfo
 }
 
-func (d *Dir) compactPart(ctx context.Context, dir, root, part string, snap *logSnapshot, opts CompactOptions, stats *CompactStats) error {
-	partDir := filepath.Join(root, part)
+func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapshot, opts CompactOptions, stats *CompactStats) error {
+	partDir := path.Join(dir, part)
 	files := snap.parts[part]
 	// Replaced files past their grace period go.
+	var gone []string
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		info := files[name]
 		if info.replaces == "" {
 			continue
 		}
-		st, err := os.Stat(filepath.Join(partDir, name))
-		if err != nil || time.Since(st.ModTime()) < opts.Grace {
+		st, err := d.b.stat(ctx, path.Join(partDir, name))
+		if err != nil || time.Since(st.mod) < opts.Grace {
 			continue
 		}
 		for old := range strings.SplitSeq(info.replaces, ",") {
-			if _, present := files[old]; !present {
-				continue
+			if _, present := files[old]; present {
+				gone = append(gone, old)
 			}
-			if err := os.Remove(filepath.Join(partDir, old)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			stats.Removed++
 		}
 	}
-	if stats.Removed > 0 {
-		if err := syncDir(partDir); err != nil {
-			return err
-		}
+	if err := d.b.remove(ctx, partDir, gone...); err != nil {
+		return err
 	}
+	stats.Removed += len(gone)
 
 	var cands []candidate
 	for _, name := range slices.Sorted(maps.Keys(files)) {
@@ -220,12 +223,8 @@ func (d *Dir) compactPart(ctx context.Context, dir, root, part string, snap *log
 		if last, ok := snap.newest[info.stream]; ok && info.stream != "" && info.last == last {
 			continue // the stream's newest batch holds its high-water mark
 		}
-		st, err := os.Stat(filepath.Join(partDir, name))
-		if err != nil {
-			continue // removed since: nothing to merge
-		}
-		if st.Size() < opts.TargetBytes {
-			cands = append(cands, candidate{name, st.Size(), info})
+		if info.size < opts.TargetBytes {
+			cands = append(cands, candidate{name, info.size, info})
 		}
 	}
 	// Merge runs of files, in name (time) order, of up to TargetBytes.
@@ -235,7 +234,7 @@ func (d *Dir) compactPart(ctx context.Context, dir, root, part string, snap *log
 			size += cands[n].size
 			n++
 		}
-		if err := d.merge(ctx, dir, partDir, part, cands[:n], stats); err != nil {
+		if err := d.merge(ctx, dir, part, cands[:n], stats); err != nil {
 			return err
 		}
 		cands = cands[n:]
@@ -246,7 +245,8 @@ func (d *Dir) compactPart(ctx context.Context, dir, root, part string, snap *log
 // merge writes the rows of files into one compacted file, in their order,
 // grouped by column set: files whose columns differ from the first's are
 // left for another run.
-func (d *Dir) merge(ctx context.Context, dir, partDir, part string, files []candidate, stats *CompactStats) error {
+func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, stats *CompactStats) error {
+	partDir := path.Join(dir, part)
 	var cols []Column
 	var rows [][]features.Value
 	var names []string
@@ -255,9 +255,9 @@ func (d *Dir) merge(ctx context.Context, dir, partDir, part string, files []cand
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, r, _, err := ReadFile(filepath.Join(partDir, f.name))
+		c, r, _, err := d.ReadLogFile(ctx, path.Join(partDir, f.name))
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			continue // removed since: nothing to merge
 		}
 		if err != nil {
 			return err
@@ -280,51 +280,29 @@ func (d *Dir) merge(ctx context.Context, dir, partDir, part string, files []cand
 	slices.Sort(names)
 	names = slices.Compact(names)
 	replaces := strings.Join(names, ",")
-	tmp, err := os.CreateTemp(partDir, tempPattern)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	w := parquet.NewGenericWriter[any](bw, d.schema(cols), parquet.Compression(logCodec), parquet.KeyValueMetadata(MetaReplaces, replaces))
 	idx := make([]int, len(rows))
 	for i := range idx {
 		idx[i] = i
 	}
-	if _, err := encodeRows(w, cols, rows, idx, nil); err != nil {
-		tmp.Close()
+	out, err := d.b.stage(ctx, partDir, func(w io.Writer) error {
+		pw := parquet.NewGenericWriter[any](w, d.schema(cols), parquet.Compression(logCodec), parquet.KeyValueMetadata(MetaReplaces, replaces))
+		if _, err := encodeRows(pw, cols, rows, idx, nil); err != nil {
+			return err
+		}
+		return pw.Close()
+	})
+	if err != nil {
 		return err
 	}
-	if err := w.Close(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
+	defer out.discard()
 	name := compactedName(files[0].name, replaces)
 	ix := d.logIndex(dir)
 	ix.lock.RLock()
 	defer ix.lock.RUnlock()
-	if err := os.Rename(tmp.Name(), filepath.Join(partDir, name)); err != nil {
+	if err := out.place(ctx, name, false); err != nil {
 		return err
 	}
-	if err := syncDir(partDir); err != nil {
-		return err
-	}
-	ix.added([]string{strings.TrimPrefix(part, datePrefix)}, []string{name}, fileInfo{replaces: replaces})
+	ix.added([]string{strings.TrimPrefix(part, datePrefix)}, []string{name}, []int64{out.size()}, fileInfo{replaces: replaces})
 	stats.Written++
 	stats.Merged += merged
 	stats.Rows += int64(len(rows))

@@ -3,8 +3,6 @@ package offline_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,7 +45,7 @@ func readLog(t testing.TB, d *offline.Dir) (map[string]bool, int) {
 	}
 	got := map[string]bool{}
 	for _, f := range files {
-		_, rows, _, err := offline.ReadFile(f)
+		_, rows, _, err := d.ReadLogFile(context.Background(), f.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,21 +60,22 @@ func readLog(t testing.TB, d *offline.Dir) (map[string]bool, int) {
 	return got, len(files)
 }
 
-func TestCompact(t *testing.T) {
-	d, root := newDir(t)
-	want := writeEvents(t, d, 2, 12)
+func TestCompact(t *testing.T) { eachBackend(t, testCompact) }
+
+func testCompact(t *testing.T, d *fixture) {
+	want := writeEvents(t, d.Dir, 2, 12)
 	before := map[string]string{}
 	for p := range 2 {
 		stream := fmt.Sprintf("transactions/%d", p)
-		before[stream] = hwm(t, d, "events/transactions", stream)
+		before[stream] = hwm(t, d.Dir, "events/transactions", stream)
 	}
-	_, filesBefore := readLog(t, d)
+	_, filesBefore := readLog(t, d.Dir)
 
 	stats, err := d.Compact(context.Background(), "events/transactions", offline.CompactOptions{Grace: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, filesAfter := readLog(t, d)
+	got, filesAfter := readLog(t, d.Dir)
 	if len(got) != len(want) {
 		t.Fatalf("%d rows after compaction, want %d", len(got), len(want))
 	}
@@ -85,12 +84,12 @@ func TestCompact(t *testing.T) {
 	}
 	t.Logf("%d files became %d: %+v", filesBefore, filesAfter, stats)
 	// The replaced files stay for readers that listed them, hidden.
-	if n := len(logFiles(t, root, "events/transactions")); n != filesBefore+stats.Written {
+	if n := len(d.files(t, "events/transactions")); n != filesBefore+stats.Written {
 		t.Errorf("%d files on disk within the grace period, want %d", n, filesBefore+stats.Written)
 	}
 	// High-water marks stay, in this Dir and in a new one.
 	for stream, mark := range before {
-		for _, dir := range []*offline.Dir{d, mustDir(t, root)} {
+		for _, dir := range []*offline.Dir{d.Dir, d.reopen(t)} {
 			if got := hwm(t, dir, "events/transactions", stream); got != mark {
 				t.Errorf("%s: high-water mark %s after compaction, was %s", stream, got, mark)
 			}
@@ -106,12 +105,12 @@ func TestCompact(t *testing.T) {
 	if stats.Removed == 0 {
 		t.Errorf("no replaced file removed: %+v", stats)
 	}
-	got, files := readLog(t, d)
-	if fresh, _ := readLog(t, mustDir(t, root)); len(fresh) != len(want) {
+	got, files := readLog(t, d.Dir)
+	if fresh, _ := readLog(t, d.reopen(t)); len(fresh) != len(want) {
 		t.Errorf("another process reads %d rows after the compaction, want %d", len(fresh), len(want))
 	}
-	if len(got) != len(want) || files != len(logFiles(t, root, "events/transactions")) {
-		t.Errorf("%d rows in %d files, %d on disk; want %d rows and no hidden file", len(got), files, len(logFiles(t, root, "events/transactions")), len(want))
+	if onDisk := len(d.files(t, "events/transactions")); len(got) != len(want) || files != onDisk {
+		t.Errorf("%d rows in %d files, %d stored; want %d rows and no hidden file", len(got), files, onDisk, len(want))
 	}
 }
 
@@ -121,7 +120,10 @@ func TestCompact(t *testing.T) {
 // misses a row written before it listed, and the high-water marks only go
 // up.
 func TestCompactBesideWriterAndReaders(t *testing.T) {
-	d, root := newDir(t)
+	eachBackend(t, testCompactBesideWriterAndReaders)
+}
+
+func testCompactBesideWriterAndReaders(t *testing.T, d *fixture) {
 	var written atomic.Int64 // rows whose batch is complete
 	var wg sync.WaitGroup
 	ctx, stop := context.WithCancel(context.Background())
@@ -143,7 +145,7 @@ func TestCompactBesideWriterAndReaders(t *testing.T) {
 		}
 		stop()
 	})
-	reader := mustDir(t, root) // another process's view
+	reader := d.reopen(t) // another process's view
 	for range 2 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
@@ -164,13 +166,13 @@ func TestCompactBesideWriterAndReaders(t *testing.T) {
 		compactions++
 	}
 	wg.Wait()
-	got, _ := readLog(t, d)
+	got, _ := readLog(t, d.Dir)
 	if int64(len(got)) != written.Load() {
 		t.Errorf("%d rows at the end, %d written", len(got), written.Load())
 	}
 	t.Logf("%d compactions beside %d rows written", compactions, written.Load())
 	for p := range 2 {
-		if m := hwm(t, mustDir(t, root), "events/transactions", fmt.Sprintf("transactions/%d", p)); m != "999" {
+		if m := hwm(t, d.reopen(t), "events/transactions", fmt.Sprintf("transactions/%d", p)); m != "999" {
 			t.Errorf("partition %d: high-water mark %s, want 999", p, m)
 		}
 	}
@@ -178,24 +180,24 @@ func TestCompactBesideWriterAndReaders(t *testing.T) {
 
 // A batch caught half in place (a crash between the renames of its dates'
 // files) is not listed: its rows are about to be written again.
-func TestLogFilesSkipIncompleteBatch(t *testing.T) {
-	d, root := newDir(t)
-	writeEvents(t, d, 1, 1)
+func TestLogFilesSkipIncompleteBatch(t *testing.T) { eachBackend(t, testLogFilesSkipIncompleteBatch) }
+
+func testLogFilesSkipIncompleteBatch(t *testing.T, d *fixture) {
+	writeEvents(t, d.Dir, 1, 1)
 	batch := offline.Batch{Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
 		Stream: "transactions/0", FirstOffset: 10, LastOffset: 11, Rows: [][]features.Value{
 			eventRow("a", 1, ms("2026-11-21T23:59:00Z"), 0, 10), eventRow("b", 1, ms("2026-11-22T00:01:00Z"), 0, 11)}}
 	if err := d.WriteBatch(context.Background(), batch); err != nil {
 		t.Fatal(err)
 	}
-	parts := logFiles(t, root, "events/transactions")
-	for _, f := range parts {
+	for _, f := range d.files(t, "events/transactions") {
 		if strings.HasPrefix(f, "date=2026-11-22/") {
-			if err := os.Remove(filepath.Join(root, "events/transactions", f)); err != nil {
+			if err := d.RemoveFile(context.Background(), "events/transactions/"+f); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	got, _ := readLog(t, mustDir(t, root))
+	got, _ := readLog(t, d.reopen(t))
 	if len(got) != 10 || got["0/10"] {
 		t.Errorf("read %d rows (offset 10: %v), want the 10 of the complete batch only", len(got), got["0/10"])
 	}

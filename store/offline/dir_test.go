@@ -4,21 +4,15 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
-
-	"github.com/quiver-ml/quiver/store/offline"
 )
 
-func TestDirCreateFile(t *testing.T) {
+func TestDirCreateFile(t *testing.T) { eachBackend(t, testDirCreateFile) }
+
+func testDirCreateFile(t *testing.T, d *fixture) {
 	ctx := context.Background()
-	root := t.TempDir()
-	d, err := offline.NewDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := d.ReadFile(ctx, "_registry/v/v1.json"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("read a missing file: %v, want fs.ErrNotExist", err)
 	}
@@ -31,9 +25,23 @@ func TestDirCreateFile(t *testing.T) {
 	if got, err := d.ReadFile(ctx, "_registry/v/v1.json"); err != nil || string(got) != "one" {
 		t.Fatalf("read back %q, %v; want \"one\"", got, err)
 	}
-	entries, err := os.ReadDir(filepath.Join(root, "_registry", "v"))
-	if err != nil || len(entries) != 1 {
-		t.Fatalf("directory holds %v (%v); want only v1.json, no temporary files", entries, err)
+	if files := d.files(t, "_registry/v"); !slices.Equal(files, []string{"v1.json"}) {
+		t.Fatalf("directory holds %v; want only v1.json, no temporary files", files)
+	}
+	if err := d.ReplaceFile(ctx, "_registry/v/v1.json", []byte("three")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.ReadFile(ctx, "_registry/v/v1.json"); err != nil || string(got) != "three" {
+		t.Fatalf("read back %q, %v; want \"three\"", got, err)
+	}
+	if err := d.RemoveFile(ctx, "_registry/v/v1.json"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RemoveFile(ctx, "_registry/v/v1.json"); err != nil {
+		t.Fatalf("remove a missing file: %v, want no error", err)
+	}
+	if _, err := d.ReadFile(ctx, "_registry/v/v1.json"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("read a removed file: %v, want fs.ErrNotExist", err)
 	}
 	for _, bad := range []string{"../escape", "/abs", "a/../../b", ".hidden", ""} {
 		if err := d.CreateFile(ctx, bad, nil); err == nil {
@@ -43,13 +51,12 @@ func TestDirCreateFile(t *testing.T) {
 }
 
 // TestDirCreateFileRace creates one file from many goroutines: exactly one
-// wins and its contents are whole.
-func TestDirCreateFileRace(t *testing.T) {
+// wins and its contents are whole. On S3 that is the server's conditional
+// write (If-None-Match: *).
+func TestDirCreateFileRace(t *testing.T) { eachBackend(t, testDirCreateFileRace) }
+
+func testDirCreateFileRace(t *testing.T, d *fixture) {
 	ctx := context.Background()
-	d, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var wg sync.WaitGroup
 	wins := make([]bool, 32)
 	for i := range wins {

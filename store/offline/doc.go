@@ -1,8 +1,26 @@
 // Package offline is Quiver's offline store: the event log, feature logs and
 // registry records that training sets and replays are built from.
 //
-// Dir is the store on a local disk. Files appear atomically: each is written
-// to a temporary name, synced, then linked or renamed into place.
+// Dir is the store, on a local disk (NewDir) or under a key prefix of an S3
+// bucket (NewS3Dir; --offline s3://bucket/prefix), with the same layout and
+// rules on both: a small internal interface (bucket: list, open for random
+// reads, stage then place, remove) is all that differs.
+//
+// Files appear atomically. On a local disk each is written to a temporary
+// name beside its final one, synced, then linked (CreateFile, which must not
+// replace) or renamed into place, and the directory synced. In a bucket each
+// is built in memory and written with one PUT, which S3 makes visible whole
+// or not at all, so no temporary object ever exists; CreateFile's PUT
+// carries If-None-Match: *, which AWS S3, MinIO and versitygw honour (a
+// server that ignores it lets a create overwrite; see NewS3Dir). A bucket
+// has no directory times, so the index below lists a log's date prefixes
+// on every refresh there; footers are still read once per file per Dir.
+// Compaction's grace period runs from the server's Last-Modified time.
+//
+// The tests run every log, high-water mark and compaction test against both:
+// a temporary directory, and a bucket of versitygw (posix backend, an
+// S3-compatible server written in Go) that internal/s3test starts on a free
+// port. make test-deps builds it with go install into bin/tools/.
 //
 // # Logs
 //
@@ -29,6 +47,7 @@
 // event time and a hash of (stream, offsets, date): names sort by time, and
 // writing the same batch again replaces its files instead of adding rows.
 // Temporary files (.tmp-*) are ignored by every reader in this package.
+// LogFiles lists a log's files by name in the store; ReadLogFile reads one.
 //
 // # High-water marks
 //

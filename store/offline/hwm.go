@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +28,9 @@ import (
 // Only file footers are read, each once per Dir: the first call for a dir
 // reads every file's; later calls look at directory modification times and
 // read the footers of files that appeared since, written by another process
-// (WriteBatch records this Dir's own files). HighWaterMark is safe for
+// (WriteBatch records this Dir's own files). An object store has no
+// directory times: there each call lists the log's date partitions again,
+// one request per partition and per thousand files. HighWaterMark is safe for
 // concurrent use with itself and WriteBatch.
 func (d *Dir) HighWaterMark(ctx context.Context, dir, stream string) (offset int64, ok bool, err error) {
 	if err := validLogDir(dir); err != nil {
@@ -40,14 +41,14 @@ func (d *Dir) HighWaterMark(ctx context.Context, dir, stream string) (offset int
 	defer ix.lock.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if err := ix.refresh(ctx, filepath.Join(d.root, filepath.FromSlash(dir))); err != nil {
+	if err := ix.refresh(ctx, d.b, dir); err != nil {
 		return 0, false, fmt.Errorf("high water mark %s: %w", dir, err)
 	}
 	s := ix.streams[stream]
 	if s == nil {
 		return 0, false, nil
 	}
-	if err := ix.dropIncomplete(filepath.Join(d.root, filepath.FromSlash(dir)), s); err != nil {
+	if err := ix.dropIncomplete(ctx, d.b, dir, s); err != nil {
 		return 0, false, fmt.Errorf("high water mark %s: %w", dir, err)
 	}
 	return s.hwm, s.ok, nil
@@ -75,6 +76,7 @@ type partIndex struct {
 // fileInfo is a log file's batch, from its metadata; zero for a file that
 // has none.
 type fileInfo struct {
+	size        int64 // bytes
 	stream      string
 	first, last int64
 	dates       string // comma-separated
@@ -118,13 +120,14 @@ func (d *Dir) logIndex(dir string) *logIndex {
 }
 
 // added records files WriteBatch put in place, if the index has been built.
-func (ix *logIndex) added(dates, names []string, info fileInfo) {
+func (ix *logIndex) added(dates, names []string, sizes []int64, info fileInfo) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if !ix.scanned {
 		return // the first refresh will read them
 	}
 	for i, name := range names {
+		info.size = sizes[i]
 		ix.add(ix.part(datePrefix+dates[i]), datePrefix+dates[i], name, info)
 	}
 }
@@ -197,9 +200,9 @@ func stableMod(t time.Time) time.Time {
 	return t
 }
 
-// refresh brings the index up to date with the log directory at root.
-func (ix *logIndex) refresh(ctx context.Context, root string) error {
-	st, err := os.Stat(root)
+// refresh brings the index up to date with the log directory dir.
+func (ix *logIndex) refresh(ctx context.Context, b bucket, dir string) error {
+	mod, err := b.dirTime(ctx, dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		for name, p := range ix.parts {
 			ix.dropPart(p, name)
@@ -210,16 +213,16 @@ func (ix *logIndex) refresh(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	if !ix.scanned || ix.mod.IsZero() || !st.ModTime().Equal(ix.mod) {
-		entries, err := os.ReadDir(root)
-		if err != nil {
+	if !ix.scanned || ix.mod.IsZero() || !mod.Equal(ix.mod) {
+		entries, err := b.list(ctx, dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		seen := make(map[string]bool, len(entries))
 		for _, e := range entries {
-			if e.IsDir() && isDatePart(e.Name()) {
-				seen[e.Name()] = true
-				ix.part(e.Name())
+			if e.dir && isDatePart(e.name) {
+				seen[e.name] = true
+				ix.part(e.name)
 			}
 		}
 		for name, p := range ix.parts {
@@ -227,14 +230,14 @@ func (ix *logIndex) refresh(ctx context.Context, root string) error {
 				ix.dropPart(p, name)
 			}
 		}
-		ix.mod = stableMod(st.ModTime())
+		ix.mod = stableMod(mod)
 	}
 	ix.scanned = true
 	for name, p := range ix.parts {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := ix.refreshPart(ctx, p, name, filepath.Join(root, name)); err != nil {
+		if err := ix.refreshPart(ctx, b, p, name, path.Join(dir, name)); err != nil {
 			return err
 		}
 	}
@@ -250,8 +253,8 @@ func (ix *logIndex) dropPart(p *partIndex, name string) {
 
 // refreshPart lists a date partition if it changed since it was last listed,
 // reading the footers of files not yet known.
-func (ix *logIndex) refreshPart(ctx context.Context, p *partIndex, name, dir string) error {
-	st, err := os.Stat(dir)
+func (ix *logIndex) refreshPart(ctx context.Context, b bucket, p *partIndex, name, dir string) error {
+	mod, err := b.dirTime(ctx, dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		ix.dropPart(p, name)
 		return nil
@@ -259,17 +262,21 @@ func (ix *logIndex) refreshPart(ctx context.Context, p *partIndex, name, dir str
 	if err != nil {
 		return err
 	}
-	if !p.mod.IsZero() && st.ModTime().Equal(p.mod) {
+	if !p.mod.IsZero() && mod.Equal(p.mod) {
 		return nil
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := b.list(ctx, dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		ix.dropPart(p, name)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	seen := make(map[string]bool, len(entries))
 	for _, e := range entries {
-		f := e.Name()
-		if !e.Type().IsRegular() || strings.HasPrefix(f, ".") || !strings.HasSuffix(f, fileSuffix) {
+		f := e.name
+		if e.dir || strings.HasPrefix(f, ".") || !strings.HasSuffix(f, fileSuffix) {
 			continue // temporary files among others
 		}
 		seen[f] = true
@@ -279,7 +286,7 @@ func (ix *logIndex) refreshPart(ctx context.Context, p *partIndex, name, dir str
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		info, err := readInfo(filepath.Join(dir, f))
+		info, err := readInfo(ctx, b, path.Join(dir, f))
 		if errors.Is(err, fs.ErrNotExist) {
 			delete(seen, f) // removed since it was listed
 			continue
@@ -294,22 +301,20 @@ func (ix *logIndex) refreshPart(ctx context.Context, p *partIndex, name, dir str
 			ix.remove(p, name, f)
 		}
 	}
-	p.mod = stableMod(st.ModTime())
+	p.mod = stableMod(mod)
 	return nil
 }
 
-// dropIncomplete removes the files of s's incomplete batches above its mark.
-func (ix *logIndex) dropIncomplete(root string, s *streamIndex) error {
+// dropIncomplete removes the files of s's incomplete batches above its mark
+// from the log directory dir.
+func (ix *logIndex) dropIncomplete(ctx context.Context, b bucket, dir string, s *streamIndex) error {
 	for k, have := range s.open {
 		if s.ok && k.last <= s.hwm {
 			continue
 		}
 		for part, name := range have {
-			if err := os.Remove(filepath.Join(root, part, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := b.remove(ctx, path.Join(dir, part), name); err != nil {
 				return fmt.Errorf("remove incomplete batch: %w", err)
-			}
-			if err := syncDir(filepath.Join(root, part)); err != nil {
-				return err
 			}
 			if p := ix.parts[part]; p != nil {
 				ix.remove(p, part, name)
@@ -329,27 +334,23 @@ func isDatePart(name string) bool {
 }
 
 // readInfo reads the batch identity from a log file's footer.
-func readInfo(path string) (fileInfo, error) {
-	f, err := os.Open(path)
+func readInfo(ctx context.Context, b bucket, name string) (fileInfo, error) {
+	f, size, err := b.open(ctx, name)
 	if err != nil {
 		return fileInfo{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fileInfo{}, err
-	}
-	pf, err := parquet.OpenFile(f, st.Size(),
+	pf, err := parquet.OpenFile(f, size,
 		parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.OptimisticRead(true))
 	if err != nil {
-		return fileInfo{}, fmt.Errorf("read footer of %s: %w", path, err)
+		return fileInfo{}, fmt.Errorf("read footer of %s: %w", name, err)
 	}
 	stream, ok := pf.Lookup(MetaStream)
 	if !ok || stream == "" {
 		replaces, _ := pf.Lookup(MetaReplaces)
-		return fileInfo{replaces: replaces}, nil // not a batch's file
+		return fileInfo{size: size, replaces: replaces}, nil // not a batch's file
 	}
-	info := fileInfo{stream: stream}
+	info := fileInfo{size: size, stream: stream}
 	first, _ := pf.Lookup(MetaFirstOffset)
 	last, _ := pf.Lookup(MetaLastOffset)
 	info.first, err = strconv.ParseInt(first, 10, 64)
@@ -357,7 +358,7 @@ func readInfo(path string) (fileInfo, error) {
 		info.last, err = strconv.ParseInt(last, 10, 64)
 	}
 	if err != nil {
-		return fileInfo{}, fmt.Errorf("read footer of %s: bad offsets %q, %q", path, first, last)
+		return fileInfo{}, fmt.Errorf("read footer of %s: bad offsets %q, %q", name, first, last)
 	}
 	info.dates, _ = pf.Lookup(MetaBatchDates)
 	return info, nil

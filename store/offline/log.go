@@ -1,18 +1,16 @@
 package offline
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,15 +240,15 @@ func (d *Dir) writeBatch(ctx context.Context, b *Batch) error {
 		parquet.KeyValueMetadata(MetaBatchDates, info.dates),
 	}
 
-	// Write and sync every date's file under a temporary name first, so that
-	// a failure here leaves nothing behind.
+	// Stage every date's file first (written and synced under a temporary
+	// name), so that a failure here leaves nothing behind.
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
-	temps := make([]string, len(parts))
+	files := make([]staged, len(parts))
 	defer func() {
-		for _, t := range temps {
-			if t != "" {
-				os.Remove(t)
+		for _, f := range files {
+			if f != nil {
+				f.discard()
 			}
 		}
 	}()
@@ -258,36 +256,30 @@ func (d *Dir) writeBatch(ctx context.Context, b *Batch) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		dir := path.Join(b.Dir, datePrefix+dates[i])
-		if err := d.mkdirAll(dir); err != nil {
-			return err
-		}
-		t, err := writeTemp(filepath.Join(d.root, filepath.FromSlash(dir)), opts, b, p.rows, sc)
+		f, err := d.b.stage(ctx, path.Join(b.Dir, datePrefix+dates[i]), func(w io.Writer) error {
+			return writeRows(w, opts, b, p.rows, sc)
+		})
 		if err != nil {
 			return err
 		}
-		temps[i] = t
+		files[i] = f
 	}
 
-	// Then move them into place. The index must not be refreshed while a
+	// Then put them in place. The index must not be refreshed while a
 	// batch is half in place, lest its files be taken for a crash's remains.
 	ix := d.logIndex(b.Dir)
 	ix.lock.RLock()
 	defer ix.lock.RUnlock()
 	placed := make([]string, 0, len(parts))
-	defer func() { ix.added(dates[:len(placed)], placed, info) }()
-	for i := range parts {
+	sizes := make([]int64, 0, len(parts))
+	defer func() { ix.added(dates[:len(placed)], placed, sizes, info) }()
+	for i, f := range files {
 		name := fileName(b, minTime, dates[i])
-		if err := os.Rename(temps[i], filepath.Join(filepath.Dir(temps[i]), name)); err != nil {
+		if err := f.place(ctx, name, false); err != nil {
 			return err
 		}
-		temps[i] = ""
 		placed = append(placed, name)
-	}
-	for i := range parts {
-		if err := syncDir(filepath.Join(d.root, filepath.FromSlash(b.Dir), datePrefix+dates[i])); err != nil {
-			return err
-		}
+		sizes = append(sizes, f.size())
 	}
 	return nil
 }
@@ -299,38 +291,18 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
-// writeTemp writes rows idx of b to a new synced temporary file in dir and
-// returns its path.
-func writeTemp(dir string, opts []parquet.WriterOption, b *Batch, idx []int, sc *scratch) (name string, err error) {
-	f, err := os.CreateTemp(dir, tempPattern)
+// writeRows writes rows idx of b to w as a Parquet file.
+func writeRows(w io.Writer, opts []parquet.WriterOption, b *Batch, idx []int, sc *scratch) error {
+	pw := parquet.NewGenericWriter[any](w, opts...)
+	var err error
+	sc.vals, err = encodeRows(pw, b.Columns, b.Rows, idx, sc.vals)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("encode rows: %w", err)
 	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	// CreateTemp makes the file private; logs are read by other tools.
-	if err := f.Chmod(0o644); err != nil {
-		return f.Name(), err
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("encode rows: %w", err)
 	}
-	bw := bufio.NewWriterSize(f, 256<<10)
-	w := parquet.NewGenericWriter[any](bw, opts...)
-	sc.vals, err = encodeRows(w, b.Columns, b.Rows, idx, sc.vals)
-	if err != nil {
-		return f.Name(), fmt.Errorf("encode rows: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return f.Name(), fmt.Errorf("encode rows: %w", err)
-	}
-	if err := bw.Flush(); err != nil {
-		return f.Name(), err
-	}
-	return f.Name(), f.Sync()
+	return nil
 }
 
 // schema returns the Parquet schema of cols, cached by their names and types.
@@ -346,23 +318,4 @@ func (d *Dir) schema(cols []Column) *parquet.Schema {
 	}
 	s, _ := d.schemas.LoadOrStore(key.String(), newSchema(cols))
 	return s.(*parquet.Schema)
-}
-
-// mkdirAll creates the slash-separated directory name and any missing parents
-// in the store, syncing each parent that gains an entry.
-func (d *Dir) mkdirAll(name string) error {
-	p := d.root
-	for el := range strings.SplitSeq(name, "/") {
-		parent := p
-		p = filepath.Join(p, el)
-		err := os.Mkdir(p, 0o755)
-		if err == nil {
-			if err := syncDir(parent); err != nil {
-				return err
-			}
-		} else if !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-	}
-	return nil
 }

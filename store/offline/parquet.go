@@ -1,6 +1,8 @@
 package offline
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -267,11 +269,12 @@ func checkValue(c Column, v features.Value, required bool) error {
 	return nil
 }
 
-// ReadFile reads a Parquet file with a flat schema: the columns, every row in
-// file order and the file's key/value metadata. Besides the types this package
-// writes it accepts, for backfill inputs from other tools: INT32 and unsigned
-// integers (int), FLOAT (float), TIMESTAMP in any unit (converted to
-// milliseconds, rounding down), DATE (midnight UTC) and INT96 timestamps.
+// ReadFile reads a local Parquet file with a flat schema: the columns, every
+// row in file order and the file's key/value metadata. Besides the types
+// this package writes it accepts, for backfill inputs from other tools: INT32
+// and unsigned integers (int), FLOAT (float), TIMESTAMP in any unit
+// (converted to milliseconds, rounding down), DATE (midnight UTC) and INT96
+// timestamps.
 func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -282,13 +285,37 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	pf, err := parquet.OpenFile(f, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
+	cols, rows, meta, err = readParquet(f, st.Size())
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	return cols, rows, meta, nil
+}
+
+// ReadLogFile reads a file of the store as ReadFile does, by its name in the
+// store (as LogFiles lists it); the error matches fs.ErrNotExist when there
+// is none. The file is read whole with one read (one request to an object
+// store).
+func (d *Dir) ReadLogFile(ctx context.Context, name string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
+	data, err := d.ReadFile(ctx, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cols, rows, meta, err = readParquet(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return cols, rows, meta, nil
+}
+
+func readParquet(r io.ReaderAt, size int64) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
+	pf, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	cols, conv, err := fileColumns(pf.Schema())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, nil, nil, err
 	}
 	meta = make(map[string]string, len(pf.Metadata().KeyValueMetadata))
 	for _, kv := range pf.Metadata().KeyValueMetadata {
@@ -298,7 +325,7 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 	buf := make([]parquet.Row, 256)
 	for _, rg := range pf.RowGroups() {
 		if err := readRowGroup(rg, len(cols), conv, &rows, buf); err != nil {
-			return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
+			return nil, nil, nil, err
 		}
 	}
 	return cols, rows, meta, nil

@@ -1,0 +1,155 @@
+// Package s3test runs a real S3-compatible server for tests: versitygw
+// (github.com/versity/versitygw) with its posix backend, in a temporary
+// directory, on a free port. make test-deps builds it into bin/tools/.
+package s3test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// The root user's credentials of every server Start runs.
+const (
+	AccessKey = "quiver-test"
+	SecretKey = "quiver-test-secret"
+	Region    = "us-east-1"
+)
+
+// Server is a running S3-compatible server.
+type Server struct {
+	Endpoint string // http://127.0.0.1:PORT
+	Client   *minio.Client
+	buckets  atomic.Int64
+}
+
+// Start runs versitygw for the test, stopped when it ends. A missing binary
+// fails the test, asking for make test-deps.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	logFile, err := os.Create(filepath.Join(dir, "versitygw.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
+		"--port", addr, "--quiet", "posix", root)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start versitygw: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			if out, _ := os.ReadFile(logFile.Name()); len(out) > 0 {
+				t.Logf("versitygw's log:\n%s", out)
+			}
+		}
+	})
+	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Endpoint: "http://" + addr, Client: c}
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err = c.ListBuckets(ctx); err == nil {
+			return s
+		}
+	}
+	t.Fatalf("versitygw did not answer within 10s: %v", err)
+	return nil
+}
+
+// binary finds versitygw: in bin/tools/ of the module the test runs in, where
+// make test-deps puts it, or on the PATH.
+func binary() (string, error) {
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				p := filepath.Join(dir, "bin", "tools", "versitygw")
+				if _, err := os.Stat(p); err == nil {
+					return p, nil
+				}
+				break
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("versitygw, the S3-compatible server the tests run, is neither in bin/tools/ nor on the PATH: run make test-deps")
+}
+
+// NewBucket creates an empty bucket and returns its name.
+func (s *Server) NewBucket(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("quiver-%d", s.buckets.Add(1))
+	if err := s.Client.MakeBucket(context.Background(), name, minio.MakeBucketOptions{Region: Region}); err != nil {
+		t.Fatalf("make bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// Options returns the options of a store in bucket under prefix.
+func (s *Server) Options(bucket, prefix string) offline.S3Options {
+	return offline.S3Options{Bucket: bucket, Prefix: prefix, Endpoint: s.Endpoint, Region: Region,
+		AccessKeyID: AccessKey, SecretAccessKey: SecretKey}
+}
+
+// Env returns the environment that points Quiver's binaries and the AWS
+// tools at the server: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
+// and AWS_ENDPOINT_URL_S3.
+func (s *Server) Env() map[string]string {
+	return map[string]string{"AWS_ACCESS_KEY_ID": AccessKey, "AWS_SECRET_ACCESS_KEY": SecretKey,
+		"AWS_REGION": Region, "AWS_ENDPOINT_URL_S3": s.Endpoint}
+}
+
+// Keys returns the keys of every object under prefix (a directory, without
+// a trailing slash; "" for all), relative to it, sorted.
+func (s *Server) Keys(t testing.TB, bucket, prefix string) []string {
+	t.Helper()
+	if prefix != "" {
+		prefix += "/"
+	}
+	var keys []string
+	for obj := range s.Client.ListObjectsIter(context.Background(), bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		keys = append(keys, strings.TrimPrefix(obj.Key, prefix))
+	}
+	return keys
+}

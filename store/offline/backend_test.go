@@ -1,0 +1,126 @@
+package offline_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/s3test"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// fixture is a store under test, with what a test needs to reach its files
+// the way another process, or a crash, would.
+type fixture struct {
+	*offline.Dir
+	// reopen returns another Dir on the same files: another process.
+	reopen func(t testing.TB) *offline.Dir
+	// files returns every file below dir, temporary ones included, relative
+	// to it, sorted.
+	files func(t testing.TB, dir string) []string
+	// root is the store's directory on a local disk; "" in a bucket.
+	root string
+}
+
+// eachBackend runs test against a store on a local disk and against one in
+// a bucket of a real S3-compatible server.
+func eachBackend(t *testing.T, test func(t *testing.T, s *fixture)) {
+	t.Run("disk", func(t *testing.T) { test(t, diskStore(t)) })
+	t.Run("s3", func(t *testing.T) { test(t, s3Store(t)) })
+}
+
+func diskStore(t testing.TB) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	s := &fixture{Dir: mustDir(t, root), root: root}
+	s.reopen = func(t testing.TB) *offline.Dir { return mustDir(t, root) }
+	s.files = func(t testing.TB, dir string) []string {
+		t.Helper()
+		var files []string
+		base := filepath.Join(root, dir)
+		err := filepath.WalkDir(base, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(base, p)
+			files = append(files, filepath.ToSlash(rel))
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		slices.Sort(files)
+		return files
+	}
+	return s
+}
+
+// s3Store is a store under a prefix of a new bucket of its own server.
+func s3Store(t testing.TB) *fixture {
+	t.Helper()
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	const prefix = "quiver/offline"
+	open := func(t testing.TB) *offline.Dir {
+		t.Helper()
+		d, err := offline.NewS3Dir(context.Background(), srv.Options(bucket, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	s := &fixture{Dir: open(t), reopen: open}
+	s.files = func(t testing.TB, dir string) []string {
+		return srv.Keys(t, bucket, path.Join(prefix, dir))
+	}
+	return s
+}
+
+func mustDir(t testing.TB, root string) *offline.Dir {
+	t.Helper()
+	d, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// readLogFile reads a file of the store by its name.
+func (s *fixture) readLogFile(t testing.TB, name string) ([]offline.Column, [][]features.Value, map[string]string) {
+	t.Helper()
+	cols, rows, meta, err := s.ReadLogFile(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols, rows, meta
+}
+
+func TestS3OptionsValidate(t *testing.T) {
+	bad := offline.S3Options{Prefix: "/a/", Endpoint: "ftp://x", AccessKeyID: "id"}
+	err := bad.Validate()
+	for _, want := range []string{"no bucket", "prefix", "endpoint", "secret access key"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v; want a problem about %s", err, want)
+		}
+	}
+	good := offline.S3Options{Bucket: "b", Prefix: "a/b", Endpoint: "http://127.0.0.1:9000", AccessKeyID: "id", SecretAccessKey: "s"}
+	if err := good.Validate(); err != nil {
+		t.Errorf("Validate(%+v): %v", good, err)
+	}
+}
+
+// TestNewS3DirMissingBucket: opening a store in a bucket that is not there
+// fails at once, naming the bucket.
+func TestNewS3DirMissingBucket(t *testing.T) {
+	srv := s3test.Start(t)
+	_, err := offline.NewS3Dir(context.Background(), srv.Options("nowhere", ""))
+	if err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Fatalf("NewS3Dir in a missing bucket: %v, want an error naming it", err)
+	}
+}

@@ -1,0 +1,267 @@
+package offline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Options name a store in an S3 bucket, on AWS or an S3-compatible server.
+type S3Options struct {
+	// Bucket is the bucket's name; required. It must exist.
+	Bucket string
+	// Prefix is the key prefix the store lives under, without leading or
+	// trailing slashes ("quiver/prod" puts the event log under
+	// quiver/prod/events/). Default: the bucket's root.
+	Prefix string
+	// Endpoint is the URL of the S3 API, e.g. "http://127.0.0.1:9000" for
+	// an S3-compatible server. Default: https://s3.amazonaws.com.
+	Endpoint string
+	// Region is the bucket's region. Default: us-east-1.
+	Region string
+	// AccessKeyID, SecretAccessKey and SessionToken are static
+	// credentials. Default (AccessKeyID empty): the role of the machine,
+	// task or pod (EC2 and ECS roles, EKS web identities).
+	AccessKeyID, SecretAccessKey, SessionToken string
+}
+
+// Validate reports every problem of the options at once.
+func (o S3Options) Validate() error {
+	var errs []error
+	if o.Bucket == "" {
+		errs = append(errs, errors.New("no bucket"))
+	}
+	if o.Prefix != "" && (strings.HasPrefix(o.Prefix, "/") || strings.HasSuffix(o.Prefix, "/") || !fs.ValidPath(o.Prefix)) {
+		errs = append(errs, fmt.Errorf("prefix %q: want a relative path without a trailing slash", o.Prefix))
+	}
+	if o.Endpoint != "" {
+		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("endpoint %q: want http://host[:port] or https://host[:port]", o.Endpoint))
+		}
+	}
+	if (o.AccessKeyID == "") != (o.SecretAccessKey == "") {
+		errs = append(errs, errors.New("an access key id needs a secret access key, and the other way round"))
+	}
+	return errors.Join(errs...)
+}
+
+// NewS3Dir returns the store under opts.Prefix in an S3 bucket, checking that
+// the bucket is there.
+//
+// The layout is the same as on a local disk. Each file is written with one
+// PUT, which S3 makes visible whole or not at all; until then it exists only
+// in memory, so readers never see a temporary object. CreateFile's PUT
+// carries If-None-Match: *, so that of two processes creating one file, one
+// fails: AWS S3, MinIO and versitygw honour it. A server that ignores the
+// header overwrites instead; the registry, CreateFile's user, reads a record
+// before creating it, so there only two first registrations of one view
+// version at the same moment can race.
+func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("open offline store: %w", err)
+	}
+	host, secure := "s3.amazonaws.com", true
+	if opts.Endpoint != "" {
+		u, _ := url.Parse(opts.Endpoint)
+		host, secure = u.Host, u.Scheme == "https"
+	}
+	region := opts.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	creds := credentials.NewIAM("")
+	if opts.AccessKeyID != "" {
+		creds = credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, opts.SessionToken)
+	}
+	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: region})
+	if err != nil {
+		return nil, fmt.Errorf("open offline store: %w", err)
+	}
+	ok, err := c.BucketExists(ctx, opts.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("open offline store: bucket %s: %w", opts.Bucket, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("open offline store: bucket %s does not exist", opts.Bucket)
+	}
+	return &Dir{b: &s3Bucket{c: minio.Core{Client: c}, bucket: opts.Bucket, prefix: opts.Prefix}}, nil
+}
+
+// s3Bucket is a bucket under a key prefix of an S3 bucket. Directories are
+// key prefixes ending in a slash: they exist while a file is under them.
+type s3Bucket struct {
+	c      minio.Core
+	bucket string
+	prefix string
+}
+
+var _ bucket = (*s3Bucket)(nil)
+
+// key returns the object key of a name in the store ("." is the root).
+func (b *s3Bucket) key(name string) string {
+	if name == "." {
+		name = ""
+	}
+	switch {
+	case b.prefix == "":
+		return name
+	case name == "":
+		return b.prefix
+	}
+	return b.prefix + "/" + name
+}
+
+// s3Error maps the errors of a missing object and of a failed If-None-Match
+// to fs.ErrNotExist and fs.ErrExist.
+func s3Error(err error) error {
+	switch r := minio.ToErrorResponse(err); {
+	case r.StatusCode == http.StatusNotFound || r.Code == minio.NoSuchKey:
+		return fmt.Errorf("%w (%w)", fs.ErrNotExist, err)
+	case r.StatusCode == http.StatusPreconditionFailed:
+		return fmt.Errorf("%w (%w)", fs.ErrExist, err)
+	}
+	return err
+}
+
+func (b *s3Bucket) open(ctx context.Context, name string) (file, int64, error) {
+	info, err := b.c.StatObject(ctx, b.bucket, b.key(name), minio.StatObjectOptions{})
+	if err != nil {
+		return nil, 0, s3Error(err)
+	}
+	return &s3File{ctx: ctx, b: b, key: b.key(name), etag: info.ETag}, info.Size, nil
+}
+
+// s3File reads an object with a ranged GET per ReadAt. It keeps the context
+// of the open call for its reads, as it lives only within that call.
+type s3File struct {
+	ctx  context.Context
+	b    *s3Bucket
+	key  string
+	etag string // of the object opened: a replaced object is not read
+}
+
+func (f *s3File) ReadAt(p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var opts minio.GetObjectOptions
+	if err := opts.SetRange(off, off+int64(len(p))-1); err != nil {
+		return 0, err
+	}
+	if err := opts.SetMatchETag(f.etag); err != nil {
+		return 0, err
+	}
+	body, _, _, err := f.b.c.GetObject(f.ctx, f.b.bucket, f.key, opts)
+	if err != nil {
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("read %s: %w", f.key, s3Error(err))
+	}
+	defer body.Close()
+	n, err := io.ReadFull(body, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF // the object ends within p
+	}
+	return n, err
+}
+
+func (f *s3File) Close() error { return nil }
+
+func (b *s3Bucket) stat(ctx context.Context, name string) (entry, error) {
+	info, err := b.c.StatObject(ctx, b.bucket, b.key(name), minio.StatObjectOptions{})
+	if err != nil {
+		return entry{}, s3Error(err)
+	}
+	return entry{name: path.Base(name), size: info.Size, mod: info.LastModified}, nil
+}
+
+// dirTime is always the zero time: prefixes have no modification time.
+func (b *s3Bucket) dirTime(context.Context, string) (time.Time, error) { return time.Time{}, nil }
+
+func (b *s3Bucket) list(ctx context.Context, dir string) ([]entry, error) {
+	prefix := b.key(dir)
+	if prefix != "" {
+		prefix += "/"
+	}
+	var entries []entry
+	for obj := range b.c.ListObjectsIter(ctx, b.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if obj.Err != nil {
+			return nil, obj.Err
+		}
+		name := strings.TrimPrefix(obj.Key, prefix)
+		if sub, ok := strings.CutSuffix(name, "/"); ok {
+			entries = append(entries, entry{name: sub, dir: true})
+		} else if name != "" {
+			entries = append(entries, entry{name: name, size: obj.Size, mod: obj.LastModified})
+		}
+	}
+	return entries, nil
+}
+
+// stage keeps the file in memory: an object is written with one PUT.
+func (b *s3Bucket) stage(_ context.Context, dir string, write func(io.Writer) error) (staged, error) {
+	var buf bytes.Buffer
+	if err := write(&buf); err != nil {
+		return nil, err
+	}
+	return &s3Staged{b: b, dir: dir, data: buf.Bytes()}, nil
+}
+
+type s3Staged struct {
+	b    *s3Bucket
+	dir  string
+	data []byte // nil once placed or discarded
+}
+
+func (s *s3Staged) size() int64 { return int64(len(s.data)) }
+
+// place PUTs the object in one request (no multipart upload, so a file is
+// limited to the 5 GiB of one PUT on AWS; compaction aims at 128 MiB).
+func (s *s3Staged) place(ctx context.Context, name string, exclusive bool) error {
+	if s.data == nil {
+		return errors.New("place a staged file twice")
+	}
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	if exclusive {
+		opts.SetMatchETagExcept("*") // If-None-Match: *
+	}
+	key := s.b.key(path.Join(s.dir, name))
+	for attempt := 1; ; attempt++ {
+		_, err := s.b.c.PutObject(ctx, s.b.bucket, key, bytes.NewReader(s.data), int64(len(s.data)), "", "", opts)
+		// AWS answers 409 to a conditional PUT racing another one on the
+		// same key, and asks for a retry: one of them wins.
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusConflict && exclusive && attempt < 5 {
+			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return s3Error(err)
+		}
+		s.data = nil
+		return nil
+	}
+}
+
+func (s *s3Staged) discard() { s.data = nil }
+
+func (b *s3Bucket) remove(ctx context.Context, dir string, names ...string) error {
+	for _, name := range names {
+		// Removing a key that is not there succeeds.
+		if err := b.c.RemoveObject(ctx, b.bucket, b.key(path.Join(dir, name)), minio.RemoveObjectOptions{}); err != nil {
+			return s3Error(err)
+		}
+	}
+	return nil
+}
