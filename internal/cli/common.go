@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -59,16 +60,54 @@ func (c *Common) load() (*features.Definitions, error) {
 }
 
 // openOffline opens the offline store --offline names: a file:// URL, by
-// default file://<data-dir>/offline.
+// default file://<data-dir>/offline, or s3://bucket/prefix with the
+// credentials, region and endpoint of the environment (see s3Options).
 func (c *Common) openOffline() (*offline.Dir, error) {
 	if c.Offline == "" {
 		return offline.NewDir(filepath.Join(c.DataDir, "offline"))
 	}
 	u, err := url.Parse(c.Offline)
-	if err != nil || u.Scheme != "file" {
-		return nil, fmt.Errorf("--offline %q: want file:///path (object stores are not supported by this build yet)", c.Offline)
+	if err != nil {
+		return nil, fmt.Errorf("--offline %q: %w", c.Offline, err)
 	}
-	return offline.NewDir(u.Path)
+	switch u.Scheme {
+	case "file":
+		return offline.NewDir(u.Path)
+	case "s3":
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		off, err := offline.NewS3Dir(ctx, s3Options(u, os.Getenv))
+		if err != nil {
+			return nil, fmt.Errorf("--offline %s: %w", c.Offline, err)
+		}
+		return off, nil
+	}
+	return nil, fmt.Errorf("--offline %q: want file:///path or s3://bucket/prefix", c.Offline)
+}
+
+// s3Options are the options of the store at s3://bucket/prefix, from the
+// variables the AWS tools read: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+// AWS_SESSION_TOKEN (unset: the machine's or pod's role), AWS_REGION or
+// AWS_DEFAULT_REGION, and AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL for an
+// S3-compatible server.
+func s3Options(u *url.URL, getenv func(string) string) offline.S3Options {
+	first := func(names ...string) string {
+		for _, n := range names {
+			if v := getenv(n); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	return offline.S3Options{
+		Bucket:          u.Host,
+		Prefix:          strings.Trim(u.Path, "/"),
+		Endpoint:        first("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+		Region:          first("AWS_REGION", "AWS_DEFAULT_REGION"),
+		AccessKeyID:     getenv("AWS_ACCESS_KEY_ID"),
+		SecretAccessKey: getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken:    getenv("AWS_SESSION_TOKEN"),
+	}
 }
 
 // Open opens what the common flags name: the logger, the definitions and

@@ -1,0 +1,29 @@
+package cli
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+func TestS3Options(t *testing.T) {
+	env := map[string]string{
+		"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "eu-west-1",
+		"AWS_ENDPOINT_URL": "https://generic:1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000",
+	}
+	u, _ := url.Parse("s3://features/quiver/prod/")
+	got := s3Options(u, func(k string) string { return env[k] })
+	want := offline.S3Options{Bucket: "features", Prefix: "quiver/prod", Endpoint: "http://127.0.0.1:9000",
+		Region: "eu-west-1", AccessKeyID: "id", SecretAccessKey: "secret"}
+	if got != want {
+		t.Fatalf("options %+v, want %+v", got, want)
+	}
+	env["AWS_REGION"] = "us-west-2"
+	delete(env, "AWS_ENDPOINT_URL_S3")
+	u, _ = url.Parse("s3://features")
+	got = s3Options(u, func(k string) string { return env[k] })
+	if got.Region != "us-west-2" || got.Endpoint != "https://generic:1" || got.Prefix != "" {
+		t.Fatalf("options %+v: want AWS_REGION over AWS_DEFAULT_REGION, AWS_ENDPOINT_URL without the S3 one, no prefix", got)
+	}
+}
