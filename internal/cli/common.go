@@ -38,7 +38,7 @@ func AddCommon(fs *flag.FlagSet) *Common {
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka brokers, host:port,...")
 	fs.StringVar(&c.TopicPrefix, "topic-prefix", "quiver", "prefix of internal topics and Redis keys")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for local state")
-	fs.StringVar(&c.Offline, "offline", "", "offline store URL, holding the registry of definitions (default file://<data-dir>/offline)")
+	fs.StringVar(&c.Offline, "offline", "", "offline store URL: file:///path, or s3://bucket/prefix with AWS_* credentials, region and endpoint from the environment; it holds the registry of definitions (default file://<data-dir>/offline)")
 	fs.StringVar(&c.Online, "online", "pebble", "online store: pebble (each serve replica keeps a copy from the changelogs) or redis (shared)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
