@@ -77,6 +77,14 @@ lint: ## gofmt check, go vet and staticcheck
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
 
+# Image tag and version label: the nearest tag, commits since, the commit.
+VERSION ?= $(shell git describe --tags --always --dirty)
+
+.PHONY: images
+images: ## build the container images of ingest, serve and backfill into dist/images/ (no Docker needed)
+	$(GO) run ./deploy/images --out dist/images --version $(VERSION) \
+		--revision $$(git rev-parse HEAD) --created $$(git log -1 --format=%ct)
+
 .PHONY: demo
 demo: build ## run the fraud demo: broker, generator, ingest and serve; prints a curl
 	examples/fraud/demo.sh

@@ -1,0 +1,617 @@
+package helm_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/releaseutil"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+const (
+	chartDir  = "quiver"
+	repoRoot  = "../.."
+	release   = "prod"
+	namespace = "ml"
+	fullname  = "prod-quiver"
+)
+
+// The values files rendered besides the chart's defaults: each a way to run
+// Quiver that docs/deploy.md describes.
+var valuesFiles = []string{
+	"", // the defaults
+	"ci/redis-values.yaml",
+	"ci/pebble-3-replicas-values.yaml",
+	"ci/s3-values.yaml",
+}
+
+func TestChart(t *testing.T) {
+	flags := binaryFlags(t)
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range valuesFiles {
+		name := "defaults"
+		if file != "" {
+			name = filepath.Base(file)
+		}
+		t.Run(name, func(t *testing.T) {
+			vals := map[string]any{}
+			if file != "" {
+				if vals, err = chartutil.ReadValuesFile(filepath.Join(chartDir, file)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lintChart(t, vals)
+			m := render(t, ch, vals)
+			m.checkPods(t, flags)
+			m.checkIngest(t)
+			m.checkServe(t)
+			m.checkBackfill(t)
+			m.checkMonitoring(t)
+		})
+	}
+}
+
+// TestDefaultDefinitions checks that the definitions the chart ships by
+// default load.
+func TestDefaultDefinitions(t *testing.T) {
+	vals, err := chartutil.ReadValuesFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := vals.Table("definitions.files")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("definitions.files: %v", err)
+	}
+	for name, src := range files {
+		if _, err := features.Parse(name, []byte(src.(string))); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestStrictDecoding checks that decode refuses what the API server would:
+// a manifest with a field the type does not have.
+func TestStrictDecoding(t *testing.T) {
+	doc := "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 80, targetPrt: http}]}\n"
+	if _, err := decode(doc); err == nil || !strings.Contains(err.Error(), "targetPrt") {
+		t.Fatalf("decode of an unknown field: %v, want an error naming it", err)
+	}
+}
+
+// lintChart runs helm lint with vals and fails on anything above info.
+func lintChart(t *testing.T, vals map[string]any) {
+	t.Helper()
+	l := lint.All(chartDir, vals, namespace, false)
+	for _, msg := range l.Messages {
+		if msg.Severity > support.InfoSev {
+			t.Errorf("lint: %v", msg)
+		}
+	}
+}
+
+// manifests are the objects a release renders, by kind.
+type manifests struct {
+	deployments  map[string]*appsv1.Deployment
+	cronJobs     map[string]*batchv1.CronJob
+	services     map[string]*corev1.Service
+	hpas         []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs         []*policyv1.PodDisruptionBudget
+	serviceMons  []*monitoringv1.ServiceMonitor
+	rules        []*monitoringv1.PrometheusRule
+	values       chartutil.Values
+	configMaps   map[string]bool
+	secrets      map[string]*corev1.Secret
+	claimsByName map[string]bool
+}
+
+// render renders the chart as helm install would and decodes every
+// manifest strictly into its Kubernetes type.
+func render(t *testing.T, ch *chart.Chart, vals map[string]any) *manifests {
+	t.Helper()
+	rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, chartutil.DefaultCapabilities)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := engine.Render(ch, rv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &manifests{
+		deployments: map[string]*appsv1.Deployment{}, cronJobs: map[string]*batchv1.CronJob{},
+		services: map[string]*corev1.Service{}, configMaps: map[string]bool{},
+		secrets: map[string]*corev1.Secret{}, claimsByName: map[string]bool{},
+	}
+	m.values = rv["Values"].(chartutil.Values)
+	for path, content := range files {
+		if !strings.HasSuffix(path, ".yaml") {
+			continue // NOTES.txt
+		}
+		for _, doc := range releaseutil.SplitManifests(content) {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			obj, err := decode(doc)
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", path, err, doc)
+			}
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				m.deployments[o.Name] = o
+			case *batchv1.CronJob:
+				m.cronJobs[o.Name] = o
+			case *corev1.Service:
+				m.services[o.Name] = o
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				m.hpas = append(m.hpas, o)
+			case *policyv1.PodDisruptionBudget:
+				m.pdbs = append(m.pdbs, o)
+			case *monitoringv1.ServiceMonitor:
+				m.serviceMons = append(m.serviceMons, o)
+			case *monitoringv1.PrometheusRule:
+				m.rules = append(m.rules, o)
+			case *corev1.ConfigMap:
+				m.configMaps[o.Name] = true
+			case *corev1.Secret:
+				m.secrets[o.Name] = o
+			case *corev1.PersistentVolumeClaim:
+				m.claimsByName[o.Name] = true
+			case *corev1.ServiceAccount:
+			default:
+				t.Errorf("%s: unexpected %T", path, obj)
+			}
+		}
+	}
+	return m
+}
+
+var scheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := monitoringv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// decode decodes one YAML manifest into its API type; unknown and
+// duplicate fields are errors.
+func decode(doc string) (runtime.Object, error) {
+	obj, _, err := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer().Decode([]byte(doc), nil, nil)
+	return obj, err
+}
+
+// pod is a workload's pod template, named for messages.
+type pod struct {
+	name string
+	spec corev1.PodTemplateSpec
+}
+
+func (m *manifests) pods() []pod {
+	var pods []pod
+	for _, d := range m.deployments {
+		pods = append(pods, pod{"deployment " + d.Name, d.Spec.Template})
+	}
+	for _, c := range m.cronJobs {
+		pods = append(pods, pod{"cronjob " + c.Name, c.Spec.JobTemplate.Spec.Template})
+	}
+	return pods
+}
+
+// checkPods checks what every pod shares: no root, a read-only root
+// filesystem with writable volumes where the binaries write, resource
+// requests, and flags and environment variables the binaries have.
+func (m *manifests) checkPods(t *testing.T, flags map[string]map[string]bool) {
+	for _, p := range m.pods() {
+		spec := p.spec.Spec
+		psc := spec.SecurityContext
+		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
+			t.Errorf("%s: pod security context %+v, want runAsNonRoot as 65532", p.name, psc)
+		}
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			t.Errorf("%s: the service account token is mounted; Quiver does not call the API server", p.name)
+		}
+		volumes := map[string]corev1.Volume{}
+		for _, v := range spec.Volumes {
+			volumes[v.Name] = v
+			if cm := v.ConfigMap; cm != nil && !m.configMaps[cm.Name] && cm.Name != m.values["definitions"].(map[string]any)["existingConfigMap"] {
+				t.Errorf("%s: volume %s: ConfigMap %s is neither rendered nor named in values", p.name, v.Name, cm.Name)
+			}
+			if pvc := v.PersistentVolumeClaim; pvc != nil && v.Name == "offline" && !m.claimsByName[pvc.ClaimName] {
+				if pvc.ClaimName != m.values["offline"].(map[string]any)["persistence"].(map[string]any)["existingClaim"] {
+					t.Errorf("%s: offline claim %s is neither rendered nor named in values", p.name, pvc.ClaimName)
+				}
+			}
+		}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			where := p.name + " container " + c.Name
+			sc := c.SecurityContext
+			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+				sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("%s: security context %+v, want a read-only root, no escalation, no capabilities", where, sc)
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+				t.Errorf("%s: no CPU or memory request", where)
+			}
+			mounts := map[string]string{}
+			for _, vm := range c.VolumeMounts {
+				if _, ok := volumes[vm.Name]; !ok {
+					t.Errorf("%s: mount %s of no volume", where, vm.Name)
+				}
+				mounts[vm.MountPath] = vm.Name
+			}
+			if _, ok := mounts["/tmp"]; !ok {
+				t.Errorf("%s: /tmp is not writable", where)
+			}
+			bin, ok := quiverBinary(c)
+			if !ok {
+				continue
+			}
+			known := flags[bin]
+			if known == nil {
+				t.Errorf("%s: %s is not a Quiver binary or subcommand", where, bin)
+				continue
+			}
+			args := flagArgs(t, c)
+			for name := range args {
+				if !known[name] {
+					t.Errorf("%s: %s has no flag --%s", where, bin, name)
+				}
+			}
+			for _, e := range c.Env {
+				if f, ok := strings.CutPrefix(e.Name, "QUIVER_"); ok && !known[strings.ReplaceAll(strings.ToLower(f), "_", "-")] {
+					t.Errorf("%s: %s has no flag for %s", where, bin, e.Name)
+				}
+			}
+			// The paths the flags name lie on volumes: the writable ones
+			// where the binary writes.
+			for flag, want := range map[string]string{"definitions": "definitions", "data-dir": "data"} {
+				if got := mounts[args[flag]]; got != want {
+					t.Errorf("%s: --%s=%s is on volume %q, want %q", where, flag, args[flag], got, want)
+				}
+			}
+			if off := args["offline"]; strings.HasPrefix(off, "file://") && mounts[strings.TrimPrefix(off, "file://")] != "offline" {
+				t.Errorf("%s: --offline=%s is not on the offline volume", where, off)
+			}
+			m.checkStores(t, where, c, args)
+		}
+	}
+}
+
+// checkStores checks the online and offline store flags against the values.
+func (m *manifests) checkStores(t *testing.T, where string, c corev1.Container, args map[string]string) {
+	online := m.values["online"].(map[string]any)
+	if args["online"] != online["store"] {
+		t.Errorf("%s: --online=%s, values say %v", where, args["online"], online["store"])
+	}
+	if redisAddr := online["redis"].(map[string]any)["addr"]; args["online"] == "redis" && args["redis-addr"] != redisAddr {
+		t.Errorf("%s: --redis-addr=%s, values say %v", where, args["redis-addr"], redisAddr)
+	}
+	offline := m.values["offline"].(map[string]any)
+	url, _ := offline["url"].(string)
+	if url == "" {
+		url = "file:///quiver/offline"
+	}
+	if args["offline"] != url {
+		t.Errorf("%s: --offline=%s, want %s", where, args["offline"], url)
+	}
+	if secret := offline["s3"].(map[string]any)["credentialsSecret"]; secret != "" {
+		if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || c.EnvFrom[0].SecretRef.Name != secret {
+			t.Errorf("%s: envFrom %+v, want the object store's Secret %v", where, c.EnvFrom, secret)
+		}
+	}
+}
+
+// checkIngest checks that ingest's replicas form one consumer group and
+// are probed.
+func (m *manifests) checkIngest(t *testing.T) {
+	d := m.deployments[fullname+"-ingest"]
+	if d == nil {
+		t.Fatal("no ingest Deployment")
+	}
+	v := m.values["ingest"].(map[string]any)
+	if d.Spec.Replicas == nil || float64(*d.Spec.Replicas) != v["replicas"] {
+		t.Errorf("ingest replicas %v, values say %v", d.Spec.Replicas, v["replicas"])
+	}
+	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("ingest strategy %s: a rolling update mixes old and new definitions in the group", d.Spec.Strategy.Type)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	args := flagArgs(t, c)
+	// One group for every replica: the flag is the same in each pod, and
+	// not made of anything a pod has of its own.
+	if group := args["group-id"]; group != v["groupId"] || strings.Contains(group, "$(") {
+		t.Errorf("ingest --group-id=%q, want the shared %v", group, v["groupId"])
+	}
+	if id, ok := args["instance-id"]; ok != v["staticMembership"].(bool) || ok && id != "$(POD_NAME)" {
+		t.Errorf("ingest --instance-id=%q (set: %v), staticMembership is %v", id, ok, v["staticMembership"])
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+	}) {
+		t.Error("ingest: no POD_NAME from the downward API")
+	}
+	port := containerPort(t, c, "metrics")
+	if args["metrics-addr"] != fmt.Sprintf(":%d", port) {
+		t.Errorf("ingest --metrics-addr=%s, container port %d", args["metrics-addr"], port)
+	}
+	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Port.String() != "metrics" {
+		t.Errorf("ingest liveness probe %+v, want HTTP on the metrics port", p)
+	}
+	if p := c.StartupProbe; p == nil || p.TCPSocket == nil || p.FailureThreshold < 60 {
+		t.Errorf("ingest startup probe %+v, want one that waits for catch-up", p)
+	}
+	if s := m.services[fullname+"-ingest"]; s == nil || !selects(s.Spec.Selector, d) {
+		t.Error("no metrics Service selects the ingest pods")
+	}
+}
+
+// checkServe checks serve's probes, Service, autoscaler and disruption budget.
+func (m *manifests) checkServe(t *testing.T) {
+	name := fullname + "-serve"
+	d := m.deployments[name]
+	if d == nil {
+		t.Fatal("no serve Deployment")
+	}
+	v := m.values["serve"].(map[string]any)
+	c := d.Spec.Template.Spec.Containers[0]
+	args := flagArgs(t, c)
+	port := containerPort(t, c, "http")
+	if args["listen"] != fmt.Sprintf(":%d", port) {
+		t.Errorf("serve --listen=%s, container port %d", args["listen"], port)
+	}
+	for probe, path := range map[*corev1.Probe]string{c.ReadinessProbe: "/readyz", c.LivenessProbe: "/healthz", c.StartupProbe: "/healthz"} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("serve probe %+v, want GET %s on the http port", probe, path)
+		}
+	}
+	if s := m.services[name]; s == nil || !selects(s.Spec.Selector, d) || s.Spec.Ports[0].TargetPort.String() != "http" {
+		t.Errorf("serve Service %+v, want one selecting the serve pods' http port", s)
+	}
+	autoscaling := v["autoscaling"].(map[string]any)["enabled"].(bool)
+	if autoscaling != (len(m.hpas) == 1) || autoscaling != (d.Spec.Replicas == nil) {
+		t.Errorf("autoscaling %v: %d HPAs, replicas %v", autoscaling, len(m.hpas), d.Spec.Replicas)
+	}
+	if !autoscaling && float64(*d.Spec.Replicas) != v["replicas"] {
+		t.Errorf("serve replicas %d, values say %v", *d.Spec.Replicas, v["replicas"])
+	}
+	for _, h := range m.hpas {
+		if ref := h.Spec.ScaleTargetRef; ref.Kind != "Deployment" || ref.Name != name || h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 {
+			t.Errorf("HPA %+v, want serve's Deployment from at least 2 replicas", h.Spec)
+		}
+	}
+	if len(m.pdbs) != 1 || !selects(m.pdbs[0].Spec.Selector.MatchLabels, d) {
+		t.Error("no PodDisruptionBudget selects the serve pods")
+	}
+	// Tokens: a file from a Secret the chart renders or the values name.
+	auth := v["auth"].(map[string]any)
+	if file, ok := args["auth-tokens-file"]; ok != (auth["existingSecret"] != "" || len(auth["tokens"].([]any)) > 0) {
+		t.Errorf("serve --auth-tokens-file=%q with auth values %v", file, auth)
+	} else if ok {
+		vol := volume(d.Spec.Template.Spec, mountOf(c, filepath.Dir(file)))
+		if vol == nil || vol.Secret == nil {
+			t.Fatalf("--auth-tokens-file=%s is not on a Secret volume", file)
+		}
+		if s := m.secrets[vol.Secret.SecretName]; s != nil && strings.Fields(s.StringData["tokens"])[0] != auth["tokens"].([]any)[0] {
+			t.Errorf("auth Secret %v, values say %v", s.StringData, auth["tokens"])
+		} else if s == nil && vol.Secret.SecretName != auth["existingSecret"] {
+			t.Errorf("auth Secret %s is neither rendered nor named in values", vol.Secret.SecretName)
+		}
+	}
+	if dir, ok := args["models"]; ok && volume(d.Spec.Template.Spec, mountOf(c, dir)) == nil {
+		t.Errorf("--models=%s is not on a volume", dir)
+	}
+}
+
+// checkBackfill checks the compaction and sharded dataset CronJobs.
+func (m *manifests) checkBackfill(t *testing.T) {
+	if c := m.cronJobs[fullname+"-compact"]; c == nil || c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		t.Error("no compaction CronJob that forbids concurrent runs")
+	}
+	for _, d := range m.values["backfill"].(map[string]any)["datasets"].([]any) {
+		d := d.(map[string]any)
+		cj := m.cronJobs[fullname+"-dataset-"+d["name"].(string)]
+		if cj == nil {
+			t.Errorf("no CronJob for dataset %v", d["name"])
+			continue
+		}
+		job := cj.Spec.JobTemplate.Spec
+		n := int32(d["shards"].(float64))
+		if job.CompletionMode == nil || *job.CompletionMode != batchv1.IndexedCompletion || *job.Completions != n || *job.Parallelism != n {
+			t.Errorf("dataset %v: job %+v, want %d indexed completions in parallel", d["name"], job, n)
+		}
+		c := job.Template.Spec.Containers[0]
+		args := flagArgs(t, c)
+		if args["shard"] != fmt.Sprintf("$(SHARD_INDEX)/%d", n) || !strings.Contains(args["out"], "$(SHARD_INDEX)") {
+			t.Errorf("dataset %v: --shard=%s --out=%s, want shard i of %d to its own file", d["name"], args["shard"], args["out"], n)
+		}
+		if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+			return e.Name == "SHARD_INDEX" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil &&
+				e.ValueFrom.FieldRef.FieldPath == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+		}) {
+			t.Errorf("dataset %v: SHARD_INDEX is not the job's completion index", d["name"])
+		}
+	}
+}
+
+// checkMonitoring checks that ServiceMonitors select the metrics Services'
+// ports and that alert rules name metrics the code exports.
+func (m *manifests) checkMonitoring(t *testing.T) {
+	for _, sm := range m.serviceMons {
+		found := false
+		for _, s := range m.services {
+			if labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(s.Labels)) &&
+				slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == sm.Spec.Endpoints[0].Port }) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("ServiceMonitor %s selects no Service port %s", sm.Name, sm.Spec.Endpoints[0].Port)
+		}
+	}
+	metricName := regexp.MustCompile(`quiver_[a-z_]+`)
+	for _, r := range m.rules {
+		for _, g := range r.Spec.Groups {
+			for _, rule := range g.Rules {
+				for _, name := range metricName.FindAllString(rule.Expr.String(), -1) {
+					if !exportedMetric(t, name) {
+						t.Errorf("alert %s: no metric %s in the code", rule.Alert, name)
+					}
+				}
+			}
+		}
+	}
+}
+
+// sources are the repository's non-test Go sources, read once.
+var sources []byte
+
+// exportedMetric reports whether a metric of that name (a histogram's
+// series with its suffix) is defined in the repository's code.
+func exportedMetric(t *testing.T, name string) bool {
+	if sources == nil {
+		err := filepath.WalkDir(repoRoot, func(path string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			sources = append(sources, b...)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, suffix := range []string{"", "_count", "_sum", "_bucket"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && bytes.Contains(sources, []byte(`"`+base+`"`)) {
+			return true
+		}
+	}
+	return false
+}
+
+// binaryFlags builds the binaries and reads their flags from -h: the flag
+// names of ingest, serve and each backfill subcommand ("backfill dataset").
+func binaryFlags(t *testing.T) map[string]map[string]bool {
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/ingest", "./cmd/serve", "./cmd/backfill")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	flagLine := regexp.MustCompile(`(?m)^  --([a-z0-9-]+) \((QUIVER_[A-Z0-9_]+)\)$`)
+	flags := map[string]map[string]bool{}
+	for _, cmd := range [][]string{{"ingest"}, {"serve"}, {"backfill", "dataset"}, {"backfill", "compact"}, {"backfill", "replay"}, {"backfill", "merge"}} {
+		out, err := exec.Command(filepath.Join(dir, cmd[0]), append(cmd[1:], "-h")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s -h: %v\n%s", cmd, err, out)
+		}
+		names := map[string]bool{}
+		for _, l := range flagLine.FindAllStringSubmatch(string(out), -1) {
+			names[l[1]] = true
+		}
+		if !names["log-format"] {
+			t.Fatalf("%s -h lists no --log-format: is its usage still `  --name (QUIVER_NAME)`?\n%s", cmd, out)
+		}
+		flags[strings.Join(cmd, " ")] = names
+	}
+	return flags
+}
+
+// quiverBinary returns the binary (and subcommand) a container runs, from
+// its image name, if it runs one of Quiver's.
+func quiverBinary(c corev1.Container) (string, bool) {
+	image := c.Image[strings.LastIndex(c.Image, "/")+1:]
+	name, _, _ := strings.Cut(image, ":")
+	switch name {
+	case "ingest", "serve":
+		return name, len(c.Command) == 0
+	case "backfill":
+		return "backfill " + c.Args[0], len(c.Command) == 0
+	}
+	return "", false
+}
+
+// flagArgs returns a container's --name=value arguments (value "true" for
+// a bare --name); a flag given twice is an error.
+func flagArgs(t *testing.T, c corev1.Container) map[string]string {
+	args := map[string]string{}
+	for _, a := range c.Args {
+		name, ok := strings.CutPrefix(a, "--")
+		if !ok {
+			continue
+		}
+		name, value, ok := strings.Cut(name, "=")
+		if !ok {
+			value = "true"
+		}
+		if _, dup := args[name]; dup {
+			t.Errorf("container %s: --%s twice", c.Name, name)
+		}
+		args[name] = value
+	}
+	return args
+}
+
+func containerPort(t *testing.T, c corev1.Container, name string) int32 {
+	for _, p := range c.Ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	t.Fatalf("container %s has no port %s", c.Name, name)
+	return 0
+}
+
+// mountOf returns the name of the volume mounted at path in c.
+func mountOf(c corev1.Container, path string) string {
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == path {
+			return vm.Name
+		}
+	}
+	return ""
+}
+
+func volume(spec corev1.PodSpec, name string) *corev1.Volume {
+	for i := range spec.Volumes {
+		if spec.Volumes[i].Name == name {
+			return &spec.Volumes[i]
+		}
+	}
+	return nil
+}
+
+// selects reports whether a label selector picks a Deployment's pods.
+func selects(selector map[string]string, d *appsv1.Deployment) bool {
+	return len(selector) > 0 && labels.SelectorFromSet(selector).Matches(labels.Set(d.Spec.Template.Labels))
+}

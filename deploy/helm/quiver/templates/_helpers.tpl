@@ -1,0 +1,203 @@
+{{/* The release's base name: <release>-quiver, or the release name when it contains "quiver". */}}
+{{- define "quiver.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of every resource; call with (dict "ctx" $ "component" "serve"). */}}
+{{- define "quiver.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: quiver
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+{{ include "quiver.selectorLabels" . }}
+{{- end -}}
+
+{{/* Labels that select a component's pods; call with (dict "ctx" $ "component" "serve"). */}}
+{{- define "quiver.selectorLabels" -}}
+app.kubernetes.io/name: {{ default .ctx.Chart.Name .ctx.Values.nameOverride }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The image of a binary; call with (dict "ctx" $ "binary" "serve"). */}}
+{{- define "quiver.image" -}}
+{{ .ctx.Values.image.registry }}/{{ .binary }}:{{ .ctx.Values.image.tag | default .ctx.Chart.AppVersion }}
+{{- end -}}
+
+{{- define "quiver.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "quiver.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "quiver.definitionsConfigMap" -}}
+{{- .Values.definitions.existingConfigMap | default (printf "%s-definitions" (include "quiver.fullname" .)) -}}
+{{- end -}}
+
+{{/* The --offline URL: the values' or the shared volume's file store. */}}
+{{- define "quiver.offlineURL" -}}
+{{- $url := .Values.offline.url -}}
+{{- if and $url (not (hasPrefix "s3://" $url)) (not (hasPrefix "file://" $url)) -}}
+{{- fail (printf "offline.url %q: want s3://bucket/prefix, file:///path or empty" $url) -}}
+{{- end -}}
+{{- $url | default "file:///quiver/offline" -}}
+{{- end -}}
+
+{{/* The flags every binary takes (internal/cli.AddCommon). */}}
+{{- define "quiver.commonArgs" -}}
+- --definitions=/etc/quiver/definitions
+- --brokers={{ required "kafka.brokers is required" .Values.kafka.brokers }}
+- --topic-prefix={{ .Values.kafka.topicPrefix }}
+- --data-dir=/quiver/data
+- --offline={{ include "quiver.offlineURL" . }}
+{{- if not (has .Values.online.store (list "pebble" "redis")) }}
+{{- fail (printf "online.store %q: want pebble or redis" .Values.online.store) }}
+{{- end }}
+- --online={{ .Values.online.store }}
+{{- if eq .Values.online.store "redis" }}
+- --redis-addr={{ required "online.redis.addr is required with online.store redis" .Values.online.redis.addr }}
+{{- end }}
+- --log-format={{ .Values.logFormat }}
+{{- end -}}
+
+{{/* Environment of every container that reads the offline store. */}}
+{{- define "quiver.objectStoreEnv" -}}
+{{- with .Values.offline.s3.region }}
+- name: AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.offline.s3.endpoint }}
+- name: AWS_ENDPOINT_URL_S3
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* A container's environment: the object store's and extra; call with (dict "ctx" $ "extra" <list>). */}}
+{{- define "quiver.env" -}}
+{{- include "quiver.objectStoreEnv" .ctx }}
+{{- with .extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "quiver.objectStoreEnvFrom" -}}
+{{- with .Values.offline.s3.credentialsSecret }}
+- secretRef:
+    name: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* Volume mounts of every Quiver container. */}}
+{{- define "quiver.volumeMounts" -}}
+- name: definitions
+  mountPath: /etc/quiver/definitions
+  readOnly: true
+- name: data
+  mountPath: /quiver/data
+- name: tmp
+  mountPath: /tmp
+{{- if not .Values.offline.url }}
+- name: offline
+  mountPath: /quiver/offline
+{{- end }}
+{{- end -}}
+
+{{/* Volumes behind quiver.volumeMounts; call with (dict "ctx" $ "data" <volume source>). */}}
+{{- define "quiver.volumes" -}}
+- name: definitions
+  configMap:
+    name: {{ include "quiver.definitionsConfigMap" .ctx }}
+- name: data
+  {{- toYaml .data | nindent 2 }}
+- name: tmp
+  emptyDir: {}
+{{- if not .ctx.Values.offline.url }}
+- name: offline
+  persistentVolumeClaim:
+    claimName: {{ .ctx.Values.offline.persistence.existingClaim | default (printf "%s-offline" (include "quiver.fullname" .ctx)) }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod-spec fields every workload shares. */}}
+{{- define "quiver.podCommon" -}}
+serviceAccountName: {{ include "quiver.serviceAccountName" . }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling fields of a component's values. */}}
+{{- define "quiver.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* A checksum of the definitions, so that pods restart when they change. */}}
+{{- define "quiver.definitionsChecksum" -}}
+checksum/definitions: {{ .Values.definitions | toJson | sha256sum }}
+{{- end -}}
+
+{{/* The container copying serve's models from the object store; call with
+(dict "ctx" $ "once" bool): once, or every interval. */}}
+{{- define "quiver.modelsSync" -}}
+{{- $m := .ctx.Values.serve.models.objectStore -}}
+image: {{ $m.image }}
+imagePullPolicy: {{ .ctx.Values.image.pullPolicy }}
+command: [/bin/sh, -c]
+args:
+  {{- if .once }}
+  - exec aws s3 sync --delete --only-show-errors "$MODELS_URL" /quiver/models
+  {{- else }}
+  - while sleep "$INTERVAL"; do aws s3 sync --delete --only-show-errors "$MODELS_URL" /quiver/models; done
+  {{- end }}
+env:
+  - name: MODELS_URL
+    value: {{ $m.url | quote }}
+  - name: INTERVAL
+    value: {{ $m.interval | quote }}
+  - name: HOME
+    value: /tmp
+  {{- include "quiver.objectStoreEnv" .ctx | trim | nindent 2 }}
+{{- with (include "quiver.objectStoreEnvFrom" .ctx | trim) }}
+envFrom:
+  {{- . | nindent 2 }}
+{{- end }}
+resources:
+  {{- toYaml $m.resources | nindent 2 }}
+securityContext:
+  {{- toYaml .ctx.Values.securityContext | nindent 2 }}
+volumeMounts:
+  - name: models
+    mountPath: /quiver/models
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
