@@ -17,7 +17,7 @@ const OutputName = "_output"
 type column struct {
 	name     string
 	input    int            // index among the prediction's inputs; -1: the output
-	edges    []float64      // a number column's inner edges
+	edges    []float32      // a number column's inner edges, as model inputs are float32
 	cats     map[string]int // a categorical column's bins by value
 	boolean  bool           // categories are "true" and "false", inputs 1 and 0
 	expected []float64
@@ -26,7 +26,11 @@ type column struct {
 func newColumn(fp *FeatureProfile, input int) column {
 	c := column{name: fp.Name, input: input}
 	if len(fp.Categories) == 0 {
-		c.edges = fp.Edges
+		// Rounded as the inputs are: a value on an edge stays on it.
+		c.edges = make([]float32, len(fp.Edges))
+		for i, e := range fp.Edges {
+			c.edges[i] = float32(e)
+		}
 		c.expected = make([]float64, len(fp.Edges)+2)
 		for i, n := range fp.Counts {
 			c.expected[i] = float64(n)
@@ -52,7 +56,7 @@ func (c *column) bin(x float32) int {
 	case x != x:
 		return null
 	case c.cats == nil:
-		return numberBin(c.edges, float64(x))
+		return numberBin(c.edges, x)
 	}
 	var v string
 	if c.boolean {

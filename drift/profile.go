@@ -106,7 +106,7 @@ func rate(n, of int) float64 {
 
 // numberBin is the bin of v among inner edges: a value on an edge belongs
 // to the bin the edge opens.
-func numberBin(edges []float64, v float64) int {
+func numberBin[F float32 | float64](edges []F, v F) int {
 	i, found := slices.BinarySearch(edges, v)
 	if found {
 		i++

@@ -1,0 +1,68 @@
+package watch
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quiver-ml/quiver/drift"
+)
+
+type metrics struct {
+	score       *prometheus.GaugeVec
+	windows     *prometheus.CounterVec
+	breaches    *prometheus.CounterVec
+	predictions *prometheus.CounterVec
+	events      *prometheus.CounterVec
+	suppressed  *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
+	webhook     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		score: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "quiver_drift_score",
+			Help: "Drift of a watched column in the last evaluated window of a model version: metric psi or js."},
+			[]string{"model", "version", "feature", "metric"}),
+		windows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_windows_evaluated_total",
+			Help: "Windows of predictions scored against the reference profile."}, []string{"model", "version"}),
+		breaches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_windows_breached_total",
+			Help: "Evaluated windows that breached the drift rule."}, []string{"model", "version"}),
+		predictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_predictions_total",
+			Help: "Predictions counted by the drift detectors."}, []string{"model", "version"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_events_total",
+			Help: "Retraining events sent for sustained breaches."}, []string{"model"}),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_events_suppressed_total",
+			Help: "Sustained breaches that sent nothing: the model was cooling down from its last event."}, []string{"model"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_predictions_skipped_total",
+			Help: "Records of the prediction log not counted: invalid, or of a version not watched."}, []string{"reason"}),
+		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_webhook_deliveries_total",
+			Help: "Webhook deliveries of retraining events, by result: ok, failed (after retries) or dropped (queue full)."}, []string{"result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.score, m.windows, m.breaches, m.predictions, m.events, m.suppressed, m.skipped, m.webhook} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// observe records an evaluated window.
+func (m *metrics) observe(v version, ev *drift.Evaluation) {
+	ver := strconv.Itoa(v.version)
+	m.windows.WithLabelValues(v.model, ver).Inc()
+	if ev.Breach {
+		m.breaches.WithLabelValues(v.model, ver).Inc()
+	}
+	for _, s := range ev.Scores {
+		m.score.WithLabelValues(v.model, ver, s.Feature, "psi").Set(s.PSI)
+		m.score.WithLabelValues(v.model, ver, s.Feature, "js").Set(s.JS)
+	}
+}
+
+// forget drops the gauges of a version another instance now watches.
+func (m *metrics) forget(v version) {
+	m.score.DeletePartialMatch(prometheus.Labels{"model": v.model, "version": strconv.Itoa(v.version)})
+}

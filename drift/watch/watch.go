@@ -1,0 +1,435 @@
+// Package watch runs drift detectors over the prediction log: a consumer
+// group on <prefix>.predictions (keyed by model, so each model has one
+// owner), a detector per model version as its model.yaml configures it, and
+// one retraining event per sustained breach to <prefix>.retrain.
+//
+// Events are sent once. The committed offset of a partition is where its
+// detectors' open windows begin, so a restarted or new owner rebuilds them
+// from the log; the last event of each model, read back from the retrain
+// topic when partitions are assigned, starts the cooldown again, so a
+// breach replayed after a crash is not sent twice.
+package watch
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quiver-ml/quiver/drift"
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/model"
+)
+
+// Config is what New needs.
+type Config struct {
+	Brokers     []string              // required
+	Models      string                // the model repository, required
+	Definitions *features.Definitions // required
+	TopicPrefix string                // default quiver
+	GroupID     string                // default quiver-drift
+	// Source is the CloudEvents source of retraining events; default
+	// /quiver/drift.
+	Source  string
+	Webhook *Webhook // optional second delivery of each event
+	// CommitInterval is how often consumed offsets are committed; default
+	// one second.
+	CommitInterval time.Duration
+	Logger         *slog.Logger          // nil discards
+	Registerer     prometheus.Registerer // nil registers none
+}
+
+// Monitor watches the prediction log; see the package documentation.
+type Monitor struct {
+	cfg          Config
+	client       *kgo.Client
+	admin        *kadm.Client
+	log          *slog.Logger
+	m            *metrics
+	predictions  string
+	retrain      string
+	webhookQueue chan []byte
+
+	mu       sync.Mutex // the poll loop and the rebalance callbacks
+	versions map[version]*watched
+	sent     map[string]time.Time // model → window end of its last event
+	next     map[int32]int64      // partition → offset after the last record processed
+	fatal    error
+	inputs   []float32 // scratch
+}
+
+type version struct {
+	model   string
+	version int
+}
+
+func (v version) String() string { return v.model + "@" + strconv.Itoa(v.version) }
+
+type watched struct {
+	det       *drift.Detector // nil: not watched
+	partition int32
+	retryAt   time.Time // when not watched for an error: when to load it again
+}
+
+// New connects to the brokers and creates the prediction log and retrain
+// topics if they are missing.
+func New(ctx context.Context, cfg Config) (*Monitor, error) {
+	if cfg.Models == "" || cfg.Definitions == nil || len(cfg.Brokers) == 0 {
+		return nil, errors.New("watch: brokers, models and definitions are required")
+	}
+	if cfg.TopicPrefix == "" {
+		cfg.TopicPrefix = "quiver"
+	}
+	if cfg.GroupID == "" {
+		cfg.GroupID = "quiver-drift"
+	}
+	if cfg.Source == "" {
+		cfg.Source = "/quiver/drift"
+	}
+	if cfg.CommitInterval == 0 {
+		cfg.CommitInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Monitor{cfg: cfg, log: cfg.Logger,
+		predictions: cfg.TopicPrefix + ".predictions", retrain: cfg.TopicPrefix + ".retrain",
+		versions: map[version]*watched{}, sent: map[string]time.Time{}, next: map[int32]int64{},
+	}
+	var err error
+	if m.m, err = newMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	m.client, err = kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ConsumerGroup(cfg.GroupID),
+		kgo.ConsumeTopics(m.predictions),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(m.onAssigned),
+		kgo.OnPartitionsRevoked(m.onRevoked),
+		kgo.OnPartitionsLost(m.onLost),
+		kgo.MetadataMinAge(250*time.Millisecond),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	m.admin = kadm.NewClient(m.client)
+	for _, t := range []string{m.predictions, m.retrain} {
+		resp, err := m.admin.CreateTopic(ctx, -1, -1, nil, t)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			m.client.Close()
+			return nil, fmt.Errorf("watch: create topic %s: %w", t, err)
+		}
+	}
+	if cfg.Webhook != nil {
+		m.webhookQueue = make(chan []byte, 64)
+	}
+	return m, nil
+}
+
+// Run watches until ctx ends, then commits what it processed. It returns an
+// error when it cannot go on: a retraining event that could not be sent is
+// one, for the process's supervisor to restart it, and the breach to be
+// found again.
+func (m *Monitor) Run(ctx context.Context) error {
+	defer m.client.Close()
+	if m.webhookQueue != nil {
+		go m.deliver(ctx)
+	}
+	m.log.Info("drift detectors watching", "topic", m.predictions, "group", m.cfg.GroupID, "models", m.cfg.Models)
+	lastCommit := time.Now()
+	for {
+		fetches := m.client.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		var err error
+		fetches.EachError(func(t string, p int32, e error) {
+			m.log.Warn("fetch", "topic", t, "partition", p, "err", e)
+			if errors.Is(e, kgo.ErrClientClosed) {
+				err = e
+			}
+		})
+		m.mu.Lock()
+		if err == nil {
+			err = m.fatal
+		}
+		for it := fetches.RecordIter(); err == nil && !it.Done(); {
+			err = m.process(ctx, it.Next())
+		}
+		if err == nil && time.Since(lastCommit) >= m.cfg.CommitInterval {
+			err = m.commit(ctx)
+			lastCommit = time.Now()
+		}
+		m.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		m.client.AllowRebalance()
+	}
+	// Commit what was processed; the group lets the partitions go on Close.
+	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m.mu.Lock()
+	err := m.commit(stop)
+	m.mu.Unlock()
+	m.client.AllowRebalance()
+	return err
+}
+
+// process runs a prediction through its version's detector, and sends a
+// retraining event when the detector finds a sustained breach.
+func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
+	m.next[r.Partition] = r.Offset + 1
+	var p drift.Prediction
+	if err := json.Unmarshal(r.Value, &p); err != nil || p.Model == "" || len(p.Output) == 0 || p.Time.IsZero() {
+		m.m.skipped.WithLabelValues("invalid").Inc()
+		return nil
+	}
+	v := version{p.Model, p.Version}
+	w := m.watch(v, r.Partition)
+	if w.det == nil {
+		m.m.skipped.WithLabelValues("unwatched").Inc()
+		return nil
+	}
+	m.inputs = m.inputs[:0]
+	for _, x := range p.Inputs {
+		m.inputs = append(m.inputs, float32(x))
+	}
+	ev, err := w.det.Add(p.Time, m.inputs, p.Output[0], r.Offset)
+	if err != nil {
+		m.m.skipped.WithLabelValues("invalid").Inc()
+		return nil
+	}
+	if ev != nil {
+		m.m.observe(v, ev)
+		if ev.Sustained(w.det.Config()) {
+			if err := m.breach(ctx, v, w.det, ev); err != nil {
+				return err
+			}
+		}
+	}
+	m.m.predictions.WithLabelValues(v.model, strconv.Itoa(v.version)).Inc()
+	return nil
+}
+
+// watch returns the detector of a version, loading it the first time the
+// version is seen (and again a while after it failed to load: the version
+// may not have reached this machine yet).
+func (m *Monitor) watch(v version, partition int32) *watched {
+	w := m.versions[v]
+	if w != nil && (w.det != nil || time.Now().Before(w.retryAt)) {
+		return w
+	}
+	det, err := model.LoadDetector(m.cfg.Models, m.cfg.Definitions, v.model, v.version)
+	w = &watched{det: det, partition: partition}
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !exists(filepath.Join(m.cfg.Models, v.model, strconv.Itoa(v.version))):
+		w.retryAt = time.Now().Add(10 * time.Second)
+		m.log.Warn("drift: a version not in the model repository; not watched", "model", v.model, "version", v.version)
+	case err != nil:
+		w.retryAt = time.Now().Add(time.Minute)
+		m.log.Error("drift: cannot watch a version", "model", v.model, "version", v.version, "err", err)
+	case det == nil:
+		m.log.Info("drift: a version without a profile, or with drift disabled; not watched", "model", v.model, "version", v.version)
+	default:
+		cfg := det.Config()
+		m.log.Info("drift: watching a version", "model", v.model, "version", v.version, "columns", det.Columns(),
+			"window", cfg.Window.String(), "slide", cfg.Slide.String(), "psi", cfg.PSI, "js", cfg.JS, "consecutive", cfg.Consecutive, "cooldown", cfg.Cooldown)
+	}
+	m.versions[v] = w
+	return w
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// breach sends one retraining event for a sustained breach, unless the
+// model is cooling down from its last one.
+func (m *Monitor) breach(ctx context.Context, v version, det *drift.Detector, ev *drift.Evaluation) error {
+	if last, ok := m.sent[v.model]; ok && (!ev.End.After(last) || ev.End.Before(last.Add(det.Config().Cooldown))) {
+		m.m.suppressed.WithLabelValues(v.model).Inc()
+		return nil
+	}
+	b, id, err := drift.NewRetrain(v.model, v.version, det, ev).Encode(m.cfg.Source, time.Now())
+	if err != nil {
+		return fmt.Errorf("encode a retraining event: %w", err)
+	}
+	rec := &kgo.Record{Topic: m.retrain, Key: []byte(v.model), Value: b,
+		Headers: []kgo.RecordHeader{{Key: "content-type", Value: []byte(drift.ContentType)}}}
+	if err := m.client.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("send a retraining event for %s: %w", v, err)
+	}
+	m.sent[v.model] = ev.End
+	det.ResetStreak()
+	m.m.events.WithLabelValues(v.model).Inc()
+	var drifted []string
+	for _, s := range ev.Scores {
+		if s.Drifted {
+			drifted = append(drifted, s.Feature)
+		}
+	}
+	m.log.Warn("drift: retraining requested", "model", v.model, "version", v.version, "id", id, "drifted", drifted,
+		"window_start", ev.Start, "window_end", ev.End, "topic", m.retrain)
+	if m.webhookQueue != nil {
+		select {
+		case m.webhookQueue <- b:
+		default:
+			m.m.webhook.WithLabelValues("dropped").Inc()
+			m.log.Error("drift: webhook queue full; event not delivered by webhook", "id", id)
+		}
+	}
+	return nil
+}
+
+// commit commits, for each partition processed, where its detectors'
+// windows begin, or past its last record when they hold none of it.
+func (m *Monitor) commit(ctx context.Context) error {
+	if len(m.next) == 0 {
+		return nil
+	}
+	at := map[int32]int64{}
+	for p, next := range m.next {
+		at[p] = next
+	}
+	for _, w := range m.versions {
+		if w.det == nil {
+			continue
+		}
+		if from := w.det.From(); from >= 0 && from < at[w.partition] {
+			at[w.partition] = from
+		}
+	}
+	offsets := map[int32]kgo.EpochOffset{}
+	for p, o := range at {
+		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+	}
+	var err error
+	m.client.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.predictions: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, e error) {
+			if err = e; err != nil {
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					err = cmp.Or(err, kerr.ErrorForCode(p.ErrorCode))
+				}
+			}
+		})
+	if err != nil {
+		return fmt.Errorf("commit drift offsets: %w", err)
+	}
+	return nil
+}
+
+func (m *Monitor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.loadSent(ctx); err != nil {
+		m.fatal = fmt.Errorf("read the last retraining events: %w", err)
+	}
+	m.log.Info("drift: partitions assigned", "partitions", assigned[m.predictions])
+}
+
+func (m *Monitor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.commit(ctx); err != nil {
+		m.log.Warn("drift: commit before a rebalance", "err", err)
+	}
+	m.drop(revoked[m.predictions])
+}
+
+func (m *Monitor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drop(lost[m.predictions])
+}
+
+// drop forgets the detectors of partitions another owner takes over.
+func (m *Monitor) drop(parts []int32) {
+	for _, p := range parts {
+		delete(m.next, p)
+		for v, w := range m.versions {
+			if w.partition == p {
+				delete(m.versions, v)
+				m.m.forget(v)
+			}
+		}
+	}
+}
+
+// loadSent reads the retrain topic for the window end of each model's last
+// event.
+func (m *Monitor) loadSent(ctx context.Context) error {
+	starts, err := m.admin.ListStartOffsets(ctx, m.retrain)
+	if err != nil {
+		return err
+	}
+	ends, err := m.admin.ListEndOffsets(ctx, m.retrain)
+	if err != nil {
+		return err
+	}
+	from := map[int32]kgo.Offset{}
+	left := map[int32]int64{} // partition → its last offset
+	ends.Each(func(e kadm.ListedOffset) {
+		if s, ok := starts.Lookup(e.Topic, e.Partition); ok && e.Err == nil && s.Err == nil && e.Offset > s.Offset {
+			from[e.Partition] = kgo.NewOffset().At(s.Offset)
+			left[e.Partition] = e.Offset - 1
+		}
+	})
+	if err := errors.Join(starts.Error(), ends.Error()); err != nil {
+		return err
+	}
+	if len(from) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{m.retrain: from}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for len(left) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fetches.Err(); err != nil {
+			return err
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if r.Offset >= left[r.Partition] {
+				delete(left, r.Partition)
+			}
+			_, ev, err := drift.DecodeRetrain(r.Value)
+			if err != nil {
+				m.log.Warn("drift: a record of the retrain topic that is not a retraining event", "partition", r.Partition, "offset", r.Offset, "err", err)
+				return
+			}
+			if ev.Window.End.After(m.sent[ev.Model]) {
+				m.sent[ev.Model] = ev.Window.End
+			}
+		})
+	}
+	return nil
+}
