@@ -4,9 +4,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"os/signal"
@@ -16,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/quiver-ml/quiver/drift/watch"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
 	"github.com/quiver-ml/quiver/internal/ingest"
@@ -33,6 +37,10 @@ func run(args []string) error {
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stopping instance keeps trying to make its last batch durable before it exits without (the next run replays it)")
 	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint")
 	maxBatch := fs.Int("max-batch", 50_000, "records processed, and made durable, per batch; a crash replays at most one batch")
+	modelsDir := fs.String("models", "", "model repository (as serve's): with it, drift detectors watch <topic-prefix>.predictions against each version's reference profile and send retraining events to <topic-prefix>.retrain")
+	driftGroup := fs.String("drift-group-id", "quiver-drift", "Kafka consumer group of the drift detectors, with --models")
+	webhook := fs.String("retrain-webhook", "", "with --models, also POST each retraining event (CloudEvents JSON) to this URL, retried with backoff")
+	webhookSecret := fs.String("retrain-webhook-secret-file", "", "file holding the secret that signs webhook bodies: header "+watch.SignatureHeader+": sha256=<HMAC-SHA256 hex>")
 	fs.Usage = cli.Usage(fs, "ingest turns Kafka events into versioned, windowed features.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -89,8 +97,36 @@ func run(args []string) error {
 		srv.Shutdown(shutdown)
 	}()
 
+	var monitor *watch.Monitor
+	if *modelsDir != "" {
+		cfg := watch.Config{Brokers: common.BrokerList(), Models: *modelsDir, Definitions: defs, TopicPrefix: common.TopicPrefix,
+			GroupID: *driftGroup, InstanceID: *instance, SessionTimeout: *session, Logger: log, Registerer: reg}
+		if *webhook != "" {
+			cfg.Webhook = &watch.Webhook{URL: *webhook}
+			if *webhookSecret != "" {
+				secret, err := os.ReadFile(*webhookSecret)
+				if err != nil {
+					return fmt.Errorf("--retrain-webhook-secret-file: %w", err)
+				}
+				cfg.Webhook.Secret = bytes.TrimSpace(secret)
+			}
+		}
+		if monitor, err = watch.New(ctx, cfg); err != nil {
+			return err
+		}
+	} else if *webhook != "" {
+		return errors.New("--retrain-webhook needs --models")
+	}
+
 	log.Info("ingest running", "definitions", common.Definitions, "brokers", common.Brokers, "group", *group, "metrics", *metricsAddr)
-	if err := in.Run(ctx); err != nil {
+	// Ingest and the drift detectors run side by side; either failing
+	// stops both.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return in.Run(ctx) })
+	if monitor != nil {
+		g.Go(func() error { return monitor.Run(ctx) })
+	}
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	log.Info("ingest stopped: last batch committed")

@@ -41,6 +41,10 @@ type Config struct {
 	Definitions *features.Definitions // required
 	TopicPrefix string                // default quiver
 	GroupID     string                // default quiver-drift
+	// InstanceID and SessionTimeout are the group membership's, as
+	// ingest's: a static instance takes its partitions back at once.
+	InstanceID     string
+	SessionTimeout time.Duration
 	// Source is the CloudEvents source of retraining events; default
 	// /quiver/drift.
 	Source  string
@@ -113,7 +117,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if m.m, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
-	m.client, err = kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.ConsumeTopics(m.predictions),
@@ -122,8 +126,15 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		kgo.OnPartitionsAssigned(m.onAssigned),
 		kgo.OnPartitionsRevoked(m.onRevoked),
 		kgo.OnPartitionsLost(m.onLost),
-		kgo.MetadataMinAge(250*time.Millisecond),
-	)
+		kgo.MetadataMinAge(250 * time.Millisecond),
+	}
+	if cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
+	m.client, err = kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
@@ -156,15 +167,21 @@ func (m *Monitor) Run(ctx context.Context) error {
 	m.log.Info("drift detectors watching", "topic", m.predictions, "group", m.cfg.GroupID, "models", m.cfg.Models)
 	lastCommit := time.Now()
 	for {
-		fetches := m.client.PollFetches(ctx)
+		// Polls wait at most a commit interval: commits go on while idle.
+		poll, cancel := context.WithTimeout(ctx, m.cfg.CommitInterval)
+		fetches := m.client.PollFetches(poll)
+		cancel()
 		if ctx.Err() != nil {
 			break
 		}
 		var err error
 		fetches.EachError(func(t string, p int32, e error) {
-			m.log.Warn("fetch", "topic", t, "partition", p, "err", e)
-			if errors.Is(e, kgo.ErrClientClosed) {
+			switch {
+			case errors.Is(e, context.DeadlineExceeded):
+			case errors.Is(e, kgo.ErrClientClosed):
 				err = e
+			default:
+				m.log.Warn("drift: fetch", "topic", t, "partition", p, "err", e)
 			}
 		})
 		m.mu.Lock()

@@ -5,11 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -26,102 +23,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/drift"
+	"github.com/quiver-ml/quiver/drift/drifttest"
 	"github.com/quiver-ml/quiver/features"
 )
 
 const window = 500
 
-// repository writes a model repository with one version of model fraud,
-// watched with windows of 500 predictions, and returns it with its
-// definitions and profile (that of the fraud demo, with an output).
-func repository(t *testing.T) (string, *features.Definitions, *drift.Profile) {
-	t.Helper()
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := drift.LoadProfile("../../examples/fraud/models/fraud/1/profile.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof.Output = &drift.FeatureProfile{Name: "probability", Type: "float", Count: 1000,
-		Edges: []float64{0.01, 0.05, 0.2}, Counts: []int{700, 200, 80, 20}}
-	dir := t.TempDir()
-	vdir := filepath.Join(dir, "fraud", "1")
-	if err := os.MkdirAll(vdir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := drift.WriteProfile(filepath.Join(vdir, "profile.json"), *prof); err != nil {
-		t.Fatal(err)
-	}
-	spec := `format: xgboost-json
-artifact: model.json
-inputs: {feature_service: fraud_v1}
-profile: profile.json
-drift:
-  window: 500
+const watchYAML = `  window: 500
   min_samples: 400
   psi: 0.25
   consecutive: 3
   cooldown: 20m
 `
-	if err := os.WriteFile(filepath.Join(vdir, "model.yaml"), []byte(spec), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir, defs, prof
-}
-
-// sampler draws predictions from a profile: a bin by its reference share,
-// then a value inside it.
-type sampler struct {
-	r       *rand.Rand
-	columns []drift.FeatureProfile // inputs, then the output
-	shifted map[int]bool           // columns whose values all go to their last value bin
-}
-
-func (s *sampler) value(i int) float32 {
-	fp := s.columns[i]
-	if s.shifted[i] {
-		return float32(fp.Edges[len(fp.Edges)-1] * 3)
-	}
-	u := s.r.IntN(fp.Count + fp.Nulls)
-	if u >= fp.Count {
-		return float32(math.NaN())
-	}
-	b := 0
-	for u >= fp.Counts[b] {
-		u -= fp.Counts[b]
-		b++
-	}
-	if b == 0 {
-		return float32(fp.Edges[0] - 1)
-	}
-	return float32(fp.Edges[b-1]) // an edge opens its bin
-}
-
-func (s *sampler) prediction(at time.Time) drift.Prediction {
-	in := make([]float32, len(s.columns)-1)
-	for i := range in {
-		in[i] = s.value(i)
-	}
-	return drift.Prediction{RequestID: ksuid.New().String(), Model: "fraud", Version: 1,
-		Inputs: drift.Numbers(in), Output: []float32{s.value(len(in))}, Time: at}
-}
-
-func produce(t *testing.T, cl *kgo.Client, ps []drift.Prediction) {
-	t.Helper()
-	recs := make([]*kgo.Record, len(ps))
-	for i, p := range ps {
-		b, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs[i] = &kgo.Record{Topic: "quiver.predictions", Key: []byte(p.Model), Value: b}
-	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestDriftEvents: a stable stream of 200 windows sends nothing; a drift
 // sends one event within the configured 3 windows; a second drift inside
@@ -135,7 +48,11 @@ func TestDriftEvents(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	dir, defs, prof := repository(t)
+	dir, prof := drifttest.Repository(t, watchYAML)
+	defs, err := features.Load(filepath.Join(drifttest.Root(), "examples/fraud/definitions.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var hookMu sync.Mutex
 	var hooked [][]byte
@@ -174,19 +91,13 @@ func TestDriftEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	s := &sampler{r: rand.New(rand.NewPCG(7, 8)), columns: append(slices.Clone(prof.Features), *prof.Output)}
-	amountVsAvg := slices.IndexFunc(prof.Features, func(f drift.FeatureProfile) bool { return f.Name == "amount_vs_avg" })
+	s := drifttest.NewSampler(prof, 7)
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	n := 0
 	windows := func(k int, shifted bool) {
-		s.shifted = map[int]bool{amountVsAvg: shifted}
-		ps := make([]drift.Prediction, k*window)
-		for i := range ps {
-			ps[i] = s.prediction(at)
-			at = at.Add(10 * time.Millisecond) // a window is 5s of prediction time
-		}
-		produce(t, cl, ps)
-		n += len(ps)
+		s.Shift("amount_vs_avg", shifted)
+		drifttest.Produce(t, cl, "quiver.predictions", s.Predictions(k*window, &at, 10*time.Millisecond)) // a window: 5s
+		n += k * window
 	}
 	processed := func() {
 		t.Helper()
