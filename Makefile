@@ -16,21 +16,32 @@ build: ## compile every package and build the binaries into bin/
 	$(GO) build $(PKGS)
 	$(GO) build -o bin/ ./cmd/... ./examples/fraud/generate
 
-# Programs the end-to-end tests run, from Debian's packages: kcat, a real
-# third-party Kafka client, redis-server, and curl (the demo script uses it).
-TEST_TOOLS := kcat:kcat redis-server:redis-server curl:curl
+# Debian packages the demo runs: curl; kcat, a real third-party Kafka client,
+# and numpy and XGBoost for the retraining loop's train.py.
+DEMO_PACKAGES := curl kcat python3-numpy python3-xgboost
+# The end-to-end tests run the demo, and redis-server.
+TEST_PACKAGES := $(DEMO_PACKAGES) redis-server
 # The S3-compatible server the offline store's tests run (posix backend),
 # built from source into bin/tools/, where internal/s3test finds it.
 VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test-deps
-test-deps: ## install the programs the end-to-end tests run, if missing
-	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+# apt-install installs the Debian packages of $(1) that are missing.
+define apt-install
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+.PHONY: demo-deps
+demo-deps: ## install the programs the demo runs, if missing
+	$(call apt-install,$(DEMO_PACKAGES))
+
+.PHONY: test-deps
+test-deps: ## install the programs the end-to-end tests run, if missing
+	$(call apt-install,$(TEST_PACKAGES))
 	@[ -x bin/tools/versitygw ] || { echo "installing $(VERSITYGW)"; GOBIN=$(CURDIR)/bin/tools $(GO) install $(VERSITYGW); }
 
 .PHONY: test
@@ -86,5 +97,5 @@ images: ## build the container images of ingest, serve and backfill into dist/im
 		--revision $$(git rev-parse HEAD) --created $$(git log -1 --format=%ct)
 
 .PHONY: demo
-demo: build ## run the fraud demo: broker, generator, ingest and serve; prints a curl
+demo: build demo-deps ## run the fraud demo: broker, generator, ingest, serve and the retraining loop; prints what to try
 	examples/fraud/demo.sh

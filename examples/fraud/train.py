@@ -8,13 +8,14 @@
 #
 #   /usr/bin/python3 examples/fraud/train.py DATASET.csv MODEL_DIR
 #
-# writes MODEL_DIR/model.json, MODEL_DIR/model.yaml and MODEL_DIR/profile.json.
+# writes MODEL_DIR/model.json, MODEL_DIR/model.yaml and MODEL_DIR/profile.json:
+# the training set's profile, with the distribution of the model's output
+# over it added, binned as backfill bins numbers (deciles).
 # Needs numpy and xgboost (Debian: python3-numpy python3-xgboost).
 import csv
 import json
 import math
 import os
-import shutil
 import sys
 
 import numpy as np
@@ -41,7 +42,12 @@ def main(dataset, out):
 
     os.makedirs(out, exist_ok=True)
     booster.save_model(os.path.join(out, "model.json"))
-    shutil.copyfile(dataset + ".profile.json", os.path.join(out, "profile.json"))
+    with open(dataset + ".profile.json") as f:
+        profile = json.load(f)
+    profile["output"] = number_profile("probability", booster.predict(xgb.DMatrix(x, missing=np.nan)))
+    with open(os.path.join(out, "profile.json"), "w") as f:
+        json.dump(profile, f, indent=2)
+        f.write("\n")
     with open(os.path.join(out, "model.yaml"), "w") as f:
         f.write(f"""# Trained by examples/fraud/train.py on {os.path.basename(dataset)}: {len(y)} labelled transactions.
 format: xgboost-json
@@ -55,7 +61,33 @@ batching:
   queue_capacity: 1024
 device: auto
 profile: profile.json
+# Drift detectors in ingest compare what this version sees with profile.json.
+# The demo runs for minutes, not the week a training set spans: features over
+# 1h to 7d windows are still filling up and would differ from training in any
+# case. It watches the one input that does not depend on how long the stream
+# has run, the transaction's amount against the user's average.
+drift:
+  window: 500
+  psi: 0.25
+  consecutive: 3
+  cooldown: 10m
+  features: [amount_vs_avg]
+  output: false
 """)
+
+
+def number_profile(name, values):
+    """The profile of a number column, as backfill's drift.NumberProfile:
+    distinct deciles as inner edges (a value on an edge opens its bin)."""
+    nums = np.sort(np.asarray(values, dtype=np.float64))
+    edges = []
+    for i in range(1, 10):
+        e = float(nums[i * len(nums) // 10])
+        if (not edges or e > edges[-1]) and e > nums[0]:
+            edges.append(e)
+    counts = np.bincount(np.searchsorted(edges, nums, side="right"), minlength=len(edges) + 1)
+    return {"name": name, "type": "float", "count": len(nums), "nulls": 0, "null_rate": 0,
+            "edges": edges, "counts": [int(c) for c in counts]}
 
 
 if __name__ == "__main__":

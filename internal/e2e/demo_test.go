@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -33,8 +35,10 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestDemo runs the README's demo script on free ports: it prints a curl
-// within about 15 seconds, the curl returns PRESENT values only, and
-// Ctrl-C (SIGINT) stops every process it started.
+// within about 15 seconds, the curl returns PRESENT values only; the drift
+// command it prints makes ingest publish a retraining event within about a
+// minute, the retraining loop makes a canary version that serve answers
+// with; and Ctrl-C (SIGINT) stops every process it started.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo runs four processes for several seconds")
@@ -98,8 +102,64 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("the predict curl returned %s (%v), want a probability", got, err)
 	}
 	pids := regexp.MustCompile(`\(pid (\d+)\)`).FindAllStringSubmatch(out.String(), -1)
-	if len(pids) != 4 {
-		t.Fatalf("want 4 processes in the output, found %d", len(pids))
+	if len(pids) != 5 {
+		t.Fatalf("want 5 processes in the output, found %d", len(pids))
+	}
+
+	// The drift switch, then the retraining event, read as the demo says.
+	printed := func(re string) string {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^\s+(` + re + `)(\s+#.*)?$`).FindStringSubmatch(out.String())
+		if m == nil {
+			t.Fatalf("no %q command in the output", re)
+		}
+		return m[1]
+	}
+	// Users need a history to drift from: the demo says to wait a little.
+	time.Sleep(time.Until(began.Add(30 * time.Second)))
+	if err := exec.Command("bash", "-c", printed(`kill -USR1 \d+`)).Run(); err != nil {
+		t.Fatal(err)
+	}
+	drifted := time.Now()
+	kcat := printed(`kcat -C .*`)
+	for {
+		got, _ := exec.Command("bash", "-c", kcat+" -q").Output()
+		if bytes.Contains(got, []byte(`"type":"quiver.retrain.requested"`)) {
+			break
+		}
+		if time.Since(drifted) > 90*time.Second {
+			t.Fatalf("no retraining event within 90s of the drift switch (%q printed %q)", kcat, got)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("retraining event %v after the drift switch", time.Since(drifted).Round(100*time.Millisecond))
+	models := printed(`curl -s \S+/v1/models`)
+	for {
+		got, _ := exec.Command("bash", "-c", models).Output()
+		if bytes.Contains(got, []byte(`"canary":{"version":2`)) {
+			break
+		}
+		if time.Since(drifted) > 3*time.Minute {
+			t.Fatalf("no canary version within 3 minutes of the drift switch: %s", got)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("canary version 2 %v after the drift switch", time.Since(drifted).Round(100*time.Millisecond))
+	// 10% of users, sticky, go to the canary: one of 100 users will.
+	canary := false
+	for u := 0; u < 100 && !canary; u++ {
+		body := strings.NewReader(fmt.Sprintf(`{"entities": {"user_id": ["u%06d"], "merchant_id": ["m00003"]}, "request_context": {"amount": 50}}`, u))
+		resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(httpPort)+"/v1/models/fraud/predict", "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Version int }
+		json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		canary = p.Version == 2
+	}
+	if !canary {
+		t.Error("no prediction of 100 users came from the canary")
 	}
 
 	cmd.Process.Signal(syscall.SIGINT)

@@ -100,6 +100,10 @@ func New(cfg Config) (*Generator, error) {
 	return g, nil
 }
 
+// DriftFrom makes the drifting users drift from event time t on (instead of
+// Config.DriftAt): the drift switch of a running generator.
+func (g *Generator) DriftFrom(t time.Time) { g.cfg.DriftAt = t.UTC() }
+
 // Config returns the generator's configuration, defaults filled in.
 func (g *Generator) Config() Config { return g.cfg }
 

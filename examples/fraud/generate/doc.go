@@ -13,6 +13,16 @@
 //     starting at --start (default now) and advancing --event-rate events per
 //     second: a way to make days of history in seconds for backfills.
 //
+// Drift: with --drift-at, a share of users change behaviour from that event
+// time on (package fraudgen, Drift); SIGUSR1 switches the drift on while it
+// runs, from the current event time.
+//
+// Scoring: with --predict URL, each event is also posted to that predict
+// endpoint of serve (entities user_id and merchant_id, request context
+// amount), as a payment service would ask for a fraud score; a few requests
+// run at a time and events that find them busy go unscored. The predictions
+// serve logs are what ingest's drift detectors watch.
+//
 // It stops after --count events or --duration of wall-clock time, whichever
 // comes first, or on SIGINT or SIGTERM; then it flushes what is buffered,
 // logs how many events the broker acknowledged, and exits. It does not create

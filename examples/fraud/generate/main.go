@@ -46,6 +46,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	outOfOrder := fs.Duration("out-of-order", 0, "how far an event's time may fall behind earlier events, with --rate 0")
 	toStdout := fs.Bool("stdout", false, "write JSON lines to stdout instead of producing to Kafka")
 	labels := fs.String("labels", "", "also write each event's label (is_fraud) to this CSV file: a spine for backfill dataset")
+	driftShare := fs.Float64("drift-share", fraudgen.DefaultDriftShare, "share of users who drift, between 0 and 1")
+	driftFactor := fs.Float64("drift-factor", fraudgen.DefaultDriftFactor, "drifting users' amounts are multiplied by this")
+	predict := fs.String("predict", "", "also post each event to this predict endpoint (http://HOST:PORT/v1/models/NAME/predict), as a payment service asking for a fraud score would")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = cli.Usage(fs, "generate produces the fraud demo's card transactions to Kafka, or to stdout.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
@@ -72,12 +75,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		bad("--duration %s: want 0 or more", *duration)
 	}
 	cfg := fraudgen.Config{
-		Users:      *users,
-		Merchants:  *merchants,
-		Seed:       *seed,
-		Rate:       *eventRate,
-		Start:      time.Now(),
-		OutOfOrder: *outOfOrder,
+		Users:       *users,
+		Merchants:   *merchants,
+		Seed:        *seed,
+		Rate:        *eventRate,
+		Start:       time.Now(),
+		OutOfOrder:  *outOfOrder,
+		DriftShare:  *driftShare,
+		DriftFactor: *driftFactor,
 	}
 	switch {
 	case *rate > 0 && *start != "":
@@ -123,6 +128,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
+	var scorer *predictSink
+	if *predict != "" {
+		scorer = newPredictSink(out, *predict)
+		out = scorer
+	}
 	cfg = gen.Config()
 	log.Info("generating",
 		"to", out.String(), "rate", *rate, "event_rate", cfg.Rate, "count", *count, "duration", *duration,
@@ -130,7 +140,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		"start", cfg.Start.Format(time.RFC3339Nano), "drift_at", formatDriftAt(cfg.DriftAt))
 
 	began := time.Now()
-	p := pacer{rate: *rate, count: *count, log: log}
+	// SIGUSR1 is the drift switch: drifting users drift from then on.
+	driftNow := make(chan os.Signal, 1)
+	signal.Notify(driftNow, syscall.SIGUSR1)
+	defer signal.Stop(driftNow)
+	p := pacer{rate: *rate, count: *count, log: log, drift: driftNow}
 	generated, genErr := p.run(ctx, gen, out)
 	delivered, closeErr := out.Close()
 	reason := "count"
@@ -142,8 +156,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case ctx.Err() != nil:
 		reason = "duration"
 	}
-	log.Info("stopped", "reason", reason, "events", delivered, "generated", generated,
-		"elapsed", time.Since(began).Round(time.Millisecond))
+	attrs := []any{"reason", reason, "events", delivered, "generated", generated, "elapsed", time.Since(began).Round(time.Millisecond)}
+	if scorer != nil {
+		attrs = append(attrs, scorer.stats()...)
+	}
+	log.Info("stopped", attrs...)
 	return errors.Join(genErr, closeErr)
 }
 
@@ -174,6 +191,7 @@ type pacer struct {
 	rate  float64 // events per second of wall-clock time; 0: unpaced
 	count int64   // events to generate; 0: unbounded
 	log   *slog.Logger
+	drift <-chan os.Signal // turns the drift on
 }
 
 // run writes events from gen to out until the count is reached or ctx is
@@ -183,7 +201,18 @@ func (p pacer) run(ctx context.Context, gen *fraudgen.Generator, out sink) (n in
 	defer timer.Stop()
 	began := time.Now()
 	lastLog := began
+	var last time.Time // event time of the last event
 	for ; (p.count == 0 || n < p.count) && ctx.Err() == nil; n++ {
+		select {
+		case <-p.drift:
+			from := last
+			if p.rate > 0 {
+				from = time.Now()
+			}
+			gen.DriftFrom(from)
+			p.log.Info("drift switched on", "from", from.Format(time.RFC3339Nano), "share", gen.Config().DriftShare, "factor", gen.Config().DriftFactor)
+		default:
+		}
 		ev := gen.Next()
 		if p.rate > 0 {
 			due := began.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
@@ -203,6 +232,7 @@ func (p pacer) run(ctx context.Context, gen *fraudgen.Generator, out sink) (n in
 		if err := out.Write(ctx, ev); err != nil {
 			return n, err
 		}
+		last = ev.Time
 		if now := time.Now(); now.Sub(lastLog) >= progressEvery {
 			lastLog = now
 			p.log.Info("progress", "generated", n+1, "event_time", ev.Time.Format(time.RFC3339))

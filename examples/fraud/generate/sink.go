@@ -224,6 +224,12 @@ func (s *labelSink) Write(ctx context.Context, ev fraudgen.Event) error {
 	return s.w.Write([]string{ev.UserID, ev.MerchantID, ev.Time.Format(time.RFC3339Nano), strconv.FormatFloat(ev.Amount, 'f', 2, 64), label})
 }
 
+// Flush also writes the labels out, for a reader following the file.
+func (s *labelSink) Flush() error {
+	s.w.Flush()
+	return errors.Join(s.w.Error(), s.sink.Flush())
+}
+
 func (s *labelSink) Close() (int64, error) {
 	n, err := s.sink.Close()
 	s.w.Flush()
