@@ -1,8 +1,9 @@
 package drift
 
 import (
-	"encoding/json"
+	"fmt"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -33,20 +34,25 @@ func Numbers(xs []float32) []Number {
 	return out
 }
 
+// MarshalJSON writes the number, or null for NaN (and infinities, which
+// JSON has neither).
 func (n Number) MarshalJSON() ([]byte, error) {
-	if n != n {
+	if f := float64(n); math.IsNaN(f) || math.IsInf(f, 0) {
 		return []byte("null"), nil
 	}
-	return json.Marshal(float32(n))
+	return strconv.AppendFloat(nil, float64(n), 'g', -1, 32), nil
 }
 
+// UnmarshalJSON reads a number, or null as NaN.
 func (n *Number) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		*n = Number(math.NaN())
 		return nil
 	}
-	var f float32
-	err := json.Unmarshal(b, &f)
+	f, err := strconv.ParseFloat(string(b), 32)
+	if err != nil {
+		return fmt.Errorf("model input %q: want a number or null", b)
+	}
 	*n = Number(f)
-	return err
+	return nil
 }

@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -110,5 +111,28 @@ func TestScoreProperties(t *testing.T) {
 		if s := PSI(a, b); math.Abs(s-MaxPSI) > 1e-12 {
 			t.Fatalf("PSI of point masses = %g, want MaxPSI %g", s, MaxPSI)
 		}
+	}
+}
+
+func TestNumberJSON(t *testing.T) {
+	in := []Number{1.5, Number(math.NaN()), -2e-7, 3e9, Number(math.Inf(1)), 0}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `[1.5,null,-2e-07,3e+09,null,0]`; string(b) != want {
+		t.Errorf("marshalled %s, want %s", b, want)
+	}
+	var out []Number
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range out {
+		if w := in[i]; !(x == w || x != x && (w != w || math.IsInf(float64(w), 0))) {
+			t.Errorf("%d: %v, want %v", i, x, w)
+		}
+	}
+	if err := json.Unmarshal([]byte(`["1"]`), &out); err == nil {
+		t.Error("a string as a number: no error")
 	}
 }

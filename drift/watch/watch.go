@@ -13,7 +13,6 @@ package watch
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -216,7 +216,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 	m.next[r.Partition] = r.Offset + 1
 	var p drift.Prediction
-	if err := json.Unmarshal(r.Value, &p); err != nil || p.Model == "" || len(p.Output) == 0 || p.Time.IsZero() {
+	if err := gojson.Unmarshal(r.Value, &p); err != nil || p.Model == "" || len(p.Output) == 0 || p.Time.IsZero() {
 		m.m.skipped.WithLabelValues("invalid").Inc()
 		return nil
 	}
