@@ -86,7 +86,7 @@ func dataset(args []string) error {
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
 	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once; more data is split into buckets spilled to --temp-dir")
 	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
-	shard := fs.String("shard", "", "build only slice i of n of the spine's rows (i/n, from 0), for jobs that fan out; backfill merge joins the slices")
+	shard := fs.String("shard", "", "build only shard i of n (i/n, from 0): the spine rows whose entity hashes to it, so each job computes the state of its entities only; backfill merge joins the shards")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -128,7 +128,7 @@ func merge(args []string) error {
 	fs := flag.NewFlagSet("backfill merge", flag.ContinueOnError)
 	out := fs.String("out", "", "the dataset to write, .parquet (required)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	fs.Usage = cli.Usage(fs, "backfill merge joins the shards of a dataset (backfill dataset --shard i/n), given in shard order.")
+	fs.Usage = cli.Usage(fs, "backfill merge joins the shards of a dataset (backfill dataset --shard i/n), given in any order, into the spine's order.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}

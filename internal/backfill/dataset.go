@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
@@ -49,9 +50,9 @@ type DatasetConfig struct {
 	// split into buckets by hash, spilled to TempDir, and processed one
 	// bucket at a time. Default 1 GiB.
 	MemoryLimit int64
-	// Shard, when Shard.Count > 1, builds only the Index-th of Count equal
-	// slices of the spine's rows (0-based), for jobs that fan out; Merge
-	// joins their outputs.
+	// Shard, when Shard.Count > 1, builds only the spine rows whose entity
+	// (the first entity's join keys) hashes to the Index-th of Count shards
+	// (0-based), for jobs that fan out; Merge joins their outputs.
 	Shard    Shard
 	TempDir  string       // default os.TempDir()
 	Logger   *slog.Logger // nil discards
@@ -60,6 +61,36 @@ type DatasetConfig struct {
 
 // Shard is one slice of a spine: Index of Count, from 0.
 type Shard struct{ Index, Count int }
+
+// SpineRowColumn is the column a shard's dataset has beyond the spine's and
+// the features: each row's index in the spine, by which Merge restores the
+// spine's order (and which it drops).
+const SpineRowColumn = "_spine_row"
+
+// shard keeps the rows of sp whose entity, by the join keys in keyCols,
+// hashes to sh.Index of sh.Count, and numbers them (SpineRowColumn): a
+// shard builds the state of its entities only, so shards split the work of
+// the engine, not just the spine.
+func shard(sp *spine, keyCols []int, sh Shard) {
+	sp.cols = append(sp.cols, offline.Column{Name: SpineRowColumn, Type: features.TypeInt})
+	sp.spineRows = len(sp.rows)
+	var key []byte
+	vals := make([]features.Value, len(keyCols))
+	kept := 0
+	for i, r := range sp.rows {
+		for j, c := range keyCols {
+			vals[j] = r[c]
+		}
+		key, _ = online.AppendEntityKey(key[:0], vals...)
+		if xxhash.Sum64(key)%uint64(sh.Count) != uint64(sh.Index) {
+			continue
+		}
+		sp.rows[kept] = append(slices.Clip(r), features.Int(int64(i))) // a copy: rows may share an array
+		sp.times[kept] = sp.times[i]
+		kept++
+	}
+	sp.rows, sp.times = sp.rows[:kept], sp.times[:kept]
+}
 
 // Progress hears how far a dataset has come.
 type Progress interface {
@@ -246,10 +277,6 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	if n := cfg.Shard.Count; n > 1 {
-		lo, hi := len(sp.rows)*cfg.Shard.Index/n, len(sp.rows)*(cfg.Shard.Index+1)/n
-		sp.rows, sp.times = sp.rows[lo:hi], sp.times[lo:hi]
-	}
 	for _, o := range p.outputs {
 		if index(sp.cols, o.name) >= 0 {
 			return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("column %q is also the name of a requested feature", o.name)}
@@ -259,6 +286,9 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		for _, k := range ej.entity.JoinKeys {
 			ej.keyCols = append(ej.keyCols, index(sp.cols, k))
 		}
+	}
+	if cfg.Shard.Count > 1 {
+		shard(sp, p.entities[0].keyCols, cfg.Shard)
 	}
 	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", len(sp.rows))
 

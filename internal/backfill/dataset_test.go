@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -316,7 +317,28 @@ func TestShards(t *testing.T) {
 		parts = append(parts, filepath.Join(dir, fmt.Sprintf("part-%d.parquet", i)))
 		build(parts[i], backfill.Shard{Index: i, Count: 3})
 	}
+	// A shard holds whole entities: no user is in two shards.
+	owner := map[string]int{}
+	for i, part := range parts {
+		cols, got, _, err := offline.ReadFile(part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(cols, func(c offline.Column) bool { return c.Name == backfill.SpineRowColumn }) {
+			t.Fatalf("shard %d has no %s column", i, backfill.SpineRowColumn)
+		}
+		for _, r := range got {
+			if o, ok := owner[r[0].Str()]; ok && o != i {
+				t.Fatalf("user %s in shards %d and %d", r[0].Str(), o, i)
+			}
+			owner[r[0].Str()] = i
+		}
+	}
+	if _, err := backfill.Merge(filepath.Join(dir, "partial.parquet"), parts[:2]); err == nil {
+		t.Error("merging two shards of three: no error")
+	}
 	merged := filepath.Join(dir, "merged.parquet")
+	slices.Reverse(parts) // any order
 	if n, err := backfill.Merge(merged, parts); err != nil || n != len(rows) {
 		t.Fatalf("merge: %d rows, %v", n, err)
 	}

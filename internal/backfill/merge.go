@@ -2,11 +2,13 @@ package backfill
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/quiver-ml/quiver/drift"
@@ -15,8 +17,8 @@ import (
 )
 
 // Merge joins datasets built as shards of one spine (DatasetConfig.Shard),
-// given in shard order, into out and its profile. It returns the rows
-// written.
+// in any order, into out and its profile: the spine's rows in the spine's
+// order, without the shards' SpineRowColumn. It returns the rows written.
 func Merge(out string, inputs []string) (int, error) {
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no inputs")
@@ -39,6 +41,21 @@ func Merge(out string, inputs []string) (int, error) {
 		}
 		rows = append(rows, r...)
 	}
+	at := index(cols, SpineRowColumn)
+	if at < 0 {
+		return 0, fmt.Errorf("merge: %s is not a shard (no %s column)", inputs[0], SpineRowColumn)
+	}
+	slices.SortFunc(rows, func(a, b []features.Value) int { return cmp.Compare(a[at].Int(), b[at].Int()) })
+	if want := meta[MetaSpineRows]; want != strconv.Itoa(len(rows)) {
+		return 0, fmt.Errorf("merge: %d rows, the spine has %s: give every shard once", len(rows), want)
+	}
+	for i := range rows {
+		if rows[i][at].Int() != int64(i) {
+			return 0, fmt.Errorf("merge: spine row %d is missing or repeated: give every shard once", i)
+		}
+		rows[i] = slices.Delete(rows[i], at, at+1)
+	}
+	cols = slices.Delete(slices.Clone(cols), at, at+1)
 	var idx []int
 	for name := range strings.SplitSeq(meta[MetaFeatures], ",") {
 		if i := index(cols, name); i >= 0 {

@@ -75,6 +75,8 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 const (
 	MetaSpine    = "quiver.spine"    // the spine's file name
 	MetaFeatures = "quiver.features" // the feature columns, comma-separated
+	// MetaSpineRows is the whole spine's row count, in a shard's dataset.
+	MetaSpineRows = "quiver.spine_rows"
 )
 
 // writeDataset writes the spine's columns, then the features, in the
@@ -102,7 +104,11 @@ func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (e
 	if strings.EqualFold(filepath.Ext(path), ".csv") {
 		err = writeCSV(bw, cols, sp, values)
 	} else {
-		err = writeParquet(bw, cols, sp, values, map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")})
+		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
+		if sp.spineRows > 0 {
+			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
+		}
+		err = writeParquet(bw, cols, sp, values, meta)
 	}
 	if err != nil {
 		return fmt.Errorf("write dataset: %w", err)

@@ -23,6 +23,8 @@ type spine struct {
 	cols  []offline.Column
 	rows  [][]features.Value
 	times []int64 // per row, epoch ms: the timestamp column's values
+	// spineRows is the whole spine's row count when rows are one shard's.
+	spineRows int
 }
 
 // SpineError is a problem with the spine file, naming the file and, where
