@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,7 +36,7 @@ func run(args []string) error {
 	instance := fs.String("instance-id", "", "static group membership: a name stable across restarts (a pod name), so a restarted instance takes its partitions back at once")
 	session := fs.Duration("session-timeout", 10*time.Second, "how long an instance that stopped answering keeps its partitions")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stopping instance keeps trying to make its last batch durable before it exits without (the next run replays it)")
-	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint")
+	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint, /metrics, and of /healthz and /readyz (ready once caught up and consuming)")
 	maxBatch := fs.Int("max-batch", 50_000, "records processed, and made durable, per batch; a crash replays at most one batch")
 	modelsDir := fs.String("models", "", "model repository (as serve's): with it, drift detectors watch <topic-prefix>.predictions against each version's reference profile and send retraining events to <topic-prefix>.retrain")
 	driftGroup := fs.String("drift-group-id", "quiver-drift", "Kafka consumer group of the drift detectors, with --models")
@@ -64,6 +65,33 @@ func run(args []string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Metrics and health answer from the start: catching up new view
+	// versions in ingest.New can take long, and a supervisor should see a
+	// live process that is not ready yet.
+	var ready atomic.Bool
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "starting: catching up", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	srv := &http.Server{Addr: *metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", "err", err)
+			stop()
+		}
+	}()
+	defer func() {
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+
 	in, err := ingest.New(ctx, ingest.Config{
 		Definitions:     defs,
 		Brokers:         common.BrokerList(),
@@ -83,19 +111,6 @@ func run(args []string) error {
 		return err
 	}
 	defer in.Close()
-
-	srv := &http.Server{Addr: *metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-			stop()
-		}
-	}()
-	defer func() {
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdown)
-	}()
 
 	var monitor *watch.Monitor
 	if *modelsDir != "" {
@@ -123,6 +138,7 @@ func run(args []string) error {
 	// stops both.
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return in.Run(ctx) })
+	ready.Store(true)
 	if monitor != nil {
 		g.Go(func() error { return monitor.Run(ctx) })
 	}

@@ -170,6 +170,16 @@ func TestKcatToIngest(t *testing.T) {
 	if dlq := metric(t, port, "quiver_ingest_dlq_records_total"); dlq != 4 {
 		t.Errorf("quiver_ingest_dlq_records_total = %v, want 4", dlq)
 	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s, want 200 from a consuming ingest", path, resp.Status)
+		}
+	}
 	if err := in.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("ingest exited with %v after SIGTERM, want status 0", err)
 	}
