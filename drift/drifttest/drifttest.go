@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/drift"
+	"github.com/quiver-ml/quiver/features"
 )
 
 // Root is the repository's root directory.
@@ -30,8 +31,13 @@ func Root() string {
 // Repository writes a model repository with version 1 of model fraud: the
 // fraud demo's feature service and profile, with an output distribution
 // added, watched as driftYAML (model.yaml's drift section, indented) says.
-func Repository(t testing.TB, driftYAML string) (string, *drift.Profile) {
+// It returns the repository, the demo's definitions and the profile.
+func Repository(t testing.TB, driftYAML string) (string, *features.Definitions, *drift.Profile) {
 	t.Helper()
+	defs, err := features.Load(filepath.Join(Root(), "examples/fraud/definitions.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	prof, err := drift.LoadProfile(filepath.Join(Root(), "examples/fraud/models/fraud/1/profile.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +62,7 @@ func Repository(t testing.TB, driftYAML string) (string, *drift.Profile) {
 			t.Fatal(err)
 		}
 	}
-	return dir, prof
+	return dir, defs, prof
 }
 
 // Sampler draws predictions of fraud version 1 from a profile: a bin by its

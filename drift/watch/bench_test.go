@@ -3,7 +3,6 @@ package watch
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/drift/drifttest"
-	"github.com/quiver-ml/quiver/features"
 )
 
 // BenchmarkMonitor: predictions per second through the whole drift path
@@ -28,11 +26,7 @@ func BenchmarkMonitor(b *testing.B) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	dir, prof := drifttest.Repository(b, watchYAML)
-	defs, err := features.Load(filepath.Join(drifttest.Root(), "examples/fraud/definitions.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	dir, defs, prof := drifttest.Repository(b, watchYAML)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)

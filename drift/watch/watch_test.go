@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +23,6 @@ import (
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/drift/drifttest"
-	"github.com/quiver-ml/quiver/features"
 )
 
 const window = 500
@@ -48,11 +46,7 @@ func TestDriftEvents(t *testing.T) {
 	}
 	defer c.Close()
 	brokers := c.ListenAddrs()
-	dir, prof := drifttest.Repository(t, watchYAML)
-	defs, err := features.Load(filepath.Join(drifttest.Root(), "examples/fraud/definitions.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, defs, prof := drifttest.Repository(t, watchYAML)
 
 	var hookMu sync.Mutex
 	var hooked [][]byte

@@ -24,7 +24,7 @@ import (
 // event is out. The event is sent exactly once, and kcat reads it.
 func TestDriftRestart(t *testing.T) {
 	brokers := startBroker(t)
-	models, prof := drifttest.Repository(t, "  window: 200\n  min_samples: 150\n  consecutive: 3\n  cooldown: 1h\n")
+	models, _, prof := drifttest.Repository(t, "  window: 200\n  min_samples: 150\n  consecutive: 3\n  cooldown: 1h\n")
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
