@@ -19,11 +19,13 @@ import (
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	"helm.sh/helm/v3/pkg/releaseutil"
+	"helm.sh/helm/v3/pkg/strvals"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -40,13 +42,17 @@ const (
 	fullname  = "prod-quiver"
 )
 
-// The values files rendered besides the chart's defaults: each a way to run
-// Quiver that docs/deploy.md describes.
-var valuesFiles = []string{
-	"", // the defaults
-	"ci/redis-values.yaml",
-	"ci/pebble-3-replicas-values.yaml",
-	"ci/s3-values.yaml",
+// The values rendered: the chart's defaults and each values file of ci/ (a
+// way to run Quiver that docs/deploy.md describes), some with --set
+// overrides.
+var valuesCases = []struct{ file, set string }{
+	{"", ""}, // the defaults
+	{"ci/redis-values.yaml", ""},
+	{"ci/pebble-3-replicas-values.yaml", ""},
+	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.enabled=false"},
+	{"ci/pebble-3-replicas-values.yaml", "serve.predictionLog=false"},
+	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
+	{"ci/s3-values.yaml", ""},
 }
 
 func TestChart(t *testing.T) {
@@ -55,15 +61,23 @@ func TestChart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, file := range valuesFiles {
+	for _, c := range valuesCases {
 		name := "defaults"
-		if file != "" {
-			name = filepath.Base(file)
+		if c.file != "" {
+			name = filepath.Base(c.file)
+		}
+		if c.set != "" {
+			name += " " + c.set
 		}
 		t.Run(name, func(t *testing.T) {
 			vals := map[string]any{}
-			if file != "" {
-				if vals, err = chartutil.ReadValuesFile(filepath.Join(chartDir, file)); err != nil {
+			if c.file != "" {
+				if vals, err = chartutil.ReadValuesFile(filepath.Join(chartDir, c.file)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if c.set != "" {
+				if err := strvals.ParseInto(c.set, vals); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -71,6 +85,7 @@ func TestChart(t *testing.T) {
 			m := render(t, ch, vals)
 			m.checkPods(t, flags)
 			m.checkIngest(t)
+			m.checkDrift(t)
 			m.checkServe(t)
 			m.checkBackfill(t)
 			m.checkMonitoring(t)
@@ -375,6 +390,124 @@ func (m *manifests) checkIngest(t *testing.T) {
 	}
 }
 
+// checkDrift checks ingest's drift detectors: on when serve has models and
+// logs its predictions, unless ingest.drift turns them off; reading serve's
+// model repository, read-only, at the same path; in a consumer group of
+// their own; posting to the webhook with its key from a Secret file.
+func (m *manifests) checkDrift(t *testing.T) {
+	ingest, serve := m.deployments[fullname+"-ingest"], m.deployments[fullname+"-serve"]
+	if ingest == nil || serve == nil {
+		t.Fatal("no ingest or serve Deployment")
+	}
+	spec := ingest.Spec.Template.Spec
+	ic, sc := spec.Containers[0], serve.Spec.Template.Spec.Containers[0]
+	iargs, sargs := flagArgs(t, ic), flagArgs(t, sc)
+	_, models := sargs["models"]
+	want := models && m.value(t, "serve.predictionLog") == true && m.value(t, "ingest.drift.enabled") == true
+	dir, on := iargs["models"]
+	if on != want {
+		t.Fatalf("ingest --models set: %v, want %v (serve --models set: %v, serve.predictionLog %v, ingest.drift.enabled %v)",
+			on, want, models, m.value(t, "serve.predictionLog"), m.value(t, "ingest.drift.enabled"))
+	}
+	if !on {
+		for _, f := range []string{"drift-group-id", "retrain-webhook", "retrain-webhook-secret-file"} {
+			if _, ok := iargs[f]; ok {
+				t.Errorf("ingest --%s without --models", f)
+			}
+		}
+		if volume(spec, "models") != nil || volume(spec, "webhook") != nil || len(spec.InitContainers) > 0 || len(spec.Containers) > 1 {
+			t.Error("ingest without drift detection has the models, a webhook key or containers besides ingest")
+		}
+		return
+	}
+
+	// The repository serve reads, at the same path, read-only.
+	if dir != sargs["models"] {
+		t.Errorf("ingest --models=%s, serve --models=%s", dir, sargs["models"])
+	}
+	for _, p := range []struct {
+		name string
+		spec corev1.PodSpec
+		c    corev1.Container
+	}{{"ingest", spec, ic}, {"serve", serve.Spec.Template.Spec, sc}} {
+		vm := mountAt(p.c, dir)
+		if vm == nil || !vm.ReadOnly {
+			t.Errorf("%s: mount of the models at %s %+v, want a read-only one", p.name, dir, vm)
+		}
+	}
+	iv, sv := volume(spec, mountOf(ic, dir)), volume(serve.Spec.Template.Spec, mountOf(sc, dir))
+	if iv == nil || sv == nil || !equality.Semantic.DeepEqual(iv.VolumeSource, sv.VolumeSource) {
+		t.Fatalf("ingest's models volume %+v, serve's %+v: want the same", iv, sv)
+	}
+	// A volume the pod fills: the same copies from the object store as
+	// serve's, the first before ingest starts.
+	if iv.EmptyDir != nil {
+		url := m.value(t, "serve.models.objectStore.url")
+		iw, sw := modelWriters(spec, iv.Name), modelWriters(serve.Spec.Template.Spec, sv.Name)
+		if !slices.Equal(iw, sw) || len(iw) == 0 || !strings.HasPrefix(iw[0], "init ") || !strings.Contains(iw[0], "MODELS_URL="+url.(string)+" ") {
+			t.Errorf("ingest's models are written by %q, serve's by %q: want the same, first an init container copying %v", iw, sw, url)
+		}
+	}
+
+	// A consumer group of their own.
+	if g := iargs["drift-group-id"]; g != m.value(t, "ingest.drift.groupId") || g == iargs["group-id"] {
+		t.Errorf("ingest --drift-group-id=%q, want ingest.drift.groupId %v, apart from --group-id", g, m.value(t, "ingest.drift.groupId"))
+	}
+
+	// The webhook, and its signing key as a file from the Secret.
+	url, secret := m.value(t, "ingest.drift.webhook.url"), m.value(t, "ingest.drift.webhook.existingSecret")
+	if got, ok := iargs["retrain-webhook"]; ok != (url != "") || got != url && ok {
+		t.Errorf("ingest --retrain-webhook=%q (set: %v), values say %q", got, ok, url)
+	}
+	file, ok := iargs["retrain-webhook-secret-file"]
+	if ok != (secret != "") {
+		t.Fatalf("ingest --retrain-webhook-secret-file=%q (set: %v), ingest.drift.webhook.existingSecret %q", file, ok, secret)
+	}
+	if ok {
+		vm := mountAt(ic, filepath.Dir(file))
+		vol := volume(spec, mountOf(ic, filepath.Dir(file)))
+		if vm == nil || !vm.ReadOnly || vol == nil || vol.Secret == nil || vol.Secret.SecretName != secret ||
+			!slices.Contains(vol.Secret.Items, corev1.KeyToPath{Key: m.value(t, "ingest.drift.webhook.secretKey").(string), Path: filepath.Base(file)}) {
+			t.Errorf("--retrain-webhook-secret-file=%s: mount %+v of %+v, want the key %v of Secret %v, read-only",
+				file, vm, vol, m.value(t, "ingest.drift.webhook.secretKey"), secret)
+		}
+	}
+}
+
+// modelWriters describes the containers of a pod that write its models
+// volume: "init " for an init container, its name, arguments and
+// MODELS_URL.
+func modelWriters(spec corev1.PodSpec, name string) []string {
+	var ws []string
+	for i, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.Name == name && !vm.ReadOnly }) {
+			continue
+		}
+		w := c.Name + " " + strings.Join(c.Args, " ")
+		if i < len(spec.InitContainers) {
+			w = "init " + w
+		}
+		for _, e := range c.Env {
+			if e.Name == "MODELS_URL" {
+				w += " MODELS_URL=" + e.Value + " "
+			}
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// value returns the rendered value at a dotted path, such as
+// "ingest.drift.enabled".
+func (m *manifests) value(t *testing.T, path string) any {
+	t.Helper()
+	v, err := m.values.PathValue(path)
+	if err != nil {
+		t.Fatalf("values %s: %v", path, err)
+	}
+	return v
+}
+
 // checkServe checks serve's probes, Service, autoscaler and disruption budget.
 func (m *manifests) checkServe(t *testing.T) {
 	name := fullname + "-serve"
@@ -479,15 +612,36 @@ func (m *manifests) checkMonitoring(t *testing.T) {
 		}
 	}
 	metricName := regexp.MustCompile(`quiver_[a-z_]+`)
+	job := regexp.MustCompile(`job="([^"]*)"`)
+	var alerts []string
 	for _, r := range m.rules {
 		for _, g := range r.Spec.Groups {
 			for _, rule := range g.Rules {
+				alerts = append(alerts, rule.Alert)
 				for _, name := range metricName.FindAllString(rule.Expr.String(), -1) {
 					if !exportedMetric(t, name) {
 						t.Errorf("alert %s: no metric %s in the code", rule.Alert, name)
 					}
 				}
+				// The job of a ServiceMonitor's targets is the Service's name.
+				for _, j := range job.FindAllStringSubmatch(rule.Expr.String(), -1) {
+					if m.services[j[1]] == nil {
+						t.Errorf("alert %s: job %q is no Service of the release", rule.Alert, j[1])
+					}
+				}
 			}
+		}
+	}
+	if len(m.rules) == 0 {
+		return
+	}
+	// The drift alerts, where ingest runs the detectors and posts to a webhook.
+	args := flagArgs(t, m.deployments[fullname+"-ingest"].Spec.Template.Spec.Containers[0])
+	_, drift := args["models"]
+	_, webhook := args["retrain-webhook"]
+	for alert, want := range map[string]bool{"QuiverDriftRetrainRequested": drift, "QuiverDriftWebhookFailing": webhook} {
+		if slices.Contains(alerts, alert) != want {
+			t.Errorf("alert %s rendered: %v, want %v", alert, !want, want)
 		}
 	}
 }
@@ -590,6 +744,16 @@ func containerPort(t *testing.T, c corev1.Container, name string) int32 {
 	}
 	t.Fatalf("container %s has no port %s", c.Name, name)
 	return 0
+}
+
+// mountAt returns the mount at path in c, or nil.
+func mountAt(c corev1.Container, path string) *corev1.VolumeMount {
+	for i := range c.VolumeMounts {
+		if c.VolumeMounts[i].MountPath == path {
+			return &c.VolumeMounts[i]
+		}
+	}
+	return nil
 }
 
 // mountOf returns the name of the volume mounted at path in c.

@@ -166,7 +166,34 @@ topologySpreadConstraints:
 checksum/definitions: {{ .Values.definitions | toJson | sha256sum }}
 {{- end -}}
 
-{{/* The container copying serve's models from the object store; call with
+{{/* "true" when a model repository is configured (serve.models), for serve
+and ingest's drift detectors; empty otherwise. */}}
+{{- define "quiver.models" -}}
+{{- $m := .Values.serve.models -}}
+{{- if and $m.volume $m.objectStore.url -}}
+{{- fail "serve.models: set volume or objectStore.url, not both" -}}
+{{- end -}}
+{{- if or $m.volume $m.objectStore.url }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when ingest runs the drift detectors: models configured, serve
+logging predictions, and ingest.drift.enabled; empty otherwise. */}}
+{{- define "quiver.drift" -}}
+{{- if and (include "quiver.models" .) .Values.serve.predictionLog .Values.ingest.drift.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The models volume of a pod: serve.models.volume, or an emptyDir the
+sync containers fill from the object store. */}}
+{{- define "quiver.modelsVolume" -}}
+- name: models
+{{- with .Values.serve.models.volume }}
+  {{- toYaml . | nindent 2 }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{/* The container copying the models from the object store; call with
 (dict "ctx" $ "once" bool): once, or every interval. */}}
 {{- define "quiver.modelsSync" -}}
 {{- $m := .ctx.Values.serve.models.objectStore -}}
