@@ -39,6 +39,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_webhook_deliveries_total",
 			Help: "Webhook deliveries of retraining events, by result: ok, failed (after retries) or dropped (queue full)."}, []string{"result"}),
 	}
+	for _, r := range []string{"ok", "failed", "dropped"} {
+		m.webhook.WithLabelValues(r)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.score, m.windows, m.breaches, m.predictions, m.events, m.suppressed, m.skipped, m.webhook} {
 			if err := reg.Register(c); err != nil {
@@ -47,6 +50,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// watching starts a watched version's counters at zero, so that alerts on
+// their increase see the first one.
+func (m *metrics) watching(v version) {
+	ver := strconv.Itoa(v.version)
+	m.windows.WithLabelValues(v.model, ver)
+	m.breaches.WithLabelValues(v.model, ver)
+	m.events.WithLabelValues(v.model)
+	m.suppressed.WithLabelValues(v.model)
 }
 
 // observe records an evaluated window.

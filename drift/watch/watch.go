@@ -265,8 +265,10 @@ func (m *Monitor) watch(v version, partition int32) *watched {
 		w.retryAt = time.Now().Add(time.Minute)
 		m.log.Error("drift: cannot watch a version", "model", v.model, "version", v.version, "err", err)
 	case det == nil:
+		w.retryAt = time.Now().Add(time.Minute) // its model.yaml may gain a profile
 		m.log.Info("drift: a version without a profile, or with drift disabled; not watched", "model", v.model, "version", v.version)
 	default:
+		m.m.watching(v)
 		cfg := det.Config()
 		m.log.Info("drift: watching a version", "model", v.model, "version", v.version, "columns", det.Columns(),
 			"window", cfg.Window.String(), "slide", cfg.Slide.String(), "psi", cfg.PSI, "js", cfg.JS, "consecutive", cfg.Consecutive, "cooldown", cfg.Cooldown)
