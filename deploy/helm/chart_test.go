@@ -379,11 +379,10 @@ func (m *manifests) checkIngest(t *testing.T) {
 	if args["metrics-addr"] != fmt.Sprintf(":%d", port) {
 		t.Errorf("ingest --metrics-addr=%s, container port %d", args["metrics-addr"], port)
 	}
-	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Port.String() != "metrics" {
-		t.Errorf("ingest liveness probe %+v, want HTTP on the metrics port", p)
-	}
-	if p := c.StartupProbe; p == nil || p.TCPSocket == nil || p.FailureThreshold < 60 {
-		t.Errorf("ingest startup probe %+v, want one that waits for catch-up", p)
+	for probe, path := range map[*corev1.Probe]string{c.ReadinessProbe: "/readyz", c.LivenessProbe: "/healthz"} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("ingest probe %+v, want GET %s on the metrics port", probe, path)
+		}
 	}
 	if s := m.services[fullname+"-ingest"]; s == nil || !selects(s.Spec.Selector, d) {
 		t.Error("no metrics Service selects the ingest pods")
