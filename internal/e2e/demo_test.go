@@ -145,6 +145,27 @@ func TestDemo(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	t.Logf("canary version 2 %v after the drift switch", time.Since(drifted).Round(100*time.Millisecond))
+	// One event, for the breach's third window, however long the drift
+	// goes on (the cooldown).
+	got, err = exec.Command("bash", "-c", kcat+" -q").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(events) != 1 {
+		t.Fatalf("%d retraining events, want 1:\n%s", len(events), got)
+	}
+	var ev struct {
+		Data struct {
+			Model   string
+			Window  struct{ Consecutive int }
+			Drifted []struct{ Feature string } `json:"drifted_features"`
+		}
+	}
+	if err := json.Unmarshal([]byte(events[0]), &ev); err != nil || ev.Data.Model != "fraud" || ev.Data.Window.Consecutive != 3 ||
+		len(ev.Data.Drifted) != 1 || ev.Data.Drifted[0].Feature != "amount_vs_avg" {
+		t.Errorf("event %s (%v), want fraud's amount_vs_avg after 3 windows", events[0], err)
+	}
 	// 10% of users, sticky, go to the canary: one of 100 users will.
 	canary := false
 	for u := 0; u < 100 && !canary; u++ {
