@@ -3,6 +3,8 @@ package drift
 import (
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -280,5 +282,26 @@ func TestNewDetectorErrors(t *testing.T) {
 	d := mustDetector(t, Config{})
 	if _, err := d.Add(t0, []float32{1}, 0, 0); err == nil {
 		t.Error("a prediction with too few inputs: no error")
+	}
+}
+
+// Profiles are outside bytes: one whose bins do not add up is refused when
+// loaded, never a panic later.
+func TestLoadProfileRejects(t *testing.T) {
+	for name, fp := range map[string]string{
+		"counts beyond edges":  `{"name": "x", "count": 0, "edges": [1], "counts": [1, 2, 3, 4]}`,
+		"counts short":         `{"name": "x", "count": 3, "edges": [1, 2], "counts": [3]}`,
+		"sum differs":          `{"name": "x", "count": 5, "edges": [1], "counts": [1, 1]}`,
+		"edges not increasing": `{"name": "x", "count": 2, "edges": [2, 2], "counts": [1, 1, 0]}`,
+		"both kinds":           `{"name": "x", "count": 2, "edges": [1], "counts": [1, 1], "categories": [{"value": "a", "count": 2}]}`,
+		"negative":             `{"name": "x", "count": -1}`,
+	} {
+		path := filepath.Join(t.TempDir(), "profile.json")
+		if err := os.WriteFile(path, []byte(`{"rows": 1, "features": [`+fp+`]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadProfile(path); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
 	}
 }

@@ -17,7 +17,7 @@ type Prediction struct {
 	Version   int       `json:"version"`
 	Shadow    bool      `json:"shadow,omitempty"` // computed beside production, not returned
 	Inputs    []Number  `json:"inputs"`           // null for a missing feature
-	Output    []float32 `json:"output"`
+	Output    []Number  `json:"output"`
 	Time      time.Time `json:"time"`
 }
 

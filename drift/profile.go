@@ -161,20 +161,35 @@ func LoadProfile(path string) (*Profile, error) {
 }
 
 func (fp *FeatureProfile) check() error {
-	switch {
-	case fp.Count < 0 || fp.Nulls < 0 || fp.Other < 0:
-		return fmt.Errorf("negative count")
-	case len(fp.Edges) > 0 && len(fp.Categories) > 0:
-		return fmt.Errorf("both edges and categories")
-	case len(fp.Categories) == 0 && len(fp.Counts) != len(fp.Edges)+1 && fp.Count > 0:
-		return fmt.Errorf("%d counts for %d edges (want edges + 1)", len(fp.Counts), len(fp.Edges))
-	case !slices.IsSorted(fp.Edges):
-		return fmt.Errorf("edges not sorted")
-	}
+	counts := 0
 	for _, n := range fp.Counts {
 		if n < 0 {
 			return fmt.Errorf("negative count")
 		}
+		counts += n
+	}
+	for _, c := range fp.Categories {
+		if c.Count < 0 {
+			return fmt.Errorf("negative count")
+		}
+		counts += c.Count
+	}
+	for i, e := range fp.Edges {
+		if math.IsInf(e, 0) || math.IsNaN(e) || i > 0 && e <= fp.Edges[i-1] {
+			return fmt.Errorf("edges must be finite and increasing")
+		}
+	}
+	switch {
+	case fp.Count < 0 || fp.Nulls < 0 || fp.Other < 0:
+		return fmt.Errorf("negative count")
+	case len(fp.Categories) > 0 && (len(fp.Edges) > 0 || len(fp.Counts) > 0):
+		return fmt.Errorf("both categories and number bins")
+	case len(fp.Categories) == 0 && fp.Other > 0:
+		return fmt.Errorf("other values without categories")
+	case len(fp.Categories) == 0 && len(fp.Counts) != len(fp.Edges)+1 && !(fp.Count == 0 && len(fp.Counts) == 0):
+		return fmt.Errorf("%d counts for %d edges (want edges + 1)", len(fp.Counts), len(fp.Edges))
+	case counts+fp.Other != fp.Count:
+		return fmt.Errorf("bins count %d values, count says %d", counts+fp.Other, fp.Count)
 	}
 	return nil
 }

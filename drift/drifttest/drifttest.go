@@ -116,7 +116,7 @@ func (s *Sampler) Predictions(n int, at *time.Time, step time.Duration) []drift.
 			in[c] = s.value(c)
 		}
 		ps[i] = drift.Prediction{RequestID: ksuid.New().String(), Model: "fraud", Version: 1,
-			Inputs: drift.Numbers(in), Output: []float32{s.value(len(in))}, Time: *at}
+			Inputs: drift.Numbers(in), Output: []drift.Number{drift.Number(s.value(len(in)))}, Time: *at}
 		*at = at.Add(step)
 	}
 	return ps
@@ -131,7 +131,7 @@ func Produce(t testing.TB, cl *kgo.Client, topic string, ps []drift.Prediction) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		recs[i] = &kgo.Record{Topic: topic, Key: []byte(p.Model), Value: b}
+		recs[i] = &kgo.Record{Topic: topic, Key: []byte(p.Model), Value: b, Timestamp: p.Time} // as serve, producing as it predicts
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)

@@ -85,8 +85,19 @@ func (v version) String() string { return v.model + "@" + strconv.Itoa(v.version
 type watched struct {
 	det       *drift.Detector // nil: not watched
 	partition int32
-	retryAt   time.Time // when not watched for an error: when to load it again
+	retryAt   time.Time // when not watched: when to look at it again
+	seen      time.Time // its last prediction, wall clock
 }
+
+const (
+	// maxClockSkew bounds how far a prediction's time may be from its
+	// record's timestamp.
+	maxClockSkew = time.Minute
+	// idleVersion: a version without predictions this long is forgotten,
+	// its open window with it, so that it no longer holds back the
+	// partition's committed offset (a retired canary).
+	idleVersion = 10 * time.Minute
+)
 
 // New connects to the brokers and creates the prediction log and retrain
 // topics if they are missing.
@@ -160,7 +171,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 // one, for the process's supervisor to restart it, and the breach to be
 // found again.
 func (m *Monitor) Run(ctx context.Context) error {
-	defer m.client.Close()
+	defer m.client.CloseAllowingRebalance() // Close would wait on a blocked rebalance
 	if m.webhookQueue != nil {
 		go m.deliver(ctx)
 	}
@@ -192,11 +203,18 @@ func (m *Monitor) Run(ctx context.Context) error {
 			err = m.process(ctx, it.Next())
 		}
 		if err == nil && time.Since(lastCommit) >= m.cfg.CommitInterval {
-			err = m.commit(ctx)
+			// A failed commit (a rebalance under way) is tried again at the
+			// next interval; what it would have covered is replayed at worst.
+			if cerr := m.commit(ctx); cerr != nil {
+				m.log.Warn("drift: commit", "err", cerr)
+			}
 			lastCommit = time.Now()
 		}
 		m.mu.Unlock()
 		if err != nil {
+			if ctx.Err() != nil {
+				break // stopping in the middle of sending: the replay finds the breach again
+			}
 			return err
 		}
 		m.client.AllowRebalance()
@@ -205,10 +223,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m.mu.Lock()
-	err := m.commit(stop)
-	m.mu.Unlock()
-	m.client.AllowRebalance()
-	return err
+	defer m.mu.Unlock()
+	return m.commit(stop)
 }
 
 // process runs a prediction through its version's detector, and sends a
@@ -218,6 +234,13 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 	var p drift.Prediction
 	if err := gojson.Unmarshal(r.Value, &p); err != nil || p.Model == "" || len(p.Output) == 0 || p.Time.IsZero() {
 		m.m.skipped.WithLabelValues("invalid").Inc()
+		return nil
+	}
+	// Windows and cooldowns run on prediction time: one from a broken
+	// clock would stall time windows and silence the model's events, so it
+	// must agree with when the record was produced.
+	if d := p.Time.Sub(r.Timestamp); d > maxClockSkew || d < -maxClockSkew {
+		m.m.skipped.WithLabelValues("time").Inc()
 		return nil
 	}
 	v := version{p.Model, p.Version}
@@ -230,7 +253,8 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 	for _, x := range p.Inputs {
 		m.inputs = append(m.inputs, float32(x))
 	}
-	ev, err := w.det.Add(p.Time, m.inputs, p.Output[0], r.Offset)
+	w.seen = time.Now()
+	ev, err := w.det.Add(p.Time, m.inputs, float32(p.Output[0]), r.Offset)
 	if err != nil {
 		m.m.skipped.WithLabelValues("invalid").Inc()
 		return nil
@@ -330,8 +354,14 @@ func (m *Monitor) commit(ctx context.Context) error {
 	for p, next := range m.next {
 		at[p] = next
 	}
-	for _, w := range m.versions {
+	for v, w := range m.versions {
 		if w.det == nil {
+			continue
+		}
+		if time.Since(w.seen) > idleVersion {
+			delete(m.versions, v)
+			m.m.forget(v)
+			m.log.Info("drift: a version without predictions for a while; forgotten", "model", v.model, "version", v.version, "idle", idleVersion)
 			continue
 		}
 		if from := w.det.From(); from >= 0 && from < at[w.partition] {
@@ -363,6 +393,8 @@ func (m *Monitor) commit(ctx context.Context) error {
 func (m *Monitor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, loadSentTimeout)
+	defer cancel()
 	if err := m.loadSent(ctx); err != nil {
 		m.fatal = fmt.Errorf("read the last retraining events: %w", err)
 	}
@@ -397,8 +429,25 @@ func (m *Monitor) drop(parts []int32) {
 	}
 }
 
+// readSent notes a retraining event read back from the retrain topic.
+func (m *Monitor) readSent(r *kgo.Record) {
+	_, ev, err := drift.DecodeRetrain(r.Value)
+	if err != nil {
+		m.log.Warn("drift: a record of the retrain topic that is not a retraining event", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return
+	}
+	if ev.Window.End.After(m.sent[ev.Model]) {
+		m.sent[ev.Model] = ev.Window.End
+	}
+}
+
+// loadSentTimeout bounds reading the retrain topic back: past it the
+// monitor stops with an error rather than hold the group's rebalance.
+const loadSentTimeout = 30 * time.Second
+
 // loadSent reads the retrain topic for the window end of each model's last
-// event.
+// event: each partition up to the end listed first, or to its high-water
+// mark, whichever a fetch reaches (the last offsets may hold no record).
 func (m *Monitor) loadSent(ctx context.Context) error {
 	starts, err := m.admin.ListStartOffsets(ctx, m.retrain)
 	if err != nil {
@@ -436,17 +485,12 @@ func (m *Monitor) loadSent(ctx context.Context) error {
 		if err := fetches.Err(); err != nil {
 			return err
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if r.Offset >= left[r.Partition] {
-				delete(left, r.Partition)
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			for _, r := range p.Records {
+				m.readSent(r)
 			}
-			_, ev, err := drift.DecodeRetrain(r.Value)
-			if err != nil {
-				m.log.Warn("drift: a record of the retrain topic that is not a retraining event", "partition", r.Partition, "offset", r.Offset, "err", err)
-				return
-			}
-			if ev.Window.End.After(m.sent[ev.Model]) {
-				m.sent[ev.Model] = ev.Window.End
+			if n := len(p.Records); n > 0 && (p.Records[n-1].Offset >= left[p.Partition] || p.Records[n-1].Offset+1 >= p.HighWatermark) {
+				delete(left, p.Partition)
 			}
 		})
 	}

@@ -109,6 +109,18 @@ func TestDriftEvents(t *testing.T) {
 	}
 	events := func() float64 { return testutil.ToFloat64(m.m.events.WithLabelValues("fraud")) }
 
+	// A prediction whose time is far from its record's is not counted.
+	bad := s.Predictions(1, &at, 0)
+	bad[0].Time = bad[0].Time.Add(24 * time.Hour)
+	b, _ := json.Marshal(bad[0])
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "quiver.predictions", Key: []byte("fraud"), Value: b, Timestamp: at}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(m.m.skipped.WithLabelValues("time")) != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a prediction from a wrong clock was not skipped")
+		}
+	}
 	windows(200, false)
 	processed()
 	if got := testutil.ToFloat64(m.m.windows.WithLabelValues("fraud", "1")); got != 200 {

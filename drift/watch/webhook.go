@@ -19,8 +19,9 @@ import (
 const SignatureHeader = "X-Quiver-Signature"
 
 // Webhook delivers each retraining event, as structured CloudEvents JSON,
-// by an HTTP POST, retried with exponential backoff. Delivery is at least
-// once: receivers deduplicate by the event's id.
+// by an HTTP POST, retried with exponential backoff; receivers deduplicate
+// by the event's id. The retrain topic is the record of events: a delivery
+// still queued or retrying when ingest stops is not made.
 type Webhook struct {
 	URL    string
 	Secret []byte // signs each body when set
@@ -67,7 +68,10 @@ func (w *Webhook) post(ctx context.Context, body []byte) error {
 		backoff = time.Second
 	}
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		// A redirect would turn the POST into a GET without the event: a
+		// 3xx is an answer, and a failure.
+		client = &http.Client{Timeout: 10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	var err error
 	for i := range attempts {

@@ -24,7 +24,9 @@ window=${RETRAIN_WINDOW:-120} settle=${RETRAIN_SETTLE:-10} traffic=${CANARY_TRAF
 bin=${BIN:-bin} topic=${TOPIC_PREFIX:-quiver}.retrain
 defs=examples/fraud/definitions.yaml
 
-# retrain MODEL VERSION: trains the version after the newest of MODEL.
+# retrain MODEL DRIFTED: trains the version after the newest of MODEL. Each
+# step is checked (set -e does not hold in a function called with ||), and
+# none reads stdin, which carries the events.
 retrain() {
 	local model=$1 drifted=$2 work next production
 	work=$(mktemp -d "$data/retrain-XXXXXX")
@@ -44,25 +46,29 @@ with open(path, newline="") as f:
         if len(r) == 5 and lo <= datetime.fromisoformat(r[2].replace("Z", "+00:00")) < hi:
             out.writerow(r)
 PY
+	[ "$(wc -l <"$work/spine.csv")" -gt 1 ] || { echo "no labelled transactions in the window" >&2; return 1; }
 	"$bin/backfill" dataset --definitions "$defs" --data-dir "$data" --spine "$work/spine.csv" \
-		--timestamp-column ts --feature-service fraud_v1 --out "$work/train.csv"
-	/usr/bin/python3 examples/fraud/train.py "$work/train.csv" "$work/$next"
-	sed -i "1s|^.*$|# Trained by examples/fraud/retrain.sh after drift in ${drifted}.|" "$work/$next/model.yaml"
-	mv "$work/$next" "$models/$model/$next" # whole, at once: serve loads it on its next look
+		--timestamp-column ts --feature-service fraud_v1 --out "$work/train.csv" </dev/null || return 1
+	/usr/bin/python3 examples/fraud/train.py "$work/train.csv" "$work/$next" </dev/null || return 1
+	sed -i "1s|^.*$|# Trained by examples/fraud/retrain.sh after drift in ${drifted}.|" "$work/$next/model.yaml" || return 1
+	mv "$work/$next" "$models/$model/$next" || return 1 # whole, at once: serve loads it on its next look
 	production=$(awk '/^production:/ {print $2}' "$models/$model/aliases.yaml")
-	printf 'production: %s\ncanary: {version: %s, traffic: %s}\n' "$production" "$next" "$traffic" >"$work/aliases.yaml"
-	mv "$work/aliases.yaml" "$models/$model/aliases.yaml"
+	[ -n "$production" ] || { echo "no production version in $models/$model/aliases.yaml" >&2; return 1; }
+	printf 'production: %s\ncanary: {version: %s, traffic: %s}\n' "$production" "$next" "$traffic" >"$work/aliases.yaml" || return 1
+	mv "$work/aliases.yaml" "$models/$model/aliases.yaml" || return 1
 	rm -rf "$work"
 	echo "$model version $next is the canary for $traffic of the traffic; production stays $production"
 }
 
 echo "waiting for retraining events on $topic"
-# A consumer group: a restarted loop goes on where it stopped.
+# A consumer group: a restarted loop goes on where it stopped (kcat commits
+# as it reads, so an event being retrained on when the loop stops is not
+# retrained on again; drift that persists sends another after the cooldown).
 kcat -b "$brokers" -G quiver-retrain-loop -X auto.offset.reset=earliest -u -q -f '%s\n' "$topic" |
 	while read -r event; do
 		read -r model drifted < <(/usr/bin/python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])["data"]
 print(d["model"], ",".join(f["feature"] for f in d["drifted_features"]))' "$event")
-		retrain "$model" "$drifted" || echo "retraining $model failed; waiting for the next event" >&2
+		retrain "$model" "$drifted" </dev/null || echo "retraining $model failed; waiting for the next event" >&2
 	done

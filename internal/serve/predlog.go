@@ -57,7 +57,7 @@ func (l *PredictionLog) add(v *model.Version, reqID string, shadow bool, in, out
 	n, k := len(in)/rows, len(out)/rows
 	for r := range rows {
 		b, err := json.Marshal(drift.Prediction{RequestID: reqID, Row: r, Model: v.Model, Version: v.Version, Shadow: shadow,
-			Inputs: drift.Numbers(in[r*n : (r+1)*n]), Output: out[r*k : (r+1)*k], Time: now})
+			Inputs: drift.Numbers(in[r*n : (r+1)*n]), Output: drift.Numbers(out[r*k : (r+1)*k]), Time: now})
 		if err != nil {
 			l.log.Error("encode a prediction", "err", err)
 			continue
