@@ -7,7 +7,15 @@
 // detectors' open windows begin, so a restarted or new owner rebuilds them
 // from the log; the last event of each model, read back from the retrain
 // topic when partitions are assigned, starts the cooldown again, so a
-// breach replayed after a crash is not sent twice.
+// breach replayed after a crash is not sent twice. A restart does lose the
+// count of breaching windows before the open one: a breach in progress needs
+// its consecutive windows again.
+//
+// Predictions whose time is more than a minute from their record's
+// timestamp are skipped, and a version without predictions for ten minutes
+// is forgotten (a retired canary must not hold the committed offset back).
+// A version's model.yaml is read when it is first seen: edits to its drift
+// section take effect when ingest restarts.
 package watch
 
 import (
