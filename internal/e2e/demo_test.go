@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -46,27 +47,45 @@ func TestDemo(t *testing.T) {
 	httpPort := freePort(t)
 	cmd := exec.Command("examples/fraud/demo.sh")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "DEMO_BIN="+bin, "DEMO_HTTP_PORT="+strconv.Itoa(httpPort),
+	demoDir := t.TempDir()
+	cmd.Env = append(os.Environ(), "DEMO_BIN="+bin, "DEMO_DIR="+demoDir, "DEMO_HTTP_PORT="+strconv.Itoa(httpPort),
 		"DEMO_KAFKA_PORT="+strconv.Itoa(freePort(t)), "DEMO_METRICS_PORT="+strconv.Itoa(freePort(t)))
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{}) // closed when the demo script exits, with waitErr
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	defer func() {
-		cmd.Process.Kill()
+		// However the test ends, nothing the demo started outlives it:
+		// Ctrl-C first, which stops them in order; then each process's
+		// group (the demo runs each in a session of its own) is killed.
+		cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+		}
+		for _, m := range regexp.MustCompile(`\(pid (\d+)\)`).FindAllStringSubmatch(out.String(), -1) {
+			if pid, err := strconv.Atoi(m[1]); err == nil {
+				syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
 		if t.Failed() {
 			t.Logf("demo output:\n%s", out.String())
+			for _, name := range []string{"retrain", "ingest", "serve", "generate"} {
+				tail(t, filepath.Join(demoDir, name+".log"))
+			}
 		}
 	}()
 
 	began := time.Now()
 	for !strings.Contains(out.String(), "Ctrl-C stops everything") {
 		select {
-		case err := <-done:
-			t.Fatalf("the demo exited: %v", err)
+		case <-done:
+			t.Fatalf("the demo exited: %v", waitErr)
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Since(began) > 60*time.Second {
