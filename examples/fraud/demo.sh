@@ -90,7 +90,7 @@ run generate "$bin/generate" --brokers "$brokers" --rate 200 --users 100 --merch
 generate_pid=${pids[-1]}
 # The closed loop, when its tools are here (make demo-deps installs them).
 if command -v kcat >/dev/null && /usr/bin/python3 -c 'import numpy, xgboost' 2>/dev/null; then
-	run retrain examples/fraud/retrain.sh "$brokers" "$dir" "$models" "$dir/labels.csv"
+	run retrain env BIN="$bin" examples/fraud/retrain.sh "$brokers" "$dir" "$models" "$dir/labels.csv"
 	loop="examples/fraud/retrain.sh trains the next version on the latest transactions
 and makes it the canary (10% of the traffic); serve hot-reloads it:
 
