@@ -1,12 +1,11 @@
 package onnx_test
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/quiver-ml/quiver/model/modeltest"
 	"github.com/quiver-ml/quiver/model/onnx"
 )
 
@@ -27,45 +26,9 @@ var fixtures = []struct {
 // 1e-5, absolute, or relative for outputs beyond 1 in magnitude.
 const tolerance = 1e-5
 
-type expected struct {
-	Inputs  [][]float64 `json:"inputs"`
-	Outputs [][]float64 `json:"outputs"`
-}
-
 func loadFixture(tb testing.TB, name string) (*onnx.Model, []float32, []float32, int) {
 	tb.Helper()
-	f, err := os.Open(filepath.Join("testdata", name+".onnx"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	m, err := onnx.Load(f)
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
-	}
-	b, err := os.ReadFile(filepath.Join("testdata", name+".expected.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var e expected
-	if err := json.Unmarshal(b, &e); err != nil {
-		tb.Fatal(err)
-	}
-	rows := len(e.Inputs)
-	x := make([]float32, 0, rows*m.NumFeatures())
-	want := make([]float32, 0, rows*m.NumOutputs())
-	for i, row := range e.Inputs {
-		if len(row) != m.NumFeatures() || len(e.Outputs[i]) != m.NumOutputs() {
-			tb.Fatalf("%s: row %d has %d inputs and %d outputs", name, i, len(row), len(e.Outputs[i]))
-		}
-		for _, v := range row {
-			x = append(x, float32(v))
-		}
-		for _, v := range e.Outputs[i] {
-			want = append(want, float32(v))
-		}
-	}
-	return m, x, want, rows
+	return modeltest.Load(tb, filepath.Join("testdata", name+".onnx"), filepath.Join("testdata", name+".expected.json"), onnx.Load)
 }
 
 func TestFixtures(t *testing.T) {
@@ -78,27 +41,7 @@ func TestFixtures(t *testing.T) {
 			if m.InputName() != "x" || m.OutputName() != "y" {
 				t.Errorf("input %q, output %q; want x, y", m.InputName(), m.OutputName())
 			}
-			// The whole batch, then row by row: the same bits.
-			got := make([]float32, len(want))
-			m.Predict(x, rows, got)
-			nf, no := m.NumFeatures(), m.NumOutputs()
-			one := make([]float32, no)
-			maxErr := 0.0
-			for r := range rows {
-				m.Predict(x[r*nf:(r+1)*nf], 1, one)
-				for k := range one {
-					i := r*no + k
-					if math.Float32bits(one[k]) != math.Float32bits(got[i]) {
-						t.Errorf("row %d output %d: %v alone, %v in the batch", r, k, one[k], got[i])
-					}
-					d := math.Abs(float64(got[i]) - float64(want[i]))
-					d /= max(1, math.Abs(float64(want[i])))
-					maxErr = max(maxErr, d)
-					if !(d <= tolerance) {
-						t.Errorf("row %d output %d: got %v, reference %v", r, k, got[i], want[i])
-					}
-				}
-			}
+			maxErr := modeltest.Agree(t, m, x, want, rows, tolerance)
 			t.Logf("%d rows: max error %.3g", rows, maxErr)
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quiver-ml/quiver/model/modeltest"
 	"github.com/quiver-ml/quiver/model/xgboost"
 )
 
@@ -31,49 +32,9 @@ var fixtures = []struct {
 // absolute, or relative for predictions beyond 1 in magnitude.
 const tolerance = 1e-5
 
-type expected struct {
-	Inputs      [][]*float64 `json:"inputs"` // null for missing
-	Predictions [][]float64  `json:"predictions"`
-}
-
 func loadFixture(tb testing.TB, name string) (*xgboost.Model, []float32, []float32, int) {
 	tb.Helper()
-	f, err := os.Open(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer f.Close()
-	m, err := xgboost.Load(f)
-	if err != nil {
-		tb.Fatalf("%s: %v", name, err)
-	}
-	b, err := os.ReadFile(filepath.Join("testdata", name+".expected.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var e expected
-	if err := json.Unmarshal(b, &e); err != nil {
-		tb.Fatal(err)
-	}
-	rows := len(e.Inputs)
-	x := make([]float32, 0, rows*m.NumFeatures())
-	want := make([]float32, 0, rows*m.NumOutputs())
-	for i, row := range e.Inputs {
-		if len(row) != m.NumFeatures() || len(e.Predictions[i]) != m.NumOutputs() {
-			tb.Fatalf("%s: row %d has %d inputs and %d predictions", name, i, len(row), len(e.Predictions[i]))
-		}
-		for _, v := range row {
-			if v == nil {
-				x = append(x, float32(math.NaN()))
-			} else {
-				x = append(x, float32(*v))
-			}
-		}
-		for _, p := range e.Predictions[i] {
-			want = append(want, float32(p))
-		}
-	}
-	return m, x, want, rows
+	return modeltest.Load(tb, filepath.Join("testdata", name+".json"), filepath.Join("testdata", name+".expected.json"), xgboost.Load)
 }
 
 func TestFixtures(t *testing.T) {
@@ -84,26 +45,7 @@ func TestFixtures(t *testing.T) {
 				t.Fatalf("objective %s, %d features, %d outputs; want %s, %d, %d",
 					m.Objective(), m.NumFeatures(), m.NumOutputs(), fx.objective, fx.features, fx.outputs)
 			}
-			// The whole batch, then row by row: the same bits.
-			got := make([]float32, len(want))
-			m.Predict(x, rows, got)
-			one := make([]float32, m.NumOutputs())
-			maxErr := 0.0
-			for r := range rows {
-				m.Predict(x[r*m.NumFeatures():(r+1)*m.NumFeatures()], 1, one)
-				for k := range one {
-					i := r*m.NumOutputs() + k
-					if math.Float32bits(one[k]) != math.Float32bits(got[i]) {
-						t.Errorf("row %d output %d: %v alone, %v in the batch", r, k, one[k], got[i])
-					}
-					d := math.Abs(float64(got[i]) - float64(want[i]))
-					d /= max(1, math.Abs(float64(want[i])))
-					maxErr = max(maxErr, d)
-					if !(d <= tolerance) {
-						t.Errorf("row %d output %d: got %v, XGBoost %v", r, k, got[i], want[i])
-					}
-				}
-			}
+			maxErr := modeltest.Agree(t, m, x, want, rows, tolerance)
 			t.Logf("%d rows, %d trees: max error %.3g", rows, m.NumTrees(), maxErr)
 		})
 	}
