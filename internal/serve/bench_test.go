@@ -343,9 +343,6 @@ func openLoop(b *testing.B, addr string, reqs [][]byte, rate float64) []time.Dur
 		wg.Go(func() {
 			for i := range work {
 				due := start.Add(time.Duration(i) * interval)
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
 				if status, err := c.do(reqs[i%len(reqs)]); err != nil || status != http.StatusOK {
 					failed.Add(1)
 					return
@@ -354,10 +351,7 @@ func openLoop(b *testing.B, addr string, reqs [][]byte, rate float64) []time.Dur
 			}
 		})
 	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
+	pace(start, interval, n, work)
 	wg.Wait()
 	if f := failed.Load(); f > 0 {
 		b.Fatalf("%d requests failed", f)
