@@ -127,7 +127,7 @@ func BenchmarkServe(b *testing.B) {
 		load(b, e, one)
 	})
 
-	stores := map[string]online.Store{"pebble": benchPebble(b, recs), "redis": benchRedis(b, recs, true), "redis-uncached": benchRedis(b, recs, false)}
+	stores := map[string]online.Store{"pebble": benchPebble(b, online.TableOf(defs.View("user_txn", 1)), recs), "redis": benchRedis(b, recs, true), "redis-uncached": benchRedis(b, recs, false)}
 	// The stores' own ceilings: one record read, through the same Store
 	// the server uses, with no HTTP, decoding or evaluation.
 	for _, name := range []string{"pebble", "redis-uncached"} {
@@ -152,7 +152,8 @@ func BenchmarkServe(b *testing.B) {
 	}
 }
 
-func benchPebble(b *testing.B, recs []online.Record) online.Store {
+// benchPebble returns a Pebble replica of table, whose changelog holds recs.
+func benchPebble(b *testing.B, table online.Table, recs []online.Record) online.Store {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		b.Fatal(err)
@@ -164,7 +165,6 @@ func benchPebble(b *testing.B, recs []online.Record) online.Store {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	table := recs[0].Table
 	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 4, -1, nil, online.ChangelogTopic("quiver", table)); err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func benchPebble(b *testing.B, recs []online.Record) online.Store {
 	for _, r := range recs {
 		rs = append(rs, &kgo.Record{Topic: online.ChangelogTopic("quiver", table), Key: []byte(r.Key), Value: r.Value})
 	}
-	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); len(rs) > 0 && err != nil {
 		b.Fatal(err)
 	}
 	r, err := pebble.Open(pebble.Config{Brokers: brokers, Tables: []online.Table{table}, Dir: b.TempDir()})
@@ -211,25 +211,9 @@ func benchRedis(b *testing.B, recs []online.Record, cached bool) online.Store {
 
 // load serves h on a TCP port and measures it; see BenchmarkServe.
 func load(b *testing.B, h http.Handler, bodies [][]byte) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(ln)
-	defer srv.Close()
-	addr := ln.Addr().String()
-	reqs := make([][]byte, len(bodies))
-	for i, body := range bodies {
-		reqs[i] = fmt.Appendf(nil, "POST /get-online-features HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body)
-	}
-	// Check the answer once: a benchmark of errors measures nothing.
-	c := dial(b, addr)
-	if status, err := c.do(reqs[0]); err != nil || status != http.StatusOK {
-		b.Fatalf("status %d, %v", status, err)
-	}
-	c.Close()
-
+	addr := listen(b, h)
+	reqs := requests(addr, "/get-online-features", bodies)
+	check(b, addr, reqs[0])
 	b.ResetTimer()
 	_, idle := closedLoop(b, addr, reqs, 1, time.Second)
 	max, closed := closedLoop(b, addr, reqs, loadConns, loadFor)
@@ -243,6 +227,37 @@ func load(b *testing.B, h http.Handler, bodies [][]byte) {
 	b.ReportMetric(ms(half, 0.50), "half-load-p50-ms")
 	b.ReportMetric(ms(half, 0.99), "half-load-p99-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// listen serves h on a TCP port of localhost until the benchmark ends and
+// returns its address.
+func listen(b *testing.B, h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// requests returns the raw HTTP/1.1 requests that POST each body to path.
+func requests[T string | []byte](addr, path string, bodies []T) [][]byte {
+	reqs := make([][]byte, len(bodies))
+	for i, body := range bodies {
+		reqs[i] = fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", path, addr, len(body), body)
+	}
+	return reqs
+}
+
+// check sends req once: a benchmark of errors measures nothing.
+func check(b *testing.B, addr string, req []byte) {
+	c := dial(b, addr)
+	defer c.Close()
+	if status, err := c.do(req); err != nil || status != http.StatusOK {
+		b.Fatalf("status %d, %v", status, err)
+	}
 }
 
 // conn is a minimal HTTP/1.1 keep-alive client connection: the load

@@ -1,12 +1,12 @@
 package serve
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/goccy/go-json"
 	"github.com/labstack/echo/v4"
 	"github.com/segmentio/ksuid"
 

@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/quiver-ml/quiver/model/onnx"
+	"github.com/quiver-ml/quiver/model/onnx/onnxtest"
 )
 
 // benchModel is the 256→512→256→1 MLP of the benchmark (ReLU, then a
 // sigmoid), built in Go rather than committed: its weights are a megabyte.
 func benchModel(tb testing.TB) *onnx.Model {
-	m, err := onnx.Parse(marshal(tb, mlp(7, 256, 512, 256, 1)))
+	m, err := onnx.Parse(onnxtest.Marshal(tb, onnxtest.MLP(7, 256, 512, 256, 1)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -22,14 +23,14 @@ func benchModel(tb testing.TB) *onnx.Model {
 // TestMLP checks the benchmark's model against a plain evaluation of it in
 // float64.
 func TestMLP(t *testing.T) {
-	pb := mlp(7, 256, 512, 256, 1)
-	m, err := onnx.Parse(marshal(t, pb))
+	pb := onnxtest.MLP(7, 256, 512, 256, 1)
+	m, err := onnx.Parse(onnxtest.Marshal(t, pb))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	const rows = 100
-	x := randn(rng, rows*256, 1)
+	x := onnxtest.Randn(rng, rows*256, 1)
 	got := make([]float32, rows)
 	m.Predict(x, rows, got)
 	inits := pb.GetGraph().GetInitializer()
@@ -80,7 +81,7 @@ func BenchmarkPredict(b *testing.B) {
 	nf, no := m.NumFeatures(), m.NumOutputs()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const pool = 4096
-	x := randn(rng, pool*nf, 1)
+	x := onnxtest.Randn(rng, pool*nf, 1)
 	for _, n := range []int{1, 64, 4096} {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
 			out := make([]float32, n*no)

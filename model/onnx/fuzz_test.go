@@ -6,6 +6,7 @@ import (
 
 	"github.com/quiver-ml/quiver/model/onnx"
 	"github.com/quiver-ml/quiver/model/onnx/internal/onnxpb"
+	"github.com/quiver-ml/quiver/model/onnx/onnxtest"
 )
 
 // FuzzLoad checks that the loader never panics, and that a model it accepts
@@ -13,17 +14,17 @@ import (
 // every element of the output, the same bits each time. Its seeds are small
 // graphs of each operator; the fixtures are too large to minimize.
 func FuzzLoad(f *testing.F) {
-	ones := []*onnxpb.TensorProto{tensor("s", []int64{3}, []float32{1, 2, 3})}
-	concat := withNode("Concat", []string{"r"}, nil, attrI("axis", 1))
-	concat.Graph.Output[0] = info("y", float, "batch", 6)
+	ones := []*onnxpb.TensorProto{onnxtest.Tensor("s", []int64{3}, []float32{1, 2, 3})}
+	concat := withNode("Concat", []string{"r"}, nil, onnxtest.AttrI("axis", 1))
+	concat.Graph.Output[0] = onnxtest.Info("y", float, "batch", 6)
 	matmul := withNode("MatMul", []string{"w"}, nil)
-	matmul.Graph.Output[0] = info("y", float, "batch", 4)
+	matmul.Graph.Output[0] = onnxtest.Info("y", float, "batch", 4)
 	for _, m := range []*onnxpb.ModelProto{
 		tiny(),
 		withNode("Sigmoid", nil, nil),
 		withNode("Tanh", nil, nil),
-		withNode("LeakyRelu", nil, nil, attrF("alpha", 0.2)),
-		withNode("Softmax", nil, nil, attrI("axis", 1)),
+		withNode("LeakyRelu", nil, nil, onnxtest.AttrF("alpha", 0.2)),
+		withNode("Softmax", nil, nil, onnxtest.AttrI("axis", 1)),
 		withNode("Flatten", nil, nil),
 		withNode("Identity", nil, nil),
 		concat,
@@ -31,9 +32,9 @@ func FuzzLoad(f *testing.F) {
 		withNode("Sub", []string{"r"}, nil),
 		withNode("Mul", []string{"s"}, ones),
 		matmul,
-		withNode("BatchNormalization", []string{"s", "s", "s", "s"}, ones, attrF("epsilon", 0.01)),
+		withNode("BatchNormalization", []string{"s", "s", "s", "s"}, ones, onnxtest.AttrF("epsilon", 0.01)),
 	} {
-		b := marshal(f, m)
+		b := onnxtest.Marshal(f, m)
 		if _, err := onnx.Parse(b); err != nil {
 			f.Fatalf("seed: %v", err)
 		}

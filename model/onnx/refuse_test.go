@@ -10,23 +10,24 @@ import (
 
 	"github.com/quiver-ml/quiver/model/onnx"
 	"github.com/quiver-ml/quiver/model/onnx/internal/onnxpb"
+	"github.com/quiver-ml/quiver/model/onnx/onnxtest"
 )
 
 var float = onnxpb.TensorProto_FLOAT
 
 // tiny is x [batch, 4] → Gemm (transB) → Relu → y [batch, 3].
 func tiny() *onnxpb.ModelProto {
-	return newModel(
+	return onnxtest.NewModel(
 		[]*onnxpb.NodeProto{
-			node("Gemm", []string{"x", "w", "b"}, []string{"h"}, attrI("transB", 1)),
-			node("Relu", []string{"h"}, []string{"y"}),
+			onnxtest.Node("Gemm", []string{"x", "w", "b"}, []string{"h"}, onnxtest.AttrI("transB", 1)),
+			onnxtest.Node("Relu", []string{"h"}, []string{"y"}),
 		},
 		[]*onnxpb.TensorProto{
-			tensor("w", []int64{3, 4}, []float32{1, 2, 3, 4, -1, -2, -3, -4, 0.5, 0, -0.5, 1}),
-			tensor("b", []int64{3}, []float32{0.1, 0.2, -0.3}),
+			onnxtest.Tensor("w", []int64{3, 4}, []float32{1, 2, 3, 4, -1, -2, -3, -4, 0.5, 0, -0.5, 1}),
+			onnxtest.Tensor("b", []int64{3}, []float32{0.1, 0.2, -0.3}),
 		},
-		[]*onnxpb.ValueInfoProto{info("x", float, "batch", 4)},
-		[]*onnxpb.ValueInfoProto{info("y", float, "batch", 3)})
+		[]*onnxpb.ValueInfoProto{onnxtest.Info("x", float, "batch", 4)},
+		[]*onnxpb.ValueInfoProto{onnxtest.Info("y", float, "batch", 3)})
 }
 
 // withNode is tiny with one more node, between its Relu and output: y is
@@ -35,13 +36,13 @@ func withNode(op string, extra []string, inits []*onnxpb.TensorProto, attrs ...*
 	m := tiny()
 	g := m.Graph
 	g.Node[1].Output = []string{"r"}
-	g.Node = append(g.Node, node(op, append([]string{"r"}, extra...), []string{"y"}, attrs...))
+	g.Node = append(g.Node, onnxtest.Node(op, append([]string{"r"}, extra...), []string{"y"}, attrs...))
 	g.Initializer = append(g.Initializer, inits...)
 	return m
 }
 
 func TestTiny(t *testing.T) {
-	m, err := onnx.Parse(marshal(t, tiny()))
+	m, err := onnx.Parse(onnxtest.Marshal(t, tiny()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestRefusals(t *testing.T) {
 			return withNode("Conv", []string{"w"}, nil)
 		}, onnx.ErrUnsupported, "operator Conv"},
 		{"LSTM", func() *onnxpb.ModelProto {
-			m := withNode("LSTM", []string{"w", "w"}, nil, attrI("hidden_size", 3))
+			m := withNode("LSTM", []string{"w", "w"}, nil, onnxtest.AttrI("hidden_size", 3))
 			m.Graph.Node[2].Output = []string{"y", "y_h", "y_c"}
 			return m
 		}, onnx.ErrUnsupported, "operator LSTM"},
@@ -86,7 +87,7 @@ func TestRefusals(t *testing.T) {
 		}, onnx.ErrUnsupported, "operator Loop"},
 		{"unneeded Conv", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Node = append(m.Graph.Node, node("Conv", []string{"h", "w"}, []string{"c"}))
+			m.Graph.Node = append(m.Graph.Node, onnxtest.Node("Conv", []string{"h", "w"}, []string{"c"}))
 			return m
 		}, onnx.ErrUnsupported, "operator Conv"},
 		{"another domain", func() *onnxpb.ModelProto {
@@ -96,17 +97,17 @@ func TestRefusals(t *testing.T) {
 		}, onnx.ErrUnsupported, `Normalizer of domain "ai.onnx.ml"`},
 		{"second input", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Input = append(m.Graph.Input, info("z", float, "batch", 4))
+			m.Graph.Input = append(m.Graph.Input, onnxtest.Info("z", float, "batch", 4))
 			return m
 		}, onnx.ErrUnsupported, `2 inputs ["x" "z"]`},
 		{"second output", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Output = append(m.Graph.Output, info("h", float, "batch", 3))
+			m.Graph.Output = append(m.Graph.Output, onnxtest.Info("h", float, "batch", 3))
 			return m
 		}, onnx.ErrUnsupported, `2 outputs ["y" "h"]`},
 		{"double input", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Input[0] = info("x", onnxpb.TensorProto_DOUBLE, "batch", 4)
+			m.Graph.Input[0] = onnxtest.Info("x", onnxpb.TensorProto_DOUBLE, "batch", 4)
 			return m
 		}, onnx.ErrUnsupported, `input "x": data type DOUBLE`},
 		{"int64 initializer", func() *onnxpb.ModelProto {
@@ -117,17 +118,17 @@ func TestRefusals(t *testing.T) {
 		}, onnx.ErrUnsupported, `initializer "b": data type INT64`},
 		{"float16 output", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Output[0] = info("y", onnxpb.TensorProto_FLOAT16, "batch", 3)
+			m.Graph.Output[0] = onnxtest.Info("y", onnxpb.TensorProto_FLOAT16, "batch", 3)
 			return m
 		}, onnx.ErrUnsupported, `output "y": data type FLOAT16`},
 		{"symbolic features", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Input[0] = info("x", float, "batch", "n")
+			m.Graph.Input[0] = onnxtest.Info("x", float, "batch", "n")
 			return m
 		}, onnx.ErrUnsupported, `input "x": dimension 1 is "n"`},
 		{"rank 1 input", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Input[0] = info("x", float, 4)
+			m.Graph.Input[0] = onnxtest.Info("x", float, 4)
 			return m
 		}, onnx.ErrUnsupported, `input "x" has rank 1`},
 		{"external data", func() *onnxpb.ModelProto {
@@ -141,30 +142,30 @@ func TestRefusals(t *testing.T) {
 			return m
 		}, onnx.ErrUnsupported, "opset 6"},
 		{"unknown attribute", func() *onnxpb.ModelProto {
-			return withNode("Sigmoid", nil, nil, attrF("beta", 2))
+			return withNode("Sigmoid", nil, nil, onnxtest.AttrF("beta", 2))
 		}, onnx.ErrUnsupported, `attribute "beta"`},
 		{"transA", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Node[0].Attribute = append(m.Graph.Node[0].Attribute, attrI("transA", 1))
+			m.Graph.Node[0].Attribute = append(m.Graph.Node[0].Attribute, onnxtest.AttrI("transA", 1))
 			return m
 		}, onnx.ErrUnsupported, "transA=1"},
 		{"softmax over the batch", func() *onnxpb.ModelProto {
-			return withNode("Softmax", nil, nil, attrI("axis", 0))
+			return withNode("Softmax", nil, nil, onnxtest.AttrI("axis", 0))
 		}, onnx.ErrUnsupported, "axis 0, the batch dimension"},
 		{"concat over the batch", func() *onnxpb.ModelProto {
-			return withNode("Concat", []string{"r"}, nil, attrI("axis", -2))
+			return withNode("Concat", []string{"r"}, nil, onnxtest.AttrI("axis", -2))
 		}, onnx.ErrUnsupported, "axis 0, the batch dimension"},
 		{"flatten axis 0", func() *onnxpb.ModelProto {
-			return withNode("Flatten", nil, nil, attrI("axis", 0))
+			return withNode("Flatten", nil, nil, onnxtest.AttrI("axis", 0))
 		}, onnx.ErrUnsupported, "axis 0 mixes the batch dimension"},
 		{"batch norm in training", func() *onnxpb.ModelProto {
 			p := []float32{1, 1, 1}
 			return withNode("BatchNormalization", []string{"s", "s", "s", "s"},
-				[]*onnxpb.TensorProto{tensor("s", []int64{3}, p)}, attrI("training_mode", 1))
+				[]*onnxpb.TensorProto{onnxtest.Tensor("s", []int64{3}, p)}, onnxtest.AttrI("training_mode", 1))
 		}, onnx.ErrUnsupported, "training_mode=1"},
 		{"batch norm outputs", func() *onnxpb.ModelProto {
 			p := []float32{1, 1, 1}
-			m := withNode("BatchNormalization", []string{"s", "s", "s", "s"}, []*onnxpb.TensorProto{tensor("s", []int64{3}, p)})
+			m := withNode("BatchNormalization", []string{"s", "s", "s", "s"}, []*onnxpb.TensorProto{onnxtest.Tensor("s", []int64{3}, p)})
 			m.Graph.Node[2].Output = append(m.Graph.Node[2].Output, "mean")
 			return m
 		}, onnx.ErrUnsupported, `output 1 "mean", of training mode`},
@@ -172,16 +173,16 @@ func TestRefusals(t *testing.T) {
 			return withNode("MatMul", []string{"r"}, nil)
 		}, onnx.ErrUnsupported, "second operand is computed from the input"},
 		{"constant varying along the batch", func() *onnxpb.ModelProto {
-			return withNode("Add", []string{"c"}, []*onnxpb.TensorProto{tensor("c", []int64{2, 3}, make([]float32, 6))})
+			return withNode("Add", []string{"c"}, []*onnxpb.TensorProto{onnxtest.Tensor("c", []int64{2, 3}, make([]float32, 6))})
 		}, onnx.ErrUnsupported, "shape [2 3] varies along the batch dimension"},
 		{"constant output", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Output[0] = info("b", float, 3)
+			m.Graph.Output[0] = onnxtest.Info("b", float, 3)
 			return m
 		}, onnx.ErrUnsupported, `output "b" does not depend on the input`},
 		{"sparse initializer", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.SparseInitializer = []*onnxpb.SparseTensorProto{{Values: tensor("s", []int64{1}, []float32{1})}}
+			m.Graph.SparseInitializer = []*onnxpb.SparseTensorProto{{Values: onnxtest.Tensor("s", []int64{1}, []float32{1})}}
 			return m
 		}, onnx.ErrUnsupported, `sparse initializer "s"`},
 
@@ -211,7 +212,7 @@ func TestRefusals(t *testing.T) {
 		}, onnx.ErrMalformed, `input "nowhere" is not defined`},
 		{"undefined output", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Output[0] = info("nowhere", float, "batch", 3)
+			m.Graph.Output[0] = onnxtest.Info("nowhere", float, "batch", 3)
 			return m
 		}, onnx.ErrMalformed, `output "nowhere" is not defined`},
 		{"defined twice", func() *onnxpb.ModelProto {
@@ -221,7 +222,7 @@ func TestRefusals(t *testing.T) {
 		}, onnx.ErrMalformed, `value "h" is defined twice`},
 		{"short raw_data", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Initializer[0] = rawTensor("w", []int64{3, 4}, make([]float32, 11))
+			m.Graph.Initializer[0] = onnxtest.RawTensor("w", []int64{3, 4}, make([]float32, 11))
 			return m
 		}, onnx.ErrMalformed, "44 bytes of raw_data for shape [3 4]"},
 		{"short float_data", func() *onnxpb.ModelProto {
@@ -235,15 +236,15 @@ func TestRefusals(t *testing.T) {
 			return m
 		}, onnx.ErrMalformed, "do not multiply"},
 		{"shapes that do not broadcast", func() *onnxpb.ModelProto {
-			return withNode("Mul", []string{"c"}, []*onnxpb.TensorProto{tensor("c", []int64{2}, []float32{1, 2})})
+			return withNode("Mul", []string{"c"}, []*onnxpb.TensorProto{onnxtest.Tensor("c", []int64{2}, []float32{1, 2})})
 		}, onnx.ErrMalformed, "do not broadcast"},
 		{"declared output shape", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Output[0] = info("y", float, "batch", 4)
+			m.Graph.Output[0] = onnxtest.Info("y", float, "batch", 4)
 			return m
 		}, onnx.ErrMalformed, `output "y" is declared ["batch", 4] but computes [?, 3]`},
 		{"mistyped attribute", func() *onnxpb.ModelProto {
-			return withNode("LeakyRelu", nil, nil, attrI("alpha", 1))
+			return withNode("LeakyRelu", nil, nil, onnxtest.AttrI("alpha", 1))
 		}, onnx.ErrMalformed, `attribute "alpha" has type INT, want FLOAT`},
 		{"arity", func() *onnxpb.ModelProto {
 			return withNode("Relu", []string{"r"}, nil)
@@ -253,7 +254,7 @@ func TestRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			data := []byte("\xff\xff not a model")
 			if c.model != nil {
-				data = marshal(t, c.model())
+				data = onnxtest.Marshal(t, c.model())
 			}
 			m, err := onnx.Parse(data)
 			switch {
@@ -281,14 +282,14 @@ func TestAccepted(t *testing.T) {
 	}{
 		{"output is the input", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Node = []*onnxpb.NodeProto{node("Identity", []string{"x"}, []string{"y"})}
-			m.Graph.Output[0] = info("y", float, "batch", 4)
+			m.Graph.Node = []*onnxpb.NodeProto{onnxtest.Node("Identity", []string{"x"}, []string{"y"})}
+			m.Graph.Output[0] = onnxtest.Info("y", float, "batch", 4)
 			return m
 		}, []float32{1, -2, 3, -4}, []float32{1, -2, 3, -4}},
 		{"fixed batch of 1", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Input[0] = info("x", float, 1, 4)
-			m.Graph.Output[0] = info("y", float, 1, 3)
+			m.Graph.Input[0] = onnxtest.Info("x", float, 1, 4)
+			m.Graph.Output[0] = onnxtest.Info("y", float, 1, 3)
 			return m
 		}, []float32{1, 1, 1, 1, 0, 0, 0, 0}, []float32{10.1, 0, 0.7, 0.1, 0.2, 0}},
 		{"opset 7 and the ai.onnx domain", func() *onnxpb.ModelProto {
@@ -298,23 +299,23 @@ func TestAccepted(t *testing.T) {
 		}, []float32{1, 1, 1, 1}, []float32{10.1, 0, 0.7}},
 		{"initializers among the inputs", func() *onnxpb.ModelProto {
 			m := tiny()
-			m.Graph.Input = append(m.Graph.Input, info("w", float, 3, 4), info("b", float, 3))
+			m.Graph.Input = append(m.Graph.Input, onnxtest.Info("w", float, 3, 4), onnxtest.Info("b", float, 3))
 			return m
 		}, []float32{1, 1, 1, 1}, []float32{10.1, 0, 0.7}},
 		{"folded constants", func() *onnxpb.ModelProto {
 			// y = r · (s·2 + 1) - (tanh(0)), with s·2 + 1 folded at load.
 			m := withNode("Mul", []string{"k"}, []*onnxpb.TensorProto{
-				tensor("s", []int64{1, 3}, []float32{1, 2, 3}),
-				tensor("two", nil, []float32{2}),
-				tensor("one", []int64{1}, []float32{1}),
+				onnxtest.Tensor("s", []int64{1, 3}, []float32{1, 2, 3}),
+				onnxtest.Tensor("two", nil, []float32{2}),
+				onnxtest.Tensor("one", []int64{1}, []float32{1}),
 			})
 			g := m.Graph
 			g.Node = append(g.Node[:2:2],
-				node("Mul", []string{"s", "two"}, []string{"s2"}),
-				node("Add", []string{"s2", "one"}, []string{"k"}),
-				node("Identity", []string{"k"}, []string{"k2"}),
-				node("Flatten", []string{"k2"}, []string{"k3"}),
-				node("Mul", []string{"r", "k3"}, []string{"y"}))
+				onnxtest.Node("Mul", []string{"s", "two"}, []string{"s2"}),
+				onnxtest.Node("Add", []string{"s2", "one"}, []string{"k"}),
+				onnxtest.Node("Identity", []string{"k"}, []string{"k2"}),
+				onnxtest.Node("Flatten", []string{"k2"}, []string{"k3"}),
+				onnxtest.Node("Mul", []string{"r", "k3"}, []string{"y"}))
 			return m
 		}, []float32{1, 1, 1, 1}, []float32{30.3, 0, 4.9}},
 		{"nodes out of order", func() *onnxpb.ModelProto {
@@ -325,43 +326,43 @@ func TestAccepted(t *testing.T) {
 		}, []float32{1, 1, 1, 1}, []float32{10.1, 0, 0.7}},
 		{"broadcast both ways", func() *onnxpb.ModelProto {
 			// x [batch, 2, 1] + [1, 3] is [batch, 2, 3], times [2, 1].
-			m := newModel([]*onnxpb.NodeProto{
-				node("Add", []string{"x", "c"}, []string{"s"}),
-				node("Mul", []string{"s", "d"}, []string{"p"}),
-				node("Flatten", []string{"p"}, []string{"y"}),
+			m := onnxtest.NewModel([]*onnxpb.NodeProto{
+				onnxtest.Node("Add", []string{"x", "c"}, []string{"s"}),
+				onnxtest.Node("Mul", []string{"s", "d"}, []string{"p"}),
+				onnxtest.Node("Flatten", []string{"p"}, []string{"y"}),
 			}, []*onnxpb.TensorProto{
-				tensor("c", []int64{1, 3}, []float32{1, 2, 3}),
-				tensor("d", []int64{2, 1}, []float32{10, -1}),
+				onnxtest.Tensor("c", []int64{1, 3}, []float32{1, 2, 3}),
+				onnxtest.Tensor("d", []int64{2, 1}, []float32{10, -1}),
 			},
-				[]*onnxpb.ValueInfoProto{info("x", float, "batch", 2, 1)},
-				[]*onnxpb.ValueInfoProto{info("y", float, "batch", 6)})
+				[]*onnxpb.ValueInfoProto{onnxtest.Info("x", float, "batch", 2, 1)},
+				[]*onnxpb.ValueInfoProto{onnxtest.Info("y", float, "batch", 6)})
 			return m
 		}, []float32{1, 2, 0, 0}, []float32{20, 30, 40, -3, -4, -5, 10, 20, 30, -1, -2, -3}},
 		{"concat inside rows", func() *onnxpb.ModelProto {
 			// [batch, 2, 2] joined to itself along axis 2, then along -1.
-			m := newModel([]*onnxpb.NodeProto{
-				node("Concat", []string{"x", "x"}, []string{"c"}, attrI("axis", 2)),
-				node("Concat", []string{"c", "x"}, []string{"d"}, attrI("axis", -1)),
-				node("Flatten", []string{"d"}, []string{"y"}),
+			m := onnxtest.NewModel([]*onnxpb.NodeProto{
+				onnxtest.Node("Concat", []string{"x", "x"}, []string{"c"}, onnxtest.AttrI("axis", 2)),
+				onnxtest.Node("Concat", []string{"c", "x"}, []string{"d"}, onnxtest.AttrI("axis", -1)),
+				onnxtest.Node("Flatten", []string{"d"}, []string{"y"}),
 			}, nil,
-				[]*onnxpb.ValueInfoProto{info("x", float, "batch", 2, 2)},
-				[]*onnxpb.ValueInfoProto{info("y", float, "batch", 12)})
+				[]*onnxpb.ValueInfoProto{onnxtest.Info("x", float, "batch", 2, 2)},
+				[]*onnxpb.ValueInfoProto{onnxtest.Info("y", float, "batch", 12)})
 			return m
 		}, []float32{1, 2, 3, 4}, []float32{1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4}},
 		{"vector weights", func() *onnxpb.ModelProto {
 			// MatMul by a [3] vector gives [batch]; adding a [1] keeps it.
-			m := withNode("MatMul", []string{"v"}, []*onnxpb.TensorProto{tensor("v", []int64{3}, []float32{1, 1, 1})})
+			m := withNode("MatMul", []string{"v"}, []*onnxpb.TensorProto{onnxtest.Tensor("v", []int64{3}, []float32{1, 1, 1})})
 			g := m.Graph
 			g.Node[2].Output[0] = "s"
-			g.Node = append(g.Node, node("Add", []string{"s", "one"}, []string{"y"}))
-			g.Initializer = append(g.Initializer, tensor("one", []int64{1}, []float32{1}))
-			g.Output[0] = info("y", float, "batch")
+			g.Node = append(g.Node, onnxtest.Node("Add", []string{"s", "one"}, []string{"y"}))
+			g.Initializer = append(g.Initializer, onnxtest.Tensor("one", []int64{1}, []float32{1}))
+			g.Output[0] = onnxtest.Info("y", float, "batch")
 			return m
 		}, []float32{1, 1, 1, 1}, []float32{11.8}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, err := onnx.Parse(marshal(t, c.model()))
+			m, err := onnx.Parse(onnxtest.Marshal(t, c.model()))
 			if err != nil {
 				t.Fatal(err)
 			}

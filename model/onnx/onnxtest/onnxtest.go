@@ -1,4 +1,7 @@
-package onnx_test
+// Package onnxtest builds ONNX models in Go for tests and benchmarks: the
+// refusal tests' small graphs, the fuzzer's seeds, and the benchmarks' MLPs,
+// whose weights are too large to commit.
+package onnxtest
 
 import (
 	"encoding/binary"
@@ -11,28 +14,25 @@ import (
 	"github.com/quiver-ml/quiver/model/onnx/internal/onnxpb"
 )
 
-// Helpers that build models in Go, for the tests of refusals, the benchmark
-// and the fuzzer's seeds.
-
-func node(op string, in, out []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
+func Node(op string, in, out []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
 	return &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(out[0]), Input: in, Output: out, Attribute: attrs}
 }
 
-func attrF(name string, f float32) *onnxpb.AttributeProto {
+func AttrF(name string, f float32) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(f)}
 }
 
-func attrI(name string, i int64) *onnxpb.AttributeProto {
+func AttrI(name string, i int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(i)}
 }
 
-// tensor is a FLOAT initializer with its data in float_data.
-func tensor(name string, dims []int64, data []float32) *onnxpb.TensorProto {
+// Tensor is a FLOAT initializer with its data in float_data.
+func Tensor(name string, dims []int64, data []float32) *onnxpb.TensorProto {
 	return &onnxpb.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)), Dims: dims, FloatData: data}
 }
 
-// rawTensor is a FLOAT initializer with its data in raw_data.
-func rawTensor(name string, dims []int64, data []float32) *onnxpb.TensorProto {
+// RawTensor is a FLOAT initializer with its data in raw_data.
+func RawTensor(name string, dims []int64, data []float32) *onnxpb.TensorProto {
 	raw := make([]byte, 4*len(data))
 	for i, v := range data {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
@@ -40,9 +40,9 @@ func rawTensor(name string, dims []int64, data []float32) *onnxpb.TensorProto {
 	return &onnxpb.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)), Dims: dims, RawData: raw}
 }
 
-// info is a tensor's ValueInfo; each dimension is an int (fixed) or a string
+// Info is a tensor's ValueInfo; each dimension is an int (fixed) or a string
 // (symbolic).
-func info(name string, elem onnxpb.TensorProto_DataType, dims ...any) *onnxpb.ValueInfoProto {
+func Info(name string, elem onnxpb.TensorProto_DataType, dims ...any) *onnxpb.ValueInfoProto {
 	shape := &onnxpb.TensorShapeProto{}
 	for _, d := range dims {
 		dim := &onnxpb.TensorShapeProto_Dimension{}
@@ -59,8 +59,8 @@ func info(name string, elem onnxpb.TensorProto_DataType, dims ...any) *onnxpb.Va
 	}}
 }
 
-// newModel wraps a graph in a model of opset 13.
-func newModel(nodes []*onnxpb.NodeProto, inits []*onnxpb.TensorProto, inputs, outputs []*onnxpb.ValueInfoProto) *onnxpb.ModelProto {
+// NewModel wraps a graph in a model of opset 13.
+func NewModel(nodes []*onnxpb.NodeProto, inits []*onnxpb.TensorProto, inputs, outputs []*onnxpb.ValueInfoProto) *onnxpb.ModelProto {
 	return &onnxpb.ModelProto{
 		IrVersion:   proto.Int64(8),
 		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(13)}},
@@ -70,7 +70,7 @@ func newModel(nodes []*onnxpb.NodeProto, inits []*onnxpb.TensorProto, inputs, ou
 	}
 }
 
-func marshal(tb testing.TB, m *onnxpb.ModelProto) []byte {
+func Marshal(tb testing.TB, m *onnxpb.ModelProto) []byte {
 	tb.Helper()
 	b, err := proto.Marshal(m)
 	if err != nil {
@@ -79,7 +79,7 @@ func marshal(tb testing.TB, m *onnxpb.ModelProto) []byte {
 	return b
 }
 
-func randn(rng *rand.Rand, n int, scale float64) []float32 {
+func Randn(rng *rand.Rand, n int, scale float64) []float32 {
 	x := make([]float32, n)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64() * scale)
@@ -87,11 +87,11 @@ func randn(rng *rand.Rand, n int, scale float64) []float32 {
 	return x
 }
 
-// mlp is a multilayer perceptron of Gemm layers as PyTorch exports
+// MLP is a multilayer perceptron of Gemm layers as PyTorch exports
 // nn.Linear (transB=1, weights [out, in], raw_data), ReLU between them and
 // a sigmoid at the end, with random weights; widths are the widths of its
 // input and of each layer's output.
-func mlp(seed uint64, widths ...int) *onnxpb.ModelProto {
+func MLP(seed uint64, widths ...int) *onnxpb.ModelProto {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var nodes []*onnxpb.NodeProto
 	var inits []*onnxpb.TensorProto
@@ -101,17 +101,17 @@ func mlp(seed uint64, widths ...int) *onnxpb.ModelProto {
 		w, b := "w"+string(rune('0'+l)), "b"+string(rune('0'+l))
 		h := "h" + string(rune('0'+l))
 		inits = append(inits,
-			rawTensor(w, []int64{int64(out), int64(in)}, randn(rng, in*out, 1/math.Sqrt(float64(in)))),
-			rawTensor(b, []int64{int64(out)}, randn(rng, out, 0.1)))
-		nodes = append(nodes, node("Gemm", []string{prev, w, b}, []string{h}, attrI("transB", 1)))
+			RawTensor(w, []int64{int64(out), int64(in)}, Randn(rng, in*out, 1/math.Sqrt(float64(in)))),
+			RawTensor(b, []int64{int64(out)}, Randn(rng, out, 0.1)))
+		nodes = append(nodes, Node("Gemm", []string{prev, w, b}, []string{h}, AttrI("transB", 1)))
 		act, a := "Relu", "a"+string(rune('0'+l))
 		if l == len(widths)-1 {
 			act, a = "Sigmoid", "y"
 		}
-		nodes = append(nodes, node(act, []string{h}, []string{a}))
+		nodes = append(nodes, Node(act, []string{h}, []string{a}))
 		prev = a
 	}
-	return newModel(nodes, inits,
-		[]*onnxpb.ValueInfoProto{info("x", onnxpb.TensorProto_FLOAT, "batch", widths[0])},
-		[]*onnxpb.ValueInfoProto{info("y", onnxpb.TensorProto_FLOAT, "batch", widths[len(widths)-1])})
+	return NewModel(nodes, inits,
+		[]*onnxpb.ValueInfoProto{Info("x", onnxpb.TensorProto_FLOAT, "batch", widths[0])},
+		[]*onnxpb.ValueInfoProto{Info("y", onnxpb.TensorProto_FLOAT, "batch", widths[len(widths)-1])})
 }
