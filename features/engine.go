@@ -171,6 +171,26 @@ func (e *Engine) Evaluate(s *State, t int64, out []Value) error {
 	return nil
 }
 
+// Span returns the times [from, until) around t at which Evaluate gives
+// any state the same values as at t: a window moves only when t crosses a
+// tile boundary of its granularity, and a lifetime feature never does. A
+// view without windowed features gives every time.
+func (e *Engine) Span(t int64) (from, until int64) {
+	from, until = math.MinInt64, math.MaxInt64
+	for i := range e.feats {
+		g := e.feats[i].gran
+		if g == 0 {
+			continue
+		}
+		tile := floorDiv(t, g)
+		from = max(from, tile*g)
+		if tile < math.MaxInt64/g {
+			until = min(until, (tile+1)*g)
+		}
+	}
+	return from, until
+}
+
 // stateVersion is the encoding's format version, its first byte. A decoder
 // reads every version it has ever written.
 const stateVersion = 1

@@ -2,6 +2,8 @@ package serve
 
 import (
 	"bytes"
+	"slices"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -9,12 +11,14 @@ import (
 	"github.com/quiver-ml/quiver/store/online"
 )
 
-// stateCache keeps recently read states decoded. Decoding a state rebuilds
-// its running totals (tens of microseconds for a busy entity), evaluating it
-// takes about one: a hot entity is decoded once per change, not once per
-// lookup. An entry is used only if the record read from the store is byte
-// for byte the one it was decoded from, so the cache never serves a stale
-// state. States are shared between requests: Evaluate only reads them.
+// stateCache keeps recently read states decoded, and their latest
+// evaluation. Decoding a state rebuilds its running totals (tens of
+// microseconds for a busy entity), evaluating it takes a few: a hot entity
+// is decoded once per change, not once per lookup, and evaluated once per
+// span of its engine (until a window moves to its next tile). An entry is
+// used only if the record read from the store is byte for byte the one it
+// was decoded from, so the cache never serves a stale state. States are
+// shared between requests: Evaluate only reads them.
 type stateCache struct {
 	lru *lru.Cache[cacheKey, *cachedState] // nil: no cache
 }
@@ -27,6 +31,28 @@ type cacheKey struct {
 type cachedState struct {
 	record []byte
 	state  *features.State
+	eval   atomic.Pointer[evaluation] // the latest; nil before the first
+}
+
+// evaluation is a state's feature values at the times [from, until).
+type evaluation struct {
+	from, until int64
+	values      []features.Value
+}
+
+// evaluate writes the state's features as of t into out, as
+// Engine.Evaluate, reusing the latest evaluation when t is in its span.
+func (c *cachedState) evaluate(eng *features.Engine, t int64, out []features.Value) error {
+	if e := c.eval.Load(); e != nil && e.from <= t && t < e.until {
+		copy(out, e.values)
+		return nil
+	}
+	if err := eng.Evaluate(c.state, t, out); err != nil {
+		return err
+	}
+	from, until := eng.Span(t)
+	c.eval.Store(&evaluation{from: from, until: until, values: slices.Clone(out)})
+	return nil
 }
 
 func newStateCache(entries int) (*stateCache, error) {
@@ -42,19 +68,20 @@ func newStateCache(entries int) (*stateCache, error) {
 
 // decode returns the state a record holds, from the cache when it has this
 // very record. hit reports whether it did.
-func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, record []byte) (st *features.State, hit bool, err error) {
-	if c.lru == nil {
-		st, _, err = online.DecodeState(eng, record)
-		return st, false, err
-	}
+func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, record []byte) (st *cachedState, hit bool, err error) {
 	k := cacheKey{t, key}
-	if e, ok := c.lru.Get(k); ok && bytes.Equal(e.record, record) {
-		return e.state, true, nil
+	if c.lru != nil {
+		if e, ok := c.lru.Get(k); ok && bytes.Equal(e.record, record) {
+			return e, true, nil
+		}
 	}
-	st, _, err = online.DecodeState(eng, record)
+	decoded, _, err := online.DecodeState(eng, record)
 	if err != nil {
 		return nil, false, err
 	}
-	c.lru.Add(k, &cachedState{record: record, state: st})
+	st = &cachedState{record: record, state: decoded}
+	if c.lru != nil {
+		c.lru.Add(k, st)
+	}
 	return st, false, nil
 }

@@ -169,7 +169,7 @@ type result struct {
 // moves another's windows.
 func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, error) {
 	res := &result{asOf: s.now().UnixMilli()}
-	states := make([][]*features.State, len(p.tables))
+	states := make([][]*cachedState, len(p.tables))
 	var key []byte
 	keyVals := make([]features.Value, 0, 4)
 	for ti, t := range p.tables {
@@ -187,7 +187,7 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			return nil, fmt.Errorf("read %s: %w", t.id, err)
 		}
 		s.metrics.lookups.WithLabelValues(t.id.String()).Add(float64(len(keys)))
-		states[ti] = make([]*features.State, req.rows)
+		states[ti] = make([]*cachedState, req.rows)
 		for r, rec := range recs {
 			if rec == nil {
 				continue
@@ -223,7 +223,7 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			case st == nil:
 				stat = statusNotFound
 			default:
-				last, _ = st.LastEventTime()
+				last, _ = st.state.LastEventTime()
 				if ttl > 0 && res.asOf-last > ttl {
 					stat = statusOutsideMaxAge
 					break
@@ -231,7 +231,7 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 				// An entity with an event later than now (a producer's
 				// clock ahead of ours) is evaluated at that event: a
 				// window cannot be evaluated before events it holds.
-				if err := t.engine.Evaluate(st, max(res.asOf, last), vals); err != nil {
+				if err := st.evaluate(t.engine, max(res.asOf, last), vals); err != nil {
 					return nil, fmt.Errorf("evaluate %s: %w", t.id, err)
 				}
 			}

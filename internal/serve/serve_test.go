@@ -55,6 +55,7 @@ type fixture struct {
 	states  map[string]map[string]*features.State
 	srv     *serve.Server
 	redis   *goredis.Client
+	clock   time.Time // the server's; now unless a test moves it
 }
 
 func newFixture(t *testing.T, tokens ...string) *fixture {
@@ -63,7 +64,7 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{defs: defs, engines: map[string]*features.Engine{}, states: map[string]map[string]*features.State{}}
+	f := &fixture{defs: defs, engines: map[string]*features.Engine{}, states: map[string]map[string]*features.State{}, clock: now}
 	src := defs.Source("payments")
 	client := goredis.NewClient(&goredis.Options{Addr: ingesttest.StartRedis(t)})
 	for _, v := range defs.Views {
@@ -103,7 +104,7 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 		}
 	}
 	f.redis = client
-	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Now: func() time.Time { return now }})
+	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Now: func() time.Time { return f.clock }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +286,25 @@ func TestFutureEvent(t *testing.T) {
 }
 
 // A changed record is never answered from the decoded-state cache.
+// TestCacheFollowsTime moves the clock while the states stay: the served
+// values follow the windows, though the evaluations are cached.
+func TestCacheFollowsTime(t *testing.T) {
+	f := newFixture(t)
+	body := `{"features": ["user_txn@1:txn_count_1h", "user_txn@1:amount_avg_24h"], "entities": {"user_id": ["u1"]}}`
+	for _, d := range []time.Duration{0, 0, time.Second, 20 * time.Minute, 20*time.Minute + time.Second, 29 * time.Minute, 31 * time.Minute, 31 * time.Minute, 52 * time.Minute, 56 * time.Minute, 2 * time.Hour, 22 * time.Hour, 23 * time.Hour} {
+		f.clock = now.Add(d)
+		code, r, raw := f.do(t, "POST", "/get-online-features", body)
+		if code != http.StatusOK {
+			t.Fatalf("status %d: %s", code, raw)
+		}
+		for i, feat := range []string{"txn_count_1h", "amount_avg_24h"} {
+			if got, want := r.Results[1+i].Values[0], f.value(t, "user_txn@1", feat, "u1", f.clock.UnixMilli()); got != want {
+				t.Errorf("%s at now+%v = %v, want %v", feat, d, got, want)
+			}
+		}
+	}
+}
+
 func TestCacheFollowsChanges(t *testing.T) {
 	f := newFixture(t)
 	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
