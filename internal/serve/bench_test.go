@@ -135,7 +135,7 @@ func BenchmarkServe(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			for b.Loop() {
 				r := recs[rng.IntN(len(recs))]
-				if _, err := stores[name].Get(context.Background(), r.Table, []string{r.Key}); err != nil {
+				if err := stores[name].Get(context.Background(), r.Table, []string{r.Key}, func(int, []byte) error { return nil }); err != nil {
 					b.Fatal(err)
 				}
 			}

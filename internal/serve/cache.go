@@ -67,7 +67,8 @@ func newStateCache(entries int) (*stateCache, error) {
 }
 
 // decode returns the state a record holds, from the cache when it has this
-// very record. hit reports whether it did.
+// very record. hit reports whether it did. It keeps a copy of the record,
+// not the record.
 func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, record []byte) (st *cachedState, hit bool, err error) {
 	k := cacheKey{t, key}
 	if c.lru != nil {
@@ -79,7 +80,7 @@ func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, re
 	if err != nil {
 		return nil, false, err
 	}
-	st = &cachedState{record: record, state: decoded}
+	st = &cachedState{record: bytes.Clone(record), state: decoded}
 	if c.lru != nil {
 		c.lru.Add(k, st)
 	}

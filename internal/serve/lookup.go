@@ -182,23 +182,20 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			key, _ = online.AppendEntityKey(key[:0], keyVals...) // types are checked
 			keys[r] = string(key)
 		}
-		recs, err := s.store.Get(ctx, t.id, keys)
+		states[ti] = make([]*cachedState, req.rows)
+		err := s.store.Get(ctx, t.id, keys, func(r int, rec []byte) error {
+			st, hit, err := s.cache.decode(t.engine, t.id, keys[r], rec)
+			if err != nil {
+				return fmt.Errorf("state of %q in %s: %w", keys[r], t.id, err)
+			}
+			s.metrics.cache[b2i(hit)].Inc()
+			states[ti][r] = st
+			return nil
+		})
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", t.id, err)
 		}
 		s.metrics.lookups.WithLabelValues(t.id.String()).Add(float64(len(keys)))
-		states[ti] = make([]*cachedState, req.rows)
-		for r, rec := range recs {
-			if rec == nil {
-				continue
-			}
-			st, hit, err := s.cache.decode(t.engine, t.id, keys[r], rec)
-			if err != nil {
-				return nil, fmt.Errorf("state of %q in %s: %w", keys[r], t.id, err)
-			}
-			s.metrics.cache[b2i(hit)].Inc()
-			states[ti][r] = st
-		}
 	}
 
 	n := len(p.outputs)

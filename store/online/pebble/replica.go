@@ -126,13 +126,12 @@ func offsetKey(topic string, partition int32) []byte {
 }
 
 // Get implements online.Store.
-func (r *Replica) Get(_ context.Context, t online.Table, keys []string) ([][]byte, error) {
+func (r *Replica) Get(_ context.Context, t online.Table, keys []string, fn func(int, []byte) error) error {
 	r.closed.RLock()
 	defer r.closed.RUnlock()
 	if r.done {
-		return nil, online.ErrClosed
+		return online.ErrClosed
 	}
-	out := make([][]byte, len(keys))
 	var key []byte
 	table := t.String()
 	for i, k := range keys {
@@ -142,12 +141,15 @@ func (r *Replica) Get(_ context.Context, t online.Table, keys []string) ([][]byt
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s %q: %w", table, k, err)
+			return fmt.Errorf("read %s %q: %w", table, k, err)
 		}
-		out[i] = append([]byte(nil), v...)
+		err = fn(i, v)
 		closer.Close()
+		if err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // Ready implements online.Store: nil once Run has caught up with the

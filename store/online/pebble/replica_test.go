@@ -126,7 +126,7 @@ func TestReplicaResumes(t *testing.T) {
 	if n := metricValue(t, reg, "quiver_serve_replica_records_applied_total"); n != 3 {
 		t.Errorf("the restarted replica applied %v records, want the 3 produced while it was down", n)
 	}
-	got, err := r.Get(context.Background(), u1, []string{"a", "b", "c"})
+	got, err := storetest.GetAll(context.Background(), r, u1, []string{"a", "b", "c"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestReplicaResumes(t *testing.T) {
 	// It keeps applying what comes next.
 	produce(t, brokers, []online.Record{{Table: u1, Key: "d", Value: []byte("d1")}})
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		got, err := r.Get(context.Background(), u1, []string{"d"})
+		got, err := storetest.GetAll(context.Background(), r, u1, []string{"d"})
 		if err == nil && string(got[0]) == "d1" {
 			break
 		}
@@ -249,7 +249,7 @@ func TestReplicaChangelogRecreated(t *testing.T) {
 	produce(t, brokers, []online.Record{{Table: u1, Key: "new", Value: []byte("n")}})
 
 	r, _ = start(t, brokers, dir, nil)
-	got, err := r.Get(context.Background(), u1, []string{"old0", "old7", "new"})
+	got, err := storetest.GetAll(context.Background(), r, u1, []string{"old0", "old7", "new"})
 	if err != nil {
 		t.Fatal(err)
 	}

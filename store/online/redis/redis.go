@@ -46,15 +46,16 @@ func New(client redis.UniversalClient, prefix string) *Store {
 
 // Get implements online.Store with one pipelined round trip: MGET cannot
 // span the slots of a cluster, a pipeline of GETs can.
-func (s *Store) Get(ctx context.Context, t online.Table, keys []string) ([][]byte, error) {
-	out := make([][]byte, len(keys))
+func (s *Store) Get(ctx context.Context, t online.Table, keys []string, fn func(int, []byte) error) error {
 	if len(keys) == 1 {
 		v, err := s.client.Get(ctx, online.RedisKey(s.prefix, t, keys[0])).Bytes()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, readError(t, err)
+		if errors.Is(err, redis.Nil) {
+			return nil
 		}
-		out[0] = v
-		return out, nil
+		if err != nil {
+			return readError(t, err)
+		}
+		return fn(0, v)
 	}
 	cmds := make([]*redis.StringCmd, len(keys))
 	pipe := s.client.Pipeline()
@@ -62,16 +63,21 @@ func (s *Store) Get(ctx context.Context, t online.Table, keys []string) ([][]byt
 		cmds[i] = pipe.Get(ctx, online.RedisKey(s.prefix, t, k))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, readError(t, err)
+		return readError(t, err)
 	}
 	for i, c := range cmds {
 		v, err := c.Bytes()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return nil, readError(t, err)
+		if errors.Is(err, redis.Nil) {
+			continue
 		}
-		out[i] = v
+		if err != nil {
+			return readError(t, err)
+		}
+		if err := fn(i, v); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func readError(t online.Table, err error) error {

@@ -64,7 +64,7 @@ func TestClientCacheInvalidation(t *testing.T) {
 	s := redis.New(goredis.NewUniversalClient(opts), "test")
 	defer s.Close()
 	get := func() string {
-		got, err := s.Get(ctx, table, []string{"u1"})
+		got, err := storetest.GetAll(ctx, s, table, []string{"u1"})
 		if err != nil {
 			t.Fatal(err)
 		}
