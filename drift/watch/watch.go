@@ -449,6 +449,21 @@ func (m *Monitor) readSent(r *kgo.Record) {
 	}
 }
 
+// retrainOffsets lists the retrain topic's start and end offsets; an error
+// of any partition is the error.
+func (m *Monitor) retrainOffsets(ctx context.Context) (starts, ends kadm.ListedOffsets, err error) {
+	if starts, err = m.admin.ListStartOffsets(ctx, m.retrain); err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if ends, err = m.admin.ListEndOffsets(ctx, m.retrain); err == nil {
+		err = ends.Error()
+	}
+	return starts, ends, err
+}
+
 // loadSentTimeout bounds reading the retrain topic back: past it the
 // monitor stops with an error rather than hold the group's rebalance.
 const loadSentTimeout = 30 * time.Second
@@ -457,11 +472,16 @@ const loadSentTimeout = 30 * time.Second
 // event: each partition up to the end listed first, or to its high-water
 // mark, whichever a fetch reaches (the last offsets may hold no record).
 func (m *Monitor) loadSent(ctx context.Context) error {
-	starts, err := m.admin.ListStartOffsets(ctx, m.retrain)
-	if err != nil {
-		return err
+	starts, ends, err := m.retrainOffsets(ctx)
+	for errors.Is(err, kerr.UnknownTopicOrPartition) {
+		// New created the topic: a broker may not know it yet.
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+		starts, ends, err = m.retrainOffsets(ctx)
 	}
-	ends, err := m.admin.ListEndOffsets(ctx, m.retrain)
 	if err != nil {
 		return err
 	}
@@ -473,9 +493,6 @@ func (m *Monitor) loadSent(ctx context.Context) error {
 			left[e.Partition] = e.Offset - 1
 		}
 	})
-	if err := errors.Join(starts.Error(), ends.Error()); err != nil {
-		return err
-	}
 	if len(from) == 0 {
 		return nil
 	}
