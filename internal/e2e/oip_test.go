@@ -107,6 +107,9 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{2, 10}, "datatype": "FP32", "data": make([]float32, 10)}}}, 400, "10 values for shape [2 10]"},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "FP32", "data": "x"}}}, 400, "data must be an array"},
 		{"/v2/models/fraud/infer", map[string]any{"inputz": []any{}}, 400, "unknown field"},
+		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [0, 0, 1e39, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 2 of data is out of the range of FP32"},
+		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [01, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "not valid JSON"},
+		{"/v2/models/fraud/infer", `{"id": "` + strings.Repeat("x", 5<<20) + `", "inputs": []}`, 413, "larger than the limit"},
 	} {
 		postJSON(t, base+c.path, c.body, c.code, &e)
 		if msg, _ := e["error"].(string); !strings.Contains(msg, c.want) {

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -132,10 +131,15 @@ func TestPredict(t *testing.T) {
 	}
 }
 
+// postJSON posts body, as JSON, or as it is if it is a string.
 func postJSON(t *testing.T, url string, body any, wantCode int, out any) {
 	t.Helper()
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	b, ok := body.(string)
+	if !ok {
+		raw, _ := json.Marshal(body)
+		b = string(raw)
+	}
+	resp, err := http.Post(url, "application/json", strings.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

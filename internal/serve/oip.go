@@ -1,8 +1,11 @@
 package serve
 
 import (
+	"bytes"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -135,15 +138,26 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Request().Body = http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBodyBytes)
+	bp, _ := s.buffers.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.buffers.Put(bp)
+	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
+	*bp = body
+	if err != nil {
+		return err
+	}
+	// goccy/go-json decodes several times faster than encoding/json, which
+	// decides what is JSON: goccy is lenient (01, say).
+	if !stdjson.Valid(body) {
+		var v any
+		return badRequest("request body is not valid JSON: %v", stdjson.Unmarshal(body, &v))
+	}
 	var req oipInferRequest
-	dec := json.NewDecoder(c.Request().Body)
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
-		}
 		return badRequest("request body is not a v2 inference request: %v", err)
 	}
 	if len(req.Inputs) != 1 {
@@ -189,19 +203,23 @@ func (s *Server) oipInfer(c echo.Context) error {
 }
 
 // flatNumbers reads tensor data: a flat array of numbers, or one nested
-// array per row (row-major either way).
+// array per row (row-major either way), each a finite float32.
 func flatNumbers(raw json.RawMessage) ([]float32, error) {
 	var flat []float32
-	if err := json.Unmarshal(raw, &flat); err == nil {
-		return flat, nil
+	if err := json.Unmarshal(raw, &flat); err != nil {
+		var nested [][]float32
+		if err := json.Unmarshal(raw, &nested); err != nil {
+			return nil, errors.New("data must be an array of numbers, flat or one array per row")
+		}
+		flat = flat[:0] // a failed Unmarshal may have filled it in part
+		for _, r := range nested {
+			flat = append(flat, r...)
+		}
 	}
-	var nested [][]float32
-	if err := json.Unmarshal(raw, &nested); err != nil {
-		return nil, errors.New("data must be an array of numbers, flat or one array per row")
+	for i, v := range flat {
+		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+			return nil, fmt.Errorf("value %d of data is out of the range of FP32", i)
+		}
 	}
-	var rows []float32 // not flat: a failed Unmarshal may have filled it in part
-	for _, r := range nested {
-		rows = append(rows, r...)
-	}
-	return rows, nil
+	return flat, nil
 }
