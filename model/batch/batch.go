@@ -30,7 +30,7 @@ var (
 type Config struct {
 	Inputs, Outputs int           // values per row in and out; required
 	MaxBatchSize    int           // rows per model call; default 64
-	MaxQueueDelay   time.Duration // how long a batch's first request waits for others; default 2ms
+	MaxQueueDelay   time.Duration // how long a batch's first request waits for others if a worker is free; default 2ms
 	QueueCapacity   int           // requests waiting at most; default 1,024
 	Workers         int           // model calls at once; default 1
 	// Name labels the metrics (a model version, say).
@@ -190,8 +190,9 @@ func (b *Batcher) Close() {
 }
 
 // collect gathers requests into batches: a batch starts with the first
-// request waiting and takes more until it is full or MaxQueueDelay has
-// passed since it started.
+// request waiting and goes to a free worker once it is full or
+// MaxQueueDelay has passed since it started; until then, and for as long as
+// every worker is busy, it takes more.
 func (b *Batcher) collect() {
 	defer b.wg.Done()
 	defer close(b.batches)
@@ -210,17 +211,29 @@ func (b *Batcher) collect() {
 		}
 		batch, rows := []*request{first}, first.rows
 		timer.Reset(b.cfg.MaxQueueDelay)
+		waited := false
 	gather:
-		for rows < b.cfg.MaxBatchSize {
+		for {
+			full := rows >= b.cfg.MaxBatchSize || pending != nil
+			var in <-chan *request // nil, and never ready, once full
+			if !full {
+				in = b.queue
+			}
+			var out chan<- []*request // nil until the batch may go
+			if full || waited {
+				out = b.batches
+			}
 			select {
-			case r := <-b.queue:
+			case out <- batch:
+				break gather
+			case r := <-in:
 				if rows+r.rows > b.cfg.MaxBatchSize {
 					pending = r
-					break gather
+					continue
 				}
 				batch, rows = append(batch, r), rows+r.rows
 			case <-timer.C:
-				break gather
+				waited = true
 			case <-b.stop:
 				timer.Stop()
 				for _, r := range batch {
@@ -233,17 +246,6 @@ func (b *Batcher) collect() {
 			}
 		}
 		timer.Stop()
-		select {
-		case b.batches <- batch:
-		case <-b.stop:
-			for _, r := range batch {
-				r.done <- ErrClosed
-			}
-			if pending != nil {
-				pending.done <- ErrClosed
-			}
-			return
-		}
 	}
 }
 

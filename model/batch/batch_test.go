@@ -102,6 +102,42 @@ func (m *blocked) fn(ctx context.Context, in []float32, rows int, out []float32)
 	return double(ctx, in, rows, out)
 }
 
+// While every worker is busy, the next batch keeps taking requests past
+// its queueing delay, up to its size, and goes out when a worker is free.
+func TestBatchGrowsWhileWorkersAreBusy(t *testing.T) {
+	m := newBlocked()
+	var mu sync.Mutex
+	var sizes []int
+	b, err := batch.New(batch.Config{Inputs: 2, Outputs: 1, MaxBatchSize: 8, MaxQueueDelay: time.Millisecond},
+		func(ctx context.Context, in []float32, rows int, out []float32) error {
+			mu.Lock()
+			sizes = append(sizes, rows)
+			mu.Unlock()
+			return m.fn(ctx, in, rows, out)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() { b.Do(context.Background(), []float32{0, 0}, 1) })
+	<-m.started // the worker is busy while ten more arrive, over 20 queueing delays
+	for i := range 10 {
+		wg.Go(func() { b.Do(context.Background(), []float32{float32(1 + i), 0}, 1) })
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(m.release)
+	wg.Wait()
+	// The last two may come late on a busy machine, in batches of their own.
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	if len(sizes) < 3 || sizes[0] != 1 || sizes[1] != 8 || total != 11 {
+		t.Errorf("batch sizes %v, want [1 8 2] (or [1 8 1 1])", sizes)
+	}
+}
+
 // A full queue refuses at once.
 func TestQueueFull(t *testing.T) {
 	m := newBlocked()
