@@ -172,9 +172,11 @@ func (e *Engine) Evaluate(s *State, t int64, out []Value) error {
 }
 
 // Span returns the times [from, until) around t at which Evaluate gives
-// any state the same values as at t: a window moves only when t crosses a
-// tile boundary of its granularity, and a lifetime feature never does. A
-// view without windowed features gives every time.
+// any state the same values as at t (those not before the state's latest
+// event: Evaluate refuses earlier times): a window moves only when t
+// crosses a tile boundary of its granularity, and a lifetime feature never
+// does. A view without windowed features gives every time; t must be less
+// than math.MaxInt64.
 func (e *Engine) Span(t int64) (from, until int64) {
 	from, until = math.MinInt64, math.MaxInt64
 	for i := range e.feats {
@@ -183,7 +185,9 @@ func (e *Engine) Span(t int64) (from, until int64) {
 			continue
 		}
 		tile := floorDiv(t, g)
-		from = max(from, tile*g)
+		if tile >= math.MinInt64/g { // else the tile starts before any time
+			from = max(from, tile*g)
+		}
 		if tile < math.MaxInt64/g {
 			until = min(until, (tile+1)*g)
 		}

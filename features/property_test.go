@@ -569,13 +569,14 @@ func runPropertyCase(seed uint64, logf func(string, ...any)) (st caseStats, err 
 				return fail("Span(%d) = [%d, %d) does not hold it", t, from, until)
 			}
 			from = max(from, qlast)
-			t2 := from + rng.Int64N(min(until-from, 1<<40))
-			if err := eng.Evaluate(state, t2, out2); err != nil {
-				return fail("after %d events: Evaluate at %d: %v", i, t2, err)
-			}
-			for j := range feats {
-				if !out2[j].Equal(out[j]) {
-					return fail("after %d events: feature %s at %d = %v, at %d = %v, in the same span [%d, %d)", i, feats[j].name, t2, out2[j], t, out[j], from, until)
+			for _, t2 := range []int64{from, until - 1, from + rng.Int64N(min(until-from, 1<<40))} {
+				if err := eng.Evaluate(state, t2, out2); err != nil {
+					return fail("after %d events: Evaluate at %d: %v", i, t2, err)
+				}
+				for j := range feats {
+					if !out2[j].Equal(out[j]) {
+						return fail("after %d events: feature %s at %d = %v, at %d = %v, in the same span [%d, %d)", i, feats[j].name, t2, out2[j], t, out[j], from, until)
+					}
 				}
 			}
 		}

@@ -473,11 +473,12 @@ const loadSentTimeout = 30 * time.Second
 // mark, whichever a fetch reaches (the last offsets may hold no record).
 func (m *Monitor) loadSent(ctx context.Context) error {
 	starts, ends, err := m.retrainOffsets(ctx)
-	for errors.Is(err, kerr.UnknownTopicOrPartition) {
-		// New created the topic: a broker may not know it yet.
+	for kerr.IsRetriable(err) {
+		// New created the topic: a broker may not know it, or its
+		// leader, yet.
 		select {
 		case <-ctx.Done():
-			return err
+			return errors.Join(err, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 		starts, ends, err = m.retrainOffsets(ctx)
@@ -488,7 +489,7 @@ func (m *Monitor) loadSent(ctx context.Context) error {
 	from := map[int32]kgo.Offset{}
 	left := map[int32]int64{} // partition → its last offset
 	ends.Each(func(e kadm.ListedOffset) {
-		if s, ok := starts.Lookup(e.Topic, e.Partition); ok && e.Err == nil && s.Err == nil && e.Offset > s.Offset {
+		if s, ok := starts.Lookup(e.Topic, e.Partition); ok && e.Offset > s.Offset {
 			from[e.Partition] = kgo.NewOffset().At(s.Offset)
 			left[e.Partition] = e.Offset - 1
 		}

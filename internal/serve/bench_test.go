@@ -172,7 +172,7 @@ func benchPebble(b *testing.B, table online.Table, recs []online.Record) online.
 	for _, r := range recs {
 		rs = append(rs, &kgo.Record{Topic: online.ChangelogTopic("quiver", table), Key: []byte(r.Key), Value: r.Value})
 	}
-	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); len(rs) > 0 && err != nil {
+	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
 	r, err := pebble.Open(pebble.Config{Brokers: brokers, Tables: []online.Table{table}, Dir: b.TempDir()})

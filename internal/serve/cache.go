@@ -67,8 +67,8 @@ func newStateCache(entries int) (*stateCache, error) {
 }
 
 // decode returns the state a record holds, from the cache when it has this
-// very record. hit reports whether it did. It keeps a copy of the record,
-// not the record.
+// very record. hit reports whether it did. The cache keeps a copy of the
+// record, not the record.
 func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, record []byte) (st *cachedState, hit bool, err error) {
 	k := cacheKey{t, key}
 	if c.lru != nil {
@@ -80,8 +80,9 @@ func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, re
 	if err != nil {
 		return nil, false, err
 	}
-	st = &cachedState{record: bytes.Clone(record), state: decoded}
+	st = &cachedState{state: decoded}
 	if c.lru != nil {
+		st.record = bytes.Clone(record)
 		c.lru.Add(k, st)
 	}
 	return st, false, nil

@@ -184,9 +184,12 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 		}
 		states[ti] = make([]*cachedState, req.rows)
 		err := s.store.Get(ctx, t.id, keys, func(r int, rec []byte) error {
+			if len(rec) == 0 {
+				return nil // no state
+			}
 			st, hit, err := s.cache.decode(t.engine, t.id, keys[r], rec)
 			if err != nil {
-				return fmt.Errorf("state of %q in %s: %w", keys[r], t.id, err)
+				return fmt.Errorf("state of %q: %w", keys[r], err)
 			}
 			s.metrics.cache[b2i(hit)].Inc()
 			states[ti][r] = st

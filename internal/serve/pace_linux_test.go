@@ -13,9 +13,9 @@ import (
 // Go's timers cannot: when the process is idle they wake in whole
 // milliseconds (the runtime's epoll wait rounds up), which would add up to
 // a millisecond of the harness's own to every latency measured. pace reads
-// a timerfd through the runtime's poller instead, ticking every interval
-// or every 100µs, whichever is longer, and releases what is due at each
-// tick: the harness's own lateness stays around 0.1 ms.
+// a timerfd through the runtime's poller instead, ticking every 100µs, and
+// releases what is due at each tick: the harness's own lateness stays
+// around 0.1 ms.
 func pace(start time.Time, interval time.Duration, n int, due chan<- int) {
 	defer close(due)
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
@@ -24,7 +24,7 @@ func pace(start time.Time, interval time.Duration, n int, due chan<- int) {
 	}
 	timer := os.NewFile(uintptr(fd), "timerfd")
 	defer timer.Close()
-	tick := unix.NsecToTimespec(int64(max(interval, 100*time.Microsecond)))
+	tick := unix.NsecToTimespec(int64(100 * time.Microsecond))
 	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: tick, Value: tick}, nil); err != nil {
 		panic(err)
 	}

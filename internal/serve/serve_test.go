@@ -285,7 +285,6 @@ func TestFutureEvent(t *testing.T) {
 	}
 }
 
-// A changed record is never answered from the decoded-state cache.
 // TestCacheFollowsTime moves the clock while the states stay: the served
 // values follow the windows, though the evaluations are cached.
 func TestCacheFollowsTime(t *testing.T) {
@@ -305,6 +304,7 @@ func TestCacheFollowsTime(t *testing.T) {
 	}
 }
 
+// A changed record is never answered from the decoded-state cache.
 func TestCacheFollowsChanges(t *testing.T) {
 	f := newFixture(t)
 	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`

@@ -11,10 +11,11 @@ import (
 // Store reads state records. Implementations are safe for concurrent use.
 type Store interface {
 	// Get reads the records of the given entities of one view version and
-	// calls fn, in any order, with each record found and the index of its
-	// entity in keys; an entity without a record gets no call. rec is valid
-	// only during the call: fn copies what it keeps. An error from fn ends
-	// Get, which returns it.
+	// calls fn, one call at a time in any order, with each record found and
+	// the index of its entity in keys; an entity without a record gets no
+	// call. rec is valid only during the call and must not be modified (it
+	// may be the store's cache): fn copies what it keeps. An error from fn
+	// ends Get, which returns it.
 	Get(ctx context.Context, t Table, keys []string, fn func(i int, rec []byte) error) error
 	// Ready returns nil once the store serves current data, and otherwise
 	// an error saying what it waits for.

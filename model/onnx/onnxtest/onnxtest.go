@@ -14,14 +14,17 @@ import (
 	"github.com/quiver-ml/quiver/model/onnx/internal/onnxpb"
 )
 
+// Node is a node of op from inputs in to outputs out, named by its first output.
 func Node(op string, in, out []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
 	return &onnxpb.NodeProto{OpType: proto.String(op), Name: proto.String(out[0]), Input: in, Output: out, Attribute: attrs}
 }
 
+// AttrF is a FLOAT attribute.
 func AttrF(name string, f float32) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(f)}
 }
 
+// AttrI is an INT attribute.
 func AttrI(name string, i int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(i)}
 }
@@ -70,6 +73,7 @@ func NewModel(nodes []*onnxpb.NodeProto, inits []*onnxpb.TensorProto, inputs, ou
 	}
 }
 
+// Marshal returns m in the protobuf encoding of an .onnx file.
 func Marshal(tb testing.TB, m *onnxpb.ModelProto) []byte {
 	tb.Helper()
 	b, err := proto.Marshal(m)
@@ -79,6 +83,7 @@ func Marshal(tb testing.TB, m *onnxpb.ModelProto) []byte {
 	return b
 }
 
+// Randn returns n normal random numbers of standard deviation scale.
 func Randn(rng *rand.Rand, n int, scale float64) []float32 {
 	x := make([]float32, n)
 	for i := range x {
