@@ -52,7 +52,7 @@ func GetAll(ctx context.Context, s online.Store, t online.Table, keys []string) 
 	out := make([][]byte, len(keys))
 	err := s.Get(ctx, t, keys, func(i int, rec []byte) error {
 		if i < 0 || i >= len(keys) || out[i] != nil {
-			return fmt.Errorf("Get called back for index %d of %d keys, or twice", i, len(keys))
+			return fmt.Errorf("a Get callback for index %d of %d keys, or a second one", i, len(keys))
 		}
 		out[i] = bytes.Clone(rec)
 		if out[i] == nil {
