@@ -138,13 +138,8 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	bp, _ := s.buffers.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	body, bp, err := s.readPooled(c)
 	defer s.buffers.Put(bp)
-	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
-	*bp = body
 	if err != nil {
 		return err
 	}

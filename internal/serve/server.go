@@ -250,12 +250,7 @@ func (s *Server) readyz(c echo.Context) error {
 // readRequest reads and decodes a request body into a pooled buffer, which
 // the caller reuses for the response and returns with s.buffers.Put.
 func (s *Server) readRequest(c echo.Context, predict bool) (*request, *[]byte, error) {
-	bp, _ := s.buffers.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
-	*bp = body
+	body, bp, err := s.readPooled(c)
 	if err != nil {
 		return nil, bp, err
 	}
@@ -309,6 +304,18 @@ func (s *Server) planFor(refs []string) (*plan, error) {
 		s.plans.Store(key, p)
 	}
 	return p, nil
+}
+
+// readPooled reads a request body (readBody) into a pooled buffer, which the
+// caller returns with s.buffers.Put once done with the body.
+func (s *Server) readPooled(c echo.Context) ([]byte, *[]byte, error) {
+	bp, _ := s.buffers.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	body, err := readBody(c, (*bp)[:0], s.cfg.MaxBodyBytes)
+	*bp = body
+	return body, bp, err
 }
 
 // readBody reads a request body of at most limit bytes into b.
