@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -14,33 +16,69 @@ import (
 // Each calls fn with every event of src in the offline event log, file by
 // file (in date and time order), each file's events in its order. The event
 // is reused between calls. Columns of fields the schema has since gained
-// are null; fields of another type are an error naming the file.
+// are null; fields of another type are an error naming the file. Files are
+// read and decoded ahead, up to one per core at once, while fn runs.
 func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*features.Event) error) error {
 	files, err := dir.LogFiles(ctx, "events/"+src.Name)
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	decoded := make([]chan logFile, len(files)) // each gets one value
+	for i := range decoded {
+		decoded[i] = make(chan logFile, 1)
+	}
+	ahead := make(chan struct{}, runtime.GOMAXPROCS(0)) // files decoded and not yet used
+	wg.Go(func() {
+		for i, f := range files {
+			select {
+			case ahead <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Go(func() {
+				var d logFile
+				d.cols, d.rows, _, d.err = dir.ReadLogFile(ctx, f.Name)
+				decoded[i] <- d
+			})
+		}
+	})
 	var ev features.Event
-	for _, f := range files {
+	for i, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		cols, rows, _, err := dir.ReadLogFile(ctx, f.Name)
-		if err != nil {
-			return err
+		var d logFile
+		select {
+		case d = <-decoded[i]:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		m, err := newMapping(src, cols)
+		if d.err != nil {
+			return d.err
+		}
+		m, err := newMapping(src, d.cols)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.Name, err)
 		}
-		for _, row := range rows {
+		for _, row := range d.rows {
 			m.event(row, &ev)
 			if err := fn(&ev); err != nil {
 				return err
 			}
 		}
+		<-ahead
 	}
 	return nil
+}
+
+// logFile is a decoded event log file.
+type logFile struct {
+	cols []offline.Column
+	rows [][]features.Value
+	err  error
 }
 
 // Files returns how many files Each would read, for progress.

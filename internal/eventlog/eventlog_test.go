@@ -1,0 +1,125 @@
+package eventlog_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/eventlog"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const defs = `
+project: t
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: events, topic: events, format: json, event_time: ts, schema: {user_id: string, n: int, ts: timestamp}}
+feature_views:
+  - {name: v, version: 1, entity: user, source: events, features: [{name: c, agg: count}]}
+`
+
+// logDir writes files event log files of rows events each, on several
+// days, and returns the store and the source.
+func logDir(t *testing.T, files, rows int) (*offline.Dir, *features.Source) {
+	t.Helper()
+	d, err := features.Parse("defs.yaml", []byte(defs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := d.Source("events")
+	dir, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "n", Type: features.TypeInt}, {Name: "ts", Type: features.TypeTimestamp},
+		{Name: "_event_time", Type: features.TypeTimestamp}, {Name: "_topic", Type: features.TypeString}, {Name: "_partition", Type: features.TypeInt}, {Name: "_offset", Type: features.TypeInt}}
+	day := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	offset := int64(0)
+	for f := range files {
+		b := offline.Batch{Dir: "events/events", Columns: cols, TimeColumn: 3, Stream: "events/0", FirstOffset: offset}
+		for range rows {
+			te := day + int64(f/3)*86_400_000 + offset
+			b.Rows = append(b.Rows, []features.Value{features.String(fmt.Sprint("u", offset%7)), features.Int(offset), features.Timestamp(te),
+				features.Timestamp(te), features.String("events"), features.Int(0), features.Int(offset)})
+			offset++
+		}
+		b.LastOffset = offset - 1
+		if err := dir.WriteBatch(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, src
+}
+
+// Each hands over every event of every file, in the files' order, though
+// it decodes files ahead on other goroutines.
+func TestEachInOrder(t *testing.T) {
+	dir, src := logDir(t, 12, 25)
+	// The order: LogFiles' files, read one after the other.
+	files, err := dir.LogFiles(context.Background(), "events/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int64
+	for _, f := range files {
+		_, rows, _, err := dir.ReadLogFile(context.Background(), f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			want = append(want, r[6].Int())
+		}
+	}
+	if len(want) != 300 {
+		t.Fatalf("%d events written, want 300", len(want))
+	}
+	var got []int64
+	err = eventlog.Each(context.Background(), dir, src, func(ev *features.Event) error {
+		if n := ev.Fields[src.Field("n")].Int(); n != ev.Offset {
+			return fmt.Errorf("event at offset %d has n = %d", ev.Offset, n)
+		}
+		got = append(got, ev.Offset)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Each gave offsets\n%v\nwant\n%v", got, want)
+	}
+}
+
+// An error from fn ends Each at once, with no goroutine left behind
+// (TestMain checks), as does a cancelled context.
+func TestEachStops(t *testing.T) {
+	dir, src := logDir(t, 20, 10)
+	stop := errors.New("stop")
+	n := 0
+	err := eventlog.Each(context.Background(), dir, src, func(*features.Event) error {
+		if n++; n == 35 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 35 {
+		t.Errorf("Each = %v after %d events, want %v after 35", err, n, stop)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n = 0
+	err = eventlog.Each(ctx, dir, src, func(*features.Event) error {
+		if n++; n == 15 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || n > 20 {
+		t.Errorf("Each = %v after %d events, want %v within the second file", err, n, context.Canceled)
+	}
+}
