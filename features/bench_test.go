@@ -205,3 +205,24 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkEvalOnDemand computes the fraud service's on-demand feature for
+// one row, as serve does per prediction and backfill per spine row.
+func BenchmarkEvalOnDemand(b *testing.B) {
+	defs, err := features.Load("../examples/fraud/definitions.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	svc := defs.Service("fraud_v1")
+	in := make([]features.Value, len(svc.Features))
+	for i := range in {
+		in[i] = features.Float(float64(i) + 0.5)
+	}
+	request := map[string]any{"amount": 42.0}
+	out := make([]features.Value, len(svc.OnDemand))
+	for b.Loop() {
+		if err := svc.EvalOnDemand(in, request, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -287,8 +287,8 @@ func (s *Service) EvalOnDemand(values []Value, request map[string]any, out []Val
 			s.Name, len(values), len(out), len(s.Features), len(s.OnDemand))
 	}
 	f := make(map[string]any, len(values))
-	for i, r := range s.Features {
-		f[r.String()] = celValue(values[i])
+	for i, r := range s.refs {
+		f[r] = celValue(values[i])
 	}
 	if request == nil {
 		request = map[string]any{}

@@ -130,7 +130,8 @@ type Service struct {
 	Features []FeatureRef
 	OnDemand []*OnDemand
 	pos      positions
-	refPos   []Pos // of each feature reference
+	refPos   []Pos    // of each feature reference
+	refs     []string // each feature reference as written: the keys of f
 }
 
 // OnDemand is a feature computed at request time by a CEL expression over the

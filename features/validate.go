@@ -229,6 +229,7 @@ func (d *decoder) checkServices() {
 			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
 		}
 		refs := make([]string, len(s.Features))
+		s.refs = refs
 		listed := map[string]string{} // resolved reference → as first written
 		for j, r := range s.Features {
 			refs[j] = r.String()

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quiver-ml/quiver/drift"
@@ -22,8 +24,6 @@ import (
 // other columns.
 func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 	svc := p.service
-	in := make([]features.Value, len(svc.Features))
-	out := make([]features.Value, len(svc.OnDemand))
 	first := len(p.outputs) - len(svc.OnDemand)
 	for _, o := range svc.OnDemand {
 		for _, k := range o.RequestKeys() {
@@ -32,21 +32,44 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 			}
 		}
 	}
-	request := make(map[string]any, len(sp.cols))
-	for r, row := range sp.rows {
-		copy(in, values[r][:first])
-		for j, c := range sp.cols {
-			// Numbers are doubles, as in a JSON request online.
-			if v := row[j]; v.Type() == features.TypeInt {
-				request[c.Name] = float64(v.Int())
-			} else {
-				request[c.Name] = v.Any()
+	// The request context: the spine columns the expressions read.
+	var keys []string
+	for _, o := range svc.OnDemand {
+		for _, k := range o.RequestKeys() {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
 			}
 		}
-		// A failed expression (a null input, say) is null, as online.
-		_ = svc.EvalOnDemand(in, request, out)
-		copy(values[r][first:], out)
 	}
+	cols := make([]int, len(keys))
+	for i, k := range keys {
+		cols[i] = index(sp.cols, k)
+	}
+	// Rows are independent: a chunk per core.
+	var wg sync.WaitGroup
+	chunk := (len(sp.rows) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	for lo := 0; lo < len(sp.rows); lo += chunk {
+		wg.Go(func() {
+			in := make([]features.Value, len(svc.Features))
+			out := make([]features.Value, len(svc.OnDemand))
+			request := make(map[string]any, len(keys))
+			for r := lo; r < min(lo+chunk, len(sp.rows)); r++ {
+				copy(in, values[r][:first])
+				for i, k := range keys {
+					// Numbers are doubles, as in a JSON request online.
+					if v := sp.rows[r][cols[i]]; v.Type() == features.TypeInt {
+						request[k] = float64(v.Int())
+					} else {
+						request[k] = v.Any()
+					}
+				}
+				// A failed expression (a null input, say) is null, as online.
+				_ = svc.EvalOnDemand(in, request, out)
+				copy(values[r][first:], out)
+			}
+		})
+	}
+	wg.Wait()
 	// An expression's type is what CEL checks it to be; when it depends on
 	// the request (dynamic), its values show it: the first non-null one
 	// decides, and ints count as floats.
