@@ -2,7 +2,6 @@ package backfill
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -430,7 +429,7 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				evs, err := spills[e][i].events(ej)
+				evs, err := spills[e][i].byEntity(ej)
 				if err != nil {
 					return err
 				}
@@ -455,6 +454,7 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 			b.cfg.Progress.Add(100_000)
 		}
 		enc = enc[:0]
+		var kept *features.Event // ev, copied once for every bucket in memory
 		for e, ej := range b.plan.entities {
 			vj, vi := ej.sourceView(source)
 			if vj == nil {
@@ -473,12 +473,20 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 			if _, wanted := refs[e][bi][string(key)]; !wanted {
 				continue // no spine row of this entity
 			}
+			sb := spills[e][bi]
+			if sb.f == nil {
+				if kept == nil {
+					kept = &features.Event{Time: ev.Time, Partition: ev.Partition, Offset: ev.Offset, Fields: slices.Clone(ev.Fields)}
+				}
+				sb.events = append(sb.events, viewEvent{view: vi, ev: kept})
+				continue
+			}
 			if len(enc) == 0 {
 				enc = binary.AppendVarint(enc, int64(ev.Partition))
 				enc = binary.AppendVarint(enc, ev.Offset)
 				enc = src.AppendEvent(enc, ev)
 			}
-			if err := spills[e][bi].add(vi, enc); err != nil {
+			if err := sb.spill(vi, enc); err != nil {
 				return err
 			}
 		}
@@ -501,12 +509,12 @@ func (ej *entityJob) sourceView(source string) (*viewJob, int) {
 // sourcedEvent is an event and the source it came from.
 type sourcedEvent struct {
 	source string
-	ev     features.Event
+	ev     *features.Event
 }
 
 // compute applies each entity's events in order, evaluating its views at
 // each of its spine rows' times.
-func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][]sourcedEvent) error {
+func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string]*[]sourcedEvent) error {
 	out := make([][]features.Value, len(ej.views))
 	for i, vj := range ej.views {
 		out[i] = make([]features.Value, len(vj.view.Features))
@@ -514,7 +522,10 @@ func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][
 	states := make([]*features.State, len(ej.views))
 	for key, rs := range refs {
 		slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
-		es := evs[key]
+		var es []sourcedEvent
+		if p := evs[key]; p != nil {
+			es = *p
+		}
 		slices.SortFunc(es, func(a, b sourcedEvent) int {
 			return cmp.Or(cmp.Compare(a.ev.Time, b.ev.Time), cmp.Compare(a.ev.Partition, b.ev.Partition), cmp.Compare(a.ev.Offset, b.ev.Offset))
 		})
@@ -530,7 +541,7 @@ func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][
 					}
 					// An event a view cannot apply (its filter fails on a
 					// null, say) changes nothing, as in ingest.
-					if _, err := vj.engine.Apply(states[i], &es[next].ev); err != nil {
+					if _, err := vj.engine.Apply(states[i], es[next].ev); err != nil {
 						b.refused.Add(1)
 					}
 				}
@@ -563,16 +574,21 @@ func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string][
 	return nil
 }
 
-// spillBucket holds the encoded events of one entity bucket: in memory
-// (in chunks, so that growing it never copies it) when there is one bucket,
-// else in a temporary file.
+// spillBucket holds the events of one entity bucket until it is computed:
+// in memory when there is one bucket (events shared between the buckets of
+// the entities that read them), else encoded in a temporary file.
 type spillBucket struct {
 	f      *os.File
 	w      *bufio.Writer
-	chunks [][]byte
+	events []viewEvent // in memory
 }
 
-const spillChunk = 1 << 20
+// viewEvent is an event of the source that the entity's view view reads
+// (entityJob.sourceView).
+type viewEvent struct {
+	view int
+	ev   *features.Event
+}
 
 func newSpillBucket(dir string, toDisk bool) (*spillBucket, error) {
 	if !toDisk {
@@ -585,80 +601,83 @@ func newSpillBucket(dir string, toDisk bool) (*spillBucket, error) {
 	return &spillBucket{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
 }
 
-// add appends one encoded event: the index of the entity's view that reads
-// its source (entityJob.sourceView), and the event, length-prefixed.
-func (s *spillBucket) add(view int, enc []byte) error {
+// spill writes one encoded event to the bucket's file: the index of the
+// entity's view that reads its source, and the event, length-prefixed.
+func (s *spillBucket) spill(view int, enc []byte) error {
 	var hdr [2 * binary.MaxVarintLen64]byte
 	n := binary.PutUvarint(hdr[:], uint64(view))
 	n += binary.PutUvarint(hdr[n:], uint64(len(enc)))
-	if s.f != nil {
-		s.w.Write(hdr[:n])
-		if _, err := s.w.Write(enc); err != nil {
-			return fmt.Errorf("spill events: %w", err)
-		}
-		return nil
+	s.w.Write(hdr[:n])
+	if _, err := s.w.Write(enc); err != nil {
+		return fmt.Errorf("spill events: %w", err)
 	}
-	if len(s.chunks) == 0 || len(s.chunks[len(s.chunks)-1])+n+len(enc) > cap(s.chunks[len(s.chunks)-1]) {
-		s.chunks = append(s.chunks, make([]byte, 0, max(spillChunk, n+len(enc))))
-	}
-	c := &s.chunks[len(s.chunks)-1]
-	*c = append(append(*c, hdr[:n]...), enc...)
 	return nil
 }
 
-// events reads the bucket's events back, grouped by entity key.
-func (s *spillBucket) events(ej *entityJob) (map[string][]sourcedEvent, error) {
-	var r *bufio.Reader
+// byEntity returns the bucket's events grouped by entity key, read back
+// from its file if it has one.
+func (s *spillBucket) byEntity(ej *entityJob) (map[string]*[]sourcedEvent, error) {
 	if s.f != nil {
-		if err := s.w.Flush(); err != nil {
-			return nil, fmt.Errorf("spill events: %w", err)
-		}
-		if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		if err := s.read(ej); err != nil {
 			return nil, err
 		}
-		r = bufio.NewReaderSize(s.f, 256<<10)
-	} else {
-		readers := make([]io.Reader, len(s.chunks))
-		for i, c := range s.chunks {
-			readers[i] = bytes.NewReader(c)
-		}
-		r = bufio.NewReader(io.MultiReader(readers...))
 	}
-	out := map[string][]sourcedEvent{}
-	var key, enc []byte
+	out := map[string]*[]sourcedEvent{}
+	var key []byte
 	vals := make([]features.Value, 0, 4)
+	for _, e := range s.events {
+		vj := ej.views[e.view]
+		vals = vals[:0]
+		for _, f := range vj.keyIdx {
+			vals = append(vals, e.ev.Fields[f])
+		}
+		key, _ = online.AppendEntityKey(key[:0], vals...)
+		es := out[string(key)]
+		if es == nil {
+			es = new([]sourcedEvent)
+			out[string(key)] = es
+		}
+		*es = append(*es, sourcedEvent{source: vj.source.Name, ev: e.ev})
+	}
+	s.events = nil
+	return out, nil
+}
+
+// read decodes the bucket's file into its events.
+func (s *spillBucket) read(ej *entityJob) error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("spill events: %w", err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(s.f, 256<<10)
+	var enc []byte
 	for {
 		view, err := binary.ReadUvarint(r)
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		size, err2 := binary.ReadUvarint(r)
 		if err != nil || err2 != nil || view >= uint64(len(ej.views)) {
-			return nil, fmt.Errorf("read spilled events: corrupt record (%v, %v)", err, err2)
+			return fmt.Errorf("read spilled events: corrupt record (%v, %v)", err, err2)
 		}
 		enc = slices.Grow(enc[:0], int(size))[:size]
 		if _, err := io.ReadFull(r, enc); err != nil {
-			return nil, fmt.Errorf("read spilled events: %w", err)
+			return fmt.Errorf("read spilled events: %w", err)
 		}
 		part, k3 := binary.Varint(enc)
 		off, k4 := binary.Varint(enc[k3:])
-		vj := ej.views[view]
-		var ev features.Event
-		if err := vj.source.DecodeEvent(enc[k3+k4:], &ev); err != nil {
-			return nil, fmt.Errorf("read spilled events: %w", err)
+		ev := &features.Event{Partition: int32(part), Offset: off}
+		if err := ej.views[view].source.DecodeEvent(enc[k3+k4:], ev); err != nil {
+			return fmt.Errorf("read spilled events: %w", err)
 		}
-		ev.Partition, ev.Offset = int32(part), off
-		vals = vals[:0]
-		for _, f := range vj.keyIdx {
-			vals = append(vals, ev.Fields[f])
-		}
-		key, _ = online.AppendEntityKey(key[:0], vals...)
-		out[string(key)] = append(out[string(key)], sourcedEvent{source: vj.source.Name, ev: ev})
+		s.events = append(s.events, viewEvent{view: int(view), ev: ev})
 	}
 }
 
 func (s *spillBucket) remove() {
-	s.chunks = nil
+	s.events = nil
 	if s.f != nil {
 		s.f.Close()
 		os.Remove(s.f.Name())
