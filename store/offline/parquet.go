@@ -336,8 +336,9 @@ func readRowGroup(rg parquet.RowGroup, ncols int, conv []func(parquet.Value) fea
 	defer rr.Close()
 	for {
 		n, err := rr.ReadRows(buf)
-		for _, pr := range buf[:n] {
-			row := make([]features.Value, ncols)
+		slab := make([]features.Value, n*ncols) // one allocation for the rows read
+		for i, pr := range buf[:n] {
+			row := slab[i*ncols : (i+1)*ncols : (i+1)*ncols]
 			for _, v := range pr {
 				if c := v.Column(); c >= 0 && c < ncols && !v.IsNull() {
 					row[c] = conv[c](v)
