@@ -92,14 +92,22 @@ func countDistinct(tiles []*distinct) int64 {
 // hashValue hashes a value with its type, stably across processes and
 // releases: the hashes are stored.
 func hashValue(v Value) uint64 {
-	var buf [9]byte
-	buf[0] = byte(v.typ)
 	if v.typ == TypeString {
-		d := xxhash.New()
+		// The hash of the type's byte, then the string: on the stack in one
+		// call when it fits (a digest copies its input in pieces).
+		var buf [64]byte
+		buf[0] = byte(v.typ)
+		if len(v.str) < len(buf) {
+			return xxhash.Sum64(buf[:1+copy(buf[1:], v.str)])
+		}
+		var d xxhash.Digest
+		d.Reset()
 		d.Write(buf[:1])
 		d.WriteString(v.str)
 		return d.Sum64()
 	}
+	var buf [9]byte
+	buf[0] = byte(v.typ)
 	binary.LittleEndian.PutUint64(buf[1:], v.num)
 	if v.typ == TypeFloat && v.Float() == 0 {
 		binary.LittleEndian.PutUint64(buf[1:], math.Float64bits(0)) // -0 == 0
