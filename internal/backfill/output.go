@@ -20,8 +20,7 @@ import (
 )
 
 // onDemand computes a service's on-demand features for every row, from
-// the row's service features and, as the request context, the spine's
-// other columns.
+// the row's service features and, as the request context, the row.
 func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 	svc := p.service
 	first := len(p.outputs) - len(svc.OnDemand)
@@ -32,35 +31,26 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 			}
 		}
 	}
-	// The request context: the spine columns the expressions read.
-	var keys []string
-	for _, o := range svc.OnDemand {
-		for _, k := range o.RequestKeys() {
-			if !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
-		}
-	}
-	cols := make([]int, len(keys))
-	for i, k := range keys {
-		cols[i] = index(sp.cols, k)
-	}
 	// Rows are independent: a chunk per core.
 	var wg sync.WaitGroup
-	chunk := (len(sp.rows) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	workers := runtime.GOMAXPROCS(0)
+	chunk := (len(sp.rows) + workers - 1) / workers
 	for lo := 0; lo < len(sp.rows); lo += chunk {
 		wg.Go(func() {
 			in := make([]features.Value, len(svc.Features))
 			out := make([]features.Value, len(svc.OnDemand))
-			request := make(map[string]any, len(keys))
+			// The request context: the whole row, as serve passes a
+			// request's whole context (an expression may test has() or
+			// size(), which RequestKeys does not list).
+			request := make(map[string]any, len(sp.cols))
 			for r := lo; r < min(lo+chunk, len(sp.rows)); r++ {
 				copy(in, values[r][:first])
-				for i, k := range keys {
+				for j, c := range sp.cols {
 					// Numbers are doubles, as in a JSON request online.
-					if v := sp.rows[r][cols[i]]; v.Type() == features.TypeInt {
-						request[k] = float64(v.Int())
+					if v := sp.rows[r][j]; v.Type() == features.TypeInt {
+						request[c.Name] = float64(v.Int())
 					} else {
-						request[k] = v.Any()
+						request[c.Name] = v.Any()
 					}
 				}
 				// A failed expression (a null input, say) is null, as online.

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"sync"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
 )
@@ -17,7 +19,8 @@ import (
 // file (in date and time order), each file's events in its order. The event
 // is reused between calls. Columns of fields the schema has since gained
 // are null; fields of another type are an error naming the file. Files are
-// read and decoded ahead, up to one per core at once, while fn runs.
+// read and decoded ahead while fn runs: up to one per core at once, and up
+// to readAhead bytes of them (a larger file alone).
 func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*features.Event) error) error {
 	files, err := dir.LogFiles(ctx, "events/"+src.Name)
 	if err != nil {
@@ -30,13 +33,16 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*
 	for i := range decoded {
 		decoded[i] = make(chan logFile, 1)
 	}
-	ahead := make(chan struct{}, runtime.GOMAXPROCS(0)) // files decoded and not yet used
+	// The files decoded and not yet used: each weighs its size, and at
+	// least a core's share of the budget.
+	ahead := semaphore.NewWeighted(readAhead)
+	weight := func(f offline.LogFile) int64 {
+		return min(readAhead, max(f.Size, readAhead/int64(runtime.GOMAXPROCS(0))))
+	}
 	wg.Go(func() {
 		for i, f := range files {
-			select {
-			case ahead <- struct{}{}:
-			case <-ctx.Done():
-				return
+			if ahead.Acquire(ctx, weight(f)) != nil {
+				return // ended
 			}
 			wg.Go(func() {
 				var d logFile
@@ -69,10 +75,14 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*
 				return err
 			}
 		}
-		<-ahead
+		ahead.Release(weight(f))
 	}
 	return nil
 }
+
+// readAhead bounds the size of the files Each decodes ahead: decoded, an
+// event takes about ten times its bytes in a file.
+const readAhead = 64 << 20
 
 // logFile is a decoded event log file.
 type logFile struct {

@@ -1,0 +1,64 @@
+package backfill
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
+)
+
+// A training set's on-demand features see a spine row as serve sees a
+// request's context: every column (has() and size() included), integers
+// as doubles; rows on every core give what one at a time would.
+func TestOnDemandSeesTheWholeRow(t *testing.T) {
+	defs, err := features.Parse("defs.yaml", []byte(`
+project: t
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: events, topic: events, format: json, event_time: ts, schema: {user_id: string, amount: float, ts: timestamp}}
+feature_views:
+  - {name: v, version: 1, entity: user, source: events, features: [{name: c, agg: count}]}
+feature_services:
+  - name: svc
+    features: [v@1:c]
+    on_demand:
+      - {name: bonus, expr: "has(request.bonus) ? request.bonus : -1.0"}
+      - {name: keys, expr: "double(request.size())"}
+      - {name: ratio, expr: "request.amount / (double(f['v@1:c']) + 1.0)"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPlan(defs, nil, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeTimestamp},
+		{Name: "amount", Type: features.TypeFloat}, {Name: "bonus", Type: features.TypeInt}}
+	type want struct{ bonus, keys, ratio float64 }
+	var rows [][]features.Value
+	var wants []want
+	for i := range 5 * runtime.GOMAXPROCS(0) {
+		rows = append(rows, []features.Value{features.String("u1"), features.Timestamp(int64(i)), features.Float(float64(10 * i)), features.Int(int64(i))})
+		wants = append(wants, want{bonus: float64(i), keys: 4, ratio: float64(10*i) / float64(i+1)})
+	}
+	sp := &spine{cols: cols, rows: rows}
+	values := make([][]features.Value, len(rows))
+	for r := range values {
+		values[r] = make([]features.Value, len(p.outputs))
+		values[r][0] = features.Int(int64(r)) // v@1:c
+	}
+	if err := onDemand(p, sp, values); err != nil {
+		t.Fatal(err)
+	}
+	for r, w := range wants {
+		got := want{values[r][1].Float(), values[r][2].Float(), values[r][3].Float()}
+		if got != w {
+			t.Errorf("row %d: bonus, keys, ratio = %v, want %v", r, got, w)
+		}
+	}
+	if err := onDemand(p, &spine{cols: cols}, nil); err != nil {
+		t.Errorf("no rows: %v", err)
+	}
+}
