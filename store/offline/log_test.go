@@ -492,6 +492,49 @@ func BenchmarkWriteBatch(b *testing.B) {
 	const n = 10_000
 	ctx := context.Background()
 	d := diskStore(b)
+	batch := transactionBatch(n)
+	b.ReportAllocs()
+	i := int64(0)
+	for b.Loop() {
+		batch.FirstOffset, batch.LastOffset = i*n, i*n+n-1
+		i++
+		if err := d.WriteBatch(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(i*n)/b.Elapsed().Seconds(), "rows/s")
+	files := d.files(b, batch.Dir)
+	if st, err := os.Stat(filepath.Join(d.root, batch.Dir, files[0])); err == nil {
+		b.ReportMetric(float64(st.Size()), "bytes/file")
+	}
+}
+
+// BenchmarkReadLogFile reads back a file of 10k fraud transactions, as
+// backfill and replays read the event log.
+func BenchmarkReadLogFile(b *testing.B) {
+	const n = 10_000
+	ctx := context.Background()
+	d := diskStore(b)
+	batch := transactionBatch(n)
+	batch.LastOffset = n - 1
+	if err := d.WriteBatch(ctx, batch); err != nil {
+		b.Fatal(err)
+	}
+	files, err := d.LogFiles(ctx, batch.Dir)
+	if err != nil || len(files) != 1 {
+		b.Fatalf("%d files, %v", len(files), err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, rows, _, err := d.ReadLogFile(ctx, files[0].Name); err != nil || len(rows) != n {
+			b.Fatalf("%d rows, %v", len(rows), err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// transactionBatch is a batch of n fraud transactions.
+func transactionBatch(n int) offline.Batch {
 	countries := []string{"US", "GB", "DE", "FR", "NL", "BR", "IN", "JP"}
 	start := ms("2026-03-01T08:00:00Z")
 	rows := make([][]features.Value, n)
@@ -510,23 +553,9 @@ func BenchmarkWriteBatch(b *testing.B) {
 			features.Int(int64(i)),
 		}
 	}
-	batch := offline.Batch{
+	return offline.Batch{
 		Dir: "events/transactions", Columns: transactionColumns, TimeColumn: 6,
 		Rows: rows, Stream: "transactions/3",
-	}
-	b.ReportAllocs()
-	i := int64(0)
-	for b.Loop() {
-		batch.FirstOffset, batch.LastOffset = i*n, i*n+n-1
-		i++
-		if err := d.WriteBatch(ctx, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(i*n)/b.Elapsed().Seconds(), "rows/s")
-	files := d.files(b, batch.Dir)
-	if st, err := os.Stat(filepath.Join(d.root, batch.Dir, files[0])); err == nil {
-		b.ReportMetric(float64(st.Size()), "bytes/file")
 	}
 }
 

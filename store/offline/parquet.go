@@ -322,7 +322,7 @@ func readParquet(r io.ReaderAt, size int64) (cols []Column, rows [][]features.Va
 		meta[kv.Key] = kv.Value
 	}
 	rows = make([][]features.Value, 0, pf.NumRows())
-	buf := make([]parquet.Row, 256)
+	buf := make([]parquet.Value, 1024)
 	for _, rg := range pf.RowGroups() {
 		if err := readRowGroup(rg, len(cols), conv, &rows, buf); err != nil {
 			return nil, nil, nil, err
@@ -331,28 +331,67 @@ func readParquet(r io.ReaderAt, size int64) (cols []Column, rows [][]features.Va
 	return cols, rows, meta, nil
 }
 
-func readRowGroup(rg parquet.RowGroup, ncols int, conv []func(parquet.Value) features.Value, out *[][]features.Value, buf []parquet.Row) error {
-	rr := rg.Rows()
-	defer rr.Close()
-	for {
-		n, err := rr.ReadRows(buf)
-		slab := make([]features.Value, n*ncols) // one allocation for the rows read
-		for i, pr := range buf[:n] {
-			row := slab[i*ncols : (i+1)*ncols : (i+1)*ncols]
-			for _, v := range pr {
-				if c := v.Column(); c >= 0 && c < ncols && !v.IsNull() {
-					row[c] = conv[c](v)
-				}
-			}
-			*out = append(*out, row)
+func readRowGroup(rg parquet.RowGroup, ncols int, conv []func(parquet.Value) features.Value, out *[][]features.Value, buf []parquet.Value) error {
+	// Column by column: a row group's rows share one allocation, and a flat
+	// column's values (nulls included) come one per row, in order.
+	n := int(rg.NumRows())
+	slab := make([]features.Value, n*ncols)
+	rows := len(*out)
+	for r := range n {
+		*out = append(*out, slab[r*ncols:(r+1)*ncols:(r+1)*ncols])
+	}
+	for _, cc := range rg.ColumnChunks() {
+		c := cc.Column()
+		if c < 0 || c >= ncols {
+			continue
 		}
+		if err := readColumn(cc, (*out)[rows:], c, conv[c], buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readColumn reads column c of a row group into rows.
+func readColumn(cc parquet.ColumnChunk, rows [][]features.Value, c int, conv func(parquet.Value) features.Value, buf []parquet.Value) error {
+	pages := cc.Pages()
+	defer pages.Close()
+	r := 0
+	for {
+		p, err := pages.ReadPage()
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
 			return err
 		}
+		vr := p.Values()
+		for {
+			k, err := vr.ReadValues(buf)
+			if r+k > len(rows) {
+				parquet.Release(p)
+				return fmt.Errorf("column %d: more values than the row group's %d rows", c, len(rows))
+			}
+			for _, v := range buf[:k] {
+				if !v.IsNull() {
+					rows[r][c] = conv(v)
+				}
+				r++
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				parquet.Release(p)
+				return err
+			}
+		}
+		parquet.Release(p)
 	}
+	if r != len(rows) {
+		return fmt.Errorf("column %d: %d values for %d rows", c, r, len(rows))
+	}
+	return nil
 }
 
 // fileColumns maps a file's schema to columns and value converters.
