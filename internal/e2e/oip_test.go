@@ -121,16 +121,22 @@ func TestOpenInferenceProtocol(t *testing.T) {
 func getJSON(t *testing.T, url string, code int, out any) {
 	t.Helper()
 	resp, err := http.Get(url)
+	readJSON(t, "GET "+url, resp, err, code, out)
+}
+
+// readJSON checks a response's status and decodes its JSON body into out.
+func readJSON(t *testing.T, what string, resp *http.Response, err error, code int, out any) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != code {
-		t.Fatalf("GET %s: %d %s, want %d", url, resp.StatusCode, raw, code)
+		t.Fatalf("%s: %d %s, want %d", what, resp.StatusCode, raw, code)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		t.Fatalf("GET %s: %v: %s", url, err, raw)
+		t.Fatalf("%s: %v: %s", what, err, raw)
 	}
 }
 

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"os"
@@ -140,17 +139,7 @@ func postJSON(t *testing.T, url string, body any, wantCode int, out any) {
 		b = string(raw)
 	}
 	resp, err := http.Post(url, "application/json", strings.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != wantCode {
-		t.Fatalf("POST %s: %d %s, want %d", url, resp.StatusCode, raw, wantCode)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		t.Fatalf("POST %s: %v: %s", url, err, raw)
-	}
+	readJSON(t, "POST "+url, resp, err, wantCode, out)
 }
 
 // TestPredictionLogAndShadow: with a shadow alias, the response comes from
