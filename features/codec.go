@@ -22,10 +22,13 @@ func appendFloat(b []byte, f float64) []byte {
 // appendXsum writes an exact sum in its canonical form, so that equal sums,
 // however they were added up, encode to equal bytes.
 func appendXsum(b []byte, s *xsum) []byte {
-	var buf [maxPartials]float64
-	c := canonical(s.parts(), buf[:0])
-	b = appendUvarint(b, uint64(len(c)))
-	for _, f := range c {
+	var buf, c [maxPartials]float64
+	p := s.parts(&buf)
+	if s.wide != nil {
+		p = canonical(p, c[:0])
+	}
+	b = appendUvarint(b, uint64(len(p)))
+	for _, f := range p {
 		b = appendFloat(b, f)
 	}
 	return b
@@ -165,7 +168,7 @@ func (r *reader) xsum(s *xsum) {
 		}
 	}
 	if isCanonical(p) {
-		s.set(p)
+		s.setCanonical(p)
 		return
 	}
 	for _, f := range p {

@@ -51,7 +51,8 @@ func TestCompactIsCanonical(t *testing.T) {
 		for i := len(vals) - 1; i >= 0; i-- {
 			b.add(vals[i])
 		}
-		ca, cb := canonical(a, nil), canonical(b.parts(), nil)
+		var buf [maxPartials]float64
+		ca, cb := canonical(a, nil), canonical(b.parts(&buf), nil)
 		if len(ca) != len(cb) {
 			t.Fatalf("case %d: canonical forms %v and %v", c, ca, cb)
 		}

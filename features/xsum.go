@@ -6,66 +6,70 @@ import (
 	"slices"
 )
 
-// xsum is an exact sum of float64s: non-overlapping partials (Shewchuk's
-// algorithm, as in Python's math.fsum) whose exact total is the exact sum of
-// every value added. Its value is that sum correctly rounded, so it does not
-// depend on the order values arrive in or on how tiles group them: ingest,
-// replays and backfills agree to the bit. Values must be finite.
+// xsum is an exact sum of float64s. Its value is that sum correctly
+// rounded, so it does not depend on the order values arrive in or on how
+// tiles group them: ingest, replays and backfills agree to the bit. Values
+// must be finite.
 //
-// Up to three partials, enough for most sums, are held inline: a tile's sum
-// then lives in the tile, and adding to it touches no other memory.
+// Most sums are of numbers, and squares of numbers, whose bits lie within a
+// fixed range (fixed): such a sum is one 256-bit integer, and adding to it is
+// a few integer additions, held in the tile itself. The first number outside
+// that range turns the sum, for good, into Shewchuk's non-overlapping
+// partials (as in Python's math.fsum), slower but exact over every float64.
 type xsum struct {
-	n     uint8 // partials in `in`, while spill is nil
-	in    [3]float64
-	spill []float64 // all the partials, once there were more than fit in `in`
+	fix  fixed      // the sum, while wide is nil
+	wide *[]float64 // else its partials, smallest first
 }
 
-// parts returns the partials, smallest first.
-func (s *xsum) parts() []float64 {
-	if s.spill != nil {
-		return s.spill
+// parts returns the partials of s, smallest first: canonical (see compact)
+// unless s is wide. They may be s's own, not to be modified.
+func (s *xsum) parts(buf *[maxPartials]float64) []float64 {
+	if s.wide != nil {
+		return *s.wide
 	}
-	return s.in[:s.n]
+	return s.fix.partials(buf[:0])
 }
 
-// set stores new partials. A slice that may alias s.in is never kept, only
-// copied: otherwise escape analysis would move every xsum to the heap.
-func (s *xsum) set(p []float64) {
-	switch {
-	case s.spill != nil:
-		s.spill = append(s.spill[:0], p...)
-	case len(p) <= len(s.in):
-		s.n = uint8(copy(s.in[:], p))
-	default:
-		s.spill = append(make([]float64, 0, 2*len(p)), p...)
-	}
-}
-
-func (s *xsum) reset() {
-	s.n = 0
-	if s.spill != nil {
-		s.spill = s.spill[:0]
-	}
-}
+func (s *xsum) reset() { *s = xsum{} }
 
 // clone returns a copy that shares no memory with s.
 func (s *xsum) clone() xsum {
 	c := *s
-	if c.spill != nil {
-		c.spill = slices.Clone(c.spill)
+	if c.wide != nil {
+		w := slices.Clone(*c.wide)
+		c.wide = &w
 	}
 	return c
 }
 
 func (s *xsum) add(x float64) {
-	if s.spill != nil {
-		s.spill = addPartial(s.spill, x)
-	} else {
-		var buf [len(s.in) + 1]float64
-		s.set(addPartial(append(buf[:0], s.in[:s.n]...), x))
+	if s.wide == nil && s.fix.add(x) {
+		return
 	}
-	if len(s.parts()) > compactAt {
+	s.widen()
+	*s.wide = addPartial(*s.wide, x)
+	if len(*s.wide) > compactAt {
 		s.compact()
+	}
+}
+
+// widen turns s into partials.
+func (s *xsum) widen() {
+	if s.wide == nil {
+		p := s.fix.partials(make([]float64, 0, 2*compactAt))
+		s.fix, s.wide = fixed{}, &p
+	}
+}
+
+// setCanonical sets s to the exact sum of the canonical partials p.
+func (s *xsum) setCanonical(p []float64) {
+	*s = xsum{}
+	for _, x := range p {
+		if !s.fix.add(x) {
+			w := slices.Clone(p)
+			*s = xsum{wide: &w}
+			return
+		}
 	}
 }
 
@@ -94,13 +98,16 @@ func addPartial(p []float64, x float64) []float64 {
 // needed, and a total that tiles are added to and taken from keeps growing.
 const compactAt = 4
 
-// compact rewrites s in its canonical form: the exact sum rounded, then the
-// exact remainder rounded, and so on, smallest first. The exact sum is
-// unchanged, and every way of adding up the same values has the same
-// canonical form.
+// compact rewrites a wide s in its canonical form: the exact sum rounded,
+// then the exact remainder rounded, and so on, smallest first. The exact sum
+// is unchanged, and every way of adding up the same values has the same
+// canonical form, the one fixed.partials gives.
 func (s *xsum) compact() {
+	if s.wide == nil {
+		return
+	}
 	var buf [maxPartials]float64
-	s.set(canonical(s.parts(), buf[:0]))
+	*s.wide = append((*s.wide)[:0], canonical(*s.wide, buf[:0])...)
 }
 
 // isCanonical reports whether partials are in canonical form: each is the
@@ -136,19 +143,32 @@ func canonical(p []float64, dst []float64) []float64 {
 }
 
 func (s *xsum) merge(o *xsum) {
-	for _, x := range o.parts() {
+	if s.wide == nil && o.wide == nil && s.fix.addFixed(&o.fix) {
+		return
+	}
+	var buf [maxPartials]float64
+	for _, x := range o.parts(&buf) {
 		s.add(x)
 	}
 }
 
 // unmerge subtracts o, exactly.
 func (s *xsum) unmerge(o *xsum) {
-	for _, x := range o.parts() {
+	if s.wide == nil && o.wide == nil && s.fix.subFixed(&o.fix) {
+		return
+	}
+	var buf [maxPartials]float64
+	for _, x := range o.parts(&buf) {
 		s.add(-x)
 	}
 }
 
-func (s *xsum) value() float64 { return sumPartials(s.parts()) }
+func (s *xsum) value() float64 {
+	if s.wide == nil {
+		return s.fix.float()
+	}
+	return sumPartials(*s.wide)
+}
 
 // sumPartials returns the exact sum of partials rounded to nearest, ties to
 // even.
@@ -185,7 +205,8 @@ const bigPrec = 4400
 
 func (s *xsum) big() *big.Float {
 	z := new(big.Float).SetPrec(bigPrec)
-	for _, x := range s.parts() {
+	var buf [maxPartials]float64
+	for _, x := range s.parts(&buf) {
 		z.Add(z, big.NewFloat(x))
 	}
 	return z
@@ -240,13 +261,14 @@ func variance(n int64, s1, s2 *xsum) float64 {
 		return varianceBig(n, s1, s2)
 	}
 	fn := float64(n)
-	var buf [maxPartials]float64
+	var buf, b1, b2 [maxPartials]float64
 	num := buf[:0]
-	for _, q := range s2.parts() {
+	for _, q := range s2.parts(&b2) {
 		num = addProduct(num, fn, q)
 	}
-	for _, a := range s1.parts() {
-		for _, b := range s1.parts() {
+	p1 := s1.parts(&b1)
+	for _, a := range p1 {
+		for _, b := range p1 {
 			num = addProduct(num, -a, b)
 		}
 	}

@@ -1,0 +1,190 @@
+package features
+
+import (
+	"math"
+	"math/bits"
+	"slices"
+)
+
+// fixed is an exact sum held as a two's complement integer of fixLimbs
+// 64-bit limbs, least significant first, in units of 2^-fixFrac. It holds
+// any multiple of that unit below 2^fixTop in magnitude (about 1e31): the
+// sums and sums of squares of numbers with a few dozen significant decimal
+// digits, whatever the order they come in. Adding a number outside it fails
+// and leaves the sum unchanged.
+type fixed [fixLimbs]uint64
+
+const (
+	fixLimbs = 4
+	fixFrac  = 150 // bits below the binary point: squares of 1e-6 are exact
+	// fixTop bounds a sum's magnitude, 2^fixTop units: the top three bits
+	// are sign bits, so that adding two numbers in range cannot wrap and
+	// rounding one up stays in range.
+	fixTop = 64*fixLimbs - 3
+)
+
+// add adds x and reports whether it could: x must be a multiple of
+// 2^-fixFrac (no set bit below it) and the sum must stay in range.
+func (f *fixed) add(x float64) bool {
+	if x == 0 {
+		return true
+	}
+	b := math.Float64bits(x)
+	exp := int(b>>52) & 0x7ff
+	if exp == 0 || exp == 0x7ff { // subnormal, far below the unit, or not finite
+		return false
+	}
+	m := b&(1<<52-1) | 1<<52 // |x| = m·2^(exp-1075)
+	sh := exp - 1075 + fixFrac
+	if sh < 0 {
+		if bits.TrailingZeros64(m) < -sh {
+			return false
+		}
+		m, sh = m>>-sh, 0
+	}
+	if sh+53 > fixTop+1 { // |x| ≥ 2^(fixTop+1) units: the sum could wrap
+		return false
+	}
+	v := place(m, sh)
+	if b>>63 != 0 {
+		return f.subFixed(&v)
+	}
+	return f.addFixed(&v)
+}
+
+// place returns m·2^sh units; m·2^sh must be below 2^(64·fixLimbs).
+func place(m uint64, sh int) fixed {
+	var v fixed
+	i, o := sh/64, uint(sh%64)
+	v[i] = m << o
+	if o > 0 && i+1 < fixLimbs {
+		v[i+1] = m >> (64 - o)
+	}
+	return v
+}
+
+// addFixed adds v, if the sum is in range.
+func (f *fixed) addFixed(v *fixed) bool {
+	var r fixed
+	var c uint64
+	r[0], c = bits.Add64(f[0], v[0], 0) // unrolled: fixLimbs is 4
+	r[1], c = bits.Add64(f[1], v[1], c)
+	r[2], c = bits.Add64(f[2], v[2], c)
+	r[3], _ = bits.Add64(f[3], v[3], c)
+	if !r.inRange() {
+		return false
+	}
+	*f = r
+	return true
+}
+
+// subFixed subtracts v, if the difference is in range.
+func (f *fixed) subFixed(v *fixed) bool {
+	var r fixed
+	var c uint64
+	r[0], c = bits.Sub64(f[0], v[0], 0)
+	r[1], c = bits.Sub64(f[1], v[1], c)
+	r[2], c = bits.Sub64(f[2], v[2], c)
+	r[3], _ = bits.Sub64(f[3], v[3], c)
+	if !r.inRange() {
+		return false
+	}
+	*f = r
+	return true
+}
+
+// inRange reports whether |f| < 2^fixTop: its top bits all equal the sign.
+func (f *fixed) inRange() bool {
+	t := f[fixLimbs-1] >> (fixTop - 64*(fixLimbs-1))
+	return t == 0 || t == 1<<(64*fixLimbs-fixTop)-1
+}
+
+func (f *fixed) isZero() bool { return *f == fixed{} }
+
+// float returns f rounded to the nearest float64, ties to even.
+func (f *fixed) float() float64 {
+	q, sh, neg := f.round()
+	return toFloat(q, sh, neg)
+}
+
+// toFloat returns ±q·2^sh units; q < 2^54, so that it is exact.
+func toFloat(q uint64, sh int, neg bool) float64 {
+	v := float64(q) * math.Float64frombits(uint64(1023+sh-fixFrac)<<52) // a normal power of two: exact
+	if neg {
+		return -v
+	}
+	return v
+}
+
+// round returns |f| rounded to 53 significant bits, ties to even, as
+// q·2^sh units (q ≤ 2^53; 0 if f is zero), and f's sign.
+func (f *fixed) round() (q uint64, sh int, neg bool) {
+	m := *f
+	neg = int64(m[fixLimbs-1]) < 0
+	if neg {
+		m = fixed{}
+		m.subFixed(f) // 0 - f: in range, as f is
+	}
+	top := fixLimbs - 1
+	for top >= 0 && m[top] == 0 {
+		top--
+	}
+	if top < 0 {
+		return 0, 0, false
+	}
+	p := top*64 + 63 - bits.LeadingZeros64(m[top]) // the highest set bit
+	if p < 53 {
+		return m[0], 0, neg
+	}
+	sh = p - 52
+	q = m.shr(sh)
+	if m.bit(sh-1) && (q&1 == 1 || m.anyBelow(sh-1)) {
+		q++
+	}
+	return q, sh, neg
+}
+
+// shr returns the low 64 bits of f >> k.
+func (f *fixed) shr(k int) uint64 {
+	i, o := k/64, uint(k%64)
+	q := f[i] >> o
+	if o > 0 && i+1 < fixLimbs {
+		q |= f[i+1] << (64 - o)
+	}
+	return q
+}
+
+// bit reports whether bit k of f is set.
+func (f *fixed) bit(k int) bool { return f[k/64]>>(k%64)&1 == 1 }
+
+// anyBelow reports whether any bit of f below bit k is set.
+func (f *fixed) anyBelow(k int) bool {
+	i := k / 64
+	for j := range i {
+		if f[j] != 0 {
+			return true
+		}
+	}
+	return f[i]&(1<<(k%64)-1) != 0
+}
+
+// partials appends f's canonical partials to dst, smallest first: the sum
+// rounded, then the remainder rounded, and so on. Each is a multiple of the
+// unit no larger than the sum, so taking it away is exact.
+func (f fixed) partials(dst []float64) []float64 {
+	start := len(dst)
+	for {
+		q, sh, neg := f.round()
+		if q == 0 {
+			break
+		}
+		dst = append(dst, toFloat(q, sh, neg))
+		if v := place(q, sh); neg {
+			f.addFixed(&v)
+		} else {
+			f.subFixed(&v)
+		}
+	}
+	slices.Reverse(dst[start:])
+	return dst
+}
