@@ -18,6 +18,7 @@ type Engine struct {
 	filter *filter
 	feats  []feature // the state's layout: ordered by feature name
 	out    []int     // out[i]: the index in feats of the view's i-th feature
+	fields []int     // schema indexes Apply reads, sorted
 	stamp  [4]byte   // fingerprint prefix, written into every state
 }
 
@@ -57,8 +58,25 @@ func NewEngine(defs *Definitions, v *View) (*Engine, error) {
 	for _, f := range v.Features {
 		e.out = append(e.out, slices.IndexFunc(byName, func(g *Feature) bool { return g == f }))
 	}
+	for _, f := range e.feats {
+		if f.field >= 0 {
+			e.fields = append(e.fields, f.field)
+		}
+	}
+	if e.filter != nil {
+		for _, name := range e.filter.fields {
+			e.fields = append(e.fields, src.Field(name))
+		}
+	}
+	slices.Sort(e.fields)
+	e.fields = slices.Compact(e.fields)
 	return e, nil
 }
+
+// Fields returns the schema indexes of the fields Apply reads, sorted: the
+// features' and the filter's. Nulling an event's other fields changes
+// nothing Apply does.
+func (e *Engine) Fields() []int { return e.fields }
 
 // View returns the view the engine computes.
 func (e *Engine) View() *View { return e.view }

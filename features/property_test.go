@@ -461,6 +461,9 @@ func runPropertyCase(seed uint64, logf func(string, ...any)) (st caseStats, err 
 	filter := refFilters[filterExpr]
 
 	state := eng.NewState()
+	// narrow is fed the same events with the fields Apply does not read
+	// (Engine.Fields) nulled: it must end up the same.
+	narrow := eng.NewState()
 	var applied []refEvent
 	var last int64
 	seen := false // whether any event was applied
@@ -478,6 +481,13 @@ func runPropertyCase(seed uint64, logf func(string, ...any)) (st caseStats, err 
 				want = filter(ev.Fields)
 			}
 			ok, err := eng.Apply(state, ev)
+			cut := features.Event{Time: ev.Time, Partition: ev.Partition, Offset: ev.Offset, Fields: make([]features.Value, len(ev.Fields))}
+			for _, f := range eng.Fields() {
+				cut.Fields[f] = ev.Fields[f]
+			}
+			if ok2, err2 := eng.Apply(narrow, &cut); ok2 != ok || (err2 == nil) != (err == nil) {
+				return fail("event %d (%s): Apply = %v, %v; with only the fields %v, %v, %v", i-1, fmtEvent(ev), ok, err, eng.Fields(), ok2, err2)
+			}
 			switch {
 			case want == triErr && err == nil:
 				return fail("event %d (%s): filter %q should fail to evaluate, Apply returned ok=%v, no error", i-1, fmtEvent(ev), filterExpr, ok)
@@ -526,6 +536,9 @@ func runPropertyCase(seed uint64, logf func(string, ...any)) (st caseStats, err 
 			return fail("after %d events: AppendState overwrote the buffer's prefix", i)
 		}
 		enc = enc[len(prefix):]
+		if !bytes.Equal(enc, eng.AppendState(nil, narrow)) {
+			return fail("after %d events: the state fed only the fields %v differs", i, eng.Fields())
+		}
 		decoded, err := eng.DecodeState(enc)
 		if err != nil {
 			return fail("after %d events: DecodeState: %v", i, err)
@@ -582,6 +595,7 @@ func runPropertyCase(seed uint64, logf func(string, ...any)) (st caseStats, err 
 		}
 		if rng.IntN(2) == 0 {
 			state = decoded
+			narrow, _ = eng.DecodeState(enc)
 			st.decodedContinued++
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -96,7 +97,8 @@ type Progress interface {
 	// Step starts a step of n units (events read, rows computed); n < 0:
 	// unknown.
 	Step(name string, n int64)
-	// Add reports units done in the current step.
+	// Add reports units done in the current step; several goroutines may
+	// call it at once.
 	Add(n int64)
 }
 
@@ -161,6 +163,7 @@ type entityJob struct {
 	entity  *features.Entity
 	keyCols []int // spine column of each join key
 	views   []*viewJob
+	sources []*entitySource // the sources its views read
 }
 
 // plan resolves the requested features.
@@ -231,6 +234,13 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 				p.entities = append(p.entities, ej)
 			}
 			vj.entity = ej
+			es, _ := ej.source(src.Name)
+			if es == nil {
+				es = &entitySource{source: src, keyIdx: vj.keyIdx}
+				ej.sources = append(ej.sources, es)
+			}
+			es.views = append(es.views, len(ej.views))
+			es.fields = slices.Compact(slices.Sorted(slices.Values(append(es.fields, eng.Fields()...))))
 			ej.views = append(ej.views, vj)
 			views[v] = vj
 			p.sources[src.Name] = append(p.sources[src.Name], vj)
@@ -373,14 +383,14 @@ func (b *builder) bucketOf(key string) int {
 }
 
 func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (int64, error) {
-	// The spine rows of each entity, by bucket and key.
-	refs := make([][]map[string][]ref, len(b.plan.entities)) // entity → bucket → key → rows
+	// Each entity's spine rows, by bucket and key.
+	work := make([][]map[string]*entityWork, len(b.plan.entities)) // entity → bucket → key
 	var key []byte
 	vals := make([]features.Value, 0, 4)
 	for e, ej := range b.plan.entities {
-		refs[e] = make([]map[string][]ref, b.buckets)
-		for i := range refs[e] {
-			refs[e][i] = map[string][]ref{}
+		work[e] = make([]map[string]*entityWork, b.buckets)
+		for i := range work[e] {
+			work[e][i] = map[string]*entityWork{}
 		}
 		for row, r := range b.spine.rows {
 			vals = vals[:0]
@@ -388,29 +398,35 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 				vals = append(vals, r[c])
 			}
 			key, _ = online.AppendEntityKey(key[:0], vals...)
-			k := string(key)
-			m := refs[e][b.bucketOf(k)]
-			m[k] = append(m[k], ref{t: b.spine.times[row], row: row})
+			m := work[e][b.bucketOf(string(key))]
+			w := m[string(key)]
+			if w == nil {
+				w = &entityWork{}
+				m[string(key)] = w
+			}
+			w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
 		}
 	}
 
 	// One pass over the event log: each event an entity's spine rows need
-	// goes to that entity's bucket.
-	spills := make([][]*spillBucket, len(b.plan.entities))
-	for e := range spills {
-		spills[e] = make([]*spillBucket, b.buckets)
-		for i := range spills[e] {
-			sb, err := newSpillBucket(b.cfg.TempDir, b.buckets > 1)
-			if err != nil {
-				return 0, err
+	// goes to that entity, or with several buckets to its bucket's file.
+	spills := make([][]*spillFile, len(b.plan.entities))
+	if b.buckets > 1 {
+		for e := range spills {
+			spills[e] = make([]*spillFile, b.buckets)
+			for i := range spills[e] {
+				sf, err := newSpillFile(b.cfg.TempDir)
+				if err != nil {
+					return 0, err
+				}
+				defer sf.remove()
+				spills[e][i] = sf
 			}
-			defer sb.remove()
-			spills[e][i] = sb
 		}
 	}
 	var total int64
 	for src := range files {
-		n, err := b.readLog(ctx, src, refs, spills)
+		n, err := b.readLog(ctx, src, work, spills)
 		if err != nil {
 			return 0, err
 		}
@@ -429,12 +445,13 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				evs, err := spills[e][i].byEntity(ej)
-				if err != nil {
-					return err
+				if spills[e] != nil {
+					defer spills[e][i].remove()
+					if err := spills[e][i].load(ej, work[e][i]); err != nil {
+						return err
+					}
 				}
-				defer spills[e][i].remove()
-				return b.compute(ej, refs[e][i], evs)
+				return b.compute(ej, work[e][i])
 			})
 		}
 	}
@@ -442,43 +459,33 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 }
 
 // readLog reads a source's event log and routes each event.
-func (b *builder) readLog(ctx context.Context, source string, refs [][]map[string][]ref, spills [][]*spillBucket) (int64, error) {
+func (b *builder) readLog(ctx context.Context, source string, work [][]map[string]*entityWork, spills [][]*spillFile) (int64, error) {
 	src := b.cfg.Definitions.Source(source)
 	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
 	var n int64
 	var key, enc []byte
-	vals := make([]features.Value, 0, 4)
 	err := eventlog.Each(ctx, b.cfg.Offline, src, func(ev *features.Event) error {
 		n++
 		if n%100_000 == 0 {
 			b.cfg.Progress.Add(100_000)
 		}
 		enc = enc[:0]
-		var kept *features.Event // ev, copied once for every bucket in memory
 		for e, ej := range b.plan.entities {
-			vj, vi := ej.sourceView(source)
-			if vj == nil {
+			es, si := ej.source(source)
+			if es == nil {
 				continue
 			}
-			vals = vals[:0]
-			for _, f := range vj.keyIdx {
-				vals = append(vals, ev.Fields[f])
-			}
 			var ok bool
-			key, ok = online.AppendEntityKey(key[:0], vals...)
-			if !ok {
+			if key, ok = es.appendKey(key[:0], ev); !ok {
 				continue
 			}
 			bi := b.bucketOf(string(key))
-			if _, wanted := refs[e][bi][string(key)]; !wanted {
+			w := work[e][bi][string(key)]
+			if w == nil {
 				continue // no spine row of this entity
 			}
-			sb := spills[e][bi]
-			if sb.f == nil {
-				if kept == nil {
-					kept = &features.Event{Time: ev.Time, Partition: ev.Partition, Offset: ev.Offset, Fields: slices.Clone(ev.Fields)}
-				}
-				sb.events = append(sb.events, viewEvent{view: vi, ev: kept})
+			if spills[e] == nil {
+				w.add(es, si, ev)
 				continue
 			}
 			if len(enc) == 0 {
@@ -486,7 +493,7 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 				enc = binary.AppendVarint(enc, ev.Offset)
 				enc = src.AppendEvent(enc, ev)
 			}
-			if err := sb.spill(vi, enc); err != nil {
+			if err := spills[e][bi].write(si, enc); err != nil {
 				return err
 			}
 		}
@@ -495,117 +502,186 @@ func (b *builder) readLog(ctx context.Context, source string, refs [][]map[strin
 	return n, err
 }
 
-// sourceView returns the first view of the entity that reads source, and
-// its index, or nil: its join keys locate the entity in the source's events.
-func (ej *entityJob) sourceView(source string) (*viewJob, int) {
-	for i, vj := range ej.views {
-		if vj.source.Name == source {
-			return vj, i
+// entitySource is a source that views of an entity read.
+type entitySource struct {
+	source *features.Source
+	keyIdx []int // schema index of each join key
+	fields []int // schema indexes the views read (Engine.Fields)
+	views  []int // the views, by index in entityJob.views
+}
+
+// source returns the entity's source named name and its index, or nil.
+func (ej *entityJob) source(name string) (*entitySource, int) {
+	for i, es := range ej.sources {
+		if es.source.Name == name {
+			return es, i
 		}
 	}
 	return nil, -1
 }
 
-// sourcedEvent is an event and the source it came from.
-type sourcedEvent struct {
-	source string
-	ev     *features.Event
+// appendKey appends the entity key of an event of the source to b, and
+// reports false if a join key is null.
+func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
+	vals := make([]features.Value, 0, 4)
+	for _, f := range es.keyIdx {
+		vals = append(vals, ev.Fields[f])
+	}
+	return online.AppendEntityKey(b, vals...)
+}
+
+// entityWork is one entity's share of a dataset: its spine rows, and the
+// events of its views' sources, each cut down to the fields those views
+// read and packed one after another, so that applying them in turn reads
+// memory in order.
+type entityWork struct {
+	rows   []ref
+	events []packedEvent
+	fields []features.Value // each event's, per its source's fields
+}
+
+// packedEvent is an event in entityWork: where it sorts, its source (an
+// index in entityJob.sources), and where its fields start.
+type packedEvent struct {
+	time      int64
+	offset    int64
+	partition int32
+	source    int32
+	at        int
+}
+
+func (a *packedEvent) compare(b *packedEvent) int {
+	return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+}
+
+// add packs an event of source es, index si.
+func (w *entityWork) add(es *entitySource, si int, ev *features.Event) {
+	w.events = append(w.events, packedEvent{time: ev.Time, offset: ev.Offset, partition: ev.Partition, source: int32(si), at: len(w.fields)})
+	for _, f := range es.fields {
+		w.fields = append(w.fields, ev.Fields[f])
+	}
 }
 
 // compute applies each entity's events in order, evaluating its views at
-// each of its spine rows' times.
-func (b *builder) compute(ej *entityJob, refs map[string][]ref, evs map[string]*[]sourcedEvent) error {
-	out := make([][]features.Value, len(ej.views))
-	for i, vj := range ej.views {
-		out[i] = make([]features.Value, len(vj.view.Features))
-	}
-	states := make([]*features.State, len(ej.views))
-	for key, rs := range refs {
-		slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
-		var es []sourcedEvent
-		if p := evs[key]; p != nil {
-			es = *p
-		}
-		slices.SortFunc(es, func(a, b sourcedEvent) int {
-			return cmp.Or(cmp.Compare(a.ev.Time, b.ev.Time), cmp.Compare(a.ev.Partition, b.ev.Partition), cmp.Compare(a.ev.Offset, b.ev.Offset))
+// each of its spine rows' times. The entities are shared out between one
+// worker per core, so that the cores stay busy until the last entity of
+// the largest bucket is done.
+func (b *builder) compute(ej *entityJob, work map[string]*entityWork) error {
+	ws := slices.Collect(maps.Values(work))
+	var next atomic.Int64
+	var g errgroup.Group
+	for range min(runtime.GOMAXPROCS(0), len(ws)) {
+		g.Go(func() error {
+			c := newComputer(ej)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ws) {
+					return nil
+				}
+				if err := b.computeEntity(c, ws[i]); err != nil {
+					return err
+				}
+				*ws[i] = entityWork{} // done: its events can go
+			}
 		})
-		for i, vj := range ej.views {
-			states[i] = vj.engine.NewState()
-		}
-		next := 0
-		for ri, r := range rs {
-			for ; next < len(es) && (es[next].ev.Time < r.t || b.cfg.Inclusive && es[next].ev.Time == r.t); next++ {
-				for i, vj := range ej.views {
-					if vj.source.Name != es[next].source {
-						continue
-					}
-					// An event a view cannot apply (its filter fails on a
-					// null, say) changes nothing, as in ingest.
-					if _, err := vj.engine.Apply(states[i], es[next].ev); err != nil {
-						b.refused.Add(1)
-					}
-				}
-			}
-			// Rows at one time share one evaluation: the same events
-			// precede them.
-			if ri == 0 || rs[ri-1].t != r.t {
-				for i, vj := range ej.views {
-					// Past the view's TTL serve answers OUTSIDE_MAX_AGE
-					// with nulls: so does the training set.
-					if last, ok := states[i].LastEventTime(); ok && vj.view.TTL > 0 && r.t-last > vj.view.TTL.Milliseconds() {
-						clear(out[i])
-						continue
-					}
-					if err := vj.engine.Evaluate(states[i], r.t, out[i]); err != nil {
-						return err
-					}
-				}
-			}
-			for i, vj := range ej.views {
-				for f, o := range vj.outputs {
-					if o >= 0 {
-						b.values[r.row][o] = out[i][f]
-					}
-				}
-			}
-		}
-		b.cfg.Progress.Add(int64(len(rs)))
 	}
+	return g.Wait()
+}
+
+// computer is what computing one entity needs, reused for the next.
+type computer struct {
+	ej     *entityJob
+	events []features.Event  // per source: the event being applied
+	states []*features.State // per view
+	out    [][]features.Value
+}
+
+func newComputer(ej *entityJob) *computer {
+	c := &computer{ej: ej, events: make([]features.Event, len(ej.sources)),
+		states: make([]*features.State, len(ej.views)), out: make([][]features.Value, len(ej.views))}
+	for i, es := range ej.sources {
+		c.events[i].Fields = make([]features.Value, len(es.source.Schema)) // fields no view reads stay null
+	}
+	for i, vj := range ej.views {
+		c.out[i] = make([]features.Value, len(vj.view.Features))
+	}
+	return c
+}
+
+// computeEntity computes the spine rows of one entity.
+func (b *builder) computeEntity(c *computer, w *entityWork) error {
+	ej, states, out := c.ej, c.states, c.out
+	rs, es := w.rows, w.events
+	slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
+	slices.SortFunc(es, func(a, b packedEvent) int { return a.compare(&b) })
+	for i, vj := range ej.views {
+		states[i] = vj.engine.NewState()
+	}
+	next := 0
+	for ri, r := range rs {
+		for ; next < len(es) && (es[next].time < r.t || b.cfg.Inclusive && es[next].time == r.t); next++ {
+			pe := &es[next]
+			src := ej.sources[pe.source]
+			ev := &c.events[pe.source]
+			ev.Time, ev.Partition, ev.Offset = pe.time, pe.partition, pe.offset
+			for j, f := range src.fields {
+				ev.Fields[f] = w.fields[pe.at+j]
+			}
+			for _, i := range src.views {
+				// An event a view cannot apply (its filter fails on a
+				// null, say) changes nothing, as in ingest.
+				if _, err := ej.views[i].engine.Apply(states[i], ev); err != nil {
+					b.refused.Add(1)
+				}
+			}
+		}
+		// Rows at one time share one evaluation: the same events
+		// precede them.
+		if ri == 0 || rs[ri-1].t != r.t {
+			for i, vj := range ej.views {
+				// Past the view's TTL serve answers OUTSIDE_MAX_AGE
+				// with nulls: so does the training set.
+				if last, ok := states[i].LastEventTime(); ok && vj.view.TTL > 0 && r.t-last > vj.view.TTL.Milliseconds() {
+					clear(out[i])
+					continue
+				}
+				if err := vj.engine.Evaluate(states[i], r.t, out[i]); err != nil {
+					return err
+				}
+			}
+		}
+		for i, vj := range ej.views {
+			for f, o := range vj.outputs {
+				if o >= 0 {
+					b.values[r.row][o] = out[i][f]
+				}
+			}
+		}
+	}
+	b.cfg.Progress.Add(int64(len(rs)))
 	return nil
 }
 
-// spillBucket holds the events of one entity bucket until it is computed:
-// in memory when there is one bucket (events shared between the buckets of
-// the entities that read them), else encoded in a temporary file.
-type spillBucket struct {
-	f      *os.File
-	w      *bufio.Writer
-	events []viewEvent // in memory
+// spillFile holds the events of one bucket of an entity's keys until it is
+// computed, when there are several buckets.
+type spillFile struct {
+	f *os.File
+	w *bufio.Writer
 }
 
-// viewEvent is an event of the source that the entity's view view reads
-// (entityJob.sourceView).
-type viewEvent struct {
-	view int
-	ev   *features.Event
-}
-
-func newSpillBucket(dir string, toDisk bool) (*spillBucket, error) {
-	if !toDisk {
-		return &spillBucket{}, nil
-	}
+func newSpillFile(dir string) (*spillFile, error) {
 	f, err := os.CreateTemp(dir, "quiver-backfill-*.spill")
 	if err != nil {
 		return nil, fmt.Errorf("spill events: %w", err)
 	}
-	return &spillBucket{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+	return &spillFile{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
 }
 
-// spill writes one encoded event to the bucket's file: the index of the
-// entity's view that reads its source, and the event, length-prefixed.
-func (s *spillBucket) spill(view int, enc []byte) error {
+// write writes one encoded event: the index of its source in the entity's
+// sources, and the event, length-prefixed.
+func (s *spillFile) write(source int, enc []byte) error {
 	var hdr [2 * binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(hdr[:], uint64(view))
+	n := binary.PutUvarint(hdr[:], uint64(source))
 	n += binary.PutUvarint(hdr[n:], uint64(len(enc)))
 	s.w.Write(hdr[:n])
 	if _, err := s.w.Write(enc); err != nil {
@@ -614,37 +690,8 @@ func (s *spillBucket) spill(view int, enc []byte) error {
 	return nil
 }
 
-// byEntity returns the bucket's events grouped by entity key, read back
-// from its file if it has one.
-func (s *spillBucket) byEntity(ej *entityJob) (map[string]*[]sourcedEvent, error) {
-	if s.f != nil {
-		if err := s.read(ej); err != nil {
-			return nil, err
-		}
-	}
-	out := map[string]*[]sourcedEvent{}
-	var key []byte
-	vals := make([]features.Value, 0, 4)
-	for _, e := range s.events {
-		vj := ej.views[e.view]
-		vals = vals[:0]
-		for _, f := range vj.keyIdx {
-			vals = append(vals, e.ev.Fields[f])
-		}
-		key, _ = online.AppendEntityKey(key[:0], vals...)
-		es := out[string(key)]
-		if es == nil {
-			es = new([]sourcedEvent)
-			out[string(key)] = es
-		}
-		*es = append(*es, sourcedEvent{source: vj.source.Name, ev: e.ev})
-	}
-	s.events = nil
-	return out, nil
-}
-
-// read decodes the bucket's file into its events.
-func (s *spillBucket) read(ej *entityJob) error {
+// load reads the file's events back into the work of their entities.
+func (s *spillFile) load(ej *entityJob, work map[string]*entityWork) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("spill events: %w", err)
 	}
@@ -652,14 +699,15 @@ func (s *spillBucket) read(ej *entityJob) error {
 		return err
 	}
 	r := bufio.NewReaderSize(s.f, 256<<10)
-	var enc []byte
+	var key, enc []byte
+	var ev features.Event
 	for {
-		view, err := binary.ReadUvarint(r)
+		si, err := binary.ReadUvarint(r)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		size, err2 := binary.ReadUvarint(r)
-		if err != nil || err2 != nil || view >= uint64(len(ej.views)) {
+		if err != nil || err2 != nil || si >= uint64(len(ej.sources)) {
 			return fmt.Errorf("read spilled events: corrupt record (%v, %v)", err, err2)
 		}
 		enc = slices.Grow(enc[:0], int(size))[:size]
@@ -668,16 +716,21 @@ func (s *spillBucket) read(ej *entityJob) error {
 		}
 		part, k3 := binary.Varint(enc)
 		off, k4 := binary.Varint(enc[k3:])
-		ev := &features.Event{Partition: int32(part), Offset: off}
-		if err := ej.views[view].source.DecodeEvent(enc[k3+k4:], ev); err != nil {
+		ev.Partition, ev.Offset = int32(part), off
+		es := ej.sources[si]
+		if err := es.source.DecodeEvent(enc[k3+k4:], &ev); err != nil {
 			return fmt.Errorf("read spilled events: %w", err)
 		}
-		s.events = append(s.events, viewEvent{view: int(view), ev: ev})
+		var ok bool
+		if key, ok = es.appendKey(key[:0], &ev); ok {
+			if w := work[string(key)]; w != nil {
+				w.add(es, int(si), &ev)
+			}
+		}
 	}
 }
 
-func (s *spillBucket) remove() {
-	s.events = nil
+func (s *spillFile) remove() {
 	if s.f != nil {
 		s.f.Close()
 		os.Remove(s.f.Name())
