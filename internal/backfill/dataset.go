@@ -464,6 +464,15 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
 	var n int64
 	var key, enc []byte
+	// A spilled event keeps only what some entity reads back: its join keys
+	// and its views' fields.
+	var spilled []int
+	for _, ej := range b.plan.entities {
+		if es, _ := ej.source(source); es != nil {
+			spilled = append(append(spilled, es.keyIdx...), es.fields...)
+		}
+	}
+	cut := features.Event{Fields: make([]features.Value, len(src.Schema))}
 	err := eventlog.Each(ctx, b.cfg.Offline, src, func(ev *features.Event) error {
 		n++
 		if n%100_000 == 0 {
@@ -489,13 +498,19 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 				continue
 			}
 			if len(enc) == 0 {
+				cut.Time = ev.Time
+				for _, f := range spilled {
+					cut.Fields[f] = ev.Fields[f]
+				}
 				enc = binary.AppendVarint(enc, int64(ev.Partition))
 				enc = binary.AppendVarint(enc, ev.Offset)
-				enc = src.AppendEvent(enc, ev)
+				enc = src.AppendEvent(enc, &cut)
 			}
 			if err := spills[e][bi].write(si, enc); err != nil {
 				return err
 			}
+			w.spilled++
+			w.width = max(w.width, len(es.fields))
 		}
 		return nil
 	})
@@ -535,9 +550,11 @@ func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
 // read and packed one after another, so that applying them in turn reads
 // memory in order.
 type entityWork struct {
-	rows   []ref
-	events []packedEvent
-	fields []features.Value // each event's, per its source's fields
+	rows    []ref
+	events  []packedEvent
+	fields  []features.Value // each event's, per its source's fields
+	spilled int              // events written to the bucket's file
+	width   int              // fields per spilled event, at most
 }
 
 // packedEvent is an event in entityWork: where it sorts, its source (an
@@ -724,6 +741,10 @@ func (s *spillFile) load(ej *entityJob, work map[string]*entityWork) error {
 		var ok bool
 		if key, ok = es.appendKey(key[:0], &ev); ok {
 			if w := work[string(key)]; w != nil {
+				if w.events == nil { // sized once: the file holds all its events
+					w.events = make([]packedEvent, 0, w.spilled)
+					w.fields = make([]features.Value, 0, w.spilled*w.width)
+				}
 				w.add(es, int(si), &ev)
 			}
 		}
