@@ -1,17 +1,13 @@
 package backfill
 
 import (
-	"bufio"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"log/slog"
 	"maps"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -401,7 +397,7 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 			m := work[e][b.bucketOf(string(key))]
 			w := m[string(key)]
 			if w == nil {
-				w = &entityWork{}
+				w = &entityWork{ord: len(m)}
 				m[string(key)] = w
 			}
 			w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
@@ -447,7 +443,11 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 				}
 				if spills[e] != nil {
 					defer spills[e][i].remove()
-					if err := spills[e][i].load(ej, work[e][i]); err != nil {
+					ws := make([]*entityWork, len(work[e][i]))
+					for _, w := range work[e][i] {
+						ws[w.ord] = w
+					}
+					if err := spills[e][i].load(ej, ws); err != nil {
 						return err
 					}
 				}
@@ -463,22 +463,12 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 	src := b.cfg.Definitions.Source(source)
 	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
 	var n int64
-	var key, enc []byte
-	// A spilled event keeps only what some entity reads back: its join keys
-	// and its views' fields.
-	var spilled []int
-	for _, ej := range b.plan.entities {
-		if es, _ := ej.source(source); es != nil {
-			spilled = append(append(spilled, es.keyIdx...), es.fields...)
-		}
-	}
-	cut := features.Event{Fields: make([]features.Value, len(src.Schema))}
+	var key []byte
 	err := eventlog.Each(ctx, b.cfg.Offline, src, func(ev *features.Event) error {
 		n++
 		if n%100_000 == 0 {
 			b.cfg.Progress.Add(100_000)
 		}
-		enc = enc[:0]
 		for e, ej := range b.plan.entities {
 			es, si := ej.source(source)
 			if es == nil {
@@ -497,16 +487,7 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 				w.add(es, si, ev)
 				continue
 			}
-			if len(enc) == 0 {
-				cut.Time = ev.Time
-				for _, f := range spilled {
-					cut.Fields[f] = ev.Fields[f]
-				}
-				enc = binary.AppendVarint(enc, int64(ev.Partition))
-				enc = binary.AppendVarint(enc, ev.Offset)
-				enc = src.AppendEvent(enc, &cut)
-			}
-			if err := spills[e][bi].write(si, enc); err != nil {
+			if err := spills[e][bi].write(w.ord, es, si, ev); err != nil {
 				return err
 			}
 			w.spilled++
@@ -550,6 +531,7 @@ func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
 // read and packed one after another, so that applying them in turn reads
 // memory in order.
 type entityWork struct {
+	ord     int // its number in its bucket
 	rows    []ref
 	events  []packedEvent
 	fields  []features.Value // each event's, per its source's fields
@@ -677,84 +659,4 @@ func (b *builder) computeEntity(c *computer, w *entityWork) error {
 	}
 	b.cfg.Progress.Add(int64(len(rs)))
 	return nil
-}
-
-// spillFile holds the events of one bucket of an entity's keys until it is
-// computed, when there are several buckets.
-type spillFile struct {
-	f *os.File
-	w *bufio.Writer
-}
-
-func newSpillFile(dir string) (*spillFile, error) {
-	f, err := os.CreateTemp(dir, "quiver-backfill-*.spill")
-	if err != nil {
-		return nil, fmt.Errorf("spill events: %w", err)
-	}
-	return &spillFile{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
-}
-
-// write writes one encoded event: the index of its source in the entity's
-// sources, and the event, length-prefixed.
-func (s *spillFile) write(source int, enc []byte) error {
-	var hdr [2 * binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(hdr[:], uint64(source))
-	n += binary.PutUvarint(hdr[n:], uint64(len(enc)))
-	s.w.Write(hdr[:n])
-	if _, err := s.w.Write(enc); err != nil {
-		return fmt.Errorf("spill events: %w", err)
-	}
-	return nil
-}
-
-// load reads the file's events back into the work of their entities.
-func (s *spillFile) load(ej *entityJob, work map[string]*entityWork) error {
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("spill events: %w", err)
-	}
-	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	r := bufio.NewReaderSize(s.f, 256<<10)
-	var key, enc []byte
-	var ev features.Event
-	for {
-		si, err := binary.ReadUvarint(r)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		size, err2 := binary.ReadUvarint(r)
-		if err != nil || err2 != nil || si >= uint64(len(ej.sources)) {
-			return fmt.Errorf("read spilled events: corrupt record (%v, %v)", err, err2)
-		}
-		enc = slices.Grow(enc[:0], int(size))[:size]
-		if _, err := io.ReadFull(r, enc); err != nil {
-			return fmt.Errorf("read spilled events: %w", err)
-		}
-		part, k3 := binary.Varint(enc)
-		off, k4 := binary.Varint(enc[k3:])
-		ev.Partition, ev.Offset = int32(part), off
-		es := ej.sources[si]
-		if err := es.source.DecodeEvent(enc[k3+k4:], &ev); err != nil {
-			return fmt.Errorf("read spilled events: %w", err)
-		}
-		var ok bool
-		if key, ok = es.appendKey(key[:0], &ev); ok {
-			if w := work[string(key)]; w != nil {
-				if w.events == nil { // sized once: the file holds all its events
-					w.events = make([]packedEvent, 0, w.spilled)
-					w.fields = make([]features.Value, 0, w.spilled*w.width)
-				}
-				w.add(es, int(si), &ev)
-			}
-		}
-	}
-}
-
-func (s *spillFile) remove() {
-	if s.f != nil {
-		s.f.Close()
-		os.Remove(s.f.Name())
-		s.f = nil
-	}
 }

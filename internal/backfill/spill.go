@@ -1,0 +1,262 @@
+package backfill
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+// spillFile holds the events of one bucket of an entity's keys until the
+// bucket is computed, when there are several buckets. A record is one event
+// of one entity, cut to the fields its views read:
+//
+//	uvarint  its size, then
+//	uvarint  the entity's number in the bucket (entityWork.ord)
+//	uvarint  the source's index in the entity's sources
+//	varint   the event time less the previous record's
+//	uvarint  partition, then offset
+//	each field of entitySource.fields: its type (a byte), then
+//	  string:          uvarint k, then if k = 0 the uvarint length and
+//	                   bytes, else the file's (k-1)th string
+//	  int, timestamp:  varint
+//	  float:           8 bytes, little endian
+//	  bool:            a byte
+//
+// A string written whole is numbered, in order, while the file has fewer
+// than maxSpillStrings; later ones repeat it by number. Join keys, ids and
+// categories repeat, so the file stays small, and the events loaded back
+// share one copy of each string (applying hashes them for distinct counts:
+// shared copies are in the cache, copies of their own are not).
+type spillFile struct {
+	f        *os.File
+	w        *bufio.Writer
+	rec      []byte
+	strings  map[string]uint64 // numbered so far, from 1
+	lastTime int64
+}
+
+const maxSpillStrings = 1 << 16
+
+func newSpillFile(dir string) (*spillFile, error) {
+	f, err := os.CreateTemp(dir, "quiver-backfill-*.spill")
+	if err != nil {
+		return nil, fmt.Errorf("spill events: %w", err)
+	}
+	return &spillFile{f: f, w: bufio.NewWriterSize(f, 256<<10), strings: map[string]uint64{}}, nil
+}
+
+// write appends an event of the entity numbered ord, from its source
+// number si.
+func (s *spillFile) write(ord int, es *entitySource, si int, ev *features.Event) error {
+	b := binary.AppendUvarint(s.rec[:0], uint64(ord))
+	b = binary.AppendUvarint(b, uint64(si))
+	b = binary.AppendVarint(b, ev.Time-s.lastTime)
+	s.lastTime = ev.Time
+	b = binary.AppendUvarint(b, uint64(ev.Partition))
+	b = binary.AppendUvarint(b, uint64(ev.Offset))
+	for _, f := range es.fields {
+		v := ev.Fields[f]
+		b = append(b, byte(v.Type()))
+		switch v.Type() {
+		case features.TypeString:
+			if k, ok := s.strings[v.Str()]; ok {
+				b = binary.AppendUvarint(b, k)
+				break
+			}
+			if len(s.strings) < maxSpillStrings {
+				s.strings[v.Str()] = uint64(len(s.strings) + 1)
+			}
+			b = binary.AppendUvarint(b, 0)
+			b = binary.AppendUvarint(b, uint64(len(v.Str())))
+			b = append(b, v.Str()...)
+		case features.TypeInt, features.TypeTimestamp:
+			b = binary.AppendVarint(b, v.Int())
+		case features.TypeFloat:
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v.Float()))
+		case features.TypeBool:
+			b = append(b, boolByte(v.Bool()))
+		}
+	}
+	s.rec = b
+	var size [binary.MaxVarintLen64]byte
+	s.w.Write(size[:binary.PutUvarint(size[:], uint64(len(b)))])
+	if _, err := s.w.Write(b); err != nil {
+		return fmt.Errorf("spill events: %w", err)
+	}
+	return nil
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// errCorruptSpill is what a spill file that does not decode gives.
+var errCorruptSpill = errors.New("read spilled events: corrupt record")
+
+// load reads the file's events back into the work of their entities, ws
+// indexed by entityWork.ord.
+func (s *spillFile) load(ej *entityJob, ws []*entityWork) error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("spill events: %w", err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(s.f, 256<<10)
+	d := spillDecoder{ej: ej}
+	var big []byte
+	for {
+		size, err := binary.ReadUvarint(r)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCorruptSpill, err)
+		}
+		rec, err := r.Peek(int(min(size, uint64(r.Size()))))
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCorruptSpill, err)
+		}
+		peeked := uint64(len(rec)) == size
+		if !peeked { // larger than the buffer
+			big = append(big[:0], make([]byte, size)...)
+			if _, err := io.ReadFull(r, big); err != nil {
+				return fmt.Errorf("%w: %v", errCorruptSpill, err)
+			}
+			rec = big
+		}
+		if err := d.record(rec, ws); err != nil {
+			return err
+		}
+		if peeked {
+			r.Discard(len(rec))
+		}
+	}
+}
+
+// spillDecoder decodes a spill file's records in order.
+type spillDecoder struct {
+	ej       *entityJob
+	strings  []string
+	lastTime int64
+	ev       features.Event
+}
+
+// record decodes one record and packs its event into its entity's work.
+func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
+	fail := func(what string) error { return fmt.Errorf("%w: %s", errCorruptSpill, what) }
+	uvarint := func() uint64 {
+		x, n := binary.Uvarint(b)
+		if n <= 0 {
+			b = nil
+			return math.MaxUint64 // out of range of every use
+		}
+		b = b[n:]
+		return x
+	}
+	ord, si := uvarint(), uvarint()
+	if ord >= uint64(len(ws)) || si >= uint64(len(d.ej.sources)) {
+		return fail("entity or source out of range")
+	}
+	dt, n := binary.Varint(b)
+	if n <= 0 {
+		return fail("time")
+	}
+	b = b[n:]
+	d.lastTime += dt
+	part, off := uvarint(), uvarint()
+	if part > math.MaxInt32 || off > math.MaxInt64 {
+		return fail("partition or offset")
+	}
+	es := d.ej.sources[si]
+	ev := &d.ev
+	if len(ev.Fields) < len(es.source.Schema) {
+		ev.Fields = make([]features.Value, len(es.source.Schema))
+	}
+	ev.Time, ev.Partition, ev.Offset = d.lastTime, int32(part), int64(off)
+	for _, f := range es.fields {
+		if len(b) == 0 {
+			return fail("fields")
+		}
+		typ := features.Type(b[0])
+		b = b[1:]
+		if typ != features.TypeNull && typ != es.source.Schema[f].Type {
+			return fail("field of another type")
+		}
+		var v features.Value
+		switch typ {
+		case features.TypeNull:
+		case features.TypeString:
+			k := uvarint()
+			switch {
+			case k == 0:
+				size := uvarint()
+				if size > uint64(len(b)) {
+					return fail("string")
+				}
+				v = features.String(string(b[:size]))
+				b = b[size:]
+				if len(d.strings) < maxSpillStrings {
+					d.strings = append(d.strings, v.Str())
+				}
+			case k <= uint64(len(d.strings)):
+				v = features.String(d.strings[k-1])
+			default:
+				return fail("string number")
+			}
+		case features.TypeInt, features.TypeTimestamp:
+			x, n := binary.Varint(b)
+			if n <= 0 {
+				return fail("integer")
+			}
+			b = b[n:]
+			if typ == features.TypeInt {
+				v = features.Int(x)
+			} else {
+				v = features.Timestamp(x)
+			}
+		case features.TypeFloat:
+			if len(b) < 8 {
+				return fail("float")
+			}
+			v = features.Float(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+			b = b[8:]
+		case features.TypeBool:
+			if len(b) < 1 {
+				return fail("bool")
+			}
+			v = features.Bool(b[0] != 0)
+			b = b[1:]
+		default:
+			return fail("type")
+		}
+		ev.Fields[f] = v
+	}
+	if len(b) != 0 {
+		return fail("trailing bytes")
+	}
+	w := ws[ord]
+	if w.events == nil { // sized once: the file holds all its events
+		w.events = make([]packedEvent, 0, w.spilled)
+		w.fields = make([]features.Value, 0, w.spilled*w.width)
+	}
+	w.add(es, int(si), ev)
+	return nil
+}
+
+func (s *spillFile) remove() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+		s.f = nil
+	}
+}
