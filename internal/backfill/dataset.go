@@ -549,8 +549,67 @@ type packedEvent struct {
 	at        int
 }
 
-func (a *packedEvent) compare(b *packedEvent) int {
-	return cmp.Or(cmp.Compare(a.time, b.time), cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+// before reports whether a is applied before b: by time, then by where
+// it is in the log.
+func (a *packedEvent) before(b *packedEvent) bool {
+	if a.time != b.time {
+		return a.time < b.time
+	}
+	if a.partition != b.partition {
+		return a.partition < b.partition
+	}
+	return a.offset < b.offset
+}
+
+// sortEvents puts es in apply order, with buf as scratch space, and returns
+// buf for reuse. The events come in sorted runs (an entity's events of one
+// log file are in order, and the files go by time), so it merges
+// neighbouring runs until one is left: a few passes over the events rather
+// than a comparison sort's many; neighbours already in order stay as they
+// are.
+func sortEvents(es, buf []packedEvent) []packedEvent {
+	starts := []int{0} // where each run starts, then len(es)
+	for i := 1; i < len(es); i++ {
+		if es[i].before(&es[i-1]) {
+			starts = append(starts, i)
+		}
+	}
+	starts = append(starts, len(es))
+	for len(starts) > 2 {
+		runs, n := len(starts)-1, 0
+		for k := 0; k < runs; k += 2 {
+			if k+1 < runs {
+				lo, mid, hi := starts[k], starts[k+1], starts[k+2]
+				if es[mid].before(&es[mid-1]) {
+					buf = mergeRuns(es[lo:hi], mid-lo, buf)
+				}
+			}
+			starts[n] = starts[k] // n <= k: not read again
+			n++
+		}
+		starts[n] = len(es)
+		starts = starts[:n+1]
+	}
+	return buf
+}
+
+// mergeRuns merges the sorted runs s[:m] and s[m:] in place, the first
+// copied to buf.
+func mergeRuns(s []packedEvent, m int, buf []packedEvent) []packedEvent {
+	buf = append(buf[:0], s[:m]...)
+	i, j, k := 0, m, 0
+	for i < len(buf) && j < len(s) {
+		if s[j].before(&buf[i]) {
+			s[k] = s[j]
+			j++
+		} else {
+			s[k] = buf[i]
+			i++
+		}
+		k++
+	}
+	copy(s[k:], buf[i:])
+	return buf
 }
 
 // add packs an event of source es, index si.
@@ -593,6 +652,7 @@ type computer struct {
 	events []features.Event  // per source: the event being applied
 	states []*features.State // per view
 	out    [][]features.Value
+	buf    []packedEvent // sortEvents' scratch
 }
 
 func newComputer(ej *entityJob) *computer {
@@ -612,7 +672,7 @@ func (b *builder) computeEntity(c *computer, w *entityWork) error {
 	ej, states, out := c.ej, c.states, c.out
 	rs, es := w.rows, w.events
 	slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
-	slices.SortFunc(es, func(a, b packedEvent) int { return a.compare(&b) })
+	c.buf = sortEvents(es, c.buf)
 	for i, vj := range ej.views {
 		states[i] = vj.engine.NewState()
 	}
