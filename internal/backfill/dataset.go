@@ -464,7 +464,14 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
 	var n int64
 	var key []byte
-	err := eventlog.Each(ctx, b.cfg.Offline, src, func(ev *features.Event) error {
+	var fields []int // what the entities read: join keys and their views' fields
+	for _, ej := range b.plan.entities {
+		if es, _ := ej.source(source); es != nil {
+			fields = append(append(fields, es.keyIdx...), es.fields...)
+		}
+	}
+	fields = slices.Compact(slices.Sorted(slices.Values(fields)))
+	err := eventlog.Each(ctx, b.cfg.Offline, src, fields, func(ev *features.Event) error {
 		n++
 		if n%100_000 == 0 {
 			b.cfg.Progress.Add(100_000)

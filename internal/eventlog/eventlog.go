@@ -18,13 +18,21 @@ import (
 // Each calls fn with every event of src in the offline event log, file by
 // file (in date and time order), each file's events in its order. The event
 // is reused between calls. Columns of fields the schema has since gained
-// are null; fields of another type are an error naming the file. Files are
-// read and decoded ahead while fn runs: up to one per core at once, and up
-// to readAhead bytes of them (a larger file alone).
-func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*features.Event) error) error {
+// are null; fields of another type are an error naming the file. Given
+// fields (schema indexes), it reads only those, and the others are null
+// too. Files are read and decoded ahead while fn runs: up to one per core
+// at once, and up to readAhead bytes of them (a larger file alone).
+func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, fn func(*features.Event) error) error {
 	files, err := dir.LogFiles(ctx, "events/"+src.Name)
 	if err != nil {
 		return err
+	}
+	var columns []string // all if none
+	if fields != nil {
+		columns = []string{offline.ColEventTime, offline.ColPartition, offline.ColOffset}
+		for _, f := range fields {
+			columns = append(columns, src.Schema[f].Name)
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -46,7 +54,7 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fn func(*
 			}
 			wg.Go(func() {
 				var d logFile
-				d.cols, d.rows, _, d.err = dir.ReadLogFile(ctx, f.Name)
+				d.cols, d.rows, _, d.err = dir.ReadLogFile(ctx, f.Name, columns...)
 				decoded[i] <- d
 			})
 		}

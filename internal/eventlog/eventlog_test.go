@@ -80,19 +80,25 @@ func TestEachInOrder(t *testing.T) {
 	if len(want) != 300 {
 		t.Fatalf("%d events written, want 300", len(want))
 	}
-	var got []int64
-	err = eventlog.Each(context.Background(), dir, src, func(ev *features.Event) error {
-		if n := ev.Fields[src.Field("n")].Int(); n != ev.Offset {
-			return fmt.Errorf("event at offset %d has n = %d", ev.Offset, n)
+	// All fields, or only n: the others null.
+	for _, fields := range [][]int{nil, {src.Field("n")}} {
+		var got []int64
+		err = eventlog.Each(context.Background(), dir, src, fields, func(ev *features.Event) error {
+			if n := ev.Fields[src.Field("n")].Int(); n != ev.Offset {
+				return fmt.Errorf("event at offset %d has n = %d", ev.Offset, n)
+			}
+			if user := ev.Fields[src.Field("user_id")]; user.IsNull() != (fields != nil) {
+				return fmt.Errorf("reading fields %v, event at offset %d has user_id %v", fields, ev.Offset, user)
+			}
+			got = append(got, ev.Offset)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		got = append(got, ev.Offset)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("Each gave offsets\n%v\nwant\n%v", got, want)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Each(fields %v) gave offsets\n%v\nwant\n%v", fields, got, want)
+		}
 	}
 }
 
@@ -102,7 +108,7 @@ func TestEachStops(t *testing.T) {
 	dir, src := logDir(t, 20, 10)
 	stop := errors.New("stop")
 	n := 0
-	err := eventlog.Each(context.Background(), dir, src, func(*features.Event) error {
+	err := eventlog.Each(context.Background(), dir, src, nil, func(*features.Event) error {
 		if n++; n == 35 {
 			return stop
 		}
@@ -113,7 +119,7 @@ func TestEachStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n = 0
-	err = eventlog.Each(ctx, dir, src, func(*features.Event) error {
+	err = eventlog.Each(ctx, dir, src, nil, func(*features.Event) error {
 		if n++; n == 15 {
 			cancel()
 		}

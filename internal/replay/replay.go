@@ -119,7 +119,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	byKey := map[string][]features.Event{}
 	var key []byte
 	vals := make([]features.Value, 0, len(keyIdx))
-	err = eventlog.Each(ctx, cfg.Offline, src, func(ev *features.Event) error {
+	// Only the fields the view reads: the others would not change its state.
+	fields := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(keyIdx), eng.Fields()...))))
+	err = eventlog.Each(ctx, cfg.Offline, src, fields, func(ev *features.Event) error {
 		mark, ok := res.Covered[ev.Partition]
 		if !ok || ev.Offset > mark {
 			return nil // past the mark: not covered, a catch-up's

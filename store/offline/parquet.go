@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -285,7 +286,7 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	cols, rows, meta, err = readParquet(f, st.Size())
+	cols, rows, meta, err = readParquet(f, st.Size(), nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -295,20 +296,23 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 // ReadLogFile reads a file of the store as ReadFile does, by its name in the
 // store (as LogFiles lists it); the error matches fs.ErrNotExist when there
 // is none. The file is read whole with one read (one request to an object
-// store).
-func (d *Dir) ReadLogFile(ctx context.Context, name string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
+// store). Given column names, it reads only the file's columns among them:
+// those alone are in cols and rows.
+func (d *Dir) ReadLogFile(ctx context.Context, name string, columns ...string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
 	data, err := d.ReadFile(ctx, name)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cols, rows, meta, err = readParquet(bytes.NewReader(data), int64(len(data)))
+	cols, rows, meta, err = readParquet(bytes.NewReader(data), int64(len(data)), columns)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	return cols, rows, meta, nil
 }
 
-func readParquet(r io.ReaderAt, size int64) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
+// readParquet reads a file's columns named in only, or all of them if
+// only is empty.
+func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
 	pf, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
 	if err != nil {
 		return nil, nil, nil, err
@@ -317,6 +321,22 @@ func readParquet(r io.ReaderAt, size int64) (cols []Column, rows [][]features.Va
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// at[c] is where file column c goes in a row, or -1.
+	at := make([]int, len(cols))
+	for c := range at {
+		at[c] = c
+	}
+	if len(only) > 0 {
+		n := 0
+		for c, col := range cols {
+			at[c] = -1
+			if slices.Contains(only, col.Name) {
+				at[c], cols[n] = n, col
+				n++
+			}
+		}
+		cols = cols[:n]
+	}
 	meta = make(map[string]string, len(pf.Metadata().KeyValueMetadata))
 	for _, kv := range pf.Metadata().KeyValueMetadata {
 		meta[kv.Key] = kv.Value
@@ -324,14 +344,14 @@ func readParquet(r io.ReaderAt, size int64) (cols []Column, rows [][]features.Va
 	rows = make([][]features.Value, 0, pf.NumRows())
 	buf := make([]parquet.Value, 1024)
 	for _, rg := range pf.RowGroups() {
-		if err := readRowGroup(rg, len(cols), conv, &rows, buf); err != nil {
+		if err := readRowGroup(rg, len(cols), at, conv, &rows, buf); err != nil {
 			return nil, nil, nil, err
 		}
 	}
 	return cols, rows, meta, nil
 }
 
-func readRowGroup(rg parquet.RowGroup, ncols int, conv []func(parquet.Value) features.Value, out *[][]features.Value, buf []parquet.Value) error {
+func readRowGroup(rg parquet.RowGroup, ncols int, at []int, conv []func(parquet.Value) features.Value, out *[][]features.Value, buf []parquet.Value) error {
 	// Column by column: a row group's rows share one allocation, and a flat
 	// column's values (nulls included) come one per row, in order.
 	n := int(rg.NumRows())
@@ -342,10 +362,10 @@ func readRowGroup(rg parquet.RowGroup, ncols int, conv []func(parquet.Value) fea
 	}
 	for _, cc := range rg.ColumnChunks() {
 		c := cc.Column()
-		if c < 0 || c >= ncols {
+		if c < 0 || c >= len(at) || at[c] < 0 {
 			continue
 		}
-		if err := readColumn(cc, (*out)[rows:], c, conv[c], buf); err != nil {
+		if err := readColumn(cc, (*out)[rows:], at[c], conv[c], buf); err != nil {
 			return err
 		}
 	}
