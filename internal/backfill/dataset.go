@@ -318,11 +318,15 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		buckets = 1
 	}
 
-	values := make([][]features.Value, len(sp.rows)) // per row, one value per output
+	// Per row, one value per output: rows of one array, which the
+	// builder writes at random rows.
+	width := len(p.outputs)
+	all := make([]features.Value, len(sp.rows)*width)
+	values := make([][]features.Value, len(sp.rows))
 	for i := range values {
-		values[i] = make([]features.Value, len(p.outputs))
+		values[i] = all[i*width : (i+1)*width : (i+1)*width]
 	}
-	b := &builder{cfg: &cfg, plan: p, spine: sp, values: values, buckets: buckets, seed: maphash.MakeSeed()}
+	b := &builder{cfg: &cfg, plan: p, spine: sp, values: all, buckets: buckets, seed: maphash.MakeSeed()}
 	events, err := b.run(ctx, files)
 	if err != nil {
 		return Summary{}, err
@@ -359,7 +363,7 @@ type builder struct {
 	cfg     *DatasetConfig
 	plan    *plan
 	spine   *spine
-	values  [][]features.Value
+	values  []features.Value // row after row, len(plan.outputs) each
 	buckets int
 	seed    maphash.Seed
 	refused atomic.Int64 // events a view could not apply
@@ -716,10 +720,11 @@ func (b *builder) computeEntity(c *computer, w *entityWork) error {
 				}
 			}
 		}
+		row := b.values[r.row*len(b.plan.outputs):]
 		for i, vj := range ej.views {
 			for f, o := range vj.outputs {
 				if o >= 0 {
-					b.values[r.row][o] = out[i][f]
+					row[o] = out[i][f]
 				}
 			}
 		}
