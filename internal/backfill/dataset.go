@@ -339,15 +339,21 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 			return Summary{}, err
 		}
 	}
-	if err := writeDataset(cfg.Out, sp, p, values); err != nil {
-		return Summary{}, err
-	}
+	// The profile is computed while the dataset is written, and written
+	// once the dataset is.
+	var g errgroup.Group
+	g.Go(func() error { return writeDataset(cfg.Out, sp, p, values) })
 	cols := make([]offline.Column, len(p.outputs))
 	idx := make([]int, len(p.outputs))
 	for o, out := range p.outputs {
 		cols[o], idx[o] = offline.Column{Name: out.name, Type: out.typ}, o
 	}
-	if err := drift.WriteProfile(cfg.Out+".profile.json", profile(cols, values, idx)); err != nil {
+	var prof drift.Profile
+	g.Go(func() error { prof = profile(cols, values, idx); return nil })
+	if err := g.Wait(); err != nil {
+		return Summary{}, err
+	}
+	if err := drift.WriteProfile(cfg.Out+".profile.json", prof); err != nil {
 		return Summary{}, err
 	}
 	return Summary{Rows: len(sp.rows), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil

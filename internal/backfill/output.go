@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -201,31 +203,41 @@ func csvCell(v features.Value) string {
 
 // profile profiles the columns idx of rows.
 func profile(cols []offline.Column, rows [][]features.Value, idx []int) drift.Profile {
-	prof := drift.Profile{Rows: len(rows)}
-	for _, o := range idx {
-		name, typ := cols[o].Name, cols[o].Type.String()
-		var nums []float64
-		cats := map[string]int{}
-		nulls := 0
-		for _, row := range rows {
-			switch v := row[o]; {
-			case v.IsNull():
-				nulls++
-			case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:
-				nums = append(nums, float64(v.Int()))
-			case v.Type() == features.TypeFloat:
-				nums = append(nums, v.Float())
-			case v.Type() == features.TypeBool:
-				cats[strconv.FormatBool(v.Bool())]++
-			default:
-				cats[v.Str()]++
-			}
-		}
-		if len(cats) > 0 {
-			prof.Features = append(prof.Features, drift.CategoryProfile(name, typ, cats, nulls))
-		} else {
-			prof.Features = append(prof.Features, drift.NumberProfile(name, typ, nums, nulls))
+	prof := drift.Profile{Rows: len(rows), Features: make([]drift.FeatureProfile, len(idx))}
+	var g errgroup.Group // features are independent: one per core at once
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, o := range idx {
+		g.Go(func() error {
+			prof.Features[i] = featureProfile(cols[o], rows, o)
+			return nil
+		})
+	}
+	g.Wait()
+	return prof
+}
+
+// featureProfile profiles column o of rows.
+func featureProfile(col offline.Column, rows [][]features.Value, o int) drift.FeatureProfile {
+	name, typ := col.Name, col.Type.String()
+	var nums []float64
+	cats := map[string]int{}
+	nulls := 0
+	for _, row := range rows {
+		switch v := row[o]; {
+		case v.IsNull():
+			nulls++
+		case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:
+			nums = append(nums, float64(v.Int()))
+		case v.Type() == features.TypeFloat:
+			nums = append(nums, v.Float())
+		case v.Type() == features.TypeBool:
+			cats[strconv.FormatBool(v.Bool())]++
+		default:
+			cats[v.Str()]++
 		}
 	}
-	return prof
+	if len(cats) > 0 {
+		return drift.CategoryProfile(name, typ, cats, nulls)
+	}
+	return drift.NumberProfile(name, typ, nums, nulls)
 }
