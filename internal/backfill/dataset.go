@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"maps"
+	"math"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -407,10 +408,11 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 			m := work[e][b.bucketOf(string(key))]
 			w := m[string(key)]
 			if w == nil {
-				w = &entityWork{ord: len(m)}
+				w = &entityWork{ord: len(m), until: math.MinInt64}
 				m[string(key)] = w
 			}
 			w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
+			w.until = max(w.until, b.spine.times[row])
 		}
 	}
 
@@ -497,8 +499,8 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 			}
 			bi := b.bucketOf(string(key))
 			w := work[e][bi][string(key)]
-			if w == nil {
-				continue // no spine row of this entity
+			if w == nil || ev.Time > w.until {
+				continue // no spine row of this entity, or none after it
 			}
 			if spills[e] == nil {
 				w.add(es, si, ev)
@@ -548,7 +550,8 @@ func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
 // read and packed one after another, so that applying them in turn reads
 // memory in order.
 type entityWork struct {
-	ord     int // its number in its bucket
+	ord     int   // its number in its bucket
+	until   int64 // its latest spine time: later events change nothing
 	rows    []ref
 	events  []packedEvent
 	fields  []features.Value // each event's, per its source's fields
