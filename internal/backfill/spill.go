@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/quiver-ml/quiver/features"
 )
@@ -20,7 +21,7 @@ import (
 //	uvarint  the entity's number in the bucket (entityWork.ord)
 //	uvarint  the source's index in the entity's sources
 //	varint   the event time less the previous record's
-//	uvarint  partition, then offset
+//	varint   partition, then offset
 //	each field of entitySource.fields: its type (a byte), then
 //	  string:          uvarint k, then if k = 0 the uvarint length and
 //	                   bytes, else the file's (k-1)th string
@@ -58,8 +59,8 @@ func (s *spillFile) write(ord int, es *entitySource, si int, ev *features.Event)
 	b = binary.AppendUvarint(b, uint64(si))
 	b = binary.AppendVarint(b, ev.Time-s.lastTime)
 	s.lastTime = ev.Time
-	b = binary.AppendUvarint(b, uint64(ev.Partition))
-	b = binary.AppendUvarint(b, uint64(ev.Offset))
+	b = binary.AppendVarint(b, int64(ev.Partition))
+	b = binary.AppendVarint(b, ev.Offset)
 	for _, f := range es.fields {
 		v := ev.Fields[f]
 		b = append(b, byte(v.Type()))
@@ -108,13 +109,17 @@ func (s *spillFile) load(ej *entityJob, ws []*entityWork) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("spill events: %w", err)
 	}
+	st, err := s.f.Stat()
+	if err != nil {
+		return err
+	}
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
 	r := bufio.NewReaderSize(s.f, 256<<10)
 	d := spillDecoder{ej: ej}
 	var big []byte
-	for {
+	for left := uint64(st.Size()); ; {
 		size, err := binary.ReadUvarint(r)
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -122,13 +127,18 @@ func (s *spillFile) load(ej *entityJob, ws []*entityWork) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", errCorruptSpill, err)
 		}
+		left -= uint64(uvarintLen(size))
+		if size > left {
+			return fmt.Errorf("%w: a record of %d bytes, %d left", errCorruptSpill, size, left)
+		}
+		left -= size
 		rec, err := r.Peek(int(min(size, uint64(r.Size()))))
 		if err != nil {
 			return fmt.Errorf("%w: %v", errCorruptSpill, err)
 		}
 		peeked := uint64(len(rec)) == size
 		if !peeked { // larger than the buffer
-			big = append(big[:0], make([]byte, size)...)
+			big = slices.Grow(big[:0], int(size))[:size]
 			if _, err := io.ReadFull(r, big); err != nil {
 				return fmt.Errorf("%w: %v", errCorruptSpill, err)
 			}
@@ -141,6 +151,11 @@ func (s *spillFile) load(ej *entityJob, ws []*entityWork) error {
 			r.Discard(len(rec))
 		}
 	}
+}
+
+func uvarintLen(x uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], x)
 }
 
 // spillDecoder decodes a spill file's records in order.
@@ -173,16 +188,22 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 	}
 	b = b[n:]
 	d.lastTime += dt
-	part, off := uvarint(), uvarint()
-	if part > math.MaxInt32 || off > math.MaxInt64 {
-		return fail("partition or offset")
+	part, n := binary.Varint(b)
+	if n <= 0 || part < math.MinInt32 || part > math.MaxInt32 {
+		return fail("partition")
 	}
+	b = b[n:]
+	off, n := binary.Varint(b)
+	if n <= 0 {
+		return fail("offset")
+	}
+	b = b[n:]
 	es := d.ej.sources[si]
 	ev := &d.ev
 	if len(ev.Fields) < len(es.source.Schema) {
 		ev.Fields = make([]features.Value, len(es.source.Schema))
 	}
-	ev.Time, ev.Partition, ev.Offset = d.lastTime, int32(part), int64(off)
+	ev.Time, ev.Partition, ev.Offset = d.lastTime, int32(part), off
 	for _, f := range es.fields {
 		if len(b) == 0 {
 			return fail("fields")

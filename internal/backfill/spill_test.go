@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -93,7 +94,7 @@ func TestSpillRoundTrip(t *testing.T) {
 	}
 	for i := range 200_000 {
 		ev.Time = 1_700_000_000_000 + rng.Int64N(1e9) - 5e8
-		ev.Partition, ev.Offset = rng.Int32N(64), rng.Int64N(1<<40)
+		ev.Partition, ev.Offset = rng.Int32N(64)-8, rng.Int64N(1<<40)-10 // a log ingest did not write may hold anything
 		for f, fd := range src.Schema {
 			ev.Fields[f] = random(fd.Type)
 		}
@@ -171,6 +172,24 @@ func TestSpillCorrupt(t *testing.T) {
 		err := s.load(ej, []*entityWork{{spilled: 3, width: len(es.fields)}})
 		if !errors.Is(err, errCorruptSpill) {
 			t.Fatalf("cut at %d of %d bytes: %v, want a corrupt record", cut, st.Size(), err)
+		}
+		s.remove()
+	}
+}
+
+// TestSpillCorruptSize: a record's size past the end of the file is an
+// error, not an allocation of that size.
+func TestSpillCorruptSize(t *testing.T) {
+	ej := spillJob(t)
+	for _, size := range []uint64{1 << 62, 1 << 36, 300<<10 + 1} {
+		s, err := newSpillFile(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.w.Write(binary.AppendUvarint(nil, size))
+		s.w.Write(make([]byte, 300<<10))
+		if err := s.load(ej, []*entityWork{{}}); !errors.Is(err, errCorruptSpill) {
+			t.Errorf("a record of %d bytes in a file of 300 KiB: %v, want a corrupt record", size, err)
 		}
 		s.remove()
 	}

@@ -17,11 +17,12 @@ import (
 
 // Each calls fn with every event of src in the offline event log, file by
 // file (in date and time order), each file's events in its order. The event
-// is reused between calls. Columns of fields the schema has since gained
-// are null; fields of another type are an error naming the file. Given
-// fields (schema indexes), it reads only those, and the others are null
-// too. Files are read and decoded ahead while fn runs: up to one per core
-// at once, and up to readAhead bytes of them (a larger file alone).
+// is reused between calls. Given fields (schema indexes), it reads only
+// those, and the others are null. Fields the schema has gained since a file
+// was written are null in its events; a field read whose column has another
+// type is an error naming the file. Files are read and decoded ahead while
+// fn runs: up to one per core at once, and up to readAhead bytes of them (a
+// larger file alone).
 func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, fn func(*features.Event) error) error {
 	files, err := dir.LogFiles(ctx, "events/"+src.Name)
 	if err != nil {
