@@ -1,6 +1,7 @@
 package features
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math"
@@ -17,9 +18,9 @@ type Engine struct {
 	source *Source
 	filter *filter
 	feats  []feature // the state's layout: ordered by feature name
-	out    []int     // out[i]: the index in feats of the view's i-th feature
+	out    []int     // out[i]: the index in feats of the i-th feature Evaluate writes
 	fields []int     // schema indexes Apply reads, sorted
-	stamp  [4]byte   // fingerprint prefix, written into every state
+	stamp  [4]byte   // fingerprint prefix (with the feature names if not all), in every state
 }
 
 type feature struct {
@@ -31,16 +32,35 @@ type feature struct {
 	typ   Type  // of the field
 }
 
-// NewEngine compiles a view of defs.
-func NewEngine(defs *Definitions, v *View) (*Engine, error) {
+// NewEngine compiles a view of defs. Given feature names, it computes only
+// those of the view's features, and Evaluate writes them alone, in the order
+// given: each has the values it has in the whole view, since features share
+// nothing but the filter and the latest event time. A training set reads no
+// more than the features it asks for. The states of such an engine are not
+// the view's: DecodeState refuses one of the other.
+func NewEngine(defs *Definitions, v *View, only ...string) (*Engine, error) {
 	src := defs.Source(v.Source)
 	if src == nil {
 		return nil, fmt.Errorf("compile view %s: unknown source %q", v.Ref(), v.Source)
 	}
 	e := &Engine{view: v, source: src, filter: v.filter}
-	fp, _ := hex.DecodeString(v.Fingerprint(defs)[:8])
+	fp, _ := hex.DecodeString(v.Fingerprint(defs))
+	outputs := v.Features
+	if len(only) > 0 {
+		outputs = make([]*Feature, len(only))
+		for i, name := range only {
+			if outputs[i] = v.Feature(name); outputs[i] == nil {
+				return nil, fmt.Errorf("compile view %s: %w: %s", v.Ref(), ErrUnknownFeature, name)
+			}
+			if slices.Contains(outputs[:i], outputs[i]) {
+				return nil, fmt.Errorf("compile view %s: feature %s named twice", v.Ref(), name)
+			}
+		}
+		sum := sha256.Sum256(fmt.Appendf(fp, "%q", slices.Sorted(slices.Values(only))))
+		fp = sum[:]
+	}
 	copy(e.stamp[:], fp)
-	byName := slices.Clone(v.Features)
+	byName := slices.Clone(outputs)
 	slices.SortFunc(byName, func(a, b *Feature) int { return strings.Compare(a.Name, b.Name) })
 	for _, f := range byName {
 		c := feature{agg: f.Agg, field: -1, sums: f.Agg == AggSum || f.Agg == AggAvg || f.Agg == AggStddev}
@@ -55,8 +75,8 @@ func NewEngine(defs *Definitions, v *View) (*Engine, error) {
 		}
 		e.feats = append(e.feats, c)
 	}
-	for _, f := range v.Features {
-		e.out = append(e.out, slices.IndexFunc(byName, func(g *Feature) bool { return g == f }))
+	for _, f := range outputs {
+		e.out = append(e.out, slices.Index(byName, f))
 	}
 	for _, f := range e.feats {
 		if f.field >= 0 {
@@ -167,10 +187,11 @@ func (e *Engine) check(ev *Event) error {
 }
 
 // Evaluate writes the view's features as of time t (epoch ms) into out, in
-// the view's feature order; out must have one element per feature. A windowed
-// feature covers the events whose tile is one of the window's tiles ending
-// with t's tile (DESIGN §4); state holds no event later than its latest, so t
-// must not be earlier than that (ErrEvaluateBeforeLastEvent).
+// the view's feature order (or NewEngine's); out must have one element per
+// feature. A windowed feature covers the events whose tile is one of the
+// window's tiles ending with t's tile (DESIGN §4); state holds no event
+// later than its latest, so t must not be earlier than that
+// (ErrEvaluateBeforeLastEvent).
 func (e *Engine) Evaluate(s *State, t int64, out []Value) error {
 	if len(out) != len(e.out) {
 		return fmt.Errorf("evaluate view %s: out has %d elements, want %d", e.view.Ref(), len(out), len(e.out))

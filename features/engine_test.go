@@ -249,6 +249,72 @@ func TestStateEncoding(t *testing.T) {
 	}
 }
 
+// TestPartialEngine checks that an engine of some of a view's features gives
+// each of them the values the whole view's engine gives, reads only the
+// fields they need, and keeps its states apart from the view's.
+func TestPartialEngine(t *testing.T) {
+	f := newEngineFixture(t)
+	v := f.defs.View("v", 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 50 {
+		var names []string
+		for _, i := range rng.Perm(len(v.Features))[:1+rng.IntN(len(v.Features))] {
+			names = append(names, v.Features[i].Name)
+		}
+		part, err := features.NewEngine(f.defs, v, names...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, some := f.eng.NewState(), part.NewState()
+		out := make([]features.Value, len(names))
+		at := int64(0)
+		for i := range 300 {
+			at += rng.Int64N(2 * minute)
+			amount := features.Float(float64(rng.IntN(40)-5) / 4) // some fail the filter
+			ev := event(at-rng.Int64N(6*minute), int64(i), amount, string(rune('a'+rng.IntN(30))))
+			ev.Time = max(ev.Time, 0)
+			okWhole, errWhole := f.eng.Apply(whole, ev)
+			okSome, errSome := part.Apply(some, ev)
+			if okWhole != okSome || (errWhole == nil) != (errSome == nil) {
+				t.Fatalf("%v: apply gave %v, %v; the view's engine %v, %v", names, okSome, errSome, okWhole, errWhole)
+			}
+			if rng.IntN(10) > 0 {
+				continue
+			}
+			when := at + rng.Int64N(10*minute)
+			want := f.eval(t, whole, when)
+			if err := part.Evaluate(some, when, out); err != nil {
+				t.Fatal(err)
+			}
+			for j, name := range names {
+				if !out[j].Equal(want[name]) {
+					t.Fatalf("%v: %s at %d = %v, the view's engine gives %v", names, name, when, out[j], want[name])
+				}
+			}
+		}
+		if _, err := f.eng.DecodeState(part.AppendState(nil, some)); !errors.Is(err, features.ErrStateMismatch) {
+			t.Fatalf("%v: the view's engine decoded a partial state: %v", names, err)
+		}
+		if _, err := part.DecodeState(f.eng.AppendState(nil, whole)); !errors.Is(err, features.ErrStateMismatch) {
+			t.Fatalf("%v: a partial engine decoded the view's state: %v", names, err)
+		}
+	}
+
+	count, err := features.NewEngine(f.defs, v, "n_5m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := count.Fields(), []int{1}; !slices.Equal(got, want) { // the filter's amount
+		t.Errorf("fields of a count = %v, want %v", got, want)
+	}
+	if _, err := features.NewEngine(f.defs, v, "n_5m", "ghost"); !errors.Is(err, features.ErrUnknownFeature) {
+		t.Errorf("unknown feature: %v, want ErrUnknownFeature", err)
+	}
+	if _, err := features.NewEngine(f.defs, v, "n_5m", "n_5m"); err == nil {
+		t.Error("a feature named twice: no error")
+	}
+}
+
 func equalValues(a, b map[string]features.Value) bool {
 	if len(a) != len(b) {
 		return false

@@ -138,20 +138,19 @@ func (c *DatasetConfig) validate() error {
 
 // output is one feature column of the dataset.
 type output struct {
-	name    string // <view>__<feature>, or an on-demand feature's name
-	typ     features.Type
-	view    *viewJob // nil for on-demand
-	feature int      // index in the view's features
+	name string // <view>__<feature>, or an on-demand feature's name
+	typ  features.Type
 }
 
 // viewJob is one view version the dataset reads.
 type viewJob struct {
 	view    *features.View
-	engine  *features.Engine
+	engine  *features.Engine // of the requested features alone
 	source  *features.Source
 	keyIdx  []int // schema index of each join key
 	entity  *entityJob
-	outputs []int // dataset output index per view feature; -1 if not requested
+	names   []string // the requested features, in the engine's order
+	outputs []int    // the dataset output of each
 }
 
 // entityJob is one entity whose views the dataset reads, with the spine's
@@ -185,6 +184,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		}
 	}
 	views := map[*features.View]*viewJob{}
+	var order []*viewJob // views in the order first requested
 	var problems []string
 	byName := map[string]string{} // output column → reference
 	for _, r := range refs {
@@ -206,48 +206,49 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		byName[name] = r
 		vj := views[v]
 		if vj == nil {
-			eng, err := features.NewEngine(defs, v)
-			if err != nil {
-				return nil, err
-			}
-			src := defs.Source(v.Source)
-			vj = &viewJob{view: v, engine: eng, source: src, outputs: make([]int, len(v.Features))}
-			for i := range vj.outputs {
-				vj.outputs[i] = -1
-			}
-			ent := defs.Entity(v.Entity)
-			for _, k := range ent.JoinKeys {
-				vj.keyIdx = append(vj.keyIdx, src.Field(k))
-				p.keys[k] = src.Schema[src.Field(k)].Type
-			}
-			var ej *entityJob
-			for _, e := range p.entities {
-				if e.entity == ent {
-					ej = e
-				}
-			}
-			if ej == nil {
-				ej = &entityJob{entity: ent}
-				p.entities = append(p.entities, ej)
-			}
-			vj.entity = ej
-			es, _ := ej.source(src.Name)
-			if es == nil {
-				es = &entitySource{source: src, keyIdx: vj.keyIdx}
-				ej.sources = append(ej.sources, es)
-			}
-			es.views = append(es.views, len(ej.views))
-			es.fields = slices.Compact(slices.Sorted(slices.Values(append(es.fields, eng.Fields()...))))
-			ej.views = append(ej.views, vj)
+			vj = &viewJob{view: v, source: defs.Source(v.Source)}
 			views[v] = vj
-			p.sources[src.Name] = append(p.sources[src.Name], vj)
+			order = append(order, vj)
 		}
-		fi := slices.Index(v.Features, f)
-		vj.outputs[fi] = len(p.outputs)
-		p.outputs = append(p.outputs, output{name: name, typ: f.ValueType(vj.source), view: vj, feature: fi})
+		vj.names = append(vj.names, f.Name)
+		vj.outputs = append(vj.outputs, len(p.outputs))
+		p.outputs = append(p.outputs, output{name: name, typ: f.ValueType(vj.source)})
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(problems, "; "))
+	}
+	for _, vj := range order {
+		eng, err := features.NewEngine(defs, vj.view, vj.names...)
+		if err != nil {
+			return nil, err
+		}
+		vj.engine = eng
+		src := vj.source
+		ent := defs.Entity(vj.view.Entity)
+		for _, k := range ent.JoinKeys {
+			vj.keyIdx = append(vj.keyIdx, src.Field(k))
+			p.keys[k] = src.Schema[src.Field(k)].Type
+		}
+		var ej *entityJob
+		for _, e := range p.entities {
+			if e.entity == ent {
+				ej = e
+			}
+		}
+		if ej == nil {
+			ej = &entityJob{entity: ent}
+			p.entities = append(p.entities, ej)
+		}
+		vj.entity = ej
+		es, _ := ej.source(src.Name)
+		if es == nil {
+			es = &entitySource{source: src, keyIdx: vj.keyIdx}
+			ej.sources = append(ej.sources, es)
+		}
+		es.views = append(es.views, len(ej.views))
+		es.fields = slices.Compact(slices.Sorted(slices.Values(append(es.fields, eng.Fields()...))))
+		ej.views = append(ej.views, vj)
+		p.sources[src.Name] = append(p.sources[src.Name], vj)
 	}
 	if p.service != nil {
 		for _, o := range p.service.OnDemand {
@@ -682,7 +683,7 @@ func newComputer(ej *entityJob) *computer {
 		c.events[i].Fields = make([]features.Value, len(es.source.Schema)) // fields no view reads stay null
 	}
 	for i, vj := range ej.views {
-		c.out[i] = make([]features.Value, len(vj.view.Features))
+		c.out[i] = make([]features.Value, len(vj.names))
 	}
 	return c
 }
@@ -732,9 +733,7 @@ func (b *builder) computeEntity(c *computer, w *entityWork) error {
 		row := b.values[r.row*len(b.plan.outputs):]
 		for i, vj := range ej.views {
 			for f, o := range vj.outputs {
-				if o >= 0 {
-					row[o] = out[i][f]
-				}
+				row[o] = out[i][f]
 			}
 		}
 	}
