@@ -84,7 +84,7 @@ func dataset(args []string) error {
 	fs.Var(&refList, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
 	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json (required)")
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
-	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once; more data is split into buckets spilled to --temp-dir")
+	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once: they are spilled to --temp-dir in buckets that fit")
 	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
 	shard := fs.String("shard", "", "build only shard i of n (i/n, from 0): the spine rows whose entity hashes to it, so each job computes the state of its entities only; backfill merge joins the shards")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")

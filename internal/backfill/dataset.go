@@ -43,9 +43,9 @@ type DatasetConfig struct {
 	// Inclusive counts events at the spine time (te <= t); by default only
 	// those before it (te < t), as a model sees the world before the label.
 	Inclusive bool
-	// MemoryLimit bounds the events held at once: above it, entities are
-	// split into buckets by hash, spilled to TempDir, and processed one
-	// bucket at a time. Default 1 GiB.
+	// MemoryLimit bounds the events held at once: entities are split into
+	// buckets by hash, their events spilled to TempDir, and the buckets
+	// processed one per core at a time. Default 1 GiB.
 	MemoryLimit int64
 	// Shard, when Shard.Count > 1, builds only the spine rows whose entity
 	// (the first entity's join keys) hashes to the Index-th of Count shards
@@ -418,19 +418,17 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 	}
 
 	// One pass over the event log: each event an entity's spine rows need
-	// goes to that entity, or with several buckets to its bucket's file.
+	// goes to its bucket's file.
 	spills := make([][]*spillFile, len(b.plan.entities))
-	if b.buckets > 1 {
-		for e := range spills {
-			spills[e] = make([]*spillFile, b.buckets)
-			for i := range spills[e] {
-				sf, err := newSpillFile(b.cfg.TempDir)
-				if err != nil {
-					return 0, err
-				}
-				defer sf.remove()
-				spills[e][i] = sf
+	for e := range spills {
+		spills[e] = make([]*spillFile, b.buckets)
+		for i := range spills[e] {
+			sf, err := newSpillFile(b.cfg.TempDir)
+			if err != nil {
+				return 0, err
 			}
+			defer sf.remove()
+			spills[e][i] = sf
 		}
 	}
 	var total int64
@@ -454,15 +452,13 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				if spills[e] != nil {
-					defer spills[e][i].remove()
-					ws := make([]*entityWork, len(work[e][i]))
-					for _, w := range work[e][i] {
-						ws[w.ord] = w
-					}
-					if err := spills[e][i].load(ej, ws); err != nil {
-						return err
-					}
+				defer spills[e][i].remove()
+				ws := make([]*entityWork, len(work[e][i]))
+				for _, w := range work[e][i] {
+					ws[w.ord] = w
+				}
+				if err := spills[e][i].load(ej, ws); err != nil {
+					return err
 				}
 				return b.compute(ej, work[e][i])
 			})
@@ -502,10 +498,6 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 			w := work[e][bi][string(key)]
 			if w == nil || ev.Time > w.until {
 				continue // no spine row of this entity, or none after it
-			}
-			if spills[e] == nil {
-				w.add(es, si, ev)
-				continue
 			}
 			if err := spills[e][bi].write(w.ord, es, si, ev); err != nil {
 				return err

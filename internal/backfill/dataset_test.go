@@ -167,7 +167,7 @@ func online(t *testing.T, defs *features.Definitions, v *features.View, events [
 // definitions and events, random spine times (some exactly at events, some
 // of entities without events), and every dataset value equals the engine's
 // online value at the spine time with the same events, exclusive and
-// inclusive, in one bucket and spilled over many.
+// inclusive, in one bucket and in many.
 func TestDatasetMatchesOnline(t *testing.T) {
 	cases := 12
 	if testing.Short() {

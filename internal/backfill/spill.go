@@ -14,8 +14,8 @@ import (
 )
 
 // spillFile holds the events of one bucket of an entity's keys until the
-// bucket is computed, when there are several buckets. A record is one event
-// of one entity, cut to the fields its views read:
+// bucket is computed. A record is one event of one entity, cut to the
+// fields its views read:
 //
 //	uvarint  its size, then
 //	uvarint  the entity's number in the bucket (entityWork.ord)
