@@ -149,9 +149,14 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values [][]feat
 		return err
 	}
 	const group = 64 << 10 // rows per row group
+	// A row group's rows are copied into one array, reused for the next.
+	buf := make([]features.Value, min(group, len(sp.rows))*len(cols))
 	rows := make([][]features.Value, 0, group)
 	for r, row := range sp.rows {
-		rows = append(rows, append(slices.Clip(row), values[r]...))
+		at := len(rows) * len(cols)
+		n := copy(buf[at:], row)
+		copy(buf[at+n:], values[r])
+		rows = append(rows, buf[at:at+len(cols):at+len(cols)])
 		if len(rows) == group || r == len(sp.rows)-1 {
 			if err := pw.Write(rows); err != nil {
 				return err
