@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -378,4 +379,49 @@ func ms(lat []time.Duration, q float64) float64 {
 	s := slices.Clone(lat)
 	slices.Sort(s)
 	return float64(s[int(q*float64(len(s)-1))]) / 1e6
+}
+
+// BenchmarkHiccup measures the machine, not serve: one goroutine per core
+// does nothing but read the clock, so a gap between two readings is time
+// its thread lost the core (to the kernel, the hypervisor or another
+// process). No request can be answered faster than such a gap allows; see
+// docs/BENCHMARKS.md on the half-load p99.
+func BenchmarkHiccup(b *testing.B) {
+	thresholds := []time.Duration{time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
+	var mu sync.Mutex
+	over := make([]int, len(thresholds))
+	var worst time.Duration
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for range runtime.GOMAXPROCS(0) {
+			wg.Go(func() {
+				n := make([]int, len(thresholds))
+				var longest time.Duration
+				last := time.Now()
+				for end := last.Add(time.Second); last.Before(end); {
+					now := time.Now()
+					gap := now.Sub(last)
+					for i, t := range thresholds {
+						if gap > t {
+							n[i]++
+						}
+					}
+					longest, last = max(longest, gap), now
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i := range n {
+					over[i] += n[i]
+				}
+				worst = max(worst, longest)
+			})
+		}
+		wg.Wait()
+	}
+	seconds := float64(b.N * runtime.GOMAXPROCS(0)) // core-seconds watched
+	for i, t := range thresholds {
+		b.ReportMetric(float64(over[i])/seconds, fmt.Sprintf("gaps-over-%dms/core-s", t/time.Millisecond))
+	}
+	b.ReportMetric(float64(worst)/1e6, "worst-gap-ms")
+	b.ReportMetric(0, "ns/op")
 }
