@@ -390,7 +390,7 @@ func (b *builder) bucketOf(key string) int {
 	return int(maphash.String(b.seed, key) % uint64(b.buckets))
 }
 
-func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (int64, error) {
+func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (int64, error) {
 	// Each entity's spine rows, by bucket and key.
 	work := make([][]map[string]*entityWork, len(b.plan.entities)) // entity → bucket → key
 	var key []byte
@@ -417,23 +417,28 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 		}
 	}
 
-	// One pass over the event log: each event an entity's spine rows need
-	// goes to its bucket's file.
-	spills := make([][]*spillFile, len(b.plan.entities))
+	// One pass over the event log, a file per core at once: each event an
+	// entity's spine rows need goes to its bucket's file of that core.
+	workers := runtime.GOMAXPROCS(0)
+	spills := make([][][]*spillFile, len(b.plan.entities)) // entity → bucket → worker
+	files := len(spills) * b.buckets * workers
+	buffer := int(min(256<<10, max(16<<10, b.cfg.MemoryLimit/8/int64(files))))
 	for e := range spills {
-		spills[e] = make([]*spillFile, b.buckets)
+		spills[e] = make([][]*spillFile, b.buckets)
 		for i := range spills[e] {
-			sf, err := newSpillFile(b.cfg.TempDir)
-			if err != nil {
-				return 0, err
+			for range workers {
+				sf, err := newSpillFile(b.cfg.TempDir, len(work[e][i]), buffer)
+				if err != nil {
+					return 0, err
+				}
+				defer sf.remove()
+				spills[e][i] = append(spills[e][i], sf)
 			}
-			defer sf.remove()
-			spills[e][i] = sf
 		}
 	}
 	var total int64
-	for src := range files {
-		n, err := b.readLog(ctx, src, work, spills)
+	for src := range logs {
+		n, err := b.readLog(ctx, src, workers, work, spills)
 		if err != nil {
 			return 0, err
 		}
@@ -452,12 +457,16 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				defer spills[e][i].remove()
+				defer func() {
+					for _, sf := range spills[e][i] {
+						sf.remove()
+					}
+				}()
 				ws := make([]*entityWork, len(work[e][i]))
 				for _, w := range work[e][i] {
 					ws[w.ord] = w
 				}
-				if err := spills[e][i].load(ej, ws); err != nil {
+				if err := loadSpills(ej, ws, spills[e][i]); err != nil {
 					return err
 				}
 				return b.compute(ej, work[e][i])
@@ -467,22 +476,28 @@ func (b *builder) run(ctx context.Context, files map[string][]offline.LogFile) (
 	return total, g.Wait()
 }
 
-// readLog reads a source's event log and routes each event.
-func (b *builder) readLog(ctx context.Context, source string, work [][]map[string]*entityWork, spills [][]*spillFile) (int64, error) {
+// readLog reads a source's event log and routes each event, a file per
+// worker at once.
+func (b *builder) readLog(ctx context.Context, source string, workers int, work [][]map[string]*entityWork, spills [][][]*spillFile) (int64, error) {
 	src := b.cfg.Definitions.Source(source)
 	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
-	var n int64
-	var key []byte
-	var fields []int // what the entities read: join keys and their views' fields
+	// What the entities read: join keys and their views' fields.
+	var fields []int
 	for _, ej := range b.plan.entities {
 		if es, _ := ej.source(source); es != nil {
 			fields = append(append(fields, es.keyIdx...), es.fields...)
 		}
 	}
 	fields = slices.Compact(slices.Sorted(slices.Values(fields)))
-	err := eventlog.Each(ctx, b.cfg.Offline, src, fields, func(ev *features.Event) error {
-		n++
-		if n%100_000 == 0 {
+	type router struct {
+		n   int64
+		key []byte
+		_   [64]byte // routers side by side are on cache lines of their own
+	}
+	routers := make([]router, workers)
+	err := eventlog.EachParallel(ctx, b.cfg.Offline, src, fields, workers, func(wi int, ev *features.Event) error {
+		r := &routers[wi]
+		if r.n++; r.n%100_000 == 0 {
 			b.cfg.Progress.Add(100_000)
 		}
 		for e, ej := range b.plan.entities {
@@ -491,22 +506,24 @@ func (b *builder) readLog(ctx context.Context, source string, work [][]map[strin
 				continue
 			}
 			var ok bool
-			if key, ok = es.appendKey(key[:0], ev); !ok {
+			if r.key, ok = es.appendKey(r.key[:0], ev); !ok {
 				continue
 			}
-			bi := b.bucketOf(string(key))
-			w := work[e][bi][string(key)]
+			bi := b.bucketOf(string(r.key))
+			w := work[e][bi][string(r.key)]
 			if w == nil || ev.Time > w.until {
 				continue // no spine row of this entity, or none after it
 			}
-			if err := spills[e][bi].write(w.ord, es, si, ev); err != nil {
+			if err := spills[e][bi][wi].write(w.ord, es, si, ev); err != nil {
 				return err
 			}
-			w.spilled++
-			w.width = max(w.width, len(es.fields))
 		}
 		return nil
 	})
+	var n int64
+	for _, r := range routers {
+		n += r.n
+	}
 	return n, err
 }
 
@@ -543,13 +560,11 @@ func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
 // read and packed one after another, so that applying them in turn reads
 // memory in order.
 type entityWork struct {
-	ord     int   // its number in its bucket
-	until   int64 // its latest spine time: later events change nothing
-	rows    []ref
-	events  []packedEvent
-	fields  []features.Value // each event's, per its source's fields
-	spilled int              // events written to the bucket's file
-	width   int              // fields per spilled event, at most
+	ord    int   // its number in its bucket
+	until  int64 // its latest spine time: later events change nothing
+	rows   []ref
+	events []packedEvent
+	fields []features.Value // each event's, per its source's fields
 }
 
 // packedEvent is an event in entityWork: where it sorts, its source (an

@@ -40,16 +40,23 @@ type spillFile struct {
 	rec      []byte
 	strings  map[string]uint64 // numbered so far, from 1
 	lastTime int64
+	sizes    []spillSize // per entity, by entityWork.ord: what the file holds
 }
+
+// spillSize is what a spill file holds of one entity: events, and their
+// fields in all.
+type spillSize struct{ events, fields int }
 
 const maxSpillStrings = 1 << 16
 
-func newSpillFile(dir string) (*spillFile, error) {
+// newSpillFile creates a spill file in dir for a bucket of entities,
+// buffering buffer bytes.
+func newSpillFile(dir string, entities, buffer int) (*spillFile, error) {
 	f, err := os.CreateTemp(dir, "quiver-backfill-*.spill")
 	if err != nil {
 		return nil, fmt.Errorf("spill events: %w", err)
 	}
-	return &spillFile{f: f, w: bufio.NewWriterSize(f, 256<<10), strings: map[string]uint64{}}, nil
+	return &spillFile{f: f, w: bufio.NewWriterSize(f, buffer), strings: map[string]uint64{}, sizes: make([]spillSize, entities)}, nil
 }
 
 // write appends an event of the entity numbered ord, from its source
@@ -85,6 +92,8 @@ func (s *spillFile) write(ord int, es *entitySource, si int, ev *features.Event)
 		}
 	}
 	s.rec = b
+	s.sizes[ord].events++
+	s.sizes[ord].fields += len(es.fields)
 	var size [binary.MaxVarintLen64]byte
 	s.w.Write(size[:binary.PutUvarint(size[:], uint64(len(b)))])
 	if _, err := s.w.Write(b); err != nil {
@@ -102,6 +111,26 @@ func boolByte(b bool) byte {
 
 // errCorruptSpill is what a spill file that does not decode gives.
 var errCorruptSpill = errors.New("read spilled events: corrupt record")
+
+// loadSpills reads a bucket's spill files back into the work of its
+// entities, ws indexed by entityWork.ord, each entity's arrays sized once.
+func loadSpills(ej *entityJob, ws []*entityWork, files []*spillFile) error {
+	for i, w := range ws {
+		var n spillSize
+		for _, s := range files {
+			n.events += s.sizes[i].events
+			n.fields += s.sizes[i].fields
+		}
+		w.events = make([]packedEvent, 0, n.events)
+		w.fields = make([]features.Value, 0, n.fields)
+	}
+	for _, s := range files {
+		if err := s.load(ej, ws); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // load reads the file's events back into the work of their entities, ws
 // indexed by entityWork.ord.
@@ -265,12 +294,7 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 	if len(b) != 0 {
 		return fail("trailing bytes")
 	}
-	w := ws[ord]
-	if w.events == nil { // sized once: the file holds all its events
-		w.events = make([]packedEvent, 0, w.spilled)
-		w.fields = make([]features.Value, 0, w.spilled*w.width)
-	}
-	w.add(es, int(si), ev)
+	ws[ord].add(es, int(si), ev)
 	return nil
 }
 

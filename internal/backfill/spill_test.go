@@ -56,12 +56,12 @@ func TestSpillRoundTrip(t *testing.T) {
 	es := ej.sources[0]
 	src := es.source
 	rng := rand.New(rand.NewPCG(1, 2))
-	s, err := newSpillFile(t.TempDir())
+	const entities = 7
+	s, err := newSpillFile(t.TempDir(), entities, 256<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.remove()
-	const entities = 7
 	want := make([]*entityWork, entities)
 	got := make([]*entityWork, entities)
 	for i := range want {
@@ -103,17 +103,15 @@ func TestSpillRoundTrip(t *testing.T) {
 		}
 		w := want[rng.IntN(entities)]
 		w.add(es, 0, &ev)
-		got[w.ord].spilled++
-		got[w.ord].width = len(es.fields)
 		if err := s.write(w.ord, es, 0, &ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.load(ej, got); err != nil {
+	if err := loadSpills(ej, got, []*spillFile{s}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range want {
-		if len(got[i].events) != len(want[i].events) || len(got[i].events) != got[i].spilled {
+		if len(got[i].events) != len(want[i].events) || cap(got[i].events) != len(want[i].events) {
 			t.Fatalf("entity %d: %d events, want %d", i, len(got[i].events), len(want[i].events))
 		}
 		for j, e := range want[i].events {
@@ -137,7 +135,7 @@ func TestSpillCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	// write returns a file of three records, and where each ends.
 	write := func() (*spillFile, map[int64]bool) {
-		s, err := newSpillFile(dir)
+		s, err := newSpillFile(dir, 1, 256<<10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +167,7 @@ func TestSpillCorrupt(t *testing.T) {
 		if err := s.f.Truncate(cut); err != nil {
 			t.Fatal(err)
 		}
-		err := s.load(ej, []*entityWork{{spilled: 3, width: len(es.fields)}})
+		err := s.load(ej, []*entityWork{{}})
 		if !errors.Is(err, errCorruptSpill) {
 			t.Fatalf("cut at %d of %d bytes: %v, want a corrupt record", cut, st.Size(), err)
 		}
@@ -182,7 +180,7 @@ func TestSpillCorrupt(t *testing.T) {
 func TestSpillCorruptSize(t *testing.T) {
 	ej := spillJob(t)
 	for _, size := range []uint64{1 << 62, 1 << 36, 300<<10 + 1} {
-		s, err := newSpillFile(t.TempDir())
+		s, err := newSpillFile(t.TempDir(), 1, 256<<10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +197,7 @@ func TestSpillCorruptSize(t *testing.T) {
 // panic.
 func FuzzSpillRecord(f *testing.F) {
 	ej := spillJob(f)
-	s, err := newSpillFile(f.TempDir())
+	s, err := newSpillFile(f.TempDir(), 1, 256<<10)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/quiver-ml/quiver/features"
@@ -28,13 +30,7 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 	if err != nil {
 		return err
 	}
-	var columns []string // all if none
-	if fields != nil {
-		columns = []string{offline.ColEventTime, offline.ColPartition, offline.ColOffset}
-		for _, f := range fields {
-			columns = append(columns, src.Schema[f].Name)
-		}
-	}
+	columns := readColumns(src, fields)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -74,17 +70,69 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 		if d.err != nil {
 			return d.err
 		}
-		m, err := newMapping(src, d.cols)
-		if err != nil {
-			return fmt.Errorf("%s: %w", f.Name, err)
-		}
-		for _, row := range d.rows {
-			m.event(row, &ev)
-			if err := fn(&ev); err != nil {
-				return err
-			}
+		if err := each(src, f.Name, d.cols, d.rows, &ev, fn); err != nil {
+			return err
 		}
 		ahead.Release(weight(f))
+	}
+	return nil
+}
+
+// EachParallel is Each for work that needs no order between files: workers
+// goroutines each read and decode a file at a time and call fn with its
+// events, in order, and their own number, from 0. One file's events go to
+// one goroutine; files go to whichever is free.
+func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, workers int, fn func(worker int, ev *features.Event) error) error {
+	files, err := dir.LogFiles(ctx, "events/"+src.Name)
+	if err != nil {
+		return err
+	}
+	columns := readColumns(src, fields)
+	g, ctx := errgroup.WithContext(ctx)
+	var next atomic.Int64
+	for w := range max(1, workers) {
+		g.Go(func() error {
+			var ev features.Event
+			call := func(ev *features.Event) error { return fn(w, ev) }
+			for i := int(next.Add(1) - 1); i < len(files); i = int(next.Add(1) - 1) {
+				cols, rows, _, err := dir.ReadLogFile(ctx, files[i].Name, columns...)
+				if err != nil {
+					return err
+				}
+				if err := each(src, files[i].Name, cols, rows, &ev, call); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// readColumns returns the log columns an event with the schema fields
+// needs: nil, all of them, if fields is nil.
+func readColumns(src *features.Source, fields []int) []string {
+	if fields == nil {
+		return nil
+	}
+	columns := []string{offline.ColEventTime, offline.ColPartition, offline.ColOffset}
+	for _, f := range fields {
+		columns = append(columns, src.Schema[f].Name)
+	}
+	return columns
+}
+
+// each calls fn with the events of a decoded log file, in ev.
+func each(src *features.Source, name string, cols []offline.Column, rows [][]features.Value, ev *features.Event, fn func(*features.Event) error) error {
+	m, err := newMapping(src, cols)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	for _, row := range rows {
+		m.event(row, ev)
+		if err := fn(ev); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,5 +129,53 @@ func TestEachStops(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) || n > 20 {
 		t.Errorf("Each = %v after %d events, want %v within the second file", err, n, context.Canceled)
+	}
+}
+
+// EachParallel hands over every event once, each file's events in order to
+// one worker, and stops at fn's first error with no goroutine left behind.
+func TestEachParallel(t *testing.T) {
+	dir, src := logDir(t, 12, 25)
+	n := src.Field("n")
+	var mu sync.Mutex
+	seen := map[int64]int{} // offset → worker
+	last := map[int]int64{} // worker → its last offset
+	err := eventlog.EachParallel(context.Background(), dir, src, []int{n}, 3, func(w int, ev *features.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if w < 0 || w >= 3 {
+			return fmt.Errorf("worker %d of 3", w)
+		}
+		if got := ev.Fields[n].Int(); got != ev.Offset {
+			return fmt.Errorf("event at offset %d has n = %d", ev.Offset, got)
+		}
+		if _, dup := seen[ev.Offset]; dup {
+			return fmt.Errorf("offset %d twice", ev.Offset)
+		}
+		// A file holds 25 consecutive offsets: within one, each event
+		// follows the one before it, in the same worker.
+		if ev.Offset%25 != 0 && (seen[ev.Offset-1] != w || last[w] != ev.Offset-1) {
+			return fmt.Errorf("offset %d (worker %d) does not follow offset %d in its worker", ev.Offset, w, ev.Offset-1)
+		}
+		seen[ev.Offset], last[w] = w, ev.Offset
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 300 {
+		t.Errorf("%d events, want 300", len(seen))
+	}
+
+	stop := errors.New("stop")
+	var calls atomic.Int64
+	err = eventlog.EachParallel(context.Background(), dir, src, nil, 2, func(int, *features.Event) error {
+		if calls.Add(1) == 40 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls.Load() >= 300 {
+		t.Errorf("EachParallel = %v after %d events, want %v before the end", err, calls.Load(), stop)
 	}
 }
