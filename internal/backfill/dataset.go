@@ -252,7 +252,8 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 	}
 	if p.service != nil {
 		for _, o := range p.service.OnDemand {
-			p.outputs = append(p.outputs, output{name: o.Name, typ: features.TypeFloat})
+			// Null if dynamic: the values decide (onDemand).
+			p.outputs = append(p.outputs, output{name: o.Name, typ: o.Type()})
 		}
 	}
 	return p, nil
@@ -320,15 +321,12 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		buckets = 1
 	}
 
-	// Per row, one value per output: rows of one array, which the
-	// builder writes at random rows.
-	width := len(p.outputs)
-	all := make([]features.Value, len(sp.rows)*width)
-	values := make([][]features.Value, len(sp.rows))
-	for i := range values {
-		values[i] = all[i*width : (i+1)*width : (i+1)*width]
+	types := make([]features.Type, len(p.outputs))
+	for o, out := range p.outputs {
+		types[o] = out.typ
 	}
-	b := &builder{cfg: &cfg, plan: p, spine: sp, values: all, buckets: buckets, seed: maphash.MakeSeed()}
+	values := newTable(len(sp.rows), types)
+	b := &builder{cfg: &cfg, plan: p, spine: sp, values: values, buckets: buckets, seed: maphash.MakeSeed()}
 	events, err := b.run(ctx, files)
 	if err != nil {
 		return Summary{}, err
@@ -351,7 +349,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		cols[o], idx[o] = offline.Column{Name: out.name, Type: out.typ}, o
 	}
 	var prof drift.Profile
-	g.Go(func() error { prof = profile(cols, values, idx); return nil })
+	g.Go(func() error { prof = profile(cols, values.rows(), values.get, idx); return nil })
 	if err := g.Wait(); err != nil {
 		return Summary{}, err
 	}
@@ -371,7 +369,7 @@ type builder struct {
 	cfg     *DatasetConfig
 	plan    *plan
 	spine   *spine
-	values  []features.Value // row after row, len(plan.outputs) each
+	values  *table // a column per output
 	buckets int
 	seed    maphash.Seed
 	refused atomic.Int64 // events a view could not apply
@@ -737,10 +735,9 @@ func (b *builder) computeEntity(c *computer, w *entityWork) error {
 				}
 			}
 		}
-		row := b.values[r.row*len(b.plan.outputs):]
 		for i, vj := range ej.views {
 			for f, o := range vj.outputs {
-				row[o] = out[i][f]
+				b.values.set(r.row, o, out[i][f])
 			}
 		}
 	}

@@ -93,5 +93,5 @@ func Merge(out string, inputs []string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	return len(rows), drift.WriteProfile(out+".profile.json", profile(cols, rows, idx))
+	return len(rows), drift.WriteProfile(out+".profile.json", profile(cols, len(rows), func(r, c int) features.Value { return rows[r][c] }, idx))
 }

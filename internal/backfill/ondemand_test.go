@@ -44,21 +44,24 @@ feature_services:
 		wants = append(wants, want{bonus: float64(i), keys: 4, ratio: float64(10*i) / float64(i+1)})
 	}
 	sp := &spine{cols: cols, rows: rows}
-	values := make([][]features.Value, len(rows))
-	for r := range values {
-		values[r] = make([]features.Value, len(p.outputs))
-		values[r][0] = features.Int(int64(r)) // v@1:c
+	types := make([]features.Type, len(p.outputs))
+	for o, out := range p.outputs {
+		types[o] = out.typ
+	}
+	values := newTable(len(rows), types)
+	for r := range rows {
+		values.set(r, 0, features.Int(int64(r))) // v@1:c
 	}
 	if err := onDemand(p, sp, values); err != nil {
 		t.Fatal(err)
 	}
 	for r, w := range wants {
-		got := want{values[r][1].Float(), values[r][2].Float(), values[r][3].Float()}
+		got := want{values.get(r, 1).Float(), values.get(r, 2).Float(), values.get(r, 3).Float()}
 		if got != w {
 			t.Errorf("row %d: bonus, keys, ratio = %v, want %v", r, got, w)
 		}
 	}
-	if err := onDemand(p, &spine{cols: cols}, nil); err != nil {
+	if err := onDemand(p, &spine{cols: cols}, newTable(0, types)); err != nil {
 		t.Errorf("no rows: %v", err)
 	}
 }

@@ -23,7 +23,7 @@ import (
 
 // onDemand computes a service's on-demand features for every row, from
 // the row's service features and, as the request context, the row.
-func onDemand(p *plan, sp *spine, values [][]features.Value) error {
+func onDemand(p *plan, sp *spine, values *table) error {
 	svc := p.service
 	first := len(p.outputs) - len(svc.OnDemand)
 	for _, o := range svc.OnDemand {
@@ -39,14 +39,14 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 	chunk := (len(sp.rows) + workers - 1) / workers
 	for lo := 0; lo < len(sp.rows); lo += chunk {
 		wg.Go(func() {
-			in := make([]features.Value, len(svc.Features))
+			in := make([]features.Value, 0, len(p.outputs))
 			out := make([]features.Value, len(svc.OnDemand))
 			// The request context: the whole row, as serve passes a
 			// request's whole context (an expression may test has() or
 			// size(), which RequestKeys does not list).
 			request := make(map[string]any, len(sp.cols))
 			for r := lo; r < min(lo+chunk, len(sp.rows)); r++ {
-				copy(in, values[r][:first])
+				in = values.row(in[:0], r)[:first]
 				for j, c := range sp.cols {
 					// Numbers are doubles, as in a JSON request online.
 					if v := sp.rows[r][j]; v.Type() == features.TypeInt {
@@ -57,7 +57,9 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 				}
 				// A failed expression (a null input, say) is null, as online.
 				_ = svc.EvalOnDemand(in, request, out)
-				copy(values[r][first:], out)
+				for k, v := range out {
+					values.set(r, first+k, v)
+				}
 			}
 		})
 	}
@@ -67,8 +69,8 @@ func onDemand(p *plan, sp *spine, values [][]features.Value) error {
 	// decides, and ints count as floats.
 	for j := first; j < len(p.outputs); j++ {
 		typ := svc.OnDemand[j-first].Type()
-		for r := range values {
-			t := values[r][j].Type()
+		for r := range values.rows() {
+			t := values.get(r, j).Type()
 			if t == features.TypeNull || t == typ || t == features.TypeInt && typ == features.TypeFloat {
 				continue
 			}
@@ -96,7 +98,7 @@ const (
 
 // writeDataset writes the spine's columns, then the features, in the
 // spine's row order, to a temporary file renamed into place.
-func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (err error) {
+func writeDataset(path string, sp *spine, p *plan, values *table) (err error) {
 	cols := slices.Clone(sp.cols)
 	for _, o := range p.outputs {
 		cols = append(cols, offline.Column{Name: o.name, Type: o.typ})
@@ -143,7 +145,7 @@ func writeDataset(path string, sp *spine, p *plan, values [][]features.Value) (e
 	return os.Rename(f.Name(), path)
 }
 
-func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values [][]features.Value, meta map[string]string) error {
+func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values *table, meta map[string]string) error {
 	pw, err := offline.NewWriter(w, cols, meta)
 	if err != nil {
 		return err
@@ -154,8 +156,7 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values [][]feat
 	rows := make([][]features.Value, 0, group)
 	for r, row := range sp.rows {
 		at := len(rows) * len(cols)
-		n := copy(buf[at:], row)
-		copy(buf[at+n:], values[r])
+		values.row(append(buf[at:at], row...), r)
 		rows = append(rows, buf[at:at+len(cols):at+len(cols)])
 		if len(rows) == group || r == len(sp.rows)-1 {
 			if err := pw.Write(rows); err != nil {
@@ -169,7 +170,7 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values [][]feat
 
 // writeCSV writes a header and the rows: nulls empty, timestamps RFC 3339,
 // numbers as Go formats them, for tools without a Parquet reader.
-func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values [][]features.Value) error {
+func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values *table) error {
 	cw := csv.NewWriter(w)
 	rec := make([]string, len(cols))
 	for j, c := range cols {
@@ -178,8 +179,9 @@ func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values [][]features
 	if err := cw.Write(rec); err != nil {
 		return err
 	}
-	for r, row := range sp.rows {
-		for j, v := range append(slices.Clip(row), values[r]...) {
+	row := make([]features.Value, 0, len(cols))
+	for r := range sp.rows {
+		for j, v := range values.row(append(row[:0], sp.rows[r]...), r) {
 			rec[j] = csvCell(v)
 		}
 		if err := cw.Write(rec); err != nil {
@@ -206,14 +208,15 @@ func csvCell(v features.Value) string {
 	return ""
 }
 
-// profile profiles the columns idx of rows.
-func profile(cols []offline.Column, rows [][]features.Value, idx []int) drift.Profile {
-	prof := drift.Profile{Rows: len(rows), Features: make([]drift.FeatureProfile, len(idx))}
+// profile profiles the columns idx of a table of rows rows, its values
+// given by value.
+func profile(cols []offline.Column, rows int, value func(r, c int) features.Value, idx []int) drift.Profile {
+	prof := drift.Profile{Rows: rows, Features: make([]drift.FeatureProfile, len(idx))}
 	var g errgroup.Group // features are independent: one per core at once
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, o := range idx {
 		g.Go(func() error {
-			prof.Features[i] = featureProfile(cols[o], rows, o)
+			prof.Features[i] = featureProfile(cols[o], rows, func(r int) features.Value { return value(r, o) })
 			return nil
 		})
 	}
@@ -221,14 +224,14 @@ func profile(cols []offline.Column, rows [][]features.Value, idx []int) drift.Pr
 	return prof
 }
 
-// featureProfile profiles column o of rows.
-func featureProfile(col offline.Column, rows [][]features.Value, o int) drift.FeatureProfile {
+// featureProfile profiles a column of rows rows, its values given by value.
+func featureProfile(col offline.Column, rows int, value func(r int) features.Value) drift.FeatureProfile {
 	name, typ := col.Name, col.Type.String()
 	var nums []float64
 	cats := map[string]int{}
 	nulls := 0
-	for _, row := range rows {
-		switch v := row[o]; {
+	for r := range rows {
+		switch v := value(r); {
 		case v.IsNull():
 			nulls++
 		case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:

@@ -1,0 +1,87 @@
+package backfill
+
+import (
+	"math"
+
+	"github.com/quiver-ml/quiver/features"
+)
+
+// table holds a dataset's feature values, row after row. A value is a cell
+// of its type and bits, with no pointer for the garbage collector to scan
+// in millions of values; a string column keeps its strings aside. Cells
+// are half the size of values, so writing an entity's features at a
+// random row touches half the memory.
+type table struct {
+	width int
+	cells []cell
+	strs  [][]string // per column: each row's string, for string columns; else nil
+}
+
+type cell struct {
+	bits uint64 // an int's, a float's bits, a bool's 0 or 1, a timestamp's ms
+	typ  features.Type
+}
+
+// newTable makes a table of rows rows, a column of each type; a column of
+// TypeNull, its type not known yet, may hold strings.
+func newTable(rows int, types []features.Type) *table {
+	t := &table{width: len(types), cells: make([]cell, rows*len(types)), strs: make([][]string, len(types))}
+	for c, typ := range types {
+		if typ == features.TypeString || typ == features.TypeNull {
+			t.strs[c] = make([]string, rows)
+		}
+	}
+	return t
+}
+
+func (t *table) rows() int {
+	if t.width == 0 {
+		return 0
+	}
+	return len(t.cells) / t.width
+}
+
+// set sets row r's value in column c; a string goes only in a column that
+// may hold strings.
+func (t *table) set(r, c int, v features.Value) {
+	x := cell{typ: v.Type()}
+	switch v.Type() {
+	case features.TypeString:
+		t.strs[c][r] = v.Str()
+	case features.TypeInt, features.TypeTimestamp:
+		x.bits = uint64(v.Int())
+	case features.TypeFloat:
+		x.bits = math.Float64bits(v.Float())
+	case features.TypeBool:
+		if v.Bool() {
+			x.bits = 1
+		}
+	}
+	t.cells[r*t.width+c] = x
+}
+
+// get returns row r's value in column c.
+func (t *table) get(r, c int) features.Value {
+	x := t.cells[r*t.width+c]
+	switch x.typ {
+	case features.TypeString:
+		return features.String(t.strs[c][r])
+	case features.TypeInt:
+		return features.Int(int64(x.bits))
+	case features.TypeFloat:
+		return features.Float(math.Float64frombits(x.bits))
+	case features.TypeBool:
+		return features.Bool(x.bits != 0)
+	case features.TypeTimestamp:
+		return features.Timestamp(int64(x.bits))
+	}
+	return features.Null
+}
+
+// row appends row r's values to dst.
+func (t *table) row(dst []features.Value, r int) []features.Value {
+	for c := range t.width {
+		dst = append(dst, t.get(r, c))
+	}
+	return dst
+}
