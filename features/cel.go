@@ -23,6 +23,7 @@ import (
 // rejects unknown fields, and evaluation looks fields up without building a map.
 type filter struct {
 	prg       cel.Program
+	native    native         // nil unless the expression has a native form
 	index     map[string]int // "e.<field>" → schema index
 	canonical string         // the expression re-printed from its syntax tree
 	fields    []string       // schema fields it references, sorted
@@ -69,6 +70,7 @@ func compileFilter(src *Source, expr string) (*filter, error) {
 	if f.canonical, err = canonicalCEL(env, expr); err != nil {
 		return nil, err
 	}
+	f.native = compileNative(checked.NativeRep(), src, f.index)
 	f.prg, err = env.Program(checked)
 	return f, err
 }
@@ -87,6 +89,16 @@ func canonicalCEL(env *cel.Env, expr string) (string, error) {
 // match reports whether the event passes the filter. An expression that
 // cannot be evaluated (a null field in a comparison, say) is an error.
 func (f *filter) match(ev *Event) (bool, error) {
+	if f.native != nil {
+		if ok, known := f.native(ev); known {
+			return ok, nil
+		}
+	}
+	return f.eval(ev)
+}
+
+// eval evaluates the filter with CEL.
+func (f *filter) eval(ev *Event) (bool, error) {
 	out, _, err := f.prg.Eval(&eventActivation{f: f, ev: ev})
 	if err != nil {
 		return false, fmt.Errorf("evaluate filter: %w", err)

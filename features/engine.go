@@ -29,7 +29,6 @@ type feature struct {
 	field int   // schema index, or -1 for count
 	gran  int64 // granularity in ms; 0 for a lifetime feature
 	tiles int64 // tiles per window
-	typ   Type  // of the field
 }
 
 // NewEngine compiles a view of defs. Given feature names, it computes only
@@ -68,7 +67,6 @@ func NewEngine(defs *Definitions, v *View, only ...string) (*Engine, error) {
 			if c.field = src.Field(f.Field); c.field < 0 {
 				return nil, fmt.Errorf("compile view %s: feature %s: unknown field %q", v.Ref(), f.Name, f.Field)
 			}
-			c.typ = src.Schema[c.field].Type
 		}
 		if f.Window > 0 {
 			c.gran, c.tiles = f.Granularity.Milliseconds(), int64(f.Window/f.Granularity)
@@ -169,17 +167,17 @@ func (e *Engine) check(ev *Event) error {
 	if len(ev.Fields) != len(e.source.Schema) {
 		return fmt.Errorf("apply event: %d fields, source %s declares %d", len(ev.Fields), e.source.Name, len(e.source.Schema))
 	}
+	for _, f := range e.fields {
+		if v, typ := ev.Fields[f], e.source.Schema[f].Type; !v.IsNull() && v.typ != typ {
+			return fmt.Errorf("apply event: field %s is %s, declared %s", e.source.Schema[f].Name, v.typ, typ)
+		}
+	}
 	for i := range e.feats {
 		f := &e.feats[i]
 		if f.field < 0 {
 			continue
 		}
-		v := ev.Fields[f.field]
-		switch {
-		case v.IsNull():
-		case v.typ != f.typ:
-			return fmt.Errorf("apply event: field %s is %s, declared %s", e.source.Schema[f.field].Name, v.typ, f.typ)
-		case v.typ == TypeFloat && !(math.Abs(v.Float()) <= maxMagnitude) && (f.sums || math.IsNaN(v.Float())):
+		if v := ev.Fields[f.field]; v.typ == TypeFloat && !(math.Abs(v.Float()) <= maxMagnitude) && (f.sums || math.IsNaN(v.Float())) {
 			return fmt.Errorf("apply event: field %s: %v is out of range (|x| ≤ %g)", e.source.Schema[f.field].Name, v.Float(), maxMagnitude)
 		}
 	}
