@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"maps"
 	"math"
 	"path/filepath"
 	"runtime"
@@ -389,26 +388,25 @@ func (b *builder) bucketOf(key string) int {
 }
 
 func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (int64, error) {
-	// Each entity's spine rows, by bucket and key.
-	work := make([][]map[string]*entityWork, len(b.plan.entities)) // entity → bucket → key
+	// Each entity's spine rows, by key, and its keys by bucket.
+	keys := make([]map[string]*entityWork, len(b.plan.entities))
+	buckets := make([][][]*entityWork, len(b.plan.entities)) // entity → bucket → ord
 	var key []byte
 	vals := make([]features.Value, 0, 4)
 	for e, ej := range b.plan.entities {
-		work[e] = make([]map[string]*entityWork, b.buckets)
-		for i := range work[e] {
-			work[e][i] = map[string]*entityWork{}
-		}
+		keys[e], buckets[e] = map[string]*entityWork{}, make([][]*entityWork, b.buckets)
 		for row, r := range b.spine.rows {
 			vals = vals[:0]
 			for _, c := range ej.keyCols {
 				vals = append(vals, r[c])
 			}
 			key, _ = online.AppendEntityKey(key[:0], vals...)
-			m := work[e][b.bucketOf(string(key))]
-			w := m[string(key)]
+			w := keys[e][string(key)]
 			if w == nil {
-				w = &entityWork{ord: len(m), until: math.MinInt64}
-				m[string(key)] = w
+				bi := b.bucketOf(string(key))
+				w = &entityWork{bucket: bi, ord: len(buckets[e][bi]), until: math.MinInt64}
+				buckets[e][bi] = append(buckets[e][bi], w)
+				keys[e][string(key)] = w
 			}
 			w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
 			w.until = max(w.until, b.spine.times[row])
@@ -425,7 +423,7 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 		spills[e] = make([][]*spillFile, b.buckets)
 		for i := range spills[e] {
 			for range workers {
-				sf, err := newSpillFile(b.cfg.TempDir, len(work[e][i]), buffer)
+				sf, err := newSpillFile(b.cfg.TempDir, len(buckets[e][i]), buffer)
 				if err != nil {
 					return 0, err
 				}
@@ -436,7 +434,7 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 	}
 	var total int64
 	for src := range logs {
-		n, err := b.readLog(ctx, src, workers, work, spills)
+		n, err := b.readLog(ctx, src, workers, keys, spills)
 		if err != nil {
 			return 0, err
 		}
@@ -460,14 +458,10 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 						sf.remove()
 					}
 				}()
-				ws := make([]*entityWork, len(work[e][i]))
-				for _, w := range work[e][i] {
-					ws[w.ord] = w
-				}
-				if err := loadSpills(ej, ws, spills[e][i]); err != nil {
+				if err := loadSpills(ej, buckets[e][i], spills[e][i]); err != nil {
 					return err
 				}
-				return b.compute(ej, work[e][i])
+				return b.compute(ej, buckets[e][i])
 			})
 		}
 	}
@@ -476,7 +470,7 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 
 // readLog reads a source's event log and routes each event, a file per
 // worker at once.
-func (b *builder) readLog(ctx context.Context, source string, workers int, work [][]map[string]*entityWork, spills [][][]*spillFile) (int64, error) {
+func (b *builder) readLog(ctx context.Context, source string, workers int, keys []map[string]*entityWork, spills [][][]*spillFile) (int64, error) {
 	src := b.cfg.Definitions.Source(source)
 	b.cfg.Progress.Step("reading events/"+source, -1) // events: unknown until read
 	// What the entities read: join keys and their views' fields.
@@ -507,12 +501,11 @@ func (b *builder) readLog(ctx context.Context, source string, workers int, work 
 			if r.key, ok = es.appendKey(r.key[:0], ev); !ok {
 				continue
 			}
-			bi := b.bucketOf(string(r.key))
-			w := work[e][bi][string(r.key)]
+			w := keys[e][string(r.key)]
 			if w == nil || ev.Time > w.until {
 				continue // no spine row of this entity, or none after it
 			}
-			if err := spills[e][bi][wi].write(w.ord, es, si, ev); err != nil {
+			if err := spills[e][w.bucket][wi].write(w.ord, es, si, ev); err != nil {
 				return err
 			}
 		}
@@ -558,6 +551,7 @@ func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
 // read and packed one after another, so that applying them in turn reads
 // memory in order.
 type entityWork struct {
+	bucket int
 	ord    int   // its number in its bucket
 	until  int64 // its latest spine time: later events change nothing
 	rows   []ref
@@ -650,8 +644,7 @@ func (w *entityWork) add(es *entitySource, si int, ev *features.Event) {
 // each of its spine rows' times. The entities are shared out between one
 // worker per core, so that the cores stay busy until the last entity of
 // the largest bucket is done.
-func (b *builder) compute(ej *entityJob, work map[string]*entityWork) error {
-	ws := slices.Collect(maps.Values(work))
+func (b *builder) compute(ej *entityJob, ws []*entityWork) error {
 	var next atomic.Int64
 	var g errgroup.Group
 	for range min(runtime.GOMAXPROCS(0), len(ws)) {
