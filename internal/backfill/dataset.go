@@ -417,6 +417,8 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 	// entity's spine rows need goes to its bucket's file of that core.
 	workers := runtime.GOMAXPROCS(0)
 	spills := make([][][]*spillFile, len(b.plan.entities)) // entity → bucket → worker
+	// The files' write buffers take an eighth of the memory limit, within
+	// 16 to 256 KiB each.
 	files := len(spills) * b.buckets * workers
 	buffer := int(min(256<<10, max(16<<10, b.cfg.MemoryLimit/8/int64(files))))
 	for e := range spills {
@@ -551,7 +553,7 @@ func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
 // read and packed one after another, so that applying them in turn reads
 // memory in order.
 type entityWork struct {
-	bucket int
+	bucket int   // its bucket, by the hash of its key
 	ord    int   // its number in its bucket
 	until  int64 // its latest spine time: later events change nothing
 	rows   []ref
