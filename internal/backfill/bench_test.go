@@ -33,6 +33,17 @@ func envInt(name string, def int) int {
 	return def
 }
 
+// benchDir is the directory benchStore made, removed by TestMain.
+var benchDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
+
 // benchStore writes benchEvents fraudgen transactions (1,000 users, 200
 // merchants, a week) to an offline event log as ingest would, in 50,000-row
 // batches over 4 partitions, and a CSV spine of benchSpineRows labelled
@@ -43,6 +54,7 @@ var benchStore = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	benchDir = dir
 	defs, err := features.Load("../../examples/fraud/definitions.yaml")
 	if err != nil {
 		return "", err
