@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/format"
 	"github.com/segmentio/ksuid"
 
 	"github.com/quiver-ml/quiver/features"
@@ -147,6 +148,61 @@ func testWriteBatchRoundTrip(t *testing.T, d *fixture) {
 
 func equalRows(a, b [][]features.Value) bool {
 	return slices.EqualFunc(a, b, func(x, y []features.Value) bool { return slices.Equal(x, y) })
+}
+
+// TestWriteBatchDictionaries checks that string columns, ids and categories
+// that repeat, are dictionary-encoded, nulls included, and read back
+// exactly.
+func TestWriteBatchDictionaries(t *testing.T) {
+	ctx := context.Background()
+	d := diskStore(t)
+	const n = 20_000
+	rows := make([][]features.Value, n)
+	for i := range rows {
+		rows[i] = eventRow(fmt.Sprintf("txn-%d", i), float64(i), ms("2026-03-01T08:00:00Z")+int64(i), 3, int64(i))
+		rows[i][1] = features.String(fmt.Sprintf("u%d", i%50))
+		if i%7 == 0 {
+			rows[i][1] = features.Null
+		}
+	}
+	b := offline.Batch{Dir: "events/transactions", Columns: eventColumns, TimeColumn: eventTimeColumn,
+		Rows: rows, Stream: "transactions/3", FirstOffset: 0, LastOffset: n - 1}
+	if err := d.WriteBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	files := d.files(t, b.Dir)
+	if len(files) != 1 {
+		t.Fatalf("files %v, want one", files)
+	}
+	name := path.Join(b.Dir, files[0])
+	if _, got, _ := d.readLogFile(t, name); !equalRows(got, rows) {
+		t.Fatal("the rows read back differ from those written")
+	}
+	f, err := os.Open(filepath.Join(d.root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, col := range eventColumns {
+		var data []string // the data pages' encodings
+		for _, s := range pf.Metadata().RowGroups[0].Columns[c].MetaData.EncodingStats {
+			if s.PageType != format.DictionaryPage {
+				data = append(data, s.Encoding.String())
+			}
+		}
+		dict := len(data) > 0 && !slices.ContainsFunc(data, func(e string) bool { return e != "RLE_DICTIONARY" })
+		if want := col.Type == features.TypeString; dict != want {
+			t.Errorf("%s: data pages encoded %v; want a dictionary: %v", col.Name, data, want)
+		}
+	}
 }
 
 func TestWriteBatchReplaceSameBatch(t *testing.T) { eachBackend(t, testWriteBatchReplaceSameBatch) }

@@ -88,7 +88,9 @@ func leafNode(c Column) parquet.Node {
 	var n parquet.Node
 	switch c.Type {
 	case features.TypeString:
-		n = parquet.String()
+		// Ids and categories repeat: a dictionary stores each once, and
+		// readers convert each once.
+		n = parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
 	case features.TypeInt:
 		if c.Name == ColPartition {
 			n = parquet.Int(32)
@@ -376,6 +378,8 @@ func readRowGroup(rg parquet.RowGroup, ncols int, at []int, conv []func(parquet.
 func readColumn(cc parquet.ColumnChunk, rows [][]features.Value, c int, conv func(parquet.Value) features.Value, buf []parquet.Value) error {
 	pages := cc.Pages()
 	defer pages.Close()
+	var dict parquet.Dictionary
+	var dictVals []features.Value // dict's values, converted once
 	r := 0
 	for {
 		p, err := pages.ReadPage()
@@ -385,33 +389,90 @@ func readColumn(cc parquet.ColumnChunk, rows [][]features.Value, c int, conv fun
 		if err != nil {
 			return err
 		}
-		vr := p.Values()
-		for {
-			k, err := vr.ReadValues(buf)
-			if r+k > len(rows) {
-				parquet.Release(p)
-				return fmt.Errorf("column %d: more values than the row group's %d rows", c, len(rows))
-			}
-			for _, v := range buf[:k] {
-				if !v.IsNull() {
-					rows[r][c] = conv(v)
+		if int64(r)+p.NumValues() > int64(len(rows)) {
+			parquet.Release(p)
+			return fmt.Errorf("column %d: more values than the row group's %d rows", c, len(rows))
+		}
+		if d := p.Dictionary(); d != nil {
+			if d != dict {
+				dict, dictVals = d, dictVals[:0]
+				for i := range d.Len() {
+					dictVals = append(dictVals, conv(d.Index(int32(i))))
 				}
-				r++
 			}
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				parquet.Release(p)
-				return err
-			}
+			r, err = readIndexed(p, rows, r, c, dictVals)
+		} else {
+			r, err = readPlain(p, rows, r, c, conv, buf)
 		}
 		parquet.Release(p)
+		if err != nil {
+			return fmt.Errorf("column %d: %w", c, err)
+		}
 	}
 	if r != len(rows) {
 		return fmt.Errorf("column %d: %d values for %d rows", c, r, len(rows))
 	}
 	return nil
+}
+
+// readIndexed reads a dictionary-encoded page into rows from row r, and
+// returns the row after it: each value is its index's in dictVals, so that
+// a string is converted once per dictionary, not once per row.
+func readIndexed(p parquet.Page, rows [][]features.Value, r, c int, dictVals []features.Value) (int, error) {
+	data := p.Data()
+	idx := data.Int32()
+	for _, i := range idx {
+		if uint32(i) >= uint32(len(dictVals)) {
+			return r, errors.New("a dictionary index out of range")
+		}
+	}
+	defs := p.DefinitionLevels()
+	if defs == nil { // a required column; readColumn checked the page fits
+		for _, i := range idx {
+			rows[r][c] = dictVals[i]
+			r++
+		}
+		return r, nil
+	}
+	k := 0
+	for _, d := range defs {
+		if d != 0 { // a flat column: 1 is a value, 0 a null
+			if k >= len(idx) {
+				return r, errors.New("fewer dictionary indexes than values")
+			}
+			rows[r][c] = dictVals[idx[k]]
+			k++
+		}
+		r++
+	}
+	if k != len(idx) {
+		return r, errors.New("more dictionary indexes than values")
+	}
+	return r, nil
+}
+
+// readPlain reads a page's values into rows from row r, and returns the row
+// after it.
+func readPlain(p parquet.Page, rows [][]features.Value, r, c int, conv func(parquet.Value) features.Value, buf []parquet.Value) (int, error) {
+	vr := p.Values()
+	for {
+		k, err := vr.ReadValues(buf)
+		if r+k > len(rows) {
+			return r, fmt.Errorf("more values than the row group's %d rows", len(rows))
+		}
+		for _, v := range buf[:k] {
+			if !v.IsNull() {
+				rows[r][c] = conv(v)
+			}
+			r++
+		}
+		if errors.Is(err, io.EOF) {
+			return r, nil
+		}
+		if err != nil {
+			return r, err
+		}
+	}
 }
 
 // fileColumns maps a file's schema to columns and value converters.
