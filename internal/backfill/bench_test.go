@@ -44,24 +44,52 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// keptStore is where benchStore keeps what it writes, to be reused by later
+// runs of the same size, if QUIVER_BENCH_DIR names a directory: generating
+// the full-size log takes longer than building its dataset. What is kept
+// was written by the writer of its day: remove it when that changes.
+func keptStore() string {
+	dir := os.Getenv("QUIVER_BENCH_DIR")
+	if dir == "" {
+		return ""
+	}
+	return filepath.Join(dir, fmt.Sprintf("events-%d-rows-%d", benchEvents, benchSpineRows))
+}
+
 // benchStore writes benchEvents fraudgen transactions (1,000 users, 200
 // merchants, a week) to an offline event log as ingest would, in 50,000-row
 // batches over 4 partitions, and a CSV spine of benchSpineRows labelled
 // rows at random times of random transactions' users and merchants. It is
-// built once per test binary.
+// built once per test binary, or once per QUIVER_BENCH_DIR (keptStore).
 var benchStore = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "quiver-backfill-bench-")
+	kept := keptStore()
+	if _, err := os.Stat(kept); kept != "" && err == nil {
+		return kept, nil
+	}
+	dir, err := os.MkdirTemp(os.Getenv("QUIVER_BENCH_DIR"), "quiver-backfill-bench-")
 	if err != nil {
 		return "", err
 	}
 	benchDir = dir
+	if err := writeBenchStore(dir); err != nil || kept == "" {
+		return dir, err
+	}
+	if err := os.Rename(dir, kept); err != nil {
+		return "", err
+	}
+	benchDir = ""
+	return kept, nil
+})
+
+// writeBenchStore writes benchStore's event log and spine in dir.
+func writeBenchStore(dir string) error {
 	defs, err := features.Load("../../examples/fraud/definitions.yaml")
 	if err != nil {
-		return "", err
+		return err
 	}
 	off, err := offline.NewDir(filepath.Join(dir, "offline"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	src := defs.Source("transactions")
 	var cols []offline.Column
@@ -74,7 +102,7 @@ var benchStore = sync.OnceValues(func() (string, error) {
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	g, err := fraudgen.New(fraudgen.Config{Seed: 1, Users: 1000, Merchants: 200, Start: start, Rate: float64(benchEvents) / week.Seconds()})
 	if err != nil {
-		return "", err
+		return err
 	}
 	type key struct{ user, merchant string }
 	var keys []key
@@ -83,7 +111,7 @@ var benchStore = sync.OnceValues(func() (string, error) {
 	for i := range benchEvents {
 		e := g.Next()
 		if err := src.DecodeJSON(e.JSON(), &ev); err != nil {
-			return "", err
+			return err
 		}
 		p := i % 4
 		b := batches[p]
@@ -96,7 +124,7 @@ var benchStore = sync.OnceValues(func() (string, error) {
 		b.LastOffset = int64(i / 4)
 		if len(b.Rows) == 50_000 || i >= benchEvents-4 {
 			if err := off.WriteBatch(context.Background(), *b); err != nil {
-				return "", err
+				return err
 			}
 			batches[p] = nil
 		}
@@ -106,7 +134,7 @@ var benchStore = sync.OnceValues(func() (string, error) {
 	}
 	f, err := os.Create(filepath.Join(dir, "spine.csv"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	w := csv.NewWriter(f)
 	w.Write([]string{"user_id", "merchant_id", "ts", "amount", "is_fraud"})
@@ -117,8 +145,8 @@ var benchStore = sync.OnceValues(func() (string, error) {
 		w.Write([]string{k.user, k.merchant, strconv.FormatInt(at.UnixMilli(), 10), strconv.Itoa(rng.IntN(500)), strconv.Itoa(rng.IntN(2))})
 	}
 	w.Flush()
-	return dir, f.Close()
-})
+	return f.Close()
+}
 
 // BenchmarkDataset builds the fraud_v1 training set for the benchmark spine
 // from the benchmark event log; it reports spine rows and events per second.
