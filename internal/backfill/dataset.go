@@ -68,24 +68,31 @@ const SpineRowColumn = "_spine_row"
 // shard builds the state of its entities only, so shards split the work of
 // the engine, not just the spine.
 func shard(sp *spine, keyCols []int, sh Shard) {
-	sp.cols = append(sp.cols, offline.Column{Name: SpineRowColumn, Type: features.TypeInt})
-	sp.spineRows = len(sp.rows)
+	sp.spineRows = sp.len()
 	var key []byte
 	vals := make([]features.Value, len(keyCols))
-	kept := 0
-	for i, r := range sp.rows {
+	var kept []int
+	for i := range sp.spineRows {
 		for j, c := range keyCols {
-			vals[j] = r[c]
+			vals[j] = sp.table.get(i, c)
 		}
 		key, _ = online.AppendEntityKey(key[:0], vals...)
-		if xxhash.Sum64(key)%uint64(sh.Count) != uint64(sh.Index) {
-			continue
+		if xxhash.Sum64(key)%uint64(sh.Count) == uint64(sh.Index) {
+			kept = append(kept, i)
 		}
-		sp.rows[kept] = append(slices.Clip(r), features.Int(int64(i))) // a copy: rows may share an array
-		sp.times[kept] = sp.times[i]
-		kept++
 	}
-	sp.rows, sp.times = sp.rows[:kept], sp.times[:kept]
+	all := sp.table
+	sp.cols = append(sp.cols, offline.Column{Name: SpineRowColumn, Type: features.TypeInt})
+	sp.table = newTable(len(kept), columnTypes(sp.cols))
+	var row []features.Value
+	for n, i := range kept {
+		row = append(all.row(row[:0], i), features.Int(int64(i)))
+		for c, v := range row {
+			sp.table.set(n, c, v)
+		}
+		sp.times[n] = sp.times[i]
+	}
+	sp.times = sp.times[:len(kept)]
 }
 
 // Progress hears how far a dataset has come.
@@ -297,7 +304,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if cfg.Shard.Count > 1 {
 		shard(sp, p.entities[0].keyCols, cfg.Shard)
 	}
-	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", len(sp.rows))
+	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", sp.len())
 
 	// Size the buckets from the event log's size on disk: an event in
 	// memory takes about ten times its compressed bytes, and one bucket per
@@ -324,7 +331,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	for o, out := range p.outputs {
 		types[o] = out.typ
 	}
-	values := newTable(len(sp.rows), types)
+	values := newTable(sp.len(), types)
 	b := &builder{cfg: &cfg, plan: p, spine: sp, values: values, buckets: buckets, seed: maphash.MakeSeed()}
 	events, err := b.run(ctx, files)
 	if err != nil {
@@ -355,7 +362,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := drift.WriteProfile(cfg.Out+".profile.json", prof); err != nil {
 		return Summary{}, err
 	}
-	return Summary{Rows: len(sp.rows), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil
+	return Summary{Rows: sp.len(), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil
 }
 
 type noProgress struct{}
@@ -395,10 +402,10 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 	vals := make([]features.Value, 0, 4)
 	for e, ej := range b.plan.entities {
 		keys[e], buckets[e] = map[string]*entityWork{}, make([][]*entityWork, b.buckets)
-		for row, r := range b.spine.rows {
+		for row := range b.spine.len() {
 			vals = vals[:0]
 			for _, c := range ej.keyCols {
-				vals = append(vals, r[c])
+				vals = append(vals, b.spine.table.get(row, c))
 			}
 			key, _ = online.AppendEntityKey(key[:0], vals...)
 			w := keys[e][string(key)]
@@ -446,7 +453,7 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 	// Each bucket: apply its events per entity in time order, evaluating at
 	// each spine time. Buckets go in parallel, one per core: they write
 	// different rows, or different columns of a row.
-	b.cfg.Progress.Step("computing features", int64(len(b.spine.rows)*len(b.plan.entities)))
+	b.cfg.Progress.Step("computing features", int64(b.spine.len()*len(b.plan.entities)))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for e, ej := range b.plan.entities {

@@ -43,7 +43,7 @@ feature_services:
 		rows = append(rows, []features.Value{features.String("u1"), features.Timestamp(int64(i)), features.Float(float64(10 * i)), features.Int(int64(i))})
 		wants = append(wants, want{bonus: float64(i), keys: 4, ratio: float64(10*i) / float64(i+1)})
 	}
-	sp := &spine{cols: cols, rows: rows}
+	sp := &spine{cols: cols, table: tableOf(cols, rows)}
 	types := make([]features.Type, len(p.outputs))
 	for o, out := range p.outputs {
 		types[o] = out.typ
@@ -61,7 +61,7 @@ feature_services:
 			t.Errorf("row %d: bonus, keys, ratio = %v, want %v", r, got, w)
 		}
 	}
-	if err := onDemand(p, &spine{cols: cols}, newTable(0, types)); err != nil {
+	if err := onDemand(p, &spine{cols: cols, table: tableOf(cols, nil)}, newTable(0, types)); err != nil {
 		t.Errorf("no rows: %v", err)
 	}
 }

@@ -36,8 +36,8 @@ func onDemand(p *plan, sp *spine, values *table) error {
 	// Rows are independent: a chunk per core.
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
-	chunk := (len(sp.rows) + workers - 1) / workers
-	for lo := 0; lo < len(sp.rows); lo += chunk {
+	chunk := (sp.len() + workers - 1) / workers
+	for lo := 0; lo < sp.len(); lo += chunk {
 		wg.Go(func() {
 			in := make([]features.Value, 0, len(p.outputs))
 			out := make([]features.Value, len(svc.OnDemand))
@@ -45,11 +45,11 @@ func onDemand(p *plan, sp *spine, values *table) error {
 			// request's whole context (an expression may test has() or
 			// size(), which RequestKeys does not list).
 			request := make(map[string]any, len(sp.cols))
-			for r := lo; r < min(lo+chunk, len(sp.rows)); r++ {
+			for r := lo; r < min(lo+chunk, sp.len()); r++ {
 				in = values.row(in[:0], r)[:first]
 				for j, c := range sp.cols {
 					// Numbers are doubles, as in a JSON request online.
-					if v := sp.rows[r][j]; v.Type() == features.TypeInt {
+					if v := sp.table.get(r, j); v.Type() == features.TypeInt {
 						request[c.Name] = float64(v.Int())
 					} else {
 						request[c.Name] = v.Any()
@@ -152,13 +152,13 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values *table, 
 	}
 	const group = 64 << 10 // rows per row group
 	// A row group's rows are copied into one array, reused for the next.
-	buf := make([]features.Value, min(group, len(sp.rows))*len(cols))
+	buf := make([]features.Value, min(group, sp.len())*len(cols))
 	rows := make([][]features.Value, 0, group)
-	for r, row := range sp.rows {
+	for r := range sp.len() {
 		at := len(rows) * len(cols)
-		values.row(append(buf[at:at], row...), r)
+		values.row(sp.table.row(buf[at:at], r), r)
 		rows = append(rows, buf[at:at+len(cols):at+len(cols)])
-		if len(rows) == group || r == len(sp.rows)-1 {
+		if len(rows) == group || r == sp.len()-1 {
 			if err := pw.Write(rows); err != nil {
 				return err
 			}
@@ -180,8 +180,8 @@ func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values *table) erro
 		return err
 	}
 	row := make([]features.Value, 0, len(cols))
-	for r := range sp.rows {
-		for j, v := range values.row(append(row[:0], sp.rows[r]...), r) {
+	for r := range sp.len() {
+		for j, v := range values.row(sp.table.row(row[:0], r), r) {
 			rec[j] = csvCell(v)
 		}
 		if err := cw.Write(rec); err != nil {

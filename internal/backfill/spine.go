@@ -21,11 +21,14 @@ import (
 type spine struct {
 	path  string
 	cols  []offline.Column
-	rows  [][]features.Value
+	table *table  // the values, a column per cols
 	times []int64 // per row, epoch ms: the timestamp column's values
 	// spineRows is the whole spine's row count when rows are one shard's.
 	spineRows int
 }
+
+// len is the spine's row count.
+func (s *spine) len() int { return s.table.rows() }
 
 // SpineError is a problem with the spine file, naming the file and, where
 // there is one, the row (1-based, the header of a CSV being row 1).
@@ -89,15 +92,15 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 	if len(problems) > 0 {
 		return &SpineError{File: path, Err: errors.New(strings.Join(problems, "; "))}
 	}
-	s.times = make([]int64, len(s.rows))
-	for i, row := range s.rows {
-		t, err := timestamp(row[ts])
+	s.times = make([]int64, s.len())
+	for i := range s.times {
+		t, err := timestamp(s.table.get(i, ts))
 		if err != nil {
 			return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("column %q: %w", tsCol, err)}
 		}
 		s.times[i] = t
 		for k := range keys {
-			if row[index(s.cols, k)].IsNull() {
+			if s.table.get(i, index(s.cols, k)).IsNull() {
 				return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("join key %q is empty", k)}
 			}
 		}
@@ -139,7 +142,7 @@ func readParquet(path string, keys map[string]features.Type) (*spine, error) {
 	if err != nil {
 		return nil, &SpineError{File: path, Err: err}
 	}
-	return &spine{cols: cols, rows: rows}, nil
+	return &spine{cols: cols, table: tableOf(cols, rows)}, nil
 }
 
 // readCSV reads a CSV spine with a header. Join keys take their key's type;
@@ -166,7 +169,8 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		seen[h] = true
 		s.cols[j] = offline.Column{Name: h, Type: features.TypeNull}
 	}
-	var cells [][]string
+	width := len(header)
+	var cells []string // row after row
 	for line := 2; ; line++ {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -175,36 +179,32 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		if err != nil {
 			return nil, &SpineError{File: path, Row: line, Err: err}
 		}
-		row := make([]string, len(rec))
-		copy(row, rec)
-		cells = append(cells, row)
+		cells = append(cells, rec...)
 	}
 	for j, c := range s.cols {
 		if t, ok := keys[c.Name]; ok {
 			s.cols[j].Type = t
 		} else {
-			s.cols[j].Type = inferType(cells, j)
+			s.cols[j].Type = inferType(cells, width, j)
 		}
 	}
-	s.rows = make([][]features.Value, len(cells))
-	for i, rec := range cells {
-		row := make([]features.Value, len(rec))
-		for j, cell := range rec {
-			v, err := parseCell(cell, s.cols[j].Type)
-			if err != nil {
-				return nil, &SpineError{File: path, Row: i + 2, Err: fmt.Errorf("column %q: %w", s.cols[j].Name, err)}
-			}
-			row[j] = v
+	s.table = newTable(len(cells)/width, columnTypes(s.cols))
+	for i, cell := range cells {
+		r, j := i/width, i%width
+		v, err := parseCell(cell, s.cols[j].Type)
+		if err != nil {
+			return nil, &SpineError{File: path, Row: r + 2, Err: fmt.Errorf("column %q: %w", s.cols[j].Name, err)}
 		}
-		s.rows[i] = row
+		s.table.set(r, j, v)
 	}
 	return s, nil
 }
 
-func inferType(cells [][]string, j int) features.Type {
+// inferType is the type of column j of cells, rows of width cells.
+func inferType(cells []string, width, j int) features.Type {
 	isInt, isFloat, any := true, true, false
-	for _, rec := range cells {
-		c := rec[j]
+	for i := j; i < len(cells); i += width {
+		c := cells[i]
 		if c == "" {
 			continue
 		}

@@ -34,11 +34,12 @@ func FuzzReadCSV(f *testing.F) {
 			}
 			return
 		}
-		if len(sp.times) != len(sp.rows) {
-			t.Fatalf("%d times for %d rows", len(sp.times), len(sp.rows))
+		if len(sp.times) != sp.len() {
+			t.Fatalf("%d times for %d rows", len(sp.times), sp.len())
 		}
 		k := index(sp.cols, "user_id")
-		for _, row := range sp.rows {
+		for r := range sp.len() {
+			row := sp.table.row(nil, r)
 			if len(row) != len(sp.cols) {
 				t.Fatalf("a row of %d values for %d columns", len(row), len(sp.cols))
 			}

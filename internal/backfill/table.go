@@ -4,13 +4,14 @@ import (
 	"math"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
 )
 
-// table holds a dataset's feature values, row after row. A value is a cell
-// of its type and bits, with no pointer for the garbage collector to scan
-// in millions of values; a string column keeps its strings aside. Cells
-// are half the size of values, so writing an entity's features at a
-// random row touches half the memory.
+// table holds values row after row: a spine's, a dataset's features. A
+// value is a cell of its type and bits, with no pointer for the garbage
+// collector to scan in millions of values; a string column keeps its
+// strings aside. Cells are half the size of values, so writing an entity's
+// features at a random row touches half the memory.
 type table struct {
 	width int
 	cells []cell
@@ -32,6 +33,25 @@ func newTable(rows int, types []features.Type) *table {
 		}
 	}
 	return t
+}
+
+// tableOf makes a table of rows of values of cols.
+func tableOf(cols []offline.Column, rows [][]features.Value) *table {
+	t := newTable(len(rows), columnTypes(cols))
+	for r, row := range rows {
+		for c, v := range row {
+			t.set(r, c, v)
+		}
+	}
+	return t
+}
+
+func columnTypes(cols []offline.Column) []features.Type {
+	types := make([]features.Type, len(cols))
+	for j, c := range cols {
+		types[j] = c.Type
+	}
+	return types
 }
 
 func (t *table) rows() int {
