@@ -145,81 +145,123 @@ func readParquet(path string, keys map[string]features.Type) (*spine, error) {
 	return &spine{cols: cols, table: tableOf(cols, rows)}, nil
 }
 
-// readCSV reads a CSV spine with a header. Join keys take their key's type;
-// every other column is an int, a float or a string, whichever all its
-// values parse as; empty cells are null.
+// readCSV reads a CSV spine with a header, in two passes: the first finds
+// the columns' types and counts the rows, the second parses the cells into
+// a table of that size, so that no cell is held as text. Join keys take
+// their key's type; every other column is an int, a float or a string,
+// whichever all its values parse as; empty cells are null.
 func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &SpineError{File: path, Err: err}
 	}
 	defer f.Close()
-	r := csv.NewReader(f)
-	r.ReuseRecord = true
-	header, err := r.Read()
+	s := &spine{}
+	var guesses []typeGuess
+	rows := 0
+	err = eachRecord(f, path, func(row int, rec []string) error {
+		if row > 1 {
+			for j, c := range rec {
+				guesses[j].see(c)
+			}
+			rows++
+			return nil
+		}
+		s.cols, guesses = make([]offline.Column, len(rec)), make([]typeGuess, len(rec))
+		seen := map[string]bool{}
+		for j, h := range rec {
+			if h == "" || seen[h] {
+				return &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
+			}
+			seen[h] = true
+			s.cols[j] = offline.Column{Name: h}
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("no header: %w", err)}
-	}
-	s := &spine{cols: make([]offline.Column, len(header))}
-	seen := map[string]bool{}
-	for j, h := range header {
-		if h == "" || seen[h] {
-			return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
-		}
-		seen[h] = true
-		s.cols[j] = offline.Column{Name: h, Type: features.TypeNull}
-	}
-	width := len(header)
-	var cells []string // row after row
-	for line := 2; ; line++ {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, &SpineError{File: path, Row: line, Err: err}
-		}
-		cells = append(cells, rec...)
+		return nil, err
 	}
 	for j, c := range s.cols {
 		if t, ok := keys[c.Name]; ok {
 			s.cols[j].Type = t
 		} else {
-			s.cols[j].Type = inferType(cells, width, j)
+			s.cols[j].Type = guesses[j].typ()
 		}
 	}
-	s.table = newTable(len(cells)/width, columnTypes(s.cols))
-	for i, cell := range cells {
-		r, j := i/width, i%width
-		v, err := parseCell(cell, s.cols[j].Type)
-		if err != nil {
-			return nil, &SpineError{File: path, Row: r + 2, Err: fmt.Errorf("column %q: %w", s.cols[j].Name, err)}
+	s.table = newTable(rows, columnTypes(s.cols))
+	again := 0 // rows read again
+	changed := &SpineError{File: path, Err: errors.New("the file changed while it was read")}
+	err = eachRecord(f, path, func(row int, rec []string) error {
+		if row == 1 {
+			return nil
 		}
-		s.table.set(r, j, v)
+		if again++; again > rows {
+			return changed
+		}
+		for j, c := range rec {
+			v, err := parseCell(c, s.cols[j].Type)
+			if err != nil {
+				return &SpineError{File: path, Row: row, Err: fmt.Errorf("column %q: %w", s.cols[j].Name, err)}
+			}
+			s.table.set(row-2, j, v)
+		}
+		return nil
+	})
+	if err == nil && again != rows {
+		err = changed
 	}
-	return s, nil
+	return s, err
 }
 
-// inferType is the type of column j of cells, rows of width cells.
-func inferType(cells []string, width, j int) features.Type {
-	isInt, isFloat, any := true, true, false
-	for i := j; i < len(cells); i += width {
-		c := cells[i]
-		if c == "" {
-			continue
+// eachRecord calls fn with each record of a CSV file from its start, and
+// its row number from 1, the header's.
+func eachRecord(f *os.File, path string, fn func(row int, rec []string) error) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return &SpineError{File: path, Err: err}
+	}
+	r := csv.NewReader(f)
+	r.ReuseRecord = true
+	for row := 1; ; row++ {
+		rec, err := r.Read()
+		switch {
+		case row == 1 && err != nil:
+			return &SpineError{File: path, Row: 1, Err: fmt.Errorf("no header: %w", err)}
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return &SpineError{File: path, Row: row, Err: err}
 		}
-		any = true
-		if _, err := strconv.ParseInt(c, 10, 64); err != nil {
-			isInt = false
-		}
-		if f, err := strconv.ParseFloat(c, 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-			isFloat = false
+		if err := fn(row, rec); err != nil {
+			return err
 		}
 	}
+}
+
+// typeGuess is what a column's cells seen so far all parse as.
+type typeGuess struct{ notInt, notFloat, any bool }
+
+func (g *typeGuess) see(c string) {
+	if c == "" {
+		return
+	}
+	g.any = true
+	if !g.notInt {
+		if _, err := strconv.ParseInt(c, 10, 64); err != nil {
+			g.notInt = true
+		}
+	}
+	if !g.notFloat {
+		if f, err := strconv.ParseFloat(c, 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			g.notFloat = true
+		}
+	}
+}
+
+func (g *typeGuess) typ() features.Type {
 	switch {
-	case any && isInt:
+	case g.any && !g.notInt:
 		return features.TypeInt
-	case any && isFloat:
+	case g.any && !g.notFloat:
 		return features.TypeFloat
 	}
 	return features.TypeString
