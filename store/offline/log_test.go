@@ -701,3 +701,20 @@ func BenchmarkHighWaterMark(b *testing.B) {
 		})
 	}
 }
+
+// TestReadFileRefusesLZ4 checks that a file of LZ4 pages is refused with a
+// clear error rather than read by parquet-go's LZ4 decoder, which
+// mis-decodes some pages and loops without end on corrupt ones.
+func TestReadFileRefusesLZ4(t *testing.T) {
+	type row struct {
+		User string `parquet:"user_id"`
+	}
+	path := filepath.Join(t.TempDir(), "spine.parquet")
+	if err := parquet.WriteFile(path, []row{{"u1"}}, parquet.Compression(&parquet.Lz4Raw)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, err := offline.ReadFile(path)
+	if err == nil || !strings.Contains(err.Error(), "column user_id: LZ4_RAW compression is not supported") {
+		t.Fatalf("error %v, want LZ4_RAW refused", err)
+	}
+}

@@ -3,6 +3,7 @@ package offline
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -288,11 +289,11 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	cols, rows, meta, err = readParquet(f, st.Size(), nil)
+	cols, data, meta, err := readParquet(f, st.Size(), nil)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return cols, rows, meta, nil
+	return cols, rowsOf(data), meta, nil
 }
 
 // ReadLogFile reads a file of the store as ReadFile does, by its name in the
@@ -301,20 +302,94 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 // store). Given column names, it reads only the file's columns among them:
 // those alone are in cols and rows.
 func (d *Dir) ReadLogFile(ctx context.Context, name string, columns ...string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
-	data, err := d.ReadFile(ctx, name)
+	cols, data, meta, err := d.readLog(ctx, name, columns)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cols, rows, meta, err = readParquet(bytes.NewReader(data), int64(len(data)), columns)
+	return cols, rowsOf(data), meta, nil
+}
+
+// ReadLogColumns is ReadLogFile with the rows held column by column: data[i]
+// has column cols[i]'s value of every row.
+func (d *Dir) ReadLogColumns(ctx context.Context, name string, columns ...string) (cols []Column, data []ColumnValues, err error) {
+	cols, data, _, err = d.readLog(ctx, name, columns)
+	return cols, data, err
+}
+
+func (d *Dir) readLog(ctx context.Context, name string, columns []string) (cols []Column, data []ColumnValues, meta map[string]string, err error) {
+	b, err := d.ReadFile(ctx, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cols, data, meta, err = readParquet(bytes.NewReader(b), int64(len(b)), columns)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	return cols, rows, meta, nil
+	return cols, data, meta, nil
+}
+
+// ColumnValues is one column of a file's rows. A string column's rows share
+// their strings, as a dictionary-encoded column's do in the file: Strings
+// holds them (one string may be there more than once, from row groups of
+// their own), and Index a row's place in it, or -1 for a null. A column of
+// another type has a value per row.
+type ColumnValues struct {
+	Values  []features.Value // per row, if not a string column
+	Strings []features.Value // a string column's
+	Index   []int32          // a string column's, per row
+}
+
+// Len returns the number of rows.
+func (c *ColumnValues) Len() int {
+	if c.Index != nil {
+		return len(c.Index)
+	}
+	return len(c.Values)
+}
+
+// At returns row r's value.
+func (c *ColumnValues) At(r int) features.Value {
+	if c.Index == nil {
+		return c.Values[r]
+	}
+	if i := c.Index[r]; i >= 0 {
+		return c.Strings[i]
+	}
+	return features.Null
+}
+
+// rowsOf turns columns into rows, sharing one allocation.
+func rowsOf(data []ColumnValues) [][]features.Value {
+	if len(data) == 0 {
+		return nil
+	}
+	n, w := data[0].Len(), len(data)
+	slab := make([]features.Value, n*w)
+	rows := make([][]features.Value, n)
+	for r := range rows {
+		rows[r] = slab[r*w : (r+1)*w : (r+1)*w]
+	}
+	for c := range data {
+		for r := range rows {
+			rows[r][c] = data[c].At(r)
+		}
+	}
+	return rows
 }
 
 // readParquet reads a file's columns named in only, or all of them if
 // only is empty.
-func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
+func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data []ColumnValues, meta map[string]string, err error) {
+	if err := checkFooter(r, size); err != nil {
+		return nil, nil, nil, err
+	}
+	// The file may come from anywhere (a spine): parquet-go panics on some
+	// malformed files rather than failing.
+	defer func() {
+		if p := recover(); p != nil {
+			cols, data, meta, err = nil, nil, nil, fmt.Errorf("not a valid Parquet file: %v", p)
+		}
+	}()
 	pf, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
 	if err != nil {
 		return nil, nil, nil, err
@@ -323,7 +398,7 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, rows 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// at[c] is where file column c goes in a row, or -1.
+	// at[c] is where file column c goes in data, or -1.
 	at := make([]int, len(cols))
 	for c := range at {
 		at[c] = c
@@ -339,48 +414,82 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, rows 
 		}
 		cols = cols[:n]
 	}
+	for _, rg := range pf.Metadata().RowGroups {
+		for _, cc := range rg.Columns {
+			// parquet-go v0.32 mis-decodes some LZ4 pages (parquet-go issue
+			// 608) and loops without end on corrupt ones.
+			if c := cc.MetaData.Codec; c == format.Lz4 || c == format.Lz4Raw {
+				return nil, nil, nil, fmt.Errorf("column %s: %s compression is not supported: write the file with SNAPPY or ZSTD", strings.Join(cc.MetaData.PathInSchema, "."), c)
+			}
+		}
+	}
 	meta = make(map[string]string, len(pf.Metadata().KeyValueMetadata))
 	for _, kv := range pf.Metadata().KeyValueMetadata {
 		meta[kv.Key] = kv.Value
 	}
-	rows = make([][]features.Value, 0, pf.NumRows())
-	buf := make([]parquet.Value, 1024)
-	for _, rg := range pf.RowGroups() {
-		if err := readRowGroup(rg, len(cols), at, conv, &rows, buf); err != nil {
-			return nil, nil, nil, err
+	data = make([]ColumnValues, len(cols))
+	n := min(pf.NumRows(), 1<<20) // as the footer says, within reason: it may lie
+	for i, c := range cols {
+		if c.Type == features.TypeString {
+			data[i].Index = make([]int32, 0, n)
+		} else {
+			data[i].Values = make([]features.Value, 0, n)
 		}
 	}
-	return cols, rows, meta, nil
+	sc := readScratch{values: make([]parquet.Value, 1024)}
+	for _, rg := range pf.RowGroups() {
+		for _, cc := range rg.ColumnChunks() {
+			c := cc.Column()
+			if c < 0 || c >= len(at) || at[c] < 0 {
+				continue
+			}
+			if err := readColumn(cc, &data[at[c]], int(rg.NumRows()), conv[c], &sc); err != nil {
+				return nil, nil, nil, fmt.Errorf("column %s: %w", cols[at[c]].Name, err)
+			}
+		}
+	}
+	for i := range data {
+		if data[i].Len() != int(pf.NumRows()) {
+			return nil, nil, nil, fmt.Errorf("column %s: %d values for %d rows", cols[i].Name, data[i].Len(), pf.NumRows())
+		}
+	}
+	return cols, data, meta, nil
 }
 
-func readRowGroup(rg parquet.RowGroup, ncols int, at []int, conv []func(parquet.Value) features.Value, out *[][]features.Value, buf []parquet.Value) error {
-	// Column by column: a row group's rows share one allocation, and a flat
-	// column's values (nulls included) come one per row, in order.
-	n := int(rg.NumRows())
-	slab := make([]features.Value, n*ncols)
-	rows := len(*out)
-	for r := range n {
-		*out = append(*out, slab[r*ncols:(r+1)*ncols:(r+1)*ncols])
+// checkFooter checks that a Parquet file's footer fits in the file, before
+// parquet-go allocates what its length says.
+func checkFooter(r io.ReaderAt, size int64) error {
+	var tail [8]byte
+	if size < 12 { // "PAR1", the footer, its length, "PAR1"
+		return errors.New("not a Parquet file: too short")
 	}
-	for _, cc := range rg.ColumnChunks() {
-		c := cc.Column()
-		if c < 0 || c >= len(at) || at[c] < 0 {
-			continue
-		}
-		if err := readColumn(cc, (*out)[rows:], at[c], conv[c], buf); err != nil {
-			return err
-		}
+	if _, err := r.ReadAt(tail[:], size-8); err != nil {
+		return err
+	}
+	if string(tail[4:]) != "PAR1" {
+		return errors.New("not a Parquet file: no PAR1 at its end")
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-12 {
+		return fmt.Errorf("not a valid Parquet file: a footer of %d bytes in %d", n, size)
 	}
 	return nil
 }
 
-// readColumn reads column c of a row group into rows.
-func readColumn(cc parquet.ColumnChunk, rows [][]features.Value, c int, conv func(parquet.Value) features.Value, buf []parquet.Value) error {
+// readScratch is what reading columns reuses.
+type readScratch struct {
+	values []parquet.Value
+	index  []int32
+}
+
+// readColumn appends a row group's rows of one column to c: rows values,
+// converted by conv.
+func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, conv func(parquet.Value) features.Value, sc *readScratch) error {
 	pages := cc.Pages()
 	defer pages.Close()
 	var dict parquet.Dictionary
-	var dictVals []features.Value // dict's values, converted once
-	r := 0
+	var base int32                // where a string column's strings of dict start
+	var dictVals []features.Value // another column's values of dict, converted once
+	first := c.Len()
 	for {
 		p, err := pages.ReadPage()
 		if errors.Is(err, io.EOF) {
@@ -389,90 +498,158 @@ func readColumn(cc parquet.ColumnChunk, rows [][]features.Value, c int, conv fun
 		if err != nil {
 			return err
 		}
-		if int64(r)+p.NumValues() > int64(len(rows)) {
+		if int64(c.Len()-first)+p.NumValues() > int64(rows) {
 			parquet.Release(p)
-			return fmt.Errorf("column %d: more values than the row group's %d rows", c, len(rows))
+			return fmt.Errorf("more values than the row group's %d rows", rows)
 		}
 		if d := p.Dictionary(); d != nil {
 			if d != dict {
-				dict, dictVals = d, dictVals[:0]
+				dict, base, dictVals = d, int32(len(c.Strings)), dictVals[:0]
 				for i := range d.Len() {
-					dictVals = append(dictVals, conv(d.Index(int32(i))))
+					if c.Index != nil {
+						c.Strings = append(c.Strings, conv(d.Index(int32(i))))
+					} else {
+						dictVals = append(dictVals, conv(d.Index(int32(i))))
+					}
 				}
 			}
-			r, err = readIndexed(p, rows, r, c, dictVals)
+			err = readIndexed(p, c, d.Len(), base, dictVals, sc)
 		} else {
-			r, err = readPlain(p, rows, r, c, conv, buf)
+			err = readPlain(p, c, conv, sc)
 		}
 		parquet.Release(p)
 		if err != nil {
-			return fmt.Errorf("column %d: %w", c, err)
+			return err
 		}
 	}
-	if r != len(rows) {
-		return fmt.Errorf("column %d: %d values for %d rows", c, r, len(rows))
+	if c.Len()-first != rows {
+		return fmt.Errorf("%d values for the row group's %d rows", c.Len()-first, rows)
 	}
 	return nil
 }
 
-// readIndexed reads a dictionary-encoded page into rows from row r, and
-// returns the row after it: each value is its index's in dictVals, so that
-// a string is converted once per dictionary, not once per row.
-func readIndexed(p parquet.Page, rows [][]features.Value, r, c int, dictVals []features.Value) (int, error) {
+// readIndexed appends the rows of a page of indexes into a dictionary of n
+// values to c: a string column's as places in c.Strings from base, another
+// column's as their values in dictVals. Each value is converted once per
+// dictionary, not once per row.
+func readIndexed(p parquet.Page, c *ColumnValues, n int, base int32, dictVals []features.Value, sc *readScratch) error {
 	data := p.Data()
 	idx := data.Int32()
 	for _, i := range idx {
-		if uint32(i) >= uint32(len(dictVals)) {
-			return r, errors.New("a dictionary index out of range")
+		if uint32(i) >= uint32(n) {
+			return errors.New("a dictionary index out of range")
 		}
 	}
-	defs := p.DefinitionLevels()
-	if defs == nil { // a required column; readColumn checked the page fits
-		for _, i := range idx {
-			rows[r][c] = dictVals[i]
-			r++
-		}
-		return r, nil
+	at, err := places(p.DefinitionLevels(), len(idx), sc)
+	if err != nil {
+		return err
 	}
-	k := 0
-	for _, d := range defs {
-		if d != 0 { // a flat column: 1 is a value, 0 a null
-			if k >= len(idx) {
-				return r, errors.New("fewer dictionary indexes than values")
+	for _, k := range at {
+		switch {
+		case k < 0:
+			if c.Index != nil {
+				c.Index = append(c.Index, -1)
+			} else {
+				c.Values = append(c.Values, features.Null)
 			}
-			rows[r][c] = dictVals[idx[k]]
-			k++
+		case c.Index != nil:
+			c.Index = append(c.Index, base+idx[k])
+		default:
+			c.Values = append(c.Values, dictVals[idx[k]])
 		}
-		r++
 	}
-	if k != len(idx) {
-		return r, errors.New("more dictionary indexes than values")
-	}
-	return r, nil
+	return nil
 }
 
-// readPlain reads a page's values into rows from row r, and returns the row
-// after it.
-func readPlain(p parquet.Page, rows [][]features.Value, r, c int, conv func(parquet.Value) features.Value, buf []parquet.Value) (int, error) {
-	vr := p.Values()
-	for {
-		k, err := vr.ReadValues(buf)
-		if r+k > len(rows) {
-			return r, fmt.Errorf("more values than the row group's %d rows", len(rows))
+// places returns, for each row of a page of n values and the definition
+// levels defs (nil for a required column), the place of its value among
+// the n, or -1 for a null.
+func places(defs []byte, n int, sc *readScratch) ([]int32, error) {
+	at := sc.index[:0]
+	if defs == nil {
+		for k := range n {
+			at = append(at, int32(k))
 		}
-		for _, v := range buf[:k] {
-			if !v.IsNull() {
-				rows[r][c] = conv(v)
-			}
-			r++
+		sc.index = at
+		return at, nil
+	}
+	k := int32(0)
+	for _, d := range defs {
+		if d == 0 { // a flat column: 1 is a value, 0 a null
+			at = append(at, -1)
+			continue
 		}
-		if errors.Is(err, io.EOF) {
-			return r, nil
-		}
-		if err != nil {
-			return r, err
+		at = append(at, k)
+		k++
+	}
+	sc.index = at
+	if int(k) != n {
+		return nil, fmt.Errorf("%d values where the definition levels say %d", n, k)
+	}
+	return at, nil
+}
+
+// readPlain appends the rows of a page of values to c. Numbers are read
+// from the page's arrays; other values one by one.
+func readPlain(p parquet.Page, c *ColumnValues, conv func(parquet.Value) features.Value, sc *readScratch) error {
+	if c.Index == nil {
+		data := p.Data()
+		switch p.Type().Kind() {
+		case parquet.Int32:
+			return appendNumbers(c, p.DefinitionLevels(), data.Int32(), parquet.Int32Value, conv, sc)
+		case parquet.Int64:
+			return appendNumbers(c, p.DefinitionLevels(), data.Int64(), parquet.Int64Value, conv, sc)
+		case parquet.Float:
+			return appendNumbers(c, p.DefinitionLevels(), data.Float(), parquet.FloatValue, conv, sc)
+		case parquet.Double:
+			return appendNumbers(c, p.DefinitionLevels(), data.Double(), parquet.DoubleValue, conv, sc)
 		}
 	}
+	vr := p.Values()
+	for {
+		k, err := vr.ReadValues(sc.values)
+		for _, v := range sc.values[:k] {
+			switch {
+			case c.Index == nil && v.IsNull():
+				c.Values = append(c.Values, features.Null)
+			case c.Index == nil:
+				c.Values = append(c.Values, conv(v))
+			case v.IsNull():
+				c.Index = append(c.Index, -1)
+			default:
+				c.Index = append(c.Index, int32(len(c.Strings)))
+				c.Strings = append(c.Strings, conv(v))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// appendNumbers appends the rows of a page of numbers, vals, to c.
+func appendNumbers[T int32 | int64 | float32 | float64](c *ColumnValues, defs []byte, vals []T, value func(T) parquet.Value, conv func(parquet.Value) features.Value, sc *readScratch) error {
+	if defs == nil {
+		for _, x := range vals {
+			c.Values = append(c.Values, conv(value(x)))
+		}
+		return nil
+	}
+	at, err := places(defs, len(vals), sc)
+	if err != nil {
+		return err
+	}
+	for _, k := range at {
+		v := features.Null
+		if k >= 0 {
+			v = conv(value(vals[k]))
+		}
+		c.Values = append(c.Values, v)
+	}
+	return nil
 }
 
 // fileColumns maps a file's schema to columns and value converters.
