@@ -424,6 +424,10 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 	// entity's spine rows need goes to its bucket's file of that core.
 	workers := runtime.GOMAXPROCS(0)
 	spills := make([][][]*spillFile, len(b.plan.entities)) // entity → bucket → worker
+	strs := make([]*spillStrings, workers)                 // what a worker's files share
+	for w := range strs {
+		strs[w] = newSpillStrings()
+	}
 	// The files' write buffers take an eighth of the memory limit, within
 	// 16 to 256 KiB each.
 	files := len(spills) * b.buckets * workers
@@ -431,8 +435,8 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 	for e := range spills {
 		spills[e] = make([][]*spillFile, b.buckets)
 		for i := range spills[e] {
-			for range workers {
-				sf, err := newSpillFile(b.cfg.TempDir, len(buckets[e][i]), buffer)
+			for w := range workers {
+				sf, err := newSpillFile(b.cfg.TempDir, len(buckets[e][i]), buffer, strs[w])
 				if err != nil {
 					return 0, err
 				}
@@ -490,41 +494,124 @@ func (b *builder) readLog(ctx context.Context, source string, workers int, keys 
 		}
 	}
 	fields = slices.Compact(slices.Sorted(slices.Values(fields)))
-	type router struct {
-		n   int64
-		key []byte
-		_   [64]byte // routers side by side are on cache lines of their own
-	}
 	routers := make([]router, workers)
-	err := eventlog.EachParallel(ctx, b.cfg.Offline, src, fields, workers, func(wi int, ev *features.Event) error {
+	var events atomic.Int64
+	err := eventlog.EachParallel(ctx, b.cfg.Offline, src, fields, workers, func(wi int, lb *eventlog.Batch) error {
 		r := &routers[wi]
-		if r.n++; r.n%100_000 == 0 {
-			b.cfg.Progress.Add(100_000)
-		}
 		for e, ej := range b.plan.entities {
-			es, si := ej.source(source)
-			if es == nil {
-				continue
-			}
-			var ok bool
-			if r.key, ok = es.appendKey(r.key[:0], ev); !ok {
-				continue
-			}
-			w := keys[e][string(r.key)]
-			if w == nil || ev.Time > w.until {
-				continue // no spine row of this entity, or none after it
-			}
-			if err := spills[e][w.bucket][wi].write(w.ord, es, si, ev); err != nil {
-				return err
+			if es, si := ej.source(source); es != nil {
+				if err := r.route(lb, es, si, keys[e], spills[e], wi); err != nil {
+					return err
+				}
 			}
 		}
+		events.Add(int64(lb.Len))
+		b.cfg.Progress.Add(int64(lb.Len))
 		return nil
 	})
-	var n int64
-	for _, r := range routers {
-		n += r.n
+	return events.Load(), err
+}
+
+// router routes a worker's log files' events to spill files.
+type router struct {
+	to    []*entityWork // per event of a file: its entity's work, or nil
+	byKey []*entityWork // per string of a key column
+	nums  [][]uint32    // per field routed, per string of its column: its spill number, or noNumber
+	ev    spillEvent
+	key   []byte
+	vals  []features.Value
+}
+
+// noNumber marks a string not yet numbered in router.nums.
+const noNumber = math.MaxUint32
+
+// route writes each event of lb that an entity of the source es (number si
+// of its entity) needs to its bucket's spill file, spills[bucket][wi]: an
+// event of an entity with a spine row at or after its time.
+func (r *router) route(lb *eventlog.Batch, es *entitySource, si int, keys map[string]*entityWork, spills [][]*spillFile, wi int) error {
+	to := r.entities(lb, es, keys)
+	ev := &r.ev
+	ev.fields, ev.nums = slices.Grow(ev.fields[:0], len(es.fields))[:len(es.fields)], slices.Grow(ev.nums[:0], len(es.fields))[:len(es.fields)]
+	cols := make([]*offline.ColumnValues, len(es.fields))
+	for len(r.nums) < len(es.fields) {
+		r.nums = append(r.nums, nil)
 	}
-	return n, err
+	for j, f := range es.fields {
+		cols[j] = lb.Field(f)
+		if c := cols[j]; c != nil && c.Index != nil {
+			r.nums[j] = slices.Grow(r.nums[j][:0], len(c.Strings))[:len(c.Strings)]
+			for k := range r.nums[j] {
+				r.nums[j][k] = noNumber
+			}
+		}
+	}
+	for i, w := range to {
+		if w == nil || lb.Time(i) > w.until {
+			continue // no spine row of this entity, or none after it
+		}
+		ev.time, ev.partition, ev.offset = lb.Time(i), lb.Partition(i), lb.Offset(i)
+		for j, c := range cols {
+			ev.fields[j], ev.nums[j] = features.Null, 0
+			switch {
+			case c == nil: // not in the file: null
+			case c.Index == nil:
+				ev.fields[j] = c.Values[i]
+			case c.Index[i] >= 0:
+				k := c.Index[i]
+				ev.fields[j] = c.Strings[k]
+				if r.nums[j][k] == noNumber {
+					r.nums[j][k] = spills[w.bucket][wi].strings.number(c.Strings[k].Str())
+				}
+				ev.nums[j] = r.nums[j][k]
+			}
+		}
+		if err := spills[w.bucket][wi].write(w.ord, si, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// entities returns the work of each event's entity, or nil where its join
+// keys are null or it has no spine row. A key of one string column is
+// looked up once per string of the column, not once per event.
+func (r *router) entities(lb *eventlog.Batch, es *entitySource, keys map[string]*entityWork) []*entityWork {
+	to := r.to[:0]
+	defer func() { r.to = to }()
+	if len(es.keyIdx) == 1 {
+		if c := lb.Field(es.keyIdx[0]); c != nil && c.Index != nil {
+			r.byKey = r.byKey[:0]
+			for _, s := range c.Strings {
+				r.key, _ = online.AppendEntityKey(r.key[:0], s)
+				r.byKey = append(r.byKey, keys[string(r.key)])
+			}
+			for _, k := range c.Index {
+				if k < 0 {
+					to = append(to, nil)
+				} else {
+					to = append(to, r.byKey[k])
+				}
+			}
+			return to
+		}
+	}
+	for i := range lb.Len {
+		r.vals = r.vals[:0]
+		for _, f := range es.keyIdx {
+			v := features.Null
+			if c := lb.Field(f); c != nil {
+				v = c.At(i)
+			}
+			r.vals = append(r.vals, v)
+		}
+		var ok bool
+		if r.key, ok = online.AppendEntityKey(r.key[:0], r.vals...); !ok {
+			to = append(to, nil)
+			continue
+		}
+		to = append(to, keys[string(r.key)])
+	}
+	return to
 }
 
 // entitySource is a source that views of an entity read.
@@ -543,16 +630,6 @@ func (ej *entityJob) source(name string) (*entitySource, int) {
 		}
 	}
 	return nil, -1
-}
-
-// appendKey appends the entity key of an event of the source to b, and
-// reports false if a join key is null.
-func (es *entitySource) appendKey(b []byte, ev *features.Event) ([]byte, bool) {
-	vals := make([]features.Value, 0, 4)
-	for _, f := range es.keyIdx {
-		vals = append(vals, ev.Fields[f])
-	}
-	return online.AppendEntityKey(b, vals...)
 }
 
 // entityWork is one entity's share of a dataset: its spine rows, and the

@@ -24,23 +24,57 @@ import (
 //	varint   partition, then offset
 //	each field of entitySource.fields: its type (a byte), then
 //	  string:          uvarint k, then if k = 0 the uvarint length and
-//	                   bytes, else the file's (k-1)th string
+//	                   bytes, else the (k-1)th string of spillStrings
 //	  int, timestamp:  varint
 //	  float:           8 bytes, little endian
 //	  bool:            a byte
 //
-// A string written whole is numbered, in order, while the file has fewer
-// than maxSpillStrings; later ones repeat it by number. Join keys, ids and
-// categories repeat, so the file stays small, and the events loaded back
-// share one copy of each string (applying hashes them for distinct counts:
-// shared copies are in the cache, copies of their own are not).
+// Join keys, ids and categories repeat: a string numbered in spillStrings,
+// which the files of one reading worker share, is written by its number.
+// The files stay small, and the events loaded back share one copy of each
+// string (applying hashes them for distinct counts: shared copies are in
+// the cache, copies of their own are not).
 type spillFile struct {
 	f        *os.File
 	w        *bufio.Writer
 	rec      []byte
-	strings  map[string]uint64 // numbered so far, from 1
+	strings  *spillStrings
 	lastTime int64
 	sizes    []spillSize // per entity, by entityWork.ord: what the file holds
+}
+
+// spillStrings numbers strings for spill files, from 1, up to
+// maxSpillStrings of them.
+type spillStrings struct {
+	nums map[string]uint32
+	list []string // by number, from 1
+}
+
+func newSpillStrings() *spillStrings { return &spillStrings{nums: map[string]uint32{}} }
+
+// number returns the number of str, numbering it if it has none yet, or 0
+// if there are maxSpillStrings already.
+func (s *spillStrings) number(str string) uint32 {
+	if k, ok := s.nums[str]; ok {
+		return k
+	}
+	if len(s.list) >= maxSpillStrings {
+		return 0
+	}
+	s.list = append(s.list, str)
+	s.nums[str] = uint32(len(s.list))
+	return uint32(len(s.list))
+}
+
+// spillEvent is an event as a spill file takes it: the fields of its
+// entity source (entitySource.fields) in order, and each string's number in
+// the file's spillStrings, or 0.
+type spillEvent struct {
+	time      int64
+	partition int32
+	offset    int64
+	fields    []features.Value
+	nums      []uint32
 }
 
 // spillSize is what a spill file holds of one entity: events, and their
@@ -50,39 +84,33 @@ type spillSize struct{ events, fields int }
 const maxSpillStrings = 1 << 16
 
 // newSpillFile creates a spill file in dir for a bucket of entities,
-// buffering buffer bytes.
-func newSpillFile(dir string, entities, buffer int) (*spillFile, error) {
+// buffering buffer bytes, its strings numbered in strs.
+func newSpillFile(dir string, entities, buffer int, strs *spillStrings) (*spillFile, error) {
 	f, err := os.CreateTemp(dir, "quiver-backfill-*.spill")
 	if err != nil {
 		return nil, fmt.Errorf("spill events: %w", err)
 	}
-	return &spillFile{f: f, w: bufio.NewWriterSize(f, buffer), strings: map[string]uint64{}, sizes: make([]spillSize, entities)}, nil
+	return &spillFile{f: f, w: bufio.NewWriterSize(f, buffer), strings: strs, sizes: make([]spillSize, entities)}, nil
 }
 
 // write appends an event of the entity numbered ord, from its source
 // number si.
-func (s *spillFile) write(ord int, es *entitySource, si int, ev *features.Event) error {
+func (s *spillFile) write(ord, si int, ev *spillEvent) error {
 	b := binary.AppendUvarint(s.rec[:0], uint64(ord))
 	b = binary.AppendUvarint(b, uint64(si))
-	b = binary.AppendVarint(b, ev.Time-s.lastTime)
-	s.lastTime = ev.Time
-	b = binary.AppendVarint(b, int64(ev.Partition))
-	b = binary.AppendVarint(b, ev.Offset)
-	for _, f := range es.fields {
-		v := ev.Fields[f]
+	b = binary.AppendVarint(b, ev.time-s.lastTime)
+	s.lastTime = ev.time
+	b = binary.AppendVarint(b, int64(ev.partition))
+	b = binary.AppendVarint(b, ev.offset)
+	for j, v := range ev.fields {
 		b = append(b, byte(v.Type()))
 		switch v.Type() {
 		case features.TypeString:
-			if k, ok := s.strings[v.Str()]; ok {
-				b = binary.AppendUvarint(b, k)
-				break
+			b = binary.AppendUvarint(b, uint64(ev.nums[j]))
+			if ev.nums[j] == 0 {
+				b = binary.AppendUvarint(b, uint64(len(v.Str())))
+				b = append(b, v.Str()...)
 			}
-			if len(s.strings) < maxSpillStrings {
-				s.strings[v.Str()] = uint64(len(s.strings) + 1)
-			}
-			b = binary.AppendUvarint(b, 0)
-			b = binary.AppendUvarint(b, uint64(len(v.Str())))
-			b = append(b, v.Str()...)
 		case features.TypeInt, features.TypeTimestamp:
 			b = binary.AppendVarint(b, v.Int())
 		case features.TypeFloat:
@@ -93,7 +121,7 @@ func (s *spillFile) write(ord int, es *entitySource, si int, ev *features.Event)
 	}
 	s.rec = b
 	s.sizes[ord].events++
-	s.sizes[ord].fields += len(es.fields)
+	s.sizes[ord].fields += len(ev.fields)
 	var size [binary.MaxVarintLen64]byte
 	s.w.Write(size[:binary.PutUvarint(size[:], uint64(len(b)))])
 	if _, err := s.w.Write(b); err != nil {
@@ -146,7 +174,7 @@ func (s *spillFile) load(ej *entityJob, ws []*entityWork) error {
 		return err
 	}
 	r := bufio.NewReaderSize(s.f, 256<<10)
-	d := spillDecoder{ej: ej}
+	d := spillDecoder{ej: ej, strings: s.strings.list}
 	var big []byte
 	for left := uint64(st.Size()); ; {
 		size, err := binary.ReadUvarint(r)
@@ -190,7 +218,7 @@ func uvarintLen(x uint64) int {
 // spillDecoder decodes a spill file's records in order.
 type spillDecoder struct {
 	ej       *entityJob
-	strings  []string
+	strings  []string // the file's spillStrings, by number from 1
 	lastTime int64
 	ev       features.Event
 }
@@ -255,9 +283,6 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 				}
 				v = features.String(string(b[:size]))
 				b = b[size:]
-				if len(d.strings) < maxSpillStrings {
-					d.strings = append(d.strings, v.Str())
-				}
 			case k <= uint64(len(d.strings)):
 				v = features.String(d.strings[k-1])
 			default:

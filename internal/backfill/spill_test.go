@@ -47,6 +47,22 @@ func spillJob(t testing.TB) *entityJob {
 	return p.entities[0]
 }
 
+// spillEventOf is ev as the source es's spill event, its strings numbered
+// in strs.
+func spillEventOf(es *entitySource, ev *features.Event, strs *spillStrings) *spillEvent {
+	se := &spillEvent{time: ev.Time, partition: ev.Partition, offset: ev.Offset}
+	for _, f := range es.fields {
+		v := ev.Fields[f]
+		se.fields = append(se.fields, v)
+		var k uint32
+		if v.Type() == features.TypeString {
+			k = strs.number(v.Str())
+		}
+		se.nums = append(se.nums, k)
+	}
+	return se
+}
+
 // TestSpillRoundTrip writes random events of every type, nulls included,
 // to a spill file and requires each to load back into its entity as it was
 // packed: more distinct strings than the file numbers, a record larger
@@ -57,7 +73,7 @@ func TestSpillRoundTrip(t *testing.T) {
 	src := es.source
 	rng := rand.New(rand.NewPCG(1, 2))
 	const entities = 7
-	s, err := newSpillFile(t.TempDir(), entities, 256<<10)
+	s, err := newSpillFile(t.TempDir(), entities, 256<<10, newSpillStrings())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +119,7 @@ func TestSpillRoundTrip(t *testing.T) {
 		}
 		w := want[rng.IntN(entities)]
 		w.add(es, 0, &ev)
-		if err := s.write(w.ord, es, 0, &ev); err != nil {
+		if err := s.write(w.ord, 0, spillEventOf(es, &ev, s.strings)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,7 +151,7 @@ func TestSpillCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	// write returns a file of three records, and where each ends.
 	write := func() (*spillFile, map[int64]bool) {
-		s, err := newSpillFile(dir, 1, 256<<10)
+		s, err := newSpillFile(dir, 1, 256<<10, newSpillStrings())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +160,7 @@ func TestSpillCorrupt(t *testing.T) {
 		ev.Fields[es.source.Field("amount")] = features.Float(2.5)
 		ends := map[int64]bool{0: true}
 		for range 3 {
-			if err := s.write(0, es, 0, &ev); err != nil {
+			if err := s.write(0, 0, spillEventOf(es, &ev, s.strings)); err != nil {
 				t.Fatal(err)
 			}
 			s.w.Flush()
@@ -180,7 +196,7 @@ func TestSpillCorrupt(t *testing.T) {
 func TestSpillCorruptSize(t *testing.T) {
 	ej := spillJob(t)
 	for _, size := range []uint64{1 << 62, 1 << 36, 300<<10 + 1} {
-		s, err := newSpillFile(t.TempDir(), 1, 256<<10)
+		s, err := newSpillFile(t.TempDir(), 1, 256<<10, newSpillStrings())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +213,7 @@ func TestSpillCorruptSize(t *testing.T) {
 // panic.
 func FuzzSpillRecord(f *testing.F) {
 	ej := spillJob(f)
-	s, err := newSpillFile(f.TempDir(), 1, 256<<10)
+	s, err := newSpillFile(f.TempDir(), 1, 256<<10, newSpillStrings())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -206,11 +222,11 @@ func FuzzSpillRecord(f *testing.F) {
 	for i := range ev.Fields {
 		ev.Fields[i] = features.String("x")
 	}
-	s.write(0, ej.sources[0], 0, &ev)
+	s.write(0, 0, spillEventOf(ej.sources[0], &ev, s.strings))
 	f.Add(s.rec)
 	f.Add([]byte{0, 0, 2, 0, 0, 1, 0, 1, 'a'})
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		d := spillDecoder{ej: ej}
+		d := spillDecoder{ej: ej, strings: s.strings.list}
 		ws := []*entityWork{{}, {}}
 		if err := d.record(rec, ws); err == nil && len(ws[0].events)+len(ws[1].events) != 1 {
 			t.Fatalf("decoded without an event")

@@ -4,9 +4,9 @@ package eventlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -51,7 +51,7 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 			}
 			wg.Go(func() {
 				var d logFile
-				d.cols, d.rows, _, d.err = dir.ReadLogFile(ctx, f.Name, columns...)
+				d.batch, d.err = read(ctx, dir, src, f.Name, columns)
 				decoded[i] <- d
 			})
 		}
@@ -70,19 +70,22 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 		if d.err != nil {
 			return d.err
 		}
-		if err := each(src, f.Name, d.cols, d.rows, &ev, fn); err != nil {
-			return err
+		for r := range d.batch.Len {
+			d.batch.Event(r, &ev)
+			if err := fn(&ev); err != nil {
+				return err
+			}
 		}
 		ahead.Release(weight(f))
 	}
 	return nil
 }
 
-// EachParallel is Each for work that needs no order between files: workers
-// goroutines each read and decode a file at a time and call fn with its
-// events, in order, and their own number, from 0. One file's events go to
-// one goroutine; files go to whichever is free.
-func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, workers int, fn func(worker int, ev *features.Event) error) error {
+// EachParallel is Each for work that needs no order between files, handed
+// a file at a time: workers goroutines each read and decode a file at a
+// time and call fn with it and their own number, from 0. The batch is not
+// to be used after fn returns.
+func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, workers int, fn func(worker int, b *Batch) error) error {
 	files, err := dir.LogFiles(ctx, "events/"+src.Name)
 	if err != nil {
 		return err
@@ -92,14 +95,15 @@ func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, f
 	var next atomic.Int64
 	for w := range max(1, workers) {
 		g.Go(func() error {
-			var ev features.Event
-			call := func(ev *features.Event) error { return fn(w, ev) }
 			for i := int(next.Add(1) - 1); i < len(files); i = int(next.Add(1) - 1) {
-				cols, rows, _, err := dir.ReadLogFile(ctx, files[i].Name, columns...)
+				if err := ctx.Err(); err != nil {
+					return err // another worker's error
+				}
+				b, err := read(ctx, dir, src, files[i].Name, columns)
 				if err != nil {
 					return err
 				}
-				if err := each(src, files[i].Name, cols, rows, &ev, call); err != nil {
+				if err := fn(w, b); err != nil {
 					return err
 				}
 			}
@@ -122,30 +126,14 @@ func readColumns(src *features.Source, fields []int) []string {
 	return columns
 }
 
-// each calls fn with the events of a decoded log file, in ev.
-func each(src *features.Source, name string, cols []offline.Column, rows [][]features.Value, ev *features.Event, fn func(*features.Event) error) error {
-	m, err := newMapping(src, cols)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	for _, row := range rows {
-		m.event(row, ev)
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // readAhead bounds the size of the files Each decodes ahead: decoded, an
 // event takes about ten times its bytes in a file.
 const readAhead = 64 << 20
 
 // logFile is a decoded event log file.
 type logFile struct {
-	cols []offline.Column
-	rows [][]features.Value
-	err  error
+	batch *Batch
+	err   error
 }
 
 // Files returns how many files Each would read, for progress.
@@ -154,43 +142,61 @@ func Files(ctx context.Context, dir *offline.Dir, src *features.Source) (int, er
 	return len(files), err
 }
 
-// mapping reads event log rows into events of a source.
-type mapping struct {
-	fields                  []int // per source field, the log column, or -1
-	time, partition, offset int
+// Batch is a log file's events, column by column.
+type Batch struct {
+	Name                    string // the file's, in the store
+	Len                     int    // events
+	time, partition, offset *offline.ColumnValues
+	fields                  []*offline.ColumnValues // per schema field, nil if not read
 }
 
-func newMapping(src *features.Source, cols []offline.Column) (*mapping, error) {
-	index := func(name string) int {
+// read reads a log file's columns as a batch of src's events.
+func read(ctx context.Context, dir *offline.Dir, src *features.Source, name string, columns []string) (*Batch, error) {
+	cols, data, err := dir.ReadLogColumns(ctx, name, columns...)
+	if err != nil {
+		return nil, err
+	}
+	column := func(name string) *offline.ColumnValues {
 		for j, c := range cols {
 			if c.Name == name {
-				return j
+				return &data[j]
 			}
 		}
-		return -1
+		return nil
 	}
-	m := &mapping{fields: make([]int, len(src.Schema)), time: index(offline.ColEventTime),
-		partition: index(offline.ColPartition), offset: index(offline.ColOffset)}
-	if m.time < 0 || m.partition < 0 || m.offset < 0 {
-		return nil, errors.New("not an event log file: it lacks _event_time, _partition or _offset")
+	b := &Batch{Name: name, time: column(offline.ColEventTime), partition: column(offline.ColPartition), offset: column(offline.ColOffset),
+		fields: make([]*offline.ColumnValues, len(src.Schema))}
+	if b.time == nil || b.partition == nil || b.offset == nil || b.time.Values == nil || b.partition.Values == nil || b.offset.Values == nil {
+		return nil, fmt.Errorf("%s: not an event log file: it lacks _event_time, _partition or _offset, or one is not a number", name)
 	}
+	b.Len = b.time.Len()
 	for i, f := range src.Schema {
-		m.fields[i] = index(f.Name)
-		if j := m.fields[i]; j >= 0 && cols[j].Type != f.Type {
-			return nil, fmt.Errorf("column %s is %s, the schema says %s", f.Name, cols[j].Type, f.Type)
+		b.fields[i] = column(f.Name)
+		if j := slices.IndexFunc(cols, func(c offline.Column) bool { return c.Name == f.Name }); j >= 0 && cols[j].Type != f.Type {
+			return nil, fmt.Errorf("%s: column %s is %s, the schema says %s", name, f.Name, cols[j].Type, f.Type)
 		}
 	}
-	return m, nil
+	return b, nil
 }
 
-func (m *mapping) event(row []features.Value, ev *features.Event) {
-	ev.Time, ev.Partition, ev.Offset = row[m.time].Int(), int32(row[m.partition].Int()), row[m.offset].Int()
+// Time, Partition and Offset return event i's.
+func (b *Batch) Time(i int) int64      { return b.time.Values[i].Int() }
+func (b *Batch) Partition(i int) int32 { return int32(b.partition.Values[i].Int()) }
+func (b *Batch) Offset(i int) int64    { return b.offset.Values[i].Int() }
+
+// Field returns the column of schema field f, or nil if the file lacks it
+// or it was not read: the field is null in every event.
+func (b *Batch) Field(f int) *offline.ColumnValues { return b.fields[f] }
+
+// Event sets ev to event i.
+func (b *Batch) Event(i int, ev *features.Event) {
+	ev.Time, ev.Partition, ev.Offset = b.Time(i), b.Partition(i), b.Offset(i)
 	ev.Fields = ev.Fields[:0]
-	for _, j := range m.fields {
-		if j < 0 {
-			ev.Fields = append(ev.Fields, features.Null)
-		} else {
-			ev.Fields = append(ev.Fields, row[j])
+	for _, c := range b.fields {
+		v := features.Null
+		if c != nil {
+			v = c.At(i)
 		}
+		ev.Fields = append(ev.Fields, v)
 	}
 }

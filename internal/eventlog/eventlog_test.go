@@ -132,50 +132,63 @@ func TestEachStops(t *testing.T) {
 	}
 }
 
-// EachParallel hands over every event once, each file's events in order to
-// one worker, and stops at fn's first error with no goroutine left behind.
+// EachParallel hands over every file once, its events in order, and stops
+// at fn's first error with no goroutine left behind.
 func TestEachParallel(t *testing.T) {
 	dir, src := logDir(t, 12, 25)
-	n := src.Field("n")
+	n, user := src.Field("n"), src.Field("user_id")
 	var mu sync.Mutex
-	seen := map[int64]int{} // offset → worker
-	last := map[int]int64{} // worker → its last offset
-	err := eventlog.EachParallel(context.Background(), dir, src, []int{n}, 3, func(w int, ev *features.Event) error {
+	seen := map[int64]bool{} // offsets
+	files := map[string]bool{}
+	err := eventlog.EachParallel(context.Background(), dir, src, []int{n}, 3, func(w int, b *eventlog.Batch) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if w < 0 || w >= 3 {
 			return fmt.Errorf("worker %d of 3", w)
 		}
-		if got := ev.Fields[n].Int(); got != ev.Offset {
-			return fmt.Errorf("event at offset %d has n = %d", ev.Offset, got)
+		if files[b.Name] {
+			return fmt.Errorf("%s twice", b.Name)
 		}
-		if _, dup := seen[ev.Offset]; dup {
-			return fmt.Errorf("offset %d twice", ev.Offset)
+		files[b.Name] = true
+		if b.Field(user) != nil {
+			return fmt.Errorf("%s: user_id read, only n asked for", b.Name)
 		}
-		// A file holds 25 consecutive offsets: within one, each event
-		// follows the one before it, in the same worker.
-		if ev.Offset%25 != 0 && (seen[ev.Offset-1] != w || last[w] != ev.Offset-1) {
-			return fmt.Errorf("offset %d (worker %d) does not follow offset %d in its worker", ev.Offset, w, ev.Offset-1)
+		var ev features.Event
+		for i := range b.Len {
+			b.Event(i, &ev)
+			if got := ev.Fields[n].Int(); got != ev.Offset || b.Field(n).At(i) != ev.Fields[n] {
+				return fmt.Errorf("event at offset %d has n = %d", ev.Offset, got)
+			}
+			if !ev.Fields[user].IsNull() || len(ev.Fields) != len(src.Schema) {
+				return fmt.Errorf("event at offset %d has fields %v, want user_id null", ev.Offset, ev.Fields)
+			}
+			if seen[ev.Offset] {
+				return fmt.Errorf("offset %d twice", ev.Offset)
+			}
+			// A file holds 25 consecutive offsets, in order.
+			if (ev.Offset%25 == 0) != (i == 0) || i > 0 && !seen[ev.Offset-1] {
+				return fmt.Errorf("offset %d is event %d of %s", ev.Offset, i, b.Name)
+			}
+			seen[ev.Offset] = true
 		}
-		seen[ev.Offset], last[w] = w, ev.Offset
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != 300 {
-		t.Errorf("%d events, want 300", len(seen))
+	if len(seen) != 300 || len(files) != 12 {
+		t.Errorf("%d events in %d files, want 300 in 12", len(seen), len(files))
 	}
 
 	stop := errors.New("stop")
 	var calls atomic.Int64
-	err = eventlog.EachParallel(context.Background(), dir, src, nil, 2, func(int, *features.Event) error {
-		if calls.Add(1) == 40 {
+	err = eventlog.EachParallel(context.Background(), dir, src, nil, 2, func(int, *eventlog.Batch) error {
+		if calls.Add(1) == 4 {
 			return stop
 		}
 		return nil
 	})
-	if !errors.Is(err, stop) || calls.Load() >= 300 {
-		t.Errorf("EachParallel = %v after %d events, want %v before the end", err, calls.Load(), stop)
+	if !errors.Is(err, stop) || calls.Load() >= 12 {
+		t.Errorf("EachParallel = %v after %d files, want %v before the end", err, calls.Load(), stop)
 	}
 }
