@@ -298,23 +298,37 @@ func (s *Service) EvalOnDemand(values []Value, request map[string]any, out []Val
 		return fmt.Errorf("on-demand features of %s: %d values and %d outputs, want %d and %d",
 			s.Name, len(values), len(out), len(s.Features), len(s.OnDemand))
 	}
-	f := make(map[string]any, len(values))
+	// The maps are reused: every key of f is set again, and evaluating
+	// keeps nothing of them.
+	vars, _ := s.vars.Get().(*onDemandVars)
+	if vars == nil {
+		f := make(map[string]any, len(values))
+		vars = &onDemandVars{f: f, vars: map[string]any{"f": f}}
+	}
+	defer s.vars.Put(vars)
 	for i, r := range s.refs {
-		f[r] = celValue(values[i])
+		vars.f[r] = celValue(values[i])
 	}
 	if request == nil {
 		request = map[string]any{}
 	}
-	vars := map[string]any{"f": f, "request": request}
+	vars.vars["request"] = request
 	var errs []error
 	for i, o := range s.OnDemand {
-		v, err := o.prg.eval(vars)
+		v, err := o.prg.eval(vars.vars)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("on-demand feature %s: %w", o.Name, err))
 		}
 		out[i] = v
 	}
+	vars.vars["request"] = nil // not kept alive by the pool
 	return errors.Join(errs...)
+}
+
+// onDemandVars is what EvalOnDemand hands to CEL: f, the features by
+// reference, and request.
+type onDemandVars struct {
+	f, vars map[string]any
 }
 
 func (o *onDemand) eval(vars map[string]any) (Value, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -130,8 +131,9 @@ type Service struct {
 	Features []FeatureRef
 	OnDemand []*OnDemand
 	pos      positions
-	refPos   []Pos    // of each feature reference
-	refs     []string // each feature reference as written: the keys of f
+	refPos   []Pos     // of each feature reference
+	refs     []string  // each feature reference as written: the keys of f
+	vars     sync.Pool // of *onDemandVars, for EvalOnDemand
 }
 
 // OnDemand is a feature computed at request time by a CEL expression over the
