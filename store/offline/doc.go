@@ -47,7 +47,8 @@
 // event time and a hash of (stream, offsets, date): names sort by time, and
 // writing the same batch again replaces its files instead of adding rows.
 // Temporary files (.tmp-*) are ignored by every reader in this package.
-// LogFiles lists a log's files by name in the store; ReadLogFile reads one.
+// LogFiles lists a log's files by name in the store; ReadLogFile reads one
+// as rows, ReadLogColumns column by column.
 //
 // # High-water marks
 //
