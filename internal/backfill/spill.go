@@ -81,7 +81,9 @@ type spillEvent struct {
 // fields in all.
 type spillSize struct{ events, fields int }
 
-const maxSpillStrings = 1 << 16
+// maxSpillStrings bounds the strings a reading worker numbers, and so the
+// memory numbering takes; later strings are written whole.
+const maxSpillStrings = 1 << 20
 
 // newSpillFile creates a spill file in dir for a bucket of entities,
 // buffering buffer bytes, its strings numbered in strs.

@@ -73,7 +73,13 @@ func TestSpillRoundTrip(t *testing.T) {
 	src := es.source
 	rng := rand.New(rand.NewPCG(1, 2))
 	const entities = 7
-	s, err := newSpillFile(t.TempDir(), entities, 256<<10, newSpillStrings())
+	// Other files numbered all but a few strings already: the unique ones
+	// below go past the last number.
+	strs := newSpillStrings()
+	for i := range maxSpillStrings - 5000 {
+		strs.number(fmt.Sprint("other-", i))
+	}
+	s, err := newSpillFile(t.TempDir(), entities, 256<<10, strs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +128,9 @@ func TestSpillRoundTrip(t *testing.T) {
 		if err := s.write(w.ord, 0, spillEventOf(es, &ev, s.strings)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if len(strs.list) != maxSpillStrings {
+		t.Fatalf("%d strings numbered: none went past the last number", len(strs.list))
 	}
 	if err := loadSpills(ej, got, []*spillFile{s}); err != nil {
 		t.Fatal(err)
