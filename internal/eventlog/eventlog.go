@@ -26,11 +26,10 @@ import (
 // fn runs: up to one per core at once, and up to readAhead bytes of them (a
 // larger file alone).
 func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, fn func(*features.Event) error) error {
-	files, err := dir.LogFiles(ctx, "events/"+src.Name)
+	files, columns, err := logFiles(ctx, dir, src, fields)
 	if err != nil {
 		return err
 	}
-	columns := readColumns(src, fields)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -86,11 +85,10 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 // time and call fn with it and their own number, from 0. The batch is not
 // to be used after fn returns.
 func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, workers int, fn func(worker int, b *Batch) error) error {
-	files, err := dir.LogFiles(ctx, "events/"+src.Name)
+	files, columns, err := logFiles(ctx, dir, src, fields)
 	if err != nil {
 		return err
 	}
-	columns := readColumns(src, fields)
 	g, ctx := errgroup.WithContext(ctx)
 	var next atomic.Int64
 	for w := range max(1, workers) {
@@ -111,6 +109,13 @@ func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, f
 		})
 	}
 	return g.Wait()
+}
+
+// logFiles returns the files of src's event log and the columns to read of
+// them for the schema fields.
+func logFiles(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int) ([]offline.LogFile, []string, error) {
+	files, err := dir.LogFiles(ctx, "events/"+src.Name)
+	return files, readColumns(src, fields), err
 }
 
 // readColumns returns the log columns an event with the schema fields
