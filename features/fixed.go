@@ -26,6 +26,22 @@ const (
 // add adds x and reports whether it could: x must be a multiple of
 // 2^-fixFrac (no set bit below it) and the sum must stay in range.
 func (f *fixed) add(x float64) bool {
+	var a addend
+	return a.set(x) && f.addAddend(&a)
+}
+
+// addend is a number in units, converted once to be added to several sums:
+// a tile's and its series' total.
+type addend struct {
+	mag fixed // its magnitude
+	neg bool
+}
+
+// set sets a to x in units and reports whether it could: x must be a
+// multiple of 2^-fixFrac below 2^(fixTop+1) units in magnitude, so that
+// adding it to a sum in range cannot wrap.
+func (a *addend) set(x float64) bool {
+	*a = addend{}
 	if x == 0 {
 		return true
 	}
@@ -42,25 +58,65 @@ func (f *fixed) add(x float64) bool {
 		}
 		m, sh = m>>-sh, 0
 	}
-	if sh+53 > fixTop+1 { // |x| ≥ 2^(fixTop+1) units: the sum could wrap
+	if sh+53 > fixTop+1 {
 		return false
 	}
-	v := place(m, sh)
-	if b>>63 != 0 {
-		return f.subFixed(&v)
-	}
-	return f.addFixed(&v)
+	a.mag.place(m, sh)
+	a.neg = b>>63 != 0
+	return true
 }
 
-// place returns m·2^sh units; m·2^sh must be below 2^(64·fixLimbs).
-func place(m uint64, sh int) fixed {
-	var v fixed
-	i, o := sh/64, uint(sh%64)
-	v[i] = m << o
-	if o > 0 && i+1 < fixLimbs {
-		v[i+1] = m >> (64 - o)
+// setSquare sets a to x·x, exactly, in units, under the conditions of set.
+func (a *addend) setSquare(x float64) bool {
+	*a = addend{}
+	b := math.Float64bits(x)
+	exp := int(b>>52) & 0x7ff
+	if exp == 0 || exp == 0x7ff {
+		return x == 0
 	}
-	return v
+	m := b&(1<<52-1) | 1<<52
+	hi, lo := bits.Mul64(m, m) // x·x = (hi·2^64 + lo)·2^(2·(exp-1075)), hi ≥ 2^40
+	sh := 2*(exp-1075) + fixFrac
+	if sh < 0 {
+		tz := bits.TrailingZeros64(lo)
+		if lo == 0 {
+			tz = 64 + bits.TrailingZeros64(hi)
+		}
+		if tz < -sh {
+			return false
+		}
+		if k := uint(-sh); k < 64 {
+			hi, lo = hi>>k, lo>>k|hi<<(64-k)
+		} else {
+			hi, lo = 0, hi>>(k-64)
+		}
+		sh = 0
+	}
+	if sh+64+bits.Len64(hi) > fixTop+1 {
+		return false
+	}
+	var w fixed
+	a.mag.place(lo, sh)
+	w.place(hi, sh+64)
+	return a.mag.addFixed(&w) // the halves do not overlap: in range, as checked
+}
+
+// addAddend adds a, if the sum stays in range.
+func (f *fixed) addAddend(a *addend) bool {
+	if a.neg {
+		return f.subFixed(&a.mag)
+	}
+	return f.addFixed(&a.mag)
+}
+
+// place sets the zero f to m·2^sh units; m·2^sh must be below
+// 2^(64·fixLimbs).
+func (f *fixed) place(m uint64, sh int) {
+	i, o := sh/64, uint(sh%64)
+	f[i] = m << o
+	if o > 0 && i+1 < fixLimbs {
+		f[i+1] = m >> (64 - o)
+	}
 }
 
 // addFixed adds v, if the sum is in range.
@@ -179,7 +235,8 @@ func (f fixed) partials(dst []float64) []float64 {
 			break
 		}
 		dst = append(dst, toFloat(q, sh, neg))
-		if v := place(q, sh); neg {
+		var v fixed
+		if v.place(q, sh); neg {
 			f.addFixed(&v)
 		} else {
 			f.subFixed(&v)

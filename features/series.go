@@ -84,9 +84,14 @@ func rotateLeft[E any](s []E, k int) {
 }
 
 // split returns the position of the first live tile numbered lo or more.
+// Tiles mostly expire one at a time, so it looks at the first two before
+// searching.
 func (t *tiles[A, P]) split(lo int64) int {
 	if len(t.live) == 0 || t.live[0].idx >= lo {
 		return 0
+	}
+	if len(t.live) == 1 || t.live[1].idx >= lo {
+		return 1
 	}
 	j, _ := slices.BinarySearchFunc(t.live, lo, func(x tile[A], lo int64) int { return cmpInt(x.idx, lo) })
 	return j
@@ -99,8 +104,10 @@ func (t *tiles[A, P]) from(lo int64) []tile[A] { return t.live[t.split(lo):] }
 func (t *tiles[A, P]) before(lo int64) []tile[A] { return t.live[:t.split(lo)] }
 
 // prune drops tiles numbered below lo, resetting their slots for reuse.
-func (t *tiles[A, P]) prune(lo int64) {
-	j := t.split(lo)
+func (t *tiles[A, P]) prune(lo int64) { t.drop(t.split(lo)) }
+
+// drop drops the first j tiles, resetting their slots for reuse.
+func (t *tiles[A, P]) drop(j int) {
 	if j == 0 {
 		return
 	}
@@ -208,10 +215,11 @@ func (s *countSeries) add(tile int64, _ Value, _ order) {
 }
 
 func (s *countSeries) prune(lo int64) {
-	for _, t := range s.before(lo) {
+	old := s.before(lo)
+	for _, t := range old {
 		s.total -= int64(t.a)
 	}
-	s.tiles.prune(lo)
+	s.drop(len(old))
 }
 
 func (s *countSeries) value(lo int64) Value {
@@ -248,11 +256,13 @@ func (s *sumSeries) add(tile int64, v Value, _ order) {
 	if v.IsNull() {
 		return
 	}
-	a, x := s.at(tile), v.Float()
+	var t term
+	t.set(v.Float())
+	a := s.at(tile)
 	a.n++
-	a.sum.add(x)
+	a.sum.addTerm(&t)
 	s.total.n++
-	s.total.sum.add(x)
+	s.total.sum.addTerm(&t)
 }
 
 func (s *sumSeries) prune(lo int64) {
@@ -261,7 +271,7 @@ func (s *sumSeries) prune(lo int64) {
 		s.total.n -= old[i].a.n
 		s.total.sum.unmerge(&old[i].a.sum)
 	}
-	s.tiles.prune(lo)
+	s.drop(len(old))
 }
 
 func (s *sumSeries) value(lo int64) Value {
@@ -305,10 +315,10 @@ type stddevAcc struct {
 
 func (a *stddevAcc) reset() { a.n = 0; a.s1.reset(); a.s2.reset() }
 
-func (a *stddevAcc) add(x float64) {
+func (a *stddevAcc) add(x, sq *term) {
 	a.n++
-	a.s1.add(x)
-	a.s2.addSquare(x)
+	a.s1.addTerm(x)
+	a.s2.addTerm(sq)
 }
 
 func (a *stddevAcc) unmerge(o *stddevAcc) {
@@ -326,8 +336,11 @@ func (s *stddevSeries) add(tile int64, v Value, _ order) {
 	if v.IsNull() {
 		return
 	}
-	s.at(tile).add(v.Float())
-	s.total.add(v.Float())
+	var x, sq term
+	x.set(v.Float())
+	sq.setSquare(v.Float())
+	s.at(tile).add(&x, &sq)
+	s.total.add(&x, &sq)
 }
 
 func (s *stddevSeries) prune(lo int64) {
@@ -335,7 +348,7 @@ func (s *stddevSeries) prune(lo int64) {
 	for i := range old {
 		s.total.unmerge(&old[i].a)
 	}
-	s.tiles.prune(lo)
+	s.drop(len(old))
 }
 
 func (s *stddevSeries) value(lo int64) Value {
@@ -508,7 +521,8 @@ func (s *distinctSeries) forget(h uint64) {
 }
 
 func (s *distinctSeries) prune(lo int64) {
-	for _, t := range s.before(lo) {
+	old := s.before(lo)
+	for _, t := range old {
 		if t.a.sketch != nil {
 			s.sketches--
 		}
@@ -516,7 +530,7 @@ func (s *distinctSeries) prune(lo int64) {
 			s.forget(h)
 		}
 	}
-	s.tiles.prune(lo)
+	s.drop(len(old))
 }
 
 func (s *distinctSeries) value(lo int64) Value {

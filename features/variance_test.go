@@ -25,8 +25,11 @@ func TestVarianceFastMatchesBig(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				x = math.Round(x)
 			}
-			s1.add(x)
-			s2.addSquare(x)
+			var x1, sq term
+			x1.set(x)
+			sq.setSquare(x)
+			s1.addTerm(&x1)
+			s2.addTerm(&sq)
 		}
 		if a, b := variance(int64(n), &s1, &s2), varianceBig(int64(n), &s1, &s2); a != b {
 			t.Fatalf("case %d: fast %v, exact %v", c, a, b)

@@ -212,12 +212,35 @@ func (s *xsum) big() *big.Float {
 	return z
 }
 
-// addSquare adds x*x exactly: the rounded product and its rounding error.
-func (s *xsum) addSquare(x float64) {
-	hi := x * x
-	s.add(hi)
-	if lo := math.FMA(x, x, -hi); lo != 0 {
-		s.add(lo)
+// term is a number to add to exact sums, converted to units once: a tile
+// and its series' total add the same term.
+type term struct {
+	hi, lo float64 // the number; or a square's rounded value and its rounding error
+	fix    addend  // hi + lo in units, if ok
+	ok     bool
+}
+
+func (t *term) set(x float64) {
+	t.hi, t.lo = x, 0
+	t.ok = t.fix.set(x)
+}
+
+// setSquare sets t to x*x, exactly.
+func (t *term) setSquare(x float64) {
+	t.hi = x * x
+	t.lo = math.FMA(x, x, -t.hi)
+	t.ok = t.fix.setSquare(x)
+}
+
+// addTerm adds t: in units while the sum is fixed and t fits, else as its
+// parts (one of which may still fit).
+func (s *xsum) addTerm(t *term) {
+	if s.wide == nil && t.ok && s.fix.addAddend(&t.fix) {
+		return
+	}
+	s.add(t.hi)
+	if t.lo != 0 {
+		s.add(t.lo)
 	}
 }
 

@@ -189,3 +189,40 @@ func TestFixedRange(t *testing.T) {
 		t.Errorf("xsum of %v twice: %v (wide %v)", big, s.value(), s.wide != nil)
 	}
 }
+
+// TestSquareTerm checks that a square converted to units at once is the
+// exact square: the same sum as its rounded value and its rounding error
+// added one after the other, whatever the sum held before, at the unit and
+// the top of the fixed range too.
+func TestSquareTerm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	xs := append(xsumValues(rng, 50_000), 0, 1, -1, 0.5, 100, 1e-8, math.SmallestNonzeroFloat64,
+		math.Ldexp(1, -fixFrac/2), math.Ldexp(3, -fixFrac/2-1), math.Ldexp(1, -fixFrac/2-40),
+		math.Ldexp(1, (fixTop-fixFrac)/2), math.Ldexp(1, (fixTop-fixFrac)/2+1), maxMagnitude)
+	fits := 0
+	for i, x := range xs {
+		var a, b xsum
+		for _, p := range xsumValues(rng, rng.IntN(3)) {
+			a.add(p)
+			b.add(p)
+		}
+		var sq term
+		sq.setSquare(x)
+		a.addTerm(&sq)
+		hi := x * x
+		b.add(hi)
+		if lo := math.FMA(x, x, -hi); lo != 0 {
+			b.add(lo)
+		}
+		var pa, pb [maxPartials]float64
+		if ca, cb := canonical(a.parts(&pa), nil), canonical(b.parts(&pb), nil); !slices.Equal(ca, cb) {
+			t.Fatalf("case %d: %v squared: sum %v, want %v", i, x, ca, cb)
+		}
+		if sq.ok {
+			fits++
+		}
+	}
+	if fits == 0 || fits == len(xs) {
+		t.Fatalf("%d of %d squares fit the fixed range: want some of each", fits, len(xs))
+	}
+}
