@@ -201,27 +201,115 @@ func (f *fixed) round() (q uint64, sh int, neg bool) {
 }
 
 // shr returns the low 64 bits of f >> k.
-func (f *fixed) shr(k int) uint64 {
-	i, o := k/64, uint(k%64)
-	q := f[i] >> o
-	if o > 0 && i+1 < fixLimbs {
-		q |= f[i+1] << (64 - o)
-	}
-	return q
-}
+func (f *fixed) shr(k int) uint64 { return shrLimbs(f[:], k) }
 
 // bit reports whether bit k of f is set.
 func (f *fixed) bit(k int) bool { return f[k/64]>>(k%64)&1 == 1 }
 
 // anyBelow reports whether any bit of f below bit k is set.
-func (f *fixed) anyBelow(k int) bool {
+func (f *fixed) anyBelow(k int) bool { return anyBelowLimbs(f[:], k) }
+
+// shrLimbs returns the low 64 bits of x >> k, x's limbs least significant
+// first.
+func shrLimbs(x []uint64, k int) uint64 {
+	i, o := k/64, uint(k%64)
+	q := x[i] >> o
+	if o > 0 && i+1 < len(x) {
+		q |= x[i+1] << (64 - o)
+	}
+	return q
+}
+
+// anyBelowLimbs reports whether any bit of x below bit k is set.
+func anyBelowLimbs(x []uint64, k int) bool {
 	i := k / 64
 	for j := range i {
-		if f[j] != 0 {
+		if x[j] != 0 {
 			return true
 		}
 	}
-	return f[i]&(1<<(k%64)-1) != 0
+	return x[i]&(1<<(k%64)-1) != 0
+}
+
+// varianceFixed returns (n·s2 − s1²)/n² correctly rounded, for sums s1 and
+// s2 in units, s2 not negative and 0 < n ≤ 2^26, in integers: with s1 and
+// s2 counting units of 2^-fixFrac, the numerator is N·2^(-2·fixFrac) for the
+// integer N = n·s2·2^fixFrac − s1², exact in 512 bits, and n² is one word.
+// A negative numerator, only from a corrupt state, gives 0. It reports
+// false for a positive N below 2^116, too small to keep 53 bits and round
+// after dividing: never so for sums of numbers and of their squares, as the
+// squares hold only multiples of the unit, and N is then one of 2^fixFrac.
+func varianceFixed(n int64, s1, s2 *fixed) (float64, bool) {
+	a := *s1
+	if int64(a[fixLimbs-1]) < 0 {
+		a = fixed{}
+		a.subFixed(s1) // in range, as s1 is
+	}
+	var num [2 * fixLimbs]uint64 // n·s2·2^fixFrac, then less s1²
+	var carry uint64
+	for i, x := range s2 {
+		hi, lo := bits.Mul64(x, uint64(n))
+		var c uint64
+		lo, c = bits.Add64(lo, carry, 0)
+		carry = hi + c
+		shlInto(num[:], lo, 64*i+fixFrac)
+	}
+	shlInto(num[:], carry, 64*fixLimbs+fixFrac)
+	var sq [2 * fixLimbs]uint64
+	for i := range a {
+		carry = 0
+		for j := range a {
+			hi, lo := bits.Mul64(a[i], a[j])
+			var c uint64
+			lo, c = bits.Add64(lo, sq[i+j], 0)
+			hi += c
+			lo, c = bits.Add64(lo, carry, 0)
+			sq[i+j], carry = lo, hi+c
+		}
+		sq[i+fixLimbs] = carry
+	}
+	var borrow uint64
+	for i := range num {
+		num[i], borrow = bits.Sub64(num[i], sq[i], borrow)
+	}
+	top := len(num) - 1
+	for top >= 0 && num[top] == 0 {
+		top--
+	}
+	if borrow != 0 || top < 0 {
+		return 0, true
+	}
+	if 64*top+bits.Len64(num[top]) < 116 { // the quotient by n² < 2^52 would have under 64 bits
+		return 0, false
+	}
+	d := uint64(n) * uint64(n)
+	var q [2 * fixLimbs]uint64
+	var r uint64
+	for i := len(num) - 1; i >= 0; i-- {
+		q[i], r = bits.Div64(r, num[i], d)
+	}
+	top = len(q) - 1
+	for q[top] == 0 {
+		top--
+	}
+	sh := 64*top + bits.Len64(q[top]) - 53 // q's bits below its 53 highest
+	m := shrLimbs(q[:], sh)
+	if q[(sh-1)/64]>>((sh-1)%64)&1 == 1 && (m&1 == 1 || r != 0 || anyBelowLimbs(q[:], sh-1)) {
+		if m++; m == 1<<53 {
+			m, sh = 1<<52, sh+1
+		}
+	}
+	return math.Ldexp(float64(m), sh-2*fixFrac), true
+}
+
+// shlInto adds x·2^sh to z, whose bits it must not overlap: z is zero
+// there, and x·2^sh fits in z.
+func shlInto(z []uint64, x uint64, sh int) {
+	i, o := sh/64, uint(sh%64)
+	z[i] |= x << o
+	if o > 0 && i+1 < len(z) {
+		z[i+1] |= x >> (64 - o)
+	}
 }
 
 // partials appends f's canonical partials to dst, smallest first: the sum

@@ -6,23 +6,32 @@ import (
 	"testing"
 )
 
-// TestVarianceFastMatchesBig checks the float-only variance against the
-// arbitrary-precision one on values of mixed scales, where the numerator
-// cancels heavily and roundings are close to ties.
+// TestVarianceFastMatchesBig checks the integer and the float-only variance
+// against the arbitrary-precision one on values of mixed scales, where the
+// numerator cancels heavily and roundings are close to ties, and on counts
+// up to the largest the fast ones take.
 func TestVarianceFastMatchesBig(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	cases := 200_000
 	if testing.Short() {
 		cases = 20_000
 	}
+	fixedCases := 0
 	for c := range cases {
 		var s1, s2 xsum
-		n := 1 + rng.IntN(30)
+		n := int64(1 + rng.IntN(30))
 		scale := math.Pow(10, float64(rng.IntN(30)-15))
 		base := rng.NormFloat64() * scale * float64(rng.IntN(1000))
+		ties := rng.IntN(4) == 0 // integers whose variance has 54 bits or so: ties and near-ties
+		if ties {
+			n = int64(2 + rng.IntN(8))
+		}
 		for range n {
 			x := base + rng.NormFloat64()*scale
-			if rng.IntN(4) == 0 {
+			switch {
+			case ties:
+				x = math.Ldexp(float64(rng.Int64N(1<<28)), rng.IntN(20)-10)
+			case rng.IntN(4) == 0:
 				x = math.Round(x)
 			}
 			var x1, sq term
@@ -31,9 +40,22 @@ func TestVarianceFastMatchesBig(t *testing.T) {
 			s1.addTerm(&x1)
 			s2.addTerm(&sq)
 		}
-		if a, b := variance(int64(n), &s1, &s2), varianceBig(int64(n), &s1, &s2); a != b {
-			t.Fatalf("case %d: fast %v, exact %v", c, a, b)
+		if rng.IntN(8) == 0 { // a larger count: n·s2 − s1² stays positive
+			n += rng.Int64N(1<<26 - n + 1)
 		}
+		want := varianceBig(n, &s1, &s2)
+		if got := variancePartials(n, &s1, &s2); got != want {
+			t.Fatalf("case %d: from partials %v, exact %v", c, got, want)
+		}
+		if s1.wide == nil && s2.wide == nil {
+			fixedCases++
+			if got, ok := varianceFixed(n, &s1.fix, &s2.fix); !ok || got != want {
+				t.Fatalf("case %d: in integers %v (%v), exact %v", c, got, ok, want)
+			}
+		}
+	}
+	if fixedCases == 0 || fixedCases == cases {
+		t.Fatalf("%d of %d cases in fixed sums: want some of each", fixedCases, cases)
 	}
 }
 

@@ -283,6 +283,17 @@ func variance(n int64, s1, s2 *xsum) float64 {
 	if n > 1<<26 {
 		return varianceBig(n, s1, s2)
 	}
+	if s1.wide == nil && s2.wide == nil && int64(s2.fix[fixLimbs-1]) >= 0 {
+		if v, ok := varianceFixed(n, &s1.fix, &s2.fix); ok {
+			return v
+		}
+	}
+	return variancePartials(n, s1, s2)
+}
+
+// variancePartials is variance from partials, for sums that are not both
+// fixed.
+func variancePartials(n int64, s1, s2 *xsum) float64 {
 	fn := float64(n)
 	var buf, b1, b2 [maxPartials]float64
 	num := buf[:0]
