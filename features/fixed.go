@@ -204,7 +204,7 @@ func (f *fixed) round() (q uint64, sh int, neg bool) {
 func (f *fixed) shr(k int) uint64 { return shrLimbs(f[:], k) }
 
 // bit reports whether bit k of f is set.
-func (f *fixed) bit(k int) bool { return f[k/64]>>(k%64)&1 == 1 }
+func (f *fixed) bit(k int) bool { return bitLimbs(f[:], k) }
 
 // anyBelow reports whether any bit of f below bit k is set.
 func (f *fixed) anyBelow(k int) bool { return anyBelowLimbs(f[:], k) }
@@ -219,6 +219,9 @@ func shrLimbs(x []uint64, k int) uint64 {
 	}
 	return q
 }
+
+// bitLimbs reports whether bit k of x is set.
+func bitLimbs(x []uint64, k int) bool { return x[k/64]>>(k%64)&1 == 1 }
 
 // anyBelowLimbs reports whether any bit of x below bit k is set.
 func anyBelowLimbs(x []uint64, k int) bool {
@@ -294,7 +297,7 @@ func varianceFixed(n int64, s1, s2 *fixed) (float64, bool) {
 	}
 	sh := 64*top + bits.Len64(q[top]) - 53 // q's bits below its 53 highest
 	m := shrLimbs(q[:], sh)
-	if q[(sh-1)/64]>>((sh-1)%64)&1 == 1 && (m&1 == 1 || r != 0 || anyBelowLimbs(q[:], sh-1)) {
+	if bitLimbs(q[:], sh-1) && (m&1 == 1 || r != 0 || anyBelowLimbs(q[:], sh-1)) {
 		if m++; m == 1<<53 {
 			m, sh = 1<<52, sh+1
 		}

@@ -283,7 +283,7 @@ func variance(n int64, s1, s2 *xsum) float64 {
 	if n > 1<<26 {
 		return varianceBig(n, s1, s2)
 	}
-	if s1.wide == nil && s2.wide == nil && int64(s2.fix[fixLimbs-1]) >= 0 {
+	if n > 0 && s1.wide == nil && s2.wide == nil && int64(s2.fix[fixLimbs-1]) >= 0 {
 		if v, ok := varianceFixed(n, &s1.fix, &s2.fix); ok {
 			return v
 		}
