@@ -75,6 +75,18 @@ func Bool(b bool) Value {
 // Timestamp returns a timestamp value of epoch milliseconds.
 func Timestamp(ms int64) Value { return Value{typ: TypeTimestamp, num: uint64(ms)} }
 
+// FromBits returns the int, float, bool or timestamp of type typ whose bits
+// are bits (Value.Bits); Null for another type.
+func FromBits(typ Type, bits uint64) Value {
+	switch typ {
+	case TypeInt, TypeFloat, TypeTimestamp:
+		return Value{typ: typ, num: bits}
+	case TypeBool:
+		return Bool(bits != 0)
+	}
+	return Null
+}
+
 // Type returns the value's type; TypeNull for null.
 func (v Value) Type() Type { return v.typ }
 
@@ -94,6 +106,11 @@ func (v Value) Float() float64 {
 	}
 	return math.Float64frombits(v.num)
 }
+
+// Bits returns the bits of an int, float, bool or timestamp: an int's or a
+// timestamp's two's complement, a float's IEEE 754 bits, a bool's 0 or 1;
+// 0 for a string or null. FromBits gives the value back.
+func (v Value) Bits() uint64 { return v.num }
 
 // Bool returns the boolean of a bool value.
 func (v Value) Bool() bool { return v.num != 0 }

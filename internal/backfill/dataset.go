@@ -555,7 +555,7 @@ func (r *router) route(lb *eventlog.Batch, es *entitySource, si int, keys map[st
 			switch {
 			case c == nil: // not in the file: null
 			case c.Index == nil:
-				ev.fields[j] = c.Values[i]
+				ev.fields[j] = c.At(i)
 			case c.Index[i] >= 0:
 				k := c.Index[i]
 				ev.fields[j] = c.Strings[k]

@@ -1,8 +1,6 @@
 package backfill
 
 import (
-	"math"
-
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
 )
@@ -19,7 +17,7 @@ type table struct {
 }
 
 type cell struct {
-	bits uint64 // an int's, a float's bits, a bool's 0 or 1, a timestamp's ms
+	bits uint64 // features.Value.Bits
 	typ  features.Type
 }
 
@@ -64,38 +62,19 @@ func (t *table) rows() int {
 // set sets row r's value in column c; a string goes only in a column that
 // may hold strings.
 func (t *table) set(r, c int, v features.Value) {
-	x := cell{typ: v.Type()}
-	switch v.Type() {
-	case features.TypeString:
+	if v.Type() == features.TypeString {
 		t.strs[c][r] = v.Str()
-	case features.TypeInt, features.TypeTimestamp:
-		x.bits = uint64(v.Int())
-	case features.TypeFloat:
-		x.bits = math.Float64bits(v.Float())
-	case features.TypeBool:
-		if v.Bool() {
-			x.bits = 1
-		}
 	}
-	t.cells[r*t.width+c] = x
+	t.cells[r*t.width+c] = cell{bits: v.Bits(), typ: v.Type()}
 }
 
 // get returns row r's value in column c.
 func (t *table) get(r, c int) features.Value {
 	x := t.cells[r*t.width+c]
-	switch x.typ {
-	case features.TypeString:
+	if x.typ == features.TypeString {
 		return features.String(t.strs[c][r])
-	case features.TypeInt:
-		return features.Int(int64(x.bits))
-	case features.TypeFloat:
-		return features.Float(math.Float64frombits(x.bits))
-	case features.TypeBool:
-		return features.Bool(x.bits != 0)
-	case features.TypeTimestamp:
-		return features.Timestamp(int64(x.bits))
 	}
-	return features.Null
+	return features.FromBits(x.typ, x.bits)
 }
 
 // row appends row r's values to dst.

@@ -171,7 +171,7 @@ func read(ctx context.Context, dir *offline.Dir, src *features.Source, name stri
 	}
 	b := &Batch{Name: name, time: column(offline.ColEventTime), partition: column(offline.ColPartition), offset: column(offline.ColOffset),
 		fields: make([]*offline.ColumnValues, len(src.Schema))}
-	if b.time == nil || b.partition == nil || b.offset == nil || b.time.Values == nil || b.partition.Values == nil || b.offset.Values == nil {
+	if b.time == nil || b.partition == nil || b.offset == nil || b.time.Index != nil || b.partition.Index != nil || b.offset.Index != nil {
 		return nil, fmt.Errorf("%s: not an event log file: it lacks _event_time, _partition or _offset, or one is not a number", name)
 	}
 	b.Len = b.time.Len()
@@ -185,9 +185,9 @@ func read(ctx context.Context, dir *offline.Dir, src *features.Source, name stri
 }
 
 // Time, Partition and Offset return event i's.
-func (b *Batch) Time(i int) int64      { return b.time.Values[i].Int() }
-func (b *Batch) Partition(i int) int32 { return int32(b.partition.Values[i].Int()) }
-func (b *Batch) Offset(i int) int64    { return b.offset.Values[i].Int() }
+func (b *Batch) Time(i int) int64      { return int64(b.time.Bits[i]) }
+func (b *Batch) Partition(i int) int32 { return int32(b.partition.Bits[i]) }
+func (b *Batch) Offset(i int) int64    { return int64(b.offset.Bits[i]) }
 
 // Field returns the column of schema field f, or nil if the file lacks it
 // or it was not read: the field is null in every event.

@@ -639,6 +639,7 @@ func TestReadFileForeignTypes(t *testing.T) {
 		Ns   int64    `parquet:"ts_ns,timestamp(nanosecond)"`
 		F32  float32  `parquet:"f32"`
 		I32  int32    `parquet:"i32"`
+		U32  uint32   `parquet:"u32"`
 		Name *string  `parquet:"name,optional"`
 		Raw  []byte   `parquet:"raw"`
 		Amt  *float64 `parquet:"amount,optional"`
@@ -646,7 +647,7 @@ func TestReadFileForeignTypes(t *testing.T) {
 	name := "n"
 	path := filepath.Join(t.TempDir(), "spine.parquet")
 	in := []spine{
-		{Day: 20513, Us: 1_772_409_600_123_456, Ns: -1, F32: 1.5, I32: -7, Name: &name, Raw: []byte("r")},
+		{Day: 20513, Us: 1_772_409_600_123_456, Ns: -1, F32: 1.5, I32: -7, U32: 1<<31 + 5, Name: &name, Raw: []byte("r")},
 		{Day: -1, Us: 0, Ns: 1_500_000, F32: 0, I32: 1 << 30},
 	}
 	if err := parquet.WriteFile(path, in); err != nil {
@@ -656,7 +657,7 @@ func TestReadFileForeignTypes(t *testing.T) {
 	wantCols := []offline.Column{
 		{Name: "day", Type: features.TypeTimestamp}, {Name: "ts_us", Type: features.TypeTimestamp},
 		{Name: "ts_ns", Type: features.TypeTimestamp}, {Name: "f32", Type: features.TypeFloat},
-		{Name: "i32", Type: features.TypeInt}, {Name: "name", Type: features.TypeString},
+		{Name: "i32", Type: features.TypeInt}, {Name: "u32", Type: features.TypeInt}, {Name: "name", Type: features.TypeString},
 		{Name: "raw", Type: features.TypeString}, {Name: "amount", Type: features.TypeFloat},
 	}
 	if !slices.Equal(cols, wantCols) {
@@ -664,9 +665,9 @@ func TestReadFileForeignTypes(t *testing.T) {
 	}
 	want := [][]features.Value{
 		{features.Timestamp(20513 * 86_400_000), features.Timestamp(1_772_409_600_123), features.Timestamp(-1),
-			features.Float(1.5), features.Int(-7), features.String("n"), features.String("r"), features.Null},
+			features.Float(1.5), features.Int(-7), features.Int(1<<31 + 5), features.String("n"), features.String("r"), features.Null},
 		{features.Timestamp(-86_400_000), features.Timestamp(0), features.Timestamp(1),
-			features.Float(0), features.Int(1 << 30), features.Null, features.String(""), features.Null},
+			features.Float(0), features.Int(1 << 30), features.Int(0), features.Null, features.String(""), features.Null},
 	}
 	if !equalRows(rows, want) {
 		t.Fatalf("rows\n%v\nwant\n%v", rows, want)

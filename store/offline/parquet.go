@@ -332,9 +332,12 @@ func (d *Dir) readLog(ctx context.Context, name string, columns []string) (cols 
 // their strings, as a dictionary-encoded column's do in the file: Strings
 // holds them (one string may be there more than once, from row groups of
 // their own), and Index a row's place in it, or -1 for a null. A column of
-// another type has a value per row.
+// another type (ints, floats, bools, timestamps) has a number per row: its
+// value's bits (features.Value.Bits), and whether it is null if any is.
 type ColumnValues struct {
-	Values  []features.Value // per row, if not a string column
+	Type    features.Type
+	Bits    []uint64         // per row, if not a string column
+	Nulls   []bool           // per row, if not a string column and some row is null; else nil
 	Strings []features.Value // a string column's
 	Index   []int32          // a string column's, per row
 }
@@ -344,18 +347,42 @@ func (c *ColumnValues) Len() int {
 	if c.Index != nil {
 		return len(c.Index)
 	}
-	return len(c.Values)
+	return len(c.Bits)
 }
 
 // At returns row r's value.
 func (c *ColumnValues) At(r int) features.Value {
 	if c.Index == nil {
-		return c.Values[r]
+		if c.Nulls != nil && c.Nulls[r] {
+			return features.Null
+		}
+		return features.FromBits(c.Type, c.Bits[r])
 	}
 	if i := c.Index[r]; i >= 0 {
 		return c.Strings[i]
 	}
 	return features.Null
+}
+
+// add appends a row of a column that is not of strings.
+func (c *ColumnValues) add(v features.Value) {
+	if v.IsNull() {
+		c.addNull()
+		return
+	}
+	c.Bits = append(c.Bits, v.Bits())
+	if c.Nulls != nil {
+		c.Nulls = append(c.Nulls, false)
+	}
+}
+
+// addNull appends a null row of a column that is not of strings.
+func (c *ColumnValues) addNull() {
+	if c.Nulls == nil {
+		c.Nulls = make([]bool, len(c.Bits), cap(c.Bits))
+	}
+	c.Bits = append(c.Bits, 0)
+	c.Nulls = append(c.Nulls, true)
 }
 
 // rowsOf turns columns into rows, sharing one allocation.
@@ -394,7 +421,7 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cols, conv, err := fileColumns(pf.Schema())
+	cols, leaves, err := fileColumns(pf.Schema())
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -430,10 +457,11 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data 
 	data = make([]ColumnValues, len(cols))
 	n := min(pf.NumRows(), 1<<20) // as the footer says, within reason: it may lie
 	for i, c := range cols {
+		data[i].Type = c.Type
 		if c.Type == features.TypeString {
 			data[i].Index = make([]int32, 0, n)
 		} else {
-			data[i].Values = make([]features.Value, 0, n)
+			data[i].Bits = make([]uint64, 0, n)
 		}
 	}
 	sc := readScratch{values: make([]parquet.Value, 1024)}
@@ -443,7 +471,7 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data 
 			if c < 0 || c >= len(at) || at[c] < 0 {
 				continue
 			}
-			if err := readColumn(cc, &data[at[c]], int(rg.NumRows()), conv[c], &sc); err != nil {
+			if err := readColumn(cc, &data[at[c]], int(rg.NumRows()), &leaves[c], &sc); err != nil {
 				return nil, nil, nil, fmt.Errorf("column %s: %w", cols[at[c]].Name, err)
 			}
 		}
@@ -482,8 +510,8 @@ type readScratch struct {
 }
 
 // readColumn appends a row group's rows of one column to c: rows values,
-// converted by conv.
-func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, conv func(parquet.Value) features.Value, sc *readScratch) error {
+// converted as leaf says.
+func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, leaf *leaf, sc *readScratch) error {
 	pages := cc.Pages()
 	defer pages.Close()
 	var dict parquet.Dictionary
@@ -507,15 +535,15 @@ func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, conv func(par
 				dict, base, dictVals = d, int32(len(c.Strings)), dictVals[:0]
 				for i := range d.Len() {
 					if c.Index != nil {
-						c.Strings = append(c.Strings, conv(d.Index(int32(i))))
+						c.Strings = append(c.Strings, leaf.value(d.Index(int32(i))))
 					} else {
-						dictVals = append(dictVals, conv(d.Index(int32(i))))
+						dictVals = append(dictVals, leaf.value(d.Index(int32(i))))
 					}
 				}
 			}
 			err = readIndexed(p, c, d.Len(), base, dictVals, sc)
 		} else {
-			err = readPlain(p, c, conv, sc)
+			err = readPlain(p, c, leaf, sc)
 		}
 		parquet.Release(p)
 		if err != nil {
@@ -546,16 +574,14 @@ func readIndexed(p parquet.Page, c *ColumnValues, n int, base int32, dictVals []
 	}
 	for _, k := range at {
 		switch {
+		case c.Index == nil && k < 0:
+			c.addNull()
+		case c.Index == nil:
+			c.add(dictVals[idx[k]])
 		case k < 0:
-			if c.Index != nil {
-				c.Index = append(c.Index, -1)
-			} else {
-				c.Values = append(c.Values, features.Null)
-			}
-		case c.Index != nil:
-			c.Index = append(c.Index, base+idx[k])
+			c.Index = append(c.Index, -1)
 		default:
-			c.Values = append(c.Values, dictVals[idx[k]])
+			c.Index = append(c.Index, base+idx[k])
 		}
 	}
 	return nil
@@ -591,18 +617,21 @@ func places(defs []byte, n int, sc *readScratch) ([]int32, error) {
 
 // readPlain appends the rows of a page of values to c. Numbers are read
 // from the page's arrays; other values one by one.
-func readPlain(p parquet.Page, c *ColumnValues, conv func(parquet.Value) features.Value, sc *readScratch) error {
+func readPlain(p parquet.Page, c *ColumnValues, leaf *leaf, sc *readScratch) error {
 	if c.Index == nil {
-		data := p.Data()
+		data, defs := p.Data(), p.DefinitionLevels()
 		switch p.Type().Kind() {
 		case parquet.Int32:
-			return appendNumbers(c, p.DefinitionLevels(), data.Int32(), parquet.Int32Value, conv, sc)
+			if leaf.unsigned {
+				return appendNumbers(c, defs, data.Uint32(), leaf, sc)
+			}
+			return appendNumbers(c, defs, data.Int32(), leaf, sc)
 		case parquet.Int64:
-			return appendNumbers(c, p.DefinitionLevels(), data.Int64(), parquet.Int64Value, conv, sc)
+			return appendNumbers(c, defs, data.Int64(), leaf, sc)
 		case parquet.Float:
-			return appendNumbers(c, p.DefinitionLevels(), data.Float(), parquet.FloatValue, conv, sc)
+			return appendNumbers(c, defs, data.Float(), leaf, sc)
 		case parquet.Double:
-			return appendNumbers(c, p.DefinitionLevels(), data.Double(), parquet.DoubleValue, conv, sc)
+			return appendNumbers(c, defs, data.Double(), leaf, sc)
 		}
 	}
 	vr := p.Values()
@@ -611,14 +640,14 @@ func readPlain(p parquet.Page, c *ColumnValues, conv func(parquet.Value) feature
 		for _, v := range sc.values[:k] {
 			switch {
 			case c.Index == nil && v.IsNull():
-				c.Values = append(c.Values, features.Null)
+				c.addNull()
 			case c.Index == nil:
-				c.Values = append(c.Values, conv(v))
+				c.add(leaf.value(v))
 			case v.IsNull():
 				c.Index = append(c.Index, -1)
 			default:
 				c.Index = append(c.Index, int32(len(c.Strings)))
-				c.Strings = append(c.Strings, conv(v))
+				c.Strings = append(c.Strings, leaf.value(v))
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -630,96 +659,132 @@ func readPlain(p parquet.Page, c *ColumnValues, conv func(parquet.Value) feature
 	}
 }
 
-// appendNumbers appends the rows of a page of numbers, vals, to c.
-func appendNumbers[T int32 | int64 | float32 | float64](c *ColumnValues, defs []byte, vals []T, value func(T) parquet.Value, conv func(parquet.Value) features.Value, sc *readScratch) error {
-	if defs == nil {
-		for _, x := range vals {
-			c.Values = append(c.Values, conv(value(x)))
-		}
-		return nil
-	}
+// appendNumbers appends the rows of a page of numbers, vals, to c, a
+// column of ints, floats or timestamps as leaf says.
+func appendNumbers[T uint32 | int32 | int64 | float32 | float64](c *ColumnValues, defs []byte, vals []T, leaf *leaf, sc *readScratch) error {
 	at, err := places(defs, len(vals), sc)
 	if err != nil {
 		return err
 	}
 	for _, k := range at {
-		v := features.Null
-		if k >= 0 {
-			v = conv(value(vals[k]))
+		if k < 0 {
+			c.addNull()
+			continue
 		}
-		c.Values = append(c.Values, v)
+		x := vals[k]
+		if leaf.typ == features.TypeFloat {
+			c.Bits = append(c.Bits, math.Float64bits(float64(x)))
+		} else {
+			c.Bits = append(c.Bits, leaf.bits(int64(x)))
+		}
+		if c.Nulls != nil {
+			c.Nulls = append(c.Nulls, false)
+		}
 	}
 	return nil
 }
 
-// fileColumns maps a file's schema to columns and value converters.
-func fileColumns(s *parquet.Schema) ([]Column, []func(parquet.Value) features.Value, error) {
+// fileColumns maps a file's schema to columns and how to convert each.
+func fileColumns(s *parquet.Schema) ([]Column, []leaf, error) {
 	fields := s.Fields()
 	cols := make([]Column, len(fields))
-	conv := make([]func(parquet.Value) features.Value, len(fields))
+	leaves := make([]leaf, len(fields))
 	for i, f := range fields {
 		if !f.Leaf() || f.Repeated() {
 			return nil, nil, fmt.Errorf("column %q: nested and repeated columns are not supported", f.Name())
 		}
-		t, c, err := leafConverter(f.Type())
+		l, err := leafOf(f.Type())
 		if err != nil {
 			return nil, nil, fmt.Errorf("column %q: %w", f.Name(), err)
 		}
-		cols[i], conv[i] = Column{Name: f.Name(), Type: t}, c
+		cols[i], leaves[i] = Column{Name: f.Name(), Type: l.typ}, l
 	}
-	return cols, conv, nil
+	return cols, leaves, nil
 }
 
 const msPerDay = 24 * 60 * 60 * 1000
 
-func leafConverter(t parquet.Type) (features.Type, func(parquet.Value) features.Value, error) {
+// leaf is how a column's Parquet values become features.Values. An
+// integer x of the file (a date's days, a timestamp's units) is the value
+// x*mul floor-divided by div.
+type leaf struct {
+	typ      features.Type
+	mul, div int64
+	unsigned bool // an INT32 column of unsigned ints
+}
+
+func leafOf(t parquet.Type) (leaf, error) {
 	var lt format.LogicalTypeValue
 	if l := t.LogicalType(); l != nil {
 		lt = l.Value
 	}
-	unsupported := fmt.Errorf("unsupported type %s", t)
+	l := leaf{mul: 1, div: 1}
 	switch t.Kind() {
 	case parquet.Boolean:
-		return features.TypeBool, func(v parquet.Value) features.Value { return features.Bool(v.Boolean()) }, nil
-	case parquet.Float:
-		return features.TypeFloat, func(v parquet.Value) features.Value { return features.Float(float64(v.Float())) }, nil
-	case parquet.Double:
-		return features.TypeFloat, func(v parquet.Value) features.Value { return features.Float(v.Double()) }, nil
+		l.typ = features.TypeBool
+	case parquet.Float, parquet.Double:
+		l.typ = features.TypeFloat
 	case parquet.ByteArray:
 		switch lt.(type) {
 		case nil, *format.StringType, *format.EnumType, *format.JsonType:
-			return features.TypeString, func(v parquet.Value) features.Value { return features.String(string(v.ByteArray())) }, nil
+			l.typ = features.TypeString
 		}
 	case parquet.Int32:
 		switch lt := lt.(type) {
 		case *format.DateType:
-			return features.TypeTimestamp, func(v parquet.Value) features.Value { return features.Timestamp(int64(v.Int32()) * msPerDay) }, nil
+			l.typ, l.mul = features.TypeTimestamp, msPerDay
 		case nil:
-			return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(int64(v.Int32())) }, nil
+			l.typ = features.TypeInt
 		case *format.IntType:
-			if lt.IsSigned {
-				return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(int64(v.Int32())) }, nil
-			}
-			return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(int64(v.Uint32())) }, nil
+			l.typ, l.unsigned = features.TypeInt, !lt.IsSigned
 		}
 	case parquet.Int64:
 		switch lt := lt.(type) {
 		case nil, *format.IntType:
-			return features.TypeInt, func(v parquet.Value) features.Value { return features.Int(v.Int64()) }, nil
+			l.typ = features.TypeInt
 		case *format.TimestampType:
-			per := int64(lt.Unit.Value.Duration())
-			if per <= 0 || int64(1e6)%per != 0 {
-				return features.TypeNull, nil, unsupported
+			if per := int64(lt.Unit.Value.Duration()); per > 0 && int64(1e6)%per == 0 {
+				l.typ, l.div = features.TypeTimestamp, int64(1e6)/per // units per millisecond
 			}
-			div := int64(1e6) / per // units per millisecond
-			return features.TypeTimestamp, func(v parquet.Value) features.Value {
-				return features.Timestamp(floorDiv(v.Int64(), div))
-			}, nil
 		}
 	case parquet.Int96:
-		return features.TypeTimestamp, func(v parquet.Value) features.Value { return features.Timestamp(int96Millis(v.Int96())) }, nil
+		l.typ = features.TypeTimestamp
 	}
-	return features.TypeNull, nil, unsupported
+	if l.typ == features.TypeNull {
+		return leaf{}, fmt.Errorf("unsupported type %s", t)
+	}
+	return l, nil
+}
+
+// value converts a value of the column that is not null.
+func (l *leaf) value(v parquet.Value) features.Value {
+	switch v.Kind() {
+	case parquet.Boolean:
+		return features.Bool(v.Boolean())
+	case parquet.Int32:
+		if l.unsigned {
+			return features.FromBits(l.typ, l.bits(int64(v.Uint32())))
+		}
+		return features.FromBits(l.typ, l.bits(int64(v.Int32())))
+	case parquet.Int64:
+		return features.FromBits(l.typ, l.bits(v.Int64()))
+	case parquet.Float:
+		return features.Float(float64(v.Float()))
+	case parquet.Double:
+		return features.Float(v.Double())
+	case parquet.Int96:
+		return features.Timestamp(int96Millis(v.Int96()))
+	}
+	return features.String(string(v.ByteArray()))
+}
+
+// bits returns the bits (features.Value.Bits) of the value of an integer
+// of the column.
+func (l *leaf) bits(x int64) uint64 {
+	if l.div == 1 {
+		return uint64(x * l.mul)
+	}
+	return uint64(floorDiv(x*l.mul, l.div))
 }
 
 // int96Millis converts a legacy INT96 timestamp (nanoseconds of the day, then
