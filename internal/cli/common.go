@@ -38,7 +38,7 @@ func AddCommon(fs *flag.FlagSet) *Common {
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka brokers, host:port,...")
 	fs.StringVar(&c.TopicPrefix, "topic-prefix", "quiver", "prefix of internal topics and Redis keys")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for local state")
-	fs.StringVar(&c.Offline, "offline", "", "offline store URL: file:///path, or s3://bucket/prefix with AWS_* credentials, region and endpoint from the environment; it holds the registry of definitions (default file://<data-dir>/offline)")
+	fs.StringVar(&c.Offline, "offline", "", "offline store URL: file:///path (file://path: relative to the working directory), or s3://bucket/prefix with AWS_* credentials, region and endpoint from the environment; it holds the registry of definitions (default file://<data-dir>/offline)")
 	fs.StringVar(&c.Online, "online", "pebble", "online store: pebble (each serve replica keeps a copy from the changelogs) or redis (shared)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -72,7 +72,7 @@ func (c *Common) openOffline() (*offline.Dir, error) {
 	}
 	switch u.Scheme {
 	case "file":
-		return offline.NewDir(u.Path)
+		return offline.NewDir(filePath(u))
 	case "s3":
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -83,6 +83,21 @@ func (c *Common) openOffline() (*offline.Dir, error) {
 		return off, nil
 	}
 	return nil, fmt.Errorf("--offline %q: want file:///path or s3://bucket/prefix", c.Offline)
+}
+
+// filePath returns the path of a file:// URL: file:///abs/path, or
+// file://localhost/abs/path, is absolute; file://rel/path, file://./rel/path
+// and file:rel/path, which the URL syntax reads as a host and a path, are
+// relative to the working directory, as the default file://<data-dir>/offline
+// is with a relative --data-dir.
+func filePath(u *url.URL) string {
+	switch {
+	case u.Opaque != "":
+		return u.Opaque
+	case u.Host == "" || u.Host == "localhost":
+		return u.Path
+	}
+	return u.Host + u.Path
 }
 
 // s3Options are the options of the store at s3://bucket/prefix, from the

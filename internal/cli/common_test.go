@@ -7,6 +7,25 @@ import (
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
+func TestFilePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"file:///var/lib/quiver/offline":          "/var/lib/quiver/offline",
+		"file://localhost/var/lib/quiver/offline": "/var/lib/quiver/offline",
+		"file://./data/offline":                   "./data/offline",
+		"file://data/offline":                     "data/offline",
+		"file:data/offline":                       "data/offline",
+		"file://../shared/offline":                "../shared/offline",
+	} {
+		u, err := url.Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := filePath(u); got != want {
+			t.Errorf("%s: path %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestS3Options(t *testing.T) {
 	env := map[string]string{
 		"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_DEFAULT_REGION": "eu-west-1",
