@@ -65,11 +65,7 @@ func (r *Registry) register(ctx context.Context, defs *Definitions, v *View) err
 	for {
 		have, err := r.Lookup(ctx, v.Name, v.Version)
 		if err == nil {
-			if have.Fingerprint == want.Fingerprint {
-				return nil
-			}
-			return fmt.Errorf("%w: view %s: %s; define it as version %d instead",
-				ErrVersionNotBumped, v.Ref(), strings.Join(diffCanonical(have.Definition, want.Definition), "; "), v.Version+1)
+			return changed(have, want, v)
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -86,6 +82,36 @@ func (r *Registry) register(ctx context.Context, defs *Definitions, v *View) err
 			return nil
 		}
 	}
+}
+
+// Check checks the given view versions of defs against their records, as
+// Register does, but records nothing: a version not yet registered passes,
+// so that a training set can be built, and its definition changed, before
+// ingest computes the version (and registers it).
+func (r *Registry) Check(ctx context.Context, defs *Definitions, views ...*View) error {
+	var errs []error
+	for _, v := range views {
+		have, err := r.Lookup(ctx, v.Name, v.Version)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			def := v.Canonical(defs)
+			errs = append(errs, changed(have, RegistryRecord{Definition: def, Fingerprint: fingerprint(def)}, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// changed returns nil if the record want of view v has the fingerprint of
+// the registered have, and else ErrVersionNotBumped with the changes.
+func changed(have *RegistryRecord, want RegistryRecord, v *View) error {
+	if have.Fingerprint == want.Fingerprint {
+		return nil
+	}
+	return fmt.Errorf("%w: view %s: %s; define it as version %d instead",
+		ErrVersionNotBumped, v.Ref(), strings.Join(diffCanonical(have.Definition, want.Definition), "; "), v.Version+1)
 }
 
 // Lookup returns the record of a view version; the error matches

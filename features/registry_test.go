@@ -82,6 +82,32 @@ func TestRegistry(t *testing.T) {
 	}
 }
 
+// TestRegistryCheck checks definitions against the registry without
+// registering them: a changed registered version is refused as Register
+// refuses it, an unregistered version passes and stays unregistered.
+func TestRegistryCheck(t *testing.T) {
+	ctx := context.Background()
+	reg := newRegistry(t, t.TempDir())
+	v1 := parse(t, fpBase)
+	if err := reg.Check(ctx, v1, v1.View("v", 1)); err != nil {
+		t.Fatalf("an unregistered version: %v", err)
+	}
+	if _, err := reg.Lookup(ctx, "v", 1); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("lookup after checking: %v, want fs.ErrNotExist", err)
+	}
+	if err := reg.Register(ctx, v1); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Check(ctx, v1, v1.View("v", 1)); err != nil {
+		t.Fatalf("the registered definition: %v", err)
+	}
+	changed := parse(t, strings.Replace(fpBase, "window: 1h}", "window: 2h}", 1))
+	err := reg.Check(ctx, changed, changed.View("v", 1))
+	if !errors.Is(err, features.ErrVersionNotBumped) || !strings.Contains(err.Error(), "feature.n_1h.window: 1h → 2h") {
+		t.Fatalf("a changed definition: %v, want ErrVersionNotBumped naming the window", err)
+	}
+}
+
 // TestRegistryConcurrent registers conflicting definitions of one version from
 // many goroutines: exactly one definition wins, and every other attempt is
 // refused, never silently overwritten.

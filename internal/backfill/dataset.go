@@ -287,6 +287,17 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
+	// A version's features are what serve computed under it: a definition
+	// changed without a new version would give other values.
+	var views []*features.View
+	for _, ej := range p.entities {
+		for _, vj := range ej.views {
+			views = append(views, vj.view)
+		}
+	}
+	if err := features.NewRegistry(cfg.Offline).Check(ctx, cfg.Definitions, views...); err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
 	sp, err := readSpine(cfg.Spine, cfg.TimestampColumn, p.keys)
 	if err != nil {
 		return Summary{}, err
