@@ -100,3 +100,39 @@ func TestBadRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedDefinition: a view version whose definition changed since it
+// was registered is refused, as ingest, serve and replay refuse it.
+func TestChangedDefinition(t *testing.T) {
+	ctx := context.Background()
+	src, err := os.ReadFile("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := features.Parse("definitions.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := features.Parse("definitions.yaml", []byte(strings.Replace(string(src),
+		"{name: txn_count_1h,   agg: count, window: 1h}", "{name: txn_count_1h,   agg: count, window: 2h}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "spine.csv")
+	if err := os.WriteFile(spine, []byte("user_id,ts\nu1,1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = backfill.Dataset(ctx, backfill.DatasetConfig{Definitions: changed, Offline: off, Spine: spine, TimestampColumn: "ts",
+		Features: []string{"user_txn@1:amount_sum_1h"}, Out: filepath.Join(dir, "out.parquet")})
+	if !errors.Is(err, features.ErrVersionNotBumped) || !strings.Contains(err.Error(), "view user_txn@1") {
+		t.Fatalf("got %v, want ErrVersionNotBumped naming user_txn@1", err)
+	}
+}
