@@ -6,7 +6,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -146,14 +145,17 @@ func decodeValue(v *fastjson.Value, t Type, scratch []byte) (Value, error) {
 			if err != nil {
 				return Null, fmt.Errorf("%s is not integer epoch milliseconds", text)
 			}
+			if err := CheckTime(ms); err != nil {
+				return Null, err
+			}
 			return Timestamp(ms), nil
 		case fastjson.TypeString:
 			b, _ := v.StringBytes()
-			ts, err := time.Parse(time.RFC3339Nano, string(b))
+			ms, err := ParseTime(string(b))
 			if err != nil {
-				return Null, fmt.Errorf("%q is not an RFC 3339 time", b)
+				return Null, err
 			}
-			return Timestamp(ts.UnixMilli()), nil
+			return Timestamp(ms), nil
 		}
 		return Null, fmt.Errorf("want timestamp (RFC 3339 string or epoch milliseconds), got %s", jsonKind(jt, text))
 	}

@@ -16,6 +16,8 @@ import (
 func FuzzDecodeJSONMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"uid":"u","n":1,"x":2.5,"ok":true,"at":5,"ts":7}`))
 	f.Add([]byte(`{"uid":"\ud800x","x":NaN,"ts":1}`))
+	f.Add([]byte(`{"at":"2026-11-21 08:00:00.5+01:00","ts":"2026-11-21t08:00:00z"}`))
+	f.Add([]byte(`{"at":"0000-12-31T23:59:59Z","ts":253402300800000}`))
 	defs, err := Parse("d.yaml", []byte(`project: d
 entities: [{name: user, join_keys: [uid]}]
 sources:
@@ -130,15 +132,33 @@ func referenceTimestamp(raw json.RawMessage) (Value, error) {
 		if err != nil {
 			return Null, fmt.Errorf("%s is not integer epoch milliseconds", raw)
 		}
-		return Timestamp(ms), nil
+		return referenceInRange(time.UnixMilli(ms))
 	}
 	var s string
 	if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 		return Null, fmt.Errorf("want timestamp (RFC 3339 string or epoch milliseconds), got %s", referenceKind(raw))
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	// RFC 3339 allows a lower-case t and z, and a space for the t.
+	upper := []byte(s)
+	for i, c := range upper {
+		if c >= 'a' && c <= 'z' {
+			upper[i] = c - 'a' + 'A'
+		}
+	}
+	if len(upper) > 10 && upper[10] == ' ' {
+		upper[10] = 'T'
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(upper))
 	if err != nil {
 		return Null, fmt.Errorf("%q is not an RFC 3339 time", s)
+	}
+	return referenceInRange(t)
+}
+
+// referenceInRange returns t's timestamp if t is in years 1 to 9999 UTC.
+func referenceInRange(t time.Time) (Value, error) {
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return Null, fmt.Errorf("%v is outside years 1 to 9999", t)
 	}
 	return Timestamp(t.UnixMilli()), nil
 }

@@ -31,6 +31,12 @@ func TestDecodeJSON(t *testing.T) {
 			want: []features.Value{features.Null, features.Null, features.Float(7), features.Null, features.Null, features.Timestamp(5)}},
 		{in: `{"at": "2026-11-20T10:00:00+01:00", ` + ts + `}`,
 			want: []features.Value{features.Null, features.Null, features.Null, features.Null, features.Timestamp(tsMs - 250), features.Timestamp(tsMs)}},
+		{in: `{"at": "2026-11-20 10:00:00+01:00", "ts": "2026-11-20t09:00:00.250z"}`, // RFC 3339 allows both
+			want: []features.Value{features.Null, features.Null, features.Null, features.Null, features.Timestamp(tsMs - 250), features.Timestamp(tsMs)}},
+		{in: `{"ts": "9999-12-31T23:59:59.999Z"}`,
+			want: []features.Value{features.Null, features.Null, features.Null, features.Null, features.Null, features.Timestamp(features.MaxTime)}},
+		{in: `{"ts": -62135596800000}`,
+			want: []features.Value{features.Null, features.Null, features.Null, features.Null, features.Null, features.Timestamp(features.MinTime)}},
 		{in: `{"n": -9223372036854775808, ` + ts + `}`,
 			want: []features.Value{features.Null, features.Int(-9223372036854775808), features.Null, features.Null, features.Null, features.Timestamp(tsMs)}},
 		{in: `not json`, reason: features.ReasonInvalidJSON},
@@ -46,6 +52,9 @@ func TestDecodeJSON(t *testing.T) {
 		{in: `{"ok": 1, ` + ts + `}`, reason: features.ReasonSchema, field: "ok"},
 		{in: `{"at": "yesterday", ` + ts + `}`, reason: features.ReasonSchema, field: "at"},
 		{in: `{"at": true, ` + ts + `}`, reason: features.ReasonSchema, field: "at"},
+		{in: `{"ts": 253402300800000}`, reason: features.ReasonSchema, field: "ts"}, // year 10000: no date partition names it
+		{in: `{"ts": -62135596800001}`, reason: features.ReasonSchema, field: "ts"},
+		{in: `{"ts": "0000-06-01T00:00:00Z"}`, reason: features.ReasonSchema, field: "ts"},
 		{in: `{"uid": "u1"}`, reason: features.ReasonMissingEventTime, field: "ts"},
 		{in: `{"uid": "u1", "ts": null}`, reason: features.ReasonMissingEventTime, field: "ts"},
 	} {

@@ -1,9 +1,11 @@
 package features
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -85,6 +87,47 @@ func FromBits(typ Type, bits uint64) Value {
 		return Bool(bits != 0)
 	}
 	return Null
+}
+
+// The times a timestamp may hold, in epoch milliseconds: years 1 to 9999
+// UTC, those RFC 3339 writes and a date partition names.
+const (
+	MinTime = -62135596800000 // 0001-01-01T00:00:00Z
+	MaxTime = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
+// ErrTimeRange is what a time outside MinTime to MaxTime gives.
+var ErrTimeRange = errors.New("outside years 1 to 9999")
+
+// CheckTime returns an error matching ErrTimeRange if ms is outside MinTime
+// to MaxTime.
+func CheckTime(ms int64) error {
+	if ms < MinTime || ms > MaxTime {
+		return fmt.Errorf("%d ms is %w", ms, ErrTimeRange)
+	}
+	return nil
+}
+
+// ParseTime parses an RFC 3339 time to epoch milliseconds, as
+// time.RFC3339Nano reads it and with what RFC 3339 also allows and tools
+// write: a lower-case t or z, or a space between the date and the time.
+// A time outside MinTime to MaxTime gives an error matching ErrTimeRange.
+func ParseTime(s string) (int64, error) {
+	text := s
+	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
+		s = s[:10] + "T" + s[11:]
+	}
+	if strings.HasSuffix(s, "z") {
+		s = s[:len(s)-1] + "Z"
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an RFC 3339 time", text)
+	}
+	if ms := t.UnixMilli(); ms >= MinTime && ms <= MaxTime {
+		return ms, nil
+	}
+	return 0, fmt.Errorf("%q is %w", text, ErrTimeRange)
 }
 
 // Type returns the value's type; TypeNull for null.

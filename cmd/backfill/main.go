@@ -174,10 +174,11 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		if s == "" {
 			continue
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		ms, err := features.ParseTime(s)
 		if err != nil {
-			return fmt.Errorf("%s %q: want an RFC 3339 time", flagName, s)
+			return fmt.Errorf("%s: want an RFC 3339 time: %w", flagName, err)
 		}
+		t := time.UnixMilli(ms).UTC()
 		if flagName == "--from" {
 			cfg.Since = t
 		} else {

@@ -37,7 +37,8 @@ var Start = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 // Stream makes n valid transactions of 40 users at 25 merchants, two
 // seconds of event time apart, one in ten out of order within the allowed
 // lateness, with one record of each kind that ingest must dead-letter:
-// invalid JSON, a schema violation, a missing event time, a late event.
+// invalid JSON, schema violations (a string amount, an event time past
+// year 9999), a missing event time, a late event.
 func Stream(seed uint64, n int) []Txn { return StreamFrom(seed, n, Start) }
 
 // StreamFrom is Stream with its first event at start.
@@ -58,6 +59,8 @@ func StreamFrom(seed uint64, n int, start time.Time) []Txn {
 			out = append(out, Txn{Key: user, Value: `{"txn_id": "broken`, Reason: features.ReasonInvalidJSON})
 		case 2 * n / 5:
 			out = append(out, Txn{Key: user, Value: `{"txn_id":"x","user_id":"u001","amount":"12.50","ts":"2026-11-20T01:00:00Z"}`, Reason: features.ReasonSchema})
+		case 3 * n / 10: // year 10000: no date partition of the offline log names it
+			out = append(out, Txn{Key: user, Value: `{"txn_id":"w","user_id":"u001","amount":1.5,"ts":253402300800000}`, Reason: features.ReasonSchema})
 		case 3 * n / 5:
 			out = append(out, Txn{Key: user, Value: `{"txn_id":"y","user_id":"u001","amount":1.5}`, Reason: features.ReasonMissingEventTime})
 		case 4 * n / 5:

@@ -61,13 +61,6 @@ type Batch struct {
 	FirstOffset, LastOffset int64
 }
 
-// The event times a batch may hold: years 1 to 9999, so that dates format as
-// YYYY-MM-DD.
-var (
-	minEventTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	maxEventTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli() - 1
-)
-
 // maxRowErrors bounds how many row problems one error reports.
 const maxRowErrors = 10
 
@@ -107,8 +100,11 @@ func (b *Batch) validate() error {
 					errs = append(errs, fmt.Errorf("row %d column %q: %w", i, b.Columns[j].Name, err))
 				}
 			}
-			if t := row[b.TimeColumn]; t.Type() == features.TypeTimestamp && (t.Int() < minEventTime || t.Int() > maxEventTime) {
-				errs = append(errs, fmt.Errorf("row %d: event time %d out of range", i, t.Int()))
+			// Dates name partitions: YYYY-MM-DD.
+			if t := row[b.TimeColumn]; t.Type() == features.TypeTimestamp {
+				if err := features.CheckTime(t.Int()); err != nil {
+					errs = append(errs, fmt.Errorf("row %d: event time %w", i, err))
+				}
 			}
 		}
 		if len(errs) >= maxRowErrors {
