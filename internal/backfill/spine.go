@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -121,16 +120,16 @@ func (s *spine) headerRows(path string) int {
 func timestamp(v features.Value) (int64, error) {
 	switch v.Type() {
 	case features.TypeTimestamp, features.TypeInt:
-		return v.Int(), nil
+		return v.Int(), features.CheckTime(v.Int())
 	case features.TypeString:
 		if ms, err := strconv.ParseInt(v.Str(), 10, 64); err == nil {
-			return ms, nil
+			return ms, features.CheckTime(ms)
 		}
-		t, err := time.Parse(time.RFC3339Nano, v.Str())
-		if err != nil {
+		ms, err := features.ParseTime(v.Str())
+		if err != nil && !errors.Is(err, features.ErrTimeRange) {
 			return 0, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", v.Str())
 		}
-		return t.UnixMilli(), nil
+		return ms, err
 	case features.TypeNull:
 		return 0, errors.New("no timestamp")
 	}
@@ -169,6 +168,7 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		}
 		s.cols, guesses = make([]offline.Column, len(rec)), make([]typeGuess, len(rec))
 		seen := map[string]bool{}
+		rec[0] = strings.TrimPrefix(rec[0], "\ufeff") // the byte-order mark spreadsheets write
 		for j, h := range rec {
 			if h == "" || seen[h] {
 				return &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
@@ -240,15 +240,25 @@ func eachRecord(f *os.File, path string, fn func(row int, rec []string) error) e
 // typeGuess is what a column's cells seen so far all parse as.
 type typeGuess struct{ notInt, notFloat, any bool }
 
+// see takes a cell. An int is one as Go writes it, so that the dataset's
+// column reads as the spine's; digits that are not (a code with a leading
+// zero, an id too long for an int64) make the column a string column, not
+// a float one that would change them.
 func (g *typeGuess) see(c string) {
 	if c == "" {
 		return
 	}
 	g.any = true
-	if !g.notInt {
-		if _, err := strconv.ParseInt(c, 10, 64); err != nil {
-			g.notInt = true
-		}
+	if g.notInt && g.notFloat {
+		return
+	}
+	var buf [24]byte
+	if i, err := strconv.ParseInt(c, 10, 64); err == nil && string(strconv.AppendInt(buf[:0], i, 10)) == c {
+		return
+	}
+	g.notInt = true
+	if strings.TrimLeft(strings.TrimPrefix(c, "-"), "0123456789") == "" {
+		g.notFloat = true
 	}
 	if !g.notFloat {
 		if f, err := strconv.ParseFloat(c, 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {

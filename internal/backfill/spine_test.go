@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,12 @@ func TestBadSpine(t *testing.T) {
 			`no column "merchant_id": the features' entities need it as a join key`},
 		{"unparseable time", "user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,yesterday\n", "user_txn@1:txn_count_1h",
 			`spine.csv: row 3: column "ts": "yesterday" is not an RFC 3339 time or epoch milliseconds`},
+		{"time past year 9999", "user_id,ts\nu1,10000-01-01T00:00:00Z\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 2: column "ts": "10000-01-01T00:00:00Z" is not an RFC 3339 time or epoch milliseconds`},
+		{"time before year 1", "user_id,ts\nu1,0000-12-31T00:00:00Z\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 2: column "ts": "0000-12-31T00:00:00Z" is outside years 1 to 9999`},
+		{"epoch time past year 9999", "user_id,ts\nu1,253402300800000\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 2: column "ts": 253402300800000 ms is outside years 1 to 9999`},
 		{"empty join key", "user_id,ts\nu1,1\n,2\n", "user_txn@1:txn_count_1h",
 			`spine.csv: row 3: join key "user_id" is empty`},
 		{"ragged row", "user_id,ts\nu1,1,extra\n", "user_txn@1:txn_count_1h",
@@ -134,5 +141,50 @@ func TestChangedDefinition(t *testing.T) {
 		Features: []string{"user_txn@1:amount_sum_1h"}, Out: filepath.Join(dir, "out.parquet")})
 	if !errors.Is(err, features.ErrVersionNotBumped) || !strings.Contains(err.Error(), "view user_txn@1") {
 		t.Fatalf("got %v, want ErrVersionNotBumped naming user_txn@1", err)
+	}
+}
+
+// TestSpineCSV: a CSV spine's columns come through as written: a byte-order
+// mark before the header is dropped, codes and ids of digits that no int64
+// holds as written stay strings, and times may be written as RFC 3339 allows
+// (a space or a lower-case t and z) or as epoch milliseconds.
+func TestSpineCSV(t *testing.T) {
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "spine.csv")
+	csv := "\ufeffuser_id,ts,zip,id,n,x\n" +
+		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5\n" +
+		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2\n" +
+		"u3,1795165200250,,1,,\n"
+	if err := os.WriteFile(spine, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.parquet")
+	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	cols, rows, _, err := offline.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
+		{Name: "zip", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "n", Type: features.TypeInt},
+		{Name: "x", Type: features.TypeFloat}, {Name: "user_txn__txn_count_1h", Type: features.TypeInt}}
+	if !slices.Equal(cols, want) {
+		t.Fatalf("columns %v, want %v", cols, want)
+	}
+	if z, id := rows[0][2], rows[0][3]; z.Str() != "00501" || id.Str() != "12345678901234567891" {
+		t.Errorf("zip %v, id %v: want them as written", z, id)
+	}
+	if n, x := rows[1][4], rows[1][5]; n != features.Int(-3) || x != features.Float(2) {
+		t.Errorf("n %v, x %v: want -3 and 2.0", n, x)
 	}
 }
