@@ -240,6 +240,9 @@ func compact(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--target-size: %w", err)
 	}
+	if *grace <= 0 {
+		return fmt.Errorf("--grace %v: want a positive duration: a reader that listed the log before a compaction reads the files it replaces until then", *grace)
+	}
 	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
