@@ -395,6 +395,8 @@ func TestAuth(t *testing.T) {
 		{"not bearer", "Basic s3cret", 401},
 		{"token", "Bearer s3cret", 200},
 		{"second token", "Bearer other-token", 200},
+		{"the scheme in lower case", "bearer s3cret", 200},
+		{"no token after the scheme", "Bearer ", 401},
 	} {
 		code, r, raw := f.do(t, "POST", "/get-online-features", body, "Authorization", c.header)
 		if code != c.code {

@@ -207,8 +207,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
-		given, ok := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
-		if !ok || given == "" {
+		// The scheme's name is case-insensitive (RFC 9110 §11.1).
+		scheme, given, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || given == "" {
 			return &apiError{code: http.StatusUnauthorized, msg: "missing bearer token: send Authorization: Bearer <token>"}
 		}
 		sum := sha256.Sum256([]byte(given))
