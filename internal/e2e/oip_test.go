@@ -69,6 +69,9 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		path string
 		data any
 	}{{"/v2/models/fraud/infer", in}, {"/v2/models/fraud/versions/1/infer", nested}} {
+		// Parameters, which the protocol allows on the request, its inputs
+		// and its outputs, are taken and ignored.
+		params := map[string]any{"priority": 1}
 		var out struct {
 			ModelName    string `json:"model_name"`
 			ModelVersion string `json:"model_version"`
@@ -80,7 +83,9 @@ func TestOpenInferenceProtocol(t *testing.T) {
 				Data     []float64 `json:"data"`
 			} `json:"outputs"`
 		}
-		postJSON(t, base+c.path, map[string]any{"id": "req-1", "inputs": []map[string]any{{"name": "input", "shape": []int{3, 10}, "datatype": "FP32", "data": c.data}}}, http.StatusOK, &out)
+		postJSON(t, base+c.path, map[string]any{"id": "req-1", "parameters": params,
+			"inputs":  []map[string]any{{"name": "input", "shape": []int{3, 10}, "datatype": "FP32", "parameters": params, "data": c.data}},
+			"outputs": []map[string]any{{"name": "output", "parameters": params}}}, http.StatusOK, &out)
 		if out.ModelName != "fraud" || out.ModelVersion != "1" || out.ID != "req-1" || len(out.Outputs) != 1 ||
 			out.Outputs[0].Name != "output" || out.Outputs[0].Datatype != "FP32" || !slices.Equal(out.Outputs[0].Shape, []int{3, 1}) {
 			t.Fatalf("%s: response %+v", c.path, out)
@@ -109,6 +114,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		{"/v2/models/fraud/infer", map[string]any{"inputz": []any{}}, 400, "unknown field"},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [0, 0, 1e39, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 2 of data is out of the range of FP32"},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [01, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "not valid JSON"},
+		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, null]}]}`, 400, "data holds a null"},
 		{"/v2/models/fraud/infer", `{"id": "` + strings.Repeat("x", 5<<20) + `", "inputs": []}`, 413, "larger than the limit"},
 	} {
 		postJSON(t, base+c.path, c.body, c.code, &e)

@@ -21,19 +21,22 @@ import (
 // no feature lookup. A model's input is one tensor of shape [rows, n] and
 // its output one of [rows, k].
 
-// oipTensor is a tensor of a v2 request or response.
+// oipTensor is an input tensor of a v2 request. Parameters, here and in
+// the request, are hints the protocol lets a server ignore.
 type oipTensor struct {
-	Name     string          `json:"name"`
-	Shape    []int           `json:"shape"`
-	Datatype string          `json:"datatype"`
-	Data     json.RawMessage `json:"data,omitempty"`
+	Name       string          `json:"name"`
+	Shape      []int           `json:"shape"`
+	Datatype   string          `json:"datatype"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
 }
 
 type oipInferRequest struct {
 	ID      string      `json:"id,omitempty"`
 	Inputs  []oipTensor `json:"inputs"`
 	Outputs []struct {
-		Name string `json:"name"`
+		Name       string         `json:"name"`
+		Parameters map[string]any `json:"parameters,omitempty"`
 	} `json:"outputs,omitempty"`
 	Parameters map[string]any `json:"parameters,omitempty"`
 }
@@ -200,6 +203,11 @@ func (s *Server) oipInfer(c echo.Context) error {
 // flatNumbers reads tensor data: a flat array of numbers, or one nested
 // array per row (row-major either way), each a finite float32.
 func flatNumbers(raw json.RawMessage) ([]float32, error) {
+	// Decoding takes a null for 0. In valid JSON that decodes as numbers,
+	// "null" can only be a null.
+	if bytes.Contains(raw, []byte("null")) {
+		return nil, errors.New("data holds a null: a tensor's values are numbers")
+	}
 	var flat []float32
 	if err := json.Unmarshal(raw, &flat); err != nil {
 		var nested [][]float32
