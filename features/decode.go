@@ -2,6 +2,7 @@ package features
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -118,8 +119,11 @@ func decodeValue(v *fastjson.Value, t Type, scratch []byte) (Value, error) {
 	case TypeInt:
 		if jt == fastjson.TypeNumber {
 			i, err := strconv.ParseInt(text, 10, 64)
+			if errors.Is(err, strconv.ErrRange) {
+				return Null, fmt.Errorf("%s is out of the int64 range", text)
+			}
 			if err != nil {
-				return Null, fmt.Errorf("%s is not an integer in the int64 range", text)
+				return Null, fmt.Errorf("%s is not an integer: an int is written with digits alone", text)
 			}
 			return Int(i), nil
 		}

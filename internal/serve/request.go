@@ -2,8 +2,8 @@ package serve
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 
@@ -284,11 +284,11 @@ func toAny(v *fastjson.Value) any {
 func describe(v *fastjson.Value) string {
 	switch v.Type() {
 	case fastjson.TypeNumber:
-		f, _ := v.Float64()
-		if f == math.Trunc(f) {
-			return "the number " + strconv.FormatFloat(f, 'g', -1, 64) + " (out of the integer range)"
+		text := string(v.MarshalTo(nil))
+		if _, err := strconv.ParseInt(text, 10, 64); errors.Is(err, strconv.ErrRange) {
+			return "the number " + text + " (out of the int64 range)"
 		}
-		return "the number " + strconv.FormatFloat(f, 'g', -1, 64)
+		return "the number " + text
 	case fastjson.TypeNull:
 		return "null"
 	case fastjson.TypeTrue, fastjson.TypeFalse:

@@ -365,6 +365,8 @@ func TestBadInput(t *testing.T) {
 		{"join key of the wrong type", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": ["11"], "merchant_id": ["m1"]}}`, 400, "entities.card_id[0] must be an integer"},
 		{"join key not a scalar", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": [null]}}`, 400, "entities.user_id[0] must be a string or an integer, not null"},
 		{"fractional join key", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [1.5], "merchant_id": ["m1"]}}`, 400, "not the number 1.5"},
+		{"join key written as a float", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [42.0], "merchant_id": ["m1"]}}`, 400, "must be a string or an integer, not the number 42.0"},
+		{"join key out of range", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [9223372036854775808], "merchant_id": ["m1"]}}`, 400, "not the number 9223372036854775808 (out of the int64 range)"},
 		{"key given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "user_id": ["u2"]}}`, 400, "entities.user_id is given twice"},
 		{"too many entities", "POST", "/get-online-features", big, 400, "too many entities: 1001 in entities.user_id, at most 1000"},
 		{"oversized body", "POST", "/get-online-features", huge, 413, "larger than the limit"},
