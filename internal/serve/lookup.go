@@ -27,6 +27,7 @@ type table struct {
 // needs: the tables to read and where each output comes from.
 type plan struct {
 	names   []string // output feature names: resolved references, then on-demand features
+	columns []string // the same as full feature names: <view>__<feature>, then on-demand features
 	tables  []*table
 	outputs []output             // one per resolved reference
 	service *features.Service    // with on-demand features; nil for a list
@@ -67,6 +68,7 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 		}
 		p.outputs = append(p.outputs, output{table: i, feature: slices.Index(v.Features, f)})
 		p.names = append(p.names, v.Ref()+":"+f.Name)
+		p.columns = append(p.columns, features.FeatureRef{View: v.Name, Feature: f.Name}.Column())
 	}
 	if len(unknown) > 0 {
 		return nil, badRequest("unknown features: %s", strings.Join(unknown, "; "))
@@ -81,6 +83,7 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 	if svc != nil {
 		for _, o := range svc.OnDemand {
 			p.names = append(p.names, o.Name)
+			p.columns = append(p.columns, o.Name)
 			for _, k := range o.RequestKeys() {
 				if !slices.Contains(p.context, k) {
 					p.context = append(p.context, k)
@@ -112,6 +115,13 @@ func (p *plan) check(req *request) error {
 	for _, k := range p.keyNames() {
 		if !given[k] {
 			problems = append(problems, fmt.Sprintf("join key %s is missing from entities (%s needs it)", k, p.keys[k].used))
+		}
+	}
+	if req.fullNames {
+		for i, c := range p.columns {
+			if j := slices.Index(p.columns[:i], c); j >= 0 {
+				problems = append(problems, fmt.Sprintf("full_feature_names: %s and %s would both be %s: request one version of a view", p.names[j], p.names[i], c))
+			}
 		}
 	}
 	for _, k := range p.context {
@@ -293,7 +303,11 @@ func appendResponse(b []byte, req *request, p *plan, res *result) []byte {
 		}
 		b = jsonenc.AppendString(b, c.name)
 	}
-	for i, name := range p.names {
+	names := p.names
+	if req.fullNames {
+		names = p.columns
+	}
+	for i, name := range names {
 		if i > 0 || len(req.entities) > 0 {
 			b = append(b, ',')
 		}

@@ -17,6 +17,9 @@ import (
 type request struct {
 	features []string // the requested references; nil when service is set
 	service  string
+	// fullNames names the features <view>__<feature> in the response, as
+	// Feast's full_feature_names does and training sets name their columns.
+	fullNames bool
 	entities []column // in the body's order
 	context  []contextValue
 	rows     int // entities per column
@@ -105,12 +108,23 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict boo
 				return
 			}
 			req.service = string(s)
+		case "full_feature_names":
+			if predict {
+				problems = append(problems, `unknown field "full_feature_names": a prediction names no features`)
+				return
+			}
+			b, err := v.Bool()
+			if err != nil {
+				problems = append(problems, "full_feature_names must be true or false")
+				return
+			}
+			req.fullNames = b
 		case "entities":
 			entities = v
 		case "request_context":
 			context = v
 		default:
-			want := "features or feature_service, entities, request_context"
+			want := "features or feature_service, entities, request_context, full_feature_names"
 			if predict {
 				want = "entities, request_context"
 			}

@@ -226,6 +226,32 @@ func TestLookup(t *testing.T) {
 	}
 }
 
+// TestFullFeatureNames: with Feast's full_feature_names, features are named
+// as training sets name their columns.
+func TestFullFeatureNames(t *testing.T) {
+	f := newFixture(t)
+	body := `{"features": ["user_txn:txn_count_1h", "user_txn@1:amount_avg_24h"], "entities": {"user_id": ["u1"]}, "full_feature_names": true}`
+	code, r, raw := f.do(t, "POST", "/get-online-features", body)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	if want := "[user_id user_txn__txn_count_1h user_txn__amount_avg_24h]"; fmt.Sprint(r.Metadata.FeatureNames) != want {
+		t.Errorf("feature_names = %q, want %s", r.Metadata.FeatureNames, want)
+	}
+	if want := f.value(t, "user_txn@2", "txn_count_1h", "u1", now.UnixMilli()); r.Results[1].Values[0] != want {
+		t.Errorf("txn_count_1h of u1 = %v, want %v", r.Results[1].Values[0], want)
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{"features": ["user_txn@1:txn_count_1h", "user_txn@2:txn_count_1h"], "entities": {"user_id": ["u1"]}, "full_feature_names": true}`,
+			"full_feature_names: user_txn@1:txn_count_1h and user_txn@2:txn_count_1h would both be user_txn__txn_count_1h"},
+		{`{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "full_feature_names": 1}`, "full_feature_names must be true or false"},
+	} {
+		if code, r, raw := f.do(t, "POST", "/get-online-features", c.body); code != 400 || !strings.Contains(r.Error, c.want) {
+			t.Errorf("got %d %s\nwant 400 with an error containing %q", code, raw, c.want)
+		}
+	}
+}
+
 func TestLookupServiceCompositeKeysAndTTL(t *testing.T) {
 	f := newFixture(t)
 	body := `{"feature_service": "risk",
