@@ -80,6 +80,7 @@ type Repository struct {
 	stamps  map[string]string // model directory → what its files looked like when loaded
 	reloads prometheus.Counter
 	failed  prometheus.Counter
+	info    *prometheus.GaugeVec // 1 per version serving, with its device
 }
 
 // Config is what Open needs.
@@ -103,9 +104,11 @@ func Open(cfg Config) (*Repository, error) {
 	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{},
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total", Help: "Model reloads that took effect."}),
 		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model reloads refused: the previous versions kept serving."}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "quiver_serve_model_info",
+			Help: "1 for each model version serving, labelled with the device it predicts on (cpu or gpu)."}, []string{"model", "version", "device"}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(r.reloads, r.failed)
+		cfg.Registerer.MustRegister(r.reloads, r.failed, r.info)
 	}
 	names, err := os.ReadDir(cfg.Dir)
 	if err != nil {
@@ -125,7 +128,7 @@ func Open(cfg Config) (*Repository, error) {
 		}
 		models[m.Name], r.stamps[m.Name] = m, stamp
 	}
-	r.models.Store(&models)
+	r.store(models)
 	if err := errors.Join(errs...); err != nil {
 		r.Close()
 		return nil, err
@@ -199,7 +202,7 @@ func (r *Repository) Reload() {
 	if !changed {
 		return
 	}
-	r.models.Store(&next)
+	r.store(next)
 	// Requests that routed to a retired version a moment ago still reach
 	// its batcher: close it once they are in.
 	time.AfterFunc(time.Second, func() {
@@ -207,6 +210,17 @@ func (r *Repository) Reload() {
 			m.close()
 		}
 	})
+}
+
+// store makes models the ones serving, and says so in the metrics.
+func (r *Repository) store(models map[string]*Model) {
+	r.models.Store(&models)
+	r.info.Reset()
+	for _, m := range models {
+		for n, v := range m.Versions {
+			r.info.WithLabelValues(m.Name, strconv.Itoa(n), v.Device).Set(1)
+		}
+	}
 }
 
 // stampDir describes a model directory's files: names, sizes and times.

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/model"
 )
@@ -22,11 +25,22 @@ func fraudDefs(t *testing.T) *features.Definitions {
 }
 
 func TestOpen(t *testing.T) {
-	repo, err := model.Open(model.Config{Dir: "testdata/models", Definitions: fraudDefs(t)})
+	reg := prometheus.NewRegistry()
+	repo, err := model.Open(model.Config{Dir: "testdata/models", Definitions: fraudDefs(t), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer repo.Close()
+	// Without a GPU backend, a model of device auto predicts on the CPU,
+	// and the metrics say so.
+	want := `
+# HELP quiver_serve_model_info 1 for each model version serving, labelled with the device it predicts on (cpu or gpu).
+# TYPE quiver_serve_model_info gauge
+quiver_serve_model_info{device="cpu",model="fraud",version="1"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "quiver_serve_model_info"); err != nil {
+		t.Error(err)
+	}
 	v, shadow, err := repo.Route("fraud", "u1")
 	if err != nil || v.Version != 1 || shadow != nil {
 		t.Fatalf("route: %v, %v, %v; want version 1, no shadow", v, shadow, err)
