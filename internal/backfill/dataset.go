@@ -327,6 +327,9 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		if err != nil {
 			return Summary{}, err
 		}
+		if len(fs) == 0 {
+			cfg.Logger.Warn("the event log is empty: its views' features are computed from no events", "log", "events/"+src)
+		}
 		for _, f := range fs {
 			logBytes += f.Size
 		}
