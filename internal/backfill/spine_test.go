@@ -14,9 +14,9 @@ import (
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
-// TestBadSpine: a spine the dataset cannot use is refused with an error
-// naming the file and, where there is one, the row.
-func TestBadSpine(t *testing.T) {
+// fraudStore returns the fraud definitions and an empty offline store.
+func fraudStore(t *testing.T) (*features.Definitions, *offline.Dir) {
+	t.Helper()
 	defs, err := features.Load("../../examples/fraud/definitions.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -25,6 +25,23 @@ func TestBadSpine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return defs, off
+}
+
+// writeSpine writes a CSV spine, spine.csv, in dir.
+func writeSpine(t *testing.T, dir, csv string) string {
+	t.Helper()
+	path := filepath.Join(dir, "spine.csv")
+	if err := os.WriteFile(path, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestBadSpine: a spine the dataset cannot use is refused with an error
+// naming the file and, where there is one, the row.
+func TestBadSpine(t *testing.T) {
+	defs, off := fraudStore(t)
 	for _, c := range []struct {
 		name, csv, features, want string
 	}{
@@ -51,10 +68,7 @@ func TestBadSpine(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
-			spine := filepath.Join(dir, "spine.csv")
-			if err := os.WriteFile(spine, []byte(c.csv), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			spine := writeSpine(t, dir, c.csv)
 			_, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{
 				Definitions: defs, Offline: off, Spine: spine, TimestampColumn: "ts",
 				Features: strings.Split(c.features, ","), Out: filepath.Join(dir, "out.parquet"),
@@ -71,17 +85,9 @@ func TestBadSpine(t *testing.T) {
 }
 
 func TestBadRequest(t *testing.T) {
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	defs, off := fraudStore(t)
 	dir := t.TempDir()
-	spine := filepath.Join(dir, "spine.csv")
-	os.WriteFile(spine, []byte("user_id,ts\nu1,1\n"), 0o644)
+	spine := writeSpine(t, dir, "user_id,ts\nu1,1\n")
 	for _, c := range []struct {
 		name     string
 		cfg      backfill.DatasetConfig
@@ -112,19 +118,12 @@ func TestBadRequest(t *testing.T) {
 // was registered is refused, as ingest, serve and replay refuse it.
 func TestChangedDefinition(t *testing.T) {
 	ctx := context.Background()
+	defs, off := fraudStore(t)
+	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
+		t.Fatal(err)
+	}
 	src, err := os.ReadFile("../../examples/fraud/definitions.yaml")
 	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := features.Parse("definitions.yaml", src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		t.Fatal(err)
 	}
 	changed, err := features.Parse("definitions.yaml", []byte(strings.Replace(string(src),
@@ -133,10 +132,7 @@ func TestChangedDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	spine := filepath.Join(dir, "spine.csv")
-	if err := os.WriteFile(spine, []byte("user_id,ts\nu1,1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	spine := writeSpine(t, dir, "user_id,ts\nu1,1\n")
 	_, err = backfill.Dataset(ctx, backfill.DatasetConfig{Definitions: changed, Offline: off, Spine: spine, TimestampColumn: "ts",
 		Features: []string{"user_txn@1:amount_sum_1h"}, Out: filepath.Join(dir, "out.parquet")})
 	if !errors.Is(err, features.ErrVersionNotBumped) || !strings.Contains(err.Error(), "view user_txn@1") {
@@ -149,23 +145,12 @@ func TestChangedDefinition(t *testing.T) {
 // holds as written stay strings, and times may be written as RFC 3339 allows
 // (a space or a lower-case t and z) or as epoch milliseconds.
 func TestSpineCSV(t *testing.T) {
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	defs, off := fraudStore(t)
 	dir := t.TempDir()
-	spine := filepath.Join(dir, "spine.csv")
-	csv := "\ufeffuser_id,ts,zip,id,n,x\n" +
-		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5\n" +
-		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2\n" +
-		"u3,1795165200250,,1,,\n"
-	if err := os.WriteFile(spine, []byte(csv), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	spine := writeSpine(t, dir, "\ufeffuser_id,ts,zip,id,n,x\n"+
+		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5\n"+
+		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2\n"+
+		"u3,1795165200250,,1,,\n")
 	out := filepath.Join(dir, "out.parquet")
 	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
 		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {

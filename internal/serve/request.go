@@ -20,9 +20,9 @@ type request struct {
 	// fullNames names the features <view>__<feature> in the response, as
 	// Feast's full_feature_names does and training sets name their columns.
 	fullNames bool
-	entities []column // in the body's order
-	context  []contextValue
-	rows     int // entities per column
+	entities  []column // in the body's order
+	context   []contextValue
+	rows      int // entities per column
 }
 
 // column is one join key's values, one per entity. Values are strings or
