@@ -132,6 +132,9 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	if c.Online != "pebble" && c.Online != "redis" { // before anything is written
+		return nil, nil, nil, fmt.Errorf("--online %q: want pebble or redis", c.Online)
+	}
 	defs, err := c.load()
 	if err != nil {
 		return nil, nil, nil, err
@@ -143,9 +146,9 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 	return log, defs, off, nil
 }
 
-// Redis checks --online and, for redis, connects to --redis-addr: one
-// address is a single Redis, several the seeds of a Redis Cluster. It
-// returns nil for pebble. cacheBytes > 0 turns on client-side caching of
+// Redis connects to --redis-addr with --online redis: one address is a
+// single Redis, several the seeds of a Redis Cluster. It returns nil for
+// pebble. cacheBytes > 0 turns on client-side caching of
 // that size on a single Redis (see redis.ClientOptions).
 func (c *Common) Redis(ctx context.Context, cacheBytes int64) (redis.UniversalClient, error) {
 	switch c.Online {
@@ -163,5 +166,5 @@ func (c *Common) Redis(ctx context.Context, cacheBytes int64) (redis.UniversalCl
 		}
 		return rdb, nil
 	}
-	return nil, fmt.Errorf("--online %q: want pebble or redis", c.Online)
+	return nil, fmt.Errorf("--online %q: want pebble or redis", c.Online) // Open said so first
 }
