@@ -154,6 +154,13 @@ func TestDriftEvents(t *testing.T) {
 	if e := events(); e != 2 {
 		t.Fatalf("%v events after the cooldown, want 2", e)
 	}
+	// The webhook is a second delivery, after the topic's: stopping does
+	// not wait for it.
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(m.m.webhook.WithLabelValues("ok")) != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v events delivered by the webhook, want 2", testutil.ToFloat64(m.m.webhook.WithLabelValues("ok")))
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
