@@ -124,10 +124,11 @@ func ParseTime(s string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is not an RFC 3339 time", text)
 	}
-	if ms := t.UnixMilli(); ms >= MinTime && ms <= MaxTime {
-		return ms, nil
+	ms := t.UnixMilli()
+	if CheckTime(ms) != nil {
+		return 0, fmt.Errorf("%q is %w", text, ErrTimeRange)
 	}
-	return 0, fmt.Errorf("%q is %w", text, ErrTimeRange)
+	return ms, nil
 }
 
 // Type returns the value's type; TypeNull for null.
