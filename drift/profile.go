@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/bits"
 	"os"
 	"slices"
 )
@@ -54,14 +55,20 @@ const (
 )
 
 // NumberProfile profiles a number feature from its non-null values (which
-// it sorts) and how many values were null.
+// it reorders) and how many values were null.
 func NumberProfile(name, typ string, nums []float64, nulls int) FeatureProfile {
 	fp := FeatureProfile{Name: name, Type: typ, Count: len(nums), Nulls: nulls}
 	fp.NullRate = rate(nulls, len(nums)+nulls)
 	if len(nums) == 0 {
 		return fp
 	}
-	slices.Sort(nums)
+	// The edges are quantiles: only they need to be where a sort would
+	// put them.
+	ranks := []int{0}
+	for i := 1; i < ProfileBins; i++ {
+		ranks = append(ranks, i*len(nums)/ProfileBins)
+	}
+	selectRanks(nums, slices.Compact(ranks))
 	for i := 1; i < ProfileBins; i++ {
 		e := nums[i*len(nums)/ProfileBins]
 		if (len(fp.Edges) == 0 || e > fp.Edges[len(fp.Edges)-1]) && e > nums[0] {
@@ -95,6 +102,61 @@ func CategoryProfile(name, typ string, counts map[string]int, nulls int) Feature
 		fp.Categories = fp.Categories[:ProfileCategories]
 	}
 	return fp
+}
+
+// selectRanks puts at each index of ranks (ascending) the value a sort of
+// s would put there, partitioning s around a pivot at a time (a
+// quickselect for several ranks at once): for a few ranks, a few passes
+// over s rather than a sort's log2(len(s)). Values compare as slices.Sort
+// compares them (NaNs first).
+func selectRanks(s []float64, ranks []int) {
+	// After this many partitions a range is sorted instead, so that
+	// unlucky pivots cannot make it quadratic.
+	depth := 2 * bits.Len(uint(len(s)))
+	var sel func(lo, hi int, ranks []int, depth int)
+	sel = func(lo, hi int, ranks []int, depth int) {
+		for len(ranks) > 0 {
+			if hi-lo <= 32 || depth == 0 {
+				slices.Sort(s[lo:hi])
+				return
+			}
+			depth--
+			// Three ranges: below the pivot, equal to it, above it.
+			p := median(s[lo], s[lo+(hi-lo)/2], s[hi-1])
+			lt, i, gt := lo, lo, hi
+			for i < gt {
+				switch cmp.Compare(s[i], p) {
+				case -1:
+					s[lt], s[i] = s[i], s[lt]
+					lt, i = lt+1, i+1
+				case 1:
+					gt--
+					s[i], s[gt] = s[gt], s[i]
+				default:
+					i++
+				}
+			}
+			below, _ := slices.BinarySearch(ranks, lt)
+			above, _ := slices.BinarySearch(ranks, gt)
+			sel(lo, lt, ranks[:below], depth)
+			lo, ranks = gt, ranks[above:]
+		}
+	}
+	sel(0, len(s), ranks, depth)
+}
+
+// median returns the middle one of three values.
+func median(a, b, c float64) float64 {
+	if cmp.Less(b, a) {
+		a, b = b, a
+	}
+	if cmp.Less(c, b) {
+		b = c
+		if cmp.Less(b, a) {
+			b = a
+		}
+	}
+	return b
 }
 
 func rate(n, of int) float64 {
