@@ -150,22 +150,53 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values *table, 
 	if err != nil {
 		return err
 	}
-	const group = 64 << 10 // rows per row group
-	// A row group's rows are copied into one array, reused for the next.
-	buf := make([]features.Value, min(group, sp.len())*len(cols))
-	rows := make([][]features.Value, 0, group)
-	for r := range sp.len() {
-		at := len(rows) * len(cols)
-		values.row(sp.table.row(buf[at:at], r), r)
-		rows = append(rows, buf[at:at+len(cols):at+len(cols)])
-		if len(rows) == group || r == sp.len()-1 {
-			if err := pw.Write(rows); err != nil {
+	// Row groups are encoded one per core at once, then committed in
+	// order.
+	groups := make([]*rowGroup, runtime.GOMAXPROCS(0))
+	for first := 0; first < sp.len(); first += len(groups) * rowGroupRows {
+		var g errgroup.Group
+		n := 0
+		for ; n < len(groups) && first+n*rowGroupRows < sp.len(); n++ {
+			if groups[n] == nil {
+				groups[n] = &rowGroup{Group: pw.Group()}
+			}
+			rg, lo := groups[n], first+n*rowGroupRows
+			g.Go(func() error { return rg.write(cols, sp, values, lo, min(lo+rowGroupRows, sp.len())) })
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		for _, rg := range groups[:n] {
+			if err := rg.Commit(); err != nil {
 				return err
 			}
-			rows = rows[:0]
 		}
 	}
 	return pw.Close()
+}
+
+// rowGroupRows is the rows of a dataset's row group.
+const rowGroupRows = 64 << 10
+
+// rowGroup is a row group of a dataset being written, and the rows it is
+// written from, reused for the next.
+type rowGroup struct {
+	*offline.Group
+	buf  []features.Value
+	rows [][]features.Value
+}
+
+// write encodes the dataset's rows lo to hi: the spine's columns, then the
+// features.
+func (g *rowGroup) write(cols []offline.Column, sp *spine, values *table, lo, hi int) error {
+	g.buf = slices.Grow(g.buf[:0], (hi-lo)*len(cols))
+	g.rows = g.rows[:0]
+	for r := lo; r < hi; r++ {
+		at := len(g.buf)
+		g.buf = values.row(sp.table.row(g.buf, r), r)
+		g.rows = append(g.rows, g.buf[at:len(g.buf):len(g.buf)])
+	}
+	return g.Write(g.rows)
 }
 
 // writeCSV writes a header and the rows: nulls empty, timestamps RFC 3339,

@@ -1,9 +1,11 @@
 package offline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -147,4 +149,71 @@ func arrowRows(tbl arrow.Table) ([][]features.Value, error) {
 		}
 	}
 	return rows, nil
+}
+
+// TestArrowReadsGroups writes row groups encoded at once, out of order, and
+// committed in order, and reads the file back with Arrow: the groups are in
+// commit order, each with its own rows.
+func TestArrowReadsGroups(t *testing.T) {
+	cols := []offline.Column{{Name: "row", Type: features.TypeInt}, {Name: "label", Type: features.TypeString}}
+	var buf bytes.Buffer
+	w, err := offline.NewWriter(&buf, cols, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const groups, size = 4, 1000
+	gs := make([]*offline.Group, groups)
+	var wg sync.WaitGroup
+	for g := groups - 1; g >= 0; g-- { // started last first
+		gs[g] = w.Group()
+		wg.Go(func() {
+			rows := make([][]features.Value, size)
+			for i := range rows {
+				n := g*size + i
+				rows[i] = []features.Value{features.Int(int64(n)), features.String(fmt.Sprint("row ", n))}
+			}
+			if err := gs[g].Write(rows); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, g := range gs {
+		if err := g.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rdr, err := file.NewParquetReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	if n := rdr.NumRowGroups(); n != groups {
+		t.Errorf("%d row groups, want %d", n, groups)
+	}
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Release()
+	rows, err := arrowRows(tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != groups*size {
+		t.Fatalf("%d rows, want %d", len(rows), groups*size)
+	}
+	for n, r := range rows {
+		if r[0].Int() != int64(n) || r[1].Str() != fmt.Sprint("row ", n) {
+			t.Fatalf("row %d reads %v", n, r)
+		}
+	}
 }

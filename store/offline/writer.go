@@ -12,13 +12,11 @@ import (
 
 // Writer writes rows of Columns to one Parquet file, with the types and
 // compression of the logs: what training sets are written with. Rows are
-// written as they come, a row group per Write.
+// written as they come, in row groups.
 type Writer struct {
 	pw       *parquet.GenericWriter[any]
 	cols     []Column
 	required []bool
-	vals     []parquet.Value
-	idx      []int
 }
 
 // NewWriter starts a Parquet file on w, with meta as its key/value metadata.
@@ -40,25 +38,56 @@ func NewWriter(w io.Writer, cols []Column, meta map[string]string) (*Writer, err
 // Write writes rows, each with one value per column (an int is accepted in a
 // float column), as one row group.
 func (w *Writer) Write(rows [][]features.Value) error {
+	g := w.Group()
+	if err := g.Write(rows); err != nil {
+		return err
+	}
+	return g.Commit()
+}
+
+// Group is a row group encoded apart from the file, so that several can be
+// encoded at once, one goroutine each.
+type Group struct {
+	w    *Writer
+	rg   *parquet.ConcurrentRowGroupWriter
+	vals []parquet.Value
+	idx  []int
+}
+
+// Group starts a row group.
+func (w *Writer) Group() *Group { return &Group{w: w, rg: w.pw.BeginRowGroup()} }
+
+// Write encodes rows, each with one value per column (an int is accepted in
+// a float column), into the group.
+func (g *Group) Write(rows [][]features.Value) error {
+	cols := g.w.cols
 	for i, row := range rows {
-		if len(row) != len(w.cols) {
-			return fmt.Errorf("row %d: %d values for %d columns", i, len(row), len(w.cols))
+		if len(row) != len(cols) {
+			return fmt.Errorf("row %d: %d values for %d columns", i, len(row), len(cols))
 		}
 		for j, v := range row {
-			if err := checkValue(w.cols[j], v, w.required[j]); err != nil {
-				return fmt.Errorf("row %d column %q: %w", i, w.cols[j].Name, err)
+			if err := checkValue(cols[j], v, g.w.required[j]); err != nil {
+				return fmt.Errorf("row %d column %q: %w", i, cols[j].Name, err)
 			}
 		}
 	}
-	w.idx = w.idx[:0]
+	g.idx = g.idx[:0]
 	for i := range rows {
-		w.idx = append(w.idx, i)
+		g.idx = append(g.idx, i)
 	}
 	var err error
-	if w.vals, err = encodeRows(w.pw, w.cols, rows, w.idx, w.vals); err != nil {
+	if g.vals, err = encodeRows(g.rg, cols, rows, g.idx, g.vals); err != nil {
 		return err
 	}
-	return w.pw.Flush()
+	return g.rg.Flush()
+}
+
+// Commit appends the group to the file, after the groups committed before
+// it; the group is then empty, to be written again. Groups are committed
+// one at a time.
+func (g *Group) Commit() error {
+	_, err := g.rg.Commit()
+	return err
 }
 
 // Close writes the footer. It does not close the underlying writer.
