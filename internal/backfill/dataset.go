@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -409,30 +410,16 @@ func (b *builder) bucketOf(key string) int {
 }
 
 func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (int64, error) {
-	// Each entity's spine rows, by key, and its keys by bucket.
+	// Each entity's spine rows, by key, and its keys by bucket: an entity
+	// per core at once.
 	keys := make([]map[string]*entityWork, len(b.plan.entities))
 	buckets := make([][][]*entityWork, len(b.plan.entities)) // entity → bucket → ord
-	var key []byte
-	vals := make([]features.Value, 0, 4)
+	var wg sync.WaitGroup
 	for e, ej := range b.plan.entities {
 		keys[e], buckets[e] = map[string]*entityWork{}, make([][]*entityWork, b.buckets)
-		for row := range b.spine.len() {
-			vals = vals[:0]
-			for _, c := range ej.keyCols {
-				vals = append(vals, b.spine.table.get(row, c))
-			}
-			key, _ = online.AppendEntityKey(key[:0], vals...)
-			w := keys[e][string(key)]
-			if w == nil {
-				bi := b.bucketOf(string(key))
-				w = &entityWork{bucket: bi, ord: len(buckets[e][bi]), until: math.MinInt64}
-				buckets[e][bi] = append(buckets[e][bi], w)
-				keys[e][string(key)] = w
-			}
-			w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
-			w.until = max(w.until, b.spine.times[row])
-		}
+		wg.Go(func() { b.findEntities(ej, keys[e], buckets[e]) })
 	}
+	wg.Wait()
 
 	// One pass over the event log, a file per core at once: each event an
 	// entity's spine rows need goes to its bucket's file of that core.
@@ -485,14 +472,38 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 						sf.remove()
 					}
 				}()
-				if err := loadSpills(ej, buckets[e][i], spills[e][i]); err != nil {
+				strs, err := loadSpills(ej, buckets[e][i], spills[e][i])
+				if err != nil {
 					return err
 				}
-				return b.compute(ej, buckets[e][i])
+				return b.compute(ej, buckets[e][i], strs)
 			})
 		}
 	}
 	return total, g.Wait()
+}
+
+// findEntities finds the entities of ej in the spine: each one's spine
+// rows, its work by key and by bucket.
+func (b *builder) findEntities(ej *entityJob, keys map[string]*entityWork, buckets [][]*entityWork) {
+	var key []byte
+	vals := make([]features.Value, 0, len(ej.keyCols))
+	for row := range b.spine.len() {
+		vals = vals[:0]
+		for _, c := range ej.keyCols {
+			vals = append(vals, b.spine.table.get(row, c))
+		}
+		key, _ = online.AppendEntityKey(key[:0], vals...)
+		w := keys[string(key)]
+		if w == nil {
+			bi := b.bucketOf(string(key))
+			w = &entityWork{bucket: bi, ord: len(buckets[bi]), until: math.MinInt64}
+			buckets[bi] = append(buckets[bi], w)
+			keys[string(key)] = w
+		}
+		w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
+		w.until = max(w.until, b.spine.times[row])
+	}
 }
 
 // readLog reads a source's event log and routes each event, a file per
@@ -656,7 +667,10 @@ type entityWork struct {
 	until  int64 // its latest spine time: later events change nothing
 	rows   []ref
 	events []packedEvent
-	fields []features.Value // each event's, per its source's fields
+	// fields are each event's, per its source's fields: a cell of the
+	// field's type, or null; a string's bits are its index in its bucket's
+	// strings (loadSpills).
+	fields []cell
 }
 
 // packedEvent is an event in entityWork: where it sorts, its source (an
@@ -732,19 +746,11 @@ func mergeRuns(s []packedEvent, m int, buf []packedEvent) []packedEvent {
 	return buf
 }
 
-// add packs an event of source es, index si.
-func (w *entityWork) add(es *entitySource, si int, ev *features.Event) {
-	w.events = append(w.events, packedEvent{time: ev.Time, offset: ev.Offset, partition: ev.Partition, source: int32(si), at: len(w.fields)})
-	for _, f := range es.fields {
-		w.fields = append(w.fields, ev.Fields[f])
-	}
-}
-
 // compute applies each entity's events in order, evaluating its views at
 // each of its spine rows' times. The entities are shared out between one
 // worker per core, so that the cores stay busy until the last entity of
 // the largest bucket is done.
-func (b *builder) compute(ej *entityJob, ws []*entityWork) error {
+func (b *builder) compute(ej *entityJob, ws []*entityWork, strs []string) error {
 	var next atomic.Int64
 	var g errgroup.Group
 	for range min(runtime.GOMAXPROCS(0), len(ws)) {
@@ -755,7 +761,7 @@ func (b *builder) compute(ej *entityJob, ws []*entityWork) error {
 				if i >= len(ws) {
 					return nil
 				}
-				if err := b.computeEntity(c, ws[i]); err != nil {
+				if err := b.computeEntity(c, ws[i], strs); err != nil {
 					return err
 				}
 				*ws[i] = entityWork{} // done: its events can go
@@ -786,8 +792,9 @@ func newComputer(ej *entityJob) *computer {
 	return c
 }
 
-// computeEntity computes the spine rows of one entity.
-func (b *builder) computeEntity(c *computer, w *entityWork) error {
+// computeEntity computes the spine rows of one entity, the strings of its
+// events' fields in strs.
+func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error {
 	ej, states, out := c.ej, c.states, c.out
 	rs, es := w.rows, w.events
 	slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
@@ -803,7 +810,11 @@ func (b *builder) computeEntity(c *computer, w *entityWork) error {
 			ev := &c.events[pe.source]
 			ev.Time, ev.Partition, ev.Offset = pe.time, pe.partition, pe.offset
 			for j, f := range src.fields {
-				ev.Fields[f] = w.fields[pe.at+j]
+				if x := w.fields[pe.at+j]; x.typ == features.TypeString {
+					ev.Fields[f] = features.String(strs[x.bits])
+				} else {
+					ev.Fields[f] = features.FromBits(x.typ, x.bits)
+				}
 			}
 			for _, i := range src.views {
 				// An event a view cannot apply (its filter fails on a

@@ -144,7 +144,8 @@ var errCorruptSpill = errors.New("read spilled events: corrupt record")
 
 // loadSpills reads a bucket's spill files back into the work of its
 // entities, ws indexed by entityWork.ord, each entity's arrays sized once.
-func loadSpills(ej *entityJob, ws []*entityWork, files []*spillFile) error {
+// It returns the strings the events' string fields index.
+func loadSpills(ej *entityJob, ws []*entityWork, files []*spillFile) ([]string, error) {
 	for i, w := range ws {
 		var n spillSize
 		for _, s := range files {
@@ -152,59 +153,61 @@ func loadSpills(ej *entityJob, ws []*entityWork, files []*spillFile) error {
 			n.fields += s.sizes[i].fields
 		}
 		w.events = make([]packedEvent, 0, n.events)
-		w.fields = make([]features.Value, 0, n.fields)
+		w.fields = make([]cell, 0, n.fields)
 	}
+	var strs []string
 	for _, s := range files {
-		if err := s.load(ej, ws); err != nil {
-			return err
+		var err error
+		if strs, err = s.load(ej, ws, strs); err != nil {
+			return nil, err
 		}
 	}
-	return nil
+	return strs, nil
 }
 
 // load reads the file's events back into the work of their entities, ws
-// indexed by entityWork.ord.
-func (s *spillFile) load(ej *entityJob, ws []*entityWork) error {
+// indexed by entityWork.ord, their strings appended to strs.
+func (s *spillFile) load(ej *entityJob, ws []*entityWork, strs []string) ([]string, error) {
 	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("spill events: %w", err)
+		return nil, fmt.Errorf("spill events: %w", err)
 	}
 	st, err := s.f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
-		return err
+		return nil, err
 	}
 	r := bufio.NewReaderSize(s.f, 256<<10)
-	d := spillDecoder{ej: ej, strings: s.strings.list}
+	d := spillDecoder{ej: ej, numbered: s.strings.list, strs: strs}
 	var big []byte
 	for left := uint64(st.Size()); ; {
 		size, err := binary.ReadUvarint(r)
 		if errors.Is(err, io.EOF) {
-			return nil
+			return d.strs, nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %v", errCorruptSpill, err)
+			return nil, fmt.Errorf("%w: %v", errCorruptSpill, err)
 		}
 		left -= uint64(uvarintLen(size))
 		if size > left {
-			return fmt.Errorf("%w: a record of %d bytes, %d left", errCorruptSpill, size, left)
+			return nil, fmt.Errorf("%w: a record of %d bytes, %d left", errCorruptSpill, size, left)
 		}
 		left -= size
 		rec, err := r.Peek(int(min(size, uint64(r.Size()))))
 		if err != nil {
-			return fmt.Errorf("%w: %v", errCorruptSpill, err)
+			return nil, fmt.Errorf("%w: %v", errCorruptSpill, err)
 		}
 		peeked := uint64(len(rec)) == size
 		if !peeked { // larger than the buffer
 			big = slices.Grow(big[:0], int(size))[:size]
 			if _, err := io.ReadFull(r, big); err != nil {
-				return fmt.Errorf("%w: %v", errCorruptSpill, err)
+				return nil, fmt.Errorf("%w: %v", errCorruptSpill, err)
 			}
 			rec = big
 		}
 		if err := d.record(rec, ws); err != nil {
-			return err
+			return nil, err
 		}
 		if peeked {
 			r.Discard(len(rec))
@@ -220,12 +223,14 @@ func uvarintLen(x uint64) int {
 // spillDecoder decodes a spill file's records in order.
 type spillDecoder struct {
 	ej       *entityJob
-	strings  []string // the file's spillStrings, by number from 1
+	numbered []string // the file's spillStrings, by number from 1
+	strs     []string // the strings string cells index
+	index    []uint32 // per number: its string's index in strs, plus 1; 0 if not there yet
 	lastTime int64
-	ev       features.Event
 }
 
-// record decodes one record and packs its event into its entity's work.
+// record decodes one record and packs its event into its entity's work: a
+// cell per field, a string's cell the string's index in d.strs.
 func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 	fail := func(what string) error { return fmt.Errorf("%w: %s", errCorruptSpill, what) }
 	uvarint := func() uint64 {
@@ -257,12 +262,8 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 		return fail("offset")
 	}
 	b = b[n:]
-	es := d.ej.sources[si]
-	ev := &d.ev
-	if len(ev.Fields) < len(es.source.Schema) {
-		ev.Fields = make([]features.Value, len(es.source.Schema))
-	}
-	ev.Time, ev.Partition, ev.Offset = d.lastTime, int32(part), off
+	es, w := d.ej.sources[si], ws[ord]
+	at := len(w.fields)
 	for _, f := range es.fields {
 		if len(b) == 0 {
 			return fail("fields")
@@ -272,7 +273,7 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 		if typ != features.TypeNull && typ != es.source.Schema[f].Type {
 			return fail("field of another type")
 		}
-		var v features.Value
+		var bits uint64
 		switch typ {
 		case features.TypeNull:
 		case features.TypeString:
@@ -283,10 +284,18 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 				if size > uint64(len(b)) {
 					return fail("string")
 				}
-				v = features.String(string(b[:size]))
+				bits = uint64(len(d.strs))
+				d.strs = append(d.strs, string(b[:size]))
 				b = b[size:]
-			case k <= uint64(len(d.strings)):
-				v = features.String(d.strings[k-1])
+			case k <= uint64(len(d.numbered)):
+				if d.index == nil {
+					d.index = make([]uint32, len(d.numbered)+1)
+				}
+				if d.index[k] == 0 {
+					d.strs = append(d.strs, d.numbered[k-1])
+					d.index[k] = uint32(len(d.strs))
+				}
+				bits = uint64(d.index[k] - 1)
 			default:
 				return fail("string number")
 			}
@@ -296,32 +305,30 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 				return fail("integer")
 			}
 			b = b[n:]
-			if typ == features.TypeInt {
-				v = features.Int(x)
-			} else {
-				v = features.Timestamp(x)
-			}
+			bits = uint64(x)
 		case features.TypeFloat:
 			if len(b) < 8 {
 				return fail("float")
 			}
-			v = features.Float(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+			bits = binary.LittleEndian.Uint64(b)
 			b = b[8:]
 		case features.TypeBool:
 			if len(b) < 1 {
 				return fail("bool")
 			}
-			v = features.Bool(b[0] != 0)
+			if b[0] != 0 {
+				bits = 1
+			}
 			b = b[1:]
 		default:
 			return fail("type")
 		}
-		ev.Fields[f] = v
+		w.fields = append(w.fields, cell{bits: bits, typ: typ})
 	}
 	if len(b) != 0 {
 		return fail("trailing bytes")
 	}
-	ws[ord].add(es, int(si), ev)
+	w.events = append(w.events, packedEvent{time: d.lastTime, offset: off, partition: int32(part), source: int32(si), at: at})
 	return nil
 }
 

@@ -84,10 +84,16 @@ func TestSpillRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.remove()
-	want := make([]*entityWork, entities)
+	// What each entity was given: its events, and their fields' values.
+	type packed struct {
+		time, offset int64
+		partition    int32
+		fields       []features.Value
+	}
+	want := make([][]packed, entities)
 	got := make([]*entityWork, entities)
-	for i := range want {
-		want[i], got[i] = &entityWork{ord: i}, &entityWork{ord: i}
+	for i := range got {
+		got[i] = &entityWork{ord: i}
 	}
 	ev := features.Event{Fields: make([]features.Value, len(src.Schema))}
 	random := func(typ features.Type) features.Value {
@@ -123,30 +129,42 @@ func TestSpillRoundTrip(t *testing.T) {
 		if i == 1000 {
 			ev.Fields[src.Field("note")] = features.String(strings.Repeat("x", 1<<20)) // larger than the buffer
 		}
-		w := want[rng.IntN(entities)]
-		w.add(es, 0, &ev)
-		if err := s.write(w.ord, 0, spillEventOf(es, &ev, s.strings)); err != nil {
+		ord := rng.IntN(entities)
+		p := packed{time: ev.Time, offset: ev.Offset, partition: ev.Partition}
+		for _, f := range es.fields {
+			p.fields = append(p.fields, ev.Fields[f])
+		}
+		want[ord] = append(want[ord], p)
+		if err := s.write(ord, 0, spillEventOf(es, &ev, s.strings)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if len(strs.list) != maxSpillStrings {
 		t.Fatalf("%d strings numbered: none went past the last number", len(strs.list))
 	}
-	if err := loadSpills(ej, got, []*spillFile{s}); err != nil {
+	loaded, err := loadSpills(ej, got, []*spillFile{s})
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range want {
-		if len(got[i].events) != len(want[i].events) || cap(got[i].events) != len(want[i].events) {
-			t.Fatalf("entity %d: %d events, want %d", i, len(got[i].events), len(want[i].events))
+	for i, w := range want {
+		g := got[i]
+		if len(g.events) != len(w) || cap(g.events) != len(w) || cap(g.fields) != len(w)*len(es.fields) {
+			t.Fatalf("entity %d: %d events, want %d", i, len(g.events), len(w))
 		}
-		for j, e := range want[i].events {
-			if got[i].events[j] != e {
-				t.Fatalf("entity %d event %d: %+v, want %+v", i, j, got[i].events[j], e)
+		for j, p := range w {
+			e := g.events[j]
+			if e.time != p.time || e.offset != p.offset || e.partition != p.partition || e.source != 0 || e.at != j*len(es.fields) {
+				t.Fatalf("entity %d event %d: %+v, want %+v", i, j, e, p)
 			}
-		}
-		for j, v := range want[i].fields {
-			if !got[i].fields[j].Equal(v) {
-				t.Fatalf("entity %d field value %d: %v, want %v", i, j, got[i].fields[j], v)
+			for k, v := range p.fields {
+				x := g.fields[e.at+k]
+				got := features.FromBits(x.typ, x.bits)
+				if x.typ == features.TypeString {
+					got = features.String(loaded[x.bits])
+				}
+				if !got.Equal(v) {
+					t.Fatalf("entity %d event %d field %d: %v, want %v", i, j, k, got, v)
+				}
 			}
 		}
 	}
@@ -192,7 +210,7 @@ func TestSpillCorrupt(t *testing.T) {
 		if err := s.f.Truncate(cut); err != nil {
 			t.Fatal(err)
 		}
-		err := s.load(ej, []*entityWork{{}})
+		_, err := s.load(ej, []*entityWork{{}}, nil)
 		if !errors.Is(err, errCorruptSpill) {
 			t.Fatalf("cut at %d of %d bytes: %v, want a corrupt record", cut, st.Size(), err)
 		}
@@ -211,7 +229,7 @@ func TestSpillCorruptSize(t *testing.T) {
 		}
 		s.w.Write(binary.AppendUvarint(nil, size))
 		s.w.Write(make([]byte, 300<<10))
-		if err := s.load(ej, []*entityWork{{}}); !errors.Is(err, errCorruptSpill) {
+		if _, err := s.load(ej, []*entityWork{{}}, nil); !errors.Is(err, errCorruptSpill) {
 			t.Errorf("a record of %d bytes in a file of 300 KiB: %v, want a corrupt record", size, err)
 		}
 		s.remove()
@@ -235,7 +253,7 @@ func FuzzSpillRecord(f *testing.F) {
 	f.Add(s.rec)
 	f.Add([]byte{0, 0, 2, 0, 0, 1, 0, 1, 'a'})
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		d := spillDecoder{ej: ej, strings: s.strings.list}
+		d := spillDecoder{ej: ej, numbered: s.strings.list}
 		ws := []*entityWork{{}, {}}
 		if err := d.record(rec, ws); err == nil && len(ws[0].events)+len(ws[1].events) != 1 {
 			t.Fatalf("decoded without an event")
