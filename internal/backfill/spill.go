@@ -124,9 +124,8 @@ func (s *spillFile) write(ord, si int, ev *spillEvent) error {
 	s.rec = b
 	s.sizes[ord].events++
 	s.sizes[ord].fields += len(ev.fields)
-	var size [binary.MaxVarintLen64]byte
-	s.w.Write(size[:binary.PutUvarint(size[:], uint64(len(b)))])
-	if _, err := s.w.Write(b); err != nil {
+	// Size and record in one write, straight into the buffer if they fit.
+	if _, err := s.w.Write(append(binary.AppendUvarint(s.w.AvailableBuffer(), uint64(len(b))), b...)); err != nil {
 		return fmt.Errorf("spill events: %w", err)
 	}
 	return nil
