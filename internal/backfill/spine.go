@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -8,8 +9,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -148,93 +151,219 @@ func readParquet(path string, keys map[string]features.Type) (*spine, error) {
 // the columns' types and counts the rows, the second parses the cells into
 // a table of that size, so that no cell is held as text. Join keys take
 // their key's type; every other column is an int, a float or a string,
-// whichever all its values parse as; empty cells are null.
+// whichever all its values parse as; empty cells are null. The rows are
+// split into a chunk per core, read at once in both passes.
 func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &SpineError{File: path, Err: err}
 	}
 	defer f.Close()
-	s := &spine{}
-	var guesses []typeGuess
-	rows := 0
-	err = eachRecord(f, path, func(row int, rec []string) error {
-		if row > 1 {
-			for j, c := range rec {
-				guesses[j].see(c)
+	r := csv.NewReader(f)
+	header, err := r.Read()
+	if err != nil {
+		return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("no header: %w", err)}
+	}
+	s := &spine{cols: make([]offline.Column, len(header))}
+	seen := map[string]bool{}
+	header[0] = strings.TrimPrefix(header[0], "\ufeff") // the byte-order mark spreadsheets write
+	for j, h := range header {
+		if h == "" || seen[h] {
+			return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
+		}
+		seen[h] = true
+		s.cols[j] = offline.Column{Name: h}
+	}
+	chunks, err := splitCSV(f, r.InputOffset(), runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, &SpineError{File: path, Err: err}
+	}
+	for _, c := range chunks {
+		c.fields = len(header)
+	}
+
+	guesses := make([][]typeGuess, len(chunks))
+	err = eachChunk(path, chunks, func(k int, c *csvChunk) error {
+		guesses[k] = make([]typeGuess, len(header))
+		return c.each(f, func(_ int, rec []string) error {
+			for j, cell := range rec {
+				guesses[k][j].see(cell)
 			}
-			rows++
 			return nil
-		}
-		s.cols, guesses = make([]offline.Column, len(rec)), make([]typeGuess, len(rec))
-		seen := map[string]bool{}
-		rec[0] = strings.TrimPrefix(rec[0], "\ufeff") // the byte-order mark spreadsheets write
-		for j, h := range rec {
-			if h == "" || seen[h] {
-				return &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
-			}
-			seen[h] = true
-			s.cols[j] = offline.Column{Name: h}
-		}
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
+	rows := 0
+	for _, c := range chunks {
+		c.first, rows = rows, rows+c.rows
+	}
 	for j, c := range s.cols {
 		if t, ok := keys[c.Name]; ok {
 			s.cols[j].Type = t
-		} else {
-			s.cols[j].Type = guesses[j].typ()
+			continue
 		}
+		var g typeGuess
+		for k := range chunks {
+			g.merge(guesses[k][j])
+		}
+		s.cols[j].Type = g.typ()
 	}
 	s.table = newTable(rows, columnTypes(s.cols))
-	again := 0 // rows read again
-	changed := &SpineError{File: path, Err: errors.New("the file changed while it was read")}
-	err = eachRecord(f, path, func(row int, rec []string) error {
-		if row == 1 {
-			return nil
-		}
-		if again++; again > rows {
-			return changed
-		}
-		for j, c := range rec {
-			v, err := parseCell(c, s.cols[j].Type)
-			if err != nil {
-				return &SpineError{File: path, Row: row, Err: fmt.Errorf("column %q: %w", s.cols[j].Name, err)}
+	err = eachChunk(path, chunks, func(_ int, c *csvChunk) error {
+		counted := c.rows
+		err := c.each(f, func(i int, rec []string) error {
+			if i >= counted {
+				return errFileChanged
 			}
-			s.table.set(row-2, j, v)
+			for j, cell := range rec {
+				v, err := parseCell(cell, s.cols[j].Type)
+				if err != nil {
+					return fmt.Errorf("column %q: %w", s.cols[j].Name, err)
+				}
+				s.table.set(c.first+i, j, v)
+			}
+			return nil
+		})
+		if err == nil && c.rows != counted {
+			err = &chunkError{err: errFileChanged}
 		}
-		return nil
+		return err
 	})
-	if err == nil && again != rows {
-		err = changed
+	if err != nil {
+		return nil, err
 	}
-	return s, err
+	return s, nil
 }
 
-// eachRecord calls fn with each record of a CSV file from its start, and
-// its row number from 1, the header's.
-func eachRecord(f *os.File, path string, fn func(row int, rec []string) error) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return &SpineError{File: path, Err: err}
+var errFileChanged = errors.New("the file changed while it was read")
+
+// csvChunk is a run of a CSV file's records: its bytes from start to end,
+// with lines line breaks before it.
+type csvChunk struct {
+	start, end int64
+	lines      int // line breaks before start, to number lines as the file does
+	fields     int // per record
+	rows       int // records read by each
+	first      int // its first record's index among the file's, once known
+}
+
+// chunkError is a chunk's first error, at a row counted from the chunk's
+// first (1).
+type chunkError struct {
+	row int
+	err error
+}
+
+func (e *chunkError) Error() string { return e.err.Error() }
+
+// eachChunk calls fn on every chunk of the file at path at once, and
+// returns the first error in the file's order as a SpineError naming the
+// file's row. Only that one counts: a chunk starts at a record only if the
+// chunks before it read without error.
+func eachChunk(path string, chunks []*csvChunk, fn func(k int, c *csvChunk) error) error {
+	errs := make([]error, len(chunks))
+	var wg sync.WaitGroup
+	for k, c := range chunks {
+		wg.Go(func() { errs[k] = fn(k, c) })
 	}
-	r := csv.NewReader(f)
-	r.ReuseRecord = true
-	for row := 1; ; row++ {
-		rec, err := r.Read()
+	wg.Wait()
+	rows := 1 // the header's
+	for k, err := range errs {
+		var ce *chunkError
 		switch {
-		case row == 1 && err != nil:
-			return &SpineError{File: path, Row: 1, Err: fmt.Errorf("no header: %w", err)}
-		case errors.Is(err, io.EOF):
-			return nil
-		case err != nil:
-			return &SpineError{File: path, Row: row, Err: err}
+		case err == nil:
+			rows += chunks[k].rows
+			continue
+		case !errors.As(err, &ce):
+			return &SpineError{File: path, Err: err}
+		case errors.Is(ce.err, errFileChanged):
+			return &SpineError{File: path, Err: ce.err}
 		}
-		if err := fn(row, rec); err != nil {
-			return err
+		return &SpineError{File: path, Row: rows + ce.row, Err: ce.err}
+	}
+	return nil
+}
+
+// each calls fn with each record of the chunk and its index in the chunk,
+// counting them in c.rows; an error is a *chunkError, its row counted from
+// the chunk's start.
+func (c *csvChunk) each(f *os.File, fn func(i int, rec []string) error) error {
+	r := csv.NewReader(io.NewSectionReader(f, c.start, c.end-c.start))
+	r.ReuseRecord = true
+	r.FieldsPerRecord = c.fields
+	for c.rows = 0; ; c.rows++ {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var pe *csv.ParseError
+		if errors.As(err, &pe) { // lines as in the whole file
+			pe.StartLine += c.lines
+			pe.Line += c.lines
+		}
+		if err == nil {
+			err = fn(c.rows, rec)
+		}
+		if err != nil {
+			return &chunkError{row: c.rows + 1, err: err}
 		}
 	}
+}
+
+// splitCSV splits the records of f from offset start to its end into up to
+// n chunks of about the same size, each ending at a line break outside
+// quotes: one after an even number of quotes, since a quote inside a
+// quoted field is doubled. A file whose quoting is wrong fails in the
+// chunk where it goes wrong, before the next chunk is relied on.
+func splitCSV(f *os.File, start int64, n int) ([]*csvChunk, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	buf := make([]byte, max(start, 1<<20))
+	if _, err := f.ReadAt(buf[:start], 0); err != nil {
+		return nil, err
+	}
+	quote, nl := []byte{'"'}, []byte{'\n'}
+	lines, quotes := bytes.Count(buf[:start], nl), 0 // line breaks from the file's start, quotes from start
+	chunks := []*csvChunk{{start: start, end: size, lines: lines}}
+	step := (size - start) / int64(n)
+	if step < 256<<10 {
+		return chunks, nil // too small to be worth it
+	}
+	next := start + step // where the next chunk may start
+	for pos := start; pos < size && len(chunks) < n; {
+		m, err := f.ReadAt(buf, pos)
+		if m == 0 {
+			return nil, err
+		}
+		for b := buf[:m]; len(b) > 0 && len(chunks) < n; {
+			if skip := next - pos; skip > 0 { // before where the chunk may end: counted at once
+				k := int(min(skip, int64(len(b))))
+				quotes += bytes.Count(b[:k], quote)
+				lines += bytes.Count(b[:k], nl)
+				b, pos = b[k:], pos+int64(k)
+				continue
+			}
+			c := b[0]
+			b, pos = b[1:], pos+1
+			switch c {
+			case '"':
+				quotes++
+			case '\n':
+				lines++
+				if quotes%2 == 0 {
+					chunks[len(chunks)-1].end = pos
+					chunks = append(chunks, &csvChunk{start: pos, end: size, lines: lines})
+					next = pos + step
+				}
+			}
+		}
+	}
+	return chunks, nil
 }
 
 // typeGuess is what a column's cells seen so far all parse as.
@@ -265,6 +394,11 @@ func (g *typeGuess) see(c string) {
 			g.notFloat = true
 		}
 	}
+}
+
+// merge takes what another guess saw.
+func (g *typeGuess) merge(o typeGuess) {
+	g.notInt, g.notFloat, g.any = g.notInt || o.notInt, g.notFloat || o.notFloat, g.any || o.any
 }
 
 func (g *typeGuess) typ() features.Type {
