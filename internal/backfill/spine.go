@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,14 +84,16 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 	if ts < 0 {
 		problems = append(problems, fmt.Sprintf("no timestamp column %q (columns: %s)", tsCol, names(s.cols)))
 	}
-	for k, t := range keys {
+	var keyCols []int // in the keys' order, so that errors are the same every time
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		j := index(s.cols, k)
 		switch {
 		case j < 0:
 			problems = append(problems, fmt.Sprintf("no column %q: the features' entities need it as a join key", k))
-		case s.cols[j].Type != t:
-			problems = append(problems, fmt.Sprintf("join key column %q is %s, want %s", k, s.cols[j].Type, t))
+		case s.cols[j].Type != keys[k]:
+			problems = append(problems, fmt.Sprintf("join key column %q is %s, want %s", k, s.cols[j].Type, keys[k]))
 		}
+		keyCols = append(keyCols, j)
 	}
 	if len(problems) > 0 {
 		return &SpineError{File: path, Err: errors.New(strings.Join(problems, "; "))}
@@ -101,9 +105,9 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 			return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("column %q: %w", tsCol, err)}
 		}
 		s.times[i] = t
-		for k := range keys {
-			if s.table.get(i, index(s.cols, k)).IsNull() {
-				return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("join key %q is empty", k)}
+		for _, j := range keyCols {
+			if s.table.get(i, j).IsNull() {
+				return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("join key %q is empty", s.cols[j].Name)}
 			}
 		}
 	}
