@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,14 +86,12 @@ func TestSplitCSV(t *testing.T) {
 			t.Fatalf("%d chunks: %d records, want %d", n, len(got), len(recs)-1)
 		}
 		for i, rec := range got {
-			if !slicesEqual(rec, recs[i+1]) {
+			if !slices.Equal(rec, recs[i+1]) {
 				t.Fatalf("%d chunks: record %d is %q, want %q", n, i, rec, recs[i+1])
 			}
 		}
 	}
 }
-
-func slicesEqual(a, b []string) bool { return strings.Join(a, "\x00") == strings.Join(b, "\x00") }
 
 // TestReadCSVChunks reads a spine large enough to be read in chunks, with a
 // bad record in its last part: the error names the file's row and line, as
