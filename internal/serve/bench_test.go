@@ -118,15 +118,13 @@ func BenchmarkServe(b *testing.B) {
 	defs, recs := benchRecords(b)
 	one, hundred := benchBodies(1), benchBodies(100)
 
-	b.Run("ceiling=echo", func(b *testing.B) {
-		e := echo.New()
-		resp := []byte(`{"metadata":{"feature_names":["user_id"]},"results":[]}`)
-		e.POST("/get-online-features", func(c echo.Context) error {
-			io.Copy(io.Discard, c.Request().Body)
-			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, resp)
-		})
-		load(b, e, one)
-	})
+	b.Run("ceiling=echo", func(b *testing.B) { load(b, echoHandler(0, 0), one) })
+	// The same handler made as costly as a lookup, doing nothing useful:
+	// how far this machine's latency at half load depends on the CPU a
+	// request takes, whatever it does (docs/BENCHMARKS.md, Serve).
+	for _, busy := range []time.Duration{5 * time.Microsecond, 10 * time.Microsecond, 15 * time.Microsecond} {
+		b.Run(fmt.Sprintf("ceiling=echo-busy-%v", busy), func(b *testing.B) { load(b, echoHandler(busy, 1350), one) })
+	}
 
 	stores := map[string]online.Store{"pebble": benchPebble(b, online.TableOf(defs.View("user_txn", 1)), recs), "redis": benchRedis(b, recs, true), "redis-uncached": benchRedis(b, recs, false)}
 	// The stores' own ceilings: one record read, through the same Store
@@ -151,6 +149,23 @@ func BenchmarkServe(b *testing.B) {
 		b.Run("store="+name+"/entities=1", func(b *testing.B) { load(b, srv, one) })
 		b.Run("store="+name+"/entities=100", func(b *testing.B) { load(b, srv, hundred) })
 	}
+}
+
+// echoHandler is a trivial handler of lookups: it reads the body, spins
+// for busy, and answers a constant JSON of at least size bytes.
+func echoHandler(busy time.Duration, size int) http.Handler {
+	resp := []byte(`{"metadata":{"feature_names":["user_id"]},"results":[]}`)
+	if pad := size - len(resp); pad > 0 {
+		resp = slices.Concat(resp[:len(resp)-1], []byte(`,"pad":"`), bytes.Repeat([]byte("x"), pad), []byte(`"}`))
+	}
+	e := echo.New()
+	e.POST("/get-online-features", func(c echo.Context) error {
+		io.Copy(io.Discard, c.Request().Body)
+		for start := time.Now(); time.Since(start) < busy; {
+		}
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, resp)
+	})
+	return e
 }
 
 // benchPebble returns a Pebble replica of table, whose changelog holds recs.
