@@ -165,6 +165,7 @@ func fromCEL(v ref.Val) (Value, error) {
 // onDemand is a compiled on-demand feature.
 type onDemand struct {
 	prg         cel.Program
+	features    []int    // the features it reads, by index in the service's references
 	requestKeys []string // read from the request context, sorted
 	typ         Type     // of the result, as checked; TypeNull when dynamic
 }
@@ -188,6 +189,7 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 		return nil, celError(iss)
 	}
 	var problems []string
+	var features []int
 	indexed := map[int64]bool{} // ids of `f` idents used as f['...']
 	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
 		if e.Kind() != ast.CallKind || e.AsCall().FunctionName() != operators.Index {
@@ -199,11 +201,13 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 		}
 		indexed[args[0].ID()] = true
 		key, ok := constString(args[1])
-		switch {
+		switch i := slices.Index(refs, key); {
 		case !ok:
 			problems = append(problems, "f must be indexed by a constant feature reference, like f['view@1:feature']")
-		case !slices.Contains(refs, key):
+		case i < 0:
 			problems = append(problems, fmt.Sprintf("f[%q] is not one of the service's features", key))
+		default:
+			features = append(features, i)
 		}
 	}))
 	ast.PreOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
@@ -230,7 +234,8 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 	case t.IsExactType(cel.BoolType):
 		typ = TypeBool
 	}
-	return &onDemand{prg: prg, requestKeys: requestKeys(checked.NativeRep().Expr()), typ: typ}, nil
+	slices.Sort(features)
+	return &onDemand{prg: prg, features: slices.Compact(features), requestKeys: requestKeys(checked.NativeRep().Expr()), typ: typ}, nil
 }
 
 // requestKeys returns the keys an expression reads from `request` by name
@@ -298,16 +303,17 @@ func (s *Service) EvalOnDemand(values []Value, request map[string]any, out []Val
 		return fmt.Errorf("on-demand features of %s: %d values and %d outputs, want %d and %d",
 			s.Name, len(values), len(out), len(s.Features), len(s.OnDemand))
 	}
-	// The maps are reused: every key of f is set again, and evaluating
-	// keeps nothing of them.
+	// The maps are reused: every key of f an expression reads is set again
+	// (they read only those, by constant keys), and evaluating keeps
+	// nothing of them.
 	vars, _ := s.vars.Get().(*onDemandVars)
 	if vars == nil {
 		f := make(map[string]any, len(values))
 		vars = &onDemandVars{f: f, vars: map[string]any{"f": f}}
 	}
 	defer s.vars.Put(vars)
-	for i, r := range s.refs {
-		vars.f[r] = celValue(values[i])
+	for _, i := range s.read {
+		vars.f[s.refs[i]] = celValue(values[i])
 	}
 	if request == nil {
 		request = map[string]any{}

@@ -133,6 +133,7 @@ type Service struct {
 	pos      positions
 	refPos   []Pos     // of each feature reference
 	refs     []string  // each feature reference as written: the keys of f
+	read     []int     // the features its on-demand features read, by index in refs
 	vars     sync.Pool // of *onDemandVars, for EvalOnDemand
 }
 

@@ -3,6 +3,7 @@ package features
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -263,9 +264,13 @@ func (d *decoder) checkServices() {
 			prg, err := compileOnDemand(o.Expr, refs)
 			if err != nil {
 				d.errorf(o.pos.of("expr"), opath+".expr", "%v", err)
+				continue
 			}
 			o.prg = prg
+			s.read = append(s.read, prg.features...)
 		}
+		slices.Sort(s.read)
+		s.read = slices.Compact(s.read)
 	}
 }
 
