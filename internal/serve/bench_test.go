@@ -152,10 +152,10 @@ func BenchmarkServe(b *testing.B) {
 }
 
 // echoHandler is a trivial handler of lookups: it reads the body, spins
-// for busy, and answers a constant JSON of at least size bytes.
+// for busy, and answers a constant JSON, padded to size bytes if shorter.
 func echoHandler(busy time.Duration, size int) http.Handler {
 	resp := []byte(`{"metadata":{"feature_names":["user_id"]},"results":[]}`)
-	if pad := size - len(resp); pad > 0 {
+	if pad := size - len(resp) - len(`,"pad":""`); pad > 0 {
 		resp = slices.Concat(resp[:len(resp)-1], []byte(`,"pad":"`), bytes.Repeat([]byte("x"), pad), []byte(`"}`))
 	}
 	e := echo.New()
