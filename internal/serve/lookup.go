@@ -331,6 +331,7 @@ func appendResponse(b []byte, req *request, p *plan, res *result) []byte {
 		b = appendRepeated(b, `],"event_timestamps":[`, `"1970-01-01T00:00:00Z"`, req.rows)
 		b = append(b, "]}"...)
 	}
+	var times [2]int // where in b the previous feature's event times are
 	for o := range res.values {
 		b = append(b, `,{"values":[`...)
 		for r, v := range res.values[o] {
@@ -349,12 +350,20 @@ func appendResponse(b []byte, req *request, p *plan, res *result) []byte {
 			b = append(b, '"')
 		}
 		b = append(b, `],"event_timestamps":[`...)
-		for r, t := range res.times[o] {
-			if r > 0 {
-				b = append(b, ',')
+		// A view's features share their entities' event times: formatted
+		// once, copied for the view's next features.
+		start := len(b)
+		if o > 0 && slices.Equal(res.times[o], res.times[o-1]) {
+			b = append(b, b[times[0]:times[1]]...)
+		} else {
+			for r, t := range res.times[o] {
+				if r > 0 {
+					b = append(b, ',')
+				}
+				b = appendTime(b, t)
 			}
-			b = appendTime(b, t)
 		}
+		times = [2]int{start, len(b)}
 		b = append(b, "]}"...)
 	}
 	return append(b, "]}\n"...)
