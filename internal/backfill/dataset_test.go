@@ -3,6 +3,7 @@ package backfill_test
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -398,5 +399,83 @@ func TestShards(t *testing.T) {
 	pm, _ := os.ReadFile(merged + ".profile.json")
 	if len(pw) == 0 || string(pw) != string(pm) {
 		t.Errorf("profiles differ:\n%s\n%s", pw, pm)
+	}
+}
+
+// tempWatch is a Progress that lists the temp dir once the events are
+// spilled, when the computing step starts, and may cancel the run there.
+type tempWatch struct {
+	t      *testing.T
+	dir    string
+	cancel context.CancelFunc
+	seen   []string
+}
+
+func (w *tempWatch) Step(name string, _ int64) {
+	if name != "computing features" {
+		return
+	}
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		w.t.Error(err)
+	}
+	for _, e := range entries {
+		w.seen = append(w.seen, e.Name())
+	}
+	if w.cancel != nil {
+		w.cancel()
+	}
+}
+
+func (w *tempWatch) Add(int64) {}
+
+// TestSpillsLeaveNothing: spilled events take no name in the temp dir, not
+// even while the run reads them back, so a run killed at any point leaves
+// nothing to clean up; a cancelled run returns its context's error.
+func TestSpillsLeaveNothing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	defs := randomDefinitions(t, rng)
+	dir := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(dir, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC)
+	writeEvents(t, rng, defs, off, start, 500)
+	spine := filepath.Join(dir, "spine.csv")
+	var rows [][]string
+	for range 100 {
+		rows = append(rows, []string{fmt.Sprintf("u%d", rng.IntN(10)), strconv.FormatInt(start.Add(time.Duration(rng.Int64N(int64(30*time.Hour)))).UnixMilli(), 10)})
+	}
+	writeCSV(t, spine, []string{"user_id", "label_time"}, rows)
+	var refs []string
+	for _, v := range defs.Views {
+		refs = append(refs, v.Ref()+":"+v.Features[0].Name)
+	}
+	for _, cancelled := range []bool{false, true} {
+		tmp := t.TempDir()
+		ctx, cancel := context.WithCancel(context.Background())
+		w := &tempWatch{t: t, dir: tmp}
+		if cancelled {
+			w.cancel = cancel
+		}
+		sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "label_time", Features: refs, Out: filepath.Join(dir, "out.parquet"),
+			MemoryLimit: 16 << 10, TempDir: tmp, Progress: w})
+		cancel()
+		switch {
+		case cancelled && !errors.Is(err, context.Canceled):
+			t.Errorf("cancelled run: %v, want %v", err, context.Canceled)
+		case !cancelled && err != nil:
+			t.Fatal(err)
+		case !cancelled && sum.Buckets < 2:
+			t.Fatalf("a 16 KiB memory limit used %d bucket: nothing spilled", sum.Buckets)
+		}
+		if len(w.seen) > 0 {
+			t.Errorf("cancelled %v: the temp dir held %d files (%s, ...) while computing", cancelled, len(w.seen), w.seen[0])
+		}
+		if left, err := os.ReadDir(tmp); err != nil || len(left) > 0 {
+			t.Errorf("cancelled %v: the temp dir holds %v after the run (%v)", cancelled, left, err)
+		}
 	}
 }

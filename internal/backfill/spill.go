@@ -92,6 +92,12 @@ func newSpillFile(dir string, entities, buffer int, strs *spillStrings) (*spillF
 	if err != nil {
 		return nil, fmt.Errorf("spill events: %w", err)
 	}
+	// Unlinked at once, the file lives as long as it is open: a process
+	// killed mid-run leaves no spill behind for anyone to clean up.
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spill events: %w", err)
+	}
 	return &spillFile{f: f, w: bufio.NewWriterSize(f, buffer), strings: strs, sizes: make([]spillSize, entities)}, nil
 }
 
@@ -331,10 +337,10 @@ func (d *spillDecoder) record(b []byte, ws []*entityWork) error {
 	return nil
 }
 
+// remove closes the file, which frees its space: it has no name.
 func (s *spillFile) remove() {
 	if s.f != nil {
 		s.f.Close()
-		os.Remove(s.f.Name())
 		s.f = nil
 	}
 }
