@@ -290,24 +290,31 @@ func writeCSV(t *testing.T, path string, header []string, rows [][]string) {
 	}
 }
 
-// TestShards: a spine built in three shards and merged is the dataset built
-// at once, row for row, with the same profile.
-func TestShards(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	defs := randomDefinitions(t, rng)
-	dir := t.TempDir()
+// smallRun writes 500 events of random definitions (seeded with seed) to
+// an offline store in a temp dir, and beside it a CSV spine of 100 rows:
+// user_id (ten users), label_time (epoch ms), row (its number).
+func smallRun(t *testing.T, seed uint64) (defs *features.Definitions, off *offline.Dir, dir, spine string, rows [][]string) {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	defs = randomDefinitions(t, rng)
+	dir = t.TempDir()
 	off, err := offline.NewDir(filepath.Join(dir, "offline"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC)
 	writeEvents(t, rng, defs, off, start, 500)
-	spine := filepath.Join(dir, "spine.csv")
-	var rows [][]string
+	spine = filepath.Join(dir, "spine.csv")
 	for i := range 100 {
 		rows = append(rows, []string{fmt.Sprintf("u%d", rng.IntN(10)), strconv.FormatInt(start.Add(time.Duration(rng.Int64N(int64(30*time.Hour)))).UnixMilli(), 10), strconv.Itoa(i)})
 	}
 	writeCSV(t, spine, []string{"user_id", "label_time", "row"}, rows)
+	return defs, off, dir, spine, rows
+}
+
+// TestShards: a spine built in three shards and merged is the dataset built
+// at once, row for row, with the same profile.
+func TestShards(t *testing.T) {
+	defs, off, dir, spine, rows := smallRun(t, 5)
 	var refs []string
 	for _, v := range defs.Views {
 		for _, f := range v.Features {
@@ -433,21 +440,7 @@ func (w *tempWatch) Add(int64) {}
 // even while the run reads them back, so a run killed at any point leaves
 // nothing to clean up; a cancelled run returns its context's error.
 func TestSpillsLeaveNothing(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	defs := randomDefinitions(t, rng)
-	dir := t.TempDir()
-	off, err := offline.NewDir(filepath.Join(dir, "offline"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC)
-	writeEvents(t, rng, defs, off, start, 500)
-	spine := filepath.Join(dir, "spine.csv")
-	var rows [][]string
-	for range 100 {
-		rows = append(rows, []string{fmt.Sprintf("u%d", rng.IntN(10)), strconv.FormatInt(start.Add(time.Duration(rng.Int64N(int64(30*time.Hour)))).UnixMilli(), 10)})
-	}
-	writeCSV(t, spine, []string{"user_id", "label_time"}, rows)
+	defs, off, dir, spine, _ := smallRun(t, 7)
 	var refs []string
 	for _, v := range defs.Views {
 		refs = append(refs, v.Ref()+":"+v.Features[0].Name)
