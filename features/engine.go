@@ -1,6 +1,7 @@
 package features
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -19,6 +20,8 @@ type Engine struct {
 	filter *filter
 	feats  []feature // the state's layout: ordered by feature name
 	out    []int     // out[i]: the index in feats of the i-th feature Evaluate writes
+	order  []int     // the order Apply takes feats in: by group
+	groups int       // windowed features' distinct (granularity, tiles) pairs
 	fields []int     // schema indexes Apply reads, sorted
 	stamp  [4]byte   // fingerprint prefix (with the feature names if not all), in every state
 }
@@ -29,6 +32,7 @@ type feature struct {
 	field int   // schema index, or -1 for count
 	gran  int64 // granularity in ms; 0 for a lifetime feature
 	tiles int64 // tiles per window
+	group int   // windowed: its (gran, tiles) pair's number; -1 for a lifetime feature
 }
 
 // NewEngine compiles a view of defs. Given feature names, it computes only
@@ -76,6 +80,23 @@ func NewEngine(defs *Definitions, v *View, only ...string) (*Engine, error) {
 	for _, f := range outputs {
 		e.out = append(e.out, slices.Index(byName, f))
 	}
+	// Features of one window and granularity share the tile an event falls
+	// in and the first tile kept: Apply computes them once per group.
+	type window struct{ gran, tiles int64 }
+	var windows []window
+	for i := range e.feats {
+		f := &e.feats[i]
+		f.group = -1
+		if f.gran > 0 {
+			w := window{f.gran, f.tiles}
+			if f.group = slices.Index(windows, w); f.group < 0 {
+				f.group, windows = len(windows), append(windows, w)
+			}
+		}
+		e.order = append(e.order, i)
+	}
+	e.groups = len(windows)
+	slices.SortStableFunc(e.order, func(a, b int) int { return cmp.Compare(e.feats[a].group, e.feats[b].group) })
 	for _, f := range e.feats {
 		if f.field >= 0 {
 			e.fields = append(e.fields, f.field)
@@ -104,13 +125,17 @@ type State struct {
 	last   int64 // latest applied event time, epoch ms
 	any    bool  // whether any event was applied
 	series []series
+	pruned []int64 // per feature group: the first tile its series keep
 }
 
 // NewState returns the empty state of an entity with no events.
 func (e *Engine) NewState() *State {
-	s := &State{series: make([]series, len(e.feats))}
+	s := &State{series: make([]series, len(e.feats)), pruned: make([]int64, e.groups)}
 	for i, f := range e.feats {
 		s.series[i] = newSeries(f.agg)
+	}
+	for g := range s.pruned {
+		s.pruned[g] = math.MinInt64
 	}
 	return s
 }
@@ -138,23 +163,34 @@ func (e *Engine) Apply(s *State, ev *Event) (bool, error) {
 		s.last, s.any = ev.Time, true
 	}
 	o := order{time: ev.Time, partition: ev.Partition, offset: ev.Offset}
-	for i := range e.feats {
+	// Lifetime features, group -1, come first: tile 0, never late, never
+	// pruned.
+	group, tile, prune, late := -1, int64(0), false, false
+	for _, i := range e.order {
 		f := &e.feats[i]
+		if f.group != group { // the first of a group: order keeps them together
+			group = f.group
+			tile = floorDiv(ev.Time, f.gran)
+			lo := floorDiv(s.last, f.gran) - f.tiles + 1
+			// A group's series hold no tile below the lowest they kept and
+			// are given none: they need pruning only when it moves.
+			if late = tile < lo; !late {
+				prune = lo > s.pruned[group]
+				s.pruned[group] = lo
+			}
+		}
+		if late {
+			continue
+		}
+		if prune {
+			s.series[i].prune(s.pruned[group])
+		}
 		v := Null
 		if f.field >= 0 {
 			v = ev.Fields[f.field]
 			if v.typ == TypeFloat && v.num == 1<<63 {
 				v = Float(0) // -0: so that min, max and sums cannot depend on arrival order
 			}
-		}
-		tile := int64(0)
-		if f.gran > 0 {
-			tile = floorDiv(ev.Time, f.gran)
-			lo := floorDiv(s.last, f.gran) - f.tiles + 1
-			if tile < lo {
-				continue
-			}
-			s.series[i].prune(lo)
 		}
 		s.series[i].add(tile, v, o)
 	}
