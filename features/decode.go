@@ -39,7 +39,8 @@ func (e *DecodeError) Error() string {
 // schema order. Missing and null fields are null; fields the schema does not
 // declare are ignored; of a repeated key, the last counts. A string field
 // takes a JSON string (invalid UTF-8 becomes U+FFFD); int, a JSON integer;
-// float, any JSON number; bool, true or false; timestamp, an RFC 3339 string
+// float, a JSON number of magnitude at most 1e140 (every view may sum it
+// exactly, so a view never refuses an event the log holds); bool, true or false; timestamp, an RFC 3339 string
 // or integer epoch milliseconds. ev.Time is the event-time field. The error
 // is a *DecodeError.
 //
@@ -130,8 +131,8 @@ func decodeValue(v *fastjson.Value, t Type, scratch []byte) (Value, error) {
 	case TypeFloat:
 		if jt == fastjson.TypeNumber {
 			f, err := strconv.ParseFloat(text, 64)
-			if err != nil || math.IsInf(f, 0) {
-				return Null, fmt.Errorf("%s is out of the float64 range", text)
+			if err != nil || !(math.Abs(f) <= maxMagnitude) {
+				return Null, fmt.Errorf("%s is out of range: a float's magnitude is at most %g, so that sums stay exact", text, maxMagnitude)
 			}
 			return Float(f), nil
 		}

@@ -37,6 +37,8 @@ func TestDecodeJSON(t *testing.T) {
 			want: []features.Value{features.Null, features.Null, features.Null, features.Null, features.Null, features.Timestamp(features.MaxTime)}},
 		{in: `{"ts": -62135596800000}`,
 			want: []features.Value{features.Null, features.Null, features.Null, features.Null, features.Null, features.Timestamp(features.MinTime)}},
+		{in: `{"x": -1e140, ` + ts + `}`,
+			want: []features.Value{features.Null, features.Null, features.Float(-1e140), features.Null, features.Null, features.Timestamp(tsMs)}},
 		{in: `{"n": -9223372036854775808, ` + ts + `}`,
 			want: []features.Value{features.Null, features.Int(-9223372036854775808), features.Null, features.Null, features.Null, features.Timestamp(tsMs)}},
 		{in: `not json`, reason: features.ReasonInvalidJSON},
@@ -48,6 +50,7 @@ func TestDecodeJSON(t *testing.T) {
 		{in: `{"n": "1", ` + ts + `}`, reason: features.ReasonSchema, field: "n"},
 		{in: `{"n": 9223372036854775808, ` + ts + `}`, reason: features.ReasonSchema, field: "n"},
 		{in: `{"x": 1e400, ` + ts + `}`, reason: features.ReasonSchema, field: "x"},
+		{in: `{"x": -1.5e308, ` + ts + `}`, reason: features.ReasonSchema, field: "x"}, // beyond what sums take exactly
 		{in: `{"x": "2.5", ` + ts + `}`, reason: features.ReasonSchema, field: "x"},
 		{in: `{"ok": 1, ` + ts + `}`, reason: features.ReasonSchema, field: "ok"},
 		{in: `{"at": "yesterday", ` + ts + `}`, reason: features.ReasonSchema, field: "at"},
