@@ -126,7 +126,8 @@ func BenchmarkServe(b *testing.B) {
 		b.Run(fmt.Sprintf("ceiling=echo-busy-%v", busy), func(b *testing.B) { load(b, echoHandler(busy, 1350), one) })
 	}
 
-	stores := map[string]online.Store{"pebble": benchPebble(b, online.TableOf(defs.View("user_txn", 1)), recs), "redis": benchRedis(b, recs, true), "redis-uncached": benchRedis(b, recs, false)}
+	pebbleStore, _ := startPebble(b, online.TableOf(defs.View("user_txn", 1)), recs)
+	stores := map[string]online.Store{"pebble": pebbleStore, "redis": benchRedis(b, recs, true), "redis-uncached": benchRedis(b, recs, false)}
 	// The stores' own ceilings: one record read, through the same Store
 	// the server uses, with no HTTP, decoding or evaluation.
 	for _, name := range []string{"pebble", "redis-uncached"} {
@@ -168,41 +169,46 @@ func echoHandler(busy time.Duration, size int) http.Handler {
 	return e
 }
 
-// benchPebble returns a Pebble replica of table, whose changelog holds recs.
-func benchPebble(b *testing.B, table online.Table, recs []online.Record) online.Store {
+// startPebble returns a running Pebble replica of table, whose changelog
+// holds recs once it returns, and a function that produces more records to
+// the changelog.
+func startPebble(tb testing.TB, table online.Table, recs []online.Record) (online.Store, func(...online.Record)) {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(c.Close)
+	tb.Cleanup(c.Close)
 	brokers := c.ListenAddrs()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer cl.Close()
+	tb.Cleanup(cl.Close)
 	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 4, -1, nil, online.ChangelogTopic("quiver", table)); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	var rs []*kgo.Record
-	for _, r := range recs {
-		rs = append(rs, &kgo.Record{Topic: online.ChangelogTopic("quiver", table), Key: []byte(r.Key), Value: r.Value})
+	produce := func(recs ...online.Record) {
+		var rs []*kgo.Record
+		for _, r := range recs {
+			rs = append(rs, &kgo.Record{Topic: online.ChangelogTopic("quiver", table), Key: []byte(r.Key), Value: r.Value})
+		}
+		if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+			tb.Error(err)
+		}
 	}
-	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
-		b.Fatal(err)
-	}
-	r, err := pebble.Open(pebble.Config{Brokers: brokers, Tables: []online.Table{table}, Dir: b.TempDir()})
+	produce(recs...)
+	r, err := pebble.Open(pebble.Config{Brokers: brokers, Tables: []online.Table{table}, Dir: tb.TempDir()})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
-	b.Cleanup(func() { cancel(); <-done; r.Close() })
+	tb.Cleanup(func() { cancel(); <-done; r.Close() })
 	for r.Ready(ctx) != nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return r
+	return r, produce
 }
 
 // benchRedis writes recs to a fresh redis-server and returns a store

@@ -2,7 +2,11 @@ package serve
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"hash/maphash"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -15,12 +19,27 @@ import (
 // evaluation. Decoding a state rebuilds its running totals (tens of
 // microseconds for a busy entity), evaluating it takes a few: a hot entity
 // is decoded once per change, not once per lookup, and evaluated once per
-// span of its engine (until a window moves to its next tile). An entry is
-// used only if the record read from the store is byte for byte the one it
-// was decoded from, so the cache never serves a stale state. States are
+// span of its engine (until a window moves to its next tile). States are
 // shared between requests: Evaluate only reads them.
+//
+// The cache never serves a stale state. Over a store that tells of every
+// change (online.Watched: the Pebble replica), an entry is used without
+// reading the store, until the store says its record changed. Over any
+// other store (Redis), the record is read and an entry is used only if it
+// is byte for byte the record the entry was decoded from.
 type stateCache struct {
-	lru *lru.Cache[cacheKey, *cachedState] // nil: no cache
+	lru     *lru.Cache[cacheKey, *cachedState] // nil: no cache
+	watched bool
+	seed    maphash.Seed
+	// stripes order the changes the store tells of with the entries read
+	// meanwhile: a state read before a change of its record is not added
+	// once the change is told (see add).
+	stripes [64]stripe
+}
+
+type stripe struct {
+	mu      sync.Mutex
+	changes atomic.Uint64 // changes told of the stripe's keys; written under mu
 }
 
 type cacheKey struct {
@@ -29,7 +48,7 @@ type cacheKey struct {
 }
 
 type cachedState struct {
-	record []byte
+	record []byte // what state was decoded from; nil when watched
 	state  *features.State
 	eval   atomic.Pointer[evaluation] // the latest; nil before the first
 }
@@ -55,35 +74,119 @@ func (c *cachedState) evaluate(eng *features.Engine, t int64, out []features.Val
 	return nil
 }
 
-func newStateCache(entries int) (*stateCache, error) {
+// newStateCache returns a cache of entries states (none if entries <= 0)
+// read from store.
+func newStateCache(entries int, store online.Store) (*stateCache, error) {
+	c := &stateCache{seed: maphash.MakeSeed()}
 	if entries <= 0 {
-		return &stateCache{}, nil
+		return c, nil
 	}
-	c, err := lru.New[cacheKey, *cachedState](entries)
-	if err != nil {
+	var err error
+	if c.lru, err = lru.New[cacheKey, *cachedState](entries); err != nil {
 		return nil, err
 	}
-	return &stateCache{lru: c}, nil
+	if w, ok := store.(online.Watched); ok {
+		w.Watch(c.changed, c.dropped)
+		c.watched = true
+	}
+	return c, nil
 }
 
-// decode returns the state a record holds, from the cache when it has this
-// very record. hit reports whether it did. The cache keeps a copy of the
-// record, not the record.
-func (c *stateCache) decode(eng *features.Engine, t online.Table, key string, record []byte) (st *cachedState, hit bool, err error) {
-	k := cacheKey{t, key}
-	if c.lru != nil {
-		if e, ok := c.lru.Get(k); ok && bytes.Equal(e.record, record) {
-			return e, true, nil
+// read sets states[i] to the state of keys[i] in table t, or nil when the
+// store has none, and counts the states found decoded in the cache (hits)
+// and those decoded (misses).
+func (c *stateCache) read(ctx context.Context, store online.Store, eng *features.Engine, t online.Table, keys []string, states []*cachedState) (hits, misses int, err error) {
+	read, at := keys, []int(nil) // the keys read from the store, and their places in keys
+	var changes []uint64         // when watched, their stripes' changes before the read
+	if c.watched {
+		read = nil
+		for i, k := range keys {
+			if e, ok := c.lru.Get(cacheKey{t, k}); ok {
+				states[i] = e
+				hits++
+				continue
+			}
+			read, at = append(read, k), append(at, i)
+			changes = append(changes, c.stripe(cacheKey{t, k}).changes.Load())
+		}
+		if len(read) == 0 {
+			return hits, 0, nil
 		}
 	}
-	decoded, _, err := online.DecodeState(eng, record)
-	if err != nil {
-		return nil, false, err
-	}
-	st = &cachedState{state: decoded}
-	if c.lru != nil {
-		st.record = bytes.Clone(record)
+	err = store.Get(ctx, t, read, func(j int, rec []byte) error {
+		if len(rec) == 0 {
+			return nil // no state
+		}
+		i, k := j, cacheKey{t, read[j]}
+		if at != nil {
+			i = at[j]
+		}
+		if !c.watched && c.lru != nil {
+			if e, ok := c.lru.Get(k); ok && bytes.Equal(e.record, rec) {
+				states[i] = e
+				hits++
+				return nil
+			}
+		}
+		decoded, _, err := online.DecodeState(eng, rec)
+		if err != nil {
+			return fmt.Errorf("state of %q: %w", k.key, err)
+		}
+		st := &cachedState{state: decoded}
+		states[i] = st
+		misses++
+		switch {
+		case c.watched:
+			c.add(k, st, changes[j])
+		case c.lru != nil:
+			st.record = bytes.Clone(rec)
+			c.lru.Add(k, st)
+		}
+		return nil
+	})
+	return hits, misses, err
+}
+
+func (c *stateCache) stripe(k cacheKey) *stripe {
+	return &c.stripes[maphash.Comparable(c.seed, k)%uint64(len(c.stripes))]
+}
+
+// add caches the state of k read when its stripe had seen changes changes,
+// unless the store has told of a change since: it may have been read
+// before that change, and changed, the next to remove it, may have run
+// already.
+func (c *stateCache) add(k cacheKey, st *cachedState, changes uint64) {
+	s := c.stripe(k)
+	s.mu.Lock()
+	if s.changes.Load() == changes {
 		c.lru.Add(k, st)
 	}
-	return st, false, nil
+	s.mu.Unlock()
+}
+
+// changed is told by the store after a record changed.
+func (c *stateCache) changed(t online.Table, key string) {
+	k := cacheKey{t, key}
+	s := c.stripe(k)
+	s.mu.Lock()
+	s.changes.Add(1)
+	c.lru.Remove(k)
+	s.mu.Unlock()
+}
+
+// dropped is told by the store after all of a table's records were
+// removed.
+func (c *stateCache) dropped(t online.Table) {
+	for i := range c.stripes {
+		c.stripes[i].mu.Lock()
+		c.stripes[i].changes.Add(1)
+	}
+	for _, k := range c.lru.Keys() {
+		if k.table == t {
+			c.lru.Remove(k)
+		}
+	}
+	for i := range c.stripes {
+		c.stripes[i].mu.Unlock()
+	}
 }

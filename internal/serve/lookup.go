@@ -193,21 +193,12 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			keys[r] = string(key)
 		}
 		states[ti] = make([]*cachedState, req.rows)
-		err := s.store.Get(ctx, t.id, keys, func(r int, rec []byte) error {
-			if len(rec) == 0 {
-				return nil // no state
-			}
-			st, hit, err := s.cache.decode(t.engine, t.id, keys[r], rec)
-			if err != nil {
-				return fmt.Errorf("state of %q: %w", keys[r], err)
-			}
-			s.metrics.cache[b2i(hit)].Inc()
-			states[ti][r] = st
-			return nil
-		})
+		hits, misses, err := s.cache.read(ctx, s.store, t.engine, t.id, keys, states[ti])
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", t.id, err)
 		}
+		s.metrics.cache[0].Add(float64(misses))
+		s.metrics.cache[1].Add(float64(hits))
 		s.metrics.lookups.WithLabelValues(t.id.String()).Add(float64(len(keys)))
 	}
 
@@ -406,11 +397,4 @@ func appendValue(b []byte, v features.Value) []byte {
 		return appendTime(b, v.Int())
 	}
 	return append(b, "null"...)
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

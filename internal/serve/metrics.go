@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route", "code"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_serve_entity_lookups_total",
-			Help: "Entities read from the online store, by view version.",
+			Help: "Entities looked up, by view version.",
 		}, []string{"view"}),
 	}
 	statuses := prometheus.NewCounterVec(prometheus.CounterOpts{

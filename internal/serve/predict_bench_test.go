@@ -71,7 +71,8 @@ device: cpu
 		b.Fatal(err)
 	}
 	defer models.Close()
-	srv, err := serve.New(serve.Config{Definitions: defs, Store: benchPebble(b, online.TableOf(defs.View("user_txn", 1)), nil), Models: models})
+	store, _ := startPebble(b, online.TableOf(defs.View("user_txn", 1)), nil)
+	srv, err := serve.New(serve.Config{Definitions: defs, Store: store, Models: models})
 	if err != nil {
 		b.Fatal(err)
 	}

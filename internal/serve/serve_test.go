@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -512,5 +513,108 @@ func TestConcurrentLookups(t *testing.T) {
 			}
 		})
 	}
+	wg.Wait()
+}
+
+// Over the Pebble replica, the state cache follows what the replica tells
+// of changes rather than reading the store: while a user's state changes
+// under concurrent lookups, no lookup answers an older state than one
+// answered before it, and once the replica has applied the last state,
+// every lookup answers it.
+func TestWatchedCacheFollowsChanges(t *testing.T) {
+	defs, err := features.Load("testdata/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := defs.View("user_txn", 1)
+	eng, err := features.NewEngine(defs, view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := defs.Source("payments")
+	users := []string{"u1", "u2", "u3"}
+	states := map[string]*features.State{}
+	var offset int64
+	// next applies one more event of each user, and returns their records.
+	next := func() []online.Record {
+		var recs []online.Record
+		for _, u := range users {
+			if states[u] == nil {
+				states[u] = eng.NewState()
+			}
+			offset++
+			ev := &features.Event{Time: now.Add(-30*time.Minute).UnixMilli() + offset, Offset: offset, Fields: make([]features.Value, len(src.Schema))}
+			ev.Fields[src.Field("user_id")] = features.String(u)
+			ev.Fields[src.Field("ts")] = features.Timestamp(ev.Time)
+			if _, err := eng.Apply(states[u], ev); err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, online.Record{Table: online.TableOf(view), Key: u, Value: online.EncodeState(eng, states[u], map[int32]int64{0: offset})})
+		}
+		return recs
+	}
+	store, produce := startPebble(t, online.TableOf(view), next())
+	srv, err := serve.New(serve.Config{Definitions: defs, Store: store, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := func() ([]float64, error) {
+		body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1", "u2", "u3"]}}`
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest("POST", "/get-online-features", strings.NewReader(body)))
+		var r response
+		if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil || w.Code != http.StatusOK || len(r.Results) != 2 {
+			return nil, fmt.Errorf("status %d: %s", w.Code, w.Body)
+		}
+		out := make([]float64, len(users))
+		for i, v := range r.Results[1].Values {
+			out[i], _ = v.(float64)
+		}
+		return out, nil
+	}
+
+	const updates = 200
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			last := make([]float64, len(users))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				got, err := counts()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for i := range users {
+					if got[i] < last[i] {
+						t.Errorf("%s: a lookup answered %v events after one answered %v", users[i], got[i], last[i])
+						return
+					}
+				}
+				last = got
+			}
+		})
+	}
+	for range updates {
+		produce(next()...)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got, err := counts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(got, []float64{updates + 1, updates + 1, updates + 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts %v long after the replica was given %d events of each user", got, updates+1)
+		}
+	}
+	close(done)
 	wg.Wait()
 }

@@ -23,6 +23,20 @@ type Store interface {
 	Close() error
 }
 
+// Watched is a Store that alone writes its copy of the records, as serve's
+// Pebble replica does, and so sees every change: a reader may keep what it
+// derives from a record, without reading the store again, until the store
+// says the record changed.
+type Watched interface {
+	Store
+	// Watch calls changed after a change of a table's record (a write or a
+	// delete) is visible to Get, and dropped after all of a table's records
+	// were removed at once. Calls come one at a time, from the goroutine
+	// that applies changes: they must be quick. Call Watch before reading
+	// what it is to guard; a later call replaces the functions.
+	Watch(changed func(t Table, key string), dropped func(t Table))
+}
+
 // Table is one view version: the records of one changelog topic.
 type Table struct {
 	View    string

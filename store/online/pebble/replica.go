@@ -64,15 +64,26 @@ func (c *Config) ensureDefaults() {
 type Replica struct {
 	cfg     Config
 	db      *pebble.DB
-	topics  map[string]string // changelog topic → table key prefix
+	topics  map[string]online.Table // by changelog topic
 	state   atomic.Pointer[error]
+	watch   atomic.Pointer[watch]
 	lag     *prometheus.GaugeVec
 	applied prometheus.Counter
 	closed  sync.RWMutex // held for reading by Get, for writing by Close
 	done    bool
 }
 
-var _ online.Store = (*Replica)(nil)
+var _ online.Watched = (*Replica)(nil)
+
+type watch struct {
+	changed func(online.Table, string)
+	dropped func(online.Table)
+}
+
+// Watch implements online.Watched.
+func (r *Replica) Watch(changed func(t online.Table, key string), dropped func(t online.Table)) {
+	r.watch.Store(&watch{changed, dropped})
+}
 
 // errStarting is the readiness of a replica whose Run has not yet looked at
 // the changelogs.
@@ -90,9 +101,9 @@ func Open(cfg Config) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open replica: %w", err)
 	}
-	r := &Replica{cfg: cfg, db: db, topics: map[string]string{}}
+	r := &Replica{cfg: cfg, db: db, topics: map[string]online.Table{}}
 	for _, t := range cfg.Tables {
-		r.topics[online.ChangelogTopic(cfg.TopicPrefix, t)] = t.String()
+		r.topics[online.ChangelogTopic(cfg.TopicPrefix, t)] = t
 	}
 	r.state.Store(&errStarting)
 	r.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -272,6 +283,11 @@ func (r *Replica) Run(ctx context.Context) error {
 		r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
 	}
 	var key []byte
+	type change struct {
+		table online.Table
+		key   string
+	}
+	var changes []change // the batch's, when watched
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -283,13 +299,19 @@ func (r *Replica) Run(ctx context.Context) error {
 			r.cfg.Logger.Warn("changelog fetch", "topic", t, "partition", p, "err", err)
 		})
 		b := r.db.NewBatch()
+		w := r.watch.Load()
+		changes = changes[:0]
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
 				return
 			}
-			table := r.topics[p.Topic]
+			t := r.topics[p.Topic]
+			table := t.String()
 			for _, rec := range p.Records {
 				key = recordKey(key[:0], table, string(rec.Key))
+				if w != nil {
+					changes = append(changes, change{t, string(rec.Key)})
+				}
 				if rec.Value == nil {
 					_ = b.Delete(key, nil) // a tombstone; a batch fails only when closed
 				} else {
@@ -310,6 +332,9 @@ func (r *Replica) Run(ctx context.Context) error {
 			return fmt.Errorf("apply changelog: %w", err)
 		}
 		b.Close()
+		for _, c := range changes {
+			w.changed(c.table, c.key)
+		}
 		if !ready {
 			if n := behind(); n > 0 {
 				r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
@@ -357,7 +382,7 @@ func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.Top
 func (r *Replica) reset(topic string) error {
 	b := r.db.NewBatch()
 	defer b.Close()
-	table := recordKey(nil, r.topics[topic], "")
+	table := recordKey(nil, r.topics[topic].String(), "")
 	if err := b.DeleteRange(table, append(table[:len(table)-1:len(table)-1], 1), nil); err != nil {
 		return err
 	}
@@ -367,6 +392,9 @@ func (r *Replica) reset(topic string) error {
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("reset replica of %s: %w", topic, err)
+	}
+	if w := r.watch.Load(); w != nil {
+		w.dropped(r.topics[topic])
 	}
 	return nil
 }

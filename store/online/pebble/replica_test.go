@@ -1,10 +1,14 @@
 package pebble_test
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,11 +68,15 @@ func produce(t *testing.T, brokers []string, records []online.Record) {
 }
 
 // start opens a replica in dir and runs it until the test ends or stop is
-// called; it returns once the replica is ready.
-func start(t *testing.T, brokers []string, dir string, reg prometheus.Registerer) (r *pebble.Replica, stop func()) {
+// called; it returns once the replica is ready. A watcher, if any, watches
+// it from the start.
+func start(t *testing.T, brokers []string, dir string, reg prometheus.Registerer, w ...*watcher) (r *pebble.Replica, stop func()) {
 	r, err := pebble.Open(pebble.Config{Brokers: brokers, TopicPrefix: "test", Tables: tables, Dir: dir, CacheBytes: 8 << 20, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, w := range w {
+		w.watch(r)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -248,12 +256,88 @@ func TestReplicaChangelogRecreated(t *testing.T) {
 	adm.Close()
 	produce(t, brokers, []online.Record{{Table: u1, Key: "new", Value: []byte("n")}})
 
-	r, _ = start(t, brokers, dir, nil)
+	w := &watcher{t: t}
+	r, _ = start(t, brokers, dir, nil, w)
 	got, err := storetest.GetAll(context.Background(), r, u1, []string{"old0", "old7", "new"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got[0] != nil || got[1] != nil || string(got[2]) != "n" {
 		t.Fatalf("got %q, want the old records gone and the new one", got)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Equal(w.dropped, []online.Table{u1}) || len(w.seen) != 1 || w.seen[0].Key != "new" {
+		t.Errorf("told of %v dropped and %v changed, want %v dropped, then the new record", w.dropped, w.seen, u1)
+	}
+}
+
+// watcher records what a replica tells its watcher, and what Get returned
+// for each changed record as it was told.
+type watcher struct {
+	t       *testing.T
+	mu      sync.Mutex
+	seen    []online.Record
+	dropped []online.Table
+}
+
+func (w *watcher) watch(r *pebble.Replica) {
+	r.Watch(func(t online.Table, key string) {
+		got, err := storetest.GetAll(context.Background(), r, t, []string{key})
+		if err != nil {
+			w.t.Errorf("Get %s %q as told of its change: %v", t, key, err)
+		}
+		w.mu.Lock()
+		w.seen = append(w.seen, online.Record{Table: t, Key: key, Value: got[0]})
+		w.mu.Unlock()
+	}, func(t online.Table) {
+		w.mu.Lock()
+		w.dropped = append(w.dropped, t)
+		w.mu.Unlock()
+	})
+}
+
+// A watcher is told of every change, once Get sees it: serve's state cache
+// keeps an entity's state until then.
+func TestReplicaWatch(t *testing.T) {
+	brokers := broker(t)
+	u1, m := tables[0], tables[2]
+	produce(t, brokers, []online.Record{{Table: u1, Key: "a", Value: []byte("a1")}, {Table: u1, Key: "b", Value: []byte("b1")}})
+	w := &watcher{t: t}
+	start(t, brokers, t.TempDir(), nil, w)
+	want := []online.Record{{Table: u1, Key: "a", Value: []byte("a1")}, {Table: u1, Key: "b", Value: []byte("b1")}}
+
+	next := []online.Record{{Table: u1, Key: "a", Value: []byte("a2")}, {Table: u1, Key: "b"}, {Table: m, Key: "a", Value: []byte("m1")}}
+	produce(t, brokers, next)
+	want = append(want, next...)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		w.mu.Lock()
+		n := len(w.seen)
+		w.mu.Unlock()
+		if n >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("told of %d changes, want %d", n, len(want))
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// Partitions are applied in any order; a key's changes in order.
+	byKey := func(a, b online.Record) int {
+		return cmp.Or(strings.Compare(a.Table.String(), b.Table.String()), strings.Compare(a.Key, b.Key))
+	}
+	slices.SortStableFunc(w.seen, byKey)
+	slices.SortStableFunc(want, byKey)
+	if len(w.seen) != len(want) {
+		t.Fatalf("told of %v, want %v", w.seen, want)
+	}
+	for i := range want {
+		if w.seen[i].Table != want[i].Table || w.seen[i].Key != want[i].Key || !bytes.Equal(w.seen[i].Value, want[i].Value) {
+			t.Errorf("change %d: told of %s %q when Get returned %q; want %s %q with %q", i, w.seen[i].Table, w.seen[i].Key, w.seen[i].Value, want[i].Table, want[i].Key, want[i].Value)
+		}
+	}
+	if len(w.dropped) > 0 {
+		t.Errorf("told of tables dropped: %v", w.dropped)
 	}
 }
