@@ -154,11 +154,15 @@ func run(args []string) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	// Finish the requests in flight, then stop the replica.
+	// Finish the requests in flight, deliver their predictions, then stop
+	// the replica.
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdown); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if err := predictions.Flush(shutdown); err != nil {
+		log.Warn("predictions not logged at shutdown", "err", err)
 	}
 	stopReplica()
 	<-replicaDone

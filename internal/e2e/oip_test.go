@@ -19,7 +19,7 @@ import (
 // shapes and the outputs against the model evaluated in Go.
 func TestOpenInferenceProtocol(t *testing.T) {
 	brokers := startBroker(t)
-	base := startServe(t, brokers, t.TempDir(), "--models", "../../model/testdata/models")
+	base, _ := startServe(t, brokers, t.TempDir(), "--models", "../../model/testdata/models")
 	for deadline := 0; ; deadline++ {
 		if resp, err := http.Get(base + "/v2/health/live"); err == nil {
 			var live map[string]any

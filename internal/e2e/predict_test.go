@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ func TestPredict(t *testing.T) {
 	defs := loadDefs(t)
 	txns := recentStream(2000)
 	ref := ingesttest.Reference(t, defs, txns)
-	base := startServe(t, brokers, t.TempDir(), "--models", "../../model/testdata/models")
+	base, _ := startServe(t, brokers, t.TempDir(), "--models", "../../model/testdata/models")
 	kcatProduce(t, brokers, txns)
 	startIngest(t, brokers, t.TempDir())
 	waitReady(t, base)
@@ -163,7 +164,7 @@ func TestPredictionLogAndShadow(t *testing.T) {
 	os.WriteFile(filepath.Join(repo, "fraud", "aliases.yaml"), []byte("production: 1\nshadow: 2\n"), 0o644)
 
 	brokers := startBroker(t)
-	base := startServe(t, brokers, t.TempDir(), "--models", repo)
+	base, serve := startServe(t, brokers, t.TempDir(), "--models", repo)
 	kcatProduce(t, brokers, recentStream(200))
 	startIngest(t, brokers, t.TempDir())
 	waitReady(t, base)
@@ -216,5 +217,27 @@ func TestPredictionLogAndShadow(t *testing.T) {
 		if twin.Output[0] != p.Output[0] { // the same model under two versions
 			t.Errorf("%s: production and shadow differ: %v, %v", k, p.Output, twin.Output)
 		}
+	}
+
+	// The predictions answered just before a stop are logged before serve
+	// exits.
+	var last struct {
+		RequestID string `json:"request_id"`
+	}
+	postJSON(t, base+"/v1/models/fraud/predict", map[string]any{
+		"entities":        map[string]any{"user_id": []string{"u001", "u002", "u003"}, "merchant_id": []string{"m01", "m02", "m03"}},
+		"request_context": map[string]any{"amount": 10}}, http.StatusOK, &last)
+	if err := serve.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("serve exited with %v", err)
+	}
+	rows := map[int]bool{}
+	for _, r := range ingesttest.ConsumeAll(t, brokers, "quiver.predictions") {
+		var p logged
+		if err := json.Unmarshal(r.Value, &p); err == nil && p.RequestID == last.RequestID && !p.Shadow {
+			rows[p.Row] = true
+		}
+	}
+	if len(rows) != 3 {
+		t.Errorf("%d of the 3 rows predicted just before SIGTERM logged", len(rows))
 	}
 }

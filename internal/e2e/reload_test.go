@@ -44,7 +44,7 @@ func TestHotReload(t *testing.T) {
 	setAliases("production: 1\n")
 
 	brokers := startBroker(t)
-	base := startServe(t, brokers, t.TempDir(), "--models", repo)
+	base, _ := startServe(t, brokers, t.TempDir(), "--models", repo)
 	kcatProduce(t, brokers, recentStream(200))
 	startIngest(t, brokers, t.TempDir())
 	waitReady(t, base)

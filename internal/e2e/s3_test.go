@@ -43,7 +43,7 @@ func TestKcatToServeS3(t *testing.T) {
 	}
 	startIngest(t, brokers, t.TempDir(), "--offline", store, "--max-batch", "200")
 	kcatProduce(t, brokers, txns[half:])
-	base := startServe(t, brokers, t.TempDir(), "--offline", store)
+	base, _ := startServe(t, brokers, t.TempDir(), "--offline", store)
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
 	waitReady(t, base)
 	waitForReference(t, base, defs, ref)

@@ -15,14 +15,15 @@ import (
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 )
 
-// startServe runs the serve binary on a free port; it returns the base URL.
-func startServe(t *testing.T, brokers []string, dataDir string, extra ...string) string {
+// startServe runs the serve binary on a free port; it returns the base URL
+// and the process.
+func startServe(t *testing.T, brokers []string, dataDir string, extra ...string) (string, *proc) {
 	t.Helper()
 	port := freePort(t)
 	args := append([]string{"--definitions", definitions, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
 		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--log-format", "json"}, extra...)
-	start(t, "serve", args...)
-	return "http://127.0.0.1:" + strconv.Itoa(port)
+	p := start(t, "serve", args...)
+	return "http://127.0.0.1:" + strconv.Itoa(port), p
 }
 
 // waitReady waits until serve's /readyz says it is ready.
@@ -175,13 +176,13 @@ func TestKcatToServe(t *testing.T) {
 	defs := loadDefs(t)
 	txns := recentStream(2000)
 	ref := ingesttest.Reference(t, defs, txns)
-	base := startServe(t, brokers, t.TempDir()) // before ingest: it waits for the changelogs
+	base, _ := startServe(t, brokers, t.TempDir()) // before ingest: it waits for the changelogs
 	kcatProduce(t, brokers, txns)
 	startIngest(t, brokers, t.TempDir())
 	waitReady(t, base)
 	first := waitForReference(t, base, defs, ref)
 
-	second := startServe(t, brokers, t.TempDir())
+	second, _ := startServe(t, brokers, t.TempDir())
 	waitReady(t, second)
 	body, _, _ := everything(defs)
 	for attempt := 0; ; attempt++ {
@@ -210,7 +211,7 @@ func TestKcatToServeRedis(t *testing.T) {
 	ref := ingesttest.Reference(t, defs, txns)
 	kcatProduce(t, brokers, txns)
 	startIngest(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisAddr)
-	base := startServe(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisAddr)
+	base, _ := startServe(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisAddr)
 	waitReady(t, base)
 	waitForReference(t, base, defs, ref)
 }

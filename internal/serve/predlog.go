@@ -72,3 +72,13 @@ func (l *PredictionLog) add(v *model.Version, reqID string, shadow bool, in, out
 		})
 	}
 }
+
+// Flush waits until every prediction logged so far is delivered, or
+// failed, or ctx ends: a stopping serve calls it once its last request is
+// answered.
+func (l *PredictionLog) Flush(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	return l.client.Flush(ctx)
+}
