@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -108,4 +109,32 @@ func TestHotReload(t *testing.T) {
 		t.Errorf("%d requests failed during the reloads, like: %v", n, lastFailure.Load())
 	}
 	t.Logf("served by version 1: %d, 2: %d", served[1].Load(), served[2].Load())
+
+	// A canary is sticky per entity, whatever the order of the entity's
+	// join keys in the body.
+	if err := os.RemoveAll(filepath.Join(repo, "fraud", "3")); err != nil { // the broken version holds back every reload
+		t.Fatal(err)
+	}
+	setAliases("production: 2\ncanary: {version: 1, traffic: 0.5}\n")
+	version := func(body string) int {
+		var out struct{ Version int }
+		postJSON(t, base+"/v1/models/fraud/predict", body, http.StatusOK, &out)
+		return out.Version
+	}
+	var byVersion [3]int
+	for deadline := time.Now().Add(15 * time.Second); byVersion[1] == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no user went to the canary")
+		}
+		byVersion = [3]int{}
+		for u := range 20 {
+			user, merchant := fmt.Sprintf("u%03d", u), fmt.Sprintf("m%02d", u%25)
+			v := version(`{"entities": {"user_id": ["` + user + `"], "merchant_id": ["` + merchant + `"]}, "request_context": {"amount": 5}}`)
+			if w := version(`{"request_context": {"amount": 5}, "entities": {"merchant_id": ["` + merchant + `"], "user_id": ["` + user + `"]}}`); w != v {
+				t.Fatalf("%s at %s: version %d, and %d with the join keys in the other order", user, merchant, v, w)
+			}
+			byVersion[v]++
+		}
+	}
+	t.Logf("of 20 users, %d went to the canary", byVersion[1])
 }

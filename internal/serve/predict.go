@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,11 +31,13 @@ func (s *Server) predict(c echo.Context) error {
 		return err
 	}
 	// The first entity's key picks the version: a canary is sticky per
-	// entity.
-	var route []byte
-	for _, col := range req.entities {
-		route, _ = online.AppendEntityKey(route, col.values[0])
+	// entity. Its join keys go by name, whatever their order in the body.
+	cols := slices.SortedFunc(slices.Values(req.entities), func(a, b column) int { return strings.Compare(a.name, b.name) })
+	keys := make([]features.Value, len(cols))
+	for i, col := range cols {
+		keys[i] = col.values[0]
 	}
+	route, _ := online.AppendEntityKey(nil, keys...)
 	if s.models == nil {
 		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
 	}
