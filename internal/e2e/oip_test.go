@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/model/xgboost"
 )
 
@@ -97,6 +98,44 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		}
 	}
 
+	// Each row is logged for the drift detectors, as predictions are.
+	logged := map[int][]float64{}
+	for deadline := time.Now().Add(10 * time.Second); len(logged) < 3 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, r := range ingesttest.ConsumeAll(t, brokers, "quiver.predictions") {
+			var p struct {
+				RequestID string `json:"request_id"`
+				Row       int
+				Version   int
+				Inputs    []float64
+			}
+			if err := json.Unmarshal(r.Value, &p); err != nil || p.RequestID != "req-1" || p.Version != 1 {
+				t.Fatalf("logged %s: %v", r.Value, err)
+			}
+			logged[p.Row] = p.Inputs
+		}
+	}
+	for r := range 3 {
+		want := make([]float64, 10)
+		for i := range want {
+			want[i] = float64(in[r*10+i])
+		}
+		if !slices.Equal(logged[r], want) {
+			t.Errorf("row %d logged with inputs %v, want %v", r, logged[r], want)
+		}
+	}
+
+	// GET's routes answer HEAD.
+	for _, path := range []string{"/v2/health/live", "/v2/models/fraud", "/healthz", "/v1/models"} {
+		resp, err := http.Head(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("HEAD %s: %s", path, resp.Status)
+		}
+	}
+
 	// Errors: JSON bodies with the reason, 4xx.
 	var e map[string]any
 	for _, c := range []struct {
@@ -109,7 +148,11 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		{"/v2/models/fraud/versions/9/infer", map[string]any{"inputs": []any{}}, 404, "version 9"},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 9}, "datatype": "FP32", "data": make([]float32, 9)}}}, 400, "want [rows, 10]"},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "BYTES", "data": make([]float32, 10)}}}, 400, `datatype "BYTES"`},
-		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{2, 10}, "datatype": "FP32", "data": make([]float32, 10)}}}, 400, "10 values for shape [2 10]"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{2, 10}, "datatype": "FP32", "data": make([]float32, 10)}}}, 400, "10 values of data for shape [2, 10]"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{2, 10}, "datatype": "FP32", "data": [][]float32{make([]float32, 5), make([]float32, 15)}}}}, 400, "row 0 of data has 5 values, want 10"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "FP32", "data": [][]float32{make([]float32, 5), make([]float32, 5)}}}}, 400, "2 rows of data for 1 rows"},
+		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "INT32", "data": [0, 0, 0.5, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 2 of data, 0.5, is not INT32"},
+		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "INT32", "data": [0, 0, 0, 3e9, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 3 of data, 3e+09, is not INT32"},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "FP32", "data": "x"}}}, 400, "data must be an array"},
 		{"/v2/models/fraud/infer", map[string]any{"inputz": []any{}}, 400, "unknown field"},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [0, 0, 1e39, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 2 of data is out of the range of FP32"},

@@ -74,17 +74,18 @@ const (
 	oipOutputName = "output"
 )
 
-func (s *Server) oipRoutes(e *echo.Echo) {
-	e.GET("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
-	e.GET("/v2/health/ready", func(c echo.Context) error {
+// oipRoutes adds the routes to e, those of GET through get.
+func (s *Server) oipRoutes(e *echo.Echo, get func(string, echo.HandlerFunc, ...echo.MiddlewareFunc)) {
+	get("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
+	get("/v2/health/ready", func(c echo.Context) error {
 		if err := s.store.Ready(c.Request().Context()); err != nil {
 			return c.JSON(http.StatusServiceUnavailable, map[string]any{"ready": false, "error": err.Error(), "code": http.StatusServiceUnavailable})
 		}
 		return c.JSON(http.StatusOK, map[string]bool{"ready": true})
 	})
 	for _, prefix := range []string{"/v2/models/:name", "/v2/models/:name/versions/:version"} {
-		e.GET(prefix, s.oipMetadata, s.authenticate)
-		e.GET(prefix+"/ready", s.oipReady, s.authenticate)
+		get(prefix, s.oipMetadata, s.authenticate)
+		get(prefix+"/ready", s.oipReady, s.authenticate)
 		e.POST(prefix+"/infer", s.oipInfer, s.authenticate)
 	}
 }
@@ -137,12 +138,14 @@ func (s *Server) oipReady(c echo.Context) error {
 
 // oipInfer runs a raw input tensor through a version's batcher.
 func (s *Server) oipInfer(c echo.Context) error {
-	v, err := s.oipVersion(c)
+	// The body first: a version chosen before a slow body arrived may be
+	// retired by then.
+	body, bp, err := s.readPooled(c)
+	defer s.buffers.Put(bp)
 	if err != nil {
 		return err
 	}
-	body, bp, err := s.readPooled(c)
-	defer s.buffers.Put(bp)
+	v, err := s.oipVersion(c)
 	if err != nil {
 		return err
 	}
@@ -171,20 +174,23 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if len(t.Shape) != 2 || t.Shape[1] != n || t.Shape[0] < 1 || t.Shape[0] > s.cfg.MaxEntities {
 		return badRequest("input %q has shape %v, want [rows, %d] with 1 to %d rows", t.Name, t.Shape, n, s.cfg.MaxEntities)
 	}
-	switch t.Datatype {
-	case "FP32", "FP64", "INT32", "INT64":
-	default:
-		return badRequest("input %q: datatype %q, want FP32, FP64, INT32 or INT64", t.Name, t.Datatype)
-	}
-	data, err := flatNumbers(t.Data)
+	rows := t.Shape[0]
+	data, err := tensorData(t.Data, t.Datatype, rows, n)
 	if err != nil {
 		return badRequest("input %q: %v", t.Name, err)
 	}
-	rows := t.Shape[0]
-	if len(data) != rows*n {
-		return badRequest("input %q: %d values for shape %v", t.Name, len(data), t.Shape)
-	}
 	out, err := v.Predict(c.Request().Context(), data, rows)
+	if errors.Is(err, batch.ErrClosed) {
+		// A reload retired the version as the request reached it: the
+		// version the path names now answers.
+		if v, err = s.oipVersion(c); err != nil {
+			return err
+		}
+		if v.NumFeatures() != n {
+			return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " changed its inputs: retry"}
+		}
+		out, err = v.Predict(c.Request().Context(), data, rows)
+	}
 	if errors.Is(err, batch.ErrQueueFull) {
 		c.Response().Header().Set("Retry-After", "1")
 		return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " is overloaded: retry"}
@@ -196,33 +202,59 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if id == "" {
 		id = ksuid.New().String()
 	}
+	s.cfg.Predictions.add(v, id, false, data, out, rows)
 	return c.JSON(http.StatusOK, oipInferResponse{ModelName: v.Model, ModelVersion: strconv.Itoa(v.Version), ID: id,
 		Outputs: []oipOutput{{Name: oipOutputName, Shape: []int{rows, v.NumOutputs()}, Datatype: "FP32", Data: out}}})
 }
 
-// flatNumbers reads tensor data: a flat array of numbers, or one nested
-// array per row (row-major either way), each a finite float32.
-func flatNumbers(raw json.RawMessage) ([]float32, error) {
+// tensorData reads the data of a tensor of shape [rows, n]: a flat array of
+// rows*n numbers, or rows arrays of n (row-major either way), each a finite
+// float32, and an integer in range for INT32 and INT64.
+func tensorData(raw json.RawMessage, datatype string, rows, n int) ([]float32, error) {
+	var limit float64 // of an integer's magnitude; 0: a float
+	switch datatype {
+	case "FP32", "FP64":
+	case "INT32":
+		limit = math.MaxInt32
+	case "INT64":
+		limit = math.MaxInt64
+	default:
+		return nil, fmt.Errorf("datatype %q, want FP32, FP64, INT32 or INT64", datatype)
+	}
 	// Decoding takes a null for 0. In valid JSON that decodes as numbers,
 	// "null" can only be a null.
 	if bytes.Contains(raw, []byte("null")) {
 		return nil, errors.New("data holds a null: a tensor's values are numbers")
 	}
-	var flat []float32
+	var flat []float64
 	if err := json.Unmarshal(raw, &flat); err != nil {
-		var nested [][]float32
+		var nested [][]float64
 		if err := json.Unmarshal(raw, &nested); err != nil {
 			return nil, errors.New("data must be an array of numbers, flat or one array per row")
 		}
+		if len(nested) != rows {
+			return nil, fmt.Errorf("%d rows of data for %d rows", len(nested), rows)
+		}
 		flat = flat[:0] // a failed Unmarshal may have filled it in part
-		for _, r := range nested {
+		for i, r := range nested {
+			if len(r) != n {
+				return nil, fmt.Errorf("row %d of data has %d values, want %d", i, len(r), n)
+			}
 			flat = append(flat, r...)
 		}
 	}
+	if len(flat) != rows*n {
+		return nil, fmt.Errorf("%d values of data for shape [%d, %d]", len(flat), rows, n)
+	}
+	out := make([]float32, len(flat))
 	for i, v := range flat {
-		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+		out[i] = float32(v)
+		switch {
+		case math.IsInf(float64(out[i]), 0) || math.IsNaN(v):
 			return nil, fmt.Errorf("value %d of data is out of the range of FP32", i)
+		case limit > 0 && (v != math.Trunc(v) || math.Abs(v) > limit):
+			return nil, fmt.Errorf("value %d of data, %v, is not %s", i, v, datatype)
 		}
 	}
-	return flat, nil
+	return out, nil
 }

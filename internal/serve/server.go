@@ -147,17 +147,21 @@ func New(cfg Config) (*Server, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.instrument)
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", s.readyz)
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		// HEAD wherever GET (RFC 9110 §9.3.2): net/http sends no body.
+		e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
+	}
+	get("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	get("/readyz", s.readyz)
 	if cfg.Gatherer != nil {
-		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+		get("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	// Not an echo.Group: a group's middleware turns 405s into 404s.
 	e.POST("/get-online-features", s.getOnlineFeatures, s.authenticate)
-	e.GET("/v1/feature-views", s.featureViews, s.authenticate)
+	get("/v1/feature-views", s.featureViews, s.authenticate)
 	e.POST("/v1/models/:name/predict", s.predict, s.authenticate)
-	e.GET("/v1/models", s.listModels, s.authenticate)
-	s.oipRoutes(e)
+	get("/v1/models", s.listModels, s.authenticate)
+	s.oipRoutes(e, get)
 	s.echo = e
 	return s, nil
 }
