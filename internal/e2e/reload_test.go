@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,16 +54,19 @@ func TestHotReload(t *testing.T) {
 	var lastFailure atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	body := []byte(`{"entities": {"user_id": ["u001"], "merchant_id": ["m01"]}, "request_context": {"amount": 5}}`)
-	for range 4 {
+	// Predictions, and v2 inferences on the production version.
+	predict := []string{"/v1/models/fraud/predict", `{"entities": {"user_id": ["u001"], "merchant_id": ["m01"]}, "request_context": {"amount": 5}}`}
+	infer := []string{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}]}`}
+	for g := range 4 {
 		wg.Go(func() {
-			for {
+			for i := g; ; i++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				resp, err := http.Post(base+"/v1/models/fraud/predict", "application/json", bytes.NewReader(body))
+				req := [][]string{predict, infer}[i%2]
+				resp, err := http.Post(base+req[0], "application/json", strings.NewReader(req[1]))
 				if err != nil {
 					failures.Add(1)
 					lastFailure.Store(err.Error())
@@ -72,8 +74,14 @@ func TestHotReload(t *testing.T) {
 				}
 				raw, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				var out struct{ Version int }
-				if resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &out) != nil || out.Version < 1 || out.Version > 3 {
+				var out struct {
+					Version      int
+					ModelVersion int `json:"model_version,string"`
+				}
+				if resp.StatusCode == http.StatusOK && json.Unmarshal(raw, &out) == nil && out.ModelVersion > 0 {
+					out.Version = out.ModelVersion
+				}
+				if resp.StatusCode != http.StatusOK || out.Version < 1 || out.Version > 3 {
 					failures.Add(1)
 					lastFailure.Store(string(raw))
 					continue
