@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -271,20 +273,14 @@ func compact(args []string) error {
 	return nil
 }
 
-// parseBytes reads a size: a number of bytes with an optional KiB, MiB or
-// GiB suffix.
+// parseBytes reads a size: bytes, or with a unit (256MiB, 1GiB; 1GB is
+// 10⁹ bytes).
 func parseBytes(s string) (int64, error) {
-	mult := int64(1)
-	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			s, mult = n, m
-		}
-	}
-	var n int64
-	if _, err := fmt.Sscan(s, &n); err != nil || n <= 0 {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > math.MaxInt64 {
 		return 0, fmt.Errorf("%q: want a positive size like 256MiB", s)
 	}
-	return n * mult, nil
+	return int64(n), nil
 }
 
 // progress shows a bar on a terminal and logs each step otherwise.
