@@ -69,7 +69,7 @@ const SpineRowColumn = "_spine_row"
 // shard builds the state of its entities only, so shards split the work of
 // the engine, not just the spine.
 func shard(sp *spine, keyCols []int, sh Shard) {
-	sp.spineRows = sp.len()
+	sp.sharded, sp.spineRows = true, sp.len()
 	var key []byte
 	vals := make([]features.Value, len(keyCols))
 	var kept []int
@@ -131,11 +131,17 @@ func (c *DatasetConfig) validate() error {
 	if (len(c.Features) == 0) == (c.Service == "") {
 		errs = append(errs, errors.New("give --features or --feature-service (one of them)"))
 	}
-	if ext := strings.ToLower(filepath.Ext(c.Out)); ext != ".parquet" && ext != ".csv" {
+	ext := strings.ToLower(filepath.Ext(c.Out))
+	if ext != ".parquet" && ext != ".csv" {
 		errs = append(errs, fmt.Errorf("--out %q: want a .parquet (or .csv) file", c.Out))
+	} else if err := checkOut(c.Out); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Shard.Count < 0 || c.Shard.Count > 0 && (c.Shard.Index < 0 || c.Shard.Index >= c.Shard.Count) {
 		errs = append(errs, fmt.Errorf("shard %d/%d: want i/n with 0 <= i < n", c.Shard.Index, c.Shard.Count))
+	}
+	if c.Shard.Count > 1 && ext == ".csv" {
+		errs = append(errs, fmt.Errorf("--out %q: a shard's dataset is Parquet, for merge to read", c.Out))
 	}
 	if c.MemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("memory limit %d is negative", c.MemoryLimit))
@@ -315,6 +321,12 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	}
 	if cfg.Shard.Count > 1 {
 		shard(sp, p.entities[0].keyCols, cfg.Shard)
+	}
+	// Checked now rather than after hours of computing.
+	if !strings.EqualFold(filepath.Ext(cfg.Out), ".csv") {
+		if err := offline.ValidateColumns(sp.cols); err != nil {
+			return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("its columns cannot be written to Parquet: %w", err)}
+		}
 	}
 	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", sp.len())
 

@@ -354,6 +354,9 @@ func TestShards(t *testing.T) {
 	if _, err := backfill.Merge(filepath.Join(dir, "partial.parquet"), parts[:2]); err == nil {
 		t.Error("merging two shards of three: no error")
 	}
+	if _, err := backfill.Merge(filepath.Join(dir, "merged.csv"), parts); err == nil || !strings.Contains(err.Error(), "want a .parquet file") {
+		t.Errorf("merging into a .csv: %v, want an error", err)
+	}
 	merged := filepath.Join(dir, "merged.parquet")
 	slices.Reverse(parts) // any order
 	if n, err := backfill.Merge(merged, parts); err != nil || n != len(rows) {
@@ -470,5 +473,29 @@ func TestSpillsLeaveNothing(t *testing.T) {
 		if left, err := os.ReadDir(tmp); err != nil || len(left) > 0 {
 			t.Errorf("cancelled %v: the temp dir holds %v after the run (%v)", cancelled, left, err)
 		}
+	}
+}
+
+// TestEmptySpineShards: the shards of a spine without rows merge into a
+// dataset without rows.
+func TestEmptySpineShards(t *testing.T) {
+	defs, off := fraudStore(t)
+	dir := t.TempDir()
+	spine := writeSpine(t, dir, "user_id,ts\n")
+	var parts []string
+	for i := range 2 {
+		parts = append(parts, filepath.Join(dir, fmt.Sprintf("part-%d.parquet", i)))
+		if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: parts[i], Shard: backfill.Shard{Index: i, Count: 2}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "merged.parquet")
+	if n, err := backfill.Merge(out, parts); err != nil || n != 0 {
+		t.Fatalf("merge: %d rows, %v; want 0 rows", n, err)
+	}
+	cols, rows, _, err := offline.ReadFile(out)
+	if err != nil || len(rows) != 0 || len(cols) != 3 {
+		t.Fatalf("merged: columns %v, %d rows, %v; want user_id, ts and the feature, no rows", cols, len(rows), err)
 	}
 }

@@ -23,6 +23,12 @@ func Merge(out string, inputs []string) (int, error) {
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no inputs")
 	}
+	if !strings.EqualFold(filepath.Ext(out), ".parquet") {
+		return 0, fmt.Errorf("merge: --out %q: want a .parquet file", out)
+	}
+	if err := checkOut(out); err != nil {
+		return 0, fmt.Errorf("merge: %w", err)
+	}
 	var cols []offline.Column
 	var rows [][]features.Value
 	var meta map[string]string
@@ -94,4 +100,19 @@ func Merge(out string, inputs []string) (int, error) {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
 	return len(rows), drift.WriteProfile(out+".profile.json", profile(cols, len(rows), func(r, c int) features.Value { return rows[r][c] }, idx))
+}
+
+// checkOut checks, before any work, that a dataset can be written to path:
+// its directory exists and takes new files.
+func checkOut(path string) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-dataset-*")
+	if err != nil {
+		if st, serr := os.Stat(dir); serr != nil || !st.IsDir() {
+			return fmt.Errorf("--out %q: no directory %s", path, dir)
+		}
+		return fmt.Errorf("--out %q: cannot write in %s: %w", path, dir, errors.Unwrap(err))
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -122,7 +122,7 @@ func writeDataset(path string, sp *spine, p *plan, values *table) (err error) {
 		err = writeCSV(bw, cols, sp, values)
 	} else {
 		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
-		if sp.spineRows > 0 {
+		if sp.sharded {
 			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
 		}
 		err = writeParquet(bw, cols, sp, values, meta)

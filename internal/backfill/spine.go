@@ -27,7 +27,8 @@ type spine struct {
 	cols  []offline.Column
 	table *table  // the values, a column per cols
 	times []int64 // per row, epoch ms: the timestamp column's values
-	// spineRows is the whole spine's row count when rows are one shard's.
+	// sharded: the rows are one shard's, of spineRows in the whole spine.
+	sharded   bool
 	spineRows int
 }
 
@@ -137,6 +138,12 @@ func timestamp(v features.Value) (int64, error) {
 			return 0, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", v.Str())
 		}
 		return ms, err
+	case features.TypeFloat: // a CSV column of epoch ms with a fraction in some row
+		ms := v.Float()
+		if ms != math.Trunc(ms) || math.Abs(ms) > 1<<53 {
+			return 0, fmt.Errorf("%s is not whole epoch milliseconds", strconv.FormatFloat(ms, 'f', -1, 64))
+		}
+		return int64(ms), features.CheckTime(int64(ms))
 	case features.TypeNull:
 		return 0, errors.New("no timestamp")
 	}

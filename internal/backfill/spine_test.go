@@ -65,6 +65,10 @@ func TestBadSpine(t *testing.T) {
 			`spine.csv: row 2: record on line 2: wrong number of fields`},
 		{"repeated column", "user_id,ts,ts\nu1,1,2\n", "user_txn@1:txn_count_1h",
 			`spine.csv: row 1: column 3: empty or repeated name "ts"`},
+		{"time with a fraction of a millisecond", "user_id,ts\nu1,1767226500000\nu1,1767226500000.5\n", "user_txn@1:txn_count_1h",
+			`spine.csv: row 3: column "ts": 1767226500000.5 is not whole epoch milliseconds`},
+		{"column Parquet cannot name", "user_id,ts,\"a,b\"\nu1,1,2\n", "user_txn@1:txn_count_1h",
+			`spine.csv: its columns cannot be written to Parquet: column "a,b": name must not contain a comma or NUL`},
 		{"column named like a feature", "user_id,ts,user_txn__txn_count_1h\nu1,1,2\n", "user_txn@1:txn_count_1h",
 			`column "user_txn__txn_count_1h" is also the name of a requested feature`},
 	} {
@@ -101,6 +105,8 @@ func TestBadRequest(t *testing.T) {
 		{"unknown service", backfill.DatasetConfig{Service: "nope"}, `unknown feature service "nope"`, nil},
 		{"both", backfill.DatasetConfig{Service: "fraud_v1", Features: []string{"user_txn:txn_count_1h"}}, "give --features or --feature-service (one of them)", nil},
 		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.json"}, `--out "out.json": want a .parquet (or .csv) file`, nil},
+		{"output directory missing", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "nodir", "out.parquet")}, "nodir/out.parquet\": no directory", nil},
+		{"shard to CSV", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Shard: backfill.Shard{Index: 0, Count: 2}, Out: filepath.Join(dir, "out.csv")}, "a shard's dataset is Parquet", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg

@@ -75,7 +75,7 @@ func (b *Batch) validate() error {
 	if b.FirstOffset > b.LastOffset {
 		errs = append(errs, fmt.Errorf("first offset %d after last offset %d", b.FirstOffset, b.LastOffset))
 	}
-	if err := validateColumns(b.Columns); err != nil {
+	if err := ValidateColumns(b.Columns); err != nil {
 		errs = append(errs, err)
 	}
 	if b.TimeColumn < 0 || b.TimeColumn >= len(b.Columns) {

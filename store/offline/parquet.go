@@ -58,8 +58,10 @@ func reserved(name string) (features.Type, bool) {
 	return features.TypeNull, false
 }
 
-// validateColumns checks names and types; problems are reported together.
-func validateColumns(cols []Column) error {
+// ValidateColumns checks that columns can be written: names (not empty,
+// without a comma or NUL, distinct) and types (a reserved column's own).
+// Problems are reported together.
+func ValidateColumns(cols []Column) error {
 	if len(cols) == 0 {
 		return errors.New("no columns")
 	}
@@ -112,7 +114,7 @@ func leafNode(c Column) parquet.Node {
 }
 
 // newSchema returns the Parquet schema of cols, in their order. It assumes
-// validateColumns(cols) passed.
+// ValidateColumns(cols) passed.
 func newSchema(cols []Column) *parquet.Schema {
 	fields := make([]parquet.Field, len(cols))
 	for i, c := range cols {

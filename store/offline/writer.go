@@ -21,7 +21,7 @@ type Writer struct {
 
 // NewWriter starts a Parquet file on w, with meta as its key/value metadata.
 func NewWriter(w io.Writer, cols []Column, meta map[string]string) (*Writer, error) {
-	if err := validateColumns(cols); err != nil {
+	if err := ValidateColumns(cols); err != nil {
 		return nil, fmt.Errorf("parquet writer: %w", err)
 	}
 	opts := []parquet.WriterOption{newSchema(cols), parquet.Compression(logCodec)}
