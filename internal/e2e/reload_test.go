@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quiver-ml/quiver/model"
 )
 
 // TestHotReload: under a steady load of predictions, a new version made
@@ -124,25 +126,34 @@ func TestHotReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	setAliases("production: 2\ncanary: {version: 1, traffic: 0.5}\n")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var list struct {
+			Models []struct{ Aliases model.Aliases }
+		}
+		getJSON(t, base+"/v1/models", http.StatusOK, &list)
+		if len(list.Models) == 1 && list.Models[0].Aliases.Canary != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the canary was not loaded")
+		}
+	}
 	version := func(body string) int {
 		var out struct{ Version int }
 		postJSON(t, base+"/v1/models/fraud/predict", body, http.StatusOK, &out)
 		return out.Version
 	}
 	var byVersion [3]int
-	for deadline := time.Now().Add(15 * time.Second); byVersion[1] == 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no user went to the canary")
+	for u := range 20 {
+		user, merchant := fmt.Sprintf("u%03d", u), fmt.Sprintf("m%02d", u%25)
+		v := version(`{"entities": {"user_id": ["` + user + `"], "merchant_id": ["` + merchant + `"]}, "request_context": {"amount": 5}}`)
+		if w := version(`{"request_context": {"amount": 5}, "entities": {"merchant_id": ["` + merchant + `"], "user_id": ["` + user + `"]}}`); w != v {
+			t.Fatalf("%s at %s: version %d, and %d with the join keys in the other order", user, merchant, v, w)
 		}
-		byVersion = [3]int{}
-		for u := range 20 {
-			user, merchant := fmt.Sprintf("u%03d", u), fmt.Sprintf("m%02d", u%25)
-			v := version(`{"entities": {"user_id": ["` + user + `"], "merchant_id": ["` + merchant + `"]}, "request_context": {"amount": 5}}`)
-			if w := version(`{"request_context": {"amount": 5}, "entities": {"merchant_id": ["` + merchant + `"], "user_id": ["` + user + `"]}}`); w != v {
-				t.Fatalf("%s at %s: version %d, and %d with the join keys in the other order", user, merchant, v, w)
-			}
-			byVersion[v]++
-		}
+		byVersion[v]++
+	}
+	if byVersion[1] == 0 || byVersion[2] == 0 {
+		t.Errorf("of 20 users, %d went to the canary at 50%%", byVersion[1])
 	}
 	t.Logf("of 20 users, %d went to the canary", byVersion[1])
 }
