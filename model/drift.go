@@ -22,7 +22,7 @@ func detector(f *yamlFile, spec Spec, dir string, svc *features.Service) (*drift
 	if len(problems) > 0 || spec.Profile == "" || spec.Drift.Disabled {
 		return nil, problems
 	}
-	prof, err := drift.LoadProfile(filepath.Join(dir, spec.Profile))
+	prof, err := drift.LoadProfile(inDir(dir, spec.Profile))
 	if err != nil {
 		return nil, []string{fmt.Sprintf("%s: %v", f.at("profile"), err)}
 	}

@@ -318,7 +318,7 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 		problems = append(problems, fmt.Sprintf("%s: sizes and delays must not be negative", f.at("batching")))
 	}
 	if load != nil && spec.Artifact != "" {
-		art, err := os.Open(filepath.Join(dir, spec.Artifact))
+		art, err := os.Open(inDir(dir, spec.Artifact))
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", f.at("artifact"), err))
 		} else {
@@ -415,8 +415,8 @@ func (m *Model) loadAliases(path string) error {
 	}
 	if c := m.Aliases.Canary; c != nil {
 		check(c.Version, "canary", "version")
-		if c.Traffic <= 0 || c.Traffic >= 1 {
-			problems = append(problems, fmt.Sprintf("%s: %v: want a share between 0 and 1", f.at("canary", "traffic"), c.Traffic))
+		if !(c.Traffic >= 0 && c.Traffic <= 1) { // NaN too
+			problems = append(problems, fmt.Sprintf("%s: %v: want a share from 0 to 1", f.at("canary", "traffic"), c.Traffic))
 		}
 	}
 	if m.Aliases.Shadow != 0 {
@@ -448,8 +448,9 @@ func (r *Repository) Route(name, entity string) (serve, shadow *Version, err err
 	}
 	serve = m.Versions[m.Aliases.Production]
 	if c := m.Aliases.Canary; c != nil {
-		// A hash stable across replicas and restarts.
-		if float64(xxhash.Sum64String(entity))/float64(math.MaxUint64) < c.Traffic {
+		// A hash stable across replicas and restarts. The highest hashes
+		// divide to 1: a share of 1 takes them too.
+		if c.Traffic >= 1 || float64(xxhash.Sum64String(entity))/float64(math.MaxUint64) < c.Traffic {
 			serve = m.Versions[c.Version]
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/model"
 )
@@ -94,7 +95,7 @@ func TestBadRepository(t *testing.T) {
 		{"gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: model: no GPU backend in this build"}},
 		{"bad device and output, all reported", goodSpec + "device: tpu\noutput: logits\n", "", []string{`model.yaml:4: device: "tpu"`, `model.yaml:5: output: "logits"`}},
 		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},
-		{"aliases: bad canary", goodSpec, "production: 1\ncanary: {version: 1, traffic: 1.5}\n", []string{"aliases.yaml:2: canary.traffic: 1.5: want a share between 0 and 1"}},
+		{"aliases: bad canary", goodSpec, "production: 1\ncanary: {version: 1, traffic: 1.5}\n", []string{"aliases.yaml:2: canary.traffic: 1.5: want a share from 0 to 1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := model.Open(model.Config{Dir: repoWith(t, c.spec, c.aliases), Definitions: defs})
@@ -155,5 +156,71 @@ func TestCanary(t *testing.T) {
 	}
 	if share := float64(canary) / 10_000; math.Abs(share-0.1) > 0.03 {
 		t.Errorf("canary share %.3f, want 0.1 ± 0.03", share)
+	}
+}
+
+// A canary share of 1 takes every entity, and of 0 none: the ends of the
+// range are valid shares.
+func TestCanaryEnds(t *testing.T) {
+	for _, share := range []float64{0, 1} {
+		dir := repoWith(t, goodSpec, fmt.Sprintf("production: 1\ncanary: {version: 2, traffic: %v}\n", share))
+		v2 := filepath.Join(dir, "fraud", "2")
+		os.MkdirAll(v2, 0o755)
+		for _, f := range []string{"model.json", "model.yaml"} {
+			b, _ := os.ReadFile(filepath.Join(dir, "fraud", "1", f))
+			os.WriteFile(filepath.Join(v2, f), b, 0o644)
+		}
+		repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+		if err != nil {
+			t.Fatalf("share %v: %v", share, err)
+		}
+		want := 1
+		if share == 1 {
+			want = 2
+		}
+		// Users, and keys hashing to the very top of the range.
+		keys := []string{"\xff\xff", "zzzzzzzz"}
+		for i := range 1000 {
+			keys = append(keys, fmt.Sprintf("u%d", i))
+		}
+		for _, k := range keys {
+			if v, _, _ := repo.Route("fraud", k); v.Version != want {
+				t.Fatalf("share %v: %q went to version %d, want %d", share, k, v.Version, want)
+			}
+		}
+		repo.Close()
+	}
+}
+
+// model.yaml's artifact and profile may be absolute paths, such as where a
+// training job wrote them.
+func TestAbsolutePaths(t *testing.T) {
+	defs := fraudDefs(t)
+	elsewhere := t.TempDir()
+	art, err := os.ReadFile("testdata/models/fraud/1/model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifact := filepath.Join(elsewhere, "model.json")
+	os.WriteFile(artifact, art, 0o644)
+	var prof drift.Profile
+	for _, c := range defs.Service("fraud_v1").Columns() {
+		prof.Features = append(prof.Features, drift.NumberProfile(c, "float", []float64{1, 2, 3, 4}, 0))
+	}
+	profile := filepath.Join(elsewhere, "train.parquet.profile.json")
+	if err := drift.WriteProfile(profile, prof); err != nil {
+		t.Fatal(err)
+	}
+	spec := fmt.Sprintf("format: xgboost-json\nartifact: %s\ninputs: {feature_service: fraud_v1}\nprofile: %s\n", artifact, profile)
+	dir := repoWith(t, spec, "")
+	os.Remove(filepath.Join(dir, "fraud", "1", "model.json")) // only the absolute path has it
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: defs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.Close()
+	d, err := model.LoadDetector(dir, defs, "fraud", 1)
+	if err != nil || d == nil {
+		t.Fatalf("LoadDetector: %v, %v; want the profile's detector", d, err)
 	}
 }

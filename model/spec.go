@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 	"github.com/quiver-ml/quiver/drift"
 )
 
-// Spec is a version's model.yaml.
+// Spec is a version's model.yaml. Its Artifact and Profile are paths
+// relative to the version's directory, or absolute.
 type Spec struct {
 	Format   string   `yaml:"format"`
 	Artifact string   `yaml:"artifact"`
@@ -115,4 +117,13 @@ func (f *yamlFile) at(keys ...string) string {
 		return fmt.Sprintf("%s: %s", f.path, strings.Join(keys, "."))
 	}
 	return fmt.Sprintf("%s:%d: %s", f.path, line, strings.Join(keys, "."))
+}
+
+// inDir resolves a path of a version's model.yaml: relative to the
+// version's directory dir, unless absolute.
+func inDir(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
 }
