@@ -50,6 +50,9 @@ func compileFilter(src *Source, expr string) (*filter, error) {
 		opts = append(opts, cel.Variable("e."+fd.Name, celType(fd.Type)))
 		f.index["e."+fd.Name] = i
 	}
+	// e.amount > 0 compares a double with an int: as in the CEL of most
+	// tools, not an error.
+	opts = append(opts, cel.CrossTypeNumericComparisons(true))
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
 		return nil, err

@@ -118,7 +118,7 @@ func mirror(op string) string {
 }
 
 // compare compiles `field op constant` for a field of type typ, if the
-// constant has that type. A value of another type (null) is not equal to
+// constant has that type (or is an int a float field is ordered against). A value of another type (null) is not equal to
 // the constant and cannot be ordered, as in CEL; NaN compares as in Go.
 func compare(typ Type, f int, op string, c any) native {
 	switch k := c.(type) {
@@ -129,6 +129,11 @@ func compare(typ Type, f int, op string, c any) native {
 	case types.Int:
 		if typ == TypeInt {
 			return ordered(typ, f, op, int64(k), Value.Int)
+		}
+		// A float field ordered against an int (e.amount > 0): as a float,
+		// where the int is one exactly.
+		if typ == TypeFloat && k >= -1<<53 && k <= 1<<53 {
+			return ordered(typ, f, op, float64(k), Value.Float)
 		}
 	case types.String:
 		if typ == TypeString {

@@ -48,10 +48,19 @@ feature_views:
 		if f == "b" && op != "==" && op != "!=" && rng.IntN(2) == 0 {
 			op = "==" // bools are ordered in CEL, but not natively: mostly equality
 		}
-		if rng.IntN(2) == 0 {
-			return literal[f]() + " " + op + " e." + f
+		lit := literal[f]()
+		if op != "==" && op != "!=" && rng.IntN(3) == 0 { // numbers order across int and double
+			switch f {
+			case "x":
+				lit = pick("0", "-1", "3", "9007199254740992", "9007199254740993", "-9223372036854775808")
+			case "i":
+				lit = pick("0.0", "2.5", "-1.0", "9.3e18")
+			}
 		}
-		return "e." + f + " " + op + " " + literal[f]()
+		if rng.IntN(2) == 0 {
+			return lit + " " + op + " e." + f
+		}
+		return "e." + f + " " + op + " " + lit
 	}
 	value := map[Type]func() Value{
 		TypeInt: func() Value { return Int([]int64{0, -1, 2, 3, math.MaxInt64, math.MinInt64}[rng.IntN(6)]) },
@@ -111,6 +120,9 @@ func TestNativeFilterDeclines(t *testing.T) {
 	src := defs.Source("transactions")
 	for expr, native := range map[string]bool{
 		`e.amount > 0.0`:                              true,
+		`e.amount > 0`:                                true,
+		`e.amount > 9007199254740993`:                 false, // not a float
+		`0.0 < e.amount`:                              true,
 		`e.amount > 0.0 && e.country != "US"`:         true,
 		`!(e.country == "FR" || 10.0 <= e.amount)`:    true,
 		`e.amount > double(1)`:                        false,
