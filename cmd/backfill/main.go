@@ -36,7 +36,7 @@ Usage:
   backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n]
   backfill merge --out FILE.parquet SHARD.parquet...
   backfill replay --view NAME@V [--from T] [--to T]
-  backfill compact [--target-size 128MiB] [--grace 1h]
+  backfill compact [--target-size 128MiB] [--grace 0s]
 
 Run "backfill SUBCOMMAND -h" for its flags.`
 
@@ -233,7 +233,7 @@ func compact(args []string) error {
 	fs := flag.NewFlagSet("backfill compact", flag.ContinueOnError)
 	common := cli.AddCommon(fs)
 	target := fs.String("target-size", "128MiB", "merge smaller files of a date into files of up to about this size")
-	grace := fs.Duration("grace", time.Hour, "keep replaced files this long after their replacement appeared, for readers that listed them before")
+	grace := fs.Duration("grace", 0, "keep replaced files this long after their replacement appeared (0: remove them at once; until then a reader of the bare directory, such as DuckDB, sees their rows twice)")
 	fs.Usage = cli.Usage(fs, "backfill compact merges the small Parquet files of every log of the definitions; safe beside ingest and readers.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -242,8 +242,8 @@ func compact(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--target-size: %w", err)
 	}
-	if *grace <= 0 {
-		return fmt.Errorf("--grace %v: want a positive duration: a reader that listed the log before a compaction reads the files it replaces until then", *grace)
+	if *grace < 0 {
+		return fmt.Errorf("--grace %v: want a duration of 0 or more", *grace)
 	}
 	log, defs, off, err := common.Open()
 	if err != nil {

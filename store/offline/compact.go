@@ -10,6 +10,7 @@ import (
 	"maps"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,10 +20,17 @@ import (
 	"github.com/quiver-ml/quiver/features"
 )
 
-// MetaReplaces is the key/value metadata of a compacted file: the names of
-// the files of its date partition it replaces, comma-separated. Readers
-// skip a replaced file from the moment its replacement is in place.
-const MetaReplaces = "quiver.replaces"
+// The key/value metadata of a compacted file.
+const (
+	// MetaReplaces: the names of the files of its date partition it
+	// replaces, comma-separated. Readers skip a replaced file from the
+	// moment its replacement is in place.
+	MetaReplaces = "quiver.replaces"
+	// MetaReplacedRows: where each replaced file's rows are in it, as
+	// name=first:end (end excluded), comma-separated: a reader that listed
+	// a file before it was replaced and removed reads them there.
+	MetaReplacedRows = "quiver.replaced_rows"
+)
 
 // LogFile is a file of a log, as LogFiles lists it.
 type LogFile struct {
@@ -108,13 +116,22 @@ func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
 		}
 	}
 	for stream, st := range ix.streams {
-		if st.ok {
-			s.newest[stream] = st.hwm
+		hwm, ok := st.hwm, st.ok
+		// A batch whose missing files a compacted file replaces is
+		// complete: its rows are all there. (This index may have seen its
+		// files only after compaction removed some.)
+		for k, have := range st.open {
+			if (!ok || k.last > hwm) && s.replacedRest(stream, k, have) {
+				hwm, ok = k.last, true
+			}
+		}
+		if ok {
+			s.newest[stream] = hwm
 		}
 		for k, have := range st.open {
 			// Below the mark, a batch that looks incomplete lost a date's
 			// file to compaction: its rows are all there.
-			if st.ok && k.last <= st.hwm {
+			if ok && k.last <= hwm {
 				continue
 			}
 			for part, name := range have {
@@ -127,13 +144,39 @@ func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
 	return s, nil
 }
 
+// replacedRest reports whether the files a batch of stream lacks (it has
+// have, by date partition) are replaced by compacted files.
+func (s *logSnapshot) replacedRest(stream string, k batchKey, have map[string]string) bool {
+	var t time.Time // a batch's files share their name's time
+	for _, name := range have {
+		id, err := ksuid.Parse(strings.TrimSuffix(name, fileSuffix))
+		if err != nil {
+			return false
+		}
+		t = id.Time()
+		break
+	}
+	for date := range strings.SplitSeq(k.dates, ",") {
+		part := datePrefix + date
+		if _, ok := have[part]; !ok && !s.replaced[part][batchFileName(stream, k.first, k.last, date, t)] {
+			return false
+		}
+	}
+	return true
+}
+
 // CompactOptions tune Compact.
 type CompactOptions struct {
 	// TargetBytes is the size compaction aims for: smaller files are merged
 	// into files of up to about this size. Default 128 MiB.
 	TargetBytes int64
 	// Grace is how long a replaced file stays after its replacement
-	// appeared, for readers that listed the log before. Default 1h.
+	// appeared. Zero removes it at once: every reader then sees each row
+	// once, Parquet readers of the directory (DuckDB, Spark, pyarrow)
+	// included, and this package's readers that listed it before read its
+	// rows in its replacement. A grace period serves other readers that
+	// list the log through LogFiles and read it later; within it, readers
+	// of the bare directory see the replaced rows twice.
 	Grace time.Duration
 }
 
@@ -151,9 +194,10 @@ type CompactStats struct {
 //   - A compacted file appears atomically (written, synced, renamed) and
 //     names the files it replaces (MetaReplaces); readers listing the log
 //     with LogFiles skip them from then on, so they see every row once.
-//   - The replaced files are removed only once their replacement is older
-//     than the grace period, so a reader that listed the log before still
-//     finds them.
+//   - The replaced files are removed once their replacement is in place,
+//     or later, with a grace period, once it is older than that. A reader
+//     of this package that listed the log before reads a removed file's
+//     rows in its replacement (MetaReplacedRows).
 //   - The newest complete batch of each stream, and the files of incomplete
 //     batches, are left in place: high-water marks, and ingest's cleanup of
 //     a crash's partial batches, work as before.
@@ -163,9 +207,6 @@ type CompactStats struct {
 func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (CompactStats, error) {
 	if opts.TargetBytes <= 0 {
 		opts.TargetBytes = 128 << 20
-	}
-	if opts.Grace == 0 {
-		opts.Grace = time.Hour
 	}
 	var stats CompactStats
 	snap, err := d.snapshot(ctx, dir)
@@ -234,7 +275,11 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 			size += cands[n].size
 			n++
 		}
-		if err := d.merge(ctx, dir, part, cands[:n], stats); err != nil {
+		var remove map[string]fileInfo // with no grace period: the partition's files, to remove those replaced
+		if opts.Grace == 0 {
+			remove = files
+		}
+		if err := d.merge(ctx, dir, part, cands[:n], remove, stats); err != nil {
 			return err
 		}
 		cands = cands[n:]
@@ -244,18 +289,22 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 
 // merge writes the rows of files into one compacted file, in their order,
 // grouped by column set: files whose columns differ from the first's are
-// left for another run.
-func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, stats *CompactStats) error {
+// left for another run. The files it replaces that are in remove (the
+// partition's, or nil) go once it is in place.
+func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, stats *CompactStats) error {
 	partDir := path.Join(dir, part)
 	var cols []Column
 	var rows [][]features.Value
 	var names []string
+	var at []string // MetaReplacedRows
 	merged := 0
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, r, _, err := d.ReadLogFile(ctx, path.Join(partDir, f.name))
+		// Not ReadLogFile: a file removed since would be read in its
+		// replacement, which keeps its rows.
+		c, data, meta, err := d.readLog(ctx, path.Join(partDir, f.name), nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed since: nothing to merge
 		}
@@ -267,11 +316,20 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, st
 		} else if !slices.Equal(c, cols) {
 			continue
 		}
-		rows = append(rows, r...)
+		first := len(rows)
+		rows = append(rows, rowsOf(data)...)
 		merged++
 		names = append(names, f.name)
+		at = append(at, fmt.Sprintf("%s=%d:%d", f.name, first, len(rows)))
 		if f.info.replaces != "" {
 			names = append(names, strings.Split(f.info.replaces, ",")...)
+			inner, err := parseReplacedRows(meta[MetaReplacedRows])
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.name, err)
+			}
+			for name, r := range inner {
+				at = append(at, fmt.Sprintf("%s=%d:%d", name, first+r[0], first+r[1]))
+			}
 		}
 	}
 	if merged < 2 {
@@ -280,12 +338,14 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, st
 	slices.Sort(names)
 	names = slices.Compact(names)
 	replaces := strings.Join(names, ",")
+	slices.Sort(at)
 	idx := make([]int, len(rows))
 	for i := range idx {
 		idx[i] = i
 	}
 	out, err := d.b.stage(ctx, partDir, func(w io.Writer) error {
-		pw := parquet.NewGenericWriter[any](w, d.schema(cols), parquet.Compression(logCodec), parquet.KeyValueMetadata(MetaReplaces, replaces))
+		pw := parquet.NewGenericWriter[any](w, d.schema(cols), parquet.Compression(logCodec), parquet.KeyValueMetadata(MetaReplaces, replaces),
+			parquet.KeyValueMetadata(MetaReplacedRows, strings.Join(at, ",")))
 		if _, err := encodeRows(pw, cols, rows, idx, nil); err != nil {
 			return err
 		}
@@ -306,7 +366,37 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, st
 	stats.Written++
 	stats.Merged += merged
 	stats.Rows += int64(len(rows))
+	var gone []string
+	for _, n := range names {
+		if _, ok := remove[n]; ok {
+			gone = append(gone, n)
+		}
+	}
+	if err := d.b.remove(ctx, partDir, gone...); err != nil {
+		return err
+	}
+	stats.Removed += len(gone)
 	return nil
+}
+
+// parseReplacedRows parses MetaReplacedRows: each replaced file's first
+// row and end.
+func parseReplacedRows(s string) (map[string][2]int, error) {
+	rows := map[string][2]int{}
+	if s == "" {
+		return rows, nil
+	}
+	for entry := range strings.SplitSeq(s, ",") {
+		name, span, ok := strings.Cut(entry, "=")
+		lo, hi, ok2 := strings.Cut(span, ":")
+		first, err := strconv.Atoi(lo)
+		end, err2 := strconv.Atoi(hi)
+		if !ok || !ok2 || err != nil || err2 != nil || first < 0 || end < first {
+			return nil, fmt.Errorf("bad %s entry %q", MetaReplacedRows, entry)
+		}
+		rows[name] = [2]int{first, end}
+	}
+	return rows, nil
 }
 
 // compactedName names a compacted file by the time of the first file it

@@ -1,6 +1,7 @@
 package offline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -114,6 +117,83 @@ func testCompact(t *testing.T, d *fixture) {
 	}
 }
 
+// Without a grace period (the default), the replaced files go as their
+// replacement appears: a reader of the bare directory, as DuckDB or pyarrow
+// read it, counts each row once right after compaction, and a reader that
+// listed the log before reads a removed file's rows in its replacement.
+func TestCompactRemovesAtOnce(t *testing.T) { eachBackend(t, testCompactRemovesAtOnce) }
+
+func testCompactRemovesAtOnce(t *testing.T, d *fixture) {
+	want := writeEvents(t, d.Dir, 2, 12)
+	ctx := context.Background()
+	stale, err := d.LogFiles(ctx, "events/transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 { // the second merges the first's files with others
+		if round == 1 {
+			for k := range writeEvents(t, d.Dir, 3, 14) { // more partitions, more rows
+				want[k] = true
+			}
+		}
+		stats, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{TargetBytes: 16 << 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Written == 0 || stats.Removed == 0 {
+			t.Fatalf("round %d: %+v: want files merged and the replaced removed", round, stats)
+		}
+	}
+	// The bare directory: every Parquet file, read by parquet-go's own
+	// reader.
+	rows := int64(0)
+	stored := 0
+	for _, name := range d.files(t, "events/transactions") {
+		if !strings.HasSuffix(name, ".parquet") || strings.Contains(name, "/.tmp-") {
+			continue
+		}
+		stored++
+		b, err := d.ReadFile(ctx, "events/transactions/"+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows += f.NumRows()
+	}
+	if rows != int64(len(want)) {
+		t.Errorf("the directory's %d Parquet files hold %d rows, want %d: each once", stored, rows, len(want))
+	}
+	if _, listed := readLog(t, d.Dir); listed != stored {
+		t.Errorf("%d files listed, %d stored: want no replaced file left", listed, stored)
+	}
+	// The listing from before the compactions: every file read, most of
+	// them in a replacement, each row once.
+	got := map[string]bool{}
+	replaced := 0
+	for _, f := range stale {
+		_, rows, meta, err := d.ReadLogFile(ctx, f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta == nil {
+			replaced++
+		}
+		for _, r := range rows {
+			k := fmt.Sprintf("%d/%d", r[8].Int(), r[9].Int())
+			if got[k] {
+				t.Fatalf("row %s read twice", k)
+			}
+			got[k] = true
+		}
+	}
+	if len(got) != 24*10 || replaced == 0 {
+		t.Errorf("the listing from before: %d rows read, %d files in a replacement; want 240 rows, most files replaced", len(got), replaced)
+	}
+}
+
 // TestCompactBesideWriterAndReaders: a writer keeps adding batches (as
 // ingest does) and readers keep listing and reading the log while
 // compaction runs again and again: no reader ever reads a row twice or
@@ -160,7 +240,9 @@ func testCompactBesideWriterAndReaders(t *testing.T, d *fixture) {
 	}
 	compactions := 0
 	for ctx.Err() == nil {
-		if _, err := d.Compact(context.Background(), "events/transactions", offline.CompactOptions{TargetBytes: 64 << 10, Grace: time.Hour}); err != nil {
+		// No grace period: readers read files removed since they listed
+		// them in their replacements.
+		if _, err := d.Compact(context.Background(), "events/transactions", offline.CompactOptions{TargetBytes: 64 << 10}); err != nil {
 			t.Fatal(err)
 		}
 		compactions++

@@ -265,41 +265,64 @@ func (ix *logIndex) refreshPart(ctx context.Context, b bucket, p *partIndex, nam
 	if !p.mod.IsZero() && mod.Equal(p.mod) {
 		return nil
 	}
-	entries, err := b.list(ctx, dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		ix.dropPart(p, name)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	seen := make(map[string]bool, len(entries))
-	for _, e := range entries {
-		f := e.name
-		if e.dir || strings.HasPrefix(f, ".") || !strings.HasSuffix(f, fileSuffix) {
-			continue // temporary files among others
-		}
-		seen[f] = true
-		if _, ok := p.files[f]; ok {
-			continue
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		info, err := readInfo(ctx, b, path.Join(dir, f))
+	// Compaction puts a file in place, then removes those it replaces: a
+	// listing meanwhile may miss both. So the partition is listed again
+	// while it changed during the listing (on a disk), or lost a file no
+	// file listed replaces, within reason.
+	for try := 0; ; try++ {
+		entries, err := b.list(ctx, dir)
 		if errors.Is(err, fs.ErrNotExist) {
-			delete(seen, f) // removed since it was listed
-			continue
+			ix.dropPart(p, name)
+			return nil
 		}
 		if err != nil {
 			return err
 		}
-		ix.add(p, name, f, info)
-	}
-	for f := range p.files {
-		if !seen[f] {
-			ix.remove(p, name, f)
+		lost := false
+		seen := make(map[string]bool, len(entries))
+		for _, e := range entries {
+			f := e.name
+			if e.dir || strings.HasPrefix(f, ".") || !strings.HasSuffix(f, fileSuffix) {
+				continue // temporary files among others
+			}
+			seen[f] = true
+			if _, ok := p.files[f]; ok {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			info, err := readInfo(ctx, b, path.Join(dir, f))
+			if errors.Is(err, fs.ErrNotExist) {
+				delete(seen, f) // removed since it was listed
+				lost = true
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			ix.add(p, name, f, info)
 		}
+		covered := map[string]bool{}
+		for f := range seen {
+			for r := range strings.SplitSeq(p.files[f].replaces, ",") {
+				covered[r] = true
+			}
+		}
+		for f := range p.files {
+			if !seen[f] {
+				lost = lost || !covered[f]
+				ix.remove(p, name, f)
+			}
+		}
+		after, err := b.dirTime(ctx, dir)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if try == 10 || !lost && after.Equal(mod) {
+			break
+		}
+		mod = after
 	}
 	p.mod = stableMod(mod)
 	return nil

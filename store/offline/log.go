@@ -175,17 +175,23 @@ func splitByDate(b *Batch) ([]datePart, int64) {
 // whose time is the batch's earliest event time (whole seconds, clamped to
 // what a KSUID holds) and whose payload is a hash of the batch's identity.
 func fileName(b *Batch, minTime int64, date string) string {
-	h := sha256.New()
-	var buf [binary.MaxVarintLen64]byte
-	h.Write(buf[:binary.PutUvarint(buf[:], uint64(len(b.Stream)))])
-	h.Write([]byte(b.Stream))
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(b.FirstOffset)))
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(b.LastOffset)))
-	h.Write([]byte(date))
-	sum := h.Sum(nil)
 	const ksuidEpoch = 1400000000 // KSUID times are uint32 seconds from this
 	sec := min(max(floorDiv(minTime, 1000), ksuidEpoch), ksuidEpoch+math.MaxUint32)
-	id, err := ksuid.FromParts(time.Unix(sec, 0), sum[:16])
+	return batchFileName(b.Stream, b.FirstOffset, b.LastOffset, date, time.Unix(sec, 0))
+}
+
+// batchFileName is the name of the file for date of the batch of stream
+// from offset first to last, whose files' names have the time t.
+func batchFileName(stream string, first, last int64, date string, t time.Time) string {
+	h := sha256.New()
+	var buf [binary.MaxVarintLen64]byte
+	h.Write(buf[:binary.PutUvarint(buf[:], uint64(len(stream)))])
+	h.Write([]byte(stream))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(first)))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(last)))
+	h.Write([]byte(date))
+	sum := h.Sum(nil)
+	id, err := ksuid.FromParts(t, sum[:16])
 	if err != nil {
 		panic(err) // the payload has the right size
 	}
