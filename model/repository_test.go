@@ -128,16 +128,22 @@ func TestInputCount(t *testing.T) {
 	}
 }
 
-// A canary takes its share of entities, each entity always the same way.
-func TestCanary(t *testing.T) {
-	dir := repoWith(t, goodSpec, "production: 1\ncanary: {version: 2, traffic: 0.1}\n")
+// canaryRepo returns a repository of two copies of the fraud model, the
+// second a canary taking share of the traffic.
+func canaryRepo(t *testing.T, share float64) string {
+	dir := repoWith(t, goodSpec, fmt.Sprintf("production: 1\ncanary: {version: 2, traffic: %v}\n", share))
 	v2 := filepath.Join(dir, "fraud", "2")
 	os.MkdirAll(v2, 0o755)
 	for _, f := range []string{"model.json", "model.yaml"} {
 		b, _ := os.ReadFile(filepath.Join(dir, "fraud", "1", f))
 		os.WriteFile(filepath.Join(v2, f), b, 0o644)
 	}
-	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	return dir
+}
+
+// A canary takes its share of entities, each entity always the same way.
+func TestCanary(t *testing.T) {
+	repo, err := model.Open(model.Config{Dir: canaryRepo(t, 0.1), Definitions: fraudDefs(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +169,7 @@ func TestCanary(t *testing.T) {
 // range are valid shares.
 func TestCanaryEnds(t *testing.T) {
 	for _, share := range []float64{0, 1} {
-		dir := repoWith(t, goodSpec, fmt.Sprintf("production: 1\ncanary: {version: 2, traffic: %v}\n", share))
-		v2 := filepath.Join(dir, "fraud", "2")
-		os.MkdirAll(v2, 0o755)
-		for _, f := range []string{"model.json", "model.yaml"} {
-			b, _ := os.ReadFile(filepath.Join(dir, "fraud", "1", f))
-			os.WriteFile(filepath.Join(v2, f), b, 0o644)
-		}
-		repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+		repo, err := model.Open(model.Config{Dir: canaryRepo(t, share), Definitions: fraudDefs(t)})
 		if err != nil {
 			t.Fatalf("share %v: %v", share, err)
 		}
