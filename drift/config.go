@@ -21,7 +21,7 @@ type Config struct {
 	// Window: windows that do not overlap.
 	Slide Window `yaml:"slide"`
 	// MinSamples: windows with fewer predictions are not evaluated. Default
-	// 100.
+	// 100, or a count window's size if smaller; at most that size.
 	MinSamples int `yaml:"min_samples"`
 	// PSI and JS are thresholds: a feature drifts in a window when its
 	// PSI, or its Jensen–Shannon distance, reaches it; 0 leaves a score
@@ -94,6 +94,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MinSamples == 0 {
 		c.MinSamples = 100
+		if c.Window.Count > 0 { // a smaller window is scored when full
+			c.MinSamples = min(c.MinSamples, c.Window.Count)
+		}
 	}
 	if c.PSI == 0 && c.JS == 0 {
 		c.PSI = 0.2
@@ -138,6 +141,8 @@ func (c Config) Check() []Problem {
 	}
 	if c.MinSamples < 0 {
 		add("min_samples", "must not be negative")
+	} else if c.Window.Count > 0 && c.MinSamples > c.Window.Count {
+		add("min_samples", "%d is more than the window's %d predictions: no window would ever be scored", c.MinSamples, c.Window.Count)
 	}
 	if c.PSI < 0 || c.JS < 0 || c.JS > 1 {
 		add("psi", "thresholds must be positive (js at most 1)")

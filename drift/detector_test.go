@@ -71,6 +71,25 @@ func TestCategoryOther(t *testing.T) {
 	}
 }
 
+// A count window smaller than the default minimum sample is scored when
+// full: the minimum defaults to the window's size.
+func TestSmallWindowScored(t *testing.T) {
+	d := mustDetector(t, Config{Window: Window{Count: 4}, Consecutive: 1})
+	var ev *Evaluation
+	for i := range 4 {
+		var err error
+		if ev, err = d.Add(t0.Add(time.Duration(i)*time.Second), []float32{1, 3}, 0.7, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev == nil || ev.Predictions != 4 {
+		t.Fatalf("evaluation %+v after a full window of 4, want one of 4 predictions", ev)
+	}
+	if ps := (Config{Window: Window{Count: 4}, MinSamples: 5}).Check(); len(ps) != 1 || ps[0].Field != "min_samples" {
+		t.Errorf("min_samples above the window: problems %+v, want one of min_samples", ps)
+	}
+}
+
 func TestTumblingCountWindow(t *testing.T) {
 	d := mustDetector(t, Config{Window: Window{Count: 4}, MinSamples: 1, Consecutive: 2})
 	// b: true, true, null, false; x: 0, 1.5, 3, 3; output 0.7 ×4.

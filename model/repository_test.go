@@ -95,6 +95,7 @@ func TestBadRepository(t *testing.T) {
 		{"gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: model: no GPU backend in this build"}},
 		{"bad device and output, all reported", goodSpec + "device: tpu\noutput: logits\n", "", []string{`model.yaml:4: device: "tpu"`, `model.yaml:5: output: "logits"`}},
 		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},
+		{"drift: window below min_samples", goodSpec + "drift: {window: 50, min_samples: 80}\n", "", []string{"model.yaml:4: drift.min_samples: 80 is more than the window's 50 predictions"}},
 		{"aliases: bad canary", goodSpec, "production: 1\ncanary: {version: 1, traffic: 1.5}\n", []string{"aliases.yaml:2: canary.traffic: 1.5: want a share from 0 to 1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
