@@ -153,8 +153,8 @@ func replayView(args []string) error {
 	fs := flag.NewFlagSet("backfill replay", flag.ContinueOnError)
 	common := cli.AddCommon(fs)
 	viewRef := fs.String("view", "", "the view version to replay, NAME@V (required)")
-	from := fs.String("from", "", "replay only events at or after this RFC 3339 time (lifetime features then count only those)")
-	to := fs.String("to", "", "replay only events before this RFC 3339 time")
+	from := fs.String("from", "", "replay only events at or after this time (RFC 3339 or epoch ms) (lifetime features then count only those)")
+	to := fs.String("to", "", "replay only events before this time (RFC 3339 or epoch ms)")
 	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
 to its changelog (and Redis with --online redis), with a marker from which ingest,
 restarted with the version, catches up. Run it before ingest computes the version.`)
@@ -176,11 +176,10 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		if s == "" {
 			continue
 		}
-		ms, err := features.ParseTime(s)
+		t, err := parseTime(s)
 		if err != nil {
-			return fmt.Errorf("%s: want an RFC 3339 time: %w", flagName, err)
+			return fmt.Errorf("%s: %w", flagName, err)
 		}
-		t := time.UnixMilli(ms).UTC()
 		if flagName == "--from" {
 			cfg.Since = t
 		} else {
@@ -227,6 +226,17 @@ restarted with the version, catches up. Run it before ingest computes the versio
 	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "entities", len(res.Entities),
 		"covered", fmt.Sprint(res.Covered), "took", time.Since(began).Round(time.Millisecond))
 	return nil
+}
+
+// parseTime parses a time flag: epoch milliseconds, or RFC 3339.
+func parseTime(s string) (time.Time, error) {
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err == nil {
+		err = features.CheckTime(ms)
+	} else if ms, err = features.ParseTime(s); err != nil {
+		err = fmt.Errorf("want an RFC 3339 time or epoch milliseconds: %w", err)
+	}
+	return time.UnixMilli(ms).UTC(), err
 }
 
 func compact(args []string) error {

@@ -14,3 +14,16 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTime(t *testing.T) {
+	for in, want := range map[string]int64{"1700000000000": 1_700_000_000_000, "2023-11-14T22:13:20Z": 1_700_000_000_000, "2023-11-14T23:13:20.5+01:00": 1_700_000_000_500, "0": 0} {
+		if got, err := parseTime(in); err != nil || got.UnixMilli() != want {
+			t.Errorf("parseTime(%q) = %v, %v; want %d ms", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "yesterday", "1700000000000.5", "2023-11-14", "99999999999999999"} {
+		if got, err := parseTime(in); err == nil {
+			t.Errorf("parseTime(%q) = %v, want an error", in, got)
+		}
+	}
+}
