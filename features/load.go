@@ -350,11 +350,26 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 		}
 	}
 	for _, r := range required {
-		if _, ok := pos[r]; !ok {
+		at, ok := pos[r]
+		switch v := d.value(n, r); {
+		case !ok:
 			d.errorf(d.pos(n), path, "missing required key %q", r)
+		case v.Kind == yaml.ScalarNode && v.Tag == "!!str" && v.Value == "":
+			d.errorf(at, join(path, r), "must not be empty")
 		}
 	}
 	return pos
+}
+
+// value returns the value of key in the mapping n, resolved, or an empty
+// node.
+func (d *decoder) value(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if resolve(n.Content[i]).Value == key {
+			return resolve(n.Content[i+1])
+		}
+	}
+	return &yaml.Node{}
 }
 
 func (d *decoder) seq(n *yaml.Node, path string, each func(*yaml.Node, string)) {

@@ -77,9 +77,6 @@ func (d *decoder) checkSources() {
 		if s.pos.ok("format") && s.Format != "json" {
 			d.errorf(s.pos.of("format"), path+".format", "format %q is not supported (want json)", s.Format)
 		}
-		if s.pos.ok("topic") && s.Topic == "" {
-			d.errorf(s.pos.of("topic"), path+".topic", "must not be empty")
-		}
 		if s.pos.ok("schema") && len(s.Schema) == 0 {
 			d.errorf(s.pos.of("schema"), path+".schema", "needs at least one field")
 		}
