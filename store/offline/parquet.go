@@ -309,10 +309,7 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 // in its replacement: the same rows, in the same order, and no metadata.
 // The error matches fs.ErrNotExist when there is neither.
 func (d *Dir) ReadLogFile(ctx context.Context, name string, columns ...string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
-	cols, data, meta, err := d.readLog(ctx, name, columns)
-	if errors.Is(err, fs.ErrNotExist) {
-		cols, data, err = d.readReplaced(ctx, name, columns, err)
-	}
+	cols, data, meta, err := d.readListed(ctx, name, columns)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -322,11 +319,19 @@ func (d *Dir) ReadLogFile(ctx context.Context, name string, columns ...string) (
 // ReadLogColumns is ReadLogFile with the rows held column by column: data[i]
 // has column cols[i]'s value of every row.
 func (d *Dir) ReadLogColumns(ctx context.Context, name string, columns ...string) (cols []Column, data []ColumnValues, err error) {
-	cols, data, _, err = d.readLog(ctx, name, columns)
-	if errors.Is(err, fs.ErrNotExist) {
-		cols, data, err = d.readReplaced(ctx, name, columns, err)
-	}
+	cols, data, _, err = d.readListed(ctx, name, columns)
 	return cols, data, err
+}
+
+// readListed reads a log file as listed, or, if it is gone, its rows in the
+// compacted file that replaces it (with no metadata).
+func (d *Dir) readListed(ctx context.Context, name string, columns []string) ([]Column, []ColumnValues, map[string]string, error) {
+	cols, data, meta, err := d.readLog(ctx, name, columns)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return cols, data, meta, err
+	}
+	cols, data, err = d.readReplaced(ctx, name, columns, err)
+	return cols, data, nil, err
 }
 
 // readReplaced reads the rows of the log file name, which is not there
@@ -336,11 +341,14 @@ func (d *Dir) readReplaced(ctx context.Context, name string, columns []string, n
 	partDir = path.Clean(partDir)
 	logDir, part := path.Split(partDir)
 	logDir = path.Clean(logDir)
+	if validLogDir(logDir) != nil {
+		return nil, nil, notThere // not a log's file
+	}
 	// The replacement may be replaced and removed in turn: look again.
 	for range 5 {
 		snap, err := d.snapshot(ctx, logDir)
 		if err != nil {
-			return nil, nil, notThere // not a log's file
+			return nil, nil, err
 		}
 		by := ""
 		for f, info := range snap.parts[part] {
