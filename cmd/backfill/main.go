@@ -14,10 +14,13 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/schollz/progressbar/v3"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -88,6 +91,7 @@ func dataset(args []string) error {
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
 	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once: they are spilled to --temp-dir in buckets that fit")
 	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
+	metricsAddr := addMetricsAddr(fs)
 	shard := fs.String("shard", "", "build only shard i of n (i/n, from 0): the spine rows whose entity hashes to it, so each job computes the state of its entities only; backfill merge joins the shards")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
@@ -113,10 +117,15 @@ func dataset(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
 	sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{
 		Definitions: defs, Offline: off, Spine: *spine, TimestampColumn: *tsCol,
 		Features: refList, Service: *service, Out: *out, Inclusive: *inclusive,
-		MemoryLimit: limit, TempDir: *tempDir, Shard: sh, Logger: log, Progress: newProgress(log),
+		MemoryLimit: limit, TempDir: *tempDir, Shard: sh, Logger: log, Progress: prog,
 	})
 	if err != nil {
 		return err
@@ -155,6 +164,7 @@ func replayView(args []string) error {
 	viewRef := fs.String("view", "", "the view version to replay, NAME@V (required)")
 	from := fs.String("from", "", "replay only events at or after this time (RFC 3339 or epoch ms) (lifetime features then count only those)")
 	to := fs.String("to", "", "replay only events before this time (RFC 3339 or epoch ms)")
+	metricsAddr := addMetricsAddr(fs)
 	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
 to its changelog (and Redis with --online redis), with a marker from which ingest,
 restarted with the version, catches up. Run it before ingest computes the version.`)
@@ -188,6 +198,11 @@ restarted with the version, catches up. Run it before ingest computes the versio
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
 	if err := features.NewRegistry(cfg.Offline).Register(ctx, defs); err != nil {
 		return err
 	}
@@ -213,10 +228,12 @@ restarted with the version, catches up. Run it before ingest computes the versio
 	}
 	began := time.Now()
 	log.Info("replaying", "view", v.Ref(), "from", *from, "to", *to)
+	prog.Step("replaying "+v.Ref(), -1)
 	res, err := replay.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	prog.Add(int64(res.Events))
 	if err := replay.Publish(ctx, cl, common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
 		return err
 	}
@@ -243,6 +260,7 @@ func compact(args []string) error {
 	fs := flag.NewFlagSet("backfill compact", flag.ContinueOnError)
 	common := cli.AddCommon(fs)
 	target := fs.String("target-size", "128MiB", "merge smaller files of a date into files of up to about this size")
+	metricsAddr := addMetricsAddr(fs)
 	grace := fs.Duration("grace", 0, "keep replaced files this long after their replacement appeared (0: remove them at once; until then a reader of the bare directory, such as DuckDB, sees their rows twice)")
 	fs.Usage = cli.Usage(fs, "backfill compact merges the small Parquet files of every log of the definitions; safe beside ingest and readers.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
@@ -261,6 +279,11 @@ func compact(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
 	var dirs []string
 	for _, s := range defs.Sources {
 		dirs = append(dirs, "events/"+s.Name)
@@ -270,11 +293,13 @@ func compact(args []string) error {
 	}
 	began := time.Now()
 	var total offline.CompactStats
+	prog.Step("compacting logs", int64(len(dirs)))
 	for _, dir := range dirs {
 		st, err := off.Compact(ctx, dir, offline.CompactOptions{TargetBytes: size, Grace: *grace})
 		if err != nil {
 			return err
 		}
+		prog.Add(1)
 		log.Info("compacted", "log", dir, "merged", st.Merged, "written", st.Written, "removed", st.Removed, "rows", st.Rows)
 		total.Merged, total.Written, total.Removed, total.Rows = total.Merged+st.Merged, total.Written+st.Written, total.Removed+st.Removed, total.Rows+st.Rows
 	}
@@ -293,18 +318,49 @@ func parseBytes(s string) (int64, error) {
 	return int64(n), nil
 }
 
-// progress shows a bar on a terminal and logs each step otherwise.
-type progress struct {
-	log *slog.Logger
-	tty bool
-	bar *progressbar.ProgressBar
+// addMetricsAddr defines --metrics-addr on a subcommand's flags.
+func addMetricsAddr(fs *flag.FlagSet) *string {
+	return fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics (each step's progress, the Go runtime's and the process's) and /healthz on this address while the job runs, for a scrape of a long job; empty: none")
 }
 
-func newProgress(log *slog.Logger) *progress {
-	return &progress{log: log, tty: term.IsTerminal(int(os.Stderr.Fd()))}
+// progress shows a bar on a terminal and logs each step otherwise, and
+// counts each step's items for Prometheus.
+type progress struct {
+	log  *slog.Logger
+	tty  bool
+	bar  *progressbar.ProgressBar
+	done *prometheus.CounterVec
+	want *prometheus.GaugeVec
+	step atomic.Pointer[prometheus.Counter]
+}
+
+// startProgress returns a run's progress, served with the process's
+// metrics at addr unless it is empty, until stop. Should serving fail, it
+// calls failed.
+func startProgress(addr string, log *slog.Logger, failed func()) (p *progress, stop func(), err error) {
+	reg := cli.Registry()
+	p = &progress{
+		log: log, tty: term.IsTerminal(int(os.Stderr.Fd())),
+		done: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_backfill_step_items_total", Help: "Items a step of the run has done: events read, spine rows computed, logs compacted, events replayed.",
+		}, []string{"step"}),
+		want: promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quiver_backfill_step_target_items", Help: "Items a step of the run will do, where known before it ends.",
+		}, []string{"step"}),
+	}
+	if addr == "" {
+		return p, func() {}, nil
+	}
+	_, stop, err = cli.ServeMetrics(addr, reg, nil, log, failed)
+	return p, stop, err
 }
 
 func (p *progress) Step(name string, n int64) {
+	c := p.done.WithLabelValues(name)
+	p.step.Store(&c)
+	if n >= 0 {
+		p.want.WithLabelValues(name).Set(float64(n))
+	}
 	if p.bar != nil {
 		p.bar.Finish()
 		fmt.Fprintln(os.Stderr)
@@ -318,6 +374,9 @@ func (p *progress) Step(name string, n int64) {
 }
 
 func (p *progress) Add(n int64) {
+	if c := p.step.Load(); c != nil {
+		(*c).Add(float64(n))
+	}
 	if p.bar != nil {
 		p.bar.Add64(n)
 	}

@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
 
 func TestParseBytes(t *testing.T) {
 	for in, want := range map[string]int64{"256MiB": 256 << 20, "1GiB": 1 << 30, "1.5GiB": 3 << 29, "1GB": 1e9, "4096": 4096, "64 KiB": 64 << 10} {
@@ -25,5 +32,43 @@ func TestParseTime(t *testing.T) {
 		if got, err := parseTime(in); err == nil {
 			t.Errorf("parseTime(%q) = %v, want an error", in, got)
 		}
+	}
+}
+
+// TestProgressMetrics scrapes --metrics-addr over HTTP while a run's steps
+// go by.
+func TestProgressMetrics(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	log := slog.New(slog.DiscardHandler)
+	p, stop, err := startProgress(addr, log, func() { t.Error("metrics server failed") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	p.Step("reading events/transactions", -1) // total unknown
+	p.Add(3)
+	p.Add(4)
+	p.Step("computing features", 10)
+	p.Add(2)
+	want := `
+# HELP quiver_backfill_step_items_total Items a step of the run has done: events read, spine rows computed, logs compacted, events replayed.
+# TYPE quiver_backfill_step_items_total counter
+quiver_backfill_step_items_total{step="computing features"} 2
+quiver_backfill_step_items_total{step="reading events/transactions"} 7
+# HELP quiver_backfill_step_target_items Items a step of the run will do, where known before it ends.
+# TYPE quiver_backfill_step_target_items gauge
+quiver_backfill_step_target_items{step="computing features"} 10
+`
+	if err := testutil.ScrapeAndCompare("http://"+addr+"/metrics", strings.NewReader(want),
+		"quiver_backfill_step_items_total", "quiver_backfill_step_target_items"); err != nil {
+		t.Error(err)
+	}
+	if _, _, err := startProgress(addr, log, nil); err == nil || !strings.Contains(err.Error(), "--metrics-addr") {
+		t.Errorf("a second run on %s: %v, want an --metrics-addr error", addr, err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -17,9 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/quiver-ml/quiver/drift/watch"
@@ -64,15 +60,12 @@ func run(args []string) error {
 	if rdb != nil {
 		defer rdb.Close()
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := cli.Registry()
 	// Metrics and health answer from the start: catching up new view
 	// versions in ingest.New can take long, and a supervisor should see a
 	// live process that is not ready yet.
 	var ready atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
 			http.Error(w, "starting: catching up", http.StatusServiceUnavailable)
@@ -80,24 +73,11 @@ func run(args []string) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	// Listen first: an address in use is an error of its own, not a
-	// cancelled start.
-	lis, err := net.Listen("tcp", *metricsAddr)
+	_, closeMetrics, err := cli.ServeMetrics(*metricsAddr, reg, mux, log, stop)
 	if err != nil {
-		return fmt.Errorf("--metrics-addr: %w", err)
+		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "err", err)
-			stop()
-		}
-	}()
-	defer func() {
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(shutdown)
-	}()
+	defer closeMetrics()
 
 	in, err := ingest.New(ctx, ingest.Config{
 		Definitions:     defs,

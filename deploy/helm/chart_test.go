@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
@@ -53,6 +54,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/pebble-3-replicas-values.yaml", "serve.predictionLog=false"},
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
 	{"ci/s3-values.yaml", ""},
+	{"ci/s3-values.yaml", "metrics.serviceMonitor.enabled=true"},
 }
 
 func TestChart(t *testing.T) {
@@ -139,6 +141,7 @@ type manifests struct {
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         []*policyv1.PodDisruptionBudget
 	serviceMons  []*monitoringv1.ServiceMonitor
+	podMons      []*monitoringv1.PodMonitor
 	rules        []*monitoringv1.PrometheusRule
 	values       chartutil.Values
 	configMaps   map[string]bool
@@ -189,6 +192,8 @@ func render(t *testing.T, ch *chart.Chart, vals map[string]any) *manifests {
 				m.pdbs = append(m.pdbs, o)
 			case *monitoringv1.ServiceMonitor:
 				m.serviceMons = append(m.serviceMons, o)
+			case *monitoringv1.PodMonitor:
+				m.podMons = append(m.podMons, o)
 			case *monitoringv1.PrometheusRule:
 				m.rules = append(m.rules, o)
 			case *corev1.ConfigMap:
@@ -566,6 +571,12 @@ func (m *manifests) checkServe(t *testing.T) {
 
 // checkBackfill checks the compaction and sharded dataset CronJobs.
 func (m *manifests) checkBackfill(t *testing.T) {
+	for _, cj := range m.cronJobs {
+		c := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
+		if port := containerPort(t, c, "metrics"); flagArgs(t, c)["metrics-addr"] != fmt.Sprintf(":%d", port) {
+			t.Errorf("%s: --metrics-addr=%s, container port %d", cj.Name, flagArgs(t, c)["metrics-addr"], port)
+		}
+	}
 	if c := m.cronJobs[fullname+"-compact"]; c == nil || c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
 		t.Error("no compaction CronJob that forbids concurrent runs")
 	}
@@ -608,6 +619,29 @@ func (m *manifests) checkMonitoring(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("ServiceMonitor %s selects no Service port %s", sm.Name, sm.Spec.Endpoints[0].Port)
+		}
+	}
+	// A PodMonitor for the backfill jobs beside the ServiceMonitors, on
+	// their metrics port.
+	if want := len(m.serviceMons) > 0; (len(m.podMons) == 1) != want || len(m.podMons) > 1 {
+		t.Errorf("%d PodMonitors, want one if there are ServiceMonitors (%d)", len(m.podMons), len(m.serviceMons))
+	}
+	for _, pm := range m.podMons {
+		sel, err := metav1.LabelSelectorAsSelector(&pm.Spec.Selector)
+		if err != nil {
+			t.Fatalf("PodMonitor %s: %v", pm.Name, err)
+		}
+		port := pm.Spec.PodMetricsEndpoints[0].Port
+		for _, cj := range m.cronJobs {
+			pod := cj.Spec.JobTemplate.Spec.Template
+			if !sel.Matches(labels.Set(pod.Labels)) || port == nil || containerPort(t, pod.Spec.Containers[0], *port) == 0 {
+				t.Errorf("PodMonitor %s does not scrape the pods of %s", pm.Name, cj.Name)
+			}
+		}
+		for _, d := range m.deployments {
+			if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				t.Errorf("PodMonitor %s scrapes %s, which a ServiceMonitor scrapes", pm.Name, d.Name)
+			}
 		}
 	}
 	metricName := regexp.MustCompile(`quiver_[a-z_]+`)
