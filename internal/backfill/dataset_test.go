@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/backfill"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -312,9 +314,59 @@ func smallRun(t *testing.T, seed uint64) (defs *features.Definitions, off *offli
 }
 
 // TestShards: a spine built in three shards and merged is the dataset built
-// at once, row for row, with the same profile.
+// at once, row for row, with the same profile. A Parquet spine's columns
+// keep the types it has, in both.
 func TestShards(t *testing.T) {
-	defs, off, dir, spine, rows := smallRun(t, 5)
+	t.Run("csv", func(t *testing.T) {
+		defs, off, dir, spine, rows := smallRun(t, 5)
+		testShards(t, defs, off, dir, spine, len(rows))
+	})
+	t.Run("parquet", func(t *testing.T) {
+		defs, off, dir, _, rows := smallRun(t, 5)
+		// As pandas writes times (nanoseconds, not adjusted to UTC) and
+		// DuckDB ints (INT32); required columns.
+		type spineRow struct {
+			User string `parquet:"user_id"`
+			Time int64  `parquet:"label_time,timestamp(nanosecond:local)"`
+			Row  int32  `parquet:"row"`
+		}
+		var in []spineRow
+		for _, r := range rows {
+			ms, _ := strconv.ParseInt(r[1], 10, 64)
+			n, _ := strconv.Atoi(r[2])
+			in = append(in, spineRow{r[0], ms * 1e6, int32(n)})
+		}
+		spine := filepath.Join(dir, "spine.parquet")
+		if err := parquet.WriteFile(spine, in); err != nil {
+			t.Fatal(err)
+		}
+		whole, merged := testShards(t, defs, off, dir, spine, len(rows))
+		want := parquet.SchemaOf(spineRow{}).Fields()
+		for _, out := range []string{whole, merged} {
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, _ := f.Stat()
+			pf, err := parquet.OpenFile(f, st.Size())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := pf.Schema().Fields()
+			for j, w := range want {
+				if g := got[j]; g.Name() != w.Name() || g.Type().String() != w.Type().String() || g.Required() != w.Required() {
+					t.Errorf("%s: column %d is %s %s (required %v), the spine's %s %s (required %v)",
+						filepath.Base(out), j, g.Name(), g.Type(), g.Required(), w.Name(), w.Type(), w.Required())
+				}
+			}
+			f.Close()
+		}
+	})
+}
+
+// testShards builds the dataset of spine whole, and in three shards merged,
+// and checks they are the same. It returns both files.
+func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir, spine string, spineRows int) (whole, merged string) {
 	var refs []string
 	for _, v := range defs.Views {
 		for _, f := range v.Features {
@@ -327,7 +379,7 @@ func TestShards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	whole := filepath.Join(dir, "whole.parquet")
+	whole = filepath.Join(dir, "whole.parquet")
 	build(whole, backfill.Shard{})
 	var parts []string
 	for i := range 3 {
@@ -357,9 +409,9 @@ func TestShards(t *testing.T) {
 	if _, err := backfill.Merge(filepath.Join(dir, "merged.csv"), parts); err == nil || !strings.Contains(err.Error(), "want a .parquet file") {
 		t.Errorf("merging into a .csv: %v, want an error", err)
 	}
-	merged := filepath.Join(dir, "merged.parquet")
+	merged = filepath.Join(dir, "merged.parquet")
 	slices.Reverse(parts) // any order
-	if n, err := backfill.Merge(merged, parts); err != nil || n != len(rows) {
+	if n, err := backfill.Merge(merged, parts); err != nil || n != spineRows {
 		t.Fatalf("merge: %d rows, %v", n, err)
 	}
 	_, want, _, err := offline.ReadFile(whole)
@@ -410,6 +462,7 @@ func TestShards(t *testing.T) {
 	if len(pw) == 0 || string(pw) != string(pm) {
 		t.Errorf("profiles differ:\n%s\n%s", pw, pm)
 	}
+	return whole, merged
 }
 
 // tempWatch is a Progress that lists the temp dir once the events are

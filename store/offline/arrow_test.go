@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -214,6 +216,96 @@ func TestArrowReadsGroups(t *testing.T) {
 	for n, r := range rows {
 		if r[0].Int() != int64(n) || r[1].Str() != fmt.Sprint("row ", n) {
 			t.Fatalf("row %d reads %v", n, r)
+		}
+	}
+}
+
+// TestArrowKeepsForeignTypes writes a file of the types other writers use
+// (pandas' tz-naive nanosecond timestamps, DuckDB's INT32, dates, unsigned
+// and small ints, float32, binary, required columns) with Arrow, reads it
+// with ReadFile and writes it back with Writer, as a dataset's spine
+// columns are: Arrow reads the copy with the original's types and values.
+func TestArrowKeepsForeignTypes(t *testing.T) {
+	mem := memory.DefaultAllocator
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "ts_ns", Type: &arrow.TimestampType{Unit: arrow.Nanosecond}, Nullable: true},
+		{Name: "ts_us", Type: &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}, Nullable: true},
+		{Name: "day", Type: arrow.FixedWidthTypes.Date32, Nullable: true},
+		{Name: "small", Type: arrow.PrimitiveTypes.Int8, Nullable: true},
+		{Name: "label", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "unsigned", Type: arrow.PrimitiveTypes.Uint32, Nullable: true},
+		{Name: "ratio", Type: arrow.PrimitiveTypes.Float32, Nullable: true},
+		{Name: "name", Type: arrow.BinaryTypes.String, Nullable: true},
+		{Name: "blob", Type: arrow.BinaryTypes.Binary, Nullable: true},
+		{Name: "flag", Type: arrow.FixedWidthTypes.Boolean},
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+	}, nil)
+	b := array.NewRecordBuilder(mem, schema)
+	defer b.Release()
+	ms := int64(1_767_225_600_123) // 2026-01-01T00:00:00.123Z
+	b.Field(0).(*array.TimestampBuilder).AppendValues([]arrow.Timestamp{arrow.Timestamp(ms * 1e6), 0, arrow.Timestamp(-ms * 1e6)}, []bool{true, false, true})
+	b.Field(1).(*array.TimestampBuilder).AppendValues([]arrow.Timestamp{arrow.Timestamp(ms * 1e3), arrow.Timestamp(-1e3), 0}, []bool{true, true, false})
+	b.Field(2).(*array.Date32Builder).AppendValues([]arrow.Date32{20454, -1, 0}, []bool{true, true, false})
+	b.Field(3).(*array.Int8Builder).AppendValues([]int8{-128, 127, 0}, []bool{true, true, false})
+	b.Field(4).(*array.Int32Builder).AppendValues([]int32{1, 0, -7}, nil)
+	b.Field(5).(*array.Uint32Builder).AppendValues([]uint32{1<<32 - 1, 0, 5}, []bool{true, true, false})
+	b.Field(6).(*array.Float32Builder).AppendValues([]float32{0.1, -3.5, 0}, []bool{true, true, false})
+	b.Field(7).(*array.StringBuilder).AppendValues([]string{"a", "", ""}, []bool{true, true, false})
+	b.Field(8).(*array.BinaryBuilder).AppendValues([][]byte{{0, 0xff}, {}, nil}, []bool{true, true, false})
+	b.Field(9).(*array.BooleanBuilder).AppendValues([]bool{true, false, true}, nil)
+	b.Field(10).(*array.Int64Builder).AppendValues([]int64{1 << 62, -1, 0}, nil)
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	in := array.NewTableFromRecords(schema, []arrow.RecordBatch{rec})
+	defer in.Release()
+
+	path := filepath.Join(t.TempDir(), "spine.parquet")
+	var buf bytes.Buffer
+	props := parquet.NewWriterProperties(parquet.WithVersion(parquet.V2_6))
+	if err := pqarrow.WriteTable(in, &buf, 1024, props, pqarrow.NewArrowWriterProperties()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cols, rows, _, err := offline.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	w, err := offline.NewWriter(&buf, cols, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	rdr, err := file.NewParquetReader(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Release()
+	for j, want := range schema.Fields() {
+		got := out.Schema().Field(j)
+		if got.Name != want.Name || !arrow.TypeEqual(got.Type, want.Type) || got.Nullable != want.Nullable {
+			t.Errorf("column %d is %s %s (nullable %v), want %s %s (nullable %v)", j, got.Name, got.Type, got.Nullable, want.Name, want.Type, want.Nullable)
+			continue
+		}
+		if !array.ChunkedEqual(out.Column(j).Data(), in.Column(j).Data()) {
+			t.Errorf("column %s reads %v, want %v", want.Name, out.Column(j).Data(), in.Column(j).Data())
 		}
 	}
 }

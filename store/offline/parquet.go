@@ -41,9 +41,13 @@ const (
 // TypeString is BYTE_ARRAY (STRING), TypeInt INT64, TypeFloat DOUBLE, TypeBool
 // BOOLEAN and TypeTimestamp INT64 TIMESTAMP(isAdjustedToUTC=true, MILLIS). The
 // column named ColPartition is INT32.
+//
+// A column read from another writer's file may carry how that file stored
+// it (Stored); it is then written the same way.
 type Column struct {
-	Name string
-	Type features.Type
+	Name   string
+	Type   features.Type
+	Stored Stored // the zero Stored: the Type's own
 }
 
 // reserved returns the type a reserved column must have, and whether name is
@@ -90,6 +94,9 @@ func ValidateColumns(cols []Column) error {
 
 // leafNode returns the Parquet node of a column.
 func leafNode(c Column) parquet.Node {
+	if c.Stored != (Stored{}) {
+		return c.Stored.node()
+	}
 	var n parquet.Node
 	switch c.Type {
 	case features.TypeString:
@@ -109,7 +116,7 @@ func leafNode(c Column) parquet.Node {
 	case features.TypeTimestamp:
 		n = parquet.Timestamp(parquet.Millisecond) // isAdjustedToUTC=true
 	}
-	if _, ok := reserved(c.Name); ok {
+	if required(c) {
 		return parquet.Required(n)
 	}
 	return parquet.Optional(n)
@@ -202,12 +209,20 @@ func encodeRows(w interface {
 	writers := w.ColumnWriters()
 	for j, c := range cols {
 		def := 1 // definition level of a value in an optional column
-		if _, ok := reserved(c.Name); ok {
+		if required(c) {
 			def = 0
 		}
 		null := parquet.Value{}.Level(0, 0, j)
 		// One loop per type, so that the switch is not made per value.
 		switch {
+		case c.Stored != (Stored{}):
+			for i, r := range idx {
+				if v := &rows[r][j]; v.IsNull() {
+					vals[i] = null
+				} else {
+					vals[i] = c.Stored.value(*v).Level(0, def, j)
+				}
+			}
 		case c.Type == features.TypeString:
 			for i, r := range idx {
 				if v := &rows[r][j]; v.IsNull() {
@@ -282,7 +297,8 @@ func checkValue(c Column, v features.Value, required bool) error {
 // this package writes it accepts, for backfill inputs from other tools: INT32
 // and unsigned integers (int), FLOAT (float), TIMESTAMP in any unit
 // (converted to milliseconds, rounding down), DATE (midnight UTC) and INT96
-// timestamps.
+// timestamps. A column stored otherwise than this package would store it
+// carries how (Column.Stored), so that it is written back the same way.
 func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -786,11 +802,17 @@ func fileColumns(s *parquet.Schema) ([]Column, []leaf, error) {
 			return nil, nil, fmt.Errorf("column %q: %w", f.Name(), err)
 		}
 		cols[i], leaves[i] = Column{Name: f.Name(), Type: l.typ}, l
+		if st := storedOf(f); st != storedOf(leafNode(cols[i])) {
+			cols[i].Stored = st
+		}
 	}
 	return cols, leaves, nil
 }
 
-const msPerDay = 24 * 60 * 60 * 1000
+const (
+	msPerDay    = 24 * 60 * 60 * 1000
+	julianEpoch = 2440588 // the Julian day of 1970-01-01, in INT96 timestamps
+)
 
 // leaf is how a column's Parquet values become features.Values. An
 // integer x of the file (a date's days, a timestamp's units) is the value
@@ -878,7 +900,6 @@ func (l *leaf) bits(x int64) uint64 {
 // int96Millis converts a legacy INT96 timestamp (nanoseconds of the day, then
 // the Julian day) to epoch milliseconds.
 func int96Millis(x deprecated.Int96) int64 {
-	const julianEpoch = 2440588 // Julian day of 1970-01-01
 	nanos := int64(x[1])<<32 | int64(x[0])
 	return (int64(x[2])-julianEpoch)*msPerDay + floorDiv(nanos, 1e6)
 }

@@ -30,7 +30,7 @@ func NewWriter(w io.Writer, cols []Column, meta map[string]string) (*Writer, err
 	}
 	pw := &Writer{pw: parquet.NewGenericWriter[any](w, opts...), cols: cols, required: make([]bool, len(cols))}
 	for j, c := range cols {
-		_, pw.required[j] = reserved(c.Name)
+		pw.required[j] = required(c)
 	}
 	return pw, nil
 }
