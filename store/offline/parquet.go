@@ -846,12 +846,18 @@ func leafOf(t parquet.Type) (leaf, error) {
 		case nil:
 			l.typ = features.TypeInt
 		case *format.IntType:
-			l.typ, l.unsigned = features.TypeInt, !lt.IsSigned
+			if lt.BitWidth == 8 || lt.BitWidth == 16 || lt.BitWidth == 32 {
+				l.typ, l.unsigned = features.TypeInt, !lt.IsSigned
+			}
 		}
 	case parquet.Int64:
 		switch lt := lt.(type) {
-		case nil, *format.IntType:
+		case nil:
 			l.typ = features.TypeInt
+		case *format.IntType:
+			if lt.BitWidth == 64 {
+				l.typ = features.TypeInt
+			}
 		case *format.TimestampType:
 			if per := int64(lt.Unit.Value.Duration()); per > 0 && int64(1e6)%per == 0 {
 				l.typ, l.div = features.TypeTimestamp, int64(1e6)/per // units per millisecond
