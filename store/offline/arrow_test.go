@@ -189,23 +189,11 @@ func TestArrowReadsGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rdr, err := file.NewParquetReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdr.Close()
-	if n := rdr.NumRowGroups(); n != groups {
+	tbl, n := arrowTable(t, buf.Bytes())
+	defer tbl.Release()
+	if n != groups {
 		t.Errorf("%d row groups, want %d", n, groups)
 	}
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := fr.ReadTable(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tbl.Release()
 	rows, err := arrowRows(tbl)
 	if err != nil {
 		t.Fatal(err)
@@ -284,19 +272,7 @@ func TestArrowKeepsForeignTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rdr, err := file.NewParquetReader(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdr.Close()
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := fr.ReadTable(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, _ := arrowTable(t, buf.Bytes())
 	defer out.Release()
 	for j, want := range schema.Fields() {
 		got := out.Schema().Field(j)
@@ -308,4 +284,24 @@ func TestArrowKeepsForeignTypes(t *testing.T) {
 			t.Errorf("column %s reads %v, want %v", want.Name, out.Column(j).Data(), in.Column(j).Data())
 		}
 	}
+}
+
+// arrowTable reads a Parquet file's bytes with Arrow, inferring the Arrow
+// types from the Parquet ones, and returns the table and its row groups.
+func arrowTable(t *testing.T, data []byte) (arrow.Table, int) {
+	t.Helper()
+	rdr, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl, rdr.NumRowGroups()
 }
