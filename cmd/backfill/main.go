@@ -351,7 +351,7 @@ func startProgress(addr string, log *slog.Logger, failed func()) (p *progress, s
 	if addr == "" {
 		return p, func() {}, nil
 	}
-	_, stop, err = cli.ServeMetrics(addr, reg, nil, log, failed)
+	stop, err = cli.ServeMetrics(addr, reg, nil, log, failed)
 	return p, stop, err
 }
 

@@ -73,7 +73,7 @@ func run(args []string) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	_, closeMetrics, err := cli.ServeMetrics(*metricsAddr, reg, mux, log, stop)
+	closeMetrics, err := cli.ServeMetrics(*metricsAddr, reg, mux, log, stop)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ func Registry() *prometheus.Registry {
 // function shuts it down. It listens before it returns, so an address in use
 // is an error of its own; should serving fail later, it logs and calls
 // failed.
-func ServeMetrics(addr string, reg *prometheus.Registry, mux *http.ServeMux, log *slog.Logger, failed func()) (net.Addr, func(), error) {
+func ServeMetrics(addr string, reg *prometheus.Registry, mux *http.ServeMux, log *slog.Logger, failed func()) (stop func(), err error) {
 	if mux == nil {
 		mux = http.NewServeMux()
 	}
@@ -35,7 +35,7 @@ func ServeMetrics(addr string, reg *prometheus.Registry, mux *http.ServeMux, log
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -44,7 +44,7 @@ func ServeMetrics(addr string, reg *prometheus.Registry, mux *http.ServeMux, log
 			failed()
 		}
 	}()
-	return lis.Addr(), func() {
+	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
