@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
@@ -139,7 +138,7 @@ func celValue(v Value) ref.Val {
 	case TypeBool:
 		return types.Bool(v.Bool())
 	case TypeTimestamp:
-		return types.Timestamp{Time: time.UnixMilli(v.Int()).UTC()}
+		return types.Timestamp{Time: v.Time()}
 	}
 	return types.NullValue
 }

@@ -44,11 +44,15 @@ func parseType(s string) (Type, bool) {
 func (t Type) numeric() bool { return t == TypeInt || t == TypeFloat }
 
 // Value is one typed value: a field of an event or a feature's result. The zero
-// Value is null. Timestamps are epoch milliseconds, UTC.
+// Value is null. Timestamps are epoch milliseconds, UTC; one read from a file
+// that stores finer units keeps the nanoseconds past its millisecond too
+// (TimestampNano), so that it is written back as it was read, but every
+// computation reads its millisecond.
 type Value struct {
-	typ Type
-	num uint64 // int64, float64 bits, bool (0/1) or epoch ms
-	str string
+	typ  Type
+	nano uint32 // a timestamp's nanoseconds past num, below 1e6
+	num  uint64 // int64, float64 bits, bool (0/1) or epoch ms
+	str  string
 }
 
 // Null is the absent value.
@@ -76,6 +80,12 @@ func Bool(b bool) Value {
 
 // Timestamp returns a timestamp value of epoch milliseconds.
 func Timestamp(ms int64) Value { return Value{typ: TypeTimestamp, num: uint64(ms)} }
+
+// TimestampNano returns a timestamp value of epoch milliseconds and nano
+// nanoseconds past them, nano below 1e6.
+func TimestampNano(ms int64, nano uint32) Value {
+	return Value{typ: TypeTimestamp, num: uint64(ms), nano: nano}
+}
 
 // FromBits returns the int, float, bool or timestamp of type typ whose bits
 // are bits (Value.Bits); Null for another type.
@@ -153,8 +163,17 @@ func (v Value) Float() float64 {
 
 // Bits returns the bits of an int, float, bool or timestamp: an int's or a
 // timestamp's two's complement, a float's IEEE 754 bits, a bool's 0 or 1;
-// 0 for a string or null. FromBits gives the value back.
+// 0 for a string or null. FromBits gives the value back, but for a
+// timestamp's Nano.
 func (v Value) Bits() uint64 { return v.num }
+
+// Nano returns a timestamp's nanoseconds past its millisecond (Int).
+func (v Value) Nano() uint32 { return v.nano }
+
+// Time returns a timestamp's time, UTC.
+func (v Value) Time() time.Time {
+	return time.UnixMilli(v.Int()).Add(time.Duration(v.nano)).UTC()
+}
 
 // Bool returns the boolean of a bool value.
 func (v Value) Bool() bool { return v.num != 0 }
@@ -172,7 +191,7 @@ func (v Value) Any() any {
 	case TypeBool:
 		return v.Bool()
 	case TypeTimestamp:
-		return time.UnixMilli(v.Int()).UTC()
+		return v.Time()
 	}
 	return nil
 }
@@ -200,7 +219,7 @@ func (v Value) String() string {
 	case TypeBool:
 		return strconv.FormatBool(v.Bool())
 	case TypeTimestamp:
-		return time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+		return v.Time().Format(time.RFC3339Nano)
 	case TypeNull:
 		return "null"
 	}

@@ -323,18 +323,19 @@ func TestShards(t *testing.T) {
 	})
 	t.Run("parquet", func(t *testing.T) {
 		defs, off, dir, _, rows := smallRun(t, 5)
-		// As pandas writes times (nanoseconds, not adjusted to UTC) and
-		// DuckDB ints (INT32); required columns.
+		// As pandas writes times (nanoseconds, not adjusted to UTC, here
+		// with digits below the millisecond) and DuckDB ints (INT32);
+		// required columns.
 		type spineRow struct {
 			User string `parquet:"user_id"`
 			Time int64  `parquet:"label_time,timestamp(nanosecond:local)"`
 			Row  int32  `parquet:"row"`
 		}
 		var in []spineRow
-		for _, r := range rows {
+		for i, r := range rows {
 			ms, _ := strconv.ParseInt(r[1], 10, 64)
 			n, _ := strconv.Atoi(r[2])
-			in = append(in, spineRow{r[0], ms * 1e6, int32(n)})
+			in = append(in, spineRow{r[0], ms*1e6 + int64(i)*7919%1e6, int32(n)})
 		}
 		spine := filepath.Join(dir, "spine.parquet")
 		if err := parquet.WriteFile(spine, in); err != nil {
@@ -360,6 +361,13 @@ func TestShards(t *testing.T) {
 				}
 			}
 			f.Close()
+			read, err := parquet.ReadFile[spineRow](out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(read, in) {
+				t.Errorf("%s: the spine's columns read %v, want %v", filepath.Base(out), read[:3], in[:3])
+			}
 		}
 	})
 }
@@ -450,7 +458,7 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 			case features.TypeBool:
 				cell = strconv.FormatBool(v.Bool())
 			case features.TypeTimestamp:
-				cell = time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+				cell = v.Time().Format(time.RFC3339Nano)
 			}
 			if recs[r+1][j] != cell {
 				t.Fatalf("CSV row %d column %s: %q, want %q", r, recs[0][j], recs[r+1][j], cell)

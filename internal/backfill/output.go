@@ -234,7 +234,7 @@ func csvCell(v features.Value) string {
 	case features.TypeBool:
 		return strconv.FormatBool(v.Bool())
 	case features.TypeTimestamp:
-		return time.UnixMilli(v.Int()).UTC().Format(time.RFC3339Nano)
+		return v.Time().Format(time.RFC3339Nano)
 	}
 	return ""
 }

@@ -19,6 +19,7 @@ type table struct {
 type cell struct {
 	bits uint64 // features.Value.Bits
 	typ  features.Type
+	nano uint32 // features.Value.Nano
 }
 
 // newTable makes a table of rows rows, a column of each type; a column of
@@ -65,14 +66,17 @@ func (t *table) set(r, c int, v features.Value) {
 	if v.Type() == features.TypeString {
 		t.strs[c][r] = v.Str()
 	}
-	t.cells[r*t.width+c] = cell{bits: v.Bits(), typ: v.Type()}
+	t.cells[r*t.width+c] = cell{bits: v.Bits(), typ: v.Type(), nano: v.Nano()}
 }
 
 // get returns row r's value in column c.
 func (t *table) get(r, c int) features.Value {
 	x := t.cells[r*t.width+c]
-	if x.typ == features.TypeString {
+	switch x.typ {
+	case features.TypeString:
 		return features.String(t.strs[c][r])
+	case features.TypeTimestamp:
+		return features.TimestampNano(int64(x.bits), x.nano)
 	}
 	return features.FromBits(x.typ, x.bits)
 }

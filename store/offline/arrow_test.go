@@ -231,8 +231,9 @@ func TestArrowKeepsForeignTypes(t *testing.T) {
 	b := array.NewRecordBuilder(mem, schema)
 	defer b.Release()
 	ms := int64(1_767_225_600_123) // 2026-01-01T00:00:00.123Z
-	b.Field(0).(*array.TimestampBuilder).AppendValues([]arrow.Timestamp{arrow.Timestamp(ms * 1e6), 0, arrow.Timestamp(-ms * 1e6)}, []bool{true, false, true})
-	b.Field(1).(*array.TimestampBuilder).AppendValues([]arrow.Timestamp{arrow.Timestamp(ms * 1e3), arrow.Timestamp(-1e3), 0}, []bool{true, true, false})
+	// Times with digits below the millisecond, after and before 1970.
+	b.Field(0).(*array.TimestampBuilder).AppendValues([]arrow.Timestamp{arrow.Timestamp(ms*1e6 + 456_789), 0, arrow.Timestamp(-ms*1e6 - 1)}, []bool{true, false, true})
+	b.Field(1).(*array.TimestampBuilder).AppendValues([]arrow.Timestamp{arrow.Timestamp(ms*1e3 + 456), arrow.Timestamp(-1), 0}, []bool{true, true, false})
 	b.Field(2).(*array.Date32Builder).AppendValues([]arrow.Date32{20454, -1, 0}, []bool{true, true, false})
 	b.Field(3).(*array.Int8Builder).AppendValues([]int8{-128, 127, 0}, []bool{true, true, false})
 	b.Field(4).(*array.Int32Builder).AppendValues([]int32{1, 0, -7}, nil)

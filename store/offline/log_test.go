@@ -665,9 +665,10 @@ func TestReadFileForeignTypes(t *testing.T) {
 		t.Fatalf("columns %v, want %v", cols, wantCols)
 	}
 	want := [][]features.Value{
-		{features.Timestamp(20513 * 86_400_000), features.Timestamp(1_772_409_600_123), features.Timestamp(-1),
+		// Times in finer units keep the digits below the millisecond.
+		{features.Timestamp(20513 * 86_400_000), features.TimestampNano(1_772_409_600_123, 456_000), features.TimestampNano(-1, 999_999),
 			features.Float(1.5), features.Int(-7), features.Int(1<<31 + 5), features.String("n"), features.String("r"), features.Null},
-		{features.Timestamp(-86_400_000), features.Timestamp(0), features.Timestamp(1),
+		{features.Timestamp(-86_400_000), features.Timestamp(0), features.TimestampNano(1, 500_000),
 			features.Float(0), features.Int(1 << 30), features.Int(0), features.Null, features.String(""), features.Null},
 	}
 	if !equalRows(rows, want) {

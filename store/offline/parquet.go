@@ -431,6 +431,9 @@ type ColumnValues struct {
 	Nulls   []bool           // per row, if not a string column and some row is null; else nil
 	Strings []features.Value // a string column's
 	Index   []int32          // a string column's, per row
+	// Nanos holds, per row, a timestamp's nanoseconds past its millisecond
+	// (features.Value.Nano), in a column stored in finer units; else nil.
+	Nanos []uint32
 }
 
 // Len returns the number of rows.
@@ -446,6 +449,9 @@ func (c *ColumnValues) At(r int) features.Value {
 	if c.Index == nil {
 		if c.Nulls != nil && c.Nulls[r] {
 			return features.Null
+		}
+		if c.Nanos != nil {
+			return features.TimestampNano(int64(c.Bits[r]), c.Nanos[r])
 		}
 		return features.FromBits(c.Type, c.Bits[r])
 	}
@@ -465,6 +471,9 @@ func (c ColumnValues) slice(lo, hi int) ColumnValues {
 	if c.Nulls != nil {
 		c.Nulls = c.Nulls[lo:hi]
 	}
+	if c.Nanos != nil {
+		c.Nanos = c.Nanos[lo:hi]
+	}
 	return c
 }
 
@@ -478,6 +487,9 @@ func (c *ColumnValues) add(v features.Value) {
 	if c.Nulls != nil {
 		c.Nulls = append(c.Nulls, false)
 	}
+	if c.Nanos != nil {
+		c.Nanos = append(c.Nanos, v.Nano())
+	}
 }
 
 // addNull appends a null row of a column that is not of strings.
@@ -487,6 +499,9 @@ func (c *ColumnValues) addNull() {
 	}
 	c.Bits = append(c.Bits, 0)
 	c.Nulls = append(c.Nulls, true)
+	if c.Nanos != nil {
+		c.Nanos = append(c.Nanos, 0)
+	}
 }
 
 // rowsOf turns columns into rows, sharing one allocation.
@@ -562,9 +577,13 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data 
 	n := min(pf.NumRows(), 1<<20) // as the footer says, within reason: it may lie
 	for i, c := range cols {
 		data[i].Type = c.Type
-		if c.Type == features.TypeString {
+		switch {
+		case c.Type == features.TypeString:
 			data[i].Index = make([]int32, 0, n)
-		} else {
+		case c.Type == features.TypeTimestamp && c.Stored.PerMilli > 1 || c.Stored.Kind == parquet.Int96:
+			data[i].Nanos = make([]uint32, 0, n)
+			fallthrough
+		default:
 			data[i].Bits = make([]uint64, 0, n)
 		}
 	}
@@ -784,6 +803,9 @@ func appendNumbers[T uint32 | int32 | int64 | float32 | float64](c *ColumnValues
 		if c.Nulls != nil {
 			c.Nulls = append(c.Nulls, false)
 		}
+		if c.Nanos != nil {
+			c.Nanos = append(c.Nanos, leaf.nano(int64(x)))
+		}
 	}
 	return nil
 }
@@ -883,13 +905,16 @@ func (l *leaf) value(v parquet.Value) features.Value {
 		}
 		return features.FromBits(l.typ, l.bits(int64(v.Int32())))
 	case parquet.Int64:
+		if l.div > 1 {
+			return features.TimestampNano(int64(l.bits(v.Int64())), l.nano(v.Int64()))
+		}
 		return features.FromBits(l.typ, l.bits(v.Int64()))
 	case parquet.Float:
 		return features.Float(float64(v.Float()))
 	case parquet.Double:
 		return features.Float(v.Double())
 	case parquet.Int96:
-		return features.Timestamp(int96Millis(v.Int96()))
+		return int96Time(v.Int96())
 	}
 	return features.String(string(v.ByteArray()))
 }
@@ -903,11 +928,18 @@ func (l *leaf) bits(x int64) uint64 {
 	return uint64(floorDiv(x*l.mul, l.div))
 }
 
-// int96Millis converts a legacy INT96 timestamp (nanoseconds of the day, then
-// the Julian day) to epoch milliseconds.
-func int96Millis(x deprecated.Int96) int64 {
+// nano returns the nanoseconds past its millisecond of an integer of a
+// column of timestamps in units finer than a millisecond.
+func (l *leaf) nano(x int64) uint32 {
+	return uint32((x - floorDiv(x, l.div)*l.div) * (1e6 / l.div))
+}
+
+// int96Time converts a legacy INT96 timestamp (nanoseconds of the day, then
+// the Julian day) to a timestamp.
+func int96Time(x deprecated.Int96) features.Value {
 	nanos := int64(x[1])<<32 | int64(x[0])
-	return (int64(x[2])-julianEpoch)*msPerDay + floorDiv(nanos, 1e6)
+	ms := floorDiv(nanos, 1e6)
+	return features.TimestampNano((int64(x[2])-julianEpoch)*msPerDay+ms, uint32(nanos-ms*1e6))
 }
 
 func floorDiv(a, b int64) int64 {

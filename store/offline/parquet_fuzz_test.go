@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
@@ -52,8 +53,8 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		var rows []row
 		for i := range 30 {
 			n, s := int64(i%4), []string{"x", "yy", "zzz"}[(i+g)%3]
-			r := row{Day: int32(i), Cost: float32(i % 6), Ns: int64(i-15) * 1e9, U32: uint32(1<<32 - 1 - i),
-				Old: deprecated.Int96{0, uint32(i), 2440588 + uint32(i)}}
+			r := row{Day: int32(i), Cost: float32(i % 6), Ns: seedNs(i), U32: uint32(1<<32 - 1 - i),
+				Old: deprecated.Int96{uint32(i) * 1_000_003, uint32(i), 2440588 + uint32(i)}}
 			if i%7 != 0 {
 				r.N, r.S = &n, &s
 			}
@@ -71,6 +72,10 @@ func fuzzSeeds(t testing.TB) [][]byte {
 	}
 	return [][]byte{log.Bytes(), foreign.Bytes()}
 }
+
+// seedNs is the ns column of fuzzSeeds' second file at row i of a row
+// group: times before and after 1970, with digits below the millisecond.
+func seedNs(i int) int64 { return int64(i-15)*1e9 + int64(i)*1_234_567 }
 
 // FuzzReadParquet reads arbitrary bytes as a Parquet file, as a spine from
 // another tool may be: it fails with an error or gives columns of the same
@@ -90,8 +95,8 @@ func FuzzReadParquet(f *testing.F) {
 				t.Fatalf("column %s has %d rows, column %s %d", cols[i].Name, c.Len(), cols[0].Name, data[0].Len())
 			}
 			for r := range c.Len() {
-				if v := c.At(r); !v.IsNull() && v.Type() != cols[i].Type {
-					t.Fatalf("column %s is %s; row %d has %v", cols[i].Name, cols[i].Type, r, v)
+				if v := c.At(r); !v.IsNull() && v.Type() != cols[i].Type || v.Nano() >= 1e6 {
+					t.Fatalf("column %s is %s; row %d has %v (%d ns past its ms)", cols[i].Name, cols[i].Type, r, v, v.Nano())
 				}
 			}
 		}
@@ -175,5 +180,22 @@ func TestReadParquetSeeds(t *testing.T) {
 	// The strings are shared: each row group's dictionary once.
 	if len(data[1].Strings) > 9 {
 		t.Errorf("%d strings for 3 row groups of 3 values each: not shared", len(data[1].Strings))
+	}
+
+	// Times keep their digits below the millisecond.
+	_, data, _, err = readParquet(bytes.NewReader(seeds[1]), int64(len(seeds[1])), []string{"ns", "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range 90 {
+		i := r % 30
+		ns, old := data[0].At(r), data[1].At(r)
+		if got := ns.Time(); !got.Equal(time.Unix(0, seedNs(i))) || ns.Int() != got.UnixMilli() {
+			t.Fatalf("row %d: ns %v (%d ms and %d ns), want %v", r, ns, ns.Int(), ns.Nano(), time.Unix(0, seedNs(i)).UTC())
+		}
+		want := time.Unix(int64(i)*86400, int64(i)<<32+int64(i)*1_000_003)
+		if got := old.Time(); !got.Equal(want) || old.Int() != got.UnixMilli() {
+			t.Fatalf("row %d: INT96 %v (%d ms and %d ns), want %v", r, old, old.Int(), old.Nano(), want.UTC())
+		}
 	}
 }

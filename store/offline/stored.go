@@ -13,9 +13,8 @@ import (
 // column's own (Column). A writer given a Column with it writes the column
 // the same way, each value converted back, so that a spine's columns keep
 // their types in a dataset: an INT32 stays INT32, a TIMESTAMP(NANOS) not
-// adjusted to UTC stays so. A timestamp's digits below the millisecond are
-// the only thing lost: Quiver's times are milliseconds. The zero Stored is
-// the column's own type.
+// adjusted to UTC stays so, with its digits below the millisecond
+// (features.Value.Nano). The zero Stored is the column's own type.
 type Stored struct {
 	Kind     parquet.Kind
 	Logical  storedLogical
@@ -139,18 +138,18 @@ func (s Stored) value(v features.Value) parquet.Value {
 		return parquet.Int32Value(int32(v.Int())) // the low 32 bits: an unsigned int's too
 	case parquet.Int64:
 		if s.Logical == logicalTimestamp {
-			return parquet.Int64Value(v.Int() * s.PerMilli)
+			return parquet.Int64Value(v.Int()*s.PerMilli + int64(v.Nano())/(1e6/s.PerMilli))
 		}
 		return parquet.Int64Value(v.Int())
 	}
-	return parquet.Int96Value(millisInt96(v.Int()))
+	return parquet.Int96Value(timeInt96(v))
 }
 
-// millisInt96 converts epoch milliseconds to a legacy INT96 timestamp: the
-// inverse of int96Millis.
-func millisInt96(ms int64) deprecated.Int96 {
-	day := floorDiv(ms, msPerDay)
-	nanos := uint64(ms-day*msPerDay) * 1e6
+// timeInt96 converts a timestamp to a legacy INT96 timestamp: the inverse
+// of int96Time.
+func timeInt96(v features.Value) deprecated.Int96 {
+	day := floorDiv(v.Int(), msPerDay)
+	nanos := uint64(v.Int()-day*msPerDay)*1e6 + uint64(v.Nano())
 	return deprecated.Int96{uint32(nanos), uint32(nanos >> 32), uint32(day + julianEpoch)}
 }
 
