@@ -72,6 +72,9 @@ fuzz: ## fuzz each decoder of outside bytes for FUZZTIME (default 30s) each
 	$(GO) test ./internal/serve -run '^$$' -fuzz '^FuzzDecodeRequest$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./store/online -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./internal/backfill -run '^$$' -fuzz '^FuzzReadCSV$$' -fuzztime $(or $(FUZZTIME),30s)
+	$(GO) test ./internal/backfill -run '^$$' -fuzz '^FuzzSpillRecord$$' -fuzztime $(or $(FUZZTIME),30s)
+	# Minimizing a new input of a few KB would take the default 60 s each.
+	$(GO) test ./store/offline -run '^$$' -fuzz '^FuzzReadParquet$$' -fuzztime $(or $(FUZZTIME),30s) -fuzzminimizetime 2s
 	$(GO) test ./internal/jsonenc -run '^$$' -fuzz '^FuzzAppendString$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./model/xgboost -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(or $(FUZZTIME),30s)
 	$(GO) test ./model/onnx -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(or $(FUZZTIME),30s)
