@@ -123,6 +123,13 @@ func CheckTime(ms int64) error {
 // write: a lower-case t or z, or a space between the date and the time.
 // A time outside MinTime to MaxTime gives an error matching ErrTimeRange.
 func ParseTime(s string) (int64, error) {
+	v, err := ParseTimestamp(s)
+	return v.Int(), err
+}
+
+// ParseTimestamp parses an RFC 3339 time as ParseTime does, to a timestamp
+// that keeps the digits below the millisecond (Nano).
+func ParseTimestamp(s string) (Value, error) {
 	text := s
 	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
 		s = s[:10] + "T" + s[11:]
@@ -132,13 +139,13 @@ func ParseTime(s string) (int64, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not an RFC 3339 time", text)
+		return Null, fmt.Errorf("%q is not an RFC 3339 time", text)
 	}
 	ms := t.UnixMilli()
 	if CheckTime(ms) != nil {
-		return 0, fmt.Errorf("%q is %w", text, ErrTimeRange)
+		return Null, fmt.Errorf("%q is %w", text, ErrTimeRange)
 	}
-	return ms, nil
+	return TimestampNano(ms, uint32(t.Nanosecond()%1e6)), nil
 }
 
 // Type returns the value's type; TypeNull for null.

@@ -91,9 +91,9 @@ func shard(sp *spine, keyCols []int, sh Shard) {
 		for c, v := range row {
 			sp.table.set(n, c, v)
 		}
-		sp.times[n] = sp.times[i]
+		sp.times[n], sp.past[n] = sp.times[i], sp.past[i]
 	}
-	sp.times = sp.times[:len(kept)]
+	sp.times, sp.past = sp.times[:len(kept)], sp.past[:len(kept)]
 }
 
 // Progress hears how far a dataset has come.
@@ -408,10 +408,24 @@ type builder struct {
 	refused atomic.Int64 // events a view could not apply
 }
 
-// ref is one spine row of an entity: its time and row.
+// ref is one spine row of an entity: its time, its row, and whether the
+// events at its time precede it: with --inclusive, or for a time past its
+// millisecond (te < t then means te <= its millisecond).
 type ref struct {
-	t   int64
-	row int
+	t    int64
+	row  int
+	incl bool
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	}
+	return 1
 }
 
 func (b *builder) bucketOf(key string) int {
@@ -513,7 +527,7 @@ func (b *builder) findEntities(ej *entityJob, keys map[string]*entityWork, bucke
 			buckets[bi] = append(buckets[bi], w)
 			keys[string(key)] = w
 		}
-		w.rows = append(w.rows, ref{t: b.spine.times[row], row: row})
+		w.rows = append(w.rows, ref{t: b.spine.times[row], row: row, incl: b.cfg.Inclusive || b.spine.past[row]})
 		w.until = max(w.until, b.spine.times[row])
 	}
 }
@@ -809,14 +823,16 @@ func newComputer(ej *entityJob) *computer {
 func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error {
 	ej, states, out := c.ej, c.states, c.out
 	rs, es := w.rows, w.events
-	slices.SortFunc(rs, func(a, b ref) int { return cmp.Or(cmp.Compare(a.t, b.t), cmp.Compare(a.row, b.row)) })
+	slices.SortFunc(rs, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.t, b.t), compareBool(a.incl, b.incl), cmp.Compare(a.row, b.row))
+	})
 	c.buf = sortEvents(es, c.buf)
 	for i, vj := range ej.views {
 		states[i] = vj.engine.NewState()
 	}
 	next := 0
 	for ri, r := range rs {
-		for ; next < len(es) && (es[next].time < r.t || b.cfg.Inclusive && es[next].time == r.t); next++ {
+		for ; next < len(es) && (es[next].time < r.t || r.incl && es[next].time == r.t); next++ {
 			pe := &es[next]
 			src := ej.sources[pe.source]
 			ev := &c.events[pe.source]
@@ -838,7 +854,7 @@ func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error
 		}
 		// Rows at one time share one evaluation: the same events
 		// precede them.
-		if ri == 0 || rs[ri-1].t != r.t {
+		if ri == 0 || rs[ri-1].t != r.t || rs[ri-1].incl != r.incl {
 			for i, vj := range ej.views {
 				// Past the view's TTL serve answers OUTSIDE_MAX_AGE
 				// with nulls: so does the training set.

@@ -27,6 +27,9 @@ type spine struct {
 	cols  []offline.Column
 	table *table  // the values, a column per cols
 	times []int64 // per row, epoch ms: the timestamp column's values
+	// past: per row, whether its time has digits below the millisecond,
+	// so that the events of that millisecond precede it (te < t).
+	past []bool
 	// sharded: the rows are one shard's, of spineRows in the whole spine.
 	sharded   bool
 	spineRows int
@@ -99,13 +102,13 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 	if len(problems) > 0 {
 		return &SpineError{File: path, Err: errors.New(strings.Join(problems, "; "))}
 	}
-	s.times = make([]int64, s.len())
+	s.times, s.past = make([]int64, s.len()), make([]bool, s.len())
 	for i := range s.times {
 		t, err := timestamp(s.table.get(i, ts))
 		if err != nil {
 			return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("column %q: %w", tsCol, err)}
 		}
-		s.times[i] = t
+		s.times[i], s.past[i] = t.Int(), t.Nano() != 0
 		for _, j := range keyCols {
 			if s.table.get(i, j).IsNull() {
 				return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("join key %q is empty", s.cols[j].Name)}
@@ -125,29 +128,31 @@ func (s *spine) headerRows(path string) int {
 
 // timestamp reads a spine time: a timestamp, an RFC 3339 string, or an
 // integer of epoch milliseconds.
-func timestamp(v features.Value) (int64, error) {
+func timestamp(v features.Value) (features.Value, error) {
 	switch v.Type() {
-	case features.TypeTimestamp, features.TypeInt:
-		return v.Int(), features.CheckTime(v.Int())
+	case features.TypeTimestamp:
+		return v, features.CheckTime(v.Int())
+	case features.TypeInt:
+		return features.Timestamp(v.Int()), features.CheckTime(v.Int())
 	case features.TypeString:
 		if ms, err := strconv.ParseInt(v.Str(), 10, 64); err == nil {
-			return ms, features.CheckTime(ms)
+			return features.Timestamp(ms), features.CheckTime(ms)
 		}
-		ms, err := features.ParseTime(v.Str())
+		t, err := features.ParseTimestamp(v.Str())
 		if err != nil && !errors.Is(err, features.ErrTimeRange) {
-			return 0, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", v.Str())
+			return t, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", v.Str())
 		}
-		return ms, err
+		return t, err
 	case features.TypeFloat: // a CSV column of epoch ms with a fraction in some row
 		ms := v.Float()
 		if ms != math.Trunc(ms) || math.Abs(ms) > 1<<53 {
-			return 0, fmt.Errorf("%s is not whole epoch milliseconds", strconv.FormatFloat(ms, 'f', -1, 64))
+			return features.Null, fmt.Errorf("%s is not whole epoch milliseconds", strconv.FormatFloat(ms, 'f', -1, 64))
 		}
-		return int64(ms), features.CheckTime(int64(ms))
+		return features.Timestamp(int64(ms)), features.CheckTime(int64(ms))
 	case features.TypeNull:
-		return 0, errors.New("no timestamp")
+		return features.Null, errors.New("no timestamp")
 	}
-	return 0, fmt.Errorf("a %s is not a timestamp", v.Type())
+	return features.Null, fmt.Errorf("a %s is not a timestamp", v.Type())
 }
 
 func readParquet(path string, keys map[string]features.Type) (*spine, error) {
