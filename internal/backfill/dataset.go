@@ -314,6 +314,15 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 			return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("column %q is also the name of a requested feature", o.name)}
 		}
 	}
+	if p.service != nil {
+		for _, o := range p.service.OnDemand {
+			for _, k := range o.RequestKeys() {
+				if index(sp.cols, k) < 0 {
+					return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("no column %q: on-demand feature %s reads request.%s", k, o.Name, k)}
+				}
+			}
+		}
+	}
 	for _, ej := range p.entities {
 		for _, k := range ej.entity.JoinKeys {
 			ej.keyCols = append(ej.keyCols, index(sp.cols, k))

@@ -43,7 +43,9 @@ func writeSpine(t *testing.T, dir, csv string) string {
 func TestBadSpine(t *testing.T) {
 	defs, off := fraudStore(t)
 	for _, c := range []struct {
-		name, csv, features, want string
+		name, csv string
+		features  string // refs, comma-separated, or a feature service
+		want      string
 	}{
 		{"no timestamp column", "user_id,when\nu1,2026-11-20T00:00:00Z\n", "user_txn@1:txn_count_1h",
 			`spine.csv: no timestamp column "ts" (columns: user_id, when)`},
@@ -71,14 +73,19 @@ func TestBadSpine(t *testing.T) {
 			`spine.csv: its columns cannot be written to Parquet: column "a,b": name must not contain a comma or NUL`},
 		{"column named like a feature", "user_id,ts,user_txn__txn_count_1h\nu1,1,2\n", "user_txn@1:txn_count_1h",
 			`column "user_txn__txn_count_1h" is also the name of a requested feature`},
+		{"no column an on-demand feature reads", "user_id,merchant_id,ts\nu1,m1,1\n", "fraud_v1",
+			`spine.csv: no column "amount": on-demand feature amount_vs_avg reads request.amount`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			spine := writeSpine(t, dir, c.csv)
-			_, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{
-				Definitions: defs, Offline: off, Spine: spine, TimestampColumn: "ts",
-				Features: strings.Split(c.features, ","), Out: filepath.Join(dir, "out.parquet"),
-			})
+			cfg := backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine, TimestampColumn: "ts", Out: filepath.Join(dir, "out.parquet")}
+			if strings.Contains(c.features, ":") {
+				cfg.Features = strings.Split(c.features, ",")
+			} else {
+				cfg.Service = c.features
+			}
+			_, err := backfill.Dataset(context.Background(), cfg)
 			var se *backfill.SpineError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v\nwant a SpineError containing %q", err, c.want)
