@@ -143,6 +143,10 @@ func (d *decoder) checkViews() {
 			if names[f.Name] && f.Name != "" {
 				d.errorf(f.pos.of("name"), fpath+".name", "feature %q defined twice in view %s", f.Name, v.Ref())
 			}
+			if ent != nil && slices.Contains(ent.JoinKeys, f.Name) {
+				// The feature log has a column of each.
+				d.errorf(f.pos.of("name"), fpath+".name", "feature %q has the name of a join key of entity %q", f.Name, ent.Name)
+			}
 			names[f.Name] = true
 			d.checkFeature(f, src, fpath)
 		}
