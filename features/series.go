@@ -130,7 +130,7 @@ func (t *tiles[A, P]) appendTo(b []byte, enc func([]byte, *A) []byte) []byte {
 }
 
 func (t *tiles[A, P]) readFrom(r *reader, dec func(*reader, *A)) {
-	n := r.count(maxTiles + 1)
+	n := r.count(min(maxTiles+1, uint64(len(r.b)))) // a tile takes a byte at least
 	t.live, t.off = make([]tile[A], n), 0
 	t.buf = t.live
 	prev := int64(0)

@@ -12,8 +12,9 @@ import (
 	"cel.dev/cel-go/parser"
 )
 
-// maxTiles bounds a window's tile count, and so the state one entity holds.
-const maxTiles = 10_000
+// maxTiles bounds a window's tile count, and so the state one entity holds:
+// a day at 1s, 30 days at 1m, but not 7 days at 1s.
+const maxTiles = 100_000
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
