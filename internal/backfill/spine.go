@@ -166,8 +166,8 @@ func readParquet(path string, keys map[string]features.Type) (*spine, error) {
 // readCSV reads a CSV spine with a header, in two passes: the first finds
 // the columns' types and counts the rows, the second parses the cells into
 // a table of that size, so that no cell is held as text. Join keys take
-// their key's type; every other column is an int, a float or a string,
-// whichever all its values parse as; empty cells are null. The rows are
+// their key's type; every other column is an int, a float, a bool or a
+// string, whichever all its values parse as; empty cells are null. The rows are
 // split into a chunk per core, read at once in both passes.
 func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 	f, err := os.Open(path)
@@ -383,17 +383,25 @@ func splitCSV(f *os.File, start int64, n int) ([]*csvChunk, error) {
 }
 
 // typeGuess is what a column's cells seen so far all parse as.
-type typeGuess struct{ notInt, notFloat, any bool }
+type typeGuess struct{ notInt, notFloat, notBool, any bool }
 
 // see takes a cell. An int is one as Go writes it, so that the dataset's
 // column reads as the spine's; digits that are not (a code with a leading
 // zero, an id too long for an int64) make the column a string column, not
-// a float one that would change them.
+// a float one that would change them. A bool is true or false as pandas,
+// Spark or DuckDB write it.
 func (g *typeGuess) see(c string) {
 	if c == "" {
 		return
 	}
 	g.any = true
+	if !g.notBool {
+		if _, ok := parseBool(c); ok {
+			g.notInt, g.notFloat = true, true
+			return
+		}
+		g.notBool = true
+	}
 	if g.notInt && g.notFloat {
 		return
 	}
@@ -415,6 +423,7 @@ func (g *typeGuess) see(c string) {
 // merge takes what another guess saw.
 func (g *typeGuess) merge(o typeGuess) {
 	g.notInt, g.notFloat, g.any = g.notInt || o.notInt, g.notFloat || o.notFloat, g.any || o.any
+	g.notBool = g.notBool || o.notBool
 }
 
 func (g *typeGuess) typ() features.Type {
@@ -423,8 +432,20 @@ func (g *typeGuess) typ() features.Type {
 		return features.TypeInt
 	case g.any && !g.notFloat:
 		return features.TypeFloat
+	case g.any && !g.notBool:
+		return features.TypeBool
 	}
 	return features.TypeString
+}
+
+func parseBool(c string) (b, ok bool) {
+	switch c {
+	case "true", "True", "TRUE":
+		return true, true
+	case "false", "False", "FALSE":
+		return false, true
+	}
+	return false, false
 }
 
 func parseCell(c string, t features.Type) (features.Value, error) {
@@ -444,6 +465,12 @@ func parseCell(c string, t features.Type) (features.Value, error) {
 			return features.Null, fmt.Errorf("%q is not a number", c)
 		}
 		return features.Float(f), nil
+	case features.TypeBool:
+		b, ok := parseBool(c)
+		if !ok {
+			return features.Null, fmt.Errorf("%q is not true or false", c)
+		}
+		return features.Bool(b), nil
 	}
 	return features.String(c), nil
 }

@@ -157,15 +157,16 @@ func TestChangedDefinition(t *testing.T) {
 
 // TestSpineCSV: a CSV spine's columns come through as written: a byte-order
 // mark before the header is dropped, codes and ids of digits that no int64
-// holds as written stay strings, and times may be written as RFC 3339 allows
-// (a space or a lower-case t and z) or as epoch milliseconds.
+// holds as written stay strings, booleans as pandas or DuckDB write them
+// are bools, and times may be written as RFC 3339 allows (a space or a
+// lower-case t and z) or as epoch milliseconds.
 func TestSpineCSV(t *testing.T) {
 	defs, off := fraudStore(t)
 	dir := t.TempDir()
-	spine := writeSpine(t, dir, "\ufeffuser_id,ts,zip,id,n,x\n"+
-		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5\n"+
-		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2\n"+
-		"u3,1795165200250,,1,,\n")
+	spine := writeSpine(t, dir, "\ufeffuser_id,ts,zip,id,n,x,fraud,flag\n"+
+		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true\n"+
+		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1\n"+
+		"u3,1795165200250,,1,,,,false\n")
 	out := filepath.Join(dir, "out.parquet")
 	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
 		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
@@ -177,7 +178,8 @@ func TestSpineCSV(t *testing.T) {
 	}
 	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
 		{Name: "zip", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "n", Type: features.TypeInt},
-		{Name: "x", Type: features.TypeFloat}, {Name: "user_txn__txn_count_1h", Type: features.TypeInt}}
+		{Name: "x", Type: features.TypeFloat}, {Name: "fraud", Type: features.TypeBool}, {Name: "flag", Type: features.TypeString},
+		{Name: "user_txn__txn_count_1h", Type: features.TypeInt}}
 	if !slices.Equal(cols, want) {
 		t.Fatalf("columns %v, want %v", cols, want)
 	}
@@ -186,5 +188,8 @@ func TestSpineCSV(t *testing.T) {
 	}
 	if n, x := rows[1][4], rows[1][5]; n != features.Int(-3) || x != features.Float(2) {
 		t.Errorf("n %v, x %v: want -3 and 2.0", n, x)
+	}
+	if a, b, c := rows[0][6], rows[1][6], rows[2][6]; a != features.Bool(true) || b != features.Bool(false) || !c.IsNull() {
+		t.Errorf("fraud %v, %v, %v: want true, false and null", a, b, c)
 	}
 }
