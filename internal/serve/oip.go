@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/segmentio/ksuid"
 
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/model"
 	"github.com/quiver-ml/quiver/model/batch"
 )
@@ -42,10 +43,10 @@ type oipInferRequest struct {
 }
 
 type oipOutput struct {
-	Name     string    `json:"name"`
-	Shape    []int     `json:"shape"`
-	Datatype string    `json:"datatype"`
-	Data     []float32 `json:"data"`
+	Name     string         `json:"name"`
+	Shape    []int          `json:"shape"`
+	Datatype string         `json:"datatype"`
+	Data     []drift.Number `json:"data"` // null for NaN, which JSON has not
 }
 
 type oipInferResponse struct {
@@ -104,10 +105,10 @@ func (s *Server) oipVersion(c echo.Context) (*model.Version, error) {
 		}
 	}
 	v, err := s.models.Version(c.Param("name"), n)
-	if errors.Is(err, model.ErrUnknownModel) {
-		return nil, &apiError{code: http.StatusNotFound, msg: err.Error()}
+	if err != nil {
+		return nil, routeError(err)
 	}
-	return v, err
+	return v, nil
 }
 
 func (s *Server) oipMetadata(c echo.Context) error {
@@ -204,7 +205,7 @@ func (s *Server) oipInfer(c echo.Context) error {
 	}
 	s.cfg.Predictions.add(v, id, false, data, out, rows)
 	return c.JSON(http.StatusOK, oipInferResponse{ModelName: v.Model, ModelVersion: strconv.Itoa(v.Version), ID: id,
-		Outputs: []oipOutput{{Name: oipOutputName, Shape: []int{rows, v.NumOutputs()}, Datatype: "FP32", Data: out}}})
+		Outputs: []oipOutput{{Name: oipOutputName, Shape: []int{rows, v.NumOutputs()}, Datatype: "FP32", Data: drift.Numbers(out)}}})
 }
 
 // tensorData reads the data of a tensor of shape [rows, n]: a flat array of

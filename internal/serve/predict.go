@@ -42,11 +42,8 @@ func (s *Server) predict(c echo.Context) error {
 		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
 	}
 	v, shadow, err := s.models.Route(c.Param("name"), string(route))
-	if errors.Is(err, model.ErrUnknownModel) {
-		return &apiError{code: http.StatusNotFound, msg: err.Error()}
-	}
 	if err != nil {
-		return err
+		return routeError(err)
 	}
 	pl := s.services[v.Service.Name]
 	if err := pl.check(req); err != nil {
@@ -68,7 +65,7 @@ func (s *Server) predict(c echo.Context) error {
 		// A reload retired the version as the request reached it: the
 		// model's current routing answers.
 		if v, shadow, err = s.models.Route(c.Param("name"), string(route)); err != nil {
-			return err
+			return routeError(err)
 		}
 		if v.Service.Name != pl.service.Name || len(res.values) != v.NumFeatures() {
 			return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " changed its inputs: retry"}
@@ -115,7 +112,7 @@ func (s *Server) predict(c echo.Context) error {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
+			b = appendOutput(b, x)
 		}
 		if k > 1 {
 			b = append(b, ']')
@@ -124,6 +121,25 @@ func (s *Server) predict(c echo.Context) error {
 	*bp = append(b, "]}\n"...)
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
+}
+
+// routeError is the answer to a model the repository cannot route to.
+func routeError(err error) error {
+	if errors.Is(err, model.ErrUnknownModel) {
+		return &apiError{code: http.StatusNotFound, msg: err.Error()}
+	}
+	return err
+}
+
+// appendOutput appends a model's output as JSON: null where it is not a
+// number JSON has (NaN, from a missing feature, or an infinity), as a
+// feature value is.
+func appendOutput(b []byte, x float32) []byte {
+	f := float64(x)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 32)
 }
 
 // modelInput is a feature value as a model reads it: numbers as they are,

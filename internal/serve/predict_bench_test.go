@@ -44,7 +44,7 @@ func BenchmarkPredict(b *testing.B) {
 		b.Fatal(err)
 	}
 	defsPath := filepath.Join(dir, "definitions.yaml")
-	write(b, defsPath, string(base)+svc.String())
+	writeFile(b, defsPath, string(base)+svc.String())
 	defs, err := features.Load(defsPath)
 	if err != nil {
 		b.Fatal(err)
@@ -56,15 +56,15 @@ func BenchmarkPredict(b *testing.B) {
 		if err := os.MkdirAll(v, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		write(b, filepath.Join(v, "model.onnx"), string(onnx))
-		write(b, filepath.Join(v, "model.yaml"), fmt.Sprintf(`format: onnx
+		writeFile(b, filepath.Join(v, "model.onnx"), string(onnx))
+		writeFile(b, filepath.Join(v, "model.yaml"), fmt.Sprintf(`format: onnx
 artifact: model.onnx
 inputs: {feature_service: mlp_in}
 output: probability
 batching: {max_batch_size: %d, max_queue_delay: 1ms, queue_capacity: 4096}
 device: cpu
 `, size))
-		write(b, filepath.Join(dir, "models", name, "aliases.yaml"), "production: 1\n")
+		writeFile(b, filepath.Join(dir, "models", name, "aliases.yaml"), "production: 1\n")
 	}
 	models, err := model.Open(model.Config{Dir: filepath.Join(dir, "models"), Definitions: defs})
 	if err != nil {
@@ -98,11 +98,5 @@ device: cpu
 			b.ReportMetric(ms(lat, 0.99), "p99-ms")
 			b.ReportMetric(0, "ns/op")
 		})
-	}
-}
-
-func write(b *testing.B, path, content string) {
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		b.Fatal(err)
 	}
 }

@@ -1,0 +1,93 @@
+package serve_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/serve"
+	"github.com/quiver-ml/quiver/model"
+	"github.com/quiver-ml/quiver/model/onnx/onnxtest"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// TestPredictNonFinite: a model output JSON has no number for (NaN, from
+// an entity serve does not know, or an infinity) is null, in
+// /v1/models/{name}/predict and in /v2/models/{name}/infer alike.
+func TestPredictNonFinite(t *testing.T) {
+	dir := t.TempDir()
+	base, err := os.ReadFile("testdata/bench.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defsPath := filepath.Join(dir, "definitions.yaml")
+	writeFile(t, defsPath, string(base)+`
+feature_services:
+  - name: pair
+    features: [user_txn@1:amount_avg_24h]
+    on_demand:
+      - {name: x, expr: "double(request.x)"}
+`)
+	defs, err := features.Load(defsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := filepath.Join(dir, "models", "mlp", "1")
+	if err := os.MkdirAll(v, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(v, "model.onnx"), string(onnxtest.Marshal(t, onnxtest.MLP(1, 2, 16, 16, 1))))
+	writeFile(t, filepath.Join(v, "model.yaml"), "format: onnx\nartifact: model.onnx\ninputs: {feature_service: pair}\noutput: probability\ndevice: cpu\n")
+	writeFile(t, filepath.Join(dir, "models", "mlp", "aliases.yaml"), "production: 1\n")
+	models, err := model.Open(model.Config{Dir: filepath.Join(dir, "models"), Definitions: defs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close()
+	store, _ := startPebble(t, online.TableOf(defs.View("user_txn", 1)), nil)
+	srv, err := serve.New(serve.Config{Definitions: defs, Store: store, Models: models})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	post := func(path, body string, out any) {
+		t.Helper()
+		resp, err := http.Post(ts.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %s", path, resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("POST %s: not JSON: %v", path, err)
+		}
+	}
+	// An unknown user's average is missing: NaN in, NaN out.
+	var pred struct{ Predictions []*float64 }
+	post("/v1/models/mlp/predict", `{"entities": {"user_id": ["nobody"]}, "request_context": {"x": 1}}`, &pred)
+	if len(pred.Predictions) != 1 || pred.Predictions[0] != nil {
+		t.Errorf("predictions %v, want [null]", pred.Predictions)
+	}
+	// Inputs near float32's largest overflow the layers.
+	var infer struct{ Outputs []struct{ Data []*float64 } }
+	post("/v2/models/mlp/infer", `{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [3e38, 3e38]}]}`, &infer)
+	if len(infer.Outputs) != 1 || len(infer.Outputs[0].Data) != 1 || infer.Outputs[0].Data[0] != nil {
+		t.Errorf("outputs %+v, want one null", infer.Outputs)
+	}
+}
+
+func writeFile(tb testing.TB, path, content string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
