@@ -115,7 +115,9 @@ func New(cfg Config, fn Func) (*Batcher, error) {
 
 // Do computes rows rows of in (row-major, Inputs values each) and returns
 // their outputs, row-major. Rows beyond MaxBatchSize go in several batches.
-// It fails at once with ErrQueueFull when the queue is full, and with the
+// It fails at once with ErrQueueFull when the queue is full as the request
+// comes; once its first batch is queued, the others wait for room, so that
+// a request larger than the queue is served too. It fails with the
 // context's error if ctx ends first; a request whose context ends while it
 // waits is dropped before it is computed.
 func (b *Batcher) Do(ctx context.Context, in []float32, rows int) ([]float32, error) {
@@ -133,16 +135,23 @@ func (b *Batcher) Do(ctx context.Context, in []float32, rows int) ([]float32, er
 			return nil, ErrClosed
 		default:
 		}
-		select {
-		case b.queue <- r:
-			reqs = append(reqs, r)
-		default:
-			b.m.rejected.Inc()
-			for _, q := range reqs {
-				<-q.done // already queued chunks finish or are dropped
+		if len(reqs) == 0 {
+			select {
+			case b.queue <- r:
+			default:
+				b.m.rejected.Inc()
+				return nil, ErrQueueFull
 			}
-			return nil, ErrQueueFull
+		} else {
+			select {
+			case b.queue <- r:
+			case <-ctx.Done():
+				return nil, ctx.Err() // the queued batches are dropped
+			case <-b.stop:
+				return nil, ErrClosed
+			}
 		}
+		reqs = append(reqs, r)
 	}
 	var first error
 	for _, r := range reqs {

@@ -174,6 +174,42 @@ func TestQueueFull(t *testing.T) {
 	}
 }
 
+// A request of more batches than the queue holds waits for room for the
+// batches after its first, and gets every row's output.
+func TestLargeRequestWaitsForRoom(t *testing.T) {
+	m := newBlocked()
+	b, err := batch.New(batch.Config{Inputs: 2, Outputs: 1, MaxBatchSize: 1, QueueCapacity: 1}, m.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	in := make([]float32, 2*6)
+	for r := range 6 {
+		in[2*r] = float32(r)
+	}
+	type result struct {
+		out []float32
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := b.Do(context.Background(), in, 6)
+		done <- result{out, err}
+	}()
+	<-m.started // computing the first row; the queue fills behind it
+	time.Sleep(20 * time.Millisecond)
+	close(m.release)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	for r, x := range res.out {
+		if x != float32(2*r) {
+			t.Fatalf("row %d: %v, want %d", r, x, 2*r)
+		}
+	}
+}
+
 // A request whose context ends while it waits is never computed.
 func TestCancelledWhileQueued(t *testing.T) {
 	m := newBlocked()
