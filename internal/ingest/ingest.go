@@ -307,24 +307,43 @@ func (in *Ingester) consumedTopics() []string {
 	return topics
 }
 
+// sourceTopicPoll is how often ingest looks for source topics that do not
+// exist yet.
+const sourceTopicPoll = time.Second
+
 // createTopics creates the internal topics that are missing: repartition and
 // changelog topics with as many partitions as the largest source, changelogs
-// compacted, and the DLQ.
+// compacted, and the DLQ. It waits for the source topics to exist.
 func (in *Ingester) createTopics(ctx context.Context) error {
 	var sources []string
 	for t := range in.sources {
 		sources = append(sources, t)
 	}
-	details, err := in.admin.ListTopics(ctx, sources...)
-	if err != nil {
-		return fmt.Errorf("list source topics: %w", err)
-	}
-	for _, t := range sources {
-		d, ok := details[t]
-		if !ok || d.Err != nil {
-			return fmt.Errorf("source topic %s: not found (create it first)", t)
+	for try := 0; ; try++ {
+		details, err := in.admin.ListTopics(ctx, sources...)
+		if err != nil {
+			return fmt.Errorf("list source topics: %w", err)
 		}
-		in.parts = max(in.parts, int32(len(d.Partitions)))
+		var missing []string
+		for _, t := range sources {
+			d, ok := details[t]
+			if !ok || d.Err != nil {
+				missing = append(missing, t)
+				continue
+			}
+			in.parts = max(in.parts, int32(len(d.Partitions)))
+		}
+		if len(missing) == 0 {
+			break
+		}
+		if try == 0 {
+			in.log.Warn("waiting for the source topics to be created", "topics", missing)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("source topics %v: not found", missing)
+		case <-time.After(sourceTopicPoll):
+		}
 	}
 	compact := map[string]*string{"cleanup.policy": ptr("compact")}
 	want := map[string]map[string]*string{in.dlq: nil}
@@ -358,7 +377,7 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 	}
 	// An entity's state lives in the same partition of its repartition and
 	// changelog topics only if they have the same number of partitions.
-	details, err = in.admin.ListTopics(ctx, keyed...)
+	details, err := in.admin.ListTopics(ctx, keyed...)
 	if err != nil {
 		return fmt.Errorf("list internal topics: %w", err)
 	}

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
@@ -90,6 +92,37 @@ func TestIngest(t *testing.T) {
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
 	stop()
 	ingesttest.CheckDLQ(t, brokers, txns)
+	ingesttest.Check(t, brokers, defs, txns, root)
+}
+
+// TestIngestWaitsForSourceTopic: started before its source topic exists,
+// ingest waits for it, then consumes it.
+func TestIngestWaitsForSourceTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	defs := loadDefs(t)
+	txns := ingesttest.Stream(2, 500)
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // ingest is waiting by then
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer cl.Close()
+		if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), partitions, -1, nil, "transactions"); err != nil {
+			t.Error(err)
+		}
+	}()
+	off, root := newOffline(t)
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off})
+	ingesttest.Produce(t, brokers, "transactions", txns)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	stop()
 	ingesttest.Check(t, brokers, defs, txns, root)
 }
 
