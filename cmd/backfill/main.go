@@ -196,6 +196,9 @@ restarted with the version, catches up. Run it before ingest computes the versio
 			cfg.Until = t
 		}
 	}
+	if !cfg.Since.IsZero() && !cfg.Until.IsZero() && !cfg.Until.After(cfg.Since) {
+		return fmt.Errorf("--to %s is not after --from %s: no event is in between", *to, *from)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)

@@ -35,6 +35,16 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
+// TestReplayWindow: a replay whose --to is not after its --from is refused
+// before it reads anything.
+func TestReplayWindow(t *testing.T) {
+	err := run([]string{"replay", "--definitions", "../../examples/fraud/definitions.yaml", "--data-dir", t.TempDir(),
+		"--view", "user_txn@1", "--from", "2026-11-02T00:00:00Z", "--to", "2026-11-01T00:00:00Z"})
+	if err == nil || !strings.Contains(err.Error(), "--to 2026-11-01T00:00:00Z is not after --from 2026-11-02T00:00:00Z") {
+		t.Fatalf("got %v, want an error naming --to and --from", err)
+	}
+}
+
 // TestProgressMetrics scrapes --metrics-addr over HTTP while a run's steps
 // go by.
 func TestProgressMetrics(t *testing.T) {
