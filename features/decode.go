@@ -64,22 +64,26 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 		return &DecodeError{Reason: ReasonInvalidJSON, Msg: "not a JSON object"}
 	}
 	ev.Fields = append(ev.Fields[:0], make([]Value, len(s.Schema))...)
-	var bad *DecodeError
+	var bad []error // per field, once one is bad: a later value of its key replaces it
 	var num [64]byte
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		i := s.fieldBytes(key)
-		if i < 0 || bad != nil {
+		if i < 0 {
 			return
 		}
 		val, err := decodeValue(v, s.Schema[i].Type, num[:0])
-		if err != nil {
-			bad = &DecodeError{Reason: ReasonSchema, Field: s.Schema[i].Name, Msg: err.Error()}
-			return
+		if err != nil && bad == nil {
+			bad = make([]error, len(s.Schema))
+		}
+		if bad != nil {
+			bad[i] = err
 		}
 		ev.Fields[i] = val
 	})
-	if bad != nil {
-		return bad
+	for i, err := range bad { // the first bad field in schema order
+		if err != nil {
+			return &DecodeError{Reason: ReasonSchema, Field: s.Schema[i].Name, Msg: err.Error()}
+		}
 	}
 	t := ev.Fields[s.Field(s.EventTime)]
 	if t.IsNull() {
