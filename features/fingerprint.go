@@ -40,15 +40,15 @@ func (v *View) Canonical(d *Definitions) map[string]string {
 		}
 		c[p+"window"] = "lifetime"
 		if f.Window > 0 {
-			c[p+"window"] = fmtDuration(f.Window)
-			c[p+"granularity"] = fmtDuration(f.Granularity)
+			c[p+"window"] = FormatDuration(f.Window)
+			c[p+"granularity"] = FormatDuration(f.Granularity)
 		}
 	}
 	if src != nil {
 		c["source.topic"] = src.Topic
 		c["source.format"] = src.Format
 		c["source.event_time"] = src.EventTime
-		c["source.allowed_lateness"] = fmtDuration(src.AllowedLateness)
+		c["source.allowed_lateness"] = FormatDuration(src.AllowedLateness)
 		used = append(used, src.EventTime)
 		for _, name := range used {
 			if i := src.Field(name); i >= 0 {

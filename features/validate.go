@@ -209,7 +209,7 @@ func (d *decoder) checkWindow(f *Feature, path string) {
 	if !hasGran {
 		f.Granularity = f.Window / 60
 		if f.Granularity%time.Second != 0 {
-			d.errorf(f.pos.of("window"), path+".window", "default granularity %s (window/60) is not a whole number of seconds; set granularity", fmtDuration(f.Granularity))
+			d.errorf(f.pos.of("window"), path+".window", "default granularity %s (window/60) is not a whole number of seconds; set granularity", FormatDuration(f.Granularity))
 		}
 		return
 	}
@@ -217,7 +217,7 @@ func (d *decoder) checkWindow(f *Feature, path string) {
 	case g == 0 || g%time.Second != 0:
 		d.errorf(f.pos.of("granularity"), path+".granularity", "must be a whole number of seconds, at least 1s")
 	case f.Window%g != 0:
-		d.errorf(f.pos.of("granularity"), path+".granularity", "%s does not divide the window %s", fmtDuration(g), fmtDuration(f.Window))
+		d.errorf(f.pos.of("granularity"), path+".granularity", "%s does not divide the window %s", FormatDuration(g), FormatDuration(f.Window))
 	case f.Window/g > maxTiles:
 		d.errorf(f.pos.of("granularity"), path+".granularity", "window/granularity is %d tiles; at most %d", f.Window/g, maxTiles)
 	}
@@ -315,8 +315,9 @@ func indexOf(xs []string, x string) int {
 	return -1
 }
 
-// fmtDuration prints a duration without zero units: 1h, 1h30m, 1.5s.
-func fmtDuration(d time.Duration) string {
+// FormatDuration prints a duration as definitions write it, without zero
+// units: 1h, 1h30m, 24m, 1.5s.
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

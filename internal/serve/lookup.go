@@ -45,10 +45,12 @@ type keyColumn struct {
 	used string // a view version that needs it, for messages
 }
 
-// newPlan resolves feature references; every unknown one is reported.
+// newPlan resolves feature references; every unknown one, and every one
+// listed again, is reported.
 func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 	p := &plan{service: svc, keys: map[string]keyColumn{}}
-	var unknown []string
+	var unknown, problems []string
+	var listed []string // the references of p.names, as given
 	for _, r := range refs {
 		ref, err := features.ParseFeatureRef(r)
 		if err != nil {
@@ -60,6 +62,16 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 			unknown = append(unknown, strings.TrimPrefix(err.Error(), features.ErrUnknownFeature.Error()+": "))
 			continue
 		}
+		name := v.Ref() + ":" + f.Name
+		if j := slices.Index(p.names, name); j >= 0 {
+			if r == listed[j] {
+				problems = append(problems, r+" is listed twice")
+			} else {
+				problems = append(problems, fmt.Sprintf("%s is %s, already listed as %s", r, name, listed[j]))
+			}
+			continue
+		}
+		listed = append(listed, r)
 		t := s.tables[online.TableOf(v)]
 		i := slices.Index(p.tables, t)
 		if i < 0 {
@@ -67,11 +79,14 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 			p.tables = append(p.tables, t)
 		}
 		p.outputs = append(p.outputs, output{table: i, feature: slices.Index(v.Features, f)})
-		p.names = append(p.names, v.Ref()+":"+f.Name)
+		p.names = append(p.names, name)
 		p.columns = append(p.columns, features.FeatureRef{View: v.Name, Feature: f.Name}.Column())
 	}
 	if len(unknown) > 0 {
-		return nil, badRequest("unknown features: %s", strings.Join(unknown, "; "))
+		problems = append([]string{"unknown features: " + strings.Join(unknown, "; ")}, problems...)
+	}
+	if len(problems) > 0 {
+		return nil, badRequest("%s", joinProblems(problems))
 	}
 	for _, t := range p.tables {
 		for i, k := range t.keys {

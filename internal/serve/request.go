@@ -65,7 +65,9 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict boo
 	}
 	root, err := p.ParseBytes(body)
 	if err != nil {
-		return nil, badRequest("request body is not valid JSON: %v", err)
+		// Valid JSON that fastjson refuses is nested too deep; its error
+		// repeats every level.
+		return nil, badRequest("request body nests JSON deeper than %d levels", fastjson.MaxDepth)
 	}
 	obj, err := root.Object()
 	if err != nil {

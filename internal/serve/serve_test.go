@@ -365,6 +365,9 @@ func TestCacheFollowsChanges(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	f := newFixture(t)
+	if code, _, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h", "user_txn@1:amount_avg_24h"], "entities": {"user_id": ["u1"]}}`); code != 200 {
+		t.Fatalf("lookup: %d %s", code, raw)
+	}
 	big := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": [` + strings.Repeat(`"u1",`, 1000) + `"u1"]}}`
 	huge := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": ["` + strings.Repeat("x", 5<<20) + `"]}}`
 	for _, c := range []struct {
@@ -382,6 +385,15 @@ func TestBadInput(t *testing.T) {
 		{"feature not a string", "POST", "/get-online-features", `{"features": [3], "entities": {"user_id": ["u1"]}}`, 400, "features[0] must be a string"},
 		{"unknown features, all listed", "POST", "/get-online-features", `{"features": ["user_txn:nope", "user_txn@1:txn_count_1h", "ghost@1:x", "user_txn@9:txn_count_1h", "bad"], "entities": {"user_id": ["u1"]}}`, 400,
 			`unknown features: user_txn:nope: view user_txn@2 has no feature nope; ghost@1:x: no view ghost; user_txn@9:txn_count_1h: view user_txn has no version 9; feature reference "bad"`},
+		{"feature listed twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h", "user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400,
+			"user_txn@1:txn_count_1h is listed twice"},
+		{"feature listed twice by two names", "POST", "/get-online-features", `{"features": ["user_txn:txn_count_1h", "user_txn@2:txn_count_1h", "ghost:x"], "entities": {"user_id": ["u1"]}}`, 400,
+			"2 problems: unknown features: ghost:x: no view ghost; user_txn@2:txn_count_1h is user_txn@2:txn_count_1h, already listed as user_txn:txn_count_1h"},
+		// Plans are kept by feature list: one reference holding a NUL
+		// must not find the plan of the list of two it joins like.
+		{"NUL in a reference", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h\u0000user_txn@1:amount_avg_24h"], "entities": {"user_id": ["u1"]}}`, 400, "unknown features"},
+		{"nested too deep", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "request_context": {"x": ` + strings.Repeat("[", 400) + strings.Repeat("]", 400) + `}}`, 400,
+			"request body nests JSON deeper than 300 levels"},
 		{"unknown service", "POST", "/get-online-features", `{"feature_service": "nope", "entities": {"user_id": ["u1"]}}`, 400, `unknown feature service "nope"`},
 		{"missing join key", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [1]}}`, 400, "join key merchant_id is missing from entities (pair_txn@1 needs it)"},
 		{"extra join key", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "card_id": [1]}}`, 400, "entities.card_id is not a join key of the requested features (they need user_id)"},
@@ -404,7 +416,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, r, raw := f.do(t, c.method, c.path, c.body)
-			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) {
+			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) || len(r.Error) > 1000 {
 				t.Errorf("got %d %s\nwant %d with an error containing %q", code, raw, c.code, c.want)
 			}
 		})
@@ -425,6 +437,7 @@ func TestAuth(t *testing.T) {
 		{"token", "Bearer s3cret", 200},
 		{"second token", "Bearer other-token", 200},
 		{"the scheme in lower case", "bearer s3cret", 200},
+		{"spaces after the scheme", "Bearer   s3cret", 200},
 		{"no token after the scheme", "Bearer ", 401},
 	} {
 		code, r, raw := f.do(t, "POST", "/get-online-features", body, "Authorization", c.header)
@@ -473,7 +486,7 @@ func TestFeatureViews(t *testing.T) {
 			t.Errorf("%s: fingerprint %s, want %s", v.Ref, v.Fingerprint, want)
 		}
 	}
-	want := "[user_txn@1 latest=false keys=[user_id] txn_count_1h/count/1h0m0s user_txn@2 latest=true keys=[user_id] txn_count_1h/count/1h0m0s pair_txn@1 latest=true keys=[card_id merchant_id] amount_sum_24h/sum/24h0m0s]"
+	want := "[user_txn@1 latest=false keys=[user_id] txn_count_1h/count/1h user_txn@2 latest=true keys=[user_id] txn_count_1h/count/1h pair_txn@1 latest=true keys=[card_id merchant_id] amount_sum_24h/sum/24h]"
 	if fmt.Sprint(got) != want {
 		t.Errorf("views:\n%v\nwant\n%s", got, want)
 	}

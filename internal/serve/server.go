@@ -88,7 +88,7 @@ type Server struct {
 	store    online.Store
 	tables   map[online.Table]*table
 	services map[string]*plan
-	plans    sync.Map // feature lists seen, joined by "\x00" → *plan
+	plans    sync.Map // feature lists seen, by planKey → *plan
 	planned  atomic.Int64
 	tokens   [][sha256.Size]byte
 	metrics  *metrics
@@ -211,8 +211,10 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		return next
 	}
 	return func(c echo.Context) error {
-		// The scheme's name is case-insensitive (RFC 9110 §11.1).
+		// The scheme's name is case-insensitive, and one or more spaces
+		// may follow it (RFC 9110 §11.1, §11.4).
 		scheme, given, _ := strings.Cut(c.Request().Header.Get("Authorization"), " ")
+		given = strings.TrimLeft(given, " ")
 		if !strings.EqualFold(scheme, "Bearer") || given == "" {
 			return &apiError{code: http.StatusUnauthorized, msg: "missing bearer token: send Authorization: Bearer <token>"}
 		}
@@ -297,7 +299,7 @@ const maxPlans = 1024
 
 // planFor returns the plan of a feature list, resolved once per list.
 func (s *Server) planFor(refs []string) (*plan, error) {
-	key := strings.Join(refs, "\x00")
+	key := planKey(refs)
 	if p, ok := s.plans.Load(key); ok {
 		return p.(*plan), nil
 	}
@@ -309,6 +311,17 @@ func (s *Server) planFor(refs []string) (*plan, error) {
 		s.plans.Store(key, p)
 	}
 	return p, nil
+}
+
+// planKey is a feature list's key in Server.plans: each reference after its
+// length, so that no two lists share a key whatever their bytes.
+func planKey(refs []string) string {
+	var b []byte
+	for _, r := range refs {
+		b = strconv.AppendInt(b, int64(len(r)), 10)
+		b = append(append(b, ':'), r...)
+	}
+	return string(b)
 }
 
 // readPooled reads a request body (readBody) into a pooled buffer, which the

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/quiver-ml/quiver/features"
 )
 
 type viewJSON struct {
@@ -54,12 +56,12 @@ func (s *Server) featureViews(c echo.Context) error {
 			Latest: s.defs.View(v.Name, 0) == v,
 		}
 		if v.TTL > 0 {
-			vj.TTL = v.TTL.String()
+			vj.TTL = features.FormatDuration(v.TTL)
 		}
 		for _, f := range v.Features {
 			fj := featureJSON{Name: f.Name, Agg: string(f.Agg), Field: f.Field}
 			if f.Window > 0 {
-				fj.Window, fj.Granularity = f.Window.String(), f.Granularity.String()
+				fj.Window, fj.Granularity = features.FormatDuration(f.Window), features.FormatDuration(f.Granularity)
 			}
 			vj.Features = append(vj.Features, fj)
 		}
