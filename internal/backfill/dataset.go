@@ -865,9 +865,10 @@ func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error
 		// precede them.
 		if ri == 0 || rs[ri-1].t != r.t || rs[ri-1].incl != r.incl {
 			for i, vj := range ej.views {
-				// Past the view's TTL serve answers OUTSIDE_MAX_AGE
-				// with nulls: so does the training set.
-				if last, ok := states[i].LastEventTime(); ok && vj.view.TTL > 0 && r.t-last > vj.view.TTL.Milliseconds() {
+				// Serve answers nulls for an entity without an event
+				// (NOT_FOUND) and past the view's TTL
+				// (OUTSIDE_MAX_AGE): so does the training set.
+				if last, ok := states[i].LastEventTime(); !ok || vj.view.TTL > 0 && r.t-last > vj.view.TTL.Milliseconds() {
 					clear(out[i])
 					continue
 				}

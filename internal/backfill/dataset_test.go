@@ -157,8 +157,8 @@ func online(t *testing.T, defs *features.Definitions, v *features.View, events [
 		}
 	}
 	out := make([]features.Value, len(v.Features))
-	if last, ok := st.LastEventTime(); ok && v.TTL > 0 && at.UnixMilli()-last > v.TTL.Milliseconds() {
-		return out // OUTSIDE_MAX_AGE: nulls
+	if last, ok := st.LastEventTime(); !ok || v.TTL > 0 && at.UnixMilli()-last > v.TTL.Milliseconds() {
+		return out // NOT_FOUND or OUTSIDE_MAX_AGE: nulls
 	}
 	if err := eng.Evaluate(st, at.UnixMilli(), out); err != nil {
 		t.Fatal(err)
