@@ -376,6 +376,9 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if n := b.refused.Load(); n > 0 {
 		cfg.Logger.Info("events a view could not apply, as in ingest (a filter failed on a null, say)", "count", n)
 	}
+	if err := ctx.Err(); err != nil {
+		return Summary{}, err
+	}
 	if p.service != nil {
 		if err := onDemand(p, sp, values); err != nil {
 			return Summary{}, err
@@ -384,7 +387,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	// The profile is computed while the dataset is written, and written
 	// once the dataset is.
 	var g errgroup.Group
-	g.Go(func() error { return writeDataset(cfg.Out, sp, p, values) })
+	g.Go(func() error { return writeDataset(ctx, cfg.Out, sp, p, values, cfg.Progress) })
 	cols := make([]offline.Column, len(p.outputs))
 	idx := make([]int, len(p.outputs))
 	for o, out := range p.outputs {
@@ -511,7 +514,7 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 				if err != nil {
 					return err
 				}
-				return b.compute(ej, buckets[e][i], strs)
+				return b.compute(gctx, ej, buckets[e][i], strs)
 			})
 		}
 	}
@@ -785,7 +788,7 @@ func mergeRuns(s []packedEvent, m int, buf []packedEvent) []packedEvent {
 // each of its spine rows' times. The entities are shared out between one
 // worker per core, so that the cores stay busy until the last entity of
 // the largest bucket is done.
-func (b *builder) compute(ej *entityJob, ws []*entityWork, strs []string) error {
+func (b *builder) compute(ctx context.Context, ej *entityJob, ws []*entityWork, strs []string) error {
 	var next atomic.Int64
 	var g errgroup.Group
 	for range min(runtime.GOMAXPROCS(0), len(ws)) {
@@ -795,6 +798,9 @@ func (b *builder) compute(ej *entityJob, ws []*entityWork, strs []string) error 
 				i := int(next.Add(1) - 1)
 				if i >= len(ws) {
 					return nil
+				}
+				if err := ctx.Err(); err != nil {
+					return err
 				}
 				if err := b.computeEntity(c, ws[i], strs); err != nil {
 					return err

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -563,5 +564,65 @@ func TestEmptySpineShards(t *testing.T) {
 	cols, rows, _, err := offline.ReadFile(out)
 	if err != nil || len(rows) != 0 || len(cols) != 3 {
 		t.Fatalf("merged: columns %v, %d rows, %v; want user_id, ts and the feature, no rows", cols, len(rows), err)
+	}
+}
+
+// cancelAt cancels a dataset's context once it reaches a step (by the
+// step's name's prefix): at the step's first progress, or as it starts.
+type cancelAt struct {
+	step    string
+	atStart bool
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	in      bool // in the step
+}
+
+func (c *cancelAt) Step(name string, _ int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.in = strings.HasPrefix(name, c.step); c.in && c.atStart {
+		c.cancel()
+	}
+}
+
+func (c *cancelAt) Add(int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.in {
+		c.cancel()
+	}
+}
+
+// TestDatasetCancel: a dataset stops when its context ends (Ctrl-C, say)
+// while it computes the features or writes them, and leaves no file.
+func TestDatasetCancel(t *testing.T) {
+	defs, off := fraudStore(t)
+	var rows strings.Builder
+	rows.WriteString("user_id,ts\n")
+	for i := range 100 {
+		fmt.Fprintf(&rows, "u%d,2026-11-20T00:00:00Z\n", i)
+	}
+	for _, c := range []struct {
+		step    string
+		atStart bool
+	}{{"computing features", false}, {"writing", true}} {
+		for _, out := range []string{"out.parquet", "out.csv"} {
+			t.Run(c.step+"/"+out, func(t *testing.T) {
+				dir := t.TempDir()
+				spine := writeSpine(t, dir, rows.String())
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				prog := &cancelAt{step: c.step, atStart: c.atStart, cancel: cancel}
+				_, err := backfill.Dataset(ctx, backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine, TimestampColumn: "ts",
+					Features: []string{"user_txn@1:txn_count_1h"}, Out: filepath.Join(dir, out), Progress: prog})
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("got %v, want context.Canceled", err)
+				}
+				files, _ := filepath.Glob(filepath.Join(dir, "*"))
+				if want := []string{spine}; !slices.Equal(files, want) {
+					t.Errorf("files %v, want only the spine", files)
+				}
+			})
+		}
 	}
 }

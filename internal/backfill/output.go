@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -91,8 +92,9 @@ const (
 )
 
 // writeDataset writes the spine's columns, then the features, in the
-// spine's row order, to a temporary file renamed into place.
-func writeDataset(path string, sp *spine, p *plan, values *table) (err error) {
+// spine's row order, to a temporary file renamed into place once whole:
+// cancelled, it leaves nothing.
+func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *table, prog Progress) (err error) {
 	cols := slices.Clone(sp.cols)
 	for _, o := range p.outputs {
 		cols = append(cols, offline.Column{Name: o.name, Type: o.typ})
@@ -112,14 +114,15 @@ func writeDataset(path string, sp *spine, p *plan, values *table) (err error) {
 	for _, o := range p.outputs {
 		names = append(names, o.name)
 	}
+	prog.Step("writing "+filepath.Base(path), int64(sp.len()))
 	if strings.EqualFold(filepath.Ext(path), ".csv") {
-		err = writeCSV(bw, cols, sp, values)
+		err = writeCSV(ctx, bw, cols, sp, values, prog)
 	} else {
 		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
 		if sp.sharded {
 			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
 		}
-		err = writeParquet(bw, cols, sp, values, meta)
+		err = writeParquet(ctx, bw, cols, sp, values, meta, prog)
 	}
 	if err != nil {
 		return fmt.Errorf("write dataset: %w", err)
@@ -139,7 +142,7 @@ func writeDataset(path string, sp *spine, p *plan, values *table) (err error) {
 	return os.Rename(f.Name(), path)
 }
 
-func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values *table, meta map[string]string) error {
+func writeParquet(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine, values *table, meta map[string]string, prog Progress) error {
 	pw, err := offline.NewWriter(w, cols, meta)
 	if err != nil {
 		return err
@@ -148,6 +151,9 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values *table, 
 	// order.
 	groups := make([]*rowGroup, runtime.GOMAXPROCS(0))
 	for first := 0; first < sp.len(); first += len(groups) * rowGroupRows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		var g errgroup.Group
 		n := 0
 		for ; n < len(groups) && first+n*rowGroupRows < sp.len(); n++ {
@@ -165,6 +171,7 @@ func writeParquet(w io.Writer, cols []offline.Column, sp *spine, values *table, 
 				return err
 			}
 		}
+		prog.Add(int64(min(sp.len()-first, n*rowGroupRows)))
 	}
 	return pw.Close()
 }
@@ -195,7 +202,7 @@ func (g *rowGroup) write(cols []offline.Column, sp *spine, values *table, lo, hi
 
 // writeCSV writes a header and the rows: nulls empty, timestamps RFC 3339,
 // numbers as Go formats them, for tools without a Parquet reader.
-func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values *table) error {
+func writeCSV(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine, values *table, prog Progress) error {
 	cw := csv.NewWriter(w)
 	rec := make([]string, len(cols))
 	for j, c := range cols {
@@ -206,6 +213,12 @@ func writeCSV(w io.Writer, cols []offline.Column, sp *spine, values *table) erro
 	}
 	row := make([]features.Value, 0, len(cols))
 	for r := range sp.len() {
+		if r%rowGroupRows == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			prog.Add(int64(min(rowGroupRows, sp.len()-r)))
+		}
 		for j, v := range values.row(sp.table.row(row[:0], r), r) {
 			rec[j] = csvCell(v)
 		}
