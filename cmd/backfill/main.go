@@ -127,6 +127,7 @@ func dataset(args []string) error {
 		Features: refList, Service: *service, Out: *out, Inclusive: *inclusive,
 		MemoryLimit: limit, TempDir: *tempDir, Shard: sh, Logger: log, Progress: prog,
 	})
+	prog.finish()
 	if err != nil {
 		return err
 	}
@@ -237,6 +238,7 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		return err
 	}
 	prog.Add(int64(res.Events))
+	prog.finish()
 	if err := replay.Publish(ctx, cl, common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
 		return err
 	}
@@ -306,6 +308,7 @@ func compact(args []string) error {
 		log.Info("compacted", "log", dir, "merged", st.Merged, "written", st.Written, "removed", st.Removed, "rows", st.Rows)
 		total.Merged, total.Written, total.Removed, total.Rows = total.Merged+st.Merged, total.Written+st.Written, total.Removed+st.Removed, total.Rows+st.Rows
 	}
+	prog.finish()
 	log.Info("compaction done", "logs", len(dirs), "merged", total.Merged, "written", total.Written, "removed", total.Removed,
 		"rows", total.Rows, "took", time.Since(began).Round(time.Millisecond))
 	return nil
@@ -364,16 +367,23 @@ func (p *progress) Step(name string, n int64) {
 	if n >= 0 {
 		p.want.WithLabelValues(name).Set(float64(n))
 	}
-	if p.bar != nil {
-		p.bar.Finish()
-		fmt.Fprintln(os.Stderr)
-	}
+	p.finish()
 	if !p.tty {
 		p.log.Info(name, "total", n)
 		return
 	}
 	p.bar = progressbar.NewOptions64(n, progressbar.OptionSetDescription(name), progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionShowIts())
+}
+
+// finish ends the bar on a terminal with a line break, for the log lines
+// after it.
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+		fmt.Fprintln(os.Stderr)
+		p.bar = nil
+	}
 }
 
 func (p *progress) Add(n int64) {
