@@ -175,6 +175,15 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		return nil, &SpineError{File: path, Err: err}
 	}
 	defer f.Close()
+	// The byte-order mark spreadsheets write goes before the header, which
+	// may be quoted.
+	bom, head := int64(0), make([]byte, 3)
+	if _, err := io.ReadFull(f, head); err == nil && string(head) == "\ufeff" {
+		bom = 3
+	}
+	if _, err := f.Seek(bom, io.SeekStart); err != nil {
+		return nil, &SpineError{File: path, Err: err}
+	}
 	r := csv.NewReader(f)
 	header, err := r.Read()
 	if err != nil {
@@ -182,7 +191,6 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 	}
 	s := &spine{cols: make([]offline.Column, len(header))}
 	seen := map[string]bool{}
-	header[0] = strings.TrimPrefix(header[0], "\ufeff") // the byte-order mark spreadsheets write
 	for j, h := range header {
 		if h == "" || seen[h] {
 			return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("column %d: empty or repeated name %q", j+1, h)}
@@ -190,7 +198,7 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		seen[h] = true
 		s.cols[j] = offline.Column{Name: h}
 	}
-	chunks, err := splitCSV(f, r.InputOffset(), runtime.GOMAXPROCS(0))
+	chunks, err := splitCSV(f, bom+r.InputOffset(), runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, &SpineError{File: path, Err: err}
 	}

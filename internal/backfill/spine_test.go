@@ -156,14 +156,14 @@ func TestChangedDefinition(t *testing.T) {
 }
 
 // TestSpineCSV: a CSV spine's columns come through as written: a byte-order
-// mark before the header is dropped, codes and ids of digits that no int64
+// mark before the header (quoted, as Excel writes it) is dropped, codes and ids of digits that no int64
 // holds as written stay strings, booleans as pandas or DuckDB write them
 // are bools, and times may be written as RFC 3339 allows (a space or a
 // lower-case t and z) or as epoch milliseconds.
 func TestSpineCSV(t *testing.T) {
 	defs, off := fraudStore(t)
 	dir := t.TempDir()
-	spine := writeSpine(t, dir, "\ufeffuser_id,ts,zip,id,n,x,fraud,flag\n"+
+	spine := writeSpine(t, dir, "\ufeff\"user_id\",ts,zip,id,n,x,fraud,flag\n"+
 		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true\n"+
 		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1\n"+
 		"u3,1795165200250,,1,,,,false\n")
