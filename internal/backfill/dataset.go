@@ -198,20 +198,31 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 	}
 	views := map[*features.View]*viewJob{}
 	var order []*viewJob // views in the order first requested
-	var problems []string
-	byName := map[string]string{} // output column → reference
+	var unknown, problems []string
+	byName := map[string]string{}   // output column → reference
+	resolved := map[string]string{} // view@version:feature → reference
 	for _, r := range refs {
 		ref, err := features.ParseFeatureRef(r)
 		if err != nil {
-			problems = append(problems, err.Error())
+			unknown = append(unknown, err.Error())
 			continue
 		}
 		v, f, err := defs.Resolve(ref)
 		if err != nil {
-			problems = append(problems, err.Error())
+			unknown = append(unknown, strings.TrimPrefix(err.Error(), features.ErrUnknownFeature.Error()+": "))
 			continue
 		}
 		name := features.FeatureRef{View: v.Name, Feature: f.Name}.Column()
+		full := v.Ref() + ":" + f.Name
+		switch prev, dup := resolved[full]; {
+		case dup && prev == r:
+			problems = append(problems, r+" is listed twice")
+			continue
+		case dup:
+			problems = append(problems, fmt.Sprintf("%s is %s, already listed as %s", r, full, prev))
+			continue
+		}
+		resolved[full] = r
 		if prev, dup := byName[name]; dup {
 			problems = append(problems, fmt.Sprintf("%s and %s would both be column %s: request one version of a view", prev, r, name))
 			continue
@@ -227,8 +238,11 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		vj.outputs = append(vj.outputs, len(p.outputs))
 		p.outputs = append(p.outputs, output{name: name, typ: f.ValueType(vj.source)})
 	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(append(unknown, problems...), "; "))
+	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(problems, "; "))
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	for _, vj := range order {
 		eng, err := features.NewEngine(defs, vj.view, vj.names...)

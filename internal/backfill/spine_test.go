@@ -108,7 +108,9 @@ func TestBadRequest(t *testing.T) {
 		sentinel error
 	}{
 		{"unknown features, all listed", backfill.DatasetConfig{Features: []string{"user_txn@1:nope", "ghost:x"}},
-			"user_txn@1:nope: view user_txn@1 has no feature nope; features: unknown feature: ghost:x: no view ghost", features.ErrUnknownFeature},
+			"features: unknown feature: user_txn@1:nope: view user_txn@1 has no feature nope; ghost:x: no view ghost", features.ErrUnknownFeature},
+		{"a feature listed twice", backfill.DatasetConfig{Features: []string{"user_txn@1:txn_count_1h", "user_txn@1:txn_count_1h", "user_txn:txn_count_1h"}},
+			"user_txn@1:txn_count_1h is listed twice; user_txn:txn_count_1h is user_txn@1:txn_count_1h, already listed as user_txn@1:txn_count_1h", nil},
 		{"unknown service", backfill.DatasetConfig{Service: "nope"}, `unknown feature service "nope"`, nil},
 		{"both", backfill.DatasetConfig{Service: "fraud_v1", Features: []string{"user_txn:txn_count_1h"}}, "give --features or --feature-service (one of them)", nil},
 		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.json"}, `--out "out.json": want a .parquet (or .csv) file`, nil},
@@ -124,6 +126,9 @@ func TestBadRequest(t *testing.T) {
 			_, err := backfill.Dataset(context.Background(), cfg)
 			if err == nil || !strings.Contains(err.Error(), c.want) || c.sentinel != nil && !errors.Is(err, c.sentinel) {
 				t.Fatalf("got %v\nwant an error containing %q", err, c.want)
+			}
+			if strings.Count(err.Error(), "unknown feature:") > 1 {
+				t.Errorf("%v: says unknown feature more than once", err)
 			}
 		})
 	}
