@@ -475,7 +475,16 @@ func (b *builder) run(ctx context.Context, logs map[string][]offline.LogFile) (i
 
 	// One pass over the event log, a file per core at once: each event an
 	// entity's spine rows need goes to its bucket's file of that core.
-	workers := runtime.GOMAXPROCS(0)
+	// Those files stay open until their bucket is computed: as many cores
+	// read as half the open-file limit allows, the rest left for the log's
+	// files, the output and the network.
+	perWorker := len(b.plan.entities) * b.buckets
+	limit := openFileLimit() / 2
+	if perWorker > limit {
+		return 0, fmt.Errorf("spill events: %d buckets of %d entities take %d files open at once, more than half the open-file limit (%d): raise it (ulimit -n) or --memory-limit",
+			b.buckets, len(b.plan.entities), perWorker, 2*limit)
+	}
+	workers := min(runtime.GOMAXPROCS(0), limit/perWorker)
 	spills := make([][][]*spillFile, len(b.plan.entities)) // entity → bucket → worker
 	strs := make([]*spillStrings, workers)                 // what a worker's files share
 	for w := range strs {
