@@ -316,7 +316,11 @@ func (s *Server) planFor(refs []string) (*plan, error) {
 // planKey is a feature list's key in Server.plans: each reference after its
 // length, so that no two lists share a key whatever their bytes.
 func planKey(refs []string) string {
-	var b []byte
+	n := 0
+	for _, r := range refs {
+		n += len(r) + 4
+	}
+	b := make([]byte, 0, n)
 	for _, r := range refs {
 		b = strconv.AppendInt(b, int64(len(r)), 10)
 		b = append(append(b, ':'), r...)
