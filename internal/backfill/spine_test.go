@@ -168,7 +168,9 @@ func TestChangedDefinition(t *testing.T) {
 func TestSpineCSV(t *testing.T) {
 	defs, off := fraudStore(t)
 	dir := t.TempDir()
-	spine := writeSpine(t, dir, "\ufeff\"user_id\",ts,zip,id,n,x,fraud,flag\n"+
+	// _partition and _offset are names the event log reserves, here a
+	// string and a nullable int: a dataset gives them no meaning.
+	spine := writeSpine(t, dir, "\ufeff\"user_id\",ts,_partition,id,_offset,x,fraud,flag\n"+
 		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true\n"+
 		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1\n"+
 		"u3,1795165200250,,1,,,,false\n")
@@ -182,17 +184,17 @@ func TestSpineCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
-		{Name: "zip", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "n", Type: features.TypeInt},
+		{Name: "_partition", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "_offset", Type: features.TypeInt},
 		{Name: "x", Type: features.TypeFloat}, {Name: "fraud", Type: features.TypeBool}, {Name: "flag", Type: features.TypeString},
 		{Name: "user_txn__txn_count_1h", Type: features.TypeInt}}
 	if !slices.Equal(cols, want) {
 		t.Fatalf("columns %v, want %v", cols, want)
 	}
 	if z, id := rows[0][2], rows[0][3]; z.Str() != "00501" || id.Str() != "12345678901234567891" {
-		t.Errorf("zip %v, id %v: want them as written", z, id)
+		t.Errorf("_partition %v, id %v: want them as written", z, id)
 	}
-	if n, x := rows[1][4], rows[1][5]; n != features.Int(-3) || x != features.Float(2) {
-		t.Errorf("n %v, x %v: want -3 and 2.0", n, x)
+	if n, x, null := rows[1][4], rows[1][5], rows[2][4]; n != features.Int(-3) || x != features.Float(2) || !null.IsNull() {
+		t.Errorf("_offset %v, x %v, _offset %v: want -3, 2.0 and null", n, x, null)
 	}
 	if a, b, c := rows[0][6], rows[1][6], rows[2][6]; a != features.Bool(true) || b != features.Bool(false) || !c.IsNull() {
 		t.Errorf("fraud %v, %v, %v: want true, false and null", a, b, c)

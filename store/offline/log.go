@@ -78,6 +78,15 @@ func (b *Batch) validate() error {
 	if err := ValidateColumns(b.Columns); err != nil {
 		errs = append(errs, err)
 	}
+	required := make([]bool, len(b.Columns))
+	for j, c := range b.Columns {
+		required[j] = c.Stored.Required
+		if r, ok := reservedColumns[c.Name]; ok {
+			if c.Type != r.Type {
+				errs = append(errs, fmt.Errorf("column %q: type %s, want %s", c.Name, c.Type, r.Type))
+			}
+		}
+	}
 	if b.TimeColumn < 0 || b.TimeColumn >= len(b.Columns) {
 		errs = append(errs, fmt.Errorf("time column %d out of range", b.TimeColumn))
 	} else if t := b.Columns[b.TimeColumn].Type; t != features.TypeTimestamp {
@@ -85,10 +94,6 @@ func (b *Batch) validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidBatch, errors.Join(errs...))
-	}
-	required := make([]bool, len(b.Columns))
-	for j, c := range b.Columns {
-		_, required[j] = reserved(c.Name)
 	}
 	required[b.TimeColumn] = true
 	for i, row := range b.Rows {
@@ -211,6 +216,7 @@ func (d *Dir) WriteBatch(ctx context.Context, b Batch) error {
 	if len(b.Rows) == 0 {
 		return nil
 	}
+	b.Columns = logLayout(b.Columns)
 	if err := b.validate(); err != nil {
 		return fmt.Errorf("write batch %s %s@%d-%d: %w", b.Dir, b.Stream, b.FirstOffset, b.LastOffset, err)
 	}

@@ -37,36 +37,44 @@ const (
 	ColOffset    = "_offset"     // INT64
 )
 
-// Column is one column of a log file. Its Parquet type follows Type:
+// Column is one column of a Parquet file. Its Parquet type follows Type:
 // TypeString is BYTE_ARRAY (STRING), TypeInt INT64, TypeFloat DOUBLE, TypeBool
-// BOOLEAN and TypeTimestamp INT64 TIMESTAMP(isAdjustedToUTC=true, MILLIS). The
-// column named ColPartition is INT32.
+// BOOLEAN and TypeTimestamp INT64 TIMESTAMP(isAdjustedToUTC=true, MILLIS),
+// each OPTIONAL.
 //
-// A column read from another writer's file may carry how that file stored
-// it (Stored); it is then written the same way.
+// A column stored otherwise carries how (Stored) and is written so: one read
+// from another writer's file, and a log's reserved columns (ColPartition is
+// a REQUIRED INT32, say).
 type Column struct {
 	Name   string
 	Type   features.Type
 	Stored Stored // the zero Stored: the Type's own
 }
 
-// reserved returns the type a reserved column must have, and whether name is
-// reserved.
-func reserved(name string) (features.Type, bool) {
-	switch name {
-	case ColEventTime:
-		return features.TypeTimestamp, true
-	case ColTopic:
-		return features.TypeString, true
-	case ColPartition, ColOffset:
-		return features.TypeInt, true
+// reservedColumns are the columns of the logs' own: their types, and how
+// every log file stores them (REQUIRED; _partition as INT32).
+var reservedColumns = map[string]Column{
+	ColEventTime: {Type: features.TypeTimestamp, Stored: storedOf(parquet.Required(parquet.Timestamp(parquet.Millisecond)))},
+	ColTopic:     {Type: features.TypeString, Stored: storedOf(parquet.Required(parquet.String()))},
+	ColPartition: {Type: features.TypeInt, Stored: storedOf(parquet.Required(parquet.Int(32)))},
+	ColOffset:    {Type: features.TypeInt, Stored: storedOf(parquet.Required(parquet.Int(64)))},
+}
+
+// logLayout returns a log's columns with its reserved columns stored as the
+// logs store them. Other files (training sets) give these names no meaning.
+func logLayout(cols []Column) []Column {
+	out := slices.Clone(cols)
+	for i, c := range out {
+		if r, ok := reservedColumns[c.Name]; ok && c.Stored == (Stored{}) {
+			out[i].Stored = r.Stored
+		}
 	}
-	return features.TypeNull, false
+	return out
 }
 
 // ValidateColumns checks that columns can be written: names (not empty,
-// without a comma or NUL, distinct) and types (a reserved column's own).
-// Problems are reported together.
+// without a comma or NUL, distinct) and types. Problems are reported
+// together.
 func ValidateColumns(cols []Column) error {
 	if len(cols) == 0 {
 		return errors.New("no columns")
@@ -85,8 +93,6 @@ func ValidateColumns(cols []Column) error {
 		seen[c.Name] = true
 		if c.Type <= features.TypeNull || c.Type > features.TypeTimestamp {
 			errs = append(errs, fmt.Errorf("column %q: invalid type %s", c.Name, c.Type))
-		} else if want, ok := reserved(c.Name); ok && c.Type != want {
-			errs = append(errs, fmt.Errorf("column %q: type %s, want %s", c.Name, c.Type, want))
 		}
 	}
 	return errors.Join(errs...)
@@ -104,20 +110,13 @@ func leafNode(c Column) parquet.Node {
 		// readers convert each once.
 		n = parquet.Encoded(parquet.String(), &parquet.RLEDictionary)
 	case features.TypeInt:
-		if c.Name == ColPartition {
-			n = parquet.Int(32)
-		} else {
-			n = parquet.Int(64)
-		}
+		n = parquet.Int(64)
 	case features.TypeFloat:
 		n = parquet.Leaf(parquet.DoubleType)
 	case features.TypeBool:
 		n = parquet.Leaf(parquet.BooleanType)
 	case features.TypeTimestamp:
 		n = parquet.Timestamp(parquet.Millisecond) // isAdjustedToUTC=true
-	}
-	if required(c) {
-		return parquet.Required(n)
 	}
 	return parquet.Optional(n)
 }
@@ -209,7 +208,7 @@ func encodeRows(w interface {
 	writers := w.ColumnWriters()
 	for j, c := range cols {
 		def := 1 // definition level of a value in an optional column
-		if required(c) {
+		if c.Stored.Required {
 			def = 0
 		}
 		null := parquet.Value{}.Level(0, 0, j)
@@ -229,14 +228,6 @@ func encodeRows(w interface {
 					vals[i] = null
 				} else {
 					vals[i] = parquet.ByteArrayValue(unsafeBytes(v.Str())).Level(0, def, j)
-				}
-			}
-		case c.Type == features.TypeInt && c.Name == ColPartition:
-			for i, r := range idx {
-				if v := &rows[r][j]; v.IsNull() {
-					vals[i] = null
-				} else {
-					vals[i] = parquet.Int32Value(int32(v.Int())).Level(0, def, j)
 				}
 			}
 		case c.Type == features.TypeInt || c.Type == features.TypeTimestamp:
@@ -286,8 +277,14 @@ func checkValue(c Column, v features.Value, required bool) error {
 	if t != c.Type && !(c.Type == features.TypeFloat && t == features.TypeInt) {
 		return fmt.Errorf("%s value in a %s column", t, c.Type)
 	}
-	if c.Name == ColPartition && (v.Int() < math.MinInt32 || v.Int() > math.MaxInt32) {
-		return fmt.Errorf("partition %d out of int32 range", v.Int())
+	if s := c.Stored; s.Kind == parquet.Int32 && s.Logical != logicalDate {
+		lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
+		if s.Logical == logicalInt && !s.Signed {
+			lo, hi = 0, math.MaxUint32
+		}
+		if v.Int() < lo || v.Int() > hi {
+			return fmt.Errorf("%d out of the column's 32-bit range", v.Int())
+		}
 	}
 	return nil
 }

@@ -152,13 +152,3 @@ func timeInt96(v features.Value) deprecated.Int96 {
 	nanos := uint64(v.Int()-day*msPerDay)*1e6 + uint64(v.Nano())
 	return deprecated.Int96{uint32(nanos), uint32(nanos >> 32), uint32(day + julianEpoch)}
 }
-
-// required reports whether column c is REQUIRED: a reserved column, or one
-// stored so by another writer.
-func required(c Column) bool {
-	if c.Stored != (Stored{}) {
-		return c.Stored.Required
-	}
-	_, ok := reserved(c.Name)
-	return ok
-}

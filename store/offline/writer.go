@@ -30,7 +30,7 @@ func NewWriter(w io.Writer, cols []Column, meta map[string]string) (*Writer, err
 	}
 	pw := &Writer{pw: parquet.NewGenericWriter[any](w, opts...), cols: cols, required: make([]bool, len(cols))}
 	for j, c := range cols {
-		pw.required[j] = required(c)
+		pw.required[j] = c.Stored.Required
 	}
 	return pw, nil
 }
