@@ -1,8 +1,10 @@
 package features
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -169,6 +171,7 @@ type onDemand struct {
 	prg         cel.Program
 	features    []int    // the features it reads, by index in the service's references
 	requestKeys []string // read from the request context, sorted
+	named       []string // every request-context key it names, has() tests too, sorted
 	typ         Type     // of the result, as checked; TypeNull when dynamic
 }
 
@@ -237,13 +240,80 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 		typ = TypeBool
 	}
 	slices.Sort(features)
-	return &onDemand{prg: prg, features: slices.Compact(features), requestKeys: requestKeys(checked.NativeRep().Expr()), typ: typ}, nil
+	required, named := requestKeys(checked.NativeRep().Expr())
+	return &onDemand{prg: prg, features: slices.Compact(features), requestKeys: required, named: named, typ: typ}, nil
+}
+
+// isTypeError reports whether an evaluation failed on the types of its
+// inputs.
+func isTypeError(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "no such overload") || strings.HasPrefix(msg, "no matching overload") ||
+		strings.HasPrefix(msg, "type conversion error")
+}
+
+// probeKinds are the kinds of value a JSON request context holds, as CEL
+// reads them.
+var probeKinds = []any{1.5, "a", true, []any{1.5}, map[string]any{"a": 1.5}}
+
+// probe returns the type error an expression fails with whatever the
+// request context holds, or nil: it is evaluated with a value of each
+// feature's type (types, by reference) and, for each request key it names
+// (up to three), every kind of JSON value. Such an expression could only
+// ever be null.
+func (o *onDemand) probe(refs []string, types []Type) error {
+	if len(o.named) > 3 {
+		return nil
+	}
+	f := make(map[string]any, len(o.features))
+	for _, i := range o.features {
+		var v Value
+		switch types[i] {
+		case TypeInt:
+			v = Int(1)
+		case TypeFloat:
+			v = Float(1.5)
+		case TypeString:
+			v = String("a")
+		case TypeBool:
+			v = Bool(true)
+		case TypeTimestamp:
+			v = Timestamp(0)
+		default:
+			return nil
+		}
+		f[refs[i]] = celValue(v)
+	}
+	request := make(map[string]any, len(o.named))
+	vars := map[string]any{"f": f, "request": request}
+	var first error
+	var try func(k int) bool // whether every combination of the keys from k on fails
+	try = func(k int) bool {
+		if k == len(o.named) {
+			_, err := o.eval(vars)
+			if first == nil {
+				first = err
+			}
+			return err != nil && isTypeError(err)
+		}
+		for _, v := range probeKinds {
+			request[o.named[k]] = v
+			if !try(k + 1) {
+				return false
+			}
+		}
+		return true
+	}
+	if !try(0) {
+		return nil
+	}
+	return first
 }
 
 // requestKeys returns the keys an expression reads from `request` by name
 // (request.k or request['k']), except those it tests with has(): those are
-// optional.
-func requestKeys(root ast.Expr) []string {
+// optional; and every key it names.
+func requestKeys(root ast.Expr) (required, named []string) {
 	read, tested := map[string]bool{}, map[string]bool{}
 	ast.PreOrderVisit(root, ast.NewExprVisitor(func(e ast.Expr) {
 		switch e.Kind() {
@@ -269,14 +339,15 @@ func requestKeys(root ast.Expr) []string {
 			}
 		}
 	}))
-	var keys []string
 	for k := range read {
 		if !tested[k] {
-			keys = append(keys, k)
+			required = append(required, k)
 		}
 	}
-	slices.Sort(keys)
-	return keys
+	named = slices.AppendSeq(slices.Collect(maps.Keys(read)), maps.Keys(tested))
+	slices.Sort(required)
+	slices.Sort(named)
+	return required, slices.Compact(named)
 }
 
 func constString(e ast.Expr) (string, bool) {
@@ -325,12 +396,92 @@ func (s *Service) EvalOnDemand(values []Value, request map[string]any, out []Val
 	for i, o := range s.OnDemand {
 		v, err := o.prg.eval(vars.vars)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("on-demand feature %s: %w", o.Name, err))
+			errs = append(errs, &OnDemandError{Feature: o.Name, Request: o.prg.blame(values, request, err), Err: err})
 		}
 		out[i] = v
 	}
 	vars.vars["request"] = nil // not kept alive by the pool
 	return errors.Join(errs...)
+}
+
+// OnDemandError is an on-demand feature that could not be computed; its
+// value is null.
+type OnDemandError struct {
+	Feature string
+	// Request holds the request-context values to blame, by key: the
+	// expression failed on their types (a string where it divides, say)
+	// while every feature and key it reads had a value. It is nil when the
+	// data is to blame: a null input, a division by zero.
+	Request map[string]any
+	Err     error
+}
+
+func (e *OnDemandError) Error() string {
+	return fmt.Sprintf("on-demand feature %s: %v", e.Feature, e.Err)
+}
+func (e *OnDemandError) Unwrap() error { return e.Err }
+
+// RequestBlamed returns the first of EvalOnDemand's errors that the
+// request context is to blame for (OnDemandError.Request), or nil.
+func RequestBlamed(err error) *OnDemandError {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if oe, ok := e.(*OnDemandError); ok && oe.Request != nil {
+			return oe
+		}
+	}
+	return nil
+}
+
+// Blame says which request-context values the feature could not use, each
+// key after prefix ("request_context.", say) and its value as JSON:
+// `on-demand feature f cannot use request_context.amount = "abc": no such
+// overload`. It assumes Request is not nil.
+func (e *OnDemandError) Blame(prefix string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "on-demand feature %s cannot use ", e.Feature)
+	for i, k := range slices.Sorted(maps.Keys(e.Request)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		v, _ := json.Marshal(e.Request[k])
+		if len(v) > 64 {
+			v = append(v[:60:60], "..."...)
+		}
+		fmt.Fprintf(&b, "%s%s = %s", prefix, k, v)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+// blame returns the request-context values to blame for err, or nil: see
+// OnDemandError.Request.
+func (o *onDemand) blame(values []Value, request map[string]any, err error) map[string]any {
+	if len(o.named) == 0 || !isTypeError(err) {
+		return nil
+	}
+	for _, i := range o.features {
+		if values[i].IsNull() {
+			return nil
+		}
+	}
+	blamed := make(map[string]any, len(o.named))
+	for _, k := range o.named {
+		v, ok := request[k]
+		if ok && v == nil {
+			return nil // a null, as a null feature
+		}
+		if ok {
+			blamed[k] = v
+		}
+	}
+	if len(blamed) == 0 {
+		return nil
+	}
+	return blamed
 }
 
 // onDemandVars is what EvalOnDemand hands to CEL: f, the features by

@@ -8,8 +8,12 @@
 // views, feature services; see DESIGN §3) and validates them strictly:
 // unknown keys, wrong types, dangling references, bad windows and duplicate
 // names are all reported at once, as Errors naming file, line, column and
-// field. Filters and on-demand features are CEL expressions, type-checked at
-// load time against the source schema.
+// field. Filters and on-demand features are CEL expressions. Filters are
+// type-checked at load time against the source schema; an on-demand
+// expression, whose request context is only known at request time, is
+// refused at load time when it fails on its features' types whatever the
+// request holds, and a request it fails on the types of is refused
+// (OnDemandError).
 //
 // # Versions
 //

@@ -233,14 +233,18 @@ func (d *decoder) checkServices() {
 		}
 		refs := make([]string, len(s.Features))
 		s.refs = refs
-		listed := map[string]string{} // resolved reference → as first written
+		types := make([]Type, len(s.Features)) // TypeNull where unknown
+		listed := map[string]string{}          // resolved reference → as first written
 		for j, r := range s.Features {
 			refs[j] = r.String()
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
-			v, _, err := d.defs.Resolve(r)
+			v, f, err := d.defs.Resolve(r)
 			if err != nil {
 				d.errorf(s.refPos[j], fpath, "%s", strings.TrimPrefix(err.Error(), ErrUnknownFeature.Error()+": "))
 				continue
+			}
+			if src := d.defs.Source(v.Source); src != nil && (f.Field == "" || src.Field(f.Field) >= 0) {
+				types[j] = f.ValueType(src)
 			}
 			resolved := v.Ref() + ":" + r.Feature
 			if first, dup := listed[resolved]; dup {
@@ -266,6 +270,17 @@ func (d *decoder) checkServices() {
 			prg, err := compileOnDemand(o.Expr, refs)
 			if err != nil {
 				d.errorf(o.pos.of("expr"), opath+".expr", "%v", err)
+				continue
+			}
+			if err := prg.probe(refs, types); err != nil {
+				var typed []string
+				for _, i := range prg.features {
+					typed = append(typed, fmt.Sprintf("f['%s'] is of type %s", refs[i], types[i]))
+				}
+				if len(prg.named) > 0 {
+					typed = append(typed, "request numbers are doubles")
+				}
+				d.errorf(o.pos.of("expr"), opath+".expr", "fails whatever the request context holds (%s): %v", strings.Join(typed, "; "), err)
 				continue
 			}
 			o.prg = prg

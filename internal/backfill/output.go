@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,7 +25,10 @@ import (
 
 // onDemand computes a service's on-demand features for every row, from
 // the row's service features and, as the request context, the row, which
-// has every column the expressions read (Dataset checks).
+// has every column the expressions read (Dataset checks). A failed
+// expression is null, as online, where the data is to blame (a null
+// input, say); a spine column of the wrong type is an error naming the
+// first row it fails on.
 func onDemand(p *plan, sp *spine, values *table) error {
 	svc := p.service
 	first := len(p.outputs) - len(svc.OnDemand)
@@ -32,7 +36,8 @@ func onDemand(p *plan, sp *spine, values *table) error {
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	chunk := (sp.len() + workers - 1) / workers
-	for lo := 0; lo < sp.len(); lo += chunk {
+	blamed := make([]error, workers) // each chunk's first
+	for w, lo := 0, 0; lo < sp.len(); w, lo = w+1, lo+chunk {
 		wg.Go(func() {
 			in := make([]features.Value, 0, len(p.outputs))
 			out := make([]features.Value, len(svc.OnDemand))
@@ -50,8 +55,12 @@ func onDemand(p *plan, sp *spine, values *table) error {
 						request[c.Name] = v.Any()
 					}
 				}
-				// A failed expression (a null input, say) is null, as online.
-				_ = svc.EvalOnDemand(in, request, out)
+				if err := svc.EvalOnDemand(in, request, out); err != nil {
+					if oe := features.RequestBlamed(err); oe != nil {
+						blamed[w] = &SpineError{File: sp.path, Row: sp.fileRow(r), Err: errors.New(oe.Blame("column "))}
+						return
+					}
+				}
 				for k, v := range out {
 					values.set(r, first+k, v)
 				}
@@ -59,6 +68,11 @@ func onDemand(p *plan, sp *spine, values *table) error {
 		})
 	}
 	wg.Wait()
+	for _, err := range blamed {
+		if err != nil {
+			return err
+		}
+	}
 	// An expression's type is what CEL checks it to be; when it depends on
 	// the request (dynamic), its values show it: the first non-null one
 	// decides, and ints count as floats.

@@ -119,6 +119,15 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 }
 
 // headerRows is how many rows come before the first data row in the file.
+// fileRow returns the row of the file (as SpineError counts) that row r
+// of the spine came from.
+func (s *spine) fileRow(r int) int {
+	if s.sharded {
+		r = int(s.table.get(r, len(s.cols)-1).Int()) // SpineRowColumn
+	}
+	return r + 1 + s.headerRows(s.path)
+}
+
 func (s *spine) headerRows(path string) int {
 	if strings.EqualFold(filepath.Ext(path), ".csv") {
 		return 1

@@ -269,9 +269,14 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 			for o := range p.outputs {
 				in[o] = res.values[o][r]
 			}
-			// A failed expression (a null input, say) gives a null; its
-			// status says NOT_FOUND.
-			_ = p.service.EvalOnDemand(in, req.row(r), od)
+			// A failed expression gives a null, and its status says
+			// NOT_FOUND, where the data is to blame (a null input, say);
+			// a request context of the wrong type is refused.
+			if err := p.service.EvalOnDemand(in, req.row(r), od); err != nil {
+				if oe := features.RequestBlamed(err); oe != nil {
+					return nil, contextError(oe, r, req.rows)
+				}
+			}
 			for j, v := range od {
 				o := len(p.outputs) + j
 				res.values[o][r] = v

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -227,6 +228,10 @@ func (req *request) decodeContext(v *fastjson.Value) []string {
 	}
 	var problems []string
 	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if n := hugeNumber(v); n != "" {
+			problems = append(problems, fmt.Sprintf("request_context.%s holds the number %s, out of the float64 range", key, n))
+			return
+		}
 		cv := contextValue{name: string(key)}
 		if arr, err := v.Array(); err == nil {
 			if len(arr) != req.rows {
@@ -243,6 +248,15 @@ func (req *request) decodeContext(v *fastjson.Value) []string {
 		req.context = append(req.context, cv)
 	})
 	return problems
+}
+
+// contextError is the 400 of an on-demand feature that cannot use the
+// request context of the i-th of n entities.
+func contextError(oe *features.OnDemandError, i, n int) *apiError {
+	if n == 1 {
+		return badRequest("%s", oe.Blame("request_context."))
+	}
+	return badRequest("entity at index %d: %s", i, oe.Blame("request_context."))
 }
 
 // row returns the request context of the i-th entity, as CEL reads it.
@@ -265,6 +279,33 @@ func (req *request) hasContext(name string) bool {
 		}
 	}
 	return false
+}
+
+// hugeNumber returns the first number in v out of the float64 range, or "".
+func hugeNumber(v *fastjson.Value) string {
+	switch v.Type() {
+	case fastjson.TypeNumber:
+		if f, err := v.Float64(); err != nil || math.IsInf(f, 0) {
+			return v.String()
+		}
+	case fastjson.TypeArray:
+		arr, _ := v.Array()
+		for _, x := range arr {
+			if n := hugeNumber(x); n != "" {
+				return n
+			}
+		}
+	case fastjson.TypeObject:
+		var n string
+		obj, _ := v.Object()
+		obj.Visit(func(_ []byte, x *fastjson.Value) {
+			if n == "" {
+				n = hugeNumber(x)
+			}
+		})
+		return n
+	}
+	return ""
 }
 
 // toAny converts JSON to the values CEL reads: numbers are doubles, as in

@@ -253,6 +253,21 @@ func TestFullFeatureNames(t *testing.T) {
 	}
 }
 
+// An on-demand feature that fails on the data, not on the request's types,
+// is null: a null request value, as a null feature, and a feature value
+// the expression cannot use.
+func TestOnDemandNull(t *testing.T) {
+	f := newFixture(t)
+	body := `{"feature_service": "risk", "entities": {"user_id": ["u1", "nobody"], "card_id": [11, 11], "merchant_id": ["m1", "m1"]}, "request_context": {"amount": [null, "x"]}}`
+	code, r, raw := f.do(t, "POST", "/get-online-features", body)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, raw)
+	}
+	if got := r.Results[5]; got.Values[0] != nil || got.Values[1] != nil || got.Statuses[0] != "NOT_FOUND" || got.Statuses[1] != "NOT_FOUND" {
+		t.Errorf("amount_vs_avg = %v %v, want nulls, NOT_FOUND", got.Values, got.Statuses)
+	}
+}
+
 func TestLookupServiceCompositeKeysAndTTL(t *testing.T) {
 	f := newFixture(t)
 	body := `{"feature_service": "risk",
@@ -411,6 +426,12 @@ func TestBadInput(t *testing.T) {
 		{"oversized body", "POST", "/get-online-features", huge, 413, "larger than the limit"},
 		{"missing request context", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}}`, 400, "request_context.amount is missing"},
 		{"request context of the wrong length", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1, 2]}}`, 400, "request_context.amount has 2 values for 1 entities"},
+		{"request context of the wrong type", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": "12"}}`, 400,
+			`on-demand feature amount_vs_avg cannot use request_context.amount = "12": no such overload`},
+		{"request context out of range", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1e400]}}`, 400,
+			"request_context.amount holds the number 1e400, out of the float64 range"},
+		{"one entity's request context of the wrong type", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1", "u2"], "card_id": [11, 21], "merchant_id": ["m1", "m2"]}, "request_context": {"amount": [3, {"v": 1}]}}`, 400,
+			`entity at index 1: on-demand feature amount_vs_avg cannot use request_context.amount = {"v":1}`},
 		{"unknown route", "GET", "/nope", "", 404, "no such endpoint: GET /nope"},
 		{"wrong method", "GET", "/get-online-features", "", 405, "method GET is not allowed"},
 	} {
