@@ -322,10 +322,12 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", f.at("artifact"), err))
 		} else {
-			v.eval, err = load(art)
+			eval, err := load(art)
 			art.Close()
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %s: %v", f.at("artifact"), spec.Artifact, err))
+			} else {
+				v.eval = eval // not a nil model in an interface
 			}
 		}
 	}
@@ -333,7 +335,9 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 		if want := len(v.Service.Features) + len(v.Service.OnDemand); v.eval.NumFeatures() != want {
 			problems = append(problems, fmt.Sprintf("%s: the model takes %d inputs, feature service %s gives %d", f.at("inputs", "feature_service"), v.eval.NumFeatures(), v.Service.Name, want))
 		}
-		problems = append(problems, numericInputs(f, cfg.Definitions, v.Service)...)
+	}
+	if v.Service != nil {
+		problems = append(problems, checkInputs(f, cfg.Definitions, v.Service)...)
 	}
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "\n"))
@@ -362,11 +366,16 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	return v, nil
 }
 
-// numericInputs refuses services with string or timestamp features: models
-// take numbers (and booleans as 0 or 1).
-func numericInputs(f *yamlFile, defs *features.Definitions, svc *features.Service) []string {
+// checkInputs refuses services with string or timestamp features: models
+// take numbers (and booleans as 0 or 1); and features that name no version,
+// which a new version of their view would change under the model.
+func checkInputs(f *yamlFile, defs *features.Definitions, svc *features.Service) []string {
 	var problems []string
 	for _, r := range svc.Features {
+		if r.Version == 0 {
+			problems = append(problems, fmt.Sprintf("%s: feature %s names no version: a model's inputs must (%s@N:%s), lest a new version of %s change them", f.at("inputs", "feature_service"), r, r.View, r.Feature, r.View))
+			continue
+		}
 		view, feat, err := defs.Resolve(r)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", f.at("inputs", "feature_service"), err))

@@ -129,6 +129,42 @@ func TestInputCount(t *testing.T) {
 	}
 }
 
+// A feature that names no version would change under the model with a new
+// version of its view: refused.
+func TestUnversionedInputs(t *testing.T) {
+	src, err := os.ReadFile("../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := features.Parse("defs.yaml", append(src, []byte("\n  - name: latest\n    features: [user_txn:txn_count_1h]\n")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = model.Open(model.Config{Dir: repoWith(t, strings.Replace(goodSpec, "fraud_v1", "latest", 1), ""), Definitions: defs})
+	if err == nil || !strings.Contains(err.Error(), "model.yaml:3: inputs.feature_service: feature user_txn:txn_count_1h names no version") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// An artifact that does not load (a copy still in progress, say) is an
+// error, not a crash.
+func TestBrokenArtifact(t *testing.T) {
+	art, err := os.ReadFile("testdata/models/fraud/1/model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, broken := range map[string][]byte{"truncated": art[:len(art)/2], "empty learner": []byte(`{"learner":{}}`)} {
+		t.Run(name, func(t *testing.T) {
+			dir := repoWith(t, goodSpec, "")
+			os.WriteFile(filepath.Join(dir, "fraud", "1", "model.json"), broken, 0o644)
+			_, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+			if err == nil || !strings.Contains(err.Error(), "model.yaml:2: artifact: model.json: ") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
+
 // canaryRepo returns a repository of two copies of the fraud model, the
 // second a canary taking share of the traffic.
 func canaryRepo(t *testing.T, share float64) string {
