@@ -1,12 +1,14 @@
 package e2e_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,7 +147,8 @@ func postJSON(t *testing.T, url string, body any, wantCode int, out any) {
 
 // TestPredictionLogAndShadow: with a shadow alias, the response comes from
 // production, and both versions' predictions of every row are logged to
-// quiver.predictions with the request's id, inputs and outputs.
+// quiver.predictions with the request's id, inputs and outputs. The shadow
+// reads its own feature service: fraud_v1's features in reverse order.
 func TestPredictionLogAndShadow(t *testing.T) {
 	repo := t.TempDir()
 	for _, v := range []string{"1", "2"} {
@@ -158,13 +161,28 @@ func TestPredictionLogAndShadow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if v == "2" && f == "model.yaml" {
+				b = bytes.ReplaceAll(b, []byte("fraud_v1"), []byte("fraud_reversed"))
+			}
 			os.WriteFile(filepath.Join(dir, f), b, 0o644)
 		}
 	}
 	os.WriteFile(filepath.Join(repo, "fraud", "aliases.yaml"), []byte("production: 1\nshadow: 2\n"), 0o644)
+	defs, err := os.ReadFile(definitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defsPath := filepath.Join(t.TempDir(), "definitions.yaml")
+	os.WriteFile(defsPath, append(defs, `
+  - name: fraud_reversed
+    features: [merchant_txn@1:users_24h, merchant_txn@1:amount_avg_24h, merchant_txn@1:txn_count_1h, user_txn@1:merchants_24h,
+      user_txn@1:amount_std_7d, user_txn@1:amount_max_24h, user_txn@1:amount_avg_24h, user_txn@1:amount_sum_1h, user_txn@1:txn_count_1h]
+    on_demand:
+      - {name: amount_vs_avg, expr: "request.amount / (f['user_txn@1:amount_avg_24h'] + 1.0)"}
+`...), 0o644)
 
 	brokers := startBroker(t)
-	base, serve := startServe(t, brokers, t.TempDir(), "--models", repo)
+	base, serve := startServe(t, brokers, t.TempDir(), "--models", repo, "--definitions", defsPath)
 	kcatProduce(t, brokers, recentStream(200))
 	startIngest(t, brokers, t.TempDir())
 	waitReady(t, base)
@@ -213,9 +231,14 @@ func TestPredictionLogAndShadow(t *testing.T) {
 		if p.Shadow != (p.Version == 2) {
 			t.Errorf("%s: version %d logged as shadow %v", k, p.Version, p.Shadow)
 		}
-		twin := seen[fmt.Sprintf("%s/%d/%v", p.RequestID, p.Row, !p.Shadow)]
-		if twin.Output[0] != p.Output[0] { // the same model under two versions
-			t.Errorf("%s: production and shadow differ: %v, %v", k, p.Output, twin.Output)
+		if p.Shadow {
+			continue
+		}
+		shadow := seen[fmt.Sprintf("%s/%d/true", p.RequestID, p.Row)]
+		want := append(slices.Clone(p.Inputs[:9]), p.Inputs[9])
+		slices.Reverse(want[:9])
+		if !slices.EqualFunc(shadow.Inputs, want, func(a, b *float64) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }) {
+			t.Errorf("%s: shadow inputs %v, want production's %v reversed", k, deref(shadow.Inputs), deref(p.Inputs))
 		}
 	}
 
@@ -240,4 +263,14 @@ func TestPredictionLogAndShadow(t *testing.T) {
 	if len(rows) != 3 {
 		t.Errorf("%d of the 3 rows predicted just before SIGTERM logged", len(rows))
 	}
+}
+
+func deref(xs []*float64) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		if x != nil {
+			out[i] = *x
+		}
+	}
+	return out
 }

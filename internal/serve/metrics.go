@@ -7,6 +7,8 @@ type metrics struct {
 	lookups  *prometheus.CounterVec   // by view version
 	statuses [3]prometheus.Counter    // by status
 	cache    [2]prometheus.Counter    // state decodes: [0] decoded, [1] from the cache
+	// shadowFailures counts shadow predictions that failed, by model.
+	shadowFailures *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -20,6 +22,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "quiver_serve_entity_lookups_total",
 			Help: "Entities looked up, by view version.",
 		}, []string{"view"}),
+		shadowFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_serve_shadow_failures_total",
+			Help: "Shadow predictions that failed (their feature service's lookup, or the model), by model; they are not logged.",
+		}, []string{"model"}),
 	}
 	statuses := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "quiver_serve_feature_values_total",
@@ -34,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"cache"})
 	m.cache[0], m.cache[1] = decodes.WithLabelValues("miss"), decodes.WithLabelValues("hit")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.lookups, statuses, decodes)
+		reg.MustRegister(m.requests, m.lookups, statuses, decodes, m.shadowFailures)
 	}
 	return m
 }

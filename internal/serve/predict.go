@@ -49,16 +49,9 @@ func (s *Server) predict(c echo.Context) error {
 	if err := pl.check(req); err != nil {
 		return err
 	}
-	res, err := s.lookup(c.Request().Context(), req, pl)
+	in, err := s.modelInputs(c.Request().Context(), req, pl)
 	if err != nil {
 		return err
-	}
-	n := len(res.values)
-	in := make([]float32, req.rows*n)
-	for r := range req.rows {
-		for o := range n {
-			in[r*n+o] = modelInput(res.values[o][r])
-		}
 	}
 	out, err := v.Predict(c.Request().Context(), in, req.rows)
 	if errors.Is(err, batch.ErrClosed) {
@@ -67,7 +60,7 @@ func (s *Server) predict(c echo.Context) error {
 		if v, shadow, err = s.models.Route(c.Param("name"), string(route)); err != nil {
 			return routeError(err)
 		}
-		if v.Service.Name != pl.service.Name || len(res.values) != v.NumFeatures() {
+		if v.Service.Name != pl.service.Name || len(in)/req.rows != v.NumFeatures() {
 			return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " changed its inputs: retry"}
 		}
 		out, err = v.Predict(c.Request().Context(), in, req.rows)
@@ -84,14 +77,7 @@ func (s *Server) predict(c echo.Context) error {
 	reqID := ksuid.New().String()
 	s.cfg.Predictions.add(v, reqID, false, in, out, req.rows)
 	if shadow != nil {
-		// Beside production, off the request's path: logged, never returned.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if sout, err := shadow.Predict(ctx, in, req.rows); err == nil {
-				s.cfg.Predictions.add(shadow, reqID, true, in, sout, req.rows)
-			}
-		}()
+		go s.predictShadow(shadow, reqID, req, pl, in)
 	}
 	b := append((*bp)[:0], `{"model":`...)
 	b = jsonenc.AppendString(b, v.Model)
@@ -121,6 +107,47 @@ func (s *Server) predict(c echo.Context) error {
 	*bp = append(b, "]}\n"...)
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
+}
+
+// modelInputs looks up a request's entities with a feature service's plan
+// and returns their model inputs, a row per entity.
+func (s *Server) modelInputs(ctx context.Context, req *request, pl *plan) ([]float32, error) {
+	res, err := s.lookup(ctx, req, pl)
+	if err != nil {
+		return nil, err
+	}
+	n := len(res.values)
+	in := make([]float32, req.rows*n)
+	for r := range req.rows {
+		for o := range n {
+			in[r*n+o] = modelInput(res.values[o][r])
+		}
+	}
+	return in, nil
+}
+
+// predictShadow predicts with a shadow version beside production, off the
+// request's path: logged, never returned. in are production's inputs, of
+// feature service pl; a shadow of another service reads its own.
+func (s *Server) predictShadow(shadow *model.Version, reqID string, req *request, pl *plan, in []float32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	if spl := s.services[shadow.Service.Name]; spl != pl {
+		if err = spl.check(req); err == nil {
+			in, err = s.modelInputs(ctx, req, spl)
+		}
+	}
+	var out []float32
+	if err == nil {
+		out, err = shadow.Predict(ctx, in, req.rows)
+	}
+	if err != nil {
+		s.metrics.shadowFailures.WithLabelValues(shadow.Model).Inc()
+		s.cfg.Logger.Debug("shadow prediction failed", "model", shadow.Model, "version", shadow.Version, "err", err)
+		return
+	}
+	s.cfg.Predictions.add(shadow, reqID, true, in, out, req.rows)
 }
 
 // routeError is the answer to a model the repository cannot route to.
