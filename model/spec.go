@@ -71,26 +71,79 @@ func decodeFile(path string, v any) (*yamlFile, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(src, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, yamlError(err))
+		return nil, yamlError(path, nil, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
-
-		return nil, fmt.Errorf("%s: %w", path, yamlError(err))
+		return nil, yamlError(path, &root, err)
 	}
 	return &yamlFile{path: path, root: &root}, nil
 }
 
-// yamlError drops the decoder's "yaml: unmarshal errors:" preamble.
-func yamlError(err error) error {
+// yamlError drops the decoder's "yaml: unmarshal errors:" preamble, and
+// names each problem's file and line, and the key whose value it is about
+// (from root, when the file parsed).
+func yamlError(path string, root *yaml.Node, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	lines := strings.Split(msg, "\n")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
+	for i, l := range lines {
+		l = strings.TrimSpace(l)
+		var line int
+		if _, err := fmt.Sscanf(l, "line %d:", &line); err != nil {
+			lines[i] = path + ": " + l
+			continue
+		}
+		rest := strings.TrimSpace(l[strings.Index(l, ":")+1:])
+		// The decoder quotes the value it could not use: `lots`.
+		value, quoted := "", false
+		if _, after, ok := strings.Cut(rest, "`"); ok {
+			value, _, quoted = strings.Cut(after, "`")
+		}
+		if key := scalarAt(root, line, value, quoted, ""); key != "" {
+			rest = key + ": " + rest
+		}
+		lines[i] = fmt.Sprintf("%s:%d: %s", path, line, rest)
 	}
 	return errors.New(strings.Join(lines, "; "))
+}
+
+// scalarAt returns the dotted key of the scalar value on a line of a YAML
+// tree under n (whose key is key), of the given value if quoted, or "".
+func scalarAt(n *yaml.Node, line int, value string, quoted bool, key string) string {
+	if n == nil {
+		return ""
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Line == line && (!quoted || n.Value == value) {
+			return key
+		}
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := scalarAt(c, line, value, quoted, key); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			sub := n.Content[i].Value
+			if key != "" {
+				sub = key + "." + sub
+			}
+			if k := scalarAt(n.Content[i+1], line, value, quoted, sub); k != "" {
+				return k
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if k := scalarAt(c, line, value, quoted, fmt.Sprintf("%s[%d]", key, i)); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
 }
 
 // at returns "path:line: key.path" for a key of the file, or the path alone

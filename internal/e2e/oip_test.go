@@ -155,6 +155,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "INT32", "data": [0, 0, 0, 3e9, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 3 of data, 3e+09, is not INT32"},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "FP32", "data": "x"}}}, 400, "data must be an array"},
 		{"/v2/models/fraud/infer", map[string]any{"inputz": []any{}}, 400, "unknown field"},
+		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "foo", "shape": []int{1, 10}, "datatype": "FP32", "data": make([]float32, 10)}}}, 400, `unknown input "foo" (the model has "input")`},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [0, 0, 1e39, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "value 2 of data is out of the range of FP32"},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [01, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "not valid JSON"},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, null]}]}`, 400, "data holds a null"},

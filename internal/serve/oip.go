@@ -171,6 +171,9 @@ func (s *Server) oipInfer(c echo.Context) error {
 		}
 	}
 	t := req.Inputs[0]
+	if t.Name != oipInput {
+		return badRequest("unknown input %q (the model has %q)", t.Name, oipInput)
+	}
 	n := v.NumFeatures()
 	if len(t.Shape) != 2 || t.Shape[1] != n || t.Shape[0] < 1 || t.Shape[0] > s.cfg.MaxEntities {
 		return badRequest("input %q has shape %v, want [rows, %d] with 1 to %d rows", t.Name, t.Shape, n, s.cfg.MaxEntities)
