@@ -19,7 +19,9 @@
 //	canary: {version: 4, traffic: 0.1}
 //	shadow: 5
 //
-// Mistakes are reported with file and line; a model whose inputs name an
-// unknown feature service, or whose artifact does not take as many inputs
-// as the service gives, is refused.
+// Mistakes are reported with file and line; a version whose inputs name an
+// unknown feature service or a feature without its version, or whose
+// artifact does not load or take as many inputs as the service gives, is
+// refused. A refused version no alias names is left out and the model
+// serves without it; aliases that name one refuse the model.
 package model

@@ -103,7 +103,7 @@ func Open(cfg Config) (*Repository, error) {
 	}
 	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{},
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total", Help: "Model reloads that took effect."}),
-		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model reloads refused: the previous versions kept serving."}),
+		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model versions that did not load: a model whose aliases name one keeps its previous versions; one no alias names is left out."}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "quiver_serve_model_info",
 			Help: "1 for each model version serving, labelled with the device it predicts on (cpu or gpu)."}, []string{"model", "version", "device"}),
 	}
@@ -248,29 +248,34 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Name: name, Versions: map[int]*Version{}}
-	var errs []error
+	var broken []error
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
 		if !e.IsDir() || err != nil || n < 1 {
 			continue
 		}
+		if m.Versions[n] != nil {
+			broken = append(broken, fmt.Errorf("%s: version %d is there twice", filepath.Join(dir, e.Name()), n))
+			continue
+		}
 		v, err := loadVersion(cfg, r.metrics, name, n, filepath.Join(dir, e.Name()))
 		if err != nil {
-			errs = append(errs, err)
+			broken = append(broken, err)
 			continue
 		}
 		m.Versions[n] = v
 	}
-	if err := errors.Join(errs...); err != nil {
-		m.close()
-		return nil, err
-	}
 	if len(m.Versions) == 0 {
-		return nil, fmt.Errorf("%s: no versions (want %s/<version>/model.yaml)", dir, dir)
+		return nil, errors.Join(append(broken, fmt.Errorf("%s: no versions (want %s/<version>/model.yaml)", dir, dir))...)
 	}
+	// A broken version is left out; the aliases must name loaded ones.
 	if err := m.loadAliases(filepath.Join(dir, "aliases.yaml")); err != nil {
 		m.close()
-		return nil, err
+		return nil, errors.Join(append(broken, err)...)
+	}
+	for _, err := range broken {
+		r.failed.Inc()
+		r.cfg.Logger.Error("model version refused: the model serves without it", "model", name, "err", err)
 	}
 	return m, nil
 }

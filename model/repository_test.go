@@ -167,6 +167,31 @@ func TestBrokenArtifact(t *testing.T) {
 	}
 }
 
+// A broken version no alias names is left out, and the model serves
+// without it; one an alias names refuses the model, saying why.
+func TestBrokenVersion(t *testing.T) {
+	for _, c := range []struct{ aliases, want string }{{"production: 1\n", ""}, {"production: 2\n", `model.yaml:4: device: "tpu"`}} {
+		dir := repoWith(t, goodSpec, c.aliases)
+		v2 := filepath.Join(dir, "fraud", "2")
+		os.MkdirAll(v2, 0o755)
+		os.WriteFile(filepath.Join(v2, "model.yaml"), []byte(goodSpec+"device: tpu\n"), 0o644)
+		repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+		if c.want != "" {
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "production: no version 2") {
+				t.Errorf("%q: got %v", c.aliases, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.aliases, err)
+		}
+		if m := repo.Models()["fraud"]; len(m.Versions) != 1 || m.Versions[1] == nil {
+			t.Errorf("%q: versions %v, want 1 alone", c.aliases, m.Versions)
+		}
+		repo.Close()
+	}
+}
+
 // canaryRepo returns a repository of two copies of the fraud model, the
 // second a canary taking share of the traffic.
 func canaryRepo(t *testing.T, share float64) string {
