@@ -120,8 +120,8 @@ func TestHotReload(t *testing.T) {
 	}
 	t.Logf("served by version 1: %d, 2: %d", served[1].Load(), served[2].Load())
 
-	// A canary is sticky per entity, whatever the order of the entity's
-	// join keys in the body. The broken version 3, which no alias names
+	// A canary is sticky per entity, whatever the order of the join keys
+	// in the body. The broken version 3, which no alias names
 	// now, does not hold the change back.
 	setAliases("production: 2\ncanary: {version: 1, traffic: 0.5}\n")
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -147,6 +147,13 @@ func TestHotReload(t *testing.T) {
 		v := version(`{"entities": {"user_id": ["` + user + `"], "merchant_id": ["` + merchant + `"]}, "request_context": {"amount": 5}}`)
 		if w := version(`{"request_context": {"amount": 5}, "entities": {"merchant_id": ["` + merchant + `"], "user_id": ["` + user + `"]}}`); w != v {
 			t.Fatalf("%s at %s: version %d, and %d with the join keys in the other order", user, merchant, v, w)
+		}
+		// The entity is the user, the first feature's: at any merchant.
+		for m := range 5 {
+			other := fmt.Sprintf("m%02d", (u+m+1)%25)
+			if w := version(`{"entities": {"user_id": ["` + user + `"], "merchant_id": ["` + other + `"]}, "request_context": {"amount": 5}}`); w != v {
+				t.Fatalf("%s: version %d at %s, %d at %s", user, v, merchant, w, other)
+			}
 		}
 		byVersion[v]++
 	}

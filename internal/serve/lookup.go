@@ -35,6 +35,9 @@ type plan struct {
 	context []string             // request_context keys the on-demand features need
 }
 
+// entity returns the join keys of the entity of the plan's first feature.
+func (p *plan) entity() []string { return p.tables[p.outputs[0].table].keys }
+
 type output struct {
 	table   int // index in plan.tables
 	feature int // index in the view's features

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,17 +29,23 @@ func (s *Server) predict(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The first entity's key picks the version: a canary is sticky per
-	// entity. Its join keys go by name, whatever their order in the body.
-	cols := slices.SortedFunc(slices.Values(req.entities), func(a, b column) int { return strings.Compare(a.name, b.name) })
-	keys := make([]features.Value, len(cols))
-	for i, col := range cols {
-		keys[i] = col.values[0]
-	}
-	route, _ := online.AppendEntityKey(nil, keys...)
 	if s.models == nil {
 		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
 	}
+	// The first entity picks the version: a canary is sticky per entity,
+	// the entity of the production version's first feature (the user of
+	// a user and a merchant), by its join keys.
+	prod, err := s.models.Version(c.Param("name"), 0)
+	if err != nil {
+		return routeError(err)
+	}
+	var keys []features.Value
+	for _, k := range s.services[prod.Service.Name].entity() {
+		if col := req.column(k); col != nil {
+			keys = append(keys, col.values[0])
+		}
+	}
+	route, _ := online.AppendEntityKey(nil, keys...)
 	v, shadow, err := s.models.Route(c.Param("name"), string(route))
 	if err != nil {
 		return routeError(err)
