@@ -115,36 +115,25 @@ func TestBadRepository(t *testing.T) {
 }
 
 // The model's inputs must be the service's: another service of another
-// size is refused.
-func TestInputCount(t *testing.T) {
+// size is refused, and so is one naming a feature without its version,
+// which a new version of its view would change under the model.
+func TestServiceInputs(t *testing.T) {
 	src, err := os.ReadFile("../examples/fraud/definitions.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defs, err := features.Parse("defs.yaml", append(src, []byte("\n  - name: small\n    features: [user_txn@1:txn_count_1h]\n")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = model.Open(model.Config{Dir: repoWith(t, strings.Replace(goodSpec, "fraud_v1", "small", 1), ""), Definitions: defs})
-	if err == nil || !strings.Contains(err.Error(), "the model takes 10 inputs, feature service small gives 1") {
-		t.Fatalf("got %v", err)
-	}
-}
-
-// A feature that names no version would change under the model with a new
-// version of its view: refused.
-func TestUnversionedInputs(t *testing.T) {
-	src, err := os.ReadFile("../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := features.Parse("defs.yaml", append(src, []byte("\n  - name: latest\n    features: [user_txn:txn_count_1h]\n")...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = model.Open(model.Config{Dir: repoWith(t, strings.Replace(goodSpec, "fraud_v1", "latest", 1), ""), Definitions: defs})
-	if err == nil || !strings.Contains(err.Error(), "model.yaml:3: inputs.feature_service: feature user_txn:txn_count_1h names no version") {
-		t.Fatalf("got %v", err)
+	for _, c := range []struct{ feature, want string }{
+		{"user_txn@1:txn_count_1h", "the model takes 10 inputs, feature service small gives 1"},
+		{"user_txn:txn_count_1h", "model.yaml:3: inputs.feature_service: feature user_txn:txn_count_1h names no version"},
+	} {
+		defs, err := features.Parse("defs.yaml", append(src, "\n  - name: small\n    features: ["+c.feature+"]\n"...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = model.Open(model.Config{Dir: repoWith(t, strings.Replace(goodSpec, "fraud_v1", "small", 1), ""), Definitions: defs})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v", c.feature, err)
+		}
 	}
 }
 
