@@ -41,6 +41,7 @@ type Source struct {
 	AllowedLateness time.Duration // default 1h
 	Schema          []Field       // in declared order
 	pos             positions
+	untyped         map[string]bool // fields declared with a type that did not decode
 }
 
 // Field is one declared field of a source's events.

@@ -217,23 +217,28 @@ func (d *decoder) source(n *yaml.Node, path string) *Source {
 		"format":           func(v *yaml.Node, p string) { s.Format, _ = d.str(v, p) },
 		"event_time":       func(v *yaml.Node, p string) { s.EventTime, _ = d.str(v, p) },
 		"allowed_lateness": func(v *yaml.Node, p string) { s.AllowedLateness, _ = d.duration(v, p) },
-		"schema":           func(v *yaml.Node, p string) { s.Schema = d.schema(v, p) },
+		"schema":           func(v *yaml.Node, p string) { s.Schema, s.untyped = d.schema(v, p) },
 	}, "name", "topic", "event_time", "schema")
 	return s
 }
 
-func (d *decoder) schema(n *yaml.Node, path string) []Field {
+// schema decodes a source's fields. untyped holds the names of fields
+// whose type did not decode (reported here), so that checks against the
+// schema go on for the other fields; it is nil if a field's name could not
+// be read either, and nothing can be checked against the schema.
+func (d *decoder) schema(n *yaml.Node, path string) (fields []Field, untyped map[string]bool) {
 	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
 		d.errorf(d.pos(n), path, "must be a mapping of field name to type, not %s", describe(n))
-		return nil
+		return nil, nil
 	}
-	var fields []Field
+	untyped = map[string]bool{}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content) && d.step(n.Content[i]); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		name, ok := d.str(k, path)
 		if !ok {
+			untyped = nil
 			continue
 		}
 		p := path + "." + name
@@ -244,16 +249,22 @@ func (d *decoder) schema(n *yaml.Node, path string) []Field {
 		seen[name] = true
 		ts, ok := d.str(v, p)
 		if !ok {
+			if untyped != nil {
+				untyped[name] = true
+			}
 			continue
 		}
 		t, ok := parseType(ts)
 		if !ok {
 			d.errorf(d.pos(v), p, "unknown type %q (want string, int, float, bool or timestamp)", ts)
+			if untyped != nil {
+				untyped[name] = true
+			}
 			continue
 		}
 		fields = append(fields, Field{Name: name, Type: t})
 	}
-	return fields
+	return fields, untyped
 }
 
 func (d *decoder) view(n *yaml.Node, path string) *View {

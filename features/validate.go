@@ -83,6 +83,7 @@ func (d *decoder) checkSources() {
 		}
 		if s.EventTime != "" && s.schemaOK() {
 			switch i := s.Field(s.EventTime); {
+			case s.untyped[s.EventTime]:
 			case i < 0:
 				d.errorf(s.pos.of("event_time"), path+".event_time", "field %q is not in the schema", s.EventTime)
 			case s.Schema[i].Type != TypeTimestamp && s.Schema[i].Type != TypeInt:
@@ -116,6 +117,7 @@ func (d *decoder) checkViews() {
 		if ent != nil && src != nil && src.schemaOK() {
 			for _, k := range ent.JoinKeys {
 				switch j := src.Field(k); {
+				case src.untyped[k]:
 				case j < 0:
 					d.errorf(v.pos.of("entity"), path+".entity", "join key %q of entity %q is not a field of source %q", k, ent.Name, src.Name)
 				case src.Schema[j].Type != TypeString && src.Schema[j].Type != TypeInt:
@@ -127,7 +129,9 @@ func (d *decoder) checkViews() {
 			f, err := compileFilter(src, v.Filter)
 			if unknown := unknownFields(src, v.Filter); err != nil && len(unknown) > 0 {
 				for _, name := range unknown {
-					d.errorf(v.pos.of("filter"), path+".filter", "field %q is not in the schema of source %q", name, src.Name)
+					if !src.untyped[name] {
+						d.errorf(v.pos.of("filter"), path+".filter", "field %q is not in the schema of source %q", name, src.Name)
+					}
 				}
 			} else if err != nil {
 				d.errorf(v.pos.of("filter"), path+".filter", "%v", err)
@@ -177,11 +181,12 @@ func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
 		}
 	}
 	if want != "" && f.pos.ok("field") && src != nil && src.schemaOK() {
-		i := src.Field(f.Field)
-		if i < 0 {
+		switch i := src.Field(f.Field); {
+		case src.untyped[f.Field]: // its type is reported; nothing to check against
+		case i < 0:
 			d.errorf(f.pos.of("field"), path+".field", "field %q is not in the schema of source %q", f.Field, src.Name)
-		} else if t := src.Schema[i].Type; !(want == "any" || t.numeric() || (t == TypeTimestamp && strings.Contains(want, "timestamp"))) {
-			d.errorf(f.pos.of("field"), path+".field", "%s needs %s, but field %q is %s", f.Agg, want, f.Field, t)
+		case !(want == "any" || src.Schema[i].Type.numeric() || (src.Schema[i].Type == TypeTimestamp && strings.Contains(want, "timestamp"))):
+			d.errorf(f.pos.of("field"), path+".field", "%s needs %s, but field %q is %s", f.Agg, want, f.Field, src.Schema[i].Type)
 		}
 	}
 	d.checkWindow(f, path)
@@ -317,9 +322,10 @@ func unknownFields(src *Source, expr string) []string {
 	return unknown
 }
 
-// schemaOK reports whether the source's schema was declared and decoded
-// without error, so that fields can be checked against it.
-func (s *Source) schemaOK() bool { return s.pos.ok("schema") && len(s.Schema) > 0 }
+// schemaOK reports whether the source's schema was declared and its field
+// names decoded, so that fields can be checked against it (less those in
+// s.untyped, whose types did not decode).
+func (s *Source) schemaOK() bool { return s.untyped != nil && len(s.Schema)+len(s.untyped) > 0 }
 
 func indexOf(xs []string, x string) int {
 	for i, y := range xs {
