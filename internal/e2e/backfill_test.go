@@ -51,21 +51,25 @@ type spineRow struct {
 }
 
 // buildDataset runs the backfill binary for fraud_v1 over a CSV spine of
-// 300 of the stream's valid transactions, shuffled, with a label; it returns
-// the output, the spine and the valid events. extra are more flags.
+// 300 of the stream's valid transactions with a merchant, shuffled, with a
+// label; it returns the output, the spine and the valid events. extra are
+// more flags.
 func buildDataset(t *testing.T, defs *features.Definitions, txns []ingesttest.Txn, dataDir string, extra ...string) (string, []spineRow, []features.Event) {
 	src := defs.Source("transactions")
-	var valid []features.Event
+	var valid, spineEvents []features.Event
 	for _, x := range txns {
 		var ev features.Event
 		if x.Valid && src.DecodeJSON([]byte(x.Value), &ev) == nil {
 			valid = append(valid, ev)
+			if !ev.Fields[src.Field("merchant_id")].IsNull() {
+				spineEvents = append(spineEvents, ev)
+			}
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var spine []spineRow
-	for _, i := range rng.Perm(len(valid))[:300] {
-		ev := valid[i]
+	for _, i := range rng.Perm(len(spineEvents))[:300] {
+		ev := spineEvents[i]
 		spine = append(spine, spineRow{ev.Fields[src.Field("user_id")].Str(), ev.Fields[src.Field("merchant_id")].Str(), ev.Time, ev.Fields[src.Field("amount")].Float()})
 	}
 	spinePath := filepath.Join(t.TempDir(), "spine.csv")

@@ -10,6 +10,7 @@ import (
 	"math"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -653,6 +654,7 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 	}
 	var ev features.Event
 	var keyVals []features.Value
+	var keys [][]byte // of each entity; nil where a join key is null
 	for _, r := range p.Records {
 		start := len(headers)
 		headers = append(headers,
@@ -674,26 +676,42 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm).UTC().Format(time.RFC3339Nano), sr.src.AllowedLateness)))
 			continue
 		}
-		wm = max(wm, ev.Time)
-		encoded := bytes(func(a []byte) []byte { return sr.src.AppendEvent(a, &ev) }) // stage two decodes this, not the JSON again
+		keys = keys[:0]
 		for _, er := range sr.entities {
 			var ok bool
 			key := bytes(func(a []byte) []byte {
-				var k []byte
 				keyVals = keyVals[:0]
 				for _, f := range er.keyFields[sr.src.Name] {
 					keyVals = append(keyVals, ev.Fields[f])
 				}
-				k, ok = online.AppendEntityKey(a, keyVals...)
+				var k []byte
+				if k, ok = online.AppendEntityKey(a, keyVals...); !ok {
+					return a
+				}
 				return k
 			})
 			if !ok {
-				b.send(ctx, in.deadLetter(r, origin, ReasonMissingKey, fmt.Errorf("a join key of %s is null", er.topic)))
+				key = nil
+			}
+			keys = append(keys, key)
+		}
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return k != nil }) {
+			b.send(ctx, in.deadLetter(r, origin, ReasonMissingKey, sr.nullKeysError()))
+			continue
+		}
+		wm = max(wm, ev.Time)
+		encoded := bytes(func(a []byte) []byte { return sr.src.AppendEvent(a, &ev) }) // stage two decodes this, not the JSON again
+		for i, er := range sr.entities {
+			if keys[i] == nil {
+				// Another entity's views take the event; this one's cannot.
+				for _, v := range er.views[sr.src.Name] {
+					v.refused.Inc()
+				}
 				continue
 			}
 			rec := &slab[0]
 			slab = slab[1:]
-			*rec = kgo.Record{Topic: er.topic, Key: key, Value: encoded, Headers: recHeaders, Timestamp: time.UnixMilli(ev.Time)}
+			*rec = kgo.Record{Topic: er.topic, Key: keys[i], Value: encoded, Headers: recHeaders, Timestamp: time.UnixMilli(ev.Time)}
 			b.send(ctx, rec)
 		}
 		if in.cfg.Offline != nil && (!logged || r.Offset > hwm) {
@@ -704,8 +722,23 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 	b.commitAt(p.Topic, p.Partition, p.Records[len(p.Records)-1].Offset, "wm="+strconv.FormatInt(wm, 10))
 }
 
-// ReasonMissingKey is the DLQ reason of an event whose entity key is null.
+// ReasonMissingKey is the DLQ reason of an event that no view can take: a
+// join key of every entity whose views read its source is null. An event
+// with some entity's key is taken by that entity's views, and counted as
+// refused by the others'.
 const ReasonMissingKey = "missing_entity_key"
+
+// nullKeysError names the join keys of which an event lacks one per entity.
+func (sr *sourceRoute) nullKeysError() error {
+	var names []string
+	for _, er := range sr.entities {
+		for _, f := range er.keyFields[sr.src.Name] {
+			names = append(names, sr.src.Schema[f].Name)
+		}
+	}
+	return fmt.Errorf("no view can take the event: a join key is null for every entity whose views read source %s (join keys %s)",
+		sr.src.Name, strings.Join(names, ", "))
+}
 
 func satSub(a, b int64) int64 {
 	if a < math.MinInt64+b {

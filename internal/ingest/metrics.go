@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "quiver_ingest_events_applied_total", Help: "Events applied to feature state, by view version.",
 		}, []string{"view"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "quiver_ingest_events_refused_total", Help: "Valid events a view could not apply: its filter failed (a null field, say) or a summed number was out of range, by view version.",
+			Name: "quiver_ingest_events_refused_total", Help: "Valid events a view could not apply: its entity's join key was null (another entity's views took the event), its filter failed (a null field, say) or a summed number was out of range, by view version.",
 		}, []string{"view"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_dlq_records_total", Help: "Records sent to the dead-letter queue, by reason.",

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -38,7 +39,8 @@ var Start = time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 // seconds of event time apart, one in ten out of order within the allowed
 // lateness, with one record of each kind that ingest must dead-letter:
 // invalid JSON, schema violations (a string amount, an event time past
-// year 9999), a missing event time, a late event.
+// year 9999), a missing event time, a late event, no join key at all; and
+// one valid transaction without a merchant.
 func Stream(seed uint64, n int) []Txn { return StreamFrom(seed, n, Start) }
 
 // StreamFrom is Stream with its first event at start.
@@ -55,6 +57,10 @@ func StreamFrom(seed uint64, n int, start time.Time) []Txn {
 			i, user, rng.IntN(25), float64(rng.IntN(50000))/100-20, []string{"DE", "FR", "US"}[rng.IntN(3)], at.Format(time.RFC3339Nano))
 		out = append(out, Txn{Key: user, Value: v, Valid: true})
 		switch i {
+		case n / 10: // one entity's key: the user's views take it, the merchant's cannot
+			out = append(out, Txn{Key: user, Value: fmt.Sprintf(`{"txn_id":"n%d","user_id":%q,"merchant_id":null,"amount":7.25,"ts":%q}`, i, user, at.Format(time.RFC3339Nano)), Valid: true})
+		case 7 * n / 10: // no entity's key: no view can take it
+			out = append(out, Txn{Key: user, Value: fmt.Sprintf(`{"txn_id":"k%d","amount":7.25,"ts":%q}`, i, at.Format(time.RFC3339Nano)), Reason: ingest.ReasonMissingKey})
 		case n / 5:
 			out = append(out, Txn{Key: user, Value: `{"txn_id": "broken`, Reason: features.ReasonInvalidJSON})
 		case 2 * n / 5:
@@ -233,8 +239,10 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 	}
 
 	// The event log holds each valid event once; each feature log one row
-	// per event its view applied (the fraud views keep amount > 0).
-	valid, positive := map[string]bool{}, 0
+	// per event its view applied (the fraud views keep amount > 0, of
+	// events with their entity's key).
+	views := []string{"user_txn", "merchant_txn"}
+	valid, applied := map[string]bool{}, map[string]int{}
 	for _, x := range txns {
 		if x.Valid {
 			var ev features.Event
@@ -242,8 +250,11 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 				t.Fatal(err)
 			}
 			valid[ev.Fields[src.Field("txn_id")].Str()] = true
-			if ev.Fields[src.Field("amount")].Float() > 0 {
-				positive++
+			for _, v := range views {
+				key := ev.Fields[src.Field(defs.Entity(defs.View(v, 1).Entity).JoinKeys[0])]
+				if ev.Fields[src.Field("amount")].Float() > 0 && !key.IsNull() {
+					applied[v]++
+				}
 			}
 		}
 	}
@@ -258,9 +269,9 @@ func Check(t testing.TB, brokers []string, defs *features.Definitions, txns []Tx
 	if len(seen) != len(valid) {
 		t.Errorf("event log has %d transactions, want %d", len(seen), len(valid))
 	}
-	for _, view := range []string{"user_txn", "merchant_txn"} {
-		if rows := ReadLog(t, filepath.Join(offlineRoot, "features", view, "v1")); len(rows) != positive {
-			t.Errorf("%s feature log has %d rows, want %d", view, len(rows), positive)
+	for _, view := range views {
+		if rows := ReadLog(t, filepath.Join(offlineRoot, "features", view, "v1")); len(rows) != applied[view] {
+			t.Errorf("%s feature log has %d rows, want %d", view, len(rows), applied[view])
 		}
 	}
 }
@@ -294,6 +305,9 @@ func Reference(t testing.TB, defs *features.Definitions, txns []Txn) Ref {
 				t.Fatal(err)
 			}
 			ev.Offset = int64(i)
+			if ev.Fields[key].IsNull() {
+				continue // not this entity's event
+			}
 			k := ev.Fields[key].Str()
 			if states[k] == nil {
 				states[k] = eng.NewState()
