@@ -33,7 +33,7 @@ func run(args []string) error {
 	instance := fs.String("instance-id", "", "static group membership: a name stable across restarts (a pod name), so a restarted instance takes its partitions back at once")
 	session := fs.Duration("session-timeout", 10*time.Second, "how long an instance that stopped answering keeps its partitions")
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stopping instance keeps trying to make its last batch durable before it exits without (the next run replays it)")
-	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint, /metrics, and of /healthz and /readyz (ready once caught up and consuming)")
+	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint, /metrics, and of /healthz and /readyz (ready once new view versions are caught up, the group joined and the state of its partitions restored)")
 	maxBatch := fs.Int("max-batch", 50_000, "records processed, and made durable, per batch; a crash replays at most one batch")
 	modelsDir := fs.String("models", "", "model repository (as serve's): with it, drift detectors watch <topic-prefix>.predictions against each version's reference profile and send retraining events to <topic-prefix>.retrain")
 	driftGroup := fs.String("drift-group-id", "quiver-drift", "Kafka consumer group of the drift detectors, with --models")
@@ -64,11 +64,16 @@ func run(args []string) error {
 	// Metrics and health answer from the start: catching up new view
 	// versions in ingest.New can take long, and a supervisor should see a
 	// live process that is not ready yet.
-	var ready atomic.Bool
+	var ready atomic.Pointer[ingest.Ingester] // once New returned
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "starting: catching up", http.StatusServiceUnavailable)
+		in := ready.Load()
+		if in == nil {
+			http.Error(w, "starting: catching up new view versions", http.StatusServiceUnavailable)
+			return
+		}
+		if !in.Consuming() {
+			http.Error(w, "starting: joining the consumer group and restoring state", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -125,7 +130,7 @@ func run(args []string) error {
 	// stops both.
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return in.Run(ctx) })
-	ready.Store(true)
+	ready.Store(in)
 	if monitor != nil {
 		g.Go(func() error { return monitor.Run(ctx) })
 	}

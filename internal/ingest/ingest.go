@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,7 +118,14 @@ type Ingester struct {
 	hwm        map[string]int64             // offline stream → high-water mark
 	cache      map[shard]map[string]*cached // changelog partition → entity key → state
 	assigned   map[string]map[int32]bool    // what this instance owns
+	consuming  atomic.Bool                  // joined the group, assigned partitions prepared
 }
+
+// Consuming reports whether the ingester has joined its group and prepared
+// what it was assigned (watermarks, offline high-water marks, state caught
+// up with the changelogs): from then on it processes what it fetches. It
+// stays true through later rebalances, which are brief.
+func (in *Ingester) Consuming() bool { return in.consuming.Load() }
 
 // sourceRoute is how events of one source topic are checked and re-keyed.
 type sourceRoute struct {
@@ -1146,6 +1154,7 @@ func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map
 			in.assigned[t][p] = true
 		}
 	}
+	in.consuming.Store(true)
 	in.log.Info("partitions assigned", "partitions", assigned)
 }
 

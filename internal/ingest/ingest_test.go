@@ -95,6 +95,33 @@ func TestIngest(t *testing.T) {
 	ingesttest.Check(t, brokers, defs, txns, root)
 }
 
+// TestIngestConsuming: an ingester says it is consuming (its /readyz) only
+// once it has joined its group and prepared its partitions.
+func TestIngestConsuming(t *testing.T) {
+	brokers := cluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if in.Consuming() {
+		t.Fatal("consuming before Run joined the group")
+	}
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	for deadline := time.Now().Add(30 * time.Second); !in.Consuming(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not consuming 30 s after Run started")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestIngestWaitsForSourceTopic: started before its source topic exists,
 // ingest waits for it, then consumes it.
 func TestIngestWaitsForSourceTopic(t *testing.T) {
