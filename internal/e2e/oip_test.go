@@ -37,7 +37,16 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		httpPause()
 	}
 
-	// Metadata.
+	// Server metadata, then the model's.
+	var server struct {
+		Name       string   `json:"name"`
+		Version    string   `json:"version"`
+		Extensions []string `json:"extensions"`
+	}
+	getJSON(t, base+"/v2", http.StatusOK, &server)
+	if server.Name != "quiver" || server.Version == "" || server.Extensions == nil {
+		t.Errorf("server metadata %+v, want name quiver, a version and a list of extensions", server)
+	}
 	var meta map[string]any
 	getJSON(t, base+"/v2/models/fraud", http.StatusOK, &meta)
 	want := `{"inputs":[{"datatype":"FP32","name":"input","shape":[-1,10]}],"name":"fraud","outputs":[{"datatype":"FP32","name":"output","shape":[-1,1]}],"platform":"xgboost-json","versions":["1"]}`

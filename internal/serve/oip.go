@@ -5,8 +5,11 @@ import (
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"runtime/debug"
+	"slices"
 	"strconv"
 
 	"github.com/goccy/go-json"
@@ -77,6 +80,9 @@ const (
 
 // oipRoutes adds the routes to e, those of GET through get.
 func (s *Server) oipRoutes(e *echo.Echo, get func(string, echo.HandlerFunc, ...echo.MiddlewareFunc)) {
+	get("/v2", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]any{"name": "quiver", "version": buildVersion(), "extensions": []string{}})
+	})
 	get("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
 	get("/v2/health/ready", func(c echo.Context) error {
 		if err := s.store.Ready(c.Request().Context()); err != nil {
@@ -89,6 +95,16 @@ func (s *Server) oipRoutes(e *echo.Echo, get func(string, echo.HandlerFunc, ...e
 		get(prefix+"/ready", s.oipReady, s.authenticate)
 		e.POST(prefix+"/infer", s.oipInfer, s.authenticate)
 	}
+}
+
+// buildVersion is the server's version in the v2 server metadata: the
+// module version the binary was built at (a pseudo-version from the
+// commit when built from a checkout).
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
 
 // oipVersion returns the version a v2 path names: its versions/{v}, or
@@ -120,7 +136,7 @@ func (s *Server) oipMetadata(c echo.Context) error {
 	meta := oipModelMetadata{Name: v.Model, Platform: v.Spec.Format,
 		Inputs:  []oipMetaTensor{{Name: oipInput, Datatype: "FP32", Shape: []int{-1, v.NumFeatures()}}},
 		Outputs: []oipMetaTensor{{Name: oipOutputName, Datatype: "FP32", Shape: []int{-1, v.NumOutputs()}}}}
-	for n := range m.Versions {
+	for _, n := range slices.Sorted(maps.Keys(m.Versions)) {
 		meta.Versions = append(meta.Versions, strconv.Itoa(n))
 	}
 	if c.Param("version") != "" {
@@ -191,13 +207,12 @@ func (s *Server) oipInfer(c echo.Context) error {
 			return err
 		}
 		if v.NumFeatures() != n {
-			return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " changed its inputs: retry"}
+			return retryLater(c, "model "+v.Model+" changed its inputs: retry")
 		}
 		out, err = v.Predict(c.Request().Context(), data, rows)
 	}
 	if errors.Is(err, batch.ErrQueueFull) {
-		c.Response().Header().Set("Retry-After", "1")
-		return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " is overloaded: retry"}
+		return retryLater(c, "model "+v.Model+" is overloaded: retry")
 	}
 	if err != nil {
 		return err

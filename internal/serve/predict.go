@@ -66,14 +66,13 @@ func (s *Server) predict(c echo.Context) error {
 			return routeError(err)
 		}
 		if v.Service.Name != pl.service.Name || len(in)/req.rows != v.NumFeatures() {
-			return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " changed its inputs: retry"}
+			return retryLater(c, "model "+v.Model+" changed its inputs: retry")
 		}
 		out, err = v.Predict(c.Request().Context(), in, req.rows)
 	}
 	switch {
 	case errors.Is(err, batch.ErrQueueFull):
-		c.Response().Header().Set("Retry-After", "1")
-		return &apiError{code: http.StatusServiceUnavailable, msg: "model " + v.Model + " is overloaded: retry"}
+		return retryLater(c, "model "+v.Model+" is overloaded: retry")
 	case errors.Is(err, context.Canceled):
 		return err
 	case err != nil:
@@ -129,6 +128,13 @@ func (s *Server) modelInputs(ctx context.Context, req *request, pl *plan) ([]flo
 		}
 	}
 	return in, nil
+}
+
+// retryLater is a 503 that asks the client to retry in a second: a full
+// queue, or a model reloaded under the request.
+func retryLater(c echo.Context, msg string) *apiError {
+	c.Response().Header().Set("Retry-After", "1")
+	return &apiError{code: http.StatusServiceUnavailable, msg: msg}
 }
 
 // predictShadow predicts with a shadow version beside production, off the

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,7 +17,7 @@ import (
 	"github.com/quiver-ml/quiver/store/online"
 )
 
-// TestPredictNonFinite: a model output JSON has no number for (NaN, from
+// TestPredictNonFinite: the v2 metadata lists versions in order, and a model output JSON has no number for (NaN, from
 // an entity serve does not know, or an infinity) is null, in
 // /v1/models/{name}/predict and in /v2/models/{name}/infer alike.
 func TestPredictNonFinite(t *testing.T) {
@@ -37,12 +38,15 @@ feature_services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := filepath.Join(dir, "models", "mlp", "1")
-	if err := os.MkdirAll(v, 0o755); err != nil {
-		t.Fatal(err)
+	artifact := string(onnxtest.Marshal(t, onnxtest.MLP(1, 2, 16, 16, 1)))
+	for _, n := range []string{"1", "2", "3", "10", "20"} {
+		v := filepath.Join(dir, "models", "mlp", n)
+		if err := os.MkdirAll(v, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(v, "model.onnx"), artifact)
+		writeFile(t, filepath.Join(v, "model.yaml"), "format: onnx\nartifact: model.onnx\ninputs: {feature_service: pair}\noutput: probability\ndevice: cpu\n")
 	}
-	writeFile(t, filepath.Join(v, "model.onnx"), string(onnxtest.Marshal(t, onnxtest.MLP(1, 2, 16, 16, 1))))
-	writeFile(t, filepath.Join(v, "model.yaml"), "format: onnx\nartifact: model.onnx\ninputs: {feature_service: pair}\noutput: probability\ndevice: cpu\n")
 	writeFile(t, filepath.Join(dir, "models", "mlp", "aliases.yaml"), "production: 1\n")
 	models, err := model.Open(model.Config{Dir: filepath.Join(dir, "models"), Definitions: defs})
 	if err != nil {
@@ -71,6 +75,18 @@ feature_services:
 			t.Fatalf("POST %s: not JSON: %v", path, err)
 		}
 	}
+	// The v2 metadata lists the versions in order.
+	resp, err := http.Get(ts.URL + "/v2/models/mlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct{ Versions []string }
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if want := []string{"1", "2", "3", "10", "20"}; !slices.Equal(meta.Versions, want) {
+		t.Errorf("versions %v, want %v", meta.Versions, want)
+	}
+
 	// An unknown user's average is missing: NaN in, NaN out.
 	var pred struct{ Predictions []*float64 }
 	post("/v1/models/mlp/predict", `{"entities": {"user_id": ["nobody"]}, "request_context": {"x": 1}}`, &pred)
