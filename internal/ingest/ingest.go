@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/time/rate"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -146,6 +147,8 @@ type viewRoute struct {
 	source      *features.Source
 	applied     prometheus.Counter // quiver_ingest_events_applied_total of this view
 	refused     prometheus.Counter
+	warn        rate.Sometimes // the "event not applied" warning, at most every 10 s
+	unlogged    atomic.Int64   // refused events since the last warning
 	stateWrites prometheus.Counter
 	changelog   string
 	redisKey    string           // prefix of its Redis keys: <prefix>:<view>:v<version>:
@@ -287,6 +290,7 @@ func (in *Ingester) route() error {
 			source:      src,
 			applied:     in.metrics.applied.WithLabelValues(v.Ref()),
 			refused:     in.metrics.refused.WithLabelValues(v.Ref()),
+			warn:        rate.Sometimes{First: 1, Interval: 10 * time.Second},
 			stateWrites: in.metrics.stateWrites.WithLabelValues(v.Ref()),
 			changelog:   online.ChangelogTopic(in.cfg.TopicPrefix, online.TableOf(v)),
 			redisKey:    online.RedisKeyPrefix(in.cfg.TopicPrefix, online.TableOf(v)),
@@ -835,8 +839,13 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			applied, err := v.engine.Apply(c.state, &ev)
 			if err != nil {
 				v.refused.Inc()
-				in.log.Warn("event not applied", "view", v.engine.View().Ref(), "topic", string(headerBytes(r, hTopic)),
-					"partition", ev.Partition, "offset", ev.Offset, "err", err)
+				v.unlogged.Add(1)
+				// A null that fails a filter may be in every event: one
+				// warning every 10 s, with the count since the last.
+				v.warn.Do(func() {
+					in.log.Warn("event not applied", "view", v.engine.View().Ref(), "topic", string(headerBytes(r, hTopic)),
+						"partition", ev.Partition, "offset", ev.Offset, "err", err, "refused_since_last_warning", v.unlogged.Swap(0))
+				})
 			}
 			if !applied {
 				continue // filtered out: a replay filters it out again

@@ -1,12 +1,17 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -119,6 +124,43 @@ func TestIngestConsuming(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRefusedWarnings: events that every view refuses (a null amount fails
+// the fraud views' filter) are each counted, and warned about once per
+// view, not once per event.
+func TestRefusedWarnings(t *testing.T) {
+	brokers := cluster(t)
+	var txns []ingesttest.Txn
+	for i := range 300 {
+		at := ingesttest.Start.Add(time.Duration(i) * time.Second).Format(time.RFC3339)
+		txns = append(txns, ingesttest.Txn{Key: "u1", Value: fmt.Sprintf(`{"txn_id":"t%d","user_id":"u1","merchant_id":"m1","amount":null,"ts":%q}`, i, at), Valid: true})
+	}
+	ingesttest.Produce(t, brokers, "transactions", txns)
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	stop := runIngest(t, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Registerer: reg, MaxBatch: 50,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	stop()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "quiver_ingest_events_refused_total" {
+			for _, m := range mf.GetMetric() {
+				refused[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if want := map[string]float64{"user_txn@1": 300, "merchant_txn@1": 300}; !maps.Equal(refused, want) {
+		t.Errorf("quiver_ingest_events_refused_total %v, want %v", refused, want)
+	}
+	if n := strings.Count(logs.String(), "event not applied"); n != 2 {
+		t.Errorf("%d warnings of events not applied, want one per view:\n%s", n, logs.String())
 	}
 }
 
