@@ -17,17 +17,17 @@ import (
 	"github.com/quiver-ml/quiver/store/online"
 )
 
-// TestPredictNonFinite: the v2 metadata lists versions in order, and a model output JSON has no number for (NaN, from
-// an entity serve does not know, or an infinity) is null, in
-// /v1/models/{name}/predict and in /v2/models/{name}/infer alike.
-func TestPredictNonFinite(t *testing.T) {
-	dir := t.TempDir()
+// mlpServer is serve with model mlp: an ONNX network of two inputs, the
+// average amount of a user (feature service pair) and request_context.x,
+// in versions 1, 2, 3, 10 and 20, production 1.
+func mlpServer(tb testing.TB) *serve.Server {
+	dir := tb.TempDir()
 	base, err := os.ReadFile("testdata/bench.yaml")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defsPath := filepath.Join(dir, "definitions.yaml")
-	writeFile(t, defsPath, string(base)+`
+	writeFile(tb, defsPath, string(base)+`
 feature_services:
   - name: pair
     features: [user_txn@1:amount_avg_24h]
@@ -36,29 +36,37 @@ feature_services:
 `)
 	defs, err := features.Load(defsPath)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	artifact := string(onnxtest.Marshal(t, onnxtest.MLP(1, 2, 16, 16, 1)))
+	artifact := string(onnxtest.Marshal(tb, onnxtest.MLP(1, 2, 16, 16, 1)))
 	for _, n := range []string{"1", "2", "3", "10", "20"} {
 		v := filepath.Join(dir, "models", "mlp", n)
 		if err := os.MkdirAll(v, 0o755); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		writeFile(t, filepath.Join(v, "model.onnx"), artifact)
-		writeFile(t, filepath.Join(v, "model.yaml"), "format: onnx\nartifact: model.onnx\ninputs: {feature_service: pair}\noutput: probability\ndevice: cpu\n")
+		writeFile(tb, filepath.Join(v, "model.onnx"), artifact)
+		writeFile(tb, filepath.Join(v, "model.yaml"), "format: onnx\nartifact: model.onnx\ninputs: {feature_service: pair}\noutput: probability\ndevice: cpu\n")
 	}
-	writeFile(t, filepath.Join(dir, "models", "mlp", "aliases.yaml"), "production: 1\n")
+	writeFile(tb, filepath.Join(dir, "models", "mlp", "aliases.yaml"), "production: 1\n")
 	models, err := model.Open(model.Config{Dir: filepath.Join(dir, "models"), Definitions: defs})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer models.Close()
-	store, _ := startPebble(t, online.TableOf(defs.View("user_txn", 1)), nil)
+	tb.Cleanup(func() { models.Close() })
+	store, _ := startPebble(tb, online.TableOf(defs.View("user_txn", 1)), nil)
 	srv, err := serve.New(serve.Config{Definitions: defs, Store: store, Models: models})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	return srv
+}
+
+// TestPredictNonFinite: the v2 metadata lists versions in order, and a
+// model output JSON has no number for (NaN, from an entity serve does not
+// know, or an infinity) is null, in /v1/models/{name}/predict and in
+// /v2/models/{name}/infer alike.
+func TestPredictNonFinite(t *testing.T) {
+	ts := httptest.NewServer(mlpServer(t))
 	defer ts.Close()
 
 	post := func(path, body string, out any) {
