@@ -308,12 +308,13 @@ func TestNewDetectorErrors(t *testing.T) {
 // loaded, never a panic later.
 func TestLoadProfileRejects(t *testing.T) {
 	for name, fp := range map[string]string{
-		"counts beyond edges":  `{"name": "x", "count": 0, "edges": [1], "counts": [1, 2, 3, 4]}`,
-		"counts short":         `{"name": "x", "count": 3, "edges": [1, 2], "counts": [3]}`,
-		"sum differs":          `{"name": "x", "count": 5, "edges": [1], "counts": [1, 1]}`,
-		"edges not increasing": `{"name": "x", "count": 2, "edges": [2, 2], "counts": [1, 1, 0]}`,
-		"both kinds":           `{"name": "x", "count": 2, "edges": [1], "counts": [1, 1], "categories": [{"value": "a", "count": 2}]}`,
-		"negative":             `{"name": "x", "count": -1}`,
+		"counts beyond edges":    `{"name": "x", "count": 0, "edges": [1], "counts": [1, 2, 3, 4]}`,
+		"counts short":           `{"name": "x", "count": 3, "edges": [1, 2], "counts": [3]}`,
+		"sum differs":            `{"name": "x", "count": 5, "edges": [1], "counts": [1, 1]}`,
+		"edges not increasing":   `{"name": "x", "count": 2, "edges": [2, 2], "counts": [1, 1, 0]}`,
+		"both kinds":             `{"name": "x", "count": 2, "edges": [1], "counts": [1, 1], "categories": [{"value": "a", "count": 2}]}`,
+		"negative":               `{"name": "x", "count": -1}`,
+		"sum overflows to count": `{"name": "x", "count": 0, "edges": [1, 2], "counts": [9223372036854775807, 9223372036854775807, 2]}`,
 	} {
 		path := filepath.Join(t.TempDir(), "profile.json")
 		if err := os.WriteFile(path, []byte(`{"rows": 1, "features": [`+fp+`]}`), 0o644); err != nil {

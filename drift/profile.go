@@ -224,17 +224,25 @@ func LoadProfile(path string) (*Profile, error) {
 
 func (fp *FeatureProfile) check() error {
 	counts := 0
-	for _, n := range fp.Counts {
+	add := func(n int) error {
 		if n < 0 {
 			return fmt.Errorf("negative count")
 		}
+		if counts > math.MaxInt-n { // lest the sum wrap around to the count
+			return fmt.Errorf("bins count more than %d values", math.MaxInt)
+		}
 		counts += n
+		return nil
+	}
+	for _, n := range fp.Counts {
+		if err := add(n); err != nil {
+			return err
+		}
 	}
 	for _, c := range fp.Categories {
-		if c.Count < 0 {
-			return fmt.Errorf("negative count")
+		if err := add(c.Count); err != nil {
+			return err
 		}
-		counts += c.Count
 	}
 	for i, e := range fp.Edges {
 		if math.IsInf(e, 0) || math.IsNaN(e) || i > 0 && e <= fp.Edges[i-1] {

@@ -35,8 +35,13 @@ func detector(f *yamlFile, spec Spec, dir string, svc *features.Service) (*drift
 
 // LoadDetector returns the drift detector of version version of model name
 // in the repository dir, as its model.yaml configures it; nil when the
-// version is not watched. Errors name the file and line.
+// version is not watched. Errors name the file and line. A name or version
+// the repository would not serve (a path such as fraud/ or ../x, a hidden
+// directory, a version below 1) is ErrUnknownModel.
 func LoadDetector(dir string, defs *features.Definitions, name string, version int) (*drift.Detector, error) {
+	if name != filepath.Base(name) || strings.HasPrefix(name, ".") || version < 1 {
+		return nil, fmt.Errorf("%w %q version %d", ErrUnknownModel, name, version)
+	}
 	vdir := filepath.Join(dir, name, strconv.Itoa(version))
 	var spec Spec
 	f, err := decodeFile(filepath.Join(vdir, "model.yaml"), &spec)

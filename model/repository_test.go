@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -274,5 +275,25 @@ func TestAbsolutePaths(t *testing.T) {
 	d, err := model.LoadDetector(dir, defs, "fraud", 1)
 	if err != nil || d == nil {
 		t.Fatalf("LoadDetector: %v, %v; want the profile's detector", d, err)
+	}
+}
+
+// LoadDetector reads versions of the repository's models only: a name that
+// is a path, even one to a model's directory, or a version the repository
+// would not serve, is an unknown model (a record of the prediction log
+// names them).
+func TestLoadDetectorUnknown(t *testing.T) {
+	defs := fraudDefs(t)
+	dir := repoWith(t, goodSpec, "")
+	if _, err := model.LoadDetector(dir, defs, "fraud", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		version int
+	}{{"fraud/", 1}, {"./fraud", 1}, {"x/../fraud", 1}, {"", 1}, {".", 1}, {"fraud", 0}} {
+		if _, err := model.LoadDetector(dir, defs, c.name, c.version); !errors.Is(err, model.ErrUnknownModel) {
+			t.Errorf("%q version %d: %v, want ErrUnknownModel", c.name, c.version, err)
+		}
 	}
 }
