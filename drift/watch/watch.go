@@ -352,6 +352,23 @@ func (m *Monitor) breach(ctx context.Context, v version, det *drift.Detector, ev
 	return nil
 }
 
+// prune forgets the versions watched without predictions for idleVersion,
+// and those not watched once they are due to be looked at again (watch
+// looks when one is next seen), so that records naming versions that do
+// not exist do not pile up.
+func (m *Monitor) prune() {
+	for v, w := range m.versions {
+		switch {
+		case w.det == nil && !time.Now().Before(w.retryAt):
+			delete(m.versions, v)
+		case w.det != nil && time.Since(w.seen) > idleVersion:
+			delete(m.versions, v)
+			m.m.forget(v)
+			m.log.Info("drift: a version without predictions for a while; forgotten", "model", v.model, "version", v.version, "idle", idleVersion)
+		}
+	}
+}
+
 // commit commits, for each partition processed, where its detectors'
 // windows begin, or past its last record when they hold none of it.
 func (m *Monitor) commit(ctx context.Context) error {
@@ -362,14 +379,9 @@ func (m *Monitor) commit(ctx context.Context) error {
 	for p, next := range m.next {
 		at[p] = next
 	}
-	for v, w := range m.versions {
+	m.prune()
+	for _, w := range m.versions {
 		if w.det == nil {
-			continue
-		}
-		if time.Since(w.seen) > idleVersion {
-			delete(m.versions, v)
-			m.m.forget(v)
-			m.log.Info("drift: a version without predictions for a while; forgotten", "model", v.model, "version", v.version, "idle", idleVersion)
 			continue
 		}
 		if from := w.det.From(); from >= 0 && from < at[w.partition] {
