@@ -6,11 +6,14 @@
 // Stage one consumes the source topics. Each record is decoded by its
 // source's schema; a record that does not decode, or whose event time is
 // older than its partition's watermark (the latest event time seen there)
-// minus the source's allowed lateness, goes to <prefix>.dlq with headers for
-// the reason, the error and its origin. Accepted events go to the offline
-// event log and are re-keyed, for each entity a view of the source
-// aggregates, to <prefix>.repartition.<entity>, keyed by the entity's join
-// keys, so that each entity has exactly one owner. Re-keyed events carry the
+// minus the source's allowed lateness, or that holds a null join key for
+// every entity its source's views aggregate, goes to <prefix>.dlq with
+// headers for the reason, the error and its origin. Accepted events go to
+// the offline event log and are re-keyed, for each entity a view of the
+// source aggregates, to <prefix>.repartition.<entity>, keyed by the
+// entity's join keys, so that each entity has exactly one owner; an entity
+// whose key the event lacks does not get it, and its views count it as
+// refused. Re-keyed events carry the
 // decoded event (features.Source.AppendEvent), not the JSON, so that each
 // event is parsed once.
 //
