@@ -6,7 +6,8 @@
 // Stage one consumes the source topics. Each record is decoded by its
 // source's schema; a record that does not decode, or whose event time is
 // older than its partition's watermark (the latest event time seen there)
-// minus the source's allowed lateness, or that holds a null join key for
+// minus the source's allowed lateness, or (with Config.MaxFutureSkew) too far
+// ahead of its record's timestamp, or that holds a null join key for
 // every entity its source's views aggregate, goes to <prefix>.dlq with
 // headers for the reason, the error and its origin. Accepted events go to
 // the offline event log and are re-keyed, for each entity a view of the

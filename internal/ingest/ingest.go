@@ -50,6 +50,13 @@ type Config struct {
 	CacheBytes      int64                 // Pebble block cache; default 128 MiB
 	Logger          *slog.Logger          // nil discards
 	Registerer      prometheus.Registerer // for metrics; nil registers none
+	// MaxFutureSkew, when positive, dead-letters an event whose time is
+	// more than this ahead of its Kafka record's timestamp (ReasonFuture).
+	// Without it, one event from a producer with a wrong clock moves its
+	// partition's watermark into the future, and every event after it is
+	// late until real time catches up. The record's timestamp, not the
+	// clock, is the reference, so a replay decides as the first run did.
+	MaxFutureSkew time.Duration
 }
 
 func (c *Config) ensureDefaults() {
@@ -93,6 +100,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatch < 0 {
 		errs = append(errs, fmt.Errorf("ingest: max batch %d is negative", c.MaxBatch))
+	}
+	if c.MaxFutureSkew < 0 {
+		errs = append(errs, fmt.Errorf("ingest: max future skew %s is negative", c.MaxFutureSkew))
 	}
 	return errors.Join(errs...)
 }
@@ -647,6 +657,7 @@ const (
 func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
 	wm := in.watermarks[p.Topic][p.Partition]
 	lateness := sr.src.AllowedLateness.Milliseconds()
+	skew := in.cfg.MaxFutureSkew.Milliseconds()
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	hwm, logged := in.hwm["events/"+sr.src.Name+"@"+stream]
 	source, topic := []byte(sr.src.Name), []byte(p.Topic)
@@ -686,6 +697,12 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			b.send(ctx, in.deadLetter(r, origin, features.ReasonLate,
 				fmt.Errorf("event time %s is older than the watermark %s minus the allowed lateness %s",
 					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm).UTC().Format(time.RFC3339Nano), sr.src.AllowedLateness)))
+			continue
+		}
+		if skew > 0 && ev.Time > r.Timestamp.UnixMilli()+skew {
+			b.send(ctx, in.deadLetter(r, origin, ReasonFuture,
+				fmt.Errorf("event time %s is more than %s ahead of the record's timestamp %s",
+					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), in.cfg.MaxFutureSkew, r.Timestamp.UTC().Format(time.RFC3339Nano))))
 			continue
 		}
 		keys = keys[:0]
@@ -739,6 +756,10 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 // with some entity's key is taken by that entity's views, and counted as
 // refused by the others'.
 const ReasonMissingKey = "missing_entity_key"
+
+// ReasonFuture is the DLQ reason of an event whose time is further ahead
+// of its record's timestamp than Config.MaxFutureSkew allows.
+const ReasonFuture = "future_event_time"
 
 // nullKeysError names the join keys of which an event lacks one per entity.
 func (sr *sourceRoute) nullKeysError() error {

@@ -164,6 +164,41 @@ func TestRefusedWarnings(t *testing.T) {
 	}
 }
 
+// TestFutureEvents: an event far ahead of its record's timestamp moves its
+// partition's watermark, and the events after it are late, unless
+// MaxFutureSkew dead-letters it.
+func TestFutureEvents(t *testing.T) {
+	txn := func(id string, at, produced time.Time) ingesttest.Txn {
+		return ingesttest.Txn{Key: "u1", Produced: produced, Valid: true,
+			Value: fmt.Sprintf(`{"txn_id":%q,"user_id":"u1","merchant_id":"m1","amount":2.5,"ts":%q}`, id, at.Format(time.RFC3339))}
+	}
+	t0 := ingesttest.Start
+	for _, skew := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("skew=", skew), func(t *testing.T) {
+			txns := []ingesttest.Txn{
+				txn("a", t0, t0),
+				txn("b", t0.Add(50*time.Minute), t0),       // within the skew
+				txn("future", t0.Add(30*24*time.Hour), t0), // a producer's clock a month ahead
+				txn("c", t0.Add(2*time.Hour), t0.Add(2*time.Hour)),
+			}
+			if skew == 0 {
+				txns[3].Valid, txns[3].Reason = false, features.ReasonLate
+			} else {
+				txns[2].Valid, txns[2].Reason = false, ingest.ReasonFuture
+			}
+			brokers := cluster(t)
+			ingesttest.Produce(t, brokers, "transactions", txns)
+			defs := loadDefs(t)
+			off, root := newOffline(t)
+			stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, MaxFutureSkew: skew})
+			ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+			stop()
+			ingesttest.CheckDLQ(t, brokers, txns)
+			ingesttest.Check(t, brokers, defs, txns, root)
+		})
+	}
+}
+
 // TestIngestWaitsForSourceTopic: started before its source topic exists,
 // ingest waits for it, then consumes it.
 func TestIngestWaitsForSourceTopic(t *testing.T) {

@@ -29,7 +29,8 @@ import (
 type Txn struct {
 	Key, Value string
 	Valid      bool
-	Reason     string // the DLQ reason of an invalid one
+	Reason     string    // the DLQ reason of an invalid one
+	Produced   time.Time // the record's timestamp; zero for the time of producing
 }
 
 // Start is the event time of a stream's first transaction.
@@ -87,7 +88,7 @@ func Produce(t testing.TB, brokers []string, topic string, txns []Txn) {
 	defer cl.Close()
 	recs := make([]*kgo.Record, len(txns))
 	for i, x := range txns {
-		recs[i] = &kgo.Record{Key: []byte(x.Key), Value: []byte(x.Value)}
+		recs[i] = &kgo.Record{Key: []byte(x.Key), Value: []byte(x.Value), Timestamp: x.Produced}
 	}
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
