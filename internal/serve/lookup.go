@@ -268,14 +268,16 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 	if p.service != nil {
 		in := make([]features.Value, len(p.outputs))
 		od := make([]features.Value, len(p.service.OnDemand))
+		context, setRow := req.rowContext()
 		for r := range req.rows {
+			setRow(r)
 			for o := range p.outputs {
 				in[o] = res.values[o][r]
 			}
 			// A failed expression gives a null, and its status says
 			// NOT_FOUND, where the data is to blame (a null input, say);
 			// a request context of the wrong type is refused.
-			if err := p.service.EvalOnDemand(in, req.row(r), od); err != nil {
+			if err := p.service.EvalOnDemand(in, context, od); err != nil {
 				if oe := features.RequestBlamed(err); oe != nil {
 					return nil, contextError(oe, r, req.rows)
 				}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/valyala/fastjson"
 
@@ -78,7 +79,13 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict boo
 	var problems []string
 	var entities, context *fastjson.Value
 	hasFeatures := false
+	given := map[string]bool{}
 	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if given[string(key)] {
+			problems = append(problems, fmt.Sprintf("field %q is given twice", key))
+			return
+		}
+		given[string(key)] = true
 		switch string(key) {
 		case "features":
 			if predict {
@@ -166,14 +173,14 @@ func (req *request) decodeEntities(v *fastjson.Value, maxEntities int) []string 
 		return []string{"entities is empty: give each join key's values, like {\"user_id\": [\"u1\"]}"}
 	}
 	var problems []string
+	given := map[string]bool{}
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		name := string(key)
-		for _, c := range req.entities {
-			if c.name == name {
-				problems = append(problems, fmt.Sprintf("entities.%s is given twice", name))
-				return
-			}
+		if given[name] {
+			problems = append(problems, fmt.Sprintf("entities.%s is given twice", name))
+			return
 		}
+		given[name] = true
 		arr, err := v.Array()
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("entities.%s must be an array of values, one per entity", name))
@@ -227,7 +234,13 @@ func (req *request) decodeContext(v *fastjson.Value) []string {
 		return []string{"request_context must be an object"}
 	}
 	var problems []string
+	given := map[string]bool{}
 	obj.Visit(func(key []byte, v *fastjson.Value) {
+		if given[string(key)] {
+			problems = append(problems, fmt.Sprintf("request_context.%s is given twice", key))
+			return
+		}
+		given[string(key)] = true
 		if n := hugeNumber(v); n != "" {
 			problems = append(problems, fmt.Sprintf("request_context.%s holds the number %s, out of the float64 range", key, n))
 			return
@@ -259,17 +272,25 @@ func contextError(oe *features.OnDemandError, i, n int) *apiError {
 	return badRequest("entity at index %d: %s", i, oe.Blame("request_context."))
 }
 
-// row returns the request context of the i-th entity, as CEL reads it.
-func (req *request) row(i int) map[string]any {
-	m := make(map[string]any, len(req.context))
+// rowContext returns the request context as CEL reads it, and a function
+// that sets it to the i-th entity's. The map is built once and each call
+// sets only the keys with a value per entity, so that a lookup's cost grows
+// with its body, not with its context keys times its entities.
+func (req *request) rowContext() (m map[string]any, setRow func(i int)) {
+	m = make(map[string]any, len(req.context))
+	var perRow []contextValue
 	for _, c := range req.context {
 		if c.perRow != nil {
-			m[c.name] = c.perRow[i]
+			perRow = append(perRow, c)
 		} else {
 			m[c.name] = c.all
 		}
 	}
-	return m
+	return m, func(i int) {
+		for _, c := range perRow {
+			m[c.name] = c.perRow[i]
+		}
+	}
 }
 
 func (req *request) hasContext(name string) bool {
@@ -358,16 +379,17 @@ func describe(v *fastjson.Value) string {
 	return v.Type().String()
 }
 
+// maxProblems is how many problems an error lists: a body of many bad
+// fields gets a readable error, and one that costs little to build.
+const maxProblems = 10
+
 func joinProblems(ps []string) string {
 	if len(ps) == 1 {
 		return ps[0]
 	}
-	s := strconv.Itoa(len(ps)) + " problems: "
-	for i, p := range ps {
-		if i > 0 {
-			s += "; "
-		}
-		s += p
+	s := strconv.Itoa(len(ps)) + " problems: " + strings.Join(ps[:min(len(ps), maxProblems)], "; ")
+	if len(ps) > maxProblems {
+		s += fmt.Sprintf("; and %d more", len(ps)-maxProblems)
 	}
 	return s
 }

@@ -59,14 +59,21 @@ func FuzzDecodeRequest(f *testing.F) {
 				}
 			}
 		}
+		keys := map[string]bool{}
 		for _, c := range req.context {
+			if keys[c.name] {
+				t.Fatalf("context %s twice", c.name)
+			}
+			keys[c.name] = true
 			if c.perRow != nil && len(c.perRow) != req.rows {
 				t.Fatalf("context %s has %d values for %d rows", c.name, len(c.perRow), req.rows)
 			}
 		}
+		m, setRow := req.rowContext()
 		for i := range req.rows {
-			if len(req.row(i)) > len(req.context) {
-				t.Fatal("row has more context than the request")
+			setRow(i)
+			if len(m) != len(req.context) {
+				t.Fatalf("row %d's context has %d keys, the request %d", i, len(m), len(req.context))
 			}
 		}
 	})

@@ -385,6 +385,11 @@ func TestBadInput(t *testing.T) {
 	}
 	big := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": [` + strings.Repeat(`"u1",`, 1000) + `"u1"]}}`
 	huge := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": ["` + strings.Repeat("x", 5<<20) + `"]}}`
+	var many strings.Builder // 50,000 unknown fields: the error lists ten
+	for i := range 50_000 {
+		fmt.Fprintf(&many, `"f%d": 0, `, i)
+	}
+	manyFields := `{` + many.String() + `"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
 	for _, c := range []struct {
 		name, method, path, body string
 		code                     int
@@ -422,6 +427,10 @@ func TestBadInput(t *testing.T) {
 		{"join key written as a float", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [42.0], "merchant_id": ["m1"]}}`, 400, "must be a string or an integer, not the number 42.0"},
 		{"join key out of range", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [9223372036854775808], "merchant_id": ["m1"]}}`, 400, "not the number 9223372036854775808 (out of the int64 range)"},
 		{"key given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "user_id": ["u2"]}}`, 400, "entities.user_id is given twice"},
+		{"field given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "entities": {"user_id": ["u2"]}}`, 400, `field "entities" is given twice`},
+		{"many problems", "POST", "/get-online-features", manyFields, 400, `50000 problems: unknown field "f0" (want features or feature_service, entities, request_context, full_feature_names); unknown field "f1"`},
+		{"many problems, the rest counted", "POST", "/get-online-features", manyFields, 400, `unknown field "f9" (want features or feature_service, entities, request_context, full_feature_names); and 49990 more`},
+		{"request context key given twice", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": 1, "amount": 2}}`, 400, "request_context.amount is given twice"},
 		{"too many entities", "POST", "/get-online-features", big, 400, "too many entities: 1001 in entities.user_id, at most 1000"},
 		{"oversized body", "POST", "/get-online-features", huge, 413, "larger than the limit"},
 		{"missing request context", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}}`, 400, "request_context.amount is missing"},
@@ -437,7 +446,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, r, raw := f.do(t, c.method, c.path, c.body)
-			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) || len(r.Error) > 1000 {
+			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) || len(r.Error) > 1500 {
 				t.Errorf("got %d %s\nwant %d with an error containing %q", code, raw, c.code, c.want)
 			}
 		})
