@@ -5,14 +5,17 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/online"
+	"github.com/quiver-ml/quiver/store/online/redis"
 )
 
 // stateCache keeps recently read states decoded, and their latest
@@ -26,10 +29,12 @@ import (
 // change (online.Watched: the Pebble replica), an entry is used without
 // reading the store, until the store says its record changed. Over any
 // other store (Redis), the record is read and an entry is used only if it
-// is byte for byte the record the entry was decoded from.
+// is byte for byte the record the entry was decoded from, or newer than
+// the record read (see keepNewer).
 type stateCache struct {
 	lru     *lru.Cache[cacheKey, *cachedState] // nil: no cache
 	watched bool
+	now     func() time.Time
 	seed    maphash.Seed
 	// stripes order the changes the store tells of with the entries read
 	// meanwhile: a state read before a change of its record is not added
@@ -48,9 +53,11 @@ type cacheKey struct {
 }
 
 type cachedState struct {
-	record []byte // what state was decoded from; nil when watched
-	state  *features.State
-	eval   atomic.Pointer[evaluation] // the latest; nil before the first
+	record  []byte          // what state was decoded from; nil when watched
+	applied map[int32]int64 // the record's applied offsets; nil when watched
+	read    time.Time       // when the record was read; zero when watched
+	state   *features.State
+	eval    atomic.Pointer[evaluation] // the latest; nil before the first
 }
 
 // evaluation is a state's feature values at the times [from, until).
@@ -74,10 +81,19 @@ func (c *cachedState) evaluate(eng *features.Engine, t int64, out []features.Val
 	return nil
 }
 
+// keepNewer is how long after its record was read an entry is answered in
+// place of an older record read from a store that is not watched. Reads
+// from Redis may go back in time: go-redis's client-side cache, which
+// one-key reads go through, can return a record for up to
+// redis.MaxStaleness after a pipelined read returned a newer one. Past
+// this, an older record is a reset (a view's states rebuilt), and it
+// replaces the entry.
+const keepNewer = 2 * redis.MaxStaleness
+
 // newStateCache returns a cache of entries states (none if entries <= 0)
-// read from store.
-func newStateCache(entries int, store online.Store) (*stateCache, error) {
-	c := &stateCache{seed: maphash.MakeSeed()}
+// read from store; now is the clock of keepNewer.
+func newStateCache(entries int, store online.Store, now func() time.Time) (*stateCache, error) {
+	c := &stateCache{seed: maphash.MakeSeed(), now: now}
 	if entries <= 0 {
 		return c, nil
 	}
@@ -122,13 +138,13 @@ func (c *stateCache) read(ctx context.Context, store online.Store, eng *features
 			i = at[j]
 		}
 		if !c.watched && c.lru != nil {
-			if e, ok := c.lru.Get(k); ok && bytes.Equal(e.record, rec) {
+			if e, ok := c.lru.Get(k); ok && (bytes.Equal(e.record, rec) || c.newer(e, rec)) {
 				states[i] = e
 				hits++
 				return nil
 			}
 		}
-		decoded, _, err := online.DecodeState(eng, rec)
+		decoded, applied, err := online.DecodeState(eng, rec)
 		if err != nil {
 			return fmt.Errorf("state of %q: %w", k.key, err)
 		}
@@ -139,12 +155,31 @@ func (c *stateCache) read(ctx context.Context, store online.Store, eng *features
 		case c.watched:
 			c.add(k, st, changes[j])
 		case c.lru != nil:
-			st.record = bytes.Clone(rec)
+			st.record, st.applied, st.read = bytes.Clone(rec), applied, c.now()
 			c.lru.Add(k, st)
 		}
 		return nil
 	})
 	return hits, misses, err
+}
+
+// newer reports whether e, read less than keepNewer ago, holds a newer
+// state than rec: a state's applied offsets only grow, so e's cover rec's
+// and differ.
+func (c *stateCache) newer(e *cachedState, rec []byte) bool {
+	if c.now().Sub(e.read) >= keepNewer {
+		return false
+	}
+	applied, _, err := online.SplitRecord(rec)
+	if err != nil || maps.Equal(applied, e.applied) {
+		return false
+	}
+	for p, o := range applied {
+		if eo, ok := e.applied[p]; !ok || eo < o {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *stateCache) stripe(k cacheKey) *stripe {

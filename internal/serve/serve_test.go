@@ -378,6 +378,52 @@ func TestCacheFollowsChanges(t *testing.T) {
 	}
 }
 
+// TestCacheNeverGoesBack: over Redis, a record older than one answered
+// just before (a stale read of go-redis's client-side cache) is not
+// answered; one that is older long after is a reset, and is.
+func TestCacheNeverGoesBack(t *testing.T) {
+	f := newFixture(t)
+	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
+	count := func() any {
+		code, r, raw := f.do(t, "POST", "/get-online-features", body)
+		if code != http.StatusOK {
+			t.Fatalf("status %d: %s", code, raw)
+		}
+		return r.Results[1].Values[0]
+	}
+	eng := f.engines["user_txn@1"]
+	st := f.states["user_txn@1"]["u1"]
+	key := online.RedisKey("quiver", online.TableOf(eng.View()), "u1")
+	set := func(rec []byte) {
+		if err := f.redis.Set(context.Background(), key, rec, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := online.EncodeState(eng, st, map[int32]int64{0: 99}) // as the fixture wrote it
+	before := count()
+	src := f.defs.Source("payments")
+	ev := &features.Event{Time: now.Add(-time.Minute).UnixMilli(), Offset: 100, Fields: make([]features.Value, len(src.Schema))}
+	ev.Fields[src.Field("user_id")] = features.String("u1")
+	ev.Fields[src.Field("card_id")] = features.Int(11)
+	ev.Fields[src.Field("ts")] = features.Timestamp(ev.Time)
+	if _, err := eng.Apply(st, ev); err != nil {
+		t.Fatal(err)
+	}
+	set(online.EncodeState(eng, st, map[int32]int64{0: 100}))
+	newer := count()
+	if newer != before.(float64)+1 {
+		t.Fatalf("txn_count_1h after one more event = %v, want %v", newer, before.(float64)+1)
+	}
+	set(old)
+	if got := count(); got != newer {
+		t.Errorf("txn_count_1h = %v after the store went back to an older record, want %v as answered before", got, newer)
+	}
+	f.clock = now.Add(2 * time.Second)
+	if got := count(); got != before {
+		t.Errorf("txn_count_1h = %v two seconds after the store went back, want the store's %v", got, before)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	f := newFixture(t)
 	if code, _, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h", "user_txn@1:amount_avg_24h"], "entities": {"user_id": ["u1"]}}`); code != 200 {

@@ -112,7 +112,7 @@ func New(cfg Config) (*Server, error) {
 		metrics: newMetrics(cfg.Registerer),
 	}
 	var err error
-	if s.cache, err = newStateCache(cfg.StateCacheEntries, cfg.Store); err != nil {
+	if s.cache, err = newStateCache(cfg.StateCacheEntries, cfg.Store, cfg.Now); err != nil {
 		return nil, err
 	}
 	for _, v := range s.defs.Views {

@@ -21,7 +21,11 @@ const MaxStaleness = 500 * time.Millisecond
 // Cluster clients ignore it): records read are kept on the client, up to
 // maxBytes, and Redis tells the client (RESP3 tracking) when a key it holds
 // changes, so hot entities cost no round trip and are never staler than an
-// invalidation's flight, or MaxStaleness at worst. It needs Redis 6 or later.
+// invalidation's flight, or MaxStaleness at worst. Only one-key reads go
+// through the cache (a pipeline bypasses it), so a one-key read may return
+// an older record than a read of several keys just before: reads are not
+// monotonic, and serve's state cache makes them so. It needs Redis 6 or
+// later.
 func CacheOptions(opts *redis.UniversalOptions, maxBytes int64) {
 	opts.Protocol = 3
 	opts.ClientSideCacheConfig = &redis.ClientSideCacheConfig{MaxMemoryBytes: maxBytes, MaxStaleness: MaxStaleness}
