@@ -62,15 +62,16 @@ func (c *Config) ensureDefaults() {
 // Replica is a local copy of the changelog topics. Run keeps it current;
 // Get reads it.
 type Replica struct {
-	cfg     Config
-	db      *pebble.DB
-	topics  map[string]online.Table // by changelog topic
-	state   atomic.Pointer[error]
-	watch   atomic.Pointer[watch]
-	lag     *prometheus.GaugeVec
-	applied prometheus.Counter
-	closed  sync.RWMutex // held for reading by Get, for writing by Close
-	done    bool
+	cfg      Config
+	db       *pebble.DB
+	topics   map[string]online.Table // by changelog topic
+	state    atomic.Pointer[error]
+	watch    atomic.Pointer[watch]
+	lag      *prometheus.GaugeVec
+	applied  prometheus.Counter
+	closed   sync.RWMutex // held for reading by Get, for writing by Close
+	done     bool
+	caughtUp bool // Run's: it has caught up once, and stays ready
 }
 
 var _ online.Watched = (*Replica)(nil)
@@ -126,7 +127,8 @@ func Open(cfg Config) (*Replica, error) {
 }
 
 // Keys: "r\x00<view@version>\x00<entity>" for records,
-// "o\x00<topic>\x00<partition>" for the next offset to apply.
+// "o\x00<topic>\x00<partition>" for the next offset to apply,
+// "i\x00<topic>" for the ID of the topic the offsets belong to.
 func recordKey(dst []byte, table, entity string) []byte {
 	dst = append(append(append(dst, "r\x00"...), table...), 0)
 	return append(dst, entity...)
@@ -135,6 +137,8 @@ func recordKey(dst []byte, table, entity string) []byte {
 func offsetKey(topic string, partition int32) []byte {
 	return binary.BigEndian.AppendUint32(append(append([]byte("o\x00"), topic...), 0), uint32(partition))
 }
+
+func idKey(topic string) []byte { return append([]byte("i\x00"), topic...) }
 
 // Get implements online.Store. One key is a point read. Several are read
 // through one iterator, from one view of the database, which keeps its
@@ -204,7 +208,8 @@ func (r *Replica) Close() error {
 
 // Run applies the changelogs until ctx ends: first up to their ends as they
 // are now (then Ready turns nil), then whatever ingest writes next. It waits
-// for changelog topics that do not exist yet.
+// for changelog topics that do not exist yet. A changelog deleted and
+// created again while it runs is read again from its start.
 func (r *Replica) Run(ctx context.Context) error {
 	admClient, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.MetadataMinAge(250*time.Millisecond))
 	if err != nil {
@@ -212,15 +217,37 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	adm := kadm.NewClient(admClient)
 	defer adm.Close()
-	partitions, err := r.waitForTopics(ctx, adm)
+	for {
+		err := r.run(ctx, adm)
+		if !errors.Is(err, errRecreated) {
+			return err
+		}
+		r.cfg.Logger.Warn("changelog recreated while running: restarting the replica's consumer")
+	}
+}
+
+// errRecreated ends run when a changelog's topic ID changes.
+var errRecreated = errors.New("pebble replica: changelog recreated")
+
+// recheckEvery is how often run looks for a changelog that was recreated.
+const recheckEvery = 2 * time.Second
+
+// run is one pass of Run, with one consumer: it ends with errRecreated when
+// a changelog was deleted and created again, for Run to start over.
+func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
+	details, err := r.waitForTopics(ctx, adm)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
+	partitions := details.TopicsSet()
 	ends, err := adm.ListEndOffsets(ctx, partitions.Topics()...)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("changelog end offsets: %w", err)
 	}
 	start := map[string]map[int32]kgo.Offset{}
@@ -239,18 +266,33 @@ func (r *Replica) Run(ctx context.Context) error {
 			}
 			next[topic][p], target[topic][p] = o, end.Offset
 		}
-		// Past a partition's end, the topic was deleted and created again
-		// (a view version reset): what the replica holds of it is stale.
+		// A topic ID other than the one the offsets belong to means the
+		// topic was deleted and created again (a view version reset):
+		// what the replica holds of it is stale. So does an offset past a
+		// partition's end, which a broker without topic IDs (all zero)
+		// leaves as the only sign. No stored ID (a replica of an older
+		// version, or a new one) is unknown: the current ID is adopted.
+		id := details[topic].ID
+		stored, err := r.topicID(topic)
+		if err != nil {
+			return err
+		}
+		recreated := stored != (kadm.TopicID{}) && id != (kadm.TopicID{}) && stored != id
 		for p := range parts {
-			if next[topic][p] > target[topic][p] {
-				r.cfg.Logger.Warn("changelog recreated: dropping the replica's copy", "topic", topic)
-				if err := r.reset(topic); err != nil {
-					return err
-				}
-				for q := range parts {
-					next[topic][q] = 0
-				}
-				break
+			recreated = recreated || next[topic][p] > target[topic][p]
+		}
+		switch {
+		case recreated:
+			r.cfg.Logger.Warn("changelog recreated: dropping the replica's copy", "topic", topic, "id", id)
+			if err := r.reset(topic, id); err != nil {
+				return err
+			}
+			for p := range parts {
+				next[topic][p] = 0
+			}
+		case id != (kadm.TopicID{}) && stored != id:
+			if err := r.db.Set(idKey(topic), id[:], pebble.Sync); err != nil {
+				return fmt.Errorf("store changelog %s topic id: %w", topic, err)
 			}
 		}
 		for p := range parts {
@@ -276,12 +318,29 @@ func (r *Replica) Run(ctx context.Context) error {
 	n := behind()
 	r.cfg.Logger.Info("replica catching up", "topics", len(start), "records", n)
 	began := time.Now()
-	ready := n == 0
-	if ready {
-		r.setState(nil)
-	} else {
-		r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
+	if !r.caughtUp {
+		r.caughtUp = n == 0
+		if r.caughtUp {
+			r.setState(nil)
+		} else {
+			r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
+		}
 	}
+
+	// The consumer never adopts a recreated topic's new ID (its fetches
+	// fail with UNKNOWN_TOPIC_ID), so a recreated changelog is found by
+	// its ID and consumed by a new consumer.
+	ids := map[string]kadm.TopicID{}
+	for topic := range partitions {
+		ids[topic] = details[topic].ID
+	}
+	consume, stop := context.WithCancelCause(ctx)
+	rechecked := make(chan struct{})
+	defer func() { stop(nil); <-rechecked }()
+	go func() {
+		defer close(rechecked)
+		r.watchIDs(consume, adm, ids, stop)
+	}()
 	var key []byte
 	type change struct {
 		table online.Table
@@ -289,9 +348,12 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 	var changes []change // the batch's, when watched
 	for {
-		fetches := cl.PollFetches(ctx)
+		fetches := cl.PollFetches(consume)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if consume.Err() != nil {
+			return context.Cause(consume)
 		}
 		// The client retries what can be retried; what it reports is
 		// logged, and the partition's fetch goes on.
@@ -335,11 +397,11 @@ func (r *Replica) Run(ctx context.Context) error {
 		for _, c := range changes {
 			w.changed(c.table, c.key)
 		}
-		if !ready {
+		if !r.caughtUp {
 			if n := behind(); n > 0 {
 				r.setState(fmt.Errorf("pebble replica: catching up, %d changelog records behind", n))
 			} else {
-				ready = true
+				r.caughtUp = true
 				r.setState(nil)
 				r.cfg.Logger.Info("replica caught up", "took", time.Since(began).Round(time.Millisecond))
 			}
@@ -347,9 +409,37 @@ func (r *Replica) Run(ctx context.Context) error {
 	}
 }
 
+// watchIDs calls stop with errRecreated once a changelog has a topic ID
+// other than the one in ids; it returns when ctx ends. A changelog that is
+// missing (deleted, not yet created again) is not a change: the replica
+// keeps serving its copy until the new topic exists.
+func (r *Replica) watchIDs(ctx context.Context, adm *kadm.Client, ids map[string]kadm.TopicID, stop context.CancelCauseFunc) {
+	topics := slices.Sorted(maps.Keys(ids))
+	tick := time.NewTicker(recheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		details, err := adm.ListTopics(ctx, topics...)
+		if err != nil {
+			continue // the next tick tries again
+		}
+		for _, d := range details {
+			if d.Err == nil && d.ID != (kadm.TopicID{}) && ids[d.Topic] != (kadm.TopicID{}) && d.ID != ids[d.Topic] {
+				stop(errRecreated)
+				return
+			}
+		}
+	}
+}
+
 // waitForTopics waits until every changelog topic exists (ingest creates
-// them) and returns their partitions.
-func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.TopicsSet, error) {
+// them) and returns their details. While it waits, the replica is not ready
+// unless it has caught up before.
+func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.TopicDetails, error) {
 	topics := slices.Sorted(maps.Keys(r.topics))
 	for logged := false; ; {
 		details, err := adm.ListTopics(ctx, topics...)
@@ -361,11 +451,13 @@ func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.Top
 				}
 			}
 			if len(missing) == 0 {
-				return details.TopicsSet(), nil
+				return details, nil
 			}
 			err = fmt.Errorf("changelog topics not created yet (is ingest running?): %s", strings.Join(missing, ", "))
 		}
-		r.setState(fmt.Errorf("pebble replica: %w", err))
+		if !r.caughtUp {
+			r.setState(fmt.Errorf("pebble replica: %w", err))
+		}
 		if !logged {
 			r.cfg.Logger.Info("replica waiting", "err", err)
 			logged = true
@@ -378,8 +470,9 @@ func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.Top
 	}
 }
 
-// reset drops a changelog's records and offsets from the replica.
-func (r *Replica) reset(topic string) error {
+// reset drops a changelog's records and offsets from the replica, and
+// stores id as the ID of the topic that the offsets to come belong to.
+func (r *Replica) reset(topic string, id kadm.TopicID) error {
 	b := r.db.NewBatch()
 	defer b.Close()
 	table := recordKey(nil, r.topics[topic].String(), "")
@@ -390,6 +483,11 @@ func (r *Replica) reset(topic string) error {
 	if err := b.DeleteRange(offsets, append(offsets[:len(offsets)-1:len(offsets)-1], 1), nil); err != nil {
 		return err
 	}
+	if id == (kadm.TopicID{}) {
+		_ = b.Delete(idKey(topic), nil) // a batch fails only when closed
+	} else {
+		_ = b.Set(idKey(topic), id[:], nil)
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("reset replica of %s: %w", topic, err)
 	}
@@ -397,6 +495,25 @@ func (r *Replica) reset(topic string) error {
 		w.dropped(r.topics[topic])
 	}
 	return nil
+}
+
+// topicID returns the ID of the topic that the replica's offsets of a
+// changelog belong to: all zero when unknown.
+func (r *Replica) topicID(topic string) (kadm.TopicID, error) {
+	var id kadm.TopicID
+	v, closer, err := r.db.Get(idKey(topic))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return id, nil
+	}
+	if err != nil {
+		return id, fmt.Errorf("read replica topic id: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != len(id) {
+		return id, fmt.Errorf("read replica topic id: %d bytes", len(v))
+	}
+	copy(id[:], v)
+	return id, nil
 }
 
 func (r *Replica) appliedOffset(topic string, partition int32) (int64, error) {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cpebble "github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -235,25 +236,7 @@ func TestReplicaChangelogRecreated(t *testing.T) {
 	stop()
 	r.Close()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(cl)
-	if _, err := adm.DeleteTopics(context.Background(), online.ChangelogTopic("test", u1)); err != nil {
-		t.Fatal(err)
-	}
-	compact := "compact"
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := adm.CreateTopic(context.Background(), 3, -1, map[string]*string{"cleanup.policy": &compact}, online.ChangelogTopic("test", u1))
-		if err == nil && resp.Err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("recreate the changelog: %v %v", err, resp.Err)
-		}
-	}
-	adm.Close()
+	recreate(t, brokers, u1)
 	produce(t, brokers, []online.Record{{Table: u1, Key: "new", Value: []byte("n")}})
 
 	w := &watcher{t: t}
@@ -269,6 +252,170 @@ func TestReplicaChangelogRecreated(t *testing.T) {
 	defer w.mu.Unlock()
 	if !slices.Equal(w.dropped, []online.Table{u1}) || len(w.seen) != 1 || w.seen[0].Key != "new" {
 		t.Errorf("told of %v dropped and %v changed, want %v dropped, then the new record", w.dropped, w.seen, u1)
+	}
+}
+
+// recreate deletes a table's changelog and creates it again, empty, as a
+// view version reset does.
+func recreate(t *testing.T, brokers []string, tb online.Table) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	defer adm.Close()
+	if _, err := adm.DeleteTopics(context.Background(), online.ChangelogTopic("test", tb)); err != nil {
+		t.Fatal(err)
+	}
+	compact := "compact"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := adm.CreateTopic(context.Background(), 3, -1, map[string]*string{"cleanup.policy": &compact}, online.ChangelogTopic("test", tb))
+		if err == nil && resp.Err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("recreate the changelog: %v %v", err, resp.Err)
+		}
+	}
+}
+
+// records returns n records of table tb keyed prefix0, prefix1, ...
+func records(tb online.Table, prefix string, n int) []online.Record {
+	var rs []online.Record
+	for i := range n {
+		rs = append(rs, online.Record{Table: tb, Key: fmt.Sprintf("%s%d", prefix, i), Value: []byte(prefix)})
+	}
+	return rs
+}
+
+// servedOf says which of old r still serves and which of recent it does
+// not: "" when it serves recent and nothing of old.
+func servedOf(r online.Store, tb online.Table, old, recent []online.Record) (string, error) {
+	var keys []string
+	for _, rec := range slices.Concat(old, recent) {
+		keys = append(keys, rec.Key)
+	}
+	got, err := storetest.GetAll(context.Background(), r, tb, keys)
+	if err != nil {
+		return "", err
+	}
+	var stale, missing []string
+	for i, rec := range old {
+		if got[i] != nil {
+			stale = append(stale, rec.Key)
+		}
+	}
+	for i, rec := range recent {
+		if !bytes.Equal(got[len(old)+i], rec.Value) {
+			missing = append(missing, rec.Key)
+		}
+	}
+	if len(stale) == 0 && len(missing) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("served %d of %d records of the deleted changelog %v; missing %d of %d of the new one %v", len(stale), len(old), stale, len(missing), len(recent), missing), nil
+}
+
+// A changelog recreated while the replica is down, that then holds more
+// records than the replica had applied of the old one, is read from its
+// start: the replica's stored offsets belong to the old topic (told apart
+// by its topic ID), not to the new one.
+func TestReplicaChangelogRecreatedLonger(t *testing.T) {
+	brokers := broker(t)
+	dir := t.TempDir()
+	u1 := tables[0]
+	old := records(u1, "old", 20)
+	produce(t, brokers, old)
+	r, stop := start(t, brokers, dir, nil)
+	stop()
+	r.Close()
+
+	recreate(t, brokers, u1)
+	recent := records(u1, "new", 60)
+	produce(t, brokers, recent)
+
+	w := &watcher{t: t}
+	r, _ = start(t, brokers, dir, nil, w)
+	if diff, err := servedOf(r, u1, old, recent); err != nil || diff != "" {
+		t.Errorf("%s %v", diff, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Equal(w.dropped, []online.Table{u1}) {
+		t.Errorf("told of %v dropped, want %v", w.dropped, u1)
+	}
+}
+
+// A replica written by a version that stored no topic IDs keeps what it
+// holds on its first start with IDs, and adopts the topic's ID.
+func TestReplicaAdoptsTopicID(t *testing.T) {
+	brokers := broker(t)
+	dir := t.TempDir()
+	u1 := tables[0]
+	old := records(u1, "old", 20)
+	produce(t, brokers, old)
+	r, stop := start(t, brokers, dir, nil)
+	stop()
+	r.Close()
+
+	// Remove the stored IDs, as an older version of the replica left them.
+	db, err := cpebble.Open(dir, &cpebble.Options{FormatMajorVersion: cpebble.FormatNewest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteRange([]byte("i\x00"), []byte("i\x01"), cpebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	w := &watcher{t: t}
+	r, _ = start(t, brokers, dir, reg, w)
+	if diff, err := servedOf(r, u1, nil, old); err != nil || diff != "" {
+		t.Errorf("%s %v", diff, err)
+	}
+	if n := metricValue(t, reg, "quiver_serve_replica_records_applied_total"); n != 0 {
+		t.Errorf("applied %v records, want none: the stored offsets are kept", n)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.dropped) > 0 {
+		t.Errorf("told of tables dropped: %v", w.dropped)
+	}
+}
+
+// A changelog recreated while the replica runs is read again from its
+// start, and the replica's copy of the old one is dropped.
+func TestReplicaChangelogRecreatedWhileRunning(t *testing.T) {
+	brokers := broker(t)
+	u1 := tables[0]
+	old := records(u1, "old", 20)
+	produce(t, brokers, old)
+	w := &watcher{t: t}
+	r, _ := start(t, brokers, t.TempDir(), nil, w)
+
+	recreate(t, brokers, u1)
+	recent := records(u1, "new", 60)
+	produce(t, brokers, recent)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		diff, err := servedOf(r, u1, old, recent)
+		if err == nil && diff == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20s after the changelog was recreated: %s %v", diff, err)
+		}
+	}
+	if err := r.Ready(context.Background()); err != nil {
+		t.Errorf("not ready after reading the recreated changelog: %v", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !slices.Equal(w.dropped, []online.Table{u1}) {
+		t.Errorf("told of %v dropped, want %v", w.dropped, u1)
 	}
 }
 
