@@ -87,7 +87,7 @@ func dataset(args []string) error {
 	service := fs.String("feature-service", "", "the features of this feature service, with its on-demand features")
 	var refList refs
 	fs.Var(&refList, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
-	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json (required)")
+	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json, its directory is made if missing (required)")
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
 	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once: they are spilled to --temp-dir in buckets that fit")
 	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
@@ -138,7 +138,7 @@ func dataset(args []string) error {
 
 func merge(args []string) error {
 	fs := flag.NewFlagSet("backfill merge", flag.ContinueOnError)
-	out := fs.String("out", "", "the dataset to write, .parquet (required)")
+	out := fs.String("out", "", "the dataset to write, .parquet, with its profile beside it; its directory is made if missing (required)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = cli.Usage(fs, "backfill merge joins the shards of a dataset (backfill dataset --shard i/n), given in any order, into the spine's order.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,6 +44,30 @@ func TestReplayWindow(t *testing.T) {
 		"--view", "user_txn@1", "--from", "2026-11-02T00:00:00Z", "--to", "2026-11-01T00:00:00Z"})
 	if err == nil || !strings.Contains(err.Error(), "--to 2026-11-01T00:00:00Z is not after --from 2026-11-02T00:00:00Z") {
 		t.Fatalf("got %v, want an error naming --to and --from", err)
+	}
+}
+
+// TestOneShardMerges runs a dataset as the Helm chart does with one shard,
+// into a directory not made yet, and merges it.
+func TestOneShardMerges(t *testing.T) {
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "spine.csv")
+	if err := os.WriteFile(spine, []byte("user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,2026-11-20T01:00:00Z\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shard := filepath.Join(dir, "datasets", "train", "shard-0.parquet")
+	if err := run([]string{"dataset", "--definitions", "../../examples/fraud/definitions.yaml", "--data-dir", filepath.Join(dir, "data"),
+		"--spine", spine, "--timestamp-column", "ts", "--features", "user_txn@1:txn_count_1h", "--out=" + shard, "--shard=0/1"}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "train.parquet")
+	if err := run([]string{"merge", "--out", out, shard}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{out, out + ".profile.json"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Error(err)
+		}
 	}
 }
 

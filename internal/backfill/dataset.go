@@ -38,7 +38,8 @@ type DatasetConfig struct {
 	Features []string
 	Service  string
 	// Out is the file to write: .parquet, or .csv for tools without a
-	// Parquet reader. Its profile goes to Out + ".profile.json".
+	// Parquet reader; its directory is made if missing. Its profile goes to
+	// Out + ".profile.json". Neither may be a directory, nor Out the spine.
 	Out string
 	// Inclusive counts events at the spine time (te <= t); by default only
 	// those before it (te < t), as a model sees the world before the label.
@@ -47,9 +48,10 @@ type DatasetConfig struct {
 	// buckets by hash, their events spilled to TempDir, and the buckets
 	// processed one per core at a time. Default 1 GiB.
 	MemoryLimit int64
-	// Shard, when Shard.Count > 1, builds only the spine rows whose entity
+	// Shard, when Shard.Count > 0, builds only the spine rows whose entity
 	// (the first entity's join keys) hashes to the Index-th of Count shards
-	// (0-based), for jobs that fan out; Merge joins their outputs.
+	// (0-based), for jobs that fan out; Merge joins their outputs, the one
+	// shard of 0/1 included. The zero Shard builds the whole spine.
 	Shard    Shard
 	TempDir  string       // default os.TempDir()
 	Logger   *slog.Logger // nil discards
@@ -136,11 +138,13 @@ func (c *DatasetConfig) validate() error {
 		errs = append(errs, fmt.Errorf("--out %q: want a .parquet (or .csv) file", c.Out))
 	} else if err := checkOut(c.Out); err != nil {
 		errs = append(errs, err)
+	} else if sameFile(c.Out, c.Spine) {
+		errs = append(errs, fmt.Errorf("--out %q is the spine %s: it would be overwritten", c.Out, c.Spine))
 	}
 	if c.Shard.Count < 0 || c.Shard.Count > 0 && (c.Shard.Index < 0 || c.Shard.Index >= c.Shard.Count) {
 		errs = append(errs, fmt.Errorf("shard %d/%d: want i/n with 0 <= i < n", c.Shard.Index, c.Shard.Count))
 	}
-	if c.Shard.Count > 1 && ext == ".csv" {
+	if c.Shard.Count > 0 && ext == ".csv" {
 		errs = append(errs, fmt.Errorf("--out %q: a shard's dataset is Parquet, for merge to read", c.Out))
 	}
 	if c.MemoryLimit < 0 {
@@ -151,8 +155,9 @@ func (c *DatasetConfig) validate() error {
 
 // output is one feature column of the dataset.
 type output struct {
-	name string // <view>__<feature>, or an on-demand feature's name
-	typ  features.Type
+	name    string // <view>__<feature>, or an on-demand feature's name
+	typ     features.Type
+	dynamic bool // an on-demand feature whose values decide its type
 }
 
 // viewJob is one view version the dataset reads.
@@ -280,7 +285,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 	if p.service != nil {
 		for _, o := range p.service.OnDemand {
 			// Null if dynamic: the values decide (onDemand).
-			p.outputs = append(p.outputs, output{name: o.Name, typ: o.Type()})
+			p.outputs = append(p.outputs, output{name: o.Name, typ: o.Type(), dynamic: o.Type() == features.TypeNull})
 		}
 	}
 	return p, nil
@@ -342,7 +347,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 			ej.keyCols = append(ej.keyCols, index(sp.cols, k))
 		}
 	}
-	if cfg.Shard.Count > 1 {
+	if cfg.Shard.Count > 0 {
 		shard(sp, p.entities[0].keyCols, cfg.Shard)
 	}
 	// Checked now rather than after hours of computing.
@@ -398,10 +403,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 			return Summary{}, err
 		}
 	}
-	// The profile is computed while the dataset is written, and written
-	// once the dataset is.
+	// The profile is computed while the dataset is written, and both are
+	// put in place once the dataset is.
 	var g errgroup.Group
-	g.Go(func() error { return writeDataset(ctx, cfg.Out, sp, p, values, cfg.Progress) })
+	var tmp string
+	g.Go(func() (err error) { tmp, err = writeDataset(ctx, cfg.Out, sp, p, values, cfg.Progress); return err })
 	cols := make([]offline.Column, len(p.outputs))
 	idx := make([]int, len(p.outputs))
 	for o, out := range p.outputs {
@@ -412,7 +418,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := g.Wait(); err != nil {
 		return Summary{}, err
 	}
-	if err := drift.WriteProfile(cfg.Out+".profile.json", prof); err != nil {
+	if err := publish(tmp, cfg.Out, prof); err != nil {
 		return Summary{}, err
 	}
 	return Summary{Rows: sp.len(), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil

@@ -80,14 +80,11 @@ func onDemand(p *plan, sp *spine, values *table) error {
 		typ := svc.OnDemand[j-first].Type()
 		for r := range values.rows() {
 			t := values.get(r, j).Type()
-			if t == features.TypeNull || t == typ || t == features.TypeInt && typ == features.TypeFloat {
-				continue
+			joined, ok := joinTypes(typ, t)
+			if !ok {
+				return fmt.Errorf("on-demand feature %s gives both %s and %s values", p.outputs[j].name, typ, t)
 			}
-			if typ == features.TypeNull || typ == features.TypeInt && t == features.TypeFloat {
-				typ = t
-				continue
-			}
-			return fmt.Errorf("on-demand feature %s gives both %s and %s values", p.outputs[j].name, typ, t)
+			typ = joined
 		}
 		if typ == features.TypeNull {
 			typ = features.TypeFloat
@@ -97,25 +94,44 @@ func onDemand(p *plan, sp *spine, values *table) error {
 	return nil
 }
 
+// joinTypes returns the type of a column of values of type a and of type
+// b, TypeNull standing for no value: ints count as floats. It reports
+// false if no type holds both.
+func joinTypes(a, b features.Type) (features.Type, bool) {
+	switch {
+	case a == b || b == features.TypeNull || a == features.TypeFloat && b == features.TypeInt:
+		return a, true
+	case a == features.TypeNull || a == features.TypeInt && b == features.TypeFloat:
+		return b, true
+	}
+	return a, false
+}
+
 // The key/value metadata of a dataset file.
 const (
 	MetaSpine    = "quiver.spine"    // the spine's file name
 	MetaFeatures = "quiver.features" // the feature columns, comma-separated
 	// MetaSpineRows is the whole spine's row count, in a shard's dataset.
 	MetaSpineRows = "quiver.spine_rows"
+	// MetaDynamic lists, comma-separated, a shard's on-demand columns
+	// whose expression's type depends on the request, so that their values
+	// decide it: a shard where they are all null cannot tell it, and Merge
+	// takes the other shards'.
+	MetaDynamic = "quiver.dynamic"
 )
 
 // writeDataset writes the spine's columns, then the features, in the
-// spine's row order, to a temporary file renamed into place once whole:
+// spine's row order, to a temporary file beside path, and returns its
+// name: publish puts it in place with its profile. Should it fail or be
 // cancelled, it leaves nothing.
-func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *table, prog Progress) (err error) {
+func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *table, prog Progress) (tmp string, err error) {
 	cols := slices.Clone(sp.cols)
 	for _, o := range p.outputs {
 		cols = append(cols, offline.Column{Name: o.name, Type: o.typ})
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-dataset-*")
 	if err != nil {
-		return fmt.Errorf("write dataset: %w", err)
+		return "", fmt.Errorf("write dataset: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -124,9 +140,12 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	var names []string
+	var names, dynamic []string
 	for _, o := range p.outputs {
 		names = append(names, o.name)
+		if o.dynamic {
+			dynamic = append(dynamic, o.name)
+		}
 	}
 	prog.Step("writing "+filepath.Base(path), int64(sp.len()))
 	if strings.EqualFold(filepath.Ext(path), ".csv") {
@@ -135,25 +154,53 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
 		if sp.sharded {
 			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
+			if len(dynamic) > 0 {
+				meta[MetaDynamic] = strings.Join(dynamic, ",")
+			}
 		}
 		err = writeParquet(ctx, bw, cols, sp, values, meta, prog)
 	}
 	if err != nil {
-		return fmt.Errorf("write dataset: %w", err)
+		return "", fmt.Errorf("write dataset: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write dataset: %w", err)
+		return "", fmt.Errorf("write dataset: %w", err)
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// publish puts the dataset written to the temporary file tmp in place at
+// out, with its profile prof at out + ".profile.json": the profile is
+// written to a temporary file too, then renamed into place before the
+// dataset, so that a dataset is never without its profile. Should it
+// fail, it removes both temporary files.
+func publish(tmp, out string, prof drift.Profile) (err error) {
+	profTmp := tmp + ".profile.json"
+	defer func() {
+		if err != nil {
+			os.Remove(profTmp)
+			os.Remove(tmp)
+		}
+	}()
+	if err := drift.WriteProfile(profTmp, prof); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(profTmp, out+".profile.json"); err != nil {
+		return fmt.Errorf("write profile: %w", err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("write dataset: %w", err)
+	}
+	return nil
 }
 
 func writeParquet(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine, values *table, meta map[string]string, prog Progress) error {

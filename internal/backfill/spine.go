@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -176,7 +177,8 @@ func readParquet(path string, keys map[string]features.Type) (*spine, error) {
 // the columns' types and counts the rows, the second parses the cells into
 // a table of that size, so that no cell is held as text. Join keys take
 // their key's type; every other column is an int, a float, a bool or a
-// string, whichever all its values parse as; empty cells are null. The rows are
+// string, whichever all its values parse as with every digit (typeGuess);
+// empty cells are null. The rows are
 // split into a chunk per core, read at once in both passes.
 func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 	f, err := os.Open(path)
@@ -405,8 +407,10 @@ type typeGuess struct{ notInt, notFloat, notBool, any bool }
 // see takes a cell. An int is one as Go writes it, so that the dataset's
 // column reads as the spine's; digits that are not (a code with a leading
 // zero, an id too long for an int64) make the column a string column, not
-// a float one that would change them. A bool is true or false as pandas,
-// Spark or DuckDB write it.
+// a float one that would change them. A float is a number a double holds
+// with every digit (keepsDigits): one it does not, an int of 17 digits
+// beside a 1.5 say, makes the column a string column too. A bool is true
+// or false as pandas, Spark or DuckDB write it.
 func (g *typeGuess) see(c string) {
 	if c == "" {
 		return
@@ -424,6 +428,9 @@ func (g *typeGuess) see(c string) {
 	}
 	var buf [24]byte
 	if i, err := strconv.ParseInt(c, 10, 64); err == nil && string(strconv.AppendInt(buf[:0], i, 10)) == c {
+		if !g.notFloat && len(c) > 15 && !keepsDigits(c, float64(i)) {
+			g.notFloat = true
+		}
 		return
 	}
 	g.notInt = true
@@ -431,10 +438,51 @@ func (g *typeGuess) see(c string) {
 		g.notFloat = true
 	}
 	if !g.notFloat {
-		if f, err := strconv.ParseFloat(c, 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		if f, err := strconv.ParseFloat(c, 64); err != nil || math.IsInf(f, 0) || math.IsNaN(f) || !keepsDigits(c, f) {
 			g.notFloat = true
 		}
 	}
+}
+
+// keepsDigits reports whether f, the double cell c parses as, keeps every
+// digit of c: whether its shortest form, as a dataset's CSV writes it and
+// readers show it, is the number c is. A cell of at most 15 significant
+// digits keeps them, unless it is beyond a double's normal range (1e-400,
+// 4.9e-324); so does a cell written in that shortest form, as Go and
+// Python (pandas) write doubles; others are compared exactly.
+func keepsDigits(c string, f float64) bool {
+	if n := significant(c); n <= 15 && (f == 0 && n == 0 || math.Abs(f) >= 0x1p-1022) {
+		return true
+	}
+	var buf [32]byte
+	if string(strconv.AppendFloat(buf[:0], f, 'f', -1, 64)) == c || string(strconv.AppendFloat(buf[:0], f, 'g', -1, 64)) == c {
+		return true
+	}
+	var want, got big.Rat
+	if _, ok := want.SetString(c); !ok {
+		return false
+	}
+	_, ok := got.SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	return ok && want.Cmp(&got) == 0
+}
+
+// significant returns the significant digits of a decimal number, from its
+// first non-zero digit to its exponent, or more than 15 if c is written
+// otherwise (in hex, say).
+func significant(c string) int {
+	n, leading := 0, true
+	for i := range len(c) {
+		switch b := c[i]; {
+		case b == 'e' || b == 'E':
+			return n
+		case b == '0' && leading, b == '.', i == 0 && (b == '-' || b == '+'):
+		case '0' <= b && b <= '9':
+			n, leading = n+1, false
+		default:
+			return math.MaxInt
+		}
+	}
+	return n
 }
 
 // merge takes what another guess saw.

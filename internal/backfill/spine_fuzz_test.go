@@ -17,6 +17,7 @@ func FuzzReadCSV(f *testing.F) {
 		"user_id,ts\nu1,yesterday\n",
 		"ts,user_id\n1,\n",
 		"user_id,ts,x\nu1,1,1.5\nu2,2,abc\n",
+		"user_id,ts,x\nu1,1,12345678901234567\nu2,2,1.5\nu3,3,4.9e-324\n",
 		"user_id,ts,b\nu1,1,True\nu2,2,false\nu3,3,\n",
 		"",
 	} {

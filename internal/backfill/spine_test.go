@@ -101,6 +101,14 @@ func TestBadRequest(t *testing.T) {
 	defs, off := fraudStore(t)
 	dir := t.TempDir()
 	spine := writeSpine(t, dir, "user_id,ts\nu1,1\n")
+	for _, d := range []string{"d.parquet", "p.parquet.profile.json"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(spine, filepath.Join(dir, "link.csv")); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name     string
 		cfg      backfill.DatasetConfig
@@ -114,7 +122,11 @@ func TestBadRequest(t *testing.T) {
 		{"unknown service", backfill.DatasetConfig{Service: "nope"}, `unknown feature service "nope"`, nil},
 		{"both", backfill.DatasetConfig{Service: "fraud_v1", Features: []string{"user_txn:txn_count_1h"}}, "give --features or --feature-service (one of them)", nil},
 		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.json"}, `--out "out.json": want a .parquet (or .csv) file`, nil},
-		{"output directory missing", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "nodir", "out.parquet")}, "nodir/out.parquet\": no directory", nil},
+		{"output directory a file", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(spine, "out.parquet")}, "spine.csv/out.parquet\": no directory", nil},
+		{"output a directory", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "d.parquet")}, "d.parquet\" is a directory", nil},
+		{"profile a directory", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "p.parquet")}, "p.parquet\": its profile " + filepath.Join(dir, "p.parquet.profile.json") + " is a directory", nil},
+		{"output the spine", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: spine}, "spine.csv\" is the spine", nil},
+		{"output the spine by another name", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "link.csv")}, "link.csv\" is the spine", nil},
 		{"shard to CSV", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Shard: backfill.Shard{Index: 0, Count: 2}, Out: filepath.Join(dir, "out.csv")}, "a shard's dataset is Parquet", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,6 +143,9 @@ func TestBadRequest(t *testing.T) {
 				t.Errorf("%v: says unknown feature more than once", err)
 			}
 		})
+	}
+	if b, err := os.ReadFile(spine); err != nil || string(b) != "user_id,ts\nu1,1\n" {
+		t.Errorf("the spine reads %q (%v) after the runs: want it as written", b, err)
 	}
 }
 
@@ -162,7 +177,8 @@ func TestChangedDefinition(t *testing.T) {
 
 // TestSpineCSV: a CSV spine's columns come through as written: a byte-order
 // mark before the header (quoted, as Excel writes it) is dropped, codes and ids of digits that no int64
-// holds as written stay strings, booleans as pandas or DuckDB write them
+// holds as written stay strings, as do numbers a double does not hold with
+// every digit, booleans as pandas or DuckDB write them
 // are bools, and times may be written as RFC 3339 allows (a space or a
 // lower-case t and z) or as epoch milliseconds.
 func TestSpineCSV(t *testing.T) {
@@ -170,10 +186,10 @@ func TestSpineCSV(t *testing.T) {
 	dir := t.TempDir()
 	// _partition and _offset are names the event log reserves, here a
 	// string and a nullable int: a dataset gives them no meaning.
-	spine := writeSpine(t, dir, "\ufeff\"user_id\",ts,_partition,id,_offset,x,fraud,flag\n"+
-		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true\n"+
-		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1\n"+
-		"u3,1795165200250,,1,,,,false\n")
+	spine := writeSpine(t, dir, "\ufeff\"user_id\",ts,_partition,id,_offset,x,fraud,flag,big\n"+
+		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true,12345678901234567\n"+
+		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1,1.5\n"+
+		"u3,1795165200250,,1,,,,false,7e3\n")
 	out := filepath.Join(dir, "out.parquet")
 	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
 		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
@@ -186,7 +202,7 @@ func TestSpineCSV(t *testing.T) {
 	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
 		{Name: "_partition", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "_offset", Type: features.TypeInt},
 		{Name: "x", Type: features.TypeFloat}, {Name: "fraud", Type: features.TypeBool}, {Name: "flag", Type: features.TypeString},
-		{Name: "user_txn__txn_count_1h", Type: features.TypeInt}}
+		{Name: "big", Type: features.TypeString}, {Name: "user_txn__txn_count_1h", Type: features.TypeInt}}
 	if !slices.Equal(cols, want) {
 		t.Fatalf("columns %v, want %v", cols, want)
 	}
@@ -198,5 +214,8 @@ func TestSpineCSV(t *testing.T) {
 	}
 	if a, b, c := rows[0][6], rows[1][6], rows[2][6]; a != features.Bool(true) || b != features.Bool(false) || !c.IsNull() {
 		t.Errorf("fraud %v, %v, %v: want true, false and null", a, b, c)
+	}
+	if a, b, c := rows[0][8], rows[1][8], rows[2][8]; a.Str() != "12345678901234567" || b.Str() != "1.5" || c.Str() != "7e3" {
+		t.Errorf("big %v, %v, %v: want them as written", a, b, c)
 	}
 }
