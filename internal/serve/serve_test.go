@@ -346,34 +346,50 @@ func TestCacheFollowsTime(t *testing.T) {
 	}
 }
 
-// A changed record is never answered from the decoded-state cache.
-func TestCacheFollowsChanges(t *testing.T) {
-	f := newFixture(t)
-	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
-	count := func() any {
-		code, r, raw := f.do(t, "POST", "/get-online-features", body)
-		if code != http.StatusOK {
-			t.Fatalf("status %d: %s", code, raw)
-		}
-		return r.Results[1].Values[0]
+// count1h answers u1's txn_count_1h.
+func (f *fixture) count1h(t *testing.T) any {
+	t.Helper()
+	code, r, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, raw)
 	}
-	before := count()
-	count() // from the cache
+	return r.Results[1].Values[0]
+}
+
+// setU1 writes u1's user_txn@1 record to Redis: its state with one more
+// event, applied at offset 100, or (more false) as the fixture wrote it.
+func (f *fixture) setU1(t *testing.T, more bool) {
+	t.Helper()
 	eng := f.engines["user_txn@1"]
-	st := f.states["user_txn@1"]["u1"]
-	src := f.defs.Source("payments")
-	ev := &features.Event{Time: now.Add(-time.Minute).UnixMilli(), Offset: 100, Fields: make([]features.Value, len(src.Schema))}
-	ev.Fields[src.Field("user_id")] = features.String("u1")
-	ev.Fields[src.Field("card_id")] = features.Int(11)
-	ev.Fields[src.Field("ts")] = features.Timestamp(ev.Time)
-	if _, err := eng.Apply(st, ev); err != nil {
-		t.Fatal(err)
+	st, applied := f.states["user_txn@1"]["u1"], map[int32]int64{0: 99}
+	if more {
+		var err error
+		if st, err = eng.DecodeState(eng.AppendState(nil, st)); err != nil { // a copy
+			t.Fatal(err)
+		}
+		applied = map[int32]int64{0: 100}
+		src := f.defs.Source("payments")
+		ev := &features.Event{Time: now.Add(-time.Minute).UnixMilli(), Offset: 100, Fields: make([]features.Value, len(src.Schema))}
+		ev.Fields[src.Field("user_id")] = features.String("u1")
+		ev.Fields[src.Field("card_id")] = features.Int(11)
+		ev.Fields[src.Field("ts")] = features.Timestamp(ev.Time)
+		if _, err := eng.Apply(st, ev); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rec := online.EncodeState(eng, st, map[int32]int64{0: 100})
+	rec := online.EncodeState(eng, st, applied)
 	if err := f.redis.Set(context.Background(), online.RedisKey("quiver", online.TableOf(eng.View()), "u1"), rec, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if after := count(); after != before.(float64)+1 {
+}
+
+// A changed record is never answered from the decoded-state cache.
+func TestCacheFollowsChanges(t *testing.T) {
+	f := newFixture(t)
+	before := f.count1h(t)
+	f.count1h(t) // from the cache
+	f.setU1(t, true)
+	if after := f.count1h(t); after != before.(float64)+1 {
 		t.Fatalf("txn_count_1h after one more event = %v, want %v", after, before.(float64)+1)
 	}
 }
@@ -383,43 +399,18 @@ func TestCacheFollowsChanges(t *testing.T) {
 // answered; one that is older long after is a reset, and is.
 func TestCacheNeverGoesBack(t *testing.T) {
 	f := newFixture(t)
-	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
-	count := func() any {
-		code, r, raw := f.do(t, "POST", "/get-online-features", body)
-		if code != http.StatusOK {
-			t.Fatalf("status %d: %s", code, raw)
-		}
-		return r.Results[1].Values[0]
-	}
-	eng := f.engines["user_txn@1"]
-	st := f.states["user_txn@1"]["u1"]
-	key := online.RedisKey("quiver", online.TableOf(eng.View()), "u1")
-	set := func(rec []byte) {
-		if err := f.redis.Set(context.Background(), key, rec, 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	old := online.EncodeState(eng, st, map[int32]int64{0: 99}) // as the fixture wrote it
-	before := count()
-	src := f.defs.Source("payments")
-	ev := &features.Event{Time: now.Add(-time.Minute).UnixMilli(), Offset: 100, Fields: make([]features.Value, len(src.Schema))}
-	ev.Fields[src.Field("user_id")] = features.String("u1")
-	ev.Fields[src.Field("card_id")] = features.Int(11)
-	ev.Fields[src.Field("ts")] = features.Timestamp(ev.Time)
-	if _, err := eng.Apply(st, ev); err != nil {
-		t.Fatal(err)
-	}
-	set(online.EncodeState(eng, st, map[int32]int64{0: 100}))
-	newer := count()
+	before := f.count1h(t)
+	f.setU1(t, true)
+	newer := f.count1h(t)
 	if newer != before.(float64)+1 {
 		t.Fatalf("txn_count_1h after one more event = %v, want %v", newer, before.(float64)+1)
 	}
-	set(old)
-	if got := count(); got != newer {
+	f.setU1(t, false)
+	if got := f.count1h(t); got != newer {
 		t.Errorf("txn_count_1h = %v after the store went back to an older record, want %v as answered before", got, newer)
 	}
 	f.clock = now.Add(2 * time.Second)
-	if got := count(); got != before {
+	if got := f.count1h(t); got != before {
 		t.Errorf("txn_count_1h = %v two seconds after the store went back, want the store's %v", got, before)
 	}
 }
