@@ -289,6 +289,11 @@ func compact(args []string) error {
 		return err
 	}
 	defer closeMetrics()
+	// As dataset and replay do: definitions that changed a registered
+	// version are a mistake to fix before anything reads by them.
+	if err := features.NewRegistry(off).Check(ctx, defs, defs.Views...); err != nil {
+		return err
+	}
 	var dirs []string
 	for _, s := range defs.Sources {
 		dirs = append(dirs, "events/"+s.Name)

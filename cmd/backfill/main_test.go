@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -9,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -68,6 +73,43 @@ func TestOneShardMerges(t *testing.T) {
 		if _, err := os.Stat(f); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestCompactChangedDefinition: compact refuses definitions that changed a
+// registered view version, as dataset and replay do.
+func TestCompactChangedDefinition(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	src, err := os.ReadFile("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := filepath.Join(dir, "definitions.yaml")
+	if err := os.WriteFile(defs, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := features.Load(defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(filepath.Join(data, "offline")) // --data-dir's default offline store
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := features.NewRegistry(off).Register(context.Background(), loaded); err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(src), "{name: txn_count_1h,   agg: count, window: 1h}", "{name: txn_count_1h,   agg: count, window: 2h}", 1)
+	if changed == string(src) {
+		t.Fatal("the fraud example's txn_count_1h moved: update the test")
+	}
+	if err := os.WriteFile(defs, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = run([]string{"compact", "--definitions", defs, "--data-dir", data})
+	if !errors.Is(err, features.ErrVersionNotBumped) {
+		t.Fatalf("compact with a changed user_txn@1: %v, want ErrVersionNotBumped", err)
 	}
 }
 
