@@ -48,7 +48,7 @@ feature_views:
 	fmt.Println(err)
 	// Output:
 	// definitions: 2 problem(s):
-	// bad.yaml:11:40: feature_views[0].features[0].field: field "amont" is not in the schema of source "txns"
+	// bad.yaml:11:40: feature_views[0].features[0].field: field "amont" is not in the schema of source "txns" (did you mean "amount"?)
 	// bad.yaml:12:57: feature_views[0].features[1].granularity: 7m does not divide the window 1h30m
 }
 

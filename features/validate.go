@@ -2,6 +2,7 @@ package features
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -130,7 +131,7 @@ func (d *decoder) checkViews() {
 			if unknown := unknownFields(src, v.Filter); err != nil && len(unknown) > 0 {
 				for _, name := range unknown {
 					if !src.untyped[name] {
-						d.errorf(v.pos.of("filter"), path+".filter", "field %q is not in the schema of source %q", name, src.Name)
+						d.errorf(v.pos.of("filter"), path+".filter", "field %q is not in the schema of source %q%s", name, src.Name, src.suggestField(name))
 					}
 				}
 			} else if err != nil {
@@ -184,7 +185,7 @@ func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
 		switch i := src.Field(f.Field); {
 		case src.untyped[f.Field]: // its type is reported; nothing to check against
 		case i < 0:
-			d.errorf(f.pos.of("field"), path+".field", "field %q is not in the schema of source %q", f.Field, src.Name)
+			d.errorf(f.pos.of("field"), path+".field", "field %q is not in the schema of source %q%s", f.Field, src.Name, src.suggestField(f.Field))
 		case !(want == "any" || src.Schema[i].Type.numeric() || (src.Schema[i].Type == TypeTimestamp && strings.Contains(want, "timestamp"))):
 			d.errorf(f.pos.of("field"), path+".field", "%s needs %s, but field %q is %s", f.Agg, want, f.Field, src.Schema[i].Type)
 		}
@@ -347,4 +348,18 @@ func FormatDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
+}
+
+// suggestField names the field of the source's schema closest to name, or
+// lists them: the tail of an unknown field's error.
+func (s *Source) suggestField(name string) string {
+	if name == "" {
+		return ""
+	}
+	known := map[string]bool{}
+	maps.Copy(known, s.untyped) // declared, with a bad type
+	for _, f := range s.Schema {
+		known[f.Name] = true
+	}
+	return suggest(name, known)
 }
