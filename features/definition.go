@@ -97,7 +97,10 @@ func (f *Feature) ValueType(src *Source) Type {
 	case AggSum, AggAvg, AggStddev:
 		return TypeFloat
 	}
-	return src.Schema[src.Field(f.Field)].Type
+	if i := src.Field(f.Field); i >= 0 {
+		return src.Schema[i].Type
+	}
+	return TypeNull // no such field: an error of the definitions
 }
 
 // Agg names an aggregation.

@@ -91,3 +91,24 @@ func TestCompactIsCanonical(t *testing.T) {
 		}
 	}
 }
+
+// TestVarianceHugeCount: a count whose square overflows an int64 (past
+// ~3·10⁹ values; a multiple of 2³² wraps it to zero) still gives the
+// variance.
+func TestVarianceHugeCount(t *testing.T) {
+	var s1, s2 xsum
+	for _, x := range []float64{1, 3} {
+		var x1, sq term
+		x1.set(x)
+		sq.setSquare(x)
+		s1.addTerm(&x1)
+		s2.addTerm(&sq)
+	}
+	for _, n := range []int64{3_500_000_000, 1 << 32, 1 << 40} {
+		nf := float64(n)
+		want := (nf*10 - 16) / (nf * nf) // n·s2 − s1², over n²
+		if got := variance(n, &s1, &s2); math.Abs(got-want) > 1e-15*want {
+			t.Errorf("n=%d: variance %v, want %v", n, got, want)
+		}
+	}
+}

@@ -379,7 +379,8 @@ func varianceBig(n int64, s1, s2 *xsum) float64 {
 		return 0
 	}
 	r, _ := num.Rat(nil)
-	r.Quo(r, new(big.Rat).SetFrac64(n*n, 1))
+	n2 := big.NewInt(n)
+	r.Quo(r, new(big.Rat).SetInt(n2.Mul(n2, n2))) // n² overflows an int64 from ~3·10⁹ values
 	v, _ := r.Float64() // nearest float64, subnormals included
 	return v
 }
