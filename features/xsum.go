@@ -379,8 +379,8 @@ func varianceBig(n int64, s1, s2 *xsum) float64 {
 		return 0
 	}
 	r, _ := num.Rat(nil)
-	n2 := big.NewInt(n)
-	r.Quo(r, new(big.Rat).SetInt(n2.Mul(n2, n2))) // n² overflows an int64 from ~3·10⁹ values
+	n2 := big.NewInt(n) // n² overflows an int64 from ~3·10⁹ values
+	r.Quo(r, new(big.Rat).SetInt(n2.Mul(n2, n2)))
 	v, _ := r.Float64() // nearest float64, subnormals included
 	return v
 }
