@@ -222,6 +222,11 @@ func (d *decoder) source(n *yaml.Node, path string) *Source {
 	return s
 }
 
+// logColumns are the columns the offline event log writes besides a
+// source's fields (store/offline's ColEventTime and the others): no field
+// may have their names.
+var logColumns = []string{"_event_time", "_topic", "_partition", "_offset"}
+
 // schema decodes a source's fields. untyped holds the names of fields
 // whose type did not decode (reported here), so that checks against the
 // schema go on for the other fields; it is nil if a field's name could not
@@ -242,6 +247,17 @@ func (d *decoder) schema(n *yaml.Node, path string) (fields []Field, untyped map
 			continue
 		}
 		p := path + "." + name
+		if name == "" || slices.Contains(logColumns, name) {
+			what := "is empty"
+			if name != "" {
+				what = "is a column the offline event log adds to every source"
+			}
+			d.errorf(d.pos(k), p, "field name %q %s", name, what)
+			if untyped != nil {
+				untyped[name] = true // its uses are not errors of their own
+			}
+			continue
+		}
 		if seen[name] {
 			d.errorf(d.pos(k), p, "field declared twice")
 			continue

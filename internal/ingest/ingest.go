@@ -310,7 +310,7 @@ func (in *Ingester) route() error {
 		for _, k := range ent.JoinKeys {
 			vr.columns = append(vr.columns, offline.Column{Name: k, Type: src.Schema[src.Field(k)].Type})
 		}
-		vr.columns = append(vr.columns, offline.Column{Name: "_event_time", Type: features.TypeTimestamp})
+		vr.columns = append(vr.columns, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp})
 		for _, f := range v.Features {
 			vr.columns = append(vr.columns, offline.Column{Name: f.Name, Type: f.ValueType(src)})
 		}
@@ -794,10 +794,10 @@ func (b *batch) eventRow(sr *sourceRoute, stream string, r *kgo.Record, ev *feat
 		for _, f := range sr.src.Schema {
 			cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
 		}
-		cols = append(cols, offline.Column{Name: "_event_time", Type: features.TypeTimestamp},
-			offline.Column{Name: "_topic", Type: features.TypeString},
-			offline.Column{Name: "_partition", Type: features.TypeInt},
-			offline.Column{Name: "_offset", Type: features.TypeInt})
+		cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp},
+			offline.Column{Name: offline.ColTopic, Type: features.TypeString},
+			offline.Column{Name: offline.ColPartition, Type: features.TypeInt},
+			offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
 		ob = &offline.Batch{Dir: "events/" + sr.src.Name, Columns: cols, TimeColumn: len(sr.src.Schema), Stream: stream, FirstOffset: r.Offset}
 		b.events[key] = ob
 	}

@@ -724,3 +724,15 @@ func TestReadFileRefusesLZ4(t *testing.T) {
 }
 
 func sameNameAndType(a, b offline.Column) bool { return a.Name == b.Name && a.Type == b.Type }
+
+// TestLogColumnsReserved checks that no source may declare a field with the
+// name of a column the event log adds: its file would have two.
+func TestLogColumnsReserved(t *testing.T) {
+	for _, name := range []string{offline.ColEventTime, offline.ColTopic, offline.ColPartition, offline.ColOffset} {
+		def := fmt.Sprintf("project: p\nsources:\n  - {name: s, topic: s, event_time: ts, schema: {ts: timestamp, %s: int}}\n", name)
+		_, err := features.Parse("defs.yaml", []byte(def))
+		if err == nil || !strings.Contains(err.Error(), "offline event log") {
+			t.Errorf("a field named %s: error %v, want one about the event log's column", name, err)
+		}
+	}
+}
