@@ -153,6 +153,9 @@ func fromCEL(v ref.Val) (Value, error) {
 	case types.Int:
 		return Int(int64(x)), nil
 	case types.Uint:
+		if x > math.MaxInt64 {
+			return Null, fmt.Errorf("result %du is past the largest int, %d", uint64(x), int64(math.MaxInt64))
+		}
 		return Int(int64(x)), nil
 	case types.Double:
 		return Float(float64(x)), nil

@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/quiver-ml/quiver/features"
@@ -383,6 +384,22 @@ func TestEvalOnDemand(t *testing.T) {
 		if !bytes.Contains([]byte(err.Error()), []byte(name)) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
+	}
+}
+
+// TestEvalOnDemandUintRange checks that an unsigned result past the int
+// range is an error, not a negative int.
+func TestEvalOnDemandUintRange(t *testing.T) {
+	defs := parse(t, strings.Replace(engineDefs, "request.scale\"}", "request.scale\"}\n      - {name: big, expr: \"uint(request.n)\"}", 1))
+	svc := defs.Service("svc")
+	out := make([]features.Value, 3)
+	in := []features.Value{features.Float(9), features.Int(3)}
+	if err := svc.EvalOnDemand(in, map[string]any{"scale": 1.0, "n": 9e18}, out); err != nil || out[2] != features.Int(9e18) {
+		t.Fatalf("uint(9e18) = %v, %v; want 9000000000000000000", out[2], err)
+	}
+	err := svc.EvalOnDemand(in, map[string]any{"scale": 1.0, "n": 1e19}, out)
+	if err == nil || !out[2].IsNull() || !strings.Contains(err.Error(), "largest int") {
+		t.Fatalf("uint(1e19) = %v, %v; want null and an error about the int range", out[2], err)
 	}
 }
 
