@@ -36,10 +36,10 @@ import (
 const usage = `backfill builds training sets from the offline event log.
 
 Usage:
-  backfill dataset --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n]
+  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n]
   backfill merge --out FILE.parquet SHARD.parquet...
-  backfill replay --view NAME@V [--from T] [--to T]
-  backfill compact [--target-size 128MiB] [--grace 0s]
+  backfill replay --definitions PATH --view NAME@V [--from T] [--to T]
+  backfill compact --definitions PATH [--target-size 128MiB] [--grace 0s]
 
 Run "backfill SUBCOMMAND -h" for its flags.`
 

@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	merchants := fs.Int("merchants", fraudgen.DefaultMerchants, "number of merchants")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed and flags give the same events")
 	start := fs.String("start", "", "RFC 3339 event time of the first event, with --rate 0 (default now)")
-	driftAt := fs.String("drift-at", "", "event time from which some users drift: RFC 3339, or a duration after the first event (30m); empty: never")
+	driftAt := fs.String("drift-at", "", "event time from which some users drift: RFC 3339, or a duration after the first event (30m); empty: never (SIGUSR1 switches the drift on while it runs)")
 	outOfOrder := fs.Duration("out-of-order", 0, "how far an event's time may fall behind earlier events, with --rate 0")
 	toStdout := fs.Bool("stdout", false, "write JSON lines to stdout instead of producing to Kafka")
 	labels := fs.String("labels", "", "also write each event's label (is_fraud) to this CSV file: a spine for backfill dataset")
