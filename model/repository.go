@@ -476,16 +476,32 @@ func (r *Repository) Route(name, entity string) (serve, shadow *Version, err err
 
 // Version returns a model's version, or its production version for 0.
 func (r *Repository) Version(name string, version int) (*Version, error) {
+	m, err := r.Model(name)
+	if err != nil {
+		return nil, err
+	}
+	return m.Version(version)
+}
+
+// Model returns a model being served. Its versions and aliases stay as they
+// are: a reload replaces the model, it does not change it.
+func (r *Repository) Model(name string) (*Model, error) {
 	m := r.Models()[name]
 	if m == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownModel, name)
 	}
+	return m, nil
+}
+
+// Version returns one of the model's versions, or its production version
+// for 0.
+func (m *Model) Version(version int) (*Version, error) {
 	if version == 0 {
 		version = m.Aliases.Production
 	}
 	v := m.Versions[version]
 	if v == nil {
-		return nil, fmt.Errorf("%w %q version %d", ErrUnknownModel, name, version)
+		return nil, fmt.Errorf("%w %q version %d", ErrUnknownModel, m.Name, version)
 	}
 	return v, nil
 }

@@ -107,32 +107,35 @@ func buildVersion() string {
 	return "unknown"
 }
 
-// oipVersion returns the version a v2 path names: its versions/{v}, or
-// the production version.
-func (s *Server) oipVersion(c echo.Context) (*model.Version, error) {
+// oipVersion returns the version a v2 path names, its versions/{v} or the
+// production version, and its model.
+func (s *Server) oipVersion(c echo.Context) (*model.Model, *model.Version, error) {
 	if s.models == nil {
-		return nil, &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
+		return nil, nil, &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
 	}
 	n := 0
 	if p := c.Param("version"); p != "" {
 		var err error
 		if n, err = strconv.Atoi(p); err != nil || n < 1 {
-			return nil, badRequest("version %q is not a positive integer", p)
+			return nil, nil, badRequest("version %q is not a positive integer", p)
 		}
 	}
-	v, err := s.models.Version(c.Param("name"), n)
+	m, err := s.models.Model(c.Param("name"))
 	if err != nil {
-		return nil, routeError(err)
+		return nil, nil, routeError(err)
 	}
-	return v, nil
+	v, err := m.Version(n)
+	if err != nil {
+		return nil, nil, routeError(err)
+	}
+	return m, v, nil
 }
 
 func (s *Server) oipMetadata(c echo.Context) error {
-	v, err := s.oipVersion(c)
+	m, v, err := s.oipVersion(c)
 	if err != nil {
 		return err
 	}
-	m := s.models.Models()[v.Model]
 	meta := oipModelMetadata{Name: v.Model, Platform: v.Spec.Format,
 		Inputs:  []oipMetaTensor{{Name: oipInput, Datatype: "FP32", Shape: []int{-1, v.NumFeatures()}}},
 		Outputs: []oipMetaTensor{{Name: oipOutputName, Datatype: "FP32", Shape: []int{-1, v.NumOutputs()}}}}
@@ -146,7 +149,7 @@ func (s *Server) oipMetadata(c echo.Context) error {
 }
 
 func (s *Server) oipReady(c echo.Context) error {
-	v, err := s.oipVersion(c)
+	_, v, err := s.oipVersion(c)
 	if err != nil {
 		return err
 	}
@@ -162,7 +165,7 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.oipVersion(c)
+	_, v, err := s.oipVersion(c)
 	if err != nil {
 		return err
 	}
@@ -203,7 +206,7 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if errors.Is(err, batch.ErrClosed) {
 		// A reload retired the version as the request reached it: the
 		// version the path names now answers.
-		if v, err = s.oipVersion(c); err != nil {
+		if _, v, err = s.oipVersion(c); err != nil {
 			return err
 		}
 		if v.NumFeatures() != n {

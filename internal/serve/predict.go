@@ -124,7 +124,14 @@ func (s *Server) modelInputs(ctx context.Context, req *request, pl *plan) ([]flo
 	in := make([]float32, req.rows*n)
 	for r := range req.rows {
 		for o := range n {
-			in[r*n+o] = modelInput(res.values[o][r])
+			x, ok := modelInput(res.values[o][r])
+			if !ok {
+				// Only an on-demand feature whose type its request context
+				// decides can be other than the model loaded with.
+				return nil, badRequest("input %s of entity %d is a %s: a model takes numbers (convert it in the expression: double(...))",
+					pl.names[o], r, res.values[o][r].Type())
+			}
+			in[r*n+o] = x
 		}
 	}
 	return in, nil
@@ -182,20 +189,22 @@ func appendOutput(b []byte, x float32) []byte {
 
 // modelInput is a feature value as a model reads it: numbers as they are,
 // booleans as 0 or 1, and a null (a missing feature) as NaN, which models
-// treat as missing.
-func modelInput(v features.Value) float32 {
+// treat as missing. A string or a timestamp is no input: false.
+func modelInput(v features.Value) (float32, bool) {
 	switch v.Type() {
 	case features.TypeInt:
-		return float32(v.Int())
+		return float32(v.Int()), true
 	case features.TypeFloat:
-		return float32(v.Float())
+		return float32(v.Float()), true
 	case features.TypeBool:
 		if v.Bool() {
-			return 1
+			return 1, true
 		}
-		return 0
+		return 0, true
+	case features.TypeNull:
+		return float32(math.NaN()), true
 	}
-	return float32(math.NaN())
+	return 0, false
 }
 
 type modelJSON struct {
@@ -218,8 +227,9 @@ func (s *Server) listModels(c echo.Context) error {
 		Models []modelJSON `json:"models"`
 	}{Models: []modelJSON{}}
 	if s.models != nil {
-		for _, name := range slices.Sorted(maps.Keys(s.models.Models())) {
-			m := s.models.Models()[name]
+		models := s.models.Models() // one snapshot: a reload may drop a model meanwhile
+		for _, name := range slices.Sorted(maps.Keys(models)) {
+			m := models[name]
 			mj := modelJSON{Name: name, Aliases: m.Aliases}
 			for _, n := range slices.Sorted(maps.Keys(m.Versions)) {
 				v := m.Versions[n]

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/serve"
@@ -21,6 +24,13 @@ import (
 // average amount of a user (feature service pair) and request_context.x,
 // in versions 1, 2, 3, 10 and 20, production 1.
 func mlpServer(tb testing.TB) *serve.Server {
+	srv, _, _ := modelServer(tb, "double(request.x)")
+	return srv
+}
+
+// modelServer is mlpServer with x given by the expression x, and its
+// repository and models directory.
+func modelServer(tb testing.TB, x string) (*serve.Server, *model.Repository, string) {
 	dir := tb.TempDir()
 	base, err := os.ReadFile("testdata/bench.yaml")
 	if err != nil {
@@ -32,7 +42,7 @@ feature_services:
   - name: pair
     features: [user_txn@1:amount_avg_24h]
     on_demand:
-      - {name: x, expr: "double(request.x)"}
+      - {name: x, expr: "`+x+`"}
 `)
 	defs, err := features.Load(defsPath)
 	if err != nil {
@@ -58,7 +68,71 @@ feature_services:
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return srv
+	return srv, models, filepath.Join(dir, "models")
+}
+
+// TestModelRemovedDuringRequest lists models while a reload removes one
+// and another brings it back: each request answers from one snapshot of
+// the repository, never a 500 (a handler read it twice and met a nil
+// model).
+func TestModelRemovedDuringRequest(t *testing.T) {
+	srv, repo, dir := modelServer(t, "double(request.x)")
+	saved := filepath.Join(t.TempDir(), "mlp")
+	if err := os.CopyFS(saved, os.DirFS(filepath.Join(dir, "mlp"))); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var requests, failed atomic.Int64
+	for _, path := range []string{"/v1/models", "/v2/models/mlp", "/v2/models/mlp/versions/2"} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w := httptest.NewRecorder()
+				srv.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+				requests.Add(1)
+				if w.Code != http.StatusOK && w.Code != http.StatusNotFound {
+					failed.Add(1)
+					t.Errorf("GET %s: %d %s", path, w.Code, w.Body)
+				}
+			}
+		})
+	}
+	for start := time.Now(); time.Since(start) < time.Second && failed.Load() == 0; {
+		if err := os.RemoveAll(filepath.Join(dir, "mlp")); err != nil {
+			t.Fatal(err)
+		}
+		repo.Reload()
+		if err := os.CopyFS(filepath.Join(dir, "mlp"), os.DirFS(saved)); err != nil {
+			t.Fatal(err)
+		}
+		repo.Reload()
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests", requests.Load())
+}
+
+// TestPredictDynamicInput: a model input from an on-demand feature whose
+// type the request context decides (request.x) must be a number when the
+// request comes; a string is a 400, not a missing value.
+func TestPredictDynamicInput(t *testing.T) {
+	srv, _, _ := modelServer(t, "request.x")
+	for x, want := range map[string]int{`1.5`: 200, `true`: 200, `"1.5"`: 400, `"abc"`: 400} {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/models/mlp/predict",
+			strings.NewReader(`{"entities":{"user_id":["u1"]},"request_context":{"x":`+x+`}}`)))
+		if w.Code != want {
+			t.Errorf("x=%s: %d %s, want %d", x, w.Code, w.Body, want)
+		}
+		if want == 400 && !strings.Contains(w.Body.String(), "input x of entity 0 is a string: a model takes numbers") {
+			t.Errorf("x=%s: %s, want an error naming input x", x, w.Body)
+		}
+	}
 }
 
 // TestPredictNonFinite: the v2 metadata lists versions in order, and a

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fastjson"
@@ -146,7 +147,15 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.instrument)
+	// A handler's panic costs its request, answered 500 and logged with the
+	// stack, not the connection.
+	e.Use(s.instrument, middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll: true, DisableErrorHandler: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			s.cfg.Logger.Error("request panicked", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+			return &apiError{code: http.StatusInternalServerError, msg: "internal error"}
+		},
+	}))
 	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 		// HEAD wherever GET (RFC 9110 §9.3.2): net/http sends no body.
 		e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
