@@ -23,5 +23,11 @@
 // unknown feature service or a feature without its version, or whose
 // artifact does not load or take as many inputs as the service gives, is
 // refused. A refused version no alias names is left out and the model
-// serves without it; aliases that name one refuse the model.
+// serves without it; aliases that name one refuse the model, and so does,
+// without aliases.yaml, a refused highest version: a broken model.yaml
+// written over the version serving keeps it serving.
+//
+// A canary takes its share of entities by a hash of the model, the canary
+// version and the entity: the same entities on every replica and restart,
+// others for each model and canary.
 package model

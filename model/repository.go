@@ -117,7 +117,7 @@ func Open(cfg Config) (*Repository, error) {
 	models := map[string]*Model{}
 	var errs []error
 	for _, n := range names {
-		if !n.IsDir() || strings.HasPrefix(n.Name(), ".") {
+		if !isDir(cfg.Dir, n) || strings.HasPrefix(n.Name(), ".") {
 			continue
 		}
 		stamp, _ := stampDir(filepath.Join(cfg.Dir, n.Name()))
@@ -170,7 +170,7 @@ func (r *Repository) Reload() {
 	seen := map[string]bool{}
 	for _, n := range names {
 		name := n.Name()
-		if !n.IsDir() || strings.HasPrefix(name, ".") {
+		if !isDir(r.cfg.Dir, n) || strings.HasPrefix(name, ".") {
 			continue
 		}
 		seen[name] = true
@@ -197,6 +197,8 @@ func (r *Repository) Reload() {
 			delete(next, name)
 			delete(r.stamps, name)
 			retired, changed = append(retired, m), true
+			r.reloads.Inc()
+			r.cfg.Logger.Warn("model removed: its directory is gone", "model", name, "versions", versions(m))
 		}
 	}
 	if !changed {
@@ -223,20 +225,44 @@ func (r *Repository) store(models map[string]*Model) {
 	}
 }
 
-// stampDir describes a model directory's files: names, sizes and times.
+// isDir reports whether a directory entry of dir is a directory, or a
+// link to one: a version a training job wrote elsewhere may be linked in.
+func isDir(dir string, e fs.DirEntry) bool {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.IsDir()
+	}
+	info, err := os.Stat(filepath.Join(dir, e.Name()))
+	return err == nil && info.IsDir()
+}
+
+// stampDir describes a model directory's files, through links: names,
+// sizes and times. Past a few levels, a directory is described by its own
+// time alone (a link may loop).
 func stampDir(dir string) (string, error) {
 	var b strings.Builder
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+		for _, e := range entries {
+			path := filepath.Join(dir, e.Name())
+			info, err := os.Stat(path) // through a link
+			if err != nil {
+				return err
+			}
+			if info.IsDir() && depth < 4 {
+				if err := walk(path, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+		}
 		return nil
-	})
+	}
+	err := walk(dir, 0)
 	return b.String(), err
 }
 
@@ -249,11 +275,13 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 	}
 	m := &Model{Name: name, Versions: map[int]*Version{}}
 	var broken []error
+	highest := 0 // of the version directories, loaded or not
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
-		if !e.IsDir() || err != nil || n < 1 {
+		if err != nil || n < 1 || !isDir(dir, e) {
 			continue
 		}
+		highest = max(highest, n)
 		if m.Versions[n] != nil {
 			broken = append(broken, fmt.Errorf("%s: version %d is there twice", filepath.Join(dir, e.Name()), n))
 			continue
@@ -269,7 +297,7 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 		return nil, errors.Join(append(broken, fmt.Errorf("%s: no versions (want %s/<version>/model.yaml)", dir, dir))...)
 	}
 	// A broken version is left out; the aliases must name loaded ones.
-	if err := m.loadAliases(filepath.Join(dir, "aliases.yaml")); err != nil {
+	if err := m.loadAliases(filepath.Join(dir, "aliases.yaml"), highest); err != nil {
 		m.close()
 		return nil, errors.Join(append(broken, err)...)
 	}
@@ -407,9 +435,16 @@ func formatNames() []string {
 	return names
 }
 
-func (m *Model) loadAliases(path string) error {
+// loadAliases reads the aliases, or without a file makes the highest
+// version production; that version must have loaded, so that a broken
+// model.yaml written over the version serving keeps it serving, not the
+// one before it.
+func (m *Model) loadAliases(path string, highest int) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		m.Aliases.Production = slices.Max(versions(m)) // none: the latest serves
+		if m.Versions[highest] == nil {
+			return fmt.Errorf("%s: version %d, the highest, did not load: with no aliases.yaml it is production", filepath.Dir(path), highest)
+		}
+		m.Aliases.Production = highest
 		return nil
 	}
 	f, err := decodeFile(path, &m.Aliases)
@@ -462,9 +497,10 @@ func (r *Repository) Route(name, entity string) (serve, shadow *Version, err err
 	}
 	serve = m.Versions[m.Aliases.Production]
 	if c := m.Aliases.Canary; c != nil {
-		// A hash stable across replicas and restarts. The highest hashes
-		// divide to 1: a share of 1 takes them too.
-		if c.Traffic >= 1 || float64(xxhash.Sum64String(entity))/float64(math.MaxUint64) < c.Traffic {
+		// A hash stable across replicas and restarts, of the model and the
+		// canary version too: each canary takes its own entities. The
+		// highest hashes divide to 1: a share of 1 takes them too.
+		if c.Traffic >= 1 || float64(xxhash.Sum64String(m.Name+"\x00"+strconv.Itoa(c.Version)+"\x00"+entity))/float64(math.MaxUint64) < c.Traffic {
 			serve = m.Versions[c.Version]
 		}
 	}

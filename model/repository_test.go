@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -295,5 +296,144 @@ func TestLoadDetectorUnknown(t *testing.T) {
 		if _, err := model.LoadDetector(dir, defs, c.name, c.version); !errors.Is(err, model.ErrUnknownModel) {
 			t.Errorf("%q version %d: %v, want ErrUnknownModel", c.name, c.version, err)
 		}
+	}
+}
+
+// addVersion copies version 1 of the fraud model to version n, with
+// model.yaml spec, at dir (a path outside the repository, linked in, when
+// link is set).
+func addVersion(t *testing.T, repo string, n int, spec, link string) {
+	t.Helper()
+	dir := filepath.Join(repo, "fraud", fmt.Sprint(n))
+	if link != "" {
+		if err := os.Symlink(link, dir); err != nil {
+			t.Fatal(err)
+		}
+		dir = link
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	art, err := os.ReadFile(filepath.Join(repo, "fraud", "1", "model.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "model.json"), art, 0o644)
+	os.WriteFile(filepath.Join(dir, "model.yaml"), []byte(spec), 0o644)
+}
+
+// Without aliases.yaml the highest version serves; a broken model.yaml
+// written over it keeps it serving (the reload is refused), rather than
+// handing production to the version before it.
+func TestBrokenHighestVersion(t *testing.T) {
+	dir := repoWith(t, goodSpec, "")
+	addVersion(t, dir, 2, goodSpec, "")
+	reg := prometheus.NewRegistry()
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 2 {
+		t.Fatalf("production %v, %v; want version 2", v, err)
+	}
+	os.WriteFile(filepath.Join(dir, "fraud", "2", "model.yaml"), []byte(goodSpec+"device: gpu-typo\n"), 0o644)
+	repo.Reload()
+	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 2 {
+		t.Errorf("after a broken model.yaml of version 2: production %v, %v; want version 2 kept", v, err)
+	}
+	if n := counter(t, reg, "quiver_serve_model_reload_failures_total"); n != 1 {
+		t.Errorf("%v reload failures, want 1", n)
+	}
+	if _, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)}); err == nil ||
+		!strings.Contains(err.Error(), "version 2, the highest, did not load") || !strings.Contains(err.Error(), `"gpu-typo"`) {
+		t.Errorf("opening with the highest version broken: %v", err)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// A version directory may be a link to where a training job wrote it, and
+// a model's directory a link too; a change behind a link reloads.
+func TestLinkedDirectories(t *testing.T) {
+	dir := repoWith(t, goodSpec, "")
+	elsewhere := filepath.Join(t.TempDir(), "run-42")
+	addVersion(t, dir, 2, goodSpec, elsewhere)
+	if err := os.Symlink(filepath.Join(dir, "fraud"), filepath.Join(dir, "fraud-link")); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	for _, name := range []string{"fraud", "fraud-link"} {
+		if v, err := repo.Version(name, 0); err != nil || v.Version != 2 {
+			t.Errorf("%s: production %v, %v; want the linked version 2", name, v, err)
+		}
+	}
+	os.WriteFile(filepath.Join(elsewhere, "model.yaml"), []byte(goodSpec+"batching: {max_batch_size: 7}\n"), 0o644)
+	repo.Reload()
+	if v, err := repo.Version("fraud", 2); err != nil || v.Spec.Batching.MaxBatchSize != 7 {
+		t.Errorf("after model.yaml changed behind the link: %+v, %v; want max_batch_size 7", v, err)
+	}
+}
+
+// A model whose directory is gone stops serving, and says so.
+func TestModelRemoved(t *testing.T) {
+	dir := repoWith(t, goodSpec, "")
+	var logs strings.Builder
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	os.RemoveAll(filepath.Join(dir, "fraud"))
+	repo.Reload()
+	if _, err := repo.Version("fraud", 0); !errors.Is(err, model.ErrUnknownModel) {
+		t.Errorf("after its directory went: %v, want ErrUnknownModel", err)
+	}
+	if !strings.Contains(logs.String(), "model removed: its directory is gone") {
+		t.Errorf("logs %q do not say the model was removed", logs.String())
+	}
+}
+
+// Two models' canaries, and two canaries of a model, take different
+// entities: as many in both as chance gives.
+func TestCanaryPopulations(t *testing.T) {
+	dir := canaryRepo(t, 0.1)
+	if err := os.CopyFS(filepath.Join(dir, "other"), os.DirFS(filepath.Join(dir, "fraud"))); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	both := 0
+	for i := range 10_000 {
+		u := fmt.Sprintf("u%d", i)
+		a, _, _ := repo.Route("fraud", u)
+		b, _, _ := repo.Route("other", u)
+		if a.Version == 2 && b.Version == 2 {
+			both++
+		}
+	}
+	// ~100 (1%) if independent, ~1,000 if the same.
+	if both > 200 {
+		t.Errorf("%d of 10,000 entities in both canaries: they take the same entities", both)
 	}
 }
