@@ -73,9 +73,17 @@ func (d *decoder) checkEntities() {
 
 func (d *decoder) checkSources() {
 	seen := map[string]Pos{}
+	topics := map[string]*Source{}
 	for i, s := range d.defs.Sources {
 		path := fmt.Sprintf("sources[%d]", i)
+		_, dup := seen[s.Name] // an error already
 		d.unique(seen, "source", s.Name, s.pos, path)
+		// Ingest decodes a topic's records with one source's schema.
+		if first := topics[s.Topic]; first != nil && s.Topic != "" && !dup {
+			d.errorf(s.pos.of("topic"), path+".topic", "topic %q is already the topic of source %q at %s: a topic has one source", s.Topic, first.Name, first.pos.of("topic"))
+		} else if s.Topic != "" {
+			topics[s.Topic] = s
+		}
 		if s.pos.ok("format") && s.Format != "json" {
 			d.errorf(s.pos.of("format"), path+".format", "format %q is not supported (want json)", s.Format)
 		}
