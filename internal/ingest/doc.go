@@ -54,5 +54,10 @@
 // caught up from the changelog before its first batch, so an instance that
 // takes over a partition, or restarts after a crash, continues from exactly
 // the state the changelog holds. The DLQ alone is at least once: a replay
-// may dead-letter a record again.
+// may dead-letter a record again. A batch whose re-keyed or dead-lettered
+// records were not all acknowledged, or that failed to become durable, is
+// never followed by a commit: ingest stops, and its restart replays it. An
+// event too large to re-key (over about 900 kB) is dead-lettered as
+// record_too_large, and a dead-lettered record that large goes to the DLQ
+// without its key and value, its headers naming where it is.
 package ingest

@@ -104,6 +104,15 @@ func (c *Config) Validate() error {
 	if c.MaxFutureSkew < 0 {
 		errs = append(errs, fmt.Errorf("ingest: max future skew %s is negative", c.MaxFutureSkew))
 	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("ingest: shutdown timeout %s is negative", c.ShutdownTimeout))
+	}
+	if c.SessionTimeout < 0 {
+		errs = append(errs, fmt.Errorf("ingest: session timeout %s is negative", c.SessionTimeout))
+	}
+	if c.CacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("ingest: cache size %d is negative", c.CacheBytes))
+	}
 	return errors.Join(errs...)
 }
 
@@ -123,7 +132,8 @@ type Ingester struct {
 	ids     map[string][16]byte // topic IDs, which recent commit requests need
 
 	mu         sync.Mutex                   // guards what assignments change
-	fatal      error                        // set when an assignment cannot be prepared; Run returns it
+	fatal      error                        // set by fail: an assignment not prepared, a flush failed under a rebalance; Run returns it
+	wake       context.CancelFunc           // ends Run's poll, for it to see fatal
 	flushing   *inflight                    // the batch being made durable, if any
 	watermarks map[string]map[int32]int64   // source topic → partition → watermark
 	hwm        map[string]int64             // offline stream → high-water mark
@@ -434,8 +444,16 @@ func (in *Ingester) Run(ctx context.Context) error {
 		context.AfterFunc(work, func() { t.Stop() })
 	})
 	defer stop()
+	poll, wake := context.WithCancel(ctx)
+	defer wake()
+	in.mu.Lock()
+	in.wake = wake
+	if in.fatal != nil { // before Run
+		wake()
+	}
+	in.mu.Unlock()
 	for {
-		fetches := in.client.PollRecords(ctx, in.cfg.MaxBatch)
+		fetches := in.client.PollRecords(poll, in.cfg.MaxBatch)
 		if err := fetches.Err0(); (ctx.Err() != nil && fetches.Empty()) || errors.Is(err, kgo.ErrClientClosed) {
 			return in.drain()
 		}
@@ -450,22 +468,33 @@ func (in *Ingester) Run(ctx context.Context) error {
 			err = in.waitFlush()
 		}
 		if err == nil {
+			// A flush that failed under a rebalance (settle), or partitions
+			// not prepared: nothing after it may be committed.
+			err = in.fatal
+		}
+		if err == nil {
 			in.startFlush(work, f)
 			if in.cacheSize() > maxCached { // trim only what is durable
 				err = in.waitFlush()
 				clear(in.cache)
 			}
 		}
-		fatal := in.fatal
 		in.mu.Unlock()
 		in.client.AllowRebalance()
 		if err != nil {
 			in.drain()
 			return err
 		}
-		if fatal != nil {
-			return cmp.Or(in.drain(), fatal)
-		}
+	}
+}
+
+// fail records an error that stops Run, under in.mu, and wakes Run from its
+// poll to return it: the partitions the error concerns may be paused, and
+// the others idle.
+func (in *Ingester) fail(err error) {
+	in.fatal = cmp.Or(in.fatal, err)
+	if in.wake != nil {
+		in.wake()
 	}
 }
 
@@ -499,7 +528,7 @@ func (in *Ingester) waitFlush() error {
 func (in *Ingester) drain() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.waitFlush()
+	return cmp.Or(in.waitFlush(), in.fatal)
 }
 
 // Close leaves the group and closes the client and the state store.
@@ -516,19 +545,26 @@ type batch struct {
 	events     map[string]*offline.Batch  // offline event log, by stream
 	rows       map[string]*offline.Batch  // offline feature log, by stream and view
 
-	cl      *kgo.Client
-	mu      sync.Mutex
-	errProd error // the first failed produce of re-keyed or dead-lettered records
+	cl       *kgo.Client
+	produced *produceErr // shared by a poll's partition batches and their merge
+}
+
+// produceErr is the first failed produce of a poll's re-keyed or
+// dead-lettered records. Their callbacks run until durable's Flush, after
+// the partitions' batches are merged, so the batches share one.
+type produceErr struct {
+	mu  sync.Mutex
+	err error
 }
 
 // send produces a re-keyed or dead-lettered record right away: nothing has to
-// be durable before it, and finish waits for it before committing offsets.
+// be durable before it, and durable waits for it before committing offsets.
 func (b *batch) send(ctx context.Context, r *kgo.Record) {
 	b.cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 		if err != nil {
-			b.mu.Lock()
-			b.errProd = cmp.Or(b.errProd, err)
-			b.mu.Unlock()
+			b.produced.mu.Lock()
+			b.produced.err = cmp.Or(b.produced.err, err)
+			b.produced.mu.Unlock()
 		}
 	})
 }
@@ -556,8 +592,9 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, e
 	errs := make([]error, len(work))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	produced := &produceErr{}
 	for i, p := range work {
-		parts[i] = newBatch(in.client)
+		parts[i] = newBatch(in.client, produced)
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -576,7 +613,7 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, e
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	b := newBatch(in.client)
+	b := newBatch(in.client, produced)
 	for _, part := range parts {
 		b.merge(part)
 	}
@@ -589,13 +626,14 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, e
 	return in.snapshot(b), nil
 }
 
-func newBatch(cl *kgo.Client) *batch {
+func newBatch(cl *kgo.Client, produced *produceErr) *batch {
 	return &batch{
 		commits:    map[string]map[int32]kmsg.OffsetCommitRequestTopicPartition{},
 		watermarks: map[string]map[int32]int64{},
 		events:     map[string]*offline.Batch{},
 		rows:       map[string]*offline.Batch{},
 		cl:         cl,
+		produced:   produced,
 	}
 }
 
@@ -616,13 +654,12 @@ func (b *batch) merge(o *batch) {
 	}
 	maps.Copy(b.events, o.events)
 	maps.Copy(b.rows, o.rows)
-	b.errProd = cmp.Or(b.errProd, o.err())
 }
 
 func (b *batch) err() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.errProd
+	b.produced.mu.Lock()
+	defer b.produced.mu.Unlock()
+	return b.produced.err
 }
 
 // commitAt records that a partition is done up to and including offset.
@@ -728,8 +765,13 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			b.send(ctx, in.deadLetter(r, origin, ReasonMissingKey, sr.nullKeysError()))
 			continue
 		}
-		wm = max(wm, ev.Time)
 		encoded := bytes(func(a []byte) []byte { return sr.src.AppendEvent(a, &ev) }) // stage two decodes this, not the JSON again
+		if n := len(encoded) + len(slices.MaxFunc(keys, func(a, b []byte) int { return cmp.Compare(len(a), len(b)) })); n > maxForward {
+			b.send(ctx, in.deadLetter(r, origin, ReasonTooLarge,
+				fmt.Errorf("the event takes %d bytes re-keyed, more than the %d ingest forwards", n, maxForward)))
+			continue
+		}
+		wm = max(wm, ev.Time)
 		for i, er := range sr.entities {
 			if keys[i] == nil {
 				// Another entity's views take the event; this one's cannot.
@@ -761,6 +803,17 @@ const ReasonMissingKey = "missing_entity_key"
 // of its record's timestamp than Config.MaxFutureSkew allows.
 const ReasonFuture = "future_event_time"
 
+// ReasonTooLarge is the DLQ reason of an event too large to re-key: its
+// encoding and key take more than maxForward bytes.
+const ReasonTooLarge = "record_too_large"
+
+// maxForward bounds the key and value of a record ingest produces, under
+// the producer's batch limit (about 1 MB) and brokers' default message
+// size, with room for headers. A source topic may take larger records: an
+// event too large to re-key is dead-lettered, and a dead-lettered record
+// too large to copy goes to the DLQ without its key and value.
+const maxForward = 900_000
+
 // nullKeysError names the join keys of which an event lacks one per entity.
 func (sr *sourceRoute) nullKeysError() error {
 	var names []string
@@ -782,8 +835,16 @@ func satSub(a, b int64) int64 {
 
 func (in *Ingester) deadLetter(r *kgo.Record, origin []kgo.RecordHeader, reason string, err error) *kgo.Record {
 	in.metrics.dlq.WithLabelValues(reason).Inc()
-	headers := append([]kgo.RecordHeader{{Key: hReason, Value: []byte(reason)}, {Key: hError, Value: []byte(err.Error())}}, origin...)
-	return &kgo.Record{Topic: in.dlq, Key: r.Key, Value: r.Value, Headers: headers}
+	msg, key, value := err.Error(), r.Key, r.Value
+	if len(msg) > 4096 { // a message may quote a field: a number of a million digits, say
+		msg = strings.ToValidUTF8(msg[:4096], "") + "…"
+	}
+	if n := len(key) + len(value); n > maxForward {
+		msg += fmt.Sprintf(" (the record's %d bytes of key and value are not copied, more than the %d ingest forwards: read it at its topic, partition and offset)", n, maxForward)
+		key, value = nil, nil
+	}
+	headers := append([]kgo.RecordHeader{{Key: hReason, Value: []byte(reason)}, {Key: hError, Value: []byte(msg)}}, origin...)
+	return &kgo.Record{Topic: in.dlq, Key: key, Value: value, Headers: headers}
 }
 
 func (b *batch) eventRow(sr *sourceRoute, stream string, r *kgo.Record, ev *features.Event) {
@@ -1155,7 +1216,7 @@ func isRebalance(err error) bool {
 // another instance may change next, are dropped.
 func (in *Ingester) settle() {
 	if err := in.waitFlush(); err != nil {
-		in.fatal = cmp.Or(in.fatal, err)
+		in.fail(err)
 	}
 	clear(in.cache)
 }
@@ -1172,7 +1233,7 @@ func (in *Ingester) onAssigned(ctx context.Context, cl *kgo.Client, assigned map
 		// Without its watermarks or state a partition cannot be processed
 		// exactly. Stop: Run returns the error, and the process exits for its
 		// supervisor to restart it; the partitions go to other instances.
-		in.fatal = fmt.Errorf("prepare assigned partitions: %w", err)
+		in.fail(fmt.Errorf("prepare assigned partitions: %w", err))
 		cl.PauseFetchPartitions(assigned)
 		return
 	}
@@ -1272,7 +1333,13 @@ func (in *Ingester) restore(ctx context.Context, changelog string, partition int
 		return fmt.Errorf("changelog end offsets: %w", err)
 	}
 	end, ok := ends.Lookup(changelog, partition)
-	if !ok || end.Err != nil || end.Offset <= from {
+	if !ok {
+		return fmt.Errorf("changelog %s/%d: no end offset listed", changelog, partition)
+	}
+	if end.Err != nil {
+		return fmt.Errorf("changelog %s/%d end offset: %w", changelog, partition, end.Err)
+	}
+	if end.Offset <= from {
 		return nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...),

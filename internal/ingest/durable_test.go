@@ -1,0 +1,314 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+func newAdm(t testing.TB, brokers []string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+func txnAt(id, user, at string) ingesttest.Txn {
+	return ingesttest.Txn{Key: user, Valid: true,
+		Value: fmt.Sprintf(`{"txn_id":%q,"user_id":%q,"merchant_id":"m1","amount":5,"country":"DE","ts":%q}`, id, user, at)}
+}
+
+// TestLargeRecords: a source topic that takes records larger than ingest
+// forwards (its cluster's message.max.bytes raised). An event too large to
+// re-key, and a bad record too large to copy, go to the DLQ without their
+// bytes, saying where to read them; ingest goes on with the rest.
+func TestLargeRecords(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "transactions"), kfake.DefaultNumPartitions(partitions),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": "8000000"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	huge := strings.Repeat("a", 1_500_000)
+	txns := []ingesttest.Txn{
+		txnAt("a", "u1", "2026-11-20T10:00:00Z"),
+		{Key: "u1", Value: `{"txn_id":"` + huge, Reason: features.ReasonInvalidJSON},
+		{Key: "u1", Value: `{"txn_id":"` + huge + `","user_id":"u1","merchant_id":"m1","amount":5,"ts":"2026-11-20T10:01:00Z"}`, Reason: ingest.ReasonTooLarge},
+		txnAt("b", "u1", "2026-11-20T10:02:00Z"),
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("transactions"), kgo.ProducerBatchMaxBytes(8_000_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range txns {
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(x.Key), Value: []byte(x.Value)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl.Close()
+	defs := loadDefs(t)
+	off, root := newOffline(t)
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	stop()
+	dlq := ingesttest.ConsumeAll(t, brokers, "quiver.dlq")
+	reasons := map[string]bool{}
+	for _, r := range dlq {
+		reasons[ingesttest.Header(r, "quiver-reason")] = true
+		if r.Value != nil || !strings.Contains(ingesttest.Header(r, "quiver-error"), "bytes") || ingesttest.Header(r, "quiver-offset") == "" {
+			t.Errorf("DLQ record %s: value of %d bytes, error %q: want no value, and its size and origin", ingesttest.Header(r, "quiver-reason"), len(r.Value), ingesttest.Header(r, "quiver-error"))
+		}
+	}
+	if len(dlq) != 2 || !reasons[features.ReasonInvalidJSON] || !reasons[ingest.ReasonTooLarge] {
+		t.Errorf("DLQ holds %d records of reasons %v, want one invalid_json and one record_too_large", len(dlq), reasons)
+	}
+	ingesttest.Check(t, brokers, defs, txns, root)
+}
+
+// TestProduceErrorStopsCommits: a dead-lettered record the broker refuses
+// (the DLQ topic's max.message.bytes is smaller). Its produce fails after
+// the poll's partitions are merged; Run must report it and commit nothing
+// past the record, not drop it.
+func TestProduceErrorStopsCommits(t *testing.T) {
+	brokers := cluster(t)
+	adm := newAdm(t, brokers)
+	limit := "2000"
+	if _, err := adm.CreateTopic(context.Background(), 1, -1, map[string]*string{"max.message.bytes": &limit}, "quiver.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, 5000)
+	rand.NewChaCha8([32]byte{}).Read(junk) // incompressible
+	txns := []ingesttest.Txn{txnAt("a", "u1", "2026-11-20T10:00:00Z"), {Key: "u1", Value: `{"txn_id":"` + string(junk)}}
+	ingesttest.Produce(t, brokers, "transactions", txns)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	select {
+	case err := <-done:
+		if !strings.Contains(fmt.Sprint(err), "MESSAGE_TOO_LARGE") {
+			t.Errorf("Run: %v, want the DLQ's MESSAGE_TOO_LARGE", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run went on past a record it could not dead-letter")
+	}
+	if ok, err := ingesttest.CaughtUp(context.Background(), adm, "quiver-ingest", "transactions"); ok || err != nil {
+		t.Errorf("caught up %v (%v): the refused record's offset was committed", ok, err)
+	}
+}
+
+// TestRestoreEndOffsetError: an instance with an empty state store takes
+// over a partition and cannot list the changelog's end: it must stop, not
+// start the entities afresh and overwrite their history.
+func TestRestoreEndOffsetError(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "transactions"), kfake.DefaultNumPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	defs := loadDefs(t)
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("a", "u1", "2026-11-20T10:00:00Z"), txnAt("b", "u1", "2026-11-20T10:01:00Z")})
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir()})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 30*time.Second)
+	stop()
+
+	// Every ListOffsets naming a changelog fails for its partitions.
+	var failing atomic.Bool
+	failing.Store(true)
+	c.ControlKey(int16(kmsg.ListOffsets), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := r.(*kmsg.ListOffsetsRequest)
+		if !failing.Load() || !strings.Contains(req.Topics[0].Topic, ".changelog.") {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		resp.Version = req.Version
+		for _, t := range req.Topics {
+			rt := kmsg.NewListOffsetsResponseTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				rp := kmsg.NewListOffsetsResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p.Partition, kerr.UnknownServerError.Code
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil, true
+	})
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("c", "u1", "2026-11-20T10:02:00Z")})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		done := make(chan error, 1)
+		go func() { done <- in.Run(ctx) }()
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			cancel()
+			<-done
+		}
+		in.Close()
+	}
+	failing.Store(false)
+	if !strings.Contains(fmt.Sprint(err), "end offset") {
+		t.Errorf("ingest: %v, want an error about the changelog's end offset", err)
+	}
+	recs := ingesttest.ConsumeAll(t, brokers, "quiver.changelog.user_txn.v1")
+	eng, err := features.NewEngine(defs, defs.View("user_txn", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := online.DecodeState(eng, recs[len(recs)-1].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]features.Value, len(eng.View().Features))
+	at, _ := features.ParseTime("2026-11-20T10:05:00Z")
+	if err := eng.Evaluate(st, at, out); err != nil {
+		t.Fatal(err)
+	}
+	if n := out[0].Int(); n == 1 {
+		t.Errorf("u1's latest state counts 1 event: its history was overwritten")
+	}
+}
+
+// TestFailedFlushUnderRebalance: a batch's flush fails while Run waits for
+// the next poll, and a rebalance collects the error. Run must stop before
+// committing anything after the failed batch.
+func TestFailedFlushUnderRebalance(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "transactions"), kfake.DefaultNumPartitions(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	defs := loadDefs(t)
+	off, root := newOffline(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("x1", "u1", "2026-11-20T23:30:00Z")})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 30*time.Second)
+
+	// x2, a day later and of no merchant: writing its user's feature log
+	// fails (a file where the date's directory goes).
+	if err := os.WriteFile(filepath.Join(root, "features/user_txn/v1/date=2026-11-21"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{{Key: "u1", Valid: true,
+		Value: `{"txn_id":"x2","user_id":"u1","merchant_id":null,"amount":7,"ts":"2026-11-21T00:10:00Z"}`}})
+	time.Sleep(2 * time.Second)
+
+	// Another member takes the source's partitions: the rebalance meets
+	// the failed flush.
+	other, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("quiver-ingest"), kgo.ConsumeTopics("transactions"),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	time.Sleep(4 * time.Second)
+
+	// y for u1, on the repartition topic, as the source's new owner
+	// re-keys it: the next batch.
+	src := defs.Source("transactions")
+	var ev features.Event
+	if err := src.DecodeJSON([]byte(`{"txn_id":"y","user_id":"u1","merchant_id":"m1","amount":11,"ts":"2026-11-20T23:50:00Z"}`), &ev); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := online.AppendEntityKey(nil, features.String("u1"))
+	header := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "quiver.repartition.user", Key: key, Value: src.AppendEvent(nil, &ev),
+		Headers: []kgo.RecordHeader{header("quiver-source", "transactions"), header("quiver-topic", "transactions"),
+			header("quiver-partition", "1"), header("quiver-offset", "100")}}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Run ended without the failed flush's error")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run went on after a failed flush")
+	}
+	// x2 is in the partition of u1's repartition records before y: no
+	// commit may pass it while u1's state lacks it.
+	committed, err := newAdm(t, brokers).FetchOffsets(context.Background(), "quiver-ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := ingesttest.ConsumeAll(t, brokers, "quiver.repartition.user")
+	for _, r := range recs {
+		if string(r.Key) != string(key) || ingesttest.Header(r, "quiver-offset") == "100" {
+			continue
+		}
+		if o, ok := committed.Lookup("quiver.repartition.user", r.Partition); ok && o.At > r.Offset {
+			changelog := ingesttest.ConsumeAll(t, brokers, "quiver.changelog.user_txn.v1")
+			eng, _ := features.NewEngine(defs, defs.View("user_txn", 1))
+			_, applied, err := online.DecodeState(eng, changelog[len(changelog)-1].Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcPart, _ := strconv.Atoi(ingesttest.Header(r, "quiver-partition"))
+			srcOff, _ := strconv.ParseInt(ingesttest.Header(r, "quiver-offset"), 10, 64)
+			if last, ok := applied[int32(srcPart)]; !ok || last < srcOff {
+				t.Errorf("repartition.user/%d committed to %d, past transactions/%d@%d, which u1's state never applied (%v)", r.Partition, o.At, srcPart, srcOff, applied)
+			}
+		}
+	}
+}
+
+// TestValidateNegative: negative durations and sizes are configuration
+// errors, not a shutdown that never commits.
+func TestValidateNegative(t *testing.T) {
+	cfg := ingest.Config{Definitions: loadDefs(t), Brokers: []string{"127.0.0.1:9092"}, DataDir: t.TempDir(),
+		ShutdownTimeout: -time.Second, SessionTimeout: -time.Second, CacheBytes: -1}
+	err := cfg.Validate()
+	for _, want := range []string{"shutdown timeout -1s is negative", "session timeout -1s is negative", "cache size -1 is negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate: %v, want %q", err, want)
+		}
+	}
+}
