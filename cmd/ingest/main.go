@@ -35,6 +35,7 @@ func run(args []string) error {
 	shutdown := fs.Duration("shutdown-timeout", 30*time.Second, "how long a stopping instance keeps trying to make its last batch durable before it exits without (the next run replays it)")
 	metricsAddr := fs.String("metrics-addr", ":9101", "address of the Prometheus metrics endpoint, /metrics, and of /healthz and /readyz (ready once new view versions are caught up, the group joined and the state of its partitions restored)")
 	maxBatch := fs.Int("max-batch", 50_000, "records processed, and made durable, per batch; a crash replays at most one batch")
+	flushInterval := fs.Duration("flush-interval", 100*time.Millisecond, "how long a fetch gathers records (up to a megabyte) before a batch is made: each batch writes a file per partition to the offline logs, produces the changelog and commits. Longer gives fewer, larger files; an event is visible within about twice this")
 	futureSkew := fs.Duration("max-future-skew", 0, "dead-letter (reason "+ingest.ReasonFuture+") an event whose time is more than this ahead of its Kafka record's timestamp, so that a producer with a wrong clock cannot move a partition's watermark into the future and make the events after it late; 0 accepts any")
 	modelsDir := fs.String("models", "", "model repository (as serve's): with it, drift detectors watch <topic-prefix>.predictions against each version's reference profile and send retraining events to <topic-prefix>.retrain")
 	driftGroup := fs.String("drift-group-id", "quiver-drift", "Kafka consumer group of the drift detectors, with --models")
@@ -97,6 +98,7 @@ func run(args []string) error {
 		Offline:         off,
 		Redis:           rdb,
 		MaxBatch:        *maxBatch,
+		FlushInterval:   *flushInterval,
 		MaxFutureSkew:   *futureSkew,
 		Logger:          log,
 		Registerer:      reg,

@@ -529,6 +529,8 @@ func BenchmarkIngestFreshness(b *testing.B) {
 		flushed += d
 	}
 	b.ReportMetric(float64(flushed.Microseconds())/1000/float64(batches), "flush-ms")
+	// Each batch writes a file per source partition to each offline log.
+	b.ReportMetric(float64(batches)/float64(b.N), "batches")
 }
 
 // freshnessRun is one iteration of BenchmarkIngestFreshness, on a fresh

@@ -48,7 +48,10 @@
 // its marker records (package replay). Add a version by restarting every
 // instance of the group with the new definitions.
 //
-// A batch is made durable in this order: offline files, then the changelog
+// A batch is what one poll returns, at most Config.MaxBatch records; a
+// fetch waits for a megabyte of records or Config.FlushInterval, so that
+// events that trickle in share a batch rather than each making files of
+// their own. A batch is made durable in this order: offline files, then the changelog
 // and the DLQ, then the state store, then the offsets. The state store is
 // never ahead of the changelog, and on assignment a partition's state is
 // caught up from the changelog before its first batch, so an instance that

@@ -304,11 +304,49 @@ func TestFailedFlushUnderRebalance(t *testing.T) {
 // errors, not a shutdown that never commits.
 func TestValidateNegative(t *testing.T) {
 	cfg := ingest.Config{Definitions: loadDefs(t), Brokers: []string{"127.0.0.1:9092"}, DataDir: t.TempDir(),
-		ShutdownTimeout: -time.Second, SessionTimeout: -time.Second, CacheBytes: -1}
+		ShutdownTimeout: -time.Second, SessionTimeout: -time.Second, CacheBytes: -1, FlushInterval: -time.Second}
 	err := cfg.Validate()
-	for _, want := range []string{"shutdown timeout -1s is negative", "session timeout -1s is negative", "cache size -1 is negative"} {
+	for _, want := range []string{"flush interval -1s is negative", "shutdown timeout -1s is negative", "session timeout -1s is negative", "cache size -1 is negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v, want %q", err, want)
+		}
+	}
+}
+
+// TestFlushInterval: events that trickle in are made durable together, a
+// batch per flush interval, not a poll's handful at a time (each batch
+// writes a file per stream to each offline log), and none is lost.
+func TestFlushInterval(t *testing.T) {
+	brokers := cluster(t)
+	defs := loadDefs(t)
+	off, root := newOffline(t)
+	const interval = 400 * time.Millisecond
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, FlushInterval: interval})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("transactions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	txns := ingesttest.Stream(2, 200)
+	start := time.Now()
+	for _, x := range txns { // one at a time: a poll finds a record or two
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte(x.Key), Value: []byte(x.Value)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	batches := int(time.Since(start)/interval) + 2
+	stop()
+	ingesttest.Check(t, brokers, defs, txns, root)
+	for _, dir := range []string{"events/transactions", "features/user_txn/v1", "features/merchant_txn/v1"} {
+		files, err := filepath.Glob(filepath.Join(root, dir, "date=*", "*.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A batch writes a file per stream: a source partition.
+		if max := batches * partitions; len(files) > max {
+			t.Errorf("%s: %d files, want at most %d (%d batches of %d partitions)", dir, len(files), max, batches, partitions)
 		}
 	}
 }

@@ -47,9 +47,17 @@ type Config struct {
 	Offline         *offline.Dir          // the offline store; nil writes no offline logs
 	Redis           redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
 	MaxBatch        int                   // records processed per batch; default 50,000
-	CacheBytes      int64                 // Pebble block cache; default 128 MiB
-	Logger          *slog.Logger          // nil discards
-	Registerer      prometheus.Registerer // for metrics; nil registers none
+	// FlushInterval is how long a fetch waits for a megabyte of records
+	// before it returns what there is, so about the least time between two
+	// batches while ingest keeps up. Each batch writes a file per stream
+	// to each offline log and commits: a poll's handful of records would
+	// be files of their own, hundreds a second. An event waits up to
+	// twice the interval (stage one, then stage two) before it is
+	// visible. Default 100ms.
+	FlushInterval time.Duration
+	CacheBytes    int64                 // Pebble block cache; default 128 MiB
+	Logger        *slog.Logger          // nil discards
+	Registerer    prometheus.Registerer // for metrics; nil registers none
 	// MaxFutureSkew, when positive, dead-letters an event whose time is
 	// more than this ahead of its Kafka record's timestamp (ReasonFuture).
 	// Without it, one event from a producer with a wrong clock moves its
@@ -71,6 +79,9 @@ func (c *Config) ensureDefaults() {
 		// amortize them (10,000 ran ~20% slower) without costing freshness,
 		// since a poll returns what is there.
 		c.MaxBatch = 50_000
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = 100 * time.Millisecond
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
@@ -103,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxFutureSkew < 0 {
 		errs = append(errs, fmt.Errorf("ingest: max future skew %s is negative", c.MaxFutureSkew))
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("ingest: flush interval %s is negative", c.FlushInterval))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ingest: shutdown timeout %s is negative", c.ShutdownTimeout))
@@ -237,7 +251,10 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchMaxWait(100 * time.Millisecond),
+		// A fetch waits for a megabyte, or the flush interval: the
+		// broker gathers what trickles in, and a busy one answers at once.
+		kgo.FetchMinBytes(1 << 20),
+		kgo.FetchMaxWait(cfg.FlushInterval),
 		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.OnPartitionsAssigned(in.onAssigned),
 		kgo.OnPartitionsRevoked(in.onRevoked),
