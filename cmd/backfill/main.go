@@ -4,18 +4,15 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dustin/go-humanize"
@@ -115,7 +112,7 @@ func dataset(args []string) error {
 			return fmt.Errorf("--shard %q: want i/n with 0 <= i < n", *shard)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
 	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)
 	if err != nil {
@@ -141,21 +138,22 @@ func merge(args []string) error {
 	out := fs.String("out", "", "the dataset to write, .parquet, with its profile beside it; its directory is made if missing (required)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = cli.Usage(fs, "backfill merge joins the shards of a dataset (backfill dataset --shard i/n), given in any order, into the spine's order.")
-	if err := cli.Parse(fs, args, os.Getenv); err != nil {
+	shards, err := cli.ParseArgs(fs, args, os.Getenv)
+	if err != nil {
 		return err
 	}
 	log, err := cli.Logger(os.Stderr, *logFormat)
 	if err != nil {
 		return err
 	}
-	if *out == "" || fs.NArg() == 0 {
+	if *out == "" || len(shards) == 0 {
 		return errors.New("want --out FILE.parquet and the shards")
 	}
-	n, err := backfill.Merge(*out, fs.Args())
+	n, err := backfill.Merge(*out, shards)
 	if err != nil {
 		return err
 	}
-	log.Info("dataset merged", "out", *out, "shards", fs.NArg(), "rows", n)
+	log.Info("dataset merged", "out", *out, "shards", len(shards), "rows", n)
 	return nil
 }
 
@@ -200,7 +198,7 @@ restarted with the version, catches up. Run it before ingest computes the versio
 	if !cfg.Since.IsZero() && !cfg.Until.IsZero() && !cfg.Until.After(cfg.Since) {
 		return fmt.Errorf("--to %s is not after --from %s: no event is in between", *to, *from)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
 	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)
 	if err != nil {
@@ -282,7 +280,7 @@ func compact(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
 	prog, closeMetrics, err := startProgress(*metricsAddr, log, stop)
 	if err != nil {

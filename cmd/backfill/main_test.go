@@ -52,6 +52,16 @@ func TestReplayWindow(t *testing.T) {
 	}
 }
 
+// TestStrayArgument: `--inclusive false` would build the inclusive training
+// set and drop every flag after it; it is refused, naming the word.
+func TestStrayArgument(t *testing.T) {
+	err := run([]string{"dataset", "--definitions", "../../examples/fraud/definitions.yaml", "--data-dir", t.TempDir(),
+		"--spine", "spine.csv", "--timestamp-column", "ts", "--feature-service", "fraud_v1", "--inclusive", "false", "--out", "x.parquet"})
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "false"`) {
+		t.Fatalf("got %v, want an error naming the stray word", err)
+	}
+}
+
 // TestOneShardMerges runs a dataset as the Helm chart does with one shard,
 // into a directory not made yet, and merges it.
 func TestOneShardMerges(t *testing.T) {

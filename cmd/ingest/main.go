@@ -5,15 +5,13 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -45,19 +43,42 @@ func run(args []string) error {
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
+	// Zero would mean the library's default, not what the flag says.
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{{"session-timeout", *session > 0}, {"shutdown-timeout", *shutdown > 0}, {"flush-interval", *flushInterval > 0}, {"max-batch", *maxBatch > 0}} {
+		if !f.ok {
+			return fmt.Errorf("--%s %s: must be positive", f.name, fs.Lookup(f.name).Value)
+		}
+	}
+	if *metricsAddr == "" {
+		return errors.New("--metrics-addr is empty")
+	}
+	if *modelsDir == "" {
+		for _, name := range []string{"drift-group-id", "retrain-webhook", "retrain-webhook-secret-file"} {
+			if f := fs.Lookup(name); f.Value.String() != f.DefValue {
+				return fmt.Errorf("--%s needs --models", name)
+			}
+		}
+	}
+	hook, err := retrainWebhook(*webhook, *webhookSecret)
+	if err != nil {
+		return err
+	}
 	log, defs, off, err := common.Open()
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
-		return err
+		return cli.Stopped(ctx, err)
 	}
 	rdb, err := common.Redis(ctx, 0) // ingest writes: nothing to cache
 	if err != nil {
-		return err
+		return cli.Stopped(ctx, err)
 	}
 	if rdb != nil {
 		defer rdb.Close()
@@ -104,29 +125,17 @@ func run(args []string) error {
 		Registerer:      reg,
 	})
 	if err != nil {
-		return err
+		return cli.Stopped(ctx, err)
 	}
 	defer in.Close()
 
 	var monitor *watch.Monitor
 	if *modelsDir != "" {
 		cfg := watch.Config{Brokers: common.BrokerList(), Models: *modelsDir, Definitions: defs, TopicPrefix: common.TopicPrefix,
-			GroupID: *driftGroup, InstanceID: *instance, SessionTimeout: *session, Logger: log, Registerer: reg}
-		if *webhook != "" {
-			cfg.Webhook = &watch.Webhook{URL: *webhook}
-			if *webhookSecret != "" {
-				secret, err := os.ReadFile(*webhookSecret)
-				if err != nil {
-					return fmt.Errorf("--retrain-webhook-secret-file: %w", err)
-				}
-				cfg.Webhook.Secret = bytes.TrimSpace(secret)
-			}
-		}
+			GroupID: *driftGroup, InstanceID: *instance, SessionTimeout: *session, Webhook: hook, Logger: log, Registerer: reg}
 		if monitor, err = watch.New(ctx, cfg); err != nil {
-			return err
+			return cli.Stopped(ctx, err)
 		}
-	} else if *webhook != "" {
-		return errors.New("--retrain-webhook needs --models")
 	}
 
 	log.Info("ingest running", "definitions", common.Definitions, "brokers", common.Brokers, "group", *group, "metrics", *metricsAddr)
@@ -143,4 +152,30 @@ func run(args []string) error {
 	}
 	log.Info("ingest stopped: last batch committed")
 	return nil
+}
+
+// retrainWebhook returns the webhook --retrain-webhook and its secret file
+// name, nil for none: checked at start, not when the first retraining
+// event, maybe days later, fails to go out.
+func retrainWebhook(rawURL, secretFile string) (*watch.Webhook, error) {
+	if rawURL == "" {
+		if secretFile != "" {
+			return nil, errors.New("--retrain-webhook-secret-file needs --retrain-webhook")
+		}
+		return nil, nil
+	}
+	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--retrain-webhook %q: want an http:// or https:// URL", rawURL)
+	}
+	hook := &watch.Webhook{URL: rawURL}
+	if secretFile != "" {
+		secret, err := os.ReadFile(secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("--retrain-webhook-secret-file: %w", err)
+		}
+		if hook.Secret = bytes.TrimSpace(secret); len(hook.Secret) == 0 {
+			return nil, fmt.Errorf("--retrain-webhook-secret-file %s is empty: bodies would go unsigned", secretFile)
+		}
+	}
+	return hook, nil
 }

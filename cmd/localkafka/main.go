@@ -5,14 +5,11 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -55,7 +52,7 @@ func run(args []string) error {
 	}
 	log.Info("broker listening", "addrs", cluster.ListenAddrs(), "data_dir", dir, "partitions", *partitions)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
 	<-ctx.Done()
 	log.Info("stopping broker")

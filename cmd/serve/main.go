@@ -12,10 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,9 +42,13 @@ func run(args []string) error {
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them")
 	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
 	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis: MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
+	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, keep serving this long with /readyz answering 503 before closing the listener, so that load balancers stop sending requests first (the Helm chart sets 5s)")
 	fs.Usage = cli.Usage(fs, "serve answers online feature lookups over HTTP.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
+	}
+	if *cacheEntries < 0 || *redisCacheMB < 0 || *drainDelay < 0 {
+		return fmt.Errorf("--state-cache-entries %d, --redis-client-cache-mb %d, --drain-delay %s: none may be negative", *cacheEntries, *redisCacheMB, *drainDelay)
 	}
 	log, defs, off, err := common.Open()
 	if err != nil {
@@ -56,16 +58,16 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := cli.SignalContext()
 	defer stop()
 	// The same check as ingest's: definitions changed without a version
 	// bump are refused, so serve never reads state with other semantics.
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
-		return err
+		return cli.Stopped(ctx, err)
 	}
 	rdb, err := common.Redis(ctx, *redisCacheMB<<20)
 	if err != nil {
-		return err
+		return cli.Stopped(ctx, err)
 	}
 
 	reg := prometheus.NewRegistry()
@@ -155,6 +157,14 @@ func run(args []string) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+		if *drainDelay > 0 {
+			srv.Drain()
+			log.Info("draining: /readyz answers 503, requests are still served", "for", *drainDelay)
+			select {
+			case <-time.After(*drainDelay):
+			case runErr = <-errc:
+			}
+		}
 	case runErr = <-errc:
 	}
 	// Finish the requests in flight, deliver their predictions, then stop

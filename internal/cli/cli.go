@@ -3,13 +3,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // EnvName is the environment variable matching a flag: --topic-prefix is
@@ -20,11 +23,37 @@ func EnvName(flagName string) string {
 
 // Parse parses args into fs, then sets each flag not given on the command
 // line from its environment variable, if that is set. Command-line flags win
-// over the environment, and the environment over defaults.
+// over the environment, and the environment over defaults. An argument
+// that is not a flag is an error: the flag package stops at the first, and
+// every flag after it would be dropped (`--inclusive false` would set
+// --inclusive and ignore the rest).
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: a flag takes its value as --flag=value or --flag value, a boolean as --flag=false", fs.Arg(0))
+	}
+	return setFromEnv(fs, getenv)
+}
+
+// ParseArgs is Parse for a command that takes arguments after its flags,
+// which it returns; one that looks like a flag is an error.
+func ParseArgs(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	for _, a := range fs.Args() {
+		if strings.HasPrefix(a, "-") {
+			return nil, fmt.Errorf("flag %s after the arguments: flags come first", a)
+		}
+	}
+	return fs.Args(), setFromEnv(fs, getenv)
+}
+
+// setFromEnv sets each flag not given on the command line from its
+// environment variable, if that is set.
+func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -69,11 +98,46 @@ func Usage(fs *flag.FlagSet, summary string) func() {
 }
 
 // Exit ends the program: status 0 for no error or a request for help (the
-// usage is already printed), else the error and status 1.
+// usage is already printed), else the error and status 1. The error is
+// logged as one JSON record once the binary logs JSON (Common.Open makes
+// its logger the default), so that log pipelines keep the reason a process
+// stopped; before that, and for text, it is printed as is.
 func Exit(err error) {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
-	fmt.Fprintln(os.Stderr, "error:", err)
+	if _, ok := slog.Default().Handler().(*slog.JSONHandler); ok {
+		slog.Error("stopped", "err", err.Error())
+	} else {
+		fmt.Fprintln(os.Stderr, "error:", err)
+	}
 	os.Exit(1)
+}
+
+// SignalContext returns a context that ends at the first SIGINT or SIGTERM,
+// for a clean stop. A second signal ends the process at once, as if it
+// were not handled, rather than waiting for the clean stop.
+func SignalContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		select {
+		case <-sig:
+		case <-ctx.Done():
+		}
+		signal.Stop(sig) // before ctx ends, so that no later signal is caught
+		cancel()
+	}()
+	return ctx, cancel
+}
+
+// Stopped returns err, or nil if a signal ended ctx (SignalContext) and err
+// is only that: a service asked to stop while it was starting stops
+// cleanly.
+func Stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

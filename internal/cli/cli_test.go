@@ -3,6 +3,8 @@ package cli_test
 import (
 	"flag"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/quiver-ml/quiver/internal/cli"
@@ -28,6 +30,36 @@ func TestParseEnvironment(t *testing.T) {
 	fs.Int("port", 1, "")
 	if err := cli.Parse(fs, nil, func(string) string { return "not-a-number" }); err == nil {
 		t.Fatal("a bad environment value should be an error naming the variable")
+	}
+}
+
+// TestParseArguments: a word that is not a flag is an error, not the end of
+// the flags (every flag after it would be dropped); ParseArgs returns the
+// arguments of a command that takes them, after its flags.
+func TestParseArguments(t *testing.T) {
+	newFlags := func() (*flag.FlagSet, *bool, *string) {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		return fs, fs.Bool("inclusive", false, ""), fs.String("out", "", "")
+	}
+	noEnv := func(string) string { return "" }
+	fs, _, _ := newFlags()
+	err := cli.Parse(fs, []string{"--inclusive", "false", "--out", "x.parquet"}, noEnv)
+	if err == nil || !strings.Contains(err.Error(), `unexpected argument "false"`) {
+		t.Errorf("--inclusive false --out x.parquet: %v, want an error naming \"false\"", err)
+	}
+	fs, incl, out := newFlags()
+	if err := cli.Parse(fs, []string{"--inclusive=false", "--out", "x.parquet"}, noEnv); err != nil || *incl || *out != "x.parquet" {
+		t.Errorf("--inclusive=false --out x.parquet: %v, inclusive %v, out %q", err, *incl, *out)
+	}
+	fs, _, out = newFlags()
+	args, err := cli.ParseArgs(fs, []string{"--out", "x.parquet", "a", "b"}, noEnv)
+	if err != nil || !slices.Equal(args, []string{"a", "b"}) || *out != "x.parquet" {
+		t.Errorf("ParseArgs: %q, %v, out %q; want [a b]", args, err, *out)
+	}
+	fs, _, _ = newFlags()
+	if _, err := cli.ParseArgs(fs, []string{"a", "--out", "x.parquet"}, noEnv); err == nil || !strings.Contains(err.Error(), "flag --out after the arguments") {
+		t.Errorf("ParseArgs with a flag after the arguments: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,23 @@ func AddCommon(fs *flag.FlagSet) *Common {
 	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	return c
+}
+
+// check refuses empty values that would otherwise mean something else: an
+// empty broker is kgo's default, localhost:9092, and an empty topic prefix
+// names other topics than the default in some places and the same in
+// others.
+func (c *Common) check() error {
+	if slices.Contains(c.BrokerList(), "") {
+		return fmt.Errorf("--brokers %q: an empty address", c.Brokers)
+	}
+	if c.TopicPrefix == "" {
+		return errors.New("--topic-prefix is empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir is empty")
+	}
+	return nil
 }
 
 // BrokerList returns --brokers as a list.
@@ -130,6 +148,10 @@ func s3Options(u *url.URL, getenv func(string) string) offline.S3Options {
 func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, error) {
 	log, err := c.logger()
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	slog.SetDefault(log) // for Exit, and for libraries that log
+	if err := c.check(); err != nil {
 		return nil, nil, nil, err
 	}
 	if c.Online != "pebble" && c.Online != "redis" { // before anything is written

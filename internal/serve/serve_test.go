@@ -525,6 +525,23 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestDrain: a draining server answers /readyz 503, with a JSON body, and
+// every other request as before.
+func TestDrain(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Drain()
+	code, r, raw := f.do(t, "GET", "/readyz", "")
+	if code != 503 || r.Code != 503 || r.Error != "shutting down" {
+		t.Errorf("/readyz while draining: %d %s, want 503 shutting down", code, raw)
+	}
+	if code, _, raw := f.do(t, "POST", "/get-online-features", `{"features":["user_txn@1:txn_count_1h"],"entities":{"user_id":["u1"]}}`); code != 200 {
+		t.Errorf("a lookup while draining: %d %s", code, raw)
+	}
+	if code, _, raw := f.do(t, "GET", "/healthz", ""); code != 200 {
+		t.Errorf("/healthz while draining: %d %s", code, raw)
+	}
+}
+
 func TestFeatureViews(t *testing.T) {
 	f := newFixture(t)
 	code, _, raw := f.do(t, "GET", "/v1/feature-views", "")

@@ -99,6 +99,7 @@ type Server struct {
 	echo     *echo.Echo
 	parsers  fastjson.ParserPool
 	buffers  sync.Pool
+	draining atomic.Bool
 }
 
 // New builds the server of a set of definitions.
@@ -256,7 +257,15 @@ func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// Drain makes /readyz answer 503 from now on, while everything else
+// answers as before: a replica about to stop is taken out of its load
+// balancers before it closes its listener.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 func (s *Server) readyz(c echo.Context) error {
+	if s.draining.Load() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"error": "shutting down", "code": http.StatusServiceUnavailable})
+	}
 	if err := s.store.Ready(c.Request().Context()); err != nil {
 		return c.JSON(http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "code": http.StatusServiceUnavailable})
 	}
