@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/chart"
@@ -92,6 +93,32 @@ func TestChart(t *testing.T) {
 			m.checkBackfill(t)
 			m.checkMonitoring(t)
 		})
+	}
+}
+
+// TestRefusedValues: values that would deploy something broken fail the
+// render with a message naming them.
+func TestRefusedValues(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for set, want := range map[string]string{
+		// No volume every pod shares is mounted there: each pod would
+		// keep an offline store of its own, or fail on a read-only root.
+		"offline.url=file:///srv/offline": `offline.url "file:///srv/offline": want s3://bucket/prefix, or empty`,
+	} {
+		vals := map[string]any{}
+		if err := strvals.ParseInto(set, vals); err != nil {
+			t.Fatal(err)
+		}
+		rv, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, chartutil.DefaultCapabilities)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := engine.Render(ch, rv); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error with %q", set, err, want)
+		}
 	}
 }
 
@@ -548,6 +575,12 @@ func (m *manifests) checkServe(t *testing.T) {
 	}
 	if len(m.pdbs) != 1 || !selects(m.pdbs[0].Spec.Selector.MatchLabels, d) {
 		t.Error("no PodDisruptionBudget selects the serve pods")
+	}
+	// A stopping replica drains (its /readyz fails while it serves), then
+	// finishes its requests (10 s) before the kubelet's SIGKILL.
+	drain, err := time.ParseDuration(args["drain-delay"])
+	if grace := d.Spec.Template.Spec.TerminationGracePeriodSeconds; err != nil || drain <= 0 || grace == nil || time.Duration(*grace)*time.Second < drain+10*time.Second {
+		t.Errorf("serve --drain-delay=%s (%v) with terminationGracePeriodSeconds %v: want a drain and 10 s more", args["drain-delay"], err, grace)
 	}
 	// Tokens: a file from a Secret the chart renders or the values name.
 	auth := v["auth"].(map[string]any)

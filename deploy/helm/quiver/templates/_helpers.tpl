@@ -48,8 +48,8 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The --offline URL: the values' or the shared volume's file store. */}}
 {{- define "quiver.offlineURL" -}}
 {{- $url := .Values.offline.url -}}
-{{- if and $url (not (hasPrefix "s3://" $url)) (not (hasPrefix "file://" $url)) -}}
-{{- fail (printf "offline.url %q: want s3://bucket/prefix, file:///path or empty" $url) -}}
+{{- if and $url (not (hasPrefix "s3://" $url)) -}}
+{{- fail (printf "offline.url %q: want s3://bucket/prefix, or empty for the shared volume of offline.persistence (a file:// path would be on no volume every pod shares)" $url) -}}
 {{- end -}}
 {{- $url | default "file:///quiver/offline" -}}
 {{- end -}}
