@@ -37,6 +37,16 @@ type bucket interface {
 	remove(ctx context.Context, dir string, names ...string) error
 }
 
+// tempRemover is a bucket that a crash can leave temporary files in: on a
+// disk, a writer killed between stage and place leaves its file. A bucket
+// whose staged files are nowhere a listing finds them (S3 stages in memory
+// and places with one PUT) does not implement it.
+type tempRemover interface {
+	// removeTemps removes the temporary files directly in dir that were
+	// last modified before cutoff, and returns how many it removed.
+	removeTemps(ctx context.Context, dir string, cutoff time.Time) (int, error)
+}
+
 // A staged file is written in full, durably, and invisible to readers until
 // it is placed.
 type staged interface {

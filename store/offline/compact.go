@@ -177,14 +177,32 @@ type CompactOptions struct {
 	// rows in its replacement. A grace period serves other readers that
 	// list the log through LogFiles and read it later; within it, readers
 	// of the bare directory see the replaced rows twice.
+	//
+	// Temporary files that writers killed mid-write left on a local disk
+	// are removed once older than both Grace and an hour.
 	Grace time.Duration
 }
+
+// staleTemp is the least time a temporary file must have gone unmodified
+// before compaction takes it for a dead writer's and removes it.
+//
+// Grace alone will not do: it is zero by default, which is safe for a
+// replaced file (its rows are in place in its replacement) but not for a
+// temporary file, whose writer may still be alive and about to put it in
+// place; removed, that write fails. A live writer modifies its file as it
+// writes it, but may then leave it untouched for a while before placing it:
+// WriteBatch stages every date's file before it places any, and waits for
+// any refresh of the index; the process may be paused or stalled on a slow
+// disk; and on a shared file system the modification time comes from
+// another clock. An hour is far beyond any of these.
+const staleTemp = time.Hour
 
 // CompactStats is what a compaction did.
 type CompactStats struct {
 	Merged  int   // files merged into others
 	Written int   // compacted files written
 	Removed int   // replaced files removed after their grace period
+	Temps   int   // stale temporary files removed (on a local disk)
 	Rows    int64 // rows moved
 }
 
@@ -198,6 +216,9 @@ type CompactStats struct {
 //     or later, with a grace period, once it is older than that. A reader
 //     of this package that listed the log before reads a removed file's
 //     rows in its replacement (MetaReplacedRows).
+//   - On a local disk, the temporary files of writers and compactors killed
+//     mid-write are removed once they are older than the grace period and
+//     an hour: a live writer's is never that old.
 //   - The newest complete batch of each stream, and the files of incomplete
 //     batches, are left in place: high-water marks, and ingest's cleanup of
 //     a crash's partial batches, work as before.
@@ -233,6 +254,15 @@ type candidate struct {
 func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapshot, opts CompactOptions, stats *CompactStats) error {
 	partDir := path.Join(dir, part)
 	files := snap.parts[part]
+	// Temporary files a crash left behind go (see staleTemp). On S3 there
+	// are none: the bucket is not a tempRemover, and nothing changes there.
+	if tr, ok := d.b.(tempRemover); ok {
+		n, err := tr.removeTemps(ctx, partDir, time.Now().Add(-max(opts.Grace, staleTemp)))
+		stats.Temps += n
+		if err != nil {
+			return err
+		}
+	}
 	// Replaced files past their grace period go.
 	var gone []string
 	for _, name := range slices.Sorted(maps.Keys(files)) {

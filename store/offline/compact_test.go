@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,5 +284,78 @@ func testLogFilesSkipIncompleteBatch(t *testing.T, d *fixture) {
 	got, _ := readLog(t, d.reopen(t))
 	if len(got) != 10 || got["0/10"] {
 		t.Errorf("read %d rows (offset 10: %v), want the 10 of the complete batch only", len(got), got["0/10"])
+	}
+}
+
+// A writer or compactor killed while it writes leaves its temporary file in
+// the date partition. Compaction removes those untouched for longer than
+// both its grace period and an hour, and no other: a fresh one may be a
+// live writer's, about to be put in place.
+func TestCompactRemovesStaleTempFiles(t *testing.T) {
+	d := diskStore(t)
+	want := writeEvents(t, d.Dir, 2, 12) // over two dates
+	ctx := context.Background()
+	log := filepath.Join(d.root, "events", "transactions")
+	now := time.Now()
+	temps := []struct {
+		name string
+		age  time.Duration
+	}{
+		{"date=2026-11-20/.tmp-1001", 48 * time.Hour}, // a killed compactor's
+		{"date=2026-11-21/.tmp-1002", 3 * time.Hour},  // a killed writer's
+		{"date=2026-11-25/.tmp-1003", 48 * time.Hour}, // a writer killed writing a new date's first file
+		{"date=2026-11-20/.tmp-1004", 0},              // a live writer's
+		{"date=2026-11-21/.tmp-1005", 10 * time.Minute},
+	}
+	if err := os.Mkdir(filepath.Join(log, "date=2026-11-25"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tmp := range temps {
+		p := filepath.Join(log, filepath.FromSlash(tmp.name))
+		if err := os.WriteFile(p, []byte("PAR1 half written"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-tmp.age), now.Add(-tmp.age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	present := func() map[string]bool {
+		t.Helper()
+		got := map[string]bool{}
+		for _, f := range d.files(t, "events/transactions") {
+			if strings.Contains(f, "/.tmp-") {
+				got[f] = true
+			}
+		}
+		return got
+	}
+
+	// Within the grace period, every temporary file stays.
+	stats, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{Grace: 72 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := present(); len(got) != len(temps) || stats.Temps != 0 {
+		t.Errorf("with a grace period of 72h: %d temporary files removed, %v left; want all %d left", stats.Temps, got, len(temps))
+	}
+
+	// Without one (the default), those older than an hour go.
+	stats, err = d.Compact(ctx, "events/transactions", offline.CompactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := present()
+	for _, tmp := range temps {
+		if stale := tmp.age > time.Hour; got[tmp.name] == stale {
+			t.Errorf("%s, last written %v ago: present %v after compaction, want %v", tmp.name, tmp.age, got[tmp.name], !stale)
+		}
+	}
+	if stats.Temps != 3 {
+		t.Errorf("%+v: want 3 temporary files removed", stats)
+	}
+	for _, dir := range []*offline.Dir{d.Dir, d.reopen(t)} {
+		if rows, _ := readLog(t, dir); len(rows) != len(want) {
+			t.Errorf("%d rows after compaction, want %d", len(rows), len(want))
+		}
 	}
 }

@@ -20,7 +20,10 @@ type disk struct {
 	root string
 }
 
-var _ bucket = (*disk)(nil)
+var (
+	_ bucket      = (*disk)(nil)
+	_ tempRemover = (*disk)(nil)
+)
 
 func (d *disk) path(name string) string { return filepath.Join(d.root, filepath.FromSlash(name)) }
 
@@ -109,6 +112,43 @@ func (d *disk) stage(_ context.Context, dir string, write func(io.Writer) error)
 		return nil, err
 	}
 	return s, nil
+}
+
+func (d *disk) removeTemps(_ context.Context, dir string, cutoff time.Time) (int, error) {
+	des, err := os.ReadDir(d.path(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, e := range des {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // placed or discarded since it was listed
+		}
+		if err != nil {
+			return removed, err
+		}
+		if !info.ModTime().Before(cutoff) {
+			continue
+		}
+		err = os.Remove(filepath.Join(d.path(dir), e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	// Unlike a log file's, a temporary file's removal need not be durable:
+	// one that comes back after a crash is removed next time.
+	return removed, nil
 }
 
 // mkdirAll creates the slash-separated directory name and any missing parents

@@ -46,7 +46,9 @@
 // the batch wrote). The file name is a KSUID built from the batch's earliest
 // event time and a hash of (stream, offsets, date): names sort by time, and
 // writing the same batch again replaces its files instead of adding rows.
-// Temporary files (.tmp-*) are ignored by every reader in this package.
+// Temporary files (.tmp-*) are ignored by every reader in this package;
+// Dir.Compact removes those a writer killed mid-write left in a date
+// partition once they are older than its grace period and an hour.
 // LogFiles lists a log's files by name in the store; ReadLogFile reads one
 // as rows, ReadLogColumns column by column.
 //

@@ -143,7 +143,8 @@ const (
 	fileSuffix = ".parquet"
 	// Temporary files do not end in .parquet: a crash can leave one behind,
 	// and tools that read dir/*.parquet must not see it.
-	tempPattern = ".tmp-*"
+	tempPrefix  = ".tmp-"
+	tempPattern = tempPrefix + "*"
 )
 
 // datePart is the rows of a batch that fall on one date.
