@@ -52,22 +52,34 @@ func definitionFiles(path string) ([]string, error) {
 	if !info.IsDir() {
 		return []string{path}, nil
 	}
+	// WalkDir does not follow a root that is a link to a directory (a
+	// release's "current" link, say): it would find no file there. So walk
+	// the directory the path resolves to, and name its files under the path
+	// as given, which is what errors show.
+	root, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("read definitions: %w", err)
+	}
 	var files []string
-	err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		// Hidden entries are skipped: a Kubernetes ConfigMap mounted as a
 		// directory holds each file twice, as name -> ..data/name and in
 		// the ..<timestamp> directory ..data points to.
-		if p != path && strings.HasPrefix(e.Name(), ".") {
+		if p != root && strings.HasPrefix(e.Name(), ".") {
 			if e.IsDir() {
 				return fs.SkipDir
 			}
 			return nil
 		}
 		if ext := filepath.Ext(p); !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
-			files = append(files, p)
+			rel, err := filepath.Rel(root, p)
+			if err != nil {
+				return err
+			}
+			files = append(files, filepath.Join(path, rel))
 		}
 		return nil
 	})

@@ -496,6 +496,49 @@ func TestLoadConfigMapDirectory(t *testing.T) {
 	}
 }
 
+// TestLoadSymlinkedDirectory loads a directory through a link to it, as a
+// deployment's "current" link to its latest release: its files are read,
+// and errors name them under the link, as the user gave it, with their lines.
+func TestLoadSymlinkedDirectory(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "good", "minimal.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	release := func(name, file string, src []byte) string {
+		t.Helper()
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name, file), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(dir, "current-"+name)
+		if err := os.Symlink(name, link); err != nil {
+			t.Fatal(err)
+		}
+		return link
+	}
+
+	good := release("good", "defs.yaml", src)
+	want := mustLoadDefs(t, filepath.Join("testdata", "good", "minimal.yaml"))
+	if got := mustLoadDefs(t, good); len(got.Views) != len(want.Views) || len(got.Entities) != len(want.Entities) {
+		t.Errorf("loaded %d views and %d entities, want %d and %d", len(got.Views), len(got.Entities), len(want.Views), len(want.Entities))
+	}
+
+	bad := release("bad", "defs.yaml", []byte("project: p\nentities:\n  - name: User\n    join_keys: []\n"))
+	defs, err := features.Load(bad)
+	var errs features.Errors
+	if defs != nil || !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("Load(%s) = %v, %v; want features.Errors, two of them", bad, defs, err)
+	}
+	for i, e := range errs {
+		if want := filepath.Join(bad, "defs.yaml"); e.Pos.File != want || e.Pos.Line != 3+i {
+			t.Errorf("%v: at %s:%d, want %s:%d", e, e.Pos.File, e.Pos.Line, want, 3+i)
+		}
+	}
+}
+
 func TestParseDefinitionsPositions(t *testing.T) {
 	// Parse names positions after its name argument, and reports all problems.
 	src := []byte("project: p\nentities:\n  - name: User\n    join_keys: []\n")
