@@ -308,12 +308,12 @@ func compact(args []string) error {
 			return err
 		}
 		prog.Add(1)
-		log.Info("compacted", "log", dir, "merged", st.Merged, "written", st.Written, "removed", st.Removed, "rows", st.Rows)
-		total.Merged, total.Written, total.Removed, total.Rows = total.Merged+st.Merged, total.Written+st.Written, total.Removed+st.Removed, total.Rows+st.Rows
+		log.Info("compacted", "log", dir, "merged", st.Merged, "written", st.Written, "removed", st.Removed, "temps", st.Temps, "rows", st.Rows)
+		total.Merged, total.Written, total.Removed, total.Temps, total.Rows = total.Merged+st.Merged, total.Written+st.Written, total.Removed+st.Removed, total.Temps+st.Temps, total.Rows+st.Rows
 	}
 	prog.finish()
 	log.Info("compaction done", "logs", len(dirs), "merged", total.Merged, "written", total.Written, "removed", total.Removed,
-		"rows", total.Rows, "took", time.Since(began).Round(time.Millisecond))
+		"temps", total.Temps, "rows", total.Rows, "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
