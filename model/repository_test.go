@@ -90,7 +90,8 @@ func TestBadRepository(t *testing.T) {
 		name, spec, aliases string
 		want                []string
 	}{
-		{"unknown key", goodSpec + "batchign: {}\n", "", []string{"model.yaml:4: field batchign not found"}},
+		{"unknown key", goodSpec + "batchign: {}\n", "", []string{"model.yaml:4: batchign: field batchign not found"}},
+		{"aliases: unknown key in a flow mapping, the key named", goodSpec, "production: 1\ncanary: {version: 1, trafic: 0.5}\n", []string{"aliases.yaml:2: canary.trafic: field trafic not found"}},
 		{"wrong type, key named", goodSpec + "batching: {queue_capacity: 5, max_batch_size: lots}\n", "", []string{"model.yaml:4: batching.max_batch_size: cannot unmarshal !!str `lots` into int"}},
 		{"aliases: wrong type, key named", goodSpec, "production: 1\ncanary: 2\n", []string{"aliases.yaml:2: canary: cannot unmarshal !!int `2` into model.Canary"}},
 		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want onnx or xgboost-json)`}},

@@ -96,12 +96,18 @@ func yamlError(path string, root *yaml.Node, err error) error {
 			continue
 		}
 		rest := strings.TrimSpace(l[strings.Index(l, ":")+1:])
-		// The decoder quotes the value it could not use: `lots`.
+		// The decoder quotes the value it could not use: `lots`; an
+		// unknown key it names: "field trafic not found in type ...".
 		value, quoted := "", false
 		if _, after, ok := strings.Cut(rest, "`"); ok {
 			value, _, quoted = strings.Cut(after, "`")
 		}
-		if key := scalarAt(root, line, value, quoted, ""); key != "" {
+		key := scalarAt(root, line, value, quoted, "")
+		if name, ok := strings.CutPrefix(rest, "field "); ok {
+			name, _, _ = strings.Cut(name, " ")
+			key = keyAt(root, line, name, "")
+		}
+		if key != "" {
 			rest = key + ": " + rest
 		}
 		lines[i] = fmt.Sprintf("%s:%d: %s", path, line, rest)
@@ -141,6 +147,33 @@ func scalarAt(n *yaml.Node, line int, value string, quoted bool, key string) str
 			if k := scalarAt(c, line, value, quoted, fmt.Sprintf("%s[%d]", key, i)); k != "" {
 				return k
 			}
+		}
+	}
+	return ""
+}
+
+// keyAt returns the dotted path of the mapping key name on a line of a
+// YAML tree under n (whose key is key), or "".
+func keyAt(n *yaml.Node, line int, name, key string) string {
+	if n == nil {
+		return ""
+	}
+	for i, c := range n.Content {
+		sub := key
+		switch n.Kind {
+		case yaml.MappingNode:
+			if i%2 == 0 {
+				if c.Line == line && c.Value == name {
+					return strings.TrimPrefix(key+"."+name, ".")
+				}
+				continue
+			}
+			sub = strings.TrimPrefix(key+"."+n.Content[i-1].Value, ".")
+		case yaml.SequenceNode:
+			sub = fmt.Sprintf("%s[%d]", key, i)
+		}
+		if k := keyAt(c, line, name, sub); k != "" {
+			return k
 		}
 	}
 	return ""
