@@ -55,6 +55,9 @@ func run(args []string) error {
 	if *metricsAddr == "" {
 		return errors.New("--metrics-addr is empty")
 	}
+	if *modelsDir != "" && *driftGroup == *group {
+		return fmt.Errorf("--drift-group-id %q is also --group-id: the detectors need a consumer group of their own", *driftGroup)
+	}
 	if *modelsDir == "" {
 		for _, name := range []string{"drift-group-id", "retrain-webhook", "retrain-webhook-secret-file"} {
 			if f := fs.Lookup(name); f.Value.String() != f.DefValue {
