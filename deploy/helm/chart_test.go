@@ -107,6 +107,8 @@ func TestRefusedValues(t *testing.T) {
 		// No volume every pod shares is mounted there: each pod would
 		// keep an offline store of its own, or fail on a read-only root.
 		"offline.url=file:///srv/offline": `offline.url "file:///srv/offline": want s3://bucket/prefix, or empty`,
+		// The API server would refuse the CronJob at install.
+		"fullnameOverride=ml-platform-feature-store-production-eu-west1": `CronJob name "ml-platform-feature-store-production-eu-west1-compact" has 53 characters`,
 	} {
 		vals := map[string]any{}
 		if err := strvals.ParseInto(set, vals); err != nil {

@@ -41,6 +41,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* A CronJob's name, refused past the 52 characters Kubernetes allows (its Jobs add 11). */}}
+{{- define "quiver.cronJobName" -}}
+{{- if gt (len .) 52 -}}
+{{- fail (printf "CronJob name %q has %d characters, Kubernetes allows 52: shorten the release name, fullnameOverride or the dataset's name" . (len .)) -}}
+{{- end -}}
+{{- . -}}
+{{- end -}}
+
 {{- define "quiver.definitionsConfigMap" -}}
 {{- .Values.definitions.existingConfigMap | default (printf "%s-definitions" (include "quiver.fullname" .)) -}}
 {{- end -}}
