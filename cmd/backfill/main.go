@@ -205,6 +205,11 @@ restarted with the version, catches up. Run it before ingest computes the versio
 		return err
 	}
 	defer closeMetrics()
+	// Before anything is written: in a mistyped store, the marker and the
+	// changelog would hide the version from ingest's bootstrap.
+	if err := replay.CheckLog(ctx, off, defs.Source(v.Source)); err != nil {
+		return err
+	}
 	if err := features.NewRegistry(cfg.Offline).Register(ctx, defs); err != nil {
 		return err
 	}

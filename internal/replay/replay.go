@@ -18,6 +18,12 @@
 // While a replay runs, no ingest may compute the same version: add the
 // version to the definitions, run backfill replay, then restart ingest
 // with the new definitions (or just restart it, and it replays at start).
+//
+// Backfill replay first checks that the offline store holds the source's
+// event log (CheckLog). A replay into a mistyped store would leave the
+// version's changelog, and its marker in that store: ingest, with the right
+// store, would find the changelog and no marker, take the version for one
+// computed live, and never bootstrap it.
 package replay
 
 import (
@@ -39,6 +45,10 @@ import (
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
+
+// ErrNoEventLog is CheckLog's error for a store without the source's event
+// log.
+var ErrNoEventLog = errors.New("replay: no event log")
 
 // Entity is one entity's state and the offsets of the latest events applied
 // to it, per source partition.
@@ -96,18 +106,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, k := range cfg.Definitions.Entity(view.Entity).JoinKeys {
 		keyIdx = append(keyIdx, src.Field(k))
 	}
-	marks, err := cfg.Offline.Marks(ctx, "events/"+src.Name)
+	covered, err := logMarks(ctx, cfg.Offline, src)
 	if err != nil {
 		return nil, fmt.Errorf("replay %s: %w", view.Ref(), err)
 	}
-	res := &Result{Entities: map[string]*Entity{}, Covered: map[int32]int64{}}
-	for stream, mark := range marks {
-		if topic, p, ok := strings.Cut(stream, "/"); ok && topic == src.Topic {
-			if n, err := strconv.Atoi(p); err == nil {
-				res.Covered[int32(n)] = mark
-			}
-		}
-	}
+	res := &Result{Entities: map[string]*Entity{}, Covered: covered}
 	since, until := int64(math.MinInt64), int64(math.MaxInt64)
 	if !cfg.Since.IsZero() {
 		since = cfg.Since.UnixMilli()
@@ -197,6 +200,41 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Entities[k] = ent
 	}
 	return res, nil
+}
+
+// CheckLog returns an error matching ErrNoEventLog, naming the source and
+// the store, when the offline store holds no event of src: most likely the
+// wrong store. Run replays such a log into nothing, as ingest needs for a
+// source with no events yet; backfill replay calls CheckLog before it
+// writes anything (see the package comment). A log whose events all lie
+// outside the replay's time bounds passes: the store is the right one.
+func CheckLog(ctx context.Context, off *offline.Dir, src *features.Source) error {
+	marks, err := logMarks(ctx, off, src)
+	if err != nil {
+		return err
+	}
+	if len(marks) == 0 {
+		return fmt.Errorf("%w of source %s in offline store %s", ErrNoEventLog, src.Name, off)
+	}
+	return nil
+}
+
+// logMarks returns the high-water mark of each partition of src's topic in
+// its event log: the last offset of its newest complete batch.
+func logMarks(ctx context.Context, off *offline.Dir, src *features.Source) (map[int32]int64, error) {
+	marks, err := off.Marks(ctx, "events/"+src.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	for stream, mark := range marks {
+		if topic, p, ok := strings.Cut(stream, "/"); ok && topic == src.Topic {
+			if n, err := strconv.Atoi(p); err == nil {
+				out[int32(n)] = mark
+			}
+		}
+	}
+	return out, nil
 }
 
 // markerName is where the offline store keeps a version's handover marker.

@@ -2,8 +2,10 @@ package replay_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,6 +164,30 @@ func TestRun(t *testing.T) {
 	}
 	if want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() }); !maps.Equal(encoded(eng, rest.Entities), want) {
 		t.Error("a bounded replay and its catch-up differ from a replay of every event since --from")
+	}
+}
+
+// TestCheckLog: a store without the source's event log is refused, naming
+// the source and the store, though Run replays it into nothing (as ingest
+// needs for a source with no events yet).
+func TestCheckLog(t *testing.T) {
+	defs, v, off, _ := setup(t)
+	ctx := context.Background()
+	src := defs.Source(v.Source)
+	if err := replay.CheckLog(ctx, off, src); err != nil {
+		t.Errorf("a store with the log: %v", err)
+	}
+	root := t.TempDir()
+	empty, err := offline.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = replay.CheckLog(ctx, empty, src)
+	if !errors.Is(err, replay.ErrNoEventLog) || !strings.Contains(err.Error(), "source transactions") || !strings.Contains(err.Error(), "file://"+root) {
+		t.Errorf("a store without the log: %v; want ErrNoEventLog naming the source and the store", err)
+	}
+	if res, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: empty}); err != nil || len(res.Entities) != 0 {
+		t.Errorf("Run on a store without the log: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 )
@@ -15,7 +16,8 @@ import (
 // under a key prefix of an S3 bucket (NewS3Dir), with the same layout and
 // atomicity on both. It is safe for concurrent use.
 type Dir struct {
-	b bucket
+	b   bucket
+	url string // where the store is, for messages: file:///path, s3://bucket/prefix
 
 	schemas sync.Map // Parquet schemas of log columns, by names and types
 
@@ -29,8 +31,18 @@ func NewDir(root string) (*Dir, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("open offline store: %w", err)
 	}
-	return &Dir{b: &disk{root: root}}, nil
+	// Absolute, so that a message names the store whatever the working
+	// directory was.
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		abs = root
+	}
+	return &Dir{b: &disk{root: root}, url: "file://" + filepath.ToSlash(abs)}, nil
 }
+
+// String returns where the store is as an --offline URL: file:///path, or
+// s3://bucket/prefix.
+func (d *Dir) String() string { return d.url }
 
 // checkName checks a slash-separated name inside the store, refusing names
 // that would leave the root.

@@ -95,7 +95,8 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 	if !ok {
 		return nil, fmt.Errorf("open offline store: bucket %s does not exist", opts.Bucket)
 	}
-	return &Dir{b: &s3Bucket{c: minio.Core{Client: c}, bucket: opts.Bucket, prefix: opts.Prefix}}, nil
+	return &Dir{b: &s3Bucket{c: minio.Core{Client: c}, bucket: opts.Bucket, prefix: opts.Prefix},
+		url: strings.TrimSuffix("s3://"+opts.Bucket+"/"+opts.Prefix, "/")}, nil
 }
 
 // s3Bucket is a bucket under a key prefix of an S3 bucket. Directories are

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/replay"
+	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+const fraudDefs = "../../examples/fraud/definitions.yaml"
+
+// userTxn1 is the changelog of the fraud example's user_txn@1.
+var userTxn1 = online.ChangelogTopic("quiver", online.Table{View: "user_txn", Version: 1})
+
+// txn is one transaction of the fraud example's source.
+type txn struct {
+	user   string
+	amount float64
+	at     time.Time
+}
+
+// writeLog writes txns to the event log of the fraud example's
+// transactions source as ingest would: one batch, partition 0 from offset 0.
+func writeLog(t *testing.T, off *offline.Dir, txns []txn) {
+	t.Helper()
+	defs, err := features.Load(fraudDefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := defs.Source("transactions")
+	var cols []offline.Column
+	for _, f := range src.Schema {
+		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
+	}
+	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
+		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	b := offline.Batch{Dir: "events/transactions", Columns: cols, TimeColumn: len(src.Schema), Stream: "transactions/0", FirstOffset: 0, LastOffset: int64(len(txns) - 1)}
+	for o, e := range txns {
+		ms := e.at.UnixMilli()
+		// txn_id, user_id, merchant_id, amount, country, ts
+		b.Rows = append(b.Rows, []features.Value{features.String(fmt.Sprintf("t%d", o)), features.String(e.user), features.String("m1"),
+			features.Float(e.amount), features.String("DE"), features.Timestamp(ms),
+			features.Timestamp(ms), features.String("transactions"), features.Int(0), features.Int(int64(o))})
+	}
+	if err := off.WriteBatch(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newCluster starts a Kafka cluster with the fraud example's source topic
+// (2 partitions) and any others seeded, and returns its addresses.
+func newCluster(t *testing.T, opts ...kfake.Opt) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(2, "transactions")}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// entityKey is the changelog key of a user.
+func entityKey(user string) string {
+	k, _ := online.AppendEntityKey(nil, features.String(user))
+	return string(k)
+}
+
+// startIngest starts and closes an ingester on the store, which bootstraps
+// or catches up every view version before it returns.
+func startIngest(t *testing.T, brokers []string, defsPath string, off *offline.Dir) {
+	t.Helper()
+	defs, err := features.Load(defsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := ingest.New(context.Background(), ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off})
+	if err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+	in.Close()
+}
+
+// TestReplayMissingEventLog: a replay from a store without the view's
+// source's event log (a mistyped --offline or --data-dir) fails, naming the
+// source and the store, before it writes anything. A changelog and a marker
+// left there would make ingest, with the right store, take the version for
+// one computed live, and never bootstrap it.
+func TestReplayMissingEventLog(t *testing.T) {
+	brokers := newCluster(t)
+	missing := filepath.Join(t.TempDir(), "no", "such", "store")
+	err := run([]string{"replay", "--definitions", fraudDefs, "--offline", "file://" + missing, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1"})
+	if !errors.Is(err, replay.ErrNoEventLog) || !strings.Contains(err.Error(), "source transactions") || !strings.Contains(err.Error(), "file://"+missing) {
+		t.Errorf("replay from a store that does not exist: %v; want ErrNoEventLog naming the source and the store", err)
+	}
+	if left, _ := os.ReadDir(missing); len(left) > 0 {
+		t.Errorf("the failed replay wrote %v into the store", left)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topics, err := kadm.NewClient(cl).ListTopics(context.Background(), userTxn1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if topics.Has(userTxn1) {
+		t.Errorf("the failed replay created %s", userTxn1)
+	}
+
+	// Ingest, with the right store, bootstraps the version from its log.
+	right, err := offline.NewDir(filepath.Join(t.TempDir(), "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeLog(t, right, []txn{{"u_old", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
+	startIngest(t, brokers, fraudDefs, right)
+	got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[entityKey("u_old")]; !ok {
+		t.Errorf("ingest did not bootstrap user_txn@1 from the right store: u_old has no state (%d states)", len(got))
+	}
+}
+
+// TestReplayEmptyRange: a store whose event log holds no event in
+// --from..--to is the right store with nothing to count yet: the replay
+// succeeds, publishes no state and records the log as covered.
+func TestReplayEmptyRange(t *testing.T) {
+	brokers := newCluster(t)
+	data := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(data, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
+	if err := run([]string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1",
+		"--from", "2026-11-21T00:00:00Z"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
+	if err != nil || len(got) != 0 {
+		t.Errorf("changelog after a replay of nothing: %d states, %v; want none", len(got), err)
+	}
+	defs, err := features.Load(fraudDefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1))
+	if err != nil || !ok || covered[0] != 0 {
+		t.Errorf("marker %v, %v, %v; want partition 0 covered up to offset 0", covered, ok, err)
+	}
+}
