@@ -165,8 +165,8 @@ func replayView(args []string) error {
 	to := fs.String("to", "", "replay only events before this time (RFC 3339 or epoch ms)")
 	metricsAddr := addMetricsAddr(fs)
 	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
-to its changelog (and Redis with --online redis), with a marker from which ingest,
-restarted with the version, catches up. Run it before ingest computes the version.`)
+to its changelog (and Redis with --online redis), replacing what an earlier run published,
+with a marker from which ingest, restarted with the version, catches up. Run it before ingest computes the version.`)
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -242,7 +242,7 @@ restarted with the version, catches up. Run it before ingest computes the versio
 	}
 	prog.Add(int64(res.Events))
 	prog.finish()
-	if err := replay.Publish(ctx, cl, common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
+	if err := replay.Replace(ctx, cl, common.BrokerList(), common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
 		return err
 	}
 	if err := replay.WriteMarker(ctx, cfg.Offline, v, res.Covered); err != nil {

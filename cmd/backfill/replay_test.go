@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
@@ -164,5 +166,61 @@ func TestReplayEmptyRange(t *testing.T) {
 	covered, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1))
 	if err != nil || !ok || covered[0] != 0 {
 		t.Errorf("marker %v, %v, %v; want partition 0 covered up to offset 0", covered, ok, err)
+	}
+}
+
+// TestReplayRerunRemovesStaleStates: a replay recomputes the version's
+// states, so running it again leaves exactly the states it computed: an
+// entity it has no event for (here, none since --from) loses the state an
+// earlier run published, in the changelog and in Redis. Serve would
+// otherwise answer with counts --from excluded, and ingest's catch-up would
+// carry them on.
+func TestReplayRerunRemovesStaleStates(t *testing.T) {
+	brokers := newCluster(t)
+	addr := ingesttest.StartRedis(t)
+	data := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(data, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	writeLog(t, off, []txn{
+		{"u_old", 10, day.Add(1 * time.Hour)},
+		{"u_old", 20, day.Add(2 * time.Hour)},
+		{"u_new", 30, day.Add(12 * time.Hour)},
+	})
+	base := []string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1",
+		"--online", "redis", "--redis-addr", addr}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	states := func() (changelog, inRedis map[string]bool) {
+		t.Helper()
+		got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changelog, inRedis = map[string]bool{}, map[string]bool{}
+		for _, u := range []string{"u_old", "u_new"} {
+			_, changelog[u] = got[entityKey(u)]
+			n, err := rdb.Exists(context.Background(), online.RedisKey("quiver", online.Table{View: "user_txn", Version: 1}, entityKey(u))).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			inRedis[u] = n == 1
+		}
+		return changelog, inRedis
+	}
+	if err := run(base); err != nil {
+		t.Fatal(err)
+	}
+	if c, r := states(); !c["u_old"] || !c["u_new"] || !r["u_old"] || !r["u_new"] {
+		t.Fatalf("after a replay of the whole log: changelog %v, Redis %v; want both users in both", c, r)
+	}
+	// Again, counting only events since 06:00: u_old has none.
+	if err := run(append(base, "--from", "2026-11-20T06:00:00Z")); err != nil {
+		t.Fatal(err)
+	}
+	if c, r := states(); c["u_old"] || !c["u_new"] || r["u_old"] || !r["u_new"] {
+		t.Errorf("after a replay --from 06:00: changelog %v, Redis %v; want u_new alone in both (u_old's events are at 01:00 and 02:00)", c, r)
 	}
 }

@@ -19,15 +19,42 @@ import (
 // Publish writes each entity's state record to the version's changelog,
 // keyed by entity as ingest keys it, and with rdb also to Redis with the
 // view's TTL, and returns once everything is acknowledged. The changelog
-// must exist (EnsureChangelog).
+// must exist (EnsureChangelog). Entities not in ents keep their records: a
+// catch-up publishes only the entities it changed.
 func Publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.Definitions, v *features.View, ents map[string]*Entity, rdb redis.UniversalClient) error {
+	return publish(ctx, cl, prefix, defs, v, ents, nil, rdb)
+}
+
+// Replace is Publish for a replay that recomputed the version: ents become
+// its only states. Every other entity the changelog holds gets a tombstone,
+// and with rdb its Redis key is deleted, so that a state an earlier replay
+// or ingest published, for an entity this replay has no event for (none
+// since Config.Since, or its events gone from the log), is not served or
+// caught up from. The changelog lists every entity: ingest writes an
+// entity's Redis key only after its record.
+func Replace(ctx context.Context, cl *kgo.Client, brokers []string, prefix string, defs *features.Definitions, v *features.View, ents map[string]*Entity, rdb redis.UniversalClient) error {
+	current, err := ReadChangelog(ctx, brokers, online.ChangelogTopic(prefix, online.TableOf(v)))
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for k := range current {
+		if ents[k] == nil {
+			stale = append(stale, k)
+		}
+	}
+	return publish(ctx, cl, prefix, defs, v, ents, stale, rdb)
+}
+
+// publish writes the records of ents, and removes those of the stale keys.
+func publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.Definitions, v *features.View, ents map[string]*Entity, stale []string, rdb redis.UniversalClient) error {
 	eng, err := features.NewEngine(defs, v)
 	if err != nil {
 		return err
 	}
 	table := online.TableOf(v)
 	topic := online.ChangelogTopic(prefix, table)
-	keys := slices.Sorted(maps.Keys(ents))
+	keys := append(slices.Sorted(maps.Keys(ents)), stale...)
 	const chunk = 10_000
 	for len(keys) > 0 {
 		n := min(chunk, len(keys))
@@ -37,9 +64,16 @@ func Publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.
 			pipe = rdb.Pipeline()
 		}
 		for i, k := range keys[:n] {
-			value := online.EncodeState(eng, ents[k].State, ents[k].Applied)
+			var value []byte // stale: a tombstone
+			if e := ents[k]; e != nil {
+				value = online.EncodeState(eng, e.State, e.Applied)
+			}
 			recs[i] = &kgo.Record{Topic: topic, Key: []byte(k), Value: value}
-			if pipe != nil {
+			switch {
+			case pipe == nil:
+			case value == nil:
+				pipe.Del(ctx, online.RedisKey(prefix, table, k))
+			default:
 				pipe.Set(ctx, online.RedisKey(prefix, table, k), value, v.TTL)
 			}
 		}

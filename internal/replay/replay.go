@@ -15,6 +15,11 @@
 // event a no-op. A version ingest starts computing for the first time, with
 // no marker, is bootstrapped the same way from the whole log.
 //
+// Backfill replay recomputes the version, so it replaces its states
+// (Replace): an entity it computed no state for loses the one an earlier
+// run published, and running it again leaves exactly what the new run
+// computed. A catch-up only adds to the states (Publish).
+//
 // While a replay runs, no ingest may compute the same version: add the
 // version to the definitions, run backfill replay, then restart ingest
 // with the new definitions (or just restart it, and it replays at start).
