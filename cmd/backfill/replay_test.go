@@ -224,3 +224,63 @@ func TestReplayRerunRemovesStaleStates(t *testing.T) {
 		t.Errorf("after a replay --from 06:00: changelog %v, Redis %v; want u_new alone in both (u_old's events are at 01:00 and 02:00)", c, r)
 	}
 }
+
+// withSource writes the fraud example's definitions plus yaml (a source,
+// and views after "feature_views:") to a file, and returns its path.
+func withSource(t *testing.T, source, views string) string {
+	t.Helper()
+	src, err := os.ReadFile(fraudDefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs := strings.Replace(string(src), "\nfeature_views:\n", source+"\nfeature_views:\n"+views, 1)
+	path := filepath.Join(t.TempDir(), "definitions.yaml")
+	if err := os.WriteFile(path, []byte(defs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const clicksSource = `
+  - name: clicks
+    topic: clicks
+    format: json
+    event_time: ts
+    schema: {user_id: string, ts: timestamp}
+`
+
+// TestReplayChangelogPartitions: replay sizes a changelog it creates as
+// ingest sizes its topics, by the largest source topic a view reads; a
+// larger topic of a source no view reads does not count. Otherwise ingest
+// refuses to start until the replayed changelog is deleted. A source a view
+// reads whose topic does not exist yet leaves the size unknown: replay
+// refuses, where ingest would wait.
+func TestReplayChangelogPartitions(t *testing.T) {
+	brokers := newCluster(t, kfake.SeedTopics(4, "clicks"))
+	data := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(data, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
+	unread := withSource(t, clicksSource, "")
+	if err := run([]string{"replay", "--definitions", unread, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1"}); err != nil {
+		t.Fatal(err)
+	}
+	startIngest(t, brokers, unread, off)
+
+	views := `  - name: user_views
+    version: 1
+    entity: user
+    source: page_views
+    features:
+      - {name: views_1h, agg: count, window: 1h}
+
+`
+	read := withSource(t, strings.ReplaceAll(clicksSource, "clicks", "page_views"), views)
+	fresh := newCluster(t)
+	err = run([]string{"replay", "--definitions", read, "--data-dir", data, "--brokers", strings.Join(fresh, ","), "--view", "user_txn@1"})
+	if err == nil || !strings.Contains(err.Error(), "page_views") {
+		t.Errorf("replay while the topic of a source a view reads is missing: %v; want an error naming it", err)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -362,28 +363,18 @@ func (in *Ingester) consumedTopics() []string {
 const sourceTopicPoll = time.Second
 
 // createTopics creates the internal topics that are missing: repartition and
-// changelog topics with as many partitions as the largest source, changelogs
-// compacted, and the DLQ. It waits for the source topics to exist.
+// changelog topics with as many partitions as the largest source a view
+// reads (replay.Partitions, by which backfill replay sizes the changelogs it
+// creates too), changelogs compacted, and the DLQ. It waits for the source
+// topics to exist.
 func (in *Ingester) createTopics(ctx context.Context) error {
-	var sources []string
-	for t := range in.sources {
-		sources = append(sources, t)
-	}
 	for try := 0; ; try++ {
-		details, err := in.admin.ListTopics(ctx, sources...)
+		parts, missing, err := replay.Partitions(ctx, in.admin, in.cfg.Definitions)
 		if err != nil {
-			return fmt.Errorf("list source topics: %w", err)
-		}
-		var missing []string
-		for _, t := range sources {
-			d, ok := details[t]
-			if !ok || d.Err != nil {
-				missing = append(missing, t)
-				continue
-			}
-			in.parts = max(in.parts, int32(len(d.Partitions)))
+			return err
 		}
 		if len(missing) == 0 {
+			in.parts = parts
 			break
 		}
 		if try == 0 {

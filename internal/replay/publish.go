@@ -90,39 +90,55 @@ func publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.
 	return nil
 }
 
+// Partitions returns how many partitions ingest gives every topic it keys
+// by entity (repartition topics and changelogs): as many as the largest
+// source topic a view of defs reads, so that an entity's events and its
+// state record share a partition number. Ingest creates its topics by it,
+// and EnsureChangelog a changelog ingest has not created yet, so that the
+// two agree. missing lists the source topics views read that do not exist
+// yet: until they do, the count is unknown.
+func Partitions(ctx context.Context, adm *kadm.Client, defs *features.Definitions) (parts int32, missing []string, err error) {
+	var sources []string
+	for _, v := range defs.Views {
+		sources = append(sources, defs.Source(v.Source).Topic)
+	}
+	sources = slices.Compact(slices.Sorted(slices.Values(sources)))
+	details, err := adm.ListTopics(ctx, sources...)
+	if err != nil {
+		return 0, nil, fmt.Errorf("list source topics: %w", err)
+	}
+	for _, t := range sources {
+		if d, ok := details[t]; ok && d.Err == nil {
+			parts = max(parts, int32(len(d.Partitions)))
+		} else {
+			missing = append(missing, t)
+		}
+	}
+	return parts, missing, nil
+}
+
 // EnsureChangelog creates a version's changelog if it does not exist, as
-// ingest would: compacted, with as many partitions as the entity's
-// repartition topic (or, before ingest ever ran, the largest source), so
-// that an entity lands in the partition ingest reads it from.
+// ingest would: compacted, with Partitions partitions, so that an entity
+// lands in the partition ingest reads it from. It fails while a source
+// topic a view reads is missing, where ingest would wait for it.
 func EnsureChangelog(ctx context.Context, adm *kadm.Client, prefix string, defs *features.Definitions, v *features.View) error {
 	topic := online.ChangelogTopic(prefix, online.TableOf(v))
-	repart := prefix + ".repartition." + v.Entity
-	var sources []string
-	for _, s := range defs.Sources {
-		sources = append(sources, s.Topic)
-	}
-	details, err := adm.ListTopics(ctx, append([]string{topic, repart}, sources...)...)
+	details, err := adm.ListTopics(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
 	if d, ok := details[topic]; ok && d.Err == nil {
 		return nil
 	}
-	parts := 0
-	if d, ok := details[repart]; ok && d.Err == nil {
-		parts = len(d.Partitions)
-	} else {
-		for _, s := range sources {
-			if d, ok := details[s]; ok && d.Err == nil {
-				parts = max(parts, len(d.Partitions))
-			}
-		}
+	parts, missing, err := Partitions(ctx, adm, defs)
+	if err != nil {
+		return err
 	}
-	if parts == 0 {
-		return fmt.Errorf("changelog %s: no repartition or source topic to size it by", topic)
+	if len(missing) > 0 {
+		return fmt.Errorf("changelog %s: source topics %v, which views read, do not exist yet: create them first, as it takes as many partitions as the largest source topic a view reads", topic, missing)
 	}
 	compact := "compact"
-	resp, err := adm.CreateTopic(ctx, int32(parts), -1, map[string]*string{"cleanup.policy": &compact}, topic)
+	resp, err := adm.CreateTopic(ctx, parts, -1, map[string]*string{"cleanup.policy": &compact}, topic)
 	if err == nil {
 		err = resp.Err
 	}

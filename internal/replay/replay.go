@@ -6,7 +6,10 @@
 //
 // Replayed states are published as ingest publishes them: state records
 // (each entity's state and, per source partition, the offset of the latest
-// event applied) to the view's changelog, and to Redis. A marker in the
+// event applied) to the view's changelog, and to Redis. A changelog ingest
+// has not created yet is created as ingest would (EnsureChangelog), with
+// the partition count ingest gives all its topics keyed by entity
+// (Partitions): ingest refuses a changelog of another size. A marker in the
 // offline store (_replay/<view>/v<version>.json) records the offsets of the
 // event log the replay covered. When ingest starts with the version, it
 // catches the version up from the marker with the events logged since (an
