@@ -62,9 +62,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// Every problem with the flags at once.
 	var problems []error
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
-	if fs.NArg() > 0 {
-		bad("unexpected arguments %q", fs.Args())
-	}
 	if !(*rate >= 0) || math.IsInf(*rate, 0) {
 		bad("--rate %g: want 0 or more", *rate)
 	}
