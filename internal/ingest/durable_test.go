@@ -306,9 +306,20 @@ func TestValidateNegative(t *testing.T) {
 	cfg := ingest.Config{Definitions: loadDefs(t), Brokers: []string{"127.0.0.1:9092"}, DataDir: t.TempDir(),
 		ShutdownTimeout: -time.Second, SessionTimeout: -time.Second, CacheBytes: -1, FlushInterval: -time.Second}
 	err := cfg.Validate()
-	for _, want := range []string{"flush interval -1s is negative", "shutdown timeout -1s is negative", "session timeout -1s is negative", "cache size -1 is negative"} {
+	for _, want := range []string{"flush interval -1s: want 10ms to 1m", "shutdown timeout -1s is negative", "session timeout -1s is negative", "cache size -1 is negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v, want %q", err, want)
+		}
+	}
+}
+
+// TestFlushIntervalRange: a flush interval a Kafka client cannot wait
+// for a fetch is a configuration error, not a client that fails to start.
+func TestFlushIntervalRange(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 2 * time.Minute} {
+		cfg := ingest.Config{Definitions: loadDefs(t), Brokers: []string{"127.0.0.1:9092"}, DataDir: t.TempDir(), FlushInterval: d}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "want 10ms to 1m") {
+			t.Errorf("flush interval %s: %v", d, err)
 		}
 	}
 }

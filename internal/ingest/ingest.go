@@ -116,8 +116,9 @@ func (c *Config) Validate() error {
 	if c.MaxFutureSkew < 0 {
 		errs = append(errs, fmt.Errorf("ingest: max future skew %s is negative", c.MaxFutureSkew))
 	}
-	if c.FlushInterval < 0 {
-		errs = append(errs, fmt.Errorf("ingest: flush interval %s is negative", c.FlushInterval))
+	if c.FlushInterval < 0 || c.FlushInterval > 0 && c.FlushInterval < 10*time.Millisecond || c.FlushInterval > time.Minute {
+		// Kafka clients wait at least 10 ms for a fetch.
+		errs = append(errs, fmt.Errorf("ingest: flush interval %s: want 10ms to 1m", c.FlushInterval))
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ingest: shutdown timeout %s is negative", c.ShutdownTimeout))
