@@ -85,7 +85,7 @@ func (s *Server) oipRoutes(e *echo.Echo, get func(string, echo.HandlerFunc, ...e
 	})
 	get("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
 	get("/v2/health/ready", func(c echo.Context) error {
-		if err := s.store.Ready(c.Request().Context()); err != nil {
+		if err := s.ready(c.Request().Context()); err != nil {
 			return c.JSON(http.StatusServiceUnavailable, map[string]any{"ready": false, "error": err.Error(), "code": http.StatusServiceUnavailable})
 		}
 		return c.JSON(http.StatusOK, map[string]bool{"ready": true})

@@ -257,16 +257,21 @@ func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Drain makes /readyz answer 503 from now on, while everything else
-// answers as before: a replica about to stop is taken out of its load
-// balancers before it closes its listener.
+// Drain makes /readyz and /v2/health/ready answer 503 from now on, while
+// everything else answers as before: a replica about to stop is taken out
+// of its load balancers before it closes its listener.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-func (s *Server) readyz(c echo.Context) error {
+// ready says why the server should not be sent requests, or nil.
+func (s *Server) ready(ctx context.Context) error {
 	if s.draining.Load() {
-		return c.JSON(http.StatusServiceUnavailable, map[string]any{"error": "shutting down", "code": http.StatusServiceUnavailable})
+		return errors.New("shutting down")
 	}
-	if err := s.store.Ready(c.Request().Context()); err != nil {
+	return s.store.Ready(ctx)
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	if err := s.ready(c.Request().Context()); err != nil {
 		return c.JSON(http.StatusServiceUnavailable, map[string]any{"error": err.Error(), "code": http.StatusServiceUnavailable})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
