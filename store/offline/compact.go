@@ -223,8 +223,9 @@ type CompactStats struct {
 //     batches, are left in place: high-water marks, and ingest's cleanup of
 //     a crash's partial batches, work as before.
 //
-// Files are merged only with files of the same columns. Run it from one
-// process at a time per log.
+// Files are merged only with files of the same columns. One compaction of
+// a log runs at a time, in whatever processes: another one fails with an
+// error matching ErrLocked. A log with no files is left as it is.
 func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (CompactStats, error) {
 	if opts.TargetBytes <= 0 {
 		opts.TargetBytes = 128 << 20
@@ -234,11 +235,24 @@ func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (Com
 	if err != nil {
 		return stats, fmt.Errorf("compact %s: %w", dir, err)
 	}
+	if len(snap.parts) == 0 {
+		return stats, nil
+	}
+	l, err := d.lock(ctx, dir)
+	if err != nil {
+		return stats, fmt.Errorf("compact %w", err)
+	}
+	defer l.release()
+	// Listed again under the lock: a compaction that held it may have
+	// changed the log since.
+	if snap, err = d.snapshot(ctx, dir); err != nil {
+		return stats, fmt.Errorf("compact %s: %w", dir, err)
+	}
 	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
 		if err := ctx.Err(); err != nil {
 			return stats, err
 		}
-		if err := d.compactPart(ctx, dir, part, snap, opts, &stats); err != nil {
+		if err := d.compactPart(ctx, dir, part, snap, opts, l, &stats); err != nil {
 			return stats, fmt.Errorf("compact %s/%s: %w", dir, part, err)
 		}
 	}
@@ -251,7 +265,7 @@ type candidate struct {
 	info fileInfo
 }
 
-func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapshot, opts CompactOptions, stats *CompactStats) error {
+func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapshot, opts CompactOptions, l *lease, stats *CompactStats) error {
 	partDir := path.Join(dir, part)
 	files := snap.parts[part]
 	// Temporary files a crash left behind go (see staleTemp). On S3 there
@@ -280,8 +294,13 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 			}
 		}
 	}
-	if err := d.b.remove(ctx, partDir, gone...); err != nil {
-		return err
+	if len(gone) > 0 {
+		if err := l.keep(ctx); err != nil {
+			return err
+		}
+		if err := d.b.remove(ctx, partDir, gone...); err != nil {
+			return err
+		}
 	}
 	stats.Removed += len(gone)
 
@@ -309,7 +328,7 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 		if opts.Grace == 0 {
 			remove = files
 		}
-		if err := d.merge(ctx, dir, part, cands[:n], remove, stats); err != nil {
+		if err := d.merge(ctx, dir, part, cands[:n], remove, l, stats); err != nil {
 			return err
 		}
 		cands = cands[n:]
@@ -321,7 +340,7 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 // grouped by column set: files whose columns differ from the first's are
 // left for another run. The files it replaces that are in remove (the
 // partition's, or nil) go once it is in place.
-func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, stats *CompactStats) error {
+func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, l *lease, stats *CompactStats) error {
 	partDir := path.Join(dir, part)
 	var cols []Column
 	var rows [][]features.Value
@@ -385,6 +404,9 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 		return err
 	}
 	defer out.discard()
+	if err := l.keep(ctx); err != nil {
+		return err
+	}
 	name := compactedName(files[0].name, replaces)
 	ix := d.logIndex(dir)
 	ix.lock.RLock()

@@ -3,9 +3,12 @@ package offline_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,8 +200,8 @@ func testCompactRemovesAtOnce(t *testing.T, d *fixture) {
 }
 
 // TestCompactBesideWriterAndReaders: a writer keeps adding batches (as
-// ingest does) and readers keep listing and reading the log while
-// compaction runs again and again: no reader ever reads a row twice or
+// ingest does) and readers keep listing and reading the log while two
+// compactors run again and again: no reader ever reads a row twice or
 // misses a row written before it listed, and the high-water marks only go
 // up.
 func TestCompactBesideWriterAndReaders(t *testing.T) {
@@ -240,21 +243,34 @@ func testCompactBesideWriterAndReaders(t *testing.T, d *fixture) {
 			}
 		})
 	}
-	compactions := 0
-	for ctx.Err() == nil {
-		// No grace period: readers read files removed since they listed
-		// them in their replacements.
-		if _, err := d.Compact(context.Background(), "events/transactions", offline.CompactOptions{TargetBytes: 64 << 10}); err != nil {
-			t.Fatal(err)
-		}
-		compactions++
+	// Two compactors, as two processes: a manual run beside the scheduled
+	// one. One waits while the other holds the log.
+	var compactions, locked atomic.Int64
+	for _, c := range []*offline.Dir{d.Dir, d.reopen(t)} {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				// No grace period: readers read files removed since they
+				// listed them in their replacements.
+				_, err := c.Compact(context.Background(), "events/transactions", offline.CompactOptions{TargetBytes: 64 << 10})
+				if errors.Is(err, offline.ErrLocked) {
+					locked.Add(1)
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					stop()
+					return
+				}
+				compactions.Add(1)
+			}
+		})
 	}
 	wg.Wait()
 	got, _ := readLog(t, d.Dir)
 	if int64(len(got)) != written.Load() {
 		t.Errorf("%d rows at the end, %d written", len(got), written.Load())
 	}
-	t.Logf("%d compactions beside %d rows written", compactions, written.Load())
+	t.Logf("%d compactions (%d refused, the log locked) beside %d rows written", compactions.Load(), locked.Load(), written.Load())
 	for p := range 2 {
 		if m := hwm(t, d.reopen(t), "events/transactions", fmt.Sprintf("transactions/%d", p)); m != "999" {
 			t.Errorf("partition %d: high-water mark %s, want 999", p, m)
@@ -357,5 +373,75 @@ func TestCompactRemovesStaleTempFiles(t *testing.T) {
 		if rows, _ := readLog(t, dir); len(rows) != len(want) {
 			t.Errorf("%d rows after compaction, want %d", len(rows), len(want))
 		}
+	}
+}
+
+// One compaction of a log at a time, whatever the process: another one
+// fails with ErrLocked, naming the holder, and changes nothing; once the
+// lock is released the next one runs and leaves no lock behind.
+func TestCompactLock(t *testing.T) { eachBackend(t, testCompactLock) }
+
+func testCompactLock(t *testing.T, d *fixture) {
+	ctx := context.Background()
+	writeEvents(t, d.Dir, 2, 12)
+	before := d.files(t, "events/transactions")
+	keep, release, err := d.reopen(t).LockLog(ctx, "events/transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Compact(ctx, "events/transactions", offline.CompactOptions{})
+	if !errors.Is(err, offline.ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Fatalf("compaction beside another: %v, want ErrLocked naming the holder", err)
+	}
+	if _, _, err := d.reopen(t).LockLog(ctx, "events/transactions"); !errors.Is(err, offline.ErrLocked) {
+		t.Fatalf("a second lock: %v, want ErrLocked", err)
+	}
+	if err := keep(ctx); err != nil {
+		t.Fatalf("the holder's lock: %v", err)
+	}
+	var lockFiles []string
+	for _, f := range d.files(t, "events/transactions") {
+		if !slices.Contains(before, f) {
+			lockFiles = append(lockFiles, f)
+		}
+	}
+	if len(lockFiles) != 1 || !strings.HasPrefix(lockFiles[0], "_compacting.") {
+		t.Fatalf("files the lock added: %v, want one _compacting.<generation>", lockFiles)
+	}
+	release()
+	stats, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{})
+	if err != nil || stats.Written == 0 {
+		t.Fatalf("compaction once the lock is released: %+v, %v", stats, err)
+	}
+	for _, f := range d.files(t, "events/transactions") {
+		if strings.HasPrefix(f, "_compacting.") {
+			t.Errorf("%s left after the compaction", f)
+		}
+	}
+}
+
+// A dead compactor's lock, not renewed for ten minutes, is taken over; the
+// compactor, had it only stalled, finds out before it changes anything more.
+func TestCompactLockTakenOver(t *testing.T) {
+	d := diskStore(t)
+	ctx := context.Background()
+	writeEvents(t, d.Dir, 2, 12)
+	keep, _, err := d.reopen(t).LockLog(ctx, "events/transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(d.root, "events", "transactions", "_compacting.1")
+	old := time.Now().Add(-11 * time.Minute)
+	if err := os.Chtimes(lock, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if stats, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{}); err != nil || stats.Written == 0 {
+		t.Fatalf("compaction beside a stale lock: %+v, %v", stats, err)
+	}
+	if _, err := os.Stat(lock); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale lock is still there: %v", err)
+	}
+	if err := keep(ctx); !errors.Is(err, offline.ErrLocked) {
+		t.Errorf("the stalled holder renewing: %v, want ErrLocked", err)
 	}
 }
