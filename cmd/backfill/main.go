@@ -226,8 +226,8 @@ with a marker from which ingest, restarted with the version, catches up. Run it 
 	}
 	defer cl.Close()
 	// Pending until the replay is published: a crash part way leaves a
-	// marker from which ingest replays everything.
-	if err := replay.WriteMarker(ctx, off, v, nil); err != nil {
+	// marker from which ingest replays everything since --from.
+	if err := replay.WriteMarker(ctx, off, v, replay.Marker{Since: cfg.Since}); err != nil {
 		return err
 	}
 	if err := replay.EnsureChangelog(ctx, kadm.NewClient(cl), common.TopicPrefix, defs, v); err != nil {
@@ -245,7 +245,7 @@ with a marker from which ingest, restarted with the version, catches up. Run it 
 	if err := replay.Replace(ctx, cl, common.BrokerList(), common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
 		return err
 	}
-	if err := replay.WriteMarker(ctx, cfg.Offline, v, res.Covered); err != nil {
+	if err := replay.WriteMarker(ctx, cfg.Offline, v, replay.Marker{Covered: res.Covered}); err != nil {
 		return err
 	}
 	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "entities", len(res.Entities),

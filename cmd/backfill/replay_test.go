@@ -12,8 +12,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
@@ -163,9 +165,9 @@ func TestReplayEmptyRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	covered, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1))
-	if err != nil || !ok || covered[0] != 0 {
-		t.Errorf("marker %v, %v, %v; want partition 0 covered up to offset 0", covered, ok, err)
+	m, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1))
+	if err != nil || !ok || m.Covered[0] != 0 || !m.Since.IsZero() {
+		t.Errorf("marker %+v, %v, %v; want partition 0 covered up to offset 0", m, ok, err)
 	}
 }
 
@@ -282,5 +284,85 @@ func TestReplayChangelogPartitions(t *testing.T) {
 	err = run([]string{"replay", "--definitions", read, "--data-dir", data, "--brokers", strings.Join(fresh, ","), "--view", "user_txn@1"})
 	if err == nil || !strings.Contains(err.Error(), "page_views") {
 		t.Errorf("replay while the topic of a source a view reads is missing: %v; want an error naming it", err)
+	}
+}
+
+// TestReplayFromFailedPartWay: a replay --from that fails part way (here,
+// its changelog cannot be created) leaves a pending marker, from which
+// ingest replays the version itself; it leaves out the events before --from
+// as the replay would have, rather than counting the whole log.
+func TestReplayFromFailedPartWay(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "transactions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	c.ControlKey(int16(kmsg.CreateTopics), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.CreateTopicsRequest)
+		resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewCreateTopicsResponseTopic()
+			st.Topic, st.ErrorCode = rt.Topic, kerr.PolicyViolation.Code
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	data := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(data, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	writeLog(t, off, []txn{
+		{"u_old", 10, day.Add(1 * time.Hour)},
+		{"u_both", 20, day.Add(2 * time.Hour)},
+		{"u_both", 30, day.Add(12 * time.Hour)},
+	})
+	from := day.Add(6 * time.Hour)
+	err = run([]string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","),
+		"--view", "user_txn@1", "--from", from.Format(time.RFC3339)})
+	if err == nil {
+		t.Fatal("the replay succeeded, though its changelog could not be created")
+	}
+	defs, err := features.Load(fraudDefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1)); err != nil || !ok || len(m.Covered) != 0 || !m.Since.Equal(from) {
+		t.Fatalf("marker after the failed replay: %+v, %v, %v; want pending, since %v", m, ok, err, from)
+	}
+
+	startIngest(t, brokers, fraudDefs, off)
+	got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[entityKey("u_old")]; ok {
+		t.Error("u_old, whose only event is before --from, has a state")
+	}
+	rec, ok := got[entityKey("u_both")]
+	if !ok {
+		t.Fatal("u_both has no state")
+	}
+	eng, err := features.NewEngine(defs, defs.View("user_txn", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := online.DecodeState(eng, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]features.Value, len(defs.View("user_txn", 1).Features))
+	if err := eng.Evaluate(st, day.Add(13*time.Hour).UnixMilli(), out); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range defs.View("user_txn", 1).Features {
+		if f.Name == "amount_max_24h" && out[i] != features.Float(30) {
+			t.Errorf("u_both's amount_max_24h %v, want 30: the 02:00 event of 20 is before --from", out[i])
+		}
+		if f.Name == "amount_avg_24h" && out[i] != features.Float(30) {
+			t.Errorf("u_both's amount_avg_24h %v, want 30 (one event since --from)", out[i])
+		}
 	}
 }

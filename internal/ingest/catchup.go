@@ -14,7 +14,8 @@ import (
 // markNewViews writes a pending replay marker for every view version whose
 // changelog does not exist yet, before it is created: the version is then
 // replayed from the whole event log by catchUp, now or, after a crash, at
-// the next start.
+// the next start. A pending marker already there stays: a backfill replay
+// --from that failed part way left it, and the replay keeps its --from.
 func (in *Ingester) markNewViews(ctx context.Context, topics map[string]map[string]*string) error {
 	if in.cfg.Offline == nil {
 		return nil
@@ -33,7 +34,15 @@ func (in *Ingester) markNewViews(ctx context.Context, topics map[string]map[stri
 		if d, ok := details[t]; ok && d.Err == nil {
 			continue
 		}
-		if err := replay.WriteMarker(ctx, in.cfg.Offline, in.findView(t).engine.View(), nil); err != nil {
+		view := in.findView(t).engine.View()
+		m, ok, err := replay.ReadMarker(ctx, in.cfg.Offline, view)
+		if err != nil {
+			return err
+		}
+		if ok && len(m.Covered) == 0 {
+			continue
+		}
+		if err := replay.WriteMarker(ctx, in.cfg.Offline, view, replay.Marker{}); err != nil {
 			return err
 		}
 	}
@@ -59,14 +68,14 @@ func (in *Ingester) catchUp(ctx context.Context) error {
 		for _, views := range er.views {
 			for _, v := range views {
 				view := v.engine.View()
-				covered, ok, err := replay.ReadMarker(ctx, in.cfg.Offline, view)
+				m, ok, err := replay.ReadMarker(ctx, in.cfg.Offline, view)
 				if err != nil {
 					return err
 				}
 				if !ok {
 					continue // computed live all along
 				}
-				if err := in.catchUpView(ctx, v, covered); err != nil {
+				if err := in.catchUpView(ctx, v, m); err != nil {
 					return fmt.Errorf("catch up %s: %w", view.Ref(), err)
 				}
 				if err := replay.RemoveMarker(ctx, in.cfg.Offline, view); err != nil {
@@ -78,14 +87,14 @@ func (in *Ingester) catchUp(ctx context.Context) error {
 	return nil
 }
 
-func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, after map[int32]int64) error {
+func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Marker) error {
 	began := time.Now()
 	current, err := replay.ReadChangelog(ctx, in.cfg.Brokers, v.changelog)
 	if err != nil {
 		return err
 	}
 	res, err := replay.Run(ctx, replay.Config{
-		Definitions: in.cfg.Definitions, View: v.engine.View(), Offline: in.cfg.Offline, After: after,
+		Definitions: in.cfg.Definitions, View: v.engine.View(), Offline: in.cfg.Offline, After: m.Covered, Since: m.Since,
 		Load: func(key string) (*replay.Entity, error) {
 			rec, ok := current[key]
 			if !ok {
@@ -109,7 +118,7 @@ func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, after map[int
 	if err := replay.Publish(ctx, cl, in.cfg.TopicPrefix, in.cfg.Definitions, v.engine.View(), res.Entities, in.cfg.Redis); err != nil {
 		return err
 	}
-	in.log.Info("view caught up from the event log", "view", v.engine.View().Ref(), "after", fmt.Sprint(after),
+	in.log.Info("view caught up from the event log", "view", v.engine.View().Ref(), "after", fmt.Sprint(m.Covered), "since", m.Since,
 		"events", res.Events, "applied", res.Applied, "entities", len(res.Entities), "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }

@@ -250,51 +250,60 @@ func markerName(v *features.View) string {
 	return "_replay/" + v.Name + "/v" + strconv.Itoa(v.Version) + ".json"
 }
 
-type marker struct {
+// Marker is a version's handover marker, in the offline store.
+type Marker struct {
+	// Covered is, per source partition, the last offset the version's
+	// published states cover. Empty, the marker is pending: whoever takes
+	// over replays the whole log.
+	Covered map[int32]int64
+	// Since is a pending replay's start (backfill replay --from): the
+	// replay that takes over from its marker leaves out the same events.
+	Since time.Time
+}
+
+type markerJSON struct {
 	Covered map[string]int64 `json:"covered"` // source partition → last offset replayed
+	Since   time.Time        `json:"since,omitzero"`
 	At      time.Time        `json:"at"`
 }
 
-// WriteMarker records that a version's published states cover the event
-// log up to covered (per source partition), replacing any earlier marker
-// atomically. A marker with nothing covered is pending: whoever takes over
-// replays the whole log. Write one before creating a version's changelog,
+// WriteMarker records a version's marker, replacing any earlier one
+// atomically. Write a pending one before creating a version's changelog,
 // so that a crash in between cannot leave a changelog that looks computed.
-func WriteMarker(ctx context.Context, off *offline.Dir, v *features.View, covered map[int32]int64) error {
-	m := marker{Covered: map[string]int64{}, At: time.Now().UTC()}
-	for p, o := range covered {
-		m.Covered[strconv.Itoa(int(p))] = o
+func WriteMarker(ctx context.Context, off *offline.Dir, v *features.View, m Marker) error {
+	j := markerJSON{Covered: map[string]int64{}, Since: m.Since.UTC(), At: time.Now().UTC()}
+	for p, o := range m.Covered {
+		j.Covered[strconv.Itoa(int(p))] = o
 	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
 	return off.ReplaceFile(ctx, markerName(v), b)
 }
 
-// ReadMarker returns a version's marker: the offsets its states cover, and
-// false when there is none.
-func ReadMarker(ctx context.Context, off *offline.Dir, v *features.View) (map[int32]int64, bool, error) {
+// ReadMarker returns a version's marker, and false when there is none.
+func ReadMarker(ctx context.Context, off *offline.Dir, v *features.View) (Marker, bool, error) {
 	b, err := off.ReadFile(ctx, markerName(v))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
+		return Marker{}, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return Marker{}, false, err
 	}
-	var m marker
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, false, fmt.Errorf("replay marker %s: %w", markerName(v), err)
+	var j markerJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return Marker{}, false, fmt.Errorf("replay marker %s: %w", markerName(v), err)
 	}
-	covered := map[int32]int64{}
-	for p, o := range m.Covered {
+	m := Marker{Covered: map[int32]int64{}, Since: j.Since}
+	for p, o := range j.Covered {
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			return nil, false, fmt.Errorf("replay marker %s: partition %q", markerName(v), p)
+			return Marker{}, false, fmt.Errorf("replay marker %s: partition %q", markerName(v), p)
 		}
-		covered[int32(n)] = o
+		m.Covered[int32(n)] = o
 	}
-	return covered, true, nil
+	return m, true, nil
 }
 
 // RemoveMarker removes a version's marker once ingest has taken over.

@@ -197,15 +197,16 @@ func TestMarker(t *testing.T) {
 	if _, ok, err := replay.ReadMarker(ctx, off, v); ok || err != nil {
 		t.Fatalf("a marker before any: %v, %v", ok, err)
 	}
-	want := map[int32]int64{0: 59, 3: 1 << 40}
-	for range 2 { // written twice: replaced
-		if err := replay.WriteMarker(ctx, off, v, want); err != nil {
+	pending := replay.Marker{Since: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)}
+	want := replay.Marker{Covered: map[int32]int64{0: 59, 3: 1 << 40}}
+	for _, m := range []replay.Marker{pending, want, want} { // replaced each time
+		if err := replay.WriteMarker(ctx, off, v, m); err != nil {
 			t.Fatal(err)
 		}
-	}
-	got, ok, err := replay.ReadMarker(ctx, off, v)
-	if err != nil || !ok || !maps.Equal(got, want) {
-		t.Fatalf("marker %v, %v, %v; want %v", got, ok, err, want)
+		got, ok, err := replay.ReadMarker(ctx, off, v)
+		if err != nil || !ok || !maps.Equal(got.Covered, m.Covered) || !got.Since.Equal(m.Since) {
+			t.Fatalf("marker %+v, %v, %v; want %+v", got, ok, err, m)
+		}
 	}
 	if err := replay.RemoveMarker(ctx, off, v); err != nil {
 		t.Fatal(err)
