@@ -166,7 +166,8 @@ func replayView(args []string) error {
 	metricsAddr := addMetricsAddr(fs)
 	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
 to its changelog (and Redis with --online redis), replacing what an earlier run published,
-with a marker from which ingest, restarted with the version, catches up. Run it before ingest computes the version.`)
+with a marker from which ingest, restarted with the version, catches up. Run it before ingest computes the version:
+a version ingest has taken over is refused.`)
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -210,6 +211,15 @@ with a marker from which ingest, restarted with the version, catches up. Run it 
 	if err := replay.CheckLog(ctx, off, defs.Source(v.Source)); err != nil {
 		return err
 	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...))
+	if err != nil {
+		return fmt.Errorf("connect to kafka: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if err := replay.CheckNotLive(ctx, adm, off, common.TopicPrefix, v); err != nil {
+		return err
+	}
 	if err := features.NewRegistry(cfg.Offline).Register(ctx, defs); err != nil {
 		return err
 	}
@@ -220,17 +230,12 @@ with a marker from which ingest, restarted with the version, catches up. Run it 
 	if rdb != nil {
 		defer rdb.Close()
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...))
-	if err != nil {
-		return fmt.Errorf("connect to kafka: %w", err)
-	}
-	defer cl.Close()
 	// Pending until the replay is published: a crash part way leaves a
 	// marker from which ingest replays everything since --from.
 	if err := replay.WriteMarker(ctx, off, v, replay.Marker{Since: cfg.Since}); err != nil {
 		return err
 	}
-	if err := replay.EnsureChangelog(ctx, kadm.NewClient(cl), common.TopicPrefix, defs, v); err != nil {
+	if err := replay.EnsureChangelog(ctx, adm, common.TopicPrefix, defs, v); err != nil {
 		return err
 	}
 	began := time.Now()

@@ -366,3 +366,42 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayRefusedOnceLive: once ingest has taken a version over (its
+// changelog exists and the replay's marker is gone), a replay of it is
+// refused, and changes nothing; before that, it may run again.
+func TestReplayRefusedOnceLive(t *testing.T) {
+	brokers := newCluster(t)
+	data := t.TempDir()
+	off, err := offline.NewDir(filepath.Join(data, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
+	args := []string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1"}
+	for range 2 { // not taken over yet: a replay may run again
+		if err := run(args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startIngest(t, brokers, fraudDefs, off)
+	before, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = run(args)
+	if !errors.Is(err, replay.ErrComputedLive) || !strings.Contains(err.Error(), "user_txn@1") {
+		t.Fatalf("a replay of the version ingest took over: %v, want ErrComputedLive naming it", err)
+	}
+	defs, err := features.Load(fraudDefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1)); ok || err != nil {
+		t.Errorf("the refused replay left a marker (%v, %v)", ok, err)
+	}
+	after, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
+	if err != nil || len(after) != len(before) {
+		t.Errorf("changelog: %d states before the refused replay, %d after (%v)", len(before), len(after), err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -115,6 +116,30 @@ func Partitions(ctx context.Context, adm *kadm.Client, defs *features.Definition
 		}
 	}
 	return parts, missing, nil
+}
+
+// ErrComputedLive is CheckNotLive's error for a version ingest computes.
+var ErrComputedLive = errors.New("ingest computes this version")
+
+// CheckNotLive returns an error matching ErrComputedLive when ingest has
+// taken the version over: its changelog exists and no replay marker does.
+// A replay then would publish states behind ingest's, without the events
+// ingest applied after the replay's marks, until ingest next restarts. A
+// version with a marker (pending, or of a replay ingest has not taken over
+// yet), or without a changelog, may be replayed.
+func CheckNotLive(ctx context.Context, adm *kadm.Client, off *offline.Dir, prefix string, v *features.View) error {
+	if _, ok, err := ReadMarker(ctx, off, v); err != nil || ok {
+		return err
+	}
+	topic := online.ChangelogTopic(prefix, online.TableOf(v))
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	if d, ok := details[topic]; ok && d.Err == nil {
+		return fmt.Errorf("%s: %w (its changelog %s exists, with no replay marker): a replay would publish states behind ingest's; define a new version and replay that", v.Ref(), ErrComputedLive, topic)
+	}
+	return nil
 }
 
 // EnsureChangelog creates a version's changelog if it does not exist, as
