@@ -216,6 +216,9 @@ func (d *Detector) close(next time.Time) *Evaluation {
 		skipped := next.Sub(end) / d.cfg.Slide.Duration
 		for range min(int(skipped), len(d.slides)) {
 			d.full = min(d.full+1, len(d.slides))
+			if d.full == len(d.slides) && d.predictions() < d.cfg.MinSamples {
+				d.streak = 0 // a window too empty to score breaks a breach
+			}
 			d.advance()
 		}
 	}
@@ -262,10 +265,9 @@ func (d *Detector) evaluate() *Evaluation {
 	} else {
 		ev.Start, ev.End = oldest.first, cur.last
 	}
-	for _, s := range d.slides {
-		ev.Predictions += s.predictions
-	}
+	ev.Predictions = d.predictions()
 	if ev.Predictions < d.cfg.MinSamples {
+		d.streak = 0 // not scored, so not breaching: the breach is not sustained
 		return nil
 	}
 	for i, c := range d.columns {
@@ -296,6 +298,15 @@ func (d *Detector) evaluate() *Evaluation {
 	}
 	ev.Streak = d.streak
 	return ev
+}
+
+// predictions is the number of predictions in the window.
+func (d *Detector) predictions() int {
+	n := 0
+	for _, s := range d.slides {
+		n += s.predictions
+	}
+	return n
 }
 
 // ResetStreak starts counting breaching windows afresh: after an event, the

@@ -325,3 +325,49 @@ func TestLoadProfileRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestStreakBrokenByUnscoredWindows: windows in a row means no window
+// between: one with too few predictions to be scored, or a gap of empty
+// ones, is not a breaching window and starts the count afresh.
+func TestStreakBrokenByUnscoredWindows(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		middle []time.Duration // predictions between two breaching windows
+		second time.Duration   // the second breaching window's start
+	}{
+		{"too few predictions", []time.Duration{time.Minute + time.Second}, 2 * time.Minute},
+		{"a gap", nil, time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := mustDetector(t, Config{Window: Window{Duration: time.Minute}, MinSamples: 3, Consecutive: 2})
+			var evs []*Evaluation
+			add := func(at time.Duration) {
+				t.Helper()
+				ev, err := d.Add(t0.Add(at), []float32{1, 3}, 0.2, int64(at/time.Second)) // x drifted: all in one bin
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev != nil {
+					evs = append(evs, ev)
+				}
+			}
+			for _, at := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
+				add(at)
+			}
+			for _, at := range tc.middle {
+				add(at)
+			}
+			// Another breaching window, closed by the prediction after it.
+			for _, at := range []time.Duration{0, time.Second, 2 * time.Second, time.Minute} {
+				add(tc.second + at)
+			}
+			if len(evs) != 2 || !evs[0].Breach || !evs[1].Breach {
+				t.Fatalf("evaluations %+v, want 2 breaching", evs)
+			}
+			if evs[1].Streak != 1 || evs[1].Sustained(d.Config()) {
+				t.Errorf("second breaching window: streak %d, sustained %v; want 1, not sustained",
+					evs[1].Streak, evs[1].Sustained(d.Config()))
+			}
+		})
+	}
+}

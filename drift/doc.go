@@ -29,8 +29,8 @@
 // [0, 1]). A column drifts in a window when a score reaches its threshold
 // (Config.PSI, Config.JS); a window breaches when any column drifted, or a
 // share of them (Config.Rule). Windows with fewer than MinSamples
-// predictions are not scored. Consecutive breaching windows make a
-// sustained breach.
+// predictions are not scored, and do not breach. Consecutive breaching
+// windows make a sustained breach.
 //
 // # Events
 //
