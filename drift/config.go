@@ -144,8 +144,11 @@ func (c Config) Check() []Problem {
 	} else if c.Window.Count > 0 && c.MinSamples > c.Window.Count {
 		add("min_samples", "%d is more than the window's %d predictions: no window would ever be scored", c.MinSamples, c.Window.Count)
 	}
-	if c.PSI < 0 || c.JS < 0 || c.JS > 1 {
-		add("psi", "thresholds must be positive (js at most 1)")
+	if c.PSI < 0 {
+		add("psi", "%g: a threshold must not be negative", c.PSI)
+	}
+	if c.JS < 0 || c.JS > 1 {
+		add("js", "%g: want a Jensen–Shannon distance from 0 to 1", c.JS)
 	}
 	switch c.Rule {
 	case RuleAny:

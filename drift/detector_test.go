@@ -371,3 +371,24 @@ func TestStreakBrokenByUnscoredWindows(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigThresholdProblems: each bad threshold is a problem of its own
+// key, so that model.yaml's error points at the line to fix.
+func TestConfigThresholdProblems(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want []string
+	}{
+		{Config{JS: 1.5}, []string{"js"}},
+		{Config{PSI: -0.1}, []string{"psi"}},
+		{Config{PSI: -0.1, JS: -1}, []string{"psi", "js"}},
+	} {
+		var got []string
+		for _, p := range tc.cfg.Check() {
+			got = append(got, p.Field)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("psi %v js %v: problems of %q, want %q", tc.cfg.PSI, tc.cfg.JS, got, tc.want)
+		}
+	}
+}
