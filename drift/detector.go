@@ -85,6 +85,11 @@ type Detector struct {
 	cur    int
 	full   int // slides closed since the start, up to len(slides)
 	streak int // breaching windows in a row
+	// breaching holds where each of the last breaching windows of the
+	// streak begins in the log, as many as a sustained breach still needs
+	// besides the open window (Consecutive-1): a replay from the oldest
+	// counts them again.
+	breaching []int64
 
 	window []float64 // scratch: the window's counts of one column
 }
@@ -217,7 +222,7 @@ func (d *Detector) close(next time.Time) *Evaluation {
 		for range min(int(skipped), len(d.slides)) {
 			d.full = min(d.full+1, len(d.slides))
 			if d.full == len(d.slides) && d.predictions() < d.cfg.MinSamples {
-				d.streak = 0 // a window too empty to score breaks a breach
+				d.ResetStreak() // a window too empty to score breaks a breach
 			}
 			d.advance()
 		}
@@ -267,7 +272,7 @@ func (d *Detector) evaluate() *Evaluation {
 	}
 	ev.Predictions = d.predictions()
 	if ev.Predictions < d.cfg.MinSamples {
-		d.streak = 0 // not scored, so not breaching: the breach is not sustained
+		d.ResetStreak() // not scored, so not breaching: the breach is not sustained
 		return nil
 	}
 	for i, c := range d.columns {
@@ -293,8 +298,14 @@ func (d *Detector) evaluate() *Evaluation {
 	}
 	if ev.Breach {
 		d.streak++
+		if keep := d.cfg.Consecutive - 1; keep > 0 {
+			if len(d.breaching) == keep {
+				d.breaching = append(d.breaching[:0], d.breaching[1:]...)
+			}
+			d.breaching = append(d.breaching, d.windowFrom())
+		}
 	} else {
-		d.streak = 0
+		d.ResetStreak()
 	}
 	ev.Streak = d.streak
 	return ev
@@ -311,11 +322,25 @@ func (d *Detector) predictions() int {
 
 // ResetStreak starts counting breaching windows afresh: after an event, the
 // next one needs a breach sustained anew.
-func (d *Detector) ResetStreak() { d.streak = 0 }
+func (d *Detector) ResetStreak() {
+	d.streak = 0
+	d.breaching = d.breaching[:0]
+}
 
 // From is the offset of the oldest prediction the detector's window holds,
-// or -1 if it holds none: where to read the log again to rebuild it.
+// or of the first of the breaching windows a sustained breach still needs,
+// or -1 if there is none: where to read the log again to rebuild the
+// window and the breach in progress.
 func (d *Detector) From() int64 {
+	from := d.windowFrom()
+	if len(d.breaching) > 0 && (from < 0 || d.breaching[0] < from) {
+		from = d.breaching[0]
+	}
+	return from
+}
+
+// windowFrom is the offset of the oldest prediction the window holds, or -1.
+func (d *Detector) windowFrom() int64 {
 	from := int64(-1)
 	for _, s := range d.slides {
 		if s.offset >= 0 && (from < 0 || s.offset < from) {

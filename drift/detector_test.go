@@ -130,19 +130,27 @@ func TestTumblingCountWindow(t *testing.T) {
 	if !ev.Breach || ev.Streak != 1 || ev.Sustained(d.Config()) {
 		t.Errorf("breach %v streak %d", ev.Breach, ev.Streak)
 	}
-	if d.From() != -1 {
-		t.Errorf("From() = %d after a closed tumbling window, want -1", d.From())
+	// The window is closed, but a replay must count it again: it is a
+	// breaching window of the sustained breach to come.
+	if d.From() != 100 {
+		t.Errorf("From() = %d after a closed tumbling window that breached, want 100", d.From())
 	}
 	for i := range 4 {
 		ev, _ = d.Add(t0.Add(time.Hour), []float32{1, 0}, 0.7, int64(104+i))
-		if i == 0 && d.From() != 104 {
-			t.Errorf("From() = %d, want 104", d.From())
+		if i == 0 && d.From() != 100 {
+			t.Errorf("From() = %d, want 100", d.From())
 		}
 	}
 	if ev == nil || ev.Streak != 2 || !ev.Sustained(d.Config()) {
 		t.Fatalf("second breaching window: %+v", ev)
 	}
+	if d.From() != 104 { // a breach going on needs its last window
+		t.Errorf("From() = %d after the second breaching window, want 104", d.From())
+	}
 	d.ResetStreak()
+	if d.From() != -1 {
+		t.Errorf("From() = %d after ResetStreak, want -1", d.From())
+	}
 	ev, _ = addN(d, 4, []float32{1, 0}, 0.7)
 	if ev.Streak != 1 {
 		t.Errorf("streak %d after ResetStreak, want 1", ev.Streak)
@@ -167,7 +175,8 @@ func addN(d *Detector, n int, in []float32, out float32) (*Evaluation, error) {
 // counted afresh.
 func TestSlidingWindowMatchesRecount(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	d := mustDetector(t, Config{Window: Window{Count: 40}, Slide: Window{Count: 10}, MinSamples: 1})
+	// Consecutive 1: no breach in progress holds From back.
+	d := mustDetector(t, Config{Window: Window{Count: 40}, Slide: Window{Count: 10}, MinSamples: 1, Consecutive: 1})
 	type row struct{ b, x, out float32 }
 	var rows []row
 	evals := 0
@@ -390,5 +399,44 @@ func TestConfigThresholdProblems(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("psi %v js %v: problems of %q, want %q", tc.cfg.PSI, tc.cfg.JS, got, tc.want)
 		}
+	}
+}
+
+// TestFromKeepsBreachInProgress: From goes back to the breaching windows a
+// sustained breach still needs, and no further however long the breach
+// lasts (as it does while a model cools down from its event).
+func TestFromKeepsBreachInProgress(t *testing.T) {
+	d := mustDetector(t, Config{Window: Window{Count: 4}, MinSamples: 1, Consecutive: 3, Features: []string{"x"}, Output: new(false)})
+	add := func(off int, x float32) *Evaluation {
+		t.Helper()
+		ev, err := d.Add(t0.Add(time.Duration(off)*time.Second), []float32{1, x}, 0.7, int64(off))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	for i := range 40 { // x drifted: 10 breaching windows, no event
+		ev := add(i, 3)
+		if i%4 != 3 {
+			continue
+		}
+		k := i / 4 // the window closed
+		if ev == nil || ev.Streak != k+1 {
+			t.Fatalf("window %d: %+v", k, ev)
+		}
+		if want := int64(4 * max(k-1, 0)); d.From() != want { // this window and the one before
+			t.Fatalf("From() = %d after window %d, want %d", d.From(), k, want)
+		}
+	}
+	// A window that does not breach ends the breach: only the open window
+	// is kept.
+	for i, x := range []float32{0, 1.5, 3, 5} { // the profile's distribution
+		if ev := add(40+i, x); i == 3 && (ev == nil || ev.Breach) {
+			t.Fatalf("window of the profile's distribution: %+v", ev)
+		}
+	}
+	add(44, 0)
+	if d.From() != 44 {
+		t.Errorf("From() = %d after the breach ended, want 44", d.From())
 	}
 }

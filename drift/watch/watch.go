@@ -4,12 +4,11 @@
 // one retraining event per sustained breach to <prefix>.retrain.
 //
 // Events are sent once. The committed offset of a partition is where its
-// detectors' open windows begin, so a restarted or new owner rebuilds them
+// detectors' open windows begin, or the breaching windows before them that a
+// breach in progress still needs, so a restarted or new owner rebuilds both
 // from the log; the last event of each model, read back from the retrain
 // topic when partitions are assigned, starts the cooldown again, so a
-// breach replayed after a crash is not sent twice. A restart does lose the
-// count of breaching windows before the open one: a breach in progress needs
-// its consecutive windows again.
+// breach replayed after a crash is not sent twice.
 //
 // Predictions whose time is more than a minute from their record's
 // timestamp are skipped, and a version without predictions for ten minutes
@@ -370,7 +369,8 @@ func (m *Monitor) prune() {
 }
 
 // commit commits, for each partition processed, where its detectors'
-// windows begin, or past its last record when they hold none of it.
+// windows (and breaches in progress) begin, or past its last record when
+// they hold none of it.
 func (m *Monitor) commit(ctx context.Context) error {
 	if len(m.next) == 0 {
 		return nil

@@ -219,3 +219,79 @@ func TestDriftEvents(t *testing.T) {
 		t.Errorf("webhook got %d events (after %d calls), want the 2 of the topic", len(hooked), calls)
 	}
 }
+
+// TestBreachSurvivesRestart: a breach two windows into its three, when
+// ingest restarts (or the model's partition moves to another instance),
+// still sends its event at the end of the third window; and the restart
+// after that event does not send it again.
+func TestBreachSurvivesRestart(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	dir, defs, prof := drifttest.Repository(t, watchYAML)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	s := drifttest.NewSampler(prof, 7)
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var last *kgo.Record
+	produce := func(k int, shifted bool) {
+		s.Shift("amount_vs_avg", shifted)
+		for _, p := range s.Predictions(k*window, &at, 10*time.Millisecond) {
+			b, _ := json.Marshal(p)
+			r := &kgo.Record{Topic: "quiver.predictions", Key: []byte(p.Model), Value: b, Timestamp: p.Time}
+			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			last = r
+		}
+	}
+	// run starts a monitor, produces, waits until the monitor has
+	// processed it all, stops it, and returns how many events it sent.
+	run := func(k int, shifted bool) float64 {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, CommitInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		produce(k, shifted)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			m.mu.Lock()
+			next := m.next[last.Partition]
+			m.mu.Unlock()
+			if next == last.Offset+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the monitor did not reach the end of the log")
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return testutil.ToFloat64(m.m.events.WithLabelValues("fraud"))
+	}
+	if e := run(1, false); e != 0 {
+		t.Fatalf("%v events for a stable window", e)
+	}
+	if e := run(2, true); e != 0 {
+		t.Fatalf("%v events after 2 breaching windows of 3", e)
+	}
+	if e := run(1, true); e != 1 {
+		t.Fatalf("%v events after a restart and the third breaching window, want 1", e)
+	}
+	if e := run(1, false); e != 0 {
+		t.Fatalf("%v events after a restart past the event, want none", e)
+	}
+}
