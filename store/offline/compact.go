@@ -328,28 +328,31 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 		if opts.Grace == 0 {
 			remove = files
 		}
-		if err := d.merge(ctx, dir, part, cands[:n], remove, l, stats); err != nil {
+		other, err := d.merge(ctx, dir, part, cands[:n], remove, l, stats)
+		if err != nil {
 			return err
 		}
-		cands = cands[n:]
+		cands = append(other, cands[n:]...)
 	}
 	return nil
 }
 
-// merge writes the rows of files into one compacted file, in their order,
-// grouped by column set: files whose columns differ from the first's are
-// left for another run. The files it replaces that are in remove (the
-// partition's, or nil) go once it is in place.
-func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, l *lease, stats *CompactStats) error {
+// merge writes the rows of files into one compacted file, in their order:
+// those with the first's columns. It returns the others, for the next run
+// (after a schema change, the newer files merge together). The files it
+// replaces that are in remove (the partition's, or nil) go once it is in
+// place.
+func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, l *lease, stats *CompactStats) ([]candidate, error) {
 	partDir := path.Join(dir, part)
 	var cols []Column
 	var rows [][]features.Value
 	var names []string
 	var at []string // MetaReplacedRows
+	var other []candidate
 	merged := 0
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		// Not ReadLogFile: a file removed since would be read in its
 		// replacement, which keeps its rows.
@@ -358,11 +361,12 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 			continue // removed since: nothing to merge
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if cols == nil {
 			cols = c
 		} else if !slices.Equal(c, cols) {
+			other = append(other, f)
 			continue
 		}
 		first := len(rows)
@@ -374,7 +378,7 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 			names = append(names, strings.Split(f.info.replaces, ",")...)
 			inner, err := parseReplacedRows(meta[MetaReplacedRows])
 			if err != nil {
-				return fmt.Errorf("%s: %w", f.name, err)
+				return nil, fmt.Errorf("%s: %w", f.name, err)
 			}
 			for name, r := range inner {
 				at = append(at, fmt.Sprintf("%s=%d:%d", name, first+r[0], first+r[1]))
@@ -382,7 +386,7 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 		}
 	}
 	if merged < 2 {
-		return nil
+		return other, nil
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
@@ -401,18 +405,18 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 		return pw.Close()
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer out.discard()
 	if err := l.keep(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	name := compactedName(files[0].name, replaces)
 	ix := d.logIndex(dir)
 	ix.lock.RLock()
 	defer ix.lock.RUnlock()
 	if err := out.place(ctx, name, false); err != nil {
-		return err
+		return nil, err
 	}
 	ix.added([]string{strings.TrimPrefix(part, datePrefix)}, []string{name}, []int64{out.size()}, fileInfo{replaces: replaces})
 	stats.Written++
@@ -425,10 +429,10 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 		}
 	}
 	if err := d.b.remove(ctx, partDir, gone...); err != nil {
-		return err
+		return nil, err
 	}
 	stats.Removed += len(gone)
-	return nil
+	return other, nil
 }
 
 // parseReplacedRows parses MetaReplacedRows: each replaced file's first

@@ -445,3 +445,55 @@ func TestCompactLockTakenOver(t *testing.T) {
 		t.Errorf("the stalled holder renewing: %v, want ErrLocked", err)
 	}
 }
+
+// After a schema change (here, a field added), an older file merges with
+// the older ones and the newer files with each other: they do not wait
+// behind an older file for ever, each run grouping them the same way.
+func TestCompactAfterSchemaChange(t *testing.T) { eachBackend(t, testCompactAfterSchemaChange) }
+
+func testCompactAfterSchemaChange(t *testing.T, d *fixture) {
+	ctx := context.Background()
+	older := slices.Delete(slices.Clone(eventColumns), 5, 6) // without items
+	for b := range 7 {
+		cols, timeCol := eventColumns, eventTimeColumn
+		if b == 0 {
+			cols, timeCol = older, eventTimeColumn-1
+		}
+		batch := offline.Batch{Dir: "events/transactions", Columns: cols, TimeColumn: timeCol,
+			Stream: "transactions/0", FirstOffset: int64(b * 10), LastOffset: int64(b*10 + 9)}
+		for o := b * 10; o < b*10+10; o++ {
+			row := eventRow(fmt.Sprintf("t%d", o), 1, ms("2026-11-20T12:00:00Z")+int64(o)*1000, 0, int64(o))
+			if b == 0 {
+				row = slices.Delete(row, 5, 6)
+			}
+			batch.Rows = append(batch.Rows, row)
+		}
+		if err := d.WriteBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The older file stays alone, the newest batch holds the high-water
+	// mark, and the five between merge.
+	if stats.Written != 1 || stats.Merged != 5 {
+		t.Errorf("compaction after a schema change: %+v, want the five newer files merged into one", stats)
+	}
+	files, err := d.LogFiles(ctx, "events/transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, f := range files {
+		_, r, _, err := d.ReadLogFile(ctx, f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows += len(r)
+	}
+	if len(files) != 3 || rows != 70 {
+		t.Errorf("%d files and %d rows after compaction, want 3 and 70", len(files), rows)
+	}
+}
