@@ -243,12 +243,9 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 		return err
 	}
 	partitions := details.TopicsSet()
-	ends, err := adm.ListEndOffsets(ctx, partitions.Topics()...)
+	ends, err := r.endOffsets(ctx, adm, partitions.Topics())
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("changelog end offsets: %w", err)
+		return nil // ctx ended
 	}
 	start := map[string]map[int32]kgo.Offset{}
 	next := map[string]map[int32]int64{}   // the next offset to apply
@@ -460,6 +457,37 @@ func (r *Replica) waitForTopics(ctx context.Context, adm *kadm.Client) (kadm.Top
 		}
 		if !logged {
 			r.cfg.Logger.Info("replica waiting", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// endOffsets lists the changelogs' end offsets, trying again while the
+// brokers cannot answer (a leader election, a broker restarting) rather than
+// ending Run, which would stop a replica that serves. While it tries, the
+// replica is not ready unless it has caught up before. The error is ctx's.
+func (r *Replica) endOffsets(ctx context.Context, adm *kadm.Client, topics []string) (kadm.ListedOffsets, error) {
+	for logged := false; ; {
+		ends, err := adm.ListEndOffsets(ctx, topics...)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			return ends, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !r.caughtUp {
+			r.setState(fmt.Errorf("pebble replica: changelog end offsets: %w", err))
+		}
+		if !logged {
+			r.cfg.Logger.Warn("changelog end offsets: trying again", "err", err)
 			logged = true
 		}
 		select {

@@ -15,8 +15,10 @@ import (
 	cpebble "github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/quiver-ml/quiver/store/online"
 	"github.com/quiver-ml/quiver/store/online/pebble"
@@ -486,5 +488,67 @@ func TestReplicaWatch(t *testing.T) {
 	}
 	if len(w.dropped) > 0 {
 		t.Errorf("told of tables dropped: %v", w.dropped)
+	}
+}
+
+// A broker that fails to list the changelogs' end offsets for a while (a
+// leader election, a broker restarting) does not end Run: the replica waits,
+// not ready and saying why, and catches up once the broker answers.
+func TestReplicaEndOffsetsError(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	createTopics(t, brokers)
+	produce(t, brokers, []online.Record{{Table: tables[0], Key: "a", Value: []byte("a1")}})
+	failed := 0
+	c.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if failed == 2 {
+			return nil, nil, false
+		}
+		failed++
+		r := req.(*kmsg.ListOffsetsRequest)
+		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	r, err := pebble.Open(pebble.Config{Brokers: brokers, TopicPrefix: "test", Tables: tables, Dir: t.TempDir(), CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	for deadline := time.Now().Add(20 * time.Second); r.Ready(ctx) != nil; time.Sleep(10 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("Run ended on a broker's error: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 20s: %v", r.Ready(ctx))
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := storetest.GetAll(context.Background(), r, tables[0], []string{"a"})
+	if err != nil || string(got[0]) != "a1" {
+		t.Errorf("got %q, %v; want a1", got, err)
 	}
 }
