@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,9 +279,17 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 		for p := range parts {
 			recreated = recreated || next[topic][p] > target[topic][p]
 		}
-		switch {
-		case recreated:
+		// Records the replica has not applied that are older than the
+		// changelog keeps tombstones may have lost theirs to compaction:
+		// the records those deleted would stay in the replica for good.
+		gone := false
+		if recreated {
 			r.cfg.Logger.Warn("changelog recreated: dropping the replica's copy", "topic", topic, "id", id)
+		} else if gone = r.tombstonesGone(ctx, adm, topic, next[topic], target[topic]); gone {
+			r.cfg.Logger.Warn("replica down longer than the changelog keeps tombstones (delete.retention.ms): reading it again from its start", "topic", topic)
+		}
+		switch {
+		case recreated || gone:
 			if err := r.reset(topic, id); err != nil {
 				return err
 			}
@@ -496,6 +505,69 @@ func (r *Replica) endOffsets(ctx context.Context, adm *kadm.Client, topics []str
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+// tombstonesGone reports whether compaction may have removed tombstones
+// that the replica has not applied: a partition has records past the
+// replica's offset older than the changelog's delete.retention.ms, after
+// which the broker drops tombstones. A partition the replica has applied
+// nothing of is read from its start, where compaction leaves nothing a
+// removed tombstone deleted. When it cannot tell, it logs why and says no.
+func (r *Replica) tombstonesGone(ctx context.Context, adm *kadm.Client, topic string, next, end map[int32]int64) bool {
+	behind := false
+	for p, o := range next {
+		behind = behind || o > 0 && o < end[p]
+	}
+	if !behind {
+		return false
+	}
+	retention, err := deleteRetention(ctx, adm, topic)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.Warn("changelog tombstone retention unknown: not checked", "topic", topic, "err", err)
+		}
+		return false
+	}
+	after, err := adm.ListOffsetsAfterMilli(ctx, time.Now().Add(-retention).UnixMilli(), topic)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.cfg.Logger.Warn("changelog tombstone retention not checked", "topic", topic, "err", err)
+		}
+		return false
+	}
+	for p, o := range next {
+		// after is the first offset at or past the cutoff (the end when
+		// none is): records before it, from o on, are older.
+		if l, ok := after.Lookup(topic, p); ok && l.Err == nil && o > 0 && o < end[p] && l.Offset > o {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteRetention returns a topic's delete.retention.ms.
+func deleteRetention(ctx context.Context, adm *kadm.Client, topic string) (time.Duration, error) {
+	configs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	rc, err := configs.On(topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "delete.retention.ms" && c.Value != nil {
+			ms, err := strconv.ParseInt(*c.Value, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("delete.retention.ms %q: %w", *c.Value, err)
+			}
+			return time.Duration(ms) * time.Millisecond, nil
+		}
+	}
+	return 0, errors.New("no delete.retention.ms")
 }
 
 // reset drops a changelog's records and offsets from the replica, and

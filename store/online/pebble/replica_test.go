@@ -552,3 +552,48 @@ func TestReplicaEndOffsetsError(t *testing.T) {
 		t.Errorf("got %q, %v; want a1", got, err)
 	}
 }
+
+// A tombstone that compaction removed while the replica was down (the
+// changelog keeps tombstones for delete.retention.ms) does not leave the
+// replica serving the record it deleted: the replica reads the changelog
+// again from its start.
+func TestReplicaTombstoneCompactedWhileDown(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	defer adm.Close()
+	// One partition each, so that the records below are batches of one log.
+	compact, retention := "compact", "0"
+	for _, tb := range tables {
+		if _, err := adm.CreateTopic(context.Background(), 1, -1, map[string]*string{"cleanup.policy": &compact, "delete.retention.ms": &retention}, online.ChangelogTopic("test", tb)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	u1 := tables[0]
+	produce(t, brokers, []online.Record{{Table: u1, Key: "a", Value: []byte("a1")}, {Table: u1, Key: "b", Value: []byte("b1")}})
+	r, stop := start(t, brokers, dir, nil)
+	stop()
+	r.Close()
+
+	produce(t, brokers, []online.Record{{Table: u1, Key: "a"}})
+	produce(t, brokers, []online.Record{{Table: u1, Key: "z", Value: []byte("z1")}})
+	c.Compact() // a1 and its tombstone go: only b1 and z1 are left
+
+	r, _ = start(t, brokers, dir, nil)
+	got, err := storetest.GetAll(context.Background(), r, u1, []string{"a", "b", "z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != nil || string(got[1]) != "b1" || string(got[2]) != "z1" {
+		t.Errorf("got %q, want a deleted, b1, z1", got)
+	}
+}
