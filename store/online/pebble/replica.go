@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -100,8 +101,11 @@ func Open(cfg Config) (*Replica, error) {
 	cache := pebble.NewCache(cfg.CacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(cfg.Dir, &pebble.Options{Cache: cache, FormatMajorVersion: pebble.FormatNewest, Logger: Logger(cfg.Logger)})
+	if errors.Is(err, syscall.EAGAIN) { // the directory's lock, held by another process
+		return nil, fmt.Errorf("open replica %s: in use by another process (each serve replica needs a data directory of its own): %w", cfg.Dir, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open replica: %w", err)
+		return nil, fmt.Errorf("open replica %s: %w", cfg.Dir, err)
 	}
 	r := &Replica{cfg: cfg, db: db, topics: map[string]online.Table{}}
 	for _, t := range cfg.Tables {

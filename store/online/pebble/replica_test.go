@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -595,5 +597,32 @@ func TestReplicaTombstoneCompactedWhileDown(t *testing.T) {
 	}
 	if got[0] != nil || string(got[1]) != "b1" || string(got[2]) != "z1" {
 		t.Errorf("got %q, want a deleted, b1, z1", got)
+	}
+}
+
+// A second process opening a replica's directory is refused with an error
+// that says the directory is in use, and by what it is named.
+func TestReplicaDirInUse(t *testing.T) {
+	if dir := os.Getenv("QUIVER_TEST_REPLICA_DIR"); dir != "" {
+		// The second process.
+		_, err := pebble.Open(pebble.Config{Brokers: []string{"127.0.0.1:1"}, Tables: tables, Dir: dir, CacheBytes: 8 << 20})
+		fmt.Printf("open: %v\n", err)
+		return
+	}
+	dir := t.TempDir()
+	r, err := pebble.Open(pebble.Config{Brokers: []string{"127.0.0.1:1"}, Tables: tables, Dir: dir, CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReplicaDirInUse$")
+	cmd.Env = append(os.Environ(), "QUIVER_TEST_REPLICA_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	if !strings.Contains(line, dir) || !strings.Contains(line, "another process") {
+		t.Errorf("second process: %s; want an error naming %s and saying another process uses it", line, dir)
 	}
 }
