@@ -124,3 +124,21 @@ func TestNewS3DirMissingBucket(t *testing.T) {
 		t.Fatalf("NewS3Dir in a missing bucket: %v, want an error naming it", err)
 	}
 }
+
+// TestNewS3DirNoCredentials: without static credentials and with no role to
+// take them from, opening a store says that no credentials were found,
+// rather than passing on the server's refusal of an unsigned request.
+func TestNewS3DirNoCredentials(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	// The role's credentials come from a container endpoint that is not
+	// there (and so not from the machine's metadata service, whatever the
+	// machine).
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/creds")
+	opts := srv.Options(bucket, "")
+	opts.AccessKeyID, opts.SecretAccessKey = "", ""
+	_, err := offline.NewS3Dir(context.Background(), opts)
+	if err == nil || !strings.Contains(err.Error(), "no credentials") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Fatalf("NewS3Dir without credentials: %v; want an error saying there are none and how to give them", err)
+	}
+}

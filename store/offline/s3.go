@@ -83,6 +83,16 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 	creds := credentials.NewIAM("")
 	if opts.AccessKeyID != "" {
 		creds = credentials.NewStaticV4(opts.AccessKeyID, opts.SecretAccessKey, opts.SessionToken)
+	} else {
+		// Without a role's credentials requests go unsigned, and the
+		// server's refusal would not say why.
+		v, err := creds.GetWithContext(&credentials.CredContext{Client: http.DefaultClient, Context: ctx})
+		if err == nil && v.AccessKeyID == "" {
+			err = errors.New("the role gave none")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open offline store: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role (EC2 instance profile, ECS task role, EKS web identity): %w", err)
+		}
 	}
 	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: region})
 	if err != nil {
