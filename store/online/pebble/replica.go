@@ -114,7 +114,7 @@ func Open(cfg Config) (*Replica, error) {
 	r.state.Store(&errStarting)
 	r.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "quiver_serve_replica_lag_records",
-		Help: "Changelog records the replica has yet to apply, by topic.",
+		Help: "Changelog records the replica has yet to apply, by topic (the sum of its partitions').",
 	}, []string{"topic"})
 	r.applied = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "quiver_serve_replica_records_applied_total",
@@ -316,6 +316,23 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 	}
 	defer cl.Close()
 
+	// Each changelog's lag is the sum of its partitions'; they are known
+	// from the start, and kept as fetches tell the partitions' ends.
+	lag := map[string]map[int32]int64{}
+	setLag := func(topic string, p int32, n int64) {
+		lag[topic][p] = max(0, n)
+		var sum int64
+		for _, n := range lag[topic] {
+			sum += n
+		}
+		r.lag.WithLabelValues(topic).Set(float64(sum))
+	}
+	for topic, parts := range target {
+		lag[topic] = map[int32]int64{}
+		for p, end := range parts {
+			setLag(topic, p, end-next[topic][p])
+		}
+	}
 	behind := func() int64 {
 		var n int64
 		for topic, parts := range target {
@@ -375,6 +392,9 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 		changes = changes[:0]
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) == 0 {
+				if p.Err == nil {
+					setLag(p.Topic, p.Partition, p.HighWatermark-next[p.Topic][p.Partition])
+				}
 				return
 			}
 			t := r.topics[p.Topic]
@@ -394,7 +414,7 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 			o := p.Records[len(p.Records)-1].Offset + 1
 			next[p.Topic][p.Partition] = o
 			_ = b.Set(offsetKey(p.Topic, p.Partition), binary.BigEndian.AppendUint64(nil, uint64(o)), nil)
-			r.lag.WithLabelValues(p.Topic).Set(float64(max(0, p.HighWatermark-o)))
+			setLag(p.Topic, p.Partition, p.HighWatermark-o)
 		})
 		// NoSync: the batch is atomic in the write-ahead log, so a crash
 		// loses a suffix of batches, records and offsets alike, and the

@@ -626,3 +626,70 @@ func TestReplicaDirInUse(t *testing.T) {
 		t.Errorf("second process: %s; want an error naming %s and saying another process uses it", line, dir)
 	}
 }
+
+// The lag metric is a changelog's records yet to apply, over all its
+// partitions, from the start: here, while no fetch is answered, every
+// record produced; then none once applied.
+func TestReplicaLag(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	createTopics(t, brokers)
+	u1 := tables[0]
+	var records []online.Record
+	for i := range 20 { // over the changelog's three partitions
+		records = append(records, online.Record{Table: u1, Key: fmt.Sprintf("k%d", i), Value: []byte("v")})
+	}
+	produce(t, brokers, records)
+	var stalled sync.Mutex // held: fetches are answered with nothing
+	stalled.Lock()
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !stalled.TryLock() {
+			return kreq.ResponseKind(), nil, true
+		}
+		stalled.Unlock()
+		return nil, nil, false
+	})
+	reg := prometheus.NewRegistry()
+	r, err := pebble.Open(pebble.Config{Brokers: brokers, TopicPrefix: "test", Tables: tables, Dir: t.TempDir(), CacheBytes: 8 << 20, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done; r.Close() }()
+	lag := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "quiver_serve_replica_lag_records" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == online.ChangelogTopic("test", u1) {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	waitLag := func(want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); lag() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("lag %v, want %v", lag(), want)
+			}
+		}
+	}
+	waitLag(20)
+	stalled.Unlock()
+	waitLag(0)
+}
