@@ -28,7 +28,8 @@ type S3Options struct {
 	// Endpoint is the URL of the S3 API, e.g. "http://127.0.0.1:9000" for
 	// an S3-compatible server. Default: https://s3.amazonaws.com.
 	Endpoint string
-	// Region is the bucket's region. Default: us-east-1.
+	// Region is the bucket's region. Default: on AWS, the bucket's own
+	// (looked up); with an Endpoint, us-east-1.
 	Region string
 	// AccessKeyID, SecretAccessKey and SessionToken are static
 	// credentials. Default (AccessKeyID empty): the role of the machine,
@@ -76,8 +77,11 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 		u, _ := url.Parse(opts.Endpoint)
 		host, secure = u.Host, u.Scheme == "https"
 	}
+	// Without a region, the client asks AWS where the bucket is (its
+	// location) and signs for that region; an S3-compatible server takes
+	// us-east-1, as most expect.
 	region := opts.Region
-	if region == "" {
+	if region == "" && opts.Endpoint != "" {
 		region = "us-east-1"
 	}
 	creds := credentials.NewIAM("")
