@@ -1304,6 +1304,11 @@ func (in *Ingester) prepare(ctx context.Context, assigned map[string][]int32) er
 					if err := in.restore(ctx, v.changelog, p); err != nil {
 						return err
 					}
+					if in.cfg.Redis != nil {
+						if err := in.seedRedis(ctx, v, p); err != nil {
+							return err
+						}
+					}
 					if err := in.loadHWM(ctx, v.dir, fmt.Sprintf("%s/%d", topic, p)); err != nil {
 						return err
 					}
@@ -1337,43 +1342,98 @@ func (in *Ingester) restore(ctx context.Context, changelog string, partition int
 	if err != nil {
 		return err
 	}
+	restored := 0
+	end, err := in.readChangelog(ctx, changelog, partition, from, func(recs []*kgo.Record) error {
+		w := in.store.newWrite()
+		for _, r := range recs {
+			w.set(changelog, string(r.Key), r.Value)
+		}
+		restored += len(recs)
+		w.restoredTo(changelog, partition, recs[len(recs)-1].Offset+1)
+		return w.commit()
+	})
+	if err != nil || end <= from {
+		return err
+	}
+	in.log.Info("restored from changelog", "topic", changelog, "partition", partition, "from", from, "to", end, "records", restored)
+	return nil
+}
+
+// seedRedis writes a changelog partition's states to Redis, unless Redis
+// says it has them (online.RedisSeededKey): ingest writes an entity's state
+// to Redis only when it applies an event, so a deployment moved to Redis,
+// or a Redis that lost its data, would otherwise miss every entity without
+// a new event. Run before the partition is consumed, by its owner.
+func (in *Ingester) seedRedis(ctx context.Context, v *viewRoute, partition int32) error {
+	view := v.engine.View()
+	seeded := online.RedisSeededKey(in.cfg.TopicPrefix, online.TableOf(view), partition)
+	if n, err := in.cfg.Redis.Exists(ctx, seeded).Result(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	} else if n == 1 {
+		return nil
+	}
+	states := 0
+	_, err := in.readChangelog(ctx, v.changelog, partition, 0, func(recs []*kgo.Record) error {
+		pipe := in.cfg.Redis.Pipeline()
+		for _, r := range recs {
+			if r.Value == nil {
+				pipe.Del(ctx, v.redisKey+string(r.Key))
+			} else {
+				pipe.Set(ctx, v.redisKey+string(r.Key), r.Value, view.TTL)
+			}
+		}
+		states += len(recs)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+	if err == nil {
+		err = in.cfg.Redis.Set(ctx, seeded, time.Now().UTC().Format(time.RFC3339), 0).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("seed redis from %s/%d: %w", v.changelog, partition, err)
+	}
+	in.log.Info("redis seeded from changelog", "topic", v.changelog, "partition", partition, "records", states)
+	return nil
+}
+
+// readChangelog reads a changelog partition from offset from to at least
+// its end as it is now, handing each fetch's records to fn, and returns that
+// end.
+func (in *Ingester) readChangelog(ctx context.Context, changelog string, partition int32, from int64, fn func([]*kgo.Record) error) (int64, error) {
 	ends, err := in.admin.ListEndOffsets(ctx, changelog)
 	if err != nil {
-		return fmt.Errorf("changelog end offsets: %w", err)
+		return 0, fmt.Errorf("changelog end offsets: %w", err)
 	}
 	end, ok := ends.Lookup(changelog, partition)
 	if !ok {
-		return fmt.Errorf("changelog %s/%d: no end offset listed", changelog, partition)
+		return 0, fmt.Errorf("changelog %s/%d: no end offset listed", changelog, partition)
 	}
 	if end.Err != nil {
-		return fmt.Errorf("changelog %s/%d end offset: %w", changelog, partition, end.Err)
+		return 0, fmt.Errorf("changelog %s/%d end offset: %w", changelog, partition, end.Err)
 	}
 	if end.Offset <= from {
-		return nil
+		return end.Offset, nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{changelog: {partition: kgo.NewOffset().At(from)}}))
 	if err != nil {
-		return fmt.Errorf("restore %s/%d: %w", changelog, partition, err)
+		return 0, fmt.Errorf("read %s/%d: %w", changelog, partition, err)
 	}
 	defer cl.Close()
-	restored := 0
 	for next := from; next < end.Offset; {
 		fetches := cl.PollFetches(ctx)
 		if err := fetches.Err0(); err != nil {
-			return fmt.Errorf("restore %s/%d: %w", changelog, partition, err)
+			return 0, fmt.Errorf("read %s/%d: %w", changelog, partition, err)
 		}
-		w := in.store.newWrite()
-		fetches.EachRecord(func(r *kgo.Record) {
-			w.set(changelog, string(r.Key), r.Value)
-			next = r.Offset + 1
-			restored++
-		})
-		w.restoredTo(changelog, partition, next)
-		if err := w.commit(); err != nil {
-			return err
+		var recs []*kgo.Record
+		fetches.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		if len(recs) == 0 {
+			continue
 		}
+		if err := fn(recs); err != nil {
+			return 0, err
+		}
+		next = recs[len(recs)-1].Offset + 1
 	}
-	in.log.Info("restored from changelog", "topic", changelog, "partition", partition, "from", from, "to", end.Offset, "records", restored)
-	return nil
+	return end.Offset, nil
 }

@@ -75,6 +75,13 @@ func RedisKeyPrefix(prefix string, t Table) string {
 	return prefix + ":" + t.View + ":v" + strconv.Itoa(t.Version) + ":"
 }
 
+// RedisSeededKey is the Redis key that says ingest has written every state
+// of a changelog partition of a table to Redis. View names start with a
+// letter, so it is no table's key.
+func RedisSeededKey(prefix string, t Table, partition int32) string {
+	return prefix + ":_seeded:" + t.View + ":v" + strconv.Itoa(t.Version) + ":" + strconv.Itoa(int(partition))
+}
+
 // AppendEntityKey appends an entity's join-key values to dst as one readable
 // key: the values in join-key order, separated by '|', with '|' and '\'
 // escaped by a backslash, so that distinct keys never collide. It is the Kafka
