@@ -32,13 +32,21 @@ var tables = []online.Table{{View: "user_txn", Version: 1}, {View: "user_txn", V
 // broker starts a Kafka-protocol broker on a real TCP port with the
 // changelog topics of tables, compacted, three partitions each.
 func broker(t *testing.T) []string {
+	c := newCluster(t)
+	createTopics(t, c.ListenAddrs())
+	return c.ListenAddrs()
+}
+
+// newCluster starts a Kafka-protocol broker on a real TCP port, with no
+// topics, until the test ends.
+func newCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	createTopics(t, c.ListenAddrs())
-	return c.ListenAddrs()
+	return c
 }
 
 func createTopics(t *testing.T, brokers []string) {
@@ -497,11 +505,7 @@ func TestReplicaWatch(t *testing.T) {
 // leader election, a broker restarting) does not end Run: the replica waits,
 // not ready and saying why, and catches up once the broker answers.
 func TestReplicaEndOffsetsError(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := newCluster(t)
 	brokers := c.ListenAddrs()
 	createTopics(t, brokers)
 	produce(t, brokers, []online.Record{{Table: tables[0], Key: "a", Value: []byte("a1")}})
@@ -560,11 +564,7 @@ func TestReplicaEndOffsetsError(t *testing.T) {
 // replica serving the record it deleted: the replica reads the changelog
 // again from its start.
 func TestReplicaTombstoneCompactedWhileDown(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := newCluster(t)
 	brokers := c.ListenAddrs()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -631,11 +631,7 @@ func TestReplicaDirInUse(t *testing.T) {
 // partitions, from the start: here, while no fetch is answered, every
 // record produced; then none once applied.
 func TestReplicaLag(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c := newCluster(t)
 	brokers := c.ListenAddrs()
 	createTopics(t, brokers)
 	u1 := tables[0]
