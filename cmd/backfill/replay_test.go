@@ -65,6 +65,18 @@ func writeLog(t *testing.T, off *offline.Dir, txns []txn) {
 	}
 }
 
+// newStore returns a data directory with an offline store at its default
+// place, data/offline, as the binaries' --data-dir opens it.
+func newStore(t *testing.T) (data string, off *offline.Dir) {
+	t.Helper()
+	data = t.TempDir()
+	off, err := offline.NewDir(filepath.Join(data, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, off
+}
+
 // newCluster starts a Kafka cluster with the fraud example's source topic
 // (2 partitions) and any others seeded, and returns its addresses.
 func newCluster(t *testing.T, opts ...kfake.Opt) []string {
@@ -147,11 +159,7 @@ func TestReplayMissingEventLog(t *testing.T) {
 // succeeds, publishes no state and records the log as covered.
 func TestReplayEmptyRange(t *testing.T) {
 	brokers := newCluster(t)
-	data := t.TempDir()
-	off, err := offline.NewDir(filepath.Join(data, "offline"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, off := newStore(t)
 	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
 	if err := run([]string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1",
 		"--from", "2026-11-21T00:00:00Z"}); err != nil {
@@ -180,11 +188,7 @@ func TestReplayEmptyRange(t *testing.T) {
 func TestReplayRerunRemovesStaleStates(t *testing.T) {
 	brokers := newCluster(t)
 	addr := ingesttest.StartRedis(t)
-	data := t.TempDir()
-	off, err := offline.NewDir(filepath.Join(data, "offline"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, off := newStore(t)
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	writeLog(t, off, []txn{
 		{"u_old", 10, day.Add(1 * time.Hour)},
@@ -259,11 +263,7 @@ const clicksSource = `
 // refuses, where ingest would wait.
 func TestReplayChangelogPartitions(t *testing.T) {
 	brokers := newCluster(t, kfake.SeedTopics(4, "clicks"))
-	data := t.TempDir()
-	off, err := offline.NewDir(filepath.Join(data, "offline"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, off := newStore(t)
 	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
 	unread := withSource(t, clicksSource, "")
 	if err := run([]string{"replay", "--definitions", unread, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1"}); err != nil {
@@ -281,7 +281,7 @@ func TestReplayChangelogPartitions(t *testing.T) {
 `
 	read := withSource(t, strings.ReplaceAll(clicksSource, "clicks", "page_views"), views)
 	fresh := newCluster(t)
-	err = run([]string{"replay", "--definitions", read, "--data-dir", data, "--brokers", strings.Join(fresh, ","), "--view", "user_txn@1"})
+	err := run([]string{"replay", "--definitions", read, "--data-dir", data, "--brokers", strings.Join(fresh, ","), "--view", "user_txn@1"})
 	if err == nil || !strings.Contains(err.Error(), "page_views") {
 		t.Errorf("replay while the topic of a source a view reads is missing: %v; want an error naming it", err)
 	}
@@ -308,11 +308,7 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	data := t.TempDir()
-	off, err := offline.NewDir(filepath.Join(data, "offline"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, off := newStore(t)
 	day := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	writeLog(t, off, []txn{
 		{"u_old", 10, day.Add(1 * time.Hour)},
@@ -372,11 +368,7 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 // refused, and changes nothing; before that, it may run again.
 func TestReplayRefusedOnceLive(t *testing.T) {
 	brokers := newCluster(t)
-	data := t.TempDir()
-	off, err := offline.NewDir(filepath.Join(data, "offline"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, off := newStore(t)
 	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
 	args := []string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1"}
 	for range 2 { // not taken over yet: a replay may run again
