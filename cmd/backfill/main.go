@@ -86,8 +86,7 @@ func dataset(args []string) error {
 	fs.Var(&refList, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
 	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json, its directory is made if missing (required)")
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
-	memLimit := fs.String("memory-limit", "1GiB", "memory for events at once: they are spilled to --temp-dir in buckets that fit")
-	tempDir := fs.String("temp-dir", os.TempDir(), "directory for spilled buckets")
+	mem := addMemoryFlags(fs)
 	metricsAddr := addMetricsAddr(fs)
 	shard := fs.String("shard", "", "build only shard i of n (i/n, from 0): the spine rows whose entity hashes to it, so each job computes the state of its entities only; backfill merge joins the shards")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
@@ -98,9 +97,9 @@ func dataset(args []string) error {
 	if err != nil {
 		return err
 	}
-	limit, err := parseBytes(*memLimit)
+	limit, err := mem.limit()
 	if err != nil {
-		return fmt.Errorf("--memory-limit: %w", err)
+		return err
 	}
 	var sh backfill.Shard
 	if *shard != "" {
@@ -122,7 +121,7 @@ func dataset(args []string) error {
 	sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{
 		Definitions: defs, Offline: off, Spine: *spine, TimestampColumn: *tsCol,
 		Features: refList, Service: *service, Out: *out, Inclusive: *inclusive,
-		MemoryLimit: limit, TempDir: *tempDir, Shard: sh, Logger: log, Progress: prog,
+		MemoryLimit: limit, TempDir: *mem.tempDir, Shard: sh, Logger: log, Progress: prog,
 	})
 	prog.finish()
 	if err != nil {
@@ -163,6 +162,7 @@ func replayView(args []string) error {
 	viewRef := fs.String("view", "", "the view version to replay, NAME@V (required)")
 	from := fs.String("from", "", "replay only events at or after this time (RFC 3339 or epoch ms) (lifetime features then count only those)")
 	to := fs.String("to", "", "replay only events before this time (RFC 3339 or epoch ms)")
+	mem := addMemoryFlags(fs)
 	metricsAddr := addMetricsAddr(fs)
 	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
 to its changelog (and Redis with --online redis), replacing what an earlier run published,
@@ -181,7 +181,11 @@ a version ingest has taken over is refused.`)
 		return fmt.Errorf("--view %q: want NAME@VERSION of a defined view version", *viewRef)
 	}
 	v := defs.View(name, n)
-	cfg := replay.Config{Definitions: defs, View: v, Offline: off}
+	limit, err := mem.limit()
+	if err != nil {
+		return err
+	}
+	cfg := replay.Config{Definitions: defs, View: v, Offline: off, MemoryLimit: limit, TempDir: *mem.tempDir}
 	for flagName, s := range map[string]string{"--from": *from, "--to": *to} {
 		if s == "" {
 			continue
@@ -241,20 +245,19 @@ a version ingest has taken over is refused.`)
 	began := time.Now()
 	log.Info("replaying", "view", v.Ref(), "from", *from, "to", *to)
 	prog.Step("replaying "+v.Ref(), -1)
-	res, err := replay.Run(ctx, cfg)
+	res, err := replay.Run(ctx, cfg, func(b *replay.Bucket) error {
+		return replay.Replace(ctx, cl, common.BrokerList(), common.TopicPrefix, defs, v, b, rdb)
+	})
 	if err != nil {
 		return err
 	}
 	prog.Add(int64(res.Events))
 	prog.finish()
-	if err := replay.Replace(ctx, cl, common.BrokerList(), common.TopicPrefix, defs, v, res.Entities, rdb); err != nil {
-		return err
-	}
 	if err := replay.WriteMarker(ctx, cfg.Offline, v, replay.Marker{Covered: res.Covered}); err != nil {
 		return err
 	}
-	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "entities", len(res.Entities),
-		"covered", fmt.Sprint(res.Covered), "took", time.Since(began).Round(time.Millisecond))
+	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "entities", res.Entities,
+		"buckets", res.Buckets, "covered", fmt.Sprint(res.Covered), "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
@@ -338,6 +341,24 @@ func parseBytes(s string) (int64, error) {
 }
 
 // addMetricsAddr defines --metrics-addr on a subcommand's flags.
+// memoryFlags are --memory-limit and --temp-dir, of dataset and replay.
+type memoryFlags struct{ memoryLimit, tempDir *string }
+
+func addMemoryFlags(fs *flag.FlagSet) memoryFlags {
+	return memoryFlags{
+		memoryLimit: fs.String("memory-limit", "1GiB", "memory for events at once: they are spilled to --temp-dir in buckets that fit"),
+		tempDir:     fs.String("temp-dir", os.TempDir(), "directory for spilled buckets"),
+	}
+}
+
+func (m memoryFlags) limit() (int64, error) {
+	n, err := parseBytes(*m.memoryLimit)
+	if err != nil {
+		return 0, fmt.Errorf("--memory-limit: %w", err)
+	}
+	return n, nil
+}
+
 func addMetricsAddr(fs *flag.FlagSet) *string {
 	return fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics (each step's progress, the Go runtime's and the process's) and /healthz on this address while the job runs, for a scrape of a long job; empty: none")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,10 +146,7 @@ func TestReplayMissingEventLog(t *testing.T) {
 	}
 	writeLog(t, right, []txn{{"u_old", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
 	startIngest(t, brokers, fraudDefs, right)
-	got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := ingesttest.Changelog(t, brokers, userTxn1)
 	if _, ok := got[entityKey("u_old")]; !ok {
 		t.Errorf("ingest did not bootstrap user_txn@1 from the right store: u_old has no state (%d states)", len(got))
 	}
@@ -165,9 +163,8 @@ func TestReplayEmptyRange(t *testing.T) {
 		"--from", "2026-11-21T00:00:00Z"}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
-	if err != nil || len(got) != 0 {
-		t.Errorf("changelog after a replay of nothing: %d states, %v; want none", len(got), err)
+	if got := ingesttest.Changelog(t, brokers, userTxn1); len(got) != 0 {
+		t.Errorf("changelog after a replay of nothing: %d states; want none", len(got))
 	}
 	defs, err := features.Load(fraudDefs)
 	if err != nil {
@@ -201,10 +198,7 @@ func TestReplayRerunRemovesStaleStates(t *testing.T) {
 	defer rdb.Close()
 	states := func() (changelog, inRedis map[string]bool) {
 		t.Helper()
-		got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := ingesttest.Changelog(t, brokers, userTxn1)
 		changelog, inRedis = map[string]bool{}, map[string]bool{}
 		for _, u := range []string{"u_old", "u_new"} {
 			_, changelog[u] = got[entityKey(u)]
@@ -216,18 +210,23 @@ func TestReplayRerunRemovesStaleStates(t *testing.T) {
 		}
 		return changelog, inRedis
 	}
-	if err := run(base); err != nil {
-		t.Fatal(err)
-	}
-	if c, r := states(); !c["u_old"] || !c["u_new"] || !r["u_old"] || !r["u_new"] {
-		t.Fatalf("after a replay of the whole log: changelog %v, Redis %v; want both users in both", c, r)
-	}
-	// Again, counting only events since 06:00: u_old has none.
-	if err := run(append(base, "--from", "2026-11-20T06:00:00Z")); err != nil {
-		t.Fatal(err)
-	}
-	if c, r := states(); c["u_old"] || !c["u_new"] || r["u_old"] || !r["u_new"] {
-		t.Errorf("after a replay --from 06:00: changelog %v, Redis %v; want u_new alone in both (u_old's events are at 01:00 and 02:00)", c, r)
+	// In memory, then spilled event by event (a bucket of its own for
+	// each user but by chance).
+	for _, limit := range []string{"1GiB", "1"} {
+		args := append(slices.Clone(base), "--memory-limit", limit)
+		if err := run(args); err != nil {
+			t.Fatal(err)
+		}
+		if c, r := states(); !c["u_old"] || !c["u_new"] || !r["u_old"] || !r["u_new"] {
+			t.Fatalf("--memory-limit %s, after a replay of the whole log: changelog %v, Redis %v; want both users in both", limit, c, r)
+		}
+		// Again, counting only events since 06:00: u_old has none.
+		if err := run(append(args, "--from", "2026-11-20T06:00:00Z")); err != nil {
+			t.Fatal(err)
+		}
+		if c, r := states(); c["u_old"] || !c["u_new"] || r["u_old"] || !r["u_new"] {
+			t.Errorf("--memory-limit %s, after a replay --from 06:00: changelog %v, Redis %v; want u_new alone in both (u_old's events are at 01:00 and 02:00)", limit, c, r)
+		}
 	}
 }
 
@@ -330,10 +329,7 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 	}
 
 	startIngest(t, brokers, fraudDefs, off)
-	got, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := ingesttest.Changelog(t, brokers, userTxn1)
 	if _, ok := got[entityKey("u_old")]; ok {
 		t.Error("u_old, whose only event is before --from, has a state")
 	}
@@ -377,11 +373,8 @@ func TestReplayRefusedOnceLive(t *testing.T) {
 		}
 	}
 	startIngest(t, brokers, fraudDefs, off)
-	before, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = run(args)
+	before := ingesttest.Changelog(t, brokers, userTxn1)
+	err := run(args)
 	if !errors.Is(err, replay.ErrComputedLive) || !strings.Contains(err.Error(), "user_txn@1") {
 		t.Fatalf("a replay of the version ingest took over: %v, want ErrComputedLive naming it", err)
 	}
@@ -392,8 +385,7 @@ func TestReplayRefusedOnceLive(t *testing.T) {
 	if _, ok, err := replay.ReadMarker(context.Background(), off, defs.View("user_txn", 1)); ok || err != nil {
 		t.Errorf("the refused replay left a marker (%v, %v)", ok, err)
 	}
-	after, err := replay.ReadChangelog(context.Background(), brokers, userTxn1)
-	if err != nil || len(after) != len(before) {
-		t.Errorf("changelog: %d states before the refused replay, %d after (%v)", len(before), len(after), err)
+	if after := ingesttest.Changelog(t, brokers, userTxn1); len(after) != len(before) {
+		t.Errorf("changelog: %d states before the refused replay, %d after", len(before), len(after))
 	}
 }

@@ -87,38 +87,59 @@ func (in *Ingester) catchUp(ctx context.Context) error {
 	return nil
 }
 
+// catchUpMemory bounds the events a catch-up holds; more are spilled to
+// the temporary directory. Ingest's memory is sized for streaming, and a
+// bootstrap replays the whole log.
+const catchUpMemory = 256 << 20
+
 func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Marker) error {
 	began := time.Now()
-	current, err := replay.ReadChangelog(ctx, in.cfg.Brokers, v.changelog)
-	if err != nil {
-		return err
-	}
-	res, err := replay.Run(ctx, replay.Config{
-		Definitions: in.cfg.Definitions, View: v.engine.View(), Offline: in.cfg.Offline, After: m.Covered, Since: m.Since,
-		Load: func(key string) (*replay.Entity, error) {
-			rec, ok := current[key]
-			if !ok {
-				return nil, nil
-			}
-			st, applied, err := online.DecodeState(v.engine, rec)
-			if err != nil {
-				return nil, err
-			}
-			return &replay.Entity{State: st, Applied: applied}, nil
-		},
-	})
-	if err != nil {
-		return err
-	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	if err := replay.Publish(ctx, cl, in.cfg.TopicPrefix, in.cfg.Definitions, v.engine.View(), res.Entities, in.cfg.Redis); err != nil {
+	res, err := replay.Run(ctx, replay.Config{
+		Definitions: in.cfg.Definitions, View: v.engine.View(), Offline: in.cfg.Offline, After: m.Covered, Since: m.Since,
+		MemoryLimit: catchUpMemory,
+		Load: func(ctx context.Context, keys []string) (map[string]*replay.Entity, error) {
+			return in.loadStates(ctx, v, keys)
+		},
+	}, func(b *replay.Bucket) error {
+		return replay.Publish(ctx, cl, in.cfg.TopicPrefix, in.cfg.Definitions, v.engine.View(), b.Entities, in.cfg.Redis)
+	})
+	if err != nil {
 		return err
 	}
 	in.log.Info("view caught up from the event log", "view", v.engine.View().Ref(), "after", fmt.Sprint(m.Covered), "since", m.Since,
-		"events", res.Events, "applied", res.Applied, "entities", len(res.Entities), "took", time.Since(began).Round(time.Millisecond))
+		"events", res.Events, "applied", res.Applied, "entities", res.Entities, "buckets", res.Buckets, "took", time.Since(began).Round(time.Millisecond))
 	return nil
+}
+
+// loadStates returns the states of keys that the view's changelog holds.
+func (in *Ingester) loadStates(ctx context.Context, v *viewRoute, keys []string) (map[string]*replay.Entity, error) {
+	recs := make(map[string][]byte, len(keys))
+	for _, k := range keys {
+		recs[k] = nil
+	}
+	err := replay.ScanChangelog(ctx, in.cfg.Brokers, v.changelog, func(key, value []byte) {
+		if _, ok := recs[string(key)]; ok {
+			recs[string(key)] = value
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	ents := map[string]*replay.Entity{}
+	for k, rec := range recs {
+		if rec == nil {
+			continue
+		}
+		st, applied, err := online.DecodeState(v.engine, rec)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		ents[k] = &replay.Entity{State: st, Applied: applied}
+	}
+	return ents, nil
 }

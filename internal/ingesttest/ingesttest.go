@@ -21,6 +21,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -163,6 +164,24 @@ func ConsumeAll(t testing.TB, brokers []string, topic string) []*kgo.Record {
 			t.Fatalf("consume %s: %v (have %d of %d)", topic, err, len(out), want)
 		}
 		out = append(out, f.Records()...)
+	}
+	return out
+}
+
+// Changelog returns the latest record of each entity in a changelog, as it
+// is now.
+func Changelog(t testing.TB, brokers []string, topic string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := replay.ScanChangelog(context.Background(), brokers, topic, func(key, value []byte) {
+		if value == nil {
+			delete(out, string(key))
+		} else {
+			out[string(key)] = value
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

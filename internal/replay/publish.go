@@ -26,25 +26,32 @@ func Publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.
 	return publish(ctx, cl, prefix, defs, v, ents, nil, rdb)
 }
 
-// Replace is Publish for a replay that recomputed the version: ents become
-// its only states. Every other entity the changelog holds gets a tombstone,
-// and with rdb its Redis key is deleted, so that a state an earlier replay
-// or ingest published, for an entity this replay has no event for (none
-// since Config.Since, or its events gone from the log), is not served or
-// caught up from. The changelog lists every entity: ingest writes an
-// entity's Redis key only after its record.
-func Replace(ctx context.Context, cl *kgo.Client, brokers []string, prefix string, defs *features.Definitions, v *features.View, ents map[string]*Entity, rdb redis.UniversalClient) error {
-	current, err := ReadChangelog(ctx, brokers, online.ChangelogTopic(prefix, online.TableOf(v)))
+// Replace is Publish for a replay that recomputed the version: a bucket's
+// entities become its only states. Every other entity of the bucket that
+// the changelog holds gets a tombstone, and with rdb its Redis key is
+// deleted, so that a state an earlier replay or ingest published, for an
+// entity this replay has no event for (none since Config.Since, or its
+// events gone from the log), is not served or caught up from. The changelog
+// lists every entity: ingest writes an entity's Redis key only after its
+// record.
+func Replace(ctx context.Context, cl *kgo.Client, brokers []string, prefix string, defs *features.Definitions, v *features.View, b *Bucket, rdb redis.UniversalClient) error {
+	stale := map[string]bool{}
+	err := ScanChangelog(ctx, brokers, online.ChangelogTopic(prefix, online.TableOf(v)), func(key, value []byte) {
+		if k := string(key); b.Has(k) && b.Entities[k] == nil {
+			stale[k] = value != nil
+		}
+	})
 	if err != nil {
 		return err
 	}
-	var stale []string
-	for k := range current {
-		if ents[k] == nil {
-			stale = append(stale, k)
+	var keys []string
+	for k, live := range stale {
+		if live {
+			keys = append(keys, k)
 		}
 	}
-	return publish(ctx, cl, prefix, defs, v, ents, stale, rdb)
+	slices.Sort(keys)
+	return publish(ctx, cl, prefix, defs, v, b.Entities, keys, rdb)
 }
 
 // publish writes the records of ents, and removes those of the stale keys.
@@ -173,17 +180,18 @@ func EnsureChangelog(ctx context.Context, adm *kadm.Client, prefix string, defs 
 	return nil
 }
 
-// ReadChangelog reads a changelog from its start to its current end and
-// returns the latest record of each entity.
-func ReadChangelog(ctx context.Context, brokers []string, topic string) (map[string][]byte, error) {
+// ScanChangelog reads a changelog from its start to its current end and
+// calls fn with each record's key and value (nil: a tombstone), each
+// partition's in order: an entity's last call has its latest record.
+func ScanChangelog(ctx context.Context, brokers []string, topic string, fn func(key, value []byte)) error {
 	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer adm.Close()
 	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("changelog end offsets: %w", err)
+		return fmt.Errorf("changelog end offsets: %w", err)
 	}
 	want := map[int32]int64{}
 	start := map[string]map[int32]kgo.Offset{topic: {}}
@@ -193,30 +201,28 @@ func ReadChangelog(ctx context.Context, brokers []string, topic string) (map[str
 			start[topic][o.Partition] = kgo.NewOffset().AtStart()
 		}
 	})
-	out := map[string][]byte{}
 	if len(want) == 0 {
-		return out, nil
+		return nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(start))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
 	for len(want) > 0 {
 		fetches := cl.PollFetches(ctx)
 		if err := fetches.Err0(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
+			return fmt.Errorf("read %s: %w", topic, err)
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			if r.Value == nil {
-				delete(out, string(r.Key))
-			} else {
-				out[string(r.Key)] = r.Value
+			if end, ok := want[r.Partition]; !ok || r.Offset >= end {
+				return // past the end as it was
 			}
+			fn(r.Key, r.Value)
 			if r.Offset+1 >= want[r.Partition] {
 				delete(want, r.Partition)
 			}
 		})
 	}
-	return out, nil
+	return nil
 }

@@ -47,6 +47,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
@@ -65,6 +66,9 @@ type Entity struct {
 	Applied map[int32]int64
 }
 
+// DefaultMemoryLimit is Config.MemoryLimit's default.
+const DefaultMemoryLimit = 1 << 30
+
 // Config is what a replay reads.
 type Config struct {
 	Definitions *features.Definitions // required
@@ -78,116 +82,248 @@ type Config struct {
 	// partition's replay before its first event at or after it; a catch-up
 	// from Result.Covered applies the rest.
 	Since, Until time.Time
-	// Load returns an entity's current state, or nil for none; nil starts
-	// every entity empty.
-	Load func(key string) (*Entity, error)
+	// MemoryLimit bounds the events held at once (default
+	// DefaultMemoryLimit): when those to replay take more, they are spilled
+	// to files in TempDir (default os.TempDir()), and the entities computed
+	// in buckets, by the hash of their key, that fit.
+	MemoryLimit int64
+	TempDir     string
+	// Load returns the current states of a bucket's entities, by key; an
+	// entity it leaves out starts empty. Nil starts every entity empty.
+	Load func(ctx context.Context, keys []string) (map[string]*Entity, error)
 }
 
 // Result is a replay's outcome.
 type Result struct {
-	Entities map[string]*Entity // every entity that had an event to replay
-	Covered  map[int32]int64    // per source partition, the last offset the replay covers
-	Events   int64              // events read from the log, at or below the marks
-	Applied  int64              // events applied
+	Covered  map[int32]int64 // per source partition, the last offset the replay covers
+	Events   int64           // events read from the log, at or below the marks
+	Applied  int64           // events applied
+	Entities int             // entities that had an event to replay
+	Buckets  int             // buckets of entities replayed one after another
 }
 
-// Run replays the event log into the view's states. Each entity's events
-// are applied in time order (then partition, offset), so that windows hold
-// everything a live run would have kept; events at or below an entity's
-// loaded offsets are skipped, as ingest skips them.
+// Bucket is a slice of a view's entities, by the hash of their key, whose
+// states a replay computed together.
+type Bucket struct {
+	Entities map[string]*Entity // each entity of the bucket that had an event to replay
+	has      func(key string) bool
+}
+
+// Has reports whether an entity, event or not, is of the bucket.
+func (b *Bucket) Has(key string) bool { return b.has(key) }
+
+// Run replays the event log into the view's states, and hands each bucket
+// of entities to publish once computed; every bucket, even one without
+// entities, is handed over once. Each entity's events are applied in time
+// order (then partition, offset), so that windows hold everything a live
+// run would have kept; events at or below an entity's loaded offsets are
+// skipped, as ingest skips them.
 //
 // Result.Covered is exact, whatever runs beside the replay: the stream
 // marks are taken before the log is listed, only events at or below them
 // are read, and with Until a partition's coverage stops before its first
 // event at or after Until, so a catch-up from Covered misses nothing.
-func Run(ctx context.Context, cfg Config) (*Result, error) {
+//
+// The log is read once. Its events to replay are held in memory until they
+// take more than Config.MemoryLimit; from then on they are spilled, and
+// read back a bucket at a time.
+func Run(ctx context.Context, cfg Config, publish func(*Bucket) error) (*Result, error) {
 	if cfg.Definitions == nil || cfg.View == nil || cfg.Offline == nil {
 		return nil, errors.New("replay: definitions, view and offline store are required")
 	}
-	view := cfg.View
-	eng, err := features.NewEngine(cfg.Definitions, view)
+	r, err := newRun(ctx, &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", cfg.View.Ref(), err)
+	}
+	byKey, err := r.read(ctx)
+	if r.spill != nil {
+		defer r.spill.close()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay %s: %w", cfg.View.Ref(), err)
+	}
+	if r.spill == nil {
+		r.res.Buckets = 1
+		return r.res, r.compute(ctx, byKey, func(string) bool { return true }, publish)
+	}
+	of, n := r.spill.buckets(r.limit)
+	r.res.Buckets = n
+	for b := range n {
+		byKey := map[string][]features.Event{}
+		for i := range slots {
+			if of[i] != b {
+				continue
+			}
+			err := r.spill.load(i, func(ev *features.Event) error {
+				key, _ := r.key(ev)
+				r.hold(byKey, key, ev)
+				return nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("replay %s: %w", cfg.View.Ref(), err)
+			}
+		}
+		has := func(key string) bool { return of[r.spill.slot(key)] == b }
+		if err := r.compute(ctx, byKey, has, publish); err != nil {
+			return nil, err
+		}
+	}
+	return r.res, nil
+}
+
+// run is a replay under way.
+type run struct {
+	cfg          *Config
+	eng          *features.Engine
+	src          *features.Source
+	keyIdx       []int // the join keys' fields
+	fields       []int // the fields read: the join keys and those the view reads
+	since, until int64 // Config.Since and Until, in epoch milliseconds
+	limit        int64
+	res          *Result
+	spill        *spill // once the events held take more than limit
+	keyBuf       []byte
+	keyVals      []features.Value
+}
+
+func newRun(ctx context.Context, cfg *Config) (*run, error) {
+	eng, err := features.NewEngine(cfg.Definitions, cfg.View)
 	if err != nil {
 		return nil, err
 	}
-	src := cfg.Definitions.Source(view.Source)
-	var keyIdx []int
-	for _, k := range cfg.Definitions.Entity(view.Entity).JoinKeys {
-		keyIdx = append(keyIdx, src.Field(k))
+	r := &run{cfg: cfg, eng: eng, src: cfg.Definitions.Source(cfg.View.Source), since: math.MinInt64, until: math.MaxInt64,
+		limit: cmp.Or(cfg.MemoryLimit, DefaultMemoryLimit)}
+	for _, k := range cfg.Definitions.Entity(cfg.View.Entity).JoinKeys {
+		r.keyIdx = append(r.keyIdx, r.src.Field(k))
 	}
-	covered, err := logMarks(ctx, cfg.Offline, src)
-	if err != nil {
-		return nil, fmt.Errorf("replay %s: %w", view.Ref(), err)
-	}
-	res := &Result{Entities: map[string]*Entity{}, Covered: covered}
-	since, until := int64(math.MinInt64), int64(math.MaxInt64)
+	// Only the fields the view reads: the others would not change its state.
+	r.fields = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(r.keyIdx), eng.Fields()...))))
 	if !cfg.Since.IsZero() {
-		since = cfg.Since.UnixMilli()
+		r.since = cfg.Since.UnixMilli()
 	}
 	if !cfg.Until.IsZero() {
-		until = cfg.Until.UnixMilli()
+		r.until = cfg.Until.UnixMilli()
 	}
+	covered, err := logMarks(ctx, cfg.Offline, r.src)
+	if err != nil {
+		return nil, err
+	}
+	r.res = &Result{Covered: covered}
+	return r, nil
+}
+
+// eventSize is at most what an event of n fields takes held: its fields,
+// and its place in its entity's array, which grows by doubling.
+func eventSize(n int) int64 {
+	return 2*int64(unsafe.Sizeof(features.Event{})) + int64(n)*int64(unsafe.Sizeof(features.Value{}))
+}
+
+// key returns an event's entity key, and false for an event without one
+// (ingest dead-letters those).
+func (r *run) key(ev *features.Event) (string, bool) {
+	r.keyVals = r.keyVals[:0]
+	for _, f := range r.keyIdx {
+		r.keyVals = append(r.keyVals, ev.Fields[f])
+	}
+	var ok bool
+	r.keyBuf, ok = online.AppendEntityKey(r.keyBuf[:0], r.keyVals...)
+	return string(r.keyBuf), ok
+}
+
+// hold keeps a copy of an entity's event.
+func (r *run) hold(byKey map[string][]features.Event, key string, ev *features.Event) {
+	cp := *ev
+	cp.Fields = slices.Clone(ev.Fields)
+	byKey[key] = append(byKey[key], cp)
+}
+
+// read reads the log and returns the events to replay by key, or, once
+// they take more than the limit, spills them all. It counts the events
+// read, and stops each partition's coverage before its first event at or
+// after Until.
+func (r *run) read(ctx context.Context) (map[string][]features.Event, error) {
 	cut := map[int32]int64{} // per partition, the first offset of an event at or after until
 	byKey := map[string][]features.Event{}
-	var key []byte
-	vals := make([]features.Value, 0, len(keyIdx))
-	// Only the fields the view reads: the others would not change its state.
-	fields := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(keyIdx), eng.Fields()...))))
-	err = eventlog.Each(ctx, cfg.Offline, src, fields, func(ev *features.Event) error {
-		mark, ok := res.Covered[ev.Partition]
+	var size int64
+	err := eventlog.Each(ctx, r.cfg.Offline, r.src, r.fields, func(ev *features.Event) error {
+		mark, ok := r.res.Covered[ev.Partition]
 		if !ok || ev.Offset > mark {
 			return nil // past the mark: not covered, a catch-up's
 		}
-		res.Events++
-		if ev.Time >= until {
+		r.res.Events++
+		if ev.Time >= r.until {
 			if c, ok := cut[ev.Partition]; !ok || ev.Offset < c {
 				cut[ev.Partition] = ev.Offset
 			}
 			return nil
 		}
-		if after, ok := cfg.After[ev.Partition]; ok && ev.Offset <= after {
+		if after, ok := r.cfg.After[ev.Partition]; ok && ev.Offset <= after {
 			return nil
 		}
-		if ev.Time < since {
+		if ev.Time < r.since {
 			return nil // before --from: never part of this version
 		}
-		vals = vals[:0]
-		for _, f := range keyIdx {
-			vals = append(vals, ev.Fields[f])
+		key, ok := r.key(ev)
+		if !ok {
+			return nil
 		}
-		var ok2 bool
-		if key, ok2 = online.AppendEntityKey(key[:0], vals...); !ok2 {
-			return nil // ingest dead-letters these
+		if r.spill != nil {
+			return r.spill.add(key, ev)
 		}
-		cp := *ev
-		cp.Fields = slices.Clone(ev.Fields)
-		byKey[string(key)] = append(byKey[string(key)], cp)
+		r.hold(byKey, key, ev)
+		if size += eventSize(len(ev.Fields)); size <= r.limit {
+			return nil
+		}
+		var err error
+		if r.spill, err = newSpill(r.cfg.TempDir, r.src); err != nil {
+			return err
+		}
+		for k, evs := range byKey {
+			for i := range evs {
+				if err := r.spill.add(k, &evs[i]); err != nil {
+					return err
+				}
+			}
+		}
+		byKey = nil
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("replay %s: %w", view.Ref(), err)
+		return nil, err
 	}
 	for p, c := range cut {
-		res.Covered[p] = min(res.Covered[p], c-1)
+		r.res.Covered[p] = min(r.res.Covered[p], c-1)
 	}
-	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+	return byKey, nil
+}
+
+// compute applies the events of a bucket's entities, by key, to their
+// states and hands the bucket to publish.
+func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, has func(string) bool, publish func(*Bucket) error) error {
+	keys := slices.Sorted(maps.Keys(byKey))
+	keys = slices.DeleteFunc(keys, func(k string) bool {
+		byKey[k] = slices.DeleteFunc(byKey[k], func(ev features.Event) bool { return ev.Offset > r.res.Covered[ev.Partition] })
+		return len(byKey[k]) == 0
+	})
+	loaded := map[string]*Entity{}
+	if r.cfg.Load != nil && len(keys) > 0 {
+		var err error
+		if loaded, err = r.cfg.Load(ctx, keys); err != nil {
+			return fmt.Errorf("replay %s: states: %w", r.cfg.View.Ref(), err)
+		}
+	}
+	b := &Bucket{Entities: make(map[string]*Entity, len(keys)), has: has}
+	for _, k := range keys {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		evs := slices.DeleteFunc(byKey[k], func(ev features.Event) bool { return ev.Offset > res.Covered[ev.Partition] })
-		if len(evs) == 0 {
-			continue
-		}
+		evs := byKey[k]
 		slices.SortFunc(evs, func(a, b features.Event) int {
 			return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
 		})
-		var ent *Entity
-		if cfg.Load != nil {
-			if ent, err = cfg.Load(k); err != nil {
-				return nil, fmt.Errorf("replay %s: state of %q: %w", view.Ref(), k, err)
-			}
-		}
+		ent := loaded[k]
 		if ent == nil {
-			ent = &Entity{State: eng.NewState(), Applied: map[int32]int64{}}
+			ent = &Entity{State: r.eng.NewState(), Applied: map[int32]int64{}}
 		}
 		before := maps.Clone(ent.Applied)
 		for i := range evs {
@@ -197,17 +333,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 			// An event the view cannot apply (its filter fails on a null,
 			// say) changes nothing, as in ingest.
-			if applied, _ := eng.Apply(ent.State, ev); !applied {
+			if applied, _ := r.eng.Apply(ent.State, ev); !applied {
 				continue
 			}
-			res.Applied++
+			r.res.Applied++
 			if last, ok := ent.Applied[ev.Partition]; !ok || ev.Offset > last {
 				ent.Applied[ev.Partition] = ev.Offset
 			}
 		}
-		res.Entities[k] = ent
+		b.Entities[k] = ent
+		delete(byKey, k) // applied: its events can go
 	}
-	return res, nil
+	r.res.Entities += len(b.Entities)
+	return publish(b)
 }
 
 // CheckLog returns an error matching ErrNoEventLog, naming the source and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -81,24 +82,74 @@ func encoded(eng *features.Engine, ents map[string]*replay.Entity) map[string]st
 	return out
 }
 
+// run replays and returns the states of every bucket, checking that each
+// entity is of exactly one bucket.
+func run(t *testing.T, cfg replay.Config) (*replay.Result, map[string]*replay.Entity) {
+	t.Helper()
+	var buckets []*replay.Bucket
+	res, err := replay.Run(context.Background(), cfg, func(b *replay.Bucket) error {
+		buckets = append(buckets, b)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(buckets) != res.Buckets {
+		t.Fatalf("%d buckets handed over, the result says %d", len(buckets), res.Buckets)
+	}
+	all := map[string]*replay.Entity{}
+	for _, b := range buckets {
+		for k, e := range b.Entities {
+			all[k] = e
+			if !b.Has(k) {
+				t.Errorf("bucket with %q says it does not have it", k)
+			}
+		}
+	}
+	for k := range all {
+		n := 0
+		for _, b := range buckets {
+			if b.Has(k) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%q is of %d buckets, want one", k, n)
+		}
+	}
+	if len(all) != res.Entities {
+		t.Errorf("%d entities handed over, the result says %d", len(all), res.Entities)
+	}
+	return res, all
+}
+
+// load returns a Config.Load of the states in ents.
+func load(ents map[string]*replay.Entity) func(context.Context, []string) (map[string]*replay.Entity, error) {
+	return func(_ context.Context, keys []string) (map[string]*replay.Entity, error) {
+		out := map[string]*replay.Entity{}
+		for _, k := range keys {
+			if e := ents[k]; e != nil {
+				out[k] = e
+			}
+		}
+		return out, nil
+	}
+}
+
 func TestRun(t *testing.T) {
 	defs, v, off, events := setup(t)
 	eng, err := features.NewEngine(defs, v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	res, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: off})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := reference(t, eng, events, func(features.Event) bool { return true }); !maps.Equal(encoded(eng, res.Entities), want) {
+	res, ents := run(t, replay.Config{Definitions: defs, View: v, Offline: off})
+	if want := reference(t, eng, events, func(features.Event) bool { return true }); !maps.Equal(encoded(eng, ents), want) {
 		t.Error("replayed states differ from the engine's over every event")
 	}
-	if res.Events != 120 || res.Covered[0] != 59 || res.Covered[1] != 59 {
-		t.Errorf("read %d events covering %v, want 120 covering 59 and 59", res.Events, res.Covered)
+	if res.Events != 120 || res.Covered[0] != 59 || res.Covered[1] != 59 || res.Buckets != 1 {
+		t.Errorf("read %d events covering %v in %d buckets, want 120 covering 59 and 59 in one", res.Events, res.Covered, res.Buckets)
 	}
-	for k, e := range res.Entities {
+	for k, e := range ents {
 		if e.Applied[0] < 50 || e.Applied[1] < 50 {
 			t.Errorf("%s: applied offsets %v, want each partition's latest applied event", k, e.Applied)
 		}
@@ -107,12 +158,11 @@ func TestRun(t *testing.T) {
 	// A catch-up: states with the events up to offset 29 of each partition,
 	// then the rest from the log, equal the whole replay; events at or below
 	// an entity's offsets are not applied twice.
-	first, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: off, Until: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)})
-	if err != nil || len(first.Entities) != 0 {
-		t.Fatalf("a replay of nothing: %v, %d entities", err, len(first.Entities))
+	if _, first := run(t, replay.Config{Definitions: defs, View: v, Offline: off, Until: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)}); len(first) != 0 {
+		t.Fatalf("a replay of nothing: %d entities", len(first))
 	}
 	half := map[string]*replay.Entity{}
-	for k := range res.Entities {
+	for k := range ents {
 		half[k] = &replay.Entity{State: eng.NewState(), Applied: map[int32]int64{}}
 	}
 	for i := range events {
@@ -124,22 +174,16 @@ func TestRun(t *testing.T) {
 			}
 		}
 	}
-	caught, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: off,
+	_, caught := run(t, replay.Config{Definitions: defs, View: v, Offline: off,
 		After: map[int32]int64{0: 20, 1: 20}, // earlier than the states' own offsets: those decide
-		Load:  func(key string) (*replay.Entity, error) { return half[key], nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !maps.Equal(encoded(eng, caught.Entities), encoded(eng, res.Entities)) {
+		Load:  load(half)})
+	if !maps.Equal(encoded(eng, caught), encoded(eng, ents)) {
 		t.Error("a catch-up from half the events differs from the whole replay")
 	}
 
 	// Time bounds.
 	from, to := time.Date(2026, 11, 20, 0, 10, 0, 0, time.UTC), time.Date(2026, 11, 20, 0, 40, 0, 0, time.UTC)
-	bounded, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: off, Since: from, Until: to})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bounded, boundedEnts := run(t, replay.Config{Definitions: defs, View: v, Offline: off, Since: from, Until: to})
 	// Until stops each partition before its first event at or after it;
 	// later offsets, even of earlier times, are a catch-up's.
 	cut := map[int32]int64{0: 60, 1: 60}
@@ -149,7 +193,7 @@ func TestRun(t *testing.T) {
 		}
 	}
 	want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() && ev.Offset < cut[ev.Partition] })
-	if !maps.Equal(encoded(eng, bounded.Entities), want) {
+	if !maps.Equal(encoded(eng, boundedEnts), want) {
 		t.Error("a bounded replay differs from the engine's over the events in the bounds")
 	}
 	if bounded.Covered[0] != cut[0]-1 || bounded.Covered[1] != cut[1]-1 {
@@ -157,13 +201,70 @@ func TestRun(t *testing.T) {
 	}
 	// And a catch-up from there gives the whole replay, for events at or
 	// after --from.
-	rest, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: off, After: bounded.Covered, Since: from,
-		Load: func(key string) (*replay.Entity, error) { return bounded.Entities[key], nil }})
+	_, rest := run(t, replay.Config{Definitions: defs, View: v, Offline: off, After: bounded.Covered, Since: from, Load: load(boundedEnts)})
+	if want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() }); !maps.Equal(encoded(eng, rest), want) {
+		t.Error("a bounded replay and its catch-up differ from a replay of every event since --from")
+	}
+}
+
+// TestRunSpilled: a replay whose events take more than its memory limit
+// spills them and computes its entities in buckets, with the states of a
+// replay in memory, and leaves no file behind; a catch-up loads each
+// bucket's states once.
+func TestRunSpilled(t *testing.T) {
+	defs, v, off, events := setup(t)
+	eng, err := features.NewEngine(defs, v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() }); !maps.Equal(encoded(eng, rest.Entities), want) {
-		t.Error("a bounded replay and its catch-up differ from a replay of every event since --from")
+	_, whole := run(t, replay.Config{Definitions: defs, View: v, Offline: off})
+	tmp := t.TempDir()
+	// Four events' worth: the 120 events are spread over every slot.
+	res, ents := run(t, replay.Config{Definitions: defs, View: v, Offline: off, MemoryLimit: 1000, TempDir: tmp})
+	if res.Buckets < 3 || res.Events != 120 {
+		t.Errorf("%d buckets, %d events read; want several, 120", res.Buckets, res.Events)
+	}
+	if !maps.Equal(encoded(eng, ents), encoded(eng, whole)) {
+		t.Error("states computed in buckets differ from those computed at once")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("spill files left behind: %v", left)
+	}
+
+	// Half the events applied, then the rest caught up in buckets.
+	half := map[string]*replay.Entity{}
+	for i := range events {
+		ev := &events[i]
+		if ev.Offset > 29 {
+			continue
+		}
+		e := half[ev.Fields[1].Str()]
+		if e == nil {
+			e = &replay.Entity{State: eng.NewState(), Applied: map[int32]int64{}}
+			half[ev.Fields[1].Str()] = e
+		}
+		if ok, _ := eng.Apply(e.State, ev); ok {
+			e.Applied[ev.Partition] = max(e.Applied[ev.Partition], ev.Offset)
+		}
+	}
+	loaded := map[string]int{}
+	_, caught := run(t, replay.Config{Definitions: defs, View: v, Offline: off, After: map[int32]int64{0: 29, 1: 29}, MemoryLimit: 1000, TempDir: tmp,
+		Load: func(ctx context.Context, keys []string) (map[string]*replay.Entity, error) {
+			for _, k := range keys {
+				loaded[k]++
+			}
+			return load(half)(ctx, keys)
+		}})
+	if !maps.Equal(encoded(eng, caught), encoded(eng, whole)) {
+		t.Error("a catch-up in buckets differs from the whole replay")
+	}
+	for k, n := range loaded {
+		if n != 1 {
+			t.Errorf("%q loaded %d times", k, n)
+		}
+	}
+	if len(loaded) != len(whole) {
+		t.Errorf("%d entities loaded, want %d", len(loaded), len(whole))
 	}
 }
 
@@ -186,8 +287,8 @@ func TestCheckLog(t *testing.T) {
 	if !errors.Is(err, replay.ErrNoEventLog) || !strings.Contains(err.Error(), "source transactions") || !strings.Contains(err.Error(), "file://"+root) {
 		t.Errorf("a store without the log: %v; want ErrNoEventLog naming the source and the store", err)
 	}
-	if res, err := replay.Run(ctx, replay.Config{Definitions: defs, View: v, Offline: empty}); err != nil || len(res.Entities) != 0 {
-		t.Errorf("Run on a store without the log: %v", err)
+	if _, ents := run(t, replay.Config{Definitions: defs, View: v, Offline: empty}); len(ents) != 0 {
+		t.Errorf("Run on a store without the log: %d entities", len(ents))
 	}
 }
 
