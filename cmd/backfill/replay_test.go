@@ -152,6 +152,32 @@ func TestReplayMissingEventLog(t *testing.T) {
 	}
 }
 
+// TestReplayChangelogOfAnotherSize: a changelog that exists with another
+// partition count than the largest source topic is refused before any
+// state is published: ingest would refuse it, and its entities would be in
+// partitions ingest does not read them from. (A changelog without a
+// replay marker is refused before, as computed live.)
+func TestReplayChangelogOfAnotherSize(t *testing.T) {
+	brokers := newCluster(t, kfake.SeedTopics(3, userTxn1))
+	data, off := newStore(t)
+	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
+	defs, err := features.Load(fraudDefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As a replay killed before it created the changelog leaves it.
+	if err := replay.WriteMarker(context.Background(), off, defs.View("user_txn", 1), replay.Marker{}); err != nil {
+		t.Fatal(err)
+	}
+	err = run([]string{"replay", "--definitions", fraudDefs, "--data-dir", data, "--brokers", strings.Join(brokers, ","), "--view", "user_txn@1"})
+	if err == nil || !strings.Contains(err.Error(), "has 3 partitions, want 2") {
+		t.Fatalf("replay into a changelog of 3 partitions beside a source of 2: %v; want an error naming both counts", err)
+	}
+	if got := ingesttest.Changelog(t, brokers, userTxn1); len(got) != 0 {
+		t.Errorf("%d states published into it", len(got))
+	}
+}
+
 // TestReplayEmptyRange: a store whose event log holds no event in
 // --from..--to is the right store with nothing to count yet: the replay
 // succeeds, publishes no state and records the log as covered.

@@ -151,20 +151,24 @@ func CheckNotLive(ctx context.Context, adm *kadm.Client, off *offline.Dir, prefi
 
 // EnsureChangelog creates a version's changelog if it does not exist, as
 // ingest would: compacted, with Partitions partitions, so that an entity
-// lands in the partition ingest reads it from. It fails while a source
-// topic a view reads is missing, where ingest would wait for it.
+// lands in the partition ingest reads it from; one that exists with another
+// count is refused, as ingest refuses it. It fails while a source topic a
+// view reads is missing, where ingest would wait for it.
 func EnsureChangelog(ctx context.Context, adm *kadm.Client, prefix string, defs *features.Definitions, v *features.View) error {
 	topic := online.ChangelogTopic(prefix, online.TableOf(v))
 	details, err := adm.ListTopics(ctx, topic)
 	if err != nil {
 		return fmt.Errorf("list topics: %w", err)
 	}
-	if d, ok := details[topic]; ok && d.Err == nil {
-		return nil
-	}
 	parts, missing, err := Partitions(ctx, adm, defs)
 	if err != nil {
 		return err
+	}
+	if d, ok := details[topic]; ok && d.Err == nil {
+		if len(missing) == 0 && int32(len(d.Partitions)) != parts {
+			return fmt.Errorf("changelog %s has %d partitions, want %d like the largest source topic a view reads (ingest refuses it too): delete it or change the sources", topic, len(d.Partitions), parts)
+		}
+		return nil
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("changelog %s: source topics %v, which views read, do not exist yet: create them first, as it takes as many partitions as the largest source topic a view reads", topic, missing)
