@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/s3test"
@@ -140,5 +141,26 @@ func TestNewS3DirNoCredentials(t *testing.T) {
 	_, err := offline.NewS3Dir(context.Background(), opts)
 	if err == nil || !strings.Contains(err.Error(), "no credentials") || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
 		t.Fatalf("NewS3Dir without credentials: %v; want an error saying there are none and how to give them", err)
+	}
+}
+
+// TestS3CreateFileConflictCancelled: a create that the server keeps answering
+// with 409 Conflict (versitygw does for a key that is a directory) is
+// retried, and the retries stop as soon as the context ends.
+func TestS3CreateFileConflictCancelled(t *testing.T) {
+	d := s3Store(t)
+	if err := d.CreateFile(context.Background(), "a/b/c", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// The deadline falls early in the longest pause between retries (200ms,
+	// after some 300ms of them).
+	const timeout = 320 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	err := d.CreateFile(ctx, "a/b", []byte("y"))
+	if elapsed := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || elapsed > timeout+100*time.Millisecond {
+		t.Fatalf("create over a directory with a deadline of %v: %v after %v; want context.DeadlineExceeded at the deadline",
+			timeout, err, elapsed.Round(time.Millisecond))
 	}
 }

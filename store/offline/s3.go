@@ -258,7 +258,11 @@ func (s *s3Staged) place(ctx context.Context, name string, exclusive bool) error
 		// AWS answers 409 to a conditional PUT racing another one on the
 		// same key, and asks for a retry: one of them wins.
 		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusConflict && exclusive && attempt < 5 {
-			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+			}
 			continue
 		}
 		if err != nil {
