@@ -71,6 +71,8 @@ type entry struct {
 }
 
 // file is what a bucket's open returns: random access, for Parquet footers.
+// A read of a file replaced since it was opened gets the old contents (a
+// disk) or fails with an error matching ErrReplaced (S3).
 type file interface {
 	io.ReaderAt
 	io.Closer

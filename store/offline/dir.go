@@ -2,6 +2,7 @@ package offline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -67,7 +68,19 @@ func (d *Dir) ReadFile(ctx context.Context, name string) ([]byte, error) {
 }
 
 // readAll reads a whole file with one read (one request to an object store).
+// A file replaced between the open and the read is opened again, so that the
+// reader gets the old contents or the new; each try fails only if yet another
+// replacement landed within it, and a try ends with the context.
 func (d *Dir) readAll(ctx context.Context, name string) ([]byte, error) {
+	for {
+		data, err := d.readOnce(ctx, name)
+		if !errors.Is(err, ErrReplaced) {
+			return data, err
+		}
+	}
+}
+
+func (d *Dir) readOnce(ctx context.Context, name string) ([]byte, error) {
 	f, size, err := d.b.open(ctx, name)
 	if err != nil {
 		return nil, err

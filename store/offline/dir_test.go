@@ -3,10 +3,14 @@ package offline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"regexp"
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/quiver-ml/quiver/store/offline"
 )
 
 func TestDirCreateFile(t *testing.T) { eachBackend(t, testDirCreateFile) }
@@ -84,5 +88,71 @@ func testDirCreateFileRace(t *testing.T, d *fixture) {
 	}
 	if n != 1 {
 		t.Fatalf("%d creators won, want 1", n)
+	}
+}
+
+// TestDirReadFileWhileReplaced reads a file while another goroutine keeps
+// replacing it: every read gets one whole version of it. On S3 a replacement
+// can land between the read's HEAD and its GET.
+func TestDirReadFileWhileReplaced(t *testing.T) { eachBackend(t, testDirReadFileWhileReplaced) }
+
+func testDirReadFileWhileReplaced(t *testing.T, d *fixture) {
+	ctx := context.Background()
+	if err := d.ReplaceFile(ctx, "x/f", []byte("v0")); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 1; ; i++ {
+			if err := d.ReplaceFile(wctx, "x/f", fmt.Appendf(nil, "v%d", i)); wctx.Err() != nil {
+				return
+			} else if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	defer wg.Wait()
+	defer stop()
+	version := regexp.MustCompile(`^v[0-9]+$`)
+	for range 300 {
+		got, err := d.ReadFile(ctx, "x/f")
+		if err != nil {
+			t.Fatalf("read a file being replaced: %v", err)
+		}
+		if !version.Match(got) {
+			t.Fatalf("read %q; want one whole version", got)
+		}
+	}
+}
+
+// TestDirReadReplacedFile reads from a file opened before it was replaced:
+// a disk reads the old contents; S3 cannot, and says the file was replaced.
+func TestDirReadReplacedFile(t *testing.T) { eachBackend(t, testDirReadReplacedFile) }
+
+func testDirReadReplacedFile(t *testing.T, d *fixture) {
+	ctx := context.Background()
+	if err := d.ReplaceFile(ctx, "x/f", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	f, err := d.OpenFile(ctx, "x/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := d.ReplaceFile(ctx, "x/f", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 3)
+	_, err = f.ReadAt(got, 0)
+	if d.root != "" {
+		if err != nil || string(got) != "old" {
+			t.Fatalf("read a replaced file on a disk: %q, %v; want the old contents", got, err)
+		}
+		return
+	}
+	if !errors.Is(err, offline.ErrReplaced) || errors.Is(err, fs.ErrExist) {
+		t.Fatalf("read a replaced object: %v; want offline.ErrReplaced", err)
 	}
 }

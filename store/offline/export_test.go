@@ -1,6 +1,9 @@
 package offline
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // LockLog takes a log's compaction lock as Compact does, for a test to hold
 // it: keep checks and renews it as a compaction does before each change,
@@ -11,4 +14,13 @@ func (d *Dir) LockLog(ctx context.Context, dir string) (keep func(context.Contex
 		return nil, nil, err
 	}
 	return l.keep, l.release, nil
+}
+
+// OpenFile opens a file for reads at any offset, as the log readers do.
+func (d *Dir) OpenFile(ctx context.Context, name string) (interface {
+	io.ReaderAt
+	io.Closer
+}, error) {
+	f, _, err := d.b.open(ctx, name)
+	return f, err
 }

@@ -157,6 +157,12 @@ func (b *s3Bucket) open(ctx context.Context, name string) (file, int64, error) {
 	return &s3File{ctx: ctx, b: b, key: b.key(name), etag: info.ETag}, info.Size, nil
 }
 
+// ErrReplaced is the error of a read from a file in an S3 bucket that was
+// replaced since it was opened: its old contents are gone, and a reader must
+// not mix them with the new. (A file on a local disk is read to its old
+// contents.) ReadFile opens and reads the file again instead.
+var ErrReplaced = errors.New("offline: file replaced while being read")
+
 // s3File reads an object with a ranged GET per ReadAt. It keeps the context
 // of the open call for its reads, as it lives only within that call.
 type s3File struct {
@@ -179,8 +185,11 @@ func (f *s3File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	body, _, _, err := f.b.c.GetObject(f.ctx, f.b.bucket, f.key, opts)
 	if err != nil {
-		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		switch minio.ToErrorResponse(err).StatusCode {
+		case http.StatusRequestedRangeNotSatisfiable:
 			return 0, io.EOF
+		case http.StatusPreconditionFailed: // If-Match: another object has the key
+			return 0, fmt.Errorf("read %s: %w", f.key, ErrReplaced)
 		}
 		return 0, fmt.Errorf("read %s: %w", f.key, s3Error(err))
 	}
