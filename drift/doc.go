@@ -9,7 +9,7 @@
 // version's model.yaml (profile:). Each feature is binned: numbers between
 // their distinct deciles (a value on an edge opens its bin), categorical
 // values (strings, booleans) by their 20 most frequent values and "other";
-// nulls are counted apart. The training job may add the distribution of
+// nulls are counted apart, NaNs among them (a model reads NaN as missing). The training job may add the distribution of
 // the model's output (Profile.Output; examples/fraud/train.py does).
 //
 // # Detectors

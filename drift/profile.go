@@ -55,8 +55,13 @@ const (
 )
 
 // NumberProfile profiles a number feature from its non-null values (which
-// it reorders) and how many values were null.
+// it reorders and may overwrite) and how many values were null. A NaN
+// counts as null, as models and the detector read it as a missing value;
+// infinities are the extreme values, in the outer bins, and never an edge.
 func NumberProfile(name, typ string, nums []float64, nulls int) FeatureProfile {
+	n := len(nums)
+	nums = slices.DeleteFunc(nums, math.IsNaN)
+	nulls += n - len(nums)
 	fp := FeatureProfile{Name: name, Type: typ, Count: len(nums), Nulls: nulls}
 	fp.NullRate = rate(nulls, len(nums)+nulls)
 	if len(nums) == 0 {
@@ -71,7 +76,7 @@ func NumberProfile(name, typ string, nums []float64, nulls int) FeatureProfile {
 	selectRanks(nums, slices.Compact(ranks))
 	for i := 1; i < ProfileBins; i++ {
 		e := nums[i*len(nums)/ProfileBins]
-		if (len(fp.Edges) == 0 || e > fp.Edges[len(fp.Edges)-1]) && e > nums[0] {
+		if (len(fp.Edges) == 0 || e > fp.Edges[len(fp.Edges)-1]) && e > nums[0] && !math.IsInf(e, 1) {
 			fp.Edges = append(fp.Edges, e)
 		}
 	}

@@ -3,6 +3,7 @@ package drift
 import (
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -80,5 +81,35 @@ func TestNumberProfile(t *testing.T) {
 	fp = NumberProfile("y", "int", append(slices.Repeat([]float64{5}, 150), make([]float64, 850)...), 0)
 	if !slices.Equal(fp.Edges, []float64{5}) || !slices.Equal(fp.Counts, []int{850, 150}) {
 		t.Errorf("edges %v counts %v, want [5] and [850 150]", fp.Edges, fp.Counts)
+	}
+}
+
+// TestNumberProfileNonFinite: a NaN is a missing value, as models and the
+// detector read it, so the profile counts it as null and bins the other
+// values as without it; infinities are the extreme values, in the outer
+// bins, and never an edge, which JSON could not hold.
+func TestNumberProfileNonFinite(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	var nums []float64
+	for i := range 1000 {
+		nums = append(nums, float64(i))
+	}
+	fp := NumberProfile("x", "float", append(nums, nan, nan, nan), 10)
+	if want := []float64{100, 200, 300, 400, 500, 600, 700, 800, 900}; !slices.Equal(fp.Edges, want) ||
+		!slices.Equal(fp.Counts, slices.Repeat([]int{100}, 10)) || fp.Count != 1000 || fp.Nulls != 13 || fp.NullRate != 13.0/1013 {
+		t.Errorf("1000 numbers, 3 NaNs and 10 nulls: edges %v counts %v count %d nulls %d rate %v; want the NaNs as nulls",
+			fp.Edges, fp.Counts, fp.Count, fp.Nulls, fp.NullRate)
+	}
+	// A fifth of -Inf, 200 to 799, a fifth of +Inf.
+	nums = slices.Repeat([]float64{-inf}, 200)
+	for i := 200; i < 800; i++ {
+		nums = append(nums, float64(i))
+	}
+	fp = NumberProfile("y", "float", append(nums, slices.Repeat([]float64{inf}, 200)...), 0)
+	if want := []float64{200, 300, 400, 500, 600, 700}; !slices.Equal(fp.Edges, want) || !slices.Equal(fp.Counts, []int{200, 100, 100, 100, 100, 100, 300}) {
+		t.Errorf("infinities: edges %v counts %v; want edges %v, counts [200 100 100 100 100 100 300]", fp.Edges, fp.Counts, want)
+	}
+	if err := WriteProfile(filepath.Join(t.TempDir(), "profile.json"), Profile{Rows: 1000, Features: []FeatureProfile{fp}}); err != nil {
+		t.Errorf("write a profile of infinities: %v", err)
 	}
 }
