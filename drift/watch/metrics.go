@@ -75,7 +75,13 @@ func (m *metrics) observe(v version, ev *drift.Evaluation) {
 	}
 }
 
-// forget drops the gauges of a version another instance now watches.
+// forget drops the series of a version no longer watched here: idle, or
+// watched by another instance now. Its counters start again at zero if it
+// comes back, which rate and increase read as a reset.
 func (m *metrics) forget(v version) {
-	m.score.DeletePartialMatch(prometheus.Labels{"model": v.model, "version": strconv.Itoa(v.version)})
+	ver := strconv.Itoa(v.version)
+	m.score.DeletePartialMatch(prometheus.Labels{"model": v.model, "version": ver})
+	m.windows.DeleteLabelValues(v.model, ver)
+	m.breaches.DeleteLabelValues(v.model, ver)
+	m.predictions.DeleteLabelValues(v.model, ver)
 }

@@ -145,3 +145,58 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("%d versions after the retries were due, want fraud@1 alone", len(m.versions))
 	}
 }
+
+// TestForgetDeletesSeries: a version forgotten, idle or on a partition
+// another owner took over, leaves no series of its own behind: its
+// counters go with its scores, and start again at zero if it comes back.
+func TestForgetDeletesSeries(t *testing.T) {
+	dir, defs, prof := drifttest.Repository(t, fuzzYAML)
+	mt, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Monitor{cfg: Config{Models: dir, Definitions: defs}, log: slog.New(slog.DiscardHandler), m: mt,
+		versions: map[version]*watched{}, next: map[int32]int64{},
+		sent: map[string]time.Time{"fraud": time.Unix(1<<62, 0)}} // cooling down: a breach sends nothing
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	predict := func() {
+		t.Helper()
+		for i, p := range drifttest.NewSampler(prof, 1).Predictions(3, &at, time.Second) {
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &kgo.Record{Topic: "quiver.predictions", Partition: 2, Offset: int64(i), Value: b, Timestamp: p.Time}
+			if err := m.process(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	series := func() map[string]int {
+		return map[string]int{"score": testutil.CollectAndCount(mt.score), "windows": testutil.CollectAndCount(mt.windows),
+			"breaches": testutil.CollectAndCount(mt.breaches), "predictions": testutil.CollectAndCount(mt.predictions)}
+	}
+	for _, gone := range []struct {
+		how    string
+		forget func()
+	}{
+		{"idle", func() { m.versions[version{"fraud", 1}].seen = time.Now().Add(-idleVersion - time.Second); m.prune() }},
+		{"partition revoked", func() { m.drop([]int32{2}) }},
+	} {
+		predict()
+		for name, n := range series() {
+			if n == 0 {
+				t.Fatalf("no %s series of a watched version", name)
+			}
+		}
+		gone.forget()
+		if len(m.versions) != 0 {
+			t.Fatalf("%s: %d versions still watched", gone.how, len(m.versions))
+		}
+		for name, n := range series() {
+			if n != 0 {
+				t.Errorf("%s: %d %s series left of a version forgotten", gone.how, n, name)
+			}
+		}
+	}
+}
