@@ -84,9 +84,11 @@ func (s *Server) oipRoutes(e *echo.Echo, get func(string, echo.HandlerFunc, ...e
 		return c.JSON(http.StatusOK, map[string]any{"name": "quiver", "version": buildVersion(), "extensions": []string{}})
 	})
 	get("/v2/health/live", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]bool{"live": true}) })
+	// The protocol's health APIs answer true with 200 and false with a 4xx
+	// (/readyz answers 503, as load balancers expect).
 	get("/v2/health/ready", func(c echo.Context) error {
 		if err := s.ready(c.Request().Context()); err != nil {
-			return c.JSON(http.StatusServiceUnavailable, map[string]any{"ready": false, "error": err.Error(), "code": http.StatusServiceUnavailable})
+			return c.JSON(http.StatusBadRequest, map[string]any{"ready": false, "error": err.Error(), "code": http.StatusBadRequest})
 		}
 		return c.JSON(http.StatusOK, map[string]bool{"ready": true})
 	})

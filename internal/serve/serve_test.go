@@ -525,7 +525,8 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// TestDrain: a draining server answers /readyz and /v2/health/ready 503,
+// TestDrain: a draining server answers /readyz 503 and /v2/health/ready
+// 400 (the Open Inference Protocol's health APIs answer false with a 4xx),
 // with a JSON body, and every other request as before.
 func TestDrain(t *testing.T) {
 	f := newFixture(t)
@@ -534,8 +535,8 @@ func TestDrain(t *testing.T) {
 	if code != 503 || r.Code != 503 || r.Error != "shutting down" {
 		t.Errorf("/readyz while draining: %d %s, want 503 shutting down", code, raw)
 	}
-	if code, r, raw := f.do(t, "GET", "/v2/health/ready", ""); code != 503 || r.Error != "shutting down" {
-		t.Errorf("/v2/health/ready while draining: %d %s, want 503 shutting down", code, raw)
+	if code, r, raw := f.do(t, "GET", "/v2/health/ready", ""); code != 400 || r.Code != 400 || r.Error != "shutting down" {
+		t.Errorf("/v2/health/ready while draining: %d %s, want 400 shutting down", code, raw)
 	}
 	if code, _, raw := f.do(t, "POST", "/get-online-features", `{"features":["user_txn@1:txn_count_1h"],"entities":{"user_id":["u1"]}}`); code != 200 {
 		t.Errorf("a lookup while draining: %d %s", code, raw)

@@ -257,9 +257,9 @@ func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Drain makes /readyz and /v2/health/ready answer 503 from now on, while
-// everything else answers as before: a replica about to stop is taken out
-// of its load balancers before it closes its listener.
+// Drain makes /readyz answer 503 and /v2/health/ready 400 from now on,
+// while everything else answers as before: a replica about to stop is taken
+// out of its load balancers before it closes its listener.
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // ready says why the server should not be sent requests, or nil.
