@@ -123,7 +123,7 @@ predict='{"entities": {"user_id": ["u000007"], "merchant_id": ["m00003"]}, "requ
 cat <<MSG
 
 And the fraud model's probability for the same transaction (XGBoost, trained by
-examples/fraud/build-model.sh on a week of labelled transactions):
+examples/fraud/build-model.sh on an hour of this demo's labelled traffic):
 
   curl -s -X POST $url/v1/models/fraud/predict -d '$predict'
 

@@ -62,10 +62,10 @@ batching:
 device: auto
 profile: profile.json
 # Drift detectors in ingest compare what this version sees with profile.json.
-# The demo runs for minutes, not the week a training set spans: features over
-# 1h to 7d windows are still filling up and would differ from training in any
-# case. It watches the one input that does not depend on how long the stream
-# has run, the transaction's amount against the user's average.
+# Features over 1h to 7d windows depend on how long the stream has run, which
+# differs between a training set and a demo of a few minutes; this watches
+# the one input that does not, the transaction's amount against the user's
+# average.
 drift:
   window: 500
   psi: 0.25
