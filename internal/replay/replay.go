@@ -154,10 +154,9 @@ func Run(ctx context.Context, cfg Config, publish func(*Bucket) error) (*Result,
 			if of[i] != b {
 				continue
 			}
-			err := r.spill.load(i, func(ev *features.Event) error {
+			err := r.spill.load(i, func(ev *features.Event) {
 				key, _ := r.key(ev)
 				r.hold(byKey, key, ev)
-				return nil
 			})
 			if err != nil {
 				return nil, fmt.Errorf("replay %s: %w", cfg.View.Ref(), err)

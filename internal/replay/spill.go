@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/quiver-ml/quiver/features"
 )
@@ -83,7 +84,7 @@ func (s *spill) buckets(limit int64) (of [slots]int, n int) {
 }
 
 // load reads the events of file i back, calling fn with each.
-func (s *spill) load(i int, fn func(*features.Event) error) error {
+func (s *spill) load(i int, fn func(*features.Event)) error {
 	if err := s.w[i].Flush(); err != nil {
 		return fmt.Errorf("spill events: %w", err)
 	}
@@ -100,7 +101,7 @@ func (s *spill) load(i int, fn func(*features.Event) error) error {
 		if err != nil {
 			return fmt.Errorf("read spilled events: %w", err)
 		}
-		s.rec = append(s.rec[:0], make([]byte, n)...)
+		s.rec = slices.Grow(s.rec[:0], int(n))[:n]
 		if _, err := io.ReadFull(r, s.rec); err != nil {
 			return fmt.Errorf("read spilled events: %w", err)
 		}
@@ -115,9 +116,7 @@ func (s *spill) load(i int, fn func(*features.Event) error) error {
 			return fmt.Errorf("read spilled events: %w", err)
 		}
 		ev.Partition, ev.Offset = int32(p), int64(o)
-		if err := fn(&ev); err != nil {
-			return err
-		}
+		fn(&ev)
 	}
 }
 
