@@ -245,13 +245,13 @@ a version ingest has taken over is refused.`)
 	began := time.Now()
 	log.Info("replaying", "view", v.Ref(), "from", *from, "to", *to)
 	prog.Step("replaying "+v.Ref(), -1)
+	cfg.Progress = prog.Add
 	res, err := replay.Run(ctx, cfg, func(b *replay.Bucket) error {
 		return replay.Replace(ctx, cl, common.BrokerList(), common.TopicPrefix, defs, v, b, rdb)
 	})
 	if err != nil {
 		return err
 	}
-	prog.Add(int64(res.Events))
 	prog.finish()
 	if err := replay.WriteMarker(ctx, cfg.Offline, v, replay.Marker{Covered: res.Covered}); err != nil {
 		return err

@@ -91,6 +91,9 @@ type Config struct {
 	// Load returns the current states of a bucket's entities, by key; an
 	// entity it leaves out starts empty. Nil starts every entity empty.
 	Load func(ctx context.Context, keys []string) (map[string]*Entity, error)
+	// Progress, if set, hears of the events read from the log as they are,
+	// a number at a time.
+	Progress func(events int64)
 }
 
 // Result is a replay's outcome.
@@ -236,6 +239,9 @@ func (r *run) hold(byKey map[string][]features.Event, key string, ev *features.E
 	byKey[key] = append(byKey[key], cp)
 }
 
+// progressEvery is how many events read make a Config.Progress call.
+const progressEvery = 1 << 16
+
 // read reads the log and returns the events to replay by key, or, once
 // they take more than the limit, spills them all. It counts the events
 // read, and stops each partition's coverage before its first event at or
@@ -243,8 +249,11 @@ func (r *run) hold(byKey map[string][]features.Event, key string, ev *features.E
 func (r *run) read(ctx context.Context) (map[string][]features.Event, error) {
 	cut := map[int32]int64{} // per partition, the first offset of an event at or after until
 	byKey := map[string][]features.Event{}
-	var size int64
+	var size, read int64
 	err := eventlog.Each(ctx, r.cfg.Offline, r.src, r.fields, func(ev *features.Event) error {
+		if read++; read%progressEvery == 0 && r.cfg.Progress != nil {
+			r.cfg.Progress(progressEvery)
+		}
 		mark, ok := r.res.Covered[ev.Partition]
 		if !ok || ev.Offset > mark {
 			return nil // past the mark: not covered, a catch-up's
@@ -289,6 +298,9 @@ func (r *run) read(ctx context.Context) (map[string][]features.Event, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if r.cfg.Progress != nil {
+		r.cfg.Progress(read % progressEvery)
 	}
 	for p, c := range cut {
 		r.res.Covered[p] = min(r.res.Covered[p], c-1)

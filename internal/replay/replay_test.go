@@ -142,7 +142,11 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, ents := run(t, replay.Config{Definitions: defs, View: v, Offline: off})
+	var progress int64
+	res, ents := run(t, replay.Config{Definitions: defs, View: v, Offline: off, Progress: func(n int64) { progress += n }})
+	if progress != 120 {
+		t.Errorf("progress heard of %d events read, want 120", progress)
+	}
 	if want := reference(t, eng, events, func(features.Event) bool { return true }); !maps.Equal(encoded(eng, ents), want) {
 		t.Error("replayed states differ from the engine's over every event")
 	}
