@@ -124,6 +124,43 @@ func TestRefusedValues(t *testing.T) {
 	}
 }
 
+// TestRestartOnChange: a change of what a binary reads only when it starts
+// restarts the Deployments that read it, and no other (ingest's restart is
+// a pause of ingestion).
+func TestRestartOnChange(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		before, after string
+		restarted     []string
+	}{
+		// Serve reads --auth-tokens-file once: a token revoked in the
+		// values would still be accepted.
+		{"serve.auth.tokens={token-a}", "serve.auth.tokens={token-b}", []string{"serve"}},
+		{"", "definitions.files.more\\.yaml=project: example", []string{"ingest", "serve"}},
+	} {
+		pods := map[string]map[string]corev1.PodTemplateSpec{}
+		for _, set := range []string{c.before, c.after} {
+			vals := map[string]any{}
+			if err := strvals.ParseInto(set, vals); err != nil {
+				t.Fatal(err)
+			}
+			pods[set] = map[string]corev1.PodTemplateSpec{}
+			for name, d := range render(t, ch, vals).deployments {
+				pods[set][strings.TrimPrefix(name, fullname+"-")] = d.Spec.Template
+			}
+		}
+		for name, before := range pods[c.before] {
+			changed := !equality.Semantic.DeepEqual(before, pods[c.after][name])
+			if want := slices.Contains(c.restarted, name); changed != want {
+				t.Errorf("%s to %s: %s's pods restart: %v, want %v", c.before, c.after, name, changed, want)
+			}
+		}
+	}
+}
+
 // TestDefaultDefinitions checks that the definitions the chart ships by
 // default load.
 func TestDefaultDefinitions(t *testing.T) {
