@@ -734,6 +734,14 @@ func (m *manifests) checkMonitoring(t *testing.T) {
 						t.Errorf("alert %s: job %q is no Service of the release", rule.Alert, j[1])
 					}
 				}
+				// Serve's share of 5xx is of its API's answers: a replica
+				// catching up with the changelogs answers its readiness
+				// probe 503 for as long as that takes.
+				for _, sel := range serveRequests.FindAllStringSubmatch(rule.Expr.String(), -1) {
+					if rule.Alert == "QuiverServeErrors" && (routeSelected(t, sel[1], "/readyz") || !routeSelected(t, sel[1], "/get-online-features")) {
+						t.Errorf("alert %s counts the requests of route /readyz, or not those of the API: %s", rule.Alert, sel[0])
+					}
+				}
 			}
 		}
 	}
@@ -749,6 +757,29 @@ func (m *manifests) checkMonitoring(t *testing.T) {
 			t.Errorf("alert %s rendered: %v, want %v", alert, !want, want)
 		}
 	}
+}
+
+var (
+	serveRequests = regexp.MustCompile(`quiver_serve_request_duration_seconds_count\{([^}]*)\}`)
+	labelMatcher  = regexp.MustCompile(`(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
+)
+
+// routeSelected reports whether the label matchers of a PromQL selector
+// ("job=\"x\", route!~\"/a|/b\"") select the series of a route.
+func routeSelected(t *testing.T, matchers, route string) bool {
+	for _, m := range labelMatcher.FindAllStringSubmatch(matchers, -1) {
+		if m[1] != "route" {
+			continue
+		}
+		re, err := regexp.Compile("^(?:" + m[3] + ")$")
+		if err != nil {
+			t.Fatalf("%s: %v", m[0], err)
+		}
+		if ok := map[string]bool{"=": route == m[3], "!=": route != m[3], "=~": re.MatchString(route), "!~": !re.MatchString(route)}[m[2]]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sources are the repository's non-test Go sources, read once.
