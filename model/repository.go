@@ -236,8 +236,8 @@ func isDir(dir string, e fs.DirEntry) bool {
 }
 
 // stampDir describes a model directory's files, through links: names,
-// sizes and times. Past a few levels, a directory is described by its own
-// time alone (a link may loop).
+// sizes and times; a link to nothing, by the link. Past a few levels, a
+// directory is described by its own time alone (a link may loop).
 func stampDir(dir string) (string, error) {
 	var b strings.Builder
 	var walk func(dir string, depth int) error
@@ -250,7 +250,11 @@ func stampDir(dir string) (string, error) {
 			path := filepath.Join(dir, e.Name())
 			info, err := os.Stat(path) // through a link
 			if err != nil {
-				return err
+				// A link to nothing (a training run's directory since
+				// deleted) is described by the link itself.
+				if info, err = os.Lstat(path); err != nil {
+					return err
+				}
 			}
 			if info.IsDir() && depth < 4 {
 				if err := walk(path, depth+1); err != nil {

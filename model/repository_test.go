@@ -438,3 +438,24 @@ func TestCanaryPopulations(t *testing.T) {
 		t.Errorf("%d of 10,000 entities in both canaries: they take the same entities", both)
 	}
 }
+
+// A link to nothing in a model's directory (a version linked to a training
+// run's directory since deleted) is no reason to stop reloading the
+// model: a change beside it takes effect.
+func TestReloadPastDanglingLink(t *testing.T) {
+	dir := repoWith(t, goodSpec, "production: 1\n")
+	addVersion(t, dir, 2, goodSpec, "")
+	if err := os.Symlink(filepath.Join(t.TempDir(), "run-41"), filepath.Join(dir, "fraud", "3")); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	os.WriteFile(filepath.Join(dir, "fraud", "aliases.yaml"), []byte("production: 2\n"), 0o644)
+	repo.Reload()
+	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 2 {
+		t.Errorf("after aliases.yaml named version 2: production %v, %v; want version 2", v, err)
+	}
+}
