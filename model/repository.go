@@ -117,7 +117,7 @@ func Open(cfg Config) (*Repository, error) {
 	models := map[string]*Model{}
 	var errs []error
 	for _, n := range names {
-		if !isDir(cfg.Dir, n) || strings.HasPrefix(n.Name(), ".") {
+		if !isModel(cfg.Dir, n) {
 			continue
 		}
 		stamp, _ := stampDir(filepath.Join(cfg.Dir, n.Name()))
@@ -170,7 +170,7 @@ func (r *Repository) Reload() {
 	seen := map[string]bool{}
 	for _, n := range names {
 		name := n.Name()
-		if !isDir(r.cfg.Dir, n) || strings.HasPrefix(name, ".") {
+		if !isModel(r.cfg.Dir, n) {
 			continue
 		}
 		seen[name] = true
@@ -223,6 +223,13 @@ func (r *Repository) store(models map[string]*Model) {
 			r.info.WithLabelValues(m.Name, strconv.Itoa(n), v.Device).Set(1)
 		}
 	}
+}
+
+// isModel reports whether an entry of the repository dir is a model's
+// directory: a directory, not hidden, and not the lost+found of a
+// filesystem mounted as the repository.
+func isModel(dir string, e fs.DirEntry) bool {
+	return isDir(dir, e) && !strings.HasPrefix(e.Name(), ".") && e.Name() != "lost+found"
 }
 
 // isDir reports whether a directory entry of dir is a directory, or a

@@ -459,3 +459,20 @@ func TestReloadPastDanglingLink(t *testing.T) {
 		t.Errorf("after aliases.yaml named version 2: production %v, %v; want version 2", v, err)
 	}
 }
+
+// A filesystem's lost+found at the repository's root (a fresh ext4 volume
+// mounted as the repository) is no model: serve opens the others.
+func TestLostAndFound(t *testing.T) {
+	dir := repoWith(t, goodSpec, "")
+	if err := os.Mkdir(filepath.Join(dir, "lost+found"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	if _, ok := repo.Models()["lost+found"]; ok || len(repo.Models()) != 1 {
+		t.Errorf("models %v, want fraud alone", repo.Models())
+	}
+}
