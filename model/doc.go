@@ -25,7 +25,10 @@
 // refused. A refused version no alias names is left out and the model
 // serves without it; aliases that name one refuse the model, and so does,
 // without aliases.yaml, a refused highest version: a broken model.yaml
-// written over the version serving keeps it serving.
+// written over the version serving keeps it serving. A directory that
+// holds no files, such as aws s3 sync --delete leaves of a version or a
+// model deleted from the bucket, is no version or model; nor is a hidden
+// directory or lost+found.
 //
 // A canary takes its share of entities by a hash of the model, the canary
 // version and the entity: the same entities on every replica and restart,

@@ -120,7 +120,10 @@ func Open(cfg Config) (*Repository, error) {
 		if !isModel(cfg.Dir, n) {
 			continue
 		}
-		stamp, _ := stampDir(filepath.Join(cfg.Dir, n.Name()))
+		stamp, err := stampDir(filepath.Join(cfg.Dir, n.Name()))
+		if err == nil && stamp == "" {
+			continue // emptied
+		}
 		m, err := r.loadModel(n.Name())
 		if err != nil {
 			errs = append(errs, err)
@@ -173,8 +176,11 @@ func (r *Repository) Reload() {
 		if !isModel(r.cfg.Dir, n) {
 			continue
 		}
-		seen[name] = true
 		stamp, err := stampDir(filepath.Join(r.cfg.Dir, name))
+		if err == nil && stamp == "" {
+			continue // emptied: gone
+		}
+		seen[name] = true
 		if err != nil || stamp == r.stamps[name] {
 			continue
 		}
@@ -198,7 +204,7 @@ func (r *Repository) Reload() {
 			delete(r.stamps, name)
 			retired, changed = append(retired, m), true
 			r.reloads.Inc()
-			r.cfg.Logger.Warn("model removed: its directory is gone", "model", name, "versions", versions(m))
+			r.cfg.Logger.Warn("model removed: its directory is gone or holds no files", "model", name, "versions", versions(m))
 		}
 	}
 	if !changed {
@@ -240,6 +246,15 @@ func isDir(dir string, e fs.DirEntry) bool {
 	}
 	info, err := os.Stat(filepath.Join(dir, e.Name()))
 	return err == nil && info.IsDir()
+}
+
+// empty reports whether a directory holds no files, at any depth: what
+// aws s3 sync --delete, which deletes files and not directories, leaves of
+// a version or a model deleted from the bucket. Such a directory is no
+// version, or no model.
+func empty(dir string) bool {
+	stamp, err := stampDir(dir)
+	return err == nil && stamp == ""
 }
 
 // stampDir describes a model directory's files, through links: names,
@@ -289,7 +304,7 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 	highest := 0 // of the version directories, loaded or not
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
-		if err != nil || n < 1 || !isDir(dir, e) {
+		if err != nil || n < 1 || !isDir(dir, e) || empty(filepath.Join(dir, e.Name())) {
 			continue
 		}
 		highest = max(highest, n)

@@ -456,8 +456,17 @@ func TestReloadPastDanglingLink(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "fraud", "aliases.yaml"), []byte("production: 2\n"), 0o644)
 	repo.Reload()
 	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 2 {
-		t.Errorf("after aliases.yaml named version 2: production %v, %v; want version 2", v, err)
+		t.Errorf("after aliases.yaml named version 2: production %v; want version 2", versionOf(v, err))
 	}
+}
+
+// versionOf is what a test says of a version it got: its number, or the
+// error.
+func versionOf(v *model.Version, err error) any {
+	if err != nil {
+		return err
+	}
+	return v.Version
 }
 
 // A filesystem's lost+found at the repository's root (a fresh ext4 volume
@@ -475,4 +484,54 @@ func TestLostAndFound(t *testing.T) {
 	if _, ok := repo.Models()["lost+found"]; ok || len(repo.Models()) != 1 {
 		t.Errorf("models %v, want fraud alone", repo.Models())
 	}
+}
+
+// emptyDir deletes the files under dir and leaves its directories, as aws
+// s3 sync --delete (the chart's models-sync) does when a version or a
+// model is deleted from the bucket.
+func emptyDir(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return os.Remove(path)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A version, or a model, whose files were deleted and directories left is
+// gone: without aliases.yaml the highest version left serves, a model left
+// with empty directories alone stops serving, and the repository opens.
+func TestEmptiedDirectories(t *testing.T) {
+	dir := repoWith(t, goodSpec, "")
+	addVersion(t, dir, 2, goodSpec, "")
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	emptyDir(t, filepath.Join(dir, "fraud", "2"))
+	repo.Reload()
+	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 1 {
+		t.Errorf("version 2 emptied: production %v; want version 1", versionOf(v, err))
+	}
+	again, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatalf("version 2 emptied: %v", err)
+	}
+	again.Close()
+
+	emptyDir(t, filepath.Join(dir, "fraud"))
+	repo.Reload()
+	if _, err := repo.Version("fraud", 0); !errors.Is(err, model.ErrUnknownModel) {
+		t.Errorf("model emptied: %v, want ErrUnknownModel", err)
+	}
+	again, err = model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatalf("model emptied: %v", err)
+	}
+	again.Close()
 }
