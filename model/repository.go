@@ -65,6 +65,9 @@ func (v *Version) Predict(ctx context.Context, in []float32, rows int) ([]float3
 	return v.batcher.Do(ctx, in, rows)
 }
 
+// batchName names the version's batcher, and labels its metrics.
+func (v *Version) batchName() string { return v.Model + "@" + strconv.Itoa(v.Version) }
+
 // Model is a model's versions and aliases.
 type Model struct {
 	Name     string
@@ -211,6 +214,13 @@ func (r *Repository) Reload() {
 		return
 	}
 	r.store(next)
+	for _, m := range retired {
+		for n, v := range m.Versions {
+			if next[m.Name] == nil || next[m.Name].Versions[n] == nil {
+				r.metrics.Delete(v.batchName())
+			}
+		}
+	}
 	// Requests that routed to a retired version a moment ago still reach
 	// its batcher: close it once they are in.
 	time.AfterFunc(time.Second, func() {
@@ -413,7 +423,7 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	b, err := batch.New(batch.Config{
 		Inputs: v.eval.NumFeatures(), Outputs: v.eval.NumOutputs(),
 		MaxBatchSize: spec.Batching.MaxBatchSize, MaxQueueDelay: spec.Batching.MaxQueueDelay, QueueCapacity: spec.Batching.QueueCapacity,
-		Name: name + "@" + strconv.Itoa(version), Metrics: metrics,
+		Name: v.batchName(), Metrics: metrics,
 	}, func(_ context.Context, in []float32, rows int, out []float32) error {
 		v.eval.Predict(in, rows, out)
 		return nil

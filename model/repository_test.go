@@ -535,3 +535,49 @@ func TestEmptiedDirectories(t *testing.T) {
 	}
 	again.Close()
 }
+
+// TestRemovedVersionSeries: a version removed, or its model removed,
+// leaves no batcher series behind; a version still serving keeps them.
+func TestRemovedVersionSeries(t *testing.T) {
+	dir := repoWith(t, goodSpec, "production: 1\n")
+	addVersion(t, dir, 2, goodSpec, "")
+	reg := prometheus.NewRegistry()
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	series := func() map[string]int {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "quiver_serve_batch_") {
+				for _, m := range mf.GetMetric() {
+					n[m.GetLabel()[0].GetValue()]++
+				}
+			}
+		}
+		return n
+	}
+	if n := series(); n["fraud@1"] != 5 || n["fraud@2"] != 5 {
+		t.Fatalf("batcher series %v, want 5 of each version", n)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "fraud", "2")); err != nil {
+		t.Fatal(err)
+	}
+	repo.Reload()
+	if n := series(); n["fraud@1"] != 5 || n["fraud@2"] != 0 {
+		t.Errorf("version 2 removed: batcher series %v, want fraud@1's 5 alone", n)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "fraud")); err != nil {
+		t.Fatal(err)
+	}
+	repo.Reload()
+	if n := series(); len(n) != 0 {
+		t.Errorf("model removed: batcher series %v, want none", n)
+	}
+}

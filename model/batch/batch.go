@@ -337,6 +337,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
+// Delete drops the series of a batcher name no batcher has any longer (a
+// model version removed). A batcher still running under it goes on
+// unrecorded; one created under it later starts its series again.
+func (m *Metrics) Delete(name string) {
+	for _, v := range []*prometheus.MetricVec{m.batchSize.MetricVec, m.queueTime.MetricVec, m.compute.MetricVec, m.rejected.MetricVec, m.dropped.MetricVec} {
+		v.DeleteLabelValues(name)
+	}
+}
+
 func (m *Metrics) with(name string) *metrics {
 	return &metrics{m.batchSize.WithLabelValues(name), m.queueTime.WithLabelValues(name), m.compute.WithLabelValues(name),
 		m.rejected.WithLabelValues(name), m.dropped.WithLabelValues(name)}
