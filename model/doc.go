@@ -30,7 +30,8 @@
 // model deleted from the bucket, is no version or model; nor is a hidden
 // directory or lost+found.
 //
-// A canary takes its share of entities by a hash of the model, the canary
-// version and the entity: the same entities on every replica and restart,
-// others for each model and canary.
+// A canary names its version and its traffic, a share from 0 to 1; without
+// either it is refused. It takes its share of entities by a hash of the
+// model, the canary version and the entity: the same entities on every
+// replica and restart, others for each model and canary.
 package model

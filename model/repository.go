@@ -499,8 +499,16 @@ func (m *Model) loadAliases(path string, highest int) error {
 		check(m.Aliases.Production, "production")
 	}
 	if c := m.Aliases.Canary; c != nil {
-		check(c.Version, "canary", "version")
-		if !(c.Traffic >= 0 && c.Traffic <= 1) { // NaN too
+		if c.Version == 0 {
+			problems = append(problems, fmt.Sprintf("%s: missing", f.at("canary", "version")))
+		} else {
+			check(c.Version, "canary", "version")
+		}
+		// Not a share of 0 by default: a canary without its traffic would
+		// take none, unsaid.
+		if !f.has("canary", "traffic") {
+			problems = append(problems, fmt.Sprintf("%s: missing (want a share from 0 to 1)", f.at("canary", "traffic")))
+		} else if !(c.Traffic >= 0 && c.Traffic <= 1) { // NaN too
 			problems = append(problems, fmt.Sprintf("%s: %v: want a share from 0 to 1", f.at("canary", "traffic"), c.Traffic))
 		}
 	}

@@ -102,6 +102,8 @@ func TestBadRepository(t *testing.T) {
 		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},
 		{"drift: window below min_samples", goodSpec + "drift: {window: 50, min_samples: 80}\n", "", []string{"model.yaml:4: drift.min_samples: 80 is more than the window's 50 predictions"}},
 		{"aliases: bad canary", goodSpec, "production: 1\ncanary: {version: 1, traffic: 1.5}\n", []string{"aliases.yaml:2: canary.traffic: 1.5: want a share from 0 to 1"}},
+		{"aliases: canary without its traffic", goodSpec, "production: 1\ncanary: {version: 1}\n", []string{"aliases.yaml:2: canary.traffic: missing (want a share from 0 to 1)"}},
+		{"aliases: canary without its version", goodSpec, "production: 1\ncanary:\n  traffic: 0.1\n", []string{"aliases.yaml:2: canary.version: missing"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := model.Open(model.Config{Dir: repoWith(t, c.spec, c.aliases), Definitions: defs})

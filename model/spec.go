@@ -182,6 +182,21 @@ func keyAt(n *yaml.Node, line int, name, key string) string {
 // at returns "path:line: key.path" for a key of the file, or the path alone
 // when the key is absent.
 func (f *yamlFile) at(keys ...string) string {
+	if _, line := f.find(keys...); line > 0 {
+		return fmt.Sprintf("%s:%d: %s", f.path, line, strings.Join(keys, "."))
+	}
+	return fmt.Sprintf("%s: %s", f.path, strings.Join(keys, "."))
+}
+
+// has reports whether the file gives a key a value other than null.
+func (f *yamlFile) has(keys ...string) bool {
+	n, _ := f.find(keys...)
+	return n != nil && n.Tag != "!!null"
+}
+
+// find returns the value of a key of the file, nil when absent, and the
+// line of the deepest of its keys there (0: none).
+func (f *yamlFile) find(keys ...string) (*yaml.Node, int) {
 	n := f.root
 	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
@@ -189,7 +204,7 @@ func (f *yamlFile) at(keys ...string) string {
 	line := 0
 	for _, k := range keys {
 		if n == nil || n.Kind != yaml.MappingNode {
-			break
+			return nil, line
 		}
 		var next *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -199,10 +214,7 @@ func (f *yamlFile) at(keys ...string) string {
 		}
 		n = next
 	}
-	if line == 0 {
-		return fmt.Sprintf("%s: %s", f.path, strings.Join(keys, "."))
-	}
-	return fmt.Sprintf("%s:%d: %s", f.path, line, strings.Join(keys, "."))
+	return n, line
 }
 
 // inDir resolves a path of a version's model.yaml: relative to the
