@@ -47,12 +47,7 @@ func writeLog(t *testing.T, off *offline.Dir, txns []txn) {
 		t.Fatal(err)
 	}
 	src := defs.Source("transactions")
-	var cols []offline.Column
-	for _, f := range src.Schema {
-		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
-	}
-	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
-		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	cols := offline.EventColumns(src)
 	b := offline.Batch{Dir: "events/transactions", Columns: cols, TimeColumn: len(src.Schema), Stream: "transactions/0", FirstOffset: 0, LastOffset: int64(len(txns) - 1)}
 	for o, e := range txns {
 		ms := e.at.UnixMilli()

@@ -101,12 +101,7 @@ func writeBenchStore(dir string) error {
 		return err
 	}
 	src := defs.Source("transactions")
-	var cols []offline.Column
-	for _, f := range src.Schema {
-		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
-	}
-	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
-		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	cols := offline.EventColumns(src)
 	week := 7 * 24 * time.Hour
 	start := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	g, err := fraudgen.New(fraudgen.Config{Seed: 1, Users: 1000, Merchants: 200, Start: start, Rate: float64(benchEvents) / week.Seconds()})

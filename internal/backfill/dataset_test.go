@@ -81,12 +81,7 @@ type testEvent struct {
 // order, some out of order. It returns them in arrival order.
 func writeEvents(t *testing.T, rng *rand.Rand, defs *features.Definitions, dir *offline.Dir, start time.Time, n int) []testEvent {
 	src := defs.Source("events")
-	cols := make([]offline.Column, 0, len(src.Schema)+4)
-	for _, f := range src.Schema {
-		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
-	}
-	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
-		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	cols := offline.EventColumns(src)
 	var out []testEvent
 	batches := map[int32]*offline.Batch{}
 	offsets := map[int32]int64{}

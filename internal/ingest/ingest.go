@@ -860,15 +860,7 @@ func (b *batch) eventRow(sr *sourceRoute, stream string, r *kgo.Record, ev *feat
 	key := "events/" + sr.src.Name + "@" + stream
 	ob := b.events[key]
 	if ob == nil {
-		cols := make([]offline.Column, 0, len(sr.src.Schema)+4)
-		for _, f := range sr.src.Schema {
-			cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
-		}
-		cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp},
-			offline.Column{Name: offline.ColTopic, Type: features.TypeString},
-			offline.Column{Name: offline.ColPartition, Type: features.TypeInt},
-			offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
-		ob = &offline.Batch{Dir: "events/" + sr.src.Name, Columns: cols, TimeColumn: len(sr.src.Schema), Stream: stream, FirstOffset: r.Offset}
+		ob = &offline.Batch{Dir: "events/" + sr.src.Name, Columns: offline.EventColumns(sr.src), TimeColumn: len(sr.src.Schema), Stream: stream, FirstOffset: r.Offset}
 		b.events[key] = ob
 	}
 	row := append(append([]features.Value(nil), ev.Fields...),

@@ -25,12 +25,7 @@ func setup(t *testing.T) (*features.Definitions, *features.View, *offline.Dir, [
 		t.Fatal(err)
 	}
 	src := defs.Source("transactions")
-	var cols []offline.Column
-	for _, f := range src.Schema {
-		cols = append(cols, offline.Column{Name: f.Name, Type: f.Type})
-	}
-	cols = append(cols, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp}, offline.Column{Name: offline.ColTopic, Type: features.TypeString},
-		offline.Column{Name: offline.ColPartition, Type: features.TypeInt}, offline.Column{Name: offline.ColOffset, Type: features.TypeInt})
+	cols := offline.EventColumns(src)
 	start := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	var events []features.Event
 	for p := range 2 {

@@ -37,6 +37,17 @@ const (
 	ColOffset    = "_offset"     // INT64
 )
 
+// EventColumns returns the columns of src's event log: its schema's fields,
+// then ColEventTime, ColTopic, ColPartition and ColOffset.
+func EventColumns(src *features.Source) []Column {
+	cols := make([]Column, 0, len(src.Schema)+4)
+	for _, f := range src.Schema {
+		cols = append(cols, Column{Name: f.Name, Type: f.Type})
+	}
+	return append(cols, Column{Name: ColEventTime, Type: features.TypeTimestamp}, Column{Name: ColTopic, Type: features.TypeString},
+		Column{Name: ColPartition, Type: features.TypeInt}, Column{Name: ColOffset, Type: features.TypeInt})
+}
+
 // Column is one column of a Parquet file. Its Parquet type follows Type:
 // TypeString is BYTE_ARRAY (STRING), TypeInt INT64, TypeFloat DOUBLE, TypeBool
 // BOOLEAN and TypeTimestamp INT64 TIMESTAMP(isAdjustedToUTC=true, MILLIS),
