@@ -137,8 +137,9 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
+		// The group is joined when Run adds the topic: a rebalance's
+		// callbacks use the client and admin New has yet to set.
 		kgo.ConsumerGroup(cfg.GroupID),
-		kgo.ConsumeTopics(m.predictions),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(m.onAssigned),
@@ -182,6 +183,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if m.webhookQueue != nil {
 		go m.deliver(ctx)
 	}
+	m.client.AddConsumeTopics(m.predictions)
 	m.log.Info("drift detectors watching", "topic", m.predictions, "group", m.cfg.GroupID, "models", m.cfg.Models)
 	lastCommit := time.Now()
 	for {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/ksuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -293,5 +294,52 @@ func TestBreachSurvivesRestart(t *testing.T) {
 	}
 	if e := run(1, false); e != 0 {
 		t.Fatalf("%v events after a restart past the event, want none", e)
+	}
+}
+
+// TestRunJoinsTheGroup: New joins no group, so no rebalance can call back
+// into a monitor it has yet to finish; Run joins it.
+func TestRunJoinsTheGroup(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	dir, defs, _ := drifttest.Repository(t, watchYAML)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, GroupID: "drift"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	members := func() int {
+		t.Helper()
+		groups, err := adm.DescribeGroups(ctx, "drift")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(groups["drift"].Members)
+	}
+	time.Sleep(time.Second) // a joining client is a member within milliseconds
+	if n := members(); n != 0 {
+		t.Fatalf("%d members after New, want none before Run", n)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	for deadline := time.Now().Add(30 * time.Second); members() != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not join the group")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
