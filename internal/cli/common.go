@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/features"
@@ -151,6 +152,11 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 		return nil, nil, nil, err
 	}
 	slog.SetDefault(log) // for Exit, and for libraries that log
+	// The collector works harder near 90% of the container's memory limit
+	// rather than let the kernel kill the process at it. GOMEMLIMIT, or
+	// AUTOMEMLIMIT (a ratio, or off), overrides it; Set logs its own
+	// errors, and without a limit there is nothing to set.
+	_, _ = memlimit.Set(memlimit.WithLogger(log))
 	if err := c.check(); err != nil {
 		return nil, nil, nil, err
 	}

@@ -5,10 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +35,17 @@ func TestMain(m *testing.M) {
 		<-ctx.Done()
 		fmt.Println("stopping")
 		time.Sleep(time.Minute)
+		os.Exit(0)
+	case "open": // prints the memory limit Open leaves
+		fs := flag.NewFlagSet("open", flag.ContinueOnError)
+		c := cli.AddCommon(fs)
+		if err := fs.Parse([]string{"--definitions", "../../examples/fraud/definitions.yaml", "--data-dir", os.Getenv("QUIVER_CLI_TEST_DIR")}); err != nil {
+			panic(err)
+		}
+		if _, _, _, err := c.Open(); err != nil {
+			panic(err)
+		}
+		fmt.Println(debug.SetMemoryLimit(-1))
 		os.Exit(0)
 	case "json-exit":
 		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
@@ -121,5 +137,37 @@ func TestStopped(t *testing.T) {
 	}
 	if err := cli.Stopped(ctx, other); err != other {
 		t.Errorf("after a signal, another error: %v, want it", err)
+	}
+}
+
+// TestMemoryLimit: a process whose memory cgroup allows 1 GiB runs with
+// the runtime's memory limit at 90% of it, so that the collector, not the
+// kernel, keeps it under. Creating the cgroup takes root and cgroup v1's
+// memory hierarchy or v2 with the memory controller.
+func TestMemoryLimit(t *testing.T) {
+	dir := filepath.Join("/sys/fs/cgroup/memory", "quiver-test-"+strconv.Itoa(os.Getpid()))
+	limitFile := "memory.limit_in_bytes"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		dir, limitFile = filepath.Join("/sys/fs/cgroup", filepath.Base(dir)), "memory.max"
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot create a memory cgroup here: %v", err)
+	}
+	defer os.Remove(dir)
+	if err := os.WriteFile(filepath.Join(dir, limitFile), []byte("1073741824"), 0o644); err != nil {
+		t.Skipf("cannot limit a memory cgroup here: %v", err)
+	}
+	// The shell joins the cgroup, then becomes the helper.
+	cmd := exec.Command("sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir, os.Args[0], "-test.run=^$")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { // they would override the cgroup's
+		return strings.HasPrefix(e, "GOMEMLIMIT=") || strings.HasPrefix(e, "AUTOMEMLIMIT=")
+	})
+	cmd.Env = append(cmd.Env, helperEnv+"=open", "QUIVER_CLI_TEST_DIR="+t.TempDir())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got, want := strings.TrimSpace(string(out)), strconv.Itoa(1<<30*9/10); got != want {
+		t.Fatalf("memory limit %s, want %s (90%% of the cgroup's 1 GiB)", got, want)
 	}
 }
