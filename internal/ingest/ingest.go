@@ -1259,6 +1259,9 @@ func (in *Ingester) onRevoked(_ context.Context, _ *kgo.Client, revoked map[stri
 	for t, ps := range revoked {
 		for _, p := range ps {
 			delete(in.assigned[t], p)
+			// Its next owner reports its lag: kept here, the last value
+			// would stay frozen.
+			in.metrics.lag.DeleteLabelValues(t, strconv.Itoa(int(p)))
 		}
 	}
 	in.log.Info("partitions revoked", "partitions", revoked)

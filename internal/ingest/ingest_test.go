@@ -239,11 +239,35 @@ func TestIngestTwoInstances(t *testing.T) {
 	off, root := newOffline(t)
 	third := len(txns) / 3
 	ingesttest.Produce(t, brokers, "transactions", txns[:third])
-	stop1 := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, MaxBatch: 200})
+	reg1, reg2 := prometheus.NewRegistry(), prometheus.NewRegistry()
+	stop1 := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, MaxBatch: 200, Registerer: reg1})
 	ingesttest.Produce(t, brokers, "transactions", txns[third:2*third])
-	stop2 := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, MaxBatch: 200})
+	stop2 := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, MaxBatch: 200, Registerer: reg2})
 	ingesttest.Produce(t, brokers, "transactions", txns[2*third:])
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	// A partition's lag is its owner's to report: one that moved to the
+	// second instance would keep the first's last value, frozen, for the
+	// lag alert to fire on.
+	lagged := map[string]int{}
+	for _, reg := range []*prometheus.Registry{reg1, reg2} {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "quiver_ingest_consumer_lag_records" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				lagged[fmt.Sprint(m.GetLabel())]++
+			}
+		}
+	}
+	for series, n := range lagged {
+		if n > 1 {
+			t.Errorf("both instances report the lag of %s", series)
+		}
+	}
 	stop1()
 	stop2()
 	ingesttest.CheckDLQ(t, brokers, txns)
