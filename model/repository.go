@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -84,6 +85,13 @@ type Repository struct {
 	reloads prometheus.Counter
 	failed  prometheus.Counter
 	info    *prometheus.GaugeVec // 1 per version serving, with its device
+
+	// mu is held by Reload and Close: no reload starts batchers after
+	// Close, or retires models Close would not wait for.
+	mu       sync.Mutex
+	closed   bool
+	stop     chan struct{}  // closed by Close: retired batchers close at once
+	retiring sync.WaitGroup // retired models' batchers, closing
 }
 
 // Config is what Open needs.
@@ -104,7 +112,7 @@ func Open(cfg Config) (*Repository, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{},
+	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{}, stop: make(chan struct{}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total", Help: "Model reloads that took effect."}),
 		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model versions that did not load: a model whose aliases name one keeps its previous versions; one no alias names is left out."}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "quiver_serve_model_info",
@@ -162,8 +170,14 @@ func (r *Repository) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Reload loads the models whose files changed since they were loaded.
+// Reload loads the models whose files changed since they were loaded;
+// after Close, none.
 func (r *Repository) Reload() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
 	names, err := os.ReadDir(r.cfg.Dir)
 	if err != nil {
 		r.cfg.Logger.Error("model repository", "err", err)
@@ -222,8 +236,14 @@ func (r *Repository) Reload() {
 		}
 	}
 	// Requests that routed to a retired version a moment ago still reach
-	// its batcher: close it once they are in.
-	time.AfterFunc(time.Second, func() {
+	// its batcher: close it once they are in, or at Close.
+	r.retiring.Go(func() {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.stop:
+		}
 		for _, m := range retired {
 			m.close()
 		}
@@ -589,8 +609,16 @@ func (m *Model) Version(version int) (*Version, error) {
 // NumFeatures is how many values a row of inputs has.
 func (v *Version) NumFeatures() int { return v.eval.NumFeatures() }
 
-// Close stops every version's batcher.
+// Close stops every version's batcher, those of versions a reload retired
+// too, and returns once they have stopped. Reload does nothing after it.
 func (r *Repository) Close() {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.stop)
+	}
+	r.mu.Unlock()
+	r.retiring.Wait()
 	for _, m := range r.Models() {
 		m.close()
 	}

@@ -13,10 +13,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/model"
+	"github.com/quiver-ml/quiver/model/batch"
 )
 
 func fraudDefs(t *testing.T) *features.Definitions {
@@ -582,4 +584,32 @@ func TestRemovedVersionSeries(t *testing.T) {
 	if n := series(); len(n) != 0 {
 		t.Errorf("model removed: batcher series %v, want none", n)
 	}
+}
+
+// Close stops the batchers of the versions a reload retired too, rather
+// than a second later: once it returns nothing of the repository runs, and
+// a reload (serve's, racing its shutdown) starts nothing.
+func TestCloseStopsRetiredVersions(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := repoWith(t, goodSpec, "")
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired, err := repo.Version("fraud", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := filepath.Join(dir, "fraud", "1", "model.yaml")
+	os.WriteFile(spec, []byte(goodSpec+"batching: {max_batch_size: 7}\n"), 0o644)
+	repo.Reload()
+	if v, err := repo.Version("fraud", 1); err != nil || v == retired {
+		t.Fatalf("after model.yaml changed: %v; want version 1 reloaded", versionOf(v, err))
+	}
+	repo.Close()
+	if _, err := retired.Predict(context.Background(), make([]float32, retired.NumFeatures()), 1); !errors.Is(err, batch.ErrClosed) {
+		t.Errorf("the retired version after Close: %v, want batch.ErrClosed", err)
+	}
+	os.WriteFile(spec, []byte(goodSpec+"batching: {max_batch_size: 8}\n"), 0o644)
+	repo.Reload()
 }
