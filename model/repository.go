@@ -288,8 +288,9 @@ func empty(dir string) bool {
 }
 
 // stampDir describes a model directory's files, through links: names,
-// sizes and times; a link to nothing, by the link. Past a few levels, a
-// directory is described by its own time alone (a link may loop).
+// sizes, times and, on Linux, inodes (fileID); a link to nothing, by the
+// link. Past a few levels, a directory is described by its own time alone
+// (a link may loop).
 func stampDir(dir string) (string, error) {
 	var b strings.Builder
 	var walk func(dir string, depth int) error
@@ -314,7 +315,7 @@ func stampDir(dir string) (string, error) {
 				}
 				continue
 			}
-			fmt.Fprintf(&b, "%s %d %d\n", path, info.Size(), info.ModTime().UnixNano())
+			fmt.Fprintf(&b, "%s %d %d %s\n", path, info.Size(), info.ModTime().UnixNano(), fileID(info))
 		}
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -612,4 +613,54 @@ func TestCloseStopsRetiredVersions(t *testing.T) {
 	}
 	os.WriteFile(spec, []byte(goodSpec+"batching: {max_batch_size: 8}\n"), 0o644)
 	repo.Reload()
+}
+
+// A model.yaml replaced by another of the same size with the same
+// modification time (cp -p, rsync -t and tar keep it; a filesystem of
+// whole seconds gives it within the second) reloads: renamed over the old
+// one (a new inode), or written in its place (a new change time).
+func TestReplacedSameSizeAndTime(t *testing.T) {
+	for _, how := range []string{"renamed over", "rewritten in place"} {
+		t.Run(how, func(t *testing.T) {
+			dir := repoWith(t, goodSpec+"batching: {max_batch_size: 7}\n", "")
+			repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer repo.Close()
+			spec := filepath.Join(dir, "fraud", "1", "model.yaml")
+			info, err := os.Stat(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := []byte(goodSpec + "batching: {max_batch_size: 8}\n")
+			path := spec
+			if how == "renamed over" {
+				path = filepath.Join(t.TempDir(), "model.yaml")
+			} else {
+				// Not within the clock tick of the first write, whose change
+				// time a kernel before 6.13 would give the second too.
+				time.Sleep(time.Until(info.ModTime().Add(20 * time.Millisecond)))
+			}
+			if err := os.WriteFile(path, next, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(path, info.ModTime(), info.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			if path != spec {
+				if err := os.Rename(path, spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			repo.Reload()
+			v, err := repo.Version("fraud", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := v.Spec.Batching.MaxBatchSize; n != 8 {
+				t.Errorf("after model.yaml was replaced: max_batch_size %d, want 8", n)
+			}
+		})
+	}
 }
