@@ -19,6 +19,10 @@
 //	canary: {version: 4, traffic: 0.1}
 //	shadow: 5
 //
+// Batching's fields default to 64 rows, 2ms and 1,024 requests;
+// queue_capacity is at most 65,536 (batch.MaxQueueCapacity): the queue is
+// allocated whole, and a longer one holds requests past their deadlines.
+//
 // Mistakes are reported with file and line; a version whose inputs name an
 // unknown feature service or a feature without its version, or whose
 // artifact does not load or take as many inputs as the service gives, is

@@ -407,6 +407,9 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	if spec.Batching.MaxBatchSize < 0 || spec.Batching.QueueCapacity < 0 || spec.Batching.MaxQueueDelay < 0 {
 		problems = append(problems, fmt.Sprintf("%s: sizes and delays must not be negative", f.at("batching")))
 	}
+	if spec.Batching.QueueCapacity > batch.MaxQueueCapacity {
+		problems = append(problems, fmt.Sprintf("%s: %d: want at most %d", f.at("batching", "queue_capacity"), spec.Batching.QueueCapacity, batch.MaxQueueCapacity))
+	}
 	if load != nil && spec.Artifact != "" {
 		art, err := os.Open(inDir(dir, spec.Artifact))
 		if err != nil {

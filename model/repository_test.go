@@ -96,6 +96,7 @@ func TestBadRepository(t *testing.T) {
 		{"unknown key", goodSpec + "batchign: {}\n", "", []string{"model.yaml:4: batchign: field batchign not found"}},
 		{"aliases: unknown key in a flow mapping, the key named", goodSpec, "production: 1\ncanary: {version: 1, trafic: 0.5}\n", []string{"aliases.yaml:2: canary.trafic: field trafic not found"}},
 		{"wrong type, key named", goodSpec + "batching: {queue_capacity: 5, max_batch_size: lots}\n", "", []string{"model.yaml:4: batching.max_batch_size: cannot unmarshal !!str `lots` into int"}},
+		{"queue_capacity above its bound", goodSpec + "batching:\n  max_batch_size: 8\n  queue_capacity: 65537\n", "", []string{"model.yaml:6: batching.queue_capacity: 65537: want at most 65536"}},
 		{"aliases: wrong type, key named", goodSpec, "production: 1\ncanary: 2\n", []string{"aliases.yaml:2: canary: cannot unmarshal !!int `2` into model.Canary"}},
 		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want onnx or xgboost-json)`}},
 		{"unknown service", strings.Replace(goodSpec, "fraud_v1", "fraud_v9", 1), "", []string{`model.yaml:3: inputs.feature_service: no feature service "fraud_v9"`}},

@@ -37,11 +37,11 @@ type Inputs struct {
 }
 
 // Batching configures a version's dynamic batcher; zero fields take the
-// batcher's defaults.
+// batcher's defaults (batch.Config).
 type Batching struct {
 	MaxBatchSize  int           `yaml:"max_batch_size"`
 	MaxQueueDelay time.Duration `yaml:"max_queue_delay"`
-	QueueCapacity int           `yaml:"queue_capacity"`
+	QueueCapacity int           `yaml:"queue_capacity"` // at most batch.MaxQueueCapacity
 }
 
 // Aliases is a model's aliases.yaml.

@@ -26,12 +26,18 @@ var (
 	ErrClosed = errors.New("batch: closed")
 )
 
+// MaxQueueCapacity bounds Config.QueueCapacity. The queue is allocated
+// whole when the batcher starts, and a longer one would hold requests for
+// seconds, past their callers' deadlines, where ErrQueueFull's 503 and
+// Retry-After serve them better.
+const MaxQueueCapacity = 1 << 16
+
 // Config configures a Batcher. Zero fields take their defaults.
 type Config struct {
 	Inputs, Outputs int           // values per row in and out; required
 	MaxBatchSize    int           // rows per model call; default 64
 	MaxQueueDelay   time.Duration // how long a batch's first request waits for others if a worker is free; default 2ms
-	QueueCapacity   int           // requests waiting at most; default 1,024
+	QueueCapacity   int           // requests waiting at most; default 1,024, at most MaxQueueCapacity
 	Workers         int           // model calls at once; default 1
 	// Name labels the metrics (a model version, say).
 	Name    string
@@ -61,6 +67,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBatchSize < 0 || c.QueueCapacity < 0 || c.Workers < 0 || c.MaxQueueDelay < 0 {
 		errs = append(errs, errors.New("batch: negative size, capacity, workers or delay"))
+	}
+	if c.QueueCapacity > MaxQueueCapacity {
+		errs = append(errs, fmt.Errorf("batch: queue capacity %d, want at most %d", c.QueueCapacity, MaxQueueCapacity))
 	}
 	return errors.Join(errs...)
 }

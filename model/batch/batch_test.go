@@ -286,6 +286,9 @@ func TestBadInput(t *testing.T) {
 	if _, err := batch.New(batch.Config{}, double); err == nil {
 		t.Error("no inputs and outputs: want an error")
 	}
+	if _, err := batch.New(batch.Config{Inputs: 2, Outputs: 1, QueueCapacity: batch.MaxQueueCapacity + 1}, double); err == nil {
+		t.Errorf("a queue capacity above %d: want an error", batch.MaxQueueCapacity)
+	}
 	b, err := batch.New(batch.Config{Inputs: 2, Outputs: 1}, double)
 	if err != nil {
 		t.Fatal(err)
