@@ -32,8 +32,8 @@
 // written over the version serving keeps it serving. A directory that
 // holds no files, such as aws s3 sync --delete leaves of a version or a
 // model deleted from the bucket, is no version or model; nor is a hidden
-// directory or lost+found. A version's directory is its number, leading
-// zeros allowed; two that name one version (01 and 1) refuse the model.
+// directory or lost+found. A version's directory is its number as written
+// in decimal: 01 or +1 is a refused version.
 //
 // A canary names its version and its traffic, a share from 0 to 1; without
 // either it is refused. It takes its share of entities by a hash of the

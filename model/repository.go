@@ -331,31 +331,27 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Name: name, Versions: map[int]*Version{}}
-	var broken, twice []error
-	highest := 0             // of the version directories, loaded or not
-	dirs := map[int]string{} // version → its directory
+	var broken []error
+	highest := 0 // of the version directories, loaded or not
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
 		if err != nil || n < 1 || !isDir(dir, e) || empty(filepath.Join(dir, e.Name())) {
 			continue
 		}
 		highest = max(highest, n)
-		// 01 and 1: which serves would be a matter of sort order.
-		if first, ok := dirs[n]; ok {
-			twice = append(twice, fmt.Errorf("%s and %s are both version %d: keep one", filepath.Join(dir, first), filepath.Join(dir, e.Name()), n))
+		// 01 or +1 would be version 1 here and not found where a version
+		// is looked up by its number (drift detectors), and beside 1, which
+		// served would be a matter of sort order.
+		if e.Name() != strconv.Itoa(n) {
+			broken = append(broken, fmt.Errorf("%s: a version's directory is its number: name it %d", filepath.Join(dir, e.Name()), n))
 			continue
 		}
-		dirs[n] = e.Name()
 		v, err := loadVersion(cfg, r.metrics, name, n, filepath.Join(dir, e.Name()))
 		if err != nil {
 			broken = append(broken, err)
 			continue
 		}
 		m.Versions[n] = v
-	}
-	if len(twice) > 0 {
-		m.close()
-		return nil, errors.Join(append(twice, broken...)...)
 	}
 	if len(m.Versions) == 0 {
 		return nil, errors.Join(append(broken, fmt.Errorf("%s: no versions (want %s/<version>/model.yaml)", dir, dir))...)

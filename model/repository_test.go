@@ -666,28 +666,27 @@ func TestReplacedSameSizeAndTime(t *testing.T) {
 	}
 }
 
-// Version directories 01 and 1 both name version 1: the model is refused,
-// naming both, rather than served from whichever sorts first. 01 alone is
-// version 1.
-func TestVersionTwice(t *testing.T) {
+// TestVersionNames: a version's directory is its number as written; 01
+// beside 1 is refused and 1 serves, and 01 alone is no version.
+func TestVersionNames(t *testing.T) {
 	dir := repoWith(t, goodSpec, "")
 	v1, v01 := filepath.Join(dir, "fraud", "1"), filepath.Join(dir, "fraud", "01")
 	if err := os.CopyFS(v01, os.DirFS(v1)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
-	if err == nil || !strings.Contains(err.Error(), v01+" and "+v1+" are both version 1") {
-		t.Errorf("versions 01 and 1: %v, want both named", err)
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err != nil {
+		t.Fatalf("versions 01 and 1: %v", err)
+	}
+	defer repo.Close()
+	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 1 {
+		t.Errorf("versions 01 and 1: production %v, want version 1", versionOf(v, err))
 	}
 	if err := os.RemoveAll(v1); err != nil {
 		t.Fatal(err)
 	}
-	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
-	if err != nil {
-		t.Fatalf("version 01 alone: %v", err)
-	}
-	defer repo.Close()
-	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 1 {
-		t.Errorf("version 01 alone: production %v, want version 1", versionOf(v, err))
+	_, err = model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
+	if err == nil || !strings.Contains(err.Error(), v01+": a version's directory is its number: name it 1") {
+		t.Errorf("version 01 alone: %v, want it refused, named", err)
 	}
 }
