@@ -66,8 +66,6 @@ func (v *Version) Predict(ctx context.Context, in []float32, rows int) ([]float3
 	return v.batcher.Do(ctx, in, rows)
 }
 
-// batchName names the version's batcher, and labels its metrics.
-func (v *Version) batchName() string { return v.Model + "@" + strconv.Itoa(v.Version) }
 
 // Model is a model's versions and aliases.
 type Model struct {
@@ -231,7 +229,7 @@ func (r *Repository) Reload() {
 	for _, m := range retired {
 		for n, v := range m.Versions {
 			if next[m.Name] == nil || next[m.Name].Versions[n] == nil {
-				r.metrics.Delete(v.batchName())
+				r.metrics.Delete(v.Model, v.Version)
 			}
 		}
 	}
@@ -450,7 +448,7 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	b, err := batch.New(batch.Config{
 		Inputs: v.eval.NumFeatures(), Outputs: v.eval.NumOutputs(),
 		MaxBatchSize: spec.Batching.MaxBatchSize, MaxQueueDelay: spec.Batching.MaxQueueDelay, QueueCapacity: spec.Batching.QueueCapacity,
-		Name: v.batchName(), Metrics: metrics,
+		Model: v.Model, Version: v.Version, Metrics: metrics,
 	}, func(_ context.Context, in []float32, rows int, out []float32) error {
 		v.eval.Predict(in, rows, out)
 		return nil

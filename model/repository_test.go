@@ -563,7 +563,7 @@ func TestRemovedVersionSeries(t *testing.T) {
 		for _, mf := range mfs {
 			if strings.HasPrefix(mf.GetName(), "quiver_serve_batch_") {
 				for _, m := range mf.GetMetric() {
-					n[m.GetLabel()[0].GetValue()]++
+					n[m.GetLabel()[0].GetValue()+"@"+m.GetLabel()[1].GetValue()]++
 				}
 			}
 		}

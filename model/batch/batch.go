@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -39,8 +40,10 @@ type Config struct {
 	MaxQueueDelay   time.Duration // how long a batch's first request waits for others if a worker is free; default 2ms
 	QueueCapacity   int           // requests waiting at most; default 1,024, at most MaxQueueCapacity
 	Workers         int           // model calls at once; default 1
-	// Name labels the metrics (a model version, say).
-	Name    string
+	// Model and Version label the metrics, as they label serve's and
+	// drift's.
+	Model   string
+	Version int
 	Metrics *Metrics // shared by the batchers of a process; nil: unregistered ones
 }
 
@@ -106,7 +109,7 @@ func New(cfg Config, fn Func) (*Batcher, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics, _ = NewMetrics(nil) // registers nothing: cannot fail
 	}
-	m := cfg.Metrics.with(cfg.Name)
+	m := cfg.Metrics.with(cfg.Model, cfg.Version)
 	b := &Batcher{
 		cfg: cfg, fn: fn, m: m,
 		queue:   make(chan *request, cfg.QueueCapacity),
@@ -314,7 +317,7 @@ type metrics struct {
 	rejected, dropped             prometheus.Counter
 }
 
-// Metrics are the batchers' metrics, labelled by batcher name: created
+// Metrics are the batchers' metrics, labelled by model and version: created
 // once per registry, shared by every batcher (a reloaded model version's
 // new batcher takes over its predecessor's series).
 type Metrics struct {
@@ -325,7 +328,7 @@ type Metrics struct {
 // NewMetrics creates the batcher metrics and registers them with reg (nil:
 // none).
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	labels := []string{"model"}
+	labels := []string{"model", "version"}
 	m := &Metrics{
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_size_rows", Help: "Rows per model call.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 15)}, labels),
@@ -346,16 +349,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// Delete drops the series of a batcher name no batcher has any longer (a
-// model version removed). A batcher still running under it goes on
+// Delete drops the series of a model version no batcher has any longer
+// (the version removed). A batcher still running under it goes on
 // unrecorded; one created under it later starts its series again.
-func (m *Metrics) Delete(name string) {
-	for _, v := range []*prometheus.MetricVec{m.batchSize.MetricVec, m.queueTime.MetricVec, m.compute.MetricVec, m.rejected.MetricVec, m.dropped.MetricVec} {
-		v.DeleteLabelValues(name)
+func (m *Metrics) Delete(model string, version int) {
+	v := strconv.Itoa(version)
+	for _, vec := range []*prometheus.MetricVec{m.batchSize.MetricVec, m.queueTime.MetricVec, m.compute.MetricVec, m.rejected.MetricVec, m.dropped.MetricVec} {
+		vec.DeleteLabelValues(model, v)
 	}
 }
 
-func (m *Metrics) with(name string) *metrics {
-	return &metrics{m.batchSize.WithLabelValues(name), m.queueTime.WithLabelValues(name), m.compute.WithLabelValues(name),
-		m.rejected.WithLabelValues(name), m.dropped.WithLabelValues(name)}
+func (m *Metrics) with(model string, version int) *metrics {
+	v := strconv.Itoa(version)
+	return &metrics{m.batchSize.WithLabelValues(model, v), m.queueTime.WithLabelValues(model, v), m.compute.WithLabelValues(model, v),
+		m.rejected.WithLabelValues(model, v), m.dropped.WithLabelValues(model, v)}
 }
