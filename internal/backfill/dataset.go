@@ -101,7 +101,7 @@ func shard(sp *spine, keyCols []int, sh Shard) {
 // Progress hears how far a dataset has come.
 type Progress interface {
 	// Step starts a step of n units (events read, rows computed); n < 0:
-	// unknown.
+	// unknown. Its name labels a metric: one of a few, never a file's.
 	Step(name string, n int64)
 	// Add reports units done in the current step; several goroutines may
 	// call it at once.

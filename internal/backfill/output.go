@@ -147,7 +147,7 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 			dynamic = append(dynamic, o.name)
 		}
 	}
-	prog.Step("writing "+filepath.Base(path), int64(sp.len()))
+	prog.Step("writing the dataset", int64(sp.len())) // a fixed name: it labels a metric
 	if strings.EqualFold(filepath.Ext(path), ".csv") {
 		err = writeCSV(ctx, bw, cols, sp, values, prog)
 	} else {
