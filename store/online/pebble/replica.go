@@ -120,8 +120,17 @@ func Open(cfg Config) (*Replica, error) {
 		Name: "quiver_serve_replica_records_applied_total",
 		Help: "Changelog records applied to the replica.",
 	})
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "quiver_serve_replica_ready",
+		Help: "1 once the replica has caught up with the changelogs and answers lookups, 0 while it starts.",
+	}, func() float64 {
+		if r.Ready(context.Background()) != nil {
+			return 0
+		}
+		return 1
+	})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{r.lag, r.applied} {
+		for _, c := range []prometheus.Collector{r.lag, r.applied, ready} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				db.Close()
 				return nil, fmt.Errorf("register replica metrics: %w", err)

@@ -629,7 +629,8 @@ func TestReplicaDirInUse(t *testing.T) {
 
 // The lag metric is a changelog's records yet to apply, over all its
 // partitions, from the start: here, while no fetch is answered, every
-// record produced; then none once applied.
+// record produced; then none once applied. The replica is ready (1) only
+// then.
 func TestReplicaLag(t *testing.T) {
 	c := newCluster(t)
 	brokers := c.ListenAddrs()
@@ -685,7 +686,28 @@ func TestReplicaLag(t *testing.T) {
 			}
 		}
 	}
+	ready := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "quiver_serve_replica_ready" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
 	waitLag(20)
+	if v := ready(); v != 0 {
+		t.Errorf("ready %v while catching up, want 0", v)
+	}
 	stalled.Unlock()
 	waitLag(0)
+	for deadline := time.Now().Add(10 * time.Second); ready() != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ready %v once caught up, want 1", ready())
+		}
+	}
 }
