@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/jsonenc"
 	"github.com/quiver-ml/quiver/store/online"
@@ -21,6 +23,7 @@ type table struct {
 	engine   *features.Engine
 	keys     []string        // the entity's join keys, in order
 	keyTypes []features.Type // their types in the view's source
+	lookups  prometheus.Counter
 }
 
 // plan is what a request for a list of features, or a feature service,
@@ -217,7 +220,7 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 		}
 		s.metrics.cache[0].Add(float64(misses))
 		s.metrics.cache[1].Add(float64(hits))
-		s.metrics.lookups.WithLabelValues(t.id.String()).Add(float64(len(keys)))
+		t.lookups.Add(float64(len(keys)))
 	}
 
 	n := len(p.outputs)

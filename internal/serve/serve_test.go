@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/features"
@@ -56,7 +58,8 @@ type fixture struct {
 	states  map[string]map[string]*features.State
 	srv     *serve.Server
 	redis   *goredis.Client
-	clock   time.Time // the server's; now unless a test moves it
+	reg     *prometheus.Registry // the server's metrics
+	clock   time.Time            // the server's; now unless a test moves it
 }
 
 func newFixture(t *testing.T, tokens ...string) *fixture {
@@ -104,8 +107,8 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 			}
 		}
 	}
-	f.redis = client
-	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Now: func() time.Time { return f.clock }})
+	f.redis, f.reg = client, prometheus.NewRegistry()
+	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Registerer: f.reg, Now: func() time.Time { return f.clock }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +227,19 @@ func TestLookup(t *testing.T) {
 	// v2 filters the refund out: u1's latest v2 event is the FR one.
 	if got := r.Results[3].Values[0]; got != "FR" {
 		t.Errorf("user_txn@2:last_country of u1 = %v, want FR", got)
+	}
+	// Each view version's lookups count from 0, read or not: rate()
+	// sees a view's first lookups.
+	lookups := `
+# HELP quiver_serve_entity_lookups_total Entities looked up, by view version.
+# TYPE quiver_serve_entity_lookups_total counter
+`
+	for _, v := range f.defs.Views {
+		n := map[string]int{"user_txn@1": 3, "user_txn@2": 3}[v.Ref()]
+		lookups += fmt.Sprintf("quiver_serve_entity_lookups_total{view=%q} %d\n", v.Ref(), n)
+	}
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(lookups), "quiver_serve_entity_lookups_total"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -125,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		ent := s.defs.Entity(v.Entity)
 		src := s.defs.Source(v.Source)
 		t := &table{id: online.TableOf(v), view: v, engine: eng, keys: ent.JoinKeys}
+		t.lookups = s.metrics.lookups.WithLabelValues(t.id.String()) // at 0 from the start, for rate()
 		for _, k := range ent.JoinKeys {
 			t.keyTypes = append(t.keyTypes, src.Schema[src.Field(k)].Type)
 		}
