@@ -2,6 +2,7 @@ package helm_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,6 +57,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
 	{"ci/s3-values.yaml", ""},
 	{"ci/s3-values.yaml", "metrics.serviceMonitor.enabled=true"},
+	{"ci/s3-values.yaml", "backfill.tmpVolume.emptyDir.sizeLimit=64Gi"},
 }
 
 func TestChart(t *testing.T) {
@@ -567,6 +569,22 @@ func modelWriters(spec corev1.PodSpec, name string) []string {
 	return ws
 }
 
+// volumeSource decodes a volume source of the values strictly.
+func volumeSource(t *testing.T, v any) corev1.VolumeSource {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var vs corev1.VolumeSource
+	if err := dec.Decode(&vs); err != nil {
+		t.Fatalf("volume source %s: %v", b, err)
+	}
+	return vs
+}
+
 // value returns the rendered value at a dotted path, such as
 // "ingest.drift.enabled".
 func (m *manifests) value(t *testing.T, path string) any {
@@ -643,10 +661,27 @@ func (m *manifests) checkServe(t *testing.T) {
 
 // checkBackfill checks the compaction and sharded dataset CronJobs.
 func (m *manifests) checkBackfill(t *testing.T) {
+	tmpVals, err := m.values.Table("backfill.tmpVolume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := volumeSource(t, tmpVals)
 	for _, cj := range m.cronJobs {
-		c := cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0]
+		spec := cj.Spec.JobTemplate.Spec.Template.Spec
+		c := spec.Containers[0]
 		if port := containerPort(t, c, "metrics"); flagArgs(t, c)["metrics-addr"] != fmt.Sprintf(":%d", port) {
 			t.Errorf("%s: --metrics-addr=%s, container port %d", cj.Name, flagArgs(t, c)["metrics-addr"], port)
+		}
+		// /tmp, where dataset and replay spill events, is the values'
+		// volume; an emptyDir has a size, so that a spill cannot take all
+		// of the node's disk.
+		vol := volume(spec, mountOf(c, "/tmp"))
+		if vol == nil || !equality.Semantic.DeepEqual(vol.VolumeSource, tmp) {
+			got, _ := json.Marshal(vol)
+			want, _ := json.Marshal(tmp)
+			t.Errorf("%s: /tmp is on %s, want backfill.tmpVolume %s", cj.Name, got, want)
+		} else if vol.EmptyDir != nil && vol.EmptyDir.SizeLimit == nil {
+			t.Errorf("%s: /tmp is an emptyDir of no size limit", cj.Name)
 		}
 	}
 	if c := m.cronJobs[fullname+"-compact"]; c == nil || c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {

@@ -121,7 +121,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{/* Volumes behind quiver.volumeMounts; call with (dict "ctx" $ "data" <volume source>). */}}
+{{/* Volumes behind quiver.volumeMounts; call with (dict "ctx" $ "data" <volume source>),
+and "tmp" <volume source> for a /tmp other than an emptyDir of no set size. */}}
 {{- define "quiver.volumes" -}}
 - name: definitions
   configMap:
@@ -129,7 +130,7 @@ app.kubernetes.io/component: {{ .component }}
 - name: data
   {{- toYaml .data | nindent 2 }}
 - name: tmp
-  emptyDir: {}
+  {{- toYaml (.tmp | default (dict "emptyDir" dict)) | nindent 2 }}
 {{- if not .ctx.Values.offline.url }}
 - name: offline
   persistentVolumeClaim:
