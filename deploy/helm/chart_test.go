@@ -58,6 +58,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/s3-values.yaml", ""},
 	{"ci/s3-values.yaml", "metrics.serviceMonitor.enabled=true"},
 	{"ci/s3-values.yaml", "backfill.tmpVolume.emptyDir.sizeLimit=64Gi"},
+	{"ci/redis-values.yaml", "ingest.progressDeadlineSeconds=7200,serve.progressDeadlineSeconds=900"},
 }
 
 func TestChart(t *testing.T) {
@@ -433,6 +434,12 @@ func (m *manifests) checkIngest(t *testing.T) {
 	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("ingest strategy %s: a rolling update mixes old and new definitions in the group", d.Spec.Strategy.Type)
 	}
+	// A replica catching up from the event log and changelogs is not ready
+	// for longer than the 600 s a rollout may go without progress by
+	// default, and kubectl rollout status would fail a healthy rollout.
+	if p := d.Spec.ProgressDeadlineSeconds; p == nil || float64(*p) != number(t, v["progressDeadlineSeconds"]) || *p <= 600 {
+		t.Errorf("ingest progressDeadlineSeconds %s, want ingest.progressDeadlineSeconds %v, above the default 600", orNone(p), v["progressDeadlineSeconds"])
+	}
 	c := d.Spec.Template.Spec.Containers[0]
 	args := flagArgs(t, c)
 	// One group for every replica: the flag is the same in each pod, and
@@ -569,6 +576,28 @@ func modelWriters(spec corev1.PodSpec, name string) []string {
 	return ws
 }
 
+// number returns a number of the values: a float64 from a values file, an
+// int64 from --set.
+func number(t *testing.T, v any) float64 {
+	t.Helper()
+	switch n := v.(type) {
+	case float64:
+		return n
+	case int64:
+		return float64(n)
+	}
+	t.Fatalf("%v (%T) is not a number", v, v)
+	return 0
+}
+
+// orNone formats an optional field: its value, or "none".
+func orNone[T any](p *T) string {
+	if p == nil {
+		return "none"
+	}
+	return fmt.Sprint(*p)
+}
+
 // volumeSource decodes a volume source of the values strictly.
 func volumeSource(t *testing.T, v any) corev1.VolumeSource {
 	t.Helper()
@@ -617,6 +646,12 @@ func (m *manifests) checkServe(t *testing.T) {
 	}
 	if s := m.services[name]; s == nil || !selects(s.Spec.Selector, d) || s.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("serve Service %+v, want one selecting the serve pods' http port", s)
+	}
+	// A new replica may take its startup time, then read the changelogs,
+	// before the rolling update progresses.
+	if p := d.Spec.ProgressDeadlineSeconds; p == nil || float64(*p) != number(t, v["progressDeadlineSeconds"]) || float64(*p) <= number(t, v["startupTimeoutSeconds"]) {
+		t.Errorf("serve progressDeadlineSeconds %s, want serve.progressDeadlineSeconds %v, above startupTimeoutSeconds %v",
+			orNone(p), v["progressDeadlineSeconds"], v["startupTimeoutSeconds"])
 	}
 	autoscaling := v["autoscaling"].(map[string]any)["enabled"].(bool)
 	if autoscaling != (len(m.hpas) == 1) || autoscaling != (d.Spec.Replicas == nil) {
