@@ -127,6 +127,33 @@ func TestRefusedValues(t *testing.T) {
 	}
 }
 
+// TestKubeVersion: helm installs the chart on Kubernetes 1.29 and later,
+// as managed clusters report their versions too (helm checks the chart's
+// kubeVersion against the server's GitVersion, as here), and refuses an
+// older one, where the dataset Jobs' backoffLimitPerIndex is off or
+// unknown and a failed shard would not be retried on its own.
+func TestKubeVersion(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Metadata.KubeVersion == "" {
+		t.Fatal("Chart.yaml has no kubeVersion: helm installs the chart on any Kubernetes")
+	}
+	for version, ok := range map[string]bool{
+		"v1.28.15":            false,
+		"v1.28.9-eks-036c24b": false,
+		"v1.29.0":             true,
+		"v1.29.3-eks-2f008fe": true,
+		"v1.30.5-gke.1014001": true,
+		"v1.33.1+k3s1":        true,
+	} {
+		if got := chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, version); got != ok {
+			t.Errorf("kubeVersion %q admits Kubernetes %s: %v, want %v", ch.Metadata.KubeVersion, version, got, ok)
+		}
+	}
+}
+
 // TestRestartOnChange: a change of what a binary reads only when it starts
 // restarts the Deployments that read it, and no other (ingest's restart is
 // a pause of ingestion).
