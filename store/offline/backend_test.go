@@ -144,23 +144,21 @@ func TestNewS3DirNoCredentials(t *testing.T) {
 	}
 }
 
-// TestS3CreateFileConflictCancelled: a create that the server keeps answering
-// with 409 Conflict (versitygw does for a key that is a directory) is
-// retried, and the retries stop as soon as the context ends.
-func TestS3CreateFileConflictCancelled(t *testing.T) {
+// TestS3CreateFilePermanentConflict: a create that the server refuses with
+// a 409 Conflict no retry resolves (versitygw's for a key that is a
+// directory, or below a file) fails at once, naming the conflict's code,
+// not after the half second of retries (pauses of 50, 100, 150 and 200 ms)
+// that the conflicts S3 asks to retry get.
+func TestS3CreateFilePermanentConflict(t *testing.T) {
 	d := s3Store(t)
 	if err := d.CreateFile(context.Background(), "a/b/c", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	// The deadline falls early in the longest pause between retries (200ms,
-	// after some 300ms of them).
-	const timeout = 320 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	start := time.Now()
-	err := d.CreateFile(ctx, "a/b", []byte("y"))
-	if elapsed := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || elapsed > timeout+100*time.Millisecond {
-		t.Fatalf("create over a directory with a deadline of %v: %v after %v; want context.DeadlineExceeded at the deadline",
-			timeout, err, elapsed.Round(time.Millisecond))
+	for name, code := range map[string]string{"a/b": "ExistingObjectIsDirectory", "a/b/c/d": "ObjectParentIsFile"} {
+		start := time.Now()
+		err := d.CreateFile(context.Background(), name, []byte("y"))
+		if elapsed := time.Since(start); err == nil || !strings.Contains(err.Error(), code) || elapsed > 250*time.Millisecond {
+			t.Errorf("CreateFile(%s): %v after %v; want an error naming %s at once", name, err, elapsed.Round(time.Millisecond), code)
+		}
 	}
 }

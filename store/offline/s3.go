@@ -138,15 +138,29 @@ func (b *s3Bucket) key(name string) string {
 }
 
 // s3Error maps the errors of a missing object and of a failed If-None-Match
-// to fs.ErrNotExist and fs.ErrExist.
+// to fs.ErrNotExist and fs.ErrExist, and names a conflict's code, which its
+// message may not (versitygw's "Existing Object is a directory.").
 func s3Error(err error) error {
 	switch r := minio.ToErrorResponse(err); {
 	case r.StatusCode == http.StatusNotFound || r.Code == minio.NoSuchKey:
 		return fmt.Errorf("%w (%w)", fs.ErrNotExist, err)
 	case r.StatusCode == http.StatusPreconditionFailed:
 		return fmt.Errorf("%w (%w)", fs.ErrExist, err)
+	case r.StatusCode == http.StatusConflict:
+		return fmt.Errorf("conflict %s: %w", r.Code, err)
 	}
 	return err
+}
+
+// transientConflict reports whether a 409 Conflict of a conditional PUT
+// asks for a retry: AWS answers ConditionalRequestConflict to one racing
+// another on the same key, and OperationAborted while a conflicting
+// operation on the key is in progress; one of them wins. Other codes do
+// not go away: a key that is a directory (versitygw's
+// ExistingObjectIsDirectory, MinIO's XMinioObjectExistsAsDirectory) or
+// below a file (ObjectParentIsFile).
+func transientConflict(code string) bool {
+	return code == "ConditionalRequestConflict" || code == "OperationAborted"
 }
 
 func (b *s3Bucket) open(ctx context.Context, name string) (file, int64, error) {
@@ -264,9 +278,7 @@ func (s *s3Staged) place(ctx context.Context, name string, exclusive bool) error
 	key := s.b.key(path.Join(s.dir, name))
 	for attempt := 1; ; attempt++ {
 		_, err := s.b.c.PutObject(ctx, s.b.bucket, key, bytes.NewReader(s.data), int64(len(s.data)), "", "", opts)
-		// AWS answers 409 to a conditional PUT racing another one on the
-		// same key, and asks for a retry: one of them wins.
-		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusConflict && exclusive && attempt < 5 {
+		if r := minio.ToErrorResponse(err); r.StatusCode == http.StatusConflict && transientConflict(r.Code) && exclusive && attempt < 5 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
