@@ -9,12 +9,13 @@ import (
 )
 
 // Config is how a model version is watched: model.yaml's drift section.
-// Zero fields take the defaults Defaults documents.
+// Zero fields take the defaults each field's doc gives; Cooldown, whose 0
+// means none, takes its default when nil.
 type Config struct {
 	// Disabled turns the detectors off for the version.
 	Disabled bool `yaml:"disabled"`
 	// Window is how many predictions (an integer) or how much prediction
-	// time (a duration such as 5m) a window holds.
+	// time (a duration such as 5m) a window holds. Default 1000.
 	Window Window `yaml:"window"`
 	// Slide is how far a window moves between evaluations, in the unit of
 	// Window, dividing it; a window is evaluated each time it moved. Default
@@ -36,8 +37,9 @@ type Config struct {
 	// breach, which sends a retraining event. Default 3.
 	Consecutive int `yaml:"consecutive"`
 	// Cooldown: after an event for a model, further breaches of any of its
-	// versions send nothing for this much prediction time. Default 1h.
-	Cooldown time.Duration `yaml:"cooldown"`
+	// versions send nothing for this much prediction time; 0 sends an
+	// event for every sustained breach. Default (nil) 1h.
+	Cooldown *Duration `yaml:"cooldown"`
 	// Features are the watched inputs, by the names of the profile;
 	// default all. The model's output is watched too when the profile has
 	// it, unless Output is false.
@@ -52,20 +54,22 @@ type Window struct {
 }
 
 // UnmarshalYAML reads an integer as a count and a string such as 5m as a
-// duration.
+// duration. Zero is refused: the zero Window takes the default, but a
+// window (or slide) written as 0 would hold nothing.
 func (w *Window) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: want a number of predictions or a duration", n.Line)
 	}
 	if c, err := strconv.Atoi(n.Value); err == nil {
 		*w = Window{Count: c}
-		return nil
-	}
-	d, err := time.ParseDuration(n.Value)
-	if err != nil {
+	} else if d, err := time.ParseDuration(n.Value); err == nil {
+		*w = Window{Duration: d}
+	} else {
 		return fmt.Errorf("line %d: %q: want a number of predictions or a duration such as 5m", n.Line, n.Value)
 	}
-	*w = Window{Duration: d}
+	if w.zero() {
+		return fmt.Errorf("line %d: %s: want at least one prediction or a positive duration (leave it out for the default)", n.Line, n.Value)
+	}
 	return nil
 }
 
@@ -76,6 +80,20 @@ func (w Window) String() string {
 		return w.Duration.String()
 	}
 	return strconv.Itoa(w.Count) + " predictions"
+}
+
+// Duration is a duration of model.yaml: 10m, 1h30m, or 0.
+type Duration time.Duration
+
+// UnmarshalYAML reads what time.ParseDuration does: a bare 0 too, which a
+// time.Duration field refuses as an integer.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: %q: want a duration such as 10m, or 0", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Rules over features.
@@ -107,8 +125,8 @@ func (c Config) WithDefaults() Config {
 	if c.Consecutive == 0 {
 		c.Consecutive = 3
 	}
-	if c.Cooldown == 0 {
-		c.Cooldown = time.Hour
+	if c.Cooldown == nil {
+		c.Cooldown = new(Duration(time.Hour))
 	}
 	return c
 }
@@ -162,7 +180,7 @@ func (c Config) Check() []Problem {
 	if c.Consecutive < 0 {
 		add("consecutive", "must be positive")
 	}
-	if c.Cooldown < 0 {
+	if *c.Cooldown < 0 {
 		add("cooldown", "must not be negative")
 	}
 	return ps

@@ -42,14 +42,14 @@
 // model.yaml's drift section (Config), with its defaults:
 //
 //	drift:
-//	  window: 1000        # predictions per window, or a duration: 5m
+//	  window: 1000        # predictions per window, or a duration: 5m; not 0
 //	  slide: 1000         # how far it moves between scores; divides window
 //	  min_samples: 100
 //	  psi: 0.2            # 0 leaves PSI out; default 0.2 when js is unset too
 //	  js: 0
 //	  rule: any           # or share, with share: 0.3
 //	  consecutive: 3
-//	  cooldown: 1h        # of prediction time, per model
+//	  cooldown: 1h        # of prediction time, per model; 0 for none
 //	  features: [...]     # default: every input
 //	  output: true        # also the output, when the profile has it
 //	  disabled: false

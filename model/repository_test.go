@@ -105,6 +105,8 @@ func TestBadRepository(t *testing.T) {
 		{"bad device and output, all reported", goodSpec + "device: tpu\noutput: logits\n", "", []string{`model.yaml:4: device: "tpu"`, `model.yaml:5: output: "logits"`}},
 		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},
 		{"drift: window below min_samples", goodSpec + "drift: {window: 50, min_samples: 80}\n", "", []string{"model.yaml:4: drift.min_samples: 80 is more than the window's 50 predictions"}},
+		{"drift: window of nothing, not the default", goodSpec + "drift:\n  window: 0\n", "", []string{"model.yaml:5: drift.window: 0: want at least one prediction or a positive duration"}},
+		{"drift: window of no time", goodSpec + "drift:\n  window: 0s\n", "", []string{"model.yaml:5: drift.window: 0s: want at least one prediction or a positive duration"}},
 		{"aliases: bad canary", goodSpec, "production: 1\ncanary: {version: 1, traffic: 1.5}\n", []string{"aliases.yaml:2: canary.traffic: 1.5: want a share from 0 to 1"}},
 		{"aliases: canary without its traffic", goodSpec, "production: 1\ncanary: {version: 1}\n", []string{"aliases.yaml:2: canary.traffic: missing (want a share from 0 to 1)"}},
 		{"aliases: canary without its version", goodSpec, "production: 1\ncanary:\n  traffic: 0.1\n", []string{"aliases.yaml:2: canary.version: missing"}},

@@ -304,7 +304,7 @@ func (m *Monitor) watch(v version, partition int32) *watched {
 		m.m.watching(v)
 		cfg := det.Config()
 		m.log.Info("drift: watching a version", "model", v.model, "version", v.version, "columns", det.Columns(),
-			"window", cfg.Window.String(), "slide", cfg.Slide.String(), "psi", cfg.PSI, "js", cfg.JS, "consecutive", cfg.Consecutive, "cooldown", cfg.Cooldown)
+			"window", cfg.Window.String(), "slide", cfg.Slide.String(), "psi", cfg.PSI, "js", cfg.JS, "consecutive", cfg.Consecutive, "cooldown", time.Duration(*cfg.Cooldown))
 	}
 	m.versions[v] = w
 	return w
@@ -318,7 +318,7 @@ func exists(path string) bool {
 // breach sends one retraining event for a sustained breach, unless the
 // model is cooling down from its last one.
 func (m *Monitor) breach(ctx context.Context, v version, det *drift.Detector, ev *drift.Evaluation) error {
-	if last, ok := m.sent[v.model]; ok && (!ev.End.After(last) || ev.End.Before(last.Add(det.Config().Cooldown))) {
+	if last, ok := m.sent[v.model]; ok && (!ev.End.After(last) || ev.End.Before(last.Add(time.Duration(*det.Config().Cooldown)))) {
 		m.m.suppressed.WithLabelValues(v.model).Inc()
 		return nil
 	}

@@ -221,6 +221,53 @@ func TestDriftEvents(t *testing.T) {
 	}
 }
 
+// TestNoCooldown: with cooldown 0, written as 0 or 0s, every sustained
+// breach sends its event, however soon after the last: six breaching
+// windows, three a breach, send two.
+func TestNoCooldown(t *testing.T) {
+	for _, zero := range []string{"0", "0s"} {
+		t.Run("cooldown "+zero, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			brokers := c.ListenAddrs()
+			dir, defs, prof := drifttest.Repository(t, strings.Replace(watchYAML, "cooldown: 20m", "cooldown: "+zero, 1))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, CommitInterval: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- m.Run(ctx) }()
+			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+
+			s := drifttest.NewSampler(prof, 7)
+			s.Shift("amount_vs_avg", true)
+			at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+			drifttest.Produce(t, cl, "quiver.predictions", s.Predictions(6*window, &at, 10*time.Millisecond))
+			for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(m.m.predictions.WithLabelValues("fraud", "1")) != 6*window; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("processed %v of %d predictions", testutil.ToFloat64(m.m.predictions.WithLabelValues("fraud", "1")), 6*window)
+				}
+			}
+			if e, s := testutil.ToFloat64(m.m.events.WithLabelValues("fraud")), testutil.ToFloat64(m.m.suppressed.WithLabelValues("fraud")); e != 2 || s != 0 {
+				t.Errorf("%v events, %v suppressed, after six breaching windows; want 2 and none", e, s)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // TestBreachSurvivesRestart: a breach two windows into its three, when
 // ingest restarts (or the model's partition moves to another instance),
 // still sends its event at the end of the third window; and the restart
