@@ -39,8 +39,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_webhook_deliveries_total",
 			Help: "Webhook deliveries of retraining events, by result: ok, failed (after retries) or dropped (queue full)."}, []string{"result"}),
 	}
+	// At zero from the start, so that increase() sees the first.
 	for _, r := range []string{"ok", "failed", "dropped"} {
 		m.webhook.WithLabelValues(r)
+	}
+	for _, r := range []string{"invalid", "time", "unwatched"} {
+		m.skipped.WithLabelValues(r)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.score, m.windows, m.breaches, m.predictions, m.events, m.suppressed, m.skipped, m.webhook} {

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -197,6 +198,20 @@ func TestForgetDeletesSeries(t *testing.T) {
 			if n != 0 {
 				t.Errorf("%s: %d %s series left of a version forgotten", gone.how, n, name)
 			}
+		}
+	}
+}
+
+// TestCountersStartAtZero: the counters of a fixed set of labels exist at
+// zero before the first count, which increase() would not see otherwise.
+func TestCountersStartAtZero(t *testing.T) {
+	mt, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]prometheus.Collector{"skipped": mt.skipped, "webhook": mt.webhook} {
+		if n := testutil.CollectAndCount(c); n != 3 {
+			t.Errorf("%s: %d series, want one per reason or result (3)", name, n)
 		}
 	}
 }
