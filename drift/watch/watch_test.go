@@ -28,6 +28,17 @@ import (
 
 const window = 500
 
+// cluster starts a broker for the test.
+func cluster(t *testing.T) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
 const watchYAML = `  window: 500
   min_samples: 400
   psi: 0.25
@@ -41,12 +52,7 @@ const watchYAML = `  window: 500
 // CloudEvents, read back by kcat, and reach a webhook, signed, despite its
 // first failure.
 func TestDriftEvents(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := cluster(t)
 	dir, defs, prof := drifttest.Repository(t, watchYAML)
 
 	var hookMu sync.Mutex
@@ -227,12 +233,7 @@ func TestDriftEvents(t *testing.T) {
 func TestNoCooldown(t *testing.T) {
 	for _, zero := range []string{"0", "0s"} {
 		t.Run("cooldown "+zero, func(t *testing.T) {
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			brokers := c.ListenAddrs()
+			brokers := cluster(t)
 			dir, defs, prof := drifttest.Repository(t, strings.Replace(watchYAML, "cooldown: 20m", "cooldown: "+zero, 1))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -273,12 +274,7 @@ func TestNoCooldown(t *testing.T) {
 // still sends its event at the end of the third window; and the restart
 // after that event does not send it again.
 func TestBreachSurvivesRestart(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := cluster(t)
 	dir, defs, prof := drifttest.Repository(t, watchYAML)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -347,12 +343,7 @@ func TestBreachSurvivesRestart(t *testing.T) {
 // TestRunJoinsTheGroup: New joins no group, so no rebalance can call back
 // into a monitor it has yet to finish; Run joins it.
 func TestRunJoinsTheGroup(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(4))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	brokers := c.ListenAddrs()
+	brokers := cluster(t)
 	dir, defs, _ := drifttest.Repository(t, watchYAML)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
