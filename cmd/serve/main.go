@@ -72,15 +72,15 @@ func run(args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var tables []online.Table
+	for _, v := range defs.Views {
+		tables = append(tables, online.TableOf(v))
+	}
 	var store online.Store
 	var replica *pebble.Replica
 	if rdb != nil {
-		store = redis.New(rdb, common.TopicPrefix)
+		store = redis.New(rdb, common.TopicPrefix, tables)
 	} else {
-		var tables []online.Table
-		for _, v := range defs.Views {
-			tables = append(tables, online.TableOf(v))
-		}
 		replica, err = pebble.Open(pebble.Config{
 			Brokers: common.BrokerList(), TopicPrefix: common.TopicPrefix, Tables: tables,
 			Dir: filepath.Join(common.DataDir, "serve"), Logger: log, Registerer: reg,

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +215,49 @@ func TestKcatToServeRedis(t *testing.T) {
 	base, _ := startServe(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisAddr)
 	waitReady(t, base)
 	waitForReference(t, base, defs, ref)
+}
+
+// TestServeRedisReadyOnceSeeded: serve on a Redis that lacks states (a
+// deployment moved to Redis: ingest computed them without it) is not ready
+// until ingest has written them all, and once ready its first answer is
+// the engine's, not entities without events.
+func TestServeRedisReadyOnceSeeded(t *testing.T) {
+	brokers := startBroker(t)
+	redisAddr := ingesttest.StartRedis(t)
+	defs := loadDefs(t)
+	txns := recentStream(2000)
+	ref := ingesttest.Reference(t, defs, txns)
+	kcatProduce(t, brokers, txns)
+	dataDir := t.TempDir()
+	in := startIngest(t, brokers, dataDir)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	if err := in.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("ingest exited with %v after SIGTERM", err)
+	}
+
+	base, _ := startServe(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisAddr)
+	unready := 0
+	for deadline := time.Now().Add(30 * time.Second); unready < 5; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve answered /readyz 503 %d times in 30s, want 5", unready)
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			continue // not listening yet
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not seeded") {
+			t.Fatalf("/readyz on a Redis ingest has not filled: %d %s, want 503 not seeded", resp.StatusCode, body)
+		}
+		unready++
+	}
+	startIngest(t, brokers, dataDir, "--online", "redis", "--redis-addr", redisAddr)
+	waitReady(t, base)
+	body, users, merchants := everything(defs)
+	if diffs := diffFromReference(t, defs, ref, lookup(t, base, body), users, merchants); len(diffs) > 0 {
+		t.Fatalf("%d values differ from the engine's once ready, like:\n%s", len(diffs), strings.Join(diffs[:min(10, len(diffs))], "\n"))
+	}
 }
 
 func mustJSON(t *testing.T, v any) string {

@@ -1268,6 +1268,7 @@ func (in *Ingester) onRevoked(_ context.Context, _ *kgo.Client, revoked map[stri
 }
 
 func (in *Ingester) prepare(ctx context.Context, assigned map[string][]int32) error {
+	seed := map[*viewRoute][]int32{} // changelog partitions to write to Redis, if it lacks them
 	committed, err := in.admin.FetchOffsets(ctx, in.cfg.GroupID)
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return fmt.Errorf("fetch committed offsets: %w", err)
@@ -1299,19 +1300,18 @@ func (in *Ingester) prepare(ctx context.Context, assigned map[string][]int32) er
 					if err := in.restore(ctx, v.changelog, p); err != nil {
 						return err
 					}
-					if in.cfg.Redis != nil {
-						if err := in.seedRedis(ctx, v, p); err != nil {
-							return err
-						}
-					}
 					if err := in.loadHWM(ctx, v.dir, fmt.Sprintf("%s/%d", topic, p)); err != nil {
 						return err
 					}
+					seed[v] = append(seed[v], p)
 				}
 			}
 		}
 	}
-	return nil
+	if in.cfg.Redis == nil || len(seed) == 0 {
+		return nil
+	}
+	return in.seedRedis(ctx, seed)
 }
 
 func (in *Ingester) loadHWM(ctx context.Context, dir, stream string) error {
@@ -1351,43 +1351,6 @@ func (in *Ingester) restore(ctx context.Context, changelog string, partition int
 		return err
 	}
 	in.log.Info("restored from changelog", "topic", changelog, "partition", partition, "from", from, "to", end, "records", restored)
-	return nil
-}
-
-// seedRedis writes a changelog partition's states to Redis, unless Redis
-// says it has them (online.RedisSeededKey): ingest writes an entity's state
-// to Redis only when it applies an event, so a deployment moved to Redis,
-// or a Redis that lost its data, would otherwise miss every entity without
-// a new event. Run before the partition is consumed, by its owner.
-func (in *Ingester) seedRedis(ctx context.Context, v *viewRoute, partition int32) error {
-	view := v.engine.View()
-	seeded := online.RedisSeededKey(in.cfg.TopicPrefix, online.TableOf(view), partition)
-	if n, err := in.cfg.Redis.Exists(ctx, seeded).Result(); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	} else if n == 1 {
-		return nil
-	}
-	states := 0
-	_, err := in.readChangelog(ctx, v.changelog, partition, 0, func(recs []*kgo.Record) error {
-		pipe := in.cfg.Redis.Pipeline()
-		for _, r := range recs {
-			if r.Value == nil {
-				pipe.Del(ctx, v.redisKey+string(r.Key))
-			} else {
-				pipe.Set(ctx, v.redisKey+string(r.Key), r.Value, view.TTL)
-			}
-		}
-		states += len(recs)
-		_, err := pipe.Exec(ctx)
-		return err
-	})
-	if err == nil {
-		err = in.cfg.Redis.Set(ctx, seeded, time.Now().UTC().Format(time.RFC3339), 0).Err()
-	}
-	if err != nil {
-		return fmt.Errorf("seed redis from %s/%d: %w", v.changelog, partition, err)
-	}
-	in.log.Info("redis seeded from changelog", "topic", v.changelog, "partition", partition, "records", states)
 	return nil
 }
 

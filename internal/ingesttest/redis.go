@@ -5,16 +5,36 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/quiver-ml/quiver/store/online"
+	onlineredis "github.com/quiver-ml/quiver/store/online/redis"
 )
 
 // StartRedis runs a real redis-server on a free port for the test, and
 // returns its address. make test installs redis-server.
-func StartRedis(t testing.TB) string {
+func StartRedis(t testing.TB) string { return StartRedisServer(t).Addr }
+
+// RedisServer is a redis-server a test runs. It saves nothing unless told
+// to (SAVE), and a restart loads what it saved last, as a Redis restarted
+// from an old snapshot does.
+type RedisServer struct {
+	Addr string
+	t    testing.TB
+	args []string
+	cmd  *exec.Cmd
+}
+
+// StartRedisServer runs a redis-server on a free port for the test, with
+// extra arguments, and waits until it answers.
+func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -23,30 +43,94 @@ func StartRedis(t testing.TB) string {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	dir := t.TempDir()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log"))
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server (make test installs it): %v", err)
+	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), t: t,
+		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, args...)}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *RedisServer) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", s.args...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server (make test installs it): %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
 	defer rdb.Close()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if rdb.Ping(context.Background()).Err() == nil {
-			return addr
+			return
 		}
 	}
-	t.Fatal("redis-server did not answer within 10s")
-	return ""
+	s.t.Fatal("redis-server did not answer within 10s")
 }
 
-// CheckRedis checks that Redis holds, for every entity of the fraud views,
-// exactly the latest state in the changelog, expiring after the view's TTL.
-func CheckRedis(t testing.TB, brokers []string, addr string) {
+func (s *RedisServer) stop() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+// Restart kills the server and starts it again on the same port: it comes
+// back with a new run ID and what it saved last, if anything.
+func (s *RedisServer) Restart() {
+	s.t.Helper()
+	s.stop()
+	s.start()
+}
+
+// StartRedisCluster runs a Redis Cluster of n masters without replicas, the
+// slots split evenly between them in the order of the addresses it
+// returns, and waits until every node says the cluster is ok.
+func StartRedisCluster(t testing.TB, n int) []string {
 	t.Helper()
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	var addrs []string
+	for i := range n {
+		s := StartRedisServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, s.Addr)
+		c := redis.NewClient(&redis.Options{Addr: s.Addr})
+		defer c.Close()
+		if err := c.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", i*16384/n, (i+1)*16384/n-1).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			host, port, _ := strings.Cut(addrs[0], ":")
+			if err := c.ClusterMeet(ctx, host, port).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	ok := make([]bool, n)
+	for i, addr := range addrs {
+		wg.Go(func() {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			defer c.Close()
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				info, err := c.ClusterInfo(ctx).Result()
+				if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)+"\r") {
+					ok[i] = true
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if slices.Contains(ok, false) {
+		t.Fatalf("the Redis Cluster of %v was not ok within 30s", addrs)
+	}
+	return addrs
+}
+
+// CheckRedis checks that Redis (a Redis Cluster, given several addresses)
+// holds, for every entity of the fraud views, exactly the latest state in
+// the changelog, expiring after the view's TTL.
+func CheckRedis(t testing.TB, brokers []string, addrs ...string) {
+	t.Helper()
+	ctx := context.Background()
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
 	defer rdb.Close()
 	for _, view := range []string{"user_txn", "merchant_txn"} {
 		want := map[string]string{}
@@ -54,7 +138,7 @@ func CheckRedis(t testing.TB, brokers []string, addr string) {
 			want[string(r.Key)] = string(r.Value)
 		}
 		prefix := "quiver:" + view + ":v1:"
-		keys, err := rdb.Keys(ctx, prefix+"*").Result()
+		keys, err := redisKeys(ctx, rdb, prefix+"*")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,6 +154,44 @@ func CheckRedis(t testing.TB, brokers []string, addr string) {
 			if err != nil || ttl <= 719*time.Hour || ttl > 720*time.Hour {
 				t.Errorf("%s %s: TTL %v (%v), want the view's 720h", view, entity, ttl, err)
 			}
+		}
+	}
+}
+
+// redisKeys returns the keys matching pattern, on every master of a cluster.
+func redisKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	c, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Keys(ctx, pattern).Result()
+	}
+	var mu sync.Mutex
+	var keys []string
+	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		k, err := m.Keys(ctx, pattern).Result()
+		mu.Lock()
+		keys = append(keys, k...)
+		mu.Unlock()
+		return err
+	})
+	return keys, err
+}
+
+// MarkSeeded writes the seeded markers of tables whose changelogs have one
+// partition, as ingest does once Redis holds the partition's states, so
+// that a store over Redis is ready.
+func MarkSeeded(t testing.TB, rdb redis.UniversalClient, prefix string, tables ...online.Table) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := onlineredis.LoadMarkers(ctx, rdb, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range tables {
+		if err := m.Begin(ctx, table, 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Done(ctx, table, 0, onlineredis.Marker{Partitions: 1}); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

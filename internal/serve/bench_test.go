@@ -226,7 +226,14 @@ func benchRedis(b *testing.B, recs []online.Record, cached bool) online.Store {
 	if _, err := pipe.Exec(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	s := redis.New(client, "quiver")
+	var tables []online.Table
+	for _, r := range recs {
+		if !slices.Contains(tables, r.Table) {
+			tables = append(tables, r.Table)
+		}
+	}
+	ingesttest.MarkSeeded(b, client, "quiver", tables...)
+	s := redis.New(client, "quiver", tables)
 	b.Cleanup(func() { s.Close() })
 	return s
 }

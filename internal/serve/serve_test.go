@@ -107,8 +107,13 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 			}
 		}
 	}
+	var tables []online.Table
+	for _, v := range defs.Views {
+		tables = append(tables, online.TableOf(v))
+	}
+	ingesttest.MarkSeeded(t, client, "quiver", tables...)
 	f.redis, f.reg = client, prometheus.NewRegistry()
-	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver"), AuthTokens: tokens, Registerer: f.reg, Now: func() time.Time { return f.clock }})
+	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver", tables), AuthTokens: tokens, Registerer: f.reg, Now: func() time.Time { return f.clock }})
 	if err != nil {
 		t.Fatal(err)
 	}

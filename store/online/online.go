@@ -76,8 +76,9 @@ func RedisKeyPrefix(prefix string, t Table) string {
 }
 
 // RedisSeededKey is the Redis key that says ingest has written every state
-// of a changelog partition of a table to Redis. View names start with a
-// letter, so it is no table's key.
+// of a changelog partition of a table to Redis (package redis's Markers
+// write its value, and on a Redis Cluster a copy per master). View names
+// start with a letter, so it is no table's key.
 func RedisSeededKey(prefix string, t Table, partition int32) string {
 	return prefix + ":_seeded:" + t.View + ":v" + strconv.Itoa(t.Version) + ":" + strconv.Itoa(int(partition))
 }

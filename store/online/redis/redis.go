@@ -35,17 +35,19 @@ func CacheOptions(opts *redis.UniversalOptions, maxBytes int64) {
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	tables []online.Table
 }
 
 var _ online.Store = (*Store)(nil)
 
 // New returns a store reading the keys ingest writes with the given topic
-// prefix ("quiver" if empty). The store closes client on Close.
-func New(client redis.UniversalClient, prefix string) *Store {
+// prefix ("quiver" if empty), ready once Redis holds every state of the
+// tables. The store closes client on Close.
+func New(client redis.UniversalClient, prefix string, tables []online.Table) *Store {
 	if prefix == "" {
 		prefix = "quiver"
 	}
-	return &Store{client: client, prefix: prefix}
+	return &Store{client: client, prefix: prefix, tables: tables}
 }
 
 // Get implements online.Store with one pipelined round trip: MGET cannot
@@ -91,10 +93,19 @@ func readError(t online.Table, err error) error {
 	return fmt.Errorf("read %s from redis: %w", t, err)
 }
 
-// Ready implements online.Store: Redis answers.
+// Ready implements online.Store: Redis holds every state of every table,
+// as the seeded markers ingest writes say (Markers.TableSeeded). It is
+// asked again at each call: a Redis that lost data is not ready until
+// ingest has written its states again.
 func (s *Store) Ready(ctx context.Context) error {
-	if err := s.client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis: %w", err)
+	m, err := LoadMarkers(ctx, s.client, s.prefix)
+	if err != nil {
+		return err
+	}
+	for _, t := range s.tables {
+		if err := m.TableSeeded(ctx, t); err != nil {
+			return err
+		}
 	}
 	return nil
 }

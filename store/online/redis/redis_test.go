@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,17 +31,22 @@ func TestStore(t *testing.T) {
 				if err := writer.FlushAll(ctx).Err(); err != nil {
 					t.Fatal(err)
 				}
+				var tables []online.Table
 				for _, r := range records {
 					// As ingest writes them.
 					if err := writer.Set(ctx, online.RedisKey("test", r.Table, r.Key), r.Value, 0).Err(); err != nil {
 						t.Fatal(err)
 					}
+					if !slices.Contains(tables, r.Table) {
+						tables = append(tables, r.Table)
+					}
 				}
+				ingesttest.MarkSeeded(t, writer, "test", tables...)
 				opts := &goredis.UniversalOptions{Addrs: []string{addr}}
 				if cached {
 					redis.CacheOptions(opts, 64<<20)
 				}
-				return redis.New(goredis.NewUniversalClient(opts), "test")
+				return redis.New(goredis.NewUniversalClient(opts), "test", tables)
 			})
 		})
 	}
@@ -61,7 +67,7 @@ func TestClientCacheInvalidation(t *testing.T) {
 	}
 	opts := &goredis.UniversalOptions{Addrs: []string{addr}, Protocol: 3,
 		ClientSideCacheConfig: &goredis.ClientSideCacheConfig{MaxMemoryBytes: 1 << 20, MaxStaleness: time.Hour}}
-	s := redis.New(goredis.NewUniversalClient(opts), "test")
+	s := redis.New(goredis.NewUniversalClient(opts), "test", []online.Table{table})
 	defer s.Close()
 	get := func() string {
 		got, err := storetest.GetAll(ctx, s, table, []string{"u1"})
