@@ -25,6 +25,19 @@
 // (key <prefix>:<view>:v<version>:<entity>, expiring after the view's TTL),
 // and each applied event's feature values to the offline feature log.
 //
+// # Redis
+//
+// Ingest writes a state to Redis when it applies an event, so Redis lacks
+// the states of entities without an event since ingest moved to Redis, or
+// since Redis lost data. Where a changelog partition's seeded marker
+// (package store/online/redis) is missing or older than Redis's run, its
+// owner writes every state of the partition from the changelog: when the
+// partition is assigned, and, checked every second while ingest runs, when
+// Redis lost it (FLUSHALL, a restart, a failover). The latter waits for
+// the batch in flight and holds the next until done, so Redis ends with
+// each entity's latest state. Serve's store is ready only while every
+// partition is seeded.
+//
 // # Effectively once
 //
 // Kafka delivers at least once; three mechanisms make replays exact:

@@ -156,6 +156,7 @@ type Ingester struct {
 	cache      map[shard]map[string]*cached // changelog partition → entity key → state
 	assigned   map[string]map[int32]bool    // what this instance owns
 	consuming  atomic.Bool                  // joined the group, assigned partitions prepared
+	redisWarn  rate.Sometimes               // a failed Redis check's warning, at most every 10 s
 }
 
 // Consuming reports whether the ingester has joined its group and prepared
@@ -212,6 +213,7 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		dlq:        cfg.TopicPrefix + ".dlq",
 		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
 		cache: map[shard]map[string]*cached{}, assigned: map[string]map[int32]bool{},
+		redisWarn: rate.Sometimes{First: 1, Interval: 10 * time.Second},
 	}
 	if err := in.route(); err != nil {
 		return nil, err
@@ -461,6 +463,12 @@ func (in *Ingester) Run(ctx context.Context) error {
 		wake()
 	}
 	in.mu.Unlock()
+	if in.cfg.Redis != nil {
+		// Until Run returns, or a fatal error wakes poll.
+		var watching sync.WaitGroup
+		watching.Go(func() { in.watchRedis(poll) })
+		defer func() { wake(); watching.Wait() }()
+	}
 	for {
 		fetches := in.client.PollRecords(poll, in.cfg.MaxBatch)
 		if err := fetches.Err0(); (ctx.Err() != nil && fetches.Empty()) || errors.Is(err, kgo.ErrClientClosed) {

@@ -10,6 +10,7 @@ type metrics struct {
 	stateWrites *prometheus.CounterVec // by view
 	lag         *prometheus.GaugeVec   // by topic and partition
 	batch       prometheus.Histogram   // seconds to make a batch durable
+	redisSeeds  *prometheus.CounterVec // by view and reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,9 +37,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "quiver_ingest_batch_flush_duration_seconds", Help: "Time to make a batch durable: offline files, produce, state store, commit.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		redisSeeds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_redis_seeds_total", Help: "Changelog partitions whose every state was written to Redis because Redis lacked them, by view version and reason: assigned (unseeded when assigned: ingest moved to Redis, or Redis lost data while no instance owned the partition) or lost (Redis lost data while this instance owned it: FLUSHALL, a restart, a failover).",
+		}, []string{"view", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.batch)
+		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.batch, m.redisSeeds)
 	}
 	return m
 }

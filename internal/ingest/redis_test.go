@@ -2,13 +2,17 @@ package ingest_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/store/online"
+	onlineredis "github.com/quiver-ml/quiver/store/online/redis"
 )
 
 // TestIngestRedis runs ingest with Redis as the shared online store against
@@ -77,4 +81,135 @@ func TestRedisSeeded(t *testing.T) {
 	}
 	withRedis()
 	ingesttest.CheckRedis(t, brokers, addr)
+}
+
+// waitSeeded waits until serve's store over Redis (at addrs) is ready: every
+// partition of both views seeded.
+func waitSeeded(t *testing.T, addrs ...string) {
+	t.Helper()
+	s := onlineredis.New(redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs}), "quiver",
+		[]online.Table{{View: "user_txn", Version: 1}, {View: "merchant_txn", Version: 1}})
+	defer s.Close()
+	var err error
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err = s.Ready(context.Background()); err == nil {
+			return
+		}
+	}
+	t.Fatalf("Redis not seeded after a minute: %v", err)
+}
+
+// seeds returns quiver_ingest_redis_seeds_total by reason and view.
+func seeds(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() == "quiver_ingest_redis_seeds_total" {
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				out[labels["reason"]+" "+labels["view"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// TestRedisFlushedWhileRunning: Redis losing its data (FLUSHALL) while
+// ingest runs is noticed and filled again from the changelog, with events
+// coming meanwhile; Redis then holds exactly the changelog's states, which
+// are the engine's from scratch, and no event is lost or counted twice.
+func TestRedisFlushedWhileRunning(t *testing.T) {
+	addr := ingesttest.StartRedis(t)
+	brokers := cluster(t)
+	defs := loadDefs(t)
+	txns := ingesttest.Stream(8, 6000)
+	ingesttest.Produce(t, brokers, "transactions", txns[:3000])
+	off, offlineRoot := newOffline(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, Redis: rdb, MaxBatch: 500, Registerer: reg})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, addr)
+
+	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Produce(t, brokers, "transactions", txns[3000:])
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, addr)
+	stop()
+	ingesttest.CheckDLQ(t, brokers, txns)
+	ingesttest.Check(t, brokers, defs, txns, offlineRoot)
+	ingesttest.CheckRedis(t, brokers, addr)
+	want := map[string]float64{}
+	for _, k := range []string{"assigned user_txn@1", "assigned merchant_txn@1", "lost user_txn@1", "lost merchant_txn@1"} {
+		want[k] = partitions // each partition of each view once
+	}
+	if got := seeds(t, reg); !maps.Equal(got, want) {
+		t.Errorf("quiver_ingest_redis_seeds_total %v, want %v", got, want)
+	}
+}
+
+// TestRedisRestartedWhileRunning: a Redis that restarts while ingest runs
+// and loads an older snapshot, markers included, holds stale states; ingest
+// notices the new run ID and writes the changelog's states again.
+func TestRedisRestartedWhileRunning(t *testing.T) {
+	srv := ingesttest.StartRedisServer(t)
+	brokers := cluster(t)
+	defs := loadDefs(t)
+	txns := ingesttest.Stream(9, 6000)
+	ingesttest.Produce(t, brokers, "transactions", txns[:3000])
+	off, offlineRoot := newOffline(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, Redis: rdb, MaxBatch: 500})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, srv.Addr)
+	if err := rdb.Save(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Produce(t, brokers, "transactions", txns[3000:])
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+
+	srv.Restart() // back with the snapshot: the first half's states
+	waitSeeded(t, srv.Addr)
+	stop()
+	ingesttest.Check(t, brokers, defs, txns, offlineRoot)
+	ingesttest.CheckRedis(t, brokers, srv.Addr)
+}
+
+// TestRedisClusterMasterFlushed: on a Redis Cluster, one master losing its
+// data is noticed whichever master holds the markers' own slots, and the
+// states it held are written again.
+func TestRedisClusterMasterFlushed(t *testing.T) {
+	addrs := ingesttest.StartRedisCluster(t, 3)
+	brokers := cluster(t)
+	defs := loadDefs(t)
+	txns := ingesttest.Stream(10, 3000)
+	ingesttest.Produce(t, brokers, "transactions", txns)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	defer rdb.Close()
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Redis: rdb, MaxBatch: 500})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, addrs...)
+	ingesttest.CheckRedis(t, brokers, addrs...)
+	for _, addr := range addrs {
+		node := redis.NewClient(&redis.Options{Addr: addr})
+		err := node.FlushAll(context.Background()).Err()
+		node.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitSeeded(t, addrs...)
+		ingesttest.CheckRedis(t, brokers, addrs...)
+	}
+	stop()
 }
