@@ -845,11 +845,13 @@ func (m *manifests) checkMonitoring(t *testing.T) {
 	if len(m.rules) == 0 {
 		return
 	}
-	// The drift alerts, where ingest runs the detectors and posts to a webhook.
+	// The drift alerts, where ingest runs the detectors and posts to a
+	// webhook; Redis's, where ingest writes to Redis.
 	args := flagArgs(t, m.deployments[fullname+"-ingest"].Spec.Template.Spec.Containers[0])
 	_, drift := args["models"]
 	_, webhook := args["retrain-webhook"]
-	for alert, want := range map[string]bool{"QuiverDriftRetrainRequested": drift, "QuiverDriftWebhookFailing": webhook} {
+	redis := args["online"] == "redis"
+	for alert, want := range map[string]bool{"QuiverDriftRetrainRequested": drift, "QuiverDriftWebhookFailing": webhook, "QuiverRedisStatesLost": redis} {
 		if slices.Contains(alerts, alert) != want {
 			t.Errorf("alert %s rendered: %v, want %v", alert, !want, want)
 		}
