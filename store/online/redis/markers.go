@@ -171,7 +171,7 @@ func (m *Markers) read(ctx context.Context, t online.Table, partitions []int32) 
 			}
 			mk := new(Marker)
 			if json.Unmarshal(v, mk) != nil {
-				mk = &Marker{} // not one this version writes: not seeded
+				mk = &Marker{} // an older version's (a time): not done
 			}
 			out[i] = append(out[i], mk)
 		}
@@ -190,7 +190,7 @@ func (m *Markers) seeded(copies []*Marker) error {
 		case mk == nil:
 			return fmt.Errorf("no marker on the master of slot tag {%s}: that master lost its data, or the slots moved", m.tags[i])
 		case !mk.Done:
-			return errors.New("the seed has not finished")
+			return errors.New("the seed has not finished (or an older ingest wrote the marker)")
 		case !slices.Equal(mk.RunIDs, m.runIDs):
 			return fmt.Errorf("seeded in Redis run %v, now %v: Redis restarted or failed over since", mk.RunIDs, m.runIDs)
 		}
@@ -227,8 +227,11 @@ func (m *Markers) write(ctx context.Context, t online.Table, partition int32, mk
 	for _, k := range m.keys(t, partition) {
 		pipe.SetArgs(ctx, k, v, args)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("write %s seeded marker of partition %d: %w", t, partition, err)
+	cmds, _ := pipe.Exec(ctx) // each command's error is its own
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) { // Nil: XX found no copy
+			return fmt.Errorf("write %s seeded marker of partition %d: %w", t, partition, err)
+		}
 	}
 	return nil
 }

@@ -99,6 +99,11 @@ func TestReadySeeded(t *testing.T) {
 		t.Fatal(err)
 	}
 	notReady(t, s, "merchant_txn@1 partition 1: no marker")
+	// As an older ingest wrote it: the time, no run ID.
+	if err := rdb.Set(ctx, online.RedisSeededKey("test", merchTxn, 1), "2026-11-20T00:00:00Z", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	notReady(t, s, "merchant_txn@1 partition 1: the seed has not finished (or an older ingest wrote the marker)")
 	seed(t, rdb, 2, merchTxn)
 	ready(t, s)
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
