@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -266,6 +267,13 @@ func TestIngestTwoInstances(t *testing.T) {
 	for series, n := range lagged {
 		if n > 1 {
 			t.Errorf("both instances report the lag of %s", series)
+		}
+	}
+	// Every DLQ reason and stage counts from 0, seen or not: increase()
+	// sees the first.
+	for name, want := range map[string]int{"quiver_ingest_dlq_records_total": 7, "quiver_ingest_records_consumed_total": 2} {
+		if n, err := testutil.GatherAndCount(reg1, name); err != nil || n != want {
+			t.Errorf("%s: %d series (%v), want %d", name, n, err, want)
 		}
 	}
 	stop1()

@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/quiver-ml/quiver/features"
+)
 
 type metrics struct {
 	consumed    *prometheus.CounterVec // by stage
@@ -40,6 +44,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		redisSeeds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_redis_seeds_total", Help: "Changelog partitions whose every state was written to Redis because Redis lacked them, by view version and reason: assigned (unseeded when assigned: ingest moved to Redis, or Redis lost data while no instance owned the partition) or lost (Redis lost data while this instance owned it: FLUSHALL, a restart, a failover).",
 		}, []string{"view", "reason"}),
+	}
+	// At zero from the start, so that increase() sees the first.
+	for _, r := range []string{features.ReasonInvalidJSON, features.ReasonSchema, features.ReasonMissingEventTime, features.ReasonLate,
+		ReasonMissingKey, ReasonFuture, ReasonTooLarge} {
+		m.dlq.WithLabelValues(r)
+	}
+	for _, s := range []string{"source", "repartition"} {
+		m.consumed.WithLabelValues(s)
 	}
 	if reg != nil {
 		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.batch, m.redisSeeds)
