@@ -66,7 +66,6 @@ func (v *Version) Predict(ctx context.Context, in []float32, rows int) ([]float3
 	return v.batcher.Do(ctx, in, rows)
 }
 
-
 // Model is a model's versions and aliases.
 type Model struct {
 	Name     string
