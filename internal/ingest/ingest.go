@@ -157,6 +157,8 @@ type Ingester struct {
 	assigned   map[string]map[int32]bool    // what this instance owns
 	consuming  atomic.Bool                  // joined the group, assigned partitions prepared
 	redisWarn  rate.Sometimes               // a failed Redis check's warning, at most every 10 s
+	positions  *positions                   // committed and end offsets, for the lag
+	lagWarn    rate.Sometimes               // a failed listing's warning, at most every 10 s
 }
 
 // Consuming reports whether the ingester has joined its group and prepared
@@ -214,7 +216,9 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
 		cache: map[shard]map[string]*cached{}, assigned: map[string]map[int32]bool{},
 		redisWarn: rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		lagWarn:   rate.Sometimes{First: 1, Interval: 10 * time.Second},
 	}
+	in.positions = &positions{parts: map[string]map[int32]*position{}, m: in.metrics}
 	if err := in.route(); err != nil {
 		return nil, err
 	}
@@ -463,12 +467,13 @@ func (in *Ingester) Run(ctx context.Context) error {
 		wake()
 	}
 	in.mu.Unlock()
+	// Until Run returns, or a fatal error wakes poll.
+	var watching sync.WaitGroup
+	watching.Go(func() { in.watchLag(poll) })
 	if in.cfg.Redis != nil {
-		// Until Run returns, or a fatal error wakes poll.
-		var watching sync.WaitGroup
 		watching.Go(func() { in.watchRedis(poll) })
-		defer func() { wake(); watching.Wait() }()
 	}
+	defer func() { wake(); watching.Wait() }()
 	for {
 		fetches := in.client.PollRecords(poll, in.cfg.MaxBatch)
 		if err := fetches.Err0(); (ctx.Err() != nil && fetches.Empty()) || errors.Is(err, kgo.ErrClientClosed) {
@@ -615,8 +620,7 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, e
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			last := p.Records[len(p.Records)-1].Offset
-			in.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
+			in.positions.observe(p.Topic, p.Partition, p.LogStartOffset, p.HighWatermark)
 			if sr := in.sources[p.Topic]; sr != nil {
 				in.metrics.consumed.WithLabelValues("source").Add(float64(len(p.Records)))
 				in.checkAndRekey(ctx, parts[i], sr, p)
@@ -1200,15 +1204,25 @@ func (in *Ingester) commit(ctx context.Context, commits map[string]map[int32]kms
 		return fmt.Errorf("commit offsets: %w", err)
 	}
 	for _, t := range resp.Topics {
+		topic := t.Topic
+		if topic == "" { // named by its ID (version 10 on)
+			for name, id := range in.ids {
+				if id == t.TopicID {
+					topic = name
+				}
+			}
+		}
 		for _, p := range t.Partitions {
 			if err := kerr.ErrorForCode(p.ErrorCode); err != nil && !isRebalance(err) {
-				return fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
+				return fmt.Errorf("commit %s/%d: %w", topic, p.Partition, err)
 			}
 			if err != nil {
 				// A rebalance took the partition: its new owner replays from the
 				// last commit, and applied offsets make the replay exact.
-				in.log.Warn("commit refused", "topic", t.Topic, "partition", p.Partition, "err", err)
+				in.log.Warn("commit refused", "topic", topic, "partition", p.Partition, "err", err)
+				continue
 			}
+			in.positions.commit(topic, p.Partition, commits[topic][p.Partition].Offset)
 		}
 	}
 	return nil
@@ -1267,11 +1281,9 @@ func (in *Ingester) onRevoked(_ context.Context, _ *kgo.Client, revoked map[stri
 	for t, ps := range revoked {
 		for _, p := range ps {
 			delete(in.assigned[t], p)
-			// Its next owner reports its lag: kept here, the last value
-			// would stay frozen.
-			in.metrics.lag.DeleteLabelValues(t, strconv.Itoa(int(p)))
 		}
 	}
+	in.positions.disown(revoked)
 	in.log.Info("partitions revoked", "partitions", revoked)
 }
 
@@ -1281,6 +1293,7 @@ func (in *Ingester) prepare(ctx context.Context, assigned map[string][]int32) er
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return fmt.Errorf("fetch committed offsets: %w", err)
 	}
+	in.positions.own(assigned, committed)
 	for topic, parts := range assigned {
 		if sr := in.sources[topic]; sr != nil {
 			if in.watermarks[topic] == nil {

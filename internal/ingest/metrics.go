@@ -13,6 +13,7 @@ type metrics struct {
 	dlq         *prometheus.CounterVec // by reason
 	stateWrites *prometheus.CounterVec // by view
 	lag         *prometheus.GaugeVec   // by topic and partition
+	offset      *prometheus.GaugeVec   // by topic and partition
 	batch       prometheus.Histogram   // seconds to make a batch durable
 	redisSeeds  *prometheus.CounterVec // by view and reason
 }
@@ -35,7 +36,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "quiver_ingest_state_writes_total", Help: "Entity states written to the changelog and the state store, by view version.",
 		}, []string{"view"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "quiver_ingest_consumer_lag_records", Help: "Records between the last one processed and the partition's end.",
+			Name: "quiver_ingest_consumer_lag_records", Help: "Records between the committed offset and the partition's end, of the partitions this instance owns; updated by every fetch and every 5 s.",
+		}, []string{"topic", "partition"}),
+		offset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quiver_ingest_consumer_committed_offset", Help: "The offset committed last, of the partitions this instance owns: records before it are durable everywhere. A partition whose lag is positive and whose offset does not move is stalled.",
 		}, []string{"topic", "partition"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "quiver_ingest_batch_flush_duration_seconds", Help: "Time to make a batch durable: offline files, produce, state store, commit.",
@@ -54,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.consumed.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.batch, m.redisSeeds)
+		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.offset, m.batch, m.redisSeeds)
 	}
 	return m
 }
