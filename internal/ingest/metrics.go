@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"topic", "partition"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "quiver_ingest_batch_flush_duration_seconds", Help: "Time to make a batch durable: offline files, produce, state store, commit.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // to 33 s
 		}),
 		redisSeeds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_redis_seeds_total", Help: "Changelog partitions whose every state was written to Redis because Redis lacked them, by view version and reason: assigned (unseeded when assigned: ingest moved to Redis, or Redis lost data while no instance owned the partition) or lost (Redis lost data while this instance owned it: FLUSHALL, a restart, a failover).",

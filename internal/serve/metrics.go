@@ -16,7 +16,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "quiver_serve_request_duration_seconds",
 			Help:    "Time to answer an HTTP request, by route and status code.",
-			Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, 1},
+			Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "code"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_serve_entity_lookups_total",

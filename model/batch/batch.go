@@ -333,7 +333,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_size_rows", Help: "Rows per model call.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 15)}, labels),
 		queueTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_queue_seconds", Help: "Time a request waited before its batch was computed.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 14)}, labels),
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, labels), // to 3.3 s
 		compute: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "quiver_serve_batch_compute_seconds", Help: "Time of one model call.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16)}, labels),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_serve_batch_rejected_total", Help: "Requests refused because the queue was full."}, labels),
