@@ -15,10 +15,11 @@ import (
 )
 
 // Registry returns a Prometheus registry holding the Go runtime's and the
-// process's collectors, for a binary's own metrics.
+// process's collectors and go_build_info (the module's version, which says
+// what each replica runs during a rollout), for a binary's own metrics.
 func Registry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewBuildInfoCollector())
 	return reg
 }
 
