@@ -81,7 +81,7 @@ type Repository struct {
 	stamps  map[string]string // model directory → what its files looked like when loaded
 	reloads prometheus.Counter
 	failed  prometheus.Counter
-	info    *prometheus.GaugeVec // 1 per version serving, with its device
+	info    *prometheus.Desc // 1 per version serving, with its device
 
 	// mu is held by Reload and Close: no reload starts batchers after
 	// Close, or retires models Close would not wait for.
@@ -112,11 +112,11 @@ func Open(cfg Config) (*Repository, error) {
 	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{}, stop: make(chan struct{}),
 		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total", Help: "Model reloads that took effect."}),
 		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model versions that did not load: a model whose aliases name one keeps its previous versions; one no alias names is left out."}),
-		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "quiver_serve_model_info",
-			Help: "1 for each model version serving, labelled with the device it predicts on (cpu or gpu)."}, []string{"model", "version", "device"}),
+		info: prometheus.NewDesc("quiver_serve_model_info",
+			"1 for each model version serving, labelled with the device it predicts on (cpu or gpu).", []string{"model", "version", "device"}, nil),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(r.reloads, r.failed, r.info)
+		cfg.Registerer.MustRegister(r.reloads, r.failed, infoCollector{r})
 	}
 	names, err := os.ReadDir(cfg.Dir)
 	if err != nil {
@@ -247,13 +247,23 @@ func (r *Repository) Reload() {
 	})
 }
 
-// store makes models the ones serving, and says so in the metrics.
-func (r *Repository) store(models map[string]*Model) {
-	r.models.Store(&models)
-	r.info.Reset()
-	for _, m := range models {
+// store makes models the ones serving.
+func (r *Repository) store(models map[string]*Model) { r.models.Store(&models) }
+
+// infoCollector gathers quiver_serve_model_info from the models serving at
+// the time of the scrape, so that no scrape sees a reload half done.
+type infoCollector struct{ r *Repository }
+
+func (c infoCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.r.info }
+
+func (c infoCollector) Collect(ch chan<- prometheus.Metric) {
+	models := c.r.models.Load()
+	if models == nil { // scraped while New loads the first models
+		return
+	}
+	for _, m := range *models {
 		for n, v := range m.Versions {
-			r.info.WithLabelValues(m.Name, strconv.Itoa(n), v.Device).Set(1)
+			ch <- prometheus.MustNewConstMetric(c.r.info, prometheus.GaugeValue, 1, m.Name, strconv.Itoa(n), v.Device)
 		}
 	}
 }

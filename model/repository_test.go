@@ -405,7 +405,8 @@ func TestLinkedDirectories(t *testing.T) {
 func TestModelRemoved(t *testing.T) {
 	dir := repoWith(t, goodSpec, "")
 	var logs strings.Builder
-	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	reg := prometheus.NewRegistry()
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t), Logger: slog.New(slog.NewTextHandler(&logs, nil)), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,6 +415,9 @@ func TestModelRemoved(t *testing.T) {
 	repo.Reload()
 	if _, err := repo.Version("fraud", 0); !errors.Is(err, model.ErrUnknownModel) {
 		t.Errorf("after its directory went: %v, want ErrUnknownModel", err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "quiver_serve_model_info"); err != nil || n != 0 {
+		t.Errorf("quiver_serve_model_info has %d series (%v) with no model, want none", n, err)
 	}
 	if !strings.Contains(logs.String(), "model removed: its directory is gone") {
 		t.Errorf("logs %q do not say the model was removed", logs.String())
