@@ -2,7 +2,7 @@ package backfill
 
 import (
 	"bufio"
-	"cmp"
+	"container/heap"
 	"errors"
 	"fmt"
 	"os"
@@ -18,7 +18,11 @@ import (
 // Merge joins datasets built as shards of one spine (DatasetConfig.Shard),
 // in any order, into out and its profile: the spine's rows in the spine's
 // order, without the shards' SpineRowColumn. It returns the rows written.
-func Merge(out string, inputs []string) (int, error) {
+//
+// Each shard is in the spine's order, so the shards are merged a row group
+// of each at a time: what is held is a row group per shard and the feature
+// columns, for the profile, not the whole dataset.
+func Merge(out string, inputs []string) (n int, err error) {
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no inputs")
 	}
@@ -33,41 +37,47 @@ func Merge(out string, inputs []string) (int, error) {
 			return 0, fmt.Errorf("merge: --out %q is the shard %s: it would be overwritten", out, in)
 		}
 	}
-	var types *shardColumns
-	var rows [][]features.Value
-	var meta map[string]string
-	for _, in := range inputs {
-		c, r, m, err := offline.ReadFile(in)
-		if err != nil {
-			return 0, err
+	shards := make([]*shardFile, 0, len(inputs))
+	defer func() {
+		for _, sh := range shards {
+			sh.r.Close()
 		}
+	}()
+	var types *shardColumns
+	var meta map[string]string
+	var rows int64
+	for _, in := range inputs {
+		r, err := offline.OpenFile(in)
+		if err != nil {
+			return 0, fmt.Errorf("merge: %w", err)
+		}
+		shards = append(shards, &shardFile{path: in, r: r, at: -1})
+		m := r.Meta()
 		if m[MetaFeatures] == "" {
 			return 0, fmt.Errorf("merge: %s is not a dataset (no %s metadata)", in, MetaFeatures)
 		}
 		if types == nil {
-			types, meta = newShardColumns(in, c, m), m
+			types, meta = newShardColumns(in, r.Columns(), m), m
 		} else if m[MetaFeatures] != meta[MetaFeatures] || m[MetaSpine] != meta[MetaSpine] {
 			return 0, fmt.Errorf("merge: %s comes from another spine or has other features than %s", in, inputs[0])
 		}
-		if err := types.add(in, c, r); err != nil {
+		if err := types.add(in, r); err != nil {
 			return 0, fmt.Errorf("merge: %w", err)
 		}
-		rows = append(rows, r...)
+		rows += r.NumRows()
 	}
 	cols := types.columns()
 	at := index(cols, SpineRowColumn)
 	if at < 0 {
 		return 0, fmt.Errorf("merge: %s is not a shard (no %s column)", inputs[0], SpineRowColumn)
 	}
-	slices.SortFunc(rows, func(a, b []features.Value) int { return cmp.Compare(a[at].Int(), b[at].Int()) })
-	if want := meta[MetaSpineRows]; want != strconv.Itoa(len(rows)) {
-		return 0, fmt.Errorf("merge: %d rows, the spine has %s: give every shard once", len(rows), want)
+	if want := meta[MetaSpineRows]; want != strconv.FormatInt(rows, 10) {
+		return 0, fmt.Errorf("merge: %d rows, the spine has %s: give every shard once", rows, want)
 	}
-	for i := range rows {
-		if rows[i][at].Int() != int64(i) {
-			return 0, fmt.Errorf("merge: spine row %d is missing or repeated: give every shard once", i)
+	for _, sh := range shards {
+		if err := sh.next(at); err != nil {
+			return 0, fmt.Errorf("merge: %w", err)
 		}
-		rows[i] = slices.Delete(rows[i], at, at+1)
 	}
 	cols = slices.Delete(cols, at, at+1)
 	var idx []int
@@ -76,19 +86,63 @@ func Merge(out string, inputs []string) (int, error) {
 			idx = append(idx, i)
 		}
 	}
+	// The feature columns, for the profile.
+	featTypes := make([]features.Type, len(idx))
+	pos := make([]int, len(cols))
+	for k, o := range idx {
+		featTypes[k], pos[o] = cols[o].Type, k
+	}
+	feats := newTable(int(rows), featTypes)
+
 	f, err := os.CreateTemp(filepath.Dir(out), ".tmp-dataset-*")
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	w, err := offline.NewWriter(bw, cols, meta)
-	if err == nil {
-		err = w.Write(rows)
+	if err != nil {
+		return 0, fmt.Errorf("merge: %w", err)
 	}
-	if err == nil {
-		err = w.Close()
+	var h shardHeap
+	for _, sh := range shards {
+		if !sh.done() {
+			h = append(h, sh)
+		}
 	}
-	if err == nil {
+	heap.Init(&h)
+	group := make([][]features.Value, 0, rowGroupRows)
+	for i := range int(rows) {
+		sh := h[0]
+		if sh.at != int64(i) {
+			return 0, fmt.Errorf("merge: spine row %d is missing or repeated, or a shard is out of order: give every shard once, as backfill wrote it", min(sh.at, int64(i)))
+		}
+		row := slices.Delete(sh.rows[sh.i], at, at+1)
+		for k, o := range idx {
+			feats.set(i, k, row[o])
+		}
+		if group = append(group, row); len(group) == rowGroupRows || i == int(rows)-1 {
+			if err := w.Write(group); err != nil {
+				return 0, fmt.Errorf("merge: %w", err)
+			}
+			group = group[:0]
+		}
+		sh.i++
+		if err := sh.next(at); err != nil {
+			return 0, fmt.Errorf("merge: %w", err)
+		}
+		if sh.done() {
+			heap.Pop(&h)
+		} else {
+			heap.Fix(&h, 0)
+		}
+	}
+	if err = w.Close(); err == nil {
 		err = bw.Flush()
 	}
 	if err == nil {
@@ -101,14 +155,62 @@ func Merge(out string, inputs []string) (int, error) {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(f.Name())
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	prof := profile(cols, len(rows), func(r, c int) features.Value { return rows[r][c] }, idx)
+	prof := profile(cols, int(rows), func(r, c int) features.Value { return feats.get(r, pos[c]) }, idx)
 	if err := publish(f.Name(), out, prof); err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	return len(rows), nil
+	return int(rows), nil
+}
+
+// shardFile is a shard being merged: its current row group, and where it
+// is in it.
+type shardFile struct {
+	path  string
+	r     *offline.FileReader
+	group int                // the next row group to read
+	rows  [][]features.Value // the row group read last
+	i     int                // the next of rows
+	at    int64              // its spine row; -1 before the first and past the last
+}
+
+// next reads the next row group once rows are used up, and sets at to the
+// spine row of the next row, checking the shard is in the spine's order.
+func (sh *shardFile) next(col int) error {
+	for sh.i == len(sh.rows) {
+		if sh.group == sh.r.RowGroups() {
+			sh.rows, sh.at = nil, -1
+			return nil
+		}
+		rows, err := sh.r.RowGroup(sh.group)
+		if err != nil {
+			return err
+		}
+		sh.group, sh.rows, sh.i = sh.group+1, rows, 0
+	}
+	at := sh.rows[sh.i][col].Int()
+	if sh.rows[sh.i][col].IsNull() || at <= sh.at {
+		return fmt.Errorf("%s: its %s are not in increasing order: not a shard as backfill writes them", sh.path, SpineRowColumn)
+	}
+	sh.at = at
+	return nil
+}
+
+func (sh *shardFile) done() bool { return sh.at < 0 }
+
+// shardHeap orders shards by their next spine row.
+type shardHeap []*shardFile
+
+func (h shardHeap) Len() int           { return len(h) }
+func (h shardHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h shardHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *shardHeap) Push(x any)        { *h = append(*h, x.(*shardFile)) }
+func (h *shardHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // shardColumns finds the columns of a merged dataset from its shards': the
@@ -136,15 +238,20 @@ func newShardColumns(in string, cols []offline.Column, meta map[string]string) *
 	return ct
 }
 
-// add takes the columns cols and rows of the shard in.
-func (ct *shardColumns) add(in string, cols []offline.Column, rows [][]features.Value) error {
+// add takes the columns of the shard r, read from in.
+func (ct *shardColumns) add(in string, r *offline.FileReader) error {
+	cols := r.Columns()
 	if !slices.EqualFunc(cols, ct.cols, func(a, b offline.Column) bool { return a.Name == b.Name }) {
 		return fmt.Errorf("%s has columns %s, %s has %s: give shards of one dataset", in, names(cols), ct.first, names(ct.cols))
+	}
+	nulls, err := ct.nullColumns(r)
+	if err != nil {
+		return err
 	}
 	for j, c := range cols {
 		typ, ok := c.Type, c.Type == ct.cols[j].Type
 		if ct.dynamic[j] {
-			if allNull(rows, j) {
+			if nulls[j] {
 				continue // its type says nothing
 			}
 			typ, ok = joinTypes(ct.cols[j].Type, c.Type)
@@ -159,6 +266,27 @@ func (ct *shardColumns) add(in string, cols []offline.Column, rows [][]features.
 	return nil
 }
 
+// nullColumns reports, for each dynamic column, whether it is null in every
+// row of r; it reads r only if there are such columns.
+func (ct *shardColumns) nullColumns(r *offline.FileReader) ([]bool, error) {
+	nulls := slices.Clone(ct.dynamic)
+	if !slices.Contains(nulls, true) {
+		return nulls, nil
+	}
+	for g := range r.RowGroups() {
+		rows, err := r.RowGroup(g)
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			for j, v := range row {
+				nulls[j] = nulls[j] && v.IsNull()
+			}
+		}
+	}
+	return nulls, nil
+}
+
 // columns returns the merged dataset's columns; a column null in every
 // shard is a double, as onDemand types it.
 func (ct *shardColumns) columns() []offline.Column {
@@ -168,16 +296,6 @@ func (ct *shardColumns) columns() []offline.Column {
 		}
 	}
 	return ct.cols
-}
-
-// allNull reports whether column j of rows is null in every row.
-func allNull(rows [][]features.Value, j int) bool {
-	for _, r := range rows {
-		if !r[j].IsNull() {
-			return false
-		}
-	}
-	return true
 }
 
 // checkOut checks, before any work, that a dataset and its profile can be

@@ -284,3 +284,124 @@ func TestMergeOut(t *testing.T) {
 		t.Fatalf("merge into a new directory: %d rows, %v", n, err)
 	}
 }
+
+// writeGroups writes rows of cols as a shard of a spine of spineRows rows,
+// in row groups of at most group rows.
+func writeGroups(t *testing.T, path string, cols []offline.Column, rows [][]features.Value, spineRows, group int) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := offline.NewWriter(f, cols, map[string]string{
+		backfill.MetaSpine: "spine.csv", backfill.MetaFeatures: "x", backfill.MetaSpineRows: strconv.Itoa(spineRows),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(rows) > 0 {
+		n := min(group, len(rows))
+		if err := w.Write(rows[:n]); err != nil {
+			t.Fatal(err)
+		}
+		rows = rows[n:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMergeRowGroups: shards of many row groups each, their rows spread
+// unevenly, merge a row group at a time into the spine's order; a shard
+// out of order, a row in two shards and a shard missing are errors.
+func TestMergeRowGroups(t *testing.T) {
+	cols := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: backfill.SpineRowColumn, Type: features.TypeInt}, {Name: "x", Type: features.TypeFloat}}
+	const spineRows, shards = 1000, 3
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(5, 6))
+	parts := make([][][]features.Value, shards)
+	var want [][]features.Value
+	for r := range spineRows {
+		x := features.Float(rng.NormFloat64())
+		if r%10 == 0 {
+			x = features.Null
+		}
+		user := features.String(fmt.Sprint("u", rng.IntN(50)))
+		want = append(want, []features.Value{user, x})
+		s := min(rng.IntN(shards+2), shards-1) // the last shard has the most
+		parts[s] = append(parts[s], []features.Value{user, features.Int(int64(r)), x})
+	}
+	var paths []string
+	for s, rows := range parts {
+		path := filepath.Join(dir, fmt.Sprintf("part-%d.parquet", s))
+		writeGroups(t, path, cols, rows, spineRows, 7+s*20)
+		paths = append(paths, path)
+	}
+	merged := filepath.Join(dir, "merged.parquet")
+	if n, err := backfill.Merge(merged, paths); err != nil || n != spineRows {
+		t.Fatalf("merge: %d rows, %v", n, err)
+	}
+	gotCols, got, _, err := offline.ReadFile(merged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := []string{gotCols[0].Name, gotCols[1].Name}; len(gotCols) != 2 || names[0] != "user_id" || names[1] != "x" {
+		t.Fatalf("columns %v, want user_id and x", gotCols)
+	}
+	if !slices.EqualFunc(got, want, func(a, b []features.Value) bool { return slices.EqualFunc(a, b, features.Value.Equal) }) {
+		t.Error("merged rows differ from the spine's")
+	}
+	// The profile is the one of the same rows from one shard.
+	var all [][]features.Value
+	for r, row := range want {
+		all = append(all, []features.Value{row[0], features.Int(int64(r)), row[1]})
+	}
+	one := filepath.Join(dir, "one.parquet")
+	writeGroups(t, one, cols, all, spineRows, spineRows)
+	oneMerged := filepath.Join(dir, "one-merged.parquet")
+	if _, err := backfill.Merge(oneMerged, []string{one}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := readText(t, merged+".profile.json"), readText(t, oneMerged+".profile.json"); a != b {
+		t.Errorf("profile of the shards:\n%s\nof one shard:\n%s", a, b)
+	}
+
+	reversed := slices.Clone(parts[0])
+	slices.Reverse(reversed)
+	moved := slices.Clone(parts[0]) // its last row numbered past the spine
+	moved[len(moved)-1] = []features.Value{moved[len(moved)-1][0], features.Int(spineRows), moved[len(moved)-1][2]}
+	twice := slices.Clone(parts[0]) // its second row numbered as its first
+	twice[1] = []features.Value{twice[1][0], twice[0][1], twice[1][2]}
+	for name, c := range map[string]struct {
+		rows    [][]features.Value
+		others  []string
+		wantErr string
+	}{
+		"reversed": {reversed, paths[1:], "is missing or repeated, or a shard is out of order"},
+		"twice":    {twice, paths[1:], "_spine_row are not in increasing order"},
+		"moved":    {moved, paths[1:], fmt.Sprintf("spine row %d is missing or repeated", parts[0][len(parts[0])-1][1].Int())},
+		"missing":  {parts[0], paths[1:2], "give every shard once"},
+	} {
+		bad := filepath.Join(dir, name+".parquet")
+		writeGroups(t, bad, cols, c.rows, spineRows, 7)
+		_, err := backfill.Merge(filepath.Join(dir, name+"-merged.parquet"), append([]string{bad}, c.others...))
+		if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+			t.Errorf("%s: %v, want an error saying %q", name, err, c.wantErr)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name+"-merged.parquet")); !os.IsNotExist(err) {
+			t.Errorf("%s: a merged file was left: %v", name, err)
+		}
+	}
+}
+
+func readText(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

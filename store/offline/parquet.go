@@ -534,25 +534,56 @@ func rowsOf(data []ColumnValues) [][]features.Value {
 // readParquet reads a file's columns named in only, or all of them if
 // only is empty.
 func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data []ColumnValues, meta map[string]string, err error) {
-	if err := checkFooter(r, size); err != nil {
+	pf, err := openParquet(r, size, only)
+	if err != nil {
 		return nil, nil, nil, err
+	}
+	data = pf.newData(min(pf.f.NumRows(), 1<<20)) // as the footer says, within reason: it may lie
+	for g := range pf.f.RowGroups() {
+		if err := pf.readGroup(g, data); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	for i := range data {
+		if data[i].Len() != int(pf.f.NumRows()) {
+			return nil, nil, nil, fmt.Errorf("column %s: %d values for %d rows", pf.cols[i].Name, data[i].Len(), pf.f.NumRows())
+		}
+	}
+	return pf.cols, data, pf.meta, nil
+}
+
+// parquetFile is a Parquet file with a flat schema, open to read a row
+// group at a time.
+type parquetFile struct {
+	f      *parquet.File
+	cols   []Column // the columns read
+	leaves []leaf   // by file column
+	at     []int    // by file column, its place in cols, or -1
+	meta   map[string]string
+	sc     readScratch
+}
+
+// openParquet opens a file to read its columns named in only, or all of
+// them if only is empty.
+func openParquet(r io.ReaderAt, size int64, only []string) (pf *parquetFile, err error) {
+	if err := checkFooter(r, size); err != nil {
+		return nil, err
 	}
 	// The file may come from anywhere (a spine): parquet-go panics on some
 	// malformed files rather than failing.
 	defer func() {
 		if p := recover(); p != nil {
-			cols, data, meta, err = nil, nil, nil, fmt.Errorf("not a valid Parquet file: %v", p)
+			pf, err = nil, fmt.Errorf("not a valid Parquet file: %v", p)
 		}
 	}()
-	pf, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
+	f, err := parquet.OpenFile(r, size, parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	cols, leaves, err := fileColumns(pf.Schema())
+	cols, leaves, err := fileColumns(f.Schema())
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	// at[c] is where file column c goes in data, or -1.
 	at := make([]int, len(cols))
 	for c := range at {
 		at[c] = c
@@ -568,22 +599,26 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data 
 		}
 		cols = cols[:n]
 	}
-	for _, rg := range pf.Metadata().RowGroups {
+	for _, rg := range f.Metadata().RowGroups {
 		for _, cc := range rg.Columns {
 			// parquet-go v0.32 mis-decodes some LZ4 pages (parquet-go issue
 			// 608) and loops without end on corrupt ones.
 			if c := cc.MetaData.Codec; c == format.Lz4 || c == format.Lz4Raw {
-				return nil, nil, nil, fmt.Errorf("column %s: %s compression is not supported: write the file with SNAPPY or ZSTD", strings.Join(cc.MetaData.PathInSchema, "."), c)
+				return nil, fmt.Errorf("column %s: %s compression is not supported: write the file with SNAPPY or ZSTD", strings.Join(cc.MetaData.PathInSchema, "."), c)
 			}
 		}
 	}
-	meta = make(map[string]string, len(pf.Metadata().KeyValueMetadata))
-	for _, kv := range pf.Metadata().KeyValueMetadata {
+	meta := make(map[string]string, len(f.Metadata().KeyValueMetadata))
+	for _, kv := range f.Metadata().KeyValueMetadata {
 		meta[kv.Key] = kv.Value
 	}
-	data = make([]ColumnValues, len(cols))
-	n := min(pf.NumRows(), 1<<20) // as the footer says, within reason: it may lie
-	for i, c := range cols {
+	return &parquetFile{f: f, cols: cols, leaves: leaves, at: at, meta: meta, sc: readScratch{values: make([]parquet.Value, 1024)}}, nil
+}
+
+// newData returns empty columns for n rows of the columns read.
+func (pf *parquetFile) newData(n int64) []ColumnValues {
+	data := make([]ColumnValues, len(pf.cols))
+	for i, c := range pf.cols {
 		data[i].Type = c.Type
 		switch {
 		case c.Type == features.TypeString:
@@ -595,25 +630,83 @@ func readParquet(r io.ReaderAt, size int64, only []string) (cols []Column, data 
 			data[i].Bits = make([]uint64, 0, n)
 		}
 	}
-	sc := readScratch{values: make([]parquet.Value, 1024)}
-	for _, rg := range pf.RowGroups() {
-		for _, cc := range rg.ColumnChunks() {
-			c := cc.Column()
-			if c < 0 || c >= len(at) || at[c] < 0 {
-				continue
-			}
-			if err := readColumn(cc, &data[at[c]], int(rg.NumRows()), &leaves[c], &sc); err != nil {
-				return nil, nil, nil, fmt.Errorf("column %s: %w", cols[at[c]].Name, err)
-			}
+	return data
+}
+
+// readGroup appends row group g's rows to data.
+func (pf *parquetFile) readGroup(g int, data []ColumnValues) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("not a valid Parquet file: %v", p)
 		}
+	}()
+	rg := pf.f.RowGroups()[g]
+	for _, cc := range rg.ColumnChunks() {
+		c := cc.Column()
+		if c < 0 || c >= len(pf.at) || pf.at[c] < 0 {
+			continue
+		}
+		if err := readColumn(cc, &data[pf.at[c]], int(rg.NumRows()), &pf.leaves[c], &pf.sc); err != nil {
+			return fmt.Errorf("column %s: %w", pf.cols[pf.at[c]].Name, err)
+		}
+	}
+	return nil
+}
+
+// FileReader reads a local Parquet file a row group at a time, as ReadFile
+// reads it whole: for files too large to hold.
+type FileReader struct {
+	f    *os.File
+	pf   *parquetFile
+	path string
+}
+
+// OpenFile opens a local Parquet file to read its row groups.
+func OpenFile(path string) (*FileReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		var pf *parquetFile
+		if pf, err = openParquet(f, st.Size(), nil); err == nil {
+			return &FileReader{f: f, pf: pf, path: path}, nil
+		}
+	}
+	f.Close()
+	return nil, fmt.Errorf("read %s: %w", path, err)
+}
+
+// Columns returns the file's columns.
+func (r *FileReader) Columns() []Column { return r.pf.cols }
+
+// Meta returns the file's key/value metadata.
+func (r *FileReader) Meta() map[string]string { return r.pf.meta }
+
+// NumRows returns the rows the file's footer counts.
+func (r *FileReader) NumRows() int64 { return r.pf.f.NumRows() }
+
+// RowGroups returns the number of row groups.
+func (r *FileReader) RowGroups() int { return len(r.pf.f.RowGroups()) }
+
+// RowGroup reads row group g's rows.
+func (r *FileReader) RowGroup(g int) ([][]features.Value, error) {
+	n := r.pf.f.RowGroups()[g].NumRows()
+	data := r.pf.newData(min(n, 1<<20))
+	if err := r.pf.readGroup(g, data); err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.path, err)
 	}
 	for i := range data {
-		if data[i].Len() != int(pf.NumRows()) {
-			return nil, nil, nil, fmt.Errorf("column %s: %d values for %d rows", cols[i].Name, data[i].Len(), pf.NumRows())
+		if data[i].Len() != int(n) {
+			return nil, fmt.Errorf("read %s: column %s: %d values for %d rows", r.path, r.pf.cols[i].Name, data[i].Len(), n)
 		}
 	}
-	return cols, data, meta, nil
+	return rowsOf(data), nil
 }
+
+// Close closes the file.
+func (r *FileReader) Close() error { return r.f.Close() }
 
 // checkFooter checks that a Parquet file's footer fits in the file, before
 // parquet-go allocates what its length says.
