@@ -105,7 +105,7 @@ func TestReadCSVChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := map[string]features.Type{"user_id": features.TypeString}
-	s, err := readCSV(good, keys)
+	s, err := readCSV(good, keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestReadCSVChunks(t *testing.T) {
 	if err := os.WriteFile(badPath, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = readCSV(badPath, keys)
+	_, err = readCSV(badPath, keys, nil)
 	want := fmt.Sprintf("spine %s: row %d: record on line %d: wrong number of fields", badPath, bad+1, line)
 	var pe *csv.ParseError
 	if err == nil || err.Error() != want || !errors.As(err, &pe) {

@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
@@ -65,38 +64,6 @@ type Shard struct{ Index, Count int }
 // the features: each row's index in the spine, by which Merge restores the
 // spine's order (and which it drops).
 const SpineRowColumn = "_spine_row"
-
-// shard keeps the rows of sp whose entity, by the join keys in keyCols,
-// hashes to sh.Index of sh.Count, and numbers them (SpineRowColumn): a
-// shard builds the state of its entities only, so shards split the work of
-// the engine, not just the spine.
-func shard(sp *spine, keyCols []int, sh Shard) {
-	sp.sharded, sp.spineRows = true, sp.len()
-	var key []byte
-	vals := make([]features.Value, len(keyCols))
-	var kept []int
-	for i := range sp.spineRows {
-		for j, c := range keyCols {
-			vals[j] = sp.table.get(i, c)
-		}
-		key, _ = online.AppendEntityKey(key[:0], vals...)
-		if xxhash.Sum64(key)%uint64(sh.Count) == uint64(sh.Index) {
-			kept = append(kept, i)
-		}
-	}
-	all := sp.table
-	sp.cols = append(sp.cols, offline.Column{Name: SpineRowColumn, Type: features.TypeInt})
-	sp.table = newTable(len(kept), columnTypes(sp.cols))
-	var row []features.Value
-	for n, i := range kept {
-		row = append(all.row(row[:0], i), features.Int(int64(i)))
-		for c, v := range row {
-			sp.table.set(n, c, v)
-		}
-		sp.times[n], sp.past[n] = sp.times[i], sp.past[i]
-	}
-	sp.times, sp.past = sp.times[:len(kept)], sp.past[:len(kept)]
-}
 
 // Progress hears how far a dataset has come.
 type Progress interface {
@@ -324,7 +291,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := features.NewRegistry(cfg.Offline).Check(ctx, cfg.Definitions, views...); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
-	sp, err := readSpine(cfg.Spine, cfg.TimestampColumn, p.keys)
+	var sh *spineShard
+	if cfg.Shard.Count > 0 {
+		sh = &spineShard{Shard: cfg.Shard, keys: p.entities[0].entity.JoinKeys}
+	}
+	sp, err := readSpine(cfg.Spine, cfg.TimestampColumn, p.keys, sh)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -346,9 +317,6 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		for _, k := range ej.entity.JoinKeys {
 			ej.keyCols = append(ej.keyCols, index(sp.cols, k))
 		}
-	}
-	if cfg.Shard.Count > 0 {
-		shard(sp, p.entities[0].keyCols, cfg.Shard)
 	}
 	// Checked now rather than after hours of computing.
 	if !strings.EqualFold(filepath.Ext(cfg.Out), ".csv") {

@@ -17,8 +17,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
 )
 
 // spine is the input of a dataset: rows of labelled entities at times, in
@@ -58,14 +61,18 @@ func (e *SpineError) Unwrap() error { return e.Err }
 
 // readSpine reads a CSV or Parquet spine (by extension). keys are the join
 // keys the features need, with their types; tsCol is the timestamp column.
-func readSpine(path, tsCol string, keys map[string]features.Type) (*spine, error) {
+//
+// Given a shard, it keeps only the shard's rows (spineShard), numbered in
+// a last column of the table, SpineRowColumn, which Merge orders by: a
+// shard holds its share of the spine, not all of it.
+func readSpine(path, tsCol string, keys map[string]features.Type, sh *spineShard) (*spine, error) {
 	var s *spine
 	var err error
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".csv":
-		s, err = readCSV(path, keys)
+		s, err = readCSV(path, keys, sh)
 	case ".parquet":
-		s, err = readParquet(path, keys)
+		s, err = readParquet(path, sh)
 	default:
 		return nil, &SpineError{File: path, Err: errors.New("want a .csv or .parquet file")}
 	}
@@ -73,7 +80,63 @@ func readSpine(path, tsCol string, keys map[string]features.Type) (*spine, error
 		return nil, err
 	}
 	s.path = path
-	return s, s.check(path, tsCol, keys)
+	if err := s.check(path, tsCol, keys); err != nil {
+		return nil, err
+	}
+	if s.sharded {
+		s.cols = append(s.cols, offline.Column{Name: SpineRowColumn, Type: features.TypeInt})
+	}
+	return s, nil
+}
+
+// spineShard is the shard of a spine's rows a dataset is built for: those
+// whose entity, by its join keys, hashes to Index of Count. A shard builds
+// the state of its entities only, so shards split the work of the engine,
+// not just the spine.
+type spineShard struct {
+	Shard
+	keys []string // the first entity's join keys
+	at   []int    // by key, its column, once the columns are known
+	vals []features.Value
+	key  []byte
+}
+
+// locate finds the keys' columns; a key the spine lacks keeps every row,
+// for check to name it.
+func (sh *spineShard) locate(cols []offline.Column) {
+	sh.at = sh.at[:0]
+	for _, k := range sh.keys {
+		j := index(cols, k)
+		if j < 0 {
+			sh.at = nil
+			return
+		}
+		sh.at = append(sh.at, j)
+	}
+	sh.vals = make([]features.Value, len(sh.at))
+}
+
+// keeps reports whether a row, its value in column j given by value, is
+// the shard's. Not safe for concurrent use: each reader has its own copy.
+func (sh *spineShard) keeps(value func(j int) features.Value) bool {
+	if sh.at == nil {
+		return true
+	}
+	for i, j := range sh.at {
+		sh.vals[i] = value(j)
+	}
+	sh.key, _ = online.AppendEntityKey(sh.key[:0], sh.vals...)
+	return xxhash.Sum64(sh.key)%uint64(sh.Count) == uint64(sh.Index)
+}
+
+// clone returns a copy for another goroutine; nil for nil.
+func (sh *spineShard) clone() *spineShard {
+	if sh == nil {
+		return nil
+	}
+	c := *sh
+	c.at, c.vals, c.key = slices.Clone(sh.at), make([]features.Value, len(sh.vals)), nil
+	return &c
 }
 
 // check finds the timestamp column, converts it to times, and checks that
@@ -124,7 +187,7 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 // of the spine came from.
 func (s *spine) fileRow(r int) int {
 	if s.sharded {
-		r = int(s.table.get(r, len(s.cols)-1).Int()) // SpineRowColumn
+		r = int(s.table.get(r, s.table.width-1).Int()) // SpineRowColumn
 	}
 	return r + 1 + s.headerRows(s.path)
 }
@@ -165,12 +228,48 @@ func timestamp(v features.Value) (features.Value, error) {
 	return features.Null, fmt.Errorf("a %s is not a timestamp", v.Type())
 }
 
-func readParquet(path string, keys map[string]features.Type) (*spine, error) {
-	cols, rows, _, err := offline.ReadFile(path)
+// readParquet reads a Parquet spine a row group at a time, keeping the
+// shard's rows if sh is not nil.
+func readParquet(path string, sh *spineShard) (*spine, error) {
+	r, err := offline.OpenFile(path)
 	if err != nil {
 		return nil, &SpineError{File: path, Err: err}
 	}
-	return &spine{cols: cols, table: tableOf(cols, rows)}, nil
+	defer r.Close()
+	s := &spine{cols: r.Columns(), sharded: sh != nil}
+	types := columnTypes(s.cols)
+	if sh != nil {
+		sh.locate(s.cols)
+		types = append(types, features.TypeInt) // SpineRowColumn
+	}
+	var kept [][]features.Value
+	for g := range r.RowGroups() {
+		rows, err := r.RowGroup(g)
+		if err != nil {
+			return nil, &SpineError{File: path, Err: err}
+		}
+		for _, row := range rows {
+			n := s.spineRows
+			s.spineRows++
+			switch {
+			case sh == nil:
+			case sh.keeps(func(j int) features.Value { return row[j] }):
+				// A copy: a row group's rows share one array, which a
+				// row kept would keep whole.
+				row = append(slices.Clip(row), features.Int(int64(n)))
+			default:
+				continue
+			}
+			kept = append(kept, row)
+		}
+	}
+	s.table = newTable(len(kept), types)
+	for i, row := range kept {
+		for c, v := range row {
+			s.table.set(i, c, v)
+		}
+	}
+	return s, nil
 }
 
 // readCSV reads a CSV spine with a header, in two passes: the first finds
@@ -180,7 +279,10 @@ func readParquet(path string, keys map[string]features.Type) (*spine, error) {
 // string, whichever all its values parse as with every digit (typeGuess);
 // empty cells are null. The rows are
 // split into a chunk per core, read at once in both passes.
-func readCSV(path string, keys map[string]features.Type) (*spine, error) {
+//
+// Given a shard, both passes hash each record's join keys, and the table
+// holds the shard's rows alone.
+func readCSV(path string, keys map[string]features.Type, sh *spineShard) (*spine, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &SpineError{File: path, Err: err}
@@ -216,13 +318,36 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 	for _, c := range chunks {
 		c.fields = len(header)
 	}
+	// keeps reports whether a record is the shard's, its join keys parsed
+	// as their types; one whose keys do not parse is kept, for the second
+	// pass to report.
+	keeps := func(*spineShard, []string) bool { return true }
+	if sh != nil {
+		s.sharded = true
+		sh.locate(s.cols)
+		keeps = func(sh *spineShard, rec []string) bool {
+			ok := true
+			kept := sh.keeps(func(j int) features.Value {
+				v, err := parseCell(rec[j], keys[s.cols[j].Name])
+				ok = ok && err == nil
+				return v
+			})
+			return kept || !ok
+		}
+	}
 
 	guesses := make([][]typeGuess, len(chunks))
+	kept := make([]int, len(chunks))
 	err = eachChunk(path, chunks, func(k int, c *csvChunk) error {
 		guesses[k] = make([]typeGuess, len(header))
+		sh := sh.clone()
 		return c.each(f, func(_ int, rec []string) error {
+			// Types from every record, so that every shard has the same.
 			for j, cell := range rec {
 				guesses[k][j].see(cell)
+			}
+			if keeps(sh, rec) {
+				kept[k]++
 			}
 			return nil
 		})
@@ -231,8 +356,9 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		return nil, err
 	}
 	rows := 0
-	for _, c := range chunks {
-		c.first, rows = rows, rows+c.rows
+	for k, c := range chunks {
+		c.first, c.firstKept = s.spineRows, rows
+		s.spineRows, rows = s.spineRows+c.rows, rows+kept[k]
 	}
 	for j, c := range s.cols {
 		if t, ok := keys[c.Name]; ok {
@@ -245,11 +371,21 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 		}
 		s.cols[j].Type = g.typ()
 	}
-	s.table = newTable(rows, columnTypes(s.cols))
-	err = eachChunk(path, chunks, func(_ int, c *csvChunk) error {
-		counted := c.rows
+	types := columnTypes(s.cols)
+	if sh != nil {
+		types = append(types, features.TypeInt) // SpineRowColumn
+	}
+	s.table = newTable(rows, types)
+	err = eachChunk(path, chunks, func(k int, c *csvChunk) error {
+		counted, r := c.rows, c.firstKept
+		sh := sh.clone()
 		err := c.each(f, func(i int, rec []string) error {
-			if i >= counted {
+			switch {
+			case i >= counted:
+				return errFileChanged
+			case !keeps(sh, rec):
+				return nil
+			case r == c.firstKept+kept[k]:
 				return errFileChanged
 			}
 			for j, cell := range rec {
@@ -257,11 +393,15 @@ func readCSV(path string, keys map[string]features.Type) (*spine, error) {
 				if err != nil {
 					return fmt.Errorf("column %q: %w", s.cols[j].Name, err)
 				}
-				s.table.set(c.first+i, j, v)
+				s.table.set(r, j, v)
 			}
+			if sh != nil {
+				s.table.set(r, len(s.cols), features.Int(int64(c.first+i)))
+			}
+			r++
 			return nil
 		})
-		if err == nil && c.rows != counted {
+		if err == nil && (c.rows != counted || r != c.firstKept+kept[k]) {
 			err = &chunkError{err: errFileChanged}
 		}
 		return err
@@ -282,6 +422,7 @@ type csvChunk struct {
 	fields     int // per record
 	rows       int // records read by each
 	first      int // its first record's index among the file's, once known
+	firstKept  int // its first kept record's row in the spine's table, once known
 }
 
 // chunkError is a chunk's first error, at a row counted from the chunk's
