@@ -174,10 +174,18 @@ func (in *Ingester) seedPartition(ctx context.Context, m *onlineredis.Markers, u
 	end, err := in.readChangelog(ctx, v.changelog, partition, 0, func(recs []*kgo.Record) error {
 		pipe := in.cfg.Redis.Pipeline()
 		for _, r := range recs {
-			if r.Value == nil {
-				pipe.Del(ctx, v.redisKey+string(r.Key))
+			key := v.redisKey + string(r.Key)
+			// A state lives the view's TTL from when ingest wrote it (the
+			// record's time), as it would have in Redis: a state long
+			// unchanged is not brought back for another TTL.
+			ttl := view.TTL
+			if ttl > 0 {
+				ttl -= max(time.Since(r.Timestamp), 0) // a clock ahead of this one's
+			}
+			if r.Value == nil || view.TTL > 0 && ttl < time.Millisecond {
+				pipe.Del(ctx, key)
 			} else {
-				pipe.Set(ctx, v.redisKey+string(r.Key), r.Value, view.TTL)
+				pipe.Set(ctx, key, r.Value, ttl)
 			}
 		}
 		records += int64(len(recs))

@@ -139,8 +139,19 @@ func TestRedisFlushedWhileRunning(t *testing.T) {
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
 	waitSeeded(t, addr)
 
+	// Reseeded states live the view's TTL from when they were written,
+	// not from the reseed.
+	keys, err := rdb.Keys(context.Background(), "quiver:user_txn:v1:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no user_txn states in Redis (%v)", err)
+	}
+	time.Sleep(1500 * time.Millisecond)
 	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
+	}
+	waitSeeded(t, addr)
+	if ttl, err := rdb.PTTL(context.Background(), keys[0]).Result(); err != nil || ttl > 720*time.Hour-1500*time.Millisecond {
+		t.Errorf("%s reseeded with TTL %v (%v), want under 720h less the 1.5 s since its write", keys[0], ttl, err)
 	}
 	ingesttest.Produce(t, brokers, "transactions", txns[3000:])
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
