@@ -3,11 +3,18 @@ package offline_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,5 +167,63 @@ func TestS3CreateFilePermanentConflict(t *testing.T) {
 		if elapsed := time.Since(start); err == nil || !strings.Contains(err.Error(), code) || elapsed > 250*time.Millisecond {
 			t.Errorf("CreateFile(%s): %v after %v; want an error naming %s at once", name, err, elapsed.Round(time.Millisecond), code)
 		}
+	}
+}
+
+// TestS3CreateFileTransientConflict: a 409 Conflict that S3 answers to a
+// conditional PUT racing another (ConditionalRequestConflict) is retried,
+// and the file is written once it clears; one that never clears fails
+// after five attempts, naming the code. The conflicts are answered by a
+// proxy in front of the server, as AWS would answer them.
+func TestS3CreateFileTransientConflict(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conflicts, puts atomic.Int64 // conflicts to answer before passing PUTs on
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.Header.Get("If-None-Match") == "*" {
+			puts.Add(1)
+			if conflicts.Add(-1) >= 0 {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusConflict)
+				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code>`+
+					`<Message>A conflicting conditional operation is currently in progress against this resource. Please try again.</Message></Error>`)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	opts := srv.Options(bucket, "quiver")
+	opts.Endpoint = front.URL
+	d, err := offline.NewS3Dir(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	conflicts.Store(2)
+	if err := d.CreateFile(ctx, "a", []byte("x")); err != nil {
+		t.Fatalf("after two conflicts: %v", err)
+	}
+	if got, err := d.ReadFile(ctx, "a"); err != nil || string(got) != "x" {
+		t.Errorf("read %q, %v; want x", got, err)
+	}
+	if n := puts.Load(); n != 3 {
+		t.Errorf("%d PUTs, want 3", n)
+	}
+
+	conflicts.Store(100)
+	puts.Store(0)
+	if err := d.CreateFile(ctx, "b", []byte("y")); err == nil || !strings.Contains(err.Error(), "ConditionalRequestConflict") {
+		t.Errorf("conflicts that never clear: %v, want an error naming ConditionalRequestConflict", err)
+	}
+	if n := puts.Load(); n != 5 {
+		t.Errorf("%d PUTs, want 5", n)
 	}
 }
