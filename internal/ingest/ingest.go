@@ -469,9 +469,13 @@ func (in *Ingester) Run(ctx context.Context) error {
 	in.mu.Unlock()
 	// Until Run returns, or a fatal error wakes poll.
 	var watching sync.WaitGroup
-	watching.Go(func() { in.watchLag(poll) })
+	watching.Go(func() {
+		in.every(poll, lagInterval, in.checkLag, &in.lagWarn, "listing end offsets for the lag failed; trying again")
+	})
 	if in.cfg.Redis != nil {
-		watching.Go(func() { in.watchRedis(poll) })
+		watching.Go(func() {
+			in.every(poll, redisCheckInterval, in.checkRedis, &in.redisWarn, "checking that Redis holds the states failed; trying again")
+		})
 	}
 	defer func() { wake(); watching.Wait() }()
 	for {

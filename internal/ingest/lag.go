@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"golang.org/x/time/rate"
 )
 
 // lagInterval is how often a running ingest lists the end offsets of the
@@ -114,10 +115,37 @@ func (ps *positions) topics() []string {
 	return ts
 }
 
-// watchLag updates the lag of the owned partitions from their end offsets
-// every lagInterval until ctx ends.
-func (in *Ingester) watchLag(ctx context.Context) {
-	tick := time.NewTicker(lagInterval)
+// checkLag updates the lag of the owned partitions from their end offsets.
+func (in *Ingester) checkLag(ctx context.Context) error {
+	topics := in.positions.topics()
+	if len(topics) == 0 {
+		return nil
+	}
+	ends, err := in.admin.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	var starts kadm.ListedOffsets
+	if err == nil {
+		starts, err = in.admin.ListStartOffsets(ctx, topics...)
+	}
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return err
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		s, _ := starts.Lookup(o.Topic, o.Partition)
+		in.positions.observe(o.Topic, o.Partition, s.Offset, o.Offset)
+	})
+	return nil
+}
+
+// every runs check every d until ctx ends. A check that fails is logged
+// (msg, at most as often as warn allows) and tried again at the next tick.
+func (in *Ingester) every(ctx context.Context, d time.Duration, check func(context.Context) error, warn *rate.Sometimes, msg string) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		select {
@@ -125,30 +153,8 @@ func (in *Ingester) watchLag(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		topics := in.positions.topics()
-		if len(topics) == 0 {
-			continue
+		if err := check(ctx); err != nil && ctx.Err() == nil {
+			warn.Do(func() { in.log.Warn(msg, "err", err) })
 		}
-		ends, err := in.admin.ListEndOffsets(ctx, topics...)
-		if err == nil {
-			err = ends.Error()
-		}
-		var starts kadm.ListedOffsets
-		if err == nil {
-			starts, err = in.admin.ListStartOffsets(ctx, topics...)
-		}
-		if err == nil {
-			err = starts.Error()
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				in.lagWarn.Do(func() { in.log.Warn("listing end offsets for the lag failed; trying again", "err", err) })
-			}
-			continue
-		}
-		ends.Each(func(o kadm.ListedOffset) {
-			s, _ := starts.Lookup(o.Topic, o.Partition)
-			in.positions.observe(o.Topic, o.Partition, s.Offset, o.Offset)
-		})
 	}
 }

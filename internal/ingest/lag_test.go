@@ -56,7 +56,7 @@ func TestLagWhileStalled(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Registerer: reg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Registerer: reg, Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,21 +126,10 @@ func waitGauges(t *testing.T, reg prometheus.Gatherer, lag, committed int) {
 // sumGauge sums a gauge's series of one topic.
 func sumGauge(t *testing.T, reg prometheus.Gatherer, name, topic string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "topic" && l.GetValue() == topic {
-					sum += m.GetGauge().GetValue()
-				}
-			}
+	for _, s := range gather(t, reg, name) {
+		if s.labels["topic"] == topic {
+			sum += s.value
 		}
 	}
 	return sum

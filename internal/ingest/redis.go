@@ -66,27 +66,11 @@ func (in *Ingester) seedRedis(ctx context.Context, parts map[*viewRoute][]int32)
 }
 
 // redisCheckInterval is how often a running ingest checks that Redis still
-// holds the states of the partitions it owns.
+// holds the states of the partitions it owns (checkRedis). A check that
+// fails is tried again at the next tick: while Redis does not answer,
+// serve is not ready either, and ingest's next flush to Redis fails and
+// stops it.
 const redisCheckInterval = time.Second
-
-// watchRedis runs checkRedis every redisCheckInterval until ctx ends. A
-// check that fails is logged and tried again at the next tick: while Redis
-// does not answer, serve is not ready either, and ingest's next flush to
-// Redis fails and stops it.
-func (in *Ingester) watchRedis(ctx context.Context) {
-	tick := time.NewTicker(redisCheckInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if err := in.checkRedis(ctx); err != nil && ctx.Err() == nil {
-			in.redisWarn.Do(func() { in.log.Warn("checking that Redis holds the states failed; trying again", "err", err) })
-		}
-	}
-}
 
 // checkRedis writes again every state of the changelog partitions this
 // instance owns whose seeded markers say Redis lost them since they were

@@ -102,20 +102,37 @@ func waitSeeded(t *testing.T, addrs ...string) {
 // seeds returns quiver_ingest_redis_seeds_total by reason and view.
 func seeds(t *testing.T, reg prometheus.Gatherer) map[string]float64 {
 	t.Helper()
+	out := map[string]float64{}
+	for _, s := range gather(t, reg, "quiver_ingest_redis_seeds_total") {
+		out[s.labels["reason"]+" "+s.labels["view"]] = s.value
+	}
+	return out
+}
+
+// series is a metric's series: its labels and its value.
+type series struct {
+	labels map[string]string
+	value  float64
+}
+
+// gather returns the series of the counter or gauge name.
+func gather(t *testing.T, reg prometheus.Gatherer, name string) []series {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
+	var out []series
 	for _, mf := range mfs {
-		if mf.GetName() == "quiver_ingest_redis_seeds_total" {
-			for _, m := range mf.GetMetric() {
-				labels := map[string]string{}
-				for _, l := range m.GetLabel() {
-					labels[l.GetName()] = l.GetValue()
-				}
-				out[labels["reason"]+" "+labels["view"]] = m.GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			s := series{labels: map[string]string{}, value: m.GetCounter().GetValue() + m.GetGauge().GetValue()}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
 			}
+			out = append(out, s)
 		}
 	}
 	return out
