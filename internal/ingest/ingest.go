@@ -259,6 +259,8 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		// Events of a transaction its producer aborted are not events.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// A fetch waits for a megabyte, or the flush interval: the
 		// broker gathers what trickles in, and a busy one answers at once.
 		kgo.FetchMinBytes(1 << 20),
