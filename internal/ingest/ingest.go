@@ -261,6 +261,10 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		kgo.BlockRebalanceOnPoll(),
 		// Events of a transaction its producer aborted are not events.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// A transaction's commit or abort marker is the last offset of
+		// its partition until the next record: ingest commits past the
+		// markers it fetches, or its lag would never reach zero.
+		kgo.KeepControlRecords(),
 		// A fetch waits for a megabyte, or the flush interval: the
 		// broker gathers what trickles in, and a busy one answers at once.
 		kgo.FetchMinBytes(1 << 20),
@@ -626,13 +630,15 @@ func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, e
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			in.positions.observe(p.Topic, p.Partition, p.LogStartOffset, p.HighWatermark)
+			in.positions.observe(p.Topic, p.Partition, p.LogStartOffset, p.LastStableOffset)
+			last := p.Records[len(p.Records)-1].Offset // the commit covers the markers too
+			p.Records = slices.DeleteFunc(p.Records, func(r *kgo.Record) bool { return r.Attrs.IsControl() })
 			if sr := in.sources[p.Topic]; sr != nil {
 				in.metrics.consumed.WithLabelValues("source").Add(float64(len(p.Records)))
-				in.checkAndRekey(ctx, parts[i], sr, p)
+				in.checkAndRekey(ctx, parts[i], sr, p, last)
 			} else {
 				in.metrics.consumed.WithLabelValues("repartition").Add(float64(len(p.Records)))
-				errs[i] = in.aggregate(parts[i], in.entries[p.Topic], p)
+				errs[i] = in.aggregate(parts[i], in.entries[p.Topic], p, last)
 			}
 		})
 	}
@@ -714,11 +720,12 @@ const (
 
 // checkAndRekey is stage one: decode each source event, send what is bad or
 // late to the DLQ, and re-key the rest to each entity's repartition topic.
+// The partition is done up to offset last.
 //
 // Per-record bytes (headers, keys, encoded events) are appended to one
 // arena and records taken from a slab: kgo keeps them until the batch's
 // flush, and the arena and slab outlive it.
-func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute, p kgo.FetchTopicPartition) {
+func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute, p kgo.FetchTopicPartition, last int64) {
 	wm := in.watermarks[p.Topic][p.Partition]
 	lateness := sr.src.AllowedLateness.Milliseconds()
 	skew := in.cfg.MaxFutureSkew.Milliseconds()
@@ -817,7 +824,7 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 		}
 	}
 	b.watermarks[p.Topic] = map[int32]int64{p.Partition: wm}
-	b.commitAt(p.Topic, p.Partition, p.Records[len(p.Records)-1].Offset, "wm="+strconv.FormatInt(wm, 10))
+	b.commitAt(p.Topic, p.Partition, last, "wm="+strconv.FormatInt(wm, 10))
 }
 
 // ReasonMissingKey is the DLQ reason of an event that no view can take: a
@@ -912,8 +919,9 @@ func parseInt(b []byte) (int64, bool) {
 }
 
 // aggregate is stage two: apply re-keyed events to their entities' states,
-// skipping those a state has already applied.
-func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartition) error {
+// skipping those a state has already applied. The partition is done up to
+// offset last.
+func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartition, last int64) error {
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	var ev features.Event
 	for _, r := range p.Records {
@@ -959,7 +967,7 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			}
 		}
 	}
-	b.commitAt(p.Topic, p.Partition, p.Records[len(p.Records)-1].Offset, "")
+	b.commitAt(p.Topic, p.Partition, last, "")
 	return nil
 }
 

@@ -32,7 +32,7 @@ type positions struct {
 type position struct {
 	committed int64 // next offset to process; -1 until the group commits one
 	start     int64 // where the consumer starts without a commit: the log's start
-	end       int64 // the partition's end offset, last seen
+	end       int64 // the partition's last stable offset, last seen: the end a read_committed consumer reaches
 }
 
 // own starts tracking assigned partitions, from their committed offsets
@@ -121,7 +121,7 @@ func (in *Ingester) checkLag(ctx context.Context) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	ends, err := in.admin.ListEndOffsets(ctx, topics...)
+	ends, err := in.admin.ListCommittedOffsets(ctx, topics...) // the last stable offsets: a read_committed consumer's end
 	if err == nil {
 		err = ends.Error()
 	}
