@@ -119,7 +119,7 @@ func decodeValue(v *fastjson.Value, t Type, scratch []byte) (Value, error) {
 	case TypeString:
 		if jt == fastjson.TypeString {
 			b, _ := v.StringBytes()
-			return String(validUTF8(b)), nil
+			return String(ValidUTF8(b)), nil
 		}
 	case TypeInt:
 		if jt == fastjson.TypeNumber {
@@ -171,9 +171,11 @@ func decodeValue(v *fastjson.Value, t Type, scratch []byte) (Value, error) {
 	return Null, fmt.Errorf("want %s, got %s", t, jsonKind(jt, text))
 }
 
-// validUTF8 returns b as a string, each byte that is not valid UTF-8
-// replaced by U+FFFD, as encoding/json does.
-func validUTF8(b []byte) string {
+// ValidUTF8 returns b as a string, each byte that is not valid UTF-8
+// replaced by U+FFFD, as encoding/json does. A string from outside bytes
+// that can name an entity goes through it wherever it is read (an event,
+// a lookup, a spine), so that all of them name the entity alike.
+func ValidUTF8(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}

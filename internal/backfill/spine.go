@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -677,6 +678,9 @@ func parseCell(c string, t features.Type) (features.Value, error) {
 			return features.Null, fmt.Errorf("%q is not true or false", c)
 		}
 		return features.Bool(b), nil
+	}
+	if !utf8.ValidString(c) {
+		c = features.ValidUTF8([]byte(c)) // as ingest decodes an event's strings: the join keys must match
 	}
 	return features.String(c), nil
 }

@@ -219,3 +219,34 @@ func TestSpineCSV(t *testing.T) {
 		t.Errorf("big %v, %v, %v: want them as written", a, b, c)
 	}
 }
+
+// TestSpineInvalidUTF8: a CSV spine's join key holding bytes that are not
+// UTF-8 names the entity ingest logged under the same key: both replace
+// each such byte with U+FFFD.
+func TestSpineInvalidUTF8(t *testing.T) {
+	defs, off := fraudStore(t)
+	src := defs.Source("transactions")
+	var ev features.Event
+	if err := src.DecodeJSON([]byte(`{"txn_id": "t1", "user_id": "caf`+"\xe9"+`", "merchant_id": "m1", "amount": 5, "country": "FR", "ts": "2026-11-20T09:00:00Z"}`), &ev); err != nil {
+		t.Fatal(err)
+	}
+	row := append(append([]features.Value(nil), ev.Fields...), features.Timestamp(ev.Time), features.String("transactions"), features.Int(0), features.Int(0))
+	if err := off.WriteBatch(context.Background(), offline.Batch{Dir: "events/transactions", Columns: offline.EventColumns(src), TimeColumn: len(src.Schema),
+		Stream: "transactions/0", Rows: [][]features.Value{row}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	spine := writeSpine(t, dir, "user_id,ts\ncaf\xe9,2026-11-20T09:30:00Z\n")
+	out := filepath.Join(dir, "out.parquet")
+	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	_, rows, _, err := offline.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user, n := rows[0][0], rows[0][2]; user.Str() != "caf\ufffd" || n != features.Int(1) {
+		t.Errorf("user_id %q, txn_count_1h %v: want \"caf\\ufffd\" and 1", user.Str(), n)
+	}
+}
