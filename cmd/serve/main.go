@@ -205,6 +205,9 @@ func readTokens(path string) ([]string, error) {
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		t := strings.TrimSpace(sc.Text())
+		if line == 1 {
+			t = strings.TrimPrefix(t, "\ufeff") // a byte order mark, as some editors write
+		}
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,5 +25,21 @@ func TestFlagErrors(t *testing.T) {
 		if err := run(args); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want an error with %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestReadTokens: a tokens file an editor saved with a byte order mark
+// still gives its first token as written.
+func TestReadTokens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte("\ufefffirst\r\n# a comment\n\nsecond\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readTokens(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"first", "second"}; !slices.Equal(got, want) {
+		t.Errorf("tokens %q, want %q", got, want)
 	}
 }

@@ -89,7 +89,7 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 		p.columns = append(p.columns, features.FeatureRef{View: v.Name, Feature: f.Name}.Column())
 	}
 	if len(unknown) > 0 {
-		problems = append([]string{"unknown features: " + strings.Join(unknown, "; ")}, problems...)
+		problems = append([]string{"unknown features: " + listSome(unknown, maxProblemBytes/maxProblems-10)}, problems...)
 	}
 	if len(problems) > 0 {
 		return nil, badRequest("%s", joinProblems(problems))

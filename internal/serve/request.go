@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 
@@ -51,12 +52,35 @@ type apiError struct {
 func (e *apiError) Error() string { return e.msg }
 
 func badRequest(format string, args ...any) *apiError {
-	return &apiError{code: http.StatusBadRequest, msg: fmt.Sprintf(format, args...)}
+	return &apiError{code: http.StatusBadRequest, msg: clip(fmt.Sprintf(format, args...), maxErrorBytes)}
+}
+
+// maxErrorBytes bounds an error's text, and maxProblemBytes each problem's,
+// however long the names a request gives: an error echoes what it refuses.
+const (
+	maxErrorBytes   = 4096
+	maxProblemBytes = 1000
+)
+
+// clip cuts s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	i := n - len(mark)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + mark
 }
 
 // decodeRequest decodes and checks the shape of a request body; maxEntities
 // bounds the number of entities. A lookup names its features; a prediction
 // (predict) does not: its model does.
+// optional are the fields a null stands for the absence of.
+var optional = map[string]bool{"features": true, "feature_service": true, "full_feature_names": true, "request_context": true}
+
 func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict bool) (*request, error) {
 	// fastjson is lenient (raw control characters in strings, say):
 	// encoding/json decides what is JSON.
@@ -86,6 +110,9 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict boo
 			return
 		}
 		given[string(key)] = true
+		if v.Type() == fastjson.TypeNull && optional[string(key)] {
+			return // as Feast's clients send an unset field
+		}
 		switch string(key) {
 		case "features":
 			if predict {
@@ -219,7 +246,7 @@ func entityValue(v *fastjson.Value) (features.Value, bool) {
 	switch v.Type() {
 	case fastjson.TypeString:
 		s, _ := v.StringBytes()
-		return features.String(string(s)), true
+		return features.String(features.ValidUTF8(s)), true // as ingest decodes the event's key
 	case fastjson.TypeNumber:
 		if i, err := v.Int64(); err == nil {
 			return features.Int(i), true
@@ -387,9 +414,21 @@ func joinProblems(ps []string) string {
 	if len(ps) == 1 {
 		return ps[0]
 	}
-	s := strconv.Itoa(len(ps)) + " problems: " + strings.Join(ps[:min(len(ps), maxProblems)], "; ")
-	if len(ps) > maxProblems {
-		s += fmt.Sprintf("; and %d more", len(ps)-maxProblems)
+	return strconv.Itoa(len(ps)) + " problems: " + listSome(ps, maxProblemBytes)
+}
+
+// listSome joins the first maxProblems of ps, each clipped to n bytes, and
+// says how many more there are.
+func listSome(ps []string, n int) string {
+	var b strings.Builder
+	for i, p := range ps[:min(len(ps), maxProblems)] {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(clip(p, n))
 	}
-	return s
+	if len(ps) > maxProblems {
+		fmt.Fprintf(&b, "; and %d more", len(ps)-maxProblems)
+	}
+	return b.String()
 }

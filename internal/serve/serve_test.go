@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -448,6 +449,12 @@ func TestBadInput(t *testing.T) {
 		fmt.Fprintf(&many, `"f%d": 0, `, i)
 	}
 	manyFields := `{` + many.String() + `"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
+	var unknown strings.Builder // 100,000 unknown references: the error lists ten
+	for i := range 100_000 {
+		fmt.Fprintf(&unknown, `"v%d:f", `, i)
+	}
+	manyUnknown := `{"features": [` + unknown.String() + `"user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
+	long := strings.Repeat("é", 200_000) // echoed in part, cut on a rune boundary
 	for _, c := range []struct {
 		name, method, path, body string
 		code                     int
@@ -488,6 +495,11 @@ func TestBadInput(t *testing.T) {
 		{"field given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "entities": {"user_id": ["u2"]}}`, 400, `field "entities" is given twice`},
 		{"many problems", "POST", "/get-online-features", manyFields, 400, `50000 problems: unknown field "f0" (want features or feature_service, entities, request_context, full_feature_names); unknown field "f1"`},
 		{"many problems, the rest counted", "POST", "/get-online-features", manyFields, 400, `unknown field "f9" (want features or feature_service, entities, request_context, full_feature_names); and 49990 more`},
+		{"many unknown features", "POST", "/get-online-features", manyUnknown, 400, "unknown features: v0:f: no view v0; v1:f: no view v1; "},
+		{"many unknown features, the rest counted", "POST", "/get-online-features", manyUnknown, 400, "v9:f: no view v9; and 99990 more"},
+		{"long unknown service", "POST", "/get-online-features", `{"feature_service": "` + long + `", "entities": {"user_id": ["u1"]}}`, 400, `unknown feature service "éé`},
+		{"long unknown field", "POST", "/get-online-features", `{"` + long + `": 1, "features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400, `unknown field "éé`},
+		{"long unknown fields", "POST", "/get-online-features", `{"` + long + `": 1, "` + long + `x": 1, "features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400, `éé…; unknown field "éé`},
 		{"request context key given twice", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": 1, "amount": 2}}`, 400, "request_context.amount is given twice"},
 		{"too many entities", "POST", "/get-online-features", big, 400, "too many entities: 1001 in entities.user_id, at most 1000"},
 		{"oversized body", "POST", "/get-online-features", huge, 413, "larger than the limit"},
@@ -504,7 +516,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, r, raw := f.do(t, c.method, c.path, c.body)
-			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) || len(r.Error) > 1500 {
+			if code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) || len(r.Error) > 4096 || !utf8.ValidString(r.Error) {
 				t.Errorf("got %d %s\nwant %d with an error containing %q", code, raw, c.code, c.want)
 			}
 		})
@@ -739,4 +751,53 @@ func TestWatchedCacheFollowsChanges(t *testing.T) {
 	}
 	close(done)
 	wg.Wait()
+}
+
+// TestNullOptionalFields: a null stands for an optional field left out, as
+// clients of Feast's request model send it.
+func TestNullOptionalFields(t *testing.T) {
+	f := newFixture(t)
+	for _, body := range []string{
+		`{"feature_service": null, "features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`,
+		`{"features": null, "feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": 1}}`,
+		`{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "request_context": null, "full_feature_names": null}`,
+	} {
+		if code, _, raw := f.do(t, "POST", "/get-online-features", body); code != http.StatusOK {
+			t.Errorf("%s\n-> %d %s, want 200", body, code, raw)
+		}
+	}
+	if code, r, _ := f.do(t, "POST", "/get-online-features", `{"features": null, "feature_service": null, "entities": {"user_id": ["u1"]}}`); code != http.StatusBadRequest || !strings.Contains(r.Error, "give features (a list of feature references) or feature_service") {
+		t.Errorf("neither features nor a service: %d %q", code, r.Error)
+	}
+}
+
+// TestInvalidUTF8JoinKey: a join key holding bytes that are not UTF-8 is
+// the entity ingest stored under the same key: both replace each such byte
+// with U+FFFD.
+func TestInvalidUTF8JoinKey(t *testing.T) {
+	f := newFixture(t)
+	src := f.defs.Source("payments")
+	var ev features.Event
+	raw := []byte(`{"user_id": "caf` + "\xe9" + `", "card_id": 1, "merchant_id": "m1", "amount": 5, "country": "FR", "ts": ` +
+		fmt.Sprint(now.Add(-10*time.Minute).UnixMilli()) + `}`)
+	if err := src.DecodeJSON(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	eng := f.engines["user_txn@1"]
+	st := eng.NewState()
+	if _, err := eng.Apply(st, &ev); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := online.AppendEntityKey(nil, ev.Fields[src.Field("user_id")]) // as ingest keys it
+	rec := online.EncodeState(eng, st, map[int32]int64{0: 99})
+	if err := f.redis.Set(context.Background(), online.RedisKey("quiver", online.TableOf(f.defs.View("user_txn", 1)), string(key)), rec, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, r, body := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["caf`+"\xe9"+`"]}}`)
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	if r.Results[0].Values[0] != "caf\ufffd" || r.Results[1].Statuses[0] != "PRESENT" {
+		t.Errorf("entity %q %s, want \"caf\\ufffd\" PRESENT: %s", r.Results[0].Values[0], r.Results[1].Statuses[0], body)
+	}
 }
