@@ -186,8 +186,10 @@ var onDemandEnv = sync.OnceValues(func() (*cel.Env, error) {
 })
 
 // compileOnDemand compiles an on-demand expression and checks that it reads
-// only the service's features, by constant reference: f['view@1:feature'].
-func compileOnDemand(expr string, refs []string) (*onDemand, error) {
+// only the service's features, by constant reference as listed in refs:
+// f['view@1:feature']. listedAs says how the service lists the feature a
+// reference names, if it does.
+func compileOnDemand(expr string, refs []string, listedAs func(string) (string, bool)) (*onDemand, error) {
 	env, err := onDemandEnv()
 	if err != nil {
 		return nil, err
@@ -213,7 +215,11 @@ func compileOnDemand(expr string, refs []string) (*onDemand, error) {
 		case !ok:
 			problems = append(problems, "f must be indexed by a constant feature reference, like f['view@1:feature']")
 		case i < 0:
-			problems = append(problems, fmt.Sprintf("f[%q] is not one of the service's features", key))
+			if as, listed := listedAs(key); listed {
+				problems = append(problems, fmt.Sprintf("f[%q]: the service lists this feature as %s; index f by the reference as listed", key, as))
+			} else {
+				problems = append(problems, fmt.Sprintf("f[%q] is not one of the service's features", key))
+			}
 		default:
 			features = append(features, i)
 		}

@@ -90,6 +90,9 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 		return &DecodeError{Reason: ReasonMissingEventTime, Field: s.EventTime, Msg: "missing or null"}
 	}
 	ev.Time = t.Int()
+	if err := CheckTime(ev.Time); err != nil { // an int field, in microseconds say: a timestamp field checked it
+		return &DecodeError{Reason: ReasonSchema, Field: s.EventTime, Msg: "event time " + err.Error()}
+	}
 	return nil
 }
 

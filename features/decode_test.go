@@ -88,6 +88,30 @@ func TestDecodeJSON(t *testing.T) {
 	}
 }
 
+// TestDecodeJSONIntEventTime: an event time declared int is epoch
+// milliseconds, in the range a timestamp field takes. One in microseconds
+// is bad input, not an event of the year 55,000 that would move the
+// watermark and that the event log cannot date.
+func TestDecodeJSONIntEventTime(t *testing.T) {
+	src := parse(t, `project: d
+entities: [{name: user, join_keys: [uid]}]
+sources:
+  - {name: s, topic: s, event_time: ts, schema: {uid: string, ts: int}}
+feature_views:
+  - {name: v, version: 1, entity: user, source: s, features: [{name: c, agg: count}]}
+`).Source("s")
+	var ev features.Event
+	if err := src.DecodeJSON([]byte(`{"uid": "u", "ts": 1700000000000}`), &ev); err != nil || ev.Time != 1700000000000 {
+		t.Errorf("milliseconds: time %d, error %v", ev.Time, err)
+	}
+	for _, in := range []string{`{"uid": "u", "ts": 1700000000000000}`, `{"uid": "u", "ts": -62135596800001}`} {
+		var de *features.DecodeError
+		if err := src.DecodeJSON([]byte(in), &ev); !errors.As(err, &de) || de.Reason != features.ReasonSchema || de.Field != "ts" {
+			t.Errorf("%s: error %v, want reason %s on field ts", in, err, features.ReasonSchema)
+		}
+	}
+}
+
 // FuzzDecodeJSON feeds arbitrary bytes to the event decoder: an event comes
 // back with one value of its declared type (or null) per field, or a
 // *DecodeError with a known reason; never a panic.

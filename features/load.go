@@ -259,10 +259,13 @@ func (d *decoder) schema(n *yaml.Node, path string) (fields []Field, untyped map
 			continue
 		}
 		p := path + "." + name
-		if name == "" || slices.Contains(logColumns, name) {
+		if name == "" || slices.Contains(logColumns, name) || strings.ContainsAny(name, ",\x00") {
 			what := "is empty"
-			if name != "" {
+			switch {
+			case slices.Contains(logColumns, name):
 				what = "is a column the offline event log adds to every source"
+			case name != "":
+				what = "holds a comma or NUL, which no column of the offline event log may"
 			}
 			d.errorf(d.pos(k), p, "field name %q %s", name, what)
 			if untyped != nil {
@@ -366,6 +369,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 		d.errorf(d.pos(n), path, "must be a mapping, not %s", describe(n))
 		return pos
 	}
+	merged := false
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if !d.step(n.Content[i]) {
 			return pos
@@ -375,6 +379,9 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 		p := join(path, key)
 		set, known := fields[key]
 		switch {
+		case k.Tag == "!!merge":
+			d.errorf(d.pos(k), path, "YAML merge keys (<<) are not supported: write the keys out, or give a whole node an anchor and use its alias")
+			merged = true // the keys it would have given are not missing too
 		case k.Kind != yaml.ScalarNode || !known:
 			d.errorf(d.pos(k), p, "unknown key %q%s", key, suggest(key, fields))
 		case pos[key] != Pos{}:
@@ -391,6 +398,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 	for _, r := range required {
 		at, ok := pos[r]
 		switch v := d.value(n, r); {
+		case !ok && merged:
 		case !ok:
 			d.errorf(d.pos(n), path, "missing required key %q", r)
 		case v.Kind == yaml.ScalarNode && v.Tag == "!!str" && v.Value == "":
@@ -450,8 +458,14 @@ func (d *decoder) int(n *yaml.Node, path string) (int, bool) {
 		d.errorf(d.pos(n), path, "must be an integer, not %s", describe(n))
 		return 0, false
 	}
-	// YAML integers may be written 0x1f, 0o17, 0b101 or 1_000, as Go's are.
-	i, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, strconv.IntSize)
+	// YAML integers may be written 0x1f, 0o17, 0b101 or 1_000, as Go's
+	// are; a leading 0 is decimal, as YAML 1.2 has it, not octal.
+	text := strings.ReplaceAll(n.Value, "_", "")
+	base := 10
+	if digits := strings.TrimLeft(text, "+-"); len(digits) > 1 && digits[0] == '0' && strings.ContainsAny(digits[1:2], "xXoObB") {
+		base = 0
+	}
+	i, err := strconv.ParseInt(text, base, strconv.IntSize)
 	if err != nil {
 		d.errorf(d.pos(n), path, "integer %s is out of range", n.Value)
 		return 0, false

@@ -113,6 +113,9 @@ func (d *decoder) checkViews() {
 		if v.pos.ok("version") {
 			seen[v.Ref()] = v.pos.of("version")
 		}
+		if v.pos.ok("ttl") && v.TTL == 0 {
+			d.errorf(v.pos.of("ttl"), path+".ttl", "must be longer than zero; leave it out for states that never expire")
+		}
 		if v.pos.ok("version") && v.Version < 1 {
 			d.errorf(v.pos.of("version"), path+".version", "must be 1 or more, not %d", v.Version)
 		}
@@ -249,6 +252,7 @@ func (d *decoder) checkServices() {
 		s.refs = refs
 		types := make([]Type, len(s.Features)) // TypeNull where unknown
 		listed := map[string]string{}          // resolved reference → as first written
+		joinKeys := map[string]bool{}          // of the views' entities
 		for j, r := range s.Features {
 			refs[j] = r.String()
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
@@ -269,6 +273,11 @@ func (d *decoder) checkServices() {
 				}
 			}
 			listed[resolved] = refs[j]
+			if e := d.defs.Entity(v.Entity); e != nil {
+				for _, k := range e.JoinKeys {
+					joinKeys[k] = true
+				}
+			}
 		}
 		names := map[string]bool{}
 		for j, o := range s.OnDemand {
@@ -278,10 +287,24 @@ func (d *decoder) checkServices() {
 				d.errorf(o.pos.of("name"), opath+".name", "on-demand feature %q defined twice", o.Name)
 			}
 			names[o.Name] = true
+			if joinKeys[o.Name] {
+				d.errorf(o.pos.of("name"), opath+".name", "on-demand feature %q has the name of a join key of the service's features", o.Name)
+			}
 			if o.Expr == "" {
 				continue
 			}
-			prg, err := compileOnDemand(o.Expr, refs)
+			prg, err := compileOnDemand(o.Expr, refs, func(key string) (string, bool) {
+				r, err := ParseFeatureRef(key)
+				if err != nil {
+					return "", false
+				}
+				v, f, err := d.defs.Resolve(r)
+				if err != nil {
+					return "", false
+				}
+				as, ok := listed[v.Ref()+":"+f.Name]
+				return as, ok
+			})
 			if err != nil {
 				d.errorf(o.pos.of("expr"), opath+".expr", "%v", err)
 				continue
