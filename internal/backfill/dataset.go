@@ -6,16 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/quiver-ml/quiver/drift"
@@ -154,6 +158,9 @@ type plan struct {
 	sources  map[string][]*viewJob // source name → views reading it
 	service  *features.Service
 	keys     map[string]features.Type
+	// computedBy says what computes each output: a feature's reference
+	// and its view's fingerprint, an on-demand feature's expression.
+	computedBy []string
 }
 
 func newPlan(defs *features.Definitions, refs []string, service string) (*plan, error) {
@@ -209,6 +216,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		vj.names = append(vj.names, f.Name)
 		vj.outputs = append(vj.outputs, len(p.outputs))
 		p.outputs = append(p.outputs, output{name: name, typ: f.ValueType(vj.source)})
+		p.computedBy = append(p.computedBy, full+" "+v.Fingerprint(defs))
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(append(unknown, problems...), "; "))
@@ -253,6 +261,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		for _, o := range p.service.OnDemand {
 			// Null if dynamic: the values decide (onDemand).
 			p.outputs = append(p.outputs, output{name: o.Name, typ: o.Type(), dynamic: o.Type() == features.TypeNull})
+			p.computedBy = append(p.computedBy, o.Name+" = "+o.Expr)
 		}
 	}
 	return p, nil
@@ -299,6 +308,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	if sp.sharded {
+		if sp.run, err = runID(cfg, p); err != nil {
+			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+		}
+	}
 	for _, o := range p.outputs {
 		if index(sp.cols, o.name) >= 0 {
 			return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("column %q is also the name of a requested feature", o.name)}
@@ -325,6 +339,10 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		}
 	}
 	cfg.Logger.Info("spine read", "file", cfg.Spine, "rows", sp.len())
+	if sp.len() > 0 && slices.Max(sp.times) < secondsLike {
+		cfg.Logger.Warn("every spine time is before 1973-03-03: are they epoch seconds? Integer times are epoch milliseconds",
+			"file", cfg.Spine, "column", cfg.TimestampColumn, "latest", time.UnixMilli(slices.Max(sp.times)).UTC())
+	}
 
 	// Size the buckets from the event log's size on disk: an event in
 	// memory takes about ten times its compressed bytes, and one bucket per
@@ -888,4 +906,25 @@ func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error
 	}
 	b.cfg.Progress.Add(int64(len(rs)))
 	return nil
+}
+
+// secondsLike is the epoch milliseconds below which every time of a spine
+// is more likely epoch seconds (until the year 5138) than a time of 1970
+// to 1973.
+const secondsLike = 1e11
+
+// runID identifies the run a shard is of (MetaRun): the spine's bytes, what
+// computes each feature, and the flags that change values.
+func runID(cfg DatasetConfig, p *plan) (string, error) {
+	f, err := os.Open(cfg.Spine)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	d := xxhash.New()
+	if _, err := io.Copy(d, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", cfg.Spine, err)
+	}
+	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
+	return strconv.FormatUint(d.Sum64(), 16), nil
 }

@@ -1,6 +1,7 @@
 package backfill_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -382,9 +383,9 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 			refs = append(refs, v.Ref()+":"+f.Name)
 		}
 	}
-	build := func(out string, shard backfill.Shard) {
+	build := func(out string, shard backfill.Shard, inclusive ...bool) {
 		if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
-			TimestampColumn: "label_time", Features: refs, Out: out, Shard: shard, TempDir: dir}); err != nil {
+			TimestampColumn: "label_time", Features: refs, Out: out, Shard: shard, TempDir: dir, Inclusive: len(inclusive) > 0}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -418,6 +419,13 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 	if _, err := backfill.Merge(filepath.Join(dir, "merged.csv"), parts); err == nil || !strings.Contains(err.Error(), "want a .parquet file") {
 		t.Errorf("merging into a .csv: %v, want an error", err)
 	}
+	// A shard built again with other flags, or of another spine with the
+	// same name and rows, is of another run.
+	inclusive := filepath.Join(dir, "part-1-inclusive.parquet")
+	build(inclusive, backfill.Shard{Index: 1, Count: 3}, true)
+	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], inclusive, parts[2]}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
+		t.Errorf("merging a shard built --inclusive with two built without: %v, want an error", err)
+	}
 	merged = filepath.Join(dir, "merged.parquet")
 	slices.Reverse(parts) // any order
 	if n, err := backfill.Merge(merged, parts); err != nil || n != spineRows {
@@ -433,6 +441,9 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("merged shards differ from the whole:\n%v\n%v", got, want)
+	}
+	if a, b := readAll(t, whole), readAll(t, merged); !bytes.Equal(a, b) {
+		t.Errorf("merged shards (%d bytes) are not the whole dataset's file (%d bytes)", len(b), len(a))
 	}
 	// The same dataset as CSV: a header, then the same values.
 	csvOut := filepath.Join(dir, "whole.csv")
@@ -620,4 +631,13 @@ func TestDatasetCancel(t *testing.T) {
 			})
 		}
 	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -60,6 +60,8 @@ func Merge(out string, inputs []string) (n int, err error) {
 			types, meta = newShardColumns(in, r.Columns(), m), m
 		} else if m[MetaFeatures] != meta[MetaFeatures] || m[MetaSpine] != meta[MetaSpine] {
 			return 0, fmt.Errorf("merge: %s comes from another spine or has other features than %s", in, inputs[0])
+		} else if m[MetaRun] != meta[MetaRun] {
+			return 0, fmt.Errorf("merge: %s and %s are shards of different runs: the spine's content, the features' definitions, --inclusive or --timestamp-column differ", inputs[0], in)
 		}
 		if err := types.add(in, r); err != nil {
 			return 0, fmt.Errorf("merge: %w", err)
@@ -105,7 +107,9 @@ func Merge(out string, inputs []string) (n int, err error) {
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	w, err := offline.NewWriter(bw, cols, meta)
+	// The metadata of the dataset built at once, so that the two are the
+	// same file.
+	w, err := offline.NewWriter(bw, cols, map[string]string{MetaSpine: meta[MetaSpine], MetaFeatures: meta[MetaFeatures]})
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}

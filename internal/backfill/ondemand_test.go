@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/quiver-ml/quiver/features"
@@ -63,6 +64,20 @@ feature_services:
 	}
 	if err := onDemand(p, &spine{cols: cols, table: tableOf(cols, nil)}, newTable(0, types)); err != nil {
 		t.Errorf("no rows: %v", err)
+	}
+	// A shard's row numbers are not the spine's: the request is the same.
+	shardCols := append(slices.Clone(cols), offline.Column{Name: SpineRowColumn, Type: features.TypeInt})
+	var shardRows [][]features.Value
+	for r, row := range rows {
+		shardRows = append(shardRows, append(slices.Clone(row), features.Int(int64(r))))
+	}
+	if err := onDemand(p, &spine{cols: shardCols, table: tableOf(shardCols, shardRows), sharded: true}, values); err != nil {
+		t.Fatal(err)
+	}
+	for r, w := range wants {
+		if got := (want{values.get(r, 1).Float(), values.get(r, 2).Float(), values.get(r, 3).Float()}); got != w {
+			t.Errorf("sharded, row %d: bonus, keys, ratio = %v, want %v", r, got, w)
+		}
 	}
 
 	// A column of a type an expression cannot use is an error naming the

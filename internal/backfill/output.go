@@ -44,10 +44,14 @@ func onDemand(p *plan, sp *spine, values *table) error {
 			// The request context: the whole row, as serve passes a
 			// request's whole context (an expression may test has() or
 			// size(), which RequestKeys does not list).
-			request := make(map[string]any, len(sp.cols))
+			cols := sp.cols
+			if sp.sharded {
+				cols = cols[:len(cols)-1] // SpineRowColumn is not the spine's
+			}
+			request := make(map[string]any, len(cols))
 			for r := lo; r < min(lo+chunk, sp.len()); r++ {
 				in = values.row(in[:0], r)[:first]
-				for j, c := range sp.cols {
+				for j, c := range cols {
 					// Numbers are doubles, as in a JSON request online.
 					if v := sp.table.get(r, j); v.Type() == features.TypeInt {
 						request[c.Name] = float64(v.Int())
@@ -118,6 +122,11 @@ const (
 	// decide it: a shard where they are all null cannot tell it, and Merge
 	// takes the other shards'.
 	MetaDynamic = "quiver.dynamic"
+	// MetaRun identifies, in a shard's dataset, the run it is a shard of:
+	// a hash of the spine's bytes, the features' definitions (their
+	// fingerprints, on-demand expressions), --inclusive and
+	// --timestamp-column. Merge takes the shards of one run only.
+	MetaRun = "quiver.run"
 )
 
 // writeDataset writes the spine's columns, then the features, in the
@@ -153,6 +162,7 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 	} else {
 		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
 		if sp.sharded {
+			meta[MetaRun] = sp.run
 			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
 			if len(dynamic) > 0 {
 				meta[MetaDynamic] = strings.Join(dynamic, ",")

@@ -35,9 +35,11 @@ type spine struct {
 	// past: per row, whether its time has digits below the millisecond,
 	// so that the events of that millisecond precede it (te < t).
 	past []bool
-	// sharded: the rows are one shard's, of spineRows in the whole spine.
+	// sharded: the rows are one shard's, of spineRows in the whole spine,
+	// built by the run run names (MetaRun).
 	sharded   bool
 	spineRows int
+	run       string
 }
 
 // len is the spine's row count.
@@ -81,6 +83,9 @@ func readSpine(path, tsCol string, keys map[string]features.Type, sh *spineShard
 		return nil, err
 	}
 	s.path = path
+	if index(s.cols, SpineRowColumn) >= 0 {
+		return nil, &SpineError{File: path, Err: fmt.Errorf("column %q: the name is reserved for the row numbers of a shard's dataset", SpineRowColumn)}
+	}
 	if err := s.check(path, tsCol, keys); err != nil {
 		return nil, err
 	}
@@ -171,12 +176,12 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 	for i := range s.times {
 		t, err := timestamp(s.table.get(i, ts))
 		if err != nil {
-			return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("column %q: %w", tsCol, err)}
+			return &SpineError{File: path, Row: s.fileRow(i), Err: fmt.Errorf("column %q: %w", tsCol, err)}
 		}
 		s.times[i], s.past[i] = t.Int(), t.Nano() != 0
 		for _, j := range keyCols {
 			if s.table.get(i, j).IsNull() {
-				return &SpineError{File: path, Row: i + 1 + s.headerRows(path), Err: fmt.Errorf("join key %q is empty", s.cols[j].Name)}
+				return &SpineError{File: path, Row: s.fileRow(i), Err: fmt.Errorf("join key %q is empty", s.cols[j].Name)}
 			}
 		}
 	}

@@ -1,8 +1,11 @@
 package backfill_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,39 +45,59 @@ func writeSpine(t *testing.T, dir, csv string) string {
 // naming the file and, where there is one, the row.
 func TestBadSpine(t *testing.T) {
 	defs, off := fraudStore(t)
+	// Twenty rows, the fifteenth (row 16 of the file) bad.
+	rows20 := func(bad string) string {
+		var b strings.Builder
+		b.WriteString("user_id,ts\n")
+		for i := range 20 {
+			if i == 14 {
+				b.WriteString(bad + "\n")
+			} else {
+				fmt.Fprintf(&b, "u%d,%d\n", i, 1000+i)
+			}
+		}
+		return b.String()
+	}
 	for _, c := range []struct {
 		name, csv string
 		features  string // refs, comma-separated, or a feature service
 		want      string
+		shards    int // built in shards: the one holding the bad row says so
 	}{
 		{"no timestamp column", "user_id,when\nu1,2026-11-20T00:00:00Z\n", "user_txn@1:txn_count_1h",
-			`spine.csv: no timestamp column "ts" (columns: user_id, when)`},
+			`spine.csv: no timestamp column "ts" (columns: user_id, when)`, 0},
 		{"missing join key", "ts,label\n2026-11-20T00:00:00Z,1\n", "user_txn@1:txn_count_1h,merchant_txn@1:users_24h",
-			`no column "merchant_id": the features' entities need it as a join key; no column "user_id": the features' entities need it as a join key`},
+			`no column "merchant_id": the features' entities need it as a join key; no column "user_id": the features' entities need it as a join key`, 0},
 		{"unparseable time", "user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,yesterday\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 3: column "ts": "yesterday" is not an RFC 3339 time or epoch milliseconds`},
+			`spine.csv: row 3: column "ts": "yesterday" is not an RFC 3339 time or epoch milliseconds`, 0},
 		{"time past year 9999", "user_id,ts\nu1,10000-01-01T00:00:00Z\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 2: column "ts": "10000-01-01T00:00:00Z" is not an RFC 3339 time or epoch milliseconds`},
+			`spine.csv: row 2: column "ts": "10000-01-01T00:00:00Z" is not an RFC 3339 time or epoch milliseconds`, 0},
 		{"time before year 1", "user_id,ts\nu1,0000-12-31T00:00:00Z\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 2: column "ts": "0000-12-31T00:00:00Z" is outside years 1 to 9999`},
+			`spine.csv: row 2: column "ts": "0000-12-31T00:00:00Z" is outside years 1 to 9999`, 0},
 		{"epoch time past year 9999", "user_id,ts\nu1,253402300800000\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 2: column "ts": 253402300800000 ms is outside years 1 to 9999`},
+			`spine.csv: row 2: column "ts": 253402300800000 ms is outside years 1 to 9999`, 0},
 		{"empty join key", "user_id,ts\nu1,1\n,2\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 3: join key "user_id" is empty`},
+			`spine.csv: row 3: join key "user_id" is empty`, 0},
 		{"empty join keys", "user_id,merchant_id,ts\nu1,m1,1\n,,2\n", "user_txn@1:txn_count_1h,merchant_txn@1:users_24h",
-			`spine.csv: row 3: join key "merchant_id" is empty`},
+			`spine.csv: row 3: join key "merchant_id" is empty`, 0},
 		{"ragged row", "user_id,ts\nu1,1,extra\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 2: record on line 2: wrong number of fields`},
+			`spine.csv: row 2: record on line 2: wrong number of fields`, 0},
 		{"repeated column", "user_id,ts,ts\nu1,1,2\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 1: column 3: empty or repeated name "ts"`},
+			`spine.csv: row 1: column 3: empty or repeated name "ts"`, 0},
 		{"time with a fraction of a millisecond", "user_id,ts\nu1,1767226500000\nu1,1767226500000.5\n", "user_txn@1:txn_count_1h",
-			`spine.csv: row 3: column "ts": 1767226500000.5 is not whole epoch milliseconds`},
+			`spine.csv: row 3: column "ts": 1767226500000.5 is not whole epoch milliseconds`, 0},
 		{"column Parquet cannot name", "user_id,ts,\"a,b\"\nu1,1,2\n", "user_txn@1:txn_count_1h",
-			`spine.csv: its columns cannot be written to Parquet: column "a,b": name must not contain a comma or NUL`},
+			`spine.csv: its columns cannot be written to Parquet: column "a,b": name must not contain a comma or NUL`, 0},
 		{"column named like a feature", "user_id,ts,user_txn__txn_count_1h\nu1,1,2\n", "user_txn@1:txn_count_1h",
-			`column "user_txn__txn_count_1h" is also the name of a requested feature`},
+			`column "user_txn__txn_count_1h" is also the name of a requested feature`, 0},
+		{"unparseable time, in a shard", rows20("u14,yesterday"), "user_txn@1:txn_count_1h",
+			`spine.csv: row 16: column "ts": "yesterday" is not an RFC 3339 time`, 4},
+		{"empty join key, in a shard", rows20(",1014"), "user_txn@1:txn_count_1h",
+			`spine.csv: row 16: join key "user_id" is empty`, 4},
+		{"column named as a shard's row numbers", "user_id,ts,_spine_row\nu1,1,2\n", "user_txn@1:txn_count_1h",
+			`spine.csv: column "_spine_row": the name is reserved for the row numbers of a shard's dataset`, 0},
 		{"no column an on-demand feature reads", "user_id,merchant_id,ts\nu1,m1,1\n", "fraud_v1",
-			`spine.csv: no column "amount": on-demand feature amount_vs_avg reads request.amount`},
+			`spine.csv: no column "amount": on-demand feature amount_vs_avg reads request.amount`, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -85,12 +108,21 @@ func TestBadSpine(t *testing.T) {
 			} else {
 				cfg.Service = c.features
 			}
-			_, err := backfill.Dataset(context.Background(), cfg)
+			var err error
+			for i := range max(c.shards, 1) {
+				if c.shards > 0 {
+					cfg.Shard = backfill.Shard{Index: i, Count: c.shards}
+					cfg.Out = filepath.Join(dir, fmt.Sprintf("shard-%d.parquet", i))
+				}
+				if _, err = backfill.Dataset(context.Background(), cfg); err != nil {
+					break
+				}
+			}
 			var se *backfill.SpineError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v\nwant a SpineError containing %q", err, c.want)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "out.parquet")); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(cfg.Out); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("an output was written: %v", err)
 			}
 		})
@@ -248,5 +280,29 @@ func TestSpineInvalidUTF8(t *testing.T) {
 	}
 	if user, n := rows[0][0], rows[0][2]; user.Str() != "caf\ufffd" || n != features.Int(1) {
 		t.Errorf("user_id %q, txn_count_1h %v: want \"caf\\ufffd\" and 1", user.Str(), n)
+	}
+}
+
+// TestSpineEpochSeconds: integer spine times are epoch milliseconds; a
+// spine of epoch seconds reads as January 1970, and the run says so.
+func TestSpineEpochSeconds(t *testing.T) {
+	defs, off := fraudStore(t)
+	for _, c := range []struct {
+		csv  string
+		warn bool
+	}{
+		{"user_id,ts\nu1,1795170600\nu2,1795170660\n", true},
+		{"user_id,ts\nu1,1795170600000\nu2,1795170660\n", false},
+	} {
+		dir := t.TempDir()
+		var log bytes.Buffer
+		if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: writeSpine(t, dir, c.csv),
+			TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: filepath.Join(dir, "out.parquet"),
+			Logger: slog.New(slog.NewTextHandler(&log, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(log.String(), "are they epoch seconds?"); got != c.warn {
+			t.Errorf("%q: warned %v, want %v; log:\n%s", c.csv, got, c.warn, log.String())
+		}
 	}
 }
