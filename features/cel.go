@@ -276,19 +276,8 @@ func (o *onDemand) probe(refs []string, types []Type) error {
 	}
 	f := make(map[string]any, len(o.features))
 	for _, i := range o.features {
-		var v Value
-		switch types[i] {
-		case TypeInt:
-			v = Int(1)
-		case TypeFloat:
-			v = Float(1.5)
-		case TypeString:
-			v = String("a")
-		case TypeBool:
-			v = Bool(true)
-		case TypeTimestamp:
-			v = Timestamp(0)
-		default:
+		v := placeholder(types[i])
+		if v.IsNull() {
 			return nil
 		}
 		f[refs[i]] = celValue(v)
@@ -405,7 +394,7 @@ func (s *Service) EvalOnDemand(values []Value, request map[string]any, out []Val
 	for i, o := range s.OnDemand {
 		v, err := o.prg.eval(vars.vars)
 		if err != nil {
-			errs = append(errs, &OnDemandError{Feature: o.Name, Request: o.prg.blame(values, request, err), Err: err})
+			errs = append(errs, &OnDemandError{Feature: o.Name, Request: s.blame(o.prg, values, request, vars, err), Err: err})
 		}
 		out[i] = v
 	}
@@ -419,8 +408,10 @@ type OnDemandError struct {
 	Feature string
 	// Request holds the request-context values to blame, by key: the
 	// expression failed on their types (a string where it divides, say)
-	// while every feature and key it reads had a value. It is nil when the
-	// data is to blame: a null input, a division by zero.
+	// while every key it reads had a value, and would fail with a value of
+	// its type in place of each null feature: whatever the entity's data.
+	// It is nil when the data is to blame: a null input, a division by
+	// zero.
 	Request map[string]any
 	Err     error
 }
@@ -466,16 +457,42 @@ func (e *OnDemandError) Blame(prefix string) string {
 	return b.String()
 }
 
-// blame returns the request-context values to blame for err, or nil: see
-// OnDemandError.Request.
-func (o *onDemand) blame(values []Value, request map[string]any, err error) map[string]any {
-	if len(o.named) == 0 || !isTypeError(err) {
+// blame returns the request-context values to blame for err, an error of
+// p, or nil: see OnDemandError.Request. A feature p reads that is null is
+// given a value of its type, and p evaluated again.
+func (s *Service) blame(p *onDemand, values []Value, request map[string]any, vars *onDemandVars, err error) map[string]any {
+	if len(p.named) == 0 || !isTypeError(err) {
 		return nil
 	}
-	for _, i := range o.features {
+	var nulls []int
+	for _, i := range p.features {
 		if values[i].IsNull() {
+			if s.placeholders[i].IsNull() {
+				return nil // of a type not known
+			}
+			nulls = append(nulls, i)
+		}
+	}
+	if len(nulls) > 0 {
+		for _, i := range nulls {
+			vars.f[s.refs[i]] = celValue(s.placeholders[i])
+		}
+		_, err = p.eval(vars.vars)
+		for _, i := range nulls {
+			vars.f[s.refs[i]] = celValue(values[i])
+		}
+		if err == nil {
 			return nil
 		}
+	}
+	return p.blame(request, err)
+}
+
+// blame returns the request-context values to blame for err, with every
+// feature p reads given: see OnDemandError.Request.
+func (o *onDemand) blame(request map[string]any, err error) map[string]any {
+	if len(o.named) == 0 || !isTypeError(err) {
+		return nil
 	}
 	blamed := make(map[string]any, len(o.named))
 	for _, k := range o.named {
@@ -491,6 +508,23 @@ func (o *onDemand) blame(values []Value, request map[string]any, err error) map[
 		return nil
 	}
 	return blamed
+}
+
+// placeholder is a value of type t, or null if t is not known.
+func placeholder(t Type) Value {
+	switch t {
+	case TypeInt:
+		return Int(1)
+	case TypeFloat:
+		return Float(1.5)
+	case TypeString:
+		return String("a")
+	case TypeBool:
+		return Bool(true)
+	case TypeTimestamp:
+		return Timestamp(0)
+	}
+	return Null
 }
 
 // onDemandVars is what EvalOnDemand hands to CEL: f, the features by

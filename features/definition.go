@@ -135,10 +135,14 @@ type Service struct {
 	Features []FeatureRef
 	OnDemand []*OnDemand
 	pos      positions
-	refPos   []Pos     // of each feature reference
-	refs     []string  // each feature reference as written: the keys of f
-	read     []int     // the features its on-demand features read, by index in refs
-	vars     sync.Pool // of *onDemandVars, for EvalOnDemand
+	refPos   []Pos    // of each feature reference
+	refs     []string // each feature reference as written: the keys of f
+	read     []int    // the features its on-demand features read, by index in refs
+	// placeholders: a value of each feature's type (null where not
+	// known), for telling whether an on-demand feature fails on the
+	// request whatever the features' values.
+	placeholders []Value
+	vars         sync.Pool // of *onDemandVars, for EvalOnDemand
 }
 
 // OnDemand is a feature computed at request time by a CEL expression over the

@@ -251,8 +251,9 @@ func (d *decoder) checkServices() {
 		refs := make([]string, len(s.Features))
 		s.refs = refs
 		types := make([]Type, len(s.Features)) // TypeNull where unknown
-		listed := map[string]string{}          // resolved reference → as first written
-		joinKeys := map[string]bool{}          // of the views' entities
+		s.placeholders = make([]Value, len(s.Features))
+		listed := map[string]string{} // resolved reference → as first written
+		joinKeys := map[string]bool{} // of the views' entities
 		for j, r := range s.Features {
 			refs[j] = r.String()
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
@@ -263,6 +264,7 @@ func (d *decoder) checkServices() {
 			}
 			if src := d.defs.Source(v.Source); src != nil && (f.Field == "" || src.Field(f.Field) >= 0) {
 				types[j] = f.ValueType(src)
+				s.placeholders[j] = placeholder(types[j])
 			}
 			resolved := v.Ref() + ":" + r.Feature
 			if first, dup := listed[resolved]; dup {

@@ -276,11 +276,12 @@ func TestFullFeatureNames(t *testing.T) {
 }
 
 // An on-demand feature that fails on the data, not on the request's types,
-// is null: a null request value, as a null feature, and a feature value
-// the expression cannot use.
+// is null: a null request value, as a null feature. (A request value of a
+// type the expression cannot use is a 400 whatever the features hold:
+// TestBadInput.)
 func TestOnDemandNull(t *testing.T) {
 	f := newFixture(t)
-	body := `{"feature_service": "risk", "entities": {"user_id": ["u1", "nobody"], "card_id": [11, 11], "merchant_id": ["m1", "m1"]}, "request_context": {"amount": [null, "x"]}}`
+	body := `{"feature_service": "risk", "entities": {"user_id": ["u1", "nobody"], "card_id": [11, 11], "merchant_id": ["m1", "m1"]}, "request_context": {"amount": [null, 5]}}`
 	code, r, raw := f.do(t, "POST", "/get-online-features", body)
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, raw)
@@ -506,6 +507,8 @@ func TestBadInput(t *testing.T) {
 		{"missing request context", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}}`, 400, "request_context.amount is missing"},
 		{"request context of the wrong length", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1, 2]}}`, 400, "request_context.amount has 2 values for 1 entities"},
 		{"request context of the wrong type", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": "12"}}`, 400,
+			`on-demand feature amount_vs_avg cannot use request_context.amount = "12": no such overload`},
+		{"request context of the wrong type, for an entity without state", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["nobody"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": "12"}}`, 400,
 			`on-demand feature amount_vs_avg cannot use request_context.amount = "12": no such overload`},
 		{"request context out of range", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1e400]}}`, 400,
 			"request_context.amount holds the number 1e400, out of the float64 range"},
