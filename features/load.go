@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -173,6 +174,9 @@ func (d *decoder) file(name string, src []byte) {
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				at.Line, _ = strconv.Atoi(m[1])
 				msg = strings.TrimPrefix(err.Error(), m[0])
+			} else if i := problemAt(src, msg); i >= 0 {
+				at.Line = 1 + bytes.Count(src[:i], []byte("\n"))
+				at.Col = 1 + utf8.RuneCount(src[bytes.LastIndexByte(src[:i], '\n')+1:i])
 			}
 			d.errorf(at, "", "invalid YAML: %s", msg)
 			d.invalidYAML = true
@@ -183,6 +187,42 @@ func (d *decoder) file(name string, src []byte) {
 			d.document(doc.Content[0])
 		}
 	}
+}
+
+// problemAt returns the offset in src of what a YAML error that names no
+// line is about, or -1: the parser gives a line to syntax errors only.
+func problemAt(src []byte, msg string) int {
+	switch {
+	case strings.HasPrefix(msg, "unknown anchor '"):
+		name := strings.TrimSuffix(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
+		for i := 0; ; {
+			j := bytes.Index(src[i:], []byte("*"+name))
+			if j < 0 {
+				return -1
+			}
+			i += j
+			if end := i + 1 + len(name); end == len(src) || !isAnchorByte(src[end]) {
+				return i
+			}
+			i++
+		}
+	case strings.Contains(msg, "control characters"):
+		return bytes.IndexFunc(src, func(r rune) bool { return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f })
+	case strings.Contains(msg, "UTF-8"):
+		for i := 0; i < len(src); {
+			r, n := utf8.DecodeRune(src[i:])
+			if r == utf8.RuneError && n == 1 {
+				return i
+			}
+			i += n
+		}
+	}
+	return -1
+}
+
+// isAnchorByte reports whether b may be part of an anchor's name.
+func isAnchorByte(b byte) bool {
+	return b > ' ' && !strings.ContainsRune(",[]{}", rune(b))
 }
 
 func (d *decoder) document(n *yaml.Node) {

@@ -589,3 +589,22 @@ func TestParseDefinitionsAliasExpansion(t *testing.T) {
 		t.Errorf("got %d errors, none about aliases; want a bounded number, one about aliases", len(errs))
 	}
 }
+
+// TestYAMLErrorPositions: a YAML error the parser gives no line for (an
+// unknown anchor, a control character, bytes that are not UTF-8) is
+// reported where it is, not at line 1.
+func TestYAMLErrorPositions(t *testing.T) {
+	const head = "project: p\nentities:\n  - {name: user, join_keys: [user_id]}\n"
+	for _, c := range []struct{ name, src, want string }{
+		{"unknown anchor", head + "sources: &nopex []\nx: *nopex\nfeature_views: *nope\n", "defs.yaml:6:16: invalid YAML: unknown anchor 'nope' referenced"},
+		{"control character", head + "sources:\n  - name: a\x01\n", "defs.yaml:5:12: invalid YAML: control characters are not allowed"},
+		{"not UTF-8", head + "sources:\n  - name: é\xff\n", "defs.yaml:5:12: invalid YAML: "},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := features.Parse("defs.yaml", []byte(c.src))
+			if err == nil || !strings.Contains(err.Error(), "\n"+c.want) {
+				t.Errorf("error %v, want a line starting %q", err, c.want)
+			}
+		})
+	}
+}
