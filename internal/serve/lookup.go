@@ -89,6 +89,7 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 		p.columns = append(p.columns, features.FeatureRef{View: v.Name, Feature: f.Name}.Column())
 	}
 	if len(unknown) > 0 {
+		// Ten references cut short enough that the problem fits its own bound.
 		problems = append([]string{"unknown features: " + listSome(unknown, maxProblemBytes/maxProblems-10)}, problems...)
 	}
 	if len(problems) > 0 {
