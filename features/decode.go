@@ -1,6 +1,7 @@
 package features
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,11 +39,12 @@ func (e *DecodeError) Error() string {
 // DecodeJSON decodes one JSON object into ev, one value per schema field, in
 // schema order. Missing and null fields are null; fields the schema does not
 // declare are ignored; of a repeated key, the last counts. A string field
-// takes a JSON string (invalid UTF-8 becomes U+FFFD); int, a JSON integer;
-// float, a JSON number of magnitude at most 1e140 (every view may sum it
-// exactly, so a view never refuses an event the log holds); bool, true or false; timestamp, an RFC 3339 string
-// or integer epoch milliseconds. ev.Time is the event-time field. The error
-// is a *DecodeError.
+// takes a JSON string (invalid UTF-8 and escaped lone surrogates become
+// U+FFFD, as in encoding/json); int, a JSON integer; float, a JSON number of
+// magnitude at most 1e140 (every view may sum it exactly, so a view never
+// refuses an event the log holds); bool, true or false; timestamp, an RFC
+// 3339 string or integer epoch milliseconds. ev.Time is the event-time
+// field. The error is a *DecodeError.
 //
 // Whether data is JSON is decided by encoding/json's scanner (json.Valid,
 // which allocates nothing); values are then read with fastjson (no map per
@@ -55,7 +57,7 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
-	root, err := p.ParseBytes(data)
+	root, err := p.ParseBytes(ReplaceLoneSurrogates(data))
 	if err != nil {
 		return &DecodeError{Reason: ReasonInvalidJSON, Msg: err.Error()}
 	}
@@ -193,6 +195,51 @@ func ValidUTF8(b []byte) string {
 		b = b[n:]
 	}
 	return sb.String()
+}
+
+// ReplaceLoneSurrogates returns the JSON text data with each escape of a
+// UTF-16 surrogate that is not half of a pair replaced by \ufffd, which is
+// how encoding/json reads it. fastjson keeps such an escape as its six
+// characters, so "\ud800" would name the same entity as "\\ud800", and it
+// drops the escape after a high surrogate that does not pair with it. data
+// must be valid JSON; it is returned as it is when it holds no lone
+// surrogate, and copied otherwise.
+func ReplaceLoneSurrogates(data []byte) []byte {
+	out, copied := data, false
+	for i := bytes.IndexByte(data, '\\'); i >= 0 && i+1 < len(data); {
+		n := 2 // the escape's length
+		if data[i+1] == 'u' && i+6 <= len(data) {
+			n = 6
+			if r := hex4(data[i+2 : i+6]); r >= 0xd800 && r <= 0xdfff {
+				if r < 0xdc00 && i+12 <= len(data) && data[i+6] == '\\' && data[i+7] == 'u' && isLowSurrogate(hex4(data[i+8:i+12])) {
+					n = 12
+				} else {
+					if !copied {
+						out, copied = bytes.Clone(data), true
+					}
+					copy(out[i+2:], "fffd")
+				}
+			}
+		}
+		i += n
+		j := bytes.IndexByte(data[min(i, len(data)):], '\\')
+		if j < 0 {
+			break
+		}
+		i += j
+	}
+	return out
+}
+
+func isLowSurrogate(r int) bool { return r >= 0xdc00 && r <= 0xdfff }
+
+// hex4 is the value of four hexadecimal digits, or -1.
+func hex4(b []byte) int {
+	v, err := strconv.ParseUint(string(b), 16, 16)
+	if err != nil {
+		return -1
+	}
+	return int(v)
 }
 
 func jsonKind(t fastjson.Type, number string) string {

@@ -19,6 +19,9 @@ func FuzzDecodeJSONMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"at":"2026-11-21 08:00:00.5+01:00","ts":"2026-11-21t08:00:00z"}`))
 	f.Add([]byte(`{"at":"0000-12-31T23:59:59Z","ts":253402300800000}`))
 	f.Add([]byte(`{"x":1e140,"ts":1}`))
+	f.Add([]byte(`{"uid":"\ud800x","ts":1}`))
+	f.Add([]byte(`{"uid":"\udc00\ud800\u0041\\ud800\ud83d\ude00\ud83d","ts":1}`))
+	f.Add([]byte(`{"\ud800":"x","uid":"\\\udbff\udfff","ts":1}`))
 	f.Add([]byte(`{"x":-1.0000000000000001e140,"ts":1}`))
 	defs, err := Parse("d.yaml", []byte(`project: d
 entities: [{name: user, join_keys: [uid]}]

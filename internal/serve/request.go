@@ -89,7 +89,7 @@ func decodeRequest(p *fastjson.Parser, body []byte, maxEntities int, predict boo
 		err := json.Unmarshal(body, &v)
 		return nil, badRequest("request body is not valid JSON: %v", err)
 	}
-	root, err := p.ParseBytes(body)
+	root, err := p.ParseBytes(features.ReplaceLoneSurrogates(body))
 	if err != nil {
 		// Valid JSON that fastjson refuses is nested too deep; its error
 		// repeats every level.

@@ -777,30 +777,48 @@ func TestNullOptionalFields(t *testing.T) {
 // TestInvalidUTF8JoinKey: a join key holding bytes that are not UTF-8 is
 // the entity ingest stored under the same key: both replace each such byte
 // with U+FFFD.
-func TestInvalidUTF8JoinKey(t *testing.T) {
-	f := newFixture(t)
-	src := f.defs.Source("payments")
-	var ev features.Event
-	raw := []byte(`{"user_id": "caf` + "\xe9" + `", "card_id": 1, "merchant_id": "m1", "amount": 5, "country": "FR", "ts": ` +
-		fmt.Sprint(now.Add(-10*time.Minute).UnixMilli()) + `}`)
-	if err := src.DecodeJSON(raw, &ev); err != nil {
-		t.Fatal(err)
-	}
-	eng := f.engines["user_txn@1"]
-	st := eng.NewState()
-	if _, err := eng.Apply(st, &ev); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := online.AppendEntityKey(nil, ev.Fields[src.Field("user_id")]) // as ingest keys it
-	rec := online.EncodeState(eng, st, map[int32]int64{0: 99})
-	if err := f.redis.Set(context.Background(), online.RedisKey("quiver", online.TableOf(f.defs.View("user_txn", 1)), string(key)), rec, 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	code, r, body := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["caf`+"\xe9"+`"]}}`)
-	if code != http.StatusOK {
-		t.Fatalf("status %d: %s", code, body)
-	}
-	if r.Results[0].Values[0] != "caf\ufffd" || r.Results[1].Statuses[0] != "PRESENT" {
-		t.Errorf("entity %q %s, want \"caf\\ufffd\" PRESENT: %s", r.Results[0].Values[0], r.Results[1].Statuses[0], body)
+// TestJoinKeySpellings checks that a join key reaches the entity ingest
+// stored whichever way the two spell it: bytes that are not UTF-8 and
+// escapes of lone UTF-16 surrogates are U+FFFD in both, and an escaped
+// backslash is not an escape.
+func TestJoinKeySpellings(t *testing.T) {
+	for _, c := range []struct {
+		name, event, request string // the user id, as JSON text
+		key, status          string
+	}{
+		{"invalid UTF-8", `"caf` + "\xe9" + `"`, `"caf` + "\xe9" + `"`, "caf\ufffd", "PRESENT"},
+		{"escaped lone surrogate", `"caf\ud800"`, `"caf\udfff"`, "caf\ufffd", "PRESENT"},
+		{"lone surrogate as U+FFFD", `"caf\ud800"`, `"caf\ufffd"`, "caf\ufffd", "PRESENT"},
+		{"surrogate pair", `"caf\ud83d\ude00"`, `"caf\ud83d\ude00"`, "caf\U0001f600", "PRESENT"},
+		{"high surrogate before another escape", `"caf\ud800\u0041"`, `"caf\ufffdA"`, "caf\ufffdA", "PRESENT"},
+		{"escaped backslash", `"caf\ud800"`, `"caf\\ud800"`, `caf\ud800`, "NOT_FOUND"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			src := f.defs.Source("payments")
+			var ev features.Event
+			raw := []byte(`{"user_id": ` + c.event + `, "card_id": 1, "merchant_id": "m1", "amount": 5, "country": "FR", "ts": ` +
+				fmt.Sprint(now.Add(-10*time.Minute).UnixMilli()) + `}`)
+			if err := src.DecodeJSON(raw, &ev); err != nil {
+				t.Fatal(err)
+			}
+			eng := f.engines["user_txn@1"]
+			st := eng.NewState()
+			if _, err := eng.Apply(st, &ev); err != nil {
+				t.Fatal(err)
+			}
+			key, _ := online.AppendEntityKey(nil, ev.Fields[src.Field("user_id")]) // as ingest keys it
+			rec := online.EncodeState(eng, st, map[int32]int64{0: 99})
+			if err := f.redis.Set(context.Background(), online.RedisKey("quiver", online.TableOf(f.defs.View("user_txn", 1)), string(key)), rec, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			code, r, body := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": [`+c.request+`]}}`)
+			if code != http.StatusOK {
+				t.Fatalf("status %d: %s", code, body)
+			}
+			if r.Results[0].Values[0] != c.key || r.Results[1].Statuses[0] != c.status {
+				t.Errorf("entity %q %s, want %q %s: %s", r.Results[0].Values[0], r.Results[1].Statuses[0], c.key, c.status, body)
+			}
+		})
 	}
 }
