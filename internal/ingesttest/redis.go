@@ -47,7 +47,7 @@ func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, args...)}
 	s.start()
-	t.Cleanup(s.stop)
+	t.Cleanup(s.Kill)
 	return s
 }
 
@@ -67,7 +67,8 @@ func (s *RedisServer) start() {
 	s.t.Fatal("redis-server did not answer within 10s")
 }
 
-func (s *RedisServer) stop() {
+// Kill stops the server at once, as a crash does.
+func (s *RedisServer) Kill() {
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
 }
@@ -76,7 +77,7 @@ func (s *RedisServer) stop() {
 // back with a new run ID and what it saved last, if anything.
 func (s *RedisServer) Restart() {
 	s.t.Helper()
-	s.stop()
+	s.Kill()
 	s.start()
 }
 

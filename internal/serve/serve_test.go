@@ -59,8 +59,9 @@ type fixture struct {
 	states  map[string]map[string]*features.State
 	srv     *serve.Server
 	redis   *goredis.Client
-	reg     *prometheus.Registry // the server's metrics
-	clock   time.Time            // the server's; now unless a test moves it
+	redisd  *ingesttest.RedisServer // the server f.redis reads
+	reg     *prometheus.Registry    // the server's metrics
+	clock   time.Time               // the server's; now unless a test moves it
 }
 
 func newFixture(t *testing.T, tokens ...string) *fixture {
@@ -71,7 +72,8 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 	}
 	f := &fixture{defs: defs, engines: map[string]*features.Engine{}, states: map[string]map[string]*features.State{}, clock: now}
 	src := defs.Source("payments")
-	client := goredis.NewClient(&goredis.Options{Addr: ingesttest.StartRedis(t)})
+	redisd := ingesttest.StartRedisServer(t)
+	client := goredis.NewClient(&goredis.Options{Addr: redisd.Addr})
 	for _, v := range defs.Views {
 		eng, err := features.NewEngine(defs, v)
 		if err != nil {
@@ -113,7 +115,7 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 		tables = append(tables, online.TableOf(v))
 	}
 	ingesttest.MarkSeeded(t, client, "quiver", tables...)
-	f.redis, f.reg = client, prometheus.NewRegistry()
+	f.redis, f.redisd, f.reg = client, redisd, prometheus.NewRegistry()
 	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver", tables), AuthTokens: tokens, Registerer: f.reg, Now: func() time.Time { return f.clock }})
 	if err != nil {
 		t.Fatal(err)
@@ -777,6 +779,37 @@ func TestNullOptionalFields(t *testing.T) {
 // TestInvalidUTF8JoinKey: a join key holding bytes that are not UTF-8 is
 // the entity ingest stored under the same key: both replace each such byte
 // with U+FFFD.
+// TestStoreUnavailable checks that a lookup the store cannot answer for
+// now is a 503 the client may retry, not a 500, and that it is one again
+// once the store is back.
+func TestStoreUnavailable(t *testing.T) {
+	f := newFixture(t)
+	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1", "u2"]}}`
+	lookup := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		f.srv.ServeHTTP(w, httptest.NewRequest("POST", "/get-online-features", strings.NewReader(body)))
+		return w
+	}
+	f.redisd.Kill()
+	w := lookup()
+	var e struct {
+		Error string
+		Code  int
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != http.StatusServiceUnavailable || e.Code != w.Code ||
+		!strings.Contains(e.Error, "unavailable") || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("with Redis down: status %d, Retry-After %q, body %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	f.redisd.Restart() // empty: it saved nothing
+	if w := lookup(); w.Code != http.StatusOK {
+		t.Errorf("with Redis back: status %d, body %s", w.Code, w.Body)
+	}
+	f.redis.Close()
+	if w := lookup(); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("with the store closed: status %d, body %s", w.Code, w.Body)
+	}
+}
+
 // TestJoinKeySpellings checks that a join key reaches the entity ingest
 // stored whichever way the two spell it: bytes that are not UTF-8 and
 // escapes of lone UTF-16 surrogates are U+FFFD in both, and an escaped

@@ -201,6 +201,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	case errors.Is(err, context.Canceled):
 		code, msg = 499, "request canceled" // the client went away
+	case errors.Is(err, online.ErrUnavailable), errors.Is(err, online.ErrClosed):
+		s.cfg.Logger.Warn("online store unavailable", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		code, msg = http.StatusServiceUnavailable, "the online store is unavailable: retry later"
+		c.Response().Header().Set("Retry-After", "1")
 	default:
 		s.cfg.Logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 	}

@@ -58,6 +58,12 @@ type Record struct {
 // ErrClosed is returned by a Store used after Close.
 var ErrClosed = errors.New("online: store closed")
 
+// ErrUnavailable is wrapped by an error of Get when the store could not be
+// reached or cannot answer for now (a connection refused or timed out, a
+// Redis still loading its data, a cluster without a master for a slot): the
+// same read may succeed if it is tried again.
+var ErrUnavailable = errors.New("online: store unavailable")
+
 // ChangelogTopic is the compacted topic holding a table's records, keyed by
 // entity: <prefix>.changelog.<view>.v<version>.
 func ChangelogTopic(prefix string, t Table) string {

@@ -90,6 +90,13 @@ func readError(t online.Table, err error) error {
 	if errors.Is(err, redis.ErrClosed) {
 		return online.ErrClosed
 	}
+	var reply redis.Error
+	if !errors.As(err, &reply) || redis.IsLoadingError(err) || redis.IsClusterDownError(err) ||
+		redis.IsTryAgainError(err) || redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) {
+		// Not an answer (no connection, a timeout), or one that says to
+		// come back later.
+		return fmt.Errorf("read %s from redis: %w: %w", t, online.ErrUnavailable, err)
+	}
 	return fmt.Errorf("read %s from redis: %w", t, err)
 }
 
