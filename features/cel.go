@@ -60,7 +60,7 @@ func compileFilter(src *Source, expr string) (*filter, error) {
 	}
 	checked, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, celError(iss)
+		return nil, celError(iss, expr)
 	}
 	if !checked.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("must be a boolean expression, not %s", checked.OutputType())
@@ -84,7 +84,7 @@ func compileFilter(src *Source, expr string) (*filter, error) {
 func canonicalCEL(env *cel.Env, expr string) (string, error) {
 	parsed, iss := env.Parse(expr)
 	if iss.Err() != nil {
-		return "", celError(iss)
+		return "", celError(iss, expr)
 	}
 	n := parsed.NativeRep()
 	return parser.Unparse(n.Expr(), n.SourceInfo())
@@ -196,7 +196,7 @@ func compileOnDemand(expr string, refs []string, listedAs func(string) (string, 
 	}
 	checked, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, celError(iss)
+		return nil, celError(iss, expr)
 	}
 	var problems []string
 	var features []int
@@ -545,12 +545,17 @@ func (o *onDemand) eval(vars map[string]any) (Value, error) {
 	return v, err
 }
 
-// celError turns CEL's issues into one line per problem, without its
-// multi-line source excerpts.
-func celError(iss *cel.Issues) error {
+// celError turns CEL's issues about expr into one line per problem, without
+// its multi-line source excerpts; a problem in an expression of several
+// lines is placed by line too.
+func celError(iss *cel.Issues, expr string) error {
 	var msgs []string
 	for _, e := range iss.Errors() {
-		msgs = append(msgs, fmt.Sprintf("%s (column %d)", e.Message, e.Location.Column()+1))
+		at := fmt.Sprintf("column %d", e.Location.Column()+1)
+		if strings.Contains(strings.TrimRight(expr, "\n"), "\n") {
+			at = fmt.Sprintf("line %d of the expression, column %d", e.Location.Line(), e.Location.Column()+1)
+		}
+		msgs = append(msgs, fmt.Sprintf("%s (%s)", e.Message, at))
 	}
 	return fmt.Errorf("%s", strings.Join(msgs, "; "))
 }
