@@ -327,17 +327,22 @@ func TestShards(t *testing.T) {
 		defs, off, dir, _, rows := smallRun(t, 5)
 		// As pandas writes times (nanoseconds, not adjusted to UTC, here
 		// with digits below the millisecond) and DuckDB ints (INT32);
-		// required columns.
+		// required columns; decimals, UUIDs and unsigned ints.
 		type spineRow struct {
-			User string `parquet:"user_id"`
-			Time int64  `parquet:"label_time,timestamp(nanosecond:local)"`
-			Row  int32  `parquet:"row"`
+			User   string   `parquet:"user_id"`
+			Time   int64    `parquet:"label_time,timestamp(nanosecond:local)"`
+			Row    int32    `parquet:"row"`
+			Amount int64    `parquet:"amount,decimal(2:12)"`
+			Wide   [16]byte `parquet:"wide,decimal(4:38)"`
+			ID     [16]byte `parquet:"request_id,uuid"`
+			Count  uint64   `parquet:"count"`
 		}
 		var in []spineRow
 		for i, r := range rows {
 			ms, _ := strconv.ParseInt(r[1], 10, 64)
 			n, _ := strconv.Atoi(r[2])
-			in = append(in, spineRow{r[0], ms*1e6 + int64(i)*7919%1e6, int32(n)})
+			in = append(in, spineRow{r[0], ms*1e6 + int64(i)*7919%1e6, int32(n), int64(i*137 - 5000),
+				[16]byte{0x0f, 15: byte(i)}, [16]byte{byte(i), 1, 15: 2}, uint64(i) << 50})
 		}
 		spine := filepath.Join(dir, "spine.parquet")
 		if err := parquet.WriteFile(spine, in); err != nil {

@@ -4,18 +4,23 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/google/uuid"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -305,4 +310,125 @@ func arrowTable(t *testing.T, data []byte) (arrow.Table, int) {
 		t.Fatal(err)
 	}
 	return tbl, rdr.NumRowGroups()
+}
+
+// TestArrowKeepsDecimalsAndUUIDs writes DECIMAL columns (as Arrow stores
+// them, in fixed-length byte arrays, and as DuckDB does, in INT32 and
+// INT64), UUIDs and UINT64 with Arrow, reads them with ReadFile and writes
+// them back with Writer: decimals read as ints when they have no decimals
+// and fit, as floats when they have at most 15 digits, and as their exact
+// text otherwise; UUIDs read as their text; and Arrow reads the copy with
+// the original's types and values.
+func TestArrowKeepsDecimalsAndUUIDs(t *testing.T) {
+	for _, asInteger := range []bool{false, true} {
+		t.Run(fmt.Sprint("integers=", asInteger), func(t *testing.T) {
+			mem := memory.DefaultAllocator
+			schema := arrow.NewSchema([]arrow.Field{
+				{Name: "small", Type: &arrow.Decimal128Type{Precision: 3, Scale: 2}, Nullable: true},
+				{Name: "amount", Type: &arrow.Decimal128Type{Precision: 15, Scale: 2}, Nullable: true},
+				{Name: "wide", Type: &arrow.Decimal128Type{Precision: 38, Scale: 18}, Nullable: true},
+				{Name: "whole", Type: &arrow.Decimal128Type{Precision: 18, Scale: 0}},
+				{Name: "id", Type: extensions.NewUUIDType(), Nullable: true},
+				{Name: "count", Type: arrow.PrimitiveTypes.Uint64, Nullable: true},
+			}, nil)
+			decimals := func(prec, scale int32, texts ...string) []decimal128.Num {
+				var out []decimal128.Num
+				for _, s := range texts {
+					n, err := decimal128.FromString(s, prec, scale)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, n)
+				}
+				return out
+			}
+			b := array.NewRecordBuilder(mem, schema)
+			defer b.Release()
+			b.Field(0).(*array.Decimal128Builder).AppendValues(decimals(3, 2, "1.5", "-0.05", "0"), []bool{true, true, false})
+			b.Field(1).(*array.Decimal128Builder).AppendValues(decimals(15, 2, "9999999999999.99", "-0.01", "0.1"), nil)
+			b.Field(2).(*array.Decimal128Builder).AppendValues(decimals(38, 18, "12345678901234567890.123456789012345678", "-0.000000000000000001", "0"), []bool{true, true, false})
+			b.Field(3).(*array.Decimal128Builder).AppendValues(decimals(18, 0, "-999999999999999999", "7", "0"), nil)
+			id := uuid.UUID{0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00}
+			b.Field(4).(*extensions.UUIDBuilder).AppendValues([]uuid.UUID{id, {}, {}}, []bool{true, true, false})
+			b.Field(5).(*array.Uint64Builder).AppendValues([]uint64{math.MaxInt64, 0, 0}, []bool{true, true, false})
+			rec := b.NewRecordBatch()
+			defer rec.Release()
+			in := array.NewTableFromRecords(schema, []arrow.RecordBatch{rec})
+			defer in.Release()
+
+			path := filepath.Join(t.TempDir(), "spine.parquet")
+			var buf bytes.Buffer
+			props := parquet.NewWriterProperties(parquet.WithVersion(parquet.V2_6), parquet.WithStoreDecimalAsInteger(asInteger))
+			if err := pqarrow.WriteTable(in, &buf, 1024, props, pqarrow.NewArrowWriterProperties()); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cols, rows, _, err := offline.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := [][]features.Value{
+				{features.Float(1.5), features.Float(9999999999999.99), features.String("12345678901234567890.123456789012345678"),
+					features.Int(-999999999999999999), features.String("123e4567-e89b-12d3-a456-426614174000"), features.Int(math.MaxInt64)},
+				{features.Float(-0.05), features.Float(-0.01), features.String("-0.000000000000000001"),
+					features.Int(7), features.String("00000000-0000-0000-0000-000000000000"), features.Int(0)},
+				{features.Null, features.Float(0.1), features.Null, features.Int(0), features.Null, features.Null},
+			}
+			for r := range want {
+				for j := range want[r] {
+					if rows[r][j] != want[r][j] {
+						t.Errorf("row %d, column %s reads %v, want %v", r, cols[j].Name, rows[r][j], want[r][j])
+					}
+				}
+			}
+			buf.Reset()
+			w, err := offline.NewWriter(&buf, cols, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write(rows); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			out, _ := arrowTable(t, buf.Bytes())
+			defer out.Release()
+			for j, want := range schema.Fields() {
+				got := out.Schema().Field(j)
+				if got.Name != want.Name || !arrow.TypeEqual(got.Type, want.Type) || got.Nullable != want.Nullable {
+					t.Errorf("column %d is %s %s (nullable %v), want %s %s (nullable %v)", j, got.Name, got.Type, got.Nullable, want.Name, want.Type, want.Nullable)
+					continue
+				}
+				if !array.ChunkedEqual(out.Column(j).Data(), in.Column(j).Data()) {
+					t.Errorf("column %s reads %v, want %v", want.Name, out.Column(j).Data(), in.Column(j).Data())
+				}
+			}
+		})
+	}
+}
+
+// TestUint64AboveIntRange checks that a UINT64 value no int can hold
+// refuses the file, rather than reading as a negative number.
+func TestUint64AboveIntRange(t *testing.T) {
+	schema := arrow.NewSchema([]arrow.Field{{Name: "count", Type: arrow.PrimitiveTypes.Uint64, Nullable: true}}, nil)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer b.Release()
+	b.Field(0).(*array.Uint64Builder).AppendValues([]uint64{5, math.MaxInt64 + 1}, nil)
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	var buf bytes.Buffer
+	if err := pqarrow.WriteTable(array.NewTableFromRecords(schema, []arrow.RecordBatch{rec}), &buf, 1024, nil, pqarrow.NewArrowWriterProperties()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "spine.parquet")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, rows, _, err := offline.ReadFile(path)
+	if err == nil || !strings.Contains(err.Error(), "column count") || !strings.Contains(err.Error(), "9223372036854775808, is above") {
+		t.Fatalf("ReadFile: %v, rows %v; want an error naming the column and the value", err, rows)
+	}
 }

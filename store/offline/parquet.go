@@ -288,6 +288,16 @@ func checkValue(c Column, v features.Value, required bool) error {
 	if t != c.Type && !(c.Type == features.TypeFloat && t == features.TypeInt) {
 		return fmt.Errorf("%s value in a %s column", t, c.Type)
 	}
+	switch s := c.Stored; {
+	case s.Logical == logicalDecimal:
+		_, err := s.decimalOf(v)
+		return err
+	case s.Logical == logicalUUID:
+		_, err := uuidBytes(v.Str())
+		return err
+	case s.Logical == logicalInt && !s.Signed && s.BitWidth == 64 && v.Int() < 0:
+		return fmt.Errorf("%d in a column of unsigned ints", v.Int())
+	}
 	if s := c.Stored; s.Kind == parquet.Int32 && s.Logical != logicalDate {
 		lo, hi := int64(math.MinInt32), int64(math.MaxInt32)
 		if s.Logical == logicalInt && !s.Signed {
@@ -303,10 +313,11 @@ func checkValue(c Column, v features.Value, required bool) error {
 // ReadFile reads a local Parquet file with a flat schema: the columns, every
 // row in file order and the file's key/value metadata. Besides the types
 // this package writes it accepts, for backfill inputs from other tools: INT32
-// and unsigned integers (int), FLOAT (float), TIMESTAMP in any unit
-// (converted to milliseconds, rounding down), DATE (midnight UTC) and INT96
-// timestamps. A column stored otherwise than this package would store it
-// carries how (Column.Stored), so that it is written back the same way.
+// and unsigned integers (int; a UINT64 above the int range is refused),
+// FLOAT (float), TIMESTAMP in any unit (converted to milliseconds, rounding
+// down), DATE (midnight UTC), INT96 timestamps, DECIMAL (decimalType) and
+// UUID (its text). A column stored otherwise than this package would store
+// it carries how (Column.Stored), so that it is written back the same way.
 func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -777,7 +788,7 @@ func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, leaf *leaf, s
 	if c.Len()-first != rows {
 		return fmt.Errorf("%d values for the row group's %d rows", c.Len()-first, rows)
 	}
-	return nil
+	return leaf.check(c, first)
 }
 
 // readIndexed appends the rows of a page of indexes into a dictionary of n
@@ -842,11 +853,11 @@ func places(defs []byte, n int, sc *readScratch) ([]int32, error) {
 // readPlain appends the rows of a page of values to c. Numbers are read
 // from the page's arrays; other values one by one.
 func readPlain(p parquet.Page, c *ColumnValues, leaf *leaf, sc *readScratch) error {
-	if c.Index == nil {
+	if c.Index == nil && leaf.conv != fromDecimal {
 		data, defs := p.Data(), p.DefinitionLevels()
 		switch p.Type().Kind() {
 		case parquet.Int32:
-			if leaf.unsigned {
+			if leaf.conv == fromUint32 {
 				return appendNumbers(c, defs, data.Uint32(), leaf, sc)
 			}
 			return appendNumbers(c, defs, data.Int32(), leaf, sc)
@@ -941,15 +952,34 @@ const (
 // integer x of the file (a date's days, a timestamp's units) is the value
 // x*mul floor-divided by div.
 type leaf struct {
-	typ      features.Type
-	mul, div int64
-	unsigned bool // an INT32 column of unsigned ints
+	typ              features.Type
+	mul, div         int64
+	conv             conversion
+	precision, scale int32 // a DECIMAL's
 }
+
+// conversion is how a value of the file becomes a leaf's, beyond mul and
+// div.
+type conversion uint8
+
+const (
+	asStored    conversion = iota
+	fromUint32             // an INT32 column of unsigned ints
+	fromUint64             // an INT64 column of unsigned ints: above the int range, refused
+	fromDecimal            // a DECIMAL: see decimalType
+	fromUUID               // 16 bytes, read as the UUID's text
+)
 
 func leafOf(t parquet.Type) (leaf, error) {
 	var lt format.LogicalTypeValue
 	if l := t.LogicalType(); l != nil {
 		lt = l.Value
+	}
+	if d, ok := lt.(*format.DecimalType); ok {
+		if d.Precision < 1 || d.Precision > maxDecimalDigits(t.Kind(), t.Length()) || d.Scale < 0 || d.Scale > d.Precision {
+			return leaf{}, fmt.Errorf("unsupported type %s", t)
+		}
+		return leaf{typ: decimalType(d.Precision, d.Scale), mul: 1, div: 1, conv: fromDecimal, precision: d.Precision, scale: d.Scale}, nil
 	}
 	l := leaf{mul: 1, div: 1}
 	switch t.Kind() {
@@ -962,6 +992,10 @@ func leafOf(t parquet.Type) (leaf, error) {
 		case nil, *format.StringType, *format.EnumType, *format.JsonType:
 			l.typ = features.TypeString
 		}
+	case parquet.FixedLenByteArray:
+		if _, ok := lt.(*format.UUIDType); ok && t.Length() == 16 {
+			l.typ, l.conv = features.TypeString, fromUUID
+		}
 	case parquet.Int32:
 		switch lt := lt.(type) {
 		case *format.DateType:
@@ -970,7 +1004,10 @@ func leafOf(t parquet.Type) (leaf, error) {
 			l.typ = features.TypeInt
 		case *format.IntType:
 			if lt.BitWidth == 8 || lt.BitWidth == 16 || lt.BitWidth == 32 {
-				l.typ, l.unsigned = features.TypeInt, !lt.IsSigned
+				l.typ = features.TypeInt
+				if !lt.IsSigned {
+					l.conv = fromUint32
+				}
 			}
 		}
 	case parquet.Int64:
@@ -980,6 +1017,9 @@ func leafOf(t parquet.Type) (leaf, error) {
 		case *format.IntType:
 			if lt.BitWidth == 64 {
 				l.typ = features.TypeInt
+				if !lt.IsSigned {
+					l.conv = fromUint64
+				}
 			}
 		case *format.TimestampType:
 			if per := int64(lt.Unit.Value.Duration()); per > 0 && int64(1e6)%per == 0 {
@@ -997,11 +1037,17 @@ func leafOf(t parquet.Type) (leaf, error) {
 
 // value converts a value of the column that is not null.
 func (l *leaf) value(v parquet.Value) features.Value {
+	switch l.conv {
+	case fromDecimal:
+		return decimalValue(unscaled(v), l.scale, l.typ)
+	case fromUUID:
+		return features.String(uuidText(v.ByteArray()))
+	}
 	switch v.Kind() {
 	case parquet.Boolean:
 		return features.Bool(v.Boolean())
 	case parquet.Int32:
-		if l.unsigned {
+		if l.conv == fromUint32 {
 			return features.FromBits(l.typ, l.bits(int64(v.Uint32())))
 		}
 		return features.FromBits(l.typ, l.bits(int64(v.Int32())))

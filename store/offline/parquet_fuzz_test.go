@@ -16,7 +16,8 @@ import (
 
 // fuzzSeeds are Parquet files to start from: a log file with nulls and a
 // dictionary-encoded string column, and another tool's file with numbers
-// and strings dictionary-encoded over row groups of several pages.
+// and strings dictionary-encoded over row groups of several pages, and
+// decimals, UUIDs and unsigned ints.
 func fuzzSeeds(t testing.TB) [][]byte {
 	cols := []Column{{Name: "user_id", Type: features.TypeString}, {Name: "amount", Type: features.TypeFloat},
 		{Name: "flag", Type: features.TypeBool}, {Name: ColEventTime, Type: features.TypeTimestamp},
@@ -46,6 +47,11 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		Ns   int64            `parquet:"ns,timestamp(nanosecond:local)"`
 		U32  uint32           `parquet:"u32"`
 		Old  deprecated.Int96 `parquet:"old"`
+		D32  int32            `parquet:"d32,decimal(2:9)"`
+		D64  int64            `parquet:"d64,decimal(4:18)"`
+		Big  []byte           `parquet:"big,decimal(20:40)"`
+		ID   [16]byte         `parquet:"id,uuid"`
+		U64  uint64           `parquet:"u64"`
 	}
 	var foreign bytes.Buffer
 	w := parquet.NewGenericWriter[row](&foreign, parquet.PageBufferSize(64))
@@ -54,7 +60,9 @@ func fuzzSeeds(t testing.TB) [][]byte {
 		for i := range 30 {
 			n, s := int64(i%4), []string{"x", "yy", "zzz"}[(i+g)%3]
 			r := row{Day: int32(i), Cost: float32(i % 6), Ns: seedNs(i), U32: uint32(1<<32 - 1 - i),
-				Old: deprecated.Int96{uint32(i) * 1_000_003, uint32(i), 2440588 + uint32(i)}}
+				Old: deprecated.Int96{uint32(i) * 1_000_003, uint32(i), 2440588 + uint32(i)},
+				D32: int32(i*37 - 500), D64: int64(i)*1e15 - 7, Big: []byte{byte(i%2) * 0xff, byte(0x7f + i%2), 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, byte(i)},
+				ID: [16]byte{byte(i), 0xff}, U64: uint64(i) << 58}
 			if i%7 != 0 {
 				r.N, r.S = &n, &s
 			}

@@ -23,6 +23,9 @@ type Stored struct {
 	PerMilli int64 // of a TIMESTAMP: its units in a millisecond
 	UTC      bool  // of a TIMESTAMP: isAdjustedToUTC
 	Required bool
+
+	Precision, Scale int32 // of a DECIMAL
+	Length           int32 // of a FIXED_LEN_BYTE_ARRAY
 }
 
 // storedLogical is the logical type of a Stored column, of those ReadFile
@@ -37,6 +40,8 @@ const (
 	logicalDate
 	logicalInt
 	logicalTimestamp
+	logicalDecimal
+	logicalUUID
 )
 
 // storedOf returns how node stores its values. It assumes leafOf accepted
@@ -44,6 +49,9 @@ const (
 func storedOf(node parquet.Node) Stored {
 	t := node.Type()
 	s := Stored{Kind: t.Kind(), Required: node.Required()}
+	if s.Kind == parquet.FixedLenByteArray {
+		s.Length = int32(t.Length())
+	}
 	if l := t.LogicalType(); l != nil {
 		switch lt := l.Value.(type) {
 		case *format.StringType:
@@ -59,6 +67,10 @@ func storedOf(node parquet.Node) Stored {
 		case *format.TimestampType:
 			s.Logical, s.UTC = logicalTimestamp, lt.IsAdjustedToUTC
 			s.PerMilli = int64(1e6) / int64(lt.Unit.Value.Duration())
+		case *format.DecimalType:
+			s.Logical, s.Precision, s.Scale = logicalDecimal, lt.Precision, lt.Scale
+		case *format.UUIDType:
+			s.Logical = logicalUUID
 		}
 	}
 	return s
@@ -82,11 +94,23 @@ func (s Stored) node() parquet.Node {
 			n = parquet.Encoded(parquet.Enum(), &parquet.RLEDictionary)
 		case logicalJSON:
 			n = parquet.JSON()
+		case logicalDecimal:
+			n = parquet.Decimal(int(s.Scale), int(s.Precision), parquet.ByteArrayType)
 		default:
 			n = parquet.Leaf(parquet.ByteArrayType)
 		}
+	case parquet.FixedLenByteArray:
+		if s.Logical == logicalUUID {
+			n = parquet.UUID()
+		} else {
+			n = parquet.Decimal(int(s.Scale), int(s.Precision), parquet.FixedLenByteArrayType(int(s.Length)))
+		}
 	case parquet.Int32, parquet.Int64:
 		switch {
+		case s.Logical == logicalDecimal && s.Kind == parquet.Int32:
+			n = parquet.Decimal(int(s.Scale), int(s.Precision), parquet.Int32Type)
+		case s.Logical == logicalDecimal:
+			n = parquet.Decimal(int(s.Scale), int(s.Precision), parquet.Int64Type)
 		case s.Logical == logicalDate:
 			n = parquet.Date()
 		case s.Logical == logicalTimestamp:
@@ -122,6 +146,14 @@ func timeUnit(perMilli int64) parquet.TimeUnit {
 // value converts v, not null, to a Parquet value stored as s says: the
 // inverse of leaf.value.
 func (s Stored) value(v features.Value) parquet.Value {
+	switch s.Logical {
+	case logicalDecimal:
+		u, _ := s.decimalOf(v) // checkValue found no error
+		return s.decimalParquet(u)
+	case logicalUUID:
+		b, _ := uuidBytes(v.Str()) // checkValue found no error
+		return parquet.FixedLenByteArrayValue(b)
+	}
 	switch s.Kind {
 	case parquet.Boolean:
 		return parquet.BooleanValue(v.Bool())
