@@ -234,7 +234,13 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		ent := defs.Entity(vj.view.Entity)
 		for _, k := range ent.JoinKeys {
 			vj.keyIdx = append(vj.keyIdx, src.Field(k))
-			p.keys[k] = src.Schema[src.Field(k)].Type
+			t := src.Schema[src.Field(k)].Type
+			if prev, ok := p.keys[k]; ok && prev != t {
+				// Sources disagree: a CSV spine's key is read as written,
+				// which names the entity of an int source too.
+				t = features.TypeString
+			}
+			p.keys[k] = t
 		}
 		var ej *entityJob
 		for _, e := range p.entities {

@@ -164,8 +164,10 @@ func (s *spine) check(path, tsCol string, keys map[string]features.Type) error {
 		switch {
 		case j < 0:
 			problems = append(problems, fmt.Sprintf("no column %q: the features' entities need it as a join key", k))
-		case s.cols[j].Type != keys[k]:
-			problems = append(problems, fmt.Sprintf("join key column %q is %s, want %s", k, s.cols[j].Type, keys[k]))
+		case s.cols[j].Type != features.TypeString && s.cols[j].Type != features.TypeInt:
+			// Either names an entity: an int and its decimal text are one
+			// key (online.AppendEntityKey), as in a lookup.
+			problems = append(problems, fmt.Sprintf("join key column %q is %s, want string or int", k, s.cols[j].Type))
 		}
 		keyCols = append(keyCols, j)
 	}

@@ -306,3 +306,78 @@ func TestSpineEpochSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinKeyOfTwoTypes: a join key that one source declares a string and
+// another an int is read the same whatever the order of the features: a
+// CSV spine's as written, and a Parquet spine's string or int column
+// alike, as a lookup takes either. A column of another type is refused.
+func TestJoinKeyOfTwoTypes(t *testing.T) {
+	defs, err := features.Parse("defs.yaml", []byte(`project: p
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: a, topic: a, event_time: ts, schema: {user_id: string, ts: timestamp}}
+  - {name: b, topic: b, event_time: ts, schema: {user_id: int, ts: timestamp}}
+feature_views:
+  - {name: va, version: 1, entity: user, source: a, features: [{name: c, agg: count}]}
+  - {name: vb, version: 1, entity: user, source: b, features: [{name: c, agg: count}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	run := func(spine string, refs ...string) ([]offline.Column, error) {
+		out := filepath.Join(dir, "out.parquet")
+		if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "ts", Features: refs, Out: out}); err != nil {
+			return nil, err
+		}
+		cols, _, _, err := offline.ReadFile(out)
+		return cols, err
+	}
+	csv := writeSpine(t, dir, "user_id,ts\n007,1795165200250\n")
+	for _, refs := range [][]string{{"va@1:c", "vb@1:c"}, {"vb@1:c", "va@1:c"}} {
+		cols, err := run(csv, refs...)
+		if err != nil || cols[0].Type != features.TypeString {
+			t.Errorf("CSV spine, features %v: %v, columns %v; want user_id a string column, as written", refs, err, cols)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		cols []offline.Column
+		row  []features.Value
+		err  string
+	}{
+		{"int", []offline.Column{{Name: "user_id", Type: features.TypeInt}, {Name: "ts", Type: features.TypeTimestamp}},
+			[]features.Value{features.Int(7), features.Timestamp(1795165200250)}, ""},
+		{"string", []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeTimestamp}},
+			[]features.Value{features.String("7"), features.Timestamp(1795165200250)}, ""},
+		{"float", []offline.Column{{Name: "user_id", Type: features.TypeFloat}, {Name: "ts", Type: features.TypeTimestamp}},
+			[]features.Value{features.Float(7), features.Timestamp(1795165200250)}, `join key column "user_id" is float, want string or int`},
+	} {
+		path := filepath.Join(dir, c.name+".parquet")
+		var buf bytes.Buffer
+		w, err := offline.NewWriter(&buf, c.cols, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write([][]features.Value{c.row}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, refs := range [][]string{{"va@1:c", "vb@1:c"}, {"vb@1:c", "va@1:c"}} {
+			_, err := run(path, refs...)
+			if c.err == "" && err != nil || c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)) {
+				t.Errorf("%s spine, features %v: %v, want %q", c.name, refs, err, c.err)
+			}
+		}
+	}
+}
