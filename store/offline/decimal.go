@@ -76,6 +76,9 @@ func unscaled(v parquet.Value) *big.Int {
 func decimalValue(u *big.Int, scale int32, typ features.Type) features.Value {
 	switch typ {
 	case features.TypeInt:
+		if !u.IsInt64() { // more digits than the precision: check refuses it
+			return features.Int(int64(u.Sign()) * math.MaxInt64)
+		}
 		return features.Int(u.Int64())
 	case features.TypeString:
 		digits := new(big.Int).Abs(u).String()
@@ -117,7 +120,10 @@ func (l *leaf) check(c *ColumnValues, first int) error {
 	case l.conv != fromDecimal:
 	case l.typ == features.TypeString:
 		for _, i := range c.Index[first:] {
-			if text := c.Strings[max(i, 0)].Str(); i >= 0 && unscaledDigits(text) > int(l.precision) {
+			if i < 0 {
+				continue // null
+			}
+			if text := c.Strings[i].Str(); unscaledDigits(text) > int(l.precision) {
 				return fmt.Errorf("%s has more digits than the column's precision, %d", text, l.precision)
 			}
 		}
