@@ -290,24 +290,42 @@ func (e *Engine) AppendState(b []byte, s *State) []byte {
 	return b
 }
 
-// DecodeState decodes a state written by AppendState. It fails with
-// ErrCorruptState on malformed input and ErrStateMismatch for a state of
-// another definition of the view.
-func (e *Engine) DecodeState(b []byte) (*State, error) {
-	r := &reader{b: b}
+// LastEventTimeOf returns the LastEventTime of the state AppendState
+// wrote to b, decoding no more than it needs: what ingest reads of every
+// state to find those past their view's TTL.
+func (e *Engine) LastEventTimeOf(b []byte) (int64, bool, error) {
+	var s State
+	err := e.readHead(&reader{b: b}, &s)
+	return s.last, s.any, err
+}
+
+// readHead reads what AppendState writes before the series: the format
+// version, the definition's stamp and the latest event time.
+func (e *Engine) readHead(r *reader, s *State) error {
 	if v := r.byte(); r.err == nil && v != stateVersion {
-		return nil, fmt.Errorf("%w: unknown format version %d", ErrCorruptState, v)
+		return fmt.Errorf("%w: unknown format version %d", ErrCorruptState, v)
 	}
 	if stamp := r.bytes(len(e.stamp)); r.err == nil && string(stamp) != string(e.stamp[:]) {
-		return nil, fmt.Errorf("%w: view %s", ErrStateMismatch, e.view.Ref())
+		return fmt.Errorf("%w: view %s", ErrStateMismatch, e.view.Ref())
 	}
-	s := e.NewState()
 	switch r.byte() {
 	case 0:
 	case 1:
 		s.last, s.any = r.varint(), true
 	default:
 		r.fail("bad flag")
+	}
+	return r.err
+}
+
+// DecodeState decodes a state written by AppendState. It fails with
+// ErrCorruptState on malformed input and ErrStateMismatch for a state of
+// another definition of the view.
+func (e *Engine) DecodeState(b []byte) (*State, error) {
+	r := &reader{b: b}
+	s := e.NewState()
+	if err := e.readHead(r, s); err != nil {
+		return nil, err
 	}
 	for _, sr := range s.series {
 		sr.readFrom(r)

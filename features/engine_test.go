@@ -225,6 +225,12 @@ func TestStateEncoding(t *testing.T) {
 	if re := f.eng.AppendState(nil, got); !bytes.Equal(re, enc) {
 		t.Fatal("decode then encode changed the bytes")
 	}
+	if last, ok, err := f.eng.LastEventTimeOf(enc); err != nil || last != 499*7_000 || !ok {
+		t.Fatalf("LastEventTimeOf = %d, %t, %v; want %d, true", last, ok, err, 499*7_000)
+	}
+	if _, ok, err := f.eng.LastEventTimeOf(f.eng.AppendState(nil, f.eng.NewState())); err != nil || ok {
+		t.Fatalf("LastEventTimeOf a new state = %t, %v; want no event", ok, err)
+	}
 	now := int64(500 * 7_000)
 	if a, b := f.eval(t, s, now), f.eval(t, got, now); !equalValues(a, b) {
 		t.Fatalf("decoded state evaluates to %v, want %v", b, a)
@@ -354,7 +360,10 @@ func FuzzDecodeState(f *testing.F) {
 			}
 			return
 		}
-		last, _ := s.LastEventTime()
+		last, some := s.LastEventTime()
+		if l, ok, err := fx.eng.LastEventTimeOf(b); err != nil || l != last || ok != some {
+			t.Fatalf("LastEventTimeOf = %d, %t, %v; the decoded state's is %d, %t", l, ok, err, last, some)
+		}
 		if err := fx.eng.Evaluate(s, max(last, 0), out); err != nil {
 			t.Fatal(err)
 		}

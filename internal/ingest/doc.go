@@ -25,6 +25,16 @@
 // (key <prefix>:<view>:v<version>:<entity>, expiring after the view's TTL),
 // and each applied event's feature values to the offline feature log.
 //
+// # Expiry
+//
+// Every Config.ExpireInterval, ingest looks through the states of the
+// changelog partitions it owns for those whose latest event is older than
+// their view's TTL, which serve answers OUTSIDE_MAX_AGE, without values,
+// and deletes them between two batches: a tombstone in the changelog
+// (serve's replicas and the state store drop the state) and a delete in
+// Redis. An event for the entity afterwards starts its state anew, as
+// Redis's own expiry of the key does.
+//
 // # Redis
 //
 // Ingest writes a state to Redis when it applies an event, so Redis lacks

@@ -66,6 +66,10 @@ type Config struct {
 	// late until real time catches up. The record's timestamp, not the
 	// clock, is the reference, so a replay decides as the first run did.
 	MaxFutureSkew time.Duration
+	// ExpireInterval is how often ingest looks through the states of its
+	// partitions for those whose latest event is older than their view's
+	// TTL, and deletes them (expire). Default 10m.
+	ExpireInterval time.Duration
 }
 
 func (c *Config) ensureDefaults() {
@@ -92,6 +96,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 128 << 20
+	}
+	if c.ExpireInterval == 0 {
+		c.ExpireInterval = 10 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -126,6 +133,9 @@ func (c *Config) Validate() error {
 	if c.SessionTimeout < 0 {
 		errs = append(errs, fmt.Errorf("ingest: session timeout %s is negative", c.SessionTimeout))
 	}
+	if c.ExpireInterval < 0 {
+		errs = append(errs, fmt.Errorf("ingest: expire interval %s is negative", c.ExpireInterval))
+	}
 	if c.CacheBytes < 0 {
 		errs = append(errs, fmt.Errorf("ingest: cache size %d is negative", c.CacheBytes))
 	}
@@ -151,6 +161,7 @@ type Ingester struct {
 	fatal      error                        // set by fail: an assignment not prepared, a flush failed under a rebalance; Run returns it
 	wake       context.CancelFunc           // ends Run's poll, for it to see fatal
 	flushing   *inflight                    // the batch being made durable, if any
+	stopped    bool                         // Run returned, or is returning: nothing more is flushed
 	watermarks map[string]map[int32]int64   // source topic → partition → watermark
 	hwm        map[string]int64             // offline stream → high-water mark
 	cache      map[shard]map[string]*cached // changelog partition → entity key → state
@@ -159,6 +170,7 @@ type Ingester struct {
 	redisWarn  rate.Sometimes               // a failed Redis check's warning, at most every 10 s
 	positions  *positions                   // committed and end offsets, for the lag
 	lagWarn    rate.Sometimes               // a failed listing's warning, at most every 10 s
+	expireWarn rate.Sometimes               // a failed expiry's warning, at most every 10 s
 }
 
 // Consuming reports whether the ingester has joined its group and prepared
@@ -189,6 +201,7 @@ type viewRoute struct {
 	warn        rate.Sometimes // the "event not applied" warning, at most every 10 s
 	unlogged    atomic.Int64   // refused events since the last warning
 	stateWrites prometheus.Counter
+	expired     prometheus.Counter
 	changelog   string
 	redisKey    string           // prefix of its Redis keys: <prefix>:<view>:v<version>:
 	columns     []offline.Column // of the feature log
@@ -215,8 +228,9 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		dlq:        cfg.TopicPrefix + ".dlq",
 		watermarks: map[string]map[int32]int64{}, hwm: map[string]int64{},
 		cache: map[shard]map[string]*cached{}, assigned: map[string]map[int32]bool{},
-		redisWarn: rate.Sometimes{First: 1, Interval: 10 * time.Second},
-		lagWarn:   rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		redisWarn:  rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		lagWarn:    rate.Sometimes{First: 1, Interval: 10 * time.Second},
+		expireWarn: rate.Sometimes{First: 1, Interval: 10 * time.Second},
 	}
 	in.positions = &positions{parts: map[string]map[int32]*position{}, m: in.metrics}
 	if err := in.route(); err != nil {
@@ -343,6 +357,7 @@ func (in *Ingester) route() error {
 			refused:     in.metrics.refused.WithLabelValues(v.Ref()),
 			warn:        rate.Sometimes{First: 1, Interval: 10 * time.Second},
 			stateWrites: in.metrics.stateWrites.WithLabelValues(v.Ref()),
+			expired:     in.metrics.expired.WithLabelValues(v.Ref()),
 			changelog:   online.ChangelogTopic(in.cfg.TopicPrefix, online.TableOf(v)),
 			redisKey:    online.RedisKeyPrefix(in.cfg.TopicPrefix, online.TableOf(v)),
 			keyFields:   er.keyFields[src.Name],
@@ -478,6 +493,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	watching.Go(func() {
 		in.every(poll, lagInterval, in.checkLag, &in.lagWarn, "listing end offsets for the lag failed; trying again")
 	})
+	watching.Go(func() {
+		in.every(poll, in.cfg.ExpireInterval, func(ctx context.Context) error { return in.expire(ctx, work) },
+			&in.expireWarn, "deleting expired states failed; trying again")
+	})
 	if in.cfg.Redis != nil {
 		watching.Go(func() {
 			in.every(poll, redisCheckInterval, in.checkRedis, &in.redisWarn, "checking that Redis holds the states failed; trying again")
@@ -494,8 +513,11 @@ func (in *Ingester) Run(ctx context.Context) error {
 				in.log.Warn("fetch", "topic", t, "partition", p, "err", err)
 			}
 		})
-		f, err := in.process(work, fetches)
+		// One hold of in.mu from processing the batch to starting its
+		// flush: states expire (expire) between batches, never between a
+		// batch's snapshot and its flush.
 		in.mu.Lock()
+		f, err := in.process(work, fetches)
 		if err == nil {
 			err = in.waitFlush()
 		}
@@ -557,9 +579,11 @@ func (in *Ingester) waitFlush() error {
 	return p.err
 }
 
+// drain waits for the batch in flight as Run returns; no flush starts after.
 func (in *Ingester) drain() error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	in.stopped = true
 	return cmp.Or(in.waitFlush(), in.fatal)
 }
 
@@ -602,10 +626,8 @@ func (b *batch) send(ctx context.Context, r *kgo.Record) {
 }
 
 // process applies a poll's records and returns the batch, prepared for
-// making durable.
+// making durable; callers hold in.mu.
 func (in *Ingester) process(ctx context.Context, fetches kgo.Fetches) (*flush, error) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
 	var work []kgo.FetchTopicPartition
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 && in.assigned[p.Topic][p.Partition] {
@@ -1060,13 +1082,17 @@ func (in *Ingester) snapshot(b *batch) *flush {
 				continue
 			}
 			v := in.viewByChangelog(sh.changelog)
-			c.rec.state = v.engine.AppendState(c.rec.state[:0], c.state)
+			var value []byte // none, a tombstone, for a state that expired (expire)
+			if _, ok := c.state.LastEventTime(); ok {
+				c.rec.state = v.engine.AppendState(c.rec.state[:0], c.state)
+				value = c.rec.appendTo(nil)
+				v.stateWrites.Inc()
+			}
 			// Kafka hashes the key to partition sh.partition: repartition and
 			// changelog topics have the same partition count (createTopics).
-			r := &kgo.Record{Topic: sh.changelog, Key: []byte(key), Value: c.rec.appendTo(nil)}
+			r := &kgo.Record{Topic: sh.changelog, Key: []byte(key), Value: value}
 			f.dirty = append(f.dirty, dirtyState{v, key, r})
 			c.dirty = false
-			v.stateWrites.Inc()
 		}
 	}
 	for _, m := range []map[string]*offline.Batch{b.events, b.rows} {
@@ -1108,7 +1134,11 @@ func (in *Ingester) durable(ctx context.Context, f *flush) error {
 	if in.cfg.Redis != nil && len(f.dirty) > 0 {
 		pipe := in.cfg.Redis.Pipeline()
 		for _, d := range f.dirty {
-			pipe.Set(ctx, d.view.redisKey+d.key, d.rec.Value, d.view.engine.View().TTL)
+			if d.rec.Value == nil {
+				pipe.Del(ctx, d.view.redisKey+d.key)
+			} else {
+				pipe.Set(ctx, d.view.redisKey+d.key, d.rec.Value, d.view.engine.View().TTL)
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("write states to redis: %w", err)
@@ -1119,7 +1149,7 @@ func (in *Ingester) durable(ctx context.Context, f *flush) error {
 		next := map[string]map[int32]int64{}
 		for _, d := range f.dirty {
 			cl := d.view.changelog
-			w.set(cl, d.key, d.rec.Value)
+			w.put(cl, d.key, d.rec.Value)
 			if next[cl] == nil {
 				next[cl] = map[int32]int64{}
 			}
@@ -1376,7 +1406,7 @@ func (in *Ingester) restore(ctx context.Context, changelog string, partition int
 	end, err := in.readChangelog(ctx, changelog, partition, from, func(recs []*kgo.Record) error {
 		w := in.store.newWrite()
 		for _, r := range recs {
-			w.set(changelog, string(r.Key), r.Value)
+			w.put(changelog, string(r.Key), r.Value)
 		}
 		restored += len(recs)
 		w.restoredTo(changelog, partition, recs[len(recs)-1].Offset+1)

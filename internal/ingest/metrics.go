@@ -12,6 +12,7 @@ type metrics struct {
 	refused     *prometheus.CounterVec // by view
 	dlq         *prometheus.CounterVec // by reason
 	stateWrites *prometheus.CounterVec // by view
+	expired     *prometheus.CounterVec // by view
 	lag         *prometheus.GaugeVec   // by topic and partition
 	offset      *prometheus.GaugeVec   // by topic and partition
 	batch       prometheus.Histogram   // seconds to make a batch durable
@@ -34,6 +35,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		stateWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_state_writes_total", Help: "Entity states written to the changelog and the state store, by view version.",
+		}, []string{"view"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_states_expired_total", Help: "Entity states deleted because their latest event was older than the view's TTL (a tombstone in the changelog, deleted from Redis), by view version.",
 		}, []string{"view"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "quiver_ingest_consumer_lag_records", Help: "Records between the committed offset and the partition's end, of the partitions this instance owns; updated by every fetch and every 5 s.",
@@ -58,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.consumed.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.lag, m.offset, m.batch, m.redisSeeds)
+		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.expired, m.lag, m.offset, m.batch, m.redisSeeds)
 	}
 	return m
 }

@@ -55,6 +55,28 @@ func (s *store) get(changelog, entity string) ([]byte, error) {
 	return append([]byte(nil), v...), nil
 }
 
+// states calls fn with each state record of a changelog, in key order, as
+// the store held them when it was called. The record is valid only during
+// the call.
+func (s *store) states(changelog string, fn func(entity string, record []byte) error) error {
+	prefix := stateKey(changelog, "")
+	end := append(prefix[:len(prefix)-1:len(prefix)-1], 1) // past every key of the prefix: a topic name has no zero byte
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: end})
+	if err != nil {
+		return fmt.Errorf("read states: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(string(it.Key()[len(prefix):]), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("read states: %w", err)
+	}
+	return nil
+}
+
 // restoreOffset returns the changelog offset from which to catch up.
 func (s *store) restoreOffset(changelog string, partition int32) (int64, error) {
 	v, closer, err := s.db.Get(offsetKey(changelog, partition))
@@ -79,8 +101,14 @@ type write struct {
 
 func (s *store) newWrite() write { return write{s.db.NewBatch()} }
 
-func (w write) set(changelog, entity string, record []byte) {
-	_ = w.b.Set(stateKey(changelog, entity), record, nil) // a batch Set fails only when closed
+// put stores an entity's state record, or deletes it for a tombstone (nil).
+func (w write) put(changelog, entity string, record []byte) {
+	// A batch's Set and Delete fail only when it is closed.
+	if record == nil {
+		_ = w.b.Delete(stateKey(changelog, entity), nil)
+	} else {
+		_ = w.b.Set(stateKey(changelog, entity), record, nil)
+	}
 }
 
 func (w write) restoredTo(changelog string, partition int32, next int64) {

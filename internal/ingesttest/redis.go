@@ -134,10 +134,7 @@ func CheckRedis(t testing.TB, brokers []string, addrs ...string) {
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
 	defer rdb.Close()
 	for _, view := range []string{"user_txn", "merchant_txn"} {
-		want := map[string]string{}
-		for _, r := range ConsumeAll(t, brokers, "quiver.changelog."+view+".v1") {
-			want[string(r.Key)] = string(r.Value)
-		}
+		want := Changelog(t, brokers, "quiver.changelog."+view+".v1")
 		prefix := "quiver:" + view + ":v1:"
 		keys, err := redisKeys(ctx, rdb, prefix+"*")
 		if err != nil {
@@ -148,7 +145,7 @@ func CheckRedis(t testing.TB, brokers []string, addrs ...string) {
 		}
 		for entity, state := range want {
 			got, err := rdb.Get(ctx, prefix+entity).Result()
-			if err != nil || got != state {
+			if err != nil || got != string(state) {
 				t.Errorf("%s %s: Redis holds a different state (%v)", view, entity, err)
 			}
 			ttl, err := rdb.PTTL(ctx, prefix+entity).Result()

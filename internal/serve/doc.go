@@ -10,5 +10,5 @@
 // response, then one result per feature, values in entity order, each with a
 // status: PRESENT; NOT_FOUND when the entity has no state; OUTSIDE_MAX_AGE
 // when its latest event is older than the view's TTL (the value is then
-// null). Every client error is a 4xx with a JSON body {"error", "code"}.
+// null), until ingest deletes the expired state (then NOT_FOUND). Every client error is a 4xx with a JSON body {"error", "code"}.
 package serve

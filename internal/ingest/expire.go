@@ -1,0 +1,136 @@
+package ingest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quiver-ml/quiver/store/online"
+)
+
+// expireChunk is the most states one flush of expire deletes, so that a
+// sweep that finds many holds in.mu, between two batches, only briefly.
+const expireChunk = 10_000
+
+// expire deletes the states of the changelog partitions this instance owns
+// whose latest event is older than their view's TTL, what DESIGN means by a
+// state that expires: serve already answers them OUTSIDE_MAX_AGE, without
+// values, and without this the state of every entity ever seen would stay
+// in the changelog, the state store and every serve replica for good. Each
+// goes as a tombstone in the changelog, so that replicas drop it too, and is
+// deleted from Redis, where its key lives the TTL from when ingest wrote it
+// (a replay of old events writes states that expired long ago).
+//
+// It reads the state store without in.mu and checks each state it finds
+// again under it, where batches cannot change it, flushing the deletions
+// like a batch. Flushes run under work, Run's context for flushes.
+func (in *Ingester) expire(ctx, work context.Context) error {
+	in.mu.Lock()
+	owned := in.ownedChangelogs()
+	in.mu.Unlock()
+	for v := range owned {
+		ttl := v.engine.View().TTL.Milliseconds()
+		if ttl <= 0 {
+			continue
+		}
+		partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(v.changelog) // the producer's hash of a key
+		now := time.Now().UnixMilli()
+		var found []expiredState
+		var corrupt error
+		err := in.store.states(v.changelog, func(entity string, record []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			_, state, err := online.SplitRecord(record)
+			last, ok := int64(0), false
+			if err == nil {
+				last, ok, err = v.engine.LastEventTimeOf(state)
+			}
+			if err != nil {
+				corrupt = cmp.Or(corrupt, fmt.Errorf("state of %s in %s: %w", entity, v.changelog, err))
+				return nil // the entity's next event reports it; the others expire
+			}
+			if !ok || now-last <= ttl {
+				return nil
+			}
+			p := int32(partitioner.Partition(&kgo.Record{Key: []byte(entity)}, int(in.parts)))
+			if !slices.Contains(owned[v], p) {
+				return nil // another instance's, kept from when this one owned it
+			}
+			if found = append(found, expiredState{entity, p}); len(found) == expireChunk {
+				err := in.expireStates(work, v, found)
+				found = found[:0]
+				return err
+			}
+			return nil
+		})
+		if err == nil && len(found) > 0 {
+			err = in.expireStates(work, v, found)
+		}
+		if err != nil {
+			return err
+		}
+		if corrupt != nil {
+			return corrupt
+		}
+	}
+	return nil
+}
+
+type expiredState struct {
+	entity    string
+	partition int32
+}
+
+// expireStates deletes the states found expired that still are, and that
+// this instance still owns, under in.mu: each becomes an empty state in the
+// cache, which the flush snapshot starts writes as a tombstone, and which an
+// event that comes next starts again from.
+func (in *Ingester) expireStates(work context.Context, v *viewRoute, found []expiredState) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.fatal != nil || in.stopped {
+		return nil
+	}
+	owned := in.ownedChangelogs()[v]
+	ttl, now := v.engine.View().TTL.Milliseconds(), time.Now().UnixMilli()
+	n := 0
+	for _, e := range found {
+		if !slices.Contains(owned, e.partition) {
+			continue // revoked meanwhile
+		}
+		sh := shard{v.changelog, e.partition}
+		if in.cache[sh] == nil {
+			in.cache[sh] = map[string]*cached{}
+		}
+		c, err := in.state(v, e.partition, []byte(e.entity))
+		if err != nil {
+			return err
+		}
+		if last, ok := c.state.LastEventTime(); !ok || now-last <= ttl {
+			continue // deleted already, or an event came since
+		}
+		in.cache[sh][e.entity] = &cached{rec: stateRecord{applied: map[int32]int64{}}, state: v.engine.NewState(), dirty: true}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := in.waitFlush(); err != nil {
+		in.fail(err) // Run returns it
+		return nil
+	}
+	in.startFlush(work, in.snapshot(newBatch(in.client, &produceErr{})))
+	v.expired.Add(float64(n))
+	if in.cacheSize() > maxCached { // trim only what is durable
+		if err := in.waitFlush(); err != nil {
+			in.fail(err)
+		}
+		clear(in.cache)
+	}
+	return nil
+}
