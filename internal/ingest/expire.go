@@ -17,13 +17,14 @@ import (
 const expireChunk = 10_000
 
 // expire deletes the states of the changelog partitions this instance owns
-// whose latest event is older than their view's TTL, what DESIGN means by a
-// state that expires: serve already answers them OUTSIDE_MAX_AGE, without
-// values, and without this the state of every entity ever seen would stay
-// in the changelog, the state store and every serve replica for good. Each
-// goes as a tombstone in the changelog, so that replicas drop it too, and is
-// deleted from Redis, where its key lives the TTL from when ingest wrote it
-// (a replay of old events writes states that expired long ago).
+// whose latest event is older than their view's TTL, the expiry a view's
+// ttl promises: serve already answers them OUTSIDE_MAX_AGE, without values,
+// and without this the state of every entity ever seen would stay in the
+// changelog, the state store and every serve replica for good. Each goes as
+// a tombstone in the changelog, so that replicas drop it too, and is
+// deleted from Redis, where a key lives the TTL from when ingest wrote it,
+// not from its latest event (a replay of old events writes states that
+// expired long ago).
 //
 // It reads the state store without in.mu and checks each state it finds
 // again under it, where batches cannot change it, flushing the deletions
@@ -88,8 +89,8 @@ type expiredState struct {
 
 // expireStates deletes the states found expired that still are, and that
 // this instance still owns, under in.mu: each becomes an empty state in the
-// cache, which the flush snapshot starts writes as a tombstone, and which an
-// event that comes next starts again from.
+// cache, which the snapshot of the flush it starts writes as a tombstone,
+// and from which an event that comes next starts again.
 func (in *Ingester) expireStates(work context.Context, v *viewRoute, found []expiredState) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
@@ -56,6 +57,13 @@ func TestExpire(t *testing.T) {
 		t.Errorf("expired = %v, want user_txn@1 2 and merchant_txn@1 0 (m1's latest event is recent)", got)
 	}
 	ingesttest.CheckRedis(t, brokers, addr) // Redis holds what the changelog holds: gone1 and gone2 deleted
+	// expire finds the partition of a state in the store as the producer
+	// chose it: by the hash of its key.
+	for _, r := range ingesttest.ConsumeAll(t, brokers, "quiver.changelog.user_txn.v1") {
+		if p := kgo.StickyKeyPartitioner(nil).ForTopic(r.Topic).Partition(r, partitions); p != int(r.Partition) {
+			t.Errorf("%s is in partition %d; its key hashes to %d", r.Key, r.Partition, p)
+		}
+	}
 
 	again := now.Format(time.RFC3339Nano)
 	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("t4", "gone1", again)})
