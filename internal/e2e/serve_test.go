@@ -267,3 +267,27 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestExpiredIsNotFound: a user whose latest event is older than the view's
+// TTL (720h) is OUTSIDE_MAX_AGE until ingest deletes its state
+// (--expire-interval), and NOT_FOUND from then on, in a Pebble replica as
+// in Redis; a user with a recent event stays PRESENT.
+func TestExpiredIsNotFound(t *testing.T) {
+	brokers := startBroker(t)
+	at := func(d time.Duration) string { return time.Now().Add(-d).UTC().Format(time.RFC3339Nano) }
+	kcatProduce(t, brokers, []ingesttest.Txn{
+		{Key: "gone", Value: `{"txn_id":"t1","user_id":"gone","merchant_id":"m1","amount":5,"country":"DE","ts":"` + at(31*24*time.Hour) + `"}`},
+		{Key: "kept", Value: `{"txn_id":"t2","user_id":"kept","merchant_id":"m1","amount":5,"country":"DE","ts":"` + at(time.Minute) + `"}`},
+	})
+	base, _ := startServe(t, brokers, t.TempDir())
+	startIngest(t, brokers, t.TempDir(), "--expire-interval", "200ms")
+	waitReady(t, base)
+	body := []byte(`{"features":["user_txn@1:txn_count_1h"],"entities":{"user_id":["gone","kept"]}}`)
+	var got []string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got = lookup(t, base, body).Results[1].Statuses; strings.Join(got, " ") == "NOT_FOUND PRESENT" {
+			return
+		}
+	}
+	t.Fatalf("statuses %q, want NOT_FOUND for gone and PRESENT for kept", got)
+}
