@@ -66,7 +66,11 @@ func (s *store) states(changelog string, fn func(entity string, record []byte) e
 		return fmt.Errorf("read states: %w", err)
 	}
 	for it.First(); it.Valid(); it.Next() {
-		if err := fn(string(it.Key()[len(prefix):]), it.Value()); err != nil {
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(string(it.Key()[len(prefix):]), v)
+		}
+		if err != nil {
 			it.Close()
 			return err
 		}
