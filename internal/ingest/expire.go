@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -39,25 +40,8 @@ func (in *Ingester) expire(ctx, work context.Context) error {
 			continue
 		}
 		partitioner := kgo.StickyKeyPartitioner(nil).ForTopic(v.changelog) // the producer's hash of a key
-		now := time.Now().UnixMilli()
 		var found []expiredState
-		var corrupt error
-		err := in.store.states(v.changelog, func(entity string, record []byte) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			_, state, err := online.SplitRecord(record)
-			last, ok := int64(0), false
-			if err == nil {
-				last, ok, err = v.engine.LastEventTimeOf(state)
-			}
-			if err != nil {
-				corrupt = cmp.Or(corrupt, fmt.Errorf("state of %s in %s: %w", entity, v.changelog, err))
-				return nil // the entity's next event reports it; the others expire
-			}
-			if !ok || now-last <= ttl {
-				return nil
-			}
+		corrupt, err := in.store.expired(ctx, v.changelog, v.engine, time.Now().UnixMilli(), ttl, func(entity string) error {
 			p := int32(partitioner.Partition(&kgo.Record{Key: []byte(entity)}, int(in.parts)))
 			if !slices.Contains(owned[v], p) {
 				return nil // another instance's, kept from when this one owned it
@@ -80,6 +64,32 @@ func (in *Ingester) expire(ctx, work context.Context) error {
 		}
 	}
 	return nil
+}
+
+// expired calls fn with each entity of a changelog whose state in the
+// store has its latest event more than ttl before now (Unix milliseconds),
+// until fn or ctx fails. A state it cannot read is skipped, for the
+// entity's next event to report; the first is returned as corrupt.
+func (s *store) expired(ctx context.Context, changelog string, eng *features.Engine, now, ttl int64, fn func(entity string) error) (corrupt, err error) {
+	err = s.states(changelog, func(entity string, record []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_, state, err := online.SplitRecord(record)
+		last, ok := int64(0), false
+		if err == nil {
+			last, ok, err = eng.LastEventTimeOf(state)
+		}
+		if err != nil {
+			corrupt = cmp.Or(corrupt, fmt.Errorf("state of %s in %s: %w", entity, changelog, err))
+			return nil
+		}
+		if !ok || now-last <= ttl {
+			return nil
+		}
+		return fn(entity)
+	})
+	return corrupt, err
 }
 
 type expiredState struct {
