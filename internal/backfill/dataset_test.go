@@ -554,6 +554,49 @@ func TestSpillsLeaveNothing(t *testing.T) {
 	}
 }
 
+// TestStaleTempsRemoved: a run removes the temporary files that a killed
+// run of the same dataset left beside it, a dataset and its profile, but
+// not one still being written, nor another dataset's.
+func TestStaleTempsRemoved(t *testing.T) {
+	defs, off := fraudStore(t)
+	dir := t.TempDir()
+	spine := writeSpine(t, dir, "user_id,ts\nu1,2026-01-01T00:00:00Z\n")
+	old := time.Now().Add(-2 * time.Minute)
+	files := map[string]bool{ // name: whether it should stay
+		".out.parquet.tmp-1":              false,
+		".out.parquet.tmp-1.profile.json": false,
+		".out.parquet.tmp-2":              true, // modified just now: a run writing it
+		".other.parquet.tmp-3":            true,
+		"out.parquet.tmp-4":               true, // not hidden: not one of ours
+	}
+	for name := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != ".out.parquet.tmp-2" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: filepath.Join(dir, "out.parquet")}); err != nil {
+		t.Fatal(err)
+	}
+	for name, stays := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if got := err == nil; got != stays {
+			t.Errorf("%s: there after the run %v, want %v (%v)", name, got, stays, err)
+		}
+	}
+	for _, name := range []string{"out.parquet", "out.parquet.profile.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // TestEmptySpineShards: the shards of a spine without rows merge into a
 // dataset without rows.
 func TestEmptySpineShards(t *testing.T) {

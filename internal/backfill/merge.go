@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -96,7 +97,7 @@ func Merge(out string, inputs []string) (n int, err error) {
 	}
 	feats := newTable(int(rows), featTypes)
 
-	f, err := os.CreateTemp(filepath.Dir(out), ".tmp-dataset-*")
+	f, err := createTemp(out)
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
@@ -304,7 +305,8 @@ func (ct *shardColumns) columns() []offline.Column {
 
 // checkOut checks, before any work, that a dataset and its profile can be
 // written to path: neither is a directory, and its directory, made if
-// missing, takes new files.
+// missing, takes new files. It removes the temporary files that a run of
+// the same path left when it was killed (staleTemp).
 func checkOut(path string) error {
 	if isDir(path) {
 		return fmt.Errorf("--out %q is a directory: want a file in it", path)
@@ -316,13 +318,45 @@ func checkOut(path string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("--out %q: no directory %s: %w", path, dir, err)
 	}
-	f, err := os.CreateTemp(dir, ".tmp-dataset-*")
+	f, err := createTemp(path)
 	if err != nil {
 		return fmt.Errorf("--out %q: cannot write in %s: %w", path, dir, errors.Unwrap(err))
 	}
 	f.Close()
-	return os.Remove(f.Name())
+	if err := os.Remove(f.Name()); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("--out %q: %w", path, err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tempPrefix(path)) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleTemp {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
 }
+
+// createTemp creates the temporary file a dataset or its profile is
+// written to before it is renamed to path: hidden, in path's directory,
+// and named after path, so that a later run of the same path finds it
+// should this run be killed (checkOut).
+func createTemp(path string) (*os.File, error) {
+	return os.CreateTemp(filepath.Dir(path), tempPrefix(path)+"*")
+}
+
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// staleTemp is how long a temporary file named after a dataset must have
+// gone unmodified for a run of the same dataset to take it for a killed
+// run's and remove it: one being written changes all the time. A killed
+// run's file (the size of the dataset, hidden) would otherwise stay for
+// good; a job retried within the minute leaves it to the next run.
+const staleTemp = time.Minute
 
 // isDir reports whether path is a directory.
 func isDir(path string) bool {

@@ -138,7 +138,7 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 	for _, o := range p.outputs {
 		cols = append(cols, offline.Column{Name: o.name, Type: o.typ})
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-dataset-*")
+	f, err := createTemp(path)
 	if err != nil {
 		return "", fmt.Errorf("write dataset: %w", err)
 	}
