@@ -16,19 +16,31 @@ import (
 	"github.com/quiver-ml/quiver/store/online/storetest"
 )
 
+// TestStore runs the shared suite on a single Redis, with and without the
+// client-side cache, and on a Redis Cluster, which reads several keys
+// another way.
 func TestStore(t *testing.T) {
 	addr := ingesttest.StartRedis(t)
-	for _, cached := range []bool{false, true} {
-		name := "plain"
-		if cached {
-			name = "client-cache"
-		}
-		t.Run(name, func(t *testing.T) {
+	cluster := ingesttest.StartRedisCluster(t, 3)
+	for _, c := range []struct {
+		name   string
+		addrs  []string
+		cached bool
+	}{{"plain", []string{addr}, false}, {"client-cache", []string{addr}, true}, {"cluster", cluster, false}} {
+		t.Run(c.name, func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T, records []online.Record) online.Store {
-				writer := goredis.NewClient(&goredis.Options{Addr: addr})
+				opts := &goredis.UniversalOptions{Addrs: c.addrs, IsClusterMode: len(c.addrs) > 1}
+				writer := goredis.NewUniversalClient(opts)
 				defer writer.Close()
 				ctx := context.Background()
-				if err := writer.FlushAll(ctx).Err(); err != nil {
+				flush := func(ctx context.Context, rdb *goredis.Client) error { return rdb.FlushAll(ctx).Err() }
+				var err error
+				if cc, ok := writer.(*goredis.ClusterClient); ok {
+					err = cc.ForEachMaster(ctx, flush)
+				} else {
+					err = flush(ctx, writer.(*goredis.Client))
+				}
+				if err != nil {
 					t.Fatal(err)
 				}
 				var tables []online.Table
@@ -42,8 +54,7 @@ func TestStore(t *testing.T) {
 					}
 				}
 				ingesttest.MarkSeeded(t, writer, "test", tables...)
-				opts := &goredis.UniversalOptions{Addrs: []string{addr}}
-				if cached {
+				if c.cached {
 					redis.CacheOptions(opts, 64<<20)
 				}
 				return redis.New(goredis.NewUniversalClient(opts), "test", tables)
