@@ -89,8 +89,9 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 		p.columns = append(p.columns, features.FeatureRef{View: v.Name, Feature: f.Name}.Column())
 	}
 	if len(unknown) > 0 {
-		// Ten references cut short enough that the problem fits its own bound.
-		problems = append([]string{"unknown features: " + listSome(unknown, maxProblemBytes/maxProblems-10)}, problems...)
+		// As many as fit the bound of a problem: every one of any request
+		// a person wrote.
+		problems = append([]string{"unknown features: " + listSome(unknown, 100, maxProblemBytes-50)}, problems...)
 	}
 	if len(problems) > 0 {
 		return nil, badRequest("%s", joinProblems(problems))

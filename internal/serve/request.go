@@ -406,29 +406,29 @@ func describe(v *fastjson.Value) string {
 	return v.Type().String()
 }
 
-// maxProblems is how many problems an error lists: a body of many bad
-// fields gets a readable error, and one that costs little to build.
-const maxProblems = 10
-
 func joinProblems(ps []string) string {
 	if len(ps) == 1 {
 		return ps[0]
 	}
-	return strconv.Itoa(len(ps)) + " problems: " + listSome(ps, maxProblemBytes)
+	return strconv.Itoa(len(ps)) + " problems: " + listSome(ps, maxProblemBytes, maxErrorBytes-100)
 }
 
-// listSome joins the first maxProblems of ps, each clipped to n bytes, and
-// says how many more there are.
-func listSome(ps []string, n int) string {
+// listSome joins ps, each clipped to each bytes, as many as fit in total
+// bytes (one at least), and says how many more there are: every one of a
+// few short problems is named, and a body of many bad fields gets a
+// readable error that costs little to build.
+func listSome(ps []string, each, total int) string {
 	var b strings.Builder
-	for i, p := range ps[:min(len(ps), maxProblems)] {
+	for i, p := range ps {
+		p = clip(p, each)
+		if i > 0 && b.Len()+len(p) > total {
+			fmt.Fprintf(&b, "; and %d more", len(ps)-i)
+			break
+		}
 		if i > 0 {
 			b.WriteString("; ")
 		}
-		b.WriteString(clip(p, n))
-	}
-	if len(ps) > maxProblems {
-		fmt.Fprintf(&b, "; and %d more", len(ps)-maxProblems)
+		b.WriteString(p)
 	}
 	return b.String()
 }

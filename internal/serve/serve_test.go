@@ -456,6 +456,11 @@ func TestBadInput(t *testing.T) {
 	for i := range 100_000 {
 		fmt.Fprintf(&unknown, `"v%d:f", `, i)
 	}
+	var twelve []string
+	for i := range 12 {
+		twelve = append(twelve, fmt.Sprintf(`"user_txn@1:f%d"`, i))
+	}
+	twelveUnknown := `{"features": [` + strings.Join(twelve, ", ") + `], "entities": {"user_id": ["u1"]}}`
 	manyUnknown := `{"features": [` + unknown.String() + `"user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
 	long := strings.Repeat("é", 200_000) // echoed in part, cut on a rune boundary
 	for _, c := range []struct {
@@ -497,9 +502,11 @@ func TestBadInput(t *testing.T) {
 		{"key given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "user_id": ["u2"]}}`, 400, "entities.user_id is given twice"},
 		{"field given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "entities": {"user_id": ["u2"]}}`, 400, `field "entities" is given twice`},
 		{"many problems", "POST", "/get-online-features", manyFields, 400, `50000 problems: unknown field "f0" (want features or feature_service, entities, request_context, full_feature_names); unknown field "f1"`},
-		{"many problems, the rest counted", "POST", "/get-online-features", manyFields, 400, `unknown field "f9" (want features or feature_service, entities, request_context, full_feature_names); and 49990 more`},
+		{"many problems, the rest counted", "POST", "/get-online-features", manyFields, 400, `unknown field "f37" (want features or feature_service, entities, request_context, full_feature_names); and 49962 more`},
 		{"many unknown features", "POST", "/get-online-features", manyUnknown, 400, "unknown features: v0:f: no view v0; v1:f: no view v1; "},
-		{"many unknown features, the rest counted", "POST", "/get-online-features", manyUnknown, 400, "v9:f: no view v9; and 99990 more"},
+		{"many unknown features, the rest counted", "POST", "/get-online-features", manyUnknown, 400, "v47:f: no view v47; and 99952 more"},
+		{"twelve unknown features, every one listed", "POST", "/get-online-features", twelveUnknown, 400,
+			"user_txn@1:f10: view user_txn@1 has no feature f10; user_txn@1:f11: view user_txn@1 has no feature f11"},
 		{"long unknown service", "POST", "/get-online-features", `{"feature_service": "` + long + `", "entities": {"user_id": ["u1"]}}`, 400, `unknown feature service "éé`},
 		{"long unknown field", "POST", "/get-online-features", `{"` + long + `": 1, "features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400, `unknown field "éé`},
 		{"long unknown fields", "POST", "/get-online-features", `{"` + long + `": 1, "` + long + `x": 1, "features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400, `éé…; unknown field "éé`},
