@@ -161,7 +161,7 @@ func replayView(args []string) error {
 	common := cli.AddCommon(fs)
 	viewRef := fs.String("view", "", "the view version to replay, NAME@V (required)")
 	from := fs.String("from", "", "replay only events at or after this time (RFC 3339 or epoch ms) (lifetime features then count only those)")
-	to := fs.String("to", "", "replay only events before this time (RFC 3339 or epoch ms)")
+	to := fs.String("to", "", "stop each source partition's replay at its first event at or after this time (RFC 3339 or epoch ms): ingest applies that event and every one after it, whatever their times")
 	mem := addMemoryFlags(fs)
 	metricsAddr := addMetricsAddr(fs)
 	fs.Usage = cli.Usage(fs, `backfill replay computes a view version's state from the event log and publishes it
