@@ -201,6 +201,9 @@ type result struct {
 // than that, evaluated at its latest event: one entity's clock skew never
 // moves another's windows.
 func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, error) {
+	if err := s.storeReady(ctx); err != nil {
+		return nil, err
+	}
 	res := &result{asOf: s.now().UnixMilli()}
 	states := make([][]*cachedState, len(p.tables))
 	var key []byte

@@ -787,32 +787,41 @@ func TestNullOptionalFields(t *testing.T) {
 // the entity ingest stored under the same key: both replace each such byte
 // with U+FFFD.
 // TestStoreUnavailable checks that a lookup the store cannot answer for
-// now is a 503 the client may retry, not a 500, and that it is one again
-// once the store is back.
+// now is a 503 the client may retry, not a 500 nor NOT_FOUND for every
+// entity: with Redis down, with a Redis back but empty until ingest has
+// seeded it again, and with the store closed.
 func TestStoreUnavailable(t *testing.T) {
 	f := newFixture(t)
 	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1", "u2"]}}`
-	lookup := func() *httptest.ResponseRecorder {
+	lookup := func() (*httptest.ResponseRecorder, string) {
 		w := httptest.NewRecorder()
 		f.srv.ServeHTTP(w, httptest.NewRequest("POST", "/get-online-features", strings.NewReader(body)))
-		return w
+		var e struct {
+			Error string
+			Code  int
+		}
+		if w.Code != http.StatusOK && (json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Code != w.Code) {
+			t.Errorf("status %d, body %s: want a JSON error with its code", w.Code, w.Body)
+		}
+		return w, e.Error
 	}
 	f.redisd.Kill()
-	w := lookup()
-	var e struct {
-		Error string
-		Code  int
-	}
-	if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || w.Code != http.StatusServiceUnavailable || e.Code != w.Code ||
-		!strings.Contains(e.Error, "unavailable") || w.Header().Get("Retry-After") != "1" {
-		t.Errorf("with Redis down: status %d, Retry-After %q, body %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	if w, msg := lookup(); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || !strings.Contains(msg, "retry later") {
+		t.Errorf("with Redis down: status %d, Retry-After %q, error %q", w.Code, w.Header().Get("Retry-After"), msg)
 	}
 	f.redisd.Restart() // empty: it saved nothing
-	if w := lookup(); w.Code != http.StatusOK {
-		t.Errorf("with Redis back: status %d, body %s", w.Code, w.Body)
+	waitFor(t, func() bool {
+		w, msg := lookup()
+		return w.Code == http.StatusServiceUnavailable && strings.Contains(msg, "the online store is not ready: redis: not seeded")
+	}, "a 503 naming the unseeded Redis")
+	var tables []online.Table
+	for _, v := range f.defs.Views {
+		tables = append(tables, online.TableOf(v))
 	}
+	ingesttest.MarkSeeded(t, f.redis, "quiver", tables...) // as ingest does, its states written again
+	waitFor(t, func() bool { w, _ := lookup(); return w.Code == http.StatusOK }, "lookups to answer once Redis is seeded")
 	f.redis.Close()
-	if w := lookup(); w.Code != http.StatusServiceUnavailable {
+	if w, _ := lookup(); w.Code != http.StatusServiceUnavailable {
 		t.Errorf("with the store closed: status %d, body %s", w.Code, w.Body)
 	}
 }
@@ -860,5 +869,15 @@ func TestJoinKeySpellings(t *testing.T) {
 				t.Errorf("entity %q %s, want %q %s: %s", r.Results[0].Values[0], r.Results[1].Statuses[0], c.key, c.status, body)
 			}
 		})
+	}
+}
+
+// waitFor fails the test unless cond holds within five seconds.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5s for %s", what)
+		}
 	}
 }

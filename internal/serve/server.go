@@ -100,6 +100,44 @@ type Server struct {
 	parsers  fastjson.ParserPool
 	buffers  sync.Pool
 	draining atomic.Bool
+	// readiness is the store's Ready as lookups last saw it: asked at
+	// most every readyEvery, as it may cost a round trip (Redis).
+	readiness atomic.Pointer[readiness]
+	askReady  sync.Mutex // held by the lookup asking the store
+}
+
+type readiness struct {
+	at  time.Time
+	err error
+}
+
+// readyEvery is how often lookups ask the store whether it is ready.
+const readyEvery = time.Second
+
+// errNotReady answers lookups while the store is not ready: before a
+// replica has caught up with the changelogs it would answer NOT_FOUND for
+// entities it has not read yet, and a Redis ingest has not seeded would
+// too.
+var errNotReady = errors.New("the online store is not ready")
+
+// storeReady returns nil, or errNotReady with the store's reason.
+func (s *Server) storeReady(ctx context.Context) error {
+	r := s.readiness.Load()
+	if r == nil || time.Since(r.at) >= readyEvery {
+		s.askReady.Lock()
+		if r = s.readiness.Load(); r == nil || time.Since(r.at) >= readyEvery {
+			// Not the request's context: its cancellation is not the store's.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyEvery)
+			r = &readiness{at: time.Now(), err: s.store.Ready(ctx)}
+			cancel()
+			s.readiness.Store(r)
+		}
+		s.askReady.Unlock()
+	}
+	if r.err != nil {
+		return fmt.Errorf("%w: %w", errNotReady, r.err)
+	}
+	return nil
 }
 
 // New builds the server of a set of definitions.
@@ -201,6 +239,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	case errors.Is(err, context.Canceled):
 		code, msg = 499, "request canceled" // the client went away
+	case errors.Is(err, errNotReady) && !errors.Is(err, online.ErrUnavailable):
+		code, msg = http.StatusServiceUnavailable, err.Error()+": retry later"
+		c.Response().Header().Set("Retry-After", "1")
 	case errors.Is(err, online.ErrUnavailable), errors.Is(err, online.ErrClosed):
 		s.cfg.Logger.Warn("online store unavailable", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		code, msg = http.StatusServiceUnavailable, "the online store is unavailable: retry later"
