@@ -203,10 +203,8 @@ type viewRoute struct {
 	stateWrites prometheus.Counter
 	expired     prometheus.Counter
 	changelog   string
-	redisKey    string           // prefix of its Redis keys: <prefix>:<view>:v<version>:
-	columns     []offline.Column // of the feature log
-	keyFields   []int
-	dir         string // offline feature log directory
+	redisKey    string // prefix of its Redis keys: <prefix>:<view>:v<version>:
+	log         *offline.FeatureLog
 }
 
 type cached struct {
@@ -360,15 +358,7 @@ func (in *Ingester) route() error {
 			expired:     in.metrics.expired.WithLabelValues(v.Ref()),
 			changelog:   online.ChangelogTopic(in.cfg.TopicPrefix, online.TableOf(v)),
 			redisKey:    online.RedisKeyPrefix(in.cfg.TopicPrefix, online.TableOf(v)),
-			keyFields:   er.keyFields[src.Name],
-			dir:         fmt.Sprintf("features/%s/v%d", v.Name, v.Version),
-		}
-		for _, k := range ent.JoinKeys {
-			vr.columns = append(vr.columns, offline.Column{Name: k, Type: src.Schema[src.Field(k)].Type})
-		}
-		vr.columns = append(vr.columns, offline.Column{Name: offline.ColEventTime, Type: features.TypeTimestamp})
-		for _, f := range v.Features {
-			vr.columns = append(vr.columns, offline.Column{Name: f.Name, Type: f.ValueType(src)})
+			log:         offline.NewFeatureLog(defs, eng),
 		}
 		er.views[src.Name] = append(er.views[src.Name], vr)
 	}
@@ -994,26 +984,16 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 }
 
 func (in *Ingester) featureRow(b *batch, v *viewRoute, stream string, offset int64, c *cached, ev *features.Event) {
-	key := v.dir + "@" + stream
+	key := v.log.Dir + "@" + stream
 	if hwm, ok := in.hwm[key]; ok && offset <= hwm {
 		return
 	}
 	ob := b.rows[key]
 	if ob == nil {
-		ob = &offline.Batch{Dir: v.dir, Columns: v.columns, TimeColumn: len(v.keyFields), Stream: stream, FirstOffset: offset}
+		ob = v.log.Batch(stream, offset, offset)
 		b.rows[key] = ob
 	}
-	row := make([]features.Value, len(v.columns))
-	for i, f := range v.keyFields {
-		row[i] = ev.Fields[f]
-	}
-	n := len(v.keyFields)
-	row[n] = features.Timestamp(ev.Time)
-	last, _ := c.state.LastEventTime()
-	if err := v.engine.Evaluate(c.state, max(ev.Time, last), row[n+1:]); err != nil {
-		panic(err) // evaluating at or after the latest event cannot fail
-	}
-	ob.Rows = append(ob.Rows, row)
+	ob.Rows = append(ob.Rows, v.log.Row(c.state, ev))
 	ob.LastOffset = offset
 }
 
@@ -1365,7 +1345,7 @@ func (in *Ingester) prepare(ctx context.Context, assigned map[string][]int32) er
 					if err := in.restore(ctx, v.changelog, p); err != nil {
 						return err
 					}
-					if err := in.loadHWM(ctx, v.dir, fmt.Sprintf("%s/%d", topic, p)); err != nil {
+					if err := in.loadHWM(ctx, v.log.Dir, fmt.Sprintf("%s/%d", topic, p)); err != nil {
 						return err
 					}
 					seed[v] = append(seed[v], p)
