@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/schollz/progressbar/v3"
+	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
@@ -242,8 +243,14 @@ a version ingest has taken over is refused.`)
 	if err := replay.EnsureChangelog(ctx, adm, common.TopicPrefix, defs, v); err != nil {
 		return err
 	}
+	// The version's feature log is rewritten with the states.
+	removed, err := off.RemoveLog(ctx, offline.FeatureLogDir(v))
+	if err != nil {
+		return err
+	}
+	cfg.Rows = "replay/" + ksuid.New().String()
 	began := time.Now()
-	log.Info("replaying", "view", v.Ref(), "from", *from, "to", *to)
+	log.Info("replaying", "view", v.Ref(), "from", *from, "to", *to, "feature_log_files_removed", removed)
 	prog.Step("replaying "+v.Ref(), -1)
 	cfg.Progress = prog.Add
 	res, err := replay.Run(ctx, cfg, func(b *replay.Bucket) error {
@@ -256,7 +263,7 @@ a version ingest has taken over is refused.`)
 	if err := replay.WriteMarker(ctx, cfg.Offline, v, replay.Marker{Covered: res.Covered}); err != nil {
 		return err
 	}
-	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "entities", res.Entities,
+	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "rows", res.Rows, "entities", res.Entities,
 		"buckets", res.Buckets, "covered", fmt.Sprint(res.Covered), "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }

@@ -61,6 +61,27 @@ func writeLog(t *testing.T, off *offline.Dir, txns []txn) {
 	}
 }
 
+// featureLogUsers returns how many rows user_txn@1's feature log holds of
+// each user.
+func featureLogUsers(t *testing.T, off *offline.Dir) map[string]int {
+	t.Helper()
+	files, err := off.LogFiles(context.Background(), "features/user_txn/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]int{}
+	for _, f := range files {
+		_, rows, _, err := off.ReadLogFile(context.Background(), f.Name, "user_id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			users[r[0].Str()]++
+		}
+	}
+	return users
+}
+
 // newStore returns a data directory with an offline store at its default
 // place, data/offline, as the binaries' --data-dir opens it.
 func newStore(t *testing.T) (data string, off *offline.Dir) {
@@ -370,6 +391,9 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 	if err := eng.Evaluate(st, day.Add(13*time.Hour).UnixMilli(), out); err != nil {
 		t.Fatal(err)
 	}
+	if rows := featureLogUsers(t, off); len(rows) != 1 || rows["u_both"] != 1 {
+		t.Errorf("feature log rows by user %v, want u_both's event since --from", rows)
+	}
 	for i, f := range defs.View("user_txn", 1).Features {
 		if f.Name == "amount_max_24h" && out[i] != features.Float(30) {
 			t.Errorf("u_both's amount_max_24h %v, want 30: the 02:00 event of 20 is before --from", out[i])
@@ -382,7 +406,8 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 
 // TestReplayRefusedOnceLive: once ingest has taken a version over (its
 // changelog exists and the replay's marker is gone), a replay of it is
-// refused, and changes nothing; before that, it may run again.
+// refused, and changes nothing; before that, it may run again, and
+// rewrites the version's feature log.
 func TestReplayRefusedOnceLive(t *testing.T) {
 	brokers := newCluster(t)
 	data, off := newStore(t)
@@ -394,6 +419,10 @@ func TestReplayRefusedOnceLive(t *testing.T) {
 		}
 	}
 	startIngest(t, brokers, fraudDefs, off)
+	// Each replay rewrote the feature log, which has the one event's row.
+	if rows := featureLogUsers(t, off); len(rows) != 1 || rows["u1"] != 1 {
+		t.Errorf("feature log rows by user %v, want u1's one", rows)
+	}
 	before := ingesttest.Changelog(t, brokers, userTxn1)
 	err := run(args)
 	if !errors.Is(err, replay.ErrComputedLive) || !strings.Contains(err.Error(), "user_txn@1") {

@@ -6,12 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
@@ -40,7 +43,9 @@ const userTxnV2 = `
 // arriving; ingest is restarted with the new definitions and catches the
 // version up from the replay's marker; more events follow. Every user's
 // user_txn@2 state in the changelog then equals the engine's over all the
-// events, applied once: no gap and no double count at the handover.
+// events, applied once: no gap and no double count at the handover. And
+// its feature log, written by the replay, the catch-up and ingest, has a
+// row for each of those events, once.
 func TestReplayHandover(t *testing.T) {
 	brokers := startBroker(t)
 	dataDir := t.TempDir()
@@ -111,7 +116,20 @@ func TestReplayHandover(t *testing.T) {
 		}
 	}
 	gv, wv := make([]features.Value, 4), make([]features.Value, 4)
+	counts := featureLogCounts(t, filepath.Join(dataDir, "offline", "features", "user_txn", "v2"))
 	for user, st := range want {
+		// txn_count is lifetime: each applied event's row counts one more.
+		if err := eng.Evaluate(st, at, wv); err != nil {
+			t.Fatal(err)
+		}
+		var rows []int64
+		for i := range wv[0].Int() {
+			rows = append(rows, i+1)
+		}
+		if !slices.Equal(counts[user], rows) {
+			t.Errorf("%s: feature log rows with txn_count %v, want 1 to %d once each", user, counts[user], len(rows))
+		}
+		delete(counts, user)
 		rec, ok := got[user]
 		if !ok {
 			t.Errorf("no user_txn@2 state for %s", user)
@@ -124,13 +142,38 @@ func TestReplayHandover(t *testing.T) {
 		if err := eng.Evaluate(gst, at, gv); err != nil {
 			t.Fatal(err)
 		}
-		if err := eng.Evaluate(st, at, wv); err != nil {
-			t.Fatal(err)
-		}
 		for i, f := range eng.View().Features {
 			if !gv[i].Equal(wv[i]) {
 				t.Errorf("%s: user_txn@2:%s = %v, want %v", user, f.Name, gv[i], wv[i])
 			}
 		}
 	}
+	for user, c := range counts {
+		t.Errorf("%s: %d feature log rows, and no events", user, len(c))
+	}
+}
+
+// featureLogCounts reads a feature log of user_txn with Apache Arrow's
+// Parquet reader, and returns each user's txn_count values, sorted.
+func featureLogCounts(t *testing.T, dir string) map[string][]int64 {
+	files, err := filepath.Glob(filepath.Join(dir, "date=*", "*.parquet"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("feature log %s: %d files, %v", dir, len(files), err)
+	}
+	counts := map[string][]int64{}
+	for _, f := range files {
+		tbl := readArrow(t, f)
+		if got := tbl.Schema().Field(0).Name + "," + tbl.Schema().Field(2).Name; got != "user_id,txn_count" {
+			t.Fatalf("%s: columns %s, want user_id then txn_count third", f, got)
+		}
+		users, n := column[*array.String](t, tbl, 0), column[*array.Int64](t, tbl, 2)
+		for i := range users.Len() {
+			counts[users.Value(i)] = append(counts[users.Value(i)], n.Value(i))
+		}
+		tbl.Release()
+	}
+	for _, c := range counts {
+		slices.Sort(c)
+	}
+	return counts
 }

@@ -3,11 +3,14 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"time"
 
+	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/internal/replay"
+	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -93,27 +96,63 @@ func (in *Ingester) catchUp(ctx context.Context) error {
 const catchUpMemory = 256 << 20
 
 func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Marker) error {
-	began := time.Now()
+	view, off := v.engine.View(), in.cfg.Offline
 	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	res, err := replay.Run(ctx, replay.Config{
-		Definitions: in.cfg.Definitions, View: v.engine.View(), Offline: in.cfg.Offline, After: m.Covered, Since: m.Since,
-		MemoryLimit: catchUpMemory,
-		Load: func(ctx context.Context, keys []string) (map[string]*replay.Entity, error) {
-			return in.loadStates(ctx, v, keys)
-		},
-	}, func(b *replay.Bucket) error {
-		return replay.Publish(ctx, cl, in.cfg.TopicPrefix, in.cfg.Definitions, v.engine.View(), b.Entities, in.cfg.Redis)
-	})
-	if err != nil {
-		return err
+	cfg := replay.Config{Definitions: in.cfg.Definitions, View: view, Offline: off, Since: m.Since, MemoryLimit: catchUpMemory}
+	run := func(publish func(*replay.Bucket) error) error {
+		began := time.Now()
+		res, err := replay.Run(ctx, cfg, publish)
+		if err != nil {
+			return err
+		}
+		in.log.Info("view caught up from the event log", "view", view.Ref(), "after", fmt.Sprint(cfg.After), "since", cfg.Since,
+			"events", res.Events, "applied", res.Applied, "rows", res.Rows, "entities", res.Entities, "buckets", res.Buckets,
+			"took", time.Since(began).Round(time.Millisecond))
+		return nil
 	}
-	in.log.Info("view caught up from the event log", "view", v.engine.View().Ref(), "after", fmt.Sprint(m.Covered), "since", m.Since,
-		"events", res.Events, "applied", res.Applied, "entities", res.Entities, "buckets", res.Buckets, "took", time.Since(began).Round(time.Millisecond))
-	return nil
+	if len(m.Covered) == 0 {
+		// Pending: the version is computed anew from the whole log, as
+		// backfill replay computes it, replacing what an interrupted replay
+		// published and logged.
+		if _, err := off.RemoveLog(ctx, offline.FeatureLogDir(view)); err != nil {
+			return err
+		}
+		cfg.Rows = "replay/" + ksuid.New().String()
+		return run(func(b *replay.Bucket) error {
+			return replay.Replace(ctx, cl, in.cfg.Brokers, in.cfg.TopicPrefix, in.cfg.Definitions, view, b, in.cfg.Redis)
+		})
+	}
+	cfg.Load = func(ctx context.Context, keys []string) (map[string]*replay.Entity, error) {
+		return in.loadStates(ctx, v, keys)
+	}
+	publish := func(b *replay.Bucket) error {
+		return replay.Publish(ctx, cl, in.cfg.TopicPrefix, in.cfg.Definitions, view, b.Entities, in.cfg.Redis)
+	}
+	// Until the log has nothing more: an ingest without the version may
+	// have logged events between a crash part way and this start.
+	for {
+		if m.Rows == "" {
+			to, err := replay.LogMarks(ctx, off, v.source)
+			if err != nil || maps.Equal(to, m.Covered) {
+				return err
+			}
+			// Recorded before anything is written: a rerun after a crash
+			// replays the same events, and writes no feature log row twice.
+			m.To, m.Rows = to, "catchup/"+ksuid.New().String()
+			if err := replay.WriteMarker(ctx, off, view, m); err != nil {
+				return err
+			}
+		}
+		cfg.After, cfg.To, cfg.Rows = m.Covered, m.To, m.Rows
+		if err := run(publish); err != nil {
+			return err
+		}
+		m = replay.Marker{Covered: m.To, Since: m.Since}
+	}
 }
 
 // loadStates returns the states of keys that the view's changelog holds.

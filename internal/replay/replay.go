@@ -16,12 +16,32 @@
 // ingest without the version may have run meanwhile), then removes the
 // marker; from there, the offsets in the records make every redelivered
 // event a no-op. A version ingest starts computing for the first time, with
-// no marker, is bootstrapped the same way from the whole log.
+// no marker, is bootstrapped from the whole log, as with a pending marker.
 //
 // Backfill replay recomputes the version, so it replaces its states
 // (Replace): an entity it computed no state for loses the one an earlier
 // run published, and running it again leaves exactly what the new run
-// computed. A catch-up only adds to the states (Publish).
+// computed. So does ingest for a pending marker (an interrupted replay's,
+// or a version new to it). A catch-up from a marker's offsets only adds to
+// the states (Publish).
+//
+// # Feature log
+//
+// A replay writes the feature log rows of the events it applies, as ingest
+// does for those it applies live (offline.FeatureLog), each entity's in
+// time order: so the log has a row for every event applied to the version,
+// once. A replay that recomputes the version first removes the log's files
+// (offline.Dir.RemoveLog), then writes its rows under a stream of its own.
+//
+// A catch-up adds to the log, and a crash part way must neither lose rows
+// nor write them twice. Its rows go out under the stream its marker names
+// (Config.Rows), before the states they lead to, in batches of whole slots
+// of entities (a fixed hash of their key), whose offsets are the slots'. A
+// rerun after a crash replays the same events (Config.To, in the marker
+// too) from the states it finds: those the crashed run published have
+// nothing left to apply; the others' rows are in the log if their slot is at
+// or below the stream's high-water mark, so the rerun writes only the
+// rows of the slots above it.
 //
 // While a replay runs, no ingest may compute the same version: add the
 // version to the definitions, run backfill replay, then restart ingest
@@ -94,6 +114,15 @@ type Config struct {
 	// Progress, if set, hears of the events read from the log as they are,
 	// a number at a time.
 	Progress func(events int64)
+	// To, when not nil, is the last offset to replay of each source
+	// partition: a catch-up's, recorded in its marker so that a rerun after
+	// a crash replays the same events. Nil replays up to the log's marks
+	// when the replay starts.
+	To map[int32]int64
+	// Rows, when not empty, names the stream (offline.Batch.Stream) under
+	// which the replay writes a feature log row for each event it applies
+	// (see the package comment).
+	Rows string
 }
 
 // Result is a replay's outcome.
@@ -103,6 +132,7 @@ type Result struct {
 	Applied  int64           // events applied
 	Entities int             // entities that had an event to replay
 	Buckets  int             // buckets of entities replayed one after another
+	Rows     int64           // feature log rows written
 }
 
 // Bucket is a slice of a view's entities, by the hash of their key, whose
@@ -147,16 +177,14 @@ func Run(ctx context.Context, cfg Config, publish func(*Bucket) error) (*Result,
 	}
 	if r.spill == nil {
 		r.res.Buckets = 1
-		return r.res, r.compute(ctx, byKey, func(string) bool { return true }, publish)
+		return r.res, r.compute(ctx, byKey, slots-1, func(string) bool { return true }, publish)
 	}
 	of, n := r.spill.buckets(r.limit)
 	r.res.Buckets = n
-	for b := range n {
+	for i := 0; i < slots; {
+		b := of[i]
 		byKey := map[string][]features.Event{}
-		for i := range slots {
-			if of[i] != b {
-				continue
-			}
+		for ; i < slots && of[i] == b; i++ {
 			err := r.spill.load(i, func(ev *features.Event) {
 				key, _ := r.key(ev)
 				r.hold(byKey, key, ev)
@@ -165,8 +193,8 @@ func Run(ctx context.Context, cfg Config, publish func(*Bucket) error) (*Result,
 				return nil, fmt.Errorf("replay %s: %w", cfg.View.Ref(), err)
 			}
 		}
-		has := func(key string) bool { return of[r.spill.slot(key)] == b }
-		if err := r.compute(ctx, byKey, has, publish); err != nil {
+		has := func(key string) bool { return of[slotOf(key)] == b }
+		if err := r.compute(ctx, byKey, i-1, has, publish); err != nil {
 			return nil, err
 		}
 	}
@@ -184,6 +212,7 @@ type run struct {
 	limit        int64
 	res          *Result
 	spill        *spill // once the events held take more than limit
+	rows         *rows  // with Config.Rows
 	keyBuf       []byte
 	keyVals      []features.Value
 }
@@ -206,11 +235,18 @@ func newRun(ctx context.Context, cfg *Config) (*run, error) {
 	if !cfg.Until.IsZero() {
 		r.until = cfg.Until.UnixMilli()
 	}
-	covered, err := logMarks(ctx, cfg.Offline, r.src)
-	if err != nil {
-		return nil, err
+	covered := maps.Clone(cfg.To)
+	if covered == nil {
+		if covered, err = LogMarks(ctx, cfg.Offline, r.src); err != nil {
+			return nil, err
+		}
 	}
 	r.res = &Result{Covered: covered}
+	if cfg.Rows != "" {
+		if r.rows, err = newRows(ctx, cfg.Offline, offline.NewFeatureLog(cfg.Definitions, eng), cfg.Rows); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -309,13 +345,26 @@ func (r *run) read(ctx context.Context) (map[string][]features.Event, error) {
 }
 
 // compute applies the events of a bucket's entities, by key, to their
-// states and hands the bucket to publish.
-func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, has func(string) bool, publish func(*Bucket) error) error {
-	keys := slices.Sorted(maps.Keys(byKey))
-	keys = slices.DeleteFunc(keys, func(k string) bool {
-		byKey[k] = slices.DeleteFunc(byKey[k], func(ev features.Event) bool { return ev.Offset > r.res.Covered[ev.Partition] })
-		return len(byKey[k]) == 0
-	})
+// states, writes their feature log rows, and hands the bucket to publish.
+// The bucket's slots end with lastSlot.
+func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, lastSlot int, has func(string) bool, publish func(*Bucket) error) error {
+	type slotKey struct {
+		slot int
+		key  string
+	}
+	sks := make([]slotKey, 0, len(byKey))
+	for k, evs := range byKey {
+		if evs = slices.DeleteFunc(evs, func(ev features.Event) bool { return ev.Offset > r.res.Covered[ev.Partition] }); len(evs) > 0 {
+			byKey[k] = evs
+			sks = append(sks, slotKey{slotOf(k), k})
+		}
+	}
+	// In slot order, the order of the feature log's batches.
+	slices.SortFunc(sks, func(a, b slotKey) int { return cmp.Or(cmp.Compare(a.slot, b.slot), strings.Compare(a.key, b.key)) })
+	keys := make([]string, len(sks))
+	for i, sk := range sks {
+		keys[i] = sk.key
+	}
 	loaded := map[string]*Entity{}
 	if r.cfg.Load != nil && len(keys) > 0 {
 		var err error
@@ -324,10 +373,18 @@ func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, ha
 		}
 	}
 	b := &Bucket{Entities: make(map[string]*Entity, len(keys)), has: has}
-	for _, k := range keys {
+	for _, sk := range sks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		logged := false
+		if r.rows != nil {
+			if err := r.rows.reach(ctx, sk.slot); err != nil {
+				return err
+			}
+			logged = sk.slot >= r.rows.from
+		}
+		k := sk.key
 		evs := byKey[k]
 		slices.SortFunc(evs, func(a, b features.Event) int {
 			return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
@@ -351,11 +408,21 @@ func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, ha
 			if last, ok := ent.Applied[ev.Partition]; !ok || ev.Offset > last {
 				ent.Applied[ev.Partition] = ev.Offset
 			}
+			if logged {
+				r.rows.add(ent.State, ev)
+			}
 		}
 		b.Entities[k] = ent
 		delete(byKey, k) // applied: its events can go
 	}
 	r.res.Entities += len(b.Entities)
+	if r.rows != nil {
+		// Before the states: a rerun skips the rows of the slots written.
+		if err := r.rows.write(ctx, lastSlot); err != nil {
+			return err
+		}
+		r.res.Rows = r.rows.written
+	}
 	return publish(b)
 }
 
@@ -366,7 +433,7 @@ func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, ha
 // writes anything (see the package comment). A log whose events all lie
 // outside the replay's time bounds passes: the store is the right one.
 func CheckLog(ctx context.Context, off *offline.Dir, src *features.Source) error {
-	marks, err := logMarks(ctx, off, src)
+	marks, err := LogMarks(ctx, off, src)
 	if err != nil {
 		return err
 	}
@@ -376,9 +443,9 @@ func CheckLog(ctx context.Context, off *offline.Dir, src *features.Source) error
 	return nil
 }
 
-// logMarks returns the high-water mark of each partition of src's topic in
+// LogMarks returns the high-water mark of each partition of src's topic in
 // its event log: the last offset of its newest complete batch.
-func logMarks(ctx context.Context, off *offline.Dir, src *features.Source) (map[int32]int64, error) {
+func LogMarks(ctx context.Context, off *offline.Dir, src *features.Source) (map[int32]int64, error) {
 	marks, err := off.Marks(ctx, "events/"+src.Name)
 	if err != nil {
 		return nil, err
@@ -408,11 +475,17 @@ type Marker struct {
 	// Since is a pending replay's start (backfill replay --from): the
 	// replay that takes over from its marker leaves out the same events.
 	Since time.Time
+	// To and Rows are a catch-up's Config.To and Config.Rows, recorded
+	// before it writes anything; empty, no catch-up from Covered has begun.
+	To   map[int32]int64
+	Rows string
 }
 
 type markerJSON struct {
 	Covered map[string]int64 `json:"covered"` // source partition → last offset replayed
 	Since   time.Time        `json:"since,omitzero"`
+	To      map[string]int64 `json:"to,omitempty"`
+	Rows    string           `json:"rows,omitempty"`
 	At      time.Time        `json:"at"`
 }
 
@@ -420,10 +493,7 @@ type markerJSON struct {
 // atomically. Write a pending one before creating a version's changelog,
 // so that a crash in between cannot leave a changelog that looks computed.
 func WriteMarker(ctx context.Context, off *offline.Dir, v *features.View, m Marker) error {
-	j := markerJSON{Covered: map[string]int64{}, Since: m.Since.UTC(), At: time.Now().UTC()}
-	for p, o := range m.Covered {
-		j.Covered[strconv.Itoa(int(p))] = o
-	}
+	j := markerJSON{Covered: partitionKeys(m.Covered), Since: m.Since.UTC(), To: partitionKeys(m.To), Rows: m.Rows, At: time.Now().UTC()}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
@@ -444,15 +514,37 @@ func ReadMarker(ctx context.Context, off *offline.Dir, v *features.View) (Marker
 	if err := json.Unmarshal(b, &j); err != nil {
 		return Marker{}, false, fmt.Errorf("replay marker %s: %w", markerName(v), err)
 	}
-	m := Marker{Covered: map[int32]int64{}, Since: j.Since}
-	for p, o := range j.Covered {
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return Marker{}, false, fmt.Errorf("replay marker %s: partition %q", markerName(v), p)
-		}
-		m.Covered[int32(n)] = o
+	m := Marker{Since: j.Since, Rows: j.Rows}
+	if m.Covered, err = partitions(j.Covered); err == nil {
+		m.To, err = partitions(j.To)
+	}
+	if err != nil {
+		return Marker{}, false, fmt.Errorf("replay marker %s: %w", markerName(v), err)
 	}
 	return m, true, nil
+}
+
+// partitionKeys returns offsets by partition with the partitions as JSON
+// keys.
+func partitionKeys(offsets map[int32]int64) map[string]int64 {
+	out := make(map[string]int64, len(offsets))
+	for p, o := range offsets {
+		out[strconv.Itoa(int(p))] = o
+	}
+	return out
+}
+
+// partitions undoes partitionKeys.
+func partitions(offsets map[string]int64) (map[int32]int64, error) {
+	out := make(map[int32]int64, len(offsets))
+	for p, o := range offsets {
+		n, err := strconv.ParseInt(p, 10, 32)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("partition %q", p)
+		}
+		out[int32(n)] = o
+	}
+	return out, nil
 }
 
 // RemoveMarker removes a version's marker once ingest has taken over.

@@ -299,12 +299,13 @@ func TestMarker(t *testing.T) {
 	}
 	pending := replay.Marker{Since: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)}
 	want := replay.Marker{Covered: map[int32]int64{0: 59, 3: 1 << 40}}
-	for _, m := range []replay.Marker{pending, want, want} { // replaced each time
+	begun := replay.Marker{Covered: want.Covered, To: map[int32]int64{0: 70, 3: 1<<40 + 1}, Rows: "catchup/x"}
+	for _, m := range []replay.Marker{pending, want, begun, want} { // replaced each time
 		if err := replay.WriteMarker(ctx, off, v, m); err != nil {
 			t.Fatal(err)
 		}
 		got, ok, err := replay.ReadMarker(ctx, off, v)
-		if err != nil || !ok || !maps.Equal(got.Covered, m.Covered) || !got.Since.Equal(m.Since) {
+		if err != nil || !ok || !maps.Equal(got.Covered, m.Covered) || !got.Since.Equal(m.Since) || !maps.Equal(got.To, m.To) || got.Rows != m.Rows {
 			t.Fatalf("marker %+v, %v, %v; want %+v", got, ok, err, m)
 		}
 	}

@@ -5,10 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"os"
 	"slices"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/quiver-ml/quiver/features"
 )
@@ -18,11 +19,15 @@ import (
 // exceed it.
 const slots = 256
 
+// slotOf returns the slot of an entity: its spill file, and the unit by
+// which a replay's feature log rows are complete. It is the same in every
+// run, so that a rerun knows which rows an earlier one wrote.
+func slotOf(key string) int { return int(xxhash.Sum64String(key) % slots) }
+
 // spill holds the events of a replay that do not fit in memory, in files
 // by the hash of their entity's key, until their bucket is computed.
 type spill struct {
 	src   *features.Source
-	seed  maphash.Seed
 	files [slots]*os.File
 	w     [slots]*bufio.Writer
 	size  [slots]int64 // what each file's events take in memory
@@ -30,7 +35,7 @@ type spill struct {
 }
 
 func newSpill(dir string, src *features.Source) (*spill, error) {
-	s := &spill{src: src, seed: maphash.MakeSeed()}
+	s := &spill{src: src}
 	for i := range s.files {
 		f, err := os.CreateTemp(dir, "quiver-replay-*.spill")
 		if err != nil {
@@ -49,12 +54,10 @@ func newSpill(dir string, src *features.Source) (*spill, error) {
 	return s, nil
 }
 
-func (s *spill) slot(key string) int { return int(maphash.String(s.seed, key) % slots) }
-
 // add writes an event of the entity key: its partition, offset, and the
 // event as features encodes it.
 func (s *spill) add(key string, ev *features.Event) error {
-	i := s.slot(key)
+	i := slotOf(key)
 	s.rec = binary.AppendUvarint(s.rec[:0], uint64(ev.Partition))
 	s.rec = binary.AppendUvarint(s.rec, uint64(ev.Offset))
 	s.rec = s.src.AppendEvent(s.rec, ev)
