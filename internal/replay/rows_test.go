@@ -42,6 +42,16 @@ func manyEntities(t *testing.T, defs *features.Definitions, off *offline.Dir, fr
 	return events
 }
 
+// featureLog returns the engine and feature log of a view.
+func featureLog(t *testing.T, defs *features.Definitions, v *features.View) (*features.Engine, *offline.FeatureLog) {
+	t.Helper()
+	eng, err := features.NewEngine(defs, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, offline.NewFeatureLog(defs, eng)
+}
+
 // published is a changelog's worth of states, copied as they are published.
 type published map[string]*replay.Entity
 
@@ -141,11 +151,7 @@ func logRows(t *testing.T, off *offline.Dir, fl *offline.FeatureLog) []string {
 func TestFeatureLog(t *testing.T) {
 	defs, v, off, all := setup(t)
 	all = append(all, manyEntities(t, defs, off, 60, 159)...)
-	eng, err := features.NewEngine(defs, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := offline.NewFeatureLog(defs, eng)
+	eng, fl := featureLog(t, defs, v)
 	want, _ := referenceRows(eng, fl, all, nil, func(features.Event) bool { return true })
 	for _, c := range []struct{ limit, flush int64 }{{0, 32 << 20}, {1000, 32 << 20}, {0, 1}} {
 		t.Run(fmt.Sprintf("limit=%d,flush=%d", c.limit, c.flush), func(t *testing.T) {
@@ -186,11 +192,7 @@ func TestFeatureLogRerun(t *testing.T) {
 func testFeatureLogRerun(t *testing.T) {
 	defs, v, off, all := setup(t)
 	all = append(all, manyEntities(t, defs, off, 60, 159)...)
-	eng, err := features.NewEngine(defs, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := offline.NewFeatureLog(defs, eng)
+	eng, fl := featureLog(t, defs, v)
 	before := func(ev features.Event) bool { return ev.Offset < 100 }
 	_, base := referenceRows(eng, fl, all, nil, before)
 	want, wantStates := referenceRows(eng, fl, all, base, func(ev features.Event) bool { return !before(ev) })

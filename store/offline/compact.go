@@ -93,14 +93,11 @@ func (d *Dir) snapshot(ctx context.Context, dir string) (*logSnapshot, error) {
 	if err := validLogDir(dir); err != nil {
 		return nil, err
 	}
-	ix := d.logIndex(dir)
-	ix.lock.Lock()
-	defer ix.lock.Unlock()
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if err := ix.refresh(ctx, d.b, dir); err != nil {
+	ix, unlock, err := d.refreshed(ctx, dir)
+	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
+	defer unlock()
 	s := &logSnapshot{parts: map[string]map[string]fileInfo{}, replaced: map[string]map[string]bool{},
 		newest: map[string]int64{}, open: map[string]map[string]bool{}}
 	for part, p := range ix.parts {

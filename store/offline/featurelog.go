@@ -83,14 +83,11 @@ func (d *Dir) RemoveLog(ctx context.Context, dir string) (int, error) {
 		return 0, fmt.Errorf("remove log %w", err)
 	}
 	defer l.release()
-	ix := d.logIndex(dir)
-	ix.lock.Lock()
-	defer ix.lock.Unlock()
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if err := ix.refresh(ctx, d.b, dir); err != nil {
+	ix, unlock, err := d.refreshed(ctx, dir)
+	if err != nil {
 		return 0, fmt.Errorf("remove log %s: %w", dir, err)
 	}
+	defer unlock()
 	n := 0
 	for _, part := range slices.Sorted(maps.Keys(ix.parts)) {
 		p := ix.parts[part]

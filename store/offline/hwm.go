@@ -36,14 +36,11 @@ func (d *Dir) HighWaterMark(ctx context.Context, dir, stream string) (offset int
 	if err := validLogDir(dir); err != nil {
 		return 0, false, fmt.Errorf("high water mark: %w", err)
 	}
-	ix := d.logIndex(dir)
-	ix.lock.Lock()
-	defer ix.lock.Unlock()
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	if err := ix.refresh(ctx, d.b, dir); err != nil {
+	ix, unlock, err := d.refreshed(ctx, dir)
+	if err != nil {
 		return 0, false, fmt.Errorf("high water mark %s: %w", dir, err)
 	}
+	defer unlock()
 	s := ix.streams[stream]
 	if s == nil {
 		return 0, false, nil
@@ -52,6 +49,23 @@ func (d *Dir) HighWaterMark(ctx context.Context, dir, stream string) (offset int
 		return 0, false, fmt.Errorf("high water mark %s: %w", dir, err)
 	}
 	return s.hwm, s.ok, nil
+}
+
+// refreshed returns the index of a log directory brought up to date with
+// the store, held exclusively until unlock is called.
+func (d *Dir) refreshed(ctx context.Context, dir string) (ix *logIndex, unlock func(), err error) {
+	ix = d.logIndex(dir)
+	ix.lock.Lock()
+	ix.mu.Lock()
+	unlock = func() {
+		ix.mu.Unlock()
+		ix.lock.Unlock()
+	}
+	if err := ix.refresh(ctx, d.b, dir); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return ix, unlock, nil
 }
 
 // logIndex is what is known of one log directory's files.
