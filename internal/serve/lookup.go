@@ -53,7 +53,7 @@ type keyColumn struct {
 
 // newPlan resolves feature references; every unknown one, and every one
 // listed again, is reported.
-func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
+func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, *planError) {
 	p := &plan{service: svc, keys: map[string]keyColumn{}}
 	var unknown, problems []string
 	var listed []string // the references of p.names, as given
@@ -88,20 +88,20 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 		p.names = append(p.names, name)
 		p.columns = append(p.columns, features.FeatureRef{View: v.Name, Feature: f.Name}.Column())
 	}
-	if len(unknown) > 0 {
-		// As many as fit the bound of a problem: every one of any request
-		// a person wrote.
-		problems = append([]string{"unknown features: " + listSome(unknown, 100, maxProblemBytes-50)}, problems...)
-	}
-	if len(problems) > 0 {
-		return nil, badRequest("%s", joinProblems(problems))
-	}
 	for _, t := range p.tables {
 		for i, k := range t.keys {
 			if _, ok := p.keys[k]; !ok {
 				p.keys[k] = keyColumn{typ: t.keyTypes[i], used: t.id.String()}
 			}
 		}
+	}
+	if len(unknown) > 0 {
+		// As many as fit the bound of a problem: every one of any request
+		// a person wrote.
+		problems = append([]string{"unknown features: " + listSome(unknown, 100, maxProblemBytes-50)}, problems...)
+	}
+	if len(problems) > 0 {
+		return nil, &planError{problems: problems, known: p}
 	}
 	if svc != nil {
 		for _, o := range svc.OnDemand {
@@ -117,8 +117,35 @@ func (s *Server) newPlan(refs []string, svc *features.Service) (*plan, error) {
 	return p, nil
 }
 
+// planError is newPlan's error: the list's problems, and the plan of the
+// features it could resolve, against which the entities are checked too.
+type planError struct {
+	problems []string
+	known    *plan
+}
+
+func (e *planError) Error() string { return joinProblems(e.problems) }
+
+// refuse answers a request whose feature list has problems, with those of
+// its entities too.
+func (e *planError) refuse(req *request) error {
+	ps := e.problems
+	if len(e.known.tables) > 0 {
+		ps = append(slices.Clip(ps), e.known.problems(req)...)
+	}
+	return badRequest("%s", joinProblems(ps))
+}
+
 // check checks a request's entities and context against the plan.
 func (p *plan) check(req *request) error {
+	if ps := p.problems(req); len(ps) > 0 {
+		return badRequest("%s", joinProblems(ps))
+	}
+	return nil
+}
+
+// problems lists what check refuses.
+func (p *plan) problems(req *request) []string {
 	var problems []string
 	given := map[string]bool{}
 	for _, c := range req.entities {
@@ -152,10 +179,7 @@ func (p *plan) check(req *request) error {
 			problems = append(problems, fmt.Sprintf("request_context.%s is missing (an on-demand feature of %s reads it)", k, p.service.Name))
 		}
 	}
-	if len(problems) > 0 {
-		return badRequest("%s", joinProblems(problems))
-	}
-	return nil
+	return problems
 }
 
 func (p *plan) keyNames() []string {

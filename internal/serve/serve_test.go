@@ -478,6 +478,8 @@ func TestBadInput(t *testing.T) {
 		{"feature not a string", "POST", "/get-online-features", `{"features": [3], "entities": {"user_id": ["u1"]}}`, 400, "features[0] must be a string"},
 		{"unknown features, all listed", "POST", "/get-online-features", `{"features": ["user_txn:nope", "user_txn@1:txn_count_1h", "ghost@1:x", "user_txn@9:txn_count_1h", "bad"], "entities": {"user_id": ["u1"]}}`, 400,
 			`unknown features: user_txn:nope: view user_txn@2 has no feature nope; ghost@1:x: no view ghost; user_txn@9:txn_count_1h: view user_txn has no version 9; feature reference "bad"`},
+		{"unknown features and a wrong join key", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h", "ghost@1:x"], "entities": {"merchant_id": ["m1"]}}`, 400,
+			"3 problems: unknown features: ghost@1:x: no view ghost; entities.merchant_id is not a join key of the requested features (they need user_id); join key user_id is missing from entities (user_txn@1 needs it)"},
 		{"feature listed twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h", "user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`, 400,
 			"user_txn@1:txn_count_1h is listed twice"},
 		{"feature listed twice by two names", "POST", "/get-online-features", `{"features": ["user_txn:txn_count_1h", "user_txn@2:txn_count_1h", "ghost:x"], "entities": {"user_id": ["u1"]}}`, 400,

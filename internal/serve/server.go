@@ -174,9 +174,9 @@ func New(cfg Config) (*Server, error) {
 		for i, r := range svc.Features {
 			refs[i] = r.String()
 		}
-		p, err := s.newPlan(refs, svc)
-		if err != nil {
-			return nil, fmt.Errorf("feature service %s: %w", svc.Name, err)
+		p, perr := s.newPlan(refs, svc)
+		if perr != nil {
+			return nil, fmt.Errorf("feature service %s: %w", svc.Name, perr)
 		}
 		s.services[svc.Name] = p
 	}
@@ -343,12 +343,13 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 		return err
 	}
 	var pl *plan
+	var perr *planError
 	if req.service != "" {
 		if pl = s.services[req.service]; pl == nil {
 			return badRequest("unknown feature service %q", req.service)
 		}
-	} else if pl, err = s.planFor(req.features); err != nil {
-		return err
+	} else if pl, perr = s.planFor(req.features); perr != nil {
+		return perr.refuse(req)
 	}
 	if err := pl.check(req); err != nil {
 		return err
@@ -367,14 +368,14 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 const maxPlans = 1024
 
 // planFor returns the plan of a feature list, resolved once per list.
-func (s *Server) planFor(refs []string) (*plan, error) {
+func (s *Server) planFor(refs []string) (*plan, *planError) {
 	key := planKey(refs)
 	if p, ok := s.plans.Load(key); ok {
 		return p.(*plan), nil
 	}
-	p, err := s.newPlan(refs, nil)
-	if err != nil {
-		return nil, err
+	p, perr := s.newPlan(refs, nil)
+	if perr != nil {
+		return nil, perr
 	}
 	if s.planned.Add(1) <= maxPlans {
 		s.plans.Store(key, p)
