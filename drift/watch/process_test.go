@@ -66,7 +66,7 @@ func FuzzProcess(f *testing.F) {
 		}
 		m := &Monitor{cfg: Config{Models: dir, Definitions: defs}, log: slog.New(slog.DiscardHandler), m: mt,
 			versions: map[version]*watched{}, next: map[int32]int64{},
-			sent: map[string]time.Time{"fraud": time.Unix(1<<62, 0)}}
+			sent: map[string]sent{"fraud": {1, time.Unix(1<<62, 0)}}}
 		counted := func() float64 {
 			n := testutil.ToFloat64(mt.predictions.WithLabelValues("fraud", "1"))
 			for _, r := range []string{"invalid", "time", "unwatched"} {
@@ -158,7 +158,7 @@ func TestForgetDeletesSeries(t *testing.T) {
 	}
 	m := &Monitor{cfg: Config{Models: dir, Definitions: defs}, log: slog.New(slog.DiscardHandler), m: mt,
 		versions: map[version]*watched{}, next: map[int32]int64{},
-		sent: map[string]time.Time{"fraud": time.Unix(1<<62, 0)}} // cooling down: a breach sends nothing
+		sent: map[string]sent{"fraud": {1, time.Unix(1<<62, 0)}}} // cooling down: a breach sends nothing
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	predict := func() {
 		t.Helper()

@@ -76,8 +76,8 @@ type Monitor struct {
 
 	mu       sync.Mutex // the poll loop and the rebalance callbacks
 	versions map[version]*watched
-	sent     map[string]time.Time // model → window end of its last event
-	next     map[int32]int64      // partition → offset after the last record processed
+	sent     map[string]sent // model → its last event
+	next     map[int32]int64 // partition → offset after the last record processed
 	fatal    error
 	inputs   []float32 // scratch
 }
@@ -88,6 +88,13 @@ type version struct {
 }
 
 func (v version) String() string { return v.model + "@" + strconv.Itoa(v.version) }
+
+// sent is a model's last retraining event: the version it was for, and
+// the end of the window that asked for it.
+type sent struct {
+	version int
+	end     time.Time
+}
 
 type watched struct {
 	det       *drift.Detector // nil: not watched
@@ -129,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	}
 	m := &Monitor{cfg: cfg, log: cfg.Logger,
 		predictions: cfg.TopicPrefix + ".predictions", retrain: cfg.TopicPrefix + ".retrain",
-		versions: map[version]*watched{}, sent: map[string]time.Time{}, next: map[int32]int64{},
+		versions: map[version]*watched{}, sent: map[string]sent{}, next: map[int32]int64{},
 	}
 	var err error
 	if m.m, err = newMetrics(cfg.Registerer); err != nil {
@@ -318,8 +325,13 @@ func exists(path string) bool {
 // breach sends one retraining event for a sustained breach, unless the
 // model is cooling down from its last one.
 func (m *Monitor) breach(ctx context.Context, v version, det *drift.Detector, ev *drift.Evaluation) error {
-	if last, ok := m.sent[v.model]; ok && (!ev.End.After(last) || ev.End.Before(last.Add(time.Duration(*det.Config().Cooldown)))) {
+	if last, ok := m.sent[v.model]; ok && (!ev.End.After(last.end) || ev.End.Before(last.end.Add(time.Duration(*det.Config().Cooldown)))) {
 		m.m.suppressed.WithLabelValues(v.model).Inc()
+		if last.version == v.version && last.end.Equal(ev.End) {
+			// A replay of the window whose event was sent before a restart:
+			// its breach starts over, as it did when the event went out.
+			det.ResetStreak()
+		}
 		return nil
 	}
 	b, id, err := drift.NewRetrain(v.model, v.version, det, ev).Encode(m.cfg.Source, time.Now())
@@ -331,7 +343,7 @@ func (m *Monitor) breach(ctx context.Context, v version, det *drift.Detector, ev
 	if err := m.client.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("send a retraining event for %s: %w", v, err)
 	}
-	m.sent[v.model] = ev.End
+	m.sent[v.model] = sent{v.version, ev.End}
 	det.ResetStreak()
 	m.m.events.WithLabelValues(v.model).Inc()
 	var drifted []string
@@ -458,8 +470,8 @@ func (m *Monitor) readSent(r *kgo.Record) {
 		m.log.Warn("drift: a record of the retrain topic that is not a retraining event", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}
-	if ev.Window.End.After(m.sent[ev.Model]) {
-		m.sent[ev.Model] = ev.Window.End
+	if ev.Window.End.After(m.sent[ev.Model].end) {
+		m.sent[ev.Model] = sent{ev.Version, ev.Window.End}
 	}
 }
 

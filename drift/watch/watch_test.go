@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -337,6 +338,53 @@ func TestBreachSurvivesRestart(t *testing.T) {
 	}
 	if e := run(1, false); e != 0 {
 		t.Fatalf("%v events after a restart past the event, want none", e)
+	}
+}
+
+// TestReplayedBreachSendsOnce: ingest that stops after sending a breach's
+// event and before committing replays the breaching windows on restart,
+// with the event read back from the retrain topic. With no cooldown, the
+// replay must send what a run without the stop would have sent after the
+// event: nothing for the fourth breaching window, one event at the sixth.
+func TestReplayedBreachSendsOnce(t *testing.T) {
+	brokers := cluster(t)
+	dir, defs, prof := drifttest.Repository(t, strings.Replace(watchYAML, "cooldown: 20m", "cooldown: 0", 1))
+	s := drifttest.NewSampler(prof, 7)
+	s.Shift("amount_vs_avg", true)
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	ps := s.Predictions(6*window, &at, 10*time.Millisecond)
+	// run processes the six breaching windows from the first and returns
+	// the ends of the windows it sent events for.
+	run := func(last map[string]sent) []time.Time {
+		t.Helper()
+		m, err := New(context.Background(), Config{Brokers: brokers, Models: dir, Definitions: defs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.client.Close()
+		maps.Copy(m.sent, last)
+		var ends []time.Time
+		for i, p := range ps {
+			b, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := m.sent["fraud"].end
+			if err := m.process(context.Background(), &kgo.Record{Topic: "quiver.predictions", Offset: int64(i), Value: b, Timestamp: p.Time}); err != nil {
+				t.Fatal(err)
+			}
+			if end := m.sent["fraud"].end; !end.Equal(before) {
+				ends = append(ends, end)
+			}
+		}
+		return ends
+	}
+	whole := run(nil)
+	if len(whole) != 2 {
+		t.Fatalf("events for windows ending %v; want two, for the third and the sixth", whole)
+	}
+	if replayed := run(map[string]sent{"fraud": {1, whole[0]}}); !slices.EqualFunc(replayed, whole[1:], time.Time.Equal) {
+		t.Errorf("after the first event, a replay sent events for windows ending %v; want %v", replayed, whole[1:])
 	}
 }
 
