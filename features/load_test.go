@@ -461,7 +461,7 @@ func TestGoodDefinitionsDirectory(t *testing.T) {
 	if e := defs.Entity("advertiser"); e == nil {
 		t.Error("no entity advertiser")
 	}
-	if s := defs.Service("bidder"); s == nil || len(s.Features) != 3 {
+	if s := defs.Service("bidder"); s == nil || len(s.Features) != 2 {
 		t.Errorf("service bidder = %+v", s)
 	}
 	if v, _ := resolveDef(t, defs, "campaign_spend:spend_1h"); v.Version != 2 {

@@ -252,8 +252,9 @@ func (d *decoder) checkServices() {
 		s.refs = refs
 		types := make([]Type, len(s.Features)) // TypeNull where unknown
 		s.placeholders = make([]Value, len(s.Features))
-		listed := map[string]string{} // resolved reference → as first written
-		joinKeys := map[string]bool{} // of the views' entities
+		listed := map[string]string{}  // resolved reference → as first written
+		columns := map[string]string{} // training set column → reference
+		joinKeys := map[string]bool{}  // of the views' entities
 		for j, r := range s.Features {
 			refs[j] = r.String()
 			fpath := fmt.Sprintf("%s.features[%d]", path, j)
@@ -273,8 +274,14 @@ func (d *decoder) checkServices() {
 				} else {
 					d.errorf(s.refPos[j], fpath, "%s is %s, already listed as %s", refs[j], resolved, first)
 				}
+				continue
 			}
 			listed[resolved] = refs[j]
+			col := FeatureRef{View: v.Name, Feature: r.Feature}.Column()
+			if first, dup := columns[col]; dup {
+				d.errorf(s.refPos[j], fpath, "%s and %s would both be column %s of a training set: list one version of a view", first, refs[j], col)
+			}
+			columns[col] = refs[j]
 			if e := d.defs.Entity(v.Entity); e != nil {
 				for _, k := range e.JoinKeys {
 					joinKeys[k] = true
