@@ -35,7 +35,7 @@ type Model struct {
 	objective   Objective
 	numFeatures int
 	numOutputs  int
-	baseMargin  float32 // the margin every output starts at
+	baseMargin  []float32 // the margin each output starts at
 
 	nodes []node  // every tree's nodes; children after their parent
 	roots []int32 // index in nodes of each tree's root

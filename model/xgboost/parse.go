@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -135,13 +136,21 @@ func Parse(data []byte) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch {
+	case len(base) == m.numOutputs:
+	case len(base) == 1:
+		base = slices.Repeat(base, m.numOutputs)
+	default:
+		return nil, fmt.Errorf("%w: base_score %q has %d values for %d outputs", ErrMalformed, p.BaseScore, len(base), m.numOutputs)
+	}
 	if m.objective == BinaryLogistic || m.objective == RegLogistic {
-		if !(base > 0 && base < 1) {
-			return nil, fmt.Errorf("%w: base_score %v of %s is not in (0, 1)", ErrMalformed, base, m.objective)
+		b := base[0]
+		if !(b > 0 && b < 1) {
+			return nil, fmt.Errorf("%w: base_score %v of %s is not in (0, 1)", ErrMalformed, b, m.objective)
 		}
 		// XGBoost's ProbToMargin, in float32: -logf(1/base_score - 1).
-		t := float32(float32(1)/base) - 1
-		base = float32(-math.Log(float64(t)))
+		t := float32(float32(1)/b) - 1
+		base[0] = float32(-math.Log(float64(t)))
 	}
 	m.baseMargin = base
 
@@ -179,7 +188,7 @@ func Parse(data []byte) (*Model, error) {
 		bound[g] += maxLeaf
 	}
 	for g, b := range bound {
-		if b+math.Abs(float64(m.baseMargin)) > math.MaxFloat32/4 {
+		if b+math.Abs(float64(m.baseMargin[g])) > math.MaxFloat32/4 {
 			return nil, fmt.Errorf("%w: leaf values of output %d add up beyond float32", ErrMalformed, g)
 		}
 	}
@@ -285,15 +294,23 @@ func paramInt(name, s string, limit int, required bool) (int, error) {
 }
 
 // baseScore parses learner_model_param.base_score: a float32 written like
-// "5E-1", or a one-element vector "[5E-1]" as XGBoost 3 writes it.
-func baseScore(s string) (float32, error) {
-	v := s
-	if strings.HasPrefix(v, "[") && strings.HasSuffix(v, "]") {
-		v = v[1 : len(v)-1]
+// "5E-1", or a vector "[5E-1]" as XGBoost 3 writes it, since 3.1 with a
+// value per class for a multi-class model (a margin, as softmax's base
+// score always was).
+func baseScore(s string) ([]float32, error) {
+	v, vector := strings.CutPrefix(s, "[")
+	if vector {
+		if v, vector = strings.CutSuffix(v, "]"); !vector {
+			return nil, fmt.Errorf("%w: base_score %q is not a float32 or a vector of them", ErrMalformed, s)
+		}
 	}
-	f, err := strconv.ParseFloat(v, 32)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("%w: base_score %q is not a finite float32", ErrMalformed, s)
+	var base []float32
+	for f := range strings.SplitSeq(v, ",") {
+		x, err := strconv.ParseFloat(strings.TrimSpace(f), 32)
+		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) || len(base) == maxOutputs {
+			return nil, fmt.Errorf("%w: base_score %q is not a finite float32 or a vector of at most %d of them", ErrMalformed, s, maxOutputs)
+		}
+		base = append(base, float32(x))
 	}
-	return float32(f), nil
+	return base, nil
 }

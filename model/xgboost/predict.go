@@ -73,8 +73,8 @@ func (m *Model) predictRange(x, out []float32, lo, hi int) {
 	for b := lo; b < hi; b += blockRows {
 		e := min(b+blockRows, hi)
 		o := out[b*no : e*no]
-		for i := range o {
-			o[i] = m.baseMargin
+		for i := 0; i < len(o); i += no {
+			copy(o[i:i+no], m.baseMargin)
 		}
 		xs := x[b*nf : e*nf]
 		// A few trees at a time, as many as lanes, through every row of the

@@ -94,7 +94,7 @@ func TestPredictShort(t *testing.T) {
 }
 
 // edit loads a fixture as generic JSON, lets f change it, and parses the result.
-func edit(t *testing.T, name string, f func(learner map[string]any)) error {
+func edit(t *testing.T, name string, f func(learner map[string]any)) (*xgboost.Model, error) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name+".json"))
 	if err != nil {
@@ -115,7 +115,7 @@ func edit(t *testing.T, name string, f func(learner map[string]any)) error {
 	if err != nil && m != nil {
 		t.Fatalf("Parse returned a model along with the error %v", err)
 	}
-	return err
+	return m, err
 }
 
 func tree0(l map[string]any) map[string]any {
@@ -155,6 +155,15 @@ func TestRefusals(t *testing.T) {
 		{"bad base_score", "binary", func(l map[string]any) {
 			l["learner_model_param"].(map[string]any)["base_score"] = "1.5"
 		}, xgboost.ErrMalformed, "base_score 1.5"},
+		{"base_score of another length", "multiclass", func(l map[string]any) {
+			l["learner_model_param"].(map[string]any)["base_score"] = "[1E-1,2E-1]"
+		}, xgboost.ErrMalformed, "has 2 values for 3 outputs"},
+		{"base_score unclosed", "multiclass", func(l map[string]any) {
+			l["learner_model_param"].(map[string]any)["base_score"] = "[1E-1,2E-1,3E-1"
+		}, xgboost.ErrMalformed, "not a float32 or a vector"},
+		{"base_score empty vector", "binary", func(l map[string]any) {
+			l["learner_model_param"].(map[string]any)["base_score"] = "[]"
+		}, xgboost.ErrMalformed, "base_score"},
 		{"feature out of range", "binary", func(l map[string]any) {
 			tree0(l)["split_indices"].([]any)[0] = 10
 		}, xgboost.ErrMalformed, "split on feature 10 of 10"},
@@ -182,7 +191,7 @@ func TestRefusals(t *testing.T) {
 		}, xgboost.ErrMalformed, "beyond float32"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := edit(t, c.fixture, c.edit)
+			_, err := edit(t, c.fixture, c.edit)
 			if !errors.Is(err, c.is) || !strings.Contains(err.Error(), c.mention) {
 				t.Errorf("error %v; want %v mentioning %q", err, c.is, c.mention)
 			}
@@ -197,10 +206,45 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// TestClassBaseScores: a multi-class model as XGBoost 3.1 and later write
+// it, with a base score per class, starts each class's margin at its own.
+// The fixture's probabilities p (base score 0.5 for every class, which
+// softmax cancels) become p_k·exp(b_k), normalised.
+func TestClassBaseScores(t *testing.T) {
+	_, x, p, rows := loadFixture(t, "multiclass")
+	b := []float64{-3.95e-2, 1.97e-1, -1.57e-1}
+	m, err := edit(t, "multiclass", func(l map[string]any) {
+		l["learner_model_param"].(map[string]any)["base_score"] = "[-3.95E-2,1.97E-1,-1.57E-1]"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float32, len(p))
+	for r := range rows {
+		var sum float64
+		for k, bk := range b {
+			sum += float64(p[r*3+k]) * math.Exp(bk)
+		}
+		for k, bk := range b {
+			want[r*3+k] = float32(float64(p[r*3+k]) * math.Exp(bk) / sum)
+		}
+	}
+	modeltest.Agree(t, m, x, want, rows, tolerance)
+
+	// One value for every class, as XGBoost 3.0 writes it, changes nothing.
+	one, err := edit(t, "multiclass", func(l map[string]any) {
+		l["learner_model_param"].(map[string]any)["base_score"] = "[5E-1]"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	modeltest.Agree(t, one, x, p, rows, tolerance)
+}
+
 // TestUnmodified checks that edit itself keeps a model loadable.
 func TestUnmodified(t *testing.T) {
 	for _, fx := range fixtures {
-		if err := edit(t, fx.name, func(map[string]any) {}); err != nil {
+		if _, err := edit(t, fx.name, func(map[string]any) {}); err != nil {
 			t.Errorf("%s: %v", fx.name, err)
 		}
 	}
