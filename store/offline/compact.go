@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -14,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"github.com/segmentio/ksuid"
 
 	"github.com/quiver-ml/quiver/features"
@@ -194,6 +194,14 @@ type CompactOptions struct {
 // another clock. An hour is far beyond any of these.
 const staleTemp = time.Hour
 
+// mergeGroupRows is the size of a compacted file's row groups, but its
+// last: a row group is what a merge, and readers, hold decoded at a time.
+var mergeGroupRows = 1 << 18
+
+// errNothingMerged stops a merge whose files were removed or changed
+// columns since they were listed.
+var errNothingMerged = errors.New("nothing to merge")
+
 // CompactStats is what a compaction did.
 type CompactStats struct {
 	Merged  int   // files merged into others
@@ -338,69 +346,94 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 // those with the first's columns. It returns the others, for the next run
 // (after a schema change, the newer files merge together). The files it
 // replaces that are in remove (the partition's, or nil) go once it is in
-// place.
+// place. Rows are read a row group at a time and written in groups of
+// mergeGroupRows, so that its memory does not grow with the files.
 func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, l *lease, stats *CompactStats) ([]candidate, error) {
 	partDir := path.Join(dir, part)
 	var cols []Column
-	var rows [][]features.Value
 	var names []string
 	var at []string // MetaReplacedRows
 	var other []candidate
-	merged := 0
-	for _, f := range files {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		// Not ReadLogFile: a file removed since would be read in its
-		// replacement, which keeps its rows.
-		c, data, meta, err := d.readLog(ctx, path.Join(partDir, f.name), nil)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed since: nothing to merge
-		}
-		if err != nil {
-			return nil, err
-		}
-		if cols == nil {
-			cols = c
-		} else if !slices.Equal(c, cols) {
-			other = append(other, f)
-			continue
-		}
-		first := len(rows)
-		rows = append(rows, rowsOf(data)...)
-		merged++
-		names = append(names, f.name)
-		at = append(at, fmt.Sprintf("%s=%d:%d", f.name, first, len(rows)))
-		if f.info.replaces != "" {
-			names = append(names, strings.Split(f.info.replaces, ",")...)
-			inner, err := parseReplacedRows(meta[MetaReplacedRows])
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f.name, err)
-			}
-			for name, r := range inner {
-				at = append(at, fmt.Sprintf("%s=%d:%d", name, first+r[0], first+r[1]))
-			}
-		}
-	}
-	if merged < 2 {
-		return other, nil
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	replaces := strings.Join(names, ",")
-	slices.Sort(at)
-	idx := make([]int, len(rows))
-	for i := range idx {
-		idx[i] = i
-	}
+	merged, rows := 0, 0
 	out, err := d.b.stage(ctx, partDir, func(w io.Writer) error {
-		pw := parquet.NewGenericWriter[any](w, d.schema(cols), parquet.Compression(logCodec), parquet.KeyValueMetadata(MetaReplaces, replaces),
-			parquet.KeyValueMetadata(MetaReplacedRows, strings.Join(at, ",")))
-		if _, err := encodeRows(pw, cols, rows, idx, nil); err != nil {
-			return err
+		var pw *Writer
+		var group [][]features.Value
+		for _, f := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			// Not ReadLogFile: a file removed since would be read in its
+			// replacement, which keeps its rows.
+			name := path.Join(partDir, f.name)
+			b, err := d.ReadFile(ctx, name)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed since: nothing to merge
+			}
+			if err != nil {
+				return err
+			}
+			pf, err := openParquet(bytes.NewReader(b), int64(len(b)), nil)
+			if err != nil {
+				return fmt.Errorf("read %s: %w", name, err)
+			}
+			if cols == nil {
+				cols = pf.cols
+				if pw, err = NewWriter(w, cols, nil); err != nil {
+					return err
+				}
+			} else if !slices.Equal(pf.cols, cols) {
+				other = append(other, f)
+				continue
+			}
+			first := rows
+			for g := range pf.f.RowGroups() {
+				data, err := pf.rowGroup(g)
+				if err != nil {
+					return fmt.Errorf("read %s: %w", name, err)
+				}
+				r := rowsOf(data)
+				group = append(group, r...)
+				rows += len(r)
+				for len(group) >= mergeGroupRows {
+					if err := pw.Write(group[:mergeGroupRows]); err != nil {
+						return err
+					}
+					group = append(group[:0], group[mergeGroupRows:]...)
+				}
+			}
+			merged++
+			names = append(names, f.name)
+			at = append(at, fmt.Sprintf("%s=%d:%d", f.name, first, rows))
+			if f.info.replaces != "" {
+				names = append(names, strings.Split(f.info.replaces, ",")...)
+				inner, err := parseReplacedRows(pf.meta[MetaReplacedRows])
+				if err != nil {
+					return fmt.Errorf("%s: %w", f.name, err)
+				}
+				for name, r := range inner {
+					at = append(at, fmt.Sprintf("%s=%d:%d", name, first+r[0], first+r[1]))
+				}
+			}
 		}
+		if merged < 2 {
+			return errNothingMerged
+		}
+		if len(group) > 0 {
+			if err := pw.Write(group); err != nil {
+				return err
+			}
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+		slices.Sort(at)
+		pw.SetMeta(MetaReplaces, strings.Join(names, ","))
+		pw.SetMeta(MetaReplacedRows, strings.Join(at, ","))
 		return pw.Close()
 	})
+	if errors.Is(err, errNothingMerged) {
+		return other, nil
+	}
+	replaces := strings.Join(names, ",")
 	if err != nil {
 		return nil, err
 	}
@@ -418,7 +451,7 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 	ix.added([]string{strings.TrimPrefix(part, datePrefix)}, []string{name}, []int64{out.size()}, fileInfo{replaces: replaces})
 	stats.Written++
 	stats.Merged += merged
-	stats.Rows += int64(len(rows))
+	stats.Rows += int64(rows)
 	var gone []string
 	for _, n := range names {
 		if _, ok := remove[n]; ok {

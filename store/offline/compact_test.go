@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
@@ -126,7 +128,12 @@ func testCompact(t *testing.T, d *fixture) {
 // replacement appears: a reader of the bare directory, as DuckDB or pyarrow
 // read it, counts each row once right after compaction, and a reader that
 // listed the log before reads a removed file's rows in its replacement.
-func TestCompactRemovesAtOnce(t *testing.T) { eachBackend(t, testCompactRemovesAtOnce) }
+// TestCompactRemovesAtOnce also writes compacted files in row groups of
+// 25 rows, so that the second round reads files of several.
+func TestCompactRemovesAtOnce(t *testing.T) {
+	defer offline.SetMergeGroupRows(25)()
+	eachBackend(t, testCompactRemovesAtOnce)
+}
 
 func testCompactRemovesAtOnce(t *testing.T, d *fixture) {
 	want := writeEvents(t, d.Dir, 2, 12)
@@ -152,7 +159,7 @@ func testCompactRemovesAtOnce(t *testing.T, d *fixture) {
 	// The bare directory: every Parquet file, read by parquet-go's own
 	// reader.
 	rows := int64(0)
-	stored := 0
+	stored, grouped := 0, 0
 	for _, name := range d.files(t, "events/transactions") {
 		if !strings.HasSuffix(name, ".parquet") || strings.Contains(name, "/.tmp-") {
 			continue
@@ -167,6 +174,19 @@ func testCompactRemovesAtOnce(t *testing.T, d *fixture) {
 			t.Fatal(err)
 		}
 		rows += f.NumRows()
+		if _, compacted := f.Lookup(offline.MetaReplaces); compacted {
+			for _, g := range f.RowGroups() {
+				if n := g.NumRows(); n > 25 {
+					t.Errorf("%s: a row group of %d rows, want at most 25", name, n)
+				}
+			}
+			if len(f.RowGroups()) > 1 {
+				grouped++
+			}
+		}
+	}
+	if grouped == 0 {
+		t.Error("no compacted file of several row groups")
 	}
 	if rows != int64(len(want)) {
 		t.Errorf("the directory's %d Parquet files hold %d rows, want %d: each once", stored, rows, len(want))
@@ -496,4 +516,55 @@ func testCompactAfterSchemaChange(t *testing.T, d *fixture) {
 	if len(files) != 3 || rows != 70 {
 		t.Errorf("%d files and %d rows after compaction, want 3 and 70", len(files), rows)
 	}
+}
+
+// BenchmarkCompact merges 500 files of 2,000 fraud transactions (1M rows,
+// one date) into one, and reports the heap's peak during the merge,
+// sampled every 2 ms: a merge holds a row group at a time, not its files.
+func BenchmarkCompact(b *testing.B) {
+	const files, rows = 500, 2_000
+	ctx := context.Background()
+	var peak uint64
+	for range b.N {
+		b.StopTimer()
+		d := diskStore(b)
+		batch := transactionBatch(rows)
+		for i := range int64(files) {
+			batch.FirstOffset, batch.LastOffset = i*rows, i*rows+rows-1
+			if err := d.WriteBatch(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		done := make(chan struct{})
+		sampled := make(chan uint64)
+		go func() {
+			s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+			high := uint64(0)
+			for t := time.NewTicker(2 * time.Millisecond); ; {
+				metrics.Read(s)
+				high = max(high, s[0].Value.Uint64())
+				select {
+				case <-done:
+					t.Stop()
+					sampled <- high
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		b.StartTimer()
+		stats, err := d.Compact(ctx, batch.Dir, offline.CompactOptions{})
+		b.StopTimer()
+		close(done)
+		peak = max(peak, <-sampled)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if stats.Merged != files-1 { // the newest holds the high-water mark
+			b.Fatalf("%+v: want %d files merged", stats, files-1)
+		}
+	}
+	b.ReportMetric(float64(files*rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
 }

@@ -24,3 +24,11 @@ func (d *Dir) OpenFile(ctx context.Context, name string) (interface {
 	f, _, err := d.b.open(ctx, name)
 	return f, err
 }
+
+// SetMergeGroupRows sets the rows of a compacted file's row groups, until
+// the returned function restores them.
+func SetMergeGroupRows(n int) (restore func()) {
+	old := mergeGroupRows
+	mergeGroupRows = n
+	return func() { mergeGroupRows = old }
+}

@@ -664,6 +664,21 @@ func (pf *parquetFile) readGroup(g int, data []ColumnValues) (err error) {
 	return nil
 }
 
+// rowGroup reads row group g's rows into columns of their own.
+func (pf *parquetFile) rowGroup(g int) ([]ColumnValues, error) {
+	n := pf.f.RowGroups()[g].NumRows()
+	data := pf.newData(min(n, 1<<20))
+	if err := pf.readGroup(g, data); err != nil {
+		return nil, err
+	}
+	for i := range data {
+		if data[i].Len() != int(n) {
+			return nil, fmt.Errorf("column %s: %d values for %d rows", pf.cols[i].Name, data[i].Len(), n)
+		}
+	}
+	return data, nil
+}
+
 // FileReader reads a local Parquet file a row group at a time, as ReadFile
 // reads it whole: for files too large to hold.
 type FileReader struct {
@@ -703,15 +718,9 @@ func (r *FileReader) RowGroups() int { return len(r.pf.f.RowGroups()) }
 
 // RowGroup reads row group g's rows.
 func (r *FileReader) RowGroup(g int) ([][]features.Value, error) {
-	n := r.pf.f.RowGroups()[g].NumRows()
-	data := r.pf.newData(min(n, 1<<20))
-	if err := r.pf.readGroup(g, data); err != nil {
+	data, err := r.pf.rowGroup(g)
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", r.path, err)
-	}
-	for i := range data {
-		if data[i].Len() != int(n) {
-			return nil, fmt.Errorf("read %s: column %s: %d values for %d rows", r.path, r.pf.cols[i].Name, data[i].Len(), n)
-		}
 	}
 	return rowsOf(data), nil
 }

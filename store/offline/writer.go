@@ -90,6 +90,9 @@ func (g *Group) Commit() error {
 	return err
 }
 
+// SetMeta sets a key/value metadata pair, before Close.
+func (w *Writer) SetMeta(key, value string) { w.pw.SetKeyValueMetadata(key, value) }
+
 // Close writes the footer. It does not close the underlying writer.
 func (w *Writer) Close() error {
 	if w.pw == nil {
