@@ -158,8 +158,9 @@ type plan struct {
 	sources  map[string][]*viewJob // source name → views reading it
 	service  *features.Service
 	keys     map[string]features.Type
-	// computedBy says what computes each output: a feature's reference
-	// and its view's fingerprint, an on-demand feature's expression.
+	// computedBy says what computes each output: a feature's reference,
+	// its view's fingerprint and TTL (past which its value is null), an
+	// on-demand feature's expression.
 	computedBy []string
 }
 
@@ -216,7 +217,7 @@ func newPlan(defs *features.Definitions, refs []string, service string) (*plan, 
 		vj.names = append(vj.names, f.Name)
 		vj.outputs = append(vj.outputs, len(p.outputs))
 		p.outputs = append(p.outputs, output{name: name, typ: f.ValueType(vj.source)})
-		p.computedBy = append(p.computedBy, full+" "+v.Fingerprint(defs))
+		p.computedBy = append(p.computedBy, fmt.Sprintf("%s %s ttl=%s", full, v.Fingerprint(defs), v.TTL))
 	}
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("%w: %s", features.ErrUnknownFeature, strings.Join(append(unknown, problems...), "; "))

@@ -431,6 +431,16 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], inclusive, parts[2]}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
 		t.Errorf("merging a shard built --inclusive with two built without: %v, want an error", err)
 	}
+	// As is one built after a view's TTL changed, which the view's
+	// fingerprint leaves out but the values depend on.
+	ttl := defs.Views[0].TTL
+	defs.Views[0].TTL = ttl + time.Minute
+	otherTTL := filepath.Join(dir, "part-1-ttl.parquet")
+	build(otherTTL, backfill.Shard{Index: 1, Count: 3})
+	defs.Views[0].TTL = ttl
+	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], otherTTL, parts[2]}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
+		t.Errorf("merging a shard built with another TTL with two built before: %v, want an error", err)
+	}
 	merged = filepath.Join(dir, "merged.parquet")
 	slices.Reverse(parts) // any order
 	if n, err := backfill.Merge(merged, parts); err != nil || n != spineRows {
