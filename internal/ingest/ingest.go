@@ -400,7 +400,7 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("source topics %v: not found", missing)
+			return fmt.Errorf("source topics %v: not found: %w", missing, ctx.Err())
 		case <-time.After(sourceTopicPoll):
 		}
 	}

@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -229,6 +230,24 @@ func TestIngestWaitsForSourceTopic(t *testing.T) {
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
 	stop()
 	ingesttest.Check(t, brokers, defs, txns, root)
+}
+
+// TestIngestStopsWaitingForSourceTopic: stopped while it waits for its
+// source topic, ingest says it was stopped (a clean exit), not that the
+// topic is missing.
+func TestIngestStopsWaitingForSourceTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: c.ListenAddrs(), DataDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler)})
+	if in != nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("New stopped while waiting for the source topic: %v; want the context's error", err)
+	}
 }
 
 // TestIngestTwoInstances runs two ingesters in one group, started while
