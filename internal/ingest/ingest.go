@@ -828,7 +828,10 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			}
 			rec := &slab[0]
 			slab = slab[1:]
-			*rec = kgo.Record{Topic: er.topic, Key: keys[i], Value: encoded, Headers: recHeaders, Timestamp: time.UnixMilli(ev.Time)}
+			// The record's time is when it was produced, not the event's:
+			// the topic's retention counts from it, and a broker may refuse
+			// times far from its clock.
+			*rec = kgo.Record{Topic: er.topic, Key: keys[i], Value: encoded, Headers: recHeaders}
 			b.send(ctx, rec)
 		}
 		if in.cfg.Offline != nil && (!logged || r.Offset > hwm) {
