@@ -548,13 +548,19 @@ type inflight struct {
 	err  error
 }
 
-// startFlush makes f durable in the background; callers hold in.mu.
+// startFlush makes f durable in the background; callers hold in.mu. A
+// flush that fails wakes Run from its poll, to return the error: on a
+// quiet stream no record would.
 func (in *Ingester) startFlush(ctx context.Context, f *flush) {
 	p := &inflight{done: make(chan struct{})}
 	in.flushing = p
+	wake := in.wake
 	go func() {
 		p.err = in.durable(ctx, f)
 		close(p.done)
+		if p.err != nil && wake != nil {
+			wake()
+		}
 	}()
 }
 

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"log/slog"
 	"maps"
 	"testing"
 	"time"
@@ -240,4 +241,38 @@ func TestRedisClusterMasterFlushed(t *testing.T) {
 		ingesttest.CheckRedis(t, brokers, addrs...)
 	}
 	stop()
+}
+
+// TestFailedFlushStopsRun: a batch whose flush fails (Redis not answering
+// for a while) stops Run with the error, for the restart to replay it,
+// even when no record follows to wake the poll.
+func TestFailedFlushStopsRun(t *testing.T) {
+	srv := ingesttest.StartRedisServer(t)
+	brokers := cluster(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond})
+	defer rdb.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Redis: rdb,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("a", "u1", "2026-11-20T10:00:00Z")})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	if err := rdb.Do(context.Background(), "CLIENT", "PAUSE", "3000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("b", "u2", "2026-11-20T10:01:00Z")})
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Run returned no error after a failed flush")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run still running 15 s after its flush failed, with no record to poll")
+	}
 }
