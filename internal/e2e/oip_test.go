@@ -169,6 +169,7 @@ func TestOpenInferenceProtocol(t *testing.T) {
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [01, 0, 0, 0, 0, 0, 0, 0, 0, 0]}]}`, 400, "not valid JSON"},
 		{"/v2/models/fraud/infer", `{"inputs": [{"name": "input", "shape": [1, 10], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6, 7, 8, 9, null]}]}`, 400, "data holds a null"},
 		{"/v2/models/fraud/infer", `{"id": "` + strings.Repeat("x", 5<<20) + `", "inputs": []}`, 413, "larger than the limit"},
+		{"/v2/models/fraud/infer", `{"id": "` + strings.Repeat("x", 257) + `", "inputs": []}`, 400, "id is 257 bytes, at most 256"},
 	} {
 		postJSON(t, base+c.path, c.body, c.code, &e)
 		if msg, _ := e["error"].(string); !strings.Contains(msg, c.want) {

@@ -159,6 +159,9 @@ func (s *Server) oipReady(c echo.Context) error {
 }
 
 // oipInfer runs a raw input tensor through a version's batcher.
+// maxRequestID bounds the id a v2 inference request may name itself by.
+const maxRequestID = 256
+
 func (s *Server) oipInfer(c echo.Context) error {
 	// The body first: a version chosen before a slow body arrived may be
 	// retired by then.
@@ -182,6 +185,10 @@ func (s *Server) oipInfer(c echo.Context) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return badRequest("request body is not a v2 inference request: %v", err)
+	}
+	if len(req.ID) > maxRequestID {
+		// It is logged with each row's prediction.
+		return badRequest("id is %d bytes, at most %d", len(req.ID), maxRequestID)
 	}
 	if len(req.Inputs) != 1 {
 		return badRequest("want 1 input tensor %q, got %d", oipInput, len(req.Inputs))
