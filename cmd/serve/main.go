@@ -164,12 +164,15 @@ func run(args []string) error {
 		}
 	case runErr = <-errc:
 	}
-	// Finish the requests in flight, deliver their predictions, then stop
-	// the replica.
+	// Finish the requests in flight and their shadow predictions, deliver
+	// the predictions, then stop the replica.
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdown); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if err := srv.WaitShadows(shutdown); err != nil {
+		log.Warn("shadow predictions not made at shutdown", "err", err)
 	}
 	if err := predictions.Flush(shutdown); err != nil {
 		log.Warn("predictions not logged at shutdown", "err", err)

@@ -242,8 +242,8 @@ func TestPredictionLogAndShadow(t *testing.T) {
 		}
 	}
 
-	// The predictions answered just before a stop are logged before serve
-	// exits.
+	// The predictions answered just before a stop, and their shadow's,
+	// are logged before serve exits.
 	var last struct {
 		RequestID string `json:"request_id"`
 	}
@@ -253,15 +253,15 @@ func TestPredictionLogAndShadow(t *testing.T) {
 	if err := serve.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("serve exited with %v", err)
 	}
-	rows := map[int]bool{}
+	rows := map[string]bool{}
 	for _, r := range ingesttest.ConsumeAll(t, brokers, "quiver.predictions") {
 		var p logged
-		if err := json.Unmarshal(r.Value, &p); err == nil && p.RequestID == last.RequestID && !p.Shadow {
-			rows[p.Row] = true
+		if err := json.Unmarshal(r.Value, &p); err == nil && p.RequestID == last.RequestID {
+			rows[fmt.Sprintf("%d/%v", p.Row, p.Shadow)] = true
 		}
 	}
-	if len(rows) != 3 {
-		t.Errorf("%d of the 3 rows predicted just before SIGTERM logged", len(rows))
+	if len(rows) != 6 {
+		t.Errorf("%d of the 3 rows predicted just before SIGTERM logged, by production and shadow: %v", len(rows), rows)
 	}
 }
 

@@ -81,7 +81,7 @@ func (s *Server) predict(c echo.Context) error {
 	reqID := ksuid.New().String()
 	s.cfg.Predictions.add(v, reqID, false, in, out, req.rows)
 	if shadow != nil {
-		go s.predictShadow(shadow, reqID, req, pl, in)
+		s.shadows.Go(func() { s.predictShadow(shadow, reqID, req, pl, in) })
 	}
 	b := append((*bp)[:0], `{"model":`...)
 	b = jsonenc.AppendString(b, v.Model)

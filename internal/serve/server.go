@@ -100,6 +100,7 @@ type Server struct {
 	parsers  fastjson.ParserPool
 	buffers  sync.Pool
 	draining atomic.Bool
+	shadows  sync.WaitGroup // shadow predictions in flight
 	// readiness is the store's Ready as lookups last saw it: asked at
 	// most every readyEvery, as it may cost a round trip (Redis).
 	readiness atomic.Pointer[readiness]
@@ -300,6 +301,22 @@ func (s *Server) instrument(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(c.Response().Status)).Observe(time.Since(start).Seconds())
 		return nil
+	}
+}
+
+// WaitShadows waits, as serve stops, for the shadow predictions of the
+// requests answered to be made and logged, or until ctx is done.
+func (s *Server) WaitShadows(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.shadows.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
