@@ -146,7 +146,11 @@ func (d *decoder) checkViews() {
 					}
 				}
 			} else if err != nil {
-				d.errorf(v.pos.of("filter"), path+".filter", "%v", err)
+				hint := ""
+				if strings.Contains(err.Error(), "undeclared reference to 'e'") {
+					hint = ": a filter reads the event's fields as e.<field> only; has(e.x), e['x'] and 'x' in e are not supported, and e.x != null tests a missing field"
+				}
+				d.errorf(v.pos.of("filter"), path+".filter", "%v%s", err, hint)
 			}
 			v.filter = f
 		}
