@@ -4,7 +4,8 @@
 // # Format
 //
 // Load and Parse read the "xgboost-json" format: the JSON that XGBoost's
-// Booster.save_model("m.json") writes (1.x; later versions where they agree).
+// Booster.save_model("m.json") writes (1.x; later versions where they agree,
+// and the base score per class of a multi-class model that 3.1 writes).
 // Supported are the gbtree booster with numerical splits and the objectives
 // binary:logistic, reg:logistic, reg:squarederror and multi:softprob.
 // Anything else (the gblinear and dart boosters, categorical splits, vector
