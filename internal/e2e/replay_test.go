@@ -56,16 +56,7 @@ func TestReplayHandover(t *testing.T) {
 	kcatProduce(t, brokers, a)
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
 
-	defs2 := filepath.Join(t.TempDir(), "definitions.yaml")
-	base, err := os.ReadFile(definitions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The new version goes at the end of feature_views, before the services.
-	src := strings.Replace(string(base), "\nfeature_services:", userTxnV2+"\nfeature_services:", 1)
-	if err := os.WriteFile(defs2, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	defs2 := withVersion2(t)
 
 	// The replay runs while ingest goes on with part b.
 	var wg sync.WaitGroup
@@ -92,8 +83,75 @@ func TestReplayHandover(t *testing.T) {
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(metrics), "--log-format", "json")
 	kcatProduce(t, brokers, c)
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	checkVersion2(t, brokers, defs2, filepath.Join(dataDir, "offline"), txns)
+}
 
-	if _, err := os.Stat(filepath.Join(dataDir, "offline", "_replay", "user_txn", "v2.json")); !errors.Is(err, fs.ErrNotExist) {
+// TestNewVersionRollout: user_txn@2 is added by restarting ingest with the
+// new definitions, two instances at once as a rollout starts them. One
+// catches the version up from the whole event log while the other waits;
+// then both consume. The version's states and feature log are as if one
+// instance had computed it: every event applied once, and logged once.
+func TestNewVersionRollout(t *testing.T) {
+	brokers := startBroker(t)
+	dataDir := t.TempDir()
+	txns := ingesttest.Stream(8, 8000)
+	a, b := txns[:6000], txns[6000:]
+
+	in := startIngest(t, brokers, dataDir)
+	kcatProduce(t, brokers, a)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	if err := in.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("ingest: %v", err)
+	}
+
+	defs2 := withVersion2(t)
+	offlineDir := filepath.Join(dataDir, "offline")
+	var started []*proc
+	for _, dir := range []string{dataDir, t.TempDir()} {
+		started = append(started, start(t, "ingest", "--definitions", defs2, "--brokers", strings.Join(brokers, ","),
+			"--data-dir", dir, "--offline", "file://"+offlineDir,
+			"--metrics-addr", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--log-format", "json"))
+	}
+	kcatProduce(t, brokers, b)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+	checkVersion2(t, brokers, defs2, offlineDir, txns)
+	var caughtUp, waited int
+	for _, p := range started {
+		log, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caughtUp += strings.Count(string(log), "view caught up from the event log")
+		waited += strings.Count(string(log), "waiting for another instance to start")
+	}
+	if caughtUp != 1 || waited > 1 {
+		t.Errorf("%d instances caught user_txn@2 up and %d waited; want one and at most one", caughtUp, waited)
+	}
+}
+
+// withVersion2 writes the fraud definitions with userTxnV2 added, and
+// returns their file.
+func withVersion2(t *testing.T) string {
+	defs2 := filepath.Join(t.TempDir(), "definitions.yaml")
+	base, err := os.ReadFile(definitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The new version goes at the end of feature_views, before the services.
+	src := strings.Replace(string(base), "\nfeature_services:", userTxnV2+"\nfeature_services:", 1)
+	if err := os.WriteFile(defs2, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return defs2
+}
+
+// checkVersion2 checks that every user's user_txn@2 state in the changelog
+// equals the engine's over txns, each applied once, that its feature log
+// (in the offline store at offlineDir) has a row for each of those events,
+// once, and that no replay marker is left.
+func checkVersion2(t *testing.T, brokers []string, defs2, offlineDir string, txns []ingesttest.Txn) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(offlineDir, "_replay", "user_txn", "v2.json")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the replay marker is still there after ingest took over: %v", err)
 	}
 	defs, err := features.Load(defs2)
@@ -116,7 +174,7 @@ func TestReplayHandover(t *testing.T) {
 		}
 	}
 	gv, wv := make([]features.Value, 4), make([]features.Value, 4)
-	counts := featureLogCounts(t, filepath.Join(dataDir, "offline", "features", "user_txn", "v2"))
+	counts := featureLogCounts(t, filepath.Join(offlineDir, "features", "user_txn", "v2"))
 	for user, st := range want {
 		// txn_count is lifetime: each applied event's row counts one more.
 		if err := eng.Evaluate(st, at, wv); err != nil {

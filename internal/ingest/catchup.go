@@ -2,17 +2,72 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"time"
 
 	"github.com/segmentio/ksuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
+
+// The start lock keeps ingest's start (creating topics, and catching view
+// versions up) to one instance at a time: a rollout of a new version starts
+// every instance at once, and two that caught it up together would write
+// its feature log twice and overwrite each other's changelog records. Its
+// holder renews it in the background, so its time to live is short: a
+// restart after a crash waits at most that long.
+const (
+	startLockDir  = "_replay"
+	startLockTTL  = time.Minute
+	startLockPoll = 2 * time.Second
+)
+
+// start prepares the topics and catches view versions up, holding the
+// offline store's start lock; it returns the consumed topics' details.
+func (in *Ingester) start(ctx context.Context, topics []string) (kadm.TopicDetails, error) {
+	if in.cfg.Offline == nil { // nothing to catch up from
+		return in.prepareTopics(ctx, topics)
+	}
+	l, err := in.lockStart(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Release()
+	held, stop := l.Hold(ctx)
+	defer stop()
+	details, err := in.prepareTopics(held, topics)
+	if err == nil {
+		err = in.catchUp(held)
+	}
+	if cause := context.Cause(held); err != nil && ctx.Err() == nil && cause != nil {
+		err = fmt.Errorf("start: %w", cause) // the lock was lost
+	}
+	return details, err
+}
+
+// lockStart takes the start lock, waiting while another instance holds it.
+func (in *Ingester) lockStart(ctx context.Context) (*offline.Lease, error) {
+	for try := 0; ; try++ {
+		l, err := in.cfg.Offline.Lock(ctx, startLockDir, "starting", startLockTTL)
+		if !errors.Is(err, offline.ErrLocked) {
+			return l, err
+		}
+		if try == 0 {
+			in.log.Info("waiting for another instance to start", "lock", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for another instance to start: %w", ctx.Err())
+		case <-time.After(startLockPoll):
+		}
+	}
+}
 
 // markNewViews writes a pending replay marker for every view version whose
 // changelog does not exist yet, before it is created: the version is then
@@ -61,8 +116,8 @@ func (in *Ingester) markNewViews(ctx context.Context, topics map[string]map[stri
 //
 // Add a version with every instance of the group stopped, then start them
 // with the new definitions: an instance still running the old ones would
-// commit events the version never sees, and two catching up at once would
-// overwrite each other's records.
+// commit events the version never sees. The start lock keeps two new ones
+// from catching up at once.
 func (in *Ingester) catchUp(ctx context.Context) error {
 	if in.cfg.Offline == nil {
 		return nil

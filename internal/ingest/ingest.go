@@ -248,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 	}
 	in.admin = kadm.NewClient(adminClient)
 	topics := in.consumedTopics()
-	details, err := in.prepareTopics(ctx, topics)
+	details, err := in.start(ctx, topics)
 	if err != nil {
 		in.admin.Close()
 		in.store.Close()
@@ -257,11 +257,6 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 	in.ids = map[string][16]byte{}
 	for t, d := range details {
 		in.ids[t] = d.ID
-	}
-	if err := in.catchUp(ctx); err != nil {
-		in.admin.Close()
-		in.store.Close()
-		return nil, err
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),

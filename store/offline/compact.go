@@ -243,11 +243,11 @@ func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (Com
 	if len(snap.parts) == 0 {
 		return stats, nil
 	}
-	l, err := d.lock(ctx, dir)
+	l, err := d.Lock(ctx, dir, compactLock, compactLockTTL)
 	if err != nil {
 		return stats, fmt.Errorf("compact %w", err)
 	}
-	defer l.release()
+	defer l.Release()
 	// Listed again under the lock: a compaction that held it may have
 	// changed the log since.
 	if snap, err = d.snapshot(ctx, dir); err != nil {
@@ -270,7 +270,7 @@ type candidate struct {
 	info fileInfo
 }
 
-func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapshot, opts CompactOptions, l *lease, stats *CompactStats) error {
+func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapshot, opts CompactOptions, l *Lease, stats *CompactStats) error {
 	partDir := path.Join(dir, part)
 	files := snap.parts[part]
 	// Temporary files a crash left behind go (see staleTemp). On S3 there
@@ -300,7 +300,7 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 		}
 	}
 	if len(gone) > 0 {
-		if err := l.keep(ctx); err != nil {
+		if err := l.Keep(ctx); err != nil {
 			return err
 		}
 		if err := d.b.remove(ctx, partDir, gone...); err != nil {
@@ -348,7 +348,7 @@ func (d *Dir) compactPart(ctx context.Context, dir, part string, snap *logSnapsh
 // replaces that are in remove (the partition's, or nil) go once it is in
 // place. Rows are read a row group at a time and written in groups of
 // mergeGroupRows, so that its memory does not grow with the files.
-func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, l *lease, stats *CompactStats) ([]candidate, error) {
+func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, remove map[string]fileInfo, l *Lease, stats *CompactStats) ([]candidate, error) {
 	partDir := path.Join(dir, part)
 	var cols []Column
 	var names []string
@@ -438,7 +438,7 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 		return nil, err
 	}
 	defer out.discard()
-	if err := l.keep(ctx); err != nil {
+	if err := l.Keep(ctx); err != nil {
 		return nil, err
 	}
 	name := compactedName(files[0].name, replaces)

@@ -9,11 +9,11 @@ import (
 // it: keep checks and renews it as a compaction does before each change,
 // and release gives it up.
 func (d *Dir) LockLog(ctx context.Context, dir string) (keep func(context.Context) error, release func(), err error) {
-	l, err := d.lock(ctx, dir)
+	l, err := d.Lock(ctx, dir, compactLock, compactLockTTL)
 	if err != nil {
 		return nil, nil, err
 	}
-	return l.keep, l.release, nil
+	return l.Keep, l.Release, nil
 }
 
 // OpenFile opens a file for reads at any offset, as the log readers do.

@@ -78,11 +78,11 @@ func (d *Dir) RemoveLog(ctx context.Context, dir string) (int, error) {
 	if len(snap.parts) == 0 {
 		return 0, nil
 	}
-	l, err := d.lock(ctx, dir)
+	l, err := d.Lock(ctx, dir, compactLock, compactLockTTL)
 	if err != nil {
 		return 0, fmt.Errorf("remove log %w", err)
 	}
-	defer l.release()
+	defer l.Release()
 	ix, unlock, err := d.refreshed(ctx, dir)
 	if err != nil {
 		return 0, fmt.Errorf("remove log %s: %w", dir, err)
@@ -92,7 +92,7 @@ func (d *Dir) RemoveLog(ctx context.Context, dir string) (int, error) {
 	for _, part := range slices.Sorted(maps.Keys(ix.parts)) {
 		p := ix.parts[part]
 		names := slices.Sorted(maps.Keys(p.files))
-		if err := l.keep(ctx); err != nil {
+		if err := l.Keep(ctx); err != nil {
 			return n, fmt.Errorf("remove log %s: %w", dir, err)
 		}
 		if err := d.b.remove(ctx, path.Join(dir, part), names...); err != nil {

@@ -13,38 +13,43 @@ import (
 	"time"
 )
 
-// ErrLocked is the error of a compaction of a log another compaction holds.
-var ErrLocked = errors.New("another compaction holds the log")
+// ErrLocked is the error of taking a lock another process holds.
+var ErrLocked = errors.New("locked by another process")
 
-// A compaction lock keeps a log to one compactor at a time: two that planned
-// their merges from different listings would each write a file replacing
-// some of the same files, and readers would see those rows twice.
+// A lock keeps what it guards in a directory to one process at a time.
+// Compaction locks a log (compactLock): two compactors that planned their
+// merges from different listings would each write a file replacing some of
+// the same files, and readers would see those rows twice. Ingest locks its
+// start (the replay markers' directory), so that two instances never catch
+// the same view version up at once.
 //
-// The lock is a file in the log directory, _compacting.<generation>, placed
+// A lock is a file in the directory, _<name>.<generation>, placed
 // exclusively, so it works wherever a bucket does, an object store
-// included. Its holder renews it before each change it makes to the log; one
-// not renewed for lockTTL is a dead compactor's, and the next compactor
-// takes the next generation, which only one can place. A holder that stalled
-// that long finds a newer generation at its next renewal and stops before
-// changing anything more.
+// included. Its holder renews it (Keep, or Hold in the background); one not
+// renewed for its time to live is a dead holder's, and the next process
+// takes the next generation, which only one can place. A holder that
+// stalled that long finds a newer generation at its next renewal and stops
+// before changing anything more.
 const (
-	lockPrefix = "_compacting."
-	lockTTL    = 10 * time.Minute
-	// lockRenew is how old a lock gets before its holder rewrites it.
-	lockRenew = time.Minute
+	compactLock = "compacting"
+	// compactLockTTL is long: a compaction renews its lock before each
+	// change, and merging a run of files takes a while.
+	compactLockTTL = 10 * time.Minute
 )
 
-// lease is a held compaction lock.
-type lease struct {
+// Lease is a held lock.
+type Lease struct {
 	d       *Dir
 	dir     string
+	prefix  string
+	ttl     time.Duration
 	gen     uint64
 	renewed time.Time
 }
 
-// lockState returns the newest generation of a log's lock and its entry (a
+// lockState returns the newest generation of a lock in dir and its entry (a
 // zero generation when there is none), and the names of every generation.
-func (d *Dir) lockState(ctx context.Context, dir string) (uint64, entry, []string, error) {
+func (d *Dir) lockState(ctx context.Context, dir, prefix string) (uint64, entry, []string, error) {
 	entries, err := d.b.list(ctx, dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, entry{}, nil, err
@@ -53,7 +58,7 @@ func (d *Dir) lockState(ctx context.Context, dir string) (uint64, entry, []strin
 	var newest entry
 	var names []string
 	for _, e := range entries {
-		s, ok := strings.CutPrefix(e.name, lockPrefix)
+		s, ok := strings.CutPrefix(e.name, prefix)
 		if e.dir || !ok {
 			continue
 		}
@@ -74,25 +79,27 @@ func (d *Dir) lockState(ctx context.Context, dir string) (uint64, entry, []strin
 	return top, newest, names, nil
 }
 
-// lock takes a log's compaction lock, or fails with ErrLocked.
-func (d *Dir) lock(ctx context.Context, dir string) (*lease, error) {
-	top, e, names, err := d.lockState(ctx, dir)
+// Lock takes the lock called name in dir, or fails with an error matching
+// ErrLocked that names its holder. Its holder renews it within ttl.
+func (d *Dir) Lock(ctx context.Context, dir, name string, ttl time.Duration) (*Lease, error) {
+	prefix := "_" + name + "."
+	top, e, names, err := d.lockState(ctx, dir, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	if top > 0 && time.Since(e.mod) < lockTTL {
+	if top > 0 && time.Since(e.mod) < ttl {
 		return nil, fmt.Errorf("%s: %w (%s, written %s ago by %s; taken over once %v pass without renewal)",
-			dir, ErrLocked, e.name, time.Since(e.mod).Round(time.Second), d.lockHolder(ctx, dir, e.name), lockTTL)
+			dir, ErrLocked, e.name, time.Since(e.mod).Round(time.Second), d.lockHolder(ctx, dir, e.name), ttl)
 	}
-	l := &lease{d: d, dir: dir, gen: top + 1}
+	l := &Lease{d: d, dir: dir, prefix: prefix, ttl: ttl, gen: top + 1}
 	if err := l.write(ctx, true); errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%s: %w (another compaction took it first)", dir, ErrLocked)
+		return nil, fmt.Errorf("%s: %w (another process took it first)", dir, ErrLocked)
 	} else if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
-	// A dead compactor's lock goes.
+	// A dead holder's lock goes.
 	if err := d.b.remove(ctx, dir, names...); err != nil {
-		l.release()
+		l.Release()
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	return l, nil
@@ -112,10 +119,10 @@ func (d *Dir) lockHolder(ctx context.Context, dir, name string) string {
 	return strings.TrimSpace(string(b))
 }
 
-func (l *lease) name() string { return lockPrefix + strconv.FormatUint(l.gen, 10) }
+func (l *Lease) name() string { return l.prefix + strconv.FormatUint(l.gen, 10) }
 
 // write places the lock file, exclusively when taking it.
-func (l *lease) write(ctx context.Context, exclusive bool) error {
+func (l *Lease) write(ctx context.Context, exclusive bool) error {
 	host, _ := os.Hostname()
 	now := time.Now()
 	st, err := l.d.b.stage(ctx, l.dir, func(w io.Writer) error {
@@ -133,18 +140,19 @@ func (l *lease) write(ctx context.Context, exclusive bool) error {
 	return nil
 }
 
-// keep checks that the lease still holds the lock, and renews it when it is
-// due: called before each change to the log.
-func (l *lease) keep(ctx context.Context) error {
-	top, _, _, err := l.d.lockState(ctx, l.dir)
+// Keep checks that the lease still holds the lock, and renews it when a
+// tenth of its time to live has passed: a compaction calls it before each
+// change it makes.
+func (l *Lease) Keep(ctx context.Context) error {
+	top, _, _, err := l.d.lockState(ctx, l.dir, l.prefix)
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", l.dir, err)
 	}
-	if top != l.gen || time.Since(l.renewed) >= lockTTL {
-		return fmt.Errorf("%s: %w: this compaction went %v without renewing its lock, and another took it over",
+	if top != l.gen || time.Since(l.renewed) >= l.ttl {
+		return fmt.Errorf("%s: %w: this process went %v without renewing its lock, and another took it over",
 			l.dir, ErrLocked, time.Since(l.renewed).Round(time.Second))
 	}
-	if time.Since(l.renewed) < lockRenew {
+	if time.Since(l.renewed) < l.ttl/10 {
 		return nil
 	}
 	if err := l.write(ctx, false); err != nil {
@@ -153,10 +161,38 @@ func (l *lease) keep(ctx context.Context) error {
 	return nil
 }
 
-// release removes the lock file, even when the compaction was cancelled.
-func (l *lease) release() {
+// Hold keeps the lease in the background, a tenth of its time to live
+// apart, until stop is called. The returned context ends, with the reason
+// as its cause, once the lease is lost.
+func (l *Lease) Hold(ctx context.Context) (held context.Context, stop func()) {
+	held, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(l.ttl / 10)
+		defer t.Stop()
+		for {
+			select {
+			case <-held.Done():
+				return
+			case <-t.C:
+				if err := l.Keep(held); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}
+	}()
+	return held, func() {
+		cancel(nil)
+		<-done
+	}
+}
+
+// Release removes the lock file, even when its holder was cancelled.
+func (l *Lease) Release() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// A lock left behind is taken over after lockTTL.
+	// A lock left behind is taken over once its time to live passes.
 	_ = l.d.b.remove(ctx, l.dir, l.name())
 }
