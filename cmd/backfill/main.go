@@ -29,6 +29,7 @@ import (
 	"github.com/quiver-ml/quiver/internal/cli"
 	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
+	"github.com/quiver-ml/quiver/store/online"
 )
 
 const usage = `backfill builds training sets from the offline event log.
@@ -216,7 +217,7 @@ a version ingest has taken over is refused.`)
 	if err := replay.CheckLog(ctx, off, defs.Source(v.Source)); err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...), kgo.ProducerBatchMaxBytes(online.MaxRecordBytes))
 	if err != nil {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}

@@ -152,7 +152,7 @@ const catchUpMemory = 256 << 20
 
 func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Marker) error {
 	view, off := v.engine.View(), in.cfg.Offline
-	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...), kgo.ProducerBatchMaxBytes(online.MaxRecordBytes))
 	if err != nil {
 		return err
 	}

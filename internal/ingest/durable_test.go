@@ -95,10 +95,6 @@ func TestLargeRecords(t *testing.T) {
 func TestProduceErrorStopsCommits(t *testing.T) {
 	brokers := cluster(t)
 	adm := newAdm(t, brokers)
-	limit := "2000"
-	if _, err := adm.CreateTopic(context.Background(), 1, -1, map[string]*string{"max.message.bytes": &limit}, "quiver.dlq"); err != nil {
-		t.Fatal(err)
-	}
 	junk := make([]byte, 5000)
 	rand.NewChaCha8([32]byte{}).Read(junk) // incompressible
 	txns := []ingesttest.Txn{txnAt("a", "u1", "2026-11-20T10:00:00Z"), {Key: "u1", Value: `{"txn_id":"` + string(junk)}}
@@ -111,6 +107,11 @@ func TestProduceErrorStopsCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Close()
+	// Lowered once ingest has created it (New raises a lower limit).
+	limit := "2000"
+	if _, err := adm.AlterTopicConfigs(context.Background(), []kadm.AlterConfig{{Name: "max.message.bytes", Value: &limit}}, "quiver.dlq"); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
 	select {
@@ -359,5 +360,86 @@ func TestFlushInterval(t *testing.T) {
 		if max := batches * partitions; len(files) > max {
 			t.Errorf("%s: %d files, want at most %d (%d batches of %d partitions)", dir, len(files), max, batches, partitions)
 		}
+	}
+}
+
+// TestLargeState: an entity's state record larger than the megabyte a Kafka
+// topic takes by default (here a windowed `last` holding a 600 kB string
+// in each of two tiles; a busy entity's dense distinct-count tiles get
+// there too). Ingest creates its
+// topics to take records of online.MaxRecordBytes, and raises an older
+// changelog's limit, so the state is published rather than the partition
+// stuck on a flush that fails at every restart.
+func TestLargeState(t *testing.T) {
+	brokers := cluster(t)
+	defs, err := features.Parse("large.yaml", []byte(`project: large
+entities: [{name: user, join_keys: [user_id]}]
+sources:
+  - {name: notes, topic: notes, event_time: ts, schema: {user_id: string, a: string, ts: timestamp}}
+feature_views:
+  - name: notes
+    version: 1
+    entity: user
+    source: notes
+    features:
+      - {name: last_a, agg: last, field: a, window: 2h, granularity: 1h}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := newAdm(t, brokers)
+	if _, err := adm.CreateTopic(context.Background(), partitions, -1, nil, "notes"); err != nil {
+		t.Fatal(err)
+	}
+	// The changelog as an earlier ingest created it: compacted, with the
+	// broker's default record limit.
+	compact := "compact"
+	changelog := online.ChangelogTopic("quiver", online.Table{View: "notes", Version: 1})
+	if _, err := adm.CreateTopic(context.Background(), partitions, -1, map[string]*string{"cleanup.policy": &compact}, changelog); err != nil {
+		t.Fatal(err)
+	}
+	// Letters at random: a batch compresses, and the broker's limit is on
+	// its compressed size.
+	rng := rand.New(rand.NewPCG(1, 2))
+	letters := func() string {
+		b := make([]byte, 600_000)
+		for i := range b {
+			b[i] = byte('a' + rng.IntN(26))
+		}
+		return string(b)
+	}
+	a, b := letters(), letters()
+	ingesttest.Produce(t, brokers, "notes", []ingesttest.Txn{
+		{Key: "u1", Value: `{"user_id":"u1","a":"` + a + `","ts":"2026-11-20T10:00:00Z"}`},
+		{Key: "u1", Value: `{"user_id":"u1","a":"` + b + `","ts":"2026-11-20T11:00:00Z"}`},
+	})
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir()})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if ok, _ := ingesttest.CaughtUp(context.Background(), adm, "quiver-ingest", "notes", "quiver.repartition.user"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ingest did not catch up within 30s")
+		}
+	}
+	stop()
+	rec := ingesttest.Changelog(t, brokers, changelog)["u1"]
+	if len(rec) <= 1_200_000 {
+		t.Fatalf("u1's state record takes %d bytes, want both tiles' strings", len(rec))
+	}
+	eng, err := features.NewEngine(defs, defs.Views[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := online.DecodeState(eng, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]features.Value, 1)
+	if err := eng.Evaluate(st, time.Date(2026, 11, 20, 11, 30, 0, 0, time.UTC).UnixMilli(), got); err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Str() != b {
+		t.Errorf("last_a: %.10q…, %d bytes; want the second 600 kB string", got[0].Str(), len(got[0].Str()))
 	}
 }

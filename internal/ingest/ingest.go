@@ -277,6 +277,8 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		kgo.FetchMinBytes(1 << 20),
 		kgo.FetchMaxWait(cfg.FlushInterval),
 		kgo.ProducerLinger(2 * time.Millisecond),
+		// State records may be large; the internal topics take them.
+		kgo.ProducerBatchMaxBytes(online.MaxRecordBytes),
 		kgo.OnPartitionsAssigned(in.onAssigned),
 		kgo.OnPartitionsRevoked(in.onRevoked),
 		kgo.OnPartitionsLost(in.onRevoked),
@@ -399,13 +401,12 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 		case <-time.After(sourceTopicPoll):
 		}
 	}
-	compact := map[string]*string{"cleanup.policy": ptr("compact")}
-	want := map[string]map[string]*string{in.dlq: nil}
+	want := map[string]map[string]*string{in.dlq: replay.TopicConfigs(false)}
 	for t, er := range in.entries {
-		want[t] = nil
+		want[t] = replay.TopicConfigs(false)
 		for _, views := range er.views {
 			for _, v := range views {
-				want[v.changelog] = compact
+				want[v.changelog] = replay.TopicConfigs(true)
 			}
 		}
 	}
@@ -429,6 +430,9 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 		}
 
 	}
+	if err := replay.AllowLargeRecords(ctx, in.admin, slices.Collect(maps.Keys(want))...); err != nil {
+		return err
+	}
 	// An entity's state lives in the same partition of its repartition and
 	// changelog topics only if they have the same number of partitions.
 	details, err := in.admin.ListTopics(ctx, keyed...)
@@ -442,8 +446,6 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 	}
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // Run consumes until ctx ends, then makes the batch in hand durable,
 // commits it and returns.

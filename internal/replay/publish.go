@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -168,18 +169,67 @@ func EnsureChangelog(ctx context.Context, adm *kadm.Client, prefix string, defs 
 		if len(missing) == 0 && int32(len(d.Partitions)) != parts {
 			return fmt.Errorf("changelog %s has %d partitions, want %d like the largest source topic a view reads (ingest refuses it too): delete it or change the sources", topic, len(d.Partitions), parts)
 		}
-		return nil
+		return AllowLargeRecords(ctx, adm, topic)
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("changelog %s: source topics %v, which views read, do not exist yet: create them first, as it takes as many partitions as the largest source topic a view reads", topic, missing)
 	}
-	compact := "compact"
-	resp, err := adm.CreateTopic(ctx, parts, -1, map[string]*string{"cleanup.policy": &compact}, topic)
+	resp, err := adm.CreateTopic(ctx, parts, -1, TopicConfigs(true), topic)
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	return nil
+}
+
+// maxMessageBytes is online.MaxRecordBytes as a topic config value.
+var maxMessageBytes = strconv.Itoa(online.MaxRecordBytes)
+
+// TopicConfigs returns the configs of a topic Quiver creates: records of up
+// to online.MaxRecordBytes, and compaction for a changelog.
+func TopicConfigs(changelog bool) map[string]*string {
+	c := map[string]*string{"max.message.bytes": &maxMessageBytes}
+	if changelog {
+		compact := "compact"
+		c["cleanup.policy"] = &compact
+	}
+	return c
+}
+
+// AllowLargeRecords raises the max.message.bytes of the topics that take
+// less than online.MaxRecordBytes: topics created before it was set.
+func AllowLargeRecords(ctx context.Context, adm *kadm.Client, topics ...string) error {
+	described, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("describe topic configs: %w", err)
+	}
+	var low []string
+	for _, rc := range described {
+		if rc.Err != nil {
+			return fmt.Errorf("describe topic configs of %s: %w", rc.Name, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if n, err := strconv.Atoi(c.MaybeValue()); c.Key == "max.message.bytes" && err == nil && n < online.MaxRecordBytes {
+				low = append(low, rc.Name)
+			}
+		}
+	}
+	if len(low) == 0 {
+		return nil
+	}
+	resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: &maxMessageBytes}}, low...)
+	if err == nil {
+		for _, r := range resp {
+			if r.Err != nil {
+				err = fmt.Errorf("%s: %w %s", r.Name, r.Err, r.ErrMessage)
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("raise max.message.bytes of %v to %s, for state records that large: %w", low, maxMessageBytes, err)
 	}
 	return nil
 }

@@ -64,6 +64,15 @@ var ErrClosed = errors.New("online: store closed")
 // same read may succeed if it is tried again.
 var ErrUnavailable = errors.New("online: store unavailable")
 
+// MaxRecordBytes bounds a record of the topics Quiver produces to, a state
+// record of a changelog included: the topics are created to take it
+// (max.message.bytes) and the producers to send it. A dense distinct-count
+// tile takes 16 kB, and a busy entity's view of two 24-hour windows of them
+// about 2 MB, past the 1 MB a Kafka topic takes by default. Definitions
+// bound each view's state below it (features.MaxStateBytes), leaving room
+// for the key and the applied offsets.
+const MaxRecordBytes = 8 << 20
+
 // ChangelogTopic is the compacted topic holding a table's records, keyed by
 // entity: <prefix>.changelog.<view>.v<version>.
 func ChangelogTopic(prefix string, t Table) string {
