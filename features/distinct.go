@@ -18,6 +18,11 @@ const exactDistinct = 128
 // standard error, so 2% at 10^4 distinct values is about 2.5 standard errors.
 const sketchPrecision = 14
 
+// distinctTileBytes bounds the encoding of a distinct-count tile, its index
+// included: a dense sketch of sketchPrecision, which a tile becomes once
+// it holds several thousand distinct values (TestDistinctTileBytes).
+const distinctTileBytes = 16_400 + 10
+
 // distinct holds the distinct values of one tile: their 64-bit hashes, sorted,
 // while there are few; a sketch after that.
 type distinct struct {

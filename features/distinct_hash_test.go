@@ -45,3 +45,17 @@ func TestHashValueIsStable(t *testing.T) {
 		}
 	}
 }
+
+// distinctTileBytes bounds a distinct-count tile's encoding, its index
+// included, and is near it: a tile of a million values is a dense sketch.
+func TestDistinctTileBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var d distinct
+	for range 1_000_000 {
+		d.add(rng.Uint64())
+	}
+	n := len(appendVarint(appendDistinct(nil, &d), math.MinInt64))
+	if n > distinctTileBytes || n < distinctTileBytes-64 {
+		t.Errorf("a dense tile takes %d bytes; distinctTileBytes is %d", n, distinctTileBytes)
+	}
+}

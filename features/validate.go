@@ -17,6 +17,13 @@ import (
 // a day at 1s, 30 days at 1m, but not 7 days at 1s.
 const maxTiles = 100_000
 
+// MaxStateBytes bounds what one entity's state in a view may take at most:
+// a changelog record holds it, its key and its applied offsets, in at most
+// online.MaxRecordBytes (8 MiB). The bound is checked for what has a fixed
+// worst case, distinct-count tiles (distinctTileBytes each); strings that
+// `last` keeps count at their size.
+const MaxStateBytes = 7 << 20
+
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // finish validates what was decoded, compiles its expressions, and returns
@@ -171,7 +178,28 @@ func (d *decoder) checkViews() {
 			names[f.Name] = true
 			d.checkFeature(f, src, fpath)
 		}
+		if n := distinctTiles(v); n*distinctTileBytes > MaxStateBytes {
+			d.errorf(v.pos.of("features"), path+".features",
+				"the count_distinct features keep %d tiles: up to %.1f MB of state for a busy entity (%d bytes a tile once it holds thousands of values), more than the %d MiB a state may take; use coarser granularities, or spread them over more views",
+				n, float64(n*distinctTileBytes)/1e6, distinctTileBytes, MaxStateBytes>>20)
+		}
 	}
+}
+
+// distinctTiles is how many tiles the count_distinct features of v keep at
+// most: a window's count of granularities, one for a lifetime feature.
+func distinctTiles(v *View) int64 {
+	var n int64
+	for _, f := range v.Features {
+		switch {
+		case f.Agg != AggCountDistinct:
+		case f.Window == 0:
+			n++
+		case f.Granularity > 0:
+			n += int64(f.Window / f.Granularity)
+		}
+	}
+	return n
 }
 
 func (d *decoder) checkFeature(f *Feature, src *Source, path string) {
