@@ -102,7 +102,7 @@ func ValidateColumns(cols []Column) error {
 			errs = append(errs, fmt.Errorf("column %q: duplicate name", c.Name))
 		}
 		seen[c.Name] = true
-		if c.Type <= features.TypeNull || c.Type > features.TypeTimestamp {
+		if (c.Type <= features.TypeNull || c.Type > features.TypeTimestamp) && !(c.Type == features.TypeNull && c.Stored.Logical == logicalNull) {
 			errs = append(errs, fmt.Errorf("column %q: invalid type %s", c.Name, c.Type))
 		}
 	}
@@ -315,8 +315,9 @@ func checkValue(c Column, v features.Value, required bool) error {
 // this package writes it accepts, for backfill inputs from other tools: INT32
 // and unsigned integers (int; a UINT64 above the int range is refused),
 // FLOAT (float), TIMESTAMP in any unit (converted to milliseconds, rounding
-// down), DATE (midnight UTC), INT96 timestamps, DECIMAL (decimalType) and
-// UUID (its text). A column stored otherwise than this package would store
+// down), DATE (midnight UTC), INT96 timestamps, DECIMAL (decimalType),
+// UUID (its text) and the NULL logical type (a column of nulls only, of
+// features.TypeNull: what Arrow and pandas write for a column of None). A column stored otherwise than this package would store
 // it carries how (Column.Stored), so that it is written back the same way.
 func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
 	f, err := os.Open(path)
@@ -756,6 +757,12 @@ type readScratch struct {
 // readColumn appends a row group's rows of one column to c: rows values,
 // converted as leaf says.
 func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, leaf *leaf, sc *readScratch) error {
+	if leaf.typ == features.TypeNull { // its type says what every value is
+		for range rows {
+			c.addNull()
+		}
+		return nil
+	}
 	pages := cc.Pages()
 	defer pages.Close()
 	var dict parquet.Dictionary
@@ -945,7 +952,7 @@ func fileColumns(s *parquet.Schema) ([]Column, []leaf, error) {
 			return nil, nil, fmt.Errorf("column %q: %w", f.Name(), err)
 		}
 		cols[i], leaves[i] = Column{Name: f.Name(), Type: l.typ}, l
-		if st := storedOf(f); st != storedOf(leafNode(cols[i])) {
+		if st := storedOf(f); l.typ == features.TypeNull || st != storedOf(leafNode(cols[i])) {
 			cols[i].Stored = st
 		}
 	}
@@ -983,6 +990,9 @@ func leafOf(t parquet.Type) (leaf, error) {
 	var lt format.LogicalTypeValue
 	if l := t.LogicalType(); l != nil {
 		lt = l.Value
+	}
+	if _, ok := lt.(*format.NullType); ok {
+		return leaf{typ: features.TypeNull, mul: 1, div: 1}, nil // every value is null
 	}
 	if d, ok := lt.(*format.DecimalType); ok {
 		if d.Precision < 1 || d.Precision > maxDecimalDigits(t.Kind(), t.Length()) || d.Scale < 0 || d.Scale > d.Precision {

@@ -42,6 +42,7 @@ const (
 	logicalTimestamp
 	logicalDecimal
 	logicalUUID
+	logicalNull // a column of nulls only, of Parquet's NULL (UNKNOWN) logical type
 )
 
 // storedOf returns how node stores its values. It assumes leafOf accepted
@@ -71,6 +72,8 @@ func storedOf(node parquet.Node) Stored {
 			s.Logical, s.Precision, s.Scale = logicalDecimal, lt.Precision, lt.Scale
 		case *format.UUIDType:
 			s.Logical = logicalUUID
+		case *format.NullType:
+			s.Kind, s.Logical = parquet.Int32, logicalNull // its physical type
 		}
 	}
 	return s
@@ -115,6 +118,8 @@ func (s Stored) node() parquet.Node {
 			n = parquet.Date()
 		case s.Logical == logicalTimestamp:
 			n = parquet.TimestampAdjusted(timeUnit(s.PerMilli), s.UTC)
+		case s.Logical == logicalNull:
+			n = parquet.Leaf(parquet.NullType)
 		case s.Logical == logicalInt && s.Signed:
 			n = parquet.Int(int(s.BitWidth))
 		case s.Logical == logicalInt:
