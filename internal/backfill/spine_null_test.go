@@ -2,7 +2,6 @@ package backfill_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,8 +12,6 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/backfill"
-	"github.com/quiver-ml/quiver/store/offline"
 )
 
 // TestSpineNullColumn: a Parquet spine with a column of Arrow's null type
@@ -45,15 +42,7 @@ func TestSpineNullColumn(t *testing.T) {
 	if err := os.WriteFile(spine, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "out.parquet")
-	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
-		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
-		t.Fatal(err)
-	}
-	cols, rows, _, err := offline.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cols, rows := txnCounts(t, defs, off, spine)
 	if len(cols) != 4 || cols[2].Name != "label" || cols[2].Type != features.TypeNull {
 		t.Fatalf("columns %v, want user_id, ts, then label of the null type", cols)
 	}

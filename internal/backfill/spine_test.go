@@ -41,6 +41,22 @@ func writeSpine(t *testing.T, dir, csv string) string {
 	return path
 }
 
+// txnCounts builds a dataset of user_txn@1:txn_count_1h at the spine's
+// "ts", and reads it back.
+func txnCounts(t *testing.T, defs *features.Definitions, off *offline.Dir, spine string) ([]offline.Column, [][]features.Value) {
+	t.Helper()
+	out := filepath.Join(filepath.Dir(spine), "out.parquet")
+	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
+		t.Fatal(err)
+	}
+	cols, rows, _, err := offline.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cols, rows
+}
+
 // TestBadSpine: a spine the dataset cannot use is refused with an error
 // naming the file and, where there is one, the row.
 func TestBadSpine(t *testing.T) {
@@ -222,15 +238,7 @@ func TestSpineCSV(t *testing.T) {
 		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true,12345678901234567\n"+
 		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1,1.5\n"+
 		"u3,1795165200250,,1,,,,false,7e3\n")
-	out := filepath.Join(dir, "out.parquet")
-	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
-		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
-		t.Fatal(err)
-	}
-	cols, rows, _, err := offline.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cols, rows := txnCounts(t, defs, off, spine)
 	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
 		{Name: "_partition", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "_offset", Type: features.TypeInt},
 		{Name: "x", Type: features.TypeFloat}, {Name: "fraud", Type: features.TypeBool}, {Name: "flag", Type: features.TypeString},
