@@ -19,9 +19,9 @@ const maxTiles = 100_000
 
 // MaxStateBytes bounds what one entity's state in a view may take at most:
 // a changelog record holds it, its key and its applied offsets, in at most
-// online.MaxRecordBytes (8 MiB). The bound is checked for what has a fixed
-// worst case, distinct-count tiles (distinctTileBytes each); strings that
-// `last` keeps count at their size.
+// online.MaxRecordBytes (8 MiB). Load checks it for what has a fixed worst
+// case, distinct-count tiles (distinctTileBytes each); the strings `last`
+// keeps are not bounded here.
 const MaxStateBytes = 7 << 20
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
