@@ -23,8 +23,8 @@ import (
 // those, and the others are null. Fields the schema has gained since a file
 // was written are null in its events; a field read whose column has another
 // type is an error naming the file. Files are read and decoded ahead while
-// fn runs: up to one per core at once, and up to readAhead bytes of them (a
-// larger file alone).
+// fn runs, a row group at a time: up to one file per core at once, and up
+// to readAhead bytes of them (a larger file alone).
 func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, fn func(*features.Event) error) error {
 	files, columns, err := logFiles(ctx, dir, src, fields)
 	if err != nil {
@@ -33,12 +33,14 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	decoded := make([]chan logFile, len(files)) // each gets one value
+	// Per file, its batches and then the error that ended it, if any: a
+	// batch decoded ahead of the one fn is given.
+	decoded := make([]chan logGroup, len(files))
 	for i := range decoded {
-		decoded[i] = make(chan logFile, 1)
+		decoded[i] = make(chan logGroup, 1)
 	}
-	// The files decoded and not yet used: each weighs its size, and at
-	// least a core's share of the budget.
+	// The files being read ahead: each weighs its size, and at least a
+	// core's share of the budget.
 	ahead := semaphore.NewWeighted(readAhead)
 	weight := func(f offline.LogFile) int64 {
 		return min(readAhead, max(f.Size, readAhead/int64(runtime.GOMAXPROCS(0))))
@@ -49,30 +51,48 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 				return // ended
 			}
 			wg.Go(func() {
-				var d logFile
-				d.batch, d.err = read(ctx, dir, src, f.Name, columns)
-				decoded[i] <- d
+				defer close(decoded[i])
+				err := read(ctx, dir, src, f.Name, columns, func(b *Batch) error {
+					select {
+					case decoded[i] <- logGroup{batch: b}:
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				})
+				if err != nil {
+					select {
+					case decoded[i] <- logGroup{err: err}:
+					case <-ctx.Done(): // the reader sees it
+					}
+				}
 			})
 		}
 	})
 	var ev features.Event
 	for i, f := range files {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var d logFile
-		select {
-		case d = <-decoded[i]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if d.err != nil {
-			return d.err
-		}
-		for r := range d.batch.Len {
-			d.batch.Event(r, &ev)
-			if err := fn(&ev); err != nil {
-				return err
+		for {
+			var d logGroup
+			var more bool
+			select {
+			case d, more = <-decoded[i]:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !more {
+				if err := ctx.Err(); err != nil {
+					return err // the file's error may not have been sent
+				}
+				break
+			}
+			if d.err != nil {
+				return d.err
+			}
+			for r := range d.batch.Len {
+				d.batch.Event(r, &ev)
+				if err := fn(&ev); err != nil {
+					return err
+				}
 			}
 		}
 		ahead.Release(weight(f))
@@ -81,9 +101,9 @@ func Each(ctx context.Context, dir *offline.Dir, src *features.Source, fields []
 }
 
 // EachParallel is Each for work that needs no order between files, handed
-// a file at a time: workers goroutines each read and decode a file at a
-// time and call fn with it and their own number, from 0. The batch is not
-// to be used after fn returns.
+// a row group of a file at a time: workers goroutines each read and decode
+// a file at a time and call fn with each of its row groups and their own
+// number, from 0. The batch is not to be used after fn returns.
 func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, fields []int, workers int, fn func(worker int, b *Batch) error) error {
 	files, columns, err := logFiles(ctx, dir, src, fields)
 	if err != nil {
@@ -97,11 +117,7 @@ func EachParallel(ctx context.Context, dir *offline.Dir, src *features.Source, f
 				if err := ctx.Err(); err != nil {
 					return err // another worker's error
 				}
-				b, err := read(ctx, dir, src, files[i].Name, columns)
-				if err != nil {
-					return err
-				}
-				if err := fn(w, b); err != nil {
+				if err := read(ctx, dir, src, files[i].Name, columns, func(b *Batch) error { return fn(w, b) }); err != nil {
 					return err
 				}
 			}
@@ -131,12 +147,12 @@ func readColumns(src *features.Source, fields []int) []string {
 	return columns
 }
 
-// readAhead bounds the size of the files Each decodes ahead: decoded, an
-// event takes about ten times its bytes in a file.
+// readAhead bounds the size of the files Each reads ahead at once.
 const readAhead = 64 << 20
 
-// logFile is a decoded event log file.
-type logFile struct {
+// logGroup is a decoded row group of an event log file, or the error that
+// ended the file's reading.
+type logGroup struct {
 	batch *Batch
 	err   error
 }
@@ -147,7 +163,7 @@ func Files(ctx context.Context, dir *offline.Dir, src *features.Source) (int, er
 	return len(files), err
 }
 
-// Batch is a log file's events, column by column.
+// Batch is the events of a row group of a log file, column by column.
 type Batch struct {
 	Name                    string // the file's, in the store
 	Len                     int    // events
@@ -155,12 +171,20 @@ type Batch struct {
 	fields                  []*offline.ColumnValues // per schema field, nil if not read
 }
 
-// read reads a log file's columns as a batch of src's events.
-func read(ctx context.Context, dir *offline.Dir, src *features.Source, name string, columns []string) (*Batch, error) {
-	cols, data, err := dir.ReadLogColumns(ctx, name, columns...)
-	if err != nil {
-		return nil, err
-	}
+// read reads a log file's columns and calls fn with each of its row
+// groups as a batch of src's events.
+func read(ctx context.Context, dir *offline.Dir, src *features.Source, name string, columns []string, fn func(*Batch) error) error {
+	return dir.EachLogGroup(ctx, name, columns, func(cols []offline.Column, data []offline.ColumnValues) error {
+		b, err := batch(src, name, cols, data)
+		if err != nil {
+			return err
+		}
+		return fn(b)
+	})
+}
+
+// batch returns a row group's columns as a batch of src's events.
+func batch(src *features.Source, name string, cols []offline.Column, data []offline.ColumnValues) (*Batch, error) {
 	column := func(name string) *offline.ColumnValues {
 		for j, c := range cols {
 			if c.Name == name {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -190,5 +191,62 @@ func TestEachParallel(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || calls.Load() >= 12 {
 		t.Errorf("EachParallel = %v after %d files, want %v before the end", err, calls.Load(), stop)
+	}
+}
+
+// A compacted file is read a row group at a time: Each hands over its
+// events in order, EachParallel a batch per row group, and an error in
+// fn midway through a file ends Each with no goroutine left behind.
+func TestEachRowGroups(t *testing.T) {
+	// Three files of a day compacted into one of 270,000 rows: a row group
+	// of 262,144 and one of 7,856. The fourth, on the next day, holds the
+	// log's high-water mark and stays.
+	dir, src := logDir(t, 4, 90_000)
+	ctx := context.Background()
+	if _, err := dir.Compact(ctx, "events/events", offline.CompactOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := int64(0)
+	err := eventlog.Each(ctx, dir, src, []int{src.Field("n")}, func(ev *features.Event) error {
+		if ev.Offset != next || ev.Fields[src.Field("n")].Int() != next {
+			return fmt.Errorf("event at offset %d (n %v), want %d", ev.Offset, ev.Fields[src.Field("n")], next)
+		}
+		next++
+		return nil
+	})
+	if err != nil || next != 360_000 {
+		t.Fatalf("Each = %v after %d events, want 360000", err, next)
+	}
+
+	var mu sync.Mutex
+	var sizes []int
+	seen := make([]bool, 360_000)
+	err = eventlog.EachParallel(ctx, dir, src, nil, 2, func(_ int, b *eventlog.Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, b.Len)
+		for i := range b.Len {
+			if seen[b.Offset(i)] {
+				return fmt.Errorf("offset %d twice", b.Offset(i))
+			}
+			seen[b.Offset(i)] = true
+		}
+		return nil
+	})
+	slices.Sort(sizes)
+	if err != nil || fmt.Sprint(sizes) != "[7856 90000 262144]" || slices.Contains(seen, false) {
+		t.Errorf("EachParallel = %v, batches of %v events, all seen %v; want [7856 90000 262144], all", err, sizes, !slices.Contains(seen, false))
+	}
+
+	stop := errors.New("stop")
+	n := 0
+	err = eventlog.Each(ctx, dir, src, nil, func(*features.Event) error {
+		if n++; n == 262_150 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Errorf("Each = %v, want %v", err, stop)
 	}
 }

@@ -1,7 +1,6 @@
 package offline
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -365,32 +364,27 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 			// Not ReadLogFile: a file removed since would be read in its
 			// replacement, which keeps its rows.
 			name := path.Join(partDir, f.name)
-			b, err := d.ReadFile(ctx, name)
+			gf, err := d.openGroups(ctx, name, nil)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // removed since: nothing to merge
 			}
 			if err != nil {
 				return err
 			}
-			pf, err := openParquet(bytes.NewReader(b), int64(len(b)), nil)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", name, err)
-			}
+			pf := gf.pf
 			if cols == nil {
 				cols = pf.cols
 				if pw, err = NewWriter(w, cols, nil); err != nil {
+					gf.Close()
 					return err
 				}
 			} else if !slices.Equal(pf.cols, cols) {
+				gf.Close()
 				other = append(other, f)
 				continue
 			}
 			first := rows
-			for g := range pf.f.RowGroups() {
-				data, err := pf.rowGroup(g)
-				if err != nil {
-					return fmt.Errorf("read %s: %w", name, err)
-				}
+			err = gf.each(0, gf.rows(), func(_ []Column, data []ColumnValues) error {
 				r := rowsOf(data)
 				group = append(group, r...)
 				rows += len(r)
@@ -400,6 +394,11 @@ func (d *Dir) merge(ctx context.Context, dir, part string, files []candidate, re
 					}
 					group = append(group[:0], group[mergeGroupRows:]...)
 				}
+				return nil
+			})
+			gf.Close()
+			if err != nil {
+				return err
 			}
 			merged++
 			names = append(names, f.name)

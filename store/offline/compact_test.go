@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
@@ -535,29 +533,9 @@ func BenchmarkCompact(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		runtime.GC()
-		done := make(chan struct{})
-		sampled := make(chan uint64)
-		go func() {
-			s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-			high := uint64(0)
-			for t := time.NewTicker(2 * time.Millisecond); ; {
-				metrics.Read(s)
-				high = max(high, s[0].Value.Uint64())
-				select {
-				case <-done:
-					t.Stop()
-					sampled <- high
-					return
-				case <-t.C:
-				}
-			}
-		}()
-		b.StartTimer()
-		stats, err := d.Compact(ctx, batch.Dir, offline.CompactOptions{})
-		b.StopTimer()
-		close(done)
-		peak = max(peak, <-sampled)
+		var stats offline.CompactStats
+		var err error
+		peak = max(peak, peakHeap(b, func() { stats, err = d.Compact(ctx, batch.Dir, offline.CompactOptions{}) }))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -50,7 +50,7 @@
 // Dir.Compact removes those a writer killed mid-write left in a date
 // partition once they are older than its grace period and an hour.
 // LogFiles lists a log's files by name in the store; ReadLogFile reads one
-// as rows, ReadLogColumns column by column.
+// as rows, EachLogGroup column by column, a row group at a time.
 //
 // # High-water marks
 //

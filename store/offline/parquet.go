@@ -1,16 +1,12 @@
 package offline
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
-	"path"
 	"reflect"
 	"slices"
 	"strconv"
@@ -334,109 +330,6 @@ func ReadFile(path string) (cols []Column, rows [][]features.Value, meta map[str
 		return nil, nil, nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return cols, rowsOf(data), meta, nil
-}
-
-// ReadLogFile reads a file of the store as ReadFile does, by its name in the
-// store (as LogFiles lists it). The file is read whole with one read (one
-// request to an object store). Given column names, it reads only the file's
-// columns among them: those alone are in cols and rows.
-//
-// A file that compaction replaced and removed since it was listed is read
-// in its replacement: the same rows, in the same order, and no metadata.
-// The error matches fs.ErrNotExist when there is neither.
-func (d *Dir) ReadLogFile(ctx context.Context, name string, columns ...string) (cols []Column, rows [][]features.Value, meta map[string]string, err error) {
-	cols, data, meta, err := d.readListed(ctx, name, columns)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return cols, rowsOf(data), meta, nil
-}
-
-// ReadLogColumns is ReadLogFile with the rows held column by column: data[i]
-// has column cols[i]'s value of every row.
-func (d *Dir) ReadLogColumns(ctx context.Context, name string, columns ...string) (cols []Column, data []ColumnValues, err error) {
-	cols, data, _, err = d.readListed(ctx, name, columns)
-	return cols, data, err
-}
-
-// readListed reads a log file as listed, or, if it is gone, its rows in the
-// compacted file that replaces it (with no metadata).
-func (d *Dir) readListed(ctx context.Context, name string, columns []string) ([]Column, []ColumnValues, map[string]string, error) {
-	cols, data, meta, err := d.readLog(ctx, name, columns)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return cols, data, meta, err
-	}
-	cols, data, err = d.readReplaced(ctx, name, columns, err)
-	return cols, data, nil, err
-}
-
-// readReplaced reads the rows of the log file name, which is not there
-// (notThere says so), in the compacted file that replaces it, if any.
-func (d *Dir) readReplaced(ctx context.Context, name string, columns []string, notThere error) ([]Column, []ColumnValues, error) {
-	partDir, base := path.Split(name)
-	partDir = path.Clean(partDir)
-	logDir, part := path.Split(partDir)
-	logDir = path.Clean(logDir)
-	if validLogDir(logDir) != nil {
-		return nil, nil, notThere // not a log's file
-	}
-	// The replacement may be replaced and removed in turn: look again.
-	for range 5 {
-		snap, err := d.snapshot(ctx, logDir)
-		if err != nil {
-			return nil, nil, err
-		}
-		by := ""
-		for f, info := range snap.parts[part] {
-			if info.replaces != "" && slices.Contains(strings.Split(info.replaces, ","), base) {
-				by = f
-				break
-			}
-		}
-		if by == "" {
-			return nil, nil, notThere
-		}
-		cols, data, meta, err := d.readLog(ctx, path.Join(partDir, by), columns)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		spans, err := parseReplacedRows(meta[MetaReplacedRows])
-		span, ok := spans[base]
-		switch n := rowCount(data); {
-		case err != nil:
-			return nil, nil, fmt.Errorf("read %s, replaced by %s: %w", name, by, err)
-		case !ok || span[1] > n && len(data) > 0:
-			return nil, nil, fmt.Errorf("read %s: replaced by %s, which does not say where its rows are", name, by)
-		}
-		for j := range data {
-			data[j] = data[j].slice(span[0], span[1])
-		}
-		return cols, data, nil
-	}
-	return nil, nil, notThere
-}
-
-// rowCount is the rows of columns, 0 if there are none.
-func rowCount(data []ColumnValues) int {
-	if len(data) == 0 {
-		return 0
-	}
-	return data[0].Len()
-}
-
-func (d *Dir) readLog(ctx context.Context, name string, columns []string) (cols []Column, data []ColumnValues, meta map[string]string, err error) {
-	b, err := d.ReadFile(ctx, name)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cols, data, meta, err = readParquet(bytes.NewReader(b), int64(len(b)), columns)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return cols, data, meta, nil
 }
 
 // ColumnValues is one column of a file's rows. A string column's rows share
