@@ -434,40 +434,60 @@ type lastAcc struct {
 
 func (a *lastAcc) reset() { *a = lastAcc{} }
 
-type lastSeries struct{ tiles[lastAcc, *lastAcc] }
+// lastSeries keeps only the latest event and its tile: the latest event of
+// a window is the latest of all if its tile is in the window, and there is
+// none otherwise, every other event being as old or older, in the same tile
+// or an earlier one. So a view's `last` features hold the fields of one
+// event between them, whatever their windows. It is encoded as tiles are,
+// with one tile at most; a state of many (written before) decodes to its
+// latest.
+type lastSeries struct {
+	tile int64
+	a    lastAcc // !a.ok: no event
+}
 
 // last is the field of the latest event, null if that event has none.
 func (s *lastSeries) add(tile int64, v Value, o order) {
-	if a := s.at(tile); !a.ok || o.after(a.at) {
-		*a = lastAcc{v: v, at: o, ok: true}
+	if !s.a.ok || o.after(s.a.at) {
+		s.tile, s.a = tile, lastAcc{v: v, at: o, ok: true}
+	}
+}
+
+func (s *lastSeries) prune(lo int64) {
+	if s.tile < lo {
+		s.a = lastAcc{}
 	}
 }
 
 func (s *lastSeries) value(lo int64) Value {
-	var best lastAcc
-	for _, t := range s.from(lo) {
-		if !best.ok || t.a.at.after(best.at) {
-			best = t.a
-		}
+	if s.tile < lo {
+		return Null
 	}
-	return best.v
+	return s.a.v // null if there is no event
 }
 
 func (s *lastSeries) appendTo(b []byte) []byte {
-	return s.tiles.appendTo(b, func(b []byte, a *lastAcc) []byte {
-		b = appendVarint(b, a.at.time)
-		b = appendVarint(b, int64(a.at.partition))
-		b = appendVarint(b, a.at.offset)
-		return appendValue(b, a.v)
-	})
+	if !s.a.ok {
+		return appendUvarint(b, 0)
+	}
+	b = appendVarint(appendUvarint(b, 1), s.tile)
+	b = appendVarint(b, s.a.at.time)
+	b = appendVarint(b, int64(s.a.at.partition))
+	b = appendVarint(b, s.a.at.offset)
+	return appendValue(b, s.a.v)
 }
 
 func (s *lastSeries) readFrom(r *reader) {
-	s.tiles.readFrom(r, func(r *reader, a *lastAcc) {
+	var t tiles[lastAcc, *lastAcc]
+	t.readFrom(r, func(r *reader, a *lastAcc) {
 		a.at = order{time: r.varint(), partition: int32(r.varint()), offset: r.varint()}
 		a.v = r.value()
 		a.ok = true
 	})
+	*s = lastSeries{}
+	for _, x := range t.live {
+		s.add(x.idx, x.a.v, x.a.at)
+	}
 }
 
 // distinctSeries keeps, beside its tiles, the multiset of hashes held by the

@@ -20,8 +20,10 @@ const maxTiles = 100_000
 // MaxStateBytes bounds what one entity's state in a view may take at most:
 // a changelog record holds it, its key and its applied offsets, in at most
 // online.MaxRecordBytes (8 MiB). Load checks it for what has a fixed worst
-// case, distinct-count tiles (distinctTileBytes each); the strings `last`
-// keeps are not bounded here.
+// case, distinct-count tiles (distinctTileBytes each). A view's `last`
+// features keep the fields of one event between them (lastSeries), bounded
+// by the size of an event; the strings `min` and `max` keep, one per tile,
+// are not bounded here.
 const MaxStateBytes = 7 << 20
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)

@@ -364,25 +364,27 @@ func TestFlushInterval(t *testing.T) {
 }
 
 // TestLargeState: an entity's state record larger than the megabyte a Kafka
-// topic takes by default (here a windowed `last` holding a 600 kB string
-// in each of two tiles; a busy entity's dense distinct-count tiles get
-// there too). Ingest creates its
-// topics to take records of online.MaxRecordBytes, and raises an older
-// changelog's limit, so the state is published rather than the partition
-// stuck on a flush that fails at every restart.
+// topic takes by default (here an 850 kB string kept by `last` and two
+// distinct counts of 120 tiles of 128 values; a busy entity's dense
+// distinct-count tiles get there alone). Ingest creates its topics to take
+// records of online.MaxRecordBytes, and raises an older changelog's limit,
+// so the state is published rather than the partition stuck on a flush
+// that fails at every restart.
 func TestLargeState(t *testing.T) {
 	brokers := cluster(t)
 	defs, err := features.Parse("large.yaml", []byte(`project: large
 entities: [{name: user, join_keys: [user_id]}]
 sources:
-  - {name: notes, topic: notes, event_time: ts, schema: {user_id: string, a: string, ts: timestamp}}
+  - {name: notes, topic: notes, event_time: ts, schema: {user_id: string, a: string, k: string, ts: timestamp}}
 feature_views:
   - name: notes
     version: 1
     entity: user
     source: notes
     features:
-      - {name: last_a, agg: last, field: a, window: 2h, granularity: 1h}
+      - {name: last_a, agg: last, field: a}
+      - {name: ks, agg: count_distinct, field: k, window: 2h, granularity: 1m}
+      - {name: ks_too, agg: count_distinct, field: k, window: 2h, granularity: 1m}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -401,18 +403,20 @@ feature_views:
 	// Letters at random: a batch compresses, and the broker's limit is on
 	// its compressed size.
 	rng := rand.New(rand.NewPCG(1, 2))
-	letters := func() string {
-		b := make([]byte, 600_000)
-		for i := range b {
-			b[i] = byte('a' + rng.IntN(26))
-		}
-		return string(b)
+	letters := make([]byte, 850_000)
+	for i := range letters {
+		letters[i] = byte('a' + rng.IntN(26))
 	}
-	a, b := letters(), letters()
-	ingesttest.Produce(t, brokers, "notes", []ingesttest.Txn{
-		{Key: "u1", Value: `{"user_id":"u1","a":"` + a + `","ts":"2026-11-20T10:00:00Z"}`},
-		{Key: "u1", Value: `{"user_id":"u1","a":"` + b + `","ts":"2026-11-20T11:00:00Z"}`},
-	})
+	a := string(letters)
+	start := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	var txns []ingesttest.Txn
+	for i := range 120 * 128 { // 128 values a minute: each tile exact and full
+		at := start.Add(time.Duration(i/128)*time.Minute + time.Duration(i%128)*time.Millisecond)
+		txns = append(txns, ingesttest.Txn{Key: "u1", Value: fmt.Sprintf(`{"user_id":"u1","k":"k%d","ts":%q}`, i, at.Format(time.RFC3339Nano))})
+	}
+	end := start.Add(2 * time.Hour)
+	txns = append(txns, ingesttest.Txn{Key: "u1", Value: `{"user_id":"u1","a":"` + a + `","ts":"` + end.Add(-time.Second).Format(time.RFC3339) + `"}`})
+	ingesttest.Produce(t, brokers, "notes", txns)
 	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir()})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if ok, _ := ingesttest.CaughtUp(context.Background(), adm, "quiver-ingest", "notes", "quiver.repartition.user"); ok {
@@ -424,8 +428,8 @@ feature_views:
 	}
 	stop()
 	rec := ingesttest.Changelog(t, brokers, changelog)["u1"]
-	if len(rec) <= 1_200_000 {
-		t.Fatalf("u1's state record takes %d bytes, want both tiles' strings", len(rec))
+	if len(rec) <= 1<<20 {
+		t.Fatalf("u1's state record takes %d bytes, want over a megabyte", len(rec))
 	}
 	eng, err := features.NewEngine(defs, defs.Views[0])
 	if err != nil {
@@ -435,11 +439,11 @@ feature_views:
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make([]features.Value, 1)
-	if err := eng.Evaluate(st, time.Date(2026, 11, 20, 11, 30, 0, 0, time.UTC).UnixMilli(), got); err != nil {
+	got := make([]features.Value, 3)
+	if err := eng.Evaluate(st, end.UnixMilli(), got); err != nil {
 		t.Fatal(err)
 	}
-	if got[0].Str() != b {
-		t.Errorf("last_a: %.10q…, %d bytes; want the second 600 kB string", got[0].Str(), len(got[0].Str()))
+	if got[0].Str() != a || got[1].Int() < 119*128 || got[2] != got[1] {
+		t.Errorf("last_a: %.10q…, %d bytes; ks %v, ks_too %v; want the 850 kB string and the distinct keys of the window", got[0].Str(), len(got[0].Str()), got[1], got[2])
 	}
 }
