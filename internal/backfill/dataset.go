@@ -369,6 +369,14 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		}
 		files[src] = fs
 	}
+	// The spine and its features' values stay in memory, beside the events
+	// the limit bounds: a run whose spine alone passes the limit is told
+	// how to split it.
+	if held := spineBytes * int64(sp.len()) * int64(len(sp.cols)+len(p.outputs)); held > cfg.MemoryLimit {
+		cfg.Logger.Warn("the spine's rows and their features stay in memory, and take more than --memory-limit, which bounds the events held: "+
+			"split the spine with --shard i/n and join the shards with backfill merge",
+			"rows", sp.len(), "columns", len(sp.cols)+len(p.outputs), "about_mib", held>>20, "memory_limit_mib", cfg.MemoryLimit>>20)
+	}
 	inMemory := 10 * logBytes * int64(runtime.GOMAXPROCS(0))
 	buckets := int(max(1, min(1024, inMemory/cfg.MemoryLimit+1)))
 	if inMemory < cfg.MemoryLimit {
@@ -416,6 +424,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	}
 	return Summary{Rows: sp.len(), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil
 }
+
+// spineBytes is about what a spine row takes in memory per column, its
+// own and its features': 473 bytes for a row of the fraud example's spine
+// (five columns, two of them strings) and its ten features.
+const spineBytes = 32
 
 type noProgress struct{}
 
