@@ -526,16 +526,10 @@ func BenchmarkCompact(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		d := diskStore(b)
-		batch := transactionBatch(rows)
-		for i := range int64(files) {
-			batch.FirstOffset, batch.LastOffset = i*rows, i*rows+rows-1
-			if err := d.WriteBatch(ctx, batch); err != nil {
-				b.Fatal(err)
-			}
-		}
+		dir := writeTransactions(b, d.Dir, files, rows)
 		var stats offline.CompactStats
 		var err error
-		peak = max(peak, peakHeap(b, func() { stats, err = d.Compact(ctx, batch.Dir, offline.CompactOptions{}) }))
+		peak = max(peak, peakHeap(b, func() { stats, err = d.Compact(ctx, dir, offline.CompactOptions{}) }))
 		if err != nil {
 			b.Fatal(err)
 		}

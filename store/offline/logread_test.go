@@ -116,23 +116,16 @@ func testEachLogGroup(t *testing.T, d *fixture) {
 
 // BenchmarkEachLogGroup reads back a compacted file of a million fraud
 // transactions (four row groups) a row group at a time, as backfill and
-// replays read the event log, and reports the heap's peak above what it
-// was before.
+// replays read the event log, and reports the heap's peak.
 func BenchmarkEachLogGroup(b *testing.B) {
 	const files, rows = 100, 10_000
 	ctx := context.Background()
 	d := diskStore(b)
-	batch := transactionBatch(rows)
-	for i := range int64(files) {
-		batch.FirstOffset, batch.LastOffset = i*rows, i*rows+rows-1
-		if err := d.WriteBatch(ctx, batch); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := d.Compact(ctx, batch.Dir, offline.CompactOptions{}); err != nil {
+	dir := writeTransactions(b, d.Dir, files, rows)
+	if _, err := d.Compact(ctx, dir, offline.CompactOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	list, err := d.LogFiles(ctx, batch.Dir)
+	list, err := d.LogFiles(ctx, dir)
 	if err != nil || len(list) != 2 { // the newest holds the high-water mark
 		b.Fatalf("%d files, %v", len(list), err)
 	}
@@ -151,6 +144,19 @@ func BenchmarkEachLogGroup(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*(files-1)*rows)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+// writeTransactions writes files batches of rows fraud transactions to a
+// log of one date, as ingest writes them, and returns the log's directory.
+func writeTransactions(b *testing.B, d *offline.Dir, files, rows int64) string {
+	batch := transactionBatch(int(rows))
+	for i := range files {
+		batch.FirstOffset, batch.LastOffset = i*rows, i*rows+rows-1
+		if err := d.WriteBatch(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return batch.Dir
 }
 
 // peakHeap runs fn with the timer on and returns the most the heap's
