@@ -32,3 +32,11 @@ func SetMergeGroupRows(n int) (restore func()) {
 	mergeGroupRows = n
 	return func() { mergeGroupRows = old }
 }
+
+// SetReadWhole sets the size up to which a log file is read whole when
+// opened, until the returned function restores it.
+func SetReadWhole(n int64) (restore func()) {
+	old := readWhole
+	readWhole = n
+	return func() { readWhole = old }
+}

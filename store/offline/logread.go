@@ -37,8 +37,9 @@ func (d *Dir) ReadLogFile(ctx context.Context, name string, columns ...string) (
 // a time, column by column: it calls fn with the columns read and their
 // values in each of the group's rows (data[i] is column cols[i]'s), in file
 // order. So it holds one row group decoded at a time, besides what fn
-// keeps, and reads a group's bytes with one read (one request to an object
-// store).
+// keeps. It reads a file of up to 8 MiB with one read (one request to an
+// object store), and a larger one with a read per row group besides its
+// footer's.
 //
 // A file that compaction replaced and removed since it was listed, before
 // or while it is read, is read on in its replacement, from the row after
@@ -145,6 +146,12 @@ func (d *Dir) openGroups(ctx context.Context, name string, columns []string) (*g
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	r := &spanReader{r: f, size: size}
+	if size <= readWhole {
+		if err := r.load(0, size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+	}
 	pf, err := openParquet(r, size, columns)
 	if err != nil {
 		f.Close()
@@ -152,6 +159,11 @@ func (d *Dir) openGroups(ctx context.Context, name string, columns []string) (*g
 	}
 	return &groupFile{name: name, f: f, r: r, pf: pf}, nil
 }
+
+// readWhole is the size up to which a file is read whole when opened, with
+// one read (one request to an object store) rather than one for its footer
+// and one per row group: most files ingest writes.
+var readWhole int64 = 8 << 20
 
 // rows returns the file's rows, as its footer counts them.
 func (g *groupFile) rows() int { return int(g.pf.f.NumRows()) }
@@ -226,9 +238,12 @@ type spanReader struct {
 }
 
 // load reads size bytes of the file from off into the buffer, replacing
-// what it held; a span that does not fit in the file is not loaded, and
-// reads go to the file.
+// what it held, unless it holds them already; a span that does not fit in
+// the file is not loaded, and reads go to the file.
 func (s *spanReader) load(off, size int64) error {
+	if off >= s.off && off-s.off <= int64(len(s.buf))-size {
+		return nil
+	}
 	s.buf = s.buf[:0]
 	if size <= 0 || off < 0 || off > s.size-size {
 		return nil

@@ -3,22 +3,34 @@ package offline_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/s3test"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
 // EachLogGroup hands over a compacted file's rows a row group at a time,
 // the same rows as ReadLogFile in the same order, and reads on in the
-// file's replacement when a compaction removes it midway.
+// file's replacement when a compaction removes it midway: a file read a
+// row group at a time, and one read whole when opened.
 func TestEachLogGroup(t *testing.T) {
 	defer offline.SetMergeGroupRows(25)()
-	eachBackend(t, testEachLogGroup)
+	for _, whole := range []int64{0, 1 << 20} {
+		t.Run(fmt.Sprintf("read-whole=%d", whole), func(t *testing.T) {
+			defer offline.SetReadWhole(whole)()
+			eachBackend(t, testEachLogGroup)
+		})
+	}
 }
 
 func testEachLogGroup(t *testing.T, d *fixture) {
@@ -187,4 +199,52 @@ func peakHeap(b *testing.B, fn func()) uint64 {
 	high := <-sampled
 	b.StartTimer()
 	return high
+}
+
+// A log file in a bucket is read with one request when it is small, and
+// with one per row group, besides its footer's, when it is large.
+func TestS3LogReads(t *testing.T) {
+	defer offline.SetMergeGroupRows(25)()
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gets atomic.Int64 // of a file's bytes
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
+			gets.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	opts := srv.Options(bucket, "quiver")
+	opts.Endpoint = front.URL
+	d, err := offline.NewS3Dir(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	writeEvents(t, d, 1, 12)
+	if _, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{TargetBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	files, err := d.LogFiles(ctx, "events/transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		whole    int64
+		min, max int64
+	}{{1 << 20, 1, 1}, {0, 4, 7}} { // three row groups, and the footer in one to four reads
+		restore := offline.SetReadWhole(c.whole)
+		gets.Store(0)
+		_, rows, _, err := d.ReadLogFile(ctx, files[0].Name)
+		restore()
+		if n := gets.Load(); err != nil || len(rows) != 60 || n < c.min || n > c.max {
+			t.Errorf("read whole up to %d bytes: %d rows, %v, in %d GETs; want 60 rows in %d to %d", c.whole, len(rows), err, n, c.min, c.max)
+		}
+	}
 }
