@@ -175,36 +175,50 @@ func TestS3CreateFilePermanentConflict(t *testing.T) {
 // and the file is written once it clears; one that never clears fails
 // after five attempts, naming the code. The conflicts are answered by a
 // proxy in front of the server, as AWS would answer them.
-func TestS3CreateFileTransientConflict(t *testing.T) {
+// s3Through returns a store in a new bucket of its own server, reached
+// through a front that first calls answer: it answers the request itself
+// and returns true, or returns false to pass it on.
+func s3Through(t *testing.T, answer func(w http.ResponseWriter, r *http.Request) bool) *offline.Dir {
+	t.Helper()
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
 	target, err := url.Parse(srv.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conflicts, puts atomic.Int64 // conflicts to answer before passing PUTs on
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.Header.Get("If-None-Match") == "*" {
-			puts.Add(1)
-			if conflicts.Add(-1) >= 0 {
-				io.Copy(io.Discard, r.Body)
-				w.Header().Set("Content-Type", "application/xml")
-				w.WriteHeader(http.StatusConflict)
-				fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code>`+
-					`<Message>A conflicting conditional operation is currently in progress against this resource. Please try again.</Message></Error>`)
-				return
-			}
+		if !answer(w, r) {
+			proxy.ServeHTTP(w, r)
 		}
-		proxy.ServeHTTP(w, r)
 	}))
-	defer front.Close()
+	t.Cleanup(front.Close)
 	opts := srv.Options(bucket, "quiver")
 	opts.Endpoint = front.URL
 	d, err := offline.NewS3Dir(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+func TestS3CreateFileTransientConflict(t *testing.T) {
+	var conflicts, puts atomic.Int64 // conflicts to answer before passing PUTs on
+	d := s3Through(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodPut || r.Header.Get("If-None-Match") != "*" {
+			return false
+		}
+		puts.Add(1)
+		if conflicts.Add(-1) < 0 {
+			return false
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>ConditionalRequestConflict</Code>`+
+			`<Message>A conflicting conditional operation is currently in progress against this resource. Please try again.</Message></Error>`)
+		return true
+	})
 	ctx := context.Background()
 
 	conflicts.Store(2)

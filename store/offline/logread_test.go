@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"runtime"
 	"runtime/metrics"
 	"slices"
@@ -15,7 +12,6 @@ import (
 	"time"
 
 	"github.com/quiver-ml/quiver/features"
-	"github.com/quiver-ml/quiver/internal/s3test"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
@@ -205,27 +201,13 @@ func peakHeap(b *testing.B, fn func()) uint64 {
 // with one per row group, besides its footer's, when it is large.
 func TestS3LogReads(t *testing.T) {
 	defer offline.SetMergeGroupRows(25)()
-	srv := s3test.Start(t)
-	bucket := srv.NewBucket(t)
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var gets atomic.Int64 // of a file's bytes
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	d := s3Through(t, func(_ http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
 			gets.Add(1)
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer front.Close()
-	opts := srv.Options(bucket, "quiver")
-	opts.Endpoint = front.URL
-	d, err := offline.NewS3Dir(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+		return false
+	})
 	ctx := context.Background()
 	writeEvents(t, d, 1, 12)
 	if _, err := d.Compact(ctx, "events/transactions", offline.CompactOptions{TargetBytes: 1 << 20}); err != nil {
