@@ -14,14 +14,7 @@ import (
 // BenchmarkRun replays 1M events of 10,000 users of the fraud example into
 // user_txn@1, without and with its feature log rows: the rows' cost.
 func BenchmarkRun(b *testing.B) {
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	off, err := offline.NewDir(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
+	defs, off := replay.FraudStore(b)
 	src := defs.Source("transactions")
 	start := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC).UnixMilli()
 	const events, batch = 1_000_000, 100_000
@@ -42,6 +35,7 @@ func BenchmarkRun(b *testing.B) {
 	for _, rows := range []bool{false, true} {
 		b.Run(fmt.Sprintf("rows=%v", rows), func(b *testing.B) {
 			var res *replay.Result
+			var err error
 			for i := range b.N {
 				cfg := replay.Config{Definitions: defs, View: v, Offline: off}
 				if rows {

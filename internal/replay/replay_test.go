@@ -16,14 +16,7 @@ import (
 )
 
 func setup(t *testing.T) (*features.Definitions, *features.View, *offline.Dir, []features.Event) {
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	defs, off := replay.FraudStore(t)
 	src := defs.Source("transactions")
 	cols := offline.EventColumns(src)
 	start := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)

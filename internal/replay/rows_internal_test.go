@@ -14,14 +14,7 @@ import (
 func TestRowsWholeSlots(t *testing.T) {
 	defer SetRowsFlush(1)()
 	ctx := context.Background()
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	defs, off := FraudStore(t)
 	eng, err := features.NewEngine(defs, defs.View("user_txn", 1))
 	if err != nil {
 		t.Fatal(err)
