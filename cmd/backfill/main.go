@@ -36,7 +36,7 @@ const usage = `backfill builds training sets from the offline event log.
 
 Usage:
   backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n]
-  backfill merge --out FILE.parquet SHARD.parquet...
+  backfill merge --out FILE.parquet|FILE.csv SHARD.parquet...
   backfill replay --definitions PATH --view NAME@V [--from T] [--to T]
   backfill compact --definitions PATH [--target-size 128MiB] [--grace 0s]
 
@@ -129,14 +129,14 @@ func dataset(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("dataset written", "out", *out, "rows", sum.Rows, "events", sum.Events, "buckets", sum.Buckets,
+	log.Info("dataset written", "out", *out, "rows", sum.Rows, "events", sum.Events, "buckets", sum.Buckets, "parts", sum.Parts,
 		"took", sum.Elapsed.Round(time.Millisecond), "rows_per_s", int(float64(sum.Rows)/sum.Elapsed.Seconds()))
 	return nil
 }
 
 func merge(args []string) error {
 	fs := flag.NewFlagSet("backfill merge", flag.ContinueOnError)
-	out := fs.String("out", "", "the dataset to write, .parquet, with its profile beside it; its directory is made if missing (required)")
+	out := fs.String("out", "", "the dataset to write, .parquet (or .csv), with its profile beside it; its directory is made if missing (required)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	fs.Usage = cli.Usage(fs, "backfill merge joins the shards of a dataset (backfill dataset --shard i/n), given in any order, into the spine's order.")
 	shards, err := cli.ParseArgs(fs, args, os.Getenv)
@@ -148,7 +148,7 @@ func merge(args []string) error {
 		return err
 	}
 	if *out == "" || len(shards) == 0 {
-		return errors.New("want --out FILE.parquet and the shards")
+		return errors.New("want --out FILE.parquet (or .csv) and the shards")
 	}
 	n, err := backfill.Merge(*out, shards)
 	if err != nil {
@@ -354,7 +354,7 @@ type memoryFlags struct{ memoryLimit, tempDir *string }
 
 func addMemoryFlags(fs *flag.FlagSet) memoryFlags {
 	return memoryFlags{
-		memoryLimit: fs.String("memory-limit", "1GiB", "memory for events at once: they are spilled to --temp-dir in buckets that fit"),
+		memoryLimit: fs.String("memory-limit", "1GiB", "memory for events at once, spilled to --temp-dir in buckets that fit; for dataset, half of it, and half for spine rows and their features: a larger spine is built in parts, each reading the log"),
 		tempDir:     fs.String("temp-dir", os.TempDir(), "directory for spilled buckets"),
 	}
 }

@@ -183,6 +183,7 @@ func BenchmarkDataset(b *testing.B) {
 			b.ReportMetric(float64(sum.Rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 			b.ReportMetric(float64(sum.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(sum.Buckets), "buckets")
+			b.ReportMetric(float64(sum.Parts), "parts")
 			b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}

@@ -47,9 +47,11 @@ type DatasetConfig struct {
 	// Inclusive counts events at the spine time (te <= t); by default only
 	// those before it (te < t), as a model sees the world before the label.
 	Inclusive bool
-	// MemoryLimit bounds the events held at once: entities are split into
-	// buckets by hash, their events spilled to TempDir, and the buckets
-	// processed one per core at a time. Default 1 GiB.
+	// MemoryLimit bounds what a dataset holds at once. Half of it is events:
+	// entities are split into buckets by hash, their events spilled to
+	// TempDir, and the buckets processed one per core at a time. The other
+	// half is spine rows and their features' values: a spine that takes
+	// more is built in parts (inParts). Default 1 GiB.
 	MemoryLimit int64
 	// Shard, when Shard.Count > 0, builds only the spine rows whose entity
 	// (the first entity's join keys) hashes to the Index-th of Count shards
@@ -59,6 +61,10 @@ type DatasetConfig struct {
 	TempDir  string       // default os.TempDir()
 	Logger   *slog.Logger // nil discards
 	Progress Progress     // nil reports nothing
+
+	// groupRows is the rows of the output's row groups; 0: rowGroupRows.
+	// A part's are fewer, as merging the parts holds one of each.
+	groupRows int
 }
 
 // Shard is one slice of a spine: Index of Count, from 0.
@@ -82,8 +88,9 @@ type Progress interface {
 // Summary says what a dataset run did.
 type Summary struct {
 	Rows    int           // spine rows written
-	Events  int64         // events read from the log
-	Buckets int           // entity buckets processed
+	Events  int64         // events read from the log, by every part
+	Buckets int           // entity buckets of a part
+	Parts   int           // parts the spine was built in; 0: at once
 	Elapsed time.Duration // wall time
 }
 
@@ -307,6 +314,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := features.NewRegistry(cfg.Offline).Check(ctx, cfg.Definitions, views...); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
+	if cfg.Shard.Count == 0 {
+		if n, groupRows := cfg.parts(len(p.outputs)); n > 1 {
+			return inParts(ctx, cfg, p, n, groupRows, began)
+		}
+	}
 	var sh *spineShard
 	if cfg.Shard.Count > 0 {
 		sh = &spineShard{Shard: cfg.Shard, keys: p.entities[0].entity.JoinKeys}
@@ -369,17 +381,18 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		}
 		files[src] = fs
 	}
-	// The spine and its features' values stay in memory, beside the events
-	// the limit bounds: a run whose spine alone passes the limit is told
-	// how to split it.
-	if held := spineBytes * int64(sp.len()) * int64(len(sp.cols)+len(p.outputs)); held > cfg.MemoryLimit {
-		cfg.Logger.Warn("the spine's rows and their features stay in memory, and take more than --memory-limit, which bounds the events held: "+
-			"split the spine with --shard i/n and join the shards with backfill merge",
+	// Half of the limit is the spine's rows and their features' values,
+	// which stay in memory: a shard given well more is told to split
+	// further.
+	share := max(1, cfg.MemoryLimit/2)
+	if held := spineBytes * int64(sp.len()) * int64(len(sp.cols)+len(p.outputs)); held > share+share/4 {
+		cfg.Logger.Warn("the shard's spine rows and their features take more than half of --memory-limit: split the spine into more shards",
 			"rows", sp.len(), "columns", len(sp.cols)+len(p.outputs), "about_mib", held>>20, "memory_limit_mib", cfg.MemoryLimit>>20)
 	}
+	// The other half is events.
 	inMemory := 10 * logBytes * int64(runtime.GOMAXPROCS(0))
-	buckets := int(max(1, min(1024, inMemory/cfg.MemoryLimit+1)))
-	if inMemory < cfg.MemoryLimit {
+	buckets := int(max(1, min(1024, inMemory/share+1)))
+	if inMemory < share {
 		buckets = 1
 	}
 
@@ -408,7 +421,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	// put in place once the dataset is.
 	var g errgroup.Group
 	var tmp string
-	g.Go(func() (err error) { tmp, err = writeDataset(ctx, cfg.Out, sp, p, values, cfg.Progress); return err })
+	groupRows := cmp.Or(cfg.groupRows, rowGroupRows)
+	g.Go(func() (err error) {
+		tmp, err = writeDataset(ctx, cfg.Out, sp, p, values, groupRows, cfg.Progress)
+		return err
+	})
 	cols := make([]offline.Column, len(p.outputs))
 	idx := make([]int, len(p.outputs))
 	for o, out := range p.outputs {
@@ -429,6 +446,84 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 // own and its features': 473 bytes for a row of the fraud example's spine
 // (five columns, two of them strings) and its ten features.
 const spineBytes = 32
+
+// parts returns how many parts the dataset is built in: enough that each
+// part's spine rows and their outputs take at most half of the memory
+// limit, up to maxParts. A spine it cannot size is built at once, for
+// readSpine to say what is wrong with it. It also returns the rows of a
+// part's row groups: merging holds one of each part, as rows of values
+// (twice a table's cells), together no more than a part.
+func (c *DatasetConfig) parts(outputs int) (n, groupRows int) {
+	rows, cols, err := spineSize(c.Spine)
+	if err != nil {
+		return 1, 0
+	}
+	share := max(1, c.MemoryLimit/2)
+	held := spineBytes * rows * int64(cols+1+outputs) // a part's rows are numbered
+	n = int(min(maxParts, (held+share-1)/share))
+	return n, int(min(rowGroupRows, max(1024, rows/int64(2*n*n))))
+}
+
+// maxParts bounds the parts of a dataset, each of which reads the whole
+// event log and is open at once when they are merged.
+const maxParts = 256
+
+// inParts builds a dataset as n shards of its spine (Shard), one after
+// another, and merges them into cfg.Out: each holds its share of the
+// spine's rows, and reads the whole event log. The shards are written
+// beside cfg.Out, hidden and named after the run (runID), and removed once
+// merged: a run killed part way goes on, when run again, from the shards
+// it wrote.
+func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, groupRows int, began time.Time) (Summary, error) {
+	run, err := runID(cfg, p)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
+	dir, prefix := filepath.Dir(cfg.Out), "."+filepath.Base(cfg.Out)+".part-"
+	this := fmt.Sprintf("%s%s-of-%d-", prefix, run, n)
+	// Another run's parts (another spine, definitions, flags or limit)
+	// are of no use.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
+	for _, e := range entries {
+		if name := e.Name(); strings.HasPrefix(name, prefix) && !strings.HasPrefix(name, this) {
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
+	cfg.Logger.Info("the spine's rows and their features take more than half of --memory-limit: the dataset is built in parts, each reading the event log",
+		"parts", n, "memory_limit_mib", cfg.MemoryLimit>>20)
+	sum := Summary{Parts: n}
+	paths := make([]string, n)
+	for i := range n {
+		paths[i] = filepath.Join(dir, this+strconv.Itoa(i)+".parquet")
+		if _, err := os.Stat(paths[i]); err == nil {
+			cfg.Logger.Info("part built by an earlier run, kept", "part", i+1, "of", n)
+			continue
+		}
+		cfg.Logger.Info("building part", "part", i+1, "of", n)
+		part := cfg
+		part.Shard, part.Out = Shard{Index: i, Count: n}, paths[i]
+		part.groupRows = groupRows
+		s, err := Dataset(ctx, part)
+		if err != nil {
+			return Summary{}, err
+		}
+		sum.Events += s.Events
+		sum.Buckets = max(sum.Buckets, s.Buckets)
+	}
+	cfg.Logger.Info("merging the parts", "parts", n)
+	if sum.Rows, err = Merge(cfg.Out, paths); err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
+	for _, path := range paths {
+		os.Remove(path)
+		os.Remove(path + ".profile.json")
+	}
+	sum.Elapsed = time.Since(began)
+	return sum, nil
+}
 
 type noProgress struct{}
 

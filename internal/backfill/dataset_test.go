@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -421,8 +422,8 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 	if _, err := backfill.Merge(filepath.Join(dir, "partial.parquet"), parts[:2]); err == nil {
 		t.Error("merging two shards of three: no error")
 	}
-	if _, err := backfill.Merge(filepath.Join(dir, "merged.csv"), parts); err == nil || !strings.Contains(err.Error(), "want a .parquet file") {
-		t.Errorf("merging into a .csv: %v, want an error", err)
+	if _, err := backfill.Merge(filepath.Join(dir, "merged.json"), parts); err == nil || !strings.Contains(err.Error(), "want a .parquet (or .csv) file") {
+		t.Errorf("merging into a .json: %v, want an error", err)
 	}
 	// A shard built again with other flags, or of another spine with the
 	// same name and rows, is of another run.
@@ -492,12 +493,132 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 			}
 		}
 	}
+	// The shards merged into a CSV are that file.
+	mergedCSV := filepath.Join(dir, "merged.csv")
+	if _, err := backfill.Merge(mergedCSV, parts); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := readAll(t, csvOut), readAll(t, mergedCSV); !bytes.Equal(a, b) {
+		t.Errorf("shards merged into a CSV (%d bytes) are not the whole dataset's CSV (%d bytes)", len(b), len(a))
+	}
 	pw, _ := os.ReadFile(whole + ".profile.json")
 	pm, _ := os.ReadFile(merged + ".profile.json")
 	if len(pw) == 0 || string(pw) != string(pm) {
 		t.Errorf("profiles differ:\n%s\n%s", pw, pm)
 	}
 	return whole, merged
+}
+
+// TestParts: a spine whose rows and features take more than half of
+// --memory-limit is built in parts, one after another, into the file the
+// dataset built at once is; a run killed part way keeps the parts it
+// built, and the next run goes on from them and leaves none behind.
+func TestParts(t *testing.T) {
+	defs, off, dir, spine, _ := smallRun(t, 11)
+	var refs []string
+	for _, v := range defs.Views {
+		for _, f := range v.Features {
+			refs = append(refs, v.Ref()+":"+f.Name)
+		}
+	}
+	build := func(ctx context.Context, out string, limit int64, log slog.Handler) (backfill.Summary, error) {
+		return backfill.Dataset(ctx, backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "label_time", Features: refs, Out: out, MemoryLimit: limit, TempDir: t.TempDir(), Logger: slog.New(log)})
+	}
+	whole := filepath.Join(dir, "whole.parquet")
+	if sum, err := build(context.Background(), whole, 0, slog.DiscardHandler); err != nil || sum.Parts != 0 {
+		t.Fatalf("1 GiB: %+v, %v; want the spine at once", sum, err)
+	}
+	// 100 rows of 3 columns and their features: about 3.2 KB a column.
+	const limit = 16 << 10
+	out := filepath.Join(dir, "parts", "train.parquet")
+	// Killed as it starts the second part.
+	ctx, cancel := context.WithCancel(context.Background())
+	var log bytes.Buffer
+	_, err := build(ctx, out, limit, logWatch{slog.NewTextHandler(&log, nil), func(r slog.Record) {
+		if r.Message == "building part" && attr(r, "part") == "2" {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("killed run: %v, want %v; log:\n%s", err, context.Canceled, log.String())
+	}
+	if left := partFiles(t, out); len(left) != 2 { // the first part and its profile
+		t.Fatalf("a run killed in its second part left %v, want the first part and its profile", left)
+	}
+	log.Reset()
+	sum, err := build(context.Background(), out, limit, slog.NewTextHandler(&log, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Parts < 3 || sum.Rows != 100 {
+		t.Fatalf("%+v: want 100 rows in 3 parts or more", sum)
+	}
+	if kept, built := strings.Count(log.String(), "part built by an earlier run, kept"), strings.Count(log.String(), `msg="building part"`); kept != 1 || built != sum.Parts-1 {
+		t.Errorf("the run after a killed one kept %d parts and built %d, want 1 and %d; log:\n%s", kept, built, sum.Parts-1, log.String())
+	}
+	if a, b := readAll(t, whole), readAll(t, out); !bytes.Equal(a, b) {
+		t.Errorf("built in parts (%d bytes), the dataset is not the one built at once (%d bytes)", len(b), len(a))
+	}
+	if a, b := readAll(t, whole+".profile.json"), readAll(t, out+".profile.json"); !bytes.Equal(a, b) {
+		t.Errorf("built in parts, the profile differs:\n%s\n%s", b, a)
+	}
+	if left := partFiles(t, out); len(left) > 0 {
+		t.Errorf("parts left behind: %v", left)
+	}
+
+	// Parts of another run (here another limit, so other parts) are
+	// removed.
+	ctx, cancel = context.WithCancel(context.Background())
+	build(ctx, out, limit, logWatch{slog.DiscardHandler, func(r slog.Record) {
+		if r.Message == "building part" && attr(r, "part") == "2" {
+			cancel()
+		}
+	}})
+	if sum2, err := build(context.Background(), out, 2*limit, slog.DiscardHandler); err != nil || sum2.Parts < 2 || sum2.Parts == sum.Parts {
+		t.Fatalf("twice the limit: %+v, %v; want other parts than %d", sum2, err, sum.Parts)
+	}
+	if left := partFiles(t, out); len(left) > 0 {
+		t.Errorf("another run's parts left behind: %v", left)
+	}
+}
+
+// logWatch is a slog handler that shows each record to fn first.
+type logWatch struct {
+	slog.Handler
+	fn func(slog.Record)
+}
+
+func (h logWatch) Handle(ctx context.Context, r slog.Record) error {
+	h.fn(r)
+	return h.Handler.Handle(ctx, r)
+}
+
+// attr returns the value of a record's attribute key, as text.
+func attr(r slog.Record, key string) (v string) {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value.String()
+		}
+		return v == ""
+	})
+	return v
+}
+
+// partFiles lists the files beside out, but for out and its profile.
+func partFiles(t *testing.T, out string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Dir(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if n := e.Name(); n != filepath.Base(out) && n != filepath.Base(out)+".profile.json" {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // tempWatch is a Progress that lists the temp dir once the events are

@@ -7,28 +7,34 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
 // Merge joins datasets built as shards of one spine (DatasetConfig.Shard),
-// in any order, into out and its profile: the spine's rows in the spine's
-// order, without the shards' SpineRowColumn. It returns the rows written.
+// in any order, into out (.parquet, or .csv) and its profile: the spine's
+// rows in the spine's order, without the shards' SpineRowColumn. It returns
+// the rows written.
 //
 // Each shard is in the spine's order, so the shards are merged a row group
-// of each at a time: what is held is a row group per shard and the feature
-// columns, for the profile, not the whole dataset.
+// of each at a time: what is held is a row group per shard and, for the
+// profile, a feature column per core, not the whole dataset.
 func Merge(out string, inputs []string) (n int, err error) {
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no inputs")
 	}
-	if !strings.EqualFold(filepath.Ext(out), ".parquet") {
-		return 0, fmt.Errorf("merge: --out %q: want a .parquet file", out)
+	csvOut := strings.EqualFold(filepath.Ext(out), ".csv")
+	if !csvOut && !strings.EqualFold(filepath.Ext(out), ".parquet") {
+		return 0, fmt.Errorf("merge: --out %q: want a .parquet (or .csv) file", out)
 	}
 	if err := checkOut(out); err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
@@ -89,14 +95,6 @@ func Merge(out string, inputs []string) (n int, err error) {
 			idx = append(idx, i)
 		}
 	}
-	// The feature columns, for the profile.
-	featTypes := make([]features.Type, len(idx))
-	pos := make([]int, len(cols))
-	for k, o := range idx {
-		featTypes[k], pos[o] = cols[o].Type, k
-	}
-	feats := newTable(int(rows), featTypes)
-
 	f, err := createTemp(out)
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
@@ -108,9 +106,14 @@ func Merge(out string, inputs []string) (n int, err error) {
 		}
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	// The metadata of the dataset built at once, so that the two are the
-	// same file.
-	w, err := offline.NewWriter(bw, cols, map[string]string{MetaSpine: meta[MetaSpine], MetaFeatures: meta[MetaFeatures]})
+	var w rowWriter
+	if csvOut {
+		w, err = newCSVWriter(bw, cols)
+	} else {
+		// The metadata of the dataset built at once, so that the two are
+		// the same file.
+		w, err = offline.NewWriter(bw, cols, map[string]string{MetaSpine: meta[MetaSpine], MetaFeatures: meta[MetaFeatures]})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
@@ -128,9 +131,6 @@ func Merge(out string, inputs []string) (n int, err error) {
 			return 0, fmt.Errorf("merge: spine row %d is missing or repeated, or a shard is out of order: give every shard once, as backfill wrote it", min(sh.at, int64(i)))
 		}
 		row := slices.Delete(sh.rows[sh.i], at, at+1)
-		for k, o := range idx {
-			feats.set(i, k, row[o])
-		}
 		if group = append(group, row); len(group) == rowGroupRows || i == int(rows)-1 {
 			if err := w.Write(group); err != nil {
 				return 0, fmt.Errorf("merge: %w", err)
@@ -162,11 +162,49 @@ func Merge(out string, inputs []string) (n int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	prof := profile(cols, int(rows), func(r, c int) features.Value { return feats.get(r, pos[c]) }, idx)
+	prof, err := shardProfile(inputs, cols, idx, int(rows))
+	if err != nil {
+		return 0, fmt.Errorf("merge: %w", err)
+	}
 	if err := publish(f.Name(), out, prof); err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
 	return int(rows), nil
+}
+
+// shardProfile profiles the columns idx of the shards, rows rows in all,
+// reading one column of them at a time per core: what it holds is that
+// column's values, not the dataset's. A column's profile is the same
+// whatever the order of its values.
+func shardProfile(shards []string, cols []offline.Column, idx []int, rows int) (drift.Profile, error) {
+	prof := drift.Profile{Rows: rows, Features: make([]drift.FeatureProfile, len(idx))}
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for k, o := range idx {
+		g.Go(func() error {
+			var pr profiler
+			for _, path := range shards {
+				r, err := offline.OpenFile(path, cols[o].Name)
+				if err != nil {
+					return err
+				}
+				for grp := range r.RowGroups() {
+					vals, err := r.RowGroup(grp)
+					if err != nil {
+						r.Close()
+						return err
+					}
+					for _, v := range vals {
+						pr.add(v[0])
+					}
+				}
+				r.Close()
+			}
+			prof.Features[k] = pr.profile(cols[o])
+			return nil
+		})
+	}
+	return prof, g.Wait()
 }
 
 // shardFile is a shard being merged: its current row group, and where it

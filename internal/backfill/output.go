@@ -133,7 +133,7 @@ const (
 // spine's row order, to a temporary file beside path, and returns its
 // name: publish puts it in place with its profile. Should it fail or be
 // cancelled, it leaves nothing.
-func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *table, prog Progress) (tmp string, err error) {
+func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *table, groupRows int, prog Progress) (tmp string, err error) {
 	cols := slices.Clone(sp.cols)
 	for _, o := range p.outputs {
 		cols = append(cols, offline.Column{Name: o.name, Type: o.typ})
@@ -168,7 +168,7 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 				meta[MetaDynamic] = strings.Join(dynamic, ",")
 			}
 		}
-		err = writeParquet(ctx, bw, cols, sp, values, meta, prog)
+		err = writeParquet(ctx, bw, cols, sp, values, meta, groupRows, prog)
 	}
 	if err != nil {
 		return "", fmt.Errorf("write dataset: %w", err)
@@ -213,7 +213,7 @@ func publish(tmp, out string, prof drift.Profile) (err error) {
 	return nil
 }
 
-func writeParquet(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine, values *table, meta map[string]string, prog Progress) error {
+func writeParquet(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine, values *table, meta map[string]string, groupRows int, prog Progress) error {
 	pw, err := offline.NewWriter(w, cols, meta)
 	if err != nil {
 		return err
@@ -221,18 +221,18 @@ func writeParquet(ctx context.Context, w io.Writer, cols []offline.Column, sp *s
 	// Row groups are encoded one per core at once, then committed in
 	// order.
 	groups := make([]*rowGroup, runtime.GOMAXPROCS(0))
-	for first := 0; first < sp.len(); first += len(groups) * rowGroupRows {
+	for first := 0; first < sp.len(); first += len(groups) * groupRows {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var g errgroup.Group
 		n := 0
-		for ; n < len(groups) && first+n*rowGroupRows < sp.len(); n++ {
+		for ; n < len(groups) && first+n*groupRows < sp.len(); n++ {
 			if groups[n] == nil {
 				groups[n] = &rowGroup{Group: pw.Group()}
 			}
-			rg, lo := groups[n], first+n*rowGroupRows
-			g.Go(func() error { return rg.write(cols, sp, values, lo, min(lo+rowGroupRows, sp.len())) })
+			rg, lo := groups[n], first+n*groupRows
+			g.Go(func() error { return rg.write(cols, sp, values, lo, min(lo+groupRows, sp.len())) })
 		}
 		if err := g.Wait(); err != nil {
 			return err
@@ -242,7 +242,7 @@ func writeParquet(ctx context.Context, w io.Writer, cols []offline.Column, sp *s
 				return err
 			}
 		}
-		prog.Add(int64(min(sp.len()-first, n*rowGroupRows)))
+		prog.Add(int64(min(sp.len()-first, n*groupRows)))
 	}
 	return pw.Close()
 }
@@ -271,18 +271,13 @@ func (g *rowGroup) write(cols []offline.Column, sp *spine, values *table, lo, hi
 	return g.Write(g.rows)
 }
 
-// writeCSV writes a header and the rows: nulls empty, timestamps RFC 3339,
-// numbers as Go formats them, for tools without a Parquet reader.
+// writeCSV writes the dataset's rows as CSV (csvWriter).
 func writeCSV(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine, values *table, prog Progress) error {
-	cw := csv.NewWriter(w)
-	rec := make([]string, len(cols))
-	for j, c := range cols {
-		rec[j] = c.Name
-	}
-	if err := cw.Write(rec); err != nil {
+	cw, err := newCSVWriter(w, cols)
+	if err != nil {
 		return err
 	}
-	row := make([]features.Value, 0, len(cols))
+	rows := [][]features.Value{make([]features.Value, 0, len(cols))}
 	for r := range sp.len() {
 		if r%rowGroupRows == 0 {
 			if err := ctx.Err(); err != nil {
@@ -290,15 +285,51 @@ func writeCSV(ctx context.Context, w io.Writer, cols []offline.Column, sp *spine
 			}
 			prog.Add(int64(min(rowGroupRows, sp.len()-r)))
 		}
-		for j, v := range values.row(sp.table.row(row[:0], r), r) {
-			rec[j] = csvCell(v)
-		}
-		if err := cw.Write(rec); err != nil {
+		rows[0] = values.row(sp.table.row(rows[0][:0], r), r)
+		if err := cw.Write(rows); err != nil {
 			return err
 		}
 	}
-	cw.Flush()
-	return cw.Error()
+	return cw.Close()
+}
+
+// rowWriter writes a dataset's rows: an offline.Writer, or a csvWriter.
+type rowWriter interface {
+	Write(rows [][]features.Value) error
+	Close() error
+}
+
+// csvWriter writes a header, then rows: nulls empty, timestamps RFC 3339,
+// numbers as Go formats them, for tools without a Parquet reader.
+type csvWriter struct {
+	w   *csv.Writer
+	rec []string
+}
+
+func newCSVWriter(w io.Writer, cols []offline.Column) (*csvWriter, error) {
+	cw := &csvWriter{w: csv.NewWriter(w), rec: make([]string, len(cols))}
+	for j, c := range cols {
+		cw.rec[j] = c.Name
+	}
+	return cw, cw.w.Write(cw.rec)
+}
+
+func (cw *csvWriter) Write(rows [][]features.Value) error {
+	for _, row := range rows {
+		for j, v := range row {
+			cw.rec[j] = csvCell(v)
+		}
+		if err := cw.w.Write(cw.rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close writes what is buffered.
+func (cw *csvWriter) Close() error {
+	cw.w.Flush()
+	return cw.w.Error()
 }
 
 func csvCell(v features.Value) string {
@@ -335,26 +366,44 @@ func profile(cols []offline.Column, rows int, value func(r, c int) features.Valu
 
 // featureProfile profiles a column of rows rows, its values given by value.
 func featureProfile(col offline.Column, rows int, value func(r int) features.Value) drift.FeatureProfile {
-	name, typ := col.Name, col.Type.String()
-	var nums []float64
-	cats := map[string]int{}
-	nulls := 0
+	var pr profiler
 	for r := range rows {
-		switch v := value(r); {
-		case v.IsNull():
-			nulls++
-		case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:
-			nums = append(nums, float64(v.Int()))
-		case v.Type() == features.TypeFloat:
-			nums = append(nums, v.Float())
-		case v.Type() == features.TypeBool:
-			cats[strconv.FormatBool(v.Bool())]++
-		default:
-			cats[v.Str()]++
+		pr.add(value(r))
+	}
+	return pr.profile(col)
+}
+
+// profiler gathers a column's values for its profile.
+type profiler struct {
+	nums  []float64
+	cats  map[string]int
+	nulls int
+}
+
+func (pr *profiler) add(v features.Value) {
+	switch {
+	case v.IsNull():
+		pr.nulls++
+	case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:
+		pr.nums = append(pr.nums, float64(v.Int()))
+	case v.Type() == features.TypeFloat:
+		pr.nums = append(pr.nums, v.Float())
+	default:
+		if pr.cats == nil {
+			pr.cats = map[string]int{}
+		}
+		if v.Type() == features.TypeBool {
+			pr.cats[strconv.FormatBool(v.Bool())]++
+		} else {
+			pr.cats[v.Str()]++
 		}
 	}
-	if len(cats) > 0 {
-		return drift.CategoryProfile(name, typ, cats, nulls)
+}
+
+// profile returns the profile of the column col of the values added.
+func (pr *profiler) profile(col offline.Column) drift.FeatureProfile {
+	if len(pr.cats) > 0 {
+		return drift.CategoryProfile(col.Name, col.Type.String(), pr.cats, pr.nulls)
 	}
-	return drift.NumberProfile(name, typ, nums, nulls)
+	return drift.NumberProfile(col.Name, col.Type.String(), pr.nums, pr.nulls)
 }

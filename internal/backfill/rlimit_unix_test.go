@@ -41,7 +41,7 @@ func TestSpillWithinOpenFileLimit(t *testing.T) {
 			MemoryLimit: limit, TempDir: t.TempDir()})
 	}
 	// A few hundred buckets: a spill file each per core would be thousands.
-	sum, err := run(16 << 10)
+	sum, err := run(32 << 10)
 	if err != nil {
 		t.Fatal(err)
 	}

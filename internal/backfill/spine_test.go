@@ -315,28 +315,6 @@ func TestSpineEpochSeconds(t *testing.T) {
 	}
 }
 
-// A spine whose rows and features alone take more than --memory-limit is
-// computed all the same, and the run says how to split it.
-func TestSpineBeyondMemoryLimit(t *testing.T) {
-	defs, off := fraudStore(t)
-	for _, c := range []struct {
-		limit int64
-		warn  bool
-	}{{100, true}, {0, false}} { // 2 rows × 3 columns: about 192 bytes
-		dir := t.TempDir()
-		var log bytes.Buffer
-		sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: writeSpine(t, dir, "user_id,ts\nu1,1795170600000\nu2,1795170660000\n"),
-			TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: filepath.Join(dir, "out.parquet"), MemoryLimit: c.limit,
-			Logger: slog.New(slog.NewTextHandler(&log, nil))})
-		if err != nil || sum.Rows != 2 {
-			t.Fatalf("limit %d: %+v, %v; want 2 rows", c.limit, sum, err)
-		}
-		if got := strings.Contains(log.String(), "split the spine with --shard i/n"); got != c.warn {
-			t.Errorf("limit %d: warned %v, want %v; log:\n%s", c.limit, got, c.warn, log.String())
-		}
-	}
-}
-
 // TestJoinKeyOfTwoTypes: a join key that one source declares a string and
 // another an int is read the same whatever the order of the features: a
 // CSV spine's as written, and a Parquet spine's string or int column

@@ -581,8 +581,9 @@ type FileReader struct {
 	path string
 }
 
-// OpenFile opens a local Parquet file to read its row groups.
-func OpenFile(path string) (*FileReader, error) {
+// OpenFile opens a local Parquet file to read its row groups: the columns
+// named only, or all of them.
+func OpenFile(path string, only ...string) (*FileReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -590,7 +591,7 @@ func OpenFile(path string) (*FileReader, error) {
 	st, err := f.Stat()
 	if err == nil {
 		var pf *parquetFile
-		if pf, err = openParquet(f, st.Size(), nil); err == nil {
+		if pf, err = openParquet(f, st.Size(), only); err == nil {
 			return &FileReader{f: f, pf: pf, path: path}, nil
 		}
 	}
