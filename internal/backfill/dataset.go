@@ -318,6 +318,10 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		if n, groupRows := cfg.parts(len(p.outputs)); n > 1 {
 			return inParts(ctx, cfg, p, n, groupRows, began)
 		}
+		// A killed run's parts are of no use to a run without parts.
+		if err := removeParts(cfg.Out, ""); err != nil {
+			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+		}
 	}
 	var sh *spineShard
 	if cfg.Shard.Count > 0 {
@@ -479,25 +483,19 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, groupRows int, 
 	if err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
-	dir, prefix := filepath.Dir(cfg.Out), "."+filepath.Base(cfg.Out)+".part-"
-	this := fmt.Sprintf("%s%s-of-%d-", prefix, run, n)
 	// Another run's parts (another spine, definitions, flags or limit)
 	// are of no use.
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	this := fmt.Sprintf("%s-of-%d-", run, n)
+	if err := removeParts(cfg.Out, this); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
-	for _, e := range entries {
-		if name := e.Name(); strings.HasPrefix(name, prefix) && !strings.HasPrefix(name, this) {
-			os.Remove(filepath.Join(dir, name))
-		}
-	}
+	dir := filepath.Dir(cfg.Out)
 	cfg.Logger.Info("the spine's rows and their features take more than half of --memory-limit: the dataset is built in parts, each reading the event log",
 		"parts", n, "memory_limit_mib", cfg.MemoryLimit>>20)
 	sum := Summary{Parts: n}
 	paths := make([]string, n)
 	for i := range n {
-		paths[i] = filepath.Join(dir, this+strconv.Itoa(i)+".parquet")
+		paths[i] = filepath.Join(dir, partPrefix(cfg.Out)+this+strconv.Itoa(i)+".parquet")
 		if _, err := os.Stat(paths[i]); err == nil {
 			cfg.Logger.Info("part built by an earlier run, kept", "part", i+1, "of", n)
 			continue
@@ -523,6 +521,26 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, groupRows int, 
 	}
 	sum.Elapsed = time.Since(began)
 	return sum, nil
+}
+
+// partPrefix begins the names of the parts of the dataset out (inParts):
+// hidden, beside it.
+func partPrefix(out string) string { return "." + filepath.Base(out) + ".part-" }
+
+// removeParts removes the parts of the dataset out whose names, after
+// partPrefix, do not begin with keep (all of them for "").
+func removeParts(out, keep string) error {
+	dir := filepath.Dir(out)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Name(), partPrefix(out)); ok && (keep == "" || !strings.HasPrefix(rest, keep)) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	return nil
 }
 
 type noProgress struct{}

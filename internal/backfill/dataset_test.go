@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -570,16 +571,34 @@ func TestParts(t *testing.T) {
 	// Parts of another run (here another limit, so other parts) are
 	// removed.
 	ctx, cancel = context.WithCancel(context.Background())
-	build(ctx, out, limit, logWatch{slog.DiscardHandler, func(r slog.Record) {
+	if _, err := build(ctx, out, limit, logWatch{slog.NewTextHandler(io.Discard, nil), func(r slog.Record) {
 		if r.Message == "building part" && attr(r, "part") == "2" {
 			cancel()
 		}
-	}})
+	}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("killed run: %v, want %v", err, context.Canceled)
+	}
 	if sum2, err := build(context.Background(), out, 2*limit, slog.DiscardHandler); err != nil || sum2.Parts < 2 || sum2.Parts == sum.Parts {
 		t.Fatalf("twice the limit: %+v, %v; want other parts than %d", sum2, err, sum.Parts)
 	}
 	if left := partFiles(t, out); len(left) > 0 {
 		t.Errorf("another run's parts left behind: %v", left)
+	}
+	// As by a run without parts.
+	ctx, cancel = context.WithCancel(context.Background())
+	_, err = build(ctx, out, limit, logWatch{slog.NewTextHandler(io.Discard, nil), func(r slog.Record) {
+		if r.Message == "building part" && attr(r, "part") == "2" {
+			cancel()
+		}
+	}})
+	if len(partFiles(t, out)) == 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("a killed run (%v) left no parts", err)
+	}
+	if sum, err := build(context.Background(), out, 0, slog.DiscardHandler); err != nil || sum.Parts != 0 {
+		t.Fatalf("1 GiB: %+v, %v; want the spine at once", sum, err)
+	}
+	if left := partFiles(t, out); len(left) > 0 {
+		t.Errorf("a killed run's parts left behind by a run without parts: %v", left)
 	}
 }
 
