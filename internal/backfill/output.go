@@ -387,7 +387,9 @@ func (pr *profiler) add(v features.Value) {
 	case v.Type() == features.TypeInt || v.Type() == features.TypeTimestamp:
 		pr.nums = append(pr.nums, float64(v.Int()))
 	case v.Type() == features.TypeFloat:
-		pr.nums = append(pr.nums, v.Float())
+		// -0 as 0: the two compare equal, and the order values come in
+		// (a merge's) would choose which one an edge prints.
+		pr.nums = append(pr.nums, v.Float()+0)
 	default:
 		if pr.cats == nil {
 			pr.cats = map[string]int{}
