@@ -464,7 +464,7 @@ func (c *DatasetConfig) parts(outputs int) (n, groupRows int) {
 	}
 	share := max(1, c.MemoryLimit/2)
 	held := spineBytes * rows * int64(cols+1+outputs) // a part's rows are numbered
-	n = int(min(maxParts, (held+share-1)/share))
+	n = int(max(1, min(maxParts, (held+share-1)/share)))
 	return n, int(min(rowGroupRows, max(1024, rows/int64(2*n*n))))
 }
 

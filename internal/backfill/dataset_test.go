@@ -747,12 +747,17 @@ func TestStaleTempsRemoved(t *testing.T) {
 	}
 }
 
-// TestEmptySpineShards: the shards of a spine without rows merge into a
-// dataset without rows.
+// TestEmptySpineShards: a spine without rows gives a dataset without rows,
+// built at once or as shards merged.
 func TestEmptySpineShards(t *testing.T) {
 	defs, off := fraudStore(t)
 	dir := t.TempDir()
 	spine := writeSpine(t, dir, "user_id,ts\n")
+	whole := filepath.Join(dir, "whole.parquet")
+	if sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: whole}); err != nil || sum.Rows != 0 {
+		t.Fatalf("at once: %+v, %v; want 0 rows", sum, err)
+	}
 	var parts []string
 	for i := range 2 {
 		parts = append(parts, filepath.Join(dir, fmt.Sprintf("part-%d.parquet", i)))
@@ -765,9 +770,11 @@ func TestEmptySpineShards(t *testing.T) {
 	if n, err := backfill.Merge(out, parts); err != nil || n != 0 {
 		t.Fatalf("merge: %d rows, %v; want 0 rows", n, err)
 	}
-	cols, rows, _, err := offline.ReadFile(out)
-	if err != nil || len(rows) != 0 || len(cols) != 3 {
-		t.Fatalf("merged: columns %v, %d rows, %v; want user_id, ts and the feature, no rows", cols, len(rows), err)
+	for _, path := range []string{whole, out} {
+		cols, rows, _, err := offline.ReadFile(path)
+		if err != nil || len(rows) != 0 || len(cols) != 3 {
+			t.Fatalf("%s: columns %v, %d rows, %v; want user_id, ts and the feature, no rows", path, cols, len(rows), err)
+		}
 	}
 }
 
