@@ -62,9 +62,10 @@ type DatasetConfig struct {
 	Logger   *slog.Logger // nil discards
 	Progress Progress     // nil reports nothing
 
-	// groupRows is the rows of the output's row groups; 0: rowGroupRows.
-	// A part's are fewer, as merging the parts holds one of each.
-	groupRows int
+	// partRows is set for a part of inParts: the rows of its row groups,
+	// fewer than rowGroupRows, as merging the parts holds one of each. A
+	// part has no profile: Merge profiles the parts together.
+	partRows int
 }
 
 // Shard is one slice of a spine: Index of Count, from 0.
@@ -314,9 +315,9 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := features.NewRegistry(cfg.Offline).Check(ctx, cfg.Definitions, views...); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
-	if cfg.Shard.Count == 0 {
-		if n, groupRows := cfg.parts(len(p.outputs)); n > 1 {
-			return inParts(ctx, cfg, p, n, groupRows, began)
+	if cfg.partRows == 0 {
+		if n, partRows := cfg.parts(len(p.outputs)); n > 1 {
+			return inParts(ctx, cfg, p, n, partRows, began)
 		}
 		// A killed run's parts are of no use to a run without parts.
 		if err := removeParts(cfg.Out, ""); err != nil {
@@ -386,11 +387,11 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		files[src] = fs
 	}
 	// Half of the limit is the spine's rows and their features' values,
-	// which stay in memory: a shard given well more is told to split
-	// further.
+	// which stay in memory: parts keep them within it, unless one entity
+	// has most of a part's rows or the parts would be more than maxParts.
 	share := max(1, cfg.MemoryLimit/2)
 	if held := spineBytes * int64(sp.len()) * int64(len(sp.cols)+len(p.outputs)); held > share+share/4 {
-		cfg.Logger.Warn("the shard's spine rows and their features take more than half of --memory-limit: split the spine into more shards",
+		cfg.Logger.Warn("this run's spine rows and their features take more than half of --memory-limit: raise it",
 			"rows", sp.len(), "columns", len(sp.cols)+len(p.outputs), "about_mib", held>>20, "memory_limit_mib", cfg.MemoryLimit>>20)
 	}
 	// The other half is events.
@@ -422,21 +423,22 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		}
 	}
 	// The profile is computed while the dataset is written, and both are
-	// put in place once the dataset is.
+	// put in place once the dataset is. A part has none.
 	var g errgroup.Group
 	var tmp string
-	groupRows := cmp.Or(cfg.groupRows, rowGroupRows)
 	g.Go(func() (err error) {
-		tmp, err = writeDataset(ctx, cfg.Out, sp, p, values, groupRows, cfg.Progress)
+		tmp, err = writeDataset(ctx, cfg.Out, sp, p, values, cmp.Or(cfg.partRows, rowGroupRows), cfg.Progress)
 		return err
 	})
-	cols := make([]offline.Column, len(p.outputs))
-	idx := make([]int, len(p.outputs))
-	for o, out := range p.outputs {
-		cols[o], idx[o] = offline.Column{Name: out.name, Type: out.typ}, o
+	var prof *drift.Profile
+	if cfg.partRows == 0 {
+		cols := make([]offline.Column, len(p.outputs))
+		idx := make([]int, len(p.outputs))
+		for o, out := range p.outputs {
+			cols[o], idx[o] = offline.Column{Name: out.name, Type: out.typ}, o
+		}
+		g.Go(func() error { prof = new(profile(cols, values.rows(), values.get, idx)); return nil })
 	}
-	var prof drift.Profile
-	g.Go(func() error { prof = profile(cols, values.rows(), values.get, idx); return nil })
 	if err := g.Wait(); err != nil {
 		return Summary{}, err
 	}
@@ -451,17 +453,18 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 // (five columns, two of them strings) and its ten features.
 const spineBytes = 32
 
-// parts returns how many parts the dataset is built in: enough that each
-// part's spine rows and their outputs take at most half of the memory
-// limit, up to maxParts. A spine it cannot size is built at once, for
-// readSpine to say what is wrong with it. It also returns the rows of a
-// part's row groups: merging holds one of each part, as rows of values
-// (twice a table's cells), together no more than a part.
+// parts returns how many parts the dataset, or its shard, is built in:
+// enough that each part's spine rows and their outputs take at most half
+// of the memory limit, up to maxParts. A spine it cannot size is built at
+// once, for readSpine to say what is wrong with it. It also returns the
+// rows of a part's row groups: merging holds one of each part, as rows of
+// values (twice a table's cells), together no more than a part.
 func (c *DatasetConfig) parts(outputs int) (n, groupRows int) {
 	rows, cols, err := spineSize(c.Spine)
 	if err != nil {
 		return 1, 0
 	}
+	rows /= int64(max(1, c.Shard.Count))
 	share := max(1, c.MemoryLimit/2)
 	held := spineBytes * rows * int64(cols+1+outputs) // a part's rows are numbered
 	n = int(max(1, min(maxParts, (held+share-1)/share)))
@@ -472,20 +475,26 @@ func (c *DatasetConfig) parts(outputs int) (n, groupRows int) {
 // event log and is open at once when they are merged.
 const maxParts = 256
 
-// inParts builds a dataset as n shards of its spine (Shard), one after
-// another, and merges them into cfg.Out: each holds its share of the
-// spine's rows, and reads the whole event log. The shards are written
-// beside cfg.Out, hidden and named after the run (runID), and removed once
-// merged: a run killed part way goes on, when run again, from the shards
-// it wrote.
-func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, groupRows int, began time.Time) (Summary, error) {
+// inParts builds a dataset, or its shard, in n parts, one after another,
+// and merges them into cfg.Out. A part is a shard (Shard): as a row is in
+// the shard its entity's hash is, modulo the shards' count, part j of
+// shard i/c is shard i+c·j of c·n, and the parts of a shard are its rows.
+// Each part holds its share of the rows and reads the whole event log. The
+// parts are written beside cfg.Out, hidden and named after the run
+// (runID), and removed once merged: a run killed part way goes on, when
+// run again, from the parts it wrote.
+func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, began time.Time) (Summary, error) {
 	run, err := runID(cfg, p)
 	if err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
+	whole := cfg.Shard
+	if whole.Count == 0 {
+		whole = Shard{Index: 0, Count: 1}
+	}
 	// Another run's parts (another spine, definitions, flags or limit)
 	// are of no use.
-	this := fmt.Sprintf("%s-of-%d-", run, n)
+	this := fmt.Sprintf("%s-of-%d-", run, whole.Count*n)
 	if err := removeParts(cfg.Out, this); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
@@ -494,16 +503,17 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, groupRows int, 
 		"parts", n, "memory_limit_mib", cfg.MemoryLimit>>20)
 	sum := Summary{Parts: n}
 	paths := make([]string, n)
-	for i := range n {
-		paths[i] = filepath.Join(dir, partPrefix(cfg.Out)+this+strconv.Itoa(i)+".parquet")
-		if _, err := os.Stat(paths[i]); err == nil {
-			cfg.Logger.Info("part built by an earlier run, kept", "part", i+1, "of", n)
+	for j := range n {
+		part := cfg
+		part.Shard = Shard{Index: whole.Index + whole.Count*j, Count: whole.Count * n}
+		part.Out = filepath.Join(dir, partPrefix(cfg.Out)+this+strconv.Itoa(part.Shard.Index)+".parquet")
+		part.partRows = partRows
+		paths[j] = part.Out
+		if _, err := os.Stat(part.Out); err == nil {
+			cfg.Logger.Info("part built by an earlier run, kept", "part", j+1, "of", n)
 			continue
 		}
-		cfg.Logger.Info("building part", "part", i+1, "of", n)
-		part := cfg
-		part.Shard, part.Out = Shard{Index: i, Count: n}, paths[i]
-		part.groupRows = groupRows
+		cfg.Logger.Info("building part", "part", j+1, "of", n)
 		s, err := Dataset(ctx, part)
 		if err != nil {
 			return Summary{}, err
@@ -512,12 +522,11 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, groupRows int, 
 		sum.Buckets = max(sum.Buckets, s.Buckets)
 	}
 	cfg.Logger.Info("merging the parts", "parts", n)
-	if sum.Rows, err = Merge(cfg.Out, paths); err != nil {
+	if sum.Rows, err = merge(cfg.Out, paths, cfg.Shard.Count > 0); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
 	for _, path := range paths {
 		os.Remove(path)
-		os.Remove(path + ".profile.json")
 	}
 	sum.Elapsed = time.Since(began)
 	return sum, nil

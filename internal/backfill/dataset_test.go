@@ -544,8 +544,8 @@ func TestParts(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("killed run: %v, want %v; log:\n%s", err, context.Canceled, log.String())
 	}
-	if left := partFiles(t, out); len(left) != 2 { // the first part and its profile
-		t.Fatalf("a run killed in its second part left %v, want the first part and its profile", left)
+	if left := partFiles(t, out); len(left) != 1 { // a part has no profile
+		t.Fatalf("a run killed in its second part left %v, want the first part alone", left)
 	}
 	log.Reset()
 	sum, err := build(context.Background(), out, limit, slog.NewTextHandler(&log, nil))
@@ -599,6 +599,60 @@ func TestParts(t *testing.T) {
 	}
 	if left := partFiles(t, out); len(left) > 0 {
 		t.Errorf("a killed run's parts left behind by a run without parts: %v", left)
+	}
+}
+
+// TestShardInParts builds shards too large for the memory limit in parts:
+// each is the file built at once, and their merge the whole dataset.
+func TestShardInParts(t *testing.T) {
+	defs, off, dir, spine, _ := smallRun(t, 12)
+	var refs []string
+	for _, v := range defs.Views {
+		for _, f := range v.Features {
+			refs = append(refs, v.Ref()+":"+f.Name)
+		}
+	}
+	build := func(out string, shard backfill.Shard, limit int64) backfill.Summary {
+		t.Helper()
+		sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "label_time", Features: refs, Out: out,
+			MemoryLimit: limit, Shard: shard, TempDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	whole := filepath.Join(dir, "whole.parquet")
+	build(whole, backfill.Shard{}, 0)
+	var shards []string
+	for i := range 2 {
+		shard := backfill.Shard{Index: i, Count: 2}
+		atOnce := filepath.Join(dir, fmt.Sprintf("once-%d.parquet", i))
+		if sum := build(atOnce, shard, 0); sum.Parts != 0 {
+			t.Fatalf("shard %d at 1 GiB: %+v, want it at once", i, sum)
+		}
+		out := filepath.Join(dir, fmt.Sprintf("shard-%d", i), "train.parquet")
+		// About 50 rows of 4 columns and their features: 6.4 KB a column.
+		if sum := build(out, shard, 8<<10); sum.Parts < 2 {
+			t.Fatalf("shard %d at 8 KiB: %+v, want it in parts", i, sum)
+		}
+		if a, b := readAll(t, atOnce), readAll(t, out); !bytes.Equal(a, b) {
+			t.Errorf("shard %d built in parts (%d bytes) is not the one built at once (%d bytes)", i, len(b), len(a))
+		}
+		if a, b := readAll(t, atOnce+".profile.json"), readAll(t, out+".profile.json"); !bytes.Equal(a, b) {
+			t.Errorf("shard %d built in parts, the profile differs:\n%s\n%s", i, b, a)
+		}
+		if left := partFiles(t, out); len(left) > 0 {
+			t.Errorf("parts left behind: %v", left)
+		}
+		shards = append(shards, out)
+	}
+	merged := filepath.Join(dir, "merged.parquet")
+	if _, err := backfill.Merge(merged, shards); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := readAll(t, whole), readAll(t, merged); !bytes.Equal(a, b) {
+		t.Errorf("the shards built in parts merge to %d bytes, not the dataset built at once (%d bytes)", len(b), len(a))
 	}
 }
 

@@ -29,6 +29,13 @@ import (
 // of each at a time: what is held is a row group per shard and, for the
 // profile, a feature column per core, not the whole dataset.
 func Merge(out string, inputs []string) (n int, err error) {
+	return merge(out, inputs, false)
+}
+
+// merge is Merge; with keepRows, inputs are the parts of one shard
+// (inParts), and out is that shard: it keeps their SpineRowColumn and
+// metadata, and holds some of the spine's rows.
+func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no inputs")
 	}
@@ -80,7 +87,7 @@ func Merge(out string, inputs []string) (n int, err error) {
 	if at < 0 {
 		return 0, fmt.Errorf("merge: %s is not a shard (no %s column)", inputs[0], SpineRowColumn)
 	}
-	if want := meta[MetaSpineRows]; want != strconv.FormatInt(rows, 10) {
+	if want := meta[MetaSpineRows]; !keepRows && want != strconv.FormatInt(rows, 10) {
 		return 0, fmt.Errorf("merge: %d rows, the spine has %s: give every shard once", rows, want)
 	}
 	for _, sh := range shards {
@@ -88,7 +95,9 @@ func Merge(out string, inputs []string) (n int, err error) {
 			return 0, fmt.Errorf("merge: %w", err)
 		}
 	}
-	cols = slices.Delete(cols, at, at+1)
+	if !keepRows {
+		cols = slices.Delete(cols, at, at+1)
+	}
 	var idx []int
 	for name := range strings.SplitSeq(meta[MetaFeatures], ",") {
 		if i := index(cols, name); i >= 0 {
@@ -110,9 +119,12 @@ func Merge(out string, inputs []string) (n int, err error) {
 	if csvOut {
 		w, err = newCSVWriter(bw, cols)
 	} else {
-		// The metadata of the dataset built at once, so that the two are
-		// the same file.
-		w, err = offline.NewWriter(bw, cols, map[string]string{MetaSpine: meta[MetaSpine], MetaFeatures: meta[MetaFeatures]})
+		// The metadata of the dataset, or shard, built at once, so that
+		// the two are the same file.
+		if !keepRows {
+			meta = map[string]string{MetaSpine: meta[MetaSpine], MetaFeatures: meta[MetaFeatures]}
+		}
+		w, err = offline.NewWriter(bw, cols, meta)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
@@ -125,12 +137,17 @@ func Merge(out string, inputs []string) (n int, err error) {
 	}
 	heap.Init(&h)
 	group := make([][]features.Value, 0, rowGroupRows)
+	last := int64(-1) // the spine row written last
 	for i := range int(rows) {
 		sh := h[0]
-		if sh.at != int64(i) {
-			return 0, fmt.Errorf("merge: spine row %d is missing or repeated, or a shard is out of order: give every shard once, as backfill wrote it", min(sh.at, int64(i)))
+		if sh.at <= last || !keepRows && sh.at != last+1 {
+			return 0, fmt.Errorf("merge: spine row %d is missing or repeated, or a shard is out of order: give every shard once, as backfill wrote it", min(sh.at, last+1))
 		}
-		row := slices.Delete(sh.rows[sh.i], at, at+1)
+		last = sh.at
+		row := sh.rows[sh.i]
+		if !keepRows {
+			row = slices.Delete(row, at, at+1)
+		}
 		if group = append(group, row); len(group) == rowGroupRows || i == int(rows)-1 {
 			if err := w.Write(group); err != nil {
 				return 0, fmt.Errorf("merge: %w", err)
@@ -166,7 +183,7 @@ func Merge(out string, inputs []string) (n int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
-	if err := publish(f.Name(), out, prof); err != nil {
+	if err := publish(f.Name(), out, &prof); err != nil {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
 	return int(rows), nil

@@ -191,9 +191,10 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 // publish puts the dataset written to the temporary file tmp in place at
 // out, with its profile prof at out + ".profile.json": the profile is
 // written to a temporary file too, then renamed into place before the
-// dataset, so that a dataset is never without its profile. Should it
-// fail, it removes both temporary files.
-func publish(tmp, out string, prof drift.Profile) (err error) {
+// dataset, so that a dataset is never without its profile. A part of a
+// dataset (inParts) has no profile: prof is nil. Should it fail, it
+// removes both temporary files.
+func publish(tmp, out string, prof *drift.Profile) (err error) {
 	profTmp := tmp + ".profile.json"
 	defer func() {
 		if err != nil {
@@ -201,11 +202,13 @@ func publish(tmp, out string, prof drift.Profile) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if err := drift.WriteProfile(profTmp, prof); err != nil {
-		return err
-	}
-	if err := os.Rename(profTmp, out+".profile.json"); err != nil {
-		return fmt.Errorf("write profile: %w", err)
+	if prof != nil {
+		if err := drift.WriteProfile(profTmp, *prof); err != nil {
+			return err
+		}
+		if err := os.Rename(profTmp, out+".profile.json"); err != nil {
+			return fmt.Errorf("write profile: %w", err)
+		}
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("write dataset: %w", err)
