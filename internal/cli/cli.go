@@ -71,14 +71,31 @@ func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 }
 
 // Logger returns a logger writing to w in the given format: text or json.
+// A duration is written as text in both ("1.5s", not nanoseconds in JSON).
 func Logger(w io.Writer, format string) (*slog.Logger, error) {
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, nil)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: durationText})), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// redisLog routes go-redis's own messages (a connection pool that cannot
+// dial, say), which it prints with the standard library's logger, to a
+// slog logger, so that they are in --log-format too.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "library", "go-redis")
 }
 
 // Usage prints a usage line and the flags, each with its environment

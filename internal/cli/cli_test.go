@@ -1,11 +1,13 @@
 package cli_test
 
 import (
+	"bytes"
 	"flag"
 	"io"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiver-ml/quiver/internal/cli"
 )
@@ -71,5 +73,11 @@ func TestLogger(t *testing.T) {
 	}
 	if _, err := cli.Logger(io.Discard, "xml"); err == nil {
 		t.Error("xml: want an error")
+	}
+	var buf bytes.Buffer
+	log, _ := cli.Logger(&buf, "json")
+	log.Info("done", "took", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), `"took":"1.5s"`) {
+		t.Errorf("a duration in the JSON log: %s, want \"took\":\"1.5s\"", buf.String())
 	}
 }

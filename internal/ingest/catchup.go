@@ -164,7 +164,7 @@ func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Mark
 		if err != nil {
 			return err
 		}
-		in.log.Info("view caught up from the event log", "view", view.Ref(), "after", fmt.Sprint(cfg.After), "since", cfg.Since,
+		in.log.Info("view caught up from the event log", "view", view.Ref(), "after", cfg.After, "since", cfg.Since,
 			"events", res.Events, "applied", res.Applied, "rows", res.Rows, "entities", res.Entities, "buckets", res.Buckets,
 			"took", time.Since(began).Round(time.Millisecond))
 		return nil

@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestRedisLogIsJSON: what go-redis says of a Redis it cannot reach is a
+// line of the JSON log, not a line of its own.
+func TestRedisLogIsJSON(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := Logger(&buf, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis.SetLogger(redisLog{log})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rdb.Close()
+	if err := rdb.Ping(context.Background()).Err(); err == nil {
+		t.Fatal("ping of a closed port: no error")
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if buf.Len() == 0 {
+		t.Fatal("go-redis logged nothing")
+	}
+	for _, l := range lines {
+		var rec struct{ Level, Msg, Library string }
+		if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.Library != "go-redis" || rec.Level != "WARN" || !strings.Contains(rec.Msg, "dial") {
+			t.Errorf("log line %q (%v): want a JSON warning from go-redis about dialing", l, err)
+		}
+	}
+}
