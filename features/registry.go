@@ -65,7 +65,7 @@ func (r *Registry) register(ctx context.Context, defs *Definitions, v *View) err
 	for {
 		have, err := r.Lookup(ctx, v.Name, v.Version)
 		if err == nil {
-			return changed(have, want, v)
+			return changed(have, want, v, r.unused(ctx, defs, v.Name))
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -98,20 +98,40 @@ func (r *Registry) Check(ctx context.Context, defs *Definitions, views ...*View)
 			errs = append(errs, err)
 		default:
 			def := v.Canonical(defs)
-			errs = append(errs, changed(have, RegistryRecord{Definition: def, Fingerprint: fingerprint(def)}, v))
+			errs = append(errs, changed(have, RegistryRecord{Definition: def, Fingerprint: fingerprint(def)}, v, r.unused(ctx, defs, v.Name)))
 		}
 	}
 	return errors.Join(errs...)
 }
 
 // changed returns nil if the record want of view v has the fingerprint of
-// the registered have, and else ErrVersionNotBumped with the changes.
-func changed(have *RegistryRecord, want RegistryRecord, v *View) error {
+// the registered have, and else ErrVersionNotBumped with the changes and
+// the version to define it as instead.
+func changed(have *RegistryRecord, want RegistryRecord, v *View, instead int) error {
 	if have.Fingerprint == want.Fingerprint {
 		return nil
 	}
 	return fmt.Errorf("%w: view %s: %s; define it as version %d instead",
-		ErrVersionNotBumped, v.Ref(), strings.Join(diffCanonical(have.Definition, want.Definition), "; "), v.Version+1)
+		ErrVersionNotBumped, v.Ref(), strings.Join(diffCanonical(have.Definition, want.Definition), "; "), instead)
+}
+
+// unused returns the first version of the view named name above those defs
+// defines that is not registered either (up to a hundred more are looked
+// up): the version a changed definition can take.
+func (r *Registry) unused(ctx context.Context, defs *Definitions, name string) int {
+	next := 1
+	for _, v := range defs.Views {
+		if v.Name == name {
+			next = max(next, v.Version+1)
+		}
+	}
+	for range 100 {
+		if _, err := r.Lookup(ctx, name, next); err != nil {
+			break
+		}
+		next++
+	}
+	return next
 }
 
 // Lookup returns the record of a view version; the error matches

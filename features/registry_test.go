@@ -70,7 +70,8 @@ func TestRegistry(t *testing.T) {
 	}
 
 	// The same change as version 2, beside version 1, is accepted.
-	both := parse(t, fpBase+strings.Replace(strings.Replace(strings.SplitN(fpBase, "feature_views:\n", 2)[1], "version: 1", "version: 2", 1), "window: 1h}", "window: 2h}", 1))
+	bothSrc := fpBase + strings.Replace(strings.Replace(strings.SplitN(fpBase, "feature_views:\n", 2)[1], "version: 1", "version: 2", 1), "window: 1h}", "window: 2h}", 1)
+	both := parse(t, bothSrc)
 	if both.View("v", 1) == nil || both.View("v", 2) == nil {
 		t.Fatal("test definitions should hold v@1 and v@2")
 	}
@@ -79,6 +80,18 @@ func TestRegistry(t *testing.T) {
 	}
 	if rec2, err := reg.Lookup(ctx, "v", 2); err != nil || rec2.Definition["feature.n_1h.window"] != "2h" {
 		t.Fatalf("v@2 record: %+v, %v", rec2, err)
+	}
+
+	// A change refused is told a version neither defined nor registered:
+	// 3, whether v@2 is defined beside it or only registered.
+	for name, defs := range map[string]string{
+		"beside v@2":          strings.Replace(bothSrc, "e.amount > 0.0", "e.amount > 5.0", 1),
+		"v@2 registered only": strings.Replace(fpBase, "e.amount > 0.0", "e.amount > 5.0", 1),
+	} {
+		err := reg.Register(ctx, parse(t, defs))
+		if !errors.Is(err, features.ErrVersionNotBumped) || !strings.Contains(err.Error(), "define it as version 3 instead") {
+			t.Errorf("%s: %v, want to define it as version 3", name, err)
+		}
 	}
 }
 
