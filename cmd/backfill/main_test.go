@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
@@ -70,6 +71,15 @@ func TestOneShardMerges(t *testing.T) {
 	if err := os.WriteFile(spine, []byte("user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,2026-11-20T01:00:00Z\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(filepath.Join(dir, "data", "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.WriteLog(t, off, defs.Source("transactions"), 0, `{"txn_id": "t1", "user_id": "u1", "merchant_id": "m1", "amount": 5, "country": "FR", "ts": "2026-11-19T23:30:00Z"}`)
 	shard := filepath.Join(dir, "datasets", "train", "shard-0.parquet")
 	if err := run([]string{"dataset", "--definitions", "../../examples/fraud/definitions.yaml", "--data-dir", filepath.Join(dir, "data"),
 		"--spine", spine, "--timestamp-column", "ts", "--features", "user_txn@1:txn_count_1h", "--out=" + shard, "--shard=0/1"}); err != nil {

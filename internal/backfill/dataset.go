@@ -371,20 +371,15 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	// Size the buckets from the event log's size on disk: an event in
 	// memory takes about ten times its compressed bytes, and one bucket per
 	// core is in memory at once.
+	files, err := logFiles(ctx, &cfg, p)
+	if err != nil {
+		return Summary{}, err
+	}
 	var logBytes int64
-	files := map[string][]offline.LogFile{}
-	for src := range p.sources {
-		fs, err := cfg.Offline.LogFiles(ctx, "events/"+src)
-		if err != nil {
-			return Summary{}, err
-		}
-		if len(fs) == 0 {
-			cfg.Logger.Warn("the event log is empty: its views' features are computed from no events", "log", "events/"+src)
-		}
+	for _, fs := range files {
 		for _, f := range fs {
 			logBytes += f.Size
 		}
-		files[src] = fs
 	}
 	// Half of the limit is the spine's rows and their features' values,
 	// which stay in memory: parts keep them within it, unless one entity
@@ -446,6 +441,34 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		return Summary{}, err
 	}
 	return Summary{Rows: sp.len(), Events: events, Buckets: buckets, Elapsed: time.Since(began)}, nil
+}
+
+// logFiles lists the event log's files of each source the dataset reads.
+// A store with none at all is refused as the wrong store (a mistyped
+// --offline or --data-dir), not taken for one whose features are all null;
+// a source of a few with no events yet is only warned of.
+func logFiles(ctx context.Context, cfg *DatasetConfig, p *plan) (map[string][]offline.LogFile, error) {
+	files := map[string][]offline.LogFile{}
+	var empty []string
+	for src := range p.sources {
+		fs, err := cfg.Offline.LogFiles(ctx, "events/"+src)
+		if err != nil {
+			return nil, err
+		}
+		if len(fs) == 0 {
+			empty = append(empty, src)
+		}
+		files[src] = fs
+	}
+	if len(empty) == len(files) {
+		slices.Sort(empty)
+		return nil, fmt.Errorf("backfill dataset: no event log of source %s in offline store %s: is --offline (or --data-dir) the store ingest writes?",
+			strings.Join(empty, ", "), cfg.Offline)
+	}
+	for _, src := range empty {
+		cfg.Logger.Warn("the event log is empty: its views' features are computed from no events", "log", "events/"+src)
+	}
+	return files, nil
 }
 
 // spineBytes is about what a spine row takes in memory per column, its

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/backfill"
+	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
@@ -28,6 +30,9 @@ func fraudStore(t *testing.T) (*features.Definitions, *offline.Dir) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An event of an entity no test asks for: a dataset refuses a store
+	// with no event log at all.
+	ingesttest.WriteLog(t, off, defs.Source("transactions"), 1, `{"txn_id": "t0", "user_id": "nobody", "merchant_id": "nowhere", "amount": 1, "country": "FR", "ts": "2020-01-01T00:00:00Z"}`)
 	return defs, off
 }
 
@@ -265,16 +270,7 @@ func TestSpineCSV(t *testing.T) {
 // each such byte with U+FFFD.
 func TestSpineInvalidUTF8(t *testing.T) {
 	defs, off := fraudStore(t)
-	src := defs.Source("transactions")
-	var ev features.Event
-	if err := src.DecodeJSON([]byte(`{"txn_id": "t1", "user_id": "caf`+"\xe9"+`", "merchant_id": "m1", "amount": 5, "country": "FR", "ts": "2026-11-20T09:00:00Z"}`), &ev); err != nil {
-		t.Fatal(err)
-	}
-	row := append(append([]features.Value(nil), ev.Fields...), features.Timestamp(ev.Time), features.String("transactions"), features.Int(0), features.Int(0))
-	if err := off.WriteBatch(context.Background(), offline.Batch{Dir: "events/transactions", Columns: offline.EventColumns(src), TimeColumn: len(src.Schema),
-		Stream: "transactions/0", Rows: [][]features.Value{row}}); err != nil {
-		t.Fatal(err)
-	}
+	ingesttest.WriteLog(t, off, defs.Source("transactions"), 0, `{"txn_id": "t1", "user_id": "caf`+"\xe9"+`", "merchant_id": "m1", "amount": 5, "country": "FR", "ts": "2026-11-20T09:00:00Z"}`)
 	dir := t.TempDir()
 	spine := writeSpine(t, dir, "user_id,ts\ncaf\xe9,2026-11-20T09:30:00Z\n")
 	out := filepath.Join(dir, "out.parquet")
@@ -336,6 +332,7 @@ feature_views:
 	if err != nil {
 		t.Fatal(err)
 	}
+	ingesttest.WriteLog(t, off, defs.Source("a"), 0, `{"user_id": "nobody", "ts": 0}`)
 	dir := t.TempDir()
 	run := func(spine string, refs ...string) ([]offline.Column, error) {
 		out := filepath.Join(dir, "out.parquet")
@@ -387,5 +384,28 @@ feature_views:
 				t.Errorf("%s spine, features %v: %v, want %q", c.name, refs, err, c.err)
 			}
 		}
+	}
+}
+
+// TestNoEventLog: a store with no event log of any source the dataset
+// reads is refused as the wrong store, before the output is written.
+func TestNoEventLog(t *testing.T) {
+	defs, err := features.Load("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.parquet")
+	_, err = backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off,
+		Spine: writeSpine(t, dir, "user_id,ts\nu1,2026-11-20T09:30:00Z\n"), TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out})
+	if err == nil || !strings.Contains(err.Error(), "no event log of source transactions in offline store "+off.String()) {
+		t.Errorf("got %v, want an error naming the source and the store", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the dataset was written (%v)", err)
 	}
 }

@@ -424,3 +424,22 @@ func ReadLog(t testing.TB, dir string) [][]features.Value {
 	}
 	return rows
 }
+
+// WriteLog writes events of src, each a JSON record value, to the offline
+// store's event log as ingest does: one batch at offsets 0, 1, ... of the
+// source's partition.
+func WriteLog(t testing.TB, off *offline.Dir, src *features.Source, partition int32, events ...string) {
+	t.Helper()
+	b := offline.Batch{Dir: "events/" + src.Name, Columns: offline.EventColumns(src), TimeColumn: len(src.Schema),
+		Stream: fmt.Sprintf("%s/%d", src.Topic, partition), LastOffset: int64(len(events) - 1)}
+	for i, e := range events {
+		var ev features.Event
+		if err := src.DecodeJSON([]byte(e), &ev); err != nil {
+			t.Fatalf("event %s: %v", e, err)
+		}
+		b.Rows = append(b.Rows, append(ev.Fields, features.Timestamp(ev.Time), features.String(src.Topic), features.Int(int64(partition)), features.Int(int64(i))))
+	}
+	if err := off.WriteBatch(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
