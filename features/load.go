@@ -174,6 +174,7 @@ func (d *decoder) file(name string, src []byte) {
 			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 				at.Line, _ = strconv.Atoi(m[1])
 				msg = strings.TrimPrefix(err.Error(), m[0])
+				at.Line, at.Col = syntaxErrorAt(src, max(1, at.Line), msg)
 			} else if i := problemAt(src, msg); i >= 0 {
 				at.Line = 1 + bytes.Count(src[:i], []byte("\n"))
 				at.Col = 1 + utf8.RuneCount(src[bytes.LastIndexByte(src[:i], '\n')+1:i])
@@ -186,6 +187,51 @@ func (d *decoder) file(name string, src []byte) {
 			d.steps, d.maxSteps = 0, countNodes(&doc)+maxAliasNodes
 			d.document(doc.Content[0])
 		}
+	}
+}
+
+// syntaxErrorAt returns the line and column of a YAML syntax error whose
+// message, msg, the parser put at line from. The parser names the line of
+// the construct the error is in (the start of a list, say), not that of the
+// problem, which is at or after it: the problem's line is the first whose
+// end, with the lines before it, fails to parse with the same message. Its
+// column is that of the line's first character but spaces (a tab, which
+// YAML does not indent with, is the problem then).
+func syntaxErrorAt(src []byte, from int, msg string) (line, col int) {
+	line, col = from, 1
+	end := 0 // past the line
+	for l := 1; l < from+maxSyntaxLines && end < len(src); l++ {
+		start := end
+		if i := bytes.IndexByte(src[end:], '\n'); i >= 0 {
+			end += i + 1
+		} else {
+			end = len(src)
+		}
+		if l < from || !failsWith(src[:end], msg) {
+			continue
+		}
+		text := src[start:end]
+		return l, 1 + utf8.RuneCount(text[:len(text)-len(bytes.TrimLeft(text, " "))])
+	}
+	return line, col
+}
+
+// maxSyntaxLines bounds the lines syntaxErrorAt parses again.
+const maxSyntaxLines = 200
+
+// failsWith reports whether src fails to parse as YAML with the message msg.
+func failsWith(src []byte, msg string) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if err == nil {
+			continue
+		}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			return strings.TrimPrefix(err.Error(), m[0]) == msg
+		}
+		return false
 	}
 }
 

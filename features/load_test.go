@@ -591,11 +591,16 @@ func TestParseDefinitionsAliasExpansion(t *testing.T) {
 }
 
 // TestYAMLErrorPositions: a YAML error the parser gives no line for (an
-// unknown anchor, a control character, bytes that are not UTF-8) is
-// reported where it is, not at line 1.
+// unknown anchor, a control character, bytes that are not UTF-8), or the
+// line of what the problem is in, is reported where it is.
 func TestYAMLErrorPositions(t *testing.T) {
 	const head = "project: p\nentities:\n  - {name: user, join_keys: [user_id]}\n"
 	for _, c := range []struct{ name, src, want string }{
+		{"bad indent in a list", head + "feature_views:\n  - name: v\n    version: 1\n   bad: [\n", "defs.yaml:7:4: invalid YAML: did not find expected '-' indicator"},
+		{"key outdented", head + "sources:\n  - a\n  - b\n bad: 1\n", "defs.yaml:7:2: invalid YAML: did not find expected key"},
+		{"unclosed flow list", head + "sources: [\n", "defs.yaml:4:1: invalid YAML: did not find expected node content"},
+		{"tab", head + "sources: 1\n\tx: 2\n", "defs.yaml:5:1: invalid YAML: found a tab character that violates indentation"},
+		{"in a second document", head + "---\nsources:\n  - a\n  - b\n bad: 1\n", "defs.yaml:8:2: invalid YAML: did not find expected key"},
 		{"unknown anchor", head + "sources: &nopex []\nx: *nopex\nfeature_views: *nope\n", "defs.yaml:6:16: invalid YAML: unknown anchor 'nope' referenced"},
 		{"control character", head + "sources:\n  - name: a\x01\n", "defs.yaml:5:12: invalid YAML: control characters are not allowed"},
 		{"not UTF-8", head + "sources:\n  - name: é\xff\n", "defs.yaml:5:12: invalid YAML: "},
