@@ -38,7 +38,9 @@ func (e *DecodeError) Error() string {
 
 // DecodeJSON decodes one JSON object into ev, one value per schema field, in
 // schema order. Missing and null fields are null; fields the schema does not
-// declare are ignored; of a repeated key, the last counts. A string field
+// declare are ignored; a field's key given twice is refused (a
+// schema_violation: which value is meant is not known, and JSON readers
+// differ, some taking the first and some the last). A string field
 // takes a JSON string (invalid UTF-8 and escaped lone surrogates become
 // U+FFFD, as in encoding/json); int, a JSON integer; float, a JSON number of
 // magnitude at most 1e140 (every view may sum it exactly, so a view never
@@ -66,7 +68,12 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 		return &DecodeError{Reason: ReasonInvalidJSON, Msg: "not a JSON object"}
 	}
 	ev.Fields = append(ev.Fields[:0], make([]Value, len(s.Schema))...)
-	var bad []error // per field, once one is bad: a later value of its key replaces it
+	var bad []error // per field, once one is bad
+	var small [4]uint64
+	seen := small[:] // a bit per field
+	if n := (len(s.Schema) + 63) / 64; n > len(small) {
+		seen = make([]uint64, n)
+	}
 	var num [64]byte
 	obj.Visit(func(key []byte, v *fastjson.Value) {
 		i := s.fieldBytes(key)
@@ -74,10 +81,14 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 			return
 		}
 		val, err := decodeValue(v, s.Schema[i].Type, num[:0])
+		if seen[i/64]&(1<<(i%64)) != 0 {
+			err = errKeyTwice
+		}
+		seen[i/64] |= 1 << (i % 64)
 		if err != nil && bad == nil {
 			bad = make([]error, len(s.Schema))
 		}
-		if bad != nil {
+		if bad != nil && bad[i] != errKeyTwice {
 			bad[i] = err
 		}
 		ev.Fields[i] = val
@@ -99,6 +110,8 @@ func (s *Source) DecodeJSON(data []byte, ev *Event) error {
 }
 
 var parsers fastjson.ParserPool
+
+var errKeyTwice = errors.New("the key is given twice")
 
 // fieldBytes is Field for a key in bytes, without converting it.
 func (s *Source) fieldBytes(name []byte) int {

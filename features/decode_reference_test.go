@@ -23,6 +23,8 @@ func FuzzDecodeJSONMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"uid":"\udc00\ud800\u0041\\ud800\ud83d\ude00\ud83d","ts":1}`))
 	f.Add([]byte(`{"\ud800":"x","uid":"\\\udbff\udfff","ts":1}`))
 	f.Add([]byte(`{"x":-1.0000000000000001e140,"ts":1}`))
+	f.Add([]byte(`{"uid":"a","ts":1,"uid":"b"}`))
+	f.Add([]byte(`{"uid":"a","ts":1,"u\u0069d":"b","other":1,"other":2}`))
 	defs, err := Parse("d.yaml", []byte(`project: d
 entities: [{name: user, join_keys: [uid]}]
 sources:
@@ -72,8 +74,12 @@ func (s *Source) referenceDecodeJSON(data []byte, ev *Event) error {
 		}
 		return &DecodeError{Reason: ReasonInvalidJSON, Msg: msg}
 	}
+	keys := referenceKeys(data)
 	ev.Fields = ev.Fields[:0]
 	for _, f := range s.Schema {
+		if keys[f.Name] > 1 {
+			return &DecodeError{Reason: ReasonSchema, Field: f.Name, Msg: "the key is given twice"}
+		}
 		v, err := referenceValue(obj[f.Name], f.Type)
 		if err != nil {
 			return &DecodeError{Reason: ReasonSchema, Field: f.Name, Msg: err.Error()}
@@ -86,6 +92,27 @@ func (s *Source) referenceDecodeJSON(data []byte, ev *Event) error {
 	}
 	ev.Time = t.Int()
 	return nil
+}
+
+// referenceKeys counts the keys of a JSON object, valid JSON.
+func referenceKeys(data []byte) map[string]int {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	keys := map[string]int{}
+	if _, err := dec.Token(); err != nil { // {
+		return keys
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return keys
+		}
+		keys[k.(string)]++
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return keys
+		}
+	}
+	return keys
 }
 
 var jsonNull = []byte("null")

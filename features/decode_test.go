@@ -41,6 +41,11 @@ func TestDecodeJSON(t *testing.T) {
 			want: []features.Value{features.Null, features.Null, features.Float(-1e140), features.Null, features.Null, features.Timestamp(tsMs)}},
 		{in: `{"n": -9223372036854775808, ` + ts + `}`,
 			want: []features.Value{features.Null, features.Int(-9223372036854775808), features.Null, features.Null, features.Null, features.Timestamp(tsMs)}},
+		{in: `{"uid": "u1", "other": 1, "other": 2, ` + ts + `}`, // a key not in the schema may repeat
+			want: []features.Value{features.String("u1"), features.Null, features.Null, features.Null, features.Null, features.Timestamp(tsMs)}},
+		{in: `{"uid": "u1", ` + ts + `, "uid": "u2"}`, reason: features.ReasonSchema, field: "uid"},
+		{in: `{"n": 1, "n": "x", "x": 1, "x": 2, ` + ts + `}`, reason: features.ReasonSchema, field: "n"},
+		{in: `{"u\u0069d": "u1", "uid": "u1", ` + ts + `}`, reason: features.ReasonSchema, field: "uid"},
 		{in: `not json`, reason: features.ReasonInvalidJSON},
 		{in: `[1, 2]`, reason: features.ReasonInvalidJSON},
 		{in: `null`, reason: features.ReasonInvalidJSON},
