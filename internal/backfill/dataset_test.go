@@ -384,12 +384,7 @@ func TestShards(t *testing.T) {
 // testShards builds the dataset of spine whole, and in three shards merged,
 // and checks they are the same. It returns both files.
 func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir, spine string, spineRows int) (whole, merged string) {
-	var refs []string
-	for _, v := range defs.Views {
-		for _, f := range v.Features {
-			refs = append(refs, v.Ref()+":"+f.Name)
-		}
-	}
+	refs := allFeatures(defs)
 	build := func(out string, shard backfill.Shard, inclusive ...bool) {
 		if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
 			TimestampColumn: "label_time", Features: refs, Out: out, Shard: shard, TempDir: dir, Inclusive: len(inclusive) > 0}); err != nil {
@@ -516,12 +511,7 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 // built, and the next run goes on from them and leaves none behind.
 func TestParts(t *testing.T) {
 	defs, off, dir, spine, _ := smallRun(t, 11)
-	var refs []string
-	for _, v := range defs.Views {
-		for _, f := range v.Features {
-			refs = append(refs, v.Ref()+":"+f.Name)
-		}
-	}
+	refs := allFeatures(defs)
 	build := func(ctx context.Context, out string, limit int64, log slog.Handler) (backfill.Summary, error) {
 		return backfill.Dataset(ctx, backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
 			TimestampColumn: "label_time", Features: refs, Out: out, MemoryLimit: limit, TempDir: t.TempDir(), Logger: slog.New(log)})
@@ -606,12 +596,7 @@ func TestParts(t *testing.T) {
 // each is the file built at once, and their merge the whole dataset.
 func TestShardInParts(t *testing.T) {
 	defs, off, dir, spine, _ := smallRun(t, 12)
-	var refs []string
-	for _, v := range defs.Views {
-		for _, f := range v.Features {
-			refs = append(refs, v.Ref()+":"+f.Name)
-		}
-	}
+	refs := allFeatures(defs)
 	build := func(out string, shard backfill.Shard, limit int64) backfill.Summary {
 		t.Helper()
 		sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
@@ -654,6 +639,17 @@ func TestShardInParts(t *testing.T) {
 	if a, b := readAll(t, whole), readAll(t, merged); !bytes.Equal(a, b) {
 		t.Errorf("the shards built in parts merge to %d bytes, not the dataset built at once (%d bytes)", len(b), len(a))
 	}
+}
+
+// allFeatures returns a reference to every feature of every view.
+func allFeatures(defs *features.Definitions) []string {
+	var refs []string
+	for _, v := range defs.Views {
+		for _, f := range v.Features {
+			refs = append(refs, v.Ref()+":"+f.Name)
+		}
+	}
+	return refs
 }
 
 // logWatch is a slog handler that shows each record to fn first.

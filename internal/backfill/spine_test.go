@@ -19,8 +19,19 @@ import (
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
-// fraudStore returns the fraud definitions and an empty offline store.
+// fraudStore returns the fraud definitions and an offline store whose
+// event log holds one event, of an entity no test asks for.
 func fraudStore(t *testing.T) (*features.Definitions, *offline.Dir) {
+	t.Helper()
+	defs, off := emptyFraudStore(t)
+	// A dataset refuses a store with no event log at all.
+	ingesttest.WriteLog(t, off, defs.Source("transactions"), 1, `{"txn_id": "t0", "user_id": "nobody", "merchant_id": "nowhere", "amount": 1, "country": "FR", "ts": "2020-01-01T00:00:00Z"}`)
+	return defs, off
+}
+
+// emptyFraudStore is the fraud example's definitions and an offline store
+// without events.
+func emptyFraudStore(t *testing.T) (*features.Definitions, *offline.Dir) {
 	t.Helper()
 	defs, err := features.Load("../../examples/fraud/definitions.yaml")
 	if err != nil {
@@ -30,9 +41,6 @@ func fraudStore(t *testing.T) (*features.Definitions, *offline.Dir) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An event of an entity no test asks for: a dataset refuses a store
-	// with no event log at all.
-	ingesttest.WriteLog(t, off, defs.Source("transactions"), 1, `{"txn_id": "t0", "user_id": "nobody", "merchant_id": "nowhere", "amount": 1, "country": "FR", "ts": "2020-01-01T00:00:00Z"}`)
 	return defs, off
 }
 
@@ -390,17 +398,10 @@ feature_views:
 // TestNoEventLog: a store with no event log of any source the dataset
 // reads is refused as the wrong store, before the output is written.
 func TestNoEventLog(t *testing.T) {
-	defs, err := features.Load("../../examples/fraud/definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := offline.NewDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	defs, off := emptyFraudStore(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.parquet")
-	_, err = backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off,
+	_, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off,
 		Spine: writeSpine(t, dir, "user_id,ts\nu1,2026-11-20T09:30:00Z\n"), TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out})
 	if err == nil || !strings.Contains(err.Error(), "no event log of source transactions in offline store "+off.String()) {
 		t.Errorf("got %v, want an error naming the source and the store", err)
