@@ -226,6 +226,11 @@ type result struct {
 // moves another's windows.
 func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, error) {
 	if err := s.storeReady(ctx); err != nil {
+		// A request context of the wrong type is a 400 whatever the
+		// store: the client should not retry it.
+		if cerr := p.checkContext(req); cerr != nil {
+			return nil, cerr
+		}
 		return nil, err
 	}
 	res := &result{asOf: s.now().UnixMilli()}
@@ -330,6 +335,27 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 		}
 	}
 	return res, nil
+}
+
+// checkContext evaluates the on-demand features of every entity with their
+// features null, as for an entity without state, and returns the error of
+// the first whose request context is of the wrong type.
+func (p *plan) checkContext(req *request) error {
+	if p.service == nil || len(p.service.OnDemand) == 0 {
+		return nil
+	}
+	in := make([]features.Value, len(p.outputs))
+	od := make([]features.Value, len(p.service.OnDemand))
+	context, setRow := req.rowContext()
+	for r := range req.rows {
+		setRow(r)
+		if err := p.service.EvalOnDemand(in, context, od); err != nil {
+			if oe := features.RequestBlamed(err); oe != nil {
+				return contextError(oe, r, req.rows)
+			}
+		}
+	}
+	return nil
 }
 
 func (req *request) column(name string) *column {

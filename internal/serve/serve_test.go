@@ -811,6 +811,13 @@ func TestStoreUnavailable(t *testing.T) {
 	if w, msg := lookup(); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || !strings.Contains(msg, "retry later") {
 		t.Errorf("with Redis down: status %d, Retry-After %q, error %q", w.Code, w.Header().Get("Retry-After"), msg)
 	}
+	// A request context of the wrong type is refused whatever the store.
+	good := body
+	body = `{"feature_service": "risk", "entities": {"user_id": ["u1", "u2"], "card_id": [11, 21], "merchant_id": ["m1", "m2"]}, "request_context": {"amount": [3, "12"]}}`
+	if w, msg := lookup(); w.Code != http.StatusBadRequest || !strings.HasPrefix(msg, `entity at index 1: on-demand feature amount_vs_avg cannot use request_context.amount = "12": no such overload`) {
+		t.Errorf("a request context of the wrong type with Redis down: status %d, error %q, want 400", w.Code, msg)
+	}
+	body = good
 	f.redisd.Restart() // empty: it saved nothing
 	waitFor(t, func() bool {
 		w, msg := lookup()
