@@ -280,16 +280,7 @@ func TestSpineInvalidUTF8(t *testing.T) {
 	defs, off := fraudStore(t)
 	ingesttest.WriteLog(t, off, defs.Source("transactions"), 0, `{"txn_id": "t1", "user_id": "caf`+"\xe9"+`", "merchant_id": "m1", "amount": 5, "country": "FR", "ts": "2026-11-20T09:00:00Z"}`)
 	dir := t.TempDir()
-	spine := writeSpine(t, dir, "user_id,ts\ncaf\xe9,2026-11-20T09:30:00Z\n")
-	out := filepath.Join(dir, "out.parquet")
-	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
-		TimestampColumn: "ts", Features: []string{"user_txn@1:txn_count_1h"}, Out: out}); err != nil {
-		t.Fatal(err)
-	}
-	_, rows, _, err := offline.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rows := txnCounts(t, defs, off, writeSpine(t, dir, "user_id,ts\ncaf\xe9,2026-11-20T09:30:00Z\n"))
 	if user, n := rows[0][0], rows[0][2]; user.Str() != "caf\ufffd" || n != features.Int(1) {
 		t.Errorf("user_id %q, txn_count_1h %v: want \"caf\\ufffd\" and 1", user.Str(), n)
 	}
