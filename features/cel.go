@@ -53,7 +53,7 @@ func compileFilter(src *Source, expr string) (*filter, error) {
 	}
 	// e.amount > 0 compares a double with an int: as in the CEL of most
 	// tools, not an error.
-	opts = append(opts, cel.CrossTypeNumericComparisons(true))
+	opts = append(opts, cel.CrossTypeNumericComparisons(true), cel.Macros(cel.GlobalMacro("has", 1, hasField)))
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
 		return nil, err
@@ -77,6 +77,18 @@ func compileFilter(src *Source, expr string) (*filter, error) {
 	f.native = compileNative(checked.NativeRep(), src, f.index)
 	f.prg, err = env.Program(checked)
 	return f, err
+}
+
+// hasField expands has(e.x), whether the event gave field x, to e.x != null.
+// The fields are declared as the variables e.<field>, so there is no e for
+// CEL's own presence test to select from. Other arguments expand as in CEL.
+func hasField(eh cel.MacroExprFactory, target ast.Expr, args []ast.Expr) (ast.Expr, *cel.Error) {
+	if a := args[0]; a.Kind() == ast.SelectKind {
+		if op := a.AsSelect().Operand(); op.Kind() == ast.IdentKind && op.AsIdent() == "e" {
+			return eh.NewCall(operators.NotEquals, eh.Copy(a), eh.NewLiteral(types.NullValue)), nil
+		}
+	}
+	return parser.MakeHas(eh, target, args)
 }
 
 // canonicalCEL re-prints an expression from its syntax tree, so spacing and

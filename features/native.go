@@ -7,8 +7,8 @@ import (
 )
 
 // native is a filter compiled to Go. The filters views mostly have
-// (comparisons of a field with a constant of the field's type, joined by
-// !, && and ||) cost CEL's interpreter a frame, an activation and a boxed
+// (comparisons of a field with a constant of the field's type or null,
+// joined by !, && and ||) cost CEL's interpreter a frame, an activation and a boxed
 // value per event, and a filter runs for every event of its view. A native
 // filter returns its result and true, or false where CEL decides: where
 // the expression fails (a null field in an ordering, say), CEL evaluates
@@ -118,7 +118,8 @@ func mirror(op string) string {
 }
 
 // compare compiles `field op constant` for a field of type typ, if the
-// constant has that type (or is an int a float field is ordered against). A value of another type (null) is not equal to
+// constant has that type, is an int a float field is ordered against, or
+// is null in an equality. A value of another type (null) is not equal to
 // the constant and cannot be ordered, as in CEL; NaN compares as in Go.
 func compare(typ Type, f int, op string, c any) native {
 	switch k := c.(type) {
@@ -142,6 +143,11 @@ func compare(typ Type, f int, op string, c any) native {
 	case types.Bool:
 		if typ == TypeBool && (op == operators.Equals || op == operators.NotEquals) {
 			return ordered(typ, f, op, b2i(bool(k)), Value.Int)
+		}
+	case types.Null: // has(e.x) is e.x != null
+		if op == operators.Equals || op == operators.NotEquals {
+			ne := op == operators.NotEquals
+			return func(ev *Event) (bool, bool) { return ev.Fields[f].IsNull() != ne, true }
 		}
 	}
 	return nil

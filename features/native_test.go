@@ -8,7 +8,7 @@ import (
 
 // The native form of a filter gives CEL's result on every event where it
 // gives one, and defers to CEL only where CEL fails: random expressions of
-// comparisons, !, && and || over fields of every type, on random events with
+// comparisons, has(), !, && and || over fields of every type, on random events with
 // nulls, NaNs, infinities and signed zeros.
 func TestNativeFilterMatchesCEL(t *testing.T) {
 	defs, err := Parse("defs.yaml", []byte(`
@@ -41,7 +41,7 @@ feature_views:
 		case depth > 0 && k < 6:
 			return "(" + expr(depth-1) + pick(" && ", " || ") + expr(depth-1) + ")"
 		case k < 7:
-			return pick("e.b", "true", "false")
+			return pick("e.b", "true", "false", "has(e."+pick("i", "x", "s", "b", "ts")+")")
 		}
 		f := pick("i", "x", "s", "b")
 		op := ops[rng.IntN(len(ops))]

@@ -380,6 +380,12 @@ var refFilters = map[string]func(f []features.Value) tri{
 	"e.amount >= 0.0 && e.qty < 10": func(f []features.Value) tri {
 		return triAnd(floatGE(f[fAmount], 0), intLT(f[fQty], 10))
 	},
+	"has(e.cat) && e.cat != 'x'": func(f []features.Value) tri {
+		return triAnd(triOf(!f[fCat].IsNull()), triNot(strEq(f[fCat], "x")))
+	},
+	"!has(e.amount) || e.amount > 10.0": func(f []features.Value) tri {
+		return triOr(triOf(f[fAmount].IsNull()), floatGT(f[fAmount], 10))
+	},
 }
 
 func seenBeforeTS(f []features.Value) tri {
@@ -394,7 +400,7 @@ var refFilterNames = func() []string {
 	names := []string{
 		"e.amount > 10.0", "e.cat != 'x'", "e.cat == 'a'", "e.ok", "!e.ok", "e.seen < e.ts",
 		"e.uid != ''", "e.qty % 2 == 0", "e.ok && e.amount > 10.0", "e.cat == 'a' || e.qty > 5",
-		"e.amount >= 0.0 && e.qty < 10",
+		"e.amount >= 0.0 && e.qty < 10", "has(e.cat) && e.cat != 'x'", "!has(e.amount) || e.amount > 10.0",
 	}
 	if len(names) != len(refFilters) {
 		panic("reference: refFilterNames out of date")

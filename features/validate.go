@@ -157,7 +157,7 @@ func (d *decoder) checkViews() {
 			} else if err != nil {
 				hint := ""
 				if strings.Contains(err.Error(), "undeclared reference to 'e'") {
-					hint = ": a filter reads the event's fields as e.<field> only; has(e.x), e['x'] and 'x' in e are not supported, and e.x != null tests a missing field"
+					hint = ": a filter reads the event's fields as e.<field>; e['x'] and 'x' in e are not supported, and has(e.x) tests a missing field"
 				}
 				d.errorf(v.pos.of("filter"), path+".filter", "%v%s", err, hint)
 			}
