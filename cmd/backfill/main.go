@@ -229,12 +229,15 @@ a version ingest has taken over is refused.`)
 	if err := features.NewRegistry(cfg.Offline).Register(ctx, defs); err != nil {
 		return err
 	}
-	rdb, err := common.Redis(ctx, 0)
+	rdb, err := common.Redis(0)
 	if err != nil {
 		return err
 	}
 	if rdb != nil {
 		defer rdb.Close()
+	}
+	if err := common.PingRedis(ctx, rdb); err != nil {
+		return err
 	}
 	// Pending until the replay is published: a crash part way leaves a
 	// marker from which ingest replays everything since --from.

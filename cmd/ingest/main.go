@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -80,23 +81,26 @@ func run(args []string) error {
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		return cli.Stopped(ctx, err)
 	}
-	rdb, err := common.Redis(ctx, 0) // ingest writes: nothing to cache
+	rdb, err := common.Redis(0) // ingest writes: nothing to cache
 	if err != nil {
-		return cli.Stopped(ctx, err)
+		return err
 	}
 	if rdb != nil {
 		defer rdb.Close()
 	}
 	reg := cli.Registry()
-	// Metrics and health answer from the start: catching up new view
-	// versions in ingest.New can take long, and a supervisor should see a
-	// live process that is not ready yet.
+	// Metrics and health answer from the start: Kafka and Redis may start
+	// after ingest, catching up new view versions in ingest.New can take
+	// long, and a supervisor should see a live process that is not ready
+	// yet.
 	var ready atomic.Pointer[ingest.Ingester] // once New returned
+	var starting atomic.Value                 // what it is doing until then
+	starting.Store("waiting for Kafka")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		in := ready.Load()
 		if in == nil {
-			http.Error(w, "starting: catching up new view versions", http.StatusServiceUnavailable)
+			http.Error(w, "starting: "+starting.Load().(string), http.StatusServiceUnavailable)
 			return
 		}
 		if !in.Consuming() {
@@ -111,6 +115,14 @@ func run(args []string) error {
 	}
 	defer closeMetrics()
 
+	if err := cli.Await(ctx, log, "Kafka", common.PingKafka); err != nil {
+		return cli.Stopped(ctx, err)
+	}
+	starting.Store("waiting for Redis")
+	if err := cli.Await(ctx, log, "Redis", func(ctx context.Context) error { return common.PingRedis(ctx, rdb) }); err != nil {
+		return cli.Stopped(ctx, err)
+	}
+	starting.Store("catching up new view versions")
 	in, err := ingest.New(ctx, ingest.Config{
 		Definitions:     defs,
 		Brokers:         common.BrokerList(),

@@ -63,9 +63,14 @@ func run(args []string) error {
 	if err := features.NewRegistry(off).Register(ctx, defs); err != nil {
 		return cli.Stopped(ctx, err)
 	}
-	rdb, err := common.Redis(ctx, *redisCacheMB<<20)
+	rdb, err := common.Redis(*redisCacheMB << 20)
 	if err != nil {
-		return cli.Stopped(ctx, err)
+		return err
+	}
+	// Redis may start after serve; until it answers, lookups are 503s
+	// and /readyz is not ready, as when it stops answering later.
+	if err := common.PingRedis(ctx, rdb); err != nil {
+		log.Warn("redis does not answer yet: not ready until it does", "err", err)
 	}
 
 	reg := cli.Registry()

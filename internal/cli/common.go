@@ -15,6 +15,7 @@ import (
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
@@ -175,11 +176,12 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 	return log, defs, off, nil
 }
 
-// Redis connects to --redis-addr with --online redis: one address is a
-// single Redis, several the seeds of a Redis Cluster. It returns nil for
-// pebble. cacheBytes > 0 turns on client-side caching of
-// that size on a single Redis (see redis.ClientOptions).
-func (c *Common) Redis(ctx context.Context, cacheBytes int64) (redis.UniversalClient, error) {
+// Redis returns a client of --redis-addr with --online redis: one address
+// is a single Redis, several the seeds of a Redis Cluster. It returns nil
+// for pebble. cacheBytes > 0 turns on client-side caching of that size on
+// a single Redis (see redis.ClientOptions). It does not connect: PingRedis
+// does.
+func (c *Common) Redis(cacheBytes int64) (redis.UniversalClient, error) {
 	switch c.Online {
 	case "pebble":
 		return nil, nil
@@ -188,12 +190,56 @@ func (c *Common) Redis(ctx context.Context, cacheBytes int64) (redis.UniversalCl
 		if cacheBytes > 0 {
 			onlineredis.CacheOptions(opts, cacheBytes)
 		}
-		rdb := redis.NewUniversalClient(opts)
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			rdb.Close()
-			return nil, fmt.Errorf("--redis-addr %s: %w", c.RedisAddr, err)
-		}
-		return rdb, nil
+		return redis.NewUniversalClient(opts), nil
 	}
 	return nil, fmt.Errorf("--online %q: want pebble or redis", c.Online) // Open said so first
+}
+
+// PingRedis checks that Redis answers rdb, a client of Redis; nil (pebble)
+// always does.
+func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	if rdb == nil {
+		return nil
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("--redis-addr %s: %w", c.RedisAddr, err)
+	}
+	return nil
+}
+
+// PingKafka checks that a broker of --brokers answers.
+func (c *Common) PingKafka(ctx context.Context) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.BrokerList()...))
+	if err != nil {
+		return fmt.Errorf("--brokers %s: %w", c.Brokers, err)
+	}
+	defer cl.Close()
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("--brokers %s: %w", c.Brokers, err)
+	}
+	return nil
+}
+
+// Await calls check every second until it succeeds, for a service that may
+// start after this process (Kafka or Redis, under Kubernetes), and logs its
+// first failure as a warning. If ctx ends first, it returns ctx's error
+// with check's last.
+func Await(ctx context.Context, log *slog.Logger, what string, check func(context.Context) error) error {
+	for try := 0; ; try++ {
+		err := check(ctx)
+		if err == nil {
+			if try > 0 {
+				log.Info(what + " answers")
+			}
+			return nil
+		}
+		if try == 0 {
+			log.Warn("waiting for "+what, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (%w)", what, ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -111,7 +111,12 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) error {
 // startBroker runs the local broker on a free port.
 func startBroker(t *testing.T) []string {
 	t.Helper()
-	port := freePort(t)
+	return startBrokerAt(t, freePort(t))
+}
+
+// startBrokerAt runs the local broker on port.
+func startBrokerAt(t *testing.T, port int) []string {
+	t.Helper()
 	start(t, "localkafka", "--port", strconv.Itoa(port), "--partitions", "4", "--topics", "transactions", "--data-dir", t.TempDir())
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -258,6 +259,63 @@ func TestServeRedisReadyOnceSeeded(t *testing.T) {
 	if diffs := diffFromReference(t, defs, ref, lookup(t, base, body), users, merchants); len(diffs) > 0 {
 		t.Fatalf("%d values differ from the engine's once ready, like:\n%s", len(diffs), strings.Join(diffs[:min(10, len(diffs))], "\n"))
 	}
+}
+
+// TestStartBeforeKafkaAndRedis: ingest and serve started before Kafka and
+// Redis (a Helm release's pods start in any order) keep running, not
+// ready, and answer the engine's values once both are up.
+func TestStartBeforeKafkaAndRedis(t *testing.T) {
+	port := freePort(t)
+	brokers := []string{"127.0.0.1:" + strconv.Itoa(port)}
+	redisServer := ingesttest.StartRedisServer(t)
+	redisServer.Kill()
+	defs := loadDefs(t)
+	txns := recentStream(2000)
+	ref := ingesttest.Reference(t, defs, txns)
+
+	metrics := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
+	in := startIngest(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisServer.Addr, "--metrics-addr", strings.TrimPrefix(metrics, "http://"))
+	base, sv := startServe(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisServer.Addr)
+	// wantUnready waits until url answers 503 with says in its body.
+	wantUnready := func(url, says string) {
+		t.Helper()
+		last := ""
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			for _, p := range []*proc{in, sv} {
+				select {
+				case err := <-p.done:
+					p.done <- err // for the cleanup
+					t.Fatalf("%s exited (%v) before %s", filepath.Base(p.cmd.Path), err, says)
+				default:
+				}
+			}
+			resp, err := http.Get(url)
+			if err != nil {
+				last = err.Error()
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if last = fmt.Sprintf("%d %s", resp.StatusCode, body); resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("%s: %s; want 503 %s", url, last, says)
+			}
+			if strings.Contains(string(body), says) {
+				return
+			}
+		}
+		t.Fatalf("%s: %s after 30s; want 503 %s", url, last, says)
+	}
+	wantUnready(metrics+"/readyz", "waiting for Kafka")
+	wantUnready(base+"/readyz", "redis")
+	time.Sleep(2 * time.Second) // still waiting, still running
+	wantUnready(metrics+"/readyz", "waiting for Kafka")
+
+	startBrokerAt(t, port)
+	wantUnready(metrics+"/readyz", "waiting for Redis")
+	redisServer.Restart()
+	kcatProduce(t, brokers, txns)
+	waitReady(t, base)
+	waitForReference(t, base, defs, ref)
 }
 
 func mustJSON(t *testing.T, v any) string {
