@@ -12,7 +12,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // EnvName is the environment variable matching a flag: --topic-prefix is
@@ -91,11 +95,30 @@ func durationText(_ []string, a slog.Attr) slog.Attr {
 
 // redisLog routes go-redis's own messages (a connection pool that cannot
 // dial, say), which it prints with the standard library's logger, to a
-// slog logger, so that they are in --log-format too.
-type redisLog struct{ log *slog.Logger }
+// slog logger, so that they are in --log-format too. go-redis says a
+// failure again each time it retries, several times a second while Redis
+// is down: a message of one format is logged at most every 10 seconds.
+type redisLog struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	every map[string]*rate.Sometimes // by format
+}
 
-func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
-	l.log.WarnContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "library", "go-redis")
+func newRedisLog(log *slog.Logger) *redisLog {
+	return &redisLog{log: log, every: map[string]*rate.Sometimes{}}
+}
+
+func (l *redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.mu.Lock()
+	s := l.every[format]
+	if s == nil {
+		s = &rate.Sometimes{First: 1, Interval: 10 * time.Second}
+		l.every[format] = s
+	}
+	l.mu.Unlock()
+	s.Do(func() {
+		l.log.WarnContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "library", "go-redis")
+	})
 }
 
 // Usage prints a usage line and the flags, each with its environment

@@ -153,7 +153,7 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 		return nil, nil, nil, err
 	}
 	slog.SetDefault(log) // for Exit, and for libraries that log
-	redis.SetLogger(redisLog{log})
+	redis.SetLogger(newRedisLog(log))
 	// The collector works harder near 90% of the container's memory limit
 	// rather than let the kernel kill the process at it. GOMEMLIMIT, or
 	// AUTOMEMLIMIT (a ratio, or off), overrides it; Set logs its own
