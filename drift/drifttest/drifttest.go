@@ -122,8 +122,9 @@ func (s *Sampler) Predictions(n int, at *time.Time, step time.Duration) []drift.
 	return ps
 }
 
-// Produce logs predictions to topic, keyed by model as serve does.
-func Produce(t testing.TB, cl *kgo.Client, topic string, ps []drift.Prediction) {
+// Produce logs predictions to topic, keyed by model as serve does, and
+// returns the last record, produced.
+func Produce(t testing.TB, cl *kgo.Client, topic string, ps []drift.Prediction) *kgo.Record {
 	t.Helper()
 	recs := make([]*kgo.Record, len(ps))
 	for i, p := range ps {
@@ -136,4 +137,5 @@ func Produce(t testing.TB, cl *kgo.Client, topic string, ps []drift.Prediction) 
 	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	return recs[len(recs)-1]
 }

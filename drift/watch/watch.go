@@ -6,9 +6,12 @@
 // Events are sent once. The committed offset of a partition is where its
 // detectors' open windows begin, or the breaching windows before them that a
 // breach in progress still needs, so a restarted or new owner rebuilds both
-// from the log; the last event of each model, read back from the retrain
-// topic when partitions are assigned, starts the cooldown again, so a
-// breach replayed after a crash is not sent twice.
+// from the log. The offset is the earliest of its versions'; the commit's
+// metadata keeps each version's own, and a version skips the records before
+// it, so that its windows are the same after a restart as before. The last
+// event of each model, read back from the retrain topic when partitions are
+// assigned, starts the cooldown again, so a breach replayed after a crash
+// is not sent twice.
 //
 // Predictions whose time is more than a minute from their record's
 // timestamp are skipped, and a version without predictions for ten minutes
@@ -76,11 +79,30 @@ type Monitor struct {
 
 	mu       sync.Mutex // the poll loop and the rebalance callbacks
 	versions map[version]*watched
-	sent     map[string]sent // model → its last event
-	next     map[int32]int64 // partition → offset after the last record processed
+	sent     map[string]sent  // model → its last event
+	next     map[int32]int64  // partition → offset after the last record processed
+	resume   map[int32]starts // partition → where its versions' windows began at the last commit
 	fatal    error
 	inputs   []float32 // scratch
 }
+
+// starts is where the versions of a partition begin: model → version →
+// the first offset its detector has not evaluated, in a commit's metadata.
+type starts map[string]map[int]int64
+
+func (st starts) of(v version) int64 { return st[v.model][v.version] }
+
+func (st starts) set(v version, offset int64) {
+	if st[v.model] == nil {
+		st[v.model] = map[int]int64{}
+	}
+	st[v.model][v.version] = offset
+}
+
+// maxMetadata keeps a commit's metadata under Kafka's default limit
+// (offset.metadata.max.bytes, 4096); a partition with more versions than
+// fit commits none, and its versions start over at its committed offset.
+const maxMetadata = 4000
 
 type version struct {
 	model   string
@@ -136,7 +158,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	}
 	m := &Monitor{cfg: cfg, log: cfg.Logger,
 		predictions: cfg.TopicPrefix + ".predictions", retrain: cfg.TopicPrefix + ".retrain",
-		versions: map[version]*watched{}, sent: map[string]sent{}, next: map[int32]int64{},
+		versions: map[version]*watched{}, sent: map[string]sent{}, next: map[int32]int64{}, resume: map[int32]starts{},
 	}
 	var err error
 	if m.m, err = newMetrics(cfg.Registerer); err != nil {
@@ -152,6 +174,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		kgo.OnPartitionsAssigned(m.onAssigned),
 		kgo.OnPartitionsRevoked(m.onRevoked),
 		kgo.OnPartitionsLost(m.onLost),
+		kgo.OnOffsetsFetched(m.onFetched),
 		kgo.MetadataMinAge(250 * time.Millisecond),
 	}
 	if cfg.InstanceID != "" {
@@ -264,6 +287,9 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 	if w.det == nil {
 		m.m.skipped.WithLabelValues("unwatched").Inc()
 		return nil
+	}
+	if r.Offset < m.resume[r.Partition].of(v) {
+		return nil // evaluated before the last commit
 	}
 	m.inputs = m.inputs[:0]
 	for _, x := range p.Inputs {
@@ -384,28 +410,47 @@ func (m *Monitor) prune() {
 
 // commit commits, for each partition processed, where its detectors'
 // windows (and breaches in progress) begin, or past its last record when
-// they hold none of it.
+// they hold none of it, with where each version's begin as metadata.
 func (m *Monitor) commit(ctx context.Context) error {
 	if len(m.next) == 0 {
 		return nil
 	}
 	at := map[int32]int64{}
+	begin := map[int32]starts{}
 	for p, next := range m.next {
 		at[p] = next
+		begin[p] = starts{}
 	}
 	m.prune()
-	for _, w := range m.versions {
+	for v, w := range m.versions {
 		if w.det == nil {
 			continue
 		}
-		if from := w.det.From(); from >= 0 && from < at[w.partition] {
-			at[w.partition] = from
+		from := w.det.From()
+		if from < 0 {
+			from = m.next[w.partition]
 		}
+		at[w.partition] = min(at[w.partition], from)
+		begin[w.partition].set(v, from)
 	}
 	offsets := map[int32]kgo.EpochOffset{}
+	metadata := map[int32]*string{}
 	for p, o := range at {
 		offsets[p] = kgo.EpochOffset{Epoch: -1, Offset: o}
+		if b, err := gojson.Marshal(begin[p]); err == nil && len(b) <= maxMetadata {
+			metadata[p] = new(string(b))
+		}
 	}
+	ctx = kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		for i := range req.Topics {
+			for j := range req.Topics[i].Partitions {
+				if p := &req.Topics[i].Partitions[j]; req.Topics[i].Topic == m.predictions {
+					p.Metadata = metadata[p.Partition]
+				}
+			}
+		}
+		return nil
+	})
 	var err error
 	m.client.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{m.predictions: offsets},
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, e error) {
@@ -435,6 +480,39 @@ func (m *Monitor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[st
 	m.log.Info("drift: partitions assigned", "partitions", assigned[m.predictions])
 }
 
+// onFetched reads where each version of the assigned partitions began at
+// their last commit.
+func (m *Monitor) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	note := func(topic string, partition int32, metadata *string) {
+		if topic != m.predictions {
+			return
+		}
+		var st starts
+		if metadata != nil && *metadata != "" {
+			if err := gojson.Unmarshal([]byte(*metadata), &st); err != nil {
+				st = nil
+				m.log.Warn("drift: committed metadata that is not where versions began; they start at the committed offset", "partition", partition, "err", err)
+			}
+		}
+		m.resume[partition] = st
+	}
+	for _, t := range resp.Topics { // before v8
+		for _, p := range t.Partitions {
+			note(t.Topic, p.Partition, p.Metadata)
+		}
+	}
+	for _, g := range resp.Groups {
+		for _, t := range g.Topics {
+			for _, p := range t.Partitions {
+				note(t.Topic, p.Partition, p.Metadata)
+			}
+		}
+	}
+	return nil
+}
+
 func (m *Monitor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -454,6 +532,7 @@ func (m *Monitor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 func (m *Monitor) drop(parts []int32) {
 	for _, p := range parts {
 		delete(m.next, p)
+		delete(m.resume, p)
 		for v, w := range m.versions {
 			if w.partition == p {
 				delete(m.versions, v)

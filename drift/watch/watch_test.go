@@ -8,7 +8,9 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/drift/drifttest"
+	"github.com/quiver-ml/quiver/features"
 )
 
 const window = 500
@@ -285,46 +288,12 @@ func TestBreachSurvivesRestart(t *testing.T) {
 
 	s := drifttest.NewSampler(prof, 7)
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	var last *kgo.Record
-	produce := func(k int, shifted bool) {
-		s.Shift("amount_vs_avg", shifted)
-		for _, p := range s.Predictions(k*window, &at, 10*time.Millisecond) {
-			b, _ := json.Marshal(p)
-			r := &kgo.Record{Topic: "quiver.predictions", Key: []byte(p.Model), Value: b, Timestamp: p.Time}
-			if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-			last = r
-		}
-	}
-	// run starts a monitor, produces, waits until the monitor has
-	// processed it all, stops it, and returns how many events it sent.
 	run := func(k int, shifted bool) float64 {
 		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, CommitInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- m.Run(ctx) }()
-		produce(k, shifted)
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			m.mu.Lock()
-			next := m.next[last.Partition]
-			m.mu.Unlock()
-			if next == last.Offset+1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the monitor did not reach the end of the log")
-			}
-		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		m, _ := runThrough(t, brokers, dir, defs, func() *kgo.Record {
+			s.Shift("amount_vs_avg", shifted)
+			return drifttest.Produce(t, cl, "quiver.predictions", s.Predictions(k*window, &at, 10*time.Millisecond))
+		})
 		return testutil.ToFloat64(m.m.events.WithLabelValues("fraud"))
 	}
 	if e := run(1, false); e != 0 {
@@ -338,6 +307,95 @@ func TestBreachSurvivesRestart(t *testing.T) {
 	}
 	if e := run(1, false); e != 0 {
 		t.Fatalf("%v events after a restart past the event, want none", e)
+	}
+}
+
+// runThrough starts a monitor, calls produce, waits until the monitor has
+// processed the record produce returns, and stops it. It also returns where
+// each watched version's windows began then.
+func runThrough(t *testing.T, brokers []string, dir string, defs *features.Definitions, produce func() *kgo.Record) (*Monitor, map[version]int64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, CommitInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	last := produce()
+	from := map[version]int64{}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m.mu.Lock()
+		next := m.next[last.Partition]
+		if next == last.Offset+1 {
+			for v, w := range m.versions {
+				if w.det != nil {
+					from[v] = w.det.From()
+				}
+			}
+		}
+		m.mu.Unlock()
+		if next == last.Offset+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the monitor did not reach the end of the log")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return m, from
+}
+
+// TestRestartKeepsEachVersionsWindows: a canary's prediction in the middle
+// of the production version's first window holds the committed offset back
+// while the canary's window is open. A restart must not evaluate the
+// production version's windows again from there, each shifted by half a
+// window: its windows were stable, breaching, breaching, stable, breaching,
+// breaching, and the shifted ones breach three in a row.
+func TestRestartKeepsEachVersionsWindows(t *testing.T) {
+	brokers := cluster(t)
+	dir, defs, prof := drifttest.Repository(t, watchYAML)
+	if err := os.CopyFS(filepath.Join(dir, "fraud", "2"), os.DirFS(filepath.Join(dir, "fraud", "1"))); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s := drifttest.NewSampler(prof, 7)
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	var ps []drift.Prediction
+	add := func(n int, shifted bool) {
+		s.Shift("amount_vs_avg", shifted)
+		ps = append(ps, s.Predictions(n, &at, 10*time.Millisecond)...)
+	}
+	add(window/2, false)
+	add(1, false)
+	ps[len(ps)-1].Version = 2 // the canary's
+	add(window/2, false)
+	add(2*window, true)
+	add(window, false)
+	add(2*window, true)
+	add(window/5, false) // open
+	var last *kgo.Record
+	first, before := runThrough(t, brokers, dir, defs, func() *kgo.Record {
+		last = drifttest.Produce(t, cl, "quiver.predictions", ps)
+		return last
+	})
+	if e := testutil.ToFloat64(first.m.events.WithLabelValues("fraud")); e != 0 {
+		t.Fatalf("%v events for no three breaching windows in a row", e)
+	}
+	again, after := runThrough(t, brokers, dir, defs, func() *kgo.Record { return last })
+	if e := testutil.ToFloat64(again.m.events.WithLabelValues("fraud")); e != 0 {
+		t.Errorf("%v events after a restart", e)
+	}
+	if !maps.Equal(after, before) {
+		t.Errorf("after a restart, the versions' windows begin at offsets %v; before, at %v", after, before)
 	}
 }
 
