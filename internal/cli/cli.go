@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,7 +33,7 @@ func EnvName(flagName string) string {
 // every flag after it would be dropped (`--inclusive false` would set
 // --inclusive and ignore the rest).
 func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -44,7 +45,7 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 // ParseArgs is Parse for a command that takes arguments after its flags,
 // which it returns; one that looks like a flag is an error.
 func ParseArgs(fs *flag.FlagSet, args []string, getenv func(string) string) ([]string, error) {
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args, getenv); err != nil {
 		return nil, err
 	}
 	for _, a := range fs.Args() {
@@ -53,6 +54,46 @@ func ParseArgs(fs *flag.FlagSet, args []string, getenv func(string) string) ([]s
 		}
 	}
 	return fs.Args(), setFromEnv(fs, getenv)
+}
+
+// parse parses args into fs. If they or the environment ask for
+// --log-format json, a JSON logger is made the default first, so that a
+// flag's error is logged as JSON (Exit) like everything after it, and
+// the flag package prints nothing of its own unless help is asked for.
+func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if fs.Lookup("log-format") == nil {
+		return fs.Parse(args)
+	}
+	format := getenv(EnvName("log-format"))
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, ok := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "-") || name != "log-format":
+		case ok:
+			format = value
+		case i+1 < len(args):
+			format = args[i+1]
+		}
+	}
+	if format == "json" {
+		log, _ := Logger(os.Stderr, format)
+		slog.SetDefault(log)
+		if !slices.ContainsFunc(args, isHelp) {
+			fs.SetOutput(io.Discard) // the flag package's own copy of an error, and the usage
+		}
+	}
+	return fs.Parse(args)
+}
+
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "--h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // setFromEnv sets each flag not given on the command line from its

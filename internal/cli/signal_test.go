@@ -47,6 +47,15 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Println(debug.SetMemoryLimit(-1))
 		os.Exit(0)
+	case "parse": // parses the arguments of QUIVER_CLI_TEST_ARGS and exits
+		fs := flag.NewFlagSet("parse", flag.ContinueOnError)
+		cli.AddCommon(fs)
+		fs.Duration("timeout", time.Second, "")
+		err := cli.Parse(fs, strings.Fields(os.Getenv("QUIVER_CLI_TEST_ARGS")), os.Getenv)
+		if err == nil {
+			err = errors.New("parsed")
+		}
+		cli.Exit(err)
 	case "json-exit":
 		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 		cli.Exit(errors.New("definitions: 2 problem(s):\na.yaml:1:1: one\na.yaml:2:1: two"))
@@ -119,6 +128,29 @@ func TestExitJSON(t *testing.T) {
 	}
 	if rec.Level != "ERROR" || !strings.HasSuffix(rec.Err, "a.yaml:2:1: two") {
 		t.Errorf("record %+v, want level ERROR and the whole error", rec)
+	}
+}
+
+// TestFlagErrorJSON: asked for JSON logs, on the command line or in the
+// environment, a flag's error is one JSON record too, without the flag
+// package's own text.
+func TestFlagErrorJSON(t *testing.T) {
+	for _, c := range []struct{ args, env, want string }{
+		{args: "--log-format json --bogus", want: "flag provided but not defined: -bogus"},
+		{args: "--bogus --log-format=json", want: "flag provided but not defined: -bogus"},
+		{args: "--timeout x", env: "QUIVER_LOG_FORMAT=json", want: `invalid value "x" for flag -timeout`},
+		{args: "--log-format json", env: "QUIVER_TIMEOUT=x", want: `QUIVER_TIMEOUT="x"`},
+	} {
+		cmd := helper(t, "parse")
+		cmd.Env = append(cmd.Env, "QUIVER_CLI_TEST_ARGS="+c.args, c.env)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		cmd.Run()
+		out := strings.TrimSuffix(stderr.String(), "\n")
+		var rec struct{ Level, Err string }
+		if strings.Contains(out, "\n") || json.Unmarshal([]byte(out), &rec) != nil || !strings.Contains(rec.Err, c.want) {
+			t.Errorf("%s %s: stderr\n%s\nwant one JSON record of the error %s", c.env, c.args, out, c.want)
+		}
 	}
 }
 
