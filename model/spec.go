@@ -51,6 +51,19 @@ type Aliases struct {
 	Shadow     int     `yaml:"shadow" json:"shadow,omitempty"`
 }
 
+// Live lists the versions that take requests: production, the canary's
+// and the shadow, those set.
+func (a Aliases) Live() []int {
+	live := []int{a.Production}
+	if a.Canary != nil {
+		live = append(live, a.Canary.Version)
+	}
+	if a.Shadow != 0 {
+		live = append(live, a.Shadow)
+	}
+	return live
+}
+
 // Canary sends a share of the traffic, sticky per entity, to a version.
 type Canary struct {
 	Version int     `yaml:"version" json:"version"`

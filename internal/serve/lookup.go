@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -136,23 +137,37 @@ func (e *planError) refuse(req *request) error {
 	return badRequest("%s", joinProblems(ps))
 }
 
-// check checks a request's entities and context against the plan.
-func (p *plan) check(req *request) error {
-	if ps := p.problems(req); len(ps) > 0 {
+// check checks a request's entities and context against the plan, and
+// against the plans also, if any: then it needs the join keys and context
+// of them all, and accepts them.
+func (p *plan) check(req *request, also ...*plan) error {
+	if ps := p.problems(req, also...); len(ps) > 0 {
 		return badRequest("%s", joinProblems(ps))
 	}
 	return nil
 }
 
 // problems lists what check refuses.
-func (p *plan) problems(req *request) []string {
+func (p *plan) problems(req *request, also ...*plan) []string {
+	keys := p.keys
+	if len(also) > 0 {
+		keys = maps.Clone(p.keys)
+		for _, o := range also {
+			for k, c := range o.keys {
+				if _, ok := keys[k]; !ok {
+					keys[k] = c
+				}
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(keys))
 	var problems []string
 	given := map[string]bool{}
 	for _, c := range req.entities {
 		given[c.name] = true
-		k, ok := p.keys[c.name]
+		k, ok := keys[c.name]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("entities.%s is not a join key of the requested features (they need %s)", c.name, strings.Join(p.keyNames(), ", ")))
+			problems = append(problems, fmt.Sprintf("entities.%s is not a join key of the requested features (they need %s)", c.name, strings.Join(names, ", ")))
 			continue
 		}
 		for i, v := range c.values {
@@ -162,9 +177,9 @@ func (p *plan) problems(req *request) []string {
 			}
 		}
 	}
-	for _, k := range p.keyNames() {
+	for _, k := range names {
 		if !given[k] {
-			problems = append(problems, fmt.Sprintf("join key %s is missing from entities (%s needs it)", k, p.keys[k].used))
+			problems = append(problems, fmt.Sprintf("join key %s is missing from entities (%s needs it)", k, keys[k].used))
 		}
 	}
 	if req.fullNames {
@@ -174,21 +189,16 @@ func (p *plan) problems(req *request) []string {
 			}
 		}
 	}
-	for _, k := range p.context {
-		if !req.hasContext(k) {
-			problems = append(problems, fmt.Sprintf("request_context.%s is missing (an on-demand feature of %s reads it)", k, p.service.Name))
+	var missing []string
+	for _, q := range append([]*plan{p}, also...) {
+		for _, k := range q.context {
+			if !req.hasContext(k) && !slices.Contains(missing, k) {
+				missing = append(missing, k)
+				problems = append(problems, fmt.Sprintf("request_context.%s is missing (an on-demand feature of %s reads it)", k, q.service.Name))
+			}
 		}
 	}
 	return problems
-}
-
-func (p *plan) keyNames() []string {
-	names := make([]string, 0, len(p.keys))
-	for k := range p.keys {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	return names
 }
 
 func article(t features.Type) string {

@@ -51,7 +51,7 @@ func (s *Server) predict(c echo.Context) error {
 		return routeError(err)
 	}
 	pl := s.services[v.Service.Name]
-	if err := pl.check(req); err != nil {
+	if err := pl.check(req, s.otherPlans(c.Param("name"), pl)...); err != nil {
 		return err
 	}
 	in, err := s.modelInputs(c.Request().Context(), req, pl)
@@ -113,6 +113,25 @@ func (s *Server) predict(c echo.Context) error {
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, *bp)
 }
 
+// otherPlans returns the plans of the feature services that the model's
+// live versions (production, canary, shadow) read besides pl: a request
+// must carry what they all need, whichever version its entity is routed to.
+func (s *Server) otherPlans(name string, pl *plan) []*plan {
+	m, err := s.models.Model(name)
+	if err != nil {
+		return nil
+	}
+	var others []*plan
+	for _, n := range m.Aliases.Live() {
+		if v := m.Versions[n]; v != nil {
+			if o := s.services[v.Service.Name]; o != pl && !slices.Contains(others, o) {
+				others = append(others, o)
+			}
+		}
+	}
+	return others
+}
+
 // modelInputs looks up a request's entities with a feature service's plan
 // and returns their model inputs, a row per entity.
 func (s *Server) modelInputs(ctx context.Context, req *request, pl *plan) ([]float32, error) {
@@ -152,7 +171,7 @@ func (s *Server) predictShadow(shadow *model.Version, reqID string, req *request
 	defer cancel()
 	var err error
 	if spl := s.services[shadow.Service.Name]; spl != pl {
-		if err = spl.check(req); err == nil {
+		if err = spl.check(req, pl); err == nil {
 			in, err = s.modelInputs(ctx, req, spl)
 		}
 	}

@@ -1,7 +1,9 @@
 package serve_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,11 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/serve"
 	"github.com/quiver-ml/quiver/model"
 	"github.com/quiver-ml/quiver/model/onnx/onnxtest"
 	"github.com/quiver-ml/quiver/store/online"
+	"github.com/quiver-ml/quiver/store/online/redis"
 )
 
 // mlpServer is serve with model mlp: an ONNX network of two inputs, the
@@ -180,6 +186,71 @@ func TestPredictNonFinite(t *testing.T) {
 	post("/v2/models/mlp/infer", `{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [3e38, 3e38]}]}`, &infer)
 	if len(infer.Outputs) != 1 || len(infer.Outputs[0].Data) != 1 || infer.Outputs[0].Data[0] != nil {
 		t.Errorf("outputs %+v, want one null", infer.Outputs)
+	}
+}
+
+// TestPredictAcrossServices: a canary or a shadow may read another feature
+// service than production, with other join keys (risk needs the card and
+// the merchant, user_risk the user only). A request with every key and
+// context any live version needs is answered by whichever version its
+// entity is routed to, and runs the shadow; one missing a key is refused
+// for every entity, not for those routed to the version that needs it.
+func TestPredictAcrossServices(t *testing.T) {
+	f := newFixture(t)
+	dir := filepath.Join(t.TempDir(), "models")
+	for v, spec := range map[string]struct {
+		service string
+		inputs  int
+	}{"1": {"user_risk", 2}, "2": {"risk", 3}} {
+		vdir := filepath.Join(dir, "m", v)
+		if err := os.MkdirAll(vdir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(vdir, "model.onnx"), string(onnxtest.Marshal(t, onnxtest.MLP(1, spec.inputs, 8, 1))))
+		writeFile(t, filepath.Join(vdir, "model.yaml"), "format: onnx\nartifact: model.onnx\ninputs: {feature_service: "+spec.service+"}\noutput: probability\ndevice: cpu\n")
+	}
+	for _, aliases := range []string{"production: 1\ncanary: {version: 2, traffic: 0.5}\n", "production: 2\ncanary: {version: 1, traffic: 0.5}\n", "production: 1\nshadow: 2\n"} {
+		writeFile(t, filepath.Join(dir, "m", "aliases.yaml"), aliases)
+		models, err := model.Open(model.Config{Dir: dir, Definitions: f.defs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tables []online.Table
+		for _, v := range f.defs.Views {
+			tables = append(tables, online.TableOf(v))
+		}
+		reg := prometheus.NewRegistry()
+		srv, err := serve.New(serve.Config{Definitions: f.defs, Store: redis.New(f.redis, "quiver", tables), Models: models, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions := map[int]int{}
+		for u := range 40 {
+			body := fmt.Sprintf(`{"entities": {"user_id": ["u%d"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": 5}}`, u)
+			w := httptest.NewRecorder()
+			srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/models/m/predict", strings.NewReader(body)))
+			var resp struct{ Version int }
+			if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &resp) != nil {
+				t.Fatalf("%s: user u%d with every key: %d %s", aliases, u, w.Code, w.Body)
+			}
+			versions[resp.Version]++
+
+			w = httptest.NewRecorder()
+			srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/models/m/predict", strings.NewReader(fmt.Sprintf(`{"entities": {"user_id": ["u%d"]}}`, u))))
+			if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "join key card_id is missing") || !strings.Contains(w.Body.String(), "request_context.amount is missing") {
+				t.Fatalf("%s: user u%d with the user only: %d %s; want 400 naming card_id and amount", aliases, u, w.Code, w.Body)
+			}
+		}
+		if strings.Contains(aliases, "canary") && (versions[1] == 0 || versions[2] == 0) {
+			t.Errorf("%s: versions answering %v, want both", aliases, versions)
+		}
+		if err := srv.WaitShadows(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := testutil.GatherAndCount(reg, "quiver_serve_shadow_failures_total"); err != nil || n != 0 {
+			t.Errorf("%s: %d shadow failure series (%v), want none", aliases, n, err)
+		}
+		models.Close()
 	}
 }
 

@@ -625,7 +625,7 @@ func TestFeatureViews(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Errorf("views:\n%v\nwant\n%s", got, want)
 	}
-	if len(out.Services) != 1 || out.Services[0].Name != "risk" || len(out.Services[0].Features) != 2 {
+	if len(out.Services) != 2 || out.Services[0].Name != "risk" || len(out.Services[0].Features) != 2 || out.Services[1].Name != "user_risk" {
 		t.Errorf("services: %+v", out.Services)
 	}
 }
