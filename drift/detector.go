@@ -78,6 +78,7 @@ func (c *column) bin(x float32) int {
 // they merge by adding counts. It is not safe for concurrent use.
 type Detector struct {
 	cfg     Config
+	width   int // the model's inputs
 	columns []column
 	offs    []int // each column's first bin in a slide
 
@@ -118,7 +119,7 @@ func NewDetector(cfg Config, prof *Profile, inputs []string) (*Detector, error) 
 	if watch == nil {
 		watch = inputs
 	}
-	d := &Detector{cfg: cfg}
+	d := &Detector{cfg: cfg, width: len(inputs)}
 	var missing []string
 	for _, name := range watch {
 		i, fp := slices.Index(inputs, name), byName[name]
@@ -169,10 +170,8 @@ func (d *Detector) Columns() []string {
 // prediction log. It returns the evaluation of the window it closed, if it
 // closed one.
 func (d *Detector) Add(t time.Time, inputs []float32, out float32, offset int64) (*Evaluation, error) {
-	for _, c := range d.columns {
-		if c.input >= len(inputs) {
-			return nil, fmt.Errorf("a prediction with %d inputs, want at least %d", len(inputs), c.input+1)
-		}
+	if len(inputs) != d.width {
+		return nil, fmt.Errorf("a prediction with %d inputs, want %d", len(inputs), d.width)
 	}
 	var ev *Evaluation
 	s := &d.slides[d.cur]

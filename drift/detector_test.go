@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,6 +55,20 @@ func TestBins(t *testing.T) {
 	}
 	if got := d.columns[1].expected; !slices.Equal(got, []float64{10, 10, 10, 10, 0}) {
 		t.Errorf("expected counts of x: %v", got)
+	}
+}
+
+// TestInputWidth: a prediction with more or fewer inputs than the model
+// has is not of this model, and is refused rather than binned.
+func TestInputWidth(t *testing.T) {
+	d := mustDetector(t, Config{})
+	for _, in := range [][]float32{{1}, {1, 2, 3}} {
+		if _, err := d.Add(time.Unix(0, 0), in, 0.5, 0); err == nil || !strings.Contains(err.Error(), "want 2") {
+			t.Errorf("%d inputs: %v, want an error", len(in), err)
+		}
+	}
+	if _, err := d.Add(time.Unix(0, 0), []float32{1, 2}, 0.5, 0); err != nil {
+		t.Errorf("2 inputs: %v", err)
 	}
 }
 

@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/time/rate"
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
@@ -83,7 +84,8 @@ type Monitor struct {
 	next     map[int32]int64  // partition → offset after the last record processed
 	resume   map[int32]starts // partition → where its versions' windows began at the last commit
 	fatal    error
-	inputs   []float32 // scratch
+	inputs   []float32      // scratch
+	skipWarn rate.Sometimes // a skipped prediction's warning, at most every minute
 }
 
 // starts is where the versions of a partition begin: model → version →
@@ -159,6 +161,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	m := &Monitor{cfg: cfg, log: cfg.Logger,
 		predictions: cfg.TopicPrefix + ".predictions", retrain: cfg.TopicPrefix + ".retrain",
 		versions: map[version]*watched{}, sent: map[string]sent{}, next: map[int32]int64{}, resume: map[int32]starts{},
+		skipWarn: rate.Sometimes{First: 1, Interval: time.Minute},
 	}
 	var err error
 	if m.m, err = newMetrics(cfg.Registerer); err != nil {
@@ -280,6 +283,10 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 	// must agree with when the record was produced.
 	if d := p.Time.Sub(r.Timestamp); d > maxClockSkew || d < -maxClockSkew {
 		m.m.skipped.WithLabelValues("time").Inc()
+		m.skipWarn.Do(func() {
+			m.log.Warn("drift: a prediction whose time is over a minute from its record's timestamp; skipped, as are others like it (quiver_drift_predictions_skipped_total)",
+				"model", p.Model, "version", p.Version, "time", p.Time, "record_timestamp", r.Timestamp, "partition", r.Partition, "offset", r.Offset)
+		})
 		return nil
 	}
 	v := version{p.Model, p.Version}
@@ -299,6 +306,10 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 	ev, err := w.det.Add(p.Time, m.inputs, float32(p.Output[0]), r.Offset)
 	if err != nil {
 		m.m.skipped.WithLabelValues("invalid").Inc()
+		m.skipWarn.Do(func() {
+			m.log.Warn("drift: a prediction that does not fit its model; skipped, as are others like it (quiver_drift_predictions_skipped_total)",
+				"model", p.Model, "version", p.Version, "err", err, "partition", r.Partition, "offset", r.Offset)
+		})
 		return nil
 	}
 	if ev != nil {
