@@ -239,35 +239,15 @@ func TestNoCooldown(t *testing.T) {
 		t.Run("cooldown "+zero, func(t *testing.T) {
 			brokers := cluster(t)
 			dir, defs, prof := drifttest.Repository(t, strings.Replace(watchYAML, "cooldown: 20m", "cooldown: "+zero, 1))
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, CommitInterval: 100 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- m.Run(ctx) }()
-			cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.Close()
-
+			cl := producer(t, brokers)
 			s := drifttest.NewSampler(prof, 7)
 			s.Shift("amount_vs_avg", true)
 			at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-			drifttest.Produce(t, cl, "quiver.predictions", s.Predictions(6*window, &at, 10*time.Millisecond))
-			for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(m.m.predictions.WithLabelValues("fraud", "1")) != 6*window; time.Sleep(20 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("processed %v of %d predictions", testutil.ToFloat64(m.m.predictions.WithLabelValues("fraud", "1")), 6*window)
-				}
-			}
+			m, _ := runThrough(t, brokers, dir, defs, func() *kgo.Record {
+				return drifttest.Produce(t, cl, "quiver.predictions", s.Predictions(6*window, &at, 10*time.Millisecond))
+			})
 			if e, s := testutil.ToFloat64(m.m.events.WithLabelValues("fraud")), testutil.ToFloat64(m.m.suppressed.WithLabelValues("fraud")); e != 2 || s != 0 {
 				t.Errorf("%v events, %v suppressed, after six breaching windows; want 2 and none", e, s)
-			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
 			}
 		})
 	}
@@ -280,11 +260,7 @@ func TestNoCooldown(t *testing.T) {
 func TestBreachSurvivesRestart(t *testing.T) {
 	brokers := cluster(t)
 	dir, defs, prof := drifttest.Repository(t, watchYAML)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := producer(t, brokers)
 
 	s := drifttest.NewSampler(prof, 7)
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
@@ -308,6 +284,17 @@ func TestBreachSurvivesRestart(t *testing.T) {
 	if e := run(1, false); e != 0 {
 		t.Fatalf("%v events after a restart past the event, want none", e)
 	}
+}
+
+// producer returns a client of the brokers for the test.
+func producer(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // runThrough starts a monitor, calls produce, waits until the monitor has
@@ -362,11 +349,7 @@ func TestRestartKeepsEachVersionsWindows(t *testing.T) {
 	if err := os.CopyFS(filepath.Join(dir, "fraud", "2"), os.DirFS(filepath.Join(dir, "fraud", "1"))); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := producer(t, brokers)
 	s := drifttest.NewSampler(prof, 7)
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	var ps []drift.Prediction
@@ -457,11 +440,7 @@ func TestRunJoinsTheGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := producer(t, brokers)
 	adm := kadm.NewClient(cl)
 	members := func() int {
 		t.Helper()
