@@ -155,6 +155,8 @@ func TestOpenInferenceProtocol(t *testing.T) {
 	}{
 		{"/v2/models/nope/infer", map[string]any{"inputs": []any{}}, 404, `unknown model "nope"`},
 		{"/v2/models/fraud/versions/9/infer", map[string]any{"inputs": []any{}}, 404, "version 9"},
+		{"/v2/models/fraud/versions/0/infer", map[string]any{"inputs": []any{}}, 404, `version "0"`},
+		{"/v2/models/fraud/versions/v1/infer", map[string]any{"inputs": []any{}}, 404, `version "v1"`},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 9}, "datatype": "FP32", "data": make([]float32, 9)}}}, 400, "want [rows, 10]"},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{1, 10}, "datatype": "BYTES", "data": make([]float32, 10)}}}, 400, `datatype "BYTES"`},
 		{"/v2/models/fraud/infer", map[string]any{"inputs": []map[string]any{{"name": "input", "shape": []int{2, 10}, "datatype": "FP32", "data": make([]float32, 10)}}}, 400, "10 values of data for shape [2, 10]"},

@@ -118,8 +118,8 @@ func (s *Server) oipVersion(c echo.Context) (*model.Model, *model.Version, error
 	n := 0
 	if p := c.Param("version"); p != "" {
 		var err error
-		if n, err = strconv.Atoi(p); err != nil || n < 1 {
-			return nil, nil, badRequest("version %q is not a positive integer", p)
+		if n, err = strconv.Atoi(p); err != nil || n < 1 { // a version no model has
+			return nil, nil, routeError(fmt.Errorf("%w %q version %q", model.ErrUnknownModel, c.Param("name"), p))
 		}
 	}
 	m, err := s.models.Model(c.Param("name"))
