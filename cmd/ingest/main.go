@@ -60,7 +60,13 @@ func run(args []string) error {
 	if *modelsDir != "" && *driftGroup == *group {
 		return fmt.Errorf("--drift-group-id %q is also --group-id: the detectors need a consumer group of their own", *driftGroup)
 	}
-	if *modelsDir == "" {
+	if *modelsDir != "" {
+		if fi, err := os.Stat(*modelsDir); err != nil {
+			return fmt.Errorf("--models: %w", err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("--models %s: not a directory", *modelsDir)
+		}
+	} else {
 		for _, name := range []string{"drift-group-id", "retrain-webhook", "retrain-webhook-secret-file"} {
 			if f := fs.Lookup(name); f.Value.String() != f.DefValue {
 				return fmt.Errorf("--%s needs --models", name)

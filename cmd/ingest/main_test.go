@@ -30,6 +30,8 @@ func TestFlagErrors(t *testing.T) {
 		{append([]string{"--retrain-webhook", "hooks.example.com/retrain"}, drift...), `--retrain-webhook "hooks.example.com/retrain": want an http:// or https:// URL`},
 		{append([]string{"--retrain-webhook", "http://hooks:8080/retrain", "--retrain-webhook-secret-file", empty}, drift...), "is empty: bodies would go unsigned"},
 		{append([]string{"--drift-group-id", "quiver-ingest"}, drift...), `--drift-group-id "quiver-ingest" is also --group-id`},
+		{[]string{"--models", "no-such-dir"}, "--models: stat no-such-dir: no such file or directory"},
+		{[]string{"--models", "main.go"}, "--models main.go: not a directory"},
 		{[]string{"--topic-prefix="}, "--topic-prefix is empty"},
 		{[]string{"--brokers="}, `--brokers "": an empty address`},
 		{[]string{"--brokers", "a:9092,,b:9092"}, "an empty address"},
