@@ -8,12 +8,12 @@ import (
 
 // native is a filter compiled to Go. The filters views mostly have
 // (comparisons of a field with a constant of the field's type or null,
-// joined by !, && and ||) cost CEL's interpreter a frame, an activation and a boxed
-// value per event, and a filter runs for every event of its view. A native
-// filter returns its result and true, or false where CEL decides: where
-// the expression fails (a null field in an ordering, say), CEL evaluates
-// it again and reports its own error. Its test compares it with CEL on
-// random expressions and events.
+// joined by !, && and ||) cost CEL's interpreter a frame, an activation and
+// a boxed value per event, and a filter runs for every event of its view.
+// A native filter returns its result and true, or false where CEL decides:
+// where the expression fails (a null field in an ordering, say), CEL
+// evaluates it again and reports its own error. Its test compares it with
+// CEL on random expressions and events.
 type native func(ev *Event) (result, known bool)
 
 // compileNative compiles a checked filter expression, or returns nil if it

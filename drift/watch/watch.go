@@ -421,7 +421,8 @@ func (m *Monitor) prune() {
 
 // commit commits, for each partition processed, where its detectors'
 // windows (and breaches in progress) begin, or past its last record when
-// they hold none of it, with where each version's begin as metadata.
+// they hold none of it, with where each version's windows begin as
+// metadata.
 func (m *Monitor) commit(ctx context.Context) error {
 	if len(m.next) == 0 {
 		return nil
