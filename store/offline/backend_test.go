@@ -133,6 +133,31 @@ func TestNewS3DirMissingBucket(t *testing.T) {
 	}
 }
 
+// TestNewS3DirRefused: a server that refuses the store's first request
+// says why, and the error passes it on: a key it does not know, or
+// another region than the bucket's. A bucket name S3 cannot have is
+// refused as such.
+func TestNewS3DirRefused(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	for _, c := range []struct {
+		name string
+		edit func(*offline.S3Options)
+		want string
+	}{
+		{"unknown key", func(o *offline.S3Options) { o.AccessKeyID = "nobody" }, "access key"},
+		{"wrong region", func(o *offline.S3Options) { o.Region = "eu-west-9" }, "eu-west-9"},
+		{"bad bucket name", func(o *offline.S3Options) { o.Bucket = "Bad_Bucket" }, "not valid"},
+	} {
+		opts := srv.Options(bucket, "")
+		c.edit(&opts)
+		_, err := offline.NewS3Dir(context.Background(), opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("%s: %v; want an error saying %q", c.name, err, c.want)
+		}
+	}
+}
+
 // TestNewS3DirNoCredentials: without static credentials and with no role to
 // take them from, opening a store says that no credentials were found,
 // rather than passing on the server's refusal of an unsigned request.

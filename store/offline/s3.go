@@ -102,14 +102,19 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open offline store: %w", err)
 	}
-	ok, err := c.BucketExists(ctx, opts.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("open offline store: bucket %s: %w", opts.Bucket, err)
+	// A listing, not a HEAD of the bucket: a refused HEAD has no body, and
+	// the server's reason (a wrong key or region) would be lost.
+	b := &s3Bucket{c: minio.Core{Client: c}, bucket: opts.Bucket, prefix: opts.Prefix}
+	for obj := range c.ListObjectsIter(ctx, opts.Bucket, minio.ListObjectsOptions{Prefix: b.dirKey("."), MaxKeys: 1}) {
+		if err := obj.Err; err != nil {
+			if r := minio.ToErrorResponse(err); r.Code != "" {
+				err = fmt.Errorf("%w (%s)", err, r.Code)
+			}
+			return nil, fmt.Errorf("open offline store: bucket %s: %w", opts.Bucket, err)
+		}
+		break
 	}
-	if !ok {
-		return nil, fmt.Errorf("open offline store: bucket %s does not exist", opts.Bucket)
-	}
-	return &Dir{b: &s3Bucket{c: minio.Core{Client: c}, bucket: opts.Bucket, prefix: opts.Prefix},
+	return &Dir{b: b,
 		url: strings.TrimSuffix("s3://"+opts.Bucket+"/"+opts.Prefix, "/")}, nil
 }
 
@@ -228,11 +233,17 @@ func (b *s3Bucket) stat(ctx context.Context, name string) (entry, error) {
 // dirTime is always the zero time: prefixes have no modification time.
 func (b *s3Bucket) dirTime(context.Context, string) (time.Time, error) { return time.Time{}, nil }
 
-func (b *s3Bucket) list(ctx context.Context, dir string) ([]entry, error) {
-	prefix := b.key(dir)
-	if prefix != "" {
-		prefix += "/"
+// dirKey returns the key prefix of a directory's files ("" for the
+// bucket's root).
+func (b *s3Bucket) dirKey(dir string) string {
+	if prefix := b.key(dir); prefix != "" {
+		return prefix + "/"
 	}
+	return ""
+}
+
+func (b *s3Bucket) list(ctx context.Context, dir string) ([]entry, error) {
+	prefix := b.dirKey(dir)
 	var entries []entry
 	for obj := range b.c.ListObjectsIter(ctx, b.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
 		if obj.Err != nil {
