@@ -359,10 +359,13 @@ func (ct *shardColumns) columns() []offline.Column {
 }
 
 // checkOut checks, before any work, that a dataset and its profile can be
-// written to path: neither is a directory, and its directory, made if
+// written to path: a local file, not a URL; neither is a directory, and its directory, made if
 // missing, takes new files. It removes the temporary files that a run of
 // the same path left when it was killed (staleTemp).
 func checkOut(path string) error {
+	if scheme, _, ok := strings.Cut(path, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
+		return fmt.Errorf("--out %q: want a local file, not a URL: copy the dataset and its profile to %s:// once written", path, scheme)
+	}
 	if isDir(path) {
 		return fmt.Errorf("--out %q is a directory: want a file in it", path)
 	}

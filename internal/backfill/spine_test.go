@@ -185,6 +185,7 @@ func TestBadRequest(t *testing.T) {
 		{"output not parquet", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "out.json"}, `--out "out.json": want a .parquet (or .csv) file`, nil},
 		{"output directory a file", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(spine, "out.parquet")}, "spine.csv/out.parquet\": no directory", nil},
 		{"output a directory", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "d.parquet")}, "d.parquet\" is a directory", nil},
+		{"output a URL", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: "s3://bucket/train.parquet"}, `--out "s3://bucket/train.parquet": want a local file, not a URL`, nil},
 		{"profile a directory", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "p.parquet")}, "p.parquet\": its profile " + filepath.Join(dir, "p.parquet.profile.json") + " is a directory", nil},
 		{"output the spine", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: spine}, "spine.csv\" is the spine", nil},
 		{"output the spine by another name", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "link.csv")}, "link.csv\" is the spine", nil},

@@ -90,6 +90,9 @@ func (c *Common) openOffline() (*offline.Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--offline %q: %w", c.Offline, err)
 	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("--offline %q: a query or fragment means nothing here (an S3 store's settings come from the AWS_* environment)", c.Offline)
+	}
 	switch u.Scheme {
 	case "file":
 		return offline.NewDir(filePath(u))

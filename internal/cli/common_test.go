@@ -2,6 +2,7 @@ package cli
 
 import (
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/quiver-ml/quiver/store/offline"
@@ -44,5 +45,16 @@ func TestS3Options(t *testing.T) {
 	got = s3Options(u, func(k string) string { return env[k] })
 	if got.Region != "us-west-2" || got.Endpoint != "https://generic:1" || got.Prefix != "" {
 		t.Fatalf("options %+v: want AWS_REGION over AWS_DEFAULT_REGION, AWS_ENDPOINT_URL without the S3 one, no prefix", got)
+	}
+}
+
+// TestOfflineURLQuery: a query or fragment in --offline is refused, not
+// dropped: nothing reads it.
+func TestOfflineURLQuery(t *testing.T) {
+	for _, u := range []string{"s3://bucket/prefix?region=eu-west-1", "file:///var/lib/quiver#x"} {
+		c := &Common{Offline: u}
+		if _, err := c.openOffline(); err == nil || !strings.Contains(err.Error(), "a query or fragment means nothing here") {
+			t.Errorf("--offline %s: %v, want it refused", u, err)
+		}
 	}
 }
