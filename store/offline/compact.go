@@ -247,16 +247,21 @@ func (d *Dir) Compact(ctx context.Context, dir string, opts CompactOptions) (Com
 		return stats, fmt.Errorf("compact %w", err)
 	}
 	defer l.Release()
+	ctx, stop := l.Hold(ctx)
+	defer stop()
 	// Listed again under the lock: a compaction that held it may have
 	// changed the log since.
 	if snap, err = d.snapshot(ctx, dir); err != nil {
 		return stats, fmt.Errorf("compact %s: %w", dir, err)
 	}
 	for _, part := range slices.Sorted(maps.Keys(snap.parts)) {
-		if err := ctx.Err(); err != nil {
-			return stats, err
+		if ctx.Err() != nil {
+			return stats, context.Cause(ctx) // the caller's, or the lock lost
 		}
 		if err := d.compactPart(ctx, dir, part, snap, opts, l, &stats); err != nil {
+			if ctx.Err() != nil {
+				err = context.Cause(ctx)
+			}
 			return stats, fmt.Errorf("compact %s/%s: %w", dir, part, err)
 		}
 	}

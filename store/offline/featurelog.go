@@ -83,6 +83,8 @@ func (d *Dir) RemoveLog(ctx context.Context, dir string) (int, error) {
 		return 0, fmt.Errorf("remove log %w", err)
 	}
 	defer l.Release()
+	ctx, stop := l.Hold(ctx)
+	defer stop()
 	ix, unlock, err := d.refreshed(ctx, dir)
 	if err != nil {
 		return 0, fmt.Errorf("remove log %s: %w", dir, err)

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,13 +33,15 @@ var ErrLocked = errors.New("locked by another process")
 // before changing anything more.
 const (
 	compactLock = "compacting"
-	// compactLockTTL is long: a compaction renews its lock before each
-	// change, and merging a run of files takes a while.
-	compactLockTTL = 10 * time.Minute
+	// compactLockTTL: a compaction holds its lock in the background (Hold)
+	// and checks it before each change (Keep), so a compactor killed part
+	// way holds up the next one a minute at most.
+	compactLockTTL = time.Minute
 )
 
 // Lease is a held lock.
 type Lease struct {
+	mu      sync.Mutex // Keep's, as Hold calls it beside its holder
 	d       *Dir
 	dir     string
 	prefix  string
@@ -144,6 +147,8 @@ func (l *Lease) write(ctx context.Context, exclusive bool) error {
 // tenth of its time to live has passed: a compaction calls it before each
 // change it makes.
 func (l *Lease) Keep(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	top, _, _, err := l.d.lockState(ctx, l.dir, l.prefix)
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", l.dir, err)
