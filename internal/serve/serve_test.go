@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -62,6 +63,25 @@ type fixture struct {
 	redisd  *ingesttest.RedisServer // the server f.redis reads
 	reg     *prometheus.Registry    // the server's metrics
 	clock   time.Time               // the server's; now unless a test moves it
+	logs    logBuffer               // the server's log
+}
+
+// logBuffer is a log that a test reads while the server writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newFixture(t *testing.T, tokens ...string) *fixture {
@@ -116,7 +136,8 @@ func newFixture(t *testing.T, tokens ...string) *fixture {
 	}
 	ingesttest.MarkSeeded(t, client, "quiver", tables...)
 	f.redis, f.redisd, f.reg = client, redisd, prometheus.NewRegistry()
-	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver", tables), AuthTokens: tokens, Registerer: f.reg, Now: func() time.Time { return f.clock }})
+	f.srv, err = serve.New(serve.Config{Definitions: defs, Store: redis.New(client, "quiver", tables), AuthTokens: tokens, Registerer: f.reg,
+		Now: func() time.Time { return f.clock }, Logger: slog.New(slog.NewTextHandler(&f.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -791,7 +812,8 @@ func TestNullOptionalFields(t *testing.T) {
 // TestStoreUnavailable checks that a lookup the store cannot answer for
 // now is a 503 the client may retry, not a 500 nor NOT_FOUND for every
 // entity: with Redis down, with a Redis back but empty until ingest has
-// seeded it again, and with the store closed.
+// seeded it again, and with the store closed. The log says when the store
+// turns not ready, and ready again, once each.
 func TestStoreUnavailable(t *testing.T) {
 	f := newFixture(t)
 	body := `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1", "u2"]}}`
@@ -829,6 +851,10 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 	ingesttest.MarkSeeded(t, f.redis, "quiver", tables...) // as ingest does, its states written again
 	waitFor(t, func() bool { w, _ := lookup(); return w.Code == http.StatusOK }, "lookups to answer once Redis is seeded")
+	logs := f.logs.String()
+	if strings.Count(logs, "online store not ready") != 1 || !strings.Contains(logs, "err=\"redis") || strings.Count(logs, "online store ready") != 1 {
+		t.Errorf("log:\n%s\nwant one line saying the store is not ready, with the cause, and one that it is ready again", logs)
+	}
 	f.redis.Close()
 	if w, _ := lookup(); w.Code != http.StatusServiceUnavailable {
 		t.Errorf("with the store closed: status %d, body %s", w.Code, w.Body)

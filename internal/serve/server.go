@@ -129,9 +129,16 @@ func (s *Server) storeReady(ctx context.Context) error {
 		if r = s.readiness.Load(); r == nil || time.Since(r.at) >= readyEvery {
 			// Not the request's context: its cancellation is not the store's.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyEvery)
+			prev := s.readiness.Load()
 			r = &readiness{at: time.Now(), err: s.store.Ready(ctx)}
 			cancel()
 			s.readiness.Store(r)
+			switch {
+			case r.err != nil && (prev == nil || prev.err == nil):
+				s.cfg.Logger.Warn("online store not ready: lookups answer 503 until it is", "err", r.err)
+			case r.err == nil && prev != nil && prev.err != nil:
+				s.cfg.Logger.Info("online store ready")
+			}
 		}
 		s.askReady.Unlock()
 	}
