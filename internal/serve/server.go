@@ -134,7 +134,9 @@ func (s *Server) storeReady(ctx context.Context) error {
 			cancel()
 			s.readiness.Store(r)
 			switch {
-			case r.err != nil && (prev == nil || prev.err == nil):
+			case r.err != nil && prev == nil: // starting
+				s.cfg.Logger.Info("online store not ready yet: lookups answer 503 until it is", "err", r.err)
+			case r.err != nil && prev.err == nil:
 				s.cfg.Logger.Warn("online store not ready: lookups answer 503 until it is", "err", r.err)
 			case r.err == nil && prev != nil && prev.err != nil:
 				s.cfg.Logger.Info("online store ready")
