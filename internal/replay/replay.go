@@ -130,7 +130,7 @@ type Result struct {
 	Covered  map[int32]int64 // per source partition, the last offset the replay covers
 	Events   int64           // events read from the log, at or below the marks
 	Applied  int64           // events applied
-	Entities int             // entities that had an event to replay
+	Entities int             // entities that had an event applied
 	Buckets  int             // buckets of entities replayed one after another
 	Rows     int64           // feature log rows written
 }
@@ -412,8 +412,13 @@ func (r *run) compute(ctx context.Context, byKey map[string][]features.Event, la
 				r.rows.add(ent.State, ev)
 			}
 		}
-		b.Entities[k] = ent
 		delete(byKey, k) // applied: its events can go
+		if len(ent.Applied) == 0 {
+			// No event passed the view's filter: as in ingest, the entity
+			// has no state, and serve answers NOT_FOUND, not a zero count.
+			continue
+		}
+		b.Entities[k] = ent
 	}
 	r.res.Entities += len(b.Entities)
 	if r.rows != nil {

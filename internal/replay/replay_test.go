@@ -41,7 +41,7 @@ func setup(t *testing.T) (*features.Definitions, *features.View, *offline.Dir, [
 }
 
 // reference applies the events matching keep to fresh states, in the
-// given order.
+// given order; an entity none of whose events the view applies has none.
 func reference(t *testing.T, eng *features.Engine, events []features.Event, keep func(features.Event) bool) map[string]string {
 	states := map[string]*features.State{}
 	for i := range events {
@@ -50,10 +50,13 @@ func reference(t *testing.T, eng *features.Engine, events []features.Event, keep
 			continue
 		}
 		k := ev.Fields[1].Str()
-		if states[k] == nil {
-			states[k] = eng.NewState()
+		st := states[k]
+		if st == nil {
+			st = eng.NewState()
 		}
-		eng.Apply(states[k], ev)
+		if ok, _ := eng.Apply(st, ev); ok {
+			states[k] = st
+		}
 	}
 	out := map[string]string{}
 	for k, st := range states {
@@ -196,6 +199,39 @@ func TestRun(t *testing.T) {
 	_, rest := run(t, replay.Config{Definitions: defs, View: v, Offline: off, After: bounded.Covered, Since: from, Load: load(boundedEnts)})
 	if want := reference(t, eng, events, func(ev features.Event) bool { return ev.Time >= from.UnixMilli() }); !maps.Equal(encoded(eng, rest), want) {
 		t.Error("a bounded replay and its catch-up differ from a replay of every event since --from")
+	}
+}
+
+// TestFilteredOutEntity: an entity whose events all fail the view's filter
+// (a refund, amount 0, for user_txn's e.amount > 0.0) gets no state from a
+// replay, as from ingest: serve answers NOT_FOUND, and a training set null,
+// not a count of 0.
+func TestFilteredOutEntity(t *testing.T) {
+	defs, v, off, events := setup(t)
+	src := defs.Source("transactions")
+	b := offline.Batch{Dir: "events/transactions", Columns: offline.EventColumns(src), TimeColumn: len(src.Schema), Stream: "transactions/2", FirstOffset: 0, LastOffset: 1}
+	at := time.Date(2026, 11, 20, 0, 5, 0, 0, time.UTC)
+	for o := range 2 {
+		ev := features.Event{Time: at.UnixMilli(), Partition: 2, Offset: int64(o), Fields: []features.Value{
+			features.String(fmt.Sprintf("r%d", o)), features.String("refunded"), features.String("m1"),
+			features.Float(0), features.String("DE"), features.Timestamp(at.UnixMilli())}}
+		events = append(events, ev)
+		b.Rows = append(b.Rows, append(append([]features.Value(nil), ev.Fields...),
+			features.Timestamp(ev.Time), features.String("transactions"), features.Int(2), features.Int(int64(o))))
+	}
+	if err := off.WriteBatch(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := features.NewEngine(defs, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, ents := run(t, replay.Config{Definitions: defs, View: v, Offline: off})
+	if ents["refunded"] != nil || res.Entities != 3 {
+		t.Errorf("%d entities (refunded: %v), want the three users with an applied event only", res.Entities, ents["refunded"] != nil)
+	}
+	if want := reference(t, eng, events, func(features.Event) bool { return true }); !maps.Equal(encoded(eng, ents), want) {
+		t.Error("replayed states differ from the engine's over every event")
 	}
 }
 
