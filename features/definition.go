@@ -136,6 +136,7 @@ type Service struct {
 	OnDemand []*OnDemand
 	pos      positions
 	refPos   []Pos    // of each feature reference
+	refPath  []string // of each feature reference: features[i], counting those malformed
 	refs     []string // each feature reference as written: the keys of f
 	read     []int    // the features its on-demand features read, by index in refs
 	// placeholders: a value of each feature's type (null where not

@@ -429,6 +429,7 @@ func (d *decoder) service(n *yaml.Node, path string) *Service {
 				}
 				s.Features = append(s.Features, r)
 				s.refPos = append(s.refPos, d.pos(resolve(item)))
+				s.refPath = append(s.refPath, p)
 			})
 		},
 		"on_demand": func(x *yaml.Node, p string) {

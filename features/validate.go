@@ -291,7 +291,7 @@ func (d *decoder) checkServices() {
 		joinKeys := map[string]bool{}  // of the views' entities
 		for j, r := range s.Features {
 			refs[j] = r.String()
-			fpath := fmt.Sprintf("%s.features[%d]", path, j)
+			fpath := s.refPath[j]
 			v, f, err := d.defs.Resolve(r)
 			if err != nil {
 				d.errorf(s.refPos[j], fpath, "%s", strings.TrimPrefix(err.Error(), ErrUnknownFeature.Error()+": "))
