@@ -30,6 +30,7 @@ type Entity struct {
 	Name     string
 	JoinKeys []string
 	pos      positions
+	path     string // in its file: entities[i]
 }
 
 // Source is a Kafka topic of JSON events with a declared schema.
@@ -41,6 +42,7 @@ type Source struct {
 	AllowedLateness time.Duration // default 1h
 	Schema          []Field       // in declared order
 	pos             positions
+	path            string          // in its file: sources[i]
 	untyped         map[string]bool // fields declared with a type that did not decode
 }
 
@@ -71,6 +73,7 @@ type View struct {
 	TTL      time.Duration // how long after its latest event an entity is served; 0: no limit
 	Features []*Feature
 	pos      positions
+	path     string  // in its file: feature_views[i]
 	filter   *filter // compiled Filter; nil when empty
 }
 
@@ -135,6 +138,7 @@ type Service struct {
 	Features []FeatureRef
 	OnDemand []*OnDemand
 	pos      positions
+	path     string   // in its file: feature_services[i]
 	refPos   []Pos    // of each feature reference
 	refPath  []string // of each feature reference: features[i], counting those malformed
 	refs     []string // each feature reference as written: the keys of f

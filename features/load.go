@@ -299,7 +299,7 @@ func (d *decoder) document(n *yaml.Node) {
 }
 
 func (d *decoder) entity(n *yaml.Node, path string) *Entity {
-	e := &Entity{}
+	e := &Entity{path: path}
 	e.pos = d.mapping(n, path, map[string]func(*yaml.Node, string){
 		"name":      func(v *yaml.Node, p string) { e.Name, _ = d.str(v, p) },
 		"join_keys": func(v *yaml.Node, p string) { e.JoinKeys = d.strs(v, p) },
@@ -308,7 +308,7 @@ func (d *decoder) entity(n *yaml.Node, path string) *Entity {
 }
 
 func (d *decoder) source(n *yaml.Node, path string) *Source {
-	s := &Source{Format: "json", AllowedLateness: time.Hour}
+	s := &Source{Format: "json", AllowedLateness: time.Hour, path: path}
 	s.pos = d.mapping(n, path, map[string]func(*yaml.Node, string){
 		"name":             func(v *yaml.Node, p string) { s.Name, _ = d.str(v, p) },
 		"topic":            func(v *yaml.Node, p string) { s.Topic, _ = d.str(v, p) },
@@ -385,7 +385,7 @@ func (d *decoder) schema(n *yaml.Node, path string) (fields []Field, untyped map
 }
 
 func (d *decoder) view(n *yaml.Node, path string) *View {
-	v := &View{}
+	v := &View{path: path}
 	v.pos = d.mapping(n, path, map[string]func(*yaml.Node, string){
 		"name":    func(x *yaml.Node, p string) { v.Name, _ = d.str(x, p) },
 		"version": func(x *yaml.Node, p string) { v.Version, _ = d.int(x, p) },
@@ -413,7 +413,7 @@ func (d *decoder) feature(n *yaml.Node, path string) *Feature {
 }
 
 func (d *decoder) service(n *yaml.Node, path string) *Service {
-	s := &Service{}
+	s := &Service{path: path}
 	s.pos = d.mapping(n, path, map[string]func(*yaml.Node, string){
 		"name": func(x *yaml.Node, p string) { s.Name, _ = d.str(x, p) },
 		"features": func(x *yaml.Node, p string) {

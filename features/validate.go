@@ -64,8 +64,8 @@ func (d *decoder) unique(seen map[string]Pos, kind, name string, pos positions, 
 
 func (d *decoder) checkEntities() {
 	seen := map[string]Pos{}
-	for i, e := range d.defs.Entities {
-		path := fmt.Sprintf("entities[%d]", i)
+	for _, e := range d.defs.Entities {
+		path := e.path
 		d.unique(seen, "entity", e.Name, e.pos, path)
 		if e.pos.ok("join_keys") && len(e.JoinKeys) == 0 {
 			d.errorf(e.pos.of("join_keys"), path+".join_keys", "needs at least one join key")
@@ -83,8 +83,8 @@ func (d *decoder) checkEntities() {
 func (d *decoder) checkSources() {
 	seen := map[string]Pos{}
 	topics := map[string]*Source{}
-	for i, s := range d.defs.Sources {
-		path := fmt.Sprintf("sources[%d]", i)
+	for _, s := range d.defs.Sources {
+		path := s.path
 		_, dup := seen[s.Name] // an error already
 		d.unique(seen, "source", s.Name, s.pos, path)
 		// Ingest decodes a topic's records with one source's schema.
@@ -113,8 +113,8 @@ func (d *decoder) checkSources() {
 
 func (d *decoder) checkViews() {
 	seen := map[string]Pos{}
-	for i, v := range d.defs.Views {
-		path := fmt.Sprintf("feature_views[%d]", i)
+	for _, v := range d.defs.Views {
+		path := v.path
 		d.checkName(v.Name, v.pos.of("name"), path+".name")
 		if first, dup := seen[v.Ref()]; dup && v.Name != "" && v.pos.ok("version") {
 			d.errorf(v.pos.of("version"), path+".version", "view %s already defined at %s", v.Ref(), first)
@@ -276,8 +276,8 @@ func (d *decoder) checkWindow(f *Feature, path string) {
 
 func (d *decoder) checkServices() {
 	seen := map[string]Pos{}
-	for i, s := range d.defs.Services {
-		path := fmt.Sprintf("feature_services[%d]", i)
+	for _, s := range d.defs.Services {
+		path := s.path
 		d.unique(seen, "feature service", s.Name, s.pos, path)
 		if s.pos.ok("features") && len(s.Features) == 0 {
 			d.errorf(s.pos.of("features"), path+".features", "needs at least one feature")
