@@ -20,7 +20,8 @@ const maxTiles = 100_000
 // MaxStateBytes bounds what one entity's state in a view may take at most:
 // a changelog record holds it, its key and its applied offsets, in at most
 // online.MaxRecordBytes (8 MiB). Load checks it for what has a fixed worst
-// case, distinct-count tiles (distinctTileBytes each). A view's `last`
+// case, distinct-count tiles (distinctTileBytes each), and for the least
+// the other windowed features' tiles take (minTileBytes). A view's `last`
 // features keep the fields of one event between them (lastSeries), bounded
 // by the size of an event; the strings `min` and `max` keep, one per tile,
 // are not bounded here.
@@ -185,7 +186,29 @@ func (d *decoder) checkViews() {
 				"the count_distinct features keep %d tiles: up to %.1f MB of state for a busy entity (%d bytes a tile once it holds thousands of values), more than the %d MiB a state may take; use coarser granularities, or spread them over more views",
 				n, float64(n*distinctTileBytes)/1e6, distinctTileBytes, MaxStateBytes>>20)
 		}
+		if n, size := windowTiles(v); size > MaxStateBytes {
+			d.errorf(v.pos.of("features"), path+".features",
+				"the windowed features besides count_distinct keep %d tiles: at least %.1f MB of state for a busy entity (an event in every tile), more than the %d MiB a state may take; use coarser granularities, or spread them over more views",
+				n, float64(size)/1e6, MaxStateBytes>>20)
+		}
 	}
+}
+
+// minTileBytes is the least a tile of each aggregation takes in a state:
+// its index, then a count, a sum and a count, a count and two sums, or a
+// value, each a byte at least.
+var minTileBytes = map[Agg]int64{AggCount: 2, AggSum: 3, AggAvg: 3, AggStddev: 4, AggMin: 2, AggMax: 2}
+
+// windowTiles is how many tiles the windowed features of v other than
+// count_distinct keep at most, and the least they take then.
+func windowTiles(v *View) (n, size int64) {
+	for _, f := range v.Features {
+		if per, ok := minTileBytes[f.Agg]; ok && f.Window > 0 && f.Granularity > 0 {
+			k := int64(f.Window / f.Granularity)
+			n, size = n+k, size+k*per
+		}
+	}
+	return n, size
 }
 
 // distinctTiles is how many tiles the count_distinct features of v keep at
