@@ -91,6 +91,18 @@ func hasField(eh cel.MacroExprFactory, target ast.Expr, args []ast.Expr) (ast.Ex
 	return parser.MakeHas(eh, target, args)
 }
 
+// checkCELSyntax parses an expression, for its syntax errors.
+func checkCELSyntax(expr string) error {
+	env, err := cel.NewEnv()
+	if err != nil {
+		return err
+	}
+	if _, iss := env.Parse(expr); iss.Err() != nil {
+		return celError(iss, expr)
+	}
+	return nil
+}
+
 // canonicalCEL re-prints an expression from its syntax tree, so spacing and
 // line breaks do not change a fingerprint.
 func canonicalCEL(env *cel.Env, expr string) (string, error) {

@@ -163,6 +163,11 @@ func (d *decoder) checkViews() {
 				d.errorf(v.pos.of("filter"), path+".filter", "%v%s", err, hint)
 			}
 			v.filter = f
+		} else if v.Filter != "" {
+			// No schema to check it against: its syntax at least.
+			if err := checkCELSyntax(v.Filter); err != nil {
+				d.errorf(v.pos.of("filter"), path+".filter", "%v", err)
+			}
 		}
 		if v.pos.ok("features") && len(v.Features) == 0 {
 			d.errorf(v.pos.of("features"), path+".features", "needs at least one feature")
