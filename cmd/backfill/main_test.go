@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/freeport"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/store/offline"
 )
@@ -136,12 +137,7 @@ func TestCompactChangedDefinition(t *testing.T) {
 // TestProgressMetrics scrapes --metrics-addr over HTTP while a run's steps
 // go by.
 func TestProgressMetrics(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(freeport.Get(t))
 	log := slog.New(slog.DiscardHandler)
 	p, stop, err := startProgress(addr, log, func() { t.Error("metrics server failed") })
 	if err != nil {

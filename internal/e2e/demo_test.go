@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quiver-ml/quiver/internal/freeport"
 )
 
 // lockedBuffer collects a process's output while the test reads it.
@@ -44,12 +46,12 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo runs four processes for several seconds")
 	}
-	httpPort := freePort(t)
+	httpPort := freeport.Get(t)
 	cmd := exec.Command("examples/fraud/demo.sh")
 	cmd.Dir = "../.."
 	demoDir := t.TempDir()
 	cmd.Env = append(os.Environ(), "DEMO_BIN="+bin, "DEMO_DIR="+demoDir, "DEMO_HTTP_PORT="+strconv.Itoa(httpPort),
-		"DEMO_KAFKA_PORT="+strconv.Itoa(freePort(t)), "DEMO_METRICS_PORT="+strconv.Itoa(freePort(t)))
+		"DEMO_KAFKA_PORT="+strconv.Itoa(freeport.Get(t)), "DEMO_METRICS_PORT="+strconv.Itoa(freeport.Get(t)))
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/drift/drifttest"
+	"github.com/quiver-ml/quiver/internal/freeport"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 )
 
@@ -43,7 +44,7 @@ func TestDriftRestart(t *testing.T) {
 	}
 	dataDir := t.TempDir()
 	ingest := func() (*proc, int) {
-		port := freePort(t)
+		port := freeport.Get(t)
 		return startIngest(t, brokers, dataDir, "--models", models, "--instance-id", "ingest-0", "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port)), port
 	}
 	// predictions waits until an ingest has counted n predictions.

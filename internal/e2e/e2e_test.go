@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/freeport"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 )
 
@@ -45,16 +46,6 @@ func TestMain(m *testing.M) {
 }
 
 const definitions = "../../examples/fraud/definitions.yaml"
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // proc is a binary running under test; its output goes to a log file that
 // is printed if the test fails.
@@ -111,7 +102,7 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) error {
 // startBroker runs the local broker on a free port.
 func startBroker(t *testing.T) []string {
 	t.Helper()
-	return startBrokerAt(t, freePort(t))
+	return startBrokerAt(t, freeport.Get(t))
 }
 
 // startBrokerAt runs the local broker on port.
@@ -132,7 +123,7 @@ func startBrokerAt(t *testing.T, port int) []string {
 func startIngest(t *testing.T, brokers []string, dataDir string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"--definitions", definitions, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
-		"--metrics-addr", "127.0.0.1:" + strconv.Itoa(freePort(t)), "--log-format", "json"}, extra...)
+		"--metrics-addr", "127.0.0.1:" + strconv.Itoa(freeport.Get(t)), "--log-format", "json"}, extra...)
 	return start(t, "ingest", args...)
 }
 
@@ -169,7 +160,7 @@ func TestKcatToIngest(t *testing.T) {
 	txns := ingesttest.Stream(3, 3000)
 	kcatProduce(t, brokers, txns)
 	dataDir := t.TempDir()
-	port := freePort(t)
+	port := freeport.Get(t)
 	in := startIngest(t, brokers, dataDir, "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port))
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
 	bad := 0
@@ -333,7 +324,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("after SIGTERM, committed offsets lag the topics (%v)", err)
 	}
 
-	port := freePort(t)
+	port := freeport.Get(t)
 	again := start(t, "ingest", "--definitions", definitions, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(port))
 	time.Sleep(2 * time.Second) // time to join the group and fetch anything left

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/freeport"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -78,7 +79,7 @@ func TestReplayHandover(t *testing.T) {
 	}
 
 	// Ingest with the new version takes over, then part c.
-	metrics := freePort(t)
+	metrics := freeport.Get(t)
 	start(t, "ingest", "--definitions", defs2, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(metrics), "--log-format", "json")
 	kcatProduce(t, brokers, c)
@@ -110,7 +111,7 @@ func TestNewVersionRollout(t *testing.T) {
 	for _, dir := range []string{dataDir, t.TempDir()} {
 		started = append(started, start(t, "ingest", "--definitions", defs2, "--brokers", strings.Join(brokers, ","),
 			"--data-dir", dir, "--offline", "file://"+offlineDir,
-			"--metrics-addr", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--log-format", "json"))
+			"--metrics-addr", "127.0.0.1:"+strconv.Itoa(freeport.Get(t)), "--log-format", "json"))
 	}
 	kcatProduce(t, brokers, b)
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/freeport"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
 )
 
@@ -21,7 +22,7 @@ import (
 // and the process.
 func startServe(t *testing.T, brokers []string, dataDir string, extra ...string) (string, *proc) {
 	t.Helper()
-	port := freePort(t)
+	port := freeport.Get(t)
 	args := append([]string{"--definitions", definitions, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
 		"--listen", "127.0.0.1:" + strconv.Itoa(port), "--log-format", "json"}, extra...)
 	p := start(t, "serve", args...)
@@ -265,7 +266,7 @@ func TestServeRedisReadyOnceSeeded(t *testing.T) {
 // Redis (a Helm release's pods start in any order) keep running, not
 // ready, and answer the engine's values once both are up.
 func TestStartBeforeKafkaAndRedis(t *testing.T) {
-	port := freePort(t)
+	port := freeport.Get(t)
 	brokers := []string{"127.0.0.1:" + strconv.Itoa(port)}
 	redisServer := ingesttest.StartRedisServer(t)
 	redisServer.Kill()
@@ -273,7 +274,7 @@ func TestStartBeforeKafkaAndRedis(t *testing.T) {
 	txns := recentStream(2000)
 	ref := ingesttest.Reference(t, defs, txns)
 
-	metrics := "http://127.0.0.1:" + strconv.Itoa(freePort(t))
+	metrics := "http://127.0.0.1:" + strconv.Itoa(freeport.Get(t))
 	in := startIngest(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisServer.Addr, "--metrics-addr", strings.TrimPrefix(metrics, "http://"))
 	base, sv := startServe(t, brokers, t.TempDir(), "--online", "redis", "--redis-addr", redisServer.Addr)
 	// wantUnready waits until url answers 503 with says in its body.

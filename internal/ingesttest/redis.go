@@ -2,7 +2,6 @@ package ingesttest
 
 import (
 	"context"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/quiver-ml/quiver/internal/freeport"
 	"github.com/quiver-ml/quiver/store/online"
 	onlineredis "github.com/quiver-ml/quiver/store/online/redis"
 )
@@ -36,12 +36,7 @@ type RedisServer struct {
 // extra arguments, and waits until it answers.
 func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freeport.Get(t)
 	dir := t.TempDir()
 	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), t: t,
 		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
