@@ -217,7 +217,7 @@ a version ingest has taken over is refused.`)
 	if err := replay.CheckLog(ctx, off, defs.Source(v.Source)); err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...), kgo.ProducerBatchMaxBytes(online.MaxRecordBytes))
+	cl, err := kgo.NewClient(common.Kafka(kgo.ProducerBatchMaxBytes(online.MaxRecordBytes))...)
 	if err != nil {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}
@@ -258,7 +258,7 @@ a version ingest has taken over is refused.`)
 	prog.Step("replaying "+v.Ref(), -1)
 	cfg.Progress = prog.Add
 	res, err := replay.Run(ctx, cfg, func(b *replay.Bucket) error {
-		return replay.Replace(ctx, cl, common.BrokerList(), common.TopicPrefix, defs, v, b, rdb)
+		return replay.Replace(ctx, cl, common.Kafka(), common.TopicPrefix, defs, v, b, rdb)
 	})
 	if err != nil {
 		return err

@@ -132,6 +132,7 @@ func run(args []string) error {
 	in, err := ingest.New(ctx, ingest.Config{
 		Definitions:     defs,
 		Brokers:         common.BrokerList(),
+		KafkaOpts:       common.KafkaSecurity(),
 		GroupID:         *group,
 		InstanceID:      *instance,
 		SessionTimeout:  *session,
@@ -154,7 +155,7 @@ func run(args []string) error {
 
 	var monitor *watch.Monitor
 	if *modelsDir != "" {
-		cfg := watch.Config{Brokers: common.BrokerList(), Models: *modelsDir, Definitions: defs, TopicPrefix: common.TopicPrefix,
+		cfg := watch.Config{Brokers: common.BrokerList(), KafkaOpts: common.KafkaSecurity(), Models: *modelsDir, Definitions: defs, TopicPrefix: common.TopicPrefix,
 			GroupID: *driftGroup, InstanceID: *instance, SessionTimeout: *session, Webhook: hook, Logger: log, Registerer: reg}
 		if monitor, err = watch.New(ctx, cfg); err != nil {
 			return cli.Stopped(ctx, err)

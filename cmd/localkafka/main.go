@@ -5,6 +5,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -25,6 +27,9 @@ func run(args []string) error {
 	topics := fs.String("topics", "", "comma-separated topics to create at start, if missing")
 	dataDir := fs.String("data-dir", "./data", "directory for Quiver's data; the broker keeps its log under kafka/")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	certFile := fs.String("tls-cert-file", "", "PEM certificate to serve TLS with, to try clients' TLS settings (with --tls-key-file)")
+	keyFile := fs.String("tls-key-file", "", "PEM private key of --tls-cert-file")
+	saslUser := fs.String("sasl-user", "", "require SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) as this user, with the password in QUIVER_KAFKA_SASL_PASSWORD, as the clients read it")
 	fs.Usage = cli.Usage(fs, "localkafka runs a local Kafka-protocol broker for the demo and tests.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -43,6 +48,26 @@ func run(args []string) error {
 		kfake.DefaultNumPartitions(*partitions),
 		kfake.AllowAutoTopicCreation(),
 	}
+	if (*certFile == "") != (*keyFile == "") {
+		return errors.New("--tls-cert-file and --tls-key-file go together")
+	}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert-file: %w", err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	if *saslUser != "" {
+		password := os.Getenv("QUIVER_KAFKA_SASL_PASSWORD")
+		if password == "" {
+			return errors.New("--sasl-user needs its password in QUIVER_KAFKA_SASL_PASSWORD")
+		}
+		opts = append(opts, kfake.EnableSASL())
+		for _, m := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+			opts = append(opts, kfake.Superuser(m, *saslUser, password))
+		}
+	}
 	if *topics != "" {
 		opts = append(opts, kfake.SeedTopics(int32(*partitions), strings.Split(*topics, ",")...))
 	}
@@ -50,7 +75,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
-	log.Info("broker listening", "addrs", cluster.ListenAddrs(), "data_dir", dir, "partitions", *partitions)
+	log.Info("broker listening", "addrs", cluster.ListenAddrs(), "tls", *certFile != "", "sasl", *saslUser != "", "data_dir", dir, "partitions", *partitions)
 
 	ctx, stop := cli.SignalContext()
 	defer stop()

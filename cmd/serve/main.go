@@ -84,7 +84,7 @@ func run(args []string) error {
 		store = redis.New(rdb, common.TopicPrefix, tables)
 	} else {
 		replica, err = pebble.Open(pebble.Config{
-			Brokers: common.BrokerList(), TopicPrefix: common.TopicPrefix, Tables: tables,
+			Brokers: common.BrokerList(), KafkaOpts: common.KafkaSecurity(), TopicPrefix: common.TopicPrefix, Tables: tables,
 			Dir: filepath.Join(common.DataDir, "serve"), Logger: log, Registerer: reg,
 		})
 		if err != nil {
@@ -105,7 +105,7 @@ func run(args []string) error {
 	var predictions *serve.PredictionLog
 	if models != nil && *predLog {
 		topic := common.TopicPrefix + ".predictions"
-		cl, err := kgo.NewClient(kgo.SeedBrokers(common.BrokerList()...), kgo.MaxBufferedRecords(10_000), kgo.ProducerLinger(5*time.Millisecond))
+		cl, err := kgo.NewClient(common.Kafka(kgo.MaxBufferedRecords(10_000), kgo.ProducerLinger(5*time.Millisecond))...)
 		if err != nil {
 			return fmt.Errorf("prediction log: %w", err)
 		}

@@ -59,6 +59,9 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/s3-values.yaml", "metrics.serviceMonitor.enabled=true"},
 	{"ci/s3-values.yaml", "backfill.tmpVolume.emptyDir.sizeLimit=64Gi"},
 	{"ci/redis-values.yaml", "ingest.progressDeadlineSeconds=7200,serve.progressDeadlineSeconds=900"},
+	{"ci/redis-values.yaml", "kafka.tls.caSecret=kafka-ca,kafka.sasl.mechanism=scram-sha-512,kafka.sasl.secret=kafka-user," +
+		"online.redis.tls.enabled=true,online.redis.authSecret=redis-auth"},
+	{"ci/s3-values.yaml", "kafka.tls.enabled=true,kafka.sasl.mechanism=PLAIN,kafka.sasl.secret=kafka-user,online.redis.tls.caSecret=redis-ca"},
 }
 
 func TestChart(t *testing.T) {
@@ -112,6 +115,9 @@ func TestRefusedValues(t *testing.T) {
 		"offline.url=file:///srv/offline": `offline.url "file:///srv/offline": want s3://bucket/prefix, or empty`,
 		// The API server would refuse the CronJob at install.
 		"fullnameOverride=ml-platform-feature-store-production-eu-west1": `CronJob name "ml-platform-feature-store-production-eu-west1-compact" has 53 characters`,
+		// Every pod would exit at start.
+		"kafka.sasl.mechanism=gssapi,kafka.sasl.secret=kafka-user": `kafka.sasl.mechanism "gssapi": want plain, scram-sha-256 or scram-sha-512`,
+		"kafka.sasl.mechanism=plain":                               "kafka.sasl.secret is required with kafka.sasl.mechanism",
 	} {
 		vals := map[string]any{}
 		if err := strvals.ParseInto(set, vals); err != nil {
@@ -404,6 +410,9 @@ func (m *manifests) checkPods(t *testing.T, flags map[string]map[string]bool) {
 				}
 			}
 			for _, e := range c.Env {
+				if e.Name == "QUIVER_KAFKA_SASL_PASSWORD" || e.Name == "QUIVER_REDIS_PASSWORD" {
+					continue // no flag: a password is read from the environment only
+				}
 				if f, ok := strings.CutPrefix(e.Name, "QUIVER_"); ok && !known[strings.ReplaceAll(strings.ToLower(f), "_", "-")] {
 					t.Errorf("%s: %s has no flag for %s", where, bin, e.Name)
 				}
@@ -418,13 +427,13 @@ func (m *manifests) checkPods(t *testing.T, flags map[string]map[string]bool) {
 			if off := args["offline"]; strings.HasPrefix(off, "file://") && mounts[strings.TrimPrefix(off, "file://")] != "offline" {
 				t.Errorf("%s: --offline=%s is not on the offline volume", where, off)
 			}
-			m.checkStores(t, where, c, args)
+			m.checkStores(t, where, spec, c, args)
 		}
 	}
 }
 
 // checkStores checks the online and offline store flags against the values.
-func (m *manifests) checkStores(t *testing.T, where string, c corev1.Container, args map[string]string) {
+func (m *manifests) checkStores(t *testing.T, where string, spec corev1.PodSpec, c corev1.Container, args map[string]string) {
 	online := m.values["online"].(map[string]any)
 	if args["online"] != online["store"] {
 		t.Errorf("%s: --online=%s, values say %v", where, args["online"], online["store"])
@@ -444,6 +453,71 @@ func (m *manifests) checkStores(t *testing.T, where string, c corev1.Container, 
 		if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || c.EnvFrom[0].SecretRef.Name != secret {
 			t.Errorf("%s: envFrom %+v, want the object store's Secret %v", where, c.EnvFrom, secret)
 		}
+	}
+	kafka := m.values["kafka"].(map[string]any)
+	checkTLS(t, where, spec, c, args, "kafka", kafka["tls"].(map[string]any))
+	redisTLS := map[string]any{"enabled": false, "caSecret": ""} // none with pebble
+	if args["online"] == "redis" {
+		redisTLS = online["redis"].(map[string]any)["tls"].(map[string]any)
+	}
+	checkTLS(t, where, spec, c, args, "redis", redisTLS)
+	env := map[string]*corev1.SecretKeySelector{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			env[e.Name] = e.ValueFrom.SecretKeyRef
+		}
+	}
+	fromSecret := func(name, secret, key string) {
+		t.Helper()
+		ref := env[name]
+		if got := ""; secret != "" && (ref == nil || ref.Name != secret || ref.Key != key) || secret == "" && ref != nil {
+			if ref != nil {
+				got = ref.Name + "/" + ref.Key
+			}
+			t.Errorf("%s: %s from Secret key %q, want %q", where, name, got, strings.Trim(secret+"/"+key, "/"))
+		}
+	}
+	sasl := kafka["sasl"].(map[string]any)
+	if args["kafka-sasl"] != sasl["mechanism"] {
+		t.Errorf("%s: --kafka-sasl=%s, values say %v", where, args["kafka-sasl"], sasl["mechanism"])
+	}
+	saslSecret := ""
+	if sasl["mechanism"] != "" {
+		saslSecret = sasl["secret"].(string)
+	}
+	fromSecret("QUIVER_KAFKA_SASL_USER", saslSecret, "username")
+	fromSecret("QUIVER_KAFKA_SASL_PASSWORD", saslSecret, "password")
+	redisSecret := ""
+	if args["online"] == "redis" {
+		redisSecret = online["redis"].(map[string]any)["authSecret"].(string)
+	}
+	fromSecret("QUIVER_REDIS_USER", redisSecret, "username")
+	fromSecret("QUIVER_REDIS_PASSWORD", redisSecret, "password")
+}
+
+// checkTLS checks a container's TLS flags for kafka or redis against the
+// values tls, and that a CA file it names is the ca.crt of the values'
+// Secret.
+func checkTLS(t *testing.T, where string, spec corev1.PodSpec, c corev1.Container, args map[string]string, name string, tls map[string]any) {
+	t.Helper()
+	caFile, on := args[name+"-tls-ca-file"], args[name+"-tls"] == "true"
+	secret, _ := tls["caSecret"].(string)
+	if secret == "" {
+		if caFile != "" || on != tls["enabled"] {
+			t.Errorf("%s: --%s-tls=%v --%s-tls-ca-file=%q, values say %v", where, name, on, name, caFile, tls)
+		}
+		return
+	}
+	if on || caFile == "" {
+		t.Fatalf("%s: --%s-tls=%v --%s-tls-ca-file=%q, want the CA file of Secret %s", where, name, on, name, caFile, secret)
+	}
+	mount := mountAt(c, filepath.Dir(caFile))
+	if mount == nil {
+		t.Fatalf("%s: --%s-tls-ca-file=%s is on no volume", where, name, caFile)
+	}
+	if v := volume(spec, mount.Name); v == nil || v.Secret == nil || v.Secret.SecretName != secret ||
+		len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "ca.crt" || v.Secret.Items[0].Path != filepath.Base(caFile) {
+		t.Errorf("%s: --%s-tls-ca-file=%s is on volume %+v, want key ca.crt of Secret %s", where, name, caFile, v, secret)
 	}
 }
 

@@ -82,7 +82,7 @@ type Options struct {
 	// Default: this machine's.
 	Arch string
 	// CACerts is a PEM bundle installed as /etc/ssl/certs/ca-certificates.crt,
-	// for TLS to an object store; empty: none.
+	// for TLS to an object store, Kafka or Redis; empty: none.
 	CACerts string
 }
 

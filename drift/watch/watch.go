@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -48,6 +49,7 @@ import (
 // Config is what New needs.
 type Config struct {
 	Brokers     []string              // required
+	KafkaOpts   []kgo.Opt             // TLS and SASL, for every Kafka client
 	Models      string                // the model repository, required
 	Definitions *features.Definitions // required
 	TopicPrefix string                // default quiver
@@ -65,6 +67,12 @@ type Config struct {
 	CommitInterval time.Duration
 	Logger         *slog.Logger          // nil discards
 	Registerer     prometheus.Registerer // nil registers none
+}
+
+// kafka returns the options of a Kafka client: the brokers, KafkaOpts,
+// then extra.
+func (c *Config) kafka(extra ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.KafkaOpts, extra)
 }
 
 // Monitor watches the prediction log; see the package documentation.
@@ -168,7 +176,6 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		return nil, err
 	}
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
 		// The group is joined when Run adds the topic: a rebalance's
 		// callbacks use the client and admin New has yet to set.
 		kgo.ConsumerGroup(cfg.GroupID),
@@ -186,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
 	}
-	m.client, err = kgo.NewClient(opts...)
+	m.client, err = kgo.NewClient(cfg.kafka(opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
@@ -614,8 +621,7 @@ func (m *Monitor) loadSent(ctx context.Context) error {
 	if len(from) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(m.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{m.retrain: from}))
+	cl, err := kgo.NewClient(m.cfg.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{m.retrain: from}))...)
 	if err != nil {
 		return err
 	}

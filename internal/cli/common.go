@@ -32,6 +32,11 @@ type Common struct {
 	Online      string
 	RedisAddr   string
 	LogFormat   string
+	Secure
+
+	// set by Open from Secure and the environment
+	kafkaSecurity []kgo.Opt
+	redisSecurity func(*redis.UniversalOptions)
 }
 
 // AddCommon defines the common flags on fs.
@@ -45,6 +50,7 @@ func AddCommon(fs *flag.FlagSet) *Common {
 	fs.StringVar(&c.Online, "online", "pebble", "online store: pebble (each serve replica keeps a copy from the changelogs) or redis (shared)")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	c.Secure.add(fs)
 	return c
 }
 
@@ -168,6 +174,12 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 	if c.Online != "pebble" && c.Online != "redis" { // before anything is written
 		return nil, nil, nil, fmt.Errorf("--online %q: want pebble or redis", c.Online)
 	}
+	if c.kafkaSecurity, err = c.Secure.kafka(os.Getenv); err != nil {
+		return nil, nil, nil, err
+	}
+	if c.redisSecurity, err = c.Secure.redis(os.Getenv); err != nil {
+		return nil, nil, nil, err
+	}
 	defs, err := c.load()
 	if err != nil {
 		return nil, nil, nil, err
@@ -190,6 +202,7 @@ func (c *Common) Redis(cacheBytes int64) (redis.UniversalClient, error) {
 		return nil, nil
 	case "redis":
 		opts := &redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ",")}
+		c.redisSecurity(opts)
 		if cacheBytes > 0 {
 			onlineredis.CacheOptions(opts, cacheBytes)
 		}
@@ -210,9 +223,20 @@ func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error
 	return nil
 }
 
-// PingKafka checks that a broker of --brokers answers.
+// KafkaSecurity returns the options of TLS and SASL that every Kafka
+// client takes (after Open).
+func (c *Common) KafkaSecurity() []kgo.Opt { return c.kafkaSecurity }
+
+// Kafka returns the options of a Kafka client of --brokers: the seed
+// brokers, KafkaSecurity, then extra.
+func (c *Common) Kafka(extra ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(c.BrokerList()...)}, c.kafkaSecurity, extra)
+}
+
+// PingKafka checks that a broker of --brokers answers, and takes the
+// client's TLS and SASL.
 func (c *Common) PingKafka(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.BrokerList()...))
+	cl, err := kgo.NewClient(c.Kafka()...)
 	if err != nil {
 		return fmt.Errorf("--brokers %s: %w", c.Brokers, err)
 	}

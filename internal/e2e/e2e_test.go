@@ -105,10 +105,10 @@ func startBroker(t *testing.T) []string {
 	return startBrokerAt(t, freeport.Get(t))
 }
 
-// startBrokerAt runs the local broker on port.
-func startBrokerAt(t *testing.T, port int) []string {
+// startBrokerAt runs the local broker on port, with extra arguments.
+func startBrokerAt(t *testing.T, port int, extra ...string) []string {
 	t.Helper()
-	start(t, "localkafka", "--port", strconv.Itoa(port), "--partitions", "4", "--topics", "transactions", "--data-dir", t.TempDir())
+	start(t, "localkafka", append([]string{"--port", strconv.Itoa(port), "--partitions", "4", "--topics", "transactions", "--data-dir", t.TempDir()}, extra...)...)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {

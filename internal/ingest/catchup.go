@@ -152,7 +152,7 @@ const catchUpMemory = 256 << 20
 
 func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Marker) error {
 	view, off := v.engine.View(), in.cfg.Offline
-	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...), kgo.ProducerBatchMaxBytes(online.MaxRecordBytes))
+	cl, err := kgo.NewClient(in.cfg.kafka(kgo.ProducerBatchMaxBytes(online.MaxRecordBytes))...)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Mark
 		}
 		cfg.Rows = "replay/" + ksuid.New().String()
 		return run(func(b *replay.Bucket) error {
-			return replay.Replace(ctx, cl, in.cfg.Brokers, in.cfg.TopicPrefix, in.cfg.Definitions, view, b, in.cfg.Redis)
+			return replay.Replace(ctx, cl, in.cfg.kafka(), in.cfg.TopicPrefix, in.cfg.Definitions, view, b, in.cfg.Redis)
 		})
 	}
 	cfg.Load = func(ctx context.Context, keys []string) (map[string]*replay.Entity, error) {
@@ -216,7 +216,7 @@ func (in *Ingester) loadStates(ctx context.Context, v *viewRoute, keys []string)
 	for _, k := range keys {
 		recs[k] = nil
 	}
-	err := replay.ScanChangelog(ctx, in.cfg.Brokers, v.changelog, func(key, value []byte) {
+	err := replay.ScanChangelog(ctx, in.cfg.kafka(), v.changelog, func(key, value []byte) {
 		if _, ok := recs[string(key)]; ok {
 			recs[string(key)] = value
 		}

@@ -35,6 +35,7 @@ import (
 type Config struct {
 	Definitions    *features.Definitions // required
 	Brokers        []string              // required
+	KafkaOpts      []kgo.Opt             // TLS and SASL, for every Kafka client
 	GroupID        string                // consumer group; default "quiver-ingest"
 	InstanceID     string                // static group membership; empty for none
 	SessionTimeout time.Duration         // how long a silent member keeps its partitions; default 10s
@@ -103,6 +104,12 @@ func (c *Config) ensureDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+}
+
+// kafka returns the options of a Kafka client: the brokers, KafkaOpts,
+// then extra.
+func (c *Config) kafka(extra ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.KafkaOpts, extra)
 }
 
 // Validate reports every problem with the configuration.
@@ -241,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 	// Internal topics are created before the consumer joins the group, so
 	// that its first assignment covers them: no second rebalance when they
 	// appear.
-	adminClient, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	adminClient, err := kgo.NewClient(cfg.kafka()...)
 	if err != nil {
 		in.store.Close()
 		return nil, fmt.Errorf("connect to kafka: %w", err)
@@ -259,7 +266,6 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		in.ids[t] = d.ID
 	}
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.GroupID),
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		kgo.ConsumeTopics(topics...),
@@ -288,7 +294,7 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		// once, without waiting for its old session to time out.
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
-	if in.client, err = kgo.NewClient(opts...); err != nil {
+	if in.client, err = kgo.NewClient(cfg.kafka(opts...)...); err != nil {
 		in.admin.Close()
 		in.store.Close()
 		return nil, fmt.Errorf("connect to kafka: %w", err)
@@ -1423,8 +1429,8 @@ func (in *Ingester) readChangelog(ctx context.Context, changelog string, partiti
 	if end.Offset <= from {
 		return end.Offset, nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(in.cfg.Brokers...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{changelog: {partition: kgo.NewOffset().At(from)}}))
+	cl, err := kgo.NewClient(in.cfg.kafka(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{changelog: {partition: kgo.NewOffset().At(from)}}))...)
 	if err != nil {
 		return 0, fmt.Errorf("read %s/%d: %w", changelog, partition, err)
 	}

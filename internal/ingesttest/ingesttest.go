@@ -79,10 +79,11 @@ func StreamFrom(seed uint64, n int, start time.Time) []Txn {
 	return out
 }
 
-// Produce writes the stream to topic, keyed by user.
-func Produce(t testing.TB, brokers []string, topic string, txns []Txn) {
+// Produce writes the stream to topic, keyed by user, with a client of more
+// options opts.
+func Produce(t testing.TB, brokers []string, topic string, txns []Txn, opts ...kgo.Opt) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func ConsumeAll(t testing.TB, brokers []string, topic string) []*kgo.Record {
 func Changelog(t testing.TB, brokers []string, topic string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	err := replay.ScanChangelog(context.Background(), brokers, topic, func(key, value []byte) {
+	err := replay.ScanChangelog(context.Background(), []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic, func(key, value []byte) {
 		if value == nil {
 			delete(out, string(key))
 		} else {

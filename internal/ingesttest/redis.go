@@ -2,6 +2,7 @@ package ingesttest
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/quiver-ml/quiver/internal/freeport"
+	"github.com/quiver-ml/quiver/internal/tlstest"
 	"github.com/quiver-ml/quiver/store/online"
 	onlineredis "github.com/quiver-ml/quiver/store/online/redis"
 )
@@ -29,6 +31,8 @@ type RedisServer struct {
 	Addr string
 	t    testing.TB
 	args []string
+	ping *redis.Options // how start pings it
+	log  string
 	cmd  *exec.Cmd
 }
 
@@ -36,11 +40,26 @@ type RedisServer struct {
 // extra arguments, and waits until it answers.
 func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
-	port := freeport.Get(t)
+	port := strconv.Itoa(freeport.Get(t))
+	return startRedisServer(t, port, &redis.Options{}, append([]string{"--port", port}, args...))
+}
+
+// StartSecureRedisServer runs a redis-server on a free port that takes only
+// TLS connections, with the certificate of files, and requires password.
+func StartSecureRedisServer(t testing.TB, files tlstest.Files, password string) *RedisServer {
+	t.Helper()
+	port := strconv.Itoa(freeport.Get(t))
+	return startRedisServer(t, port, &redis.Options{Password: password, TLSConfig: files.Client(t)},
+		[]string{"--port", "0", "--tls-port", port, "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
+			"--tls-ca-cert-file", files.CA, "--tls-auth-clients", "no", "--requirepass", password})
+}
+
+func startRedisServer(t testing.TB, port string, ping *redis.Options, args []string) *RedisServer {
+	t.Helper()
 	dir := t.TempDir()
-	s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), t: t,
-		args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, args...)}
+	s := &RedisServer{Addr: "127.0.0.1:" + port, t: t, ping: ping, log: filepath.Join(dir, "redis.log")}
+	s.args = append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", s.log}, args...)
+	s.ping.Addr = s.Addr
 	s.start()
 	t.Cleanup(s.Kill)
 	return s
@@ -52,14 +71,15 @@ func (s *RedisServer) start() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server (make test installs it): %v", err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr})
+	rdb := redis.NewClient(s.ping)
 	defer rdb.Close()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if rdb.Ping(context.Background()).Err() == nil {
 			return
 		}
 	}
-	s.t.Fatal("redis-server did not answer within 10s")
+	log, _ := os.ReadFile(s.log)
+	s.t.Fatalf("redis-server did not answer within 10s; its log:\n%s", log)
 }
 
 // Kill stops the server at once, as a crash does.
@@ -83,8 +103,16 @@ func StartRedisCluster(t testing.TB, n int) []string {
 	t.Helper()
 	ctx := context.Background()
 	var addrs []string
+	var firstBus int
 	for i := range n {
-		s := StartRedisServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		// The bus port, by default the port + 10000, could be an ephemeral
+		// one (freeport.Get).
+		bus := freeport.Get(t)
+		if i == 0 {
+			firstBus = bus
+		}
+		s := StartRedisServer(t, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
 		addrs = append(addrs, s.Addr)
 		c := redis.NewClient(&redis.Options{Addr: s.Addr})
 		defer c.Close()
@@ -93,7 +121,7 @@ func StartRedisCluster(t testing.TB, n int) []string {
 		}
 		if i > 0 {
 			host, port, _ := strings.Cut(addrs[0], ":")
-			if err := c.ClusterMeet(ctx, host, port).Err(); err != nil {
+			if err := c.Do(ctx, "CLUSTER", "MEET", host, port, firstBus).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}

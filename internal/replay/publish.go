@@ -29,15 +29,15 @@ func Publish(ctx context.Context, cl *kgo.Client, prefix string, defs *features.
 
 // Replace is Publish for a replay that recomputed the version: a bucket's
 // entities become its only states. Every other entity of the bucket that
-// the changelog holds gets a tombstone, and with rdb its Redis key is
+// the changelog holds (read with kafka, as ScanChangelog) gets a tombstone, and with rdb its Redis key is
 // deleted, so that a state an earlier replay or ingest published, for an
 // entity this replay has no event for (none since Config.Since, or its
 // events gone from the log), is not served or caught up from. The changelog
 // lists every entity: ingest writes an entity's Redis key only after its
 // record.
-func Replace(ctx context.Context, cl *kgo.Client, brokers []string, prefix string, defs *features.Definitions, v *features.View, b *Bucket, rdb redis.UniversalClient) error {
+func Replace(ctx context.Context, cl *kgo.Client, kafka []kgo.Opt, prefix string, defs *features.Definitions, v *features.View, b *Bucket, rdb redis.UniversalClient) error {
 	stale := map[string]bool{}
-	err := ScanChangelog(ctx, brokers, online.ChangelogTopic(prefix, online.TableOf(v)), func(key, value []byte) {
+	err := ScanChangelog(ctx, kafka, online.ChangelogTopic(prefix, online.TableOf(v)), func(key, value []byte) {
 		if k := string(key); b.Has(k) && b.Entities[k] == nil {
 			stale[k] = value != nil
 		}
@@ -234,11 +234,11 @@ func AllowLargeRecords(ctx context.Context, adm *kadm.Client, topics ...string) 
 	return nil
 }
 
-// ScanChangelog reads a changelog from its start to its current end and
-// calls fn with each record's key and value (nil: a tombstone), each
+// ScanChangelog reads a changelog from its start to its current end, with
+// clients of the options kafka (seed brokers, TLS, SASL), and calls fn with each record's key and value (nil: a tombstone), each
 // partition's in order: an entity's last call has its latest record.
-func ScanChangelog(ctx context.Context, brokers []string, topic string, fn func(key, value []byte)) error {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func ScanChangelog(ctx context.Context, kafka []kgo.Opt, topic string, fn func(key, value []byte)) error {
+	adm, err := kgo.NewClient(kafka...)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func ScanChangelog(ctx context.Context, brokers []string, topic string, fn func(
 	if len(want) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(start))
+	cl, err := kgo.NewClient(append(slices.Clip(kafka), kgo.ConsumePartitions(start))...)
 	if err != nil {
 		return err
 	}

@@ -26,12 +26,19 @@ import (
 // Config configures a Replica.
 type Config struct {
 	Brokers     []string       // required
+	KafkaOpts   []kgo.Opt      // TLS and SASL, for every Kafka client
 	TopicPrefix string         // prefix of the changelog topics; default "quiver"
 	Tables      []online.Table // the view versions to replicate; required
 	Dir         string         // the Pebble database; required
 	CacheBytes  int64          // block cache; default 128 MiB
 	Logger      *slog.Logger   // nil discards
 	Registerer  prometheus.Registerer
+}
+
+// kafka returns the options of a Kafka client: the brokers, KafkaOpts,
+// then extra.
+func (c *Config) kafka(extra ...kgo.Opt) []kgo.Opt {
+	return slices.Concat([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.KafkaOpts, extra)
 }
 
 // Validate reports every problem of the configuration at once.
@@ -225,7 +232,7 @@ func (r *Replica) Close() error {
 // for changelog topics that do not exist yet. A changelog deleted and
 // created again while it runs is read again from its start.
 func (r *Replica) Run(ctx context.Context) error {
-	admClient, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.MetadataMinAge(250*time.Millisecond))
+	admClient, err := kgo.NewClient(r.cfg.kafka(kgo.MetadataMinAge(250 * time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}
@@ -318,8 +325,7 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 			start[topic][p] = kgo.NewOffset().At(next[topic][p])
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.Brokers...), kgo.ConsumePartitions(start),
-		kgo.FetchMaxWait(50*time.Millisecond))
+	cl, err := kgo.NewClient(r.cfg.kafka(kgo.ConsumePartitions(start), kgo.FetchMaxWait(50*time.Millisecond))...)
 	if err != nil {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}

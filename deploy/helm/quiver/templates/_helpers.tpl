@@ -75,8 +75,60 @@ app.kubernetes.io/component: {{ .component }}
 - --online={{ .Values.online.store }}
 {{- if eq .Values.online.store "redis" }}
 - --redis-addr={{ required "online.redis.addr is required with online.store redis" .Values.online.redis.addr }}
+{{- with .Values.online.redis.tls }}
+{{- if .caSecret }}
+- --redis-tls-ca-file=/etc/quiver/redis-ca/ca.crt
+{{- else if .enabled }}
+- --redis-tls
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.kafka.tls }}
+{{- if .caSecret }}
+- --kafka-tls-ca-file=/etc/quiver/kafka-ca/ca.crt
+{{- else if .enabled }}
+- --kafka-tls
+{{- end }}
+{{- end }}
+{{- with .Values.kafka.sasl.mechanism }}
+{{- if not (has (lower .) (list "plain" "scram-sha-256" "scram-sha-512")) }}
+{{- fail (printf "kafka.sasl.mechanism %q: want plain, scram-sha-256 or scram-sha-512" .) }}
+{{- end }}
+- --kafka-sasl={{ . }}
 {{- end }}
 - --log-format={{ .Values.logFormat }}
+{{- end -}}
+
+{{/* The credentials of Kafka and Redis, from their Secrets. */}}
+{{- define "quiver.credentialsEnv" -}}
+{{- if .Values.kafka.sasl.mechanism }}
+{{- $secret := required "kafka.sasl.secret is required with kafka.sasl.mechanism" .Values.kafka.sasl.secret }}
+- name: QUIVER_KAFKA_SASL_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: username
+- name: QUIVER_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: password
+{{- end }}
+{{- if eq .Values.online.store "redis" }}
+{{- with .Values.online.redis.authSecret }}
+- name: QUIVER_REDIS_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: username
+      optional: true
+- name: QUIVER_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: password
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Environment of every container that reads the offline store. */}}
@@ -91,9 +143,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{/* A container's environment: the object store's and extra; call with (dict "ctx" $ "extra" <list>). */}}
+{{/* A container's environment: the object store's, the credentials and extra; call with (dict "ctx" $ "extra" <list>). */}}
 {{- define "quiver.env" -}}
 {{- include "quiver.objectStoreEnv" .ctx }}
+{{- include "quiver.credentialsEnv" .ctx }}
 {{- with .extra }}
 {{ toYaml . }}
 {{- end }}
@@ -119,6 +172,16 @@ app.kubernetes.io/component: {{ .component }}
 - name: offline
   mountPath: /quiver/offline
 {{- end }}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/quiver/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if and (eq .Values.online.store "redis") .Values.online.redis.tls.caSecret }}
+- name: redis-ca
+  mountPath: /etc/quiver/redis-ca
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Volumes behind quiver.volumeMounts; call with (dict "ctx" $ "data" <volume source>),
@@ -135,6 +198,24 @@ and "tmp" <volume source> for a /tmp other than an emptyDir of no set size. */}}
 - name: offline
   persistentVolumeClaim:
     claimName: {{ .ctx.Values.offline.persistence.existingClaim | default (printf "%s-offline" (include "quiver.fullname" .ctx)) }}
+{{- end }}
+{{- with .ctx.Values.kafka.tls.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- if eq .ctx.Values.online.store "redis" }}
+{{- with .ctx.Values.online.redis.tls.caSecret }}
+- name: redis-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
 {{- end }}
 {{- end -}}
 

@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/internal/tlstest"
+)
+
+// secure parses args as a binary's common flags and sets up TLS and
+// authentication as Open does, with env as the environment.
+func secure(t *testing.T, env map[string]string, args ...string) (*Common, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	c := AddCommon(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return env[k] }
+	var err error
+	if c.kafkaSecurity, err = c.Secure.kafka(getenv); err != nil {
+		return nil, err
+	}
+	if c.redisSecurity, err = c.Secure.redis(getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// TestKafkaSecurity: a broker that takes only TLS and SASL answers a client
+// with the right authority, mechanism, user and password, and no other.
+func TestKafkaSecurity(t *testing.T) {
+	files := tlstest.New(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(files.Server(t)), kfake.EnableSASL(),
+		kfake.Superuser("SCRAM-SHA-512", "quiver", "s3cret"), kfake.Superuser("PLAIN", "quiver", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := "--brokers=" + strings.Join(cluster.ListenAddrs(), ",")
+	right := map[string]string{kafkaPasswordEnv: "s3cret"}
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		ok   bool
+	}{
+		{"scram", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, true},
+		{"plain", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "PLAIN", "--kafka-sasl-user", "quiver"}, true},
+		{"wrong password", map[string]string{kafkaPasswordEnv: "guess"}, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, false},
+		{"wrong mechanism", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-256", "--kafka-sasl-user", "quiver"}, false},
+		{"no SASL", nil, []string{"--kafka-tls-ca-file", files.CA}, false},
+		{"no TLS", right, []string{"--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, false},
+		{"the system's authorities", right, []string{"--kafka-tls", "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			common, err := secure(t, c.env, append(c.args, brokers)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := common.PingKafka(ctx); (err == nil) != c.ok {
+				t.Fatalf("PingKafka: %v, want success %v", err, c.ok)
+			}
+		})
+	}
+}
+
+// TestRedisSecurity: a Redis that takes only TLS and requires a password
+// answers a client with the right authority and password, and no other.
+func TestRedisSecurity(t *testing.T) {
+	files := tlstest.New(t)
+	srv := ingesttest.StartSecureRedisServer(t, files, "s3cret")
+	right := map[string]string{redisPasswordEnv: "s3cret"}
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // in the error; empty: none
+	}{
+		{"right", right, []string{"--redis-tls-ca-file", files.CA}, ""},
+		{"the default user", right, []string{"--redis-tls-ca-file", files.CA, "--redis-user", "default"}, ""},
+		{"wrong password", map[string]string{redisPasswordEnv: "guess"}, []string{"--redis-tls-ca-file", files.CA}, "WRONGPASS"},
+		{"no password", nil, []string{"--redis-tls-ca-file", files.CA}, "NOAUTH"},
+		{"no TLS", right, nil, "--redis-addr"},
+		{"the system's authorities", right, []string{"--redis-tls"}, "certificate"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			common, err := secure(t, c.env, append(c.args, "--online", "redis", "--redis-addr", srv.Addr)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb, err := common.Redis(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			err = common.PingRedis(ctx, rdb)
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Fatalf("PingRedis: %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestSecureFlags: settings that cannot work are refused at start, naming
+// the flag or variable.
+func TestSecureFlags(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	password := map[string]string{kafkaPasswordEnv: "p"}
+	for _, c := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{password, []string{"--kafka-sasl", "gssapi", "--kafka-sasl-user", "u"}, `--kafka-sasl "gssapi": want plain, scram-sha-256 or scram-sha-512`},
+		{password, []string{"--kafka-sasl", "plain"}, "--kafka-sasl plain needs --kafka-sasl-user and QUIVER_KAFKA_SASL_PASSWORD"},
+		{nil, []string{"--kafka-sasl", "plain", "--kafka-sasl-user", "u"}, "needs --kafka-sasl-user and QUIVER_KAFKA_SASL_PASSWORD"},
+		{password, nil, "--kafka-sasl-user or QUIVER_KAFKA_SASL_PASSWORD is set, but not --kafka-sasl"},
+		{nil, []string{"--kafka-sasl-user", "u"}, "but not --kafka-sasl"},
+		{nil, []string{"--kafka-tls-ca-file", "/no/such/ca.pem"}, "--kafka-tls-ca-file: open /no/such/ca.pem"},
+		{nil, []string{"--kafka-tls-ca-file", notPEM}, "--kafka-tls-ca-file " + notPEM + ": no PEM certificate in it"},
+		{nil, []string{"--redis-tls-ca-file", notPEM}, "--redis-tls-ca-file " + notPEM + ": no PEM certificate in it"},
+		{nil, []string{"--redis-user", "app"}, "--redis-user app needs its password in QUIVER_REDIS_PASSWORD"},
+	} {
+		_, err := secure(t, c.env, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: %v, want %q", c.env, c.args, err, c.want)
+		}
+	}
+}
