@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,7 +57,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/pebble-3-replicas-values.yaml", "serve.predictionLog=false"},
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
 	{"ci/s3-values.yaml", ""},
-	{"ci/s3-values.yaml", "metrics.serviceMonitor.enabled=true"},
+	{"ci/s3-values.yaml", "metrics.prometheusRule.enabled=false"},
 	{"ci/s3-values.yaml", "backfill.tmpVolume.emptyDir.sizeLimit=64Gi"},
 	{"ci/redis-values.yaml", "ingest.progressDeadlineSeconds=7200,serve.progressDeadlineSeconds=900"},
 	{"ci/redis-values.yaml", "kafka.tls.caSecret=kafka-ca,kafka.sasl.mechanism=scram-sha-512,kafka.sasl.secret=kafka-user," +
@@ -118,6 +119,8 @@ func TestRefusedValues(t *testing.T) {
 		// Every pod would exit at start.
 		"kafka.sasl.mechanism=gssapi,kafka.sasl.secret=kafka-user": `kafka.sasl.mechanism "gssapi": want plain, scram-sha-256 or scram-sha-512`,
 		"kafka.sasl.mechanism=plain":                               "kafka.sasl.secret is required with kafka.sasl.mechanism",
+		// The alerts would never fire.
+		"metrics.prometheusRule.enabled=true": "metrics.prometheusRule needs metrics.serviceMonitor",
 	} {
 		vals := map[string]any{}
 		if err := strvals.ParseInto(set, vals); err != nil {
@@ -1087,4 +1090,60 @@ func volume(spec corev1.PodSpec, name string) *corev1.Volume {
 // selects reports whether a label selector picks a Deployment's pods.
 func selects(selector map[string]string, d *appsv1.Deployment) bool {
 	return len(selector) > 0 && labels.SelectorFromSet(selector).Matches(labels.Set(d.Spec.Template.Labels))
+}
+
+// TestModelsSyncStops runs the models sidecar's script with a stand-in for
+// aws: on SIGTERM it exits at once with status 0. As a container's PID 1
+// the shell ignores a signal it does not trap; trapped, it exits 0 either
+// way, so the status tells a trap from the default action.
+func TestModelsSyncStops(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := chartutil.ReadValuesFile(filepath.Join(chartDir, "ci/s3-values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sync *corev1.Container
+	containers := render(t, ch, vals).deployments[fullname+"-serve"].Spec.Template.Spec.Containers
+	for i := range containers {
+		if containers[i].Name == "models-sync" {
+			sync = &containers[i]
+		}
+	}
+	if sync == nil || len(sync.Command) != 2 || len(sync.Args) != 1 {
+		t.Fatalf("serve's models-sync container: %+v, want /bin/sh -c and a script", sync)
+	}
+	dir := t.TempDir()
+	synced := filepath.Join(dir, "synced")
+	if err := os.WriteFile(filepath.Join(dir, "aws"), []byte("#!/bin/sh\necho \"$@\" >> "+synced+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sync.Command[0], sync.Command[1], sync.Args[0])
+	cmd.Env = []string{"PATH=" + dir + ":" + os.Getenv("PATH"), "INTERVAL=0.1", "MODELS_URL=s3://models/fraud"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(synced); strings.Contains(string(b), "s3 sync --delete --only-show-errors s3://models/fraud /quiver/models") {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the script ran no aws s3 sync within 10s")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after SIGTERM: %v, want exit status 0 (a trap)", err)
+		}
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("still running 5s after SIGTERM")
+	}
 }

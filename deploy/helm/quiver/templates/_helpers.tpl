@@ -294,7 +294,9 @@ args:
   {{- if .once }}
   - exec aws s3 sync --delete --only-show-errors "$MODELS_URL" /quiver/models
   {{- else }}
-  - while sleep "$INTERVAL"; do aws s3 sync --delete --only-show-errors "$MODELS_URL" /quiver/models; done
+  # The shell is the container's PID 1, which ignores SIGTERM unless it
+  # traps it: without the trap the pod would wait its whole grace period.
+  - trap 'exit 0' TERM; while :; do sleep "$INTERVAL" & wait $!; aws s3 sync --delete --only-show-errors "$MODELS_URL" /quiver/models; done
   {{- end }}
 env:
   - name: MODELS_URL
