@@ -6,6 +6,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,7 @@ func run(args []string) error {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	certFile := fs.String("tls-cert-file", "", "PEM certificate to serve TLS with, to try clients' TLS settings (with --tls-key-file)")
 	keyFile := fs.String("tls-key-file", "", "PEM private key of --tls-cert-file")
+	clientCAFile := fs.String("tls-client-ca-file", "", "require clients to present a certificate signed by an authority of this PEM file (mutual TLS; with --tls-cert-file)")
 	saslUser := fs.String("sasl-user", "", "require SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) as this user, with the password in QUIVER_KAFKA_SASL_PASSWORD, as the clients read it")
 	fs.Usage = cli.Usage(fs, "localkafka runs a local Kafka-protocol broker for the demo and tests.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
@@ -56,7 +58,20 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--tls-cert-file: %w", err)
 		}
-		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if *clientCAFile != "" {
+			pem, err := os.ReadFile(*clientCAFile)
+			if err != nil {
+				return fmt.Errorf("--tls-client-ca-file: %w", err)
+			}
+			cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, x509.NewCertPool()
+			if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--tls-client-ca-file %s: no PEM certificate in it", *clientCAFile)
+			}
+		}
+		opts = append(opts, kfake.TLS(cfg))
+	} else if *clientCAFile != "" {
+		return errors.New("--tls-client-ca-file needs --tls-cert-file")
 	}
 	if *saslUser != "" {
 		password := os.Getenv("QUIVER_KAFKA_SASL_PASSWORD")

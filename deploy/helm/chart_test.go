@@ -62,6 +62,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/redis-values.yaml", "ingest.progressDeadlineSeconds=7200,serve.progressDeadlineSeconds=900"},
 	{"ci/redis-values.yaml", "kafka.tls.caSecret=kafka-ca,kafka.sasl.mechanism=scram-sha-512,kafka.sasl.secret=kafka-user," +
 		"online.redis.tls.enabled=true,online.redis.authSecret=redis-auth"},
+	{"ci/redis-values.yaml", "kafka.tls.clientSecret=kafka-client,online.redis.tls.caSecret=redis-ca,online.redis.tls.clientSecret=redis-client"},
 	{"ci/s3-values.yaml", "kafka.tls.enabled=true,kafka.sasl.mechanism=PLAIN,kafka.sasl.secret=kafka-user,online.redis.tls.caSecret=redis-ca"},
 }
 
@@ -499,29 +500,52 @@ func (m *manifests) checkStores(t *testing.T, where string, spec corev1.PodSpec,
 }
 
 // checkTLS checks a container's TLS flags for kafka or redis against the
-// values tls, and that a CA file it names is the ca.crt of the values'
-// Secret.
+// values tls: each file they name is the key of the values' Secret.
 func checkTLS(t *testing.T, where string, spec corev1.PodSpec, c corev1.Container, args map[string]string, name string, tls map[string]any) {
 	t.Helper()
-	caFile, on := args[name+"-tls-ca-file"], args[name+"-tls"] == "true"
-	secret, _ := tls["caSecret"].(string)
-	if secret == "" {
-		if caFile != "" || on != tls["enabled"] {
-			t.Errorf("%s: --%s-tls=%v --%s-tls-ca-file=%q, values say %v", where, name, on, name, caFile, tls)
+	caSecret, _ := tls["caSecret"].(string)
+	clientSecret, _ := tls["clientSecret"].(string)
+	if on := args[name+"-tls"] == "true"; on != (tls["enabled"] == true && caSecret == "" && clientSecret == "") {
+		t.Errorf("%s: --%s-tls=%v, values say %v", where, name, on, tls)
+	}
+	for flag, want := range map[string]struct{ secret, key string }{
+		"ca-file": {caSecret, "ca.crt"}, "cert-file": {clientSecret, "tls.crt"}, "key-file": {clientSecret, "tls.key"},
+	} {
+		file := args[name+"-tls-"+flag]
+		if want.secret == "" {
+			if file != "" {
+				t.Errorf("%s: --%s-tls-%s=%s, values name no Secret", where, name, flag, file)
+			}
+			continue
 		}
-		return
+		if got := secretKeyAt(spec, c, file); got != want.secret+"/"+want.key {
+			t.Errorf("%s: --%s-tls-%s=%q is %q, want Secret key %s/%s", where, name, flag, file, got, want.secret, want.key)
+		}
 	}
-	if on || caFile == "" {
-		t.Fatalf("%s: --%s-tls=%v --%s-tls-ca-file=%q, want the CA file of Secret %s", where, name, on, name, caFile, secret)
-	}
-	mount := mountAt(c, filepath.Dir(caFile))
+}
+
+// secretKeyAt returns the Secret and key, "secret/key", that file is in
+// container c, or "" if none.
+func secretKeyAt(spec corev1.PodSpec, c corev1.Container, file string) string {
+	mount := mountAt(c, filepath.Dir(file))
 	if mount == nil {
-		t.Fatalf("%s: --%s-tls-ca-file=%s is on no volume", where, name, caFile)
+		return ""
 	}
-	if v := volume(spec, mount.Name); v == nil || v.Secret == nil || v.Secret.SecretName != secret ||
-		len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "ca.crt" || v.Secret.Items[0].Path != filepath.Base(caFile) {
-		t.Errorf("%s: --%s-tls-ca-file=%s is on volume %+v, want key ca.crt of Secret %s", where, name, caFile, v, secret)
+	v := volume(spec, mount.Name)
+	if v == nil || v.Projected == nil {
+		return ""
 	}
+	for _, src := range v.Projected.Sources {
+		if src.Secret == nil {
+			continue
+		}
+		for _, item := range src.Secret.Items {
+			if item.Path == filepath.Base(file) {
+				return src.Secret.Name + "/" + item.Key
+			}
+		}
+	}
+	return ""
 }
 
 // checkIngest checks that ingest's replicas form one consumer group and

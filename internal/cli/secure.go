@@ -25,22 +25,61 @@ const (
 
 // Secure holds the flags of TLS and authentication to Kafka and Redis.
 type Secure struct {
-	KafkaTLS       bool
-	KafkaTLSCAFile string
-	KafkaSASL      string
-	KafkaSASLUser  string
-	RedisTLS       bool
-	RedisTLSCAFile string
-	RedisUser      string
+	Kafka, Redis  TLS
+	KafkaSASL     string
+	KafkaSASLUser string
+	RedisUser     string
+}
+
+// TLS holds the flags of TLS to one service.
+type TLS struct {
+	On                        bool
+	CAFile, CertFile, KeyFile string
+}
+
+// add defines the flags --<name>-tls... on fs, for service.
+func (t *TLS) add(fs *flag.FlagSet, name, service string) {
+	fs.BoolVar(&t.On, name+"-tls", false, "connect to "+service+" over TLS, trusting the system's certificate authorities")
+	fs.StringVar(&t.CAFile, name+"-tls-ca-file", "", "PEM file of the certificate authorities to trust for "+service+", instead of the system's (implies --"+name+"-tls)")
+	fs.StringVar(&t.CertFile, name+"-tls-cert-file", "", "PEM client certificate to present to "+service+", for mutual TLS (with --"+name+"-tls-key-file; implies --"+name+"-tls)")
+	fs.StringVar(&t.KeyFile, name+"-tls-key-file", "", "PEM private key of --"+name+"-tls-cert-file")
+}
+
+// config returns the client's TLS configuration, nil for none; name is the
+// flags' prefix.
+func (t *TLS) config(name string) (*tls.Config, error) {
+	if !t.On && t.CAFile == "" && t.CertFile == "" && t.KeyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--%s-tls-ca-file: %w", name, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--%s-tls-ca-file %s: no PEM certificate in it", name, t.CAFile)
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, fmt.Errorf("--%s-tls-cert-file and --%s-tls-key-file go together", name, name)
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--%s-tls-cert-file: %w", name, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 func (s *Secure) add(fs *flag.FlagSet) {
-	fs.BoolVar(&s.KafkaTLS, "kafka-tls", false, "connect to the Kafka brokers over TLS, trusting the system's certificate authorities")
-	fs.StringVar(&s.KafkaTLSCAFile, "kafka-tls-ca-file", "", "PEM file of the certificate authorities to trust for the Kafka brokers, instead of the system's (implies --kafka-tls)")
+	s.Kafka.add(fs, "kafka", "the Kafka brokers")
 	fs.StringVar(&s.KafkaSASL, "kafka-sasl", "", "SASL mechanism to authenticate to Kafka with: plain, scram-sha-256 or scram-sha-512, as --kafka-sasl-user with the password in "+kafkaPasswordEnv)
 	fs.StringVar(&s.KafkaSASLUser, "kafka-sasl-user", "", "SASL user, with --kafka-sasl")
-	fs.BoolVar(&s.RedisTLS, "redis-tls", false, "connect to Redis over TLS, trusting the system's certificate authorities")
-	fs.StringVar(&s.RedisTLSCAFile, "redis-tls-ca-file", "", "PEM file of the certificate authorities to trust for Redis, instead of the system's (implies --redis-tls)")
+	s.Redis.add(fs, "redis", "Redis")
 	fs.StringVar(&s.RedisUser, "redis-user", "", "Redis ACL user to authenticate as, with the password in "+redisPasswordEnv+" (with only the password set: the default user, as requirepass)")
 }
 
@@ -48,11 +87,11 @@ func (s *Secure) add(fs *flag.FlagSet) {
 // the flags and getenv.
 func (s *Secure) kafka(getenv func(string) string) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
-	if s.KafkaTLS || s.KafkaTLSCAFile != "" {
-		cfg, err := tlsConfig("--kafka-tls-ca-file", s.KafkaTLSCAFile)
-		if err != nil {
-			return nil, err
-		}
+	cfg, err := s.Kafka.config("kafka")
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
 	user, password := s.KafkaSASLUser, getenv(kafkaPasswordEnv)
@@ -86,30 +125,9 @@ func (s *Secure) redis(getenv func(string) string) (func(*redis.UniversalOptions
 	if user != "" && password == "" {
 		return nil, fmt.Errorf("--redis-user %s needs its password in %s", user, redisPasswordEnv)
 	}
-	var cfg *tls.Config
-	if s.RedisTLS || s.RedisTLSCAFile != "" {
-		var err error
-		if cfg, err = tlsConfig("--redis-tls-ca-file", s.RedisTLSCAFile); err != nil {
-			return nil, err
-		}
+	cfg, err := s.Redis.config("redis")
+	if err != nil {
+		return nil, err
 	}
 	return func(o *redis.UniversalOptions) { o.TLSConfig, o.Username, o.Password = cfg, user, password }, nil
-}
-
-// tlsConfig returns a client's TLS configuration, trusting the certificate
-// authorities of caFile (flag names it), or the system's if it is empty.
-func tlsConfig(flag, caFile string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return cfg, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	cfg.RootCAs = x509.NewCertPool()
-	if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, caFile)
-	}
-	return cfg, nil
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,30 +40,40 @@ func secure(t *testing.T, env map[string]string, args ...string) (*Common, error
 // with the right authority, mechanism, user and password, and no other.
 func TestKafkaSecurity(t *testing.T) {
 	files := tlstest.New(t)
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(files.Server(t)), kfake.EnableSASL(),
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(files.Server(t, false)), kfake.EnableSASL(),
 		kfake.Superuser("SCRAM-SHA-512", "quiver", "s3cret"), kfake.Superuser("PLAIN", "quiver", "s3cret"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	brokers := "--brokers=" + strings.Join(cluster.ListenAddrs(), ",")
+	mutual, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(files.Server(t, true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mutual.Close()
+	sasl := "--brokers=" + strings.Join(cluster.ListenAddrs(), ",")
+	certs := "--brokers=" + strings.Join(mutual.ListenAddrs(), ",")
 	right := map[string]string{kafkaPasswordEnv: "s3cret"}
 	for _, c := range []struct {
-		name string
-		env  map[string]string
-		args []string
-		ok   bool
+		name    string
+		env     map[string]string
+		args    []string
+		brokers string
+		ok      bool
 	}{
-		{"scram", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, true},
-		{"plain", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "PLAIN", "--kafka-sasl-user", "quiver"}, true},
-		{"wrong password", map[string]string{kafkaPasswordEnv: "guess"}, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, false},
-		{"wrong mechanism", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-256", "--kafka-sasl-user", "quiver"}, false},
-		{"no SASL", nil, []string{"--kafka-tls-ca-file", files.CA}, false},
-		{"no TLS", right, []string{"--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, false},
-		{"the system's authorities", right, []string{"--kafka-tls", "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, false},
+		{"scram", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, sasl, true},
+		{"plain", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "PLAIN", "--kafka-sasl-user", "quiver"}, sasl, true},
+		{"wrong password", map[string]string{kafkaPasswordEnv: "guess"}, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, sasl, false},
+		{"wrong mechanism", right, []string{"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-256", "--kafka-sasl-user", "quiver"}, sasl, false},
+		{"no SASL", nil, []string{"--kafka-tls-ca-file", files.CA}, sasl, false},
+		{"no TLS", right, []string{"--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, sasl, false},
+		{"the system's authorities", right, []string{"--kafka-tls", "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "quiver"}, sasl, false},
+		{"client certificate", nil, []string{"--kafka-tls-ca-file", files.CA, "--kafka-tls-cert-file", files.ClientCert, "--kafka-tls-key-file", files.ClientKey}, certs, true},
+		{"no client certificate", nil, []string{"--kafka-tls-ca-file", files.CA}, certs, false},
+		{"a server's certificate", nil, []string{"--kafka-tls-ca-file", files.CA, "--kafka-tls-cert-file", files.Cert, "--kafka-tls-key-file", files.Key}, certs, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			common, err := secure(t, c.env, append(c.args, brokers)...)
+			common, err := secure(t, c.env, append(c.args, c.brokers)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,27 +86,31 @@ func TestKafkaSecurity(t *testing.T) {
 	}
 }
 
-// TestRedisSecurity: a Redis that takes only TLS and requires a password
-// answers a client with the right authority and password, and no other.
+// TestRedisSecurity: a Redis that takes only TLS with a client certificate
+// and requires a password answers a client with the right authority,
+// certificate and password, and no other.
 func TestRedisSecurity(t *testing.T) {
 	files := tlstest.New(t)
 	srv := ingesttest.StartSecureRedisServer(t, files, "s3cret")
 	right := map[string]string{redisPasswordEnv: "s3cret"}
+	ca := []string{"--redis-tls-ca-file", files.CA}
+	client := []string{"--redis-tls-cert-file", files.ClientCert, "--redis-tls-key-file", files.ClientKey}
 	for _, c := range []struct {
 		name string
 		env  map[string]string
 		args []string
 		want string // in the error; empty: none
 	}{
-		{"right", right, []string{"--redis-tls-ca-file", files.CA}, ""},
-		{"the default user", right, []string{"--redis-tls-ca-file", files.CA, "--redis-user", "default"}, ""},
-		{"wrong password", map[string]string{redisPasswordEnv: "guess"}, []string{"--redis-tls-ca-file", files.CA}, "WRONGPASS"},
-		{"no password", nil, []string{"--redis-tls-ca-file", files.CA}, "NOAUTH"},
+		{"right", right, slices.Concat(ca, client), ""},
+		{"the default user", right, slices.Concat(ca, client, []string{"--redis-user", "default"}), ""},
+		{"wrong password", map[string]string{redisPasswordEnv: "guess"}, slices.Concat(ca, client), "WRONGPASS"},
+		{"no password", nil, slices.Concat(ca, client), "NOAUTH"},
+		{"no client certificate", right, ca, "--redis-addr"},
 		{"no TLS", right, nil, "--redis-addr"},
-		{"the system's authorities", right, []string{"--redis-tls"}, "certificate"},
+		{"the system's authorities", right, append([]string{"--redis-tls"}, client...), "certificate"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			common, err := secure(t, c.env, append(c.args, "--online", "redis", "--redis-addr", srv.Addr)...)
+			common, err := secure(t, c.env, slices.Concat(c.args, []string{"--online", "redis", "--redis-addr", srv.Addr})...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +151,8 @@ func TestSecureFlags(t *testing.T) {
 		{nil, []string{"--kafka-tls-ca-file", notPEM}, "--kafka-tls-ca-file " + notPEM + ": no PEM certificate in it"},
 		{nil, []string{"--redis-tls-ca-file", notPEM}, "--redis-tls-ca-file " + notPEM + ": no PEM certificate in it"},
 		{nil, []string{"--redis-user", "app"}, "--redis-user app needs its password in QUIVER_REDIS_PASSWORD"},
+		{nil, []string{"--kafka-tls-cert-file", notPEM}, "--kafka-tls-cert-file and --kafka-tls-key-file go together"},
+		{nil, []string{"--redis-tls-cert-file", notPEM, "--redis-tls-key-file", notPEM}, "--redis-tls-cert-file: tls: failed to find any PEM data in certificate input"},
 	} {
 		_, err := secure(t, c.env, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

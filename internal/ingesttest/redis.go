@@ -45,13 +45,14 @@ func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 }
 
 // StartSecureRedisServer runs a redis-server on a free port that takes only
-// TLS connections, with the certificate of files, and requires password.
+// TLS connections, with the certificate of files, from clients with a
+// certificate the authority of files signed, and requires password.
 func StartSecureRedisServer(t testing.TB, files tlstest.Files, password string) *RedisServer {
 	t.Helper()
 	port := strconv.Itoa(freeport.Get(t))
 	return startRedisServer(t, port, &redis.Options{Password: password, TLSConfig: files.Client(t)},
 		[]string{"--port", "0", "--tls-port", port, "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
-			"--tls-ca-cert-file", files.CA, "--tls-auth-clients", "no", "--requirepass", password})
+			"--tls-ca-cert-file", files.CA, "--tls-auth-clients", "yes", "--requirepass", password})
 }
 
 func startRedisServer(t testing.TB, port string, ping *redis.Options, args []string) *RedisServer {

@@ -75,21 +75,9 @@ app.kubernetes.io/component: {{ .component }}
 - --online={{ .Values.online.store }}
 {{- if eq .Values.online.store "redis" }}
 - --redis-addr={{ required "online.redis.addr is required with online.store redis" .Values.online.redis.addr }}
-{{- with .Values.online.redis.tls }}
-{{- if .caSecret }}
-- --redis-tls-ca-file=/etc/quiver/redis-ca/ca.crt
-{{- else if .enabled }}
-- --redis-tls
+{{- include "quiver.tlsArgs" (dict "name" "redis" "tls" .Values.online.redis.tls) }}
 {{- end }}
-{{- end }}
-{{- end }}
-{{- with .Values.kafka.tls }}
-{{- if .caSecret }}
-- --kafka-tls-ca-file=/etc/quiver/kafka-ca/ca.crt
-{{- else if .enabled }}
-- --kafka-tls
-{{- end }}
-{{- end }}
+{{- include "quiver.tlsArgs" (dict "name" "kafka" "tls" .Values.kafka.tls) }}
 {{- with .Values.kafka.sasl.mechanism }}
 {{- if not (has (lower .) (list "plain" "scram-sha-256" "scram-sha-512")) }}
 {{- fail (printf "kafka.sasl.mechanism %q: want plain, scram-sha-256 or scram-sha-512" .) }}
@@ -97,6 +85,42 @@ app.kubernetes.io/component: {{ .component }}
 - --kafka-sasl={{ . }}
 {{- end }}
 - --log-format={{ .Values.logFormat }}
+{{- end -}}
+
+{{/* The TLS flags of kafka or redis; call with (dict "name" <name> "tls" <its values>). */}}
+{{- define "quiver.tlsArgs" -}}
+{{- with .tls.caSecret }}
+- --{{ $.name }}-tls-ca-file=/etc/quiver/{{ $.name }}-tls/ca.crt
+{{- end }}
+{{- with .tls.clientSecret }}
+- --{{ $.name }}-tls-cert-file=/etc/quiver/{{ $.name }}-tls/tls.crt
+- --{{ $.name }}-tls-key-file=/etc/quiver/{{ $.name }}-tls/tls.key
+{{- end }}
+{{- if and .tls.enabled (not (or .tls.caSecret .tls.clientSecret)) }}
+- --{{ .name }}-tls
+{{- end }}
+{{- end -}}
+
+{{/* The volume of the TLS Secrets of kafka or redis, if any; call as quiver.tlsArgs. */}}
+{{- define "quiver.tlsVolume" -}}
+{{- if or .tls.caSecret .tls.clientSecret }}
+- name: {{ .name }}-tls
+  projected:
+    sources:
+      {{- with .tls.caSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - {key: ca.crt, path: ca.crt}
+      {{- end }}
+      {{- with .tls.clientSecret }}
+      - secret:
+          name: {{ . }}
+          items:
+            - {key: tls.crt, path: tls.crt}
+            - {key: tls.key, path: tls.key}
+      {{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* The credentials of Kafka and Redis, from their Secrets. */}}
@@ -172,15 +196,12 @@ app.kubernetes.io/component: {{ .component }}
 - name: offline
   mountPath: /quiver/offline
 {{- end }}
-{{- if .Values.kafka.tls.caSecret }}
-- name: kafka-ca
-  mountPath: /etc/quiver/kafka-ca
+{{- range $name, $tls := dict "kafka" .Values.kafka.tls "redis" (ternary .Values.online.redis.tls (dict) (eq .Values.online.store "redis")) }}
+{{- if or $tls.caSecret $tls.clientSecret }}
+- name: {{ $name }}-tls
+  mountPath: /etc/quiver/{{ $name }}-tls
   readOnly: true
 {{- end }}
-{{- if and (eq .Values.online.store "redis") .Values.online.redis.tls.caSecret }}
-- name: redis-ca
-  mountPath: /etc/quiver/redis-ca
-  readOnly: true
 {{- end }}
 {{- end -}}
 
@@ -199,23 +220,9 @@ and "tmp" <volume source> for a /tmp other than an emptyDir of no set size. */}}
   persistentVolumeClaim:
     claimName: {{ .ctx.Values.offline.persistence.existingClaim | default (printf "%s-offline" (include "quiver.fullname" .ctx)) }}
 {{- end }}
-{{- with .ctx.Values.kafka.tls.caSecret }}
-- name: kafka-ca
-  secret:
-    secretName: {{ . }}
-    items:
-      - key: ca.crt
-        path: ca.crt
-{{- end }}
+{{- include "quiver.tlsVolume" (dict "name" "kafka" "tls" .ctx.Values.kafka.tls) }}
 {{- if eq .ctx.Values.online.store "redis" }}
-{{- with .ctx.Values.online.redis.tls.caSecret }}
-- name: redis-ca
-  secret:
-    secretName: {{ . }}
-    items:
-      - key: ca.crt
-        path: ca.crt
-{{- end }}
+{{- include "quiver.tlsVolume" (dict "name" "redis" "tls" .ctx.Values.online.redis.tls) }}
 {{- end }}
 {{- end -}}
 
