@@ -548,6 +548,31 @@ func secretKeyAt(spec corev1.PodSpec, c corev1.Container, file string) string {
 	return ""
 }
 
+// checkAvailability checks that one PodDisruptionBudget selects d's pods, as its
+// values v say, and that the pods spread across nodes by default.
+func (m *manifests) checkAvailability(t *testing.T, d *appsv1.Deployment, v map[string]any) {
+	t.Helper()
+	var got []*policyv1.PodDisruptionBudget
+	for _, p := range m.pdbs {
+		if selects(p.Spec.Selector.MatchLabels, d) {
+			got = append(got, p)
+		}
+	}
+	if spread := d.Spec.Template.Spec.TopologySpreadConstraints; len(v["topologySpreadConstraints"].([]any)) == 0 &&
+		(len(spread) != 1 || spread[0].TopologyKey != "kubernetes.io/hostname" || spread[0].LabelSelector == nil || !selects(spread[0].LabelSelector.MatchLabels, d)) {
+		t.Errorf("%s: topology spread %+v, want its pods across nodes", d.Name, spread)
+	}
+	want := v["podDisruptionBudget"].(map[string]any)
+	switch {
+	case want["enabled"] != true:
+		if len(got) != 0 {
+			t.Errorf("%s: %d PodDisruptionBudgets, values enable none", d.Name, len(got))
+		}
+	case len(got) != 1 || got[0].Spec.MaxUnavailable == nil || float64(got[0].Spec.MaxUnavailable.IntValue()) != number(t, want["maxUnavailable"]):
+		t.Errorf("%s: PodDisruptionBudgets %v, want one of maxUnavailable %v", d.Name, got, want["maxUnavailable"])
+	}
+}
+
 // checkIngest checks that ingest's replicas form one consumer group and
 // are probed.
 func (m *manifests) checkIngest(t *testing.T) {
@@ -559,6 +584,7 @@ func (m *manifests) checkIngest(t *testing.T) {
 	if d.Spec.Replicas == nil || float64(*d.Spec.Replicas) != v["replicas"] {
 		t.Errorf("ingest replicas %v, values say %v", d.Spec.Replicas, v["replicas"])
 	}
+	m.checkAvailability(t, d, v)
 	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("ingest strategy %s: a rolling update mixes old and new definitions in the group", d.Spec.Strategy.Type)
 	}
@@ -570,6 +596,15 @@ func (m *manifests) checkIngest(t *testing.T) {
 	}
 	c := d.Spec.Template.Spec.Containers[0]
 	args := flagArgs(t, c)
+	// /tmp, where a new view version's catch-up spills events, is the
+	// values' volume.
+	tmpVals, err := m.values.Table("ingest.tmpVolume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vol := volume(d.Spec.Template.Spec, mountOf(c, "/tmp")); vol == nil || !equality.Semantic.DeepEqual(vol.VolumeSource, volumeSource(t, tmpVals)) {
+		t.Errorf("ingest: /tmp is on %+v, want ingest.tmpVolume %v", vol, tmpVals)
+	}
 	// One group for every replica: the flag is the same in each pod, and
 	// not made of anything a pod has of its own.
 	if group := args["group-id"]; group != v["groupId"] || strings.Contains(group, "$(") {
@@ -793,9 +828,7 @@ func (m *manifests) checkServe(t *testing.T) {
 			t.Errorf("HPA %+v, want serve's Deployment from at least 2 replicas", h.Spec)
 		}
 	}
-	if len(m.pdbs) != 1 || !selects(m.pdbs[0].Spec.Selector.MatchLabels, d) {
-		t.Error("no PodDisruptionBudget selects the serve pods")
-	}
+	m.checkAvailability(t, d, v)
 	// A stopping replica drains (its /readyz fails while it serves), then
 	// finishes its requests (10 s) before the kubelet's SIGKILL.
 	drain, err := time.ParseDuration(args["drain-delay"])
@@ -847,8 +880,9 @@ func (m *manifests) checkBackfill(t *testing.T) {
 			t.Errorf("%s: /tmp is an emptyDir of no size limit", cj.Name)
 		}
 	}
-	if c := m.cronJobs[fullname+"-compact"]; c == nil || c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
-		t.Error("no compaction CronJob that forbids concurrent runs")
+	if c := m.cronJobs[fullname+"-compact"]; c == nil || c.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent ||
+		c.Spec.JobTemplate.Spec.ActiveDeadlineSeconds == nil || *c.Spec.JobTemplate.Spec.ActiveDeadlineSeconds <= 0 {
+		t.Error("no compaction CronJob that forbids concurrent runs and stops a hung one")
 	}
 	for _, d := range m.values["backfill"].(map[string]any)["datasets"].([]any) {
 		d := d.(map[string]any)

@@ -258,6 +258,22 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
+{{/* The scheduling of a component's replicas: as its values say, spread
+across nodes by default; call with (dict "ctx" $ "component" <name>). */}}
+{{- define "quiver.replicaScheduling" -}}
+{{- $v := index .ctx.Values .component }}
+{{- include "quiver.scheduling" $v }}
+{{- if not $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "quiver.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
 {{/* A checksum of the definitions, so that pods restart when they change. */}}
 {{- define "quiver.definitionsChecksum" -}}
 checksum/definitions: {{ .Values.definitions | toJson | sha256sum }}
@@ -326,4 +342,23 @@ volumeMounts:
     mountPath: /quiver/models
   - name: tmp
     mountPath: /tmp
+{{- end -}}
+
+{{/* A component's PodDisruptionBudget, if its values enable one; call with (dict "ctx" $ "component" <name>). */}}
+{{- define "quiver.pdb" -}}
+{{- $pdb := (index .ctx.Values .component).podDisruptionBudget }}
+{{- if $pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "quiver.fullname" .ctx }}-{{ .component }}
+  labels:
+    {{- include "quiver.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ $pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "quiver.selectorLabels" . | nindent 6 }}
+{{- end }}
 {{- end -}}
