@@ -25,10 +25,68 @@ const (
 
 // Secure holds the flags of TLS and authentication to Kafka and Redis.
 type Secure struct {
-	Kafka, Redis  TLS
-	KafkaSASL     string
-	KafkaSASLUser string
-	RedisUser     string
+	KafkaTLS, RedisTLS TLS
+	KafkaSASL          string
+	KafkaSASLUser      string
+	RedisUser          string
+}
+
+// add defines the flags on fs.
+func (s *Secure) add(fs *flag.FlagSet) {
+	s.KafkaTLS.add(fs, "kafka", "the Kafka brokers")
+	fs.StringVar(&s.KafkaSASL, "kafka-sasl", "", "SASL mechanism to authenticate to Kafka with: plain, scram-sha-256 or scram-sha-512, as --kafka-sasl-user with the password in "+kafkaPasswordEnv)
+	fs.StringVar(&s.KafkaSASLUser, "kafka-sasl-user", "", "SASL user, with --kafka-sasl")
+	s.RedisTLS.add(fs, "redis", "Redis")
+	fs.StringVar(&s.RedisUser, "redis-user", "", "Redis ACL user to authenticate as, with the password in "+redisPasswordEnv+" (with only the password set: the default user, as requirepass)")
+}
+
+// kafka returns the options of TLS and SASL every Kafka client takes, from
+// the flags and getenv.
+func (s *Secure) kafka(getenv func(string) string) ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	cfg, err := s.KafkaTLS.config("kafka")
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg))
+	}
+	user, password := s.KafkaSASLUser, getenv(kafkaPasswordEnv)
+	if s.KafkaSASL == "" {
+		if user != "" || password != "" {
+			return nil, fmt.Errorf("--kafka-sasl-user or %s is set, but not --kafka-sasl: name the mechanism (plain, scram-sha-256 or scram-sha-512)", kafkaPasswordEnv)
+		}
+		return opts, nil
+	}
+	if user == "" || password == "" {
+		return nil, fmt.Errorf("--kafka-sasl %s needs --kafka-sasl-user and %s", s.KafkaSASL, kafkaPasswordEnv)
+	}
+	var m sasl.Mechanism
+	switch strings.ToLower(s.KafkaSASL) {
+	case "plain":
+		m = plain.Auth{User: user, Pass: password}.AsMechanism()
+	case "scram-sha-256":
+		m = scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
+	case "scram-sha-512":
+		m = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
+	default:
+		return nil, fmt.Errorf("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", s.KafkaSASL)
+	}
+	return append(opts, kgo.SASL(m)), nil
+}
+
+// redis returns what sets a Redis client's TLS, user and password from
+// the flags and getenv.
+func (s *Secure) redis(getenv func(string) string) (func(*redis.UniversalOptions), error) {
+	user, password := s.RedisUser, getenv(redisPasswordEnv)
+	if user != "" && password == "" {
+		return nil, fmt.Errorf("--redis-user %s needs its password in %s", user, redisPasswordEnv)
+	}
+	cfg, err := s.RedisTLS.config("redis")
+	if err != nil {
+		return nil, err
+	}
+	return func(o *redis.UniversalOptions) { o.TLSConfig, o.Username, o.Password = cfg, user, password }, nil
 }
 
 // TLS holds the flags of TLS to one service.
@@ -73,61 +131,4 @@ func (t *TLS) config(name string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	return cfg, nil
-}
-
-func (s *Secure) add(fs *flag.FlagSet) {
-	s.Kafka.add(fs, "kafka", "the Kafka brokers")
-	fs.StringVar(&s.KafkaSASL, "kafka-sasl", "", "SASL mechanism to authenticate to Kafka with: plain, scram-sha-256 or scram-sha-512, as --kafka-sasl-user with the password in "+kafkaPasswordEnv)
-	fs.StringVar(&s.KafkaSASLUser, "kafka-sasl-user", "", "SASL user, with --kafka-sasl")
-	s.Redis.add(fs, "redis", "Redis")
-	fs.StringVar(&s.RedisUser, "redis-user", "", "Redis ACL user to authenticate as, with the password in "+redisPasswordEnv+" (with only the password set: the default user, as requirepass)")
-}
-
-// kafka returns the options of TLS and SASL every Kafka client takes, from
-// the flags and getenv.
-func (s *Secure) kafka(getenv func(string) string) ([]kgo.Opt, error) {
-	var opts []kgo.Opt
-	cfg, err := s.Kafka.config("kafka")
-	if err != nil {
-		return nil, err
-	}
-	if cfg != nil {
-		opts = append(opts, kgo.DialTLSConfig(cfg))
-	}
-	user, password := s.KafkaSASLUser, getenv(kafkaPasswordEnv)
-	if s.KafkaSASL == "" {
-		if user != "" || password != "" {
-			return nil, fmt.Errorf("--kafka-sasl-user or %s is set, but not --kafka-sasl: name the mechanism (plain, scram-sha-256 or scram-sha-512)", kafkaPasswordEnv)
-		}
-		return opts, nil
-	}
-	if user == "" || password == "" {
-		return nil, fmt.Errorf("--kafka-sasl %s needs --kafka-sasl-user and %s", s.KafkaSASL, kafkaPasswordEnv)
-	}
-	var m sasl.Mechanism
-	switch strings.ToLower(s.KafkaSASL) {
-	case "plain":
-		m = plain.Auth{User: user, Pass: password}.AsMechanism()
-	case "scram-sha-256":
-		m = scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
-	case "scram-sha-512":
-		m = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
-	default:
-		return nil, fmt.Errorf("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", s.KafkaSASL)
-	}
-	return append(opts, kgo.SASL(m)), nil
-}
-
-// redis returns what sets a Redis client's TLS, user and password from
-// the flags and getenv.
-func (s *Secure) redis(getenv func(string) string) (func(*redis.UniversalOptions), error) {
-	user, password := s.RedisUser, getenv(redisPasswordEnv)
-	if user != "" && password == "" {
-		return nil, fmt.Errorf("--redis-user %s needs its password in %s", user, redisPasswordEnv)
-	}
-	cfg, err := s.Redis.config("redis")
-	if err != nil {
-		return nil, err
-	}
-	return func(o *redis.UniversalOptions) { o.TLSConfig, o.Username, o.Password = cfg, user, password }, nil
 }
