@@ -121,11 +121,21 @@ func run(args []string) error {
 	}
 	defer closeMetrics()
 
-	if err := cli.Await(ctx, log, "Kafka", common.PingKafka); err != nil {
+	// await waits for what answers check; /readyz says why not yet.
+	await := func(what string, check func(context.Context) error) error {
+		return cli.Await(ctx, log, what, func(ctx context.Context) error {
+			err := check(ctx)
+			if err != nil {
+				starting.Store("waiting for " + what + ": " + err.Error())
+			}
+			return err
+		})
+	}
+	if err := await("Kafka", common.PingKafka); err != nil {
 		return cli.Stopped(ctx, err)
 	}
 	starting.Store("waiting for Redis")
-	if err := cli.Await(ctx, log, "Redis", func(ctx context.Context) error { return common.PingRedis(ctx, rdb) }); err != nil {
+	if err := await("Redis", func(ctx context.Context) error { return common.PingRedis(ctx, rdb) }); err != nil {
 		return cli.Stopped(ctx, err)
 	}
 	starting.Store("catching up new view versions")

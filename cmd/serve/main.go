@@ -105,18 +105,24 @@ func run(args []string) error {
 	var predictions *serve.PredictionLog
 	if models != nil && *predLog {
 		topic := common.TopicPrefix + ".predictions"
-		cl, err := kgo.NewClient(common.Kafka(kgo.MaxBufferedRecords(10_000), kgo.ProducerLinger(5*time.Millisecond))...)
+		// A record the broker has not taken within a minute fails and is
+		// counted, rather than wait in the buffer for good.
+		cl, err := kgo.NewClient(common.Kafka(kgo.MaxBufferedRecords(10_000), kgo.ProducerLinger(5*time.Millisecond),
+			kgo.RecordDeliveryTimeout(time.Minute))...)
 		if err != nil {
 			return fmt.Errorf("prediction log: %w", err)
 		}
 		defer cl.Close()
-		// Ingest's drift detectors read it; create it if this serve is first.
-		resp, err := kadm.NewClient(cl).CreateTopic(ctx, -1, -1, nil, topic)
+		// Ingest's drift detectors read it; create it if this serve is
+		// first. A broker that does not answer does not hold up serving.
+		createCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := kadm.NewClient(cl).CreateTopic(createCtx, -1, -1, nil, topic)
+		cancel()
 		if err == nil {
 			err = resp.Err
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			log.Warn("prediction log topic not created; predictions are dropped until it exists", "topic", topic, "err", err)
+			log.Warn("prediction log topic not created: predictions are not logged until it exists and Kafka takes them (check --brokers and the --kafka-* flags)", "topic", topic, "err", err)
 		}
 		if predictions, err = serve.NewPredictionLog(cl, topic, log, reg); err != nil {
 			return err

@@ -248,25 +248,31 @@ func (c *Common) PingKafka(ctx context.Context) error {
 }
 
 // Await calls check every second until it succeeds, for a service that may
-// start after this process (Kafka or Redis, under Kubernetes), and logs its
-// first failure as a warning. If ctx ends first, it returns ctx's error
-// with check's last.
+// start after this process (Kafka or Redis, under Kubernetes), and logs a
+// warning for its first failure and each failure unlike the one before (a
+// broker that comes up but refuses the credentials). If ctx ends first, it
+// returns ctx's error with check's last.
 func Await(ctx context.Context, log *slog.Logger, what string, check func(context.Context) error) error {
-	for try := 0; ; try++ {
+	logged := ""
+	for {
 		err := check(ctx)
 		if err == nil {
-			if try > 0 {
+			if logged != "" {
 				log.Info(what + " answers")
 			}
 			return nil
 		}
-		if try == 0 {
+		if err.Error() != logged {
 			log.Warn("waiting for "+what, "err", err)
+			logged = err.Error()
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w (%w)", what, ctx.Err(), err)
-		case <-time.After(time.Second):
+		case <-time.After(awaitEvery):
 		}
 	}
 }
+
+// awaitEvery is how often Await checks.
+var awaitEvery = time.Second

@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiver-ml/quiver/store/offline"
 )
@@ -56,5 +60,35 @@ func TestOfflineURLQuery(t *testing.T) {
 		if _, err := c.openOffline(); err == nil || !strings.Contains(err.Error(), "a query or fragment means nothing here") {
 			t.Errorf("--offline %s: %v, want it refused", u, err)
 		}
+	}
+}
+
+// TestAwaitLogsEachCause: a wait logs its first cause and each new one (a
+// broker that comes up but refuses the credentials), not every try.
+func TestAwaitLogsEachCause(t *testing.T) {
+	defer func(d time.Duration) { awaitEvery = d }(awaitEvery)
+	awaitEvery = time.Millisecond
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	causes := []string{"connection refused", "connection refused", "connection refused", "SASL authentication failed", "SASL authentication failed"}
+	err := Await(context.Background(), log, "Kafka", func(context.Context) error {
+		if len(causes) == 0 {
+			return nil
+		}
+		err := errors.New(causes[0])
+		causes = causes[1:]
+		return err
+	})
+	want := `level=WARN msg="waiting for Kafka" err="connection refused"
+level=WARN msg="waiting for Kafka" err="SASL authentication failed"
+level=INFO msg="Kafka answers"
+`
+	if err != nil || buf.String() != want {
+		t.Errorf("Await: %v, logged:\n%s\nwant:\n%s", err, buf.String(), want)
 	}
 }

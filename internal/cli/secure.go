@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -51,28 +52,29 @@ func (s *Secure) kafka(getenv func(string) string) ([]kgo.Opt, error) {
 	if cfg != nil {
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
+	// The password alone, without a mechanism, is ignored, as Redis's is
+	// with --online pebble: it may be in the environment for another
+	// command.
 	user, password := s.KafkaSASLUser, getenv(kafkaPasswordEnv)
 	if s.KafkaSASL == "" {
-		if user != "" || password != "" {
-			return nil, fmt.Errorf("--kafka-sasl-user or %s is set, but not --kafka-sasl: name the mechanism (plain, scram-sha-256 or scram-sha-512)", kafkaPasswordEnv)
+		if user != "" {
+			return nil, errors.New("--kafka-sasl-user is set, but not --kafka-sasl: name the mechanism (plain, scram-sha-256 or scram-sha-512)")
 		}
 		return opts, nil
+	}
+	mechanisms := map[string]func(user, password string) sasl.Mechanism{
+		"plain":         func(u, p string) sasl.Mechanism { return plain.Auth{User: u, Pass: p}.AsMechanism() },
+		"scram-sha-256": func(u, p string) sasl.Mechanism { return scram.Auth{User: u, Pass: p}.AsSha256Mechanism() },
+		"scram-sha-512": func(u, p string) sasl.Mechanism { return scram.Auth{User: u, Pass: p}.AsSha512Mechanism() },
+	}
+	mechanism := mechanisms[strings.ToLower(s.KafkaSASL)]
+	if mechanism == nil {
+		return nil, fmt.Errorf("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", s.KafkaSASL)
 	}
 	if user == "" || password == "" {
 		return nil, fmt.Errorf("--kafka-sasl %s needs --kafka-sasl-user and %s", s.KafkaSASL, kafkaPasswordEnv)
 	}
-	var m sasl.Mechanism
-	switch strings.ToLower(s.KafkaSASL) {
-	case "plain":
-		m = plain.Auth{User: user, Pass: password}.AsMechanism()
-	case "scram-sha-256":
-		m = scram.Auth{User: user, Pass: password}.AsSha256Mechanism()
-	case "scram-sha-512":
-		m = scram.Auth{User: user, Pass: password}.AsSha512Mechanism()
-	default:
-		return nil, fmt.Errorf("--kafka-sasl %q: want plain, scram-sha-256 or scram-sha-512", s.KafkaSASL)
-	}
-	return append(opts, kgo.SASL(m)), nil
+	return append(opts, kgo.SASL(mechanism(user, password))), nil
 }
 
 // redis returns what sets a Redis client's TLS, user and password from

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/model"
@@ -24,15 +25,17 @@ type PredictionLog struct {
 	log     *slog.Logger
 	dropped prometheus.Counter
 	failed  prometheus.Counter
+	warn    rate.Sometimes // a failure's warning, at most every minute
 }
 
 // NewPredictionLog logs to topic through client, which should bound its
-// buffer (kgo.MaxBufferedRecords) and is the caller's to close.
+// buffer (kgo.MaxBufferedRecords) and the time a record may wait for the
+// broker (kgo.RecordDeliveryTimeout), and is the caller's to close.
 func NewPredictionLog(client *kgo.Client, topic string, log *slog.Logger, reg prometheus.Registerer) (*PredictionLog, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &PredictionLog{client: client, topic: topic, log: log,
+	l := &PredictionLog{client: client, topic: topic, log: log, warn: rate.Sometimes{First: 1, Interval: time.Minute},
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_prediction_log_dropped_total",
 			Help: "Predictions not logged because the producer's buffer was full."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_prediction_log_failed_total",
@@ -68,7 +71,10 @@ func (l *PredictionLog) add(v *model.Version, reqID string, shadow bool, in, out
 				l.dropped.Inc()
 			case err != nil:
 				l.failed.Inc()
+			default:
+				return
 			}
+			l.warn.Do(func() { l.log.Warn("predictions not logged", "topic", l.topic, "err", err) })
 		})
 	}
 }
