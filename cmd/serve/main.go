@@ -68,10 +68,14 @@ func run(args []string) error {
 		return err
 	}
 	// Redis may start after serve; until it answers, lookups are 503s
-	// and /readyz is not ready, as when it stops answering later.
-	if err := common.PingRedis(ctx, rdb); err != nil {
+	// and /readyz is not ready, as when it stops answering later. A
+	// Redis that never completes a handshake holds up listening no
+	// longer than this.
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := common.PingRedis(pingCtx, rdb); err != nil {
 		log.Warn("redis does not answer yet: not ready until it does", "err", err)
 	}
+	cancel()
 
 	reg := cli.Registry()
 	var tables []online.Table

@@ -218,7 +218,7 @@ func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error
 		return nil
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("--redis-addr %s: %w", c.RedisAddr, err)
+		return fmt.Errorf("--redis-addr %s: %w%s", c.RedisAddr, err, c.RedisTLS.hint(err))
 	}
 	return nil
 }

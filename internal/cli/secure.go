@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -105,10 +107,26 @@ func (t *TLS) add(fs *flag.FlagSet, name, service string) {
 	fs.StringVar(&t.KeyFile, name+"-tls-key-file", "", "PEM private key of --"+name+"-tls-cert-file")
 }
 
+// on reports whether the flags ask for TLS.
+func (t *TLS) on() bool { return t.On || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// hint says what err, a failure to reach a server, may mean of TLS: a
+// server that wants TLS closes a plain connection at once, and one that
+// has none never answers a handshake. Kafka's client says as much itself.
+func (t *TLS) hint(err error) string {
+	switch {
+	case !t.on() && errors.Is(err, io.EOF):
+		return " (a server that closes the connection at once may want TLS)"
+	case t.on() && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)):
+		return " (no answer to the TLS handshake: is TLS on at that port?)"
+	}
+	return ""
+}
+
 // config returns the client's TLS configuration, nil for none; name is the
 // flags' prefix.
 func (t *TLS) config(name string) (*tls.Config, error) {
-	if !t.On && t.CAFile == "" && t.CertFile == "" && t.KeyFile == "" {
+	if !t.on() {
 		return nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}

@@ -106,7 +106,7 @@ func TestRedisSecurity(t *testing.T) {
 		{"wrong password", map[string]string{redisPasswordEnv: "guess"}, slices.Concat(ca, client), "WRONGPASS"},
 		{"no password", nil, slices.Concat(ca, client), "NOAUTH"},
 		{"no client certificate", right, ca, "--redis-addr"},
-		{"no TLS", right, nil, "--redis-addr"},
+		{"no TLS", right, nil, "may want TLS"},
 		{"the system's authorities", right, append([]string{"--redis-tls"}, client...), "certificate"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -127,6 +127,23 @@ func TestRedisSecurity(t *testing.T) {
 			}
 		})
 	}
+	t.Run("TLS to a plain server", func(t *testing.T) {
+		plain := ingesttest.StartRedis(t)
+		common, err := secure(t, right, "--redis-tls-ca-file", files.CA, "--online", "redis", "--redis-addr", plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb, err := common.Redis(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rdb.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := common.PingRedis(ctx, rdb); err == nil || !strings.Contains(err.Error(), "is TLS on at that port?") {
+			t.Fatalf("PingRedis: %v, want a hint at TLS", err)
+		}
+	})
 }
 
 // TestSecureFlags: settings that cannot work are refused at start, naming
