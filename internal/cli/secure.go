@@ -8,8 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -47,12 +52,12 @@ func (s *Secure) add(fs *flag.FlagSet) {
 // the flags and getenv.
 func (s *Secure) kafka(getenv func(string) string) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
-	cfg, err := s.KafkaTLS.config("kafka")
+	dial, err := s.KafkaTLS.dialer("kafka", 10*time.Second) // kgo's own dial timeout
 	if err != nil {
 		return nil, err
 	}
-	if cfg != nil {
-		opts = append(opts, kgo.DialTLSConfig(cfg))
+	if dial != nil {
+		opts = append(opts, kgo.Dialer(dial))
 	}
 	// The password alone, without a mechanism, is ignored, as Redis's is
 	// with --online pebble: it may be in the environment for another
@@ -86,11 +91,11 @@ func (s *Secure) redis(getenv func(string) string) (func(*redis.UniversalOptions
 	if user != "" && password == "" {
 		return nil, fmt.Errorf("--redis-user %s needs its password in %s", user, redisPasswordEnv)
 	}
-	cfg, err := s.RedisTLS.config("redis")
+	dial, err := s.RedisTLS.dialer("redis", 5*time.Second) // go-redis's own dial timeout
 	if err != nil {
 		return nil, err
 	}
-	return func(o *redis.UniversalOptions) { o.TLSConfig, o.Username, o.Password = cfg, user, password }, nil
+	return func(o *redis.UniversalOptions) { o.Dialer, o.Username, o.Password = dial, user, password }, nil
 }
 
 // TLS holds the flags of TLS to one service.
@@ -121,6 +126,94 @@ func (t *TLS) hint(err error) string {
 		return " (no answer to the TLS handshake: is TLS on at that port?)"
 	}
 	return ""
+}
+
+// dialer returns what dials the service over TLS as the flags ask, nil
+// for plain connections; name is the flags' prefix, and timeout bounds a
+// dial with its handshake. It reads the files now, to refuse bad ones at
+// start.
+func (t *TLS) dialer(name string, timeout time.Duration) (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	if !t.on() {
+		return nil, nil
+	}
+	d := &tlsDialer{files: *t, name: name, timeout: timeout}
+	if _, err := d.config(); err != nil {
+		return nil, err
+	}
+	return d.dial, nil
+}
+
+// tlsDialer dials over TLS with the configuration its files give, read
+// again whenever one of them has changed: a certificate or authority
+// renewed in place (a Kubernetes Secret's volume kept by cert-manager) is
+// taken by the next connection, without a restart. Files that no longer
+// load leave the last good configuration in use, with a warning.
+type tlsDialer struct {
+	files   TLS
+	name    string
+	timeout time.Duration
+
+	mu     sync.Mutex
+	stamps []os.FileInfo // the files as they were when cfg was read
+	cfg    *tls.Config
+	failed string // the latest failure to read the changed files, logged
+}
+
+// dial dials addr and shakes hands, verifying the server's certificate for
+// addr's host.
+func (d *tlsDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	cfg, err := d.config()
+	if err != nil {
+		return nil, err
+	}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tlsDialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: d.timeout}, Config: cfg}
+	return tlsDialer.DialContext(ctx, network, addr)
+}
+
+// config returns the configuration of the files as they are now.
+func (d *tlsDialer) config() (*tls.Config, error) {
+	stamps := d.files.stat()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cfg != nil && stamps != nil && slices.EqualFunc(stamps, d.stamps, sameFile) {
+		return d.cfg, nil
+	}
+	cfg, err := d.files.config(d.name)
+	switch {
+	case err == nil:
+		d.stamps, d.cfg, d.failed = stamps, cfg, ""
+	case d.cfg == nil:
+		return nil, err
+	case err.Error() != d.failed:
+		slog.Warn("TLS files changed but do not load; connecting with those read before", "err", err)
+		d.failed = err.Error()
+	}
+	return d.cfg, nil
+}
+
+// stat returns the files' information, nil if one cannot be had.
+func (t *TLS) stat() []os.FileInfo {
+	fis := []os.FileInfo{}
+	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
+		if f == "" {
+			continue
+		}
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil
+		}
+		fis = append(fis, fi)
+	}
+	return fis
+}
+
+// sameFile reports whether a and b are the same file, unchanged.
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }
 
 // config returns the client's TLS configuration, nil for none; name is the

@@ -86,6 +86,66 @@ func TestKafkaSecurity(t *testing.T) {
 	}
 }
 
+// TestTLSRenewal: certificates and authorities renewed in place, as a
+// Kubernetes Secret's volume is, are taken by the next connection, and
+// files that do not load then leave the last good ones in use.
+func TestTLSRenewal(t *testing.T) {
+	files, other := tlstest.New(t), tlstest.New(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(files.Server(t, true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	dir := t.TempDir()
+	ca, cert, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	// install replaces the files at once, a new file renamed over the
+	// old, as the kubelet swaps a Secret's directory.
+	install := func(contents ...[]byte) {
+		for i, path := range []string{ca, cert, key} {
+			tmp := path + ".new"
+			if err := os.WriteFile(tmp, contents[i], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read := func(paths ...string) [][]byte {
+		var b [][]byte
+		for _, p := range paths {
+			c, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, c)
+		}
+		return b
+	}
+	install(read(other.CA, other.ClientCert, other.ClientKey)...)
+	common, err := secure(t, nil, "--brokers="+strings.Join(cluster.ListenAddrs(), ","),
+		"--kafka-tls-ca-file", ca, "--kafka-tls-cert-file", cert, "--kafka-tls-key-file", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		return common.PingKafka(ctx)
+	}
+	if err := ping(); err == nil {
+		t.Fatal("PingKafka with another authority's files: success, want a failure")
+	}
+	install(read(files.CA, files.ClientCert, files.ClientKey)...)
+	if err := ping(); err != nil {
+		t.Fatalf("PingKafka after the renewal: %v", err)
+	}
+	install([]byte("not a certificate"), []byte("nor this"), []byte("nor a key"))
+	if err := ping(); err != nil {
+		t.Fatalf("PingKafka after files that do not load: %v, want the last good ones used", err)
+	}
+}
+
 // TestRedisSecurity: a Redis that takes only TLS with a client certificate
 // and requires a password answers a client with the right authority,
 // certificate and password, and no other.
