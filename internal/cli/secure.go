@@ -39,13 +39,28 @@ type Secure struct {
 	RedisUser          string
 }
 
+// KafkaFlags defines the flags of TLS and SASL to Kafka on fs, for a
+// program that takes none of the other common flags (the fraud
+// generator), and returns what gives a client's options from them once fs
+// is parsed.
+func KafkaFlags(fs *flag.FlagSet) func() ([]kgo.Opt, error) {
+	s := &Secure{}
+	s.addKafka(fs)
+	return func() ([]kgo.Opt, error) { return s.kafka(os.Getenv) }
+}
+
 // add defines the flags on fs.
 func (s *Secure) add(fs *flag.FlagSet) {
+	s.addKafka(fs)
+	s.RedisTLS.add(fs, "redis", "Redis")
+	fs.StringVar(&s.RedisUser, "redis-user", "", "Redis ACL user to authenticate as, with the password in "+redisPasswordEnv+" (with only the password set: the default user, as requirepass)")
+}
+
+// addKafka defines Kafka's flags on fs.
+func (s *Secure) addKafka(fs *flag.FlagSet) {
 	s.KafkaTLS.add(fs, "kafka", "the Kafka brokers")
 	fs.StringVar(&s.KafkaSASL, "kafka-sasl", "", "SASL mechanism to authenticate to Kafka with: plain, scram-sha-256 or scram-sha-512, as --kafka-sasl-user with the password in "+kafkaPasswordEnv)
 	fs.StringVar(&s.KafkaSASLUser, "kafka-sasl-user", "", "SASL user, with --kafka-sasl")
-	s.RedisTLS.add(fs, "redis", "Redis")
-	fs.StringVar(&s.RedisUser, "redis-user", "", "Redis ACL user to authenticate as, with the password in "+redisPasswordEnv+" (with only the password set: the default user, as requirepass)")
 }
 
 // kafka returns the options of TLS and SASL every Kafka client takes, from

@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	driftFactor := fs.Float64("drift-factor", fraudgen.DefaultDriftFactor, "drifting users' amounts are multiplied by this")
 	predict := fs.String("predict", "", "also post each event to this predict endpoint (http://HOST:PORT/v1/models/NAME/predict), as a payment service asking for a fraud score would")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	kafkaSecurity := cli.KafkaFlags(fs)
 	fs.Usage = cli.Usage(fs, "generate produces the fraud demo's card transactions to Kafka, or to stdout.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -115,7 +116,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *toStdout {
 		out = newLineSink(stdout)
 	} else {
-		out, err = newKafkaSink(ctx, strings.Split(*brokers, ","), *topic)
+		opts, err := kafkaSecurity()
+		if err != nil {
+			return err
+		}
+		out, err = newKafkaSink(ctx, strings.Split(*brokers, ","), *topic, opts...)
 		if err != nil {
 			return err
 		}

@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/quiver-ml/quiver/examples/fraud/fraudgen"
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/tlstest"
 )
 
 const start = "2026-02-01T00:00:00Z"
@@ -35,6 +38,43 @@ func expected(t *testing.T, seed uint64, users, n int) []fraudgen.Event {
 }
 
 // TestProduceToKafka runs the binary against an in-process broker and reads
+// TestProduceSecurely: with TLS and SCRAM flags, the generator produces to
+// a broker that takes nothing else, and a wrong password fails at start.
+func TestProduceSecurely(t *testing.T) {
+	files := tlstest.New(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "transactions"),
+		kfake.TLS(files.Server(t, false)), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "gen", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	args := []string{"--brokers", strings.Join(cluster.ListenAddrs(), ","), "--count", "10",
+		"--kafka-tls-ca-file", files.CA, "--kafka-sasl", "scram-sha-512", "--kafka-sasl-user", "gen"}
+	t.Setenv("QUIVER_KAFKA_SASL_PASSWORD", "guess")
+	if err := run(ctx, args, nil); err == nil {
+		t.Fatal("run with a wrong password: success, want a failure")
+	}
+	t.Setenv("QUIVER_KAFKA_SASL_PASSWORD", "s3cret")
+	if err := run(ctx, args, nil); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.DialTLSConfig(files.Client(t)),
+		kgo.SASL(scram.Auth{User: "gen", Pass: "s3cret"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).ListEndOffsets(ctx, "transactions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end, _ := offsets.Lookup("transactions", 0); end.Offset != 10 {
+		t.Fatalf("the topic ends at %d, want 10 records", end.Offset)
+	}
+}
+
 // the topic back.
 func TestProduceToKafka(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "transactions"))

@@ -96,14 +96,14 @@ type kafkaSink struct {
 	firstErr error
 }
 
-// newKafkaSink connects to the brokers, failing if none answers within
-// pingTimeout.
-func newKafkaSink(ctx context.Context, brokers []string, topic string) (*kafkaSink, error) {
-	cl, err := kgo.NewClient(
+// newKafkaSink connects to the brokers with the client's options of TLS
+// and SASL, failing if none answers within pingTimeout.
+func newKafkaSink(ctx context.Context, brokers []string, topic string, security ...kgo.Opt) (*kafkaSink, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.DefaultProduceTopic(topic),
 		kgo.AllowAutoTopicCreation(), // if the broker allows it
-	)
+	}, security...)...)
 	if err != nil {
 		return nil, fmt.Errorf("create Kafka client: %w", err)
 	}
