@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -169,7 +168,7 @@ type tlsDialer struct {
 	timeout time.Duration
 
 	mu     sync.Mutex
-	stamps []os.FileInfo // the files as they were when cfg was read
+	stamps Stamps // the files as they were when cfg was read
 	cfg    *tls.Config
 	failed string // the latest failure to read the changed files, logged
 }
@@ -191,10 +190,10 @@ func (d *tlsDialer) dial(ctx context.Context, network, addr string) (net.Conn, e
 
 // config returns the configuration of the files as they are now.
 func (d *tlsDialer) config() (*tls.Config, error) {
-	stamps := d.files.stat()
+	stamps := Stat(d.files.CAFile, d.files.CertFile, d.files.KeyFile)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.cfg != nil && stamps != nil && slices.EqualFunc(stamps, d.stamps, sameFile) {
+	if d.cfg != nil && stamps.Same(d.stamps) {
 		return d.cfg, nil
 	}
 	cfg, err := d.files.config(d.name)
@@ -208,27 +207,6 @@ func (d *tlsDialer) config() (*tls.Config, error) {
 		d.failed = err.Error()
 	}
 	return d.cfg, nil
-}
-
-// stat returns the files' information, nil if one cannot be had.
-func (t *TLS) stat() []os.FileInfo {
-	fis := []os.FileInfo{}
-	for _, f := range []string{t.CAFile, t.CertFile, t.KeyFile} {
-		if f == "" {
-			continue
-		}
-		fi, err := os.Stat(f)
-		if err != nil {
-			return nil
-		}
-		fis = append(fis, fi)
-	}
-	return fis
-}
-
-// sameFile reports whether a and b are the same file, unchanged.
-func sameFile(a, b os.FileInfo) bool {
-	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }
 
 // config returns the client's TLS configuration, nil for none; name is the
