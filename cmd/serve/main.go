@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -37,7 +38,7 @@ func run(args []string) error {
 	listen := fs.String("listen", ":8080", "HTTP address")
 	modelsDir := fs.String("models", "", "model repository: DIR/<name>/<version>/model.yaml and aliases.yaml; empty: no predictions")
 	predLog := fs.Bool("prediction-log", true, "with --models, log every prediction to <topic-prefix>.predictions (a full buffer drops, never waits)")
-	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them")
+	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them (read again when it changes)")
 	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
 	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis: MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
 	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, keep serving this long with /readyz answering 503 before closing the listener, so that load balancers stop sending requests first (the Helm chart sets 5s)")
@@ -52,6 +53,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	tokenStamps := cli.Stat(*tokensFile)
 	tokens, err := readTokens(*tokensFile)
 	if err != nil {
 		return err
@@ -140,6 +142,9 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if len(tokens) > 0 {
+		go watchTokens(ctx, log, *tokensFile, tokenStamps, time.Second, srv.SetAuthTokens)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -206,6 +211,41 @@ func cacheOption(n int) int {
 		return -1
 	}
 	return n
+}
+
+// watchTokens looks at the tokens file at path every interval until ctx
+// ends and, when it has changed since stamps, reads it again and gives its
+// tokens to set: a token revoked in the file, or in the Secret mounted
+// there, is refused within seconds, without a restart. A file that does not
+// read leaves the tokens as they were, with a warning.
+func watchTokens(ctx context.Context, log *slog.Logger, path string, stamps cli.Stamps, interval time.Duration, set func([]string) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failed := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := cli.Stat(path)
+		if now.Same(stamps) {
+			continue
+		}
+		tokens, err := readTokens(path)
+		if err == nil {
+			err = set(tokens)
+		}
+		if err != nil {
+			if err.Error() != failed {
+				log.Warn("auth tokens file changed but not taken: the tokens read before stay", "err", err)
+				failed = err.Error()
+			}
+			continue
+		}
+		stamps, failed = now, ""
+		log.Info("auth tokens read again", "tokens", len(tokens))
+	}
 }
 
 // readTokens reads a file of bearer tokens: one per line, blank lines and

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/quiver-ml/quiver/internal/cli"
 )
 
 // TestFlagErrors: flag values that would silently mean something else are
@@ -41,5 +47,58 @@ func TestReadTokens(t *testing.T) {
 	}
 	if want := []string{"first", "second"}; !slices.Equal(got, want) {
 		t.Errorf("tokens %q, want %q", got, want)
+	}
+}
+
+// TestWatchTokens: a tokens file replaced while serve runs, as the kubelet
+// replaces a Secret's, gives its tokens; one that does not read leaves
+// them, with one warning.
+func TestWatchTokens(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens")
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(path+".new", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(path+".new", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("first\n")
+	stamps := cli.Stat(path)
+	got := make(chan []string, 10)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchTokens(ctx, log, path, stamps, time.Millisecond, func(tokens []string) error { got <- tokens; return nil })
+	}()
+	next := func() []string {
+		t.Helper()
+		select {
+		case tokens := <-got:
+			return tokens
+		case <-time.After(5 * time.Second):
+			t.Fatal("no tokens given after the file changed")
+			return nil
+		}
+	}
+	write("second\nthird\n")
+	if tokens := next(); !slices.Equal(tokens, []string{"second", "third"}) {
+		t.Fatalf("tokens %q, want second and third", tokens)
+	}
+	write("# none left\n")
+	time.Sleep(50 * time.Millisecond)
+	write("fourth\n")
+	if tokens := next(); !slices.Equal(tokens, []string{"fourth"}) {
+		t.Fatalf("tokens %q after a file without tokens, want fourth", tokens)
+	}
+	cancel()
+	<-done // the logs are written
+	if n := strings.Count(logs.String(), "no tokens"); n != 1 {
+		t.Errorf("%d warnings of the file without tokens, want 1:\n%s", n, logs.String())
 	}
 }

@@ -593,6 +593,31 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestSetAuthTokens: tokens replaced while serving take effect from the
+// next request; they can neither be emptied nor set on an open API.
+func TestSetAuthTokens(t *testing.T) {
+	f := newFixture(t, "old-token")
+	if err := f.srv.SetAuthTokens([]string{"new-token"}); err != nil {
+		t.Fatal(err)
+	}
+	for token, want := range map[string]int{"old-token": 401, "new-token": 200} {
+		if code, _, raw := f.do(t, "GET", "/v1/feature-views", "", "Authorization", "Bearer "+token); code != want {
+			t.Errorf("%s after the change: %d %s, want %d", token, code, raw, want)
+		}
+	}
+	for _, tokens := range [][]string{nil, {"a", ""}} {
+		if err := f.srv.SetAuthTokens(tokens); err == nil {
+			t.Errorf("SetAuthTokens(%q): no error", tokens)
+		}
+	}
+	if code, _, raw := f.do(t, "GET", "/v1/feature-views", "", "Authorization", "Bearer new-token"); code != 200 {
+		t.Errorf("new-token after refused changes: %d %s, want 200", code, raw)
+	}
+	if err := newFixture(t).srv.SetAuthTokens([]string{"a"}); err == nil {
+		t.Error("SetAuthTokens on an open API: no error")
+	}
+}
+
 // TestDrain: a draining server answers /readyz 503 and /v2/health/ready
 // 400 (the Open Inference Protocol's health APIs answer false with a 4xx),
 // with a JSON body, and every other request as before.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +34,8 @@ type Config struct {
 	Models      *model.Repository     // predictions; nil for none
 	Predictions *PredictionLog        // where predictions are logged; nil logs none
 	// AuthTokens, when not empty, are the bearer tokens that may call the
-	// API. Health and metrics endpoints stay open.
+	// API (SetAuthTokens replaces them). Health and metrics endpoints stay
+	// open.
 	AuthTokens   []string
 	MaxEntities  int   // per lookup; default 1,000
 	MaxBodyBytes int64 // default 4 MiB
@@ -91,7 +93,7 @@ type Server struct {
 	services map[string]*plan
 	plans    sync.Map // feature lists seen, by planKey → *plan
 	planned  atomic.Int64
-	tokens   [][sha256.Size]byte
+	tokens   atomic.Pointer[[]tokenDigest] // nil: the API is open
 	metrics  *metrics
 	cache    *stateCache
 	models   *model.Repository
@@ -190,8 +192,8 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.services[svc.Name] = p
 	}
-	for _, t := range cfg.AuthTokens {
-		s.tokens = append(s.tokens, sha256.Sum256([]byte(t)))
+	if len(cfg.AuthTokens) > 0 {
+		s.storeTokens(cfg.AuthTokens)
 	}
 
 	e := echo.New()
@@ -269,11 +271,40 @@ func (s *Server) handleError(err error, c echo.Context) {
 	_ = c.JSON(code, map[string]any{"error": msg, "code": code})
 }
 
+// tokenDigest is a bearer token's SHA-256 digest.
+type tokenDigest = [sha256.Size]byte
+
+func (s *Server) storeTokens(tokens []string) {
+	digests := make([]tokenDigest, len(tokens))
+	for i, t := range tokens {
+		digests[i] = sha256.Sum256([]byte(t))
+	}
+	s.tokens.Store(&digests)
+}
+
+// SetAuthTokens replaces the bearer tokens the API takes, as a reread
+// tokens file gives them: a token no longer among them is refused from
+// the next request. It cannot open an API that has tokens, nor close one
+// started without.
+func (s *Server) SetAuthTokens(tokens []string) error {
+	if s.tokens.Load() == nil {
+		return errors.New("serve: the API was started without tokens, and stays open")
+	}
+	if len(tokens) == 0 {
+		return errors.New("serve: no tokens (the API would refuse every request)")
+	}
+	if slices.Contains(tokens, "") {
+		return errors.New("serve: an empty token")
+	}
+	s.storeTokens(tokens)
+	return nil
+}
+
 // authenticate admits a request whose bearer token is one of the
 // configured ones. Tokens are compared as SHA-256 digests, all of them, in
 // constant time: the time taken says nothing about a token.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	if len(s.tokens) == 0 {
+	if s.tokens.Load() == nil {
 		return next
 	}
 	return func(c echo.Context) error {
@@ -286,7 +317,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		sum := sha256.Sum256([]byte(given))
 		match := 0
-		for _, t := range s.tokens {
+		for _, t := range *s.tokens.Load() {
 			match |= subtle.ConstantTimeCompare(sum[:], t[:])
 		}
 		if match != 1 {
