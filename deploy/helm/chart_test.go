@@ -59,7 +59,10 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/s3-values.yaml", ""},
 	{"ci/s3-values.yaml", "metrics.prometheusRule.enabled=false"},
 	{"ci/s3-values.yaml", "backfill.tmpVolume.emptyDir.sizeLimit=64Gi"},
+	{"ci/s3-values.yaml", "ingest.tmpVolume.ephemeral.volumeClaimTemplate.spec.resources.requests.storage=100Gi"},
+	{"ci/s3-values.yaml", "backfill.datasets[0].featureService=,backfill.datasets[0].features={user_txn@1:txn_count_1h,user_txn@1:amount_sum_24h}"},
 	{"ci/redis-values.yaml", "ingest.progressDeadlineSeconds=7200,serve.progressDeadlineSeconds=900"},
+	{"ci/redis-values.yaml", "metrics.prometheusRule.serve5xxRatio=0.05"}, // a string: --set parses no decimals
 	{"ci/redis-values.yaml", "kafka.tls.caSecret=kafka-ca,kafka.sasl.mechanism=scram-sha-512,kafka.sasl.secret=kafka-user," +
 		"online.redis.tls.enabled=true,online.redis.authSecret=redis-auth"},
 	{"ci/redis-values.yaml", "kafka.tls.clientSecret=kafka-client,online.redis.tls.caSecret=redis-ca,online.redis.tls.clientSecret=redis-client"},
@@ -137,6 +140,136 @@ func TestRefusedValues(t *testing.T) {
 	}
 }
 
+// TestSchemaRefuses: values.schema.json refuses, before anything renders,
+// values the templates would silently ignore or render into a broken
+// manifest: a misspelled key, a wrong type, a port or count out of range,
+// a choice the chart does not have, an incomplete dataset. Each error names
+// the key.
+func TestSchemaRefuses(t *testing.T) {
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Schema == nil {
+		t.Fatalf("%s has no values.schema.json: helm checks no value's name or type", chartDir)
+	}
+	// A dataset as the templates want it, but for the key dropped.
+	dataset := func(drop string) string {
+		var kvs []string
+		for _, kv := range []string{"name=training", "schedule=0 3 * * *", "shards=4", "spine=/datasets/spine.csv", "timestampColumn=ts",
+			"featureService=fraud_v1", "out=/datasets/training", "volume.persistentVolumeClaim.claimName=datasets"} {
+			if !strings.HasPrefix(kv, drop+"=") && !strings.HasPrefix(kv, drop+".") {
+				kvs = append(kvs, "backfill.datasets[0]."+kv)
+			}
+		}
+		return strings.Join(kvs, ",")
+	}
+	for _, c := range []struct {
+		set string
+		// asString parses set with --set-string: every value a string.
+		asString bool
+		want     string
+	}{
+		// Misspelled keys, at the top and below.
+		{set: "logformat=json", want: "at '': additional properties 'logformat' not allowed"},
+		{set: "serve.replica=3", want: "at '/serve': additional properties 'replica' not allowed"},
+		{set: "kafka.tls.caSecrets=kafka-ca", want: "at '/kafka/tls': additional properties 'caSecrets' not allowed"},
+		{set: "online.redis.tls.caSecrets=redis-ca", want: "at '/online/redis/tls': additional properties 'caSecrets' not allowed"},
+		{set: "ingest.podDisruptionBudget.minAvailable=1", want: "at '/ingest/podDisruptionBudget': additional properties 'minAvailable' not allowed"},
+		{set: "metrics.serviceMonitor.enable=true", want: "at '/metrics/serviceMonitor': additional properties 'enable' not allowed"},
+		// Wrong types.
+		{set: "ingest.replicas=two", want: "at '/ingest/replicas': got string, want integer"},
+		{set: "ingest.replicas=3", asString: true, want: "at '/ingest/replicas': got string, want integer"},
+		{set: "kafka.tls.enabled=yes", want: "at '/kafka/tls/enabled': got string, want boolean"},
+		{set: "ingest.sessionTimeout=10", want: "at '/ingest/sessionTimeout': got number, want string"},
+		{set: "serve.podAnnotations.prometheus\\.io/port=8080", want: "at '/serve/podAnnotations/prometheus.io~1port': got number, want string"},
+		{set: "imagePullSecrets={regcred}", want: "at '/imagePullSecrets/0': got string, want object"},
+		// Out of range.
+		{set: "serve.port=70000", want: "at '/serve/port': maximum: got 70,000, want 65,535"},
+		{set: "ingest.metricsPort=0", want: "at '/ingest/metricsPort': minimum: got 0, want 1"},
+		{set: "metrics.prometheusRule.serve5xxRatio=5%", want: "at '/metrics/prometheusRule/serve5xxRatio': '5%' does not match pattern"},
+		// Choices the chart does not have.
+		{set: "online.store=memcached", want: "at '/online/store': value must be one of 'pebble', 'redis'"},
+		{set: "logFormat=JSON", want: "at '/logFormat': value must be one of 'text', 'json'"},
+		{set: "image.pullPolicy=always", want: "at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"},
+		{set: "serve.service.type=ExternalName", want: "at '/serve/service/type': value must be one of 'ClusterIP', 'NodePort', 'LoadBalancer'"},
+		// Datasets: a key the templates require missing, a misspelled
+		// one, no shards, and both feature service and features (backfill
+		// dataset takes one).
+		{set: dataset("volume"), want: "at '/backfill/datasets/0': missing property 'volume'"},
+		{set: dataset("timestampColumn"), want: "at '/backfill/datasets/0': missing property 'timestampColumn'"},
+		{set: dataset("") + ",backfill.datasets[0].memorylimit=1GiB", want: "at '/backfill/datasets/0': additional properties 'memorylimit' not allowed"},
+		{set: dataset("") + ",backfill.datasets[0].shards=0", want: "at '/backfill/datasets/0/shards': minimum: got 0, want 1"},
+		{set: dataset("") + ",backfill.datasets[0].features={v@1:a}", want: "at '/backfill/datasets/0/features': maxItems: got 1, want 0"},
+	} {
+		vals := map[string]any{}
+		parse := strvals.ParseInto
+		if c.asString {
+			parse = strvals.ParseIntoString
+		}
+		if err := parse(c.set, vals); err != nil {
+			t.Fatal(err)
+		}
+		_, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, chartutil.DefaultCapabilities)
+		if err == nil || !strings.Contains(err.Error(), "values don't meet the specifications of the schema") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s (as string: %v): %v, want a schema error with %q", c.set, c.asString, err, c.want)
+		}
+	}
+}
+
+// TestSchemaDescribesValues: values.schema.json describes every key of
+// values.yaml, down to the Kubernetes objects it leaves open, and no key
+// that values.yaml lacks but those the templates read without a default.
+func TestSchemaDescribesValues(t *testing.T) {
+	vals, err := chartutil.ReadValuesFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	// Keys the templates read that values.yaml leaves unset.
+	undocumented := map[string]bool{"global": true}
+	// resolve follows a "$ref" to the schema's definitions.
+	resolve := func(s map[string]any) map[string]any {
+		if ref, ok := s["$ref"].(string); ok {
+			return schema["definitions"].(map[string]any)[strings.TrimPrefix(ref, "#/definitions/")].(map[string]any)
+		}
+		return s
+	}
+	var walk func(path string, v map[string]any, s map[string]any)
+	walk = func(path string, v map[string]any, s map[string]any) {
+		props, _ := s["properties"].(map[string]any)
+		if props == nil {
+			return // an object left open, such as resources
+		}
+		for key, val := range v {
+			p, ok := props[key].(map[string]any)
+			if !ok {
+				t.Errorf("values.yaml %s%s: not in the schema", path, key)
+				continue
+			}
+			if d, _ := p["description"].(string); d == "" {
+				t.Errorf("schema %s%s: no description", path, key)
+			}
+			if m, ok := val.(map[string]any); ok {
+				walk(path+key+".", m, resolve(p))
+			}
+		}
+		for key := range props {
+			if _, ok := v[key]; !ok && !undocumented[path+key] {
+				t.Errorf("schema %s%s: not in values.yaml", path, key)
+			}
+		}
+	}
+	walk("", vals, schema)
+}
+
 // TestKubeVersion: helm installs the chart on Kubernetes 1.29 and later,
 // as managed clusters report their versions too (helm checks the chart's
 // kubeVersion against the server's GitVersion, as here), and refuses an
@@ -176,8 +309,9 @@ func TestRestartOnChange(t *testing.T) {
 		before, after string
 		restarted     []string
 	}{
-		// Serve reads --auth-tokens-file once: a token revoked in the
-		// values would still be accepted.
+		// Serve would read a changed --auth-tokens-file within a minute
+		// or so (the kubelet's sync); a restart takes it at once. A token
+		// revoked in the values is refused from the next pod.
 		{"serve.auth.tokens={token-a}", "serve.auth.tokens={token-b}", []string{"serve"}},
 		{"", "definitions.files.more\\.yaml=project: example", []string{"ingest", "serve"}},
 	} {
@@ -368,6 +502,9 @@ func (m *manifests) checkPods(t *testing.T, flags map[string]map[string]bool) {
 		volumes := map[string]corev1.Volume{}
 		for _, v := range spec.Volumes {
 			volumes[v.Name] = v
+			if n := sourceCount(t, v.VolumeSource); n != 1 {
+				t.Errorf("%s: volume %s has %d sources, want one: the API server refuses it", p.name, v.Name, n)
+			}
 			if cm := v.ConfigMap; cm != nil && !m.configMaps[cm.Name] && cm.Name != m.values["definitions"].(map[string]any)["existingConfigMap"] {
 				t.Errorf("%s: volume %s: ConfigMap %s is neither rendered nor named in values", p.name, v.Name, cm.Name)
 			}
@@ -761,7 +898,22 @@ func orNone[T any](p *T) string {
 	return fmt.Sprint(*p)
 }
 
-// volumeSource decodes a volume source of the values strictly.
+// sourceCount counts the sources a volume names.
+func sourceCount(t *testing.T, v corev1.VolumeSource) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(b, &fields); err != nil {
+		t.Fatal(err)
+	}
+	return len(fields)
+}
+
+// volumeSource decodes a volume source of the values strictly, as the
+// chart renders it: another source than emptyDir replaces the default
+// emptyDir the values merge keeps beside it.
 func volumeSource(t *testing.T, v any) corev1.VolumeSource {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -773,6 +925,9 @@ func volumeSource(t *testing.T, v any) corev1.VolumeSource {
 	var vs corev1.VolumeSource
 	if err := dec.Decode(&vs); err != nil {
 		t.Fatalf("volume source %s: %v", b, err)
+	}
+	if vs.EmptyDir != nil && sourceCount(t, vs) > 1 {
+		vs.EmptyDir = nil
 	}
 	return vs
 }

@@ -205,6 +205,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
+{{/* A volume source of the values: one that names another source than
+emptyDir replaces the default emptyDir, which helm's merge of the values
+keeps beside it (and the API server would refuse a volume of two sources). */}}
+{{- define "quiver.volumeSource" -}}
+{{- $other := omit . "emptyDir" -}}
+{{- toYaml (empty $other | ternary . $other) -}}
+{{- end -}}
+
 {{/* Volumes behind quiver.volumeMounts; call with (dict "ctx" $ "data" <volume source>),
 and "tmp" <volume source> for a /tmp other than an emptyDir of no set size. */}}
 {{- define "quiver.volumes" -}}
@@ -212,9 +220,9 @@ and "tmp" <volume source> for a /tmp other than an emptyDir of no set size. */}}
   configMap:
     name: {{ include "quiver.definitionsConfigMap" .ctx }}
 - name: data
-  {{- toYaml .data | nindent 2 }}
+  {{- include "quiver.volumeSource" .data | nindent 2 }}
 - name: tmp
-  {{- toYaml (.tmp | default (dict "emptyDir" dict)) | nindent 2 }}
+  {{- include "quiver.volumeSource" (.tmp | default (dict "emptyDir" dict)) | nindent 2 }}
 {{- if not .ctx.Values.offline.url }}
 - name: offline
   persistentVolumeClaim:
