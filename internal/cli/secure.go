@@ -184,8 +184,8 @@ func (d *tlsDialer) dial(ctx context.Context, network, addr string) (net.Conn, e
 		cfg = cfg.Clone()
 		cfg.ServerName = host
 	}
-	tlsDialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: d.timeout}, Config: cfg}
-	return tlsDialer.DialContext(ctx, network, addr)
+	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: d.timeout}, Config: cfg}
+	return dialer.DialContext(ctx, network, addr)
 }
 
 // config returns the configuration of the files as they are now.
