@@ -48,7 +48,12 @@ type Config struct {
 	DataDir         string                // the state store lives in DataDir/ingest; required
 	Offline         *offline.Dir          // the offline store; nil writes no offline logs
 	Redis           redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
-	MaxBatch        int                   // records processed per batch; default 50,000
+	// RedisRetry is how long a batch's failed write to Redis is tried
+	// again, so that a failover or a restart of Redis does not stop
+	// ingest; after it Run stops with the error, for a restart to replay
+	// the batch. Default 30s.
+	RedisRetry time.Duration
+	MaxBatch   int // records processed per batch; default 50,000
 	// FlushInterval is how long a fetch waits for a megabyte of records
 	// before it returns what there is, so about the least time between two
 	// batches while ingest keeps up. Each batch writes a file per stream
@@ -100,6 +105,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.ExpireInterval == 0 {
 		c.ExpireInterval = 10 * time.Minute
+	}
+	if c.RedisRetry == 0 {
+		c.RedisRetry = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -1124,16 +1132,8 @@ func (in *Ingester) durable(ctx context.Context, f *flush) error {
 		return fmt.Errorf("produce: %w", err)
 	}
 	if in.cfg.Redis != nil && len(f.dirty) > 0 {
-		pipe := in.cfg.Redis.Pipeline()
-		for _, d := range f.dirty {
-			if d.rec.Value == nil {
-				pipe.Del(ctx, d.view.redisKey+d.key)
-			} else {
-				pipe.Set(ctx, d.view.redisKey+d.key, d.rec.Value, d.view.engine.View().TTL)
-			}
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("write states to redis: %w", err)
+		if err := in.writeRedis(ctx, f.dirty); err != nil {
+			return err
 		}
 	}
 	if len(f.dirty) > 0 {
@@ -1157,6 +1157,41 @@ func (in *Ingester) durable(ctx context.Context, f *flush) error {
 		}
 	}
 	return in.commit(ctx, b.commits)
+}
+
+// writeRedis writes the states to Redis, trying again for up to
+// RedisRetry: the writes set whole states, so a batch written twice, or in
+// part then whole, ends the same.
+func (in *Ingester) writeRedis(ctx context.Context, dirty []dirtyState) error {
+	deadline := time.Now().Add(in.cfg.RedisRetry)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		pipe := in.cfg.Redis.Pipeline()
+		for _, d := range dirty {
+			if d.rec.Value == nil {
+				pipe.Del(ctx, d.view.redisKey+d.key)
+			} else {
+				pipe.Set(ctx, d.view.redisKey+d.key, d.rec.Value, d.view.engine.View().TTL)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		if err == nil {
+			if wait > 100*time.Millisecond {
+				in.log.Info("Redis takes the states again")
+			}
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("write states to redis (tried for %s): %w", in.cfg.RedisRetry, err)
+		}
+		if wait == 100*time.Millisecond {
+			in.log.Warn("writing states to Redis failed; trying again", "err", err, "for", in.cfg.RedisRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("write states to redis: %w (%w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+	}
 }
 
 // writeOffline writes the batch's offline logs, one file per stream and

@@ -243,9 +243,32 @@ func TestRedisClusterMasterFlushed(t *testing.T) {
 	stop()
 }
 
+// TestRedisDownWhileWriting: a Redis down for a few seconds while ingest
+// writes a batch (a restart, a failover) holds every state once it is
+// back: ingest tries the write again rather than stop.
+func TestRedisDownWhileWriting(t *testing.T) {
+	srv := ingesttest.StartRedisServer(t)
+	brokers := cluster(t)
+	txns := ingesttest.Stream(11, 3000)
+	ingesttest.Produce(t, brokers, "transactions", txns[:1500])
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	stop := runIngest(t, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Redis: rdb, MaxBatch: 500})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, srv.Addr)
+	srv.Kill()
+	ingesttest.Produce(t, brokers, "transactions", txns[1500:])
+	time.Sleep(3 * time.Second) // the batch's writes fail meanwhile
+	srv.Restart()
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, srv.Addr)
+	stop() // fails the test if Run stopped with an error
+	ingesttest.CheckRedis(t, brokers, srv.Addr)
+}
+
 // TestFailedFlushStopsRun: a batch whose flush fails (Redis not answering
-// for a while) stops Run with the error, for the restart to replay it,
-// even when no record follows to wake the poll.
+// for longer than RedisRetry) stops Run with the error, for the restart to
+// replay it, even when no record follows to wake the poll.
 func TestFailedFlushStopsRun(t *testing.T) {
 	srv := ingesttest.StartRedisServer(t)
 	brokers := cluster(t)
@@ -254,7 +277,7 @@ func TestFailedFlushStopsRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Redis: rdb,
-		Logger: slog.New(slog.DiscardHandler)})
+		RedisRetry: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
