@@ -56,7 +56,7 @@ func run(args []string) error {
 	tokenStamps := cli.Stat(*tokensFile)
 	tokens, err := readTokens(*tokensFile)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (leave --auth-tokens-file unset for an open API)", err)
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
@@ -230,6 +230,7 @@ func watchTokens(ctx context.Context, log *slog.Logger, path string, stamps cli.
 		}
 		now := cli.Stat(path)
 		if now.Same(stamps) {
+			failed = "" // back as it was read: a new failure is logged again
 			continue
 		}
 		tokens, err := readTokens(path)
@@ -278,7 +279,7 @@ func readTokens(path string) ([]string, error) {
 		return nil, fmt.Errorf("--auth-tokens-file: %w", err)
 	}
 	if len(tokens) == 0 {
-		return nil, fmt.Errorf("%s: no tokens (leave --auth-tokens-file unset for an open API)", path)
+		return nil, fmt.Errorf("%s: no tokens", path)
 	}
 	return tokens, nil
 }

@@ -96,9 +96,20 @@ func TestWatchTokens(t *testing.T) {
 	if tokens := next(); !slices.Equal(tokens, []string{"fourth"}) {
 		t.Fatalf("tokens %q after a file without tokens, want fourth", tokens)
 	}
+	// Moved away and back twice: each time away is a warning.
+	for range 2 {
+		for _, mv := range [][2]string{{path, path + ".away"}, {path + ".away", path}} {
+			if err := os.Rename(mv[0], mv[1]); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 	cancel()
 	<-done // the logs are written
-	if n := strings.Count(logs.String(), "no tokens"); n != 1 {
-		t.Errorf("%d warnings of the file without tokens, want 1:\n%s", n, logs.String())
+	for text, want := range map[string]int{"no tokens": 1, "no such file": 2} {
+		if n := strings.Count(logs.String(), text); n != want {
+			t.Errorf("%d warnings with %q, want %d:\n%s", n, text, want, logs.String())
+		}
 	}
 }

@@ -194,6 +194,7 @@ func (d *tlsDialer) config() (*tls.Config, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cfg != nil && stamps.Same(d.stamps) {
+		d.failed = "" // back as it was read: a new failure is logged again
 		return d.cfg, nil
 	}
 	cfg, err := d.files.config(d.name)
@@ -232,7 +233,7 @@ func (t *TLS) config(name string) (*tls.Config, error) {
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, fmt.Errorf("--%s-tls-cert-file: %w", name, err)
+			return nil, fmt.Errorf("--%s-tls-cert-file %s, --%s-tls-key-file %s: %w", name, t.CertFile, name, t.KeyFile, err)
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

@@ -213,7 +213,7 @@ func TestSecureFlags(t *testing.T) {
 		{nil, []string{"--redis-tls-ca-file", notPEM}, "--redis-tls-ca-file " + notPEM + ": no PEM certificate in it"},
 		{nil, []string{"--redis-user", "app"}, "--redis-user app needs its password in QUIVER_REDIS_PASSWORD"},
 		{nil, []string{"--kafka-tls-cert-file", notPEM}, "--kafka-tls-cert-file and --kafka-tls-key-file go together"},
-		{nil, []string{"--redis-tls-cert-file", notPEM, "--redis-tls-key-file", notPEM}, "--redis-tls-cert-file: tls: failed to find any PEM data in certificate input"},
+		{nil, []string{"--redis-tls-cert-file", notPEM, "--redis-tls-key-file", notPEM}, "--redis-tls-cert-file " + notPEM + ", --redis-tls-key-file " + notPEM + ": tls: failed to find any PEM data in certificate input"},
 	} {
 		_, err := secure(t, c.env, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	slog.SetDefault(log) // for the Kafka client's TLS warnings
 
 	// Every problem with the flags at once.
 	var problems []error
