@@ -68,6 +68,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/redis-values.yaml", "kafka.tls.caSecret=kafka-ca,kafka.sasl.mechanism=scram-sha-512,kafka.sasl.secret=kafka-user," +
 		"online.redis.tls.enabled=true,online.redis.authSecret=redis-auth"},
 	{"ci/redis-values.yaml", "kafka.tls.clientSecret=kafka-client,online.redis.tls.caSecret=redis-ca,online.redis.tls.clientSecret=redis-client"},
+	{"ci/redis-values.yaml", "online.redis.addr=redis:26379,online.redis.sentinelMaster=mymaster,online.redis.authSecret=redis-auth"},
 	{"ci/s3-values.yaml", "kafka.tls.enabled=true,kafka.sasl.mechanism=PLAIN,kafka.sasl.secret=kafka-user,online.redis.tls.caSecret=redis-ca"},
 }
 
@@ -555,7 +556,7 @@ func (m *manifests) checkPods(t *testing.T, flags map[string]map[string]bool) {
 				}
 			}
 			for _, e := range c.Env {
-				if e.Name == "QUIVER_KAFKA_SASL_PASSWORD" || e.Name == "QUIVER_REDIS_PASSWORD" {
+				if slices.Contains([]string{"QUIVER_KAFKA_SASL_PASSWORD", "QUIVER_REDIS_PASSWORD", "QUIVER_REDIS_SENTINEL_PASSWORD"}, e.Name) {
 					continue // no flag: a password is read from the environment only
 				}
 				if f, ok := strings.CutPrefix(e.Name, "QUIVER_"); ok && !known[strings.ReplaceAll(strings.ToLower(f), "_", "-")] {
@@ -638,6 +639,13 @@ func (m *manifests) checkStores(t *testing.T, where string, spec corev1.PodSpec,
 	}
 	fromSecret("QUIVER_REDIS_USER", redisSecret, "username")
 	fromSecret("QUIVER_REDIS_PASSWORD", redisSecret, "password")
+	sentinelSecret := ""
+	if master := online["redis"].(map[string]any)["sentinelMaster"]; args["online"] == "redis" && args["redis-sentinel-master"] != master {
+		t.Errorf("%s: --redis-sentinel-master=%s, values say %v", where, args["redis-sentinel-master"], master)
+	} else if master != "" {
+		sentinelSecret = redisSecret
+	}
+	fromSecret("QUIVER_REDIS_SENTINEL_PASSWORD", sentinelSecret, "sentinelPassword")
 }
 
 // checkTLS checks a container's TLS flags for kafka or redis against the

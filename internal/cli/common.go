@@ -31,7 +31,10 @@ type Common struct {
 	Offline     string
 	Online      string
 	RedisAddr   string
-	LogFormat   string
+	// RedisSentinelMaster names the master that the Redis Sentinels at
+	// RedisAddr watch; empty when RedisAddr is Redis itself.
+	RedisSentinelMaster string
+	LogFormat           string
 	Secure
 
 	// set by Open from Secure and the environment
@@ -48,7 +51,8 @@ func AddCommon(fs *flag.FlagSet) *Common {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for local state")
 	fs.StringVar(&c.Offline, "offline", "", "offline store URL: file:///path (file://path: relative to the working directory), or s3://bucket/prefix with AWS_* credentials, region and endpoint from the environment; it holds the registry of definitions (default file://<data-dir>/offline)")
 	fs.StringVar(&c.Online, "online", "pebble", "online store: pebble (each serve replica keeps a copy from the changelogs) or redis (shared)")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address, with --online redis; several, comma-separated, are the seeds of a Redis Cluster (or, with --redis-sentinel-master, Redis Sentinels)")
+	fs.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master", "", "with --online redis: the name of the master that the Redis Sentinels of --redis-addr watch; clients follow its failovers (a Sentinel's own password, if any, in "+redisSentinelPasswordEnv+")")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	c.Secure.add(fs)
 	return c
@@ -192,18 +196,20 @@ func (c *Common) Open() (*slog.Logger, *features.Definitions, *offline.Dir, erro
 }
 
 // Redis returns a client of --redis-addr with --online redis: one address
-// is a single Redis, several the seeds of a Redis Cluster. It returns nil
-// for pebble. cacheBytes > 0 turns on client-side caching of that size on
-// a single Redis (see redis.ClientOptions). It does not connect: PingRedis
-// does.
+// is a single Redis, several the seeds of a Redis Cluster, and with
+// --redis-sentinel-master they are Sentinels and the client is of the
+// master they name. It returns nil for pebble. cacheBytes > 0 turns on
+// client-side caching of that size on a single Redis (see
+// redis.ClientOptions; go-redis has none behind Sentinels). It does not
+// connect: PingRedis does.
 func (c *Common) Redis(cacheBytes int64) (redis.UniversalClient, error) {
 	switch c.Online {
 	case "pebble":
 		return nil, nil
 	case "redis":
-		opts := &redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ",")}
+		opts := &redis.UniversalOptions{Addrs: strings.Split(c.RedisAddr, ","), MasterName: c.RedisSentinelMaster}
 		c.redisSecurity(opts)
-		if cacheBytes > 0 {
+		if cacheBytes > 0 && c.RedisSentinelMaster == "" {
 			onlineredis.CacheOptions(opts, cacheBytes)
 		}
 		return redis.NewUniversalClient(opts), nil
@@ -218,6 +224,13 @@ func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error
 		return nil
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
+		if c.RedisSentinelMaster != "" {
+			hint := c.RedisTLS.hint(err)
+			if errors.Is(err, redis.Nil) { // what a Sentinel answers for a name it does not know
+				hint = " (the Sentinels know no master of that name)"
+			}
+			return fmt.Errorf("--redis-sentinel-master %s at --redis-addr %s: %w%s", c.RedisSentinelMaster, c.RedisAddr, err, hint)
+		}
 		return fmt.Errorf("--redis-addr %s: %w%s", c.RedisAddr, err, c.RedisTLS.hint(err))
 	}
 	return nil

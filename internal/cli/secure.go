@@ -26,8 +26,9 @@ import (
 // any user of the machine can read in the process list (and anyone who can
 // read a pod's spec, in its arguments).
 const (
-	kafkaPasswordEnv = "QUIVER_KAFKA_SASL_PASSWORD"
-	redisPasswordEnv = "QUIVER_REDIS_PASSWORD"
+	kafkaPasswordEnv         = "QUIVER_KAFKA_SASL_PASSWORD"
+	redisPasswordEnv         = "QUIVER_REDIS_PASSWORD"
+	redisSentinelPasswordEnv = "QUIVER_REDIS_SENTINEL_PASSWORD"
 )
 
 // Secure holds the flags of TLS and authentication to Kafka and Redis.
@@ -109,7 +110,10 @@ func (s *Secure) redis(getenv func(string) string) (func(*redis.UniversalOptions
 	if err != nil {
 		return nil, err
 	}
-	return func(o *redis.UniversalOptions) { o.Dialer, o.Username, o.Password = dial, user, password }, nil
+	sentinelPassword := getenv(redisSentinelPasswordEnv)
+	return func(o *redis.UniversalOptions) {
+		o.Dialer, o.Username, o.Password, o.SentinelPassword = dial, user, password, sentinelPassword
+	}, nil
 }
 
 // TLS holds the flags of TLS to one service.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/quiver-ml/quiver/internal/ingesttest"
@@ -188,6 +189,48 @@ func TestRedisSecurity(t *testing.T) {
 				t.Fatalf("PingRedis: %v, want %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestRedisSentinel: with --redis-sentinel-master, --redis-addr names the
+// Sentinels, and the client writes to the master they name; an unknown
+// name fails, naming the flag.
+func TestRedisSentinel(t *testing.T) {
+	sentinel, master, _ := ingesttest.StartRedisSentinel(t)
+	for _, c := range []struct{ name, want string }{
+		{ingesttest.SentinelMaster, ""},
+		{"nope", "--redis-sentinel-master nope at --redis-addr " + sentinel + ": "},
+		{"nope", "(the Sentinels know no master of that name)"},
+	} {
+		common, err := secure(t, nil, "--online", "redis", "--redis-addr", sentinel, "--redis-sentinel-master", c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rdb, err := common.Redis(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rdb.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err = common.PingRedis(ctx, rdb)
+		if c.want != "" {
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("PingRedis of master %s: %v, want %q", c.name, err, c.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("PingRedis: %v", err)
+		}
+		if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		direct := redis.NewClient(&redis.Options{Addr: master.Addr})
+		defer direct.Close()
+		if v, err := direct.Get(ctx, "k").Result(); v != "v" {
+			t.Errorf("the master holds %q (%v), want the client's write", v, err)
+		}
 	}
 }
 

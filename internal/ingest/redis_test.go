@@ -266,6 +266,47 @@ func TestRedisDownWhileWriting(t *testing.T) {
 	ingesttest.CheckRedis(t, brokers, srv.Addr)
 }
 
+// TestRedisSentinelFailover: through Redis Sentinels, ingest follows a
+// failover to the replica. The new master is another run, so ingest writes
+// it every state again, and it holds the changelog's states once ingest
+// has caught up with what came after.
+func TestRedisSentinelFailover(t *testing.T) {
+	sentinel, master, replica := ingesttest.StartRedisSentinel(t)
+	brokers := cluster(t)
+	txns := ingesttest.Stream(12, 3000)
+	ingesttest.Produce(t, brokers, "transactions", txns[:1500])
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: ingesttest.SentinelMaster, SentinelAddrs: []string{sentinel}})
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	stop := runIngest(t, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Redis: rdb, MaxBatch: 500, Registerer: reg})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, master.Addr)
+
+	ctx := context.Background()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel})
+	defer sc.Close()
+	if err := sc.Failover(ctx, ingesttest.SentinelMaster).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		addr, err := sc.GetMasterAddrByName(ctx, ingesttest.SentinelMaster).Result()
+		if err == nil && addr[0]+":"+addr[1] == replica.Addr {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica is not the master 30 s after SENTINEL FAILOVER: %v %v", addr, err)
+		}
+	}
+	ingesttest.Produce(t, brokers, "transactions", txns[1500:])
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitSeeded(t, replica.Addr)
+	stop()
+	ingesttest.CheckRedis(t, brokers, replica.Addr)
+	if got := seeds(t, reg); got["lost user_txn@1"] != partitions {
+		t.Errorf("quiver_ingest_redis_seeds_total %v, want every user_txn partition written again after the failover", got)
+	}
+}
+
 // TestFailedFlushStopsRun: a batch whose flush fails (Redis not answering
 // for longer than RedisRetry) stops Run with the error, for the restart to
 // replay it, even when no record follows to wake the poll.

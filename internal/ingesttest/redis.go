@@ -97,6 +97,45 @@ func (s *RedisServer) Restart() {
 	s.start()
 }
 
+// SentinelMaster is the name under which StartRedisSentinel's Sentinel
+// watches its master.
+const SentinelMaster = "quiver"
+
+// StartRedisSentinel runs a master, a replica of it and a Redis Sentinel
+// that watches them, each on a free port, and waits until the Sentinel knows
+// the replica, so that SENTINEL FAILOVER can promote it. It returns the
+// Sentinel's address, the master and the replica.
+func StartRedisSentinel(t testing.TB) (sentinel string, master, replica *RedisServer) {
+	t.Helper()
+	master = StartRedisServer(t)
+	host, port, _ := strings.Cut(master.Addr, ":")
+	replica = StartRedisServer(t, "--replicaof", host, port)
+	dir := t.TempDir()
+	sport := strconv.Itoa(freeport.Get(t))
+	conf := filepath.Join(dir, "sentinel.conf")
+	if err := os.WriteFile(conf, []byte("bind 127.0.0.1\nport "+sport+"\ndir "+dir+"\nlogfile "+filepath.Join(dir, "sentinel.log")+
+		"\nsentinel monitor "+SentinelMaster+" "+host+" "+port+" 1\nsentinel down-after-milliseconds "+SentinelMaster+" 1000\n"+
+		"sentinel failover-timeout "+SentinelMaster+" 5000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server --sentinel: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sentinel = "127.0.0.1:" + sport
+	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel})
+	defer sc.Close()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if replicas, err := sc.Replicas(context.Background(), SentinelMaster).Result(); err == nil && len(replicas) > 0 {
+			return sentinel, master, replica
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "sentinel.log"))
+	t.Fatalf("the Sentinel did not find the replica within 20 s; its log:\n%s", log)
+	return "", nil, nil
+}
+
 // StartRedisCluster runs a Redis Cluster of n masters without replicas, the
 // slots split evenly between them in the order of the addresses it
 // returns, and waits until every node says the cluster is ok.

@@ -75,6 +75,9 @@ app.kubernetes.io/component: {{ .component }}
 - --online={{ .Values.online.store }}
 {{- if eq .Values.online.store "redis" }}
 - --redis-addr={{ required "online.redis.addr is required with online.store redis" .Values.online.redis.addr }}
+{{- with .Values.online.redis.sentinelMaster }}
+- --redis-sentinel-master={{ . }}
+{{- end }}
 {{- include "quiver.tlsArgs" (dict "name" "redis" "tls" .Values.online.redis.tls) }}
 {{- end }}
 {{- include "quiver.tlsArgs" (dict "name" "kafka" "tls" .Values.kafka.tls) }}
@@ -151,6 +154,14 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ . }}
       key: password
+{{- if $.Values.online.redis.sentinelMaster }}
+- name: QUIVER_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: sentinelPassword
+      optional: true
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}
