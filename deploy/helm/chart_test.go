@@ -2,6 +2,7 @@ package helm_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -53,6 +54,8 @@ var valuesCases = []struct{ file, set string }{
 	{"", ""}, // the defaults
 	{"ci/redis-values.yaml", ""},
 	{"ci/pebble-3-replicas-values.yaml", ""},
+	{"ci/pebble-3-replicas-values.yaml", "serve.persistence.enabled=true,serve.persistence.storageClass=fast,serve.persistence.size=200Gi"},
+	{"", "serve.persistence.enabled=true"}, // with autoscaling
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.enabled=false"},
 	{"ci/pebble-3-replicas-values.yaml", "serve.predictionLog=false"},
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
@@ -126,6 +129,8 @@ func TestRefusedValues(t *testing.T) {
 		// Every pod would exit at start.
 		"kafka.sasl.mechanism=gssapi,kafka.sasl.secret=kafka-user": `kafka.sasl.mechanism "gssapi": want plain, scram-sha-256 or scram-sha-512`,
 		"kafka.sasl.mechanism=plain":                               "kafka.sasl.secret is required with kafka.sasl.mechanism",
+		// Serve would keep a claim it never reads.
+		"online.store=redis,online.redis.addr=redis:6379,serve.persistence.enabled=true": "serve.persistence keeps a pebble replica's copy: it needs online.store pebble",
 		// The alerts would never fire.
 		"metrics.prometheusRule.enabled=true": "metrics.prometheusRule needs metrics.serviceMonitor",
 		// backfill dataset would refuse both.
@@ -380,7 +385,8 @@ func lintChart(t *testing.T, vals map[string]any) {
 
 // manifests are the objects a release renders, by kind.
 type manifests struct {
-	deployments  map[string]*appsv1.Deployment
+	deployments  map[string]*appsv1.Deployment // with a StatefulSet's pods and replicas
+	statefulSets map[string]*appsv1.StatefulSet
 	cronJobs     map[string]*batchv1.CronJob
 	services     map[string]*corev1.Service
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
@@ -407,7 +413,7 @@ func render(t *testing.T, ch *chart.Chart, vals map[string]any) *manifests {
 		t.Fatal(err)
 	}
 	m := &manifests{
-		deployments: map[string]*appsv1.Deployment{}, cronJobs: map[string]*batchv1.CronJob{},
+		deployments: map[string]*appsv1.Deployment{}, statefulSets: map[string]*appsv1.StatefulSet{}, cronJobs: map[string]*batchv1.CronJob{},
 		services: map[string]*corev1.Service{}, configMaps: map[string]bool{},
 		secrets: map[string]*corev1.Secret{}, claimsByName: map[string]bool{},
 	}
@@ -427,6 +433,17 @@ func render(t *testing.T, ch *chart.Chart, vals map[string]any) *manifests {
 			switch o := obj.(type) {
 			case *appsv1.Deployment:
 				m.deployments[o.Name] = o
+			case *appsv1.StatefulSet:
+				// Its pods, as the controller makes them (each claim a
+				// volume), checked as a Deployment's are.
+				m.statefulSets[o.Name] = o
+				d := &appsv1.Deployment{ObjectMeta: o.ObjectMeta, Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Selector: o.Spec.Selector}}
+				o.Spec.Template.DeepCopyInto(&d.Spec.Template)
+				for _, claim := range o.Spec.VolumeClaimTemplates {
+					d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: claim.Name,
+						VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim.Name + "-" + o.Name + "-0"}}})
+				}
+				m.deployments[o.Name] = d
 			case *batchv1.CronJob:
 				m.cronJobs[o.Name] = o
 			case *corev1.Service:
@@ -977,9 +994,13 @@ func (m *manifests) checkServe(t *testing.T) {
 	if s := m.services[name]; s == nil || !selects(s.Spec.Selector, d) || s.Spec.Ports[0].TargetPort.String() != "http" {
 		t.Errorf("serve Service %+v, want one selecting the serve pods' http port", s)
 	}
-	// A new replica may take its startup time, then read the changelogs,
-	// before the rolling update progresses.
-	if p := d.Spec.ProgressDeadlineSeconds; p == nil || float64(*p) != number(t, v["progressDeadlineSeconds"]) || float64(*p) <= number(t, v["startupTimeoutSeconds"]) {
+	kind := "Deployment"
+	if sts := m.statefulSets[name]; sts != nil {
+		kind = "StatefulSet"
+		m.checkServeClaims(t, sts, v)
+	} else if p := d.Spec.ProgressDeadlineSeconds; p == nil || float64(*p) != number(t, v["progressDeadlineSeconds"]) || float64(*p) <= number(t, v["startupTimeoutSeconds"]) {
+		// A new replica may take its startup time, then read the
+		// changelogs, before the rolling update progresses.
 		t.Errorf("serve progressDeadlineSeconds %s, want serve.progressDeadlineSeconds %v, above startupTimeoutSeconds %v",
 			orNone(p), v["progressDeadlineSeconds"], v["startupTimeoutSeconds"])
 	}
@@ -991,8 +1012,8 @@ func (m *manifests) checkServe(t *testing.T) {
 		t.Errorf("serve replicas %d, values say %v", *d.Spec.Replicas, v["replicas"])
 	}
 	for _, h := range m.hpas {
-		if ref := h.Spec.ScaleTargetRef; ref.Kind != "Deployment" || ref.Name != name || h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 {
-			t.Errorf("HPA %+v, want serve's Deployment from at least 2 replicas", h.Spec)
+		if ref := h.Spec.ScaleTargetRef; ref.Kind != kind || ref.Name != name || h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 {
+			t.Errorf("HPA %+v, want serve's %s from at least 2 replicas", h.Spec, kind)
 		}
 	}
 	m.checkAvailability(t, d, v)
@@ -1019,6 +1040,31 @@ func (m *manifests) checkServe(t *testing.T) {
 	}
 	if dir, ok := args["models"]; ok && volume(d.Spec.Template.Spec, mountOf(c, dir)) == nil {
 		t.Errorf("--models=%s is not on a volume", dir)
+	}
+}
+
+// checkServeClaims checks serve as a StatefulSet (serve.persistence): a
+// claim per replica of the values' size and class holds --data-dir, and
+// replicas start together.
+func (m *manifests) checkServeClaims(t *testing.T, sts *appsv1.StatefulSet, v map[string]any) {
+	t.Helper()
+	p := v["persistence"].(map[string]any)
+	if p["enabled"] != true {
+		t.Errorf("serve is a StatefulSet, but serve.persistence is off")
+	}
+	claims := sts.Spec.VolumeClaimTemplates
+	if len(claims) != 1 || claims[0].Name != "data" {
+		t.Fatalf("serve claim templates %+v, want one named data", claims)
+	}
+	spec := claims[0].Spec
+	if size := spec.Resources.Requests[corev1.ResourceStorage]; size.String() != fmt.Sprint(p["size"]) || orNone(spec.StorageClassName) != cmp.Or(p["storageClass"].(string), "none") {
+		t.Errorf("serve claims of %s in class %s, values say %v in %q", size.String(), orNone(spec.StorageClassName), p["size"], p["storageClass"])
+	}
+	if sts.Spec.ServiceName != sts.Name || sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Errorf("serve StatefulSet serviceName %q, pod management %q: want its Service, Parallel", sts.Spec.ServiceName, sts.Spec.PodManagementPolicy)
+	}
+	if volume(sts.Spec.Template.Spec, "data") != nil {
+		t.Error("serve StatefulSet has a data volume beside its claim")
 	}
 }
 

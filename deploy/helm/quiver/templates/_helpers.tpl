@@ -225,13 +225,16 @@ keeps beside it (and the API server would refuse a volume of two sources). */}}
 {{- end -}}
 
 {{/* Volumes behind quiver.volumeMounts; call with (dict "ctx" $ "data" <volume source>),
-and "tmp" <volume source> for a /tmp other than an emptyDir of no set size. */}}
+and "tmp" <volume source> for a /tmp other than an emptyDir of no set size; a
+nil data is a StatefulSet's claim. */}}
 {{- define "quiver.volumes" -}}
 - name: definitions
   configMap:
     name: {{ include "quiver.definitionsConfigMap" .ctx }}
+{{- with .data }}
 - name: data
-  {{- include "quiver.volumeSource" .data | nindent 2 }}
+  {{- include "quiver.volumeSource" . | nindent 2 }}
+{{- end }}
 - name: tmp
   {{- include "quiver.volumeSource" (.tmp | default (dict "emptyDir" dict)) | nindent 2 }}
 {{- if not .ctx.Values.offline.url }}
