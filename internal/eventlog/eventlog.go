@@ -157,12 +157,6 @@ type logGroup struct {
 	err   error
 }
 
-// Files returns how many files Each would read, for progress.
-func Files(ctx context.Context, dir *offline.Dir, src *features.Source) (int, error) {
-	files, err := dir.LogFiles(ctx, "events/"+src.Name)
-	return len(files), err
-}
-
 // Batch is the events of a row group of a log file, column by column.
 type Batch struct {
 	Name                    string // the file's, in the store
