@@ -36,6 +36,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	common := cli.AddCommon(fs)
 	listen := fs.String("listen", ":8080", "HTTP address")
+	metricsAddr := fs.String("metrics-addr", "", "address of a listener of its own for /metrics (and /healthz), so that the API's address need not expose the metrics; empty: /metrics on --listen")
 	modelsDir := fs.String("models", "", "model repository: DIR/<name>/<version>/model.yaml and aliases.yaml; empty: no predictions")
 	predLog := fs.Bool("prediction-log", true, "with --models, log every prediction to <topic-prefix>.predictions (a full buffer drops, never waits)")
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them (read again when it changes)")
@@ -134,11 +135,20 @@ func run(args []string) error {
 			return err
 		}
 	}
-	srv, err := serve.New(serve.Config{
+	cfg := serve.Config{
 		Models: models, Predictions: predictions,
 		Definitions: defs, Store: store, AuthTokens: tokens, StateCacheEntries: cacheOption(*cacheEntries),
 		Logger: log, Registerer: reg, Gatherer: reg,
-	})
+	}
+	if *metricsAddr != "" {
+		cfg.Gatherer = nil
+		closeMetrics, err := cli.ServeMetrics(*metricsAddr, reg, nil, log, stop)
+		if err != nil {
+			return err
+		}
+		defer closeMetrics()
+	}
+	srv, err := serve.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -1126,12 +1126,21 @@ func (m *manifests) checkBackfill(t *testing.T) {
 // checkMonitoring checks that ServiceMonitors select the metrics Services'
 // ports and that alert rules name metrics the code exports.
 func (m *manifests) checkMonitoring(t *testing.T) {
+	// A ServiceMonitor's port is a Service's, whose target is the port
+	// where the binary serves its metrics (--metrics-addr).
 	for _, sm := range m.serviceMons {
 		found := false
 		for _, s := range m.services {
-			if labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(s.Labels)) &&
-				slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == sm.Spec.Endpoints[0].Port }) {
-				found = true
+			i := slices.IndexFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == sm.Spec.Endpoints[0].Port })
+			if !labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(s.Labels)) || i < 0 {
+				continue
+			}
+			found = true
+			for _, d := range m.deployments {
+				if c := d.Spec.Template.Spec.Containers[0]; selects(s.Spec.Selector, d) &&
+					flagArgs(t, c)["metrics-addr"] != fmt.Sprintf(":%d", containerPort(t, c, s.Spec.Ports[i].TargetPort.String())) {
+					t.Errorf("ServiceMonitor %s scrapes port %s of %s, not its --metrics-addr=%s", sm.Name, s.Spec.Ports[i].TargetPort.String(), d.Name, flagArgs(t, c)["metrics-addr"])
+				}
 			}
 		}
 		if !found {

@@ -185,7 +185,9 @@ func TestKcatToServe(t *testing.T) {
 	waitReady(t, base)
 	first := waitForReference(t, base, defs, ref)
 
-	second, _ := startServe(t, brokers, t.TempDir())
+	// The second replica's metrics are on a port of their own.
+	metricsPort := freeport.Get(t)
+	second, _ := startServe(t, brokers, t.TempDir(), "--metrics-addr", "127.0.0.1:"+strconv.Itoa(metricsPort))
 	waitReady(t, second)
 	body, _, _ := everything(defs)
 	for attempt := 0; ; attempt++ {
@@ -202,6 +204,17 @@ func TestKcatToServe(t *testing.T) {
 	}
 	if len(first.Results) != 2+len(defs.View("user_txn", 1).Features)+len(defs.View("merchant_txn", 1).Features) {
 		t.Fatalf("%d results", len(first.Results))
+	}
+	if n := metric(t, metricsPort, "quiver_serve_entity_lookups_total"); n == 0 {
+		t.Error("the second replica's --metrics-addr counts no lookups")
+	}
+	resp, err := http.Get(second + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the API of a serve with --metrics-addr: %s, want 404", resp.Status)
 	}
 }
 
