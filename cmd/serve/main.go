@@ -41,7 +41,7 @@ func run(args []string) error {
 	predLog := fs.Bool("prediction-log", true, "with --models, log every prediction to <topic-prefix>.predictions (a full buffer drops, never waits)")
 	tokensFile := fs.String("auth-tokens-file", "", "file of bearer tokens, one per line (# comments); when set, the API needs one of them (read again when it changes)")
 	cacheEntries := fs.Int("state-cache-entries", 10_000, "decoded entity states kept for lookups (each about 4 times its record); 0 for none")
-	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis: MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
+	redisCacheMB := fs.Int64("redis-client-cache-mb", 256, "with --online redis and a single Redis (not a Redis Cluster, nor behind Sentinels): MiB of records cached in serve, invalidated by Redis when they change; 0 for none")
 	drainDelay := fs.Duration("drain-delay", 0, "on SIGTERM, keep serving this long with /readyz answering 503 before closing the listener, so that load balancers stop sending requests first (the Helm chart sets 5s)")
 	fs.Usage = cli.Usage(fs, "serve answers online feature lookups over HTTP.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {

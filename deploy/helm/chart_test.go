@@ -200,6 +200,7 @@ func TestSchemaRefuses(t *testing.T) {
 		{set: "serve.port=70000", want: "at '/serve/port': maximum: got 70,000, want 65,535"},
 		{set: "ingest.metricsPort=0", want: "at '/ingest/metricsPort': minimum: got 0, want 1"},
 		{set: "metrics.prometheusRule.serve5xxRatio=5%", want: "at '/metrics/prometheusRule/serve5xxRatio': '5%' does not match pattern"},
+		{set: "serve.persistence.size=lots", want: "at '/serve/persistence/size': 'lots' does not match pattern"},
 		// Choices the chart does not have.
 		{set: "online.store=memcached", want: "at '/online/store': value must be one of 'pebble', 'redis'"},
 		{set: "logFormat=JSON", want: "at '/logFormat': value must be one of 'text', 'json'"},

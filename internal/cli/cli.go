@@ -157,8 +157,12 @@ func (l *redisLog) Printf(ctx context.Context, format string, v ...any) {
 		l.every[format] = s
 	}
 	l.mu.Unlock()
+	level := slog.LevelWarn
+	if strings.HasPrefix(format, "sentinel: selected") || strings.HasPrefix(format, "sentinel: new master") || strings.HasPrefix(format, "sentinel: discovered") {
+		level = slog.LevelInfo // how a client behind Sentinels finds its master, at start and after a failover
+	}
 	s.Do(func() {
-		l.log.WarnContext(ctx, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "library", "go-redis")
+		l.log.Log(ctx, level, strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: "), "library", "go-redis")
 	})
 }
 

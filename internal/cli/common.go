@@ -223,17 +223,38 @@ func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error
 	if rdb == nil {
 		return nil
 	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		if c.RedisSentinelMaster != "" {
-			hint := c.RedisTLS.hint(err)
-			if errors.Is(err, redis.Nil) { // what a Sentinel answers for a name it does not know
-				hint = " (the Sentinels know no master of that name)"
-			}
-			return fmt.Errorf("--redis-sentinel-master %s at --redis-addr %s: %w%s", c.RedisSentinelMaster, c.RedisAddr, err, hint)
+	err := rdb.Ping(ctx).Err()
+	if err == nil && c.RedisSentinelMaster == "" {
+		// A Sentinel answers PING too, and then refuses every read.
+		var info string
+		if info, err = rdb.Info(ctx, "server").Result(); err == nil && strings.Contains(info, "redis_mode:sentinel") {
+			err = errors.New("a Redis Sentinel, not Redis: name the master it watches with --redis-sentinel-master")
 		}
-		return fmt.Errorf("--redis-addr %s: %w%s", c.RedisAddr, err, c.RedisTLS.hint(err))
 	}
-	return nil
+	switch {
+	case err == nil:
+		return nil
+	case c.RedisSentinelMaster != "":
+		return fmt.Errorf("--redis-sentinel-master %s at --redis-addr %s: %w%s", c.RedisSentinelMaster, c.RedisAddr, err, c.sentinelHint(err))
+	}
+	return fmt.Errorf("--redis-addr %s: %w%s", c.RedisAddr, err, c.RedisTLS.hint(err))
+}
+
+// sentinelHint says what err, a failure to reach the master through the
+// Sentinels, may mean.
+func (c *Common) sentinelHint(err error) string {
+	fromSentinels := strings.Contains(err.Error(), "all sentinels") // go-redis's words when no Sentinel helped
+	switch {
+	case errors.Is(err, redis.Nil): // what a Sentinel answers for a name it does not know
+		return " (the Sentinels know no master of that name)"
+	case fromSentinels && strings.Contains(err.Error(), "NOAUTH"):
+		return " (the Sentinels want a password: set " + redisSentinelPasswordEnv + ")"
+	case fromSentinels && strings.Contains(err.Error(), "unknown command 'sentinel'"):
+		return " (--redis-addr is Redis itself, not its Sentinels)"
+	case strings.Contains(err.Error(), "NOAUTH"):
+		return " (the master wants a password: set " + redisPasswordEnv + ")"
+	}
+	return c.RedisTLS.hint(err)
 }
 
 // KafkaSecurity returns the options of TLS and SASL that every Kafka

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,5 +44,29 @@ func TestRedisLogIsJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &rec); err != nil || rec.Library != "go-redis" || rec.Level != "WARN" || !strings.Contains(rec.Msg, "dial") {
 			t.Errorf("log line %q (%v): want a JSON warning from go-redis about dialing", l, err)
 		}
+	}
+}
+
+// TestRedisLogLevels: how a client behind Sentinels finds its master is
+// information, not a warning that would trip log-based alerts.
+func TestRedisLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := Logger(&buf, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newRedisLog(log)
+	l.Printf(context.Background(), "sentinel: new master=%q addr=%q", "quiver", "10.0.0.2:6379")
+	l.Printf(context.Background(), "sentinel: GetMasterAddrByName addr=%s, master=%q failed: %s", "10.0.0.9:26379", "quiver", "i/o timeout")
+	var levels []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct{ Level string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		levels = append(levels, rec.Level)
+	}
+	if want := []string{"INFO", "WARN"}; !slices.Equal(levels, want) {
+		t.Errorf("levels %v, want %v", levels, want)
 	}
 }

@@ -193,16 +193,21 @@ func TestRedisSecurity(t *testing.T) {
 }
 
 // TestRedisSentinel: with --redis-sentinel-master, --redis-addr names the
-// Sentinels, and the client writes to the master they name; an unknown
-// name fails, naming the flag.
+// Sentinels, and the client writes to the master they name. An unknown
+// name, a Sentinel given as Redis and Redis given as a Sentinel fail at
+// the start, saying so.
 func TestRedisSentinel(t *testing.T) {
 	sentinel, master, _ := ingesttest.StartRedisSentinel(t)
-	for _, c := range []struct{ name, want string }{
-		{ingesttest.SentinelMaster, ""},
-		{"nope", "--redis-sentinel-master nope at --redis-addr " + sentinel + ": "},
-		{"nope", "(the Sentinels know no master of that name)"},
+	for _, c := range []struct {
+		addr, master string
+		want         []string // in the error; none: success
+	}{
+		{sentinel, ingesttest.SentinelMaster, nil},
+		{sentinel, "nope", []string{"--redis-sentinel-master nope at --redis-addr " + sentinel + ": ", "(the Sentinels know no master of that name)"}},
+		{sentinel, "", []string{"--redis-addr " + sentinel + ": a Redis Sentinel, not Redis: name the master it watches with --redis-sentinel-master"}},
+		{master.Addr, ingesttest.SentinelMaster, []string{"(--redis-addr is Redis itself, not its Sentinels)"}},
 	} {
-		common, err := secure(t, nil, "--online", "redis", "--redis-addr", sentinel, "--redis-sentinel-master", c.name)
+		common, err := secure(t, nil, "--online", "redis", "--redis-addr", c.addr, "--redis-sentinel-master", c.master)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,9 +219,11 @@ func TestRedisSentinel(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		err = common.PingRedis(ctx, rdb)
-		if c.want != "" {
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("PingRedis of master %s: %v, want %q", c.name, err, c.want)
+		if c.want != nil {
+			for _, want := range c.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("PingRedis of %s, master %q: %v, want %q", c.addr, c.master, err, want)
+				}
 			}
 			continue
 		}
