@@ -28,6 +28,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,6 +62,9 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
 	{"ci/s3-values.yaml", ""},
 	{"ci/s3-values.yaml", "metrics.prometheusRule.enabled=false"},
+	{"ci/s3-values.yaml", "networkPolicy.enabled=true"},
+	{"ci/redis-values.yaml", "networkPolicy.enabled=true,networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring," +
+		"networkPolicy.apiFrom[0].podSelector.matchLabels.role=payments,networkPolicy.apiFrom[1].ipBlock.cidr=10.0.0.0/8"},
 	{"ci/s3-values.yaml", "backfill.tmpVolume.emptyDir.sizeLimit=64Gi"},
 	{"ci/s3-values.yaml", "ingest.tmpVolume.ephemeral.volumeClaimTemplate.spec.resources.requests.storage=100Gi"},
 	{"ci/s3-values.yaml", "backfill.datasets[0].featureService=,backfill.datasets[0].features={user_txn@1:txn_count_1h,user_txn@1:amount_sum_24h}"},
@@ -109,6 +113,7 @@ func TestChart(t *testing.T) {
 			m.checkServe(t)
 			m.checkBackfill(t)
 			m.checkMonitoring(t)
+			m.checkNetworkPolicies(t)
 		})
 	}
 }
@@ -392,6 +397,7 @@ type manifests struct {
 	services     map[string]*corev1.Service
 	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         []*policyv1.PodDisruptionBudget
+	netPols      []*networkingv1.NetworkPolicy
 	serviceMons  []*monitoringv1.ServiceMonitor
 	podMons      []*monitoringv1.PodMonitor
 	rules        []*monitoringv1.PrometheusRule
@@ -453,6 +459,8 @@ func render(t *testing.T, ch *chart.Chart, vals map[string]any) *manifests {
 				m.hpas = append(m.hpas, o)
 			case *policyv1.PodDisruptionBudget:
 				m.pdbs = append(m.pdbs, o)
+			case *networkingv1.NetworkPolicy:
+				m.netPols = append(m.netPols, o)
 			case *monitoringv1.ServiceMonitor:
 				m.serviceMons = append(m.serviceMons, o)
 			case *monitoringv1.PodMonitor:
@@ -1042,6 +1050,57 @@ func (m *manifests) checkServe(t *testing.T) {
 	if dir, ok := args["models"]; ok && volume(d.Spec.Template.Spec, mountOf(c, dir)) == nil {
 		t.Errorf("--models=%s is not on a volume", dir)
 	}
+}
+
+// checkNetworkPolicies checks that, with networkPolicy.enabled, one policy
+// selects each pod and admits each of its ports from the values' peers
+// (serve's API from apiFrom, metrics from metricsFrom), and none without.
+func (m *manifests) checkNetworkPolicies(t *testing.T) {
+	v := m.values["networkPolicy"].(map[string]any)
+	if v["enabled"] != true {
+		if len(m.netPols) > 0 {
+			t.Errorf("%d NetworkPolicies, values enable none", len(m.netPols))
+		}
+		return
+	}
+	from := map[string]string{"http": mustJSONString(t, v["apiFrom"]), "metrics": mustJSONString(t, v["metricsFrom"])}
+	for _, p := range m.pods() {
+		var selecting []*networkingv1.NetworkPolicy
+		for _, np := range m.netPols {
+			if labels.SelectorFromSet(np.Spec.PodSelector.MatchLabels).Matches(labels.Set(p.spec.Labels)) {
+				selecting = append(selecting, np)
+			}
+		}
+		if len(selecting) != 1 {
+			t.Errorf("%s: %d NetworkPolicies select its pods, want one", p.name, len(selecting))
+			continue
+		}
+		for _, port := range p.spec.Spec.Containers[0].Ports {
+			admitted := false
+			for _, rule := range selecting[0].Spec.Ingress {
+				peers := "[]"
+				if len(rule.From) > 0 {
+					peers = mustJSONString(t, rule.From)
+				}
+				if slices.ContainsFunc(rule.Ports, func(np networkingv1.NetworkPolicyPort) bool { return np.Port.String() == port.Name }) && peers == from[port.Name] {
+					admitted = true
+				}
+			}
+			if !admitted {
+				t.Errorf("%s: NetworkPolicy %s does not admit port %s from %s", p.name, selecting[0].Name, port.Name, from[port.Name])
+			}
+		}
+	}
+}
+
+// mustJSONString is v in JSON, for comparing values with decoded objects.
+func mustJSONString(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // checkServeClaims checks serve as a StatefulSet (serve.persistence): a
