@@ -285,8 +285,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 	ctx := context.Background()
 	sc := redis.NewSentinelClient(&redis.Options{Addr: sentinel})
 	defer sc.Close()
-	if err := sc.Failover(ctx, ingesttest.SentinelMaster).Err(); err != nil {
-		t.Fatal(err)
+	// A Sentinel refuses (NOGOODSLAVE) until it has had the replica's own
+	// INFO, moments after it found the replica.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := sc.Failover(ctx, ingesttest.SentinelMaster).Err()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		addr, err := sc.GetMasterAddrByName(ctx, ingesttest.SentinelMaster).Result()
