@@ -37,6 +37,25 @@ func secure(t *testing.T, env map[string]string, args ...string) (*Common, error
 	return c, nil
 }
 
+// pingRedis makes the Redis client that the common flags args and env
+// give, as a binary does (closed when the test ends), and returns it with
+// what PingRedis says.
+func pingRedis(t *testing.T, env map[string]string, args ...string) (redis.UniversalClient, error) {
+	t.Helper()
+	common, err := secure(t, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb, err := common.Redis(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return rdb, common.PingRedis(ctx, rdb)
+}
+
 // TestKafkaSecurity: a broker that takes only TLS and SASL answers a client
 // with the right authority, mechanism, user and password, and no other.
 func TestKafkaSecurity(t *testing.T) {
@@ -173,18 +192,7 @@ func TestRedisSecurity(t *testing.T) {
 		{"TLS to a plain server", plain, right, ca, "is TLS on at that port?"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			common, err := secure(t, c.env, slices.Concat(c.args, []string{"--online", "redis", "--redis-addr", c.addr})...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rdb, err := common.Redis(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rdb.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			err = common.PingRedis(ctx, rdb)
+			_, err := pingRedis(t, c.env, slices.Concat(c.args, []string{"--online", "redis", "--redis-addr", c.addr})...)
 			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 				t.Fatalf("PingRedis: %v, want %q", err, c.want)
 			}
@@ -207,18 +215,7 @@ func TestRedisSentinel(t *testing.T) {
 		{sentinel, "", []string{"--redis-addr " + sentinel + ": a Redis Sentinel, not Redis: name the master it watches with --redis-sentinel-master"}},
 		{master.Addr, ingesttest.SentinelMaster, []string{"(--redis-addr is Redis itself, not its Sentinels)"}},
 	} {
-		common, err := secure(t, nil, "--online", "redis", "--redis-addr", c.addr, "--redis-sentinel-master", c.master)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rdb, err := common.Redis(1 << 20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rdb.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err = common.PingRedis(ctx, rdb)
+		rdb, err := pingRedis(t, nil, "--online", "redis", "--redis-addr", c.addr, "--redis-sentinel-master", c.master)
 		if c.want != nil {
 			for _, want := range c.want {
 				if err == nil || !strings.Contains(err.Error(), want) {
@@ -230,6 +227,7 @@ func TestRedisSentinel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("PingRedis: %v", err)
 		}
+		ctx := context.Background()
 		if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
