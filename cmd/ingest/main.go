@@ -36,7 +36,7 @@ func run(args []string) error {
 	maxBatch := fs.Int("max-batch", 50_000, "records processed, and made durable, per batch; a crash replays at most one batch")
 	flushInterval := fs.Duration("flush-interval", 100*time.Millisecond, "how long a fetch gathers records (up to a megabyte) before a batch is made, 10ms to 1m: each batch writes a file per partition to the offline logs, produces the changelog and commits. Longer gives fewer, larger files; an event is visible within about twice this")
 	futureSkew := fs.Duration("max-future-skew", 0, "dead-letter (reason "+ingest.ReasonFuture+") an event whose time is more than this ahead of its Kafka record's timestamp, so that a producer with a wrong clock cannot move a partition's watermark into the future and make the events after it late; 0 accepts any")
-	redisRetry := fs.Duration("redis-write-retry", 30*time.Second, "with --online redis, how long a batch's failed write to Redis is tried again before ingest stops for its restart to replay it: a Redis restart or failover should fit in it")
+	writeRetry := fs.Duration("write-retry", 30*time.Second, "how long a batch's failed write to the offline store or to Redis is tried again before ingest stops for its restart to replay it: a restart or failover of either should fit in it")
 	expireInterval := fs.Duration("expire-interval", 10*time.Minute, "how often ingest deletes the states whose latest event is older than their view's TTL (serve answers them OUTSIDE_MAX_AGE until then, and NOT_FOUND after): a tombstone in the changelog, which serve's replicas apply, and a delete in Redis")
 	modelsDir := fs.String("models", "", "model repository (as serve's): with it, drift detectors watch <topic-prefix>.predictions against each version's reference profile and send retraining events to <topic-prefix>.retrain")
 	driftGroup := fs.String("drift-group-id", "quiver-drift", "Kafka consumer group of the drift detectors, with --models")
@@ -50,7 +50,7 @@ func run(args []string) error {
 	for _, f := range []struct {
 		name string
 		ok   bool
-	}{{"session-timeout", *session > 0}, {"shutdown-timeout", *shutdown > 0}, {"flush-interval", *flushInterval > 0}, {"expire-interval", *expireInterval > 0}, {"redis-write-retry", *redisRetry > 0}, {"max-batch", *maxBatch > 0}} {
+	}{{"session-timeout", *session > 0}, {"shutdown-timeout", *shutdown > 0}, {"flush-interval", *flushInterval > 0}, {"expire-interval", *expireInterval > 0}, {"write-retry", *writeRetry > 0}, {"max-batch", *maxBatch > 0}} {
 		if !f.ok {
 			return fmt.Errorf("--%s %s: must be positive", f.name, fs.Lookup(f.name).Value)
 		}
@@ -152,7 +152,7 @@ func run(args []string) error {
 		DataDir:         common.DataDir,
 		Offline:         off,
 		Redis:           rdb,
-		RedisRetry:      *redisRetry,
+		WriteRetry:      *writeRetry,
 		MaxBatch:        *maxBatch,
 		FlushInterval:   *flushInterval,
 		MaxFutureSkew:   *futureSkew,

@@ -23,7 +23,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--shutdown-timeout", "0s"}, "--shutdown-timeout 0s: must be positive"},
 		{[]string{"--session-timeout", "0s"}, "--session-timeout 0s: must be positive"},
 		{[]string{"--flush-interval", "0s"}, "--flush-interval 0s: must be positive"},
-		{[]string{"--redis-write-retry", "0s"}, "--redis-write-retry 0s: must be positive"},
+		{[]string{"--write-retry", "0s"}, "--write-retry 0s: must be positive"},
 		{[]string{"--metrics-addr="}, "--metrics-addr is empty"},
 		{[]string{"--drift-group-id", "drift-b"}, "--drift-group-id needs --models"},
 		{[]string{"--retrain-webhook-secret-file", empty}, "--retrain-webhook-secret-file needs --models"},

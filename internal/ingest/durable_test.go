@@ -22,6 +22,8 @@ import (
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
 	"github.com/quiver-ml/quiver/internal/ingesttest"
+	"github.com/quiver-ml/quiver/internal/s3test"
+	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -299,6 +301,32 @@ func TestFailedFlushUnderRebalance(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestS3DownWhileWriting: an S3 server down while ingest writes a batch,
+// for longer than the S3 client's own retries (about 8 s), holds the whole
+// offline log, each event once, when it is back: ingest tries the batch's
+// files again rather than stop.
+func TestS3DownWhileWriting(t *testing.T) {
+	srv := s3test.Start(t)
+	bucket := srv.NewBucket(t)
+	off, err := offline.NewS3Dir(context.Background(), srv.Options(bucket, "offline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := cluster(t)
+	defs := loadDefs(t)
+	txns := ingesttest.Stream(13, 3000)
+	ingesttest.Produce(t, brokers, "transactions", txns[:1500])
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: t.TempDir(), Offline: off, MaxBatch: 500})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	srv.Kill()
+	ingesttest.Produce(t, brokers, "transactions", txns[1500:])
+	time.Sleep(12 * time.Second) // the batch's writes fail meanwhile
+	srv.Restart()
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	stop() // fails the test if Run stopped with an error
+	ingesttest.Check(t, brokers, defs, txns, srv.Path(bucket, "offline"))
 }
 
 // TestValidateNegative: negative durations and sizes are configuration

@@ -48,11 +48,11 @@ type Config struct {
 	DataDir         string                // the state store lives in DataDir/ingest; required
 	Offline         *offline.Dir          // the offline store; nil writes no offline logs
 	Redis           redis.UniversalClient // a shared online store (Redis or Redis Cluster); nil for none
-	// RedisRetry is how long a batch's failed write to Redis is tried
-	// again, so that a failover or a restart of Redis does not stop
-	// ingest; after it Run stops with the error, for a restart to replay
-	// the batch. Default 30s.
-	RedisRetry time.Duration
+	// WriteRetry is how long a batch's failed write to the offline store or
+	// to Redis is tried again, so that a restart or failover of either (or
+	// an S3 outage) does not stop ingest; after it Run stops with the
+	// error, for a restart to replay the batch. Default 30s.
+	WriteRetry time.Duration
 	MaxBatch   int // records processed per batch; default 50,000
 	// FlushInterval is how long a fetch waits for a megabyte of records
 	// before it returns what there is, so about the least time between two
@@ -106,8 +106,8 @@ func (c *Config) ensureDefaults() {
 	if c.ExpireInterval == 0 {
 		c.ExpireInterval = 10 * time.Minute
 	}
-	if c.RedisRetry == 0 {
-		c.RedisRetry = 30 * time.Second
+	if c.WriteRetry == 0 {
+		c.WriteRetry = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -1159,12 +1159,10 @@ func (in *Ingester) durable(ctx context.Context, f *flush) error {
 	return in.commit(ctx, b.commits)
 }
 
-// writeRedis writes the states to Redis, trying again for up to
-// RedisRetry: the writes set whole states, so a batch written twice, or in
-// part then whole, ends the same.
+// writeRedis writes the states to Redis: the writes set whole states, so
+// a batch written twice, or in part then whole, ends the same.
 func (in *Ingester) writeRedis(ctx context.Context, dirty []dirtyState) error {
-	deadline := time.Now().Add(in.cfg.RedisRetry)
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	return in.retry(ctx, "Redis", func() error {
 		pipe := in.cfg.Redis.Pipeline()
 		for _, d := range dirty {
 			if d.rec.Value == nil {
@@ -1174,51 +1172,76 @@ func (in *Ingester) writeRedis(ctx context.Context, dirty []dirtyState) error {
 			}
 		}
 		_, err := pipe.Exec(ctx)
-		if err == nil {
-			if wait > 100*time.Millisecond {
-				in.log.Info("Redis takes the states again")
-			}
-			return nil
-		}
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("write states to redis (tried for %s): %w", in.cfg.RedisRetry, err)
-		}
-		if wait == 100*time.Millisecond {
-			in.log.Warn("writing states to Redis failed; trying again", "err", err, "for", in.cfg.RedisRetry)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("write states to redis: %w (%w)", ctx.Err(), err)
-		case <-time.After(wait):
-		}
-	}
+		return err
+	})
 }
 
 // writeOffline writes the batch's offline logs, one file per stream and
-// date, concurrently: each waits for its own fsync.
+// date, concurrently: each waits for its own fsync. A batch's files have
+// names of its offsets, so a batch written again, in part then whole,
+// leaves the same files; a failed write is tried again for the batches
+// that failed.
 func (in *Ingester) writeOffline(ctx context.Context, logs ...map[string]*offline.Batch) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	sem := make(chan struct{}, 8)
+	var todo []*offline.Batch
 	for _, m := range logs {
 		for _, ob := range m {
+			todo = append(todo, ob)
+		}
+	}
+	return in.retry(ctx, "the offline store", func() error {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var errs []error
+		var failed []*offline.Batch
+		sem := make(chan struct{}, 8)
+		for _, ob := range todo {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				if err := in.cfg.Offline.WriteBatch(ctx, *ob); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
+					failed = append(failed, ob)
 					mu.Unlock()
 				}
 			})
 		}
+		wg.Wait()
+		todo = failed
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("write offline log: %w", err)
+		}
+		return nil
+	})
+}
+
+// retry calls write until it succeeds, again with back-off (100 ms to 2 s)
+// for up to WriteRetry, so that a restart or failover of the store does not
+// stop ingest. It logs the first failure, and when the store takes the
+// writes again. After WriteRetry, or once ctx ends, it returns the error,
+// for Run to stop and its restart to replay the batch.
+func (in *Ingester) retry(ctx context.Context, store string, write func() error) error {
+	deadline := time.Now().Add(in.cfg.WriteRetry)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := write()
+		if err == nil {
+			if wait > 100*time.Millisecond {
+				in.log.Info(store + " takes the writes again")
+			}
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("write to %s (tried for %s): %w", store, in.cfg.WriteRetry, err)
+		}
+		if wait == 100*time.Millisecond {
+			in.log.Warn("writing to "+store+" failed; trying again", "err", err, "for", in.cfg.WriteRetry)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("write to %s: %w (%w)", store, ctx.Err(), err)
+		case <-time.After(wait):
+		}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("write offline log: %w", err)
-	}
-	return nil
 }
 
 // maxCached bounds the decoded states kept between batches.

@@ -316,7 +316,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 }
 
 // TestFailedFlushStopsRun: a batch whose flush fails (Redis not answering
-// for longer than RedisRetry) stops Run with the error, for the restart to
+// for longer than WriteRetry) stops Run with the error, for the restart to
 // replay it, even when no record follows to wake the poll.
 func TestFailedFlushStopsRun(t *testing.T) {
 	srv := ingesttest.StartRedisServer(t)
@@ -326,7 +326,7 @@ func TestFailedFlushStopsRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	in, err := ingest.New(ctx, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Redis: rdb,
-		RedisRetry: time.Second, Logger: slog.New(slog.DiscardHandler)})
+		WriteRetry: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,12 @@ type Server struct {
 	Endpoint string // http://127.0.0.1:PORT
 	Client   *minio.Client
 	buckets  atomic.Int64
+	t        testing.TB
+	bin      string
+	args     []string
+	root     string // the posix backend's directory
+	log      *os.File
+	cmd      *exec.Cmd
 }
 
 // Start runs versitygw for the test, stopped when it ends. A missing binary
@@ -55,15 +61,14 @@ func Start(t testing.TB) *Server {
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
-		"--port", addr, "--quiet", "posix", root)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start versitygw: %v", err)
+	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: Region})
+	if err != nil {
+		t.Fatal(err)
 	}
+	s := &Server{Endpoint: "http://" + addr, Client: c, t: t, bin: bin, root: root, log: logFile,
+		args: []string{"--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", addr, "--quiet", "posix", root}}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		s.Kill()
 		logFile.Close()
 		if t.Failed() {
 			if out, _ := os.ReadFile(logFile.Name()); len(out) > 0 {
@@ -71,19 +76,38 @@ func Start(t testing.TB) *Server {
 			}
 		}
 	})
-	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), Region: Region})
-	if err != nil {
-		t.Fatal(err)
+	s.start()
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(s.bin, s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start versitygw: %v", err)
 	}
-	s := &Server{Endpoint: "http://" + addr, Client: c}
-	ctx := context.Background()
+	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err = c.ListBuckets(ctx); err == nil {
-			return s
+		if _, err = s.Client.ListBuckets(context.Background()); err == nil {
+			return
 		}
 	}
-	t.Fatalf("versitygw did not answer within 10s: %v", err)
-	return nil
+	s.t.Fatalf("versitygw did not answer within 10s: %v", err)
+}
+
+// Kill stops the server at once, as a crash or an outage does.
+func (s *Server) Kill() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+}
+
+// Restart kills the server and starts it again on the same port, over the
+// same files.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	s.start()
 }
 
 // binary finds versitygw: in bin/tools/ of the module the test runs in, where
@@ -117,6 +141,13 @@ func (s *Server) NewBucket(t testing.TB) string {
 		t.Fatalf("make bucket %s: %v", name, err)
 	}
 	return name
+}
+
+// Path returns the directory in which the server keeps the objects under
+// prefix of bucket as files, one per object: to read them as they were
+// stored, without the S3 API.
+func (s *Server) Path(bucket, prefix string) string {
+	return filepath.Join(s.root, bucket, filepath.FromSlash(prefix))
 }
 
 // Options returns the options of a store in bucket under prefix.
