@@ -672,6 +672,12 @@ func (m *manifests) checkStores(t *testing.T, where string, spec corev1.PodSpec,
 		sentinelSecret = redisSecret
 	}
 	fromSecret("QUIVER_REDIS_SENTINEL_PASSWORD", sentinelSecret, "sentinelPassword")
+	// Behind Sentinels, Redis itself may have no password.
+	if ref := env["QUIVER_REDIS_PASSWORD"]; ref != nil {
+		if optional := ref.Optional != nil && *ref.Optional; optional != (sentinelSecret != "") {
+			t.Errorf("%s: QUIVER_REDIS_PASSWORD optional %v, want it optional only with sentinelMaster", where, optional)
+		}
+	}
 }
 
 // checkTLS checks a container's TLS flags for kafka or redis against the

@@ -155,6 +155,8 @@ app.kubernetes.io/component: {{ .component }}
       name: {{ . }}
       key: password
 {{- if $.Values.online.redis.sentinelMaster }}
+      # Sentinels may have a password in front of a Redis without one.
+      optional: true
 - name: QUIVER_REDIS_SENTINEL_PASSWORD
   valueFrom:
     secretKeyRef:
