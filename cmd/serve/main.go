@@ -194,8 +194,9 @@ func run(args []string) error {
 		}
 	case runErr = <-errc:
 	}
-	// Finish the requests in flight and their shadow predictions, deliver
-	// the predictions, then stop the replica.
+	// Finish the requests in flight and their shadow predictions, then
+	// deliver the predictions while the replica stops, all within 10 s: the
+	// chart's grace period is the drain delay and 15 s.
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdown); err != nil {
@@ -204,10 +205,10 @@ func run(args []string) error {
 	if err := srv.WaitShadows(shutdown); err != nil {
 		log.Warn("shadow predictions not made at shutdown", "err", err)
 	}
+	stopReplica() // its client's close takes at most kafkaclient.Timeout
 	if err := predictions.Flush(shutdown); err != nil {
 		log.Warn("predictions not logged at shutdown", "err", err)
 	}
-	stopReplica()
 	<-replicaDone
 	if runErr == nil {
 		log.Info("serve stopped")

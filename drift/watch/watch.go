@@ -43,6 +43,7 @@ import (
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/kafkaclient"
 	"github.com/quiver-ml/quiver/model"
 )
 
@@ -219,7 +220,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 // one, for the process's supervisor to restart it, and the breach to be
 // found again.
 func (m *Monitor) Run(ctx context.Context) error {
-	defer m.client.CloseAllowingRebalance() // Close would wait on a blocked rebalance
+	defer m.close()
 	if m.webhookQueue != nil {
 		go m.deliver(ctx)
 	}
@@ -268,12 +269,29 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		m.client.AllowRebalance()
 	}
-	// Commit what was processed; the group lets the partitions go on Close.
-	stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Commit what was processed; the group lets the partitions go on
+	// close, with nothing left to commit.
+	stop, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.commit(stop)
+	err := m.commit(stop)
+	clear(m.next)
+	return err
+}
+
+// commitTimeout bounds a commit at a rebalance or when stopping: a broker
+// that does not answer must not hold a rebalance, or a stopping process
+// past its supervisor's grace period. The next owner of the partitions
+// replays from the last commit instead.
+const commitTimeout = 5 * time.Second
+
+// close leaves the group and closes the client, waiting at most
+// kafkaclient.Timeout.
+func (m *Monitor) close() {
+	if err := kafkaclient.CloseWithin(m.client); err != nil {
+		m.log.Warn("drift: stopping", "err", err)
+	}
 }
 
 // process runs a prediction through its version's detector, and sends a
@@ -535,6 +553,8 @@ func (m *Monitor) onFetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetF
 func (m *Monitor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
 	if err := m.commit(ctx); err != nil {
 		m.log.Warn("drift: commit before a rebalance", "err", err)
 	}

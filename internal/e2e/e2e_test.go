@@ -102,22 +102,23 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal) error {
 // startBroker runs the local broker on a free port.
 func startBroker(t *testing.T) []string {
 	t.Helper()
-	return startBrokerAt(t, freeport.Get(t))
+	brokers, _ := startBrokerAt(t, freeport.Get(t))
+	return brokers
 }
 
 // startBrokerAt runs the local broker on port, with extra arguments.
-func startBrokerAt(t *testing.T, port int, extra ...string) []string {
+func startBrokerAt(t *testing.T, port int, extra ...string) ([]string, *proc) {
 	t.Helper()
-	start(t, "localkafka", append([]string{"--port", strconv.Itoa(port), "--partitions", "4", "--topics", "transactions", "--data-dir", t.TempDir()}, extra...)...)
+	p := start(t, "localkafka", append([]string{"--port", strconv.Itoa(port), "--partitions", "4", "--topics", "transactions", "--data-dir", t.TempDir()}, extra...)...)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return []string{addr}
+			return []string{addr}, p
 		}
 	}
 	t.Fatal("broker did not start")
-	return nil
+	return nil, nil
 }
 
 func startIngest(t *testing.T, brokers []string, dataDir string, extra ...string) *proc {
@@ -334,6 +335,38 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if consumed != 0 {
 		t.Fatalf("the restarted ingest consumed %v records; want 0 after a graceful stop", consumed)
+	}
+}
+
+// TestStopBrokerFrozen: ingest, with its drift detectors, and serve, with
+// a prediction to log, stopped while their broker takes connections but
+// answers nothing (frozen, or cut off) exit within the grace periods the
+// chart gives them: ingest --shutdown-timeout and 15 s, serve --drain-delay
+// and 15 s.
+func TestStopBrokerFrozen(t *testing.T) {
+	brokers, broker := startBrokerAt(t, freeport.Get(t))
+	txns := recentStream(500)
+	kcatProduce(t, brokers, txns)
+	const models = "../../model/testdata/models"
+	in := startIngest(t, brokers, t.TempDir(), "--models", models, "--shutdown-timeout", "5s")
+	base, serve := startServe(t, brokers, t.TempDir(), "--models", models)
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	waitReady(t, base)
+	var out map[string]any
+	postJSON(t, base+"/v1/models/fraud/predict", map[string]any{"entities": map[string]any{"user_id": []string{"u001"}, "merchant_id": []string{"m01"}},
+		"request_context": map[string]any{"amount": []float64{12.5}}}, http.StatusOK, &out)
+	broker.cmd.Process.Signal(syscall.SIGSTOP)
+	for _, c := range []struct {
+		name  string
+		p     *proc
+		grace time.Duration
+	}{{"ingest", in, 20 * time.Second}, {"serve", serve, 15 * time.Second}} {
+		start := time.Now()
+		err := c.p.stop(t, syscall.SIGTERM)
+		t.Logf("%s exited after %s: %v", c.name, time.Since(start).Round(time.Millisecond), err)
+		if d := time.Since(start); d > c.grace {
+			t.Errorf("%s took %s to exit with its broker frozen, more than its grace period, %s", c.name, d.Round(time.Millisecond), c.grace)
+		}
 	}
 }
 

@@ -20,7 +20,7 @@ func TestSecureKafkaAndRedis(t *testing.T) {
 	files := tlstest.New(t)
 	t.Setenv("QUIVER_KAFKA_SASL_PASSWORD", "kafka-s3cret")
 	t.Setenv("QUIVER_REDIS_PASSWORD", "redis-s3cret")
-	brokers := startBrokerAt(t, freeport.Get(t), "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
+	brokers, _ := startBrokerAt(t, freeport.Get(t), "--tls-cert-file", files.Cert, "--tls-key-file", files.Key,
 		"--tls-client-ca-file", files.CA, "--sasl-user", "quiver")
 	redisServer := ingesttest.StartSecureRedisServer(t, files, "redis-s3cret")
 	kafka := []string{"--kafka-tls-ca-file", files.CA, "--kafka-tls-cert-file", files.ClientCert, "--kafka-tls-key-file", files.ClientKey,

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/kafkaclient"
 	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
@@ -594,9 +595,12 @@ func (in *Ingester) drain() error {
 	return cmp.Or(in.waitFlush(), in.fatal)
 }
 
-// Close leaves the group and closes the client and the state store.
+// Close leaves the group and closes the client and the state store,
+// waiting at most kafkaclient.Timeout for the client.
 func (in *Ingester) Close() error {
-	in.client.CloseAllowingRebalance()
+	if err := kafkaclient.CloseWithin(in.client); err != nil {
+		in.log.Warn("stopping", "err", err)
+	}
 	in.admin.Close()
 	return in.store.Close()
 }

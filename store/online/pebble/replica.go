@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/quiver-ml/quiver/internal/kafkaclient"
 	"github.com/quiver-ml/quiver/store/online"
 )
 
@@ -329,7 +330,11 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 	if err != nil {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}
-	defer cl.Close()
+	defer func() {
+		if err := kafkaclient.CloseWithin(cl); err != nil {
+			r.cfg.Logger.Warn("replica stopping", "err", err)
+		}
+	}()
 
 	// Each changelog's lag is the sum of its partitions'; they are known
 	// from the start, and kept as fetches tell the partitions' ends.
