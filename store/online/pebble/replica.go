@@ -79,6 +79,7 @@ type Replica struct {
 	watch    atomic.Pointer[watch]
 	lag      *prometheus.GaugeVec
 	applied  prometheus.Counter
+	current  atomic.Int64 // when the replica last held all of the changelogs (Unix ns)
 	closed   sync.RWMutex // held for reading by Get, for writing by Close
 	done     bool
 	caughtUp bool // Run's: it has caught up once, and stays ready
@@ -120,6 +121,7 @@ func Open(cfg Config) (*Replica, error) {
 		r.topics[online.ChangelogTopic(cfg.TopicPrefix, t)] = t
 	}
 	r.state.Store(&errStarting)
+	r.current.Store(time.Now().UnixNano())
 	r.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "quiver_serve_replica_lag_records",
 		Help: "Changelog records the replica has yet to apply, by topic (the sum of its partitions').",
@@ -137,8 +139,14 @@ func Open(cfg Config) (*Replica, error) {
 		}
 		return 1
 	})
+	// Lag counts what fetches have told; a replica cut off from Kafka
+	// fetches nothing, and keeps its last lag.
+	staleness := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "quiver_serve_replica_staleness_seconds",
+		Help: "Seconds since the replica was last seen to hold every record of the changelogs (their ends are listed every 2 s): it grows while the replica cannot reach Kafka or keep up, and while it starts.",
+	}, func() float64 { return time.Since(time.Unix(0, r.current.Load())).Seconds() })
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{r.lag, r.applied, ready} {
+		for _, c := range []prometheus.Collector{r.lag, r.applied, ready, staleness} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				db.Close()
 				return nil, fmt.Errorf("register replica metrics: %w", err)
@@ -270,6 +278,7 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 		return nil // ctx ended
 	}
 	start := map[string]map[int32]kgo.Offset{}
+	var nextMu sync.Mutex                  // the consumer's writes of next, the recheck's reads
 	next := map[string]map[int32]int64{}   // the next offset to apply
 	target := map[string]map[int32]int64{} // where the bootstrap ends
 	for topic, parts := range partitions {
@@ -384,9 +393,20 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 	consume, stop := context.WithCancelCause(ctx)
 	rechecked := make(chan struct{})
 	defer func() { stop(nil); <-rechecked }()
+	// holdsAll reports whether the replica has applied everything up to
+	// ends.
+	holdsAll := func(ends kadm.ListedOffsets) bool {
+		nextMu.Lock()
+		defer nextMu.Unlock()
+		all := true
+		ends.Each(func(o kadm.ListedOffset) {
+			all = all && o.Err == nil && next[o.Topic][o.Partition] >= o.Offset
+		})
+		return all
+	}
 	go func() {
 		defer close(rechecked)
-		r.watchIDs(consume, adm, ids, stop)
+		r.recheck(consume, adm, ids, stop, holdsAll)
 	}()
 	var key []byte
 	type change struct {
@@ -432,7 +452,9 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 			}
 			r.applied.Add(float64(len(p.Records)))
 			o := p.Records[len(p.Records)-1].Offset + 1
+			nextMu.Lock()
 			next[p.Topic][p.Partition] = o
+			nextMu.Unlock()
 			_ = b.Set(offsetKey(p.Topic, p.Partition), binary.BigEndian.AppendUint64(nil, uint64(o)), nil)
 			setLag(p.Topic, p.Partition, p.HighWatermark-o)
 		})
@@ -459,11 +481,14 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 	}
 }
 
-// watchIDs calls stop with errRecreated once a changelog has a topic ID
-// other than the one in ids; it returns when ctx ends. A changelog that is
-// missing (deleted, not yet created again) is not a change: the replica
-// keeps serving its copy until the new topic exists.
-func (r *Replica) watchIDs(ctx context.Context, adm *kadm.Client, ids map[string]kadm.TopicID, stop context.CancelCauseFunc) {
+// recheck looks at the changelogs every recheckEvery until ctx ends. It
+// calls stop with errRecreated once a changelog has a topic ID other than
+// the one in ids; a changelog that is missing (deleted, not yet created
+// again) is not a change: the replica keeps serving its copy until the new
+// topic exists. And it lists their end offsets: when holdsAll says the
+// replica had applied up to them, the replica was current as of the
+// listing.
+func (r *Replica) recheck(ctx context.Context, adm *kadm.Client, ids map[string]kadm.TopicID, stop context.CancelCauseFunc, holdsAll func(kadm.ListedOffsets) bool) {
 	topics := slices.Sorted(maps.Keys(ids))
 	tick := time.NewTicker(recheckEvery)
 	defer tick.Stop()
@@ -473,6 +498,7 @@ func (r *Replica) watchIDs(ctx context.Context, adm *kadm.Client, ids map[string
 			return
 		case <-tick.C:
 		}
+		asOf := time.Now()
 		details, err := adm.ListTopics(ctx, topics...)
 		if err != nil {
 			continue // the next tick tries again
@@ -482,6 +508,9 @@ func (r *Replica) watchIDs(ctx context.Context, adm *kadm.Client, ids map[string
 				stop(errRecreated)
 				return
 			}
+		}
+		if ends, err := adm.ListEndOffsets(ctx, topics...); err == nil && holdsAll(ends) {
+			r.current.Store(asOf.UnixNano())
 		}
 	}
 }

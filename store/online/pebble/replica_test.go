@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -686,19 +687,7 @@ func TestReplicaLag(t *testing.T) {
 			}
 		}
 	}
-	ready := func() float64 {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() == "quiver_serve_replica_ready" {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		return -1
-	}
+	ready := func() float64 { return gauge(t, reg, "quiver_serve_replica_ready") }
 	waitLag(20)
 	if v := ready(); v != 0 {
 		t.Errorf("ready %v while catching up, want 0", v)
@@ -710,4 +699,56 @@ func TestReplicaLag(t *testing.T) {
 			t.Fatalf("ready %v once caught up, want 1", ready())
 		}
 	}
+}
+
+// gauge returns the value of the gauge name, of no labels, in reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestReplicaStaleness: a replica whose fetches bring nothing while its
+// changelogs grow (a broker it cannot fetch from) keeps its last lag, but
+// its staleness grows from when it last held everything, and falls back
+// once it has caught up again.
+func TestReplicaStaleness(t *testing.T) {
+	c := newCluster(t)
+	brokers := c.ListenAddrs()
+	createTopics(t, brokers)
+	reg := prometheus.NewRegistry()
+	start(t, brokers, t.TempDir(), reg)
+	staleness := func() float64 { return gauge(t, reg, "quiver_serve_replica_staleness_seconds") }
+	waitCurrent := func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); staleness() > 3; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("staleness %.1f s of a replica that holds everything, want at most 3 s (a recheck every 2 s)", staleness())
+			}
+		}
+	}
+	waitCurrent()
+
+	var stalled atomic.Bool
+	stalled.Store(true)
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		return kreq.ResponseKind(), nil, stalled.Load() // an empty answer
+	})
+	produce(t, brokers, []online.Record{{Table: tables[0], Key: "k", Value: []byte("v")}})
+	time.Sleep(5 * time.Second)
+	if s := staleness(); s < 4 {
+		t.Errorf("staleness %.1f s after 5 s of fetches that bring nothing, want at least 4 s", s)
+	}
+	stalled.Store(false)
+	waitCurrent()
 }
