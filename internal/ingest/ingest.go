@@ -323,6 +323,9 @@ func (in *Ingester) prepareTopics(ctx context.Context, topics []string) (kadm.To
 			err = details.Error()
 		}
 		if err == nil {
+			for _, d := range details {
+				in.metrics.partitions.WithLabelValues(d.Topic).Set(float64(len(d.Partitions)))
+			}
 			return details, nil
 		}
 		if try == 1000 || ctx.Err() != nil {

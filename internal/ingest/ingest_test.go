@@ -268,24 +268,49 @@ func TestIngestTwoInstances(t *testing.T) {
 	// A partition's lag is its owner's to report: one that moved to the
 	// second instance would keep the first's last value, frozen, for the
 	// lag alert to fire on.
+	// Between them, they report the lag of as many partitions of each topic
+	// as each says it has: the alert on partitions no instance owns
+	// compares the two.
 	lagged := map[string]int{}
+	perTopic := map[string]int{}
+	partitions := map[string]float64{}
 	for _, reg := range []*prometheus.Registry{reg1, reg2} {
 		mfs, err := reg.Gather()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, mf := range mfs {
-			if mf.GetName() != "quiver_ingest_consumer_lag_records" {
-				continue
-			}
 			for _, m := range mf.GetMetric() {
-				lagged[fmt.Sprint(m.GetLabel())]++
+				topic := ""
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "topic" {
+						topic = l.GetValue()
+					}
+				}
+				switch mf.GetName() {
+				case "quiver_ingest_consumer_lag_records":
+					lagged[fmt.Sprint(m.GetLabel())]++
+					perTopic[topic]++
+				case "quiver_ingest_topic_partitions":
+					if n, ok := partitions[topic]; ok && n != m.GetGauge().GetValue() {
+						t.Errorf("the instances say %s has %v and %v partitions", topic, n, m.GetGauge().GetValue())
+					}
+					partitions[topic] = m.GetGauge().GetValue()
+				}
 			}
 		}
 	}
 	for series, n := range lagged {
 		if n > 1 {
 			t.Errorf("both instances report the lag of %s", series)
+		}
+	}
+	if len(partitions) != 3 {
+		t.Errorf("partitions of %d topics, want 3 (transactions and two repartition topics): %v", len(partitions), partitions)
+	}
+	for topic, n := range partitions {
+		if float64(perTopic[topic]) != n {
+			t.Errorf("the lag of %d partitions of %s reported, want all %v", perTopic[topic], topic, n)
 		}
 	}
 	// Every DLQ reason and stage counts from 0, seen or not: increase()

@@ -15,6 +15,7 @@ type metrics struct {
 	expired     *prometheus.CounterVec // by view
 	lag         *prometheus.GaugeVec   // by topic and partition
 	offset      *prometheus.GaugeVec   // by topic and partition
+	partitions  *prometheus.GaugeVec   // by topic
 	batch       prometheus.Histogram   // seconds to make a batch durable
 	redisSeeds  *prometheus.CounterVec // by view and reason
 }
@@ -45,6 +46,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		offset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "quiver_ingest_consumer_committed_offset", Help: "The offset committed last, of the partitions this instance owns: records before it are durable everywhere. A partition whose lag is positive and whose offset does not move is stalled.",
 		}, []string{"topic", "partition"}),
+		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "quiver_ingest_topic_partitions", Help: "Partitions of each topic ingest consumes, as of its start. The instances of a group report the lag of as many partitions of the topic between them: fewer is partitions no instance owns, whose lag nobody reports.",
+		}, []string{"topic"}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "quiver_ingest_batch_flush_duration_seconds", Help: "Time to make a batch durable: offline files, produce, state store, commit.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16), // to 33 s
@@ -62,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.consumed.WithLabelValues(s)
 	}
 	if reg != nil {
-		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.expired, m.lag, m.offset, m.batch, m.redisSeeds)
+		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.expired, m.lag, m.offset, m.partitions, m.batch, m.redisSeeds)
 	}
 	return m
 }
