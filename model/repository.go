@@ -78,10 +78,10 @@ type Repository struct {
 	cfg     Config
 	metrics *batch.Metrics
 	models  atomic.Pointer[map[string]*Model]
-	stamps  map[string]string // model directory → what its files looked like when loaded
-	reloads prometheus.Counter
-	failed  prometheus.Counter
-	info    *prometheus.Desc // 1 per version serving, with its device
+	stamps  map[string]string      // model directory → what its files looked like when loaded
+	reloads *prometheus.CounterVec // by model
+	failed  *prometheus.CounterVec // by model
+	info    *prometheus.Desc       // 1 per version serving, with its device
 
 	// mu is held by Reload and Close: no reload starts batchers after
 	// Close, or retires models Close would not wait for.
@@ -110,8 +110,10 @@ func Open(cfg Config) (*Repository, error) {
 		return nil, err
 	}
 	r := &Repository{cfg: cfg, metrics: metrics, stamps: map[string]string{}, stop: make(chan struct{}),
-		reloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total", Help: "Model reloads that took effect."}),
-		failed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total", Help: "Model versions that did not load: a model whose aliases name one keeps its previous versions; one no alias names is left out."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_serve_model_reloads_total",
+			Help: "Reloads of a model that took effect, its versions loaded again or removed, by model."}, []string{"model"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_serve_model_reload_failures_total",
+			Help: "Model versions that did not load, by model: a model whose aliases name one keeps its previous versions; one no alias names is left out, and the model's reload takes effect without it."}, []string{"model"}),
 		info: prometheus.NewDesc("quiver_serve_model_info",
 			"1 for each model version serving, labelled with the device it predicts on (cpu or gpu).", []string{"model", "version", "device"}, nil),
 	}
@@ -200,7 +202,7 @@ func (r *Repository) Reload() {
 		}
 		m, err := r.loadModel(name)
 		if err != nil {
-			r.failed.Inc()
+			r.failed.WithLabelValues(name).Inc()
 			r.cfg.Logger.Error("model reload refused: the previous versions keep serving", "model", name, "err", err)
 			r.stamps[name] = stamp // not again until it changes
 			continue
@@ -209,7 +211,7 @@ func (r *Repository) Reload() {
 			retired = append(retired, prev)
 		}
 		next[name], r.stamps[name], changed = m, stamp, true
-		r.reloads.Inc()
+		r.reloads.WithLabelValues(name).Inc()
 		r.cfg.Logger.Info("model reloaded", "model", name, "versions", versions(m), "production", m.Aliases.Production)
 	}
 	for name, m := range old {
@@ -217,7 +219,7 @@ func (r *Repository) Reload() {
 			delete(next, name)
 			delete(r.stamps, name)
 			retired, changed = append(retired, m), true
-			r.reloads.Inc()
+			r.reloads.WithLabelValues(name).Inc()
 			r.cfg.Logger.Warn("model removed: its directory is gone or holds no files", "model", name, "versions", versions(m))
 		}
 	}
@@ -369,7 +371,7 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 		return nil, errors.Join(append(broken, err)...)
 	}
 	for _, err := range broken {
-		r.failed.Inc()
+		r.failed.WithLabelValues(name).Inc()
 		r.cfg.Logger.Error("model version refused: the model serves without it", "model", name, "err", err)
 	}
 	return m, nil

@@ -351,8 +351,8 @@ func TestBrokenHighestVersion(t *testing.T) {
 	if v, err := repo.Version("fraud", 0); err != nil || v.Version != 2 {
 		t.Errorf("after a broken model.yaml of version 2: production %v, %v; want version 2 kept", v, err)
 	}
-	if n := counter(t, reg, "quiver_serve_model_reload_failures_total"); n != 1 {
-		t.Errorf("%v reload failures, want 1", n)
+	if n := counter(t, reg, "quiver_serve_model_reload_failures_total", "fraud"); n != 1 {
+		t.Errorf("%v reload failures of model fraud, want 1", n)
 	}
 	if _, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)}); err == nil ||
 		!strings.Contains(err.Error(), "version 2, the highest, did not load") || !strings.Contains(err.Error(), `"gpu-typo"`) {
@@ -360,18 +360,20 @@ func TestBrokenHighestVersion(t *testing.T) {
 	}
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func counter(t *testing.T, reg *prometheus.Registry, name, model string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == name && m.GetLabel()[0].GetName() == "model" && m.GetLabel()[0].GetValue() == model {
+				return m.GetCounter().GetValue()
+			}
 		}
 	}
-	t.Fatalf("no metric %s", name)
+	t.Fatalf("no metric %s{model=%q}", name, model)
 	return 0
 }
 

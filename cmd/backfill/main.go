@@ -393,7 +393,7 @@ func startProgress(addr string, log *slog.Logger, failed func()) (p *progress, s
 	p = &progress{
 		log: log, tty: term.IsTerminal(int(os.Stderr.Fd())),
 		done: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
-			Name: "quiver_backfill_step_items_total", Help: "Items a step of the run has done: events read, spine rows computed, logs compacted, events replayed.",
+			Name: "quiver_backfill_step_items_total", Help: "Items a step of the run has done: events read, spine rows computed (once for each entity the features are of: a row of a user and a merchant counts twice), logs compacted, events replayed.",
 		}, []string{"step"}),
 		want: promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
 			Name: "quiver_backfill_step_target_items", Help: "Items a step of the run will do, where known before it ends.",

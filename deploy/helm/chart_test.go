@@ -1493,3 +1493,37 @@ func TestModelsSyncStops(t *testing.T) {
 		t.Fatal("still running 5s after SIGTERM")
 	}
 }
+
+// TestMetricsDocumented: the table of docs/deploy.md, "Metrics", names
+// every metric the code exports, and no other.
+func TestMetricsDocumented(t *testing.T) {
+	exportedMetric(t, "quiver_") // reads the sources
+	code := map[string]bool{}
+	for _, m := range regexp.MustCompile(`"(quiver_[a-z_]+)"`).FindAllSubmatch(sources, -1) {
+		code[string(m[1])] = true
+	}
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "\n### Metrics\n")
+	section, _, _ = strings.Cut(section, "\n### ")
+	documented := map[string]bool{}
+	for _, line := range strings.Split(section, "\n") {
+		if first, _, ok := strings.Cut(strings.TrimPrefix(line, "| "), " |"); ok && strings.HasPrefix(line, "| `quiver_") {
+			for _, name := range regexp.MustCompile("quiver_[a-z_]+").FindAllString(first, -1) {
+				documented[name] = true
+			}
+		}
+	}
+	for name := range code {
+		if !documented[name] {
+			t.Errorf("metric %s is not in the table of docs/deploy.md, \"Metrics\"", name)
+		}
+	}
+	for name := range documented {
+		if !code[name] {
+			t.Errorf("docs/deploy.md, \"Metrics\", names %s, which the code does not export", name)
+		}
+	}
+}

@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_events_suppressed_total",
 			Help: "Sustained breaches that sent nothing: the model was cooling down from its last event."}, []string{"model"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_predictions_skipped_total",
-			Help: "Records of the prediction log not counted: invalid, or of a version not watched."}, []string{"reason"}),
+			Help: "Records of the prediction log not counted, by reason: invalid, time (more than a minute from the record's timestamp) or unwatched (a version not watched)."}, []string{"reason"}),
 		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "quiver_drift_webhook_deliveries_total",
 			Help: "Webhook deliveries of retraining events, by result: ok, failed (after retries) or dropped (queue full)."}, []string{"result"}),
 	}
