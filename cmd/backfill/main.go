@@ -99,7 +99,7 @@ func dataset(args []string) error {
 	if err != nil {
 		return err
 	}
-	limit, err := mem.limit()
+	limit, err := mem.limit(log)
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ a version ingest has taken over is refused.`)
 		return fmt.Errorf("--view %q: want NAME@VERSION of a defined view version", *viewRef)
 	}
 	v := defs.View(name, n)
-	limit, err := mem.limit()
+	limit, err := mem.limit(log)
 	if err != nil {
 		return err
 	}
@@ -268,7 +268,7 @@ a version ingest has taken over is refused.`)
 		return err
 	}
 	log.Info("replay published", "view", v.Ref(), "events", res.Events, "applied", res.Applied, "rows", res.Rows, "entities", res.Entities,
-		"buckets", res.Buckets, "covered", fmt.Sprint(res.Covered), "took", time.Since(began).Round(time.Millisecond))
+		"buckets", res.Buckets, "covered", res.Covered, "took", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
@@ -362,10 +362,17 @@ func addMemoryFlags(fs *flag.FlagSet) memoryFlags {
 	}
 }
 
-func (m memoryFlags) limit() (int64, error) {
+// smallMemory is where --memory-limit gets a warning: far less than a job
+// needs to hold a bucket's events and a part's spine at once.
+const smallMemory = 16 << 20
+
+func (m memoryFlags) limit(log *slog.Logger) (int64, error) {
 	n, err := parseBytes(*m.memoryLimit)
 	if err != nil {
 		return 0, fmt.Errorf("--memory-limit: %w", err)
+	}
+	if n < smallMemory {
+		log.Warn("--memory-limit is below 16MiB: events spill to disk in many small buckets, and a dataset's spine is built in many parts, each reading the whole event log", "memory_limit", *m.memoryLimit)
 	}
 	return n, nil
 }

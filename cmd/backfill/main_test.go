@@ -150,7 +150,7 @@ func TestProgressMetrics(t *testing.T) {
 	p.Step("computing features", 10)
 	p.Add(2)
 	want := `
-# HELP quiver_backfill_step_items_total Items a step of the run has done: events read, spine rows computed, logs compacted, events replayed.
+# HELP quiver_backfill_step_items_total Items a step of the run has done: events read, spine rows computed (once for each entity the features are of: a row of a user and a merchant counts twice), logs compacted, events replayed.
 # TYPE quiver_backfill_step_items_total counter
 quiver_backfill_step_items_total{step="computing features"} 2
 quiver_backfill_step_items_total{step="reading events/transactions"} 7

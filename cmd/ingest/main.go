@@ -46,17 +46,28 @@ func run(args []string) error {
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	// Zero would mean the library's default, not what the flag says.
+	// Checked before waiting for Kafka; zero would mean the library's
+	// default, not what the flag says.
 	for _, f := range []struct {
-		name string
-		ok   bool
-	}{{"session-timeout", *session > 0}, {"shutdown-timeout", *shutdown > 0}, {"flush-interval", *flushInterval > 0}, {"expire-interval", *expireInterval > 0}, {"write-retry", *writeRetry > 0}, {"max-batch", *maxBatch > 0}} {
+		name, want string
+		ok         bool
+	}{
+		{"session-timeout", "must be positive", *session > 0},
+		{"shutdown-timeout", "must be positive", *shutdown > 0},
+		{"flush-interval", "want 10ms to 1m", *flushInterval >= 10*time.Millisecond && *flushInterval <= time.Minute},
+		{"expire-interval", "must be positive", *expireInterval > 0},
+		{"write-retry", "must be positive", *writeRetry > 0},
+		{"max-batch", "must be positive", *maxBatch > 0},
+		{"max-future-skew", "must not be negative", *futureSkew >= 0},
+	} {
 		if !f.ok {
-			return fmt.Errorf("--%s %s: must be positive", f.name, fs.Lookup(f.name).Value)
+			return fmt.Errorf("--%s %s: %s", f.name, fs.Lookup(f.name).Value, f.want)
 		}
 	}
-	if *metricsAddr == "" {
-		return errors.New("--metrics-addr is empty")
+	for name, v := range map[string]string{"metrics-addr": *metricsAddr, "group-id": *group} {
+		if v == "" {
+			return fmt.Errorf("--%s is empty", name)
+		}
 	}
 	if *modelsDir != "" && *driftGroup == *group {
 		return fmt.Errorf("--drift-group-id %q is also --group-id: the detectors need a consumer group of their own", *driftGroup)

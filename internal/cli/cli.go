@@ -108,6 +108,9 @@ func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 		if v := getenv(EnvName(f.Name)); v != "" {
 			if e := fs.Set(f.Name, v); e != nil {
+				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+					e = errors.New("want true or false")
+				}
 				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)
 			}
 		}

@@ -30,8 +30,14 @@ func TestParseEnvironment(t *testing.T) {
 	fs = flag.NewFlagSet("x", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Int("port", 1, "")
-	if err := cli.Parse(fs, nil, func(string) string { return "not-a-number" }); err == nil {
-		t.Fatal("a bad environment value should be an error naming the variable")
+	if err := cli.Parse(fs, nil, func(string) string { return "not-a-number" }); err == nil || !strings.Contains(err.Error(), `QUIVER_PORT="not-a-number"`) {
+		t.Fatalf("a bad environment value: %v, want an error naming the variable", err)
+	}
+	fs = flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Bool("inclusive", false, "")
+	if err := cli.Parse(fs, nil, func(string) string { return "yes" }); err == nil || err.Error() != `QUIVER_INCLUSIVE="yes": want true or false` {
+		t.Fatalf("a bad boolean in the environment: %v, want it to say what it takes", err)
 	}
 }
 
