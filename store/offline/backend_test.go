@@ -266,3 +266,27 @@ func TestS3CreateFileTransientConflict(t *testing.T) {
 		t.Errorf("%d PUTs, want 5", n)
 	}
 }
+
+// TestS3Stalled: a server that takes connections but answers nothing (a
+// stalled server, a network that drops packets) fails a write within the
+// client's timeouts, rather than hold its caller for minutes, and the store
+// works again once the server answers.
+func TestS3Stalled(t *testing.T) {
+	defer offline.SetS3Timeouts(500*time.Millisecond, 2)()
+	srv := s3test.Start(t)
+	d, err := offline.NewS3Dir(context.Background(), srv.Options(srv.NewBucket(t), "p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	start := time.Now()
+	err = d.ReplaceFile(context.Background(), "a/b.json", []byte("x"))
+	took := time.Since(start)
+	srv.Resume()
+	if err == nil || took > 10*time.Second {
+		t.Errorf("a write to a stalled server: %v after %s, want an error within 10 s (2 tries of 0.5 s and back-off)", err, took.Round(time.Millisecond))
+	}
+	if err := d.ReplaceFile(context.Background(), "a/b.json", []byte("x")); err != nil {
+		t.Errorf("a write once the server answers again: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package offline
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // LockLog takes a log's compaction lock as Compact does, for a test to hold
@@ -39,4 +40,13 @@ func SetReadWhole(n int64) (restore func()) {
 	old := readWhole
 	readWhole = n
 	return func() { readWhole = old }
+}
+
+// SetS3Timeouts sets how long an S3 request waits for a response's headers
+// and how many times it is tried, for the stores opened until the returned
+// function restores them.
+func SetS3Timeouts(header time.Duration, retries int) (restore func()) {
+	old := s3Timeouts
+	s3Timeouts.header, s3Timeouts.retries = header, retries
+	return func() { s3Timeouts = old }
 }

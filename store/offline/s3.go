@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -98,7 +99,13 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 			return nil, fmt.Errorf("open offline store: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run with a role (EC2 instance profile, ECS task role, EKS web identity): %w", err)
 		}
 	}
-	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: region})
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, fmt.Errorf("open offline store: %w", err)
+	}
+	tr.DialContext = (&net.Dialer{Timeout: s3Timeouts.dial, KeepAlive: 30 * time.Second}).DialContext
+	tr.ResponseHeaderTimeout = s3Timeouts.header
+	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: region, Transport: tr, MaxRetries: s3Timeouts.retries})
 	if err != nil {
 		return nil, fmt.Errorf("open offline store: %w", err)
 	}
@@ -117,6 +124,18 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 	return &Dir{b: b,
 		url: strings.TrimSuffix("s3://"+opts.Bucket+"/"+opts.Prefix, "/")}, nil
 }
+
+// s3Timeouts bound a request to a server that does not answer (a stalled
+// server, a network that drops packets): the client's defaults (a minute to
+// wait for a response's headers, 30 s to connect, ten retries) held its
+// caller for ten minutes. An attempt now waits 20 s for headers (S3 answers
+// a PUT within a second or two of its body) and 10 s to connect, and a
+// request is tried five times, with back-off, in under two minutes; ingest
+// tries a batch's writes again on top of that (--write-retry).
+var s3Timeouts = struct {
+	dial, header time.Duration
+	retries      int
+}{10 * time.Second, 20 * time.Second, 5}
 
 // s3Bucket is a bucket under a key prefix of an S3 bucket. Directories are
 // key prefixes ending in a slash: they exist while a file is under them.
