@@ -302,6 +302,7 @@ func Await(ctx context.Context, log *slog.Logger, what string, check func(contex
 		}
 		select {
 		case <-ctx.Done():
+			log.Info("stopped while waiting for " + what)
 			return fmt.Errorf("waiting for %s: %w (%w)", what, ctx.Err(), err)
 		case <-time.After(awaitEvery):
 		}
