@@ -267,38 +267,50 @@ func TestIngestTwoInstances(t *testing.T) {
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
 	// A partition's lag is its owner's to report: one that moved to the
 	// second instance would keep the first's last value, frozen, for the
-	// lag alert to fire on.
-	// Between them, they report the lag of as many partitions of each topic
-	// as each says it has: the alert on partitions no instance owns
-	// compares the two.
-	lagged := map[string]int{}
-	perTopic := map[string]int{}
-	partitions := map[string]float64{}
-	for _, reg := range []*prometheus.Registry{reg1, reg2} {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				topic := ""
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "topic" {
-						topic = l.GetValue()
+	// lag alert to fire on. Between them, once the group has settled, they
+	// report the lag of as many partitions of each topic as each says it
+	// has: the alert on partitions no instance owns compares the two.
+	report := func() (lagged, perTopic map[string]int, partitions map[string]float64) {
+		lagged, perTopic, partitions = map[string]int{}, map[string]int{}, map[string]float64{}
+		for _, reg := range []*prometheus.Registry{reg1, reg2} {
+			mfs, err := reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				for _, m := range mf.GetMetric() {
+					topic := ""
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "topic" {
+							topic = l.GetValue()
+						}
 					}
-				}
-				switch mf.GetName() {
-				case "quiver_ingest_consumer_lag_records":
-					lagged[fmt.Sprint(m.GetLabel())]++
-					perTopic[topic]++
-				case "quiver_ingest_topic_partitions":
-					if n, ok := partitions[topic]; ok && n != m.GetGauge().GetValue() {
-						t.Errorf("the instances say %s has %v and %v partitions", topic, n, m.GetGauge().GetValue())
+					switch mf.GetName() {
+					case "quiver_ingest_consumer_lag_records":
+						lagged[fmt.Sprint(m.GetLabel())]++
+						perTopic[topic]++
+					case "quiver_ingest_topic_partitions":
+						if n, ok := partitions[topic]; ok && n != m.GetGauge().GetValue() {
+							t.Errorf("the instances say %s has %v and %v partitions", topic, n, m.GetGauge().GetValue())
+						}
+						partitions[topic] = m.GetGauge().GetValue()
 					}
-					partitions[topic] = m.GetGauge().GetValue()
 				}
 			}
 		}
+		return lagged, perTopic, partitions
+	}
+	lagged, perTopic, partitions := report()
+	settled := func() bool {
+		for topic, n := range partitions {
+			if float64(perTopic[topic]) != n {
+				return false
+			}
+		}
+		return len(partitions) == 3
+	}
+	for deadline := time.Now().Add(20 * time.Second); !settled() && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		lagged, perTopic, partitions = report()
 	}
 	for series, n := range lagged {
 		if n > 1 {
