@@ -203,15 +203,17 @@ func Exit(err error) {
 }
 
 // SignalContext returns a context that ends at the first SIGINT or SIGTERM,
-// for a clean stop. A second signal ends the process at once, as if it
-// were not handled, rather than waiting for the clean stop.
+// for a clean stop, logged: a job's error after it (a context canceled)
+// is the stop's. A second signal ends the process at once, as if it were
+// not handled, rather than waiting for the clean stop.
 func SignalContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		select {
-		case <-sig:
+		case s := <-sig:
+			slog.Info("stopping on a signal", "signal", s.String())
 		case <-ctx.Done():
 		}
 		signal.Stop(sig) // before ctx ends, so that no later signal is caught

@@ -75,6 +75,8 @@ func helper(t *testing.T, mode string) *exec.Cmd {
 // ends the process at once instead of waiting for it.
 func TestSecondSignal(t *testing.T) {
 	cmd := helper(t, "slow-stop")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +106,9 @@ func TestSecondSignal(t *testing.T) {
 			t.Errorf("second signal: %v, want the process killed by SIGTERM", err)
 		}
 		t.Logf("ended %s after the second signal", time.Since(start).Round(time.Millisecond))
+		if !strings.Contains(stderr.String(), "stopping on a signal signal=terminated") {
+			t.Errorf("the helper logged %q, want the first signal logged", stderr.String())
+		}
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("still running 10s after the second signal")
