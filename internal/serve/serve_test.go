@@ -875,7 +875,15 @@ func TestStoreUnavailable(t *testing.T) {
 		tables = append(tables, online.TableOf(v))
 	}
 	ingesttest.MarkSeeded(t, f.redis, "quiver", tables...) // as ingest does, its states written again
-	waitFor(t, func() bool { w, _ := lookup(); return w.Code == http.StatusOK }, "lookups to answer once Redis is seeded")
+	// Once /readyz says ready, a load balancer sends lookups: they answer.
+	waitFor(t, func() bool {
+		w := httptest.NewRecorder()
+		f.srv.ServeHTTP(w, httptest.NewRequest("GET", "/readyz", nil))
+		return w.Code == http.StatusOK
+	}, "/readyz to say ready once Redis is seeded")
+	if w, msg := lookup(); w.Code != http.StatusOK {
+		t.Errorf("a lookup right after /readyz said ready: status %d, %s", w.Code, msg)
+	}
 	logs := f.logs.String()
 	if strings.Count(logs, "online store not ready") != 1 || !strings.Contains(logs, "err=\"redis") || strings.Count(logs, "online store ready") != 1 {
 		t.Errorf("log:\n%s\nwant one line saying the store is not ready, with the cause, and one that it is ready again", logs)

@@ -129,20 +129,7 @@ func (s *Server) storeReady(ctx context.Context) error {
 	if r == nil || time.Since(r.at) >= readyEvery {
 		s.askReady.Lock()
 		if r = s.readiness.Load(); r == nil || time.Since(r.at) >= readyEvery {
-			// Not the request's context: its cancellation is not the store's.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyEvery)
-			prev := s.readiness.Load()
-			r = &readiness{at: time.Now(), err: s.store.Ready(ctx)}
-			cancel()
-			s.readiness.Store(r)
-			switch {
-			case r.err != nil && prev == nil: // starting
-				s.cfg.Logger.Info("online store not ready yet: lookups answer 503 until it is", "err", r.err)
-			case r.err != nil && prev.err == nil:
-				s.cfg.Logger.Warn("online store not ready: lookups answer 503 until it is", "err", r.err)
-			case r.err == nil && prev != nil && prev.err != nil:
-				s.cfg.Logger.Info("online store ready")
-			}
+			r = s.askStore(ctx)
 		}
 		s.askReady.Unlock()
 	}
@@ -150,6 +137,26 @@ func (s *Server) storeReady(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", errNotReady, r.err)
 	}
 	return nil
+}
+
+// askStore asks the store whether it is ready, keeps the answer for the
+// lookups, and logs a change; askReady is held.
+func (s *Server) askStore(ctx context.Context) *readiness {
+	// Not the request's context: its cancellation is not the store's.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyEvery)
+	defer cancel()
+	prev := s.readiness.Load()
+	r := &readiness{at: time.Now(), err: s.store.Ready(ctx)}
+	s.readiness.Store(r)
+	switch {
+	case r.err != nil && prev == nil: // starting
+		s.cfg.Logger.Info("online store not ready yet: lookups answer 503 until it is", "err", r.err)
+	case r.err != nil && prev.err == nil:
+		s.cfg.Logger.Warn("online store not ready: lookups answer 503 until it is", "err", r.err)
+	case r.err == nil && prev != nil && prev.err != nil:
+		s.cfg.Logger.Info("online store ready")
+	}
+	return r
 }
 
 // New builds the server of a set of definitions.
@@ -366,11 +373,15 @@ func (s *Server) WaitShadows(ctx context.Context) error {
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // ready says why the server should not be sent requests, or nil.
+// ready answers /readyz. It asks the store afresh, and the lookups that
+// follow take its answer: a replica that says it is ready answers them.
 func (s *Server) ready(ctx context.Context) error {
 	if s.draining.Load() {
 		return errors.New("shutting down")
 	}
-	return s.store.Ready(ctx)
+	s.askReady.Lock()
+	defer s.askReady.Unlock()
+	return s.askStore(ctx).err
 }
 
 func (s *Server) readyz(c echo.Context) error {
