@@ -80,11 +80,16 @@ func TestReplayHandover(t *testing.T) {
 
 	// Ingest with the new version takes over, then part c.
 	metrics := freeport.Get(t)
-	start(t, "ingest", "--definitions", defs2, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
+	again := start(t, "ingest", "--definitions", defs2, "--brokers", strings.Join(brokers, ","), "--data-dir", dataDir,
 		"--metrics-addr", "127.0.0.1:"+strconv.Itoa(metrics), "--log-format", "json")
 	kcatProduce(t, brokers, c)
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
 	checkVersion2(t, brokers, defs2, filepath.Join(dataDir, "offline"), txns)
+	// The line the runbook watches for, whether or not the replay left
+	// anything to apply.
+	if log, _ := os.ReadFile(again.log); !strings.Contains(string(log), `"msg":"view caught up from the event log","view":"user_txn@2"`) {
+		t.Errorf("ingest did not log that it caught user_txn@2 up")
+	}
 }
 
 // TestNewVersionRollout: user_txn@2 is added by restarting ingest with the

@@ -189,11 +189,17 @@ func (in *Ingester) catchUpView(ctx context.Context, v *viewRoute, m replay.Mark
 	}
 	// Until the log has nothing more: an ingest without the version may
 	// have logged events between a crash part way and this start.
-	for {
+	for ran := false; ; ran = true {
 		if m.Rows == "" {
 			to, err := replay.LogMarks(ctx, off, v.source)
-			if err != nil || maps.Equal(to, m.Covered) {
+			if err != nil {
 				return err
+			}
+			if maps.Equal(to, m.Covered) {
+				if !ran { // what the runbook watches for, nothing to apply
+					in.log.Info("view caught up from the event log", "view", view.Ref(), "after", m.Covered, "events", 0)
+				}
+				return nil
 			}
 			// Recorded before anything is written: a rerun after a crash
 			// replays the same events, and writes no feature log row twice.
