@@ -135,6 +135,31 @@ func TestNewVersionRollout(t *testing.T) {
 	}
 }
 
+// TestVersionRemovedAndBack: user_txn@2 is computed, then taken out of the
+// definitions (a rollback) while events go on, then defined again. Nothing
+// computed it in between, so it is replayed from the whole event log when it
+// comes back, rather than resume past those events: its states and feature
+// log are then as if it had been computed all along.
+func TestVersionRemovedAndBack(t *testing.T) {
+	brokers := startBroker(t)
+	dataDir := t.TempDir()
+	txns := ingesttest.Stream(9, 6000)
+	defs2 := withVersion2(t)
+	parts := [][]ingesttest.Txn{txns[:2000], txns[2000:4000], txns[4000:]}
+	for i, defs := range []string{defs2, definitions, defs2} {
+		in := startIngest(t, brokers, dataDir, "--definitions", defs)
+		kcatProduce(t, brokers, parts[i])
+		ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 60*time.Second)
+		if err := in.stop(t, syscall.SIGTERM); err != nil {
+			t.Fatalf("ingest: %v", err)
+		}
+		if log, _ := os.ReadFile(in.log); i == 1 && !strings.Contains(string(log), "view version no longer defined") {
+			t.Errorf("ingest without user_txn@2 did not say it would be replayed when defined again")
+		}
+	}
+	checkVersion2(t, brokers, defs2, filepath.Join(dataDir, "offline"), txns)
+}
+
 // withVersion2 writes the fraud definitions with userTxnV2 added, and
 // returns their file.
 func withVersion2(t *testing.T) string {

@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segmentio/ksuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
@@ -105,6 +110,71 @@ func (in *Ingester) markNewViews(ctx context.Context, topics map[string]map[stri
 		}
 	}
 	return nil
+}
+
+// markRemovedViews writes a pending replay marker for every view version
+// that has a changelog but is no longer defined, of a view still defined or
+// of a source ingest consumes, unless it has one: while it is not defined,
+// nothing computes it, and its changelog falls behind for good. Defined
+// again, it is then replayed from the whole event log by catchUp, rather
+// than resume from the group's offsets, past every event in between.
+// (Another ingest group sharing the topic prefix and a source, computing
+// the version, would replay it at its next start: correct, if slow.)
+func (in *Ingester) markRemovedViews(ctx context.Context) error {
+	if in.cfg.Offline == nil {
+		return nil
+	}
+	topics, err := in.admin.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("list changelogs: %w", err)
+	}
+	reg := features.NewRegistry(in.cfg.Offline)
+	for _, t := range topics.Names() {
+		name, version, ok := parseChangelog(in.cfg.TopicPrefix, t)
+		if !ok || in.cfg.Definitions.View(name, version) != nil {
+			continue
+		}
+		rec, err := reg.Lookup(ctx, name, version)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // not a version of this registry
+		}
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(in.cfg.Definitions.Views, func(v *features.View) bool { return v.Name == name }) && in.sources[rec.Definition["source"]] == nil {
+			continue
+		}
+		view := &features.View{Name: name, Version: version}
+		_, marked, err := replay.ReadMarker(ctx, in.cfg.Offline, view)
+		if err != nil {
+			return err
+		}
+		if marked {
+			continue
+		}
+		if err := replay.WriteMarker(ctx, in.cfg.Offline, view, replay.Marker{}); err != nil {
+			return err
+		}
+		in.log.Info("view version no longer defined: defined again, it is replayed from the whole event log", "view", view.Ref())
+	}
+	return nil
+}
+
+// parseChangelog returns the view and version of a changelog topic's name.
+func parseChangelog(prefix, topic string) (view string, version int, ok bool) {
+	rest, ok := strings.CutPrefix(topic, prefix+".changelog.")
+	if !ok {
+		return "", 0, false
+	}
+	i := strings.LastIndex(rest, ".v")
+	if i < 0 {
+		return "", 0, false
+	}
+	version, err := strconv.Atoi(rest[i+2:])
+	if err != nil || version < 1 || online.ChangelogTopic(prefix, online.Table{View: rest[:i], Version: version}) != topic {
+		return "", 0, false
+	}
+	return rest[:i], version, true
 }
 
 // catchUp brings view versions with a replay marker up to date with the

@@ -431,6 +431,9 @@ func (in *Ingester) createTopics(ctx context.Context) error {
 	if err := in.markNewViews(ctx, want); err != nil {
 		return err
 	}
+	if err := in.markRemovedViews(ctx); err != nil {
+		return err
+	}
 	var keyed []string
 	for t, cfg := range want {
 		parts := in.parts
