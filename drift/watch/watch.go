@@ -289,7 +289,7 @@ const commitTimeout = 5 * time.Second
 // close leaves the group and closes the client, waiting at most
 // kafkaclient.Timeout.
 func (m *Monitor) close() {
-	if err := kafkaclient.CloseWithin(m.client); err != nil {
+	if err := kafkaclient.Close(m.client); err != nil {
 		m.log.Warn("drift: stopping", "err", err)
 	}
 }

@@ -604,7 +604,7 @@ func (in *Ingester) drain() error {
 // Close leaves the group and closes the client and the state store,
 // waiting at most kafkaclient.Timeout for the client.
 func (in *Ingester) Close() error {
-	if err := kafkaclient.CloseWithin(in.client); err != nil {
+	if err := kafkaclient.Close(in.client); err != nil {
 		in.log.Warn("stopping", "err", err)
 	}
 	in.admin.Close()

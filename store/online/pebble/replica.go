@@ -340,7 +340,7 @@ func (r *Replica) run(ctx context.Context, adm *kadm.Client) error {
 		return fmt.Errorf("connect to kafka: %w", err)
 	}
 	defer func() {
-		if err := kafkaclient.CloseWithin(cl); err != nil {
+		if err := kafkaclient.Close(cl); err != nil {
 			r.cfg.Logger.Warn("replica stopping", "err", err)
 		}
 	}()
