@@ -50,22 +50,23 @@ func recordName(view string, version int) string {
 // and each change; every such view is reported.
 func (r *Registry) Register(ctx context.Context, defs *Definitions) error {
 	var errs []error
+	taken := map[string]int{}
 	for _, v := range defs.Views {
-		if err := r.register(ctx, defs, v); err != nil {
+		if err := r.register(ctx, defs, v, taken); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (r *Registry) register(ctx context.Context, defs *Definitions, v *View) error {
+func (r *Registry) register(ctx context.Context, defs *Definitions, v *View, taken map[string]int) error {
 	name := recordName(v.Name, v.Version)
 	want := RegistryRecord{View: v.Name, Version: v.Version, Definition: v.Canonical(defs), RegisteredAt: r.now().UTC()}
 	want.Fingerprint = fingerprint(want.Definition)
 	for {
 		have, err := r.Lookup(ctx, v.Name, v.Version)
 		if err == nil {
-			return changed(have, want, v, r.unused(ctx, defs, v.Name))
+			return r.changed(ctx, defs, v, have, want, taken)
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -90,6 +91,7 @@ func (r *Registry) register(ctx context.Context, defs *Definitions, v *View) err
 // ingest computes the version (and registers it).
 func (r *Registry) Check(ctx context.Context, defs *Definitions, views ...*View) error {
 	var errs []error
+	taken := map[string]int{}
 	for _, v := range views {
 		have, err := r.Lookup(ctx, v.Name, v.Version)
 		switch {
@@ -98,28 +100,32 @@ func (r *Registry) Check(ctx context.Context, defs *Definitions, views ...*View)
 			errs = append(errs, err)
 		default:
 			def := v.Canonical(defs)
-			errs = append(errs, changed(have, RegistryRecord{Definition: def, Fingerprint: fingerprint(def)}, v, r.unused(ctx, defs, v.Name)))
+			errs = append(errs, r.changed(ctx, defs, v, have, RegistryRecord{Definition: def, Fingerprint: fingerprint(def)}, taken))
 		}
 	}
 	return errors.Join(errs...)
 }
 
 // changed returns nil if the record want of view v has the fingerprint of
-// the registered have, and else ErrVersionNotBumped with the changes and
-// the version to define it as instead.
-func changed(have *RegistryRecord, want RegistryRecord, v *View, instead int) error {
+// the registered have, and else ErrVersionNotBumped with where v is
+// defined, the changes and the version to define it as instead. taken
+// holds, by view name, the versions already proposed to other changed
+// versions of the view, so that each is told a number of its own.
+func (r *Registry) changed(ctx context.Context, defs *Definitions, v *View, have *RegistryRecord, want RegistryRecord, taken map[string]int) error {
 	if have.Fingerprint == want.Fingerprint {
 		return nil
 	}
-	return fmt.Errorf("%w: view %s: %s; define it as version %d instead",
-		ErrVersionNotBumped, v.Ref(), strings.Join(diffCanonical(have.Definition, want.Definition), "; "), instead)
+	instead := r.unused(ctx, defs, v.Name, taken[v.Name])
+	taken[v.Name] = instead + 1
+	return fmt.Errorf("%s: %s.version: %w: view %s: %s; define it as version %d instead",
+		v.pos.of("version"), v.path, ErrVersionNotBumped, v.Ref(), strings.Join(diffCanonical(have.Definition, want.Definition), "; "), instead)
 }
 
-// unused returns the first version of the view named name above those defs
-// defines that is not registered either (up to a hundred more are looked
-// up): the version a changed definition can take.
-func (r *Registry) unused(ctx context.Context, defs *Definitions, name string) int {
-	next := 1
+// unused returns the first version of the view named name, from from and
+// above those defs defines, that is not registered either (up to a hundred
+// more are looked up): the version a changed definition can take.
+func (r *Registry) unused(ctx context.Context, defs *Definitions, name string, from int) int {
+	next := max(1, from)
 	for _, v := range defs.Views {
 		if v.Name == name {
 			next = max(next, v.Version+1)

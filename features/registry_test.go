@@ -3,6 +3,7 @@ package features_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"sync"
@@ -57,13 +58,13 @@ func TestRegistry(t *testing.T) {
 	}
 
 	// The record is durable: a new registry over the same directory refuses a
-	// changed definition, naming the view and what changed.
+	// changed definition, naming where the view is defined and what changed.
 	changed := parse(t, strings.Replace(strings.Replace(fpBase, "window: 1h}", "window: 2h}", 1), `"e.amount > 0.0"`, `"e.amount > 5.0"`, 1))
 	err = newRegistry(t, dir).Register(ctx, changed)
 	if !errors.Is(err, features.ErrVersionNotBumped) {
 		t.Fatalf("changed without a bump: %v, want ErrVersionNotBumped", err)
 	}
-	for _, want := range []string{"view v@1", "feature.n_1h.window: 1h → 2h", "filter: e.amount > 0.0 → e.amount > 5.0", "define it as version 2"} {
+	for _, want := range []string{"defs.yaml:12:14: feature_views[0].version: ", "view v@1", "feature.n_1h.window: 1h → 2h", "filter: e.amount > 0.0 → e.amount > 5.0", "define it as version 2"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -91,6 +92,13 @@ func TestRegistry(t *testing.T) {
 		err := reg.Register(ctx, parse(t, defs))
 		if !errors.Is(err, features.ErrVersionNotBumped) || !strings.Contains(err.Error(), "define it as version 3 instead") {
 			t.Errorf("%s: %v, want to define it as version 3", name, err)
+		}
+	}
+	// Two changed versions are each told a version of their own.
+	err = reg.Register(ctx, parse(t, strings.ReplaceAll(bothSrc, "e.amount > 0.0", "e.amount > 5.0")))
+	for _, want := range []string{"view v@1: filter: e.amount > 0.0 → e.amount > 5.0; define it as version 3 instead", "view v@2: filter: e.amount > 0.0 → e.amount > 5.0; define it as version 4 instead"} {
+		if !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("both versions changed: %v, want %q", err, want)
 		}
 	}
 }
