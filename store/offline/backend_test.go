@@ -1,6 +1,7 @@
 package offline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -195,15 +196,11 @@ func TestS3CreateFilePermanentConflict(t *testing.T) {
 	}
 }
 
-// TestS3CreateFileTransientConflict: a 409 Conflict that S3 answers to a
-// conditional PUT racing another (ConditionalRequestConflict) is retried,
-// and the file is written once it clears; one that never clears fails
-// after five attempts, naming the code. The conflicts are answered by a
-// proxy in front of the server, as AWS would answer them.
 // s3Through returns a store in a new bucket of its own server, reached
-// through a front that first calls answer: it answers the request itself
-// and returns true, or returns false to pass it on.
-func s3Through(t *testing.T, answer func(w http.ResponseWriter, r *http.Request) bool) *offline.Dir {
+// through a front that first calls answer: it answers the request itself,
+// or through pass (to the server), and returns true, or returns false for
+// the front to pass it on.
+func s3Through(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, pass http.Handler) bool) *offline.Dir {
 	t.Helper()
 	srv := s3test.Start(t)
 	bucket := srv.NewBucket(t)
@@ -213,7 +210,7 @@ func s3Through(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !answer(w, r) {
+		if !answer(w, r, proxy) {
 			proxy.ServeHTTP(w, r)
 		}
 	}))
@@ -227,9 +224,14 @@ func s3Through(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)
 	return d
 }
 
+// TestS3CreateFileTransientConflict: a 409 Conflict that S3 answers to a
+// conditional PUT racing another (ConditionalRequestConflict) is retried,
+// and the file is written once it clears; one that never clears fails
+// after five attempts, naming the code. The conflicts are answered by a
+// proxy in front of the server, as AWS would answer them.
 func TestS3CreateFileTransientConflict(t *testing.T) {
 	var conflicts, puts atomic.Int64 // conflicts to answer before passing PUTs on
-	d := s3Through(t, func(w http.ResponseWriter, r *http.Request) bool {
+	d := s3Through(t, func(w http.ResponseWriter, r *http.Request, _ http.Handler) bool {
 		if r.Method != http.MethodPut || r.Header.Get("If-None-Match") != "*" {
 			return false
 		}
@@ -289,4 +291,58 @@ func TestS3Stalled(t *testing.T) {
 	if err := d.ReplaceFile(context.Background(), "a/b.json", []byte("x")); err != nil {
 		t.Errorf("a write once the server answers again: %v", err)
 	}
+}
+
+// TestS3BodyStalled: a response whose body stops part way (a server or a
+// network that stalls once the headers are sent) fails the read once its
+// connection has moved no byte for the stall timeout, rather than hold the
+// reader for good, and the file reads whole once the bodies flow again.
+func TestS3BodyStalled(t *testing.T) {
+	defer offline.SetS3Timeouts(500*time.Millisecond, 2)()
+	var stall atomic.Bool
+	d := s3Through(t, func(w http.ResponseWriter, r *http.Request, pass http.Handler) bool {
+		if r.Method != http.MethodGet || !stall.Load() {
+			return false
+		}
+		pass.ServeHTTP(&cutWriter{ResponseWriter: w, left: 1 << 10, done: r.Context().Done()}, r)
+		return true
+	})
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("quiver "), 1<<20)
+	if err := d.ReplaceFile(ctx, "big", data); err != nil {
+		t.Fatal(err)
+	}
+	stall.Store(true)
+	start := time.Now()
+	_, err := d.ReadFile(ctx, "big")
+	took := time.Since(start)
+	stall.Store(false)
+	if err == nil || took > 10*time.Second {
+		t.Errorf("a read whose body stalls: %v after %s, want an error within 10 s", err, took.Round(time.Millisecond))
+	}
+	if got, err := d.ReadFile(ctx, "big"); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("read once bodies flow again: %d bytes, %v; want the %d written", len(got), err, len(data))
+	}
+}
+
+// cutWriter passes the status, the headers and the first left bytes of a
+// body on, then holds the response until done.
+type cutWriter struct {
+	http.ResponseWriter
+	left int
+	done <-chan struct{}
+}
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	n := min(len(p), w.left)
+	w.left -= n
+	if _, err := w.ResponseWriter.Write(p[:n]); err != nil {
+		return 0, err
+	}
+	if n == len(p) {
+		return n, nil
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+	<-w.done
+	return n, errors.New("cut")
 }

@@ -42,11 +42,11 @@ func SetReadWhole(n int64) (restore func()) {
 	return func() { readWhole = old }
 }
 
-// SetS3Timeouts sets how long an S3 request waits for a response's headers
-// and how many times it is tried, for the stores opened until the returned
+// SetS3Timeouts sets how long an S3 connection may move no byte and how
+// many times a request is tried, for the stores opened until the returned
 // function restores them.
-func SetS3Timeouts(header time.Duration, retries int) (restore func()) {
+func SetS3Timeouts(stall time.Duration, retries int) (restore func()) {
 	old := s3Timeouts
-	s3Timeouts.header, s3Timeouts.retries = header, retries
+	s3Timeouts.stall, s3Timeouts.retries = stall, retries
 	return func() { s3Timeouts = old }
 }

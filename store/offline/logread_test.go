@@ -202,7 +202,7 @@ func peakHeap(b *testing.B, fn func()) uint64 {
 func TestS3LogReads(t *testing.T) {
 	defer offline.SetMergeGroupRows(25)()
 	var gets atomic.Int64 // of a file's bytes
-	d := s3Through(t, func(_ http.ResponseWriter, r *http.Request) bool {
+	d := s3Through(t, func(_ http.ResponseWriter, r *http.Request, _ http.Handler) bool {
 		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
 			gets.Add(1)
 		}

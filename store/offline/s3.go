@@ -103,8 +103,17 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open offline store: %w", err)
 	}
-	tr.DialContext = (&net.Dialer{Timeout: s3Timeouts.dial, KeepAlive: 30 * time.Second}).DialContext
-	tr.ResponseHeaderTimeout = s3Timeouts.header
+	dialer := &net.Dialer{Timeout: s3Timeouts.dial, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &stallConn{Conn: c, stall: s3Timeouts.stall}, nil
+	}
+	// The pool closes a connection before its pending read's deadline
+	// would.
+	tr.IdleConnTimeout = s3Timeouts.stall / 2
 	c, err := minio.New(host, &minio.Options{Creds: creds, Secure: secure, Region: region, Transport: tr, MaxRetries: s3Timeouts.retries})
 	if err != nil {
 		return nil, fmt.Errorf("open offline store: %w", err)
@@ -127,15 +136,40 @@ func NewS3Dir(ctx context.Context, opts S3Options) (*Dir, error) {
 
 // s3Timeouts bound a request to a server that does not answer (a stalled
 // server, a network that drops packets): the client's defaults (a minute to
-// wait for a response's headers, 30 s to connect, ten retries) held its
-// caller for ten minutes. An attempt now waits 20 s for headers (S3 answers
-// a PUT within a second or two of its body) and 10 s to connect, and a
-// request is tried five times, with back-off, in under two minutes; ingest
-// tries a batch's writes again on top of that (--write-retry).
+// wait for a response's headers, none for its body, 30 s to connect, ten
+// retries) held its caller for ten minutes, or for good once a body had
+// begun. An attempt now fails once its connection has moved no byte for
+// 20 s, waiting for the headers (S3 answers a PUT within a second or two of
+// its body) or in the middle of a body, and waits 10 s to connect; a request
+// is tried five times, with back-off, in under two minutes. Ingest tries a
+// batch's writes again on top of that (--write-retry).
 var s3Timeouts = struct {
-	dial, header time.Duration
-	retries      int
+	dial, stall time.Duration
+	retries     int
 }{10 * time.Second, 20 * time.Second, 5}
+
+// stallConn fails a read or a write that has moved no byte for stall. A
+// write also moves the read deadline: a request just written waits stall
+// for its answer, even behind a read that was pending while the connection
+// was idle.
+type stallConn struct {
+	net.Conn
+	stall time.Duration
+}
+
+func (c *stallConn) Read(p []byte) (int, error) {
+	if err := c.SetReadDeadline(time.Now().Add(c.stall)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *stallConn) Write(p []byte) (int, error) {
+	if err := c.SetDeadline(time.Now().Add(c.stall)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
 
 // s3Bucket is a bucket under a key prefix of an S3 bucket. Directories are
 // key prefixes ending in a slash: they exist while a file is under them.
