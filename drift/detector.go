@@ -84,7 +84,8 @@ type Detector struct {
 
 	slides []slide // ring; cur is being filled
 	cur    int
-	full   int // slides closed since the start, up to len(slides)
+	full   int       // slides closed since the start, up to len(slides)
+	ended  time.Time // time windows: where the slides closed so far end
 	streak int // breaching windows in a row
 	// breaching holds where each of the last breaching windows of the
 	// streak begins in the log, as many as a sustained breach still needs
@@ -177,11 +178,18 @@ func (d *Detector) Add(t time.Time, inputs []float32, out float32, offset int64)
 	s := &d.slides[d.cur]
 	if d.cfg.Window.Duration > 0 {
 		if s.predictions > 0 && !t.Before(s.end) {
-			ev = d.close(t)
+			ev = d.close()
 			s = &d.slides[d.cur]
 		}
 		if s.predictions == 0 {
+			// A prediction older than the slides closed (late, or out of
+			// order) opens the slide after them.
+			d.skip(t)
+			s = &d.slides[d.cur]
 			s.start = t.Truncate(d.cfg.Slide.Duration)
+			if s.start.Before(d.ended) {
+				s.start = d.ended
+			}
 			s.end = s.start.Add(d.cfg.Slide.Duration)
 		}
 	}
@@ -199,34 +207,52 @@ func (d *Detector) Add(t time.Time, inputs []float32, out float32, offset int64)
 		s.counts[d.offs[i]+c.bin(x)]++
 	}
 	if d.cfg.Window.Count > 0 && s.predictions == d.cfg.Slide.Count {
-		ev = d.close(t)
+		ev = d.close()
 	}
 	return ev, nil
 }
 
+// Tick closes the current slide of a time window once now is past its
+// end, as the next prediction would, and returns the evaluation of the
+// window it completes, if any: so that a window is scored when it ends,
+// not when traffic comes again. Predictions of a closed slide that come
+// later count in the slide open then. Count windows are not ticked.
+func (d *Detector) Tick(now time.Time) *Evaluation {
+	s := &d.slides[d.cur]
+	if d.cfg.Window.Duration == 0 || s.predictions == 0 || now.Before(s.end) {
+		return nil
+	}
+	return d.close()
+}
+
 // close closes the current slide and evaluates the window it completes,
-// when the window is full and has enough predictions; next is the time of
-// the prediction that closed it, for time windows.
-func (d *Detector) close(next time.Time) *Evaluation {
+// when the window is full and has enough predictions.
+func (d *Detector) close() *Evaluation {
 	d.full = min(d.full+1, len(d.slides))
 	var ev *Evaluation
 	if d.full == len(d.slides) {
 		ev = d.evaluate()
 	}
-	end := d.slides[d.cur].end
+	d.ended = d.slides[d.cur].end
 	d.advance()
-	if d.cfg.Window.Duration > 0 {
-		// The slides no prediction fell in are empty slides of the window.
-		skipped := next.Sub(end) / d.cfg.Slide.Duration
-		for range min(int(skipped), len(d.slides)) {
-			d.full = min(d.full+1, len(d.slides))
-			if d.full == len(d.slides) && d.predictions() < d.cfg.MinSamples {
-				d.ResetStreak() // a window too empty to score breaks a breach
-			}
-			d.advance()
-		}
-	}
 	return ev
+}
+
+// skip counts the slides of a time window that no prediction fell in,
+// from the last one closed up to the slide of t, as empty slides.
+func (d *Detector) skip(t time.Time) {
+	if d.ended.IsZero() {
+		return
+	}
+	skipped := t.Sub(d.ended) / d.cfg.Slide.Duration
+	for range min(int(skipped), len(d.slides)) {
+		d.full = min(d.full+1, len(d.slides))
+		if d.full == len(d.slides) && d.predictions() < d.cfg.MinSamples {
+			d.ResetStreak() // a window too empty to score breaks a breach
+		}
+		d.advance()
+	}
+	d.ended = d.ended.Add(max(0, skipped) * d.cfg.Slide.Duration)
 }
 
 // advance makes the oldest slide, emptied, the current one.

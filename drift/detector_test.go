@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -274,6 +275,93 @@ func TestTimeWindow(t *testing.T) {
 	}
 	if from := d.From(); from != 125 {
 		t.Errorf("From() = %d, want 125", from)
+	}
+}
+
+// TestTickClosesTimeWindows: a time window is scored once the clock passes
+// its end, without waiting for the next prediction, and ticking changes no
+// evaluation: over random streams of predictions with gaps, a detector
+// ticked at random times between predictions gives the evaluations of one
+// never ticked, and From the same offsets.
+func TestTickClosesTimeWindows(t *testing.T) {
+	cfg := Config{Window: Window{Duration: time.Minute}, Slide: Window{Duration: 20 * time.Second}, MinSamples: 3, Consecutive: 2}
+	d := mustDetector(t, cfg)
+	for _, at := range []time.Duration{time.Second, 25 * time.Second, 41 * time.Second, 59 * time.Second} {
+		if _, err := d.Add(t0.Add(at), []float32{1, 3}, 0.2, int64(at/time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev := d.Tick(t0.Add(time.Minute - time.Millisecond)); ev != nil {
+		t.Fatalf("tick before the window's end: %+v", ev)
+	}
+	if ev := d.Tick(t0.Add(time.Minute)); ev == nil || ev.Predictions != 4 || !ev.End.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("tick at the window's end: %+v, want the window of 4 predictions", ev)
+	}
+	if ev := d.Tick(t0.Add(61 * time.Second)); ev != nil {
+		t.Fatalf("a second tick with no prediction since: %+v", ev)
+	}
+	// A late prediction of the closed slide counts in the next one: the
+	// window [20s, 80s) holds it.
+	for _, at := range []time.Duration{59500 * time.Millisecond, 81 * time.Second} {
+		ev, err := d.Add(t0.Add(at), []float32{1, 3}, 0.2, int64(at/time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at == 81*time.Second && (ev == nil || ev.Predictions != 4 || !ev.Start.Equal(t0.Add(20*time.Second))) {
+			t.Fatalf("the window after a late prediction: %+v, want [20s, 80s) with 4 predictions", ev)
+		}
+	}
+
+	r := rand.New(rand.NewPCG(5, 6))
+	for run := range 200 {
+		plain, ticked := mustDetector(t, cfg), mustDetector(t, cfg)
+		var want, got []Evaluation
+		at := t0
+		for i := range 300 {
+			gap := time.Duration(r.IntN(3000)) * time.Millisecond
+			if r.IntN(20) == 0 {
+				gap = time.Duration(r.IntN(300)) * time.Second
+			}
+			next := at.Add(gap)
+			if r.IntN(3) == 0 { // a tick between two predictions
+				if ev := ticked.Tick(at.Add(time.Duration(r.Int64N(int64(gap) + 1)))); ev != nil {
+					got = append(got, *ev)
+				}
+			}
+			at = next
+			in := []float32{float32(r.IntN(2)), float32(r.NormFloat64()*2 + 2)}
+			if r.IntN(4) == 0 {
+				in[1] = 9 // drifted
+			}
+			out := float32(r.Float64())
+			for _, dd := range []struct {
+				d   *Detector
+				evs *[]Evaluation
+			}{{plain, &want}, {ticked, &got}} {
+				ev, err := dd.d.Add(at, in, out, int64(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev != nil {
+					*dd.evs = append(*dd.evs, *ev)
+				}
+			}
+			if plain.From() != ticked.From() {
+				t.Fatalf("run %d, prediction %d: From %d ticked, %d not", run, i, ticked.From(), plain.From())
+			}
+		}
+		if ev := plain.Tick(at.Add(time.Hour)); ev != nil { // the last window, in both
+			want = append(want, *ev)
+		}
+		if ev := ticked.Tick(at.Add(time.Hour)); ev != nil {
+			got = append(got, *ev)
+		}
+		if len(want) < 10 {
+			t.Fatalf("run %d: %d evaluations: too few to compare", run, len(want))
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("run %d: ticked evaluations differ:\n got %+v\nwant %+v", run, got, want)
+		}
 	}
 }
 

@@ -20,7 +20,8 @@
 // categories, one for values the training set did not have. Counts are kept
 // per slide of a window: a window of Window predictions (or of a duration of
 // prediction time) moves by Slide, and each time it moves it is scored
-// against the profile. Adding a value is O(1) (a binary search over at most
+// against the profile. A time window moves when a prediction past its end
+// comes, or when Tick says the clock has passed it. Adding a value is O(1) (a binary search over at most
 // 9 edges); memory is slides × bins per column, whatever the window's
 // length; a window is the sum of its slides, so windows merge by adding.
 //

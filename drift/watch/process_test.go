@@ -147,6 +147,33 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestIdleTimeWindowKept: a version watched over a time window longer than
+// idleVersion is kept while its last prediction is in the window, so that
+// sparse predictions still fill windows; it is forgotten after.
+func TestIdleTimeWindowKept(t *testing.T) {
+	dir, defs, _ := drifttest.Repository(t, "  window: 1h\n  slide: 30m\n")
+	mt, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Monitor{cfg: Config{Models: dir, Definitions: defs, LateWait: time.Second}, log: slog.New(slog.DiscardHandler), m: mt, versions: map[version]*watched{}}
+	v := version{"fraud", 1}
+	w := m.watch(v, 0)
+	if w.det == nil {
+		t.Fatal("fraud@1 not watched")
+	}
+	for _, tc := range []struct {
+		idle time.Duration
+		kept bool
+	}{{idleVersion + time.Minute, true}, {90 * time.Minute, true}, {90*time.Minute + 2*time.Second, false}} {
+		w.seen = time.Now().Add(-tc.idle)
+		m.prune()
+		if kept := m.versions[v] != nil; kept != tc.kept {
+			t.Errorf("idle for %v: kept %v, want %v", tc.idle, kept, tc.kept)
+		}
+	}
+}
+
 // TestForgetDeletesSeries: a version forgotten, idle or on a partition
 // another owner took over, leaves no series of its own behind: its
 // counters go with its scores, and start again at zero if it comes back.

@@ -13,9 +13,13 @@
 // assigned, starts the cooldown again, so a breach replayed after a crash
 // is not sent twice.
 //
-// Predictions whose time is more than a minute from their record's
-// timestamp are skipped, and a version without predictions for ten minutes
-// is forgotten (a retired canary must not hold the committed offset back).
+// A time window is scored when a prediction past its end comes or, on a
+// partition processed up to its end, once the clock is LateWait past it;
+// a prediction of a window already scored counts in the next. Predictions
+// whose time is more than a minute from their record's timestamp are
+// skipped, and a version without predictions for ten minutes, or for a
+// longer time window until its last prediction has left it, is forgotten
+// (a retired canary must not hold the committed offset back).
 // A version's model.yaml is read when it is first seen: edits to its drift
 // section take effect when ingest restarts.
 package watch
@@ -66,6 +70,10 @@ type Config struct {
 	// CommitInterval is how often consumed offsets are committed; default
 	// one second.
 	CommitInterval time.Duration
+	// LateWait is how long after a time window ends it waits for late
+	// predictions before it is scored, when no later prediction has come
+	// to close it; default 30 seconds.
+	LateWait time.Duration
 	Logger         *slog.Logger          // nil discards
 	Registerer     prometheus.Registerer // nil registers none
 }
@@ -91,6 +99,7 @@ type Monitor struct {
 	versions map[version]*watched
 	sent     map[string]sent  // model → its last event
 	next     map[int32]int64  // partition → offset after the last record processed
+	ends     map[int32]int64  // partition → its end, as its last fetch told
 	resume   map[int32]starts // partition → where its versions' windows began at the last commit
 	fatal    error
 	inputs   []float32      // scratch
@@ -142,7 +151,8 @@ const (
 	maxClockSkew = time.Minute
 	// idleVersion: a version without predictions this long is forgotten,
 	// its open window with it, so that it no longer holds back the
-	// partition's committed offset (a retired canary).
+	// partition's committed offset (a retired canary); a version with a
+	// longer time window, once its last prediction has left the window.
 	idleVersion = 10 * time.Minute
 )
 
@@ -164,12 +174,15 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if cfg.CommitInterval == 0 {
 		cfg.CommitInterval = time.Second
 	}
+	if cfg.LateWait == 0 {
+		cfg.LateWait = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Monitor{cfg: cfg, log: cfg.Logger,
 		predictions: cfg.TopicPrefix + ".predictions", retrain: cfg.TopicPrefix + ".retrain",
-		versions: map[version]*watched{}, sent: map[string]sent{}, next: map[int32]int64{}, resume: map[int32]starts{},
+		versions: map[version]*watched{}, sent: map[string]sent{}, next: map[int32]int64{}, ends: map[int32]int64{}, resume: map[int32]starts{},
 		skipWarn: rate.Sometimes{First: 1, Interval: time.Minute},
 	}
 	var err error
@@ -251,6 +264,14 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		for it := fetches.RecordIter(); err == nil && !it.Done(); {
 			err = m.process(ctx, it.Next())
+		}
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if p.Err == nil {
+				m.ends[p.Partition] = p.HighWatermark
+			}
+		})
+		if err == nil {
+			err = m.tick(ctx)
 		}
 		if err == nil && time.Since(lastCommit) >= m.cfg.CommitInterval {
 			// A failed commit (a rebalance under way) is tried again at the
@@ -337,15 +358,37 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 		})
 		return nil
 	}
-	if ev != nil {
-		m.m.observe(v, ev)
-		if ev.Sustained(w.det.Config()) {
-			if err := m.breach(ctx, v, w.det, ev); err != nil {
-				return err
-			}
+	m.m.predictions.WithLabelValues(v.model, strconv.Itoa(v.version)).Inc()
+	return m.evaluated(ctx, v, w.det, ev)
+}
+
+// evaluated records a window's evaluation, if there is one, and sends a
+// retraining event when it completes a sustained breach.
+func (m *Monitor) evaluated(ctx context.Context, v version, det *drift.Detector, ev *drift.Evaluation) error {
+	if ev == nil {
+		return nil
+	}
+	m.m.observe(v, ev)
+	if ev.Sustained(det.Config()) {
+		return m.breach(ctx, v, det, ev)
+	}
+	return nil
+}
+
+// tick scores the time windows that ended LateWait ago with no later
+// prediction to close them. Only on partitions processed up to their end:
+// while a partition is behind (a restart replaying it), its predictions
+// close its windows, as they did the first time.
+func (m *Monitor) tick(ctx context.Context) error {
+	now := time.Now().Add(-m.cfg.LateWait)
+	for v, w := range m.versions {
+		if w.det == nil || m.next[w.partition] < m.ends[w.partition] {
+			continue
+		}
+		if err := m.evaluated(ctx, v, w.det, w.det.Tick(now)); err != nil {
+			return err
 		}
 	}
-	m.m.predictions.WithLabelValues(v.model, strconv.Itoa(v.version)).Inc()
 	return nil
 }
 
@@ -427,21 +470,29 @@ func (m *Monitor) breach(ctx context.Context, v version, det *drift.Detector, ev
 	return nil
 }
 
-// prune forgets the versions watched without predictions for idleVersion,
-// and those not watched once they are due to be looked at again (watch
-// looks when one is next seen), so that records naming versions that do
-// not exist do not pile up.
+// prune forgets the versions watched without predictions for a while
+// (idle), and those not watched once they are due to be looked at again
+// (watch looks when one is next seen), so that records naming versions
+// that do not exist do not pile up.
 func (m *Monitor) prune() {
 	for v, w := range m.versions {
 		switch {
 		case w.det == nil && !time.Now().Before(w.retryAt):
 			delete(m.versions, v)
-		case w.det != nil && time.Since(w.seen) > idleVersion:
+		case w.det != nil && time.Since(w.seen) > m.idle(w.det.Config()):
 			delete(m.versions, v)
 			m.m.forget(v)
-			m.log.Info("drift: a version without predictions for a while; forgotten", "model", v.model, "version", v.version, "idle", idleVersion)
+			m.log.Info("drift: a version without predictions for a while; forgotten", "model", v.model, "version", v.version, "idle", m.idle(w.det.Config()))
 		}
 	}
+}
+
+// idle is how long a version watched under cfg goes without predictions
+// before it is forgotten, its open window with it: idleVersion, or for a
+// time window until its last prediction has left it, so that sparse
+// traffic still fills windows.
+func (m *Monitor) idle(cfg drift.Config) time.Duration {
+	return max(idleVersion, cfg.Window.Duration+cfg.Slide.Duration+m.cfg.LateWait)
 }
 
 // commit commits, for each partition processed, where its detectors'
@@ -571,6 +622,7 @@ func (m *Monitor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int
 func (m *Monitor) drop(parts []int32) {
 	for _, p := range parts {
 		delete(m.next, p)
+		delete(m.ends, p)
 		delete(m.resume, p)
 		for v, w := range m.versions {
 			if w.partition == p {

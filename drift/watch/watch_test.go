@@ -253,6 +253,48 @@ func TestNoCooldown(t *testing.T) {
 	}
 }
 
+// TestTimeWindowScoredAtItsEnd: a breaching time window is scored, and
+// its retraining event sent, once it ends and LateWait has passed, though
+// no later prediction comes to close it.
+func TestTimeWindowScoredAtItsEnd(t *testing.T) {
+	brokers := cluster(t)
+	dir, defs, prof := drifttest.Repository(t, "  window: 2s\n  min_samples: 100\n  psi: 0.25\n  consecutive: 1\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := New(ctx, Config{Brokers: brokers, Models: dir, Definitions: defs, CommitInterval: 100 * time.Millisecond, LateWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	s := drifttest.NewSampler(prof, 7)
+	s.Shift("amount_vs_avg", true)
+	start := time.Now().Truncate(2 * time.Second)
+	at := start
+	drifttest.Produce(t, producer(t, brokers), "quiver.predictions", s.Predictions(200, &at, 5*time.Millisecond)) // [start, start+1s)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m.mu.Lock()
+		last := m.sent["fraud"]
+		m.mu.Unlock()
+		if !last.end.IsZero() {
+			if want := start.Add(2 * time.Second); !last.end.Equal(want) {
+				t.Fatalf("retraining event for the window ending %v, want %v", last.end, want)
+			}
+			if took := time.Since(last.end); took > 10*time.Second {
+				t.Errorf("the event came %v after the window's end, want within LateWait and a poll", took)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no retraining event 30 s after the window's last prediction")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestBreachSurvivesRestart: a breach two windows into its three, when
 // ingest restarts (or the model's partition moves to another instance),
 // still sends its event at the end of the third window; and the restart
