@@ -86,7 +86,7 @@ type Detector struct {
 	cur    int
 	full   int       // slides closed since the start, up to len(slides)
 	ended  time.Time // time windows: where the slides closed so far end
-	streak int // breaching windows in a row
+	streak int       // breaching windows in a row
 	// breaching holds where each of the last breaching windows of the
 	// streak begins in the log, as many as a sustained breach still needs
 	// besides the open window (Consecutive-1): a replay from the oldest
@@ -182,12 +182,12 @@ func (d *Detector) Add(t time.Time, inputs []float32, out float32, offset int64)
 			s = &d.slides[d.cur]
 		}
 		if s.predictions == 0 {
-			// A prediction older than the slides closed (late, or out of
-			// order) opens the slide after them.
 			d.skip(t)
 			s = &d.slides[d.cur]
 			s.start = t.Truncate(d.cfg.Slide.Duration)
 			if s.start.Before(d.ended) {
+				// A prediction older than the slides closed (late, or
+				// out of order) opens the slide after them.
 				s.start = d.ended
 			}
 			s.end = s.start.Add(d.cfg.Slide.Duration)

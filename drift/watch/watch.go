@@ -73,9 +73,9 @@ type Config struct {
 	// LateWait is how long after a time window ends it waits for late
 	// predictions before it is scored, when no later prediction has come
 	// to close it; default 30 seconds.
-	LateWait time.Duration
-	Logger         *slog.Logger          // nil discards
-	Registerer     prometheus.Registerer // nil registers none
+	LateWait   time.Duration
+	Logger     *slog.Logger          // nil discards
+	Registerer prometheus.Registerer // nil registers none
 }
 
 // kafka returns the options of a Kafka client: the brokers, KafkaOpts,
