@@ -358,8 +358,11 @@ func (m *Monitor) process(ctx context.Context, r *kgo.Record) error {
 		})
 		return nil
 	}
+	if err := m.evaluated(ctx, v, w.det, ev); err != nil {
+		return err
+	}
 	m.m.predictions.WithLabelValues(v.model, strconv.Itoa(v.version)).Inc()
-	return m.evaluated(ctx, v, w.det, ev)
+	return nil
 }
 
 // evaluated records a window's evaluation, if there is one, and sends a
