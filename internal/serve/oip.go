@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"context"
 	stdjson "encoding/json"
 	"errors"
 	"fmt"
@@ -162,6 +163,31 @@ func (s *Server) oipReady(c echo.Context) error {
 // maxRequestID bounds the id a v2 inference request may name itself by.
 const maxRequestID = 256
 
+// decodeInfer decodes a v2 inference request's body, a large one while a
+// slot is free (admitLarge).
+func (s *Server) decodeInfer(ctx context.Context, body []byte) (*oipInferRequest, error) {
+	if len(body) > largeBody {
+		release, err := s.admitLarge(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	// goccy/go-json decodes several times faster than encoding/json, which
+	// decides what is JSON: goccy is lenient (01, say).
+	if !stdjson.Valid(body) {
+		var v any
+		return nil, badRequest("request body is not valid JSON: %v", stdjson.Unmarshal(body, &v))
+	}
+	var req oipInferRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, badRequest("request body is not a v2 inference request: %v", err)
+	}
+	return &req, nil
+}
+
 func (s *Server) oipInfer(c echo.Context) error {
 	// The body first: a version chosen before a slow body arrived may be
 	// retired by then.
@@ -174,17 +200,9 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// goccy/go-json decodes several times faster than encoding/json, which
-	// decides what is JSON: goccy is lenient (01, say).
-	if !stdjson.Valid(body) {
-		var v any
-		return badRequest("request body is not valid JSON: %v", stdjson.Unmarshal(body, &v))
-	}
-	var req oipInferRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return badRequest("request body is not a v2 inference request: %v", err)
+	req, err := s.decodeInfer(c.Request().Context(), body)
+	if err != nil {
+		return err
 	}
 	if len(req.ID) > maxRequestID {
 		// It is logged with each row's prediction.

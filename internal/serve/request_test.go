@@ -3,7 +3,9 @@ package serve
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fastjson"
@@ -25,8 +27,13 @@ func FuzzDecodeRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	var p fastjson.Parser
+	var p, q fastjson.Parser
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if v, err := q.ParseBytes(body); err == nil && json.Valid(body) {
+			if n, counted := values(v), jsonValues(body, math.MaxInt); counted < n {
+				t.Fatalf("jsonValues counted %d values in %q, which holds %d", counted, body, n)
+			}
+		}
 		req, err := decodeRequest(&p, body, 5, false)
 		if err != nil {
 			var ae *apiError
@@ -77,4 +84,36 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// values counts the JSON values of v, v included.
+func values(v *fastjson.Value) int {
+	n := 1
+	switch v.Type() {
+	case fastjson.TypeArray:
+		for _, x := range v.GetArray() {
+			n += values(x)
+		}
+	case fastjson.TypeObject:
+		v.GetObject().Visit(func(_ []byte, x *fastjson.Value) { n += values(x) })
+	}
+	return n
+}
+
+// TestJSONValues: jsonValues counts at least the values of a body, none in
+// a string, and stops past its limit.
+func TestJSONValues(t *testing.T) {
+	for body, want := range map[string]int{
+		`0`:  1,
+		`[]`: 2, // counted at most once per bracket
+		`{"a": "x,\\\":[", "b": [1, 2, {"c": 3}]}`: 8, // 7 values, 8 counted
+		`"` + strings.Repeat(",", 1000) + `"`:      1,
+	} {
+		if got := jsonValues([]byte(body), math.MaxInt); got != want {
+			t.Errorf("jsonValues(%s) = %d, want %d", body, got, want)
+		}
+	}
+	if got := jsonValues([]byte(`[`+strings.Repeat("0,", 1000)+`0]`), 10); got != 11 {
+		t.Errorf("jsonValues with limit 10 went on to %d, want 11", got)
+	}
 }

@@ -468,13 +468,13 @@ func TestBadInput(t *testing.T) {
 	}
 	big := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": [` + strings.Repeat(`"u1",`, 1000) + `"u1"]}}`
 	huge := `{"features": ["user_txn:txn_count_1h"], "entities": {"user_id": ["` + strings.Repeat("x", 5<<20) + `"]}}`
-	var many strings.Builder // 50,000 unknown fields: the error lists ten
-	for i := range 50_000 {
+	var many strings.Builder // 40,000 unknown fields: the error lists ten
+	for i := range 40_000 {
 		fmt.Fprintf(&many, `"f%d": 0, `, i)
 	}
 	manyFields := `{` + many.String() + `"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}}`
-	var unknown strings.Builder // 100,000 unknown references: the error lists ten
-	for i := range 100_000 {
+	var unknown strings.Builder // 90,000 unknown references: the error lists ten
+	for i := range 90_000 {
 		fmt.Fprintf(&unknown, `"v%d:f", `, i)
 	}
 	var twelve []string
@@ -524,10 +524,10 @@ func TestBadInput(t *testing.T) {
 		{"join key out of range", "POST", "/get-online-features", `{"features": ["pair_txn@1:amount_sum_24h"], "entities": {"card_id": [9223372036854775808], "merchant_id": ["m1"]}}`, 400, "not the number 9223372036854775808 (out of the int64 range)"},
 		{"key given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"], "user_id": ["u2"]}}`, 400, "entities.user_id is given twice"},
 		{"field given twice", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "entities": {"user_id": ["u2"]}}`, 400, `field "entities" is given twice`},
-		{"many problems", "POST", "/get-online-features", manyFields, 400, `50000 problems: unknown field "f0" (want features or feature_service, entities, request_context, full_feature_names); unknown field "f1"`},
-		{"many problems, the rest counted", "POST", "/get-online-features", manyFields, 400, `unknown field "f37" (want features or feature_service, entities, request_context, full_feature_names); and 49962 more`},
+		{"many problems", "POST", "/get-online-features", manyFields, 400, `40000 problems: unknown field "f0" (want features or feature_service, entities, request_context, full_feature_names); unknown field "f1"`},
+		{"many problems, the rest counted", "POST", "/get-online-features", manyFields, 400, `unknown field "f37" (want features or feature_service, entities, request_context, full_feature_names); and 39962 more`},
 		{"many unknown features", "POST", "/get-online-features", manyUnknown, 400, "unknown features: v0:f: no view v0; v1:f: no view v1; "},
-		{"many unknown features, the rest counted", "POST", "/get-online-features", manyUnknown, 400, "v47:f: no view v47; and 99952 more"},
+		{"many unknown features, the rest counted", "POST", "/get-online-features", manyUnknown, 400, "v47:f: no view v47; and 89952 more"},
 		{"twelve unknown features, every one listed", "POST", "/get-online-features", twelveUnknown, 400,
 			"user_txn@1:f10: view user_txn@1 has no feature f10; user_txn@1:f11: view user_txn@1 has no feature f11"},
 		{"long unknown service", "POST", "/get-online-features", `{"feature_service": "` + long + `", "entities": {"user_id": ["u1"]}}`, 400, `unknown feature service "éé`},
@@ -536,6 +536,11 @@ func TestBadInput(t *testing.T) {
 		{"request context key given twice", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": 1, "amount": 2}}`, 400, "request_context.amount is given twice"},
 		{"too many entities", "POST", "/get-online-features", big, 400, "too many entities: 1001 in entities.user_id, at most 1000"},
 		{"oversized body", "POST", "/get-online-features", huge, 413, "larger than the limit"},
+		// 1.2 MB: decoded, it would take about 100 MB.
+		{"too many values", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "request_context": {"x": [` + strings.Repeat("0,", 600_000) + `0]}}`, 413,
+			"request body holds more than 100000 JSON values"},
+		{"too many values, a prediction", "POST", "/v1/models/fraud/predict", `{"entities": {"user_id": ["u1"]}, "request_context": {"x": [` + strings.Repeat("0,", 600_000) + `0]}}`, 413,
+			"request body holds more than 100000 JSON values"},
 		{"missing request context", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}}`, 400, "request_context.amount is missing"},
 		{"request context of the wrong length", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1, 2]}}`, 400, "request_context.amount has 2 values for 1 entities"},
 		{"request context of the wrong type", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": "12"}}`, 400,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,7 @@ type Server struct {
 	echo     *echo.Echo
 	parsers  fastjson.ParserPool
 	buffers  sync.Pool
+	large    chan struct{} // a slot per large body being decoded
 	draining atomic.Bool
 	shadows  sync.WaitGroup // shadow predictions in flight
 	// readiness is the store's Ready as lookups last saw it: asked at
@@ -168,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, defs: cfg.Definitions, store: cfg.Store, now: cfg.Now, models: cfg.Models,
 		tables: map[online.Table]*table{}, services: map[string]*plan{},
-		metrics: newMetrics(cfg.Registerer),
+		metrics: newMetrics(cfg.Registerer), large: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
 	var err error
 	if s.cache, err = newStateCache(cfg.StateCacheEntries, cfg.Store, cfg.Now); err != nil {
@@ -398,10 +400,66 @@ func (s *Server) readRequest(c echo.Context, predict bool) (*request, *[]byte, e
 	if err != nil {
 		return nil, bp, err
 	}
-	p := s.parsers.Get()
-	req, err := decodeRequest(p, body, s.cfg.MaxEntities, predict)
-	s.parsers.Put(p)
+	if len(body) <= largeBody {
+		p := s.parsers.Get()
+		req, err := decodeRequest(p, body, s.cfg.MaxEntities, predict)
+		s.parsers.Put(p)
+		return req, bp, err
+	}
+	// A parser takes hundreds of bytes per JSON value, and keeps them:
+	// a large body's has no place in the pool.
+	if jsonValues(body, maxValues) > maxValues {
+		return nil, bp, &apiError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body holds more than %d JSON values", maxValues)}
+	}
+	release, err := s.admitLarge(c.Request().Context())
+	if err != nil {
+		return nil, bp, err
+	}
+	defer release()
+	req, err := decodeRequest(new(fastjson.Parser), body, s.cfg.MaxEntities, predict)
 	return req, bp, err
+}
+
+// A body over largeBody bytes is decoded only while fewer than GOMAXPROCS
+// others are (admitLarge): decoding JSON takes tens to hundreds of bytes
+// of memory per value, and bodies at the size limit decoded all at once
+// would take gigabytes. Decoding is work for a core, so waiting for one
+// costs large requests no throughput. A lookup's or a prediction's body
+// holds at most maxValues values: a thousand entities with dozens of
+// request context keys each take a tenth of it.
+const (
+	largeBody = 64 << 10
+	maxValues = 100_000
+)
+
+// admitLarge waits for a slot to decode a large body in, until ctx ends,
+// and returns the function that gives it back.
+func (s *Server) admitLarge(ctx context.Context) (release func(), err error) {
+	select {
+	case s.large <- struct{}{}:
+		return func() { <-s.large }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// jsonValues counts the JSON values of body, which is valid JSON, up to
+// a count past limit: at most one per comma, colon and opening bracket
+// outside strings, and the first.
+func jsonValues(body []byte, limit int) int {
+	n := 1
+	in := false // in a string
+	for i := 0; i < len(body) && n <= limit; i++ {
+		switch b := body[i]; {
+		case in && b == '\\':
+			i++
+		case b == '"':
+			in = !in
+		case !in && (b == ',' || b == ':' || b == '['):
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) getOnlineFeatures(c echo.Context) error {
