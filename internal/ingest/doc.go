@@ -7,7 +7,8 @@
 // source's schema; a record that does not decode, or whose event time is
 // older than its partition's watermark (the latest event time seen there)
 // minus the source's allowed lateness, or (with Config.MaxFutureSkew) too far
-// ahead of its record's timestamp, or that holds a null join key for
+// ahead of its record's timestamp (or of the clock, when that is ahead of it
+// too), or that holds a null join key for
 // every entity its source's views aggregate, goes to <prefix>.dlq with
 // headers for the reason, the error and its origin. Accepted events go to
 // the offline event log and are re-keyed, for each entity a view of the

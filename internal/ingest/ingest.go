@@ -67,11 +67,14 @@ type Config struct {
 	Logger        *slog.Logger          // nil discards
 	Registerer    prometheus.Registerer // for metrics; nil registers none
 	// MaxFutureSkew, when positive, dead-letters an event whose time is
-	// more than this ahead of its Kafka record's timestamp (ReasonFuture).
-	// Without it, one event from a producer with a wrong clock moves its
+	// more than this ahead of its Kafka record's timestamp, or of the
+	// clock when the timestamp is ahead of it too (ReasonFuture). Without
+	// it, one event from a producer with a wrong clock moves its
 	// partition's watermark into the future, and every event after it is
-	// late until real time catches up. The record's timestamp, not the
-	// clock, is the reference, so a replay decides as the first run did.
+	// late until real time catches up. The record's timestamp is the
+	// reference wherever it is not in the future, so that a replay decides
+	// as the first run did; a producer's wrong clock stamps its records
+	// (CreateTime) as wrongly as its events, hence the clock beside it.
 	MaxFutureSkew time.Duration
 	// ExpireInterval is how often ingest looks through the states of its
 	// partitions for those whose latest event is older than their view's
@@ -768,6 +771,7 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 	wm := in.watermarks[p.Topic][p.Partition]
 	lateness := sr.src.AllowedLateness.Milliseconds()
 	skew := in.cfg.MaxFutureSkew.Milliseconds()
+	now := time.Now()
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	hwm, logged := in.hwm["events/"+sr.src.Name+"@"+stream]
 	source, topic := []byte(sr.src.Name), []byte(p.Topic)
@@ -809,10 +813,14 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), time.UnixMilli(wm).UTC().Format(time.RFC3339Nano), sr.src.AllowedLateness)))
 			continue
 		}
-		if skew > 0 && ev.Time > r.Timestamp.UnixMilli()+skew {
+		if skew > 0 && ev.Time > min(r.Timestamp.UnixMilli(), now.UnixMilli())+skew {
+			ref := "the record's timestamp " + r.Timestamp.UTC().Format(time.RFC3339Nano)
+			if now.Before(r.Timestamp) {
+				ref = "ingest's clock " + now.UTC().Format(time.RFC3339Nano) + " (the record's timestamp, " + r.Timestamp.UTC().Format(time.RFC3339Nano) + ", is ahead of it too)"
+			}
 			b.send(ctx, in.deadLetter(r, origin, ReasonFuture,
-				fmt.Errorf("event time %s is more than %s ahead of the record's timestamp %s",
-					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), in.cfg.MaxFutureSkew, r.Timestamp.UTC().Format(time.RFC3339Nano))))
+				fmt.Errorf("event time %s is more than %s ahead of %s",
+					time.UnixMilli(ev.Time).UTC().Format(time.RFC3339Nano), in.cfg.MaxFutureSkew, ref)))
 			continue
 		}
 		keys = keys[:0]

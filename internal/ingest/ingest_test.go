@@ -168,7 +168,8 @@ func TestRefusedWarnings(t *testing.T) {
 
 // TestFutureEvents: an event far ahead of its record's timestamp moves its
 // partition's watermark, and the events after it are late, unless
-// MaxFutureSkew dead-letters it.
+// MaxFutureSkew dead-letters it; so does one whose record is stamped as far
+// ahead of the clock, by a producer whose clock is wrong.
 func TestFutureEvents(t *testing.T) {
 	txn := func(id string, at, produced time.Time) ingesttest.Txn {
 		return ingesttest.Txn{Key: "u1", Produced: produced, Valid: true,
@@ -182,11 +183,15 @@ func TestFutureEvents(t *testing.T) {
 				txn("b", t0.Add(50*time.Minute), t0),       // within the skew
 				txn("future", t0.Add(30*24*time.Hour), t0), // a producer's clock a month ahead
 				txn("c", t0.Add(2*time.Hour), t0.Add(2*time.Hour)),
+				txn("wrong clock", time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)),
+				txn("d", t0.Add(3*time.Hour), t0.Add(3*time.Hour)),
 			}
 			if skew == 0 {
 				txns[3].Valid, txns[3].Reason = false, features.ReasonLate
+				txns[5].Valid, txns[5].Reason = false, features.ReasonLate
 			} else {
 				txns[2].Valid, txns[2].Reason = false, ingest.ReasonFuture
+				txns[4].Valid, txns[4].Reason = false, ingest.ReasonFuture
 			}
 			brokers := cluster(t)
 			ingesttest.Produce(t, brokers, "transactions", txns)
