@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -506,5 +507,35 @@ func TestRunJoinsTheGroup(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWebhookErrorsHideSecrets: a failed delivery's error names the
+// webhook's scheme and host, not the user information, path or query
+// that may hold its secret.
+func TestWebhookErrorsHideSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	refused := httptest.NewServer(http.NotFoundHandler())
+	refused.Close() // nothing listens there any more
+	for _, base := range []string{srv.URL, refused.URL} {
+		u, _ := url.Parse(base)
+		u.User = url.UserPassword("hookuser", "hookpass")
+		u.Path, u.RawQuery = "/services/T0/B0/SECRETPATH", "token=qtok"
+		w := &Webhook{URL: u.String(), Attempts: 1}
+		err := w.post(context.Background(), []byte("{}"))
+		if err == nil {
+			t.Fatalf("a delivery to %s succeeded", base)
+		}
+		for _, secret := range []string{"hookuser", "hookpass", "SECRETPATH", "qtok"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %q shows %s", err, secret)
+			}
+		}
+		if !strings.Contains(err.Error(), "http://"+u.Host+"/…") {
+			t.Errorf("error %q does not name the webhook's host", err)
+		}
 	}
 }

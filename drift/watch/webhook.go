@@ -6,9 +6,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/quiver-ml/quiver/drift"
@@ -49,7 +51,7 @@ func (m *Monitor) deliver(ctx context.Context) {
 		case body := <-m.webhookQueue:
 			if err := w.post(ctx, body); err != nil {
 				m.m.webhook.WithLabelValues("failed").Inc()
-				m.log.Error("drift: webhook delivery failed", "url", w.URL, "err", err)
+				m.log.Error("drift: webhook delivery failed", "url", w.endpoint(), "err", err)
 				continue
 			}
 			m.m.webhook.WithLabelValues("ok").Inc()
@@ -100,6 +102,9 @@ func (w *Webhook) try(ctx context.Context, client *http.Client, body []byte) (re
 		req.Header.Set(SignatureHeader, Sign(w.Secret, body))
 	}
 	resp, err := client.Do(req)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		ue.URL = w.endpoint()
+	}
 	if err != nil {
 		return true, err
 	}
@@ -109,8 +114,23 @@ func (w *Webhook) try(ctx context.Context, client *http.Client, body []byte) (re
 	case c >= 200 && c < 300:
 		return false, nil
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
-		return true, fmt.Errorf("%s: %s", w.URL, resp.Status)
+		return true, fmt.Errorf("%s: %s", w.endpoint(), resp.Status)
 	default:
-		return false, fmt.Errorf("%s: %s", w.URL, resp.Status)
+		return false, fmt.Errorf("%s: %s", w.endpoint(), resp.Status)
 	}
+}
+
+// endpoint is the URL as logs and errors name it: its scheme and host.
+// A webhook's path or query often holds its secret (a Slack webhook's
+// path, a token parameter), as its user information may.
+func (w *Webhook) endpoint() string {
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		return "(the webhook URL)"
+	}
+	e := u.Scheme + "://" + u.Host
+	if u.Path != "" || u.RawQuery != "" {
+		e += "/…"
+	}
+	return e
 }
