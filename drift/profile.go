@@ -8,6 +8,8 @@ import (
 	"math/bits"
 	"os"
 	"slices"
+
+	"github.com/quiver-ml/quiver/internal/regularfile"
 )
 
 // Profile is the reference distribution of a training set: what each
@@ -208,10 +210,14 @@ func ptrValue[T any](p *T) []T {
 	return []T{*p}
 }
 
-// LoadProfile reads a profile and checks that each feature's counts fit
-// its bins.
+// maxProfileBytes bounds a profile file: a profile's bins take a few
+// kilobytes per feature.
+const maxProfileBytes = 64 << 20
+
+// LoadProfile reads a profile, a regular file of at most 64 MiB, and checks
+// that each feature's counts fit its bins.
 func LoadProfile(path string) (*Profile, error) {
-	b, err := os.ReadFile(path)
+	b, err := regularfile.Read(path, maxProfileBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"maps"
@@ -22,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/regularfile"
 	"github.com/quiver-ml/quiver/model/batch"
 	"github.com/quiver-ml/quiver/model/onnx"
 	"github.com/quiver-ml/quiver/model/xgboost"
@@ -36,10 +36,15 @@ type Evaluator interface {
 }
 
 // formats are the artifact formats a model.yaml may name, by name.
-var formats = map[string]func(io.Reader) (Evaluator, error){
-	"xgboost-json": func(r io.Reader) (Evaluator, error) { return xgboost.Load(r) },
-	"onnx":         func(r io.Reader) (Evaluator, error) { return onnx.Load(r) },
+var formats = map[string]func([]byte) (Evaluator, error){
+	"xgboost-json": func(b []byte) (Evaluator, error) { return xgboost.Parse(b) },
+	"onnx":         func(b []byte) (Evaluator, error) { return onnx.Parse(b) },
 }
+
+// maxArtifactBytes bounds a model's artifact file: a model is loaded whole
+// into memory, where a larger one would leave a serve replica none to
+// spare.
+const maxArtifactBytes = 2 << 30
 
 // Errors of the repository.
 var (
@@ -423,12 +428,11 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 		problems = append(problems, fmt.Sprintf("%s: %d: want at most %d", f.at("batching", "queue_capacity"), spec.Batching.QueueCapacity, batch.MaxQueueCapacity))
 	}
 	if load != nil && spec.Artifact != "" {
-		art, err := os.Open(inDir(dir, spec.Artifact))
+		art, err := regularfile.Read(inDir(dir, spec.Artifact), maxArtifactBytes)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", f.at("artifact"), err))
 		} else {
 			eval, err := load(art)
-			art.Close()
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %s: %v", f.at("artifact"), spec.Artifact, err))
 			} else {

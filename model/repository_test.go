@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,6 +90,10 @@ const goodSpec = "format: xgboost-json\nartifact: model.json\ninputs: {feature_s
 
 func TestBadRepository(t *testing.T) {
 	defs := fraudDefs(t)
+	fifo := filepath.Join(t.TempDir(), "model.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, spec, aliases string
 		want                []string
@@ -100,7 +105,10 @@ func TestBadRepository(t *testing.T) {
 		{"aliases: wrong type, key named", goodSpec, "production: 1\ncanary: 2\n", []string{"aliases.yaml:2: canary: cannot unmarshal !!int `2` into model.Canary"}},
 		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want onnx or xgboost-json)`}},
 		{"unknown service", strings.Replace(goodSpec, "fraud_v1", "fraud_v9", 1), "", []string{`model.yaml:3: inputs.feature_service: no feature service "fraud_v9"`}},
-		{"missing artifact", strings.Replace(goodSpec, "model.json", "nope.json", 1), "", []string{"model.yaml:2: artifact: open", "nope.json: no such file"}},
+		{"missing artifact", strings.Replace(goodSpec, "model.json", "nope.json", 1), "", []string{"model.yaml:2: artifact: stat", "nope.json: no such file"}},
+		// Neither blocks nor fills the memory.
+		{"artifact a FIFO", strings.Replace(goodSpec, "model.json", fifo, 1), "", []string{"model.yaml:2: artifact: " + fifo + ": not a regular file"}},
+		{"artifact a device", strings.Replace(goodSpec, "model.json", "/dev/zero", 1), "", []string{"model.yaml:2: artifact: /dev/zero: not a regular file"}},
 		{"gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: model: no GPU backend in this build"}},
 		{"bad device and output, all reported", goodSpec + "device: tpu\noutput: logits\n", "", []string{`model.yaml:4: device: "tpu"`, `model.yaml:5: output: "logits"`}},
 		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/quiver-ml/quiver/drift"
+	"github.com/quiver-ml/quiver/internal/regularfile"
 )
 
 // Spec is a version's model.yaml. Its Artifact and Profile are paths
@@ -76,9 +76,13 @@ type yamlFile struct {
 	root *yaml.Node
 }
 
-// decodeFile decodes path strictly (unknown keys are errors) into v.
+// maxSpecBytes bounds a model.yaml or an aliases.yaml.
+const maxSpecBytes = 1 << 20
+
+// decodeFile decodes path, a regular file of at most maxSpecBytes,
+// strictly (unknown keys are errors) into v.
 func decodeFile(path string, v any) (*yamlFile, error) {
-	src, err := os.ReadFile(path)
+	src, err := regularfile.Read(path, maxSpecBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ package modeltest
 
 import (
 	"encoding/json"
-	"io"
 	"math"
 	"os"
 	"testing"
@@ -30,14 +29,13 @@ type expected struct {
 // Load loads the artifact at path with load, and the reference at
 // expectedPath: the model, the inputs and expected outputs row-major, and
 // the number of rows.
-func Load[M Model](tb testing.TB, path, expectedPath string, load func(io.Reader) (M, error)) (M, []float32, []float32, int) {
+func Load[M Model](tb testing.TB, path, expectedPath string, parse func([]byte) (M, error)) (M, []float32, []float32, int) {
 	tb.Helper()
-	f, err := os.Open(path)
+	art, err := os.ReadFile(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer f.Close()
-	m, err := load(f)
+	m, err := parse(art)
 	if err != nil {
 		tb.Fatalf("%s: %v", path, err)
 	}

@@ -4,7 +4,7 @@
 //
 // # Format
 //
-// Load and Parse read the "onnx" format: a serialized ModelProto, what
+// Parse reads the "onnx" format: a serialized ModelProto, what
 // onnx.save and the exporters (torch.onnx, tf2onnx, skl2onnx) write to a
 // .onnx file, decoded with google.golang.org/protobuf and Go types generated
 // from ONNX's own schema (see internal/onnxpb). Supported are graphs of the
@@ -56,7 +56,7 @@
 //
 // # Evaluation
 //
-// Load compiles the graph into a few steps over the rows of a chunk, each
+// Parse compiles the graph into a few steps over the rows of a chunk, each
 // writing one value to a column of scratch memory that is reused once the
 // value is no longer read. Model.Predict evaluates a row-major batch a chunk
 // of up to 64 rows at a time, all the steps for one chunk before the next,

@@ -2,8 +2,6 @@ package onnx
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"sync"
 )
 
@@ -51,16 +49,6 @@ const (
 	bufOutput = -2
 	bufNone   = -3 // a value no step writes
 )
-
-// Load reads an ONNX model (a serialized ModelProto, what onnx.save writes)
-// from r. See Parse.
-func Load(r io.Reader) (*Model, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("onnx: read model: %w", err)
-	}
-	return Parse(b)
-}
 
 // NumFeatures is the number of elements of an input row: the width of the
 // input matrix of Predict, the product of the input's dimensions after the

@@ -28,7 +28,7 @@ const tolerance = 1e-5
 
 func loadFixture(tb testing.TB, name string) (*onnx.Model, []float32, []float32, int) {
 	tb.Helper()
-	return modeltest.Load(tb, filepath.Join("testdata", name+".onnx"), filepath.Join("testdata", name+".expected.json"), onnx.Load)
+	return modeltest.Load(tb, filepath.Join("testdata", name+".onnx"), filepath.Join("testdata", name+".expected.json"), onnx.Parse)
 }
 
 func TestFixtures(t *testing.T) {

@@ -3,7 +3,7 @@
 //
 // # Format
 //
-// Load and Parse read the "xgboost-json" format: the JSON that XGBoost's
+// Parse reads the "xgboost-json" format: the JSON that XGBoost's
 // Booster.save_model("m.json") writes (1.x; later versions where they agree,
 // and the base score per class of a multi-class model that 3.1 writes).
 // Supported are the gbtree booster with numerical splits and the objectives
@@ -34,7 +34,7 @@
 //
 // # Evaluation
 //
-// Load flattens the trees into one contiguous array of 12-byte nodes, each
+// Parse flattens the trees into one contiguous array of 12-byte nodes, each
 // node's children adjacent and after it. Model.Predict scores a row-major
 // batch: each row goes down eight trees side by side, a level at a time,
 // without branches, so that the processor overlaps them; a block of rows goes

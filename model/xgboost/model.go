@@ -2,8 +2,6 @@ package xgboost
 
 import (
 	"errors"
-	"fmt"
-	"io"
 )
 
 // Sentinel errors; match them with errors.Is.
@@ -54,16 +52,6 @@ const (
 	leaf        = 1 << 30 // the node is a leaf: feature 0, and it stays put
 	featMask    = leaf - 1
 )
-
-// Load reads an xgboost-json model (what XGBoost's save_model writes to a
-// .json file) from r. See Parse.
-func Load(r io.Reader) (*Model, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("xgboost: read model: %w", err)
-	}
-	return Parse(b)
-}
 
 // NumFeatures is the number of features of a row: the width of the input
 // matrix of Predict.

@@ -34,7 +34,7 @@ const tolerance = 1e-5
 
 func loadFixture(tb testing.TB, name string) (*xgboost.Model, []float32, []float32, int) {
 	tb.Helper()
-	return modeltest.Load(tb, filepath.Join("testdata", name+".json"), filepath.Join("testdata", name+".expected.json"), xgboost.Load)
+	return modeltest.Load(tb, filepath.Join("testdata", name+".json"), filepath.Join("testdata", name+".expected.json"), xgboost.Parse)
 }
 
 func TestFixtures(t *testing.T) {
