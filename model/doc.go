@@ -26,7 +26,9 @@
 // Mistakes are reported with file and line; a version whose inputs name an
 // unknown feature service or a feature without its version, or whose
 // artifact does not load or take as many inputs as the service gives, is
-// refused. A refused version no alias names is left out and the model
+// refused; so is a file of the version that is not a regular file (a FIFO,
+// a device) or is larger than such a file can be (an artifact over 2 GiB,
+// a model.yaml over 1 MiB, a profile over 64 MiB). A refused version no alias names is left out and the model
 // serves without it; aliases that name one refuse the model, and so does,
 // without aliases.yaml, a refused highest version: a broken model.yaml
 // written over the version serving keeps it serving. A directory that
