@@ -21,6 +21,7 @@ import (
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
 	"github.com/quiver-ml/quiver/internal/ingest"
+	"github.com/quiver-ml/quiver/internal/regularfile"
 )
 
 func main() { cli.Exit(run(os.Args[1:])) }
@@ -211,12 +212,13 @@ func retrainWebhook(rawURL, secretFile string) (*watch.Webhook, error) {
 		}
 		return nil, nil
 	}
+	// Not quoted back: a webhook URL may hold its secret.
 	if u, err := url.Parse(rawURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--retrain-webhook %q: want an http:// or https:// URL", rawURL)
+		return nil, errors.New("--retrain-webhook: want an http:// or https:// URL")
 	}
 	hook := &watch.Webhook{URL: rawURL}
 	if secretFile != "" {
-		secret, err := os.ReadFile(secretFile)
+		secret, err := regularfile.Read(secretFile, 64<<10)
 		if err != nil {
 			return nil, fmt.Errorf("--retrain-webhook-secret-file: %w", err)
 		}

@@ -31,8 +31,11 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--drift-group-id", "drift-b"}, "--drift-group-id needs --models"},
 		{[]string{"--retrain-webhook-secret-file", empty}, "--retrain-webhook-secret-file needs --models"},
 		{append([]string{"--retrain-webhook-secret-file", empty}, drift...), "--retrain-webhook-secret-file needs --retrain-webhook"},
-		{append([]string{"--retrain-webhook", "hooks.example.com/retrain"}, drift...), `--retrain-webhook "hooks.example.com/retrain": want an http:// or https:// URL`},
+		{append([]string{"--retrain-webhook", "hooks.example.com/retrain"}, drift...), `--retrain-webhook: want an http:// or https:// URL`},
 		{append([]string{"--retrain-webhook", "http://hooks:8080/retrain", "--retrain-webhook-secret-file", empty}, drift...), "is empty: bodies would go unsigned"},
+		{append([]string{"--retrain-webhook", "http://hooks:8080/retrain", "--retrain-webhook-secret-file", "/dev/zero"}, drift...), "/dev/zero: not a regular file"},
+		// Not quoted back: the URL may hold a secret.
+		{append([]string{"--retrain-webhook", "http://u:pw@hooks:8080/SECRET%zz?token=tok"}, drift...), "--retrain-webhook: want an http:// or https:// URL"},
 		{append([]string{"--drift-group-id", "quiver-ingest"}, drift...), `--drift-group-id "quiver-ingest" is also --group-id`},
 		{[]string{"--models", "no-such-dir"}, "--models: stat no-such-dir: no such file or directory"},
 		{[]string{"--models", "main.go"}, "--models main.go: not a directory"},

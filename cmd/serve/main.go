@@ -5,6 +5,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/cli"
+	"github.com/quiver-ml/quiver/internal/regularfile"
 	"github.com/quiver-ml/quiver/internal/serve"
 	"github.com/quiver-ml/quiver/model"
 	"github.com/quiver-ml/quiver/store/online"
@@ -260,19 +262,22 @@ func watchTokens(ctx context.Context, log *slog.Logger, path string, stamps cli.
 	}
 }
 
-// readTokens reads a file of bearer tokens: one per line, blank lines and
-// lines starting with # ignored. No file, no tokens: the API is open.
+// maxTokensFileBytes bounds a tokens file: thousands of tokens.
+const maxTokensFileBytes = 1 << 20
+
+// readTokens reads a file of bearer tokens, a regular file of at most
+// maxTokensFileBytes: one per line, blank lines and lines starting with #
+// ignored. No file, no tokens: the API is open.
 func readTokens(path string) ([]string, error) {
 	if path == "" {
 		return nil, nil
 	}
-	f, err := os.Open(path)
+	b, err := regularfile.Read(path, maxTokensFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("--auth-tokens-file: %w", err)
 	}
-	defer f.Close()
 	var tokens []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for line := 1; sc.Scan(); line++ {
 		t := strings.TrimSpace(sc.Text())
 		if line == 1 {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,17 @@ func TestReadTokens(t *testing.T) {
 	}
 	if want := []string{"first", "second"}; !slices.Equal(got, want) {
 		t.Errorf("tokens %q, want %q", got, want)
+	}
+	// Not a regular file: refused rather than read for good (a device) or
+	// waited on (a FIFO), which would stop every later reload.
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/zero"} {
+		if _, err := readTokens(p); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("readTokens(%s): %v, want not a regular file", p, err)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
+	"github.com/quiver-ml/quiver/internal/regularfile"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -105,6 +106,8 @@ func (c *DatasetConfig) validate() error {
 	}
 	if c.Spine == "" {
 		errs = append(errs, errors.New("--spine is required"))
+	} else if _, err := regularfile.Check(c.Spine); err != nil {
+		errs = append(errs, fmt.Errorf("--spine: %w", err))
 	}
 	if c.TimestampColumn == "" {
 		errs = append(errs, errors.New("--timestamp-column is required"))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/regularfile"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
@@ -49,6 +50,9 @@ func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 	for _, in := range inputs {
 		if sameFile(out, in) {
 			return 0, fmt.Errorf("merge: --out %q is the shard %s: it would be overwritten", out, in)
+		}
+		if _, err := regularfile.Check(in); err != nil {
+			return 0, fmt.Errorf("merge: %w", err)
 		}
 	}
 	shards := make([]*shardFile, 0, len(inputs))

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/quiver-ml/quiver/features"
@@ -208,6 +209,19 @@ func TestBadRequest(t *testing.T) {
 	}
 	if b, err := os.ReadFile(spine); err != nil || string(b) != "user_id,ts\nu1,1\n" {
 		t.Errorf("the spine reads %q (%v) after the runs: want it as written", b, err)
+	}
+	// A spine that is no regular file is refused, not waited on (a FIFO)
+	// or read without end (a device).
+	fifo := filepath.Join(dir, "fifo.csv")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, sp := range []string{fifo, "/dev/zero"} {
+		_, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: sp, TimestampColumn: "ts",
+			Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "out.parquet")})
+		if want := "--spine: " + sp + ": not a regular file"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("spine %s: %v, want an error containing %q", sp, err, want)
+		}
 	}
 }
 
