@@ -335,6 +335,9 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	if n := len(sp.cols) + len(p.outputs); n > maxColumns {
+		return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("%d columns and %d features: a dataset holds at most %d columns", len(sp.cols), len(p.outputs), maxColumns)}
+	}
 	if sp.sharded {
 		if sp.run, err = runID(cfg, p); err != nil {
 			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
@@ -496,6 +499,10 @@ func (c *DatasetConfig) parts(outputs int) (n, groupRows int) {
 	n = int(max(1, min(maxParts, (held+share-1)/share)))
 	return n, int(min(rowGroupRows, max(1024, rows/int64(2*n*n))))
 }
+
+// maxColumns bounds a dataset's columns, the spine's and the features':
+// the Parquet writer numbers them in 16 bits.
+const maxColumns = 65_000
 
 // maxParts bounds the parts of a dataset, each of which reads the whole
 // event log and is open at once when they are merged.

@@ -210,6 +210,18 @@ func TestBadRequest(t *testing.T) {
 	if b, err := os.ReadFile(spine); err != nil || string(b) != "user_id,ts\nu1,1\n" {
 		t.Errorf("the spine reads %q (%v) after the runs: want it as written", b, err)
 	}
+	// A spine wider than a dataset can be is refused, naming the counts
+	// (the Parquet writer panicked past 65,535 columns).
+	var header strings.Builder
+	for i := range 65_598 {
+		fmt.Fprintf(&header, ",c%d", i)
+	}
+	wide := writeSpine(t, t.TempDir(), "user_id,ts"+header.String()+"\nu1,1"+strings.Repeat(",", 65_598)+"\n")
+	_, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: wide, TimestampColumn: "ts",
+		Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "out.parquet")})
+	if want := "65600 columns and 1 features: a dataset holds at most 65000 columns"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a spine of 65,600 columns: %v, want an error containing %q", err, want)
+	}
 	// A spine that is no regular file is refused, not waited on (a FIFO)
 	// or read without end (a device).
 	fifo := filepath.Join(dir, "fifo.csv")
