@@ -739,10 +739,21 @@ func index(cols []offline.Column, name string) int {
 	return -1
 }
 
+// names lists columns for an error: at most 20, each name cut to 64 bytes,
+// so that a header line of megabytes stays out of it.
 func names(cols []offline.Column) string {
+	const most, long = 20, 64
 	var ns []string
-	for _, c := range cols {
-		ns = append(ns, c.Name)
+	for i, c := range cols {
+		if i == most {
+			ns = append(ns, fmt.Sprintf("and %d more", len(cols)-most))
+			break
+		}
+		n := c.Name
+		if len(n) > long {
+			n = strings.ToValidUTF8(n[:long], "") + "…"
+		}
+		ns = append(ns, n)
 	}
 	return strings.Join(ns, ", ")
 }

@@ -96,6 +96,8 @@ func TestBadSpine(t *testing.T) {
 	}{
 		{"no timestamp column", "user_id,when\nu1,2026-11-20T00:00:00Z\n", "user_txn@1:txn_count_1h",
 			`spine.csv: no timestamp column "ts" (columns: user_id, when)`, 0},
+		{"no timestamp column, many and long", "user_id," + strings.Repeat("x", 100) + ",c2,c3,c4,c5,c6,c7,c8,c9,c10,c11,c12,c13,c14,c15,c16,c17,c18,c19,c20,c21\nu1" + strings.Repeat(",", 21) + "\n", "user_txn@1:txn_count_1h",
+			`(columns: user_id, ` + strings.Repeat("x", 64) + `…, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, and 2 more)`, 0},
 		{"missing join key", "ts,label\n2026-11-20T00:00:00Z,1\n", "user_txn@1:txn_count_1h,merchant_txn@1:users_24h",
 			`no column "merchant_id": the features' entities need it as a join key; no column "user_id": the features' entities need it as a join key`, 0},
 		{"unparseable time", "user_id,ts\nu1,2026-11-20T00:00:00Z\nu2,yesterday\n", "user_txn@1:txn_count_1h",
