@@ -84,7 +84,7 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-func newFixture(t *testing.T, tokens ...string) *fixture {
+func newFixture(t testing.TB, tokens ...string) *fixture {
 	t.Helper()
 	defs, err := features.Load("testdata/definitions.yaml")
 	if err != nil {

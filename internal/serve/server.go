@@ -424,9 +424,10 @@ func (s *Server) readRequest(c echo.Context, predict bool) (*request, *[]byte, e
 // others are (admitLarge): decoding JSON takes tens to hundreds of bytes
 // of memory per value, and bodies at the size limit decoded all at once
 // would take gigabytes. Decoding is work for a core, so waiting for one
-// costs large requests no throughput. A lookup's or a prediction's body
-// holds at most maxValues values: a thousand entities with dozens of
-// request context keys each take a tenth of it.
+// costs large requests little throughput (docs/BENCHMARKS.md). A
+// lookup's or a prediction's body holds at most maxValues values: a
+// thousand entities with ten request context values each take a tenth of
+// it.
 const (
 	largeBody = 64 << 10
 	maxValues = 100_000
@@ -443,9 +444,9 @@ func (s *Server) admitLarge(ctx context.Context) (release func(), err error) {
 	}
 }
 
-// jsonValues counts the JSON values of body, which is valid JSON, up to
-// a count past limit: at most one per comma, colon and opening bracket
-// outside strings, and the first.
+// jsonValues counts the JSON values of body up to a count past limit:
+// one per comma, colon and opening bracket outside strings, and the
+// first, which is at least the values a valid body holds.
 func jsonValues(body []byte, limit int) int {
 	n := 1
 	in := false // in a string
