@@ -118,6 +118,8 @@ func (c *DatasetConfig) validate() error {
 	ext := strings.ToLower(filepath.Ext(c.Out))
 	if ext != ".parquet" && ext != ".csv" {
 		errs = append(errs, fmt.Errorf("--out %q: want a .parquet (or .csv) file", c.Out))
+	} else if c.Offline != nil && c.Offline.Holds(c.Out) {
+		errs = append(errs, fmt.Errorf("--out %q is in the offline store's logs (%s): it would be read as part of them; write it outside events/ and features/", c.Out, c.Offline))
 	} else if err := checkOut(c.Out); err != nil {
 		errs = append(errs, err)
 	} else if sameFile(c.Out, c.Spine) {

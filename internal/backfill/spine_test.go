@@ -173,6 +173,7 @@ func TestBadRequest(t *testing.T) {
 	if err := os.Link(spine, filepath.Join(dir, "link.csv")); err != nil {
 		t.Fatal(err)
 	}
+	root := strings.TrimPrefix(off.String(), "file://")
 	for _, c := range []struct {
 		name     string
 		cfg      backfill.DatasetConfig
@@ -193,6 +194,8 @@ func TestBadRequest(t *testing.T) {
 		{"output the spine", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: spine}, "spine.csv\" is the spine", nil},
 		{"output the spine by another name", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(dir, "link.csv")}, "link.csv\" is the spine", nil},
 		{"shard to CSV", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Shard: backfill.Shard{Index: 0, Count: 2}, Out: filepath.Join(dir, "out.csv")}, "a shard's dataset is Parquet", nil},
+		{"output in the event log", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(root, "events", "transactions", "date=2020-01-01", "train.parquet")}, "is in the offline store's logs (" + off.String() + ")", nil},
+		{"output among feature logs", backfill.DatasetConfig{Features: []string{"user_txn:txn_count_1h"}, Out: filepath.Join(root, "features", "new", "train.parquet")}, "is in the offline store's logs", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
@@ -208,6 +211,9 @@ func TestBadRequest(t *testing.T) {
 				t.Errorf("%v: says unknown feature more than once", err)
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Join(root, "features")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused --out made its directory: %v", err)
 	}
 	if b, err := os.ReadFile(spine); err != nil || string(b) != "user_id,ts\nu1,1\n" {
 		t.Errorf("the spine reads %q (%v) after the runs: want it as written", b, err)

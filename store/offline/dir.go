@@ -134,3 +134,49 @@ func (d *Dir) RemoveFile(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// Holds reports whether the local file path lies in the trees the store
+// keeps its logs in (events/ and features/ of a local store), where a file
+// of anything else would be read as part of a log. Links are followed.
+func (d *Dir) Holds(path string) bool {
+	dk, ok := d.b.(*disk)
+	if !ok {
+		return false
+	}
+	root, err := resolve(dk.root)
+	if err != nil {
+		return false
+	}
+	p, err := resolve(path)
+	if err != nil {
+		return false
+	}
+	for _, tree := range []string{"events", "features"} {
+		rel, err := filepath.Rel(filepath.Join(root, tree), p)
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve returns path absolute, its links followed as far as it exists.
+func resolve(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for {
+		real, err := filepath.EvalSymlinks(abs)
+		if err == nil {
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		}
+		parent := filepath.Dir(abs)
+		if parent == abs {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(abs)}, rest...)
+		abs = parent
+	}
+}
