@@ -113,7 +113,7 @@ func spineSize(path string) (rows int64, cols int, err error) {
 		return 0, 0, err
 	}
 	defer f.Close()
-	header, err := csv.NewReader(f).Read()
+	header, err := newCSVReader(f).Read()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -343,7 +343,7 @@ func readCSV(path string, keys map[string]features.Type, sh *spineShard) (*spine
 	if _, err := f.Seek(bom, io.SeekStart); err != nil {
 		return nil, &SpineError{File: path, Err: err}
 	}
-	r := csv.NewReader(f)
+	r := newCSVReader(f)
 	header, err := r.Read()
 	if err != nil {
 		return nil, &SpineError{File: path, Row: 1, Err: fmt.Errorf("no header: %w", err)}
@@ -512,7 +512,7 @@ func eachChunk(path string, chunks []*csvChunk, fn func(k int, c *csvChunk) erro
 // counting them in c.rows; an error is a *chunkError, its row counted from
 // the chunk's start.
 func (c *csvChunk) each(f *os.File, fn func(i int, rec []string) error) error {
-	r := csv.NewReader(io.NewSectionReader(f, c.start, c.end-c.start))
+	r := newCSVReader(io.NewSectionReader(f, c.start, c.end-c.start))
 	r.ReuseRecord = true
 	r.FieldsPerRecord = c.fields
 	for c.rows = 0; ; c.rows++ {
@@ -532,6 +532,46 @@ func (c *csvChunk) each(f *os.File, fn func(i int, rec []string) error) error {
 			return &chunkError{row: c.rows + 1, err: err}
 		}
 	}
+}
+
+// maxRecordBytes bounds a CSV record: encoding/csv holds a record whole,
+// and a file without line breaks would be one record.
+const maxRecordBytes = 16 << 20
+
+// csvReader is a csv.Reader whose Read fails once the record it reads
+// passes maxRecordBytes.
+type csvReader struct {
+	*csv.Reader
+	in *recordBound
+}
+
+// recordBound is a csvReader's input: it fails a read more than
+// maxRecordBytes past the end of the last record read.
+type recordBound struct {
+	r          io.Reader
+	read, last int64 // bytes read; the last record's end
+}
+
+var errRecordTooLong = fmt.Errorf("a record of more than %d MiB: is the file CSV, a line break after each row?", maxRecordBytes>>20)
+
+func (b *recordBound) Read(p []byte) (int, error) {
+	if b.read-b.last > maxRecordBytes {
+		return 0, errRecordTooLong
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	return n, err
+}
+
+func newCSVReader(r io.Reader) *csvReader {
+	in := &recordBound{r: r}
+	return &csvReader{Reader: csv.NewReader(in), in: in}
+}
+
+func (r *csvReader) Read() ([]string, error) {
+	rec, err := r.Reader.Read()
+	r.in.last = r.Reader.InputOffset()
+	return rec, err
 }
 
 // splitCSV splits the records of f from offset start to its end into up to
