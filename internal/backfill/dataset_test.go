@@ -520,7 +520,7 @@ func TestParts(t *testing.T) {
 	if sum, err := build(context.Background(), whole, 0, slog.DiscardHandler); err != nil || sum.Parts != 0 {
 		t.Fatalf("1 GiB: %+v, %v; want the spine at once", sum, err)
 	}
-	// 100 rows of 3 columns and their features: about 3.2 KB a column.
+	// 100 rows of 3 columns and their features: about 2.4 KB a column.
 	const limit = 16 << 10
 	out := filepath.Join(dir, "parts", "train.parquet")
 	// Killed as it starts the second part.
@@ -589,6 +589,58 @@ func TestParts(t *testing.T) {
 	}
 	if left := partFiles(t, out); len(left) > 0 {
 		t.Errorf("a killed run's parts left behind by a run without parts: %v", left)
+	}
+}
+
+// TestPartsForText: a spine's strings count against --memory-limit, a
+// CSV spine's by its bytes and a Parquet spine's by its values' bytes.
+func TestPartsForText(t *testing.T) {
+	defs, off, dir, _, rows := smallRun(t, 13)
+	refs := allFeatures(defs)
+	build := func(spine, out string, limit int64) backfill.Summary {
+		t.Helper()
+		sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "label_time", Features: refs, Out: out, MemoryLimit: limit, TempDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	// A note of 4 KB a row, 400 KB in all: more than half of the limit,
+	// which holds the rows' cells twice over.
+	rng := rand.New(rand.NewPCG(1, 2))
+	type spineRow struct {
+		User string `parquet:"user_id"`
+		Time int64  `parquet:"label_time"`
+		Row  string `parquet:"row"`
+		Note string `parquet:"note"`
+	}
+	var in []spineRow
+	var withNotes [][]string
+	for _, r := range rows {
+		note := make([]byte, 4096)
+		for i := range note {
+			note[i] = 'a' + byte(rng.IntN(26))
+		}
+		ms, _ := strconv.ParseInt(r[1], 10, 64)
+		in = append(in, spineRow{r[0], ms, r[2], string(note)})
+		withNotes = append(withNotes, append(slices.Clone(r), string(note)))
+	}
+	limit := int64(2 * 48 * len(rows) * (4 + 1 + len(refs)))
+	csvSpine, pqSpine := filepath.Join(dir, "notes.csv"), filepath.Join(dir, "notes.parquet")
+	writeCSV(t, csvSpine, []string{"user_id", "label_time", "row", "note"}, withNotes)
+	if err := parquet.WriteFile(pqSpine, in); err != nil {
+		t.Fatal(err)
+	}
+	for _, spine := range []string{csvSpine, pqSpine} {
+		whole, parts := filepath.Join(dir, "whole.parquet"), filepath.Join(dir, "parts.parquet")
+		build(spine, whole, 0)
+		if sum := build(spine, parts, limit); sum.Parts < 2 {
+			t.Errorf("%s: 400 KB of notes with a limit of %d bytes: %+v, want it built in parts", filepath.Base(spine), limit, sum)
+		}
+		if a, b := readAll(t, whole), readAll(t, parts); !bytes.Equal(a, b) {
+			t.Errorf("%s: built in parts (%d bytes), the dataset is not the one built at once (%d bytes)", filepath.Base(spine), len(b), len(a))
+		}
 	}
 }
 

@@ -96,39 +96,41 @@ func readSpine(path, tsCol string, keys map[string]features.Type, sh *spineShard
 }
 
 // spineSize returns about how many rows and columns the spine at path
-// has, without reading its rows: a Parquet file's footer says; a CSV
-// file's line breaks are counted, one of them in quotes counting as a row
-// too.
-func spineSize(path string) (rows int64, cols int, err error) {
+// has, and how many bytes of text its values are at most, without reading
+// its rows: a Parquet file's footer says (its values' bytes
+// uncompressed); a CSV file's line breaks are counted, one of them in
+// quotes counting as a row too, and its bytes are the text.
+func spineSize(path string) (rows int64, cols int, text int64, err error) {
 	if strings.EqualFold(filepath.Ext(path), ".parquet") {
 		r, err := offline.OpenFile(path)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		defer r.Close()
-		return r.NumRows(), len(r.Columns()), nil
+		return r.NumRows(), len(r.Columns()), r.DataBytes(), nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer f.Close()
 	header, err := newCSVReader(f).Read()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	buf := make([]byte, 1<<20)
 	for {
 		n, err := f.Read(buf)
 		rows += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		text += int64(n)
 		if err == io.EOF {
-			return max(0, rows-1), len(header), nil
+			return max(0, rows-1), len(header), text, nil
 		}
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	}
 }

@@ -60,6 +60,17 @@ func (t *table) rows() int {
 	return len(t.cells) / t.width
 }
 
+// text returns the bytes of the table's strings.
+func (t *table) text() int64 {
+	var n int64
+	for _, col := range t.strs {
+		for _, s := range col {
+			n += int64(len(s))
+		}
+	}
+	return n
+}
+
 // set sets row r's value in column c; a string goes only in a column that
 // may hold strings.
 func (t *table) set(r, c int, v features.Value) {

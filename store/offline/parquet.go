@@ -608,6 +608,16 @@ func (r *FileReader) Meta() map[string]string { return r.pf.meta }
 // NumRows returns the rows the file's footer counts.
 func (r *FileReader) NumRows() int64 { return r.pf.f.NumRows() }
 
+// DataBytes returns the bytes of the file's values uncompressed, as its
+// footer counts them.
+func (r *FileReader) DataBytes() int64 {
+	var n int64
+	for _, g := range r.pf.f.Metadata().RowGroups {
+		n += g.TotalByteSize
+	}
+	return n
+}
+
 // RowGroups returns the number of row groups.
 func (r *FileReader) RowGroups() int { return len(r.pf.f.RowGroups()) }
 
