@@ -93,6 +93,33 @@ func TestSplitCSV(t *testing.T) {
 	}
 }
 
+// TestSpineSize counts a CSV's records as encoding/csv reads them, quoted
+// line breaks not counted, whatever the buffers it reads the file in.
+func TestSpineSize(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	data, recs := bigCSV(rng, 60_000)
+	path := filepath.Join(t.TempDir(), "spine.csv")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, cols, text, err := spineSize(path)
+	if err != nil || rows != int64(len(recs)-1) || cols != 3 || text != int64(len(data)) {
+		t.Fatalf("spineSize: %d rows, %d columns, %d bytes (%v); want %d, 3, %d", rows, cols, text, err, len(recs)-1, len(data))
+	}
+	for range 100 {
+		var n int64
+		quoted := false
+		for b := data; len(b) > 0; {
+			k := min(len(b), 1+rng.IntN(64))
+			n += lineBreaks(b[:k], &quoted)
+			b = b[k:]
+		}
+		if n != int64(len(recs)) {
+			t.Fatalf("counted in random buffers: %d line breaks outside quotes, want %d", n, len(recs))
+		}
+	}
+}
+
 // TestReadCSVChunks reads a spine large enough to be read in chunks, with a
 // bad record in its last part: the error names the file's row and line, as
 // a reader of the whole file would; without it, every row is read in order.

@@ -98,8 +98,8 @@ func readSpine(path, tsCol string, keys map[string]features.Type, sh *spineShard
 // spineSize returns about how many rows and columns the spine at path
 // has, and how many bytes of text its values are at most, without reading
 // its rows: a Parquet file's footer says (its values' bytes
-// uncompressed); a CSV file's line breaks are counted, one of them in
-// quotes counting as a row too, and its bytes are the text.
+// uncompressed); a CSV file's line breaks outside quotes are counted, and
+// its bytes are the text.
 func spineSize(path string) (rows int64, cols int, text int64, err error) {
 	if strings.EqualFold(filepath.Ext(path), ".parquet") {
 		r, err := offline.OpenFile(path)
@@ -121,10 +121,10 @@ func spineSize(path string) (rows int64, cols int, text int64, err error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, 0, 0, err
 	}
-	buf := make([]byte, 1<<20)
+	buf, quoted := make([]byte, 1<<20), false
 	for {
 		n, err := f.Read(buf)
-		rows += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		rows += lineBreaks(buf[:n], &quoted)
 		text += int64(n)
 		if err == io.EOF {
 			return max(0, rows-1), len(header), text, nil
@@ -133,6 +133,28 @@ func spineSize(path string) (rows int64, cols int, text int64, err error) {
 			return 0, 0, 0, err
 		}
 	}
+}
+
+// lineBreaks counts b's line breaks outside quotes, quoted saying whether
+// b starts in quotes and, on return, whether it ends in them.
+func lineBreaks(b []byte, quoted *bool) (n int64) {
+	for len(b) > 0 {
+		if !*quoted {
+			q := bytes.IndexByte(b, '"')
+			if q < 0 {
+				return n + int64(bytes.Count(b, []byte{'\n'}))
+			}
+			n += int64(bytes.Count(b[:q], []byte{'\n'}))
+			b, *quoted = b[q+1:], true
+			continue
+		}
+		q := bytes.IndexByte(b, '"') // a doubled quote leaves and enters again
+		if q < 0 {
+			return n
+		}
+		b, *quoted = b[q+1:], false
+	}
+	return n
 }
 
 // spineShard is the shard of a spine's rows a dataset is built for: those
