@@ -81,14 +81,16 @@ feature_services:
 	}
 
 	// A column of a type an expression cannot use is an error naming the
-	// first row it fails on; a null there is a null, as online.
+	// first row it fails on; a null there is a null, as online. A column
+	// of text that has numbers says which cell made it text.
 	cols[2].Type = features.TypeString
 	for r := range rows {
 		rows[r][2] = features.Null
 	}
 	rows[7][2], rows[len(rows)-1][2] = features.String("12.5"), features.String("x")
 	err = onDemand(p, &spine{path: "spine.csv", cols: cols, table: tableOf(cols, rows)}, values)
-	const wantErr = `spine spine.csv: row 9: on-demand feature ratio cannot use column amount = "12.5": no such overload`
+	const wantErr = `spine spine.csv: row 9: on-demand feature ratio cannot use column amount = "12.5": no such overload` +
+		`; column amount is text, as not all of its cells are numbers (row 11: "x")`
 	if err == nil || err.Error() != wantErr {
 		t.Errorf("string amounts: %v, want %s", err, wantErr)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -61,7 +62,7 @@ func onDemand(p *plan, sp *spine, values *table) error {
 				}
 				if err := svc.EvalOnDemand(in, request, out); err != nil {
 					if oe := features.RequestBlamed(err); oe != nil {
-						blamed[w] = &SpineError{File: sp.path, Row: sp.fileRow(r), Err: errors.New(oe.Blame("column "))}
+						blamed[w] = &SpineError{File: sp.path, Row: sp.fileRow(r), Err: errors.New(oe.Blame("column ") + sp.whyText(oe.Request))}
 						return
 					}
 				}
@@ -96,6 +97,29 @@ func onDemand(p *plan, sp *spine, values *table) error {
 		p.outputs[j].typ = typ
 	}
 	return nil
+}
+
+// whyText says why the columns of blamed values that read as numbers were
+// read as text: the first cell of each that is not a number, as the spine's
+// columns are typed; "" if none of them is such a column.
+func (s *spine) whyText(blamed map[string]any) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(blamed)) {
+		str, ok := blamed[k].(string)
+		if _, err := strconv.ParseFloat(str, 64); !ok || err != nil {
+			continue
+		}
+		j := index(s.cols, k)
+		fmt.Fprintf(&b, "; column %s is text, as not all of its cells are numbers", k)
+		for r, c := range s.table.strs[j] {
+			var g typeGuess
+			if g.see(c); c != "" && g.typ() == features.TypeString {
+				fmt.Fprintf(&b, " (row %d: %q)", s.fileRow(r), clip(c, 64))
+				break
+			}
+		}
+	}
+	return b.String()
 }
 
 // joinTypes returns the type of a column of values of type a and of type

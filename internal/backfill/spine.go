@@ -813,11 +813,15 @@ func names(cols []offline.Column) string {
 			ns = append(ns, fmt.Sprintf("and %d more", len(cols)-most))
 			break
 		}
-		n := c.Name
-		if len(n) > long {
-			n = strings.ToValidUTF8(n[:long], "") + "…"
-		}
-		ns = append(ns, n)
+		ns = append(ns, clip(c.Name, long))
 	}
 	return strings.Join(ns, ", ")
+}
+
+// clip cuts s to n bytes, marking the cut, for an error.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
