@@ -120,6 +120,8 @@ func TestBadSpine(t *testing.T) {
 			`spine.csv: row 3: column "ts": 1767226500000.5 is not whole epoch milliseconds`, 0},
 		{"column Parquet cannot name", "user_id,ts,\"a,b\"\nu1,1,2\n", "user_txn@1:txn_count_1h",
 			`spine.csv: its columns cannot be written to Parquet: column "a,b": name must not contain a comma or NUL`, 0},
+		{"column named in another encoding", "user_id,ts,caf\xe9\nu1,1,2\n", "user_txn@1:txn_count_1h",
+			`spine.csv: its columns cannot be written to Parquet: column "caf\xe9": name is not UTF-8`, 0},
 		{"column named like a feature", "user_id,ts,user_txn__txn_count_1h\nu1,1,2\n", "user_txn@1:txn_count_1h",
 			`column "user_txn__txn_count_1h" is also the name of a requested feature`, 0},
 		{"unparseable time, in a shard", rows20("u14,yesterday"), "user_txn@1:txn_count_1h",

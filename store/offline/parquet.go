@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -80,7 +81,7 @@ func logLayout(cols []Column) []Column {
 }
 
 // ValidateColumns checks that columns can be written: names (not empty,
-// without a comma or NUL, distinct) and types. Problems are reported
+// UTF-8 without a comma or NUL, distinct) and types. Problems are reported
 // together.
 func ValidateColumns(cols []Column) error {
 	if len(cols) == 0 {
@@ -94,6 +95,8 @@ func ValidateColumns(cols []Column) error {
 			errs = append(errs, fmt.Errorf("column %d: empty name", i))
 		case strings.ContainsAny(c.Name, ",\x00"):
 			errs = append(errs, fmt.Errorf("column %q: name must not contain a comma or NUL", c.Name))
+		case !utf8.ValidString(c.Name):
+			errs = append(errs, fmt.Errorf("column %q: name is not UTF-8", c.Name))
 		case seen[c.Name]:
 			errs = append(errs, fmt.Errorf("column %q: duplicate name", c.Name))
 		}
