@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/big"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -30,7 +31,7 @@ import (
 // the request, are hints the protocol lets a server ignore.
 type oipTensor struct {
 	Name       string          `json:"name"`
-	Shape      []int           `json:"shape"`
+	Shape      []float64       `json:"shape"` // numbers, checked to be a model's: goccy's errors for ints are not clear
 	Datatype   string          `json:"datatype"`
 	Parameters map[string]any  `json:"parameters,omitempty"`
 	Data       json.RawMessage `json:"data,omitempty"`
@@ -221,10 +222,10 @@ func (s *Server) oipInfer(c echo.Context) error {
 		return badRequest("unknown input %q (the model has %q)", t.Name, oipInput)
 	}
 	n := v.NumFeatures()
-	if len(t.Shape) != 2 || t.Shape[1] != n || t.Shape[0] < 1 || t.Shape[0] > s.cfg.MaxEntities {
+	if len(t.Shape) != 2 || t.Shape[1] != float64(n) || t.Shape[0] != math.Trunc(t.Shape[0]) || t.Shape[0] < 1 || t.Shape[0] > float64(s.cfg.MaxEntities) {
 		return badRequest("input %q has shape %v, want [rows, %d] with 1 to %d rows", t.Name, t.Shape, n, s.cfg.MaxEntities)
 	}
-	rows := t.Shape[0]
+	rows := int(t.Shape[0])
 	data, err := tensorData(t.Data, t.Datatype, rows, n)
 	if err != nil {
 		return badRequest("input %q: %v", t.Name, err)
@@ -260,13 +261,13 @@ func (s *Server) oipInfer(c echo.Context) error {
 // rows*n numbers, or rows arrays of n (row-major either way), each a finite
 // float32, and an integer in range for INT32 and INT64.
 func tensorData(raw json.RawMessage, datatype string, rows, n int) ([]float32, error) {
-	var limit float64 // of an integer's magnitude; 0: a float
+	var bits int // of an integer; 0: a float
 	switch datatype {
 	case "FP32", "FP64":
 	case "INT32":
-		limit = math.MaxInt32
+		bits = 32
 	case "INT64":
-		limit = math.MaxInt64
+		bits = 64
 	default:
 		return nil, fmt.Errorf("datatype %q, want FP32, FP64, INT32 or INT64", datatype)
 	}
@@ -301,9 +302,30 @@ func tensorData(raw json.RawMessage, datatype string, rows, n int) ([]float32, e
 		switch {
 		case math.IsInf(float64(out[i]), 0) || math.IsNaN(v):
 			return nil, fmt.Errorf("value %d of data is out of the range of FP32", i)
-		case limit > 0 && (v != math.Trunc(v) || math.Abs(v) > limit):
+		case bits > 0 && (v != math.Trunc(v) || v < -math.Ldexp(1, bits-1) || v > math.Ldexp(1, bits-1)-1 ||
+			math.Abs(v) == 0x1p63 && !isInt64(raw, i)):
 			return nil, fmt.Errorf("value %d of data, %v, is not %s", i, v, datatype)
 		}
 	}
 	return out, nil
+}
+
+// isInt64 reports whether the i-th number of data, one a double rounds to
+// ±2⁶³, is an int64 (-2⁶³ to 2⁶³-1): its digits say.
+func isInt64(data json.RawMessage, i int) bool {
+	dec := stdjson.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if n, ok := tok.(stdjson.Number); ok {
+			if i == 0 {
+				r, ok := new(big.Rat).SetString(string(n))
+				return ok && r.IsInt() && r.Num().IsInt64()
+			}
+			i--
+		}
+	}
 }

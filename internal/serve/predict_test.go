@@ -189,6 +189,38 @@ func TestPredictNonFinite(t *testing.T) {
 	}
 }
 
+// TestInferShapesAndInts: a v2 tensor's shape and integers are checked as
+// numbers, whatever JSON writes them as.
+func TestInferShapesAndInts(t *testing.T) {
+	srv := mlpServer(t)
+	tensor := func(shape, datatype, data string) string {
+		return `{"inputs": [{"name": "input", "shape": ` + shape + `, "datatype": "` + datatype + `", "data": ` + data + `}]}`
+	}
+	for _, c := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{tensor("[1e9, 2]", "FP32", "[1, 2]"), 400, `has shape [1e+09 2], want [rows, 2] with 1 to 1000 rows`},
+		{tensor("[1.5, 2]", "FP32", "[1, 2]"), 400, `has shape [1.5 2], want [rows, 2]`},
+		{tensor("[1, 2e0]", "FP32", "[1, 2]"), 200, ""},
+		{tensor(`["1", 2]`, "FP32", "[1, 2]"), 400, "not a v2 inference request"},
+		{tensor("[1, 2]", "INT64", "[9223372036854775808, 1]"), 400, "value 0 of data, 9.223372036854776e+18, is not INT64"},
+		{tensor("[1, 2]", "INT64", "[1, 9.3e18]"), 400, "value 1 of data, 9.3e+18, is not INT64"},
+		{tensor("[1, 2]", "INT64", "[9223372036854775807, -9223372036854775808]"), 200, ""},
+		{tensor("[1, 2]", "INT64", "[[-9223372036854775809, 9223372036854775807]]"), 400, "value 0 of data, -9.223372036854776e+18, is not INT64"},
+		{tensor("[1, 2]", "INT64", "[9.223372036854775807e18, 1]"), 200, ""},
+		{tensor("[1, 2]", "INT32", "[2147483647, -2147483648]"), 200, ""},
+		{tensor("[1, 2]", "INT32", "[2147483648, 1]"), 400, "value 0 of data, 2.147483648e+09, is not INT32"},
+	} {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v2/models/mlp/infer", strings.NewReader(c.body)))
+		if w.Code != c.code || !strings.Contains(w.Body.String(), c.want) {
+			t.Errorf("%s: %d %s, want %d with %q", c.body, w.Code, w.Body, c.code, c.want)
+		}
+	}
+}
+
 // TestPredictAcrossServices: a canary or a shadow may read another feature
 // service than production, with other join keys (risk needs the card and
 // the merchant, user_risk the user only). A request with every key and
