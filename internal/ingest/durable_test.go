@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -473,5 +474,80 @@ feature_views:
 	}
 	if got[0].Str() != a || got[1].Int() < 119*128 || got[2] != got[1] {
 		t.Errorf("last_a: %.10q…, %d bytes; ks %v, ks_too %v; want the 850 kB string and the distinct keys of the window", got[0].Str(), len(got[0].Str()), got[1], got[2])
+	}
+}
+
+// TestNewVersionAtRestart: ingest restarted with a new version of a view
+// catches it up from the event log and runs on. The version's changelog is
+// created at that start, and its partitions were not yet listed when the
+// group assigned them (the admin client's metadata of a moment before):
+// ingest stopped on "no end offset listed".
+func TestNewVersionAtRestart(t *testing.T) {
+	brokers := cluster(t)
+	defs := loadDefs(t)
+	off, err := offline.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("a", "u1", "2026-11-20T10:00:00Z"), txnAt("b", "u2", "2026-11-20T10:01:00Z")})
+	stop := runIngest(t, ingest.Config{Definitions: defs, Brokers: brokers, DataDir: dataDir, Offline: off})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 30*time.Second)
+	stop()
+
+	src, err := os.ReadFile("../../examples/fraud/definitions.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs2, err := features.Parse("definitions.yaml", []byte(strings.Replace(string(src), "\nfeature_services:", `
+  - name: user_txn
+    version: 2
+    entity: user
+    source: transactions
+    features:
+      - {name: txn_count, agg: count}
+feature_services:`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, err := ingest.New(ctx, ingest.Config{Definitions: defs2, Brokers: brokers, DataDir: dataDir, Offline: off, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("c", "u1", "2026-11-20T10:02:00Z")})
+	caughtUp := make(chan struct{})
+	go func() {
+		defer close(caughtUp)
+		ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", 30*time.Second)
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ingest with user_txn@2 stopped: %v", err)
+	case <-caughtUp:
+	}
+	counts := map[string]int64{}
+	eng, err := features.NewEngine(defs2, defs2.View("user_txn", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range ingesttest.ConsumeAll(t, brokers, "quiver.changelog.user_txn.v2") {
+		st, _, err := online.DecodeState(eng, r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]features.Value, 1)
+		at, _ := features.ParseTime("2026-11-20T11:00:00Z")
+		if err := eng.Evaluate(st, at, out); err != nil {
+			t.Fatal(err)
+		}
+		counts[string(r.Key)] = out[0].Int()
+	}
+	if want := map[string]int64{"u1": 2, "u2": 1}; !maps.Equal(counts, want) {
+		t.Errorf("user_txn@2 counts %v, want %v", counts, want)
 	}
 }

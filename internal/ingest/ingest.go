@@ -259,8 +259,9 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 	}
 	// Internal topics are created before the consumer joins the group, so
 	// that its first assignment covers them: no second rebalance when they
-	// appear.
-	adminClient, err := kgo.NewClient(cfg.kafka()...)
+	// appear. The admin client caches the metadata it shards requests by
+	// for a short while only: the topics it creates are soon listed.
+	adminClient, err := kgo.NewClient(cfg.kafka(kgo.MetadataMinAge(250 * time.Millisecond))...)
 	if err != nil {
 		in.store.Close()
 		return nil, fmt.Errorf("connect to kafka: %w", err)
@@ -1491,19 +1492,9 @@ func (in *Ingester) restore(ctx context.Context, changelog string, partition int
 // its end as it is now, handing each fetch's records to fn, and returns that
 // end.
 func (in *Ingester) readChangelog(ctx context.Context, changelog string, partition int32, from int64, fn func([]*kgo.Record) error) (int64, error) {
-	ends, err := in.admin.ListEndOffsets(ctx, changelog)
-	if err != nil {
-		return 0, fmt.Errorf("changelog end offsets: %w", err)
-	}
-	end, ok := ends.Lookup(changelog, partition)
-	if !ok {
-		return 0, fmt.Errorf("changelog %s/%d: no end offset listed", changelog, partition)
-	}
-	if end.Err != nil {
-		return 0, fmt.Errorf("changelog %s/%d end offset: %w", changelog, partition, end.Err)
-	}
-	if end.Offset <= from {
-		return end.Offset, nil
+	end, err := in.changelogEnd(ctx, changelog, partition)
+	if err != nil || end <= from {
+		return end, err
 	}
 	cl, err := kgo.NewClient(in.cfg.kafka(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{changelog: {partition: kgo.NewOffset().At(from)}}))...)
@@ -1511,7 +1502,7 @@ func (in *Ingester) readChangelog(ctx context.Context, changelog string, partiti
 		return 0, fmt.Errorf("read %s/%d: %w", changelog, partition, err)
 	}
 	defer cl.Close()
-	for next := from; next < end.Offset; {
+	for next := from; next < end; {
 		fetches := cl.PollFetches(ctx)
 		if err := fetches.Err0(); err != nil {
 			return 0, fmt.Errorf("read %s/%d: %w", changelog, partition, err)
@@ -1526,5 +1517,36 @@ func (in *Ingester) readChangelog(ctx context.Context, changelog string, partiti
 		}
 		next = recs[len(recs)-1].Offset + 1
 	}
-	return end.Offset, nil
+	return end, nil
+}
+
+// changelogWait bounds how long a changelog partition's end offset may
+// stay unknown. A topic created at this start may be missing from the
+// client's metadata, which it caches for seconds, or have no leader yet.
+const changelogWait = 30 * time.Second
+
+// changelogEnd returns a changelog partition's end offset, asking again
+// while the partition is unknown, up to changelogWait.
+func (in *Ingester) changelogEnd(ctx context.Context, changelog string, partition int32) (int64, error) {
+	deadline := time.Now().Add(changelogWait)
+	for {
+		ends, err := in.admin.ListEndOffsets(ctx, changelog)
+		if err != nil {
+			return 0, fmt.Errorf("changelog end offsets: %w", err)
+		}
+		end, ok := ends.Lookup(changelog, partition)
+		switch {
+		case ok && end.Err == nil:
+			return end.Offset, nil
+		case ok && (!kerr.IsRetriable(end.Err) || time.Now().After(deadline)):
+			return 0, fmt.Errorf("changelog %s/%d end offset: %w", changelog, partition, end.Err)
+		case !ok && time.Now().After(deadline):
+			return 0, fmt.Errorf("changelog %s/%d: no end offset listed in %v", changelog, partition, changelogWait)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
