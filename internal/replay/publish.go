@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -150,6 +151,36 @@ func CheckNotLive(ctx context.Context, adm *kadm.Client, off *offline.Dir, prefi
 	return nil
 }
 
+// endOffsetsWait bounds how long a changelog's end offsets may stay
+// unknown: a broker may not know a topic just created, or a partition's
+// leader, for a moment.
+const endOffsetsWait = 30 * time.Second
+
+// endOffsets lists a changelog's end offsets, every partition's, asking
+// again while an error is retriable, up to endOffsetsWait. A partition
+// left out would leave its states out of a scan: a catch-up would then
+// compute them anew, over their history.
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (kadm.ListedOffsets, error) {
+	deadline := time.Now().Add(endOffsetsWait)
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) {
+			if err != nil {
+				return nil, fmt.Errorf("changelog %s end offsets: %w", topic, err)
+			}
+			return ends, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // EnsureChangelog creates a version's changelog if it does not exist, as
 // ingest would: compacted, with Partitions partitions, so that an entity
 // lands in the partition ingest reads it from; one that exists with another
@@ -243,14 +274,14 @@ func ScanChangelog(ctx context.Context, kafka []kgo.Opt, topic string, fn func(k
 		return err
 	}
 	defer adm.Close()
-	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	ends, err := endOffsets(ctx, kadm.NewClient(adm), topic)
 	if err != nil {
-		return fmt.Errorf("changelog end offsets: %w", err)
+		return err
 	}
 	want := map[int32]int64{}
 	start := map[string]map[int32]kgo.Offset{topic: {}}
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && o.Offset > 0 {
+		if o.Offset > 0 {
 			want[o.Partition] = o.Offset
 			start[topic][o.Partition] = kgo.NewOffset().AtStart()
 		}
