@@ -245,6 +245,7 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 	}
 	res := &result{asOf: s.now().UnixMilli()}
 	states := make([][]*cachedState, len(p.tables))
+	notFound := false
 	var key []byte
 	keyVals := make([]features.Value, 0, 4)
 	for ti, t := range p.tables {
@@ -265,6 +266,18 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 		s.metrics.cache[0].Add(float64(misses))
 		s.metrics.cache[1].Add(float64(hits))
 		t.lookups.Add(float64(len(keys)))
+		if slices.Contains(states[ti], nil) {
+			notFound = true
+		}
+	}
+	// The store's readiness is up to readyEvery old: a Redis that lost its
+	// data since then holds no entity, and NOT_FOUND would have a model
+	// predict on nulls. An answer with one is given only if the store is
+	// ready after the reads (a local call for the Pebble replica).
+	if notFound {
+		if err := s.storeReadySince(ctx, time.Now()); err != nil {
+			return nil, err
+		}
 	}
 
 	n := len(p.outputs)

@@ -899,6 +899,26 @@ func TestStoreUnavailable(t *testing.T) {
 	}
 }
 
+// TestFlushedRedisNotFound: right after Redis lost its data, within the
+// second lookups reuse the store's readiness for, an entity it no longer
+// holds is a 503, not NOT_FOUND: a model would predict on nulls.
+func TestFlushedRedisNotFound(t *testing.T) {
+	f := newFixture(t)
+	lookup := func(user string) (int, string) {
+		code, _, raw := f.do(t, "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["`+user+`"]}}`)
+		return code, raw
+	}
+	if code, raw := lookup("u1"); code != http.StatusOK || !strings.Contains(raw, "PRESENT") {
+		t.Fatalf("u1 before the flush: %d %s", code, raw)
+	}
+	if err := f.redis.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, raw := lookup("u2"); code != http.StatusServiceUnavailable || !strings.Contains(raw, "not seeded") {
+		t.Errorf("u2 right after the flush: %d %s, want a 503 saying Redis is not seeded", code, raw)
+	}
+}
+
 // TestJoinKeySpellings checks that a join key reaches the entity ingest
 // stored whichever way the two spell it: bytes that are not UTF-8 and
 // escapes of lone UTF-16 surrogates are U+FFFD in both, and an escaped

@@ -141,6 +141,21 @@ func (s *Server) storeReady(ctx context.Context) error {
 	return nil
 }
 
+// storeReadySince is storeReady as the store answers a question asked
+// after since. Lookups waiting at once share one question.
+func (s *Server) storeReadySince(ctx context.Context, since time.Time) error {
+	s.askReady.Lock()
+	r := s.readiness.Load()
+	if r == nil || !r.at.After(since) {
+		r = s.askStore(ctx)
+	}
+	s.askReady.Unlock()
+	if r.err != nil {
+		return fmt.Errorf("%w: %w", errNotReady, r.err)
+	}
+	return nil
+}
+
 // askStore asks the store whether it is ready, keeps the answer for the
 // lookups, and logs a change; askReady is held.
 func (s *Server) askStore(ctx context.Context) *readiness {
