@@ -155,19 +155,7 @@ func TestRestoreEndOffsetError(t *testing.T) {
 		if !failing.Load() || !strings.Contains(req.Topics[0].Topic, ".changelog.") {
 			return nil, nil, false
 		}
-		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
-		resp.Version = req.Version
-		for _, t := range req.Topics {
-			rt := kmsg.NewListOffsetsResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewListOffsetsResponseTopicPartition()
-				rp.Partition, rp.ErrorCode = p.Partition, kerr.UnknownServerError.Code
-				rt.Partitions = append(rt.Partitions, rp)
-			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-		return resp, nil, true
+		return ingesttest.ListOffsetsAnswer(req, func(string, int32) (int64, int16) { return -1, kerr.UnknownServerError.Code }), nil, true
 	})
 	ingesttest.Produce(t, brokers, "transactions", []ingesttest.Txn{txnAt("c", "u1", "2026-11-20T10:02:00Z")})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/ingest"
@@ -443,4 +444,24 @@ func WriteLog(t testing.TB, off *offline.Dir, src *features.Source, partition in
 	if err := off.WriteBatch(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ListOffsetsAnswer is a response to req, for a broker's test hook (kfake's
+// ControlKey) to answer with: each partition's offset and error code as
+// answer gives them.
+func ListOffsetsAnswer(req *kmsg.ListOffsetsRequest, answer func(topic string, partition int32) (offset int64, code int16)) *kmsg.ListOffsetsResponse {
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	resp.Version = req.Version
+	for _, t := range req.Topics {
+		rt := kmsg.NewListOffsetsResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewListOffsetsResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.Offset, rp.ErrorCode = answer(t.Topic, p.Partition)
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/internal/replay"
 )
 
@@ -45,23 +46,12 @@ func TestScanChangelogEveryPartition(t *testing.T) {
 			return nil, nil, false
 		}
 		fails.Add(-1)
-		req := r.(*kmsg.ListOffsetsRequest)
-		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
-		resp.Version = req.Version
-		for _, t := range req.Topics {
-			rt := kmsg.NewListOffsetsResponseTopic()
-			rt.Topic = t.Topic
-			for _, p := range t.Partitions {
-				rp := kmsg.NewListOffsetsResponseTopicPartition()
-				rp.Partition, rp.Offset = p.Partition, 2
-				if p.Partition == 1 {
-					rp.Offset, rp.ErrorCode = -1, code
-				}
-				rt.Partitions = append(rt.Partitions, rp)
+		return ingesttest.ListOffsetsAnswer(r.(*kmsg.ListOffsetsRequest), func(_ string, p int32) (int64, int16) {
+			if p == 1 {
+				return -1, code
 			}
-			resp.Topics = append(resp.Topics, rt)
-		}
-		return resp, nil, true
+			return 2, 0
+		}), nil, true
 	})
 	scan := func() (string, error) {
 		var keys []string
