@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quiver-ml/quiver/internal/ingesttest"
 	"github.com/quiver-ml/quiver/store/online"
 	"github.com/quiver-ml/quiver/store/online/pebble"
 	"github.com/quiver-ml/quiver/store/online/storetest"
@@ -517,20 +518,7 @@ func TestReplicaEndOffsetsError(t *testing.T) {
 			return nil, nil, false
 		}
 		failed++
-		r := req.(*kmsg.ListOffsetsRequest)
-		resp := r.ResponseKind().(*kmsg.ListOffsetsResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewListOffsetsResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewListOffsetsResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.UnknownServerError.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
+		return ingesttest.ListOffsetsAnswer(req.(*kmsg.ListOffsetsRequest), func(string, int32) (int64, int16) { return -1, kerr.UnknownServerError.Code }), nil, true
 	})
 	r, err := pebble.Open(pebble.Config{Brokers: brokers, TopicPrefix: "test", Tables: tables, Dir: t.TempDir(), CacheBytes: 8 << 20})
 	if err != nil {
