@@ -12,12 +12,21 @@
 //	output: probability           # or score
 //	batching: {max_batch_size: 64, max_queue_delay: 2ms, queue_capacity: 1024}
 //	device: auto                  # cpu, gpu or auto
+//	precision: fp32               # or tf32: the GPU's dense layers on the tensor cores
 //	profile: train.parquet.profile.json   # the training set's reference profile, for drift
 //
 //	# DIR/fraud/aliases.yaml
 //	production: 3
 //	canary: {version: 4, traffic: 0.1}
 //	shadow: 5
+//
+// An ONNX model of device gpu or auto predicts on the process's first GPU
+// (package onnx, GPUModel), once its prediction for a row of zeros agrees
+// with the CPU's; where there is none (no CUDA libraries, no device, a
+// build with the tag nogpu), auto predicts on the CPU and logs why, and gpu
+// is refused with that reason. XGBoost models predict on the CPU: gpu is
+// refused for them. quiver_serve_model_info's device label says where each
+// version predicts.
 //
 // Batching's fields default to 64 rows, 2ms and 1,024 requests;
 // queue_capacity is at most 65,536 (batch.MaxQueueCapacity): the queue is

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/cuda"
 	"github.com/quiver-ml/quiver/internal/regularfile"
 	"github.com/quiver-ml/quiver/model/batch"
 	"github.com/quiver-ml/quiver/model/onnx"
@@ -46,11 +47,12 @@ var formats = map[string]func([]byte) (Evaluator, error){
 // spare.
 const maxArtifactBytes = 2 << 30
 
-// Errors of the repository.
-var (
-	ErrUnknownModel = errors.New("model: unknown model")
-	ErrNoGPU        = errors.New("model: no GPU backend in this build")
-)
+// ErrUnknownModel is returned for a model the repository does not have.
+var ErrUnknownModel = errors.New("model: unknown model")
+
+// gpuDevice is the process's GPU, opened by the first version that asks
+// for one.
+var gpuDevice = sync.OnceValues(func() (*cuda.Device, error) { return cuda.Open(0) })
 
 // Version is one loaded model version.
 type Version struct {
@@ -58,8 +60,9 @@ type Version struct {
 	Version int
 	Spec    Spec
 	Service *features.Service // the inputs: its features, then its on-demand features
-	Device  string            // where it runs: cpu
+	Device  string            // where it runs: cpu or gpu
 	eval    Evaluator
+	gpu     *onnx.GPUModel // eval's copy on the GPU, which predicts; nil on the CPU
 	batcher *batch.Batcher
 }
 
@@ -249,7 +252,7 @@ func (r *Repository) Reload() {
 		case <-r.stop:
 		}
 		for _, m := range retired {
-			m.close()
+			m.close(r.cfg.Logger)
 		}
 	})
 }
@@ -372,7 +375,7 @@ func (r *Repository) loadModel(name string) (*Model, error) {
 	}
 	// A broken version is left out; the aliases must name loaded ones.
 	if err := m.loadAliases(filepath.Join(dir, "aliases.yaml"), highest); err != nil {
-		m.close()
+		m.close(r.cfg.Logger)
 		return nil, errors.Join(append(broken, err)...)
 	}
 	for _, err := range broken {
@@ -389,7 +392,7 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	if err != nil {
 		return nil, err
 	}
-	v := &Version{Model: name, Version: version, Spec: spec, Device: "cpu"}
+	v := &Version{Model: name, Version: version, Spec: spec, Device: deviceCPU}
 	var problems []string
 	load := formats[spec.Format]
 	if load == nil {
@@ -409,13 +412,14 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 		problems = append(problems, fmt.Sprintf("%s: %q: want probability or score", f.at("output"), spec.Output))
 	}
 	switch spec.Device {
-	case "cpu":
-	case "", "auto":
-		cfg.Logger.Info("model on the CPU: this build has no GPU backend", "model", name, "version", version)
-	case "gpu":
-		problems = append(problems, fmt.Sprintf("%s: %v", f.at("device"), ErrNoGPU))
+	case deviceCPU, deviceGPU, "", "auto":
 	default:
 		problems = append(problems, fmt.Sprintf("%s: %q: want cpu, gpu or auto", f.at("device"), spec.Device))
+	}
+	switch spec.Precision {
+	case "", "fp32", "tf32":
+	default:
+		problems = append(problems, fmt.Sprintf("%s: %q: want fp32 or tf32", f.at("precision"), spec.Precision))
 	}
 	if v.Service != nil {
 		_, ps := detector(f, spec, dir, v.Service)
@@ -460,19 +464,83 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 			return nil, fmt.Errorf("%s: the model predicts %v for a row of zeros", f.at("artifact"), out)
 		}
 	}
+	workers := 1
+	if spec.Device != deviceCPU {
+		g, err := onGPU(v.eval, spec, zero, out)
+		switch {
+		case err == nil:
+			v.gpu, v.Device, workers = g, deviceGPU, g.Lanes()
+			dev, _ := gpuDevice()
+			cfg.Logger.Info("model on the GPU", "model", name, "version", version, "gpu", dev.Name, "cuda", dev.Versions)
+		case spec.Device == deviceGPU:
+			return nil, fmt.Errorf("%s: %w", f.at("device"), err)
+		default:
+			cfg.Logger.Info("model on the CPU", "model", name, "version", version, "reason", err)
+		}
+	}
 	b, err := batch.New(batch.Config{
 		Inputs: v.eval.NumFeatures(), Outputs: v.eval.NumOutputs(),
 		MaxBatchSize: spec.Batching.MaxBatchSize, MaxQueueDelay: spec.Batching.MaxQueueDelay, QueueCapacity: spec.Batching.QueueCapacity,
-		Model: v.Model, Version: v.Version, Metrics: metrics,
+		Workers: workers, Model: v.Model, Version: v.Version, Metrics: metrics,
 	}, func(_ context.Context, in []float32, rows int, out []float32) error {
+		if v.gpu != nil {
+			return v.gpu.Predict(in, rows, out)
+		}
 		v.eval.Predict(in, rows, out)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, errors.Join(fmt.Errorf("%s: %w", path, err), v.release())
 	}
 	v.batcher = b
 	return v, nil
+}
+
+// The devices a version runs on.
+const (
+	deviceCPU = "cpu"
+	deviceGPU = "gpu"
+)
+
+// gpuAgreement is how far a GPU's outputs for a row of zeros may be from
+// the CPU's, relative to their size (or absolute below 1): TF32 rounds a
+// dense layer's inputs to 10 bits of mantissa.
+const gpuAgreement = 1e-2
+
+// onGPU copies an ONNX model to the process's GPU and checks that it
+// predicts for a row of zeros what the CPU predicted, want.
+func onGPU(eval Evaluator, spec Spec, zero, want []float32) (*onnx.GPUModel, error) {
+	m, ok := eval.(*onnx.Model)
+	if !ok {
+		return nil, fmt.Errorf("%s models run on the CPU only: want device cpu or auto", spec.Format)
+	}
+	dev, err := gpuDevice()
+	if err != nil {
+		return nil, err
+	}
+	g, err := m.OnGPU(dev, onnx.GPUOptions{TF32: spec.Precision == "tf32"})
+	if err != nil {
+		return nil, err
+	}
+	got := make([]float32, len(want))
+	err = g.Predict(zero, 1, got)
+	for i := range want {
+		if err == nil && !(math.Abs(float64(got[i]-want[i])) <= gpuAgreement*max(1, math.Abs(float64(want[i])))) {
+			err = fmt.Errorf("the GPU predicts %v for a row of zeros, the CPU %v", got, want)
+		}
+	}
+	if err != nil {
+		return nil, errors.Join(err, g.Close())
+	}
+	return g, nil
+}
+
+// release frees the version's GPU memory, once its batcher is closed.
+func (v *Version) release() error {
+	if v.gpu == nil {
+		return nil
+	}
+	return v.gpu.Close()
 }
 
 // checkInputs refuses services with string or timestamp features: models
@@ -640,14 +708,19 @@ func (r *Repository) Close() {
 	r.mu.Unlock()
 	r.retiring.Wait()
 	for _, m := range r.Models() {
-		m.close()
+		m.close(r.cfg.Logger)
 	}
 }
 
-func (m *Model) close() {
+// close stops the model's batchers, then frees what its versions hold on
+// the GPU.
+func (m *Model) close(log *slog.Logger) {
 	for _, v := range m.Versions {
 		if v.batcher != nil {
 			v.batcher.Close()
+		}
+		if err := v.release(); err != nil {
+			log.Error("free a model version's GPU memory", "model", v.Model, "version", v.Version, "err", err)
 		}
 	}
 }

@@ -1,13 +1,16 @@
 package model_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,8 +22,10 @@ import (
 
 	"github.com/quiver-ml/quiver/drift"
 	"github.com/quiver-ml/quiver/features"
+	"github.com/quiver-ml/quiver/internal/cuda/cudatest"
 	"github.com/quiver-ml/quiver/model"
 	"github.com/quiver-ml/quiver/model/batch"
+	"github.com/quiver-ml/quiver/model/onnx/onnxtest"
 )
 
 func fraudDefs(t *testing.T) *features.Definitions {
@@ -38,8 +43,8 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer repo.Close()
-	// Without a GPU backend, a model of device auto predicts on the CPU,
-	// and the metrics say so.
+	// An XGBoost model of device auto predicts on the CPU, and the metrics
+	// say so.
 	want := `
 # HELP quiver_serve_model_info 1 for each model version serving, labelled with the device it predicts on (cpu or gpu).
 # TYPE quiver_serve_model_info gauge
@@ -109,7 +114,8 @@ func TestBadRepository(t *testing.T) {
 		// Neither blocks nor fills the memory.
 		{"artifact a FIFO", strings.Replace(goodSpec, "model.json", fifo, 1), "", []string{"model.yaml:2: artifact: " + fifo + ": not a regular file"}},
 		{"artifact a device", strings.Replace(goodSpec, "model.json", "/dev/zero", 1), "", []string{"model.yaml:2: artifact: /dev/zero: not a regular file"}},
-		{"gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: model: no GPU backend in this build"}},
+		{"xgboost on the gpu", goodSpec + "device: gpu\n", "", []string{"model.yaml:4: device: xgboost-json models run on the CPU only: want device cpu or auto"}},
+		{"bad precision", goodSpec + "precision: fp16\n", "", []string{`model.yaml:4: precision: "fp16": want fp32 or tf32`}},
 		{"bad device and output, all reported", goodSpec + "device: tpu\noutput: logits\n", "", []string{`model.yaml:4: device: "tpu"`, `model.yaml:5: output: "logits"`}},
 		{"aliases: unknown version", goodSpec, "production: 7\n", []string{"aliases.yaml:1: production: no version 7 of fraud"}},
 		{"drift: window below min_samples", goodSpec + "drift: {window: 50, min_samples: 80}\n", "", []string{"model.yaml:4: drift.min_samples: 80 is more than the window's 50 predictions"}},
@@ -704,5 +710,68 @@ func TestVersionNames(t *testing.T) {
 	_, err = model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t)})
 	if err == nil || !strings.Contains(err.Error(), v01+": a version's directory is its number: name it 1") {
 		t.Errorf("version 01 alone: %v, want it refused, named", err)
+	}
+}
+
+// TestDevices loads an ONNX model on each device setting. With a GPU, gpu
+// and auto predict there, in float32 or TF32, what the CPU predicts; without
+// one, auto predicts on the CPU and gpu is refused, naming what is missing.
+func TestDevices(t *testing.T) {
+	gpu := cudatest.Available(t)
+	dir := t.TempDir()
+	art := onnxtest.Marshal(t, onnxtest.MLP(5, 10, 32, 1))
+	settings := []string{"device: cpu", "device: auto", "", "device: gpu", "device: gpu\nprecision: tf32"}
+	for i, setting := range settings {
+		v := filepath.Join(dir, "mlp", strconv.Itoa(i+1))
+		if err := os.MkdirAll(v, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(v, "model.onnx"), art, 0o644)
+		os.WriteFile(filepath.Join(v, "model.yaml"), []byte("format: onnx\nartifact: model.onnx\ninputs: {feature_service: fraud_v1}\n"+setting+"\n"), 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "mlp", "aliases.yaml"), []byte("production: 1\n"), 0o644)
+	var logs bytes.Buffer
+	repo, err := model.Open(model.Config{Dir: dir, Definitions: fraudDefs(t), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer repo.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := onnxtest.Randn(rng, 100*10, 1)
+	want, err := repo.Models()["mlp"].Versions[1].Predict(context.Background(), in, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, setting := range settings {
+		v := repo.Models()["mlp"].Versions[i+1]
+		wantDevice := "cpu"
+		switch {
+		case i == 0:
+		case gpu:
+			wantDevice = "gpu"
+		case strings.Contains(setting, "gpu"):
+			if v != nil {
+				t.Errorf("%q: loaded on %s without a GPU", setting, v.Device)
+			}
+			if w := fmt.Sprintf("%d/model.yaml:4: device: cuda: no GPU available", i+1); !strings.Contains(logs.String(), w) {
+				t.Errorf("%q: logs do not say %q:\n%s", setting, w, logs.String())
+			}
+			continue
+		}
+		if v == nil || v.Device != wantDevice {
+			t.Fatalf("%q: %+v, want a version on %s\n%s", setting, v, wantDevice, logs.String())
+		}
+		got, err := v.Predict(context.Background(), in, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := range want {
+			if d := math.Abs(float64(got[r] - want[r])); !(d <= 1e-3) {
+				t.Errorf("%q: row %d: %v, the CPU %v", setting, r, got[r], want[r])
+			}
+		}
+	}
+	if !gpu && !strings.Contains(logs.String(), "model on the CPU") {
+		t.Errorf("logs do not say auto runs on the CPU:\n%s", logs.String())
 	}
 }

@@ -24,7 +24,10 @@ type Spec struct {
 	Output   string   `yaml:"output"`
 	Batching Batching `yaml:"batching"`
 	Device   string   `yaml:"device"`
-	Profile  string   `yaml:"profile"`
+	// Precision is the GPU's arithmetic for dense layers: fp32 (the
+	// default) or tf32. The CPU computes in float32 whatever it says.
+	Precision string `yaml:"precision"`
+	Profile   string `yaml:"profile"`
 	// Drift configures the drift detectors that watch the version's
 	// predictions against Profile.
 	Drift drift.Config `yaml:"drift"`

@@ -1,6 +1,6 @@
 // Command images builds the container images of Quiver's binaries (ingest,
 // serve, backfill) without a container engine: each is a static
-// (CGO_ENABLED=0) binary on an empty base, with an /etc/passwd naming the
+// (CGO_ENABLED=0, no GPU support) binary on an empty base, with an /etc/passwd naming the
 // non-root user it runs as and the build machine's CA certificates, written
 // as <binary>.tar, an OCI image layout in a tar (an "oci-archive": podman
 // load, skopeo copy oci-archive:, containerd's ctr images import and
@@ -156,9 +156,11 @@ func Build(ctx context.Context, opts Options) ([]string, error) {
 	return paths, nil
 }
 
-// compile builds static binaries of every image into dir.
+// compile builds static binaries of every image into dir, without GPU
+// support (the tag nogpu), which would link them to the C library: an
+// empty base has none, and no CUDA libraries.
 func compile(ctx context.Context, opts Options, dir string) error {
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", dir + string(filepath.Separator)}
+	args := []string{"build", "-trimpath", "-tags=nogpu", "-ldflags=-s -w", "-o", dir + string(filepath.Separator)}
 	for _, b := range binaries {
 		args = append(args, "./cmd/"+b.name)
 	}
