@@ -57,6 +57,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/pebble-3-replicas-values.yaml", ""},
 	{"ci/pebble-3-replicas-values.yaml", "serve.persistence.enabled=true,serve.persistence.storageClass=fast,serve.persistence.size=200Gi"},
 	{"", "serve.persistence.enabled=true"}, // with autoscaling
+	{"", "serve.image=registry.example.com/ml/serve:v1-cuda13"}, // a GPU build
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.enabled=false"},
 	{"ci/pebble-3-replicas-values.yaml", "serve.predictionLog=false"},
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.webhook.url=http://hooks:8080/retrain,ingest.drift.groupId=drift-b"},
@@ -996,6 +997,9 @@ func (m *manifests) checkServe(t *testing.T) {
 	}
 	v := m.values["serve"].(map[string]any)
 	c := d.Spec.Template.Spec.Containers[0]
+	if want, _ := v["image"].(string); want != "" && c.Image != want {
+		t.Errorf("serve image %s, want %s", c.Image, want)
+	}
 	args := flagArgs(t, c)
 	port := containerPort(t, c, "http")
 	if args["listen"] != fmt.Sprintf(":%d", port) {
