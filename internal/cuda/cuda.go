@@ -48,7 +48,6 @@ type api struct {
 	cudaMallocHost            func(p *unsafe.Pointer, size uintptr) int32
 	cudaFreeHost              func(p unsafe.Pointer) int32
 	cudaMemcpyAsync           func(dst, src, size uintptr, kind int32, stream uintptr) int32
-	cudaMemsetAsync           func(dst uintptr, value int32, size uintptr, stream uintptr) int32
 	cudaStreamCreateWithFlags func(s *uintptr, flags uint32) int32
 	cudaStreamSynchronize     func(s uintptr) int32
 	cudaStreamDestroy         func(s uintptr) int32
@@ -246,16 +245,7 @@ func (d *Device) Free(b Buffer) error {
 }
 
 // Upload allocates device memory for v and copies it there.
-func (d *Device) Upload(v []float32) (Buffer, error) {
-	return upload(d, v)
-}
-
-// UploadInt32 allocates device memory for v and copies it there.
-func (d *Device) UploadInt32(v []int32) (Buffer, error) {
-	return upload(d, v)
-}
-
-func upload[T float32 | int32](d *Device, v []T) (Buffer, error) {
+func Upload[T float32 | int32](d *Device, v []T) (Buffer, error) {
 	bytes := len(v) * 4
 	b, err := d.Alloc(bytes)
 	if err != nil || bytes == 0 {
@@ -337,11 +327,6 @@ func (s *Stream) Copy(dst, src uintptr, n int) error {
 		return nil
 	}
 	return s.d.api.runtime("cudaMemcpyAsync", s.d.api.cudaMemcpyAsync(dst, src, uintptr(n*4), memcpyDeviceToDevice, s.s))
-}
-
-// Fill queues setting n bytes at dst to b.
-func (s *Stream) Fill(dst uintptr, b byte, n int) error {
-	return s.d.api.runtime("cudaMemsetAsync", s.d.api.cudaMemsetAsync(dst, int32(b), uintptr(n), s.s))
 }
 
 // Sync waits for the work queued on the stream, and returns the error of

@@ -41,12 +41,12 @@ func TestMulRows(t *testing.T) {
 				return err
 			}
 			defer b.Close()
-			dx, err := d.Upload(x)
+			dx, err := cuda.Upload(d, x)
 			if err != nil {
 				return err
 			}
 			defer d.Free(dx)
-			dw, err := d.Upload(w)
+			dw, err := cuda.Upload(d, w)
 			if err != nil {
 				return err
 			}
@@ -120,7 +120,7 @@ func TestKernel(t *testing.T) {
 			return err
 		}
 		defer s.Close()
-		dx, err := d.Upload(x)
+		dx, err := cuda.Upload(d, x)
 		if err != nil {
 			return err
 		}

@@ -66,7 +66,6 @@ func load() (*api, error) {
 		{&a.cudaMallocHost, rt, "cudaMallocHost"},
 		{&a.cudaFreeHost, rt, "cudaFreeHost"},
 		{&a.cudaMemcpyAsync, rt, "cudaMemcpyAsync"},
-		{&a.cudaMemsetAsync, rt, "cudaMemsetAsync"},
 		{&a.cudaStreamCreateWithFlags, rt, "cudaStreamCreateWithFlags"},
 		{&a.cudaStreamSynchronize, rt, "cudaStreamSynchronize"},
 		{&a.cudaStreamDestroy, rt, "cudaStreamDestroy"},

@@ -35,7 +35,8 @@ const (
 // device, each dense layer a cuBLAS SGEMM, the other steps kernels compiled
 // for the device at load. Batches are copied through pinned host memory on
 // the lanes' streams. It is safe for concurrent use, Lanes batches at a
-// time; Close frees it once no Predict is running.
+// time; Close frees it, once no Predict is running, and none may start
+// after.
 type GPUModel struct {
 	m       *Model
 	dev     *cuda.Device
@@ -239,7 +240,7 @@ func (g *GPUModel) Predict(x []float32, rows int, out []float32) error {
 	}
 	l := <-g.lanes
 	defer func() { g.lanes <- l }()
-	return g.dev.Do(func() error {
+	err := g.dev.Do(func() error {
 		for lo := 0; lo < rows; lo += g.maxRows {
 			n := min(g.maxRows, rows-lo)
 			in, res := l.hostIn[:n*nf], l.hostOut[:n*no]
@@ -262,6 +263,10 @@ func (g *GPUModel) Predict(x []float32, rows int, out []float32) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("onnx: predict on the GPU: %w", err)
+	}
+	return nil
 }
 
 // Close waits for the batches on the GPU and frees the model's memory,
@@ -307,23 +312,11 @@ func (g *GPUModel) slot(l *lane, s, n int) uintptr {
 
 // upload copies constants to the device, for the model's life; nil is a
 // null pointer.
-func (g *GPUModel) upload(v []float32) (uintptr, error) {
+func upload[T float32 | int32](g *GPUModel, v []T) (uintptr, error) {
 	if v == nil {
 		return 0, nil
 	}
-	b, err := g.dev.Upload(v)
-	if err != nil {
-		return 0, err
-	}
-	g.consts = append(g.consts, b)
-	return b.Ptr, nil
-}
-
-func (g *GPUModel) uploadIndex(v []int32) (uintptr, error) {
-	if v == nil {
-		return 0, nil
-	}
-	b, err := g.dev.UploadInt32(v)
+	b, err := cuda.Upload(g.dev, v)
 	if err != nil {
 		return 0, err
 	}
@@ -343,11 +336,11 @@ func (g *GPUModel) launch(k *cuda.Kernel, l *lane, n int, args ...any) error {
 func (g *GPUModel) step(st step) (gpuStep, error) {
 	switch s := st.(type) {
 	case *denseStep:
-		w, err := g.upload(s.wt)
+		w, err := upload(g, s.wt)
 		if err != nil {
 			return nil, err
 		}
-		bias, err := g.upload(s.bias)
+		bias, err := upload(g, s.bias)
 		if err != nil {
 			return nil, err
 		}
@@ -380,13 +373,13 @@ func (g *GPUModel) step(st step) (gpuStep, error) {
 		for i, p := range []operand{s.a, s.b} {
 			var err error
 			if p.slot < 0 {
-				if ops[i].konst, err = g.upload(p.konst); err != nil {
+				if ops[i].konst, err = upload(g, p.konst); err != nil {
 					return nil, err
 				}
 			} else {
 				ops[i].stride = int32(p.width)
 			}
-			if ops[i].index, err = g.uploadIndex(p.index); err != nil {
+			if ops[i].index, err = upload(g, p.index); err != nil {
 				return nil, err
 			}
 		}
@@ -405,7 +398,7 @@ func (g *GPUModel) step(st step) (gpuStep, error) {
 		var c [3]uintptr
 		for i, v := range [][]float32{s.mean, s.scale, s.shift} {
 			var err error
-			if c[i], err = g.upload(v); err != nil {
+			if c[i], err = upload(g, v); err != nil {
 				return nil, err
 			}
 		}
