@@ -471,7 +471,7 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 		case err == nil:
 			v.gpu, v.Device, workers = g, deviceGPU, g.Lanes()
 			dev, _ := gpuDevice()
-			cfg.Logger.Info("model on the GPU", "model", name, "version", version, "gpu", dev.Name, "cuda", dev.Versions)
+			cfg.Logger.Info("model on the GPU", "model", name, "version", version, "gpu", dev.Name, "cuda", dev.Versions, "device_mib", g.DeviceBytes()>>20)
 		case spec.Device == deviceGPU:
 			return nil, fmt.Errorf("%s: %w", f.at("device"), err)
 		default:

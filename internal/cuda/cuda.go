@@ -48,6 +48,7 @@ type api struct {
 	cudaMallocHost            func(p *unsafe.Pointer, size uintptr) int32
 	cudaFreeHost              func(p unsafe.Pointer) int32
 	cudaMemcpyAsync           func(dst, src, size uintptr, kind int32, stream uintptr) int32
+	cudaMemGetInfo            func(free, total *uintptr) int32
 	cudaStreamCreateWithFlags func(s *uintptr, flags uint32) int32
 	cudaStreamSynchronize     func(s uintptr) int32
 	cudaStreamDestroy         func(s uintptr) int32
@@ -219,6 +220,15 @@ func (d *Device) Do(f func() error) error {
 		return err
 	}
 	return f()
+}
+
+// Memory returns the device's free and total memory, in bytes.
+func (d *Device) Memory() (free, total int, err error) {
+	var f, t uintptr
+	if err := d.api.runtime("cudaMemGetInfo", d.api.cudaMemGetInfo(&f, &t)); err != nil {
+		return 0, 0, err
+	}
+	return int(f), int(t), nil
 }
 
 // A Buffer is device memory.

@@ -66,6 +66,7 @@ func load() (*api, error) {
 		{&a.cudaMallocHost, rt, "cudaMallocHost"},
 		{&a.cudaFreeHost, rt, "cudaFreeHost"},
 		{&a.cudaMemcpyAsync, rt, "cudaMemcpyAsync"},
+		{&a.cudaMemGetInfo, rt, "cudaMemGetInfo"},
 		{&a.cudaStreamCreateWithFlags, rt, "cudaStreamCreateWithFlags"},
 		{&a.cudaStreamSynchronize, rt, "cudaStreamSynchronize"},
 		{&a.cudaStreamDestroy, rt, "cudaStreamDestroy"},

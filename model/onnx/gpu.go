@@ -220,6 +220,19 @@ func (g *GPUModel) newLane(tf32 bool) (*lane, error) {
 	return l, nil
 }
 
+// DeviceBytes is the device memory the model holds: its constants, and
+// each lane's scratch, input and output.
+func (g *GPUModel) DeviceBytes() int {
+	n := 0
+	for _, b := range g.consts {
+		n += b.Bytes
+	}
+	for _, l := range g.all {
+		n += l.arena.Bytes + l.in.Bytes + l.out.Bytes
+	}
+	return n
+}
+
 // Lanes is how many batches may be on the GPU at once.
 func (g *GPUModel) Lanes() int { return len(g.all) }
 

@@ -169,3 +169,42 @@ func TestGPUConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestGPUFrees loads the large MLP on the GPU, predicts and closes it, a
+// few times: the device's free memory comes back each time, as a serve
+// replica that reloads its models needs.
+func TestGPUFrees(t *testing.T) {
+	d := cudatest.Device(t)
+	m, err := onnx.Parse(onnxtest.Marshal(t, onnxtest.MLP(7, 1024, 4096, 4096, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := func() int {
+		var f int
+		if err := d.Do(func() (err error) { f, _, err = d.Memory(); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	before := free()
+	x := make([]float32, m.NumFeatures())
+	for range 3 {
+		g, err := m.OnGPU(d, onnx.GPUOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := before - free()
+		if held < g.DeviceBytes() {
+			t.Errorf("the device has %d MiB less free, the model says it holds %d MiB", held>>20, g.DeviceBytes()>>20)
+		}
+		if err := g.Predict(x, 1, make([]float32, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if lost := before - free(); lost > 16<<20 {
+			t.Fatalf("%d MiB not freed of the %d MiB the model held", lost>>20, held>>20)
+		}
+	}
+}
