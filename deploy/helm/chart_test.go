@@ -56,7 +56,7 @@ var valuesCases = []struct{ file, set string }{
 	{"ci/redis-values.yaml", ""},
 	{"ci/pebble-3-replicas-values.yaml", ""},
 	{"ci/pebble-3-replicas-values.yaml", "serve.persistence.enabled=true,serve.persistence.storageClass=fast,serve.persistence.size=200Gi"},
-	{"", "serve.persistence.enabled=true"}, // with autoscaling
+	{"", "serve.persistence.enabled=true"},                      // with autoscaling
 	{"", "serve.image=registry.example.com/ml/serve:v1-cuda13"}, // a GPU build
 	{"ci/pebble-3-replicas-values.yaml", "ingest.drift.enabled=false"},
 	{"ci/pebble-3-replicas-values.yaml", "serve.predictionLog=false"},
