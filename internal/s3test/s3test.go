@@ -106,7 +106,36 @@ func (s *Server) Kill() {
 // Pause stops the server's process (SIGSTOP): the kernel still takes
 // connections, and nothing answers them, as with a stalled server or a
 // network that drops packets, until Resume.
-func (s *Server) Pause() { s.cmd.Process.Signal(syscall.SIGSTOP) }
+//
+// It returns once every thread of the server has stopped: a signal takes
+// effect when a thread is next scheduled, and a request sent before then
+// could still be answered.
+func (s *Server) Pause() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGSTOP)
+	for deadline := time.Now().Add(10 * time.Second); !stopped(s.cmd.Process.Pid); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.t.Fatal("s3test: the server has not stopped 10 s after SIGSTOP")
+		}
+	}
+}
+
+// stopped reports whether every thread of process pid is stopped: state T
+// in /proc, after the command's closing parenthesis.
+func stopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		i := strings.LastIndexByte(string(stat), ')')
+		if err != nil || i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
 
 // Resume lets a paused server go on (SIGCONT).
 func (s *Server) Resume() { s.cmd.Process.Signal(syscall.SIGCONT) }
