@@ -24,6 +24,7 @@ type Engine struct {
 	groups int       // windowed features' distinct (granularity, tiles) pairs
 	fields []int     // schema indexes Apply reads, sorted
 	stamp  [4]byte   // fingerprint prefix (with the feature names if not all), in every state
+	empty  []Value   // Evaluate's values over no events
 }
 
 type feature struct {
@@ -109,8 +110,19 @@ func NewEngine(defs *Definitions, v *View, only ...string) (*Engine, error) {
 	}
 	slices.Sort(e.fields)
 	e.fields = slices.Compact(e.fields)
+	e.empty = make([]Value, len(e.out))
+	if err := e.Evaluate(e.NewState(), 0, e.empty); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
+
+// Empty writes the features' values over no events into out, as Evaluate
+// would: DESIGN §4's empty window, 0 for count, sum and count_distinct and
+// null for the others. They are an entity's values before its first event
+// and once its state expired (past the view's TTL), in training sets and
+// in a model's inputs.
+func (e *Engine) Empty(out []Value) { copy(out, e.empty) }
 
 // Fields returns the schema indexes of the fields Apply reads, sorted: the
 // features' and the filter's. Nulling an event's other fields changes

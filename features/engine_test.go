@@ -122,6 +122,28 @@ func TestWindowTiles(t *testing.T) {
 	}
 }
 
+// TestEmpty: the values over no events are DESIGN §4's empty window, 0
+// for count, sum and count_distinct and null otherwise, in the order
+// Evaluate writes them, for a whole view and for some of its features.
+func TestEmpty(t *testing.T) {
+	f := newEngineFixture(t)
+	out := make([]features.Value, len(f.eng.View().Features))
+	f.eng.Empty(out)
+	want := []features.Value{features.Int(0), features.Float(0), features.Null, features.Null, features.Null, features.Int(0), features.Null}
+	if !slices.Equal(out, want) {
+		t.Errorf("Empty = %v, want %v", out, want)
+	}
+	part, err := features.NewEngine(f.defs, f.eng.View(), "last_cat", "cats_5m", "sum_5m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = out[:3]
+	part.Empty(out)
+	if want := []features.Value{features.Null, features.Int(0), features.Float(0)}; !slices.Equal(out, want) {
+		t.Errorf("Empty of last_cat, cats_5m, sum_5m = %v, want %v", out, want)
+	}
+}
+
 func TestLastIsTheLatestEventsField(t *testing.T) {
 	f := newEngineFixture(t)
 	s := f.eng.NewState()

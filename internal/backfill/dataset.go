@@ -172,7 +172,7 @@ type plan struct {
 	service  *features.Service
 	keys     map[string]features.Type
 	// computedBy says what computes each output: a feature's reference,
-	// its view's fingerprint and TTL (past which its value is null), an
+	// its view's fingerprint and TTL (past which its windows are empty), an
 	// on-demand feature's expression.
 	computedBy []string
 }
@@ -1072,11 +1072,11 @@ func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error
 		// precede them.
 		if ri == 0 || rs[ri-1].t != r.t || rs[ri-1].incl != r.incl {
 			for i, vj := range ej.views {
-				// Serve answers nulls for an entity without an event
-				// (NOT_FOUND) and past the view's TTL
-				// (OUTSIDE_MAX_AGE): so does the training set.
+				// Before an entity's first event, and past the view's
+				// TTL (when ingest deletes its state), its windows are
+				// empty: 0 for counts and sums, as serve gives a model.
 				if last, ok := states[i].LastEventTime(); !ok || vj.view.TTL > 0 && r.t-last > vj.view.TTL.Milliseconds() {
-					clear(out[i])
+					vj.engine.Empty(out[i])
 					continue
 				}
 				if err := vj.engine.Evaluate(states[i], r.t, out[i]); err != nil {
@@ -1111,6 +1111,8 @@ func runID(cfg DatasetConfig, p *plan) (string, error) {
 	if _, err := io.Copy(d, f); err != nil {
 		return "", fmt.Errorf("read %s: %w", cfg.Spine, err)
 	}
-	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
+	// no-events: what an entity without events has; shards of older
+	// builds, which gave nulls, are of another run.
+	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s\x00no-events=empty-window", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
 	return strconv.FormatUint(d.Sum64(), 16), nil
 }

@@ -140,10 +140,11 @@ func writeEvents(t *testing.T, rng *rand.Rand, defs *features.Definitions, dir *
 	return out
 }
 
-// online is what serve answers at for user when the entity's state holds
-// exactly the events before at (at or before, inclusive), applied in
+// online is what serve gives a model at for user when the entity's state
+// holds exactly the events before at (at or before, inclusive), applied in
 // arrival order: the engine, as ingest runs it, evaluated at the millisecond
-// at falls in, and nulls past the view's TTL.
+// at falls in, and the empty windows' values before the first event and
+// past the view's TTL.
 func online(t *testing.T, defs *features.Definitions, v *features.View, events []testEvent, user string, at time.Time, inclusive bool) []features.Value {
 	eng, err := features.NewEngine(defs, v)
 	if err != nil {
@@ -157,7 +158,8 @@ func online(t *testing.T, defs *features.Definitions, v *features.View, events [
 	}
 	out := make([]features.Value, len(v.Features))
 	if last, ok := st.LastEventTime(); !ok || v.TTL > 0 && at.UnixMilli()-last > v.TTL.Milliseconds() {
-		return out // NOT_FOUND or OUTSIDE_MAX_AGE: nulls
+		eng.Empty(out) // NOT_FOUND or OUTSIDE_MAX_AGE
+		return out
 	}
 	if err := eng.Evaluate(st, at.UnixMilli(), out); err != nil {
 		t.Fatal(err)

@@ -233,8 +233,11 @@ type result struct {
 // lookup reads and evaluates a planned request. Windows are evaluated at
 // as_of, the request's time, except those of an entity with an event later
 // than that, evaluated at its latest event: one entity's clock skew never
-// moves another's windows.
-func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, error) {
+// moves another's windows. An entity without state (NOT_FOUND, or
+// OUTSIDE_MAX_AGE) has null values, as Feast answers, or with empty its
+// empty windows' values (Engine.Empty): a model is given what training
+// sets hold before an entity's first event.
+func (s *Server) lookup(ctx context.Context, req *request, p *plan, empty bool) (*result, error) {
 	if err := s.storeReady(ctx); err != nil {
 		// A request context of the wrong type is a 400 whatever the
 		// store: the client should not retry it.
@@ -314,12 +317,15 @@ func (s *Server) lookup(ctx context.Context, req *request, p *plan) (*result, er
 					return nil, fmt.Errorf("evaluate %s: %w", t.id, err)
 				}
 			}
+			if stat != statusPresent && empty {
+				t.engine.Empty(vals)
+			}
 			for o, out := range p.outputs {
 				if out.table != ti {
 					continue
 				}
 				res.statuses[o][r], res.times[o][r] = stat, last
-				if stat == statusPresent {
+				if stat == statusPresent || empty {
 					res.values[o][r] = vals[out.feature]
 				}
 			}

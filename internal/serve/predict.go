@@ -133,9 +133,10 @@ func (s *Server) otherPlans(name string, pl *plan) []*plan {
 }
 
 // modelInputs looks up a request's entities with a feature service's plan
-// and returns their model inputs, a row per entity.
+// and returns their model inputs, a row per entity; an entity without
+// state has its empty windows' values, as training sets do.
 func (s *Server) modelInputs(ctx context.Context, req *request, pl *plan) ([]float32, error) {
-	res, err := s.lookup(ctx, req, pl)
+	res, err := s.lookup(ctx, req, pl, true)
 	if err != nil {
 		return nil, err
 	}

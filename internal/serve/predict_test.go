@@ -37,6 +37,12 @@ func mlpServer(tb testing.TB) *serve.Server {
 // modelServer is mlpServer with x given by the expression x, and its
 // repository and models directory.
 func modelServer(tb testing.TB, x string) (*serve.Server, *model.Repository, string) {
+	return modelServerOf(tb, "user_txn@1:amount_avg_24h", x)
+}
+
+// modelServerOf is modelServer with the feature service's feature, the
+// model's first input, given.
+func modelServerOf(tb testing.TB, feature, x string) (*serve.Server, *model.Repository, string) {
 	dir := tb.TempDir()
 	base, err := os.ReadFile("testdata/bench.yaml")
 	if err != nil {
@@ -46,7 +52,7 @@ func modelServer(tb testing.TB, x string) (*serve.Server, *model.Repository, str
 	writeFile(tb, defsPath, string(base)+`
 feature_services:
   - name: pair
-    features: [user_txn@1:amount_avg_24h]
+    features: [`+feature+`]
     on_demand:
       - {name: x, expr: "`+x+`"}
 `)
@@ -186,6 +192,35 @@ func TestPredictNonFinite(t *testing.T) {
 	post("/v2/models/mlp/infer", `{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [3e38, 3e38]}]}`, &infer)
 	if len(infer.Outputs) != 1 || len(infer.Outputs[0].Data) != 1 || infer.Outputs[0].Data[0] != nil {
 		t.Errorf("outputs %+v, want one null", infer.Outputs)
+	}
+}
+
+// TestPredictEmptyWindows: a model is given an entity without state as a
+// training set has it before the entity's first event, its windows empty
+// (a count of 0), where a lookup answers NOT_FOUND with a null, as Feast
+// does.
+func TestPredictEmptyWindows(t *testing.T) {
+	srv, _, _ := modelServerOf(t, "user_txn@1:txn_count_1h", "double(request.x)")
+	post := func(path, body string) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, path, strings.NewReader(body)))
+		if w.Code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	var pred struct{ Predictions []*float64 }
+	json.Unmarshal([]byte(post("/v1/models/mlp/predict", `{"entities": {"user_id": ["nobody"]}, "request_context": {"x": 1}}`)), &pred)
+	var infer struct{ Outputs []struct{ Data []*float64 } }
+	json.Unmarshal([]byte(post("/v2/models/mlp/infer", `{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [0, 1]}]}`)), &infer)
+	if len(pred.Predictions) != 1 || pred.Predictions[0] == nil || len(infer.Outputs) != 1 || len(infer.Outputs[0].Data) != 1 ||
+		infer.Outputs[0].Data[0] == nil || *pred.Predictions[0] != *infer.Outputs[0].Data[0] {
+		t.Errorf("unknown user's prediction %v, want the model's output for a count of 0, %+v", pred.Predictions, infer.Outputs)
+	}
+	got := post("/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["nobody"]}}`)
+	if !strings.Contains(got, `{"values":[null],"statuses":["NOT_FOUND"]`) {
+		t.Errorf("lookup of an unknown user: %s, want a null NOT_FOUND", got)
 	}
 }
 

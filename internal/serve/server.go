@@ -496,7 +496,7 @@ func (s *Server) getOnlineFeatures(c echo.Context) error {
 	if err := pl.check(req); err != nil {
 		return err
 	}
-	res, err := s.lookup(c.Request().Context(), req, pl)
+	res, err := s.lookup(c.Request().Context(), req, pl, false)
 	if err != nil {
 		return err
 	}
