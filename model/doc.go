@@ -30,7 +30,10 @@
 //
 // Batching's fields default to 64 rows, 2ms and 1,024 requests;
 // queue_capacity is at most 65,536 (batch.MaxQueueCapacity): the queue is
-// allocated whole, and a longer one holds requests past their deadlines.
+// allocated whole, and a longer one holds requests past their deadlines;
+// max_queue_delay is at most 1s (batch.MaxQueueDelayLimit), since a lone
+// request waits all of it. Versions and sizes are whole numbers: 2.9 is
+// refused, not read as 2.
 //
 // Mistakes are reported with file and line; a version whose inputs name an
 // unknown feature service or a feature without its version, or whose

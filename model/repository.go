@@ -431,6 +431,9 @@ func loadVersion(cfg Config, metrics *batch.Metrics, name string, version int, d
 	if spec.Batching.QueueCapacity > batch.MaxQueueCapacity {
 		problems = append(problems, fmt.Sprintf("%s: %d: want at most %d", f.at("batching", "queue_capacity"), spec.Batching.QueueCapacity, batch.MaxQueueCapacity))
 	}
+	if spec.Batching.MaxQueueDelay > batch.MaxQueueDelayLimit {
+		problems = append(problems, fmt.Sprintf("%s: %v: want at most %v", f.at("batching", "max_queue_delay"), spec.Batching.MaxQueueDelay, batch.MaxQueueDelayLimit))
+	}
 	if load != nil && spec.Artifact != "" {
 		art, err := regularfile.Read(inDir(dir, spec.Artifact), maxArtifactBytes)
 		if err != nil {

@@ -107,6 +107,12 @@ func TestBadRepository(t *testing.T) {
 		{"aliases: unknown key in a flow mapping, the key named", goodSpec, "production: 1\ncanary: {version: 1, trafic: 0.5}\n", []string{"aliases.yaml:2: canary.trafic: field trafic not found"}},
 		{"wrong type, key named", goodSpec + "batching: {queue_capacity: 5, max_batch_size: lots}\n", "", []string{"model.yaml:4: batching.max_batch_size: cannot unmarshal !!str `lots` into int"}},
 		{"queue_capacity above its bound", goodSpec + "batching:\n  max_batch_size: 8\n  queue_capacity: 65537\n", "", []string{"model.yaml:6: batching.queue_capacity: 65537: want at most 65536"}},
+		{"max_queue_delay above its bound", goodSpec + "batching:\n  max_queue_delay: 1h\n", "", []string{"model.yaml:5: batching.max_queue_delay: 1h0m0s: want at most 1s"}},
+		{"sizes with fractions, every one reported", goodSpec + "batching: {max_batch_size: 2.5, queue_capacity: 1e3}\n", "", []string{
+			"model.yaml:4: batching.max_batch_size: 2.5: want a whole number", "model.yaml:4: batching.queue_capacity: 1e3: want a whole number"}},
+		{"drift: min_samples with a fraction", goodSpec + "drift: {min_samples: 10.5}\n", "", []string{"model.yaml:4: drift.min_samples: 10.5: want a whole number"}},
+		{"aliases: versions with fractions", goodSpec, "production: 1.9\ncanary: {version: 1.0, traffic: 0.5}\n", []string{
+			"aliases.yaml:1: production: 1.9: want a whole number", "aliases.yaml:2: canary.version: 1.0: want a whole number"}},
 		{"aliases: wrong type, key named", goodSpec, "production: 1\ncanary: 2\n", []string{"aliases.yaml:2: canary: cannot unmarshal !!int `2` into model.Canary"}},
 		{"unknown format", strings.Replace(goodSpec, "xgboost-json", "pmml", 1), "", []string{`model.yaml:1: format: "pmml" is not a format (want onnx or xgboost-json)`}},
 		{"unknown service", strings.Replace(goodSpec, "fraud_v1", "fraud_v9", 1), "", []string{`model.yaml:3: inputs.feature_service: no feature service "fraud_v9"`}},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -98,7 +99,50 @@ func decodeFile(path string, v any) (*yamlFile, error) {
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
 		return nil, yamlError(path, &root, err)
 	}
+	if ps := fractions(path, &root, reflect.TypeOf(v), ""); len(ps) > 0 {
+		return nil, errors.New(strings.Join(ps, "; "))
+	}
 	return &yamlFile{path: path, root: &root}, nil
+}
+
+// fractions returns a problem for each number with a fraction or an
+// exponent that n gives an integer field of t: the decoder truncates
+// them, and production: 2.9 would serve version 2. key is n's dotted key.
+func fractions(path string, n *yaml.Node, t reflect.Type, key string) []string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		return nil // it reads its own node
+	}
+	var ps []string
+	switch {
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			ps = append(ps, fractions(path, c, t, key)...)
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			name := n.Content[i].Value
+			for j := range t.NumField() {
+				if tag, _, _ := strings.Cut(t.Field(j).Tag.Get("yaml"), ","); tag == name {
+					sub := name
+					if key != "" {
+						sub = key + "." + name
+					}
+					ps = append(ps, fractions(path, n.Content[i+1], t.Field(j).Type, sub)...)
+				}
+			}
+		}
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, c := range n.Content {
+			ps = append(ps, fractions(path, c, t.Elem(), fmt.Sprintf("%s[%d]", key, i))...)
+		}
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && t != reflect.TypeFor[time.Duration]() &&
+		reflect.Int <= t.Kind() && t.Kind() <= reflect.Uint64:
+		ps = append(ps, fmt.Sprintf("%s:%d: %s: %s: want a whole number", path, n.Line, key, n.Value))
+	}
+	return ps
 }
 
 // yamlError drops the decoder's "yaml: unmarshal errors:" preamble, and

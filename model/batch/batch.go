@@ -33,11 +33,16 @@ var (
 // Retry-After serve them better.
 const MaxQueueCapacity = 1 << 16
 
+// MaxQueueDelayLimit bounds Config.MaxQueueDelay. A lone request waits the
+// whole delay, idle workers or not; a second is already far past what a
+// batch gains, and a longer delay is more likely a unit mistaken.
+const MaxQueueDelayLimit = time.Second
+
 // Config configures a Batcher. Zero fields take their defaults.
 type Config struct {
 	Inputs, Outputs int           // values per row in and out; required
 	MaxBatchSize    int           // rows per model call; default 64
-	MaxQueueDelay   time.Duration // how long a batch's first request waits for others if a worker is free; default 2ms
+	MaxQueueDelay   time.Duration // how long a batch's first request waits for others if a worker is free; default 2ms, at most MaxQueueDelayLimit
 	QueueCapacity   int           // requests waiting at most; default 1,024, at most MaxQueueCapacity
 	Workers         int           // model calls at once; default 1
 	// Model and Version label the metrics, as they label serve's and
@@ -73,6 +78,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueCapacity > MaxQueueCapacity {
 		errs = append(errs, fmt.Errorf("batch: queue capacity %d, want at most %d", c.QueueCapacity, MaxQueueCapacity))
+	}
+	if c.MaxQueueDelay > MaxQueueDelayLimit {
+		errs = append(errs, fmt.Errorf("batch: queue delay %v, want at most %v", c.MaxQueueDelay, MaxQueueDelayLimit))
 	}
 	return errors.Join(errs...)
 }
