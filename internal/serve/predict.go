@@ -144,12 +144,18 @@ func (s *Server) modelInputs(ctx context.Context, req *request, pl *plan) ([]flo
 	in := make([]float32, req.rows*n)
 	for r := range req.rows {
 		for o := range n {
-			x, ok := modelInput(res.values[o][r])
-			if !ok {
+			v := res.values[o][r]
+			x, ok := modelInput(v)
+			switch {
+			case !ok && v.Type() == features.TypeFloat:
+				// The model would see an infinity, the prediction log a
+				// null; /v2 refuses such inputs too.
+				return nil, badRequest("input %s of entity %d is %g, beyond the float32 range a model takes", pl.names[o], r, v.Float())
+			case !ok:
 				// Only an on-demand feature whose type its request context
 				// decides can be other than the model loaded with.
 				return nil, badRequest("input %s of entity %d is a %s: a model takes numbers (convert it in the expression: double(...))",
-					pl.names[o], r, res.values[o][r].Type())
+					pl.names[o], r, v.Type())
 			}
 			in[r*n+o] = x
 		}
@@ -209,13 +215,15 @@ func appendOutput(b []byte, x float32) []byte {
 
 // modelInput is a feature value as a model reads it: numbers as they are,
 // booleans as 0 or 1, and a null (a missing feature) as NaN, which models
-// treat as missing. A string or a timestamp is no input: false.
+// treat as missing. A string, a timestamp or a finite number beyond
+// float32's range is no input: false.
 func modelInput(v features.Value) (float32, bool) {
 	switch v.Type() {
 	case features.TypeInt:
 		return float32(v.Int()), true
 	case features.TypeFloat:
-		return float32(v.Float()), true
+		x := float32(v.Float())
+		return x, !math.IsInf(float64(x), 0) || math.IsInf(v.Float(), 0)
 	case features.TypeBool:
 		if v.Bool() {
 			return 1, true

@@ -131,7 +131,7 @@ func TestModelRemovedDuringRequest(t *testing.T) {
 
 // TestPredictDynamicInput: a model input from an on-demand feature whose
 // type the request context decides (request.x) must be a number when the
-// request comes; a string is a 400, not a missing value.
+// request comes, and a float32; a string is a 400, not a missing value.
 func TestPredictDynamicInput(t *testing.T) {
 	srv, _, _ := modelServer(t, "request.x")
 	for x, want := range map[string]int{`1.5`: 200, `true`: 200, `"1.5"`: 400, `"abc"`: 400} {
@@ -144,6 +144,14 @@ func TestPredictDynamicInput(t *testing.T) {
 		if want == 400 && !strings.Contains(w.Body.String(), "input x of entity 0 is a string: a model takes numbers") {
 			t.Errorf("x=%s: %s, want an error naming input x", x, w.Body)
 		}
+	}
+	// A double beyond float32's range would reach the model as an
+	// infinity, and the prediction log as a null.
+	w := httptest.NewRecorder()
+	srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/models/mlp/predict",
+		strings.NewReader(`{"entities":{"user_id":["u1"]},"request_context":{"x":1e300}}`)))
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "input x of entity 0 is 1e+300, beyond the float32 range a model takes") {
+		t.Errorf("x=1e300: %d %s, want a 400 naming input x", w.Code, w.Body)
 	}
 }
 
