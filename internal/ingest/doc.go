@@ -10,7 +10,8 @@
 // ahead of its record's timestamp (or of the clock, when that is ahead of it
 // too), or that holds a null join key for
 // every entity its source's views aggregate, goes to <prefix>.dlq with
-// headers for the reason, the error and its origin. Accepted events go to
+// headers for the reason, the error and its origin, then the producer's
+// own (but for quiver-* ones, from an earlier dead-lettering). Accepted events go to
 // the offline event log and are re-keyed, for each entity a view of the
 // source aggregates, to <prefix>.repartition.<entity>, keyed by the
 // entity's join keys, so that each entity has exactly one owner; an entity

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -89,6 +90,46 @@ func TestLargeRecords(t *testing.T) {
 		t.Errorf("DLQ holds %d records of reasons %v, want one invalid_json and one record_too_large", len(dlq), reasons)
 	}
 	ingesttest.Check(t, brokers, defs, txns, root)
+}
+
+// TestDLQKeepsHeaders: a dead-lettered record keeps its producer's
+// headers (trace context), but not one of ingest's own from an earlier
+// dead-lettering, which the new ones replace.
+func TestDLQKeepsHeaders(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "transactions"), kfake.DefaultNumPartitions(partitions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("transactions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := []kgo.RecordHeader{{Key: "traceparent", Value: []byte("00-abc-def-01")}, {Key: "quiver-reason", Value: []byte("late")}, {Key: "source", Value: []byte("svc-a")}}
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Key: []byte("u1"), Value: []byte("{broken"), Headers: headers}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	off, _ := newOffline(t)
+	stop := runIngest(t, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Offline: off})
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	stop()
+	dlq := ingesttest.ConsumeAll(t, brokers, "quiver.dlq")
+	if len(dlq) != 1 {
+		t.Fatalf("%d DLQ records, want 1", len(dlq))
+	}
+	var got []string
+	for _, h := range dlq[0].Headers {
+		if h.Key != "quiver-error" {
+			got = append(got, h.Key+"="+string(h.Value))
+		}
+	}
+	want := []string{"quiver-reason=" + features.ReasonInvalidJSON, "quiver-topic=transactions", "quiver-partition=" + ingesttest.Header(dlq[0], "quiver-partition"),
+		"quiver-offset=0", "traceparent=00-abc-def-01", "source=svc-a"}
+	if !slices.Equal(got, want) {
+		t.Errorf("DLQ record headers %v, want %v", got, want)
+	}
 }
 
 // TestProduceErrorStopsCommits: a dead-lettered record the broker refuses

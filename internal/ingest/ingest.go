@@ -924,11 +924,20 @@ func (in *Ingester) deadLetter(r *kgo.Record, origin []kgo.RecordHeader, reason 
 	if len(msg) > 4096 { // a message may quote a field: a number of a million digits, say
 		msg = strings.ToValidUTF8(msg[:4096], "") + "…"
 	}
-	if n := len(key) + len(value); n > maxForward {
-		msg += fmt.Sprintf(" (the record's %d bytes of key and value are not copied, more than the %d ingest forwards: read it at its topic, partition and offset)", n, maxForward)
-		key, value = nil, nil
-	}
+	// The producer's headers (trace context, say) go along, but for any
+	// of ingest's own, from a record dead-lettered before and sent again.
 	headers := append([]kgo.RecordHeader{{Key: hReason, Value: []byte(reason)}, {Key: hError, Value: []byte(msg)}}, origin...)
+	n := len(key) + len(value)
+	for _, h := range r.Headers {
+		if !strings.HasPrefix(h.Key, "quiver-") {
+			headers = append(headers, h)
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	if n > maxForward {
+		headers[1].Value = fmt.Appendf(nil, "%s (the record's %d bytes of key, value and headers are not copied, more than the %d ingest forwards: read it at its topic, partition and offset)", msg, n, maxForward)
+		key, value, headers = nil, nil, headers[:2+len(origin)]
+	}
 	return &kgo.Record{Topic: in.dlq, Key: key, Value: value, Headers: headers}
 }
 
