@@ -33,8 +33,7 @@
 // An event log file holds the source's schema fields, typed as declared and
 // nullable, then _event_time (TIMESTAMP(MILLIS, UTC)), _topic (string),
 // _partition (INT32) and _offset (INT64), which are required. A feature log
-// file holds the join keys, _event_time and one column per feature, a row
-// per applied event with the values as of _event_time (FeatureLog.Row). Types
+// file holds the join keys, _event_time and one column per feature. Types
 // map as string → BYTE_ARRAY (STRING), int → INT64, float → DOUBLE, bool →
 // BOOLEAN, timestamp → INT64 TIMESTAMP(MILLIS, UTC); DuckDB, Spark and
 // pyarrow read them as such, _event_time as a timestamp with time zone.

@@ -49,22 +49,18 @@ func (l *FeatureLog) Batch(stream string, first, last int64) *Batch {
 	return &Batch{Dir: l.Dir, Columns: l.Columns, TimeColumn: len(l.keys), Stream: stream, FirstOffset: first, LastOffset: last}
 }
 
-// Row returns the row of ev, just applied to st: the features as of the
-// event's time, the row's _event_time. An event applied after a later one
-// of its entity (from another source partition, say) is evaluated, and its
-// row stamped, at the entity's latest event instead: the state holds that
-// event too, so the row is as of then. Every row counts only events at or
-// before its _event_time, and a point-in-time join on it sees no later one.
+// Row returns the row of ev, just applied to st: the features are evaluated
+// at the event's time, or at the entity's latest event for one that came
+// late.
 func (l *FeatureLog) Row(st *features.State, ev *features.Event) []features.Value {
 	row := make([]features.Value, len(l.Columns))
 	for i, f := range l.keys {
 		row[i] = ev.Fields[f]
 	}
 	n := len(l.keys)
+	row[n] = features.Timestamp(ev.Time)
 	last, _ := st.LastEventTime()
-	at := max(ev.Time, last)
-	row[n] = features.Timestamp(at)
-	if err := l.eng.Evaluate(st, at, row[n+1:]); err != nil {
+	if err := l.eng.Evaluate(st, max(ev.Time, last), row[n+1:]); err != nil {
 		panic(err) // evaluating at or after the latest event cannot fail
 	}
 	return row

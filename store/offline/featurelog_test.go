@@ -3,11 +3,9 @@ package offline_test
 import (
 	"context"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 
-	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/store/offline"
 )
 
@@ -71,47 +69,5 @@ func testRemoveLog(t *testing.T, d *fixture) {
 	}
 	if hwm, ok, err := d.HighWaterMark(ctx, dir, "transactions/0"); hwm != 9 || !ok || err != nil {
 		t.Errorf("high-water mark %d, %v, %v; want 9", hwm, ok, err)
-	}
-}
-
-// TestFeatureLogRowAsOf: a row's values are as of its _event_time. An event
-// applied after a later one of its entity (from another partition) gets the
-// later time, since its state counts that event too; in time order, each
-// row has its own event's time.
-func TestFeatureLogRowAsOf(t *testing.T) {
-	defs, err := features.Parse("defs.yaml", []byte(`project: p
-entities: [{name: user, join_keys: [user_id]}]
-sources: [{name: s, topic: s, event_time: ts, schema: {user_id: string, ts: timestamp}}]
-feature_views:
-  - {name: v, version: 1, entity: user, source: s, features: [{name: n, agg: count}, {name: n_1h, agg: count, window: 1h}]}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := features.NewEngine(defs, defs.View("v", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := offline.NewFeatureLog(defs, eng)
-	const minute = 60_000
-	t0 := int64(1_795_000_000_000)
-	st := eng.NewState()
-	var rows [][]features.Value
-	for i, at := range []int64{t0 + 9*minute, t0, t0 + 20*minute} { // the second came late
-		ev := &features.Event{Time: at, Partition: int32(i % 2), Offset: int64(i), Fields: []features.Value{features.String("u"), features.Timestamp(at)}}
-		if _, err := eng.Apply(st, ev); err != nil {
-			t.Fatal(err)
-		}
-		rows = append(rows, l.Row(st, ev))
-	}
-	want := [][]features.Value{
-		{features.String("u"), features.Timestamp(t0 + 9*minute), features.Int(1), features.Int(1)},
-		{features.String("u"), features.Timestamp(t0 + 9*minute), features.Int(2), features.Int(2)},
-		{features.String("u"), features.Timestamp(t0 + 20*minute), features.Int(3), features.Int(3)},
-	}
-	for i := range want {
-		if !slices.Equal(rows[i], want[i]) {
-			t.Errorf("row %d: %v, want %v", i, rows[i], want[i])
-		}
 	}
 }
