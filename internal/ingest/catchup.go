@@ -26,7 +26,8 @@ import (
 // every instance at once, and two that caught it up together would write
 // its feature log twice and overwrite each other's changelog records. Its
 // holder renews it in the background, so its time to live is short: a
-// restart after a crash waits at most that long.
+// restart after a crash waits at most that long (on the same machine, not
+// at all: offline.Lock tells that the holder is gone).
 const (
 	startLockDir  = "_replay"
 	startLockTTL  = time.Minute

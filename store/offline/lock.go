@@ -28,7 +28,8 @@ var ErrLocked = errors.New("locked by another process")
 // exclusively, so it works wherever a bucket does, an object store
 // included. Its holder renews it (Keep, or Hold in the background); one not
 // renewed for its time to live is a dead holder's, and the next process
-// takes the next generation, which only one can place. A holder that
+// takes the next generation, which only one can place. A process on the
+// holder's machine takes it at once when the holder is gone (see process). A holder that
 // stalled that long finds a newer generation at its next renewal and stops
 // before changing anything more.
 const (
@@ -91,8 +92,12 @@ func (d *Dir) Lock(ctx context.Context, dir, name string, ttl time.Duration) (*L
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}
 	if top > 0 && time.Since(e.mod) < ttl {
-		return nil, fmt.Errorf("%s: %w (%s, written %s ago by %s; taken over once %v pass without renewal)",
-			dir, ErrLocked, e.name, time.Since(e.mod).Round(time.Second), d.lockHolder(ctx, dir, e.name), ttl)
+		holder := d.lockHolder(ctx, dir, e.name)
+		if p, ok := holderProcess(holder); !ok || !p.gone() {
+			who, _, _ := strings.Cut(holder, "\n")
+			return nil, fmt.Errorf("%s: %w (%s, written %s ago by %s; taken over once %v pass without renewal)",
+				dir, ErrLocked, e.name, time.Since(e.mod).Round(time.Second), who, ttl)
+		}
 	}
 	l := &Lease{d: d, dir: dir, prefix: prefix, ttl: ttl, gen: top + 1}
 	if err := l.write(ctx, true); errors.Is(err, fs.ErrExist) {
@@ -108,14 +113,14 @@ func (d *Dir) Lock(ctx context.Context, dir, name string, ttl time.Duration) (*L
 	return l, nil
 }
 
-// lockHolder is what a lock file says of its holder, for errors.
+// lockHolder is what a lock file says of its holder.
 func (d *Dir) lockHolder(ctx context.Context, dir, name string) string {
 	f, size, err := d.b.open(ctx, path.Join(dir, name))
 	if err != nil {
 		return "a process gone since"
 	}
 	defer f.Close()
-	b := make([]byte, min(size, 256))
+	b := make([]byte, min(size, 512))
 	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
 		return "an unreadable holder"
 	}
@@ -129,7 +134,7 @@ func (l *Lease) write(ctx context.Context, exclusive bool) error {
 	host, _ := os.Hostname()
 	now := time.Now()
 	st, err := l.d.b.stage(ctx, l.dir, func(w io.Writer) error {
-		_, err := fmt.Fprintf(w, "host %s, pid %d, at %s\n", host, os.Getpid(), now.UTC().Format(time.RFC3339))
+		_, err := fmt.Fprintf(w, "host %s, pid %d, at %s\n%s\n", host, os.Getpid(), now.UTC().Format(time.RFC3339), self())
 		return err
 	})
 	if err != nil {

@@ -1,10 +1,14 @@
 package offline_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +84,54 @@ func TestLockHoldLost(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the held context did not end once the lock was lost")
+	}
+}
+
+// A lock whose holder was killed is taken at once by a process on the same
+// machine, not once its time to live passes; while its holder runs, it is
+// refused, naming the holder.
+func TestLockHolderGone(t *testing.T) {
+	if root := os.Getenv("QUIVER_TEST_LOCK_ROOT"); root != "" {
+		// The holder: it takes the lock, says so, and waits to be killed.
+		if _, err := mustDir(t, root).Lock(context.Background(), "_replay", "starting", time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("locked")
+		time.Sleep(time.Minute)
+		return
+	}
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc here: a dead holder's lock is taken once its time to live passes (TestLockHoldLost)")
+	}
+	d := diskStore(t)
+	ctx := context.Background()
+	holder := exec.Command(os.Args[0], "-test.run=^TestLockHolderGone$")
+	holder.Env = append(os.Environ(), "QUIVER_TEST_LOCK_ROOT="+d.root)
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "locked\n" {
+		t.Fatalf("the holder said %q (%v)", line, err)
+	}
+	_, err = d.Lock(ctx, "_replay", "starting", time.Hour)
+	if !errors.Is(err, offline.ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d,", holder.Process.Pid)) {
+		t.Fatalf("the lock while its holder runs: %v, want ErrLocked naming pid %d", err, holder.Process.Pid)
+	}
+	if err := holder.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = holder.Wait()
+	l, err := d.Lock(ctx, "_replay", "starting", time.Hour)
+	if err != nil {
+		t.Fatalf("the lock once its holder was killed: %v", err)
+	}
+	l.Release()
+	if left := d.files(t, "_replay"); len(left) != 0 {
+		t.Errorf("files left: %v", left)
 	}
 }
