@@ -16,7 +16,8 @@
 // source aggregates, to <prefix>.repartition.<entity>, keyed by the
 // entity's join keys, so that each entity has exactly one owner; an entity
 // whose key the event lacks does not get it, and its views count it as
-// refused. Re-keyed events carry the
+// refused (quiver_ingest_events_refused_total, reason missing_entity_key)
+// and warn of it. Re-keyed events carry the
 // decoded event (features.Source.AppendEvent), not the JSON, so that each
 // event is parsed once.
 //

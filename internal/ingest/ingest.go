@@ -216,14 +216,36 @@ type viewRoute struct {
 	engine      *features.Engine
 	source      *features.Source
 	applied     prometheus.Counter // quiver_ingest_events_applied_total of this view
-	refused     prometheus.Counter
-	warn        rate.Sometimes // the "event not applied" warning, at most every 10 s
-	unlogged    atomic.Int64   // refused events since the last warning
+	noKey       refusal            // events whose entity's join key is null (stage one)
+	failed      refusal            // events the engine could not apply (stage two)
 	stateWrites prometheus.Counter
 	expired     prometheus.Counter
 	changelog   string
 	redisKey    string // prefix of its Redis keys: <prefix>:<view>:v<version>:
 	log         *offline.FeatureLog
+}
+
+// A refusal counts the valid events a view could not apply for one reason,
+// and warns of them: at most every 10 s, since a null that fails a filter
+// or a join key a producer leaves out may be in every event.
+type refusal struct {
+	count    prometheus.Counter
+	warn     rate.Sometimes
+	unlogged atomic.Int64 // refused since the last warning
+}
+
+func newRefusal(c *prometheus.CounterVec, view, reason string) refusal {
+	return refusal{count: c.WithLabelValues(view, reason), warn: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
+}
+
+// add counts an event, and warns with args (what the event was) and the
+// events refused since the last warning.
+func (r *refusal) add(log *slog.Logger, args ...any) {
+	r.count.Inc()
+	r.unlogged.Add(1)
+	r.warn.Do(func() {
+		log.Warn("event not applied", append(args, "refused_since_last_warning", r.unlogged.Swap(0))...)
+	})
 }
 
 type cached struct {
@@ -371,8 +393,8 @@ func (in *Ingester) route() error {
 			engine:      eng,
 			source:      src,
 			applied:     in.metrics.applied.WithLabelValues(v.Ref()),
-			refused:     in.metrics.refused.WithLabelValues(v.Ref()),
-			warn:        rate.Sometimes{First: 1, Interval: 10 * time.Second},
+			noKey:       newRefusal(in.metrics.refused, v.Ref(), ReasonMissingKey),
+			failed:      newRefusal(in.metrics.refused, v.Ref(), refusedApply),
 			stateWrites: in.metrics.stateWrites.WithLabelValues(v.Ref()),
 			expired:     in.metrics.expired.WithLabelValues(v.Ref()),
 			changelog:   online.ChangelogTopic(in.cfg.TopicPrefix, online.TableOf(v)),
@@ -858,7 +880,8 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 			if keys[i] == nil {
 				// Another entity's views take the event; this one's cannot.
 				for _, v := range er.views[sr.src.Name] {
-					v.refused.Inc()
+					v.noKey.add(in.log, "view", v.engine.View().Ref(), "reason", ReasonMissingKey, "topic", r.Topic,
+						"partition", r.Partition, "offset", r.Offset, "err", sr.nullKeyError(er))
 				}
 				continue
 			}
@@ -884,6 +907,11 @@ func (in *Ingester) checkAndRekey(ctx context.Context, b *batch, sr *sourceRoute
 // refused by the others'.
 const ReasonMissingKey = "missing_entity_key"
 
+// refusedApply is the reason quiver_ingest_events_refused_total gives for
+// an event the engine could not apply: its filter failed (on a null field,
+// say) or a number it sums is out of range.
+const refusedApply = "apply_error"
+
 // ReasonFuture is the DLQ reason of an event whose time is further ahead
 // of its record's timestamp than Config.MaxFutureSkew allows.
 const ReasonFuture = "future_event_time"
@@ -900,6 +928,16 @@ const ReasonTooLarge = "record_too_large"
 const maxForward = 900_000
 
 // nullKeysError names the join keys of which an event lacks one per entity.
+// nullKeyError is why an event with a null join key of er cannot go to
+// its views.
+func (sr *sourceRoute) nullKeyError(er *entityRoute) error {
+	var names []string
+	for _, f := range er.keyFields[sr.src.Name] {
+		names = append(names, sr.src.Schema[f].Name)
+	}
+	return fmt.Errorf("a join key of the view's entity is null (join keys %s)", strings.Join(names, ", "))
+}
+
 func (sr *sourceRoute) nullKeysError() error {
 	var names []string
 	for _, er := range sr.entities {
@@ -1007,14 +1045,8 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 			}
 			applied, err := v.engine.Apply(c.state, &ev)
 			if err != nil {
-				v.refused.Inc()
-				v.unlogged.Add(1)
-				// A null that fails a filter may be in every event: one
-				// warning every 10 s, with the count since the last.
-				v.warn.Do(func() {
-					in.log.Warn("event not applied", "view", v.engine.View().Ref(), "topic", string(headerBytes(r, hTopic)),
-						"partition", ev.Partition, "offset", ev.Offset, "err", err, "refused_since_last_warning", v.unlogged.Swap(0))
-				})
+				v.failed.add(in.log, "view", v.engine.View().Ref(), "reason", refusedApply, "topic", string(headerBytes(r, hTopic)),
+					"partition", ev.Partition, "offset", ev.Offset, "err", err)
 			}
 			if !applied {
 				continue // filtered out: a replay filters it out again

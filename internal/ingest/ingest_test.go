@@ -130,14 +130,19 @@ func TestIngestConsuming(t *testing.T) {
 }
 
 // TestRefusedWarnings: events that every view refuses (a null amount fails
-// the fraud views' filter) are each counted, and warned about once per
-// view, not once per event.
+// the fraud views' filter) and events that one view refuses (a null
+// merchant_id: the user's views take them) are each counted, by reason, and
+// warned about once per view and reason, not once per event.
 func TestRefusedWarnings(t *testing.T) {
 	brokers := cluster(t)
 	var txns []ingesttest.Txn
-	for i := range 300 {
+	for i := range 400 {
 		at := ingesttest.Start.Add(time.Duration(i) * time.Second).Format(time.RFC3339)
-		txns = append(txns, ingesttest.Txn{Key: "u1", Value: fmt.Sprintf(`{"txn_id":"t%d","user_id":"u1","merchant_id":"m1","amount":null,"ts":%q}`, i, at), Valid: true})
+		amount, merchant := "null", `"m1"`
+		if i >= 300 {
+			amount, merchant = "5.0", "null"
+		}
+		txns = append(txns, ingesttest.Txn{Key: "u1", Value: fmt.Sprintf(`{"txn_id":"t%d","user_id":"u1","merchant_id":%s,"amount":%s,"ts":%q}`, i, merchant, amount, at), Valid: true})
 	}
 	ingesttest.Produce(t, brokers, "transactions", txns)
 	var logs bytes.Buffer
@@ -150,19 +155,36 @@ func TestRefusedWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refused := map[string]float64{}
+	refused, applied := map[string]float64{}, map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetName() == "quiver_ingest_events_refused_total" {
-			for _, m := range mf.GetMetric() {
-				refused[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			switch mf.GetName() {
+			case "quiver_ingest_events_refused_total":
+				refused[strings.Join(labels, " ")] = m.GetCounter().GetValue()
+			case "quiver_ingest_events_applied_total":
+				applied[strings.Join(labels, " ")] = m.GetCounter().GetValue()
 			}
 		}
 	}
-	if want := map[string]float64{"user_txn@1": 300, "merchant_txn@1": 300}; !maps.Equal(refused, want) {
+	want := map[string]float64{
+		"apply_error user_txn@1": 300, "apply_error merchant_txn@1": 300,
+		"missing_entity_key user_txn@1": 0, "missing_entity_key merchant_txn@1": 100,
+	}
+	if !maps.Equal(refused, want) {
 		t.Errorf("quiver_ingest_events_refused_total %v, want %v", refused, want)
 	}
-	if n := strings.Count(logs.String(), "event not applied"); n != 2 {
-		t.Errorf("%d warnings of events not applied, want one per view:\n%s", n, logs.String())
+	if want := map[string]float64{"user_txn@1": 100, "merchant_txn@1": 0}; !maps.Equal(applied, want) {
+		t.Errorf("quiver_ingest_events_applied_total %v, want %v", applied, want)
+	}
+	if n := strings.Count(logs.String(), "event not applied"); n != 3 {
+		t.Errorf("%d warnings of events not applied, want one per view and reason:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "view=merchant_txn@1 reason=missing_entity_key topic=transactions") {
+		t.Errorf("no warning names the view and reason of a null join key:\n%s", logs.String())
 	}
 }
 

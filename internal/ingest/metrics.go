@@ -9,7 +9,7 @@ import (
 type metrics struct {
 	consumed    *prometheus.CounterVec // by stage
 	applied     *prometheus.CounterVec // by view
-	refused     *prometheus.CounterVec // by view
+	refused     *prometheus.CounterVec // by view and reason
 	dlq         *prometheus.CounterVec // by reason
 	stateWrites *prometheus.CounterVec // by view
 	expired     *prometheus.CounterVec // by view
@@ -29,8 +29,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "quiver_ingest_events_applied_total", Help: "Events applied to feature state, by view version.",
 		}, []string{"view"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "quiver_ingest_events_refused_total", Help: "Valid events a view could not apply: its entity's join key was null (another entity's views took the event), its filter failed (a null field, say) or a summed number was out of range, by view version.",
-		}, []string{"view"}),
+			Name: "quiver_ingest_events_refused_total", Help: "Valid events a view could not apply, by view version and reason: missing_entity_key, its entity's join key was null (another entity's views took the event); apply_error, its filter failed (a null field, say) or a summed number was out of range.",
+		}, []string{"view", "reason"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_dlq_records_total", Help: "Records sent to the dead-letter queue, by reason.",
 		}, []string{"reason"}),
