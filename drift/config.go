@@ -10,7 +10,9 @@ import (
 
 // Config is how a model version is watched: model.yaml's drift section.
 // Zero fields take the defaults each field's doc gives; Cooldown, whose 0
-// means none, takes its default when nil.
+// means none, takes its default when nil. A model.yaml that writes 0 for
+// window, slide, min_samples or consecutive, or for both thresholds, is
+// refused rather than given the default.
 type Config struct {
 	// Disabled turns the detectors off for the version.
 	Disabled bool `yaml:"disabled"`

@@ -19,6 +19,7 @@ func detector(f *yamlFile, spec Spec, dir string, svc *features.Service) (*drift
 	for _, p := range spec.Drift.Check() {
 		problems = append(problems, fmt.Sprintf("%s: %s", f.at("drift", p.Field), p.Message))
 	}
+	problems = append(problems, zeros(f, spec.Drift)...)
 	if len(problems) > 0 || spec.Profile == "" || spec.Drift.Disabled {
 		return nil, problems
 	}
@@ -31,6 +32,30 @@ func detector(f *yamlFile, spec Spec, dir string, svc *features.Service) (*drift
 		return nil, []string{fmt.Sprintf("%s: %v", f.at("drift"), err)}
 	}
 	return d, nil
+}
+
+// zeros returns the problems of drift fields written as 0, which Check
+// cannot tell from fields left out for their defaults: a window of any
+// size scored (min_samples), a breach of no windows (consecutive), and
+// no threshold, so that nothing could drift (psi and js).
+func zeros(f *yamlFile, c drift.Config) []string {
+	var problems []string
+	for _, z := range []struct {
+		key  string
+		zero bool
+	}{{"min_samples", c.MinSamples == 0}, {"consecutive", c.Consecutive == 0}} {
+		if z.zero && f.has("drift", z.key) {
+			problems = append(problems, fmt.Sprintf("%s: 0: want at least 1 (leave it out for the default)", f.at("drift", z.key)))
+		}
+	}
+	if c.PSI == 0 && c.JS == 0 && (f.has("drift", "psi") || f.has("drift", "js")) {
+		key := "psi"
+		if !f.has("drift", key) {
+			key = "js"
+		}
+		problems = append(problems, fmt.Sprintf("%s: no threshold above 0, so no feature could drift: set psi or js above 0 (or disabled: true)", f.at("drift", key)))
+	}
+	return problems
 }
 
 // LoadDetector returns the drift detector of version version of model name
