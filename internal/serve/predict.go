@@ -24,13 +24,17 @@ import (
 // each entity, read and evaluated as a lookup is, with its on-demand
 // features from the request context, through the model version's batcher.
 func (s *Server) predict(c echo.Context) error {
+	// A model that is not there is a 404, whatever the body.
+	if s.models == nil {
+		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
+	}
+	if _, err := s.models.Version(c.Param("name"), 0); err != nil {
+		return routeError(err)
+	}
 	req, bp, err := s.readRequest(c, true)
 	defer s.buffers.Put(bp)
 	if err != nil {
 		return err
-	}
-	if s.models == nil {
-		return &apiError{code: http.StatusNotFound, msg: "no models: serve runs without --models"}
 	}
 	// The first entity picks the version: a canary is sticky per entity,
 	// the entity of the production version's first feature (the user of

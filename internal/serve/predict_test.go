@@ -155,6 +155,35 @@ func TestPredictDynamicInput(t *testing.T) {
 	}
 }
 
+// TestPredictBadInput: a prediction's body is checked as a lookup's, but
+// a model that is not there is a 404 whatever the body.
+func TestPredictBadInput(t *testing.T) {
+	srv, _, _ := modelServer(t, "request.x")
+	for _, c := range []struct {
+		name, path, body string
+		code             int
+		want             string
+	}{
+		{"unknown model", "/v1/models/nope/predict", `{"entities": {"user_id": ["u1"]}, "request_context": {"x": 1}}`, 404, `unknown model "nope"`},
+		{"unknown model, malformed body", "/v1/models/nope/predict", `{"entities": {`, 404, `unknown model "nope"`},
+		{"malformed body", "/v1/models/mlp/predict", `{"entities": {`, 400, "request body is not valid JSON"},
+		{"no entities", "/v1/models/mlp/predict", `{"request_context": {"x": 1}}`, 400, "entities is missing"},
+		{"missing request context", "/v1/models/mlp/predict", `{"entities": {"user_id": ["u1"]}}`, 400, "request_context.x is missing"},
+		{"too many values", "/v1/models/mlp/predict", `{"entities": {"user_id": ["u1"]}, "request_context": {"x": [` + strings.Repeat("0,", 600_000) + `0]}}`, 413,
+			"request body holds more than 100000 JSON values"},
+	} {
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, c.path, strings.NewReader(c.body)))
+		var r struct {
+			Error string `json:"error"`
+			Code  int    `json:"code"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil || w.Code != c.code || r.Code != c.code || !strings.Contains(r.Error, c.want) {
+			t.Errorf("%s: %d %s, want %d with an error containing %q", c.name, w.Code, w.Body, c.code, c.want)
+		}
+	}
+}
+
 // TestPredictNonFinite: the v2 metadata lists versions in order, and a
 // model output JSON has no number for (NaN, from an entity serve does not
 // know, or an infinity) is null, in /v1/models/{name}/predict and in

@@ -539,8 +539,7 @@ func TestBadInput(t *testing.T) {
 		// 1.2 MB: decoded, it would take about 100 MB.
 		{"too many values", "POST", "/get-online-features", `{"features": ["user_txn@1:txn_count_1h"], "entities": {"user_id": ["u1"]}, "request_context": {"x": [` + strings.Repeat("0,", 600_000) + `0]}}`, 413,
 			"request body holds more than 100000 JSON values"},
-		{"too many values, a prediction", "POST", "/v1/models/fraud/predict", `{"entities": {"user_id": ["u1"]}, "request_context": {"x": [` + strings.Repeat("0,", 600_000) + `0]}}`, 413,
-			"request body holds more than 100000 JSON values"},
+		{"a prediction without models", "POST", "/v1/models/fraud/predict", `{"entities": {`, 404, "no models: serve runs without --models"},
 		{"missing request context", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}}`, 400, "request_context.amount is missing"},
 		{"request context of the wrong length", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": [1, 2]}}`, 400, "request_context.amount has 2 values for 1 entities"},
 		{"request context of the wrong type", "POST", "/get-online-features", `{"feature_service": "risk", "entities": {"user_id": ["u1"], "card_id": [11], "merchant_id": ["m1"]}, "request_context": {"amount": "12"}}`, 400,
