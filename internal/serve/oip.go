@@ -252,7 +252,7 @@ func (s *Server) oipInfer(c echo.Context) error {
 	if id == "" {
 		id = ksuid.New().String()
 	}
-	s.cfg.Predictions.add(v, id, false, data, out, rows)
+	s.predicted(v, id, false, data, out, rows)
 	return c.JSON(http.StatusOK, oipInferResponse{ModelName: v.Model, ModelVersion: strconv.Itoa(v.Version), ID: id,
 		Outputs: []oipOutput{{Name: oipOutputName, Shape: []int{rows, v.NumOutputs()}, Datatype: "FP32", Data: drift.Numbers(out)}}})
 }

@@ -83,7 +83,7 @@ func (s *Server) predict(c echo.Context) error {
 		return err
 	}
 	reqID := ksuid.New().String()
-	s.cfg.Predictions.add(v, reqID, false, in, out, req.rows)
+	s.predicted(v, reqID, false, in, out, req.rows)
 	if shadow != nil {
 		s.shadows.Go(func() { s.predictShadow(shadow, reqID, req, pl, in) })
 	}
@@ -195,7 +195,13 @@ func (s *Server) predictShadow(shadow *model.Version, reqID string, req *request
 		s.cfg.Logger.Debug("shadow prediction failed", "model", shadow.Model, "version", shadow.Version, "err", err)
 		return
 	}
-	s.cfg.Predictions.add(shadow, reqID, true, in, out, req.rows)
+	s.predicted(shadow, reqID, true, in, out, req.rows)
+}
+
+// predicted logs the rows a version predicted, and counts them.
+func (s *Server) predicted(v *model.Version, reqID string, shadow bool, in, out []float32, rows int) {
+	s.cfg.Predictions.add(v, reqID, shadow, in, out, rows)
+	s.metrics.predicted(v, out, rows)
 }
 
 // routeError is the answer to a model the repository cannot route to.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -76,7 +77,8 @@ feature_services:
 	}
 	tb.Cleanup(func() { models.Close() })
 	store, _ := startPebble(tb, online.TableOf(defs.View("user_txn", 1)), nil)
-	srv, err := serve.New(serve.Config{Definitions: defs, Store: store, Models: models})
+	reg := prometheus.NewRegistry()
+	srv, err := serve.New(serve.Config{Definitions: defs, Store: store, Models: models, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -230,6 +232,33 @@ func TestPredictNonFinite(t *testing.T) {
 	if len(infer.Outputs) != 1 || len(infer.Outputs[0].Data) != 1 || infer.Outputs[0].Data[0] != nil {
 		t.Errorf("outputs %+v, want one null", infer.Outputs)
 	}
+	post("/v2/models/mlp/infer", `{"inputs": [{"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}]}`, &infer)
+	// Both null predictions are counted, and the two numbers.
+	resp, err = http.Get(ts.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`quiver_serve_predictions_total{model="mlp",output="null",version="1"} 2`,
+		`quiver_serve_predictions_total{model="mlp",output="number",version="1"} 2`,
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, grepLines(string(metrics), "quiver_serve_predictions_total"))
+		}
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var lines []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 // TestPredictEmptyWindows: a model is given an entity without state as a
