@@ -14,7 +14,7 @@ var (
 	ErrUnknownFeature = errors.New("features: unknown feature")
 	// ErrVersionNotBumped is returned by Registry.Register when a registered
 	// view's definition changed but its version did not.
-	ErrVersionNotBumped = errors.New("features: definition changed without a version bump")
+	ErrVersionNotBumped = errors.New("definition changed without a version bump")
 	// ErrCorruptState is returned when an encoded state cannot be decoded.
 	ErrCorruptState = errors.New("features: corrupt state")
 	// ErrStateMismatch is returned when an encoded state was written by a

@@ -84,11 +84,16 @@ func diffCanonical(a, b map[string]string) []string {
 	for _, k := range keys {
 		va, inA := a[k]
 		vb, inB := b[k]
+		// A field of the schema is in the content while the view reads it.
+		added, removed := "added", "removed"
+		if strings.HasPrefix(k, "source.schema.") {
+			added, removed = "now read", "no longer read"
+		}
 		switch {
 		case !inA:
-			out = append(out, fmt.Sprintf("%s added (%s)", k, vb))
+			out = append(out, fmt.Sprintf("%s %s (%s)", k, added, vb))
 		case !inB:
-			out = append(out, fmt.Sprintf("%s removed (was %s)", k, va))
+			out = append(out, fmt.Sprintf("%s %s (was %s)", k, removed, va))
 		case va != vb:
 			out = append(out, fmt.Sprintf("%s: %s → %s", k, va, vb))
 		}

@@ -64,10 +64,17 @@ func TestRegistry(t *testing.T) {
 	if !errors.Is(err, features.ErrVersionNotBumped) {
 		t.Fatalf("changed without a bump: %v, want ErrVersionNotBumped", err)
 	}
-	for _, want := range []string{"defs.yaml:12:14: feature_views[0].version: ", "view v@1", "feature.n_1h.window: 1h → 2h", "filter: e.amount > 0.0 → e.amount > 5.0", "define it as version 2"} {
+	for _, want := range []string{"defs.yaml:12:14: feature_views[0].version: definition changed without a version bump: view v@1: ",
+		"feature.n_1h.window: 1h → 2h", "filter: e.amount > 0.0 → e.amount > 5.0", "define it as version 2"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+	// A field of the schema the view stops reading is still in the schema.
+	moved := parse(t, strings.Replace(strings.Replace(fpBase, "event_time: ts", "event_time: seen", 1), "ts: timestamp}", "ts: timestamp, seen: timestamp}", 1))
+	err = newRegistry(t, dir).Register(ctx, moved)
+	if want := "view v@1: source.event_time: ts → seen; source.schema.seen now read (timestamp); source.schema.ts no longer read (was timestamp); define it"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("event time moved to another field: %v, want an error saying %q", err, want)
 	}
 
 	// The same change as version 2, beside version 1, is accepted.
