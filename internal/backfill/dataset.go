@@ -3,10 +3,12 @@ package backfill
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -26,6 +28,7 @@ import (
 	"github.com/quiver-ml/quiver/features"
 	"github.com/quiver-ml/quiver/internal/eventlog"
 	"github.com/quiver-ml/quiver/internal/regularfile"
+	"github.com/quiver-ml/quiver/internal/replay"
 	"github.com/quiver-ml/quiver/store/offline"
 	"github.com/quiver-ml/quiver/store/online"
 )
@@ -67,6 +70,10 @@ type DatasetConfig struct {
 	// fewer than rowGroupRows, as merging the parts holds one of each. A
 	// part has no profile: Merge profiles the parts together.
 	partRows int
+	// marks is, for a part, the event log as it was when its run began: by
+	// source, the last offset of each partition (replay.LogMarks). The part
+	// reads no event past them.
+	marks map[string]map[int32]int64
 }
 
 // Shard is one slice of a spine: Index of Count, from 0.
@@ -526,7 +533,9 @@ const maxParts = 256
 // Each part holds its share of the rows and reads the whole event log. The
 // parts are written beside cfg.Out, hidden and named after the run
 // (runID), and removed once merged: a run killed part way goes on, when
-// run again, from the parts it wrote.
+// run again, from the parts it wrote. Every part reads the log as it was
+// when the run began (runMarks): events written since, by an ingest beside
+// it, would have a later part count what an earlier one did not.
 func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, began time.Time) (Summary, error) {
 	run, err := runID(cfg, p)
 	if err != nil {
@@ -545,13 +554,18 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 	dir := filepath.Dir(cfg.Out)
 	cfg.Logger.Info("the spine's rows and their features take more than half of --memory-limit: the dataset is built in parts, each reading the event log",
 		"parts", n, "memory_limit_mib", cfg.MemoryLimit>>20)
+	marksPath := filepath.Join(dir, partPrefix(cfg.Out)+this+"marks.json")
+	marks, err := runMarks(ctx, cfg, p, marksPath)
+	if err != nil {
+		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	}
 	sum := Summary{Parts: n}
 	paths := make([]string, n)
 	for j := range n {
 		part := cfg
 		part.Shard = Shard{Index: whole.Index + whole.Count*j, Count: whole.Count * n}
 		part.Out = filepath.Join(dir, partPrefix(cfg.Out)+this+strconv.Itoa(part.Shard.Index)+".parquet")
-		part.partRows = partRows
+		part.partRows, part.marks = partRows, marks
 		paths[j] = part.Out
 		if _, err := os.Stat(part.Out); err == nil {
 			cfg.Logger.Info("part built by an earlier run, kept", "part", j+1, "of", n)
@@ -569,11 +583,51 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 	if sum.Rows, err = merge(cfg.Out, paths, cfg.Shard.Count > 0); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
-	for _, path := range paths {
+	for _, path := range append(paths, marksPath) {
 		os.Remove(path)
 	}
 	sum.Elapsed = time.Since(began)
 	return sum, nil
+}
+
+// runMarks returns the marks of the event log of each source p reads
+// (DatasetConfig.marks) that a run in parts reads to: those an earlier,
+// killed run wrote to path, or else the log's now, written there first.
+func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string) (map[string]map[int32]int64, error) {
+	var marks map[string]map[int32]int64
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &marks); err != nil {
+			return nil, fmt.Errorf("the event log's marks an earlier run left: %s: %w", path, err)
+		}
+		return marks, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	marks = map[string]map[int32]int64{}
+	for source := range p.sources {
+		m, err := replay.LogMarks(ctx, cfg.Offline, cfg.Definitions.Source(source))
+		if err != nil {
+			return nil, err
+		}
+		marks[source] = m
+	}
+	b, err := json.Marshal(marks)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(b)
+	if err = errors.Join(err, f.Close()); err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return marks, nil
 }
 
 // partPrefix begins the names of the parts of the dataset out (inParts):
@@ -759,6 +813,10 @@ func (b *builder) readLog(ctx context.Context, source string, workers int, keys 
 	}
 	fields = slices.Compact(slices.Sorted(slices.Values(fields)))
 	routers := make([]router, workers)
+	for i := range routers {
+		routers[i].marks = b.cfg.marks[source]
+		routers[i].marked = b.cfg.marks != nil
+	}
 	var events atomic.Int64
 	err := eventlog.EachParallel(ctx, b.cfg.Offline, src, fields, workers, func(wi int, lb *eventlog.Batch) error {
 		r := &routers[wi]
@@ -784,6 +842,10 @@ type router struct {
 	ev    spillEvent
 	key   []byte
 	vals  []features.Value
+	// marks, when marked, are the last offset of each partition routed
+	// (DatasetConfig.marks).
+	marks  map[int32]int64
+	marked bool
 }
 
 // noNumber marks a string not yet numbered in router.nums.
@@ -812,6 +874,11 @@ func (r *router) route(lb *eventlog.Batch, es *entitySource, si int, keys map[st
 	for i, w := range to {
 		if w == nil || lb.Time(i) > w.until {
 			continue // no spine row of this entity, or none after it
+		}
+		if r.marked {
+			if m, ok := r.marks[lb.Partition(i)]; !ok || lb.Offset(i) > m {
+				continue // written after the run began
+			}
 		}
 		ev.time, ev.partition, ev.offset = lb.Time(i), lb.Partition(i), lb.Offset(i)
 		for j, c := range cols {
@@ -1112,7 +1179,8 @@ func runID(cfg DatasetConfig, p *plan) (string, error) {
 		return "", fmt.Errorf("read %s: %w", cfg.Spine, err)
 	}
 	// no-events: what an entity without events has; shards of older
-	// builds, which gave nulls, are of another run.
-	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s\x00no-events=empty-window", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
+	// builds, which gave nulls, are of another run. parts: a part reads
+	// the log to its run's marks.
+	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s\x00no-events=empty-window\x00parts=to-marks", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
 	return strconv.FormatUint(d.Sum64(), 16), nil
 }

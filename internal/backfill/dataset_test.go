@@ -87,7 +87,16 @@ func writeEvents(t *testing.T, rng *rand.Rand, defs *features.Definitions, dir *
 	cols := offline.EventColumns(src)
 	var out []testEvent
 	batches := map[int32]*offline.Batch{}
-	offsets := map[int32]int64{}
+	offsets := map[int32]int64{} // after those of the log's earlier events
+	marks, err := dir.Marks(context.Background(), "events/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(2) {
+		if m, ok := marks[fmt.Sprintf("events/%d", p)]; ok {
+			offsets[p] = m + 1
+		}
+	}
 	at := start
 	for i := range n {
 		at = at.Add(time.Duration(rng.IntN(90)) * time.Second)
@@ -510,7 +519,9 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 // TestParts: a spine whose rows and features take more than half of
 // --memory-limit is built in parts, one after another, into the file the
 // dataset built at once is; a run killed part way keeps the parts it
-// built, and the next run goes on from them and leaves none behind.
+// built, and the next run goes on from them, reading the event log as the
+// killed run did (events written since are not counted), and leaves none
+// behind.
 func TestParts(t *testing.T) {
 	defs, off, dir, spine, _ := smallRun(t, 11)
 	refs := allFeatures(defs)
@@ -536,8 +547,18 @@ func TestParts(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("killed run: %v, want %v; log:\n%s", err, context.Canceled, log.String())
 	}
-	if left := partFiles(t, out); len(left) != 1 { // a part has no profile
-		t.Fatalf("a run killed in its second part left %v, want the first part alone", left)
+	if left := partFiles(t, out); len(left) != 2 || !strings.HasSuffix(left[0], "-0.parquet") || !strings.HasSuffix(left[1], "-marks.json") { // a part has no profile
+		t.Fatalf("a run killed in its second part left %v, want the event log's marks and the first part", left)
+	}
+	// An ingest beside it writes more events, which a run from the start
+	// would count.
+	writeEvents(t, rand.New(rand.NewPCG(12, 13)), defs, off, time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC), 300)
+	later := filepath.Join(dir, "later.parquet")
+	if _, err := build(context.Background(), later, 0, slog.DiscardHandler); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(readAll(t, whole), readAll(t, later)) {
+		t.Fatal("the events written later changed no value: the test shows nothing")
 	}
 	log.Reset()
 	sum, err := build(context.Background(), out, limit, slog.NewTextHandler(&log, nil))
