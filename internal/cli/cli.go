@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -186,7 +187,9 @@ func Usage(fs *flag.FlagSet, summary string) func() {
 }
 
 // Exit ends the program: status 0 for no error or a request for help (the
-// usage is already printed), else the error and status 1. The error is
+// usage is already printed), else the error and status 1; or, for a job
+// that a signal caught by SignalContext stopped part way (its error is its
+// context's), that it was stopped, and 128 plus the signal's number. The error is
 // logged as one JSON record once the binary logs JSON (Common.Open makes
 // its logger the default), so that log pipelines keep the reason a process
 // stopped; before that, and for text, it is printed as is.
@@ -194,13 +197,22 @@ func Exit(err error) {
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
+	// A job a signal stopped part way fails with its context's error,
+	// which does not say so; it exits as shells report a signal's.
+	code := 1
+	if s, ok := signalled.Load().(syscall.Signal); ok && errors.Is(err, context.Canceled) {
+		err, code = fmt.Errorf("stopped by %s before it finished", s), 128+int(s)
+	}
 	if _, ok := slog.Default().Handler().(*slog.JSONHandler); ok {
 		slog.Error("stopped", "err", err.Error())
 	} else {
 		fmt.Fprintln(os.Stderr, "error:", err)
 	}
-	os.Exit(1)
+	os.Exit(code)
 }
+
+// signalled is the signal SignalContext caught, if any.
+var signalled atomic.Value
 
 // SignalContext returns a context that ends at the first SIGINT or SIGTERM,
 // for a clean stop, logged: a job's error after it (a context canceled)
@@ -213,6 +225,7 @@ func SignalContext() (context.Context, context.CancelFunc) {
 	go func() {
 		select {
 		case s := <-sig:
+			signalled.Store(s)
 			slog.Info("stopping on a signal", "signal", s.String())
 		case <-ctx.Done():
 		}

@@ -56,6 +56,12 @@ func TestMain(m *testing.M) {
 			err = errors.New("parsed")
 		}
 		cli.Exit(err)
+	case "interrupted": // a job that fails with its context's error once stopped
+		ctx, stop := cli.SignalContext()
+		defer stop()
+		fmt.Println("ready")
+		<-ctx.Done()
+		cli.Exit(fmt.Errorf("backfill dataset: %w", ctx.Err()))
 	case "json-exit":
 		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 		cli.Exit(errors.New("definitions: 2 problem(s):\na.yaml:1:1: one\na.yaml:2:1: two"))
@@ -112,6 +118,35 @@ func TestSecondSignal(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("still running 10s after the second signal")
+	}
+}
+
+// TestExitInterrupted: a job stopped part way by a signal says so, not
+// "context canceled", and exits as a shell reports the signal's (130 for
+// SIGINT).
+func TestExitInterrupted(t *testing.T) {
+	cmd := helper(t, "interrupted")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		cmd.Process.Kill()
+		t.Fatalf("helper printed %q (%v), want ready", line, err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Errorf("exit: %v, want status 130", err)
+	}
+	if want := "error: stopped by interrupt before it finished\n"; !strings.HasSuffix(stderr.String(), want) {
+		t.Errorf("stderr %q, want it to end with %q", stderr.String(), want)
 	}
 }
 
