@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/dustin/go-humanize"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/quiver-ml/quiver/drift"
@@ -402,7 +403,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	share := max(1, cfg.MemoryLimit/2)
 	if held := spineHeld(int64(sp.len()), len(sp.cols)+len(p.outputs), sp.table.text()); held > share+share/4 {
 		cfg.Logger.Warn("this run's spine rows and their features take more than half of --memory-limit: raise it",
-			"rows", sp.len(), "columns", len(sp.cols)+len(p.outputs), "about_mib", held>>20, "memory_limit_mib", cfg.MemoryLimit>>20)
+			"rows", sp.len(), "columns", len(sp.cols)+len(p.outputs), "about", humanize.IBytes(uint64(held)), "memory_limit", humanize.IBytes(uint64(cfg.MemoryLimit)))
 	}
 	// The other half is events.
 	inMemory := 10 * logBytes * int64(runtime.GOMAXPROCS(0))
@@ -553,7 +554,7 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 	}
 	dir := filepath.Dir(cfg.Out)
 	cfg.Logger.Info("the spine's rows and their features take more than half of --memory-limit: the dataset is built in parts, each reading the event log",
-		"parts", n, "memory_limit_mib", cfg.MemoryLimit>>20)
+		"parts", n, "memory_limit", humanize.IBytes(uint64(cfg.MemoryLimit)))
 	marksPath := filepath.Join(dir, partPrefix(cfg.Out)+this+"marks.json")
 	marks, err := runMarks(ctx, cfg, p, marksPath)
 	if err != nil {
