@@ -322,6 +322,8 @@ func TestReplayChangelogPartitions(t *testing.T) {
 `
 	read := withSource(t, strings.ReplaceAll(clicksSource, "clicks", "page_views"), views)
 	fresh := newCluster(t)
+	data, off = newStore(t) // of a version ingest has not taken over
+	writeLog(t, off, []txn{{"u1", 10, time.Date(2026, 11, 20, 1, 0, 0, 0, time.UTC)}})
 	err := run([]string{"replay", "--definitions", read, "--data-dir", data, "--brokers", strings.Join(fresh, ","), "--view", "user_txn@1"})
 	if err == nil || !strings.Contains(err.Error(), "page_views") {
 		t.Errorf("replay while the topic of a source a view reads is missing: %v; want an error naming it", err)
@@ -406,8 +408,9 @@ func TestReplayFromFailedPartWay(t *testing.T) {
 
 // TestReplayRefusedOnceLive: once ingest has taken a version over (its
 // changelog exists and the replay's marker is gone), a replay of it is
-// refused, and changes nothing; before that, it may run again, and
-// rewrites the version's feature log.
+// refused, and changes nothing, even under a mistyped --topic-prefix,
+// which finds no changelog; before that, it may run again, and rewrites
+// the version's feature log.
 func TestReplayRefusedOnceLive(t *testing.T) {
 	brokers := newCluster(t)
 	data, off := newStore(t)
@@ -427,6 +430,13 @@ func TestReplayRefusedOnceLive(t *testing.T) {
 	err := run(args)
 	if !errors.Is(err, replay.ErrComputedLive) || !strings.Contains(err.Error(), "user_txn@1") {
 		t.Fatalf("a replay of the version ingest took over: %v, want ErrComputedLive naming it", err)
+	}
+	err = run(append(slices.Clone(args), "--topic-prefix", "qiver"))
+	if !errors.Is(err, replay.ErrComputedLive) || !strings.Contains(err.Error(), "its feature log features/user_txn/v1 has rows") {
+		t.Fatalf("a replay of the version ingest took over, under another topic prefix: %v, want ErrComputedLive naming its feature log", err)
+	}
+	if rows := featureLogUsers(t, off); len(rows) != 1 || rows["u1"] != 1 {
+		t.Errorf("feature log rows by user after the refused replays %v, want u1's one", rows)
 	}
 	defs, err := features.Load(fraudDefs)
 	if err != nil {

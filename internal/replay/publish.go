@@ -131,14 +131,24 @@ func Partitions(ctx context.Context, adm *kadm.Client, defs *features.Definition
 var ErrComputedLive = errors.New("ingest computes this version")
 
 // CheckNotLive returns an error matching ErrComputedLive when ingest has
-// taken the version over: its changelog exists and no replay marker does.
-// A replay then would publish states behind ingest's, without the events
-// ingest applied after the replay's marks, until ingest next restarts. A
-// version with a marker (pending, or of a replay ingest has not taken over
-// yet), or without a changelog, may be replayed.
+// taken the version over: no replay marker exists, and its changelog does,
+// or its feature log has rows (the offline store tells so whatever the
+// topic prefix: a mistyped one finds no changelog). A replay then would
+// publish states behind ingest's, without the events ingest applied after
+// the replay's marks, until ingest next restarts, and would rewrite the
+// feature log ingest writes. A version with a marker (pending, or of a
+// replay ingest has not taken over yet), or with neither, may be replayed.
 func CheckNotLive(ctx context.Context, adm *kadm.Client, off *offline.Dir, prefix string, v *features.View) error {
 	if _, ok, err := ReadMarker(ctx, off, v); err != nil || ok {
 		return err
+	}
+	files, err := off.LogFiles(ctx, offline.FeatureLogDir(v))
+	if err != nil {
+		return err
+	}
+	if len(files) > 0 {
+		return fmt.Errorf("%s: %w (its feature log %s has rows, with no replay marker): a replay would publish states behind ingest's and rewrite its feature log; define a new version and replay that",
+			v.Ref(), ErrComputedLive, offline.FeatureLogDir(v))
 	}
 	topic := online.ChangelogTopic(prefix, online.TableOf(v))
 	details, err := adm.ListTopics(ctx, topic)
