@@ -77,10 +77,13 @@ func run(args []string) error {
 	// Redis that never completes a handshake holds up listening no
 	// longer than this.
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if err := common.PingRedis(pingCtx, rdb); err != nil {
+	err = common.PingRedis(pingCtx, rdb)
+	cancel()
+	if errors.Is(err, cli.ErrNotRedis) {
+		return err
+	} else if err != nil {
 		log.Warn("redis does not answer yet: not ready until it does", "err", err)
 	}
-	cancel()
 
 	reg := cli.Registry()
 	var tables []online.Table

@@ -217,6 +217,10 @@ func (c *Common) Redis(cacheBytes int64) (redis.UniversalClient, error) {
 	return nil, fmt.Errorf("--online %q: want pebble or redis", c.Online) // Open said so first
 }
 
+// ErrNotRedis is PingRedis's error for a Redis Sentinel given as Redis: a
+// setting to correct, which waiting does not mend (Await returns it).
+var ErrNotRedis = errors.New("a Redis Sentinel, not Redis: name the master it watches with --redis-sentinel-master")
+
 // PingRedis checks that Redis answers rdb, a client of Redis; nil (pebble)
 // always does.
 func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error {
@@ -228,7 +232,7 @@ func (c *Common) PingRedis(ctx context.Context, rdb redis.UniversalClient) error
 		// A Sentinel answers PING too, and then refuses every read.
 		var info string
 		if info, err = rdb.Info(ctx, "server").Result(); err == nil && strings.Contains(info, "redis_mode:sentinel") {
-			err = errors.New("a Redis Sentinel, not Redis: name the master it watches with --redis-sentinel-master")
+			err = ErrNotRedis
 		}
 	}
 	switch {
@@ -285,7 +289,8 @@ func (c *Common) PingKafka(ctx context.Context) error {
 // start after this process (Kafka or Redis, under Kubernetes), and logs a
 // warning for its first failure and each failure unlike the one before (a
 // broker that comes up but refuses the credentials). If ctx ends first, it
-// returns ctx's error with check's last.
+// returns ctx's error with check's last. An error no wait mends
+// (ErrNotRedis) it returns at once.
 func Await(ctx context.Context, log *slog.Logger, what string, check func(context.Context) error) error {
 	logged := ""
 	for {
@@ -295,6 +300,9 @@ func Await(ctx context.Context, log *slog.Logger, what string, check func(contex
 				log.Info(what + " answers")
 			}
 			return nil
+		}
+		if errors.Is(err, ErrNotRedis) {
+			return err
 		}
 		if err.Error() != logged {
 			log.Warn("waiting for "+what, "err", err)

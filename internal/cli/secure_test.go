@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,7 +205,7 @@ func TestRedisSecurity(t *testing.T) {
 // TestRedisSentinel: with --redis-sentinel-master, --redis-addr names the
 // Sentinels, and the client writes to the master they name. An unknown
 // name, a Sentinel given as Redis and Redis given as a Sentinel fail at
-// the start, saying so.
+// the start, saying so; a Sentinel given as Redis is not waited for.
 func TestRedisSentinel(t *testing.T) {
 	sentinel, master, _ := ingesttest.StartRedisSentinel(t)
 	for _, c := range []struct {
@@ -216,6 +218,12 @@ func TestRedisSentinel(t *testing.T) {
 		{master.Addr, ingesttest.SentinelMaster, []string{"(--redis-addr is Redis itself, not its Sentinels)"}},
 	} {
 		rdb, err := pingRedis(t, nil, "--online", "redis", "--redis-addr", c.addr, "--redis-sentinel-master", c.master)
+		if c.addr == sentinel && c.master == "" {
+			waited := Await(context.Background(), slog.New(slog.DiscardHandler), "Redis", func(context.Context) error { return err })
+			if !errors.Is(waited, ErrNotRedis) {
+				t.Errorf("awaiting a Sentinel given as Redis: %v, want ErrNotRedis at once", waited)
+			}
+		}
 		if c.want != nil {
 			for _, want := range c.want {
 				if err == nil || !strings.Contains(err.Error(), want) {
