@@ -77,12 +77,13 @@ func helper(t *testing.T, mode string) *exec.Cmd {
 	return cmd
 }
 
-// TestSecondSignal: the first SIGTERM starts a clean stop; a second one
-// ends the process at once instead of waiting for it.
-func TestSecondSignal(t *testing.T) {
-	cmd := helper(t, "slow-stop")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+// startHelper starts the helper in mode, its output's lines to scan, its
+// standard error kept.
+func startHelper(t *testing.T, mode string) (*exec.Cmd, *bufio.Scanner, *strings.Builder) {
+	t.Helper()
+	cmd := helper(t, mode)
+	stderr := new(strings.Builder)
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +91,13 @@ func TestSecondSignal(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := bufio.NewScanner(out)
+	return cmd, bufio.NewScanner(out), stderr
+}
+
+// TestSecondSignal: the first SIGTERM starts a clean stop; a second one
+// ends the process at once instead of waiting for it.
+func TestSecondSignal(t *testing.T) {
+	cmd, lines, stderr := startHelper(t, "slow-stop")
 	expect := func(want string) {
 		t.Helper()
 		if !lines.Scan() || lines.Text() != want {
@@ -125,22 +132,13 @@ func TestSecondSignal(t *testing.T) {
 // "context canceled", and exits as a shell reports the signal's (130 for
 // SIGINT).
 func TestExitInterrupted(t *testing.T) {
-	cmd := helper(t, "interrupted")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+	cmd, lines, stderr := startHelper(t, "interrupted")
+	if !lines.Scan() || lines.Text() != "ready" {
 		cmd.Process.Kill()
-		t.Fatalf("helper printed %q (%v), want ready", line, err)
+		t.Fatalf("helper printed %q (%v), want ready", lines.Text(), lines.Err())
 	}
 	cmd.Process.Signal(syscall.SIGINT)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
 		t.Errorf("exit: %v, want status 130", err)
