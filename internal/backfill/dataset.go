@@ -816,7 +816,6 @@ func (b *builder) readLog(ctx context.Context, source string, workers int, keys 
 	routers := make([]router, workers)
 	for i := range routers {
 		routers[i].marks = b.cfg.marks[source]
-		routers[i].marked = b.cfg.marks != nil
 	}
 	var events atomic.Int64
 	err := eventlog.EachParallel(ctx, b.cfg.Offline, src, fields, workers, func(wi int, lb *eventlog.Batch) error {
@@ -843,10 +842,9 @@ type router struct {
 	ev    spillEvent
 	key   []byte
 	vals  []features.Value
-	// marks, when marked, are the last offset of each partition routed
-	// (DatasetConfig.marks).
-	marks  map[int32]int64
-	marked bool
+	// marks, of a part, are the last offset of each partition routed
+	// (DatasetConfig.marks); nil routes every event.
+	marks map[int32]int64
 }
 
 // noNumber marks a string not yet numbered in router.nums.
@@ -876,7 +874,7 @@ func (r *router) route(lb *eventlog.Batch, es *entitySource, si int, keys map[st
 		if w == nil || lb.Time(i) > w.until {
 			continue // no spine row of this entity, or none after it
 		}
-		if r.marked {
+		if r.marks != nil {
 			if m, ok := r.marks[lb.Partition(i)]; !ok || lb.Offset(i) > m {
 				continue // written after the run began
 			}

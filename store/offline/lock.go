@@ -29,9 +29,9 @@ var ErrLocked = errors.New("locked by another process")
 // included. Its holder renews it (Keep, or Hold in the background); one not
 // renewed for its time to live is a dead holder's, and the next process
 // takes the next generation, which only one can place. A process on the
-// holder's machine takes it at once when the holder is gone (see process). A holder that
-// stalled that long finds a newer generation at its next renewal and stops
-// before changing anything more.
+// holder's machine takes it at once when the holder is gone (see process).
+// A holder that stalled that long finds a newer generation at its next
+// renewal and stops before changing anything more.
 const (
 	compactLock = "compacting"
 	// compactLockTTL: a compaction holds its lock in the background (Hold)
