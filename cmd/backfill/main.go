@@ -35,7 +35,7 @@ import (
 const usage = `backfill builds training sets from the offline event log.
 
 Usage:
-  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n]
+  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n [--log-marks FILE]]
   backfill merge --out FILE.parquet|FILE.csv SHARD.parquet...
   backfill replay --definitions PATH --view NAME@V [--from T] [--to T]
   backfill compact --definitions PATH [--target-size 128MiB] [--grace 0s]
@@ -91,6 +91,7 @@ func dataset(args []string) error {
 	mem := addMemoryFlags(fs)
 	metricsAddr := addMetricsAddr(fs)
 	shard := fs.String("shard", "", "build only shard i of n (i/n, from 0): the spine rows whose entity hashes to it, so each job computes the state of its entities only; backfill merge joins the shards")
+	logMarks := fs.String("log-marks", "", "a file shared by the jobs of one run, such as the shards of a dataset: the first to start records there where the event log ends, and each reads the log only up to it, so that all read the same events beside a running ingest; give each run its own file")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -123,7 +124,7 @@ func dataset(args []string) error {
 	sum, err := backfill.Dataset(ctx, backfill.DatasetConfig{
 		Definitions: defs, Offline: off, Spine: *spine, TimestampColumn: *tsCol,
 		Features: refList, Service: *service, Out: *out, Inclusive: *inclusive,
-		MemoryLimit: limit, TempDir: *mem.tempDir, Shard: sh, Logger: log, Progress: prog,
+		MemoryLimit: limit, TempDir: *mem.tempDir, Shard: sh, LogMarks: *logMarks, Logger: log, Progress: prog,
 	})
 	prog.finish()
 	if err != nil {

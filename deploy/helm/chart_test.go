@@ -1190,6 +1190,14 @@ func (m *manifests) checkBackfill(t *testing.T) {
 		}) {
 			t.Errorf("dataset %v: SHARD_INDEX is not the job's completion index", d["name"])
 		}
+		// The shards of a run read the log to one set of marks, and the
+		// next run to its own.
+		if args["log-marks"] != d["out"].(string)+"/.log-marks-$(JOB_NAME).json" || !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+			return e.Name == "JOB_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil &&
+				e.ValueFrom.FieldRef.FieldPath == "metadata.labels['batch.kubernetes.io/job-name']"
+		}) {
+			t.Errorf("dataset %v: --log-marks=%s, want a file in %v named after the Job (JOB_NAME from its label)", d["name"], args["log-marks"], d["out"])
+		}
 	}
 }
 

@@ -62,7 +62,14 @@ type DatasetConfig struct {
 	// (the first entity's join keys) hashes to the Index-th of Count shards
 	// (0-based), for jobs that fan out; Merge joins their outputs, the one
 	// shard of 0/1 included. The zero Shard builds the whole spine.
-	Shard    Shard
+	Shard Shard
+	// LogMarks, when set, is a file shared by the jobs of one run (the
+	// shards of a dataset): the first to start records there where the
+	// event log ends (each source partition's last offset), and every job
+	// reads the log only up to it, so that shards started at different
+	// times beside a running ingest read one log. Each run needs a file
+	// of its own: one left by an earlier run holds that run's log.
+	LogMarks string
 	TempDir  string       // default os.TempDir()
 	Logger   *slog.Logger // nil discards
 	Progress Progress     // nil reports nothing
@@ -71,9 +78,9 @@ type DatasetConfig struct {
 	// fewer than rowGroupRows, as merging the parts holds one of each. A
 	// part has no profile: Merge profiles the parts together.
 	partRows int
-	// marks is, for a part, the event log as it was when its run began: by
-	// source, the last offset of each partition (replay.LogMarks). The part
-	// reads no event past them.
+	// marks is the event log as it was when the run began (LogMarks, or
+	// for a part its run's): by source, the last offset of each partition
+	// (replay.LogMarks). No event past them is read.
 	marks map[string]map[int32]int64
 }
 
@@ -328,6 +335,12 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 	if err := features.NewRegistry(cfg.Offline).Check(ctx, cfg.Definitions, views...); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
+	if cfg.LogMarks != "" && cfg.marks == nil {
+		if cfg.marks, err = runMarks(ctx, cfg, p, cfg.LogMarks); err != nil {
+			return Summary{}, fmt.Errorf("backfill dataset: --log-marks: %w", err)
+		}
+		cfg.Logger.Info("reading the event log up to the marks of the run", "log_marks", cfg.LogMarks)
+	}
 	if cfg.partRows == 0 {
 		if n, partRows := cfg.parts(len(p.outputs)); n > 1 {
 			return inParts(ctx, cfg, p, n, partRows, began)
@@ -535,8 +548,9 @@ const maxParts = 256
 // parts are written beside cfg.Out, hidden and named after the run
 // (runID), and removed once merged: a run killed part way goes on, when
 // run again, from the parts it wrote. Every part reads the log as it was
-// when the run began (runMarks): events written since, by an ingest beside
-// it, would have a later part count what an earlier one did not.
+// when the run began (runMarks), or to LogMarks: events written since, by
+// an ingest beside it, would have a later part count what an earlier one
+// did not.
 func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, began time.Time) (Summary, error) {
 	run, err := runID(cfg, p)
 	if err != nil {
@@ -555,10 +569,12 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 	dir := filepath.Dir(cfg.Out)
 	cfg.Logger.Info("the spine's rows and their features take more than half of --memory-limit: the dataset is built in parts, each reading the event log",
 		"parts", n, "memory_limit", humanize.IBytes(uint64(cfg.MemoryLimit)))
-	marksPath := filepath.Join(dir, partPrefix(cfg.Out)+this+"marks.json")
-	marks, err := runMarks(ctx, cfg, p, marksPath)
-	if err != nil {
-		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+	var marksPath string // the run's own marks, removed with its parts
+	if cfg.marks == nil {
+		marksPath = filepath.Join(dir, partPrefix(cfg.Out)+this+"marks.json")
+		if cfg.marks, err = runMarks(ctx, cfg, p, marksPath); err != nil {
+			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
+		}
 	}
 	sum := Summary{Parts: n}
 	paths := make([]string, n)
@@ -566,7 +582,7 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 		part := cfg
 		part.Shard = Shard{Index: whole.Index + whole.Count*j, Count: whole.Count * n}
 		part.Out = filepath.Join(dir, partPrefix(cfg.Out)+this+strconv.Itoa(part.Shard.Index)+".parquet")
-		part.partRows, part.marks = partRows, marks
+		part.partRows = partRows
 		paths[j] = part.Out
 		if _, err := os.Stat(part.Out); err == nil {
 			cfg.Logger.Info("part built by an earlier run, kept", "part", j+1, "of", n)
@@ -585,26 +601,24 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
 	for _, path := range append(paths, marksPath) {
-		os.Remove(path)
+		if path != "" {
+			os.Remove(path)
+		}
 	}
 	sum.Elapsed = time.Since(began)
 	return sum, nil
 }
 
 // runMarks returns the marks of the event log of each source p reads
-// (DatasetConfig.marks) that a run in parts reads to: those an earlier,
-// killed run wrote to path, or else the log's now, written there first.
+// (DatasetConfig.marks) that a run reads to: those already in path, written
+// by another job of the run or by an earlier, killed one, or else the log's
+// now, written there first. Jobs that start at once agree: the file is
+// linked into place only if none is there, and the one there wins.
 func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string) (map[string]map[int32]int64, error) {
-	var marks map[string]map[int32]int64
-	if b, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(b, &marks); err != nil {
-			return nil, fmt.Errorf("the event log's marks an earlier run left: %s: %w", path, err)
-		}
-		return marks, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	if marks, err := readMarks(path, p); !errors.Is(err, fs.ErrNotExist) {
+		return marks, err
 	}
-	marks = map[string]map[int32]int64{}
+	marks := map[string]map[int32]int64{}
 	for source := range p.sources {
 		m, err := replay.LogMarks(ctx, cfg.Offline, cfg.Definitions.Source(source))
 		if err != nil {
@@ -616,17 +630,41 @@ func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string) (map
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, err
 	}
+	defer os.Remove(f.Name())
 	_, err = f.Write(b)
-	if err = errors.Join(err, f.Close()); err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
 		return nil, err
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return readMarks(path, p)
+	} else if err != nil {
+		return nil, fmt.Errorf("record the event log's marks: %w", err)
+	}
+	return marks, nil
+}
+
+// readMarks reads the marks runMarks wrote to path, which must hold those
+// of every source p reads.
+func readMarks(path string, p *plan) (map[string]map[int32]int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var marks map[string]map[int32]int64
+	if err := json.Unmarshal(b, &marks); err != nil {
+		return nil, fmt.Errorf("the event log's marks in %s: %w", path, err)
+	}
+	for source := range p.sources {
+		if marks[source] == nil {
+			return nil, fmt.Errorf("%s has no marks of source %s: a run reading other sources wrote it; give each run a file of its own", path, source)
+		}
 	}
 	return marks, nil
 }
@@ -1166,7 +1204,8 @@ func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error
 const secondsLike = 1e11
 
 // runID identifies the run a shard is of (MetaRun): the spine's bytes, what
-// computes each feature, and the flags that change values.
+// computes each feature, the flags that change values, and the log's marks
+// read to (LogMarks).
 func runID(cfg DatasetConfig, p *plan) (string, error) {
 	f, err := os.Open(cfg.Spine)
 	if err != nil {
@@ -1181,5 +1220,14 @@ func runID(cfg DatasetConfig, p *plan) (string, error) {
 	// builds, which gave nulls, are of another run. parts: a part reads
 	// the log to its run's marks.
 	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s\x00no-events=empty-window\x00parts=to-marks", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
+	if cfg.LogMarks != "" {
+		// Shards read to other marks read other logs. (A run's own marks,
+		// of its parts, are not of its identity: they are taken after it.)
+		b, err := json.Marshal(cfg.marks) // maps marshal in key order
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(d, "\x00log-marks=%s", b)
+	}
 	return strconv.FormatUint(d.Sum64(), 16), nil
 }

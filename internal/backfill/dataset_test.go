@@ -716,6 +716,66 @@ func TestShardInParts(t *testing.T) {
 	}
 }
 
+// TestShardsLogMarks: shards of one run given one --log-marks file read
+// the event log as the first of them found it, however much ingest writes
+// before the others start, and merge to the dataset of that log.
+func TestShardsLogMarks(t *testing.T) {
+	defs, off, dir, spine, _ := smallRun(t, 14)
+	refs := allFeatures(defs)
+	var parts int
+	build := func(out string, shard backfill.Shard, marks string, limit int64) error {
+		sum, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+			TimestampColumn: "label_time", Features: refs, Out: out, MemoryLimit: limit, Shard: shard, LogMarks: marks, TempDir: t.TempDir()})
+		parts = sum.Parts
+		return err
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	whole := filepath.Join(dir, "whole.parquet")
+	must(build(whole, backfill.Shard{}, "", 0))
+	marks := filepath.Join(dir, "run", "log-marks.json") // its directory made
+	shard0, shard1 := filepath.Join(dir, "shard-0.parquet"), filepath.Join(dir, "shard-1", "train.parquet")
+	must(build(shard0, backfill.Shard{Index: 0, Count: 2}, marks, 0))
+	writeEvents(t, rand.New(rand.NewPCG(15, 16)), defs, off, time.Date(2026, 11, 20, 22, 0, 0, 0, time.UTC), 300)
+	later := filepath.Join(dir, "later.parquet")
+	must(build(later, backfill.Shard{}, "", 0))
+	if bytes.Equal(readAll(t, whole), readAll(t, later)) {
+		t.Fatal("the events written later changed no value: the test shows nothing")
+	}
+	// The second shard starts after those events, and is built in parts,
+	// which read to the run's marks too.
+	must(build(shard1, backfill.Shard{Index: 1, Count: 2}, marks, 8<<10))
+	if parts < 2 {
+		t.Fatalf("shard 1 at 8 KiB in %d parts, want 2 or more", parts)
+	}
+	if left := partFiles(t, shard1); len(left) > 0 {
+		t.Errorf("parts left behind: %v", left)
+	}
+	merged := filepath.Join(dir, "merged.parquet")
+	if _, err := backfill.Merge(merged, []string{shard1, shard0}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := readAll(t, whole), readAll(t, merged); !bytes.Equal(a, b) {
+		t.Errorf("the shards read to one run's marks merge to %d bytes, not the dataset of the log they marked (%d bytes)", len(b), len(a))
+	}
+
+	// A shard read to another run's marks is of another run.
+	must(build(shard1, backfill.Shard{Index: 1, Count: 2}, filepath.Join(dir, "other-marks.json"), 0))
+	if _, err := backfill.Merge(merged, []string{shard0, shard1}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
+		t.Errorf("shards read to different marks merged: %v", err)
+	}
+	// Marks of no source the run reads are refused, not read as none.
+	foreign := filepath.Join(dir, "foreign-marks.json")
+	must(os.WriteFile(foreign, []byte(`{"clicks":{"0":41}}`), 0o644))
+	if err := build(shard0, backfill.Shard{Index: 0, Count: 2}, foreign, 0); err == nil || !strings.Contains(err.Error(), "has no marks of source events") {
+		t.Errorf("marks of another source: %v", err)
+	}
+}
+
 // allFeatures returns a reference to every feature of every view.
 func allFeatures(defs *features.Definitions) []string {
 	var refs []string

@@ -79,7 +79,7 @@ func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 		} else if m[MetaFeatures] != meta[MetaFeatures] || m[MetaSpine] != meta[MetaSpine] {
 			return 0, fmt.Errorf("merge: %s comes from another spine or has other features than %s", in, inputs[0])
 		} else if m[MetaRun] != meta[MetaRun] {
-			return 0, fmt.Errorf("merge: %s and %s are shards of different runs: the spine's content, the features' definitions, --inclusive or --timestamp-column differ", inputs[0], in)
+			return 0, fmt.Errorf("merge: %s and %s are shards of different runs: the spine's content, the features' definitions, --inclusive, --timestamp-column or the event log's marks (--log-marks) differ", inputs[0], in)
 		}
 		if err := types.add(in, r); err != nil {
 			return 0, fmt.Errorf("merge: %w", err)
