@@ -13,6 +13,13 @@ cd "$(dirname "$0")/../.."
 kafka_port=${DEMO_KAFKA_PORT:-9092}
 http_port=${DEMO_HTTP_PORT:-8080}
 metrics_port=${DEMO_METRICS_PORT:-9101}
+for port in "$kafka_port" "$http_port" "$metrics_port"; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "port $port is in use: set DEMO_KAFKA_PORT, DEMO_HTTP_PORT or DEMO_METRICS_PORT" >&2
+		exit 1
+	fi
+done
+
 dir=${DEMO_DIR:-$(mktemp -d -t quiver-demo-XXXXXX)}
 keep_dir=${DEMO_DIR:+yes}
 mkdir -p "$dir"
@@ -20,13 +27,6 @@ defs=examples/fraud/definitions.yaml
 models=$dir/models # a copy: the retraining loop adds versions to it
 brokers=127.0.0.1:$kafka_port
 bin=${DEMO_BIN:-bin}
-
-for port in "$kafka_port" "$http_port" "$metrics_port"; do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		echo "port $port is in use: set DEMO_KAFKA_PORT, DEMO_HTTP_PORT or DEMO_METRICS_PORT" >&2
-		exit 1
-	fi
-done
 
 pids=()
 stop() {
