@@ -74,14 +74,14 @@ func LoadMarkers(ctx context.Context, client redis.UniversalClient, prefix strin
 	if !ok {
 		info, err := client.Info(ctx, "server").Result()
 		if err != nil {
-			return nil, fmt.Errorf("redis run id: %w", err)
+			return nil, fmt.Errorf("redis at %s did not answer: %w", addr(client), err)
 		}
 		m.runIDs = []string{runID(info)}
 		return m, nil
 	}
 	shards, err := c.ClusterShards(ctx).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redis cluster shards: %w", err)
+		return nil, fmt.Errorf("redis cluster at %s did not answer: %w", strings.Join(c.Options().Addrs, ","), err)
 	}
 	if m.tags, err = masterTags(shards); err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func LoadMarkers(ctx context.Context, client redis.UniversalClient, prefix strin
 	err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		info, err := node.Info(ctx, "server").Result()
 		if err != nil {
-			return fmt.Errorf("redis run id of %s: %w", node.Options().Addr, err)
+			return fmt.Errorf("redis cluster master %s did not answer: %w", node.Options().Addr, err)
 		}
 		mu.Lock()
 		m.runIDs = append(m.runIDs, runID(info))
@@ -102,6 +102,15 @@ func LoadMarkers(ctx context.Context, client redis.UniversalClient, prefix strin
 	}
 	slices.Sort(m.runIDs)
 	return m, nil
+}
+
+// addr names the server of a client that is not a cluster's: a
+// *redis.Client, as redis.NewUniversalClient makes.
+func addr(c redis.UniversalClient) string {
+	if c, ok := c.(*redis.Client); ok {
+		return c.Options().Addr
+	}
+	return fmt.Sprintf("%T", c)
 }
 
 // runID returns the run_id field of INFO server's answer, empty if there is

@@ -3,9 +3,11 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -191,5 +193,24 @@ func TestClusterMarkers(t *testing.T) {
 		node.Close()
 		notReady(t, s, "that master lost its data")
 		t.Logf("master %d flushed: %v", i, s.Ready(ctx))
+	}
+}
+
+// TestMarkersRedisDown: a Redis that does not answer is named in the
+// error, which serve's readiness and 503s show.
+func TestMarkersRedisDown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{addr}, MaxRetries: -1})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = redis.LoadMarkers(ctx, rdb, "test")
+	if want := "redis at " + addr + " did not answer: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("LoadMarkers = %v, want an error beginning %q", err, want)
 	}
 }
