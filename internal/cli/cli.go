@@ -62,6 +62,7 @@ func ParseArgs(fs *flag.FlagSet, args []string, getenv func(string) string) ([]s
 // flag's error is logged as JSON (Exit) like everything after it, and
 // the flag package prints nothing of its own unless help is asked for.
 func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	explain(fs)
 	if fs.Lookup("log-format") == nil {
 		return fs.Parse(args)
 	}
@@ -89,6 +90,49 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 	return fs.Parse(args)
 }
 
+// explain makes each of fs's values of the flag package's own types say
+// what it wants when it cannot parse a value, where the package says
+// "parse error".
+func explain(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok {
+			return
+		}
+		switch g.Get().(type) {
+		case bool:
+			f.Value = explainedBool{explained{f.Value, "true or false"}}
+		case time.Duration:
+			f.Value = explained{f.Value, "a duration such as 250ms, 30s or 1h30m"}
+		case int, int64:
+			f.Value = explained{f.Value, "an integer"}
+		case uint, uint64:
+			f.Value = explained{f.Value, "an integer of 0 or more"}
+		case float64:
+			f.Value = explained{f.Value, "a number"}
+		}
+	})
+}
+
+// explained is a flag's value whose parse error says what it wants.
+type explained struct {
+	flag.Value
+	want string
+}
+
+func (e explained) Set(s string) error {
+	err := e.Value.Set(s)
+	if err != nil && err.Error() == "parse error" { // the flag package's, unexported
+		return fmt.Errorf("want %s", e.want)
+	}
+	return err
+}
+
+// explainedBool is an explained boolean, which --flag alone sets.
+type explainedBool struct{ explained }
+
+func (explainedBool) IsBoolFlag() bool { return true }
+
 func isHelp(arg string) bool {
 	switch arg {
 	case "-h", "--h", "-help", "--help":
@@ -109,9 +153,6 @@ func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 		if v := getenv(EnvName(f.Name)); v != "" {
 			if e := fs.Set(f.Name, v); e != nil {
-				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-					e = errors.New("want true or false")
-				}
 				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)
 			}
 		}

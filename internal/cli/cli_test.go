@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,47 @@ func TestParseEnvironment(t *testing.T) {
 	fs.Bool("inclusive", false, "")
 	if err := cli.Parse(fs, nil, func(string) string { return "yes" }); err == nil || err.Error() != `QUIVER_INCLUSIVE="yes": want true or false` {
 		t.Fatalf("a bad boolean in the environment: %v, want it to say what it takes", err)
+	}
+}
+
+// TestParseErrors: a value a flag cannot take is refused saying what the
+// flag wants, from the command line or the environment.
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ flag, value, want string }{
+		{"interval", "abc", "want a duration such as 250ms, 30s or 1h30m"},
+		{"entries", "-5x", "want an integer"},
+		{"big", "5x", "want an integer"},
+		{"partitions", "-1", "want an integer of 0 or more"},
+		{"ratio", "half", "want a number"},
+		{"inclusive", "maybe", "want true or false"},
+		{"entries", "99999999999999999999", "value out of range"},
+	} {
+		newFlags := func() *flag.FlagSet {
+			fs := flag.NewFlagSet("x", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			fs.Duration("interval", time.Second, "")
+			fs.Int("entries", 1, "")
+			fs.Int64("big", 1, "")
+			fs.Uint("partitions", 1, "")
+			fs.Float64("ratio", 1, "")
+			fs.Bool("inclusive", false, "")
+			return fs
+		}
+		err := cli.Parse(newFlags(), []string{"--" + tc.flag + "=" + tc.value}, func(string) string { return "" })
+		if err == nil || !strings.HasSuffix(err.Error(), " -"+tc.flag+": "+tc.want) {
+			t.Errorf("--%s=%s: %v, want an error ending %q", tc.flag, tc.value, err, tc.want)
+		}
+		env := cli.EnvName(tc.flag)
+		err = cli.Parse(newFlags(), nil, func(k string) string { return map[string]string{env: tc.value}[k] })
+		if want := env + "=" + strconv.Quote(tc.value) + ": " + tc.want; err == nil || err.Error() != want {
+			t.Errorf("%s=%s: %v, want %q", env, tc.value, err, want)
+		}
+	}
+	// --inclusive alone is still true.
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	incl := fs.Bool("inclusive", false, "")
+	if err := cli.Parse(fs, []string{"--inclusive"}, func(string) string { return "" }); err != nil || !*incl {
+		t.Errorf("--inclusive: %v, %t; want true", err, *incl)
 	}
 }
 
