@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	slog.SetDefault(log) // for the signal's line (cli.SignalContext) and Exit
 	if *partitions < 1 {
 		return fmt.Errorf("--partitions %d: want at least 1", *partitions)
 	}
