@@ -35,7 +35,7 @@ import (
 const usage = `backfill builds training sets from the offline event log.
 
 Usage:
-  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet [--inclusive] [--shard i/n [--log-marks FILE]]
+  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet|FILE.csv [--inclusive] [--shard i/n [--log-marks FILE]]
   backfill merge --out FILE.parquet|FILE.csv SHARD.parquet...
   backfill replay --definitions PATH --view NAME@V [--from T] [--to T]
   backfill compact --definitions PATH [--target-size 128MiB] [--grace 0s]
@@ -86,7 +86,7 @@ func dataset(args []string) error {
 	service := fs.String("feature-service", "", "the features of this feature service, with its on-demand features")
 	var refList refs
 	fs.Var(&refList, "features", "feature references, comma-separated (view@1:feature,...); may repeat")
-	out := fs.String("out", "", "the dataset to write, .parquet; its profile goes beside it as <out>.profile.json, its directory is made if missing (required)")
+	out := fs.String("out", "", "the dataset to write, .parquet (or .csv, for tools without a Parquet reader; a shard's is Parquet); its profile goes beside it as <out>.profile.json, its directory is made if missing (required)")
 	inclusive := fs.Bool("inclusive", false, "count events at the spine time (te <= t); by default only those before it (te < t)")
 	mem := addMemoryFlags(fs)
 	metricsAddr := addMetricsAddr(fs)
