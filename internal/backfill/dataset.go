@@ -87,6 +87,8 @@ type DatasetConfig struct {
 // Shard is one slice of a spine: Index of Count, from 0.
 type Shard struct{ Index, Count int }
 
+func (s Shard) String() string { return strconv.Itoa(s.Index) + "/" + strconv.Itoa(s.Count) }
+
 // SpineRowColumn is the column a shard's dataset has beyond the spine's and
 // the features: each row's index in the spine, by which Merge restores the
 // spine's order (and which it drops).
@@ -365,6 +367,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		if sp.run, err = runID(cfg, p); err != nil {
 			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 		}
+		sp.shard = cfg.Shard
 	}
 	for _, o := range p.outputs {
 		if index(sp.cols, o.name) >= 0 {
@@ -597,7 +600,11 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 		sum.Buckets = max(sum.Buckets, s.Buckets)
 	}
 	cfg.Logger.Info("merging the parts", "parts", n)
-	if sum.Rows, err = merge(cfg.Out, paths, cfg.Shard.Count > 0); err != nil {
+	var shard *Shard // the parts are of it, rather than the whole spine
+	if cfg.Shard.Count > 0 {
+		shard = &cfg.Shard
+	}
+	if sum.Rows, err = merge(cfg.Out, paths, shard); err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
 	for _, path := range append(paths, marksPath) {

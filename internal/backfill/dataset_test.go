@@ -714,6 +714,22 @@ func TestShardInParts(t *testing.T) {
 	if a, b := readAll(t, whole), readAll(t, merged); !bytes.Equal(a, b) {
 		t.Errorf("the shards built in parts merge to %d bytes, not the dataset built at once (%d bytes)", len(b), len(a))
 	}
+	// Each shard records which it is, one built in parts too, for merge
+	// to name a shard missing or given twice.
+	third := filepath.Join(dir, "third.parquet")
+	build(third, backfill.Shard{Index: 0, Count: 3}, 0)
+	for _, c := range []struct {
+		in   []string
+		want string
+	}{
+		{shards[:1], "merge: shard 1/2 missing: give every shard once"},
+		{[]string{shards[1], shards[0], shards[1]}, "merge: shard 1/2 is given twice: " + shards[1] + " and " + shards[1]},
+		{[]string{shards[0], third}, "merge: " + third + " is shard 0/3, and " + shards[0] + " one of 2: give the shards of one --shard count"},
+	} {
+		if _, err := backfill.Merge(filepath.Join(dir, "bad.parquet"), c.in); err == nil || err.Error() != c.want {
+			t.Errorf("merge %v: %v, want %q", c.in, err, c.want)
+		}
+	}
 }
 
 // TestShardsLogMarks: shards of one run given one --log-marks file read

@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,13 +31,14 @@ import (
 // of each at a time: what is held is a row group per shard and, for the
 // profile, a feature column per core, not the whole dataset.
 func Merge(out string, inputs []string) (n int, err error) {
-	return merge(out, inputs, false)
+	return merge(out, inputs, nil)
 }
 
-// merge is Merge; with keepRows, inputs are the parts of one shard
-// (inParts), and out is that shard: it keeps their SpineRowColumn and
+// merge is Merge; with a shard, inputs are the parts of that shard
+// (inParts), and out is the shard: it keeps their SpineRowColumn and
 // metadata, and holds some of the spine's rows.
-func merge(out string, inputs []string, keepRows bool) (n int, err error) {
+func merge(out string, inputs []string, shard *Shard) (n int, err error) {
+	keepRows := shard != nil
 	if len(inputs) == 0 {
 		return 0, errors.New("merge: no inputs")
 	}
@@ -64,6 +66,7 @@ func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 	var types *shardColumns
 	var meta map[string]string
 	var rows int64
+	var which []string // each input's MetaShard
 	for _, in := range inputs {
 		r, err := offline.OpenFile(in)
 		if err != nil {
@@ -85,6 +88,12 @@ func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 			return 0, fmt.Errorf("merge: %w", err)
 		}
 		rows += r.NumRows()
+		which = append(which, m[MetaShard])
+	}
+	if !keepRows {
+		if err := eachShardOnce(inputs, which); err != nil {
+			return 0, fmt.Errorf("merge: %w", err)
+		}
 	}
 	cols := types.columns()
 	at := index(cols, SpineRowColumn)
@@ -125,7 +134,10 @@ func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 	} else {
 		// The metadata of the dataset, or shard, built at once, so that
 		// the two are the same file.
-		if !keepRows {
+		if keepRows {
+			meta = maps.Clone(meta)
+			meta[MetaShard] = shard.String()
+		} else {
 			meta = map[string]string{MetaSpine: meta[MetaSpine], MetaFeatures: meta[MetaFeatures]}
 		}
 		w, err = offline.NewWriter(bw, cols, meta)
@@ -191,6 +203,39 @@ func merge(out string, inputs []string, keepRows bool) (n int, err error) {
 		return 0, fmt.Errorf("merge: %w", err)
 	}
 	return int(rows), nil
+}
+
+// eachShardOnce checks, by their MetaShard (which), that inputs are each
+// shard of one count once, naming any given twice or missing. Shards of
+// older builds, which do not say, are left to the count of rows.
+func eachShardOnce(inputs, which []string) error {
+	given := map[int]string{}
+	count := 0
+	for i, w := range which {
+		var sh Shard
+		if _, err := fmt.Sscanf(w, "%d/%d", &sh.Index, &sh.Count); err != nil {
+			return nil
+		}
+		if count == 0 {
+			count = sh.Count
+		} else if sh.Count != count {
+			return fmt.Errorf("%s is shard %s, and %s one of %d: give the shards of one --shard count", inputs[i], w, inputs[0], count)
+		}
+		if first, ok := given[sh.Index]; ok {
+			return fmt.Errorf("shard %s is given twice: %s and %s", w, first, inputs[i])
+		}
+		given[sh.Index] = inputs[i]
+	}
+	var missing []string
+	for i := range count {
+		if _, ok := given[i]; !ok {
+			missing = append(missing, Shard{Index: i, Count: count}.String())
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("shard %s missing: give every shard once", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // shardProfile profiles the columns idx of the shards, rows rows in all,

@@ -148,9 +148,13 @@ const (
 	MetaDynamic = "quiver.dynamic"
 	// MetaRun identifies, in a shard's dataset, the run it is a shard of:
 	// a hash of the spine's bytes, the features' definitions (their
-	// fingerprints, on-demand expressions), --inclusive and
-	// --timestamp-column. Merge takes the shards of one run only.
+	// fingerprints, on-demand expressions), --inclusive,
+	// --timestamp-column and the event log's marks (--log-marks). Merge
+	// takes the shards of one run only.
 	MetaRun = "quiver.run"
+	// MetaShard is, in a shard's dataset, which it is: i/n (--shard), by
+	// which Merge names a shard missing or given twice.
+	MetaShard = "quiver.shard"
 )
 
 // writeDataset writes the spine's columns, then the features, in the
@@ -187,6 +191,7 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
 		if sp.sharded {
 			meta[MetaRun] = sp.run
+			meta[MetaShard] = sp.shard.String()
 			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
 			if len(dynamic) > 0 {
 				meta[MetaDynamic] = strings.Join(dynamic, ",")

@@ -40,6 +40,7 @@ type spine struct {
 	sharded   bool
 	spineRows int
 	run       string
+	shard     Shard // which, when sharded (MetaShard)
 }
 
 // len is the spine's row count.
