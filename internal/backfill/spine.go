@@ -47,14 +47,19 @@ type spine struct {
 func (s *spine) len() int { return s.table.rows() }
 
 // SpineError is a problem with the spine file, naming the file and, where
-// there is one, the row (1-based, the header of a CSV being row 1).
+// there is one, the row: a CSV's record, counted from its header (record
+// 1), as a CSV's line unless a quoted field spans lines; a Parquet file's
+// row, counted from its first (row 1).
 type SpineError struct {
 	File string
-	Row  int
+	Row  int // a CSV's record, its header the first; a Parquet file's row
 	Err  error
 }
 
 func (e *SpineError) Error() string {
+	if e.Row > 0 && strings.EqualFold(filepath.Ext(e.File), ".csv") {
+		return fmt.Sprintf("spine %s: record %d: %v", e.File, e.Row, e.Err)
+	}
 	if e.Row > 0 {
 		return fmt.Sprintf("spine %s: row %d: %v", e.File, e.Row, e.Err)
 	}
