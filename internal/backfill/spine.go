@@ -287,12 +287,16 @@ func timestamp(v features.Value) (features.Value, error) {
 		if ms, err := strconv.ParseInt(v.Str(), 10, 64); err == nil {
 			return features.Timestamp(ms), features.CheckTime(ms)
 		}
+		// As in a column of numbers alone, typed TypeFloat.
+		if f, ok := decimal(v.Str()); ok {
+			return timestamp(features.Float(f))
+		}
 		t, err := features.ParseTimestamp(v.Str())
 		if err != nil && !errors.Is(err, features.ErrTimeRange) {
 			return t, fmt.Errorf("%q is not an RFC 3339 time or epoch milliseconds", v.Str())
 		}
 		return t, err
-	case features.TypeFloat: // a CSV column of epoch ms with a fraction in some row
+	case features.TypeFloat: // a CSV column of epoch ms, a fraction or exponent in some row
 		ms := v.Float()
 		if ms != math.Trunc(ms) || math.Abs(ms) > 1<<53 {
 			return features.Null, fmt.Errorf("%s is not whole epoch milliseconds", strconv.FormatFloat(ms, 'f', -1, 64))
@@ -302,6 +306,16 @@ func timestamp(v features.Value) (features.Value, error) {
 		return features.Null, errors.New("no timestamp")
 	}
 	return features.Null, fmt.Errorf("a %s is not a timestamp", v.Type())
+}
+
+// decimal parses s if it is a decimal number with a fraction or an
+// exponent (1710032400000.0, 1.7100324e12): not NaN, Inf nor hexadecimal.
+func decimal(s string) (float64, bool) {
+	if strings.Trim(s, "0123456789+-.eE") != "" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
 }
 
 // readParquet reads a Parquet spine a row group at a time, keeping the

@@ -118,6 +118,8 @@ func TestBadSpine(t *testing.T) {
 			`spine.csv: record 1: column 3: empty or repeated name "ts"`, 0},
 		{"time with a fraction of a millisecond", "user_id,ts\nu1,1767226500000\nu1,1767226500000.5\n", "user_txn@1:txn_count_1h",
 			`spine.csv: record 3: column "ts": 1767226500000.5 is not whole epoch milliseconds`, 0},
+		{"time with a fraction of a millisecond, among RFC 3339 times", "user_id,ts\nu1,2026-11-20T00:00:00Z\nu1,1.7672265000005e12\n", "user_txn@1:txn_count_1h",
+			`spine.csv: record 3: column "ts": 1767226500000.5 is not whole epoch milliseconds`, 0},
 		{"column Parquet cannot name", "user_id,ts,\"a,b\"\nu1,1,2\n", "user_txn@1:txn_count_1h",
 			`spine.csv: its columns cannot be written to Parquet: column "a,b": name must not contain a comma or NUL`, 0},
 		{"column named in another encoding", "user_id,ts,caf\xe9\nu1,1,2\n", "user_txn@1:txn_count_1h",
@@ -291,7 +293,8 @@ func TestSpineCSV(t *testing.T) {
 	spine := writeSpine(t, dir, "\ufeff\"user_id\",ts,_partition,id,_offset,x,fraud,flag,big\n"+
 		"u1,2026-11-20 10:00:00+01:00,00501,12345678901234567891,42,1.5,True,true,12345678901234567\n"+
 		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1,1.5\n"+
-		"u3,1795165200250,,1,,,,false,7e3\n")
+		"u3,1795165200250,,1,,,,false,7e3\n"+
+		"u4,1.79516520025e12,,1,,,,false,7e3\n") // epoch ms as a CSV column of numbers alone may write them
 	cols, rows := txnCounts(t, defs, off, spine)
 	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
 		{Name: "_partition", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "_offset", Type: features.TypeInt},
