@@ -226,3 +226,60 @@ func BenchmarkEvalOnDemand(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHotDistinct measures one hot merchant of merchant_txn, with
+// 100,000 transactions a day from distinct users: each 24-minute tile of
+// users_24h holds a sketch. Each event is applied and then every feature
+// evaluated at its time, as ingest does for the feature log's row: 10,000
+// events after a day that filled the window.
+func BenchmarkHotDistinct(b *testing.B) {
+	defs, v := loadView(b, "merchant_txn")
+	eng, err := features.NewEngine(defs, v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := defs.Source("transactions")
+	rng := rand.New(rand.NewPCG(3, 4))
+	const perDay = 100_000
+	start := int64(1_760_000_000_000)
+	events := make([]features.Event, perDay+10_000)
+	for i := range events {
+		f := make([]features.Value, len(src.Schema))
+		f[src.Field("user_id")] = features.String(fmt.Sprintf("u%07d", rng.IntN(10_000_000)))
+		f[src.Field("merchant_id")] = features.String("m0001")
+		f[src.Field("amount")] = features.Float(float64(rng.IntN(100000)) / 100)
+		f[src.Field("country")] = features.String("DE")
+		ts := start + int64(i)*24*3600*1000/perDay
+		f[src.Field("ts")] = features.Timestamp(ts)
+		events[i] = features.Event{Time: ts, Offset: int64(i), Fields: f}
+	}
+	out := make([]features.Value, len(v.Features))
+	// The first day fills the window; the second is measured.
+	warm := eng.NewState()
+	for i := range events[:perDay] {
+		if _, err := eng.Apply(warm, &events[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	record := eng.AppendState(nil, warm)
+	measured := events[perDay : perDay+10_000]
+	for b.Loop() {
+		b.StopTimer()
+		s, err := eng.DecodeState(record)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for i := range measured {
+			if _, err := eng.Apply(s, &measured[i]); err != nil {
+				b.Fatal(err)
+			}
+			if err := eng.Evaluate(s, measured[i].Time, out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	n := float64(b.N * len(measured))
+	b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}

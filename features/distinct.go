@@ -64,34 +64,21 @@ func newSketch() *hyperloglog.Sketch {
 	return sk
 }
 
-// countDistinct counts the distinct values across tiles: exactly when every
-// tile is exact, else by merging sketches.
-func countDistinct(tiles []*distinct) int64 {
-	var all []uint64
-	var sk *hyperloglog.Sketch
-	for _, t := range tiles {
-		if t.sketch == nil {
-			all = append(all, t.hashes...)
+// mergeSketches merges, in order, the sketches of tiles into sk, a new
+// sketch if sk is nil and some tile holds one; nil if none does.
+func mergeSketches(sk *hyperloglog.Sketch, tiles []tile[distinct]) *hyperloglog.Sketch {
+	for i := range tiles {
+		if tiles[i].a.sketch == nil {
 			continue
 		}
 		if sk == nil {
 			sk = newSketch()
 		}
-		if err := sk.Merge(t.sketch); err != nil {
+		if err := sk.Merge(tiles[i].a.sketch); err != nil {
 			panic(err) // decodeDistinct admits only sketches of sketchPrecision
 		}
 	}
-	if sk == nil {
-		if len(tiles) == 1 {
-			return int64(len(all)) // one tile's hashes are already distinct
-		}
-		slices.Sort(all)
-		return int64(len(slices.Compact(all)))
-	}
-	for _, h := range all {
-		sk.InsertHash(h)
-	}
-	return int64(sk.Estimate())
+	return sk
 }
 
 // hashValue hashes a value with its type, stably across processes and

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/quiver-ml/quiver/features"
@@ -506,6 +507,72 @@ feature_services:
 	for _, i := range []int{0, 2} {
 		if got := od[i].Type(); got != features.TypeFloat {
 			t.Errorf("%s: Type() = %s, want float", od[i].Name, got)
+		}
+	}
+}
+
+// TestDistinctMergedSketches: a count_distinct whose tiles hold sketches
+// keeps the merge of all but the newest tile between evaluations. Whatever
+// came since (events in the newest tile, in older ones, new tiles, tiles
+// expiring, evaluations at other times), it counts what a state decoded
+// afresh counts, bit for bit, and evaluations at once agree.
+func TestDistinctMergedSketches(t *testing.T) {
+	f := newEngineFixture(t)
+	rng := rand.New(rand.NewPCG(7, 8))
+	s := f.eng.NewState()
+	now := int64(1_760_000_000_000)
+	cats := 0
+	latest := int64(0) // evaluations are at or after the latest event
+	for i := range 6000 {
+		now += rng.Int64N(200)
+		cat := fmt.Sprint("c", cats)
+		if rng.IntN(3) > 0 {
+			cats++ // mostly new values: tiles switch to sketches
+		}
+		te := now - rng.Int64N(2)*rng.Int64N(3*minute) // a third late, into older tiles
+		if _, err := f.eng.Apply(s, event(te, int64(i), features.Float(1), cat)); err != nil {
+			t.Fatal(err)
+		}
+		latest = max(latest, te)
+		if rng.IntN(4) > 0 {
+			continue
+		}
+		fresh, err := f.eng.DecodeState(f.eng.AppendState(nil, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second reuses what the first merged
+			when := latest + rng.Int64N(2)*rng.Int64N(3*minute)
+			if got, want := f.eval(t, s, when)["cats_5m"], f.eval(t, fresh, when)["cats_5m"]; got != want {
+				t.Fatalf("event %d, at %d: cats_5m %v, decoded afresh %v", i, when, got, want)
+			}
+		}
+	}
+	if n := f.eval(t, s, latest)["cats_5m"].Int(); n < 1000 {
+		t.Fatalf("cats_5m %d at the end: want the tiles to hold sketches (over %d distinct values each)", n, 128)
+	}
+	// Evaluations at once, as serve's of a shared state (run with -race).
+	want := f.eval(t, s, latest)["cats_5m"]
+	var wg sync.WaitGroup
+	got := make([]features.Value, 8)
+	for g := range got {
+		wg.Go(func() {
+			out := make([]features.Value, len(f.eng.View().Features))
+			for k := range 20 {
+				if err := f.eng.Evaluate(s, latest+int64((g+k)%3)*minute, out); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := f.eng.Evaluate(s, latest, out); err != nil {
+				t.Error(err)
+			}
+			got[g] = out[5]
+		})
+	}
+	wg.Wait()
+	for g, v := range got {
+		if v != want {
+			t.Errorf("goroutine %d: cats_5m %v, want %v", g, v, want)
 		}
 	}
 }

@@ -1,6 +1,11 @@
 package features
 
-import "slices"
+import (
+	"slices"
+	"sync/atomic"
+
+	"github.com/axiomhq/hyperloglog"
+)
 
 // tiles holds a feature's per-tile aggregates, sorted by tile index. A
 // lifetime feature has a single tile, index 0.
@@ -500,11 +505,28 @@ type distinctSeries struct {
 	hashes   []uint64 // sorted
 	holders  []int32  // tiles holding hashes[i]
 	sketches int      // tiles holding a sketch
+	// merged is the sketches of a window's tiles but its newest, merged
+	// (mergedTiles): merging every tile's again for each evaluation took
+	// milliseconds once they hold sketches. Evaluations may run at once
+	// (serve shares a state between requests): it is replaced, never
+	// changed, and add, which runs alone, drops it.
+	merged atomic.Pointer[mergedTiles]
+}
+
+// mergedTiles is the sketches of the tiles numbered lo to hi (excluded),
+// merged in order (mergeSketches): with the sketch of tile hi merged after
+// them, as value would merge them all, the same sketch bit for bit.
+type mergedTiles struct {
+	lo, hi int64
+	sketch *hyperloglog.Sketch // nil if none of them holds one; never changed
 }
 
 func (s *distinctSeries) add(tile int64, v Value, _ order) {
 	if v.IsNull() {
 		return
+	}
+	if m := s.merged.Load(); m != nil && tile < m.hi {
+		s.merged.Store(nil)
 	}
 	h := hashValue(v)
 	added, dropped := s.at(tile).add(h)
@@ -563,11 +585,23 @@ func (s *distinctSeries) value(lo int64) Value {
 	}
 	if sketches > 0 {
 		tail := s.from(lo)
-		sets := make([]*distinct, len(tail))
-		for i := range tail {
-			sets[i] = &tail[i].a
+		last := len(tail) - 1
+		m := s.merged.Load()
+		if m == nil || m.lo != lo || m.hi != tail[last].idx {
+			m = &mergedTiles{lo: lo, hi: tail[last].idx, sketch: mergeSketches(nil, tail[:last])}
+			s.merged.Store(m)
 		}
-		return Int(countDistinct(sets))
+		var sk *hyperloglog.Sketch
+		if m.sketch != nil {
+			sk = m.sketch.Clone()
+		}
+		sk = mergeSketches(sk, tail[last:]) // not nil: some tile holds a sketch
+		for i := range tail {
+			for _, h := range tail[i].a.hashes {
+				sk.InsertHash(h)
+			}
+		}
+		return Int(int64(sk.Estimate()))
 	}
 	n := len(s.hashes)
 	if len(old) > 0 { // drop hashes that only expired tiles hold
@@ -595,6 +629,7 @@ func (s *distinctSeries) appendTo(b []byte) []byte {
 }
 
 func (s *distinctSeries) readFrom(r *reader) {
+	s.merged.Store(nil)
 	s.tiles.readFrom(r, readDistinct)
 	for _, t := range s.live {
 		if t.a.sketch != nil {
