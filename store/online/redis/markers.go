@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,14 +75,14 @@ func LoadMarkers(ctx context.Context, client redis.UniversalClient, prefix strin
 	if !ok {
 		info, err := client.Info(ctx, "server").Result()
 		if err != nil {
-			return nil, fmt.Errorf("redis at %s did not answer: %w", addr(client), err)
+			return nil, failed(server(client), "INFO server", err)
 		}
 		m.runIDs = []string{runID(info)}
 		return m, nil
 	}
 	shards, err := c.ClusterShards(ctx).Result()
 	if err != nil {
-		return nil, fmt.Errorf("redis cluster at %s did not answer: %w", strings.Join(c.Options().Addrs, ","), err)
+		return nil, failed("redis cluster at "+strings.Join(c.Options().Addrs, ","), "CLUSTER SHARDS (Redis 7 or later)", err)
 	}
 	if m.tags, err = masterTags(shards); err != nil {
 		return nil, err
@@ -90,7 +91,7 @@ func LoadMarkers(ctx context.Context, client redis.UniversalClient, prefix strin
 	err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
 		info, err := node.Info(ctx, "server").Result()
 		if err != nil {
-			return fmt.Errorf("redis cluster master %s did not answer: %w", node.Options().Addr, err)
+			return failed("redis cluster master "+node.Options().Addr, "INFO server", err)
 		}
 		mu.Lock()
 		m.runIDs = append(m.runIDs, runID(info))
@@ -104,13 +105,29 @@ func LoadMarkers(ctx context.Context, client redis.UniversalClient, prefix strin
 	return m, nil
 }
 
-// addr names the server of a client that is not a cluster's: a
-// *redis.Client, as redis.NewUniversalClient makes.
-func addr(c redis.UniversalClient) string {
-	if c, ok := c.(*redis.Client); ok {
-		return c.Options().Addr
+// server names the Redis of a client that is not a cluster's: a
+// *redis.Client, as redis.NewUniversalClient makes, of one Redis or of
+// the master Sentinels name (whose Options().Addr is go-redis's
+// "FailoverClient").
+func server(c redis.UniversalClient) string {
+	rc, ok := c.(*redis.Client)
+	switch {
+	case !ok:
+		return fmt.Sprintf("redis (%T)", c)
+	case rc.Options().Addr == "FailoverClient":
+		return "the redis master the sentinels name"
 	}
-	return fmt.Sprintf("%T", c)
+	return "redis at " + rc.Options().Addr
+}
+
+// failed says that a command to a Redis failed: that it did not answer,
+// when it timed out or could not be reached, else what it answered.
+func failed(server, command string, err error) error {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) {
+		return fmt.Errorf("%s did not answer %s: %w", server, command, err)
+	}
+	return fmt.Errorf("%s: %s: %w", server, command, err)
 }
 
 // runID returns the run_id field of INFO server's answer, empty if there is

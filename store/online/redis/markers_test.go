@@ -196,9 +196,9 @@ func TestClusterMarkers(t *testing.T) {
 	}
 }
 
-// TestMarkersRedisDown: a Redis that does not answer is named in the
-// error, which serve's readiness and 503s show.
-func TestMarkersRedisDown(t *testing.T) {
+// TestMarkersErrors: a Redis that does not answer, or answers with an
+// error, is named in the error, which serve's readiness and 503s show.
+func TestMarkersErrors(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +210,15 @@ func TestMarkersRedisDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = redis.LoadMarkers(ctx, rdb, "test")
-	if want := "redis at " + addr + " did not answer: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+	if want := "redis at " + addr + " did not answer INFO server: "; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("LoadMarkers = %v, want an error beginning %q", err, want)
+	}
+	// A managed Redis may disable INFO.
+	noInfo := ingesttest.StartRedisServer(t, "--rename-command", "INFO", "")
+	rdb = goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{noInfo.Addr}})
+	defer rdb.Close()
+	_, err = redis.LoadMarkers(context.Background(), rdb, "test")
+	if want := "redis at " + noInfo.Addr + ": INFO server: ERR unknown command 'info'"; err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("LoadMarkers = %v, want an error beginning %q", err, want)
 	}
 }
