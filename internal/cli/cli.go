@@ -96,36 +96,51 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) string) error {
 func explain(fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
 		g, ok := f.Value.(flag.Getter)
+		switch f.Value.(type) {
+		case explained, explainedBool:
+			return
+		}
 		if !ok {
 			return
 		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			f.Value = explainedBool{explained{g, "true or false"}}
+			return
+		}
 		switch g.Get().(type) {
-		case bool:
-			f.Value = explainedBool{explained{f.Value, "true or false"}}
 		case time.Duration:
-			f.Value = explained{f.Value, "a duration such as 250ms, 30s or 1h30m"}
+			f.Value = explained{g, "a duration such as 250ms, 30s or 1h30m"}
 		case int, int64:
-			f.Value = explained{f.Value, "an integer"}
+			f.Value = explained{g, "an integer"}
 		case uint, uint64:
-			f.Value = explained{f.Value, "an integer of 0 or more"}
+			f.Value = explained{g, "an integer of 0 or more"}
 		case float64:
-			f.Value = explained{f.Value, "a number"}
+			f.Value = explained{g, "a number"}
 		}
 	})
 }
 
 // explained is a flag's value whose parse error says what it wants.
 type explained struct {
-	flag.Value
+	flag.Getter
 	want string
 }
 
 func (e explained) Set(s string) error {
-	err := e.Value.Set(s)
+	err := e.Getter.Set(s)
 	if err != nil && err.Error() == "parse error" { // the flag package's, unexported
 		return fmt.Errorf("want %s", e.want)
 	}
 	return err
+}
+
+// String is the value's, "" for the zero explained, as the flag package
+// asks of a value.
+func (e explained) String() string {
+	if e.Getter == nil {
+		return ""
+	}
+	return e.Getter.String()
 }
 
 // explainedBool is an explained boolean, which --flag alone sets.

@@ -75,11 +75,22 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("%s=%s: %v, want %q", env, tc.value, err, want)
 		}
 	}
-	// --inclusive alone is still true.
+	// --inclusive alone is still true; the values are still Getters, and
+	// the flag package can print their defaults.
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
 	incl := fs.Bool("inclusive", false, "")
+	fs.Duration("interval", time.Second, "")
 	if err := cli.Parse(fs, []string{"--inclusive"}, func(string) string { return "" }); err != nil || !*incl {
 		t.Errorf("--inclusive: %v, %t; want true", err, *incl)
+	}
+	if g, ok := fs.Lookup("interval").Value.(flag.Getter); !ok || g.Get() != time.Second {
+		t.Errorf("--interval's value is not the Getter of 1s it was")
+	}
+	var defaults strings.Builder
+	fs.SetOutput(&defaults)
+	fs.PrintDefaults()
+	if strings.Contains(defaults.String(), "panic") || !strings.Contains(defaults.String(), "(default 1s)") {
+		t.Errorf("PrintDefaults:\n%s", defaults.String())
 	}
 }
 
