@@ -57,16 +57,22 @@ type SpineError struct {
 }
 
 func (e *SpineError) Error() string {
-	if e.Row > 0 && strings.EqualFold(filepath.Ext(e.File), ".csv") {
-		return fmt.Sprintf("spine %s: record %d: %v", e.File, e.Row, e.Err)
-	}
 	if e.Row > 0 {
-		return fmt.Sprintf("spine %s: row %d: %v", e.File, e.Row, e.Err)
+		return fmt.Sprintf("spine %s: %s: %v", e.File, rowName(e.File, e.Row), e.Err)
 	}
 	return fmt.Sprintf("spine %s: %v", e.File, e.Err)
 }
 
 func (e *SpineError) Unwrap() error { return e.Err }
+
+// rowName names row r of the spine file path as SpineError counts: a CSV's
+// "record r", a Parquet file's "row r".
+func rowName(path string, r int) string {
+	if strings.EqualFold(filepath.Ext(path), ".csv") {
+		return "record " + strconv.Itoa(r)
+	}
+	return "row " + strconv.Itoa(r)
+}
 
 // readSpine reads a CSV or Parquet spine (by extension). keys are the join
 // keys the features need, with their types; tsCol is the timestamp column.
@@ -310,8 +316,9 @@ func timestamp(v features.Value) (features.Value, error) {
 
 // decimal parses s if it is a decimal number with a fraction or an
 // exponent (1710032400000.0, 1.7100324e12): not NaN, Inf nor hexadecimal.
+// A fraction below float64's precision is lost, as in such a column.
 func decimal(s string) (float64, bool) {
-	if strings.Trim(s, "0123456789+-.eE") != "" {
+	if strings.ContainsFunc(s, func(r rune) bool { return !strings.ContainsRune("0123456789+-.eE", r) }) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(s, 64)

@@ -295,6 +295,11 @@ func TestSpineCSV(t *testing.T) {
 		"u2,2026-11-20t09:00:00.250z,10115,7,-3,2,False,1,1.5\n"+
 		"u3,1795165200250,,1,,,,false,7e3\n"+
 		"u4,1.79516520025e12,,1,,,,false,7e3\n") // epoch ms as a CSV column of numbers alone may write them
+	// u4's events at 1795165200249, 250 and 251 ms: one is before its row.
+	tx := func(ms string) string {
+		return `{"txn_id": "t", "user_id": "u4", "merchant_id": "m", "amount": 1, "country": "FR", "ts": "2026-11-20T09:00:00.` + ms + `Z"}`
+	}
+	ingesttest.WriteLog(t, off, defs.Source("transactions"), 1, tx("249"), tx("250"), tx("251"))
 	cols, rows := txnCounts(t, defs, off, spine)
 	want := []offline.Column{{Name: "user_id", Type: features.TypeString}, {Name: "ts", Type: features.TypeString},
 		{Name: "_partition", Type: features.TypeString}, {Name: "id", Type: features.TypeString}, {Name: "_offset", Type: features.TypeInt},
@@ -311,6 +316,9 @@ func TestSpineCSV(t *testing.T) {
 	}
 	if a, b, c := rows[0][6], rows[1][6], rows[2][6]; a != features.Bool(true) || b != features.Bool(false) || !c.IsNull() {
 		t.Errorf("fraud %v, %v, %v: want true, false and null", a, b, c)
+	}
+	if n := rows[3][9]; n != features.Int(1) {
+		t.Errorf("u4 at 1.79516520025e12 ms: txn_count_1h %v, want 1 (the event 1 ms before)", n)
 	}
 	if a, b, c := rows[0][8], rows[1][8], rows[2][8]; a.Str() != "12345678901234567" || b.Str() != "1.5" || c.Str() != "7e3" {
 		t.Errorf("big %v, %v, %v: want them as written", a, b, c)
