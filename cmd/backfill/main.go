@@ -35,7 +35,7 @@ import (
 const usage = `backfill builds training sets from the offline event log.
 
 Usage:
-  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet|FILE.csv [--inclusive] [--shard i/n [--log-marks FILE]]
+  backfill dataset --definitions PATH --spine FILE --timestamp-column COL (--feature-service S | --features REFS) --out FILE.parquet|FILE.csv [--inclusive] [--shard i/n] [--log-marks FILE]
   backfill merge --out FILE.parquet|FILE.csv SHARD.parquet...
   backfill replay --definitions PATH --view NAME@V [--from T] [--to T]
   backfill compact --definitions PATH [--target-size 128MiB] [--grace 0s]
@@ -91,7 +91,7 @@ func dataset(args []string) error {
 	mem := addMemoryFlags(fs)
 	metricsAddr := addMetricsAddr(fs)
 	shard := fs.String("shard", "", "build only shard i of n (i/n, from 0): the spine rows whose entity hashes to it, so each job computes the state of its entities only; backfill merge joins the shards")
-	logMarks := fs.String("log-marks", "", "a file shared by the jobs of one run, such as the shards of a dataset: the first to start records there where the event log ends, and each reads the log only up to it, so that all read the same events beside a running ingest; give each run its own file")
+	logMarks := fs.String("log-marks", "", "a file shared by the jobs of one run, such as the shards of a dataset, on a file system that makes hard links: the first to start records there where the event log ends, and each reads the log only up to it, so that all read the same events beside a running ingest; give each run its own file")
 	fs.Usage = cli.Usage(fs, "backfill dataset writes a point-in-time-correct training set.")
 	if err := cli.Parse(fs, args, os.Getenv); err != nil {
 		return err
@@ -106,12 +106,8 @@ func dataset(args []string) error {
 	}
 	var sh backfill.Shard
 	if *shard != "" {
-		i, n, ok := strings.Cut(*shard, "/")
-		var err1, err2 error
-		sh.Index, err1 = strconv.Atoi(i)
-		sh.Count, err2 = strconv.Atoi(n)
-		if !ok || err1 != nil || err2 != nil || sh.Count < 1 || sh.Index < 0 || sh.Index >= sh.Count {
-			return fmt.Errorf("--shard %q: want i/n with 0 <= i < n", *shard)
+		if sh, err = backfill.ParseShard(*shard); err != nil {
+			return fmt.Errorf("--shard %w", err)
 		}
 	}
 	ctx, stop := cli.SignalContext()

@@ -1191,12 +1191,17 @@ func (m *manifests) checkBackfill(t *testing.T) {
 			t.Errorf("dataset %v: SHARD_INDEX is not the job's completion index", d["name"])
 		}
 		// The shards of a run read the log to one set of marks, and the
-		// next run to its own.
-		if args["log-marks"] != d["out"].(string)+"/.log-marks-$(JOB_NAME).json" || !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
-			return e.Name == "JOB_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil &&
-				e.ValueFrom.FieldRef.FieldPath == "metadata.labels['batch.kubernetes.io/job-name']"
-		}) {
-			t.Errorf("dataset %v: --log-marks=%s, want a file in %v named after the Job (JOB_NAME from its label)", d["name"], args["log-marks"], d["out"])
+		// next run to its own, a Job made again under its name
+		// included.
+		fromLabel := func(name, label string) bool {
+			return slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+				return e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil &&
+					e.ValueFrom.FieldRef.FieldPath == "metadata.labels['"+label+"']"
+			})
+		}
+		if args["log-marks"] != d["out"].(string)+"/.log-marks-$(JOB_NAME)-$(JOB_UID).json" ||
+			!fromLabel("JOB_NAME", "batch.kubernetes.io/job-name") || !fromLabel("JOB_UID", "batch.kubernetes.io/controller-uid") {
+			t.Errorf("dataset %v: --log-marks=%s, want a file in %v named after the Job and its UID (from the pod's labels)", d["name"], args["log-marks"], d["out"])
 		}
 	}
 }

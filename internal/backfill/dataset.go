@@ -87,7 +87,21 @@ type DatasetConfig struct {
 // Shard is one slice of a spine: Index of Count, from 0.
 type Shard struct{ Index, Count int }
 
+// String is i/n, as --shard and MetaShard write it.
 func (s Shard) String() string { return strconv.Itoa(s.Index) + "/" + strconv.Itoa(s.Count) }
+
+// ParseShard parses i/n (String), 0 <= i < n.
+func ParseShard(s string) (Shard, error) {
+	i, n, ok := strings.Cut(s, "/")
+	var sh Shard
+	var err1, err2 error
+	sh.Index, err1 = strconv.Atoi(i)
+	sh.Count, err2 = strconv.Atoi(n)
+	if !ok || err1 != nil || err2 != nil || sh.Count < 1 || sh.Index < 0 || sh.Index >= sh.Count {
+		return Shard{}, fmt.Errorf("%q: want i/n with 0 <= i < n", s)
+	}
+	return sh, nil
+}
 
 // SpineRowColumn is the column a shard's dataset has beyond the spine's and
 // the features: each row's index in the spine, by which Merge restores the
@@ -147,6 +161,9 @@ func (c *DatasetConfig) validate() error {
 	}
 	if c.Shard.Count > 0 && ext == ".csv" {
 		errs = append(errs, fmt.Errorf("--out %q: a shard's dataset is Parquet, for merge to read", c.Out))
+	}
+	if c.LogMarks != "" && (sameFile(c.LogMarks, c.Out) || sameFile(c.LogMarks, c.Spine) || c.Offline != nil && c.Offline.Holds(c.LogMarks)) {
+		errs = append(errs, fmt.Errorf("--log-marks %q is --out, --spine or in the offline store: give a file of its own", c.LogMarks))
 	}
 	if c.MemoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("memory limit %d is negative", c.MemoryLimit))
@@ -338,10 +355,12 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
 	if cfg.LogMarks != "" && cfg.marks == nil {
-		if cfg.marks, err = runMarks(ctx, cfg, p, cfg.LogMarks); err != nil {
+		var taken time.Time
+		if cfg.marks, taken, err = runMarks(ctx, cfg, p, cfg.LogMarks, true); err != nil {
 			return Summary{}, fmt.Errorf("backfill dataset: --log-marks: %w", err)
 		}
-		cfg.Logger.Info("reading the event log up to the marks of the run", "log_marks", cfg.LogMarks)
+		cfg.Logger.Info("reading the event log up to the run's marks", "log_marks", cfg.LogMarks,
+			"taken", taken.Round(time.Second), "ago", time.Since(taken).Round(time.Second))
 	}
 	if cfg.partRows == 0 {
 		if n, partRows := cfg.parts(len(p.outputs)); n > 1 {
@@ -575,7 +594,7 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 	var marksPath string // the run's own marks, removed with its parts
 	if cfg.marks == nil {
 		marksPath = filepath.Join(dir, partPrefix(cfg.Out)+this+"marks.json")
-		if cfg.marks, err = runMarks(ctx, cfg, p, marksPath); err != nil {
+		if cfg.marks, _, err = runMarks(ctx, cfg, p, marksPath, false); err != nil {
 			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 		}
 	}
@@ -616,64 +635,80 @@ func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, b
 	return sum, nil
 }
 
-// runMarks returns the marks of the event log of each source p reads
-// (DatasetConfig.marks) that a run reads to: those already in path, written
-// by another job of the run or by an earlier, killed one, or else the log's
-// now, written there first. Jobs that start at once agree: the file is
-// linked into place only if none is there, and the one there wins.
-func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string) (map[string]map[int32]int64, error) {
-	if marks, err := readMarks(path, p); !errors.Is(err, fs.ErrNotExist) {
-		return marks, err
+// runMarks returns the marks of the event log (DatasetConfig.marks) that a
+// run reads to, and when they were taken: those already in path, written
+// by another job of the run or by an earlier, killed one, or else the
+// log's now, written there first. They are of every source of the
+// definitions, so that jobs reading other sources may share them. With
+// shared, jobs that start at once agree: the file is linked into place only
+// if none is there, and the one there wins.
+func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string, shared bool) (map[string]map[int32]int64, time.Time, error) {
+	if marks, taken, err := readMarks(path, p); !errors.Is(err, fs.ErrNotExist) {
+		return marks, taken, err
 	}
 	marks := map[string]map[int32]int64{}
-	for source := range p.sources {
-		m, err := replay.LogMarks(ctx, cfg.Offline, cfg.Definitions.Source(source))
+	for _, src := range cfg.Definitions.Sources {
+		m, err := replay.LogMarks(ctx, cfg.Offline, src)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
-		marks[source] = m
+		marks[src.Name] = m
 	}
 	b, err := json.Marshal(marks)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	name := filepath.Base(path)
+	if !strings.HasPrefix(name, ".") {
+		name = "." + name
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), name+".tmp-*")
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	defer os.Remove(f.Name())
 	_, err = f.Write(b)
 	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
-	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+	if !shared {
+		err = os.Rename(f.Name(), path)
+	} else if err = os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
 		return readMarks(path, p)
 	} else if err != nil {
-		return nil, fmt.Errorf("record the event log's marks: %w", err)
+		err = fmt.Errorf("%w: jobs starting at once agree on the marks by a hard link, which this file system may not make", err)
 	}
-	return marks, nil
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("record the event log's marks: %w", err)
+	}
+	return marks, time.Now(), nil
 }
 
 // readMarks reads the marks runMarks wrote to path, which must hold those
-// of every source p reads.
-func readMarks(path string, p *plan) (map[string]map[int32]int64, error) {
-	b, err := os.ReadFile(path)
+// of every source p reads, and the time they were written.
+func readMarks(path string, p *plan) (map[string]map[int32]int64, time.Time, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
 	}
 	var marks map[string]map[int32]int64
-	if err := json.Unmarshal(b, &marks); err != nil {
-		return nil, fmt.Errorf("the event log's marks in %s: %w", path, err)
+	if err := json.NewDecoder(f).Decode(&marks); err != nil {
+		return nil, time.Time{}, fmt.Errorf("the event log's marks in %s: %w", path, err)
 	}
 	for source := range p.sources {
 		if marks[source] == nil {
-			return nil, fmt.Errorf("%s has no marks of source %s: a run reading other sources wrote it; give each run a file of its own", path, source)
+			return nil, time.Time{}, fmt.Errorf("%s has no marks of source %s: runs of other definitions wrote it; give each run a file of its own", path, source)
 		}
 	}
-	return marks, nil
+	return marks, fi.ModTime(), nil
 }
 
 // partPrefix begins the names of the parts of the dataset out (inParts):

@@ -784,6 +784,39 @@ func TestShardsLogMarks(t *testing.T) {
 	if _, err := backfill.Merge(merged, []string{shard0, shard1}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
 		t.Errorf("shards read to different marks merged: %v", err)
 	}
+	// Shards started at once, while ingest writes, agree on the marks:
+	// their merge is the dataset of the log they marked.
+	racing := filepath.Join(dir, "racing", "log-marks.json")
+	var wg sync.WaitGroup
+	racers := make([]string, 4)
+	errs := make([]error, len(racers))
+	for i := range racers {
+		racers[i] = filepath.Join(dir, "racing", fmt.Sprintf("shard-%d.parquet", i))
+		wg.Go(func() {
+			_, errs[i] = backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: off, Spine: spine,
+				TimestampColumn: "label_time", Features: refs, Out: racers[i], Shard: backfill.Shard{Index: i, Count: len(racers)}, LogMarks: racing, TempDir: t.TempDir()})
+		})
+	}
+	writeEvents(t, rand.New(rand.NewPCG(17, 18)), defs, off, time.Date(2026, 11, 20, 23, 0, 0, 0, time.UTC), 300)
+	wg.Wait()
+	must(errors.Join(errs...))
+	must(build(whole, backfill.Shard{}, racing, 0))
+	if _, err := backfill.Merge(merged, racers); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := readAll(t, whole), readAll(t, merged); !bytes.Equal(a, b) {
+		t.Errorf("shards started at once merge to %d bytes, not the dataset of the log they marked (%d bytes)", len(b), len(a))
+	}
+	if left := partFiles(t, racing); len(left) != 2*len(racers) { // each shard and its profile
+		t.Errorf("beside the marks: %v, want the shards and their profiles alone", left)
+	}
+
+	// --log-marks may not be the dataset, nor the spine.
+	for _, marks := range []string{whole, spine} {
+		if err := build(whole, backfill.Shard{}, marks, 0); err == nil || !strings.Contains(err.Error(), "--log-marks") {
+			t.Errorf("--log-marks %s: %v, want it refused", marks, err)
+		}
+	}
 	// Marks of no source the run reads are refused, not read as none.
 	foreign := filepath.Join(dir, "foreign-marks.json")
 	must(os.WriteFile(foreign, []byte(`{"clicks":{"0":41}}`), 0o644))

@@ -212,9 +212,12 @@ func eachShardOnce(inputs, which []string) error {
 	given := map[int]string{}
 	count := 0
 	for i, w := range which {
-		var sh Shard
-		if _, err := fmt.Sscanf(w, "%d/%d", &sh.Index, &sh.Count); err != nil {
+		if w == "" {
 			return nil
+		}
+		sh, err := ParseShard(w)
+		if err != nil {
+			return fmt.Errorf("%s: %s %w", inputs[i], MetaShard, err)
 		}
 		if count == 0 {
 			count = sh.Count
@@ -471,8 +474,14 @@ func isDir(path string) bool {
 	return err == nil && st.IsDir()
 }
 
-// sameFile reports whether paths a and b are one existing file.
+// sameFile reports whether paths a and b name one file: the same path, or
+// an existing file by two names.
 func sameFile(a, b string) bool {
+	if absA, err := filepath.Abs(a); err == nil {
+		if absB, err := filepath.Abs(b); err == nil && absA == absB {
+			return true
+		}
+	}
 	sa, err := os.Stat(a)
 	if err != nil {
 		return false
