@@ -109,6 +109,9 @@ func dataset(args []string) error {
 		if sh, err = backfill.ParseShard(*shard); err != nil {
 			return fmt.Errorf("--shard %w", err)
 		}
+		if *logMarks == "" {
+			log.Warn("--shard without --log-marks: shards started at different times beside a running ingest read different event logs, and their merge matches none; give every shard of the run one --log-marks file")
+		}
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()

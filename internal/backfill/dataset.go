@@ -512,14 +512,20 @@ func logFiles(ctx context.Context, cfg *DatasetConfig, p *plan) (map[string][]of
 		files[src] = fs
 	}
 	if len(empty) == len(files) {
-		slices.Sort(empty)
-		return nil, fmt.Errorf("backfill dataset: no event log of source %s in offline store %s: is --offline (or --data-dir) the store ingest writes?",
-			strings.Join(empty, ", "), cfg.Offline)
+		return nil, fmt.Errorf("backfill dataset: %w", noEventLog(cfg.Offline, empty))
 	}
 	for _, src := range empty {
 		cfg.Logger.Warn("the event log is empty: its views' features are computed from no events", "log", "events/"+src)
 	}
 	return files, nil
+}
+
+// noEventLog refuses a store with no event log of the sources a dataset
+// reads, as the wrong store rather than one of no events.
+func noEventLog(off *offline.Dir, sources []string) error {
+	slices.Sort(sources)
+	return fmt.Errorf("no event log of source %s in offline store %s: is --offline (or --data-dir) the store ingest writes?",
+		strings.Join(sources, ", "), off)
 }
 
 // cellBytes is about what a spine row takes in memory per column, its own
@@ -654,6 +660,19 @@ func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string, shar
 		}
 		marks[src.Name] = m
 	}
+	// Marks of no event at all would have every later job of the run read
+	// none: the run is refused (logFiles) before they are recorded.
+	var empty []string
+	for source := range p.sources {
+		if len(marks[source]) > 0 {
+			empty = nil
+			break
+		}
+		empty = append(empty, source)
+	}
+	if len(empty) > 0 {
+		return nil, time.Time{}, noEventLog(cfg.Offline, empty)
+	}
 	b, err := json.Marshal(marks)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -667,12 +686,12 @@ func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string, shar
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), name+".tmp-*")
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, fmt.Errorf("record the event log's marks in %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
 	_, err = f.Write(b)
-	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
-		return nil, time.Time{}, err
+	if err = errors.Join(err, f.Chmod(0o644), f.Sync(), f.Close()); err != nil {
+		return nil, time.Time{}, fmt.Errorf("record the event log's marks in %s: %w", path, err)
 	}
 	if !shared {
 		err = os.Rename(f.Name(), path)
@@ -682,7 +701,7 @@ func runMarks(ctx context.Context, cfg DatasetConfig, p *plan, path string, shar
 		err = fmt.Errorf("%w: jobs starting at once agree on the marks by a hard link, which this file system may not make", err)
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("record the event log's marks: %w", err)
+		return nil, time.Time{}, fmt.Errorf("record the event log's marks in %s: %w", path, err)
 	}
 	return marks, time.Now(), nil
 }
@@ -698,6 +717,9 @@ func readMarks(path string, p *plan) (map[string]map[int32]int64, time.Time, err
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, time.Time{}, err
+	}
+	if fi.Size() == 0 {
+		return nil, time.Time{}, fmt.Errorf("%s is empty: give a file that is not there yet, which the first job of the run writes", path)
 	}
 	var marks map[string]map[int32]int64
 	if err := json.NewDecoder(f).Decode(&marks); err != nil {

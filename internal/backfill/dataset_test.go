@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -816,6 +817,23 @@ func TestShardsLogMarks(t *testing.T) {
 		if err := build(whole, backfill.Shard{}, marks, 0); err == nil || !strings.Contains(err.Error(), "--log-marks") {
 			t.Errorf("--log-marks %s: %v, want it refused", marks, err)
 		}
+	}
+	// A store with no event log (a mistyped --data-dir) is refused before
+	// its marks, of no event, are recorded for the run's later jobs.
+	emptyStore, err := offline.NewDir(t.TempDir())
+	must(err)
+	unmarked := filepath.Join(dir, "unmarked.json")
+	if _, err := backfill.Dataset(context.Background(), backfill.DatasetConfig{Definitions: defs, Offline: emptyStore, Spine: spine,
+		TimestampColumn: "label_time", Features: refs, Out: whole, LogMarks: unmarked, TempDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "no event log of source events") {
+		t.Errorf("a store without events: %v, want it refused", err)
+	}
+	if _, err := os.Stat(unmarked); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a store without events left marks: %v", err)
+	}
+	// A file made empty beforehand (mktemp) is not marks.
+	must(os.WriteFile(unmarked, nil, 0o644))
+	if err := build(whole, backfill.Shard{}, unmarked, 0); err == nil || !strings.Contains(err.Error(), "is empty: give a file that is not there yet") {
+		t.Errorf("an empty marks file: %v", err)
 	}
 	// Marks of no source the run reads are refused, not read as none.
 	foreign := filepath.Join(dir, "foreign-marks.json")
