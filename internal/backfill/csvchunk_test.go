@@ -174,7 +174,7 @@ func TestReadCSVChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = readCSV(badPath, keys, nil)
-	want := fmt.Sprintf("spine %s: record %d: record on line %d: wrong number of fields", badPath, bad+1, line)
+	want := fmt.Sprintf("spine %s: row %d (the header is row 1): record on line %d: wrong number of fields", badPath, bad+1, line)
 	var pe *csv.ParseError
 	if err == nil || err.Error() != want || !errors.As(err, &pe) {
 		t.Fatalf("got %v\nwant %s", err, want)

@@ -89,8 +89,8 @@ feature_services:
 	}
 	rows[7][2], rows[len(rows)-1][2] = features.String("12.5"), features.String("x")
 	err = onDemand(p, &spine{path: "spine.csv", cols: cols, table: tableOf(cols, rows)}, values)
-	const wantErr = `spine spine.csv: record 9: on-demand feature ratio cannot use column amount = "12.5": no such overload` +
-		`; column amount is text, as not all of its cells are numbers (record 11: "x")`
+	const wantErr = `spine spine.csv: row 9 (the header is row 1): on-demand feature ratio cannot use column amount = "12.5": no such overload` +
+		`; column amount is text, as not all of its cells are numbers (row 11: "x")`
 	if err == nil || err.Error() != wantErr {
 		t.Errorf("string amounts: %v, want %s", err, wantErr)
 	}

@@ -114,7 +114,7 @@ func (s *spine) whyText(blamed map[string]any) string {
 		for r, c := range s.table.strs[j] {
 			var g typeGuess
 			if g.see(c); c != "" && g.typ() == features.TypeString {
-				fmt.Fprintf(&b, " (%s: %q)", rowName(s.path, s.fileRow(r)), clip(c, 64))
+				fmt.Fprintf(&b, " (row %d: %q)", s.fileRow(r), clip(c, 64))
 				break
 			}
 		}

@@ -47,12 +47,11 @@ type spine struct {
 func (s *spine) len() int { return s.table.rows() }
 
 // SpineError is a problem with the spine file, naming the file and, where
-// there is one, the row: a CSV's record, counted from its header (record
-// 1), as a CSV's line unless a quoted field spans lines; a Parquet file's
-// row, counted from its first (row 1).
+// there is one, the row: a CSV's counted from its header (row 1), its line
+// unless a quoted field spans lines; a Parquet file's from its first.
 type SpineError struct {
 	File string
-	Row  int // a CSV's record, its header the first; a Parquet file's row
+	Row  int // a CSV's counted from its header; a Parquet file's from its first
 	Err  error
 }
 
@@ -65,11 +64,11 @@ func (e *SpineError) Error() string {
 
 func (e *SpineError) Unwrap() error { return e.Err }
 
-// rowName names row r of the spine file path as SpineError counts: a CSV's
-// "record r", a Parquet file's "row r".
+// rowName names row r of the spine file path as SpineError counts, saying
+// how a CSV's are: its header is row 1, a Parquet file's first row is.
 func rowName(path string, r int) string {
 	if strings.EqualFold(filepath.Ext(path), ".csv") {
-		return "record " + strconv.Itoa(r)
+		return "row " + strconv.Itoa(r) + " (the header is row 1)"
 	}
 	return "row " + strconv.Itoa(r)
 }
