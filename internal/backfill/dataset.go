@@ -383,7 +383,7 @@ func Dataset(ctx context.Context, cfg DatasetConfig) (Summary, error) {
 		return Summary{}, &SpineError{File: cfg.Spine, Err: fmt.Errorf("%d columns and %d features: a dataset holds at most %d columns", len(sp.cols), len(p.outputs), maxColumns)}
 	}
 	if sp.sharded {
-		if sp.run, err = runID(cfg, p); err != nil {
+		if sp.run, sp.runParts, err = runID(cfg, p); err != nil {
 			return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 		}
 		sp.shard = cfg.Shard
@@ -580,7 +580,7 @@ const maxParts = 256
 // an ingest beside it, would have a later part count what an earlier one
 // did not.
 func inParts(ctx context.Context, cfg DatasetConfig, p *plan, n, partRows int, began time.Time) (Summary, error) {
-	run, err := runID(cfg, p)
+	run, _, err := runID(cfg, p)
 	if err != nil {
 		return Summary{}, fmt.Errorf("backfill dataset: %w", err)
 	}
@@ -1267,31 +1267,39 @@ func (b *builder) computeEntity(c *computer, w *entityWork, strs []string) error
 // to 1973.
 const secondsLike = 1e11
 
-// runID identifies the run a shard is of (MetaRun): the spine's bytes, what
-// computes each feature, the flags that change values, and the log's marks
-// read to (LogMarks).
-func runID(cfg DatasetConfig, p *plan) (string, error) {
+// runID identifies the run a shard is of (MetaRun) by the hashes of its
+// parts (MetaRunParts), which say how two runs differ: the spine's bytes,
+// what computes each feature, the flags that change values, how this
+// build computes, and the log's marks read to (LogMarks).
+func runID(cfg DatasetConfig, p *plan) (id, parts string, err error) {
 	f, err := os.Open(cfg.Spine)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
-	d := xxhash.New()
-	if _, err := io.Copy(d, f); err != nil {
-		return "", fmt.Errorf("read %s: %w", cfg.Spine, err)
+	spine := xxhash.New()
+	if _, err := io.Copy(spine, f); err != nil {
+		return "", "", fmt.Errorf("read %s: %w", cfg.Spine, err)
 	}
-	// no-events: what an entity without events has; shards of older
-	// builds, which gave nulls, are of another run. parts: a part reads
-	// the log to its run's marks.
-	fmt.Fprintf(d, "\x00%s\x00inclusive=%t\x00timestamp-column=%s\x00no-events=empty-window\x00parts=to-marks", strings.Join(p.computedBy, "\x00"), cfg.Inclusive, cfg.TimestampColumn)
+	hash := func(s string) string { return strconv.FormatUint(xxhash.Sum64String(s), 16) }
+	ps := []string{
+		"spine=" + strconv.FormatUint(spine.Sum64(), 16),
+		"definitions=" + hash(strings.Join(p.computedBy, "\x00")),
+		"flags=" + hash(fmt.Sprintf("inclusive=%t\x00timestamp-column=%s", cfg.Inclusive, cfg.TimestampColumn)),
+		// no-events: what an entity without events has; shards of older
+		// builds, which gave nulls, are of another run. parts: a part
+		// reads the log to its run's marks.
+		"build=" + hash("no-events=empty-window\x00parts=to-marks"),
+	}
 	if cfg.LogMarks != "" {
 		// Shards read to other marks read other logs. (A run's own marks,
 		// of its parts, are not of its identity: they are taken after it.)
 		b, err := json.Marshal(cfg.marks) // maps marshal in key order
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
-		fmt.Fprintf(d, "\x00log-marks=%s", b)
+		ps = append(ps, "log-marks="+hash(string(b)))
 	}
-	return strconv.FormatUint(d.Sum64(), 16), nil
+	parts = strings.Join(ps, " ")
+	return hash(parts), parts, nil
 }

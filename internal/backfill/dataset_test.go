@@ -437,7 +437,7 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 	// same name and rows, is of another run.
 	inclusive := filepath.Join(dir, "part-1-inclusive.parquet")
 	build(inclusive, backfill.Shard{Index: 1, Count: 3}, true)
-	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], inclusive, parts[2]}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
+	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], inclusive, parts[2]}); err == nil || !strings.Contains(err.Error(), "shards of different runs, which differ in --inclusive or --timestamp-column") {
 		t.Errorf("merging a shard built --inclusive with two built without: %v, want an error", err)
 	}
 	// As is one built after a view's TTL changed, which the view's
@@ -447,7 +447,7 @@ func testShards(t *testing.T, defs *features.Definitions, off *offline.Dir, dir,
 	otherTTL := filepath.Join(dir, "part-1-ttl.parquet")
 	build(otherTTL, backfill.Shard{Index: 1, Count: 3})
 	defs.Views[0].TTL = ttl
-	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], otherTTL, parts[2]}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
+	if _, err := backfill.Merge(filepath.Join(dir, "mixed.parquet"), []string{parts[0], otherTTL, parts[2]}); err == nil || !strings.HasSuffix(err.Error(), "shards of different runs, which differ in the features' definitions") {
 		t.Errorf("merging a shard built with another TTL with two built before: %v, want an error", err)
 	}
 	merged = filepath.Join(dir, "merged.parquet")
@@ -782,7 +782,7 @@ func TestShardsLogMarks(t *testing.T) {
 
 	// A shard read to another run's marks is of another run.
 	must(build(shard1, backfill.Shard{Index: 1, Count: 2}, filepath.Join(dir, "other-marks.json"), 0))
-	if _, err := backfill.Merge(merged, []string{shard0, shard1}); err == nil || !strings.Contains(err.Error(), "shards of different runs") {
+	if _, err := backfill.Merge(merged, []string{shard0, shard1}); err == nil || !strings.HasSuffix(err.Error(), "shards of different runs, which differ in the event log's marks (--log-marks)") {
 		t.Errorf("shards read to different marks merged: %v", err)
 	}
 	// Shards started at once, while ingest writes, agree on the marks:

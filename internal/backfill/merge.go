@@ -82,7 +82,7 @@ func merge(out string, inputs []string, shard *Shard) (n int, err error) {
 		} else if m[MetaFeatures] != meta[MetaFeatures] || m[MetaSpine] != meta[MetaSpine] {
 			return 0, fmt.Errorf("merge: %s comes from another spine or has other features than %s", in, inputs[0])
 		} else if m[MetaRun] != meta[MetaRun] {
-			return 0, fmt.Errorf("merge: %s and %s are shards of different runs: the spine's content, the features' definitions, --inclusive, --timestamp-column or the event log's marks (--log-marks) differ", inputs[0], in)
+			return 0, fmt.Errorf("merge: %s and %s are shards of different runs, which differ in %s", inputs[0], in, runsDiffer(meta[MetaRunParts], m[MetaRunParts]))
 		}
 		if err := types.add(in, r); err != nil {
 			return 0, fmt.Errorf("merge: %w", err)
@@ -239,6 +239,42 @@ func eachShardOnce(inputs, which []string) error {
 		return fmt.Errorf("shard %s missing: give every shard once", strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// runParts names, in the words of a message, the parts of MetaRunParts.
+var runParts = []struct{ key, says string }{
+	{"spine", "the spine's content"},
+	{"definitions", "the features' definitions"},
+	{"flags", "--inclusive or --timestamp-column"},
+	{"build", "the Quiver version that built them"},
+	{"log-marks", "the event log's marks (--log-marks)"},
+}
+
+// runsDiffer names the parts of two shards' runs (MetaRunParts) that
+// differ; of shards of older builds, which do not record them, what may.
+func runsDiffer(a, b string) string {
+	parse := func(s string) map[string]string {
+		m := map[string]string{}
+		for f := range strings.FieldsSeq(s) {
+			k, v, _ := strings.Cut(f, "=")
+			m[k] = v
+		}
+		return m
+	}
+	pa, pb := parse(a), parse(b)
+	var differ []string
+	for _, p := range runParts {
+		if pa[p.key] != pb[p.key] {
+			differ = append(differ, p.says)
+		}
+	}
+	if a == "" || b == "" || len(differ) == 0 {
+		return "the spine's content, the features' definitions, --inclusive, --timestamp-column, the event log's marks (--log-marks) or the Quiver version that built them"
+	}
+	if len(differ) == 1 {
+		return differ[0]
+	}
+	return strings.Join(differ[:len(differ)-1], ", ") + " and " + differ[len(differ)-1]
 }
 
 // shardProfile profiles the columns idx of the shards, rows rows in all,

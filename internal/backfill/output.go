@@ -152,6 +152,10 @@ const (
 	// --timestamp-column and the event log's marks (--log-marks). Merge
 	// takes the shards of one run only.
 	MetaRun = "quiver.run"
+	// MetaRunParts is, in a shard's dataset, the hashes MetaRun is made
+	// of, space-separated name=hash: spine, definitions, flags, build and,
+	// with --log-marks, log-marks. Merge names those that differ.
+	MetaRunParts = "quiver.run_parts"
 	// MetaShard is, in a shard's dataset, which it is: i/n (--shard), by
 	// which Merge names a shard missing or given twice.
 	MetaShard = "quiver.shard"
@@ -191,6 +195,7 @@ func writeDataset(ctx context.Context, path string, sp *spine, p *plan, values *
 		meta := map[string]string{MetaSpine: filepath.Base(sp.path), MetaFeatures: strings.Join(names, ",")}
 		if sp.sharded {
 			meta[MetaRun] = sp.run
+			meta[MetaRunParts] = sp.runParts
 			meta[MetaShard] = sp.shard.String()
 			meta[MetaSpineRows] = strconv.Itoa(sp.spineRows)
 			if len(dynamic) > 0 {

@@ -36,10 +36,11 @@ type spine struct {
 	// so that the events of that millisecond precede it (te < t).
 	past []bool
 	// sharded: the rows are one shard's, of spineRows in the whole spine,
-	// built by the run run names (MetaRun).
+	// built by the run run names (MetaRun), of runParts (MetaRunParts).
 	sharded   bool
 	spineRows int
 	run       string
+	runParts  string
 	shard     Shard // which, when sharded (MetaShard)
 }
 
