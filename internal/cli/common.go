@@ -47,7 +47,7 @@ func AddCommon(fs *flag.FlagSet) *Common {
 	c := &Common{}
 	fs.StringVar(&c.Definitions, "definitions", "", "feature definitions: a YAML file or a directory of them (required)")
 	fs.StringVar(&c.Brokers, "brokers", "127.0.0.1:9092", "Kafka brokers, host:port,...")
-	fs.StringVar(&c.TopicPrefix, "topic-prefix", "quiver", "prefix of internal topics and Redis keys")
+	fs.StringVar(&c.TopicPrefix, "topic-prefix", "quiver", "prefix of internal topics and Redis keys, one per deployment: deployments that share it read each other's repartitioned events")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for local state")
 	fs.StringVar(&c.Offline, "offline", "", "offline store URL: file:///path (file://path: relative to the working directory), or s3://bucket/prefix with AWS_* credentials, region and endpoint from the environment; it holds the registry of definitions (default file://<data-dir>/offline)")
 	fs.StringVar(&c.Online, "online", "pebble", "online store: pebble (each serve replica keeps a copy from the changelogs) or redis (shared)")

@@ -190,6 +190,9 @@ type Ingester struct {
 	positions  *positions                   // committed and end offsets, for the lag
 	lagWarn    rate.Sometimes               // a failed listing's warning, at most every 10 s
 	expireWarn rate.Sometimes               // a failed expiry's warning, at most every 10 s
+	// Repartitioned records skipped: of a source no view here reads, or
+	// without the origin headers stage one writes, or that do not decode.
+	foreign, noOrigin, undecodable refusal
 }
 
 // Consuming reports whether the ingester has joined its group and prepared
@@ -225,26 +228,28 @@ type viewRoute struct {
 	log         *offline.FeatureLog
 }
 
-// A refusal counts the valid events a view could not apply for one reason,
-// and warns of them: at most every 10 s, since a null that fails a filter
-// or a join key a producer leaves out may be in every event.
+// A refusal counts the records not applied for one reason, and warns of
+// them with msg: at most every 10 s, since a null that fails a filter, a
+// join key a producer leaves out or another deployment's records may be
+// in every one.
 type refusal struct {
+	msg      string
 	count    prometheus.Counter
 	warn     rate.Sometimes
 	unlogged atomic.Int64 // refused since the last warning
 }
 
-func newRefusal(c *prometheus.CounterVec, view, reason string) refusal {
-	return refusal{count: c.WithLabelValues(view, reason), warn: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
+func newRefusal(msg string, count prometheus.Counter) refusal {
+	return refusal{msg: msg, count: count, warn: rate.Sometimes{First: 1, Interval: 10 * time.Second}}
 }
 
-// add counts an event, and warns with args (what the event was) and the
-// events refused since the last warning.
+// add counts a record, and warns with args (what the record was) and the
+// records refused since the last warning.
 func (r *refusal) add(log *slog.Logger, args ...any) {
 	r.count.Inc()
 	r.unlogged.Add(1)
 	r.warn.Do(func() {
-		log.Warn("event not applied", append(args, "refused_since_last_warning", r.unlogged.Swap(0))...)
+		log.Warn(r.msg, append(args, "refused_since_last_warning", r.unlogged.Swap(0))...)
 	})
 }
 
@@ -271,6 +276,10 @@ func New(ctx context.Context, cfg Config) (*Ingester, error) {
 		lagWarn:    rate.Sometimes{First: 1, Interval: 10 * time.Second},
 		expireWarn: rate.Sometimes{First: 1, Interval: 10 * time.Second},
 	}
+	skipped := in.metrics.skipped
+	in.foreign = newRefusal("skipping repartitioned records of a source these definitions do not read: does another deployment share --topic-prefix?", skipped.WithLabelValues(skipForeign))
+	in.noOrigin = newRefusal("skipping a repartitioned record without valid origin headers", skipped.WithLabelValues(skipNoOrigin))
+	in.undecodable = newRefusal("skipping a repartitioned record that does not decode", skipped.WithLabelValues(skipUndecodable))
 	in.positions = &positions{parts: map[string]map[int32]*position{}, m: in.metrics}
 	if err := in.route(); err != nil {
 		return nil, err
@@ -393,8 +402,8 @@ func (in *Ingester) route() error {
 			engine:      eng,
 			source:      src,
 			applied:     in.metrics.applied.WithLabelValues(v.Ref()),
-			noKey:       newRefusal(in.metrics.refused, v.Ref(), ReasonMissingKey),
-			failed:      newRefusal(in.metrics.refused, v.Ref(), refusedApply),
+			noKey:       newRefusal("event not applied", in.metrics.refused.WithLabelValues(v.Ref(), ReasonMissingKey)),
+			failed:      newRefusal("event not applied", in.metrics.refused.WithLabelValues(v.Ref(), refusedApply)),
 			stateWrites: in.metrics.stateWrites.WithLabelValues(v.Ref()),
 			expired:     in.metrics.expired.WithLabelValues(v.Ref()),
 			changelog:   online.ChangelogTopic(in.cfg.TopicPrefix, online.TableOf(v)),
@@ -1023,15 +1032,20 @@ func (in *Ingester) aggregate(b *batch, er *entityRoute, p kgo.FetchTopicPartiti
 	stream := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
 	var ev features.Event
 	for _, r := range p.Records {
-		views := er.views[string(headerBytes(r, hSource))] // a map index by string(bytes) does not allocate
+		source := headerBytes(r, hSource)
+		views := er.views[string(source)] // a map index by string(bytes) does not allocate
 		srcPart, ok1 := parseInt(headerBytes(r, hPartition))
 		srcOff, ok2 := parseInt(headerBytes(r, hOffset))
-		if len(views) == 0 || !ok1 || !ok2 || srcPart > math.MaxInt32 {
-			in.log.Warn("skipping a repartitioned record without valid origin headers", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		if !ok1 || !ok2 || srcPart > math.MaxInt32 || len(source) == 0 {
+			in.noOrigin.add(in.log, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			continue
+		}
+		if len(views) == 0 {
+			in.foreign.add(in.log, "source", string(source), "source_topic", string(headerBytes(r, hTopic)), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 			continue
 		}
 		if err := views[0].source.DecodeEvent(r.Value, &ev); err != nil {
-			in.log.Warn("skipping a repartitioned record that does not decode", "topic", r.Topic, "offset", r.Offset, "err", err)
+			in.undecodable.add(in.log, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 			continue
 		}
 		ev.Partition, ev.Offset = int32(srcPart), srcOff

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,25 +152,7 @@ func TestRefusedWarnings(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
 	stop()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused, applied := map[string]float64{}, map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetValue())
-			}
-			switch mf.GetName() {
-			case "quiver_ingest_events_refused_total":
-				refused[strings.Join(labels, " ")] = m.GetCounter().GetValue()
-			case "quiver_ingest_events_applied_total":
-				applied[strings.Join(labels, " ")] = m.GetCounter().GetValue()
-			}
-		}
-	}
+	refused, applied := counters(t, reg, "quiver_ingest_events_refused_total"), counters(t, reg, "quiver_ingest_events_applied_total")
 	want := map[string]float64{
 		"apply_error user_txn@1": 300, "apply_error merchant_txn@1": 300,
 		"missing_entity_key user_txn@1": 0, "missing_entity_key merchant_txn@1": 100,
@@ -186,6 +169,97 @@ func TestRefusedWarnings(t *testing.T) {
 	if !strings.Contains(logs.String(), "view=merchant_txn@1 reason=missing_entity_key topic=transactions") {
 		t.Errorf("no warning names the view and reason of a null join key:\n%s", logs.String())
 	}
+}
+
+// TestSkippedRepartitioned: repartitioned records that no view here can
+// apply (another deployment's, sharing the topic prefix; without origin
+// headers; not decoding) are counted by reason and warned about once per
+// reason, not once per record, and the good records around them are
+// applied.
+func TestSkippedRepartitioned(t *testing.T) {
+	brokers := cluster(t)
+	var logs bytes.Buffer
+	reg := prometheus.NewRegistry()
+	stop := runIngest(t, ingest.Config{Definitions: loadDefs(t), Brokers: brokers, DataDir: t.TempDir(), Registerer: reg, MaxBatch: 50,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	txn := func(i int) ingesttest.Txn {
+		at := ingesttest.Start.Add(time.Duration(i) * time.Second).Format(time.RFC3339)
+		return ingesttest.Txn{Key: "u1", Value: fmt.Sprintf(`{"txn_id":"t%d","user_id":"u1","merchant_id":"m1","amount":5.0,"ts":%q}`, i, at)}
+	}
+	var good []ingesttest.Txn
+	for i := range 100 {
+		good = append(good, txn(i))
+	}
+	ingesttest.Produce(t, brokers, "transactions", good[:50])
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute) // the repartition topics exist
+
+	var recs []*kgo.Record
+	header := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	for i := range 300 {
+		r := &kgo.Record{Topic: "quiver.repartition.user", Key: []byte("u1"), Value: []byte(txn(1000 + i).Value)}
+		switch {
+		case i < 150: // another deployment's source
+			r.Headers = []kgo.RecordHeader{header("quiver-source", "payments"), header("quiver-topic", "payments"),
+				header("quiver-partition", "0"), header("quiver-offset", strconv.Itoa(i))}
+		case i < 250: // no origin
+		default:
+			r.Value = []byte(`{"amount": "five"}`)
+			r.Headers = []kgo.RecordHeader{header("quiver-source", "transactions"), header("quiver-topic", "transactions"),
+				header("quiver-partition", "0"), header("quiver-offset", strconv.Itoa(1000+i))}
+		}
+		recs = append(recs, r)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ingesttest.Produce(t, brokers, "transactions", good[50:])
+	ingesttest.WaitCaughtUp(t, brokers, "quiver-ingest", time.Minute)
+	stop()
+
+	want := map[string]float64{"unknown_source": 150, "no_origin": 100, "undecodable": 50}
+	if skipped := counters(t, reg, "quiver_ingest_repartition_skipped_total"); !maps.Equal(skipped, want) {
+		t.Errorf("quiver_ingest_repartition_skipped_total %v, want %v", skipped, want)
+	}
+	if n := counters(t, reg, "quiver_ingest_events_applied_total")["user_txn@1"]; n != 100 {
+		t.Errorf("user_txn@1 applied %v events, want the 100 good ones", n)
+	}
+	for _, msg := range []string{"does another deployment share --topic-prefix?", "without valid origin headers", "does not decode"} {
+		if n := strings.Count(logs.String(), msg); n != 1 {
+			t.Errorf("%d warnings %q, want one:\n%s", n, msg, logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), "source=payments source_topic=payments") {
+		t.Errorf("the warning of another deployment's records does not name their source:\n%s", logs.String())
+	}
+}
+
+// counters returns the values of the counter name in reg, by their labels'
+// values joined with spaces.
+func counters(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			values[strings.Join(labels, " ")] = m.GetCounter().GetValue()
+		}
+	}
+	return values
 }
 
 // TestFutureEvents: an event far ahead of its record's timestamp moves its

@@ -18,7 +18,15 @@ type metrics struct {
 	partitions  *prometheus.GaugeVec   // by topic
 	batch       prometheus.Histogram   // seconds to make a batch durable
 	redisSeeds  *prometheus.CounterVec // by view and reason
+	skipped     *prometheus.CounterVec // repartitioned records, by reason
 }
+
+// Why a repartitioned record was skipped (quiver_ingest_repartition_skipped_total).
+const (
+	skipForeign     = "unknown_source"
+	skipNoOrigin    = "no_origin"
+	skipUndecodable = "undecodable"
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -56,6 +64,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		redisSeeds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "quiver_ingest_redis_seeds_total", Help: "Changelog partitions whose every state was written to Redis because Redis lacked them, by view version and reason: assigned (unseeded when assigned: ingest moved to Redis, or Redis lost data while no instance owned the partition) or lost (Redis lost data while this instance owned it: FLUSHALL, a restart, a failover).",
 		}, []string{"view", "reason"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "quiver_ingest_repartition_skipped_total", Help: "Repartitioned records no view applied, by reason: unknown_source, of a source these definitions do not read (another deployment sharing --topic-prefix, or a source taken out of the definitions); no_origin, without the origin headers ingest writes; undecodable, a value that does not decode.",
+		}, []string{"reason"}),
 	}
 	// At zero from the start, so that increase() sees the first.
 	for _, r := range []string{features.ReasonInvalidJSON, features.ReasonSchema, features.ReasonMissingEventTime, features.ReasonLate,
@@ -65,8 +76,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, s := range []string{"source", "repartition"} {
 		m.consumed.WithLabelValues(s)
 	}
+	for _, r := range []string{skipForeign, skipNoOrigin, skipUndecodable} {
+		m.skipped.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.expired, m.lag, m.offset, m.partitions, m.batch, m.redisSeeds)
+		reg.MustRegister(m.consumed, m.applied, m.refused, m.dlq, m.stateWrites, m.expired, m.lag, m.offset, m.partitions, m.batch, m.redisSeeds, m.skipped)
 	}
 	return m
 }
