@@ -384,7 +384,8 @@ func TestArrowKeepsDecimalsAndUUIDs(t *testing.T) {
 }
 
 // TestUint64AboveIntRange checks that a UINT64 value no int can hold
-// refuses the file, rather than reading as a negative number.
+// refuses the file, rather than reading as a negative number, naming its
+// row (in the second of two row groups).
 func TestUint64AboveIntRange(t *testing.T) {
 	schema := arrow.NewSchema([]arrow.Field{{Name: "count", Type: arrow.PrimitiveTypes.Uint64, Nullable: true}}, nil)
 	b := array.NewRecordBuilder(memory.DefaultAllocator, schema)
@@ -393,7 +394,7 @@ func TestUint64AboveIntRange(t *testing.T) {
 	rec := b.NewRecordBatch()
 	defer rec.Release()
 	var buf bytes.Buffer
-	if err := pqarrow.WriteTable(array.NewTableFromRecords(schema, []arrow.RecordBatch{rec}), &buf, 1024, nil, pqarrow.NewArrowWriterProperties()); err != nil {
+	if err := pqarrow.WriteTable(array.NewTableFromRecords(schema, []arrow.RecordBatch{rec}), &buf, 1, nil, pqarrow.NewArrowWriterProperties()); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "spine.parquet")
@@ -401,8 +402,8 @@ func TestUint64AboveIntRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, rows, _, err := offline.ReadFile(path)
-	if err == nil || !strings.Contains(err.Error(), "column count") || !strings.Contains(err.Error(), "9223372036854775808, is above") {
-		t.Fatalf("ReadFile: %v, rows %v; want an error naming the column and the value", err, rows)
+	if err == nil || !strings.Contains(err.Error(), "column count: row 2: an unsigned value, 9223372036854775808, is above") {
+		t.Fatalf("ReadFile: %v, rows %v; want an error naming the column, the row and the value", err, rows)
 	}
 }
 

@@ -106,41 +106,47 @@ func decimalValue(u *big.Int, scale int32, typ features.Type) features.Value {
 var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
 
-// check refuses values of c from row first on that the column's type says
-// cannot be: an unsigned int above the int range, a decimal of more digits
-// than its precision.
-func (l *leaf) check(c *ColumnValues, first int) error {
+// check refuses values of c from first on, the rows of a group after
+// before others, that the column's type says cannot be: an unsigned int
+// above the int range, a decimal of more digits than its precision. Its
+// error names the row, counted from 1.
+func (l *leaf) check(c *ColumnValues, first int, before int64) error {
+	row := func(i int) int64 { return before + int64(i) + 1 }
 	switch {
 	case l.conv == fromUint64:
-		for _, b := range c.Bits[first:] {
+		for i, b := range c.Bits[first:] {
 			if int64(b) < 0 { // a null's bits are 0
-				return fmt.Errorf("an unsigned value, %d, is above %d, the largest int", b, math.MaxInt64)
+				return fmt.Errorf("row %d: an unsigned value, %d, is above %d, the largest int", row(i), b, math.MaxInt64)
 			}
 		}
 	case l.conv != fromDecimal:
 	case l.typ == features.TypeString:
-		for _, i := range c.Index[first:] {
-			if i < 0 {
+		for i, x := range c.Index[first:] {
+			if x < 0 {
 				continue // null
 			}
-			if text := c.Strings[i].Str(); unscaledDigits(text) > int(l.precision) {
-				return fmt.Errorf("%s has more digits than the column's precision, %d", text, l.precision)
+			if text := c.Strings[x].Str(); unscaledDigits(text) > int(l.precision) {
+				return fmt.Errorf("row %d: %s has more digits than the column's precision, %d", row(i), text, l.precision)
 			}
 		}
 	case l.typ == features.TypeInt:
 		limit := int64(math.Pow10(int(l.precision))) // exact: at most 10^18
-		for _, b := range c.Bits[first:] {
-			if x := int64(b); x >= limit || x <= -limit { // a null's bits are 0
-				return fmt.Errorf("%d has more digits than the column's precision, %d", x, l.precision)
+		for i, b := range c.Bits[first:] {
+			x := int64(b)
+			if x == math.MaxInt64 || x == -math.MaxInt64 { // decimalValue's clamp of a larger value
+				return fmt.Errorf("row %d: a value of 19 digits or more has more digits than the column's precision, %d", row(i), l.precision)
+			}
+			if x >= limit || x <= -limit { // a null's bits are 0
+				return fmt.Errorf("row %d: %d has more digits than the column's precision, %d", row(i), x, l.precision)
 			}
 		}
 	default:
 		// A float's decimal has at most 15 digits: below 10^(precision −
 		// scale) if within the precision, and so is its float.
 		limit := math.Pow10(int(l.precision - l.scale))
-		for _, b := range c.Bits[first:] {
+		for i, b := range c.Bits[first:] {
 			if x := math.Float64frombits(b); math.Abs(x) >= limit { // a null's bits are 0
-				return fmt.Errorf("%v has more digits than the column's precision, %d", x, l.precision)
+				return fmt.Errorf("row %d: %v has more digits than the column's precision, %d", row(i), x, l.precision)
 			}
 		}
 	}

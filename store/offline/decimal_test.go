@@ -25,10 +25,10 @@ func TestDecimalBeyondPrecision(t *testing.T) {
 		err              string
 		want             features.Value
 	}{
-		{"int", 18, 0, "99999999999999999999999", "more digits than the column's precision, 18", features.Null},
-		{"negative int", 18, 0, "-99999999999999999999999", "more digits than the column's precision, 18", features.Null},
-		{"float", 5, 2, "1234567", "more digits than the column's precision, 5", features.Null},
-		{"text", 20, 2, "12345678901234567890123", "more digits than the column's precision, 20", features.Null},
+		{"int", 18, 0, "99999999999999999999999", "row 1: a value of 19 digits or more has more digits than the column's precision, 18", features.Null},
+		{"negative int", 18, 0, "-99999999999999999999999", "row 1: a value of 19 digits or more has more digits than the column's precision, 18", features.Null},
+		{"float", 5, 2, "1234567", "row 1: 12345.67 has more digits than the column's precision, 5", features.Null},
+		{"text", 20, 2, "12345678901234567890123", "row 1: 123456789012345678901.23 has more digits than the column's precision, 20", features.Null},
 		{"within", 20, 2, "-12345678901234567890", "", features.String("-123456789012345678.90")},
 		{"nulls", 20, 2, "", "", features.Null},
 	} {

@@ -548,13 +548,17 @@ func (pf *parquetFile) readGroup(g int, data []ColumnValues) (err error) {
 			err = fmt.Errorf("not a valid Parquet file: %v", p)
 		}
 	}()
+	var before int64 // the rows of the groups before g
+	for _, rg := range pf.f.RowGroups()[:g] {
+		before += rg.NumRows()
+	}
 	rg := pf.f.RowGroups()[g]
 	for _, cc := range rg.ColumnChunks() {
 		c := cc.Column()
 		if c < 0 || c >= len(pf.at) || pf.at[c] < 0 {
 			continue
 		}
-		if err := readColumn(cc, &data[pf.at[c]], int(rg.NumRows()), &pf.leaves[c], &pf.sc); err != nil {
+		if err := readColumn(cc, &data[pf.at[c]], int(rg.NumRows()), before, &pf.leaves[c], &pf.sc); err != nil {
 			return fmt.Errorf("column %s: %w", pf.cols[pf.at[c]].Name, err)
 		}
 	}
@@ -663,7 +667,7 @@ type readScratch struct {
 
 // readColumn appends a row group's rows of one column to c: rows values,
 // converted as leaf says.
-func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, leaf *leaf, sc *readScratch) error {
+func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, before int64, leaf *leaf, sc *readScratch) error {
 	if leaf.typ == features.TypeNull { // its type says what every value is
 		for range rows {
 			c.addNull()
@@ -711,7 +715,7 @@ func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, leaf *leaf, s
 	if c.Len()-first != rows {
 		return fmt.Errorf("%d values for the row group's %d rows", c.Len()-first, rows)
 	}
-	return leaf.check(c, first)
+	return leaf.check(c, first, before)
 }
 
 // readIndexed appends the rows of a page of indexes into a dictionary of n
