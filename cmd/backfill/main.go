@@ -351,7 +351,6 @@ func parseBytes(s string) (int64, error) {
 	return int64(n), nil
 }
 
-// addMetricsAddr defines --metrics-addr on a subcommand's flags.
 // memoryFlags are --memory-limit and --temp-dir, of dataset and replay.
 type memoryFlags struct{ memoryLimit, tempDir *string }
 
@@ -366,10 +365,17 @@ func addMemoryFlags(fs *flag.FlagSet) memoryFlags {
 // needs to hold a bucket's events and a part's spine at once.
 const smallMemory = 16 << 20
 
+// limit checks both flags, so that a mistyped --temp-dir fails before the
+// log is read, and returns the memory limit.
 func (m memoryFlags) limit(log *slog.Logger) (int64, error) {
 	n, err := parseBytes(*m.memoryLimit)
 	if err != nil {
 		return 0, fmt.Errorf("--memory-limit: %w", err)
+	}
+	if fi, err := os.Stat(*m.tempDir); err != nil {
+		return 0, fmt.Errorf("--temp-dir: %w", err)
+	} else if !fi.IsDir() {
+		return 0, fmt.Errorf("--temp-dir %s is not a directory", *m.tempDir)
 	}
 	if n < smallMemory {
 		log.Warn("--memory-limit is below 16MiB: events spill to disk in many small buckets, and a dataset's spine is built in many parts, each reading the whole event log", "memory_limit", *m.memoryLimit)
@@ -377,6 +383,7 @@ func (m memoryFlags) limit(log *slog.Logger) (int64, error) {
 	return n, nil
 }
 
+// addMetricsAddr defines --metrics-addr on a subcommand's flags.
 func addMetricsAddr(fs *flag.FlagSet) *string {
 	return fs.String("metrics-addr", "", "serve Prometheus metrics at /metrics (each step's progress, the Go runtime's and the process's) and /healthz on this address while the job runs, for a scrape of a long job; empty: none")
 }

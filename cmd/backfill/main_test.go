@@ -64,6 +64,26 @@ func TestStrayArgument(t *testing.T) {
 	}
 }
 
+// TestMissingTempDir: a --temp-dir that is not there, or is not a
+// directory, is refused before anything is read, naming the flag.
+func TestMissingTempDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{filepath.Join(t.TempDir(), "missing"): "--temp-dir: stat ", file: "--temp-dir " + file + " is not a directory"} {
+		for _, args := range [][]string{
+			{"dataset", "--spine", "spine.csv", "--timestamp-column", "ts", "--feature-service", "fraud_v1", "--out", "x.parquet"},
+			{"replay", "--view", "user_txn@1"},
+		} {
+			err := run(append(args, "--definitions", "../../examples/fraud/definitions.yaml", "--data-dir", t.TempDir(), "--temp-dir", dir))
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s --temp-dir %s: %v, want %q", args[0], dir, err, want)
+			}
+		}
+	}
+}
+
 // TestOneShardMerges runs a dataset as the Helm chart does with one shard,
 // into a directory not made yet, and merges it.
 func TestOneShardMerges(t *testing.T) {
