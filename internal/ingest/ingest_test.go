@@ -1,17 +1,24 @@
 package ingest_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -127,6 +134,46 @@ func TestIngestConsuming(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDataDirInUse: an instance on a data directory another process is
+// using is refused, saying so. The test runs itself again as that process.
+func TestDataDirInUse(t *testing.T) {
+	if dir := os.Getenv("QUIVER_TEST_HOLD_STATE_STORE"); dir != "" {
+		db, err := pebble.Open(dir, &pebble.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("holding")
+		io.Copy(io.Discard, os.Stdin) // until the parent closes it
+		db.Close()
+		return
+	}
+	dataDir := t.TempDir()
+	holder := exec.Command(os.Args[0], "-test.run=^TestDataDirInUse$")
+	holder.Env = append(os.Environ(), "QUIVER_TEST_HOLD_STATE_STORE="+filepath.Join(dataDir, "ingest"))
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		holder.Wait()
+	}()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); line != "holding\n" {
+		t.Fatalf("the process holding the store said %q, %v", line, err)
+	}
+	_, err = ingest.New(context.Background(), ingest.Config{Definitions: loadDefs(t), Brokers: cluster(t), DataDir: dataDir})
+	if err == nil || !strings.Contains(err.Error(), "in use by another process (each ingest instance needs a --data-dir of its own)") {
+		t.Fatalf("an instance on a data directory in use: %v, want an error saying so", err)
 	}
 }
 

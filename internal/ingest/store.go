@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -24,6 +25,9 @@ func openStore(dir string, cacheBytes int64, log *slog.Logger) (*store, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
 	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, FormatMajorVersion: pebble.FormatNewest, Logger: onlinepebble.Logger(log)})
+	if errors.Is(err, syscall.EAGAIN) { // the directory's lock, held by another process
+		return nil, fmt.Errorf("open state store %s: in use by another process (each ingest instance needs a --data-dir of its own): %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
