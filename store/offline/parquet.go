@@ -666,7 +666,8 @@ type readScratch struct {
 }
 
 // readColumn appends a row group's rows of one column to c: rows values,
-// converted as leaf says.
+// converted as leaf says. before, the file's rows ahead of the group, is
+// for an error to name a row of the file.
 func readColumn(cc parquet.ColumnChunk, c *ColumnValues, rows int, before int64, leaf *leaf, sc *readScratch) error {
 	if leaf.typ == features.TypeNull { // its type says what every value is
 		for range rows {
